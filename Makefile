@@ -1,0 +1,41 @@
+# The two commands (see README):
+#   make demo   set up .venv, import the demo city, serve it on http://127.0.0.1:5000
+#   make test   set up .venv and the services the tests use, run the whole suite
+SHELL := /bin/bash
+VENV  := .venv
+PY    := $(VENV)/bin/python
+export OUP_DATA_DIR ?= $(CURDIR)/data
+
+.PHONY: demo test venv services clean
+
+# Python >= 3.12: python3 if it is new enough, else python3.13/3.12 on PATH, else pyenv's.
+$(PY):
+	@set -e; \
+	for c in python3 python3.13 python3.12 $$(ls -d $$HOME/.pyenv/versions/3.1[2-9]*/bin/python 2>/dev/null | sort -r); do \
+	  if command -v $$c >/dev/null 2>&1 && $$c -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then \
+	    echo "using $$($$c --version) ($$(command -v $$c))"; $$c -m venv $(VENV); exit 0; fi; \
+	done; \
+	echo "error: OUP needs Python >= 3.12 and none was found (tried python3, python3.13, python3.12, ~/.pyenv/versions/3.1x)." >&2; \
+	echo "Install one (e.g. 'apt-get install python3.12' or 'pyenv install 3.12') and run make again." >&2; \
+	exit 1
+
+venv: $(PY)
+	@$(PY) -m pip install -q --upgrade pip
+	@$(PY) -m pip install -q -e '.[test]'
+
+demo: venv
+	$(VENV)/bin/oup catalog check
+	$(VENV)/bin/oup import
+	$(VENV)/bin/oup serve --host 127.0.0.1 --port 5000
+
+# Debian packages the integration tests drive (real clients, real services).
+services:
+	@if ! command -v ogrinfo >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gdal-bin >/dev/null; \
+	  else echo "error: the tests need GDAL's ogrinfo/ogr2ogr: sudo apt-get install gdal-bin" >&2; exit 1; fi; fi
+
+test: venv services
+	$(PY) -m pytest -q -p no:cacheprovider
+
+clean:
+	rm -rf $(VENV) data

@@ -1,0 +1,1 @@
+"""MQTT -> store ingest of sensor observations. Not built yet."""

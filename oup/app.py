@@ -1,0 +1,198 @@
+"""The OUP web application: pygeoapi, configured from the catalogue, with the parts
+a production service needs around it (problem documents, strict parameters,
+CORS, security and version headers, /health, /metrics, /openapi.json).
+
+``create_app()`` is a factory (gunicorn: ``oup.app:create_app()``). pygeoapi reads
+its configuration once, at import, from the files ``write_config`` generates.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+from http import HTTPStatus
+
+from .catalog import load_catalog
+from .metrics import Metrics
+from .params import check_item, check_items, parse_filter
+from .pygeoapi_config import write_config
+from .settings import Settings, get_settings
+from .store import InvalidQuery, StoreError, open_store
+
+LOG = logging.getLogger(__name__)
+API_VERSION = "1.0.0"
+PROBLEM_JSON = "application/problem+json"
+OPENAPI_JSON = "application/vnd.oai.openapi+json;version=3.0"
+# What really works here (pygeoapi's defaults claim e.g. Part 4 transactions).
+CONFORMANCE = [
+    "http://www.opengis.net/spec/ogcapi-common-1/1.0/conf/core",
+    "http://www.opengis.net/spec/ogcapi-common-1/1.0/conf/landing-page",
+    "http://www.opengis.net/spec/ogcapi-common-1/1.0/conf/json",
+    "http://www.opengis.net/spec/ogcapi-common-1/1.0/conf/html",
+    "http://www.opengis.net/spec/ogcapi-common-1/1.0/conf/oas30",
+    "http://www.opengis.net/spec/ogcapi-common-2/1.0/conf/collections",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/html",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
+    "http://www.opengis.net/spec/ogcapi-features-2/1.0/conf/crs",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/queryables",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/queryables-query-parameters",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/filter",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/features-filter",
+    "http://www.opengis.net/spec/ogcapi-features-5/1.0/conf/schemas",
+    "http://www.opengis.net/spec/ogcapi-features-5/1.0/conf/core-roles-features",
+    "http://www.opengis.net/spec/cql2/1.0/conf/cql2-text",
+    "http://www.opengis.net/spec/cql2/1.0/conf/cql2-json",
+    "http://www.opengis.net/spec/cql2/1.0/conf/basic-cql2",
+    "http://www.opengis.net/spec/cql2/1.0/conf/advanced-comparison-operators",
+    "http://www.opengis.net/spec/cql2/1.0/conf/basic-spatial-functions",
+    "http://www.opengis.net/spec/cql2/1.0/conf/basic-spatial-functions-plus",
+    "http://www.opengis.net/spec/cql2/1.0/conf/spatial-functions",
+    "http://www.opengis.net/spec/ogcapi-records-1/1.0/conf/core",
+    "http://www.opengis.net/spec/ogcapi-records-1/1.0/conf/json",
+]
+_ITEMS = re.compile(r"^/collections/([^/]+)/items/?$")
+_ITEM = re.compile(r"^/collections/([^/]+)/items/([^/]+)$")
+
+
+def problem(status: int, detail: str, instance: str, code: str | None = None,
+            parameter: str | None = None) -> tuple[str, int, dict]:
+    phrase = HTTPStatus(status).phrase
+    body = {"type": f"https://oup.example.org/problems/{(code or phrase).replace(' ', '')}",
+            "title": phrase, "status": status, "detail": detail, "instance": instance}
+    if code:
+        body["code"] = code
+    if parameter:
+        body["parameter"] = parameter
+    return json.dumps(body), status, {"Content-Type": PROBLEM_JSON}
+
+
+def _adjust_pygeoapi() -> None:
+    """Two narrow corrections to pygeoapi's items handler, both after ``params`` checked
+    the request: a GET ``filter`` may be CQL2 JSON too (pygeoapi parses text only), and
+    a well-formed ``datetime`` outside the collection's extent matches nothing (200,
+    empty) instead of pygeoapi's 400."""
+    import pygeoapi.api.itemtypes as itemtypes
+
+    itemtypes.parse_cql2_text = lambda text: parse_filter(text, None)
+    itemtypes.validate_datetime = lambda extents, datetime_=None: datetime_
+
+
+def create_app(settings: Settings | None = None):
+    settings = settings or get_settings()
+    logging.basicConfig(level=settings.log_level)
+    from .geodesy import install_grids
+
+    install_grids(settings.data_dir)
+    catalog = load_catalog(settings.catalog_dir)
+    store = open_store(settings.store_url)
+    cfg_path, oas_path = write_config(catalog, store, settings)
+    os.environ["PYGEOAPI_CONFIG"] = str(cfg_path)
+    os.environ["PYGEOAPI_OPENAPI"] = str(oas_path)
+    _adjust_pygeoapi()
+    from flask import Response, g, request
+    from pygeoapi.flask_app import APP, BLUEPRINT
+
+    if "pygeoapi" not in APP.blueprints:
+        APP.register_blueprint(BLUEPRINT)
+    app = APP
+    metrics = Metrics()
+    openapi_doc = oas_path.read_text()
+    fields_cache: dict[str, set[str]] = {}
+
+    def fields_of(cid: str) -> set[str] | None:
+        if cid not in fields_cache:
+            try:
+                fields_cache[cid] = {f.name for f in store.fields(cid)}
+            except StoreError:
+                return None
+        return fields_cache[cid]
+
+    @app.before_request
+    def _check():
+        g.started = time.perf_counter()
+        if request.method == "OPTIONS":
+            return "", 204
+        path = request.path
+        try:
+            if m := _ITEMS.match(path):
+                fields = fields_of(m.group(1))
+                if fields is not None:
+                    check_items(request.args, fields, settings.max_page_limit)
+            elif m := _ITEM.match(path):
+                check_item(request.args)
+        except InvalidQuery as exc:
+            return problem(400, str(exc), request.full_path.rstrip("?"), "InvalidParameterValue",
+                           exc.parameter)
+        return None
+
+    @app.after_request
+    def _headers(resp: Response):
+        resp = _as_problem(resp)
+        if request.path == "/conformance" and resp.status_code == 200 and \
+                resp.get_data()[:1] == b"{":
+            resp.set_data(json.dumps({"conformsTo": CONFORMANCE}))
+        h = resp.headers
+        h["API-Version"] = API_VERSION
+        h["Access-Control-Allow-Origin"] = "*"
+        h["Access-Control-Allow-Methods"] = "GET, HEAD, OPTIONS"
+        h["Access-Control-Allow-Headers"] = "Accept, Content-Type, Authorization"
+        h["Access-Control-Expose-Headers"] = "Content-Crs, API-Version, ETag"
+        h["X-Content-Type-Options"] = "nosniff"
+        h["X-Frame-Options"] = "DENY"
+        metrics.observe(request.url_rule.rule if request.url_rule else "(unmatched)",
+                        resp.status_code, time.perf_counter() - g.get("started", time.perf_counter()))
+        return resp
+
+    def _as_problem(resp: Response) -> Response:
+        if resp.status_code < 400 or resp.mimetype == PROBLEM_JSON:
+            return resp
+        if request.args.get("f") == "html" or (resp.mimetype or "").startswith("text/html"):
+            return resp  # a person in a browser gets pygeoapi's HTML error page
+        detail = HTTPStatus(resp.status_code).description
+        code = None
+        if not resp.is_streamed and resp.get_data()[:1] == b"{":
+            try:
+                body = json.loads(resp.get_data())
+                detail = body.get("description") or body.get("detail") or detail
+                code = body.get("code")
+            except (ValueError, AttributeError):
+                pass
+        body, status, headers = problem(resp.status_code, detail, request.full_path.rstrip("?"),
+                                        code)
+        new = Response(body, status=status, headers=headers)
+        for key in ("Content-Crs", "Content-Language"):
+            if key in resp.headers:
+                new.headers[key] = resp.headers[key]
+        return new
+
+    @app.errorhandler(404)
+    @app.errorhandler(405)
+    def _http_error(err):
+        return problem(err.code, err.description, request.path)
+
+    @app.errorhandler(Exception)
+    def _server_error(err):
+        if hasattr(err, "code") and isinstance(err.code, int) and 400 <= err.code < 600:
+            return problem(err.code, getattr(err, "description", str(err)), request.path)
+        LOG.exception("unhandled error on %s", request.full_path)
+        return problem(500, "internal error; it has been logged", request.path)
+
+    @app.get("/health")
+    def health():
+        state = store.health()
+        return state, 200 if state["status"] == "ok" else 503
+
+    @app.get("/metrics")
+    def metrics_endpoint():
+        return Response(metrics.render(), mimetype="text/plain; version=0.0.4")
+
+    @app.get("/openapi.json")
+    @app.get("/api")
+    def openapi_json():
+        return Response(openapi_doc, content_type=OPENAPI_JSON)
+
+    return app

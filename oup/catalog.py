@@ -1,0 +1,168 @@
+"""The catalogue: one folder per collection under ``collections/``, declared in YAML.
+
+Everything else (pygeoapi resources, OpenAPI, import jobs, the Records catalogue)
+is derived from what is loaded here, so a mistake is reported once, at start-up,
+naming the file and the field.
+"""
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import Enum
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+COLLECTION_FILE = "collection.yml"
+SOURCE_FORMATS = ("cityjson", "cityjsonseq", "geojson", "gpkg", "csv")
+_ID = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+
+
+class CatalogError(ValueError):
+    """A collection is declared wrong. Says which file and which field."""
+
+    def __init__(self, file: Path | str, field: str, message: str):
+        self.file, self.field, self.message = str(file), field, message
+        super().__init__(f"{file}: {field}: {message}")
+
+
+class Classification(str, Enum):
+    public = "public"
+    internal = "internal"
+    restricted = "restricted"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class License(_Strict):
+    name: str
+    url: str | None = None
+
+
+class Contact(_Strict):
+    name: str
+    email: str | None = None
+    url: str | None = None
+
+
+class Source(_Strict):
+    """One input file of a collection, relative to the collection folder."""
+
+    path: str
+    format: Literal[SOURCE_FORMATS] | None = None  # type: ignore[valid-type]
+    crs: str | None = Field(None, description="CRS of the file when it does not say (e.g. EPSG:7415)")
+    lod: str | None = Field(None, description="CityJSON level of detail to read; default the highest")
+    x_field: str | None = Field(None, description="CSV: column with x / longitude")
+    y_field: str | None = Field(None, description="CSV: column with y / latitude")
+    attributes: dict[str, Any] = Field(
+        default_factory=dict, description="attributes the source states once for all features")
+
+    @model_validator(mode="after")
+    def _infer_format(self) -> "Source":
+        if self.format is None:
+            name = self.path.lower()
+            for suffix, fmt in ((".city.jsonl", "cityjsonseq"), (".city.json", "cityjson"),
+                                (".geojson", "geojson"), (".json", "geojson"),
+                                (".gpkg", "gpkg"), (".csv", "csv")):
+                if name.endswith(suffix):
+                    self.format = fmt
+                    break
+            else:
+                raise ValueError(f"cannot tell the format of {self.path!r}; "
+                                 f"give format: one of {', '.join(SOURCE_FORMATS)}")
+        if self.format == "csv" and not (self.x_field and self.y_field):
+            raise ValueError("a CSV source needs x_field and y_field")
+        return self
+
+
+class Extent(_Strict):
+    bbox: list[float] | None = Field(None, description="CRS84 [minx, miny, maxx, maxy]")
+    interval: list[datetime | None] | None = None
+
+    @field_validator("bbox")
+    @classmethod
+    def _bbox(cls, v):
+        if v is not None and (len(v) != 4 or v[0] > v[2] or v[1] > v[3]):
+            raise ValueError("bbox must be [minx, miny, maxx, maxy] with min <= max")
+        return v
+
+
+class Collection(_Strict):
+    id: str
+    title: str
+    description: str
+    keywords: list[str] = Field(default_factory=list)
+    license: License
+    owner: Contact
+    classification: Classification = Classification.public
+    synthetic: bool = Field(False, description="true when the values are made up (say so)")
+    sources: list[Source] = Field(min_length=1)
+    time_field: str | None = None
+    title_field: str | None = None
+    queryables: list[str] | None = Field(None, description="default: every attribute")
+    extent: Extent = Field(default_factory=Extent, description="derived from the data when empty")
+
+    folder: Path = Field(Path("."), exclude=True)
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, v):
+        if not _ID.match(v):
+            raise ValueError("must be lower case letters, digits, '_' or '-', starting with a letter")
+        return v
+
+    def source_path(self, source: Source) -> Path:
+        return (self.folder / source.path).resolve()
+
+
+class Catalog:
+    """The loaded catalogue: collections by id, in a stable order."""
+
+    def __init__(self, collections: list[Collection], root: Path):
+        self.root = root
+        self.collections = {c.id: c for c in collections}
+
+    def __iter__(self):
+        return iter(self.collections.values())
+
+    def __len__(self):
+        return len(self.collections)
+
+    def __getitem__(self, cid: str) -> Collection:
+        return self.collections[cid]
+
+
+def load_collection(file: Path) -> Collection:
+    try:
+        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise CatalogError(file, "(yaml)", f"not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise CatalogError(file, "(document)", "must be a mapping of fields")
+    raw.setdefault("id", file.parent.name)
+    try:
+        coll = Collection.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "(document)"
+        raise CatalogError(file, field, err["msg"]) from None
+    if coll.id != file.parent.name:
+        raise CatalogError(file, "id", f"must equal the folder name {file.parent.name!r}")
+    coll.folder = file.parent.resolve()
+    for i, src in enumerate(coll.sources):
+        if not coll.source_path(src).exists():
+            raise CatalogError(file, f"sources.{i}.path", f"file not found: {src.path}")
+    return coll
+
+
+def load_catalog(root: Path) -> Catalog:
+    """Load and validate every ``<root>/<id>/collection.yml``."""
+    root = Path(root)
+    if not root.is_dir():
+        raise CatalogError(root, "(folder)", "catalogue folder does not exist")
+    files = sorted(root.glob(f"*/{COLLECTION_FILE}"))
+    return Catalog([load_collection(f) for f in files], root)

@@ -1,0 +1,318 @@
+"""``oup import``: catalogue sources -> store.
+
+Readers turn each source format into ``Feature`` records (geometry in the source
+CRS and, exactly transformed, in CRS84); ``import_collection`` infers the field
+types and writes them in one atomic replace. What is skipped is counted with its
+reason and reported, never silently dropped.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import shapely
+from shapely.geometry import shape
+from tqdm import tqdm
+
+from .catalog import Collection, Source
+from .store import Feature, FeatureStore, Field
+
+LOG = logging.getLogger(__name__)
+
+
+class ImportError_(ValueError):
+    """A source cannot be read at all (wrong format, no CRS, unreadable)."""
+
+
+@dataclass
+class ImportReport:
+    collection: str
+    count: int = 0
+    skipped: Counter = field(default_factory=Counter)
+
+    def __str__(self) -> str:
+        text = f"{self.collection}: {self.count} features"
+        if self.skipped:
+            text += "; skipped " + ", ".join(f"{n} ({why})" for why, n in self.skipped.items())
+        return text
+
+
+# -- CRS -----------------------------------------------------------------------
+
+def horizontal_srid(crs: str | int) -> int:
+    """EPSG code of the 2D part of a CRS (EPSG:7415 RD New + NAP -> 28992)."""
+    import pyproj
+
+    c = pyproj.CRS.from_user_input(crs)
+    if c.is_compound:
+        c = c.sub_crs_list[0]
+    code = c.to_epsg()
+    if code is None:
+        raise ImportError_(f"CRS {crs!r} has no EPSG code")
+    return code
+
+
+def crs_from_cityjson(meta: dict | None, fallback: str | None, path: Path) -> str:
+    ref = (meta or {}).get("referenceSystem")
+    if ref:
+        # e.g. https://www.opengis.net/def/crs/EPSG/0/7415
+        return "EPSG:" + ref.rstrip("/").split("/")[-1]
+    if fallback:
+        return fallback
+    raise ImportError_(f"{path.name} declares no referenceSystem: give crs in the source "
+                       "(e.g. crs: EPSG:7415)")
+
+
+def to_crs84(geoms: list, srid: int) -> list:
+    if srid == 4326:
+        return geoms
+    from .geodesy import transformer
+
+    t = transformer(f"EPSG:{srid}", "OGC:CRS84")
+    arr = shapely.transform(np.array(geoms, dtype=object),
+                            lambda c: np.column_stack(t.transform(c[:, 0], c[:, 1])))
+    return list(arr)
+
+
+# -- readers: each yields (geometry in source srid, properties) ----------------
+
+def _cityjson_objects(doc: dict, source: Source, skipped: Counter, vertices=None):
+    """Footprints of the top-level CityObjects of one CityJSON (or CityJSONFeature) doc."""
+    verts = np.asarray(vertices if vertices is not None else doc["vertices"], dtype=float)
+    tr = doc.get("transform")
+    if tr:
+        verts = verts * np.array(tr["scale"]) + np.array(tr["translate"])
+    objs = doc["CityObjects"]
+    for oid, obj in objs.items():
+        if obj.get("parents"):
+            continue  # BuildingParts and the like belong to their parent's feature
+        members = [obj] + [objs[c] for c in obj.get("children", []) if c in objs]
+        geoms = [g for m in members for g in m.get("geometry", [])]
+        if not geoms:
+            skipped["no geometry"] += 1
+            continue
+        lods = sorted({str(g.get("lod")) for g in geoms})
+        lod = source.lod or lods[-1]
+        chosen = [g for g in geoms if str(g.get("lod")) == lod]
+        if not chosen:
+            skipped[f"no LoD {lod}"] += 1
+            continue
+        rings2d, zs = [], []
+        for g in chosen:
+            for surface in _surfaces(g):
+                pts = verts[surface[0]]
+                zs.append(pts[:, 2])
+                poly = shapely.Polygon(pts[:, :2], [verts[h][:, :2] for h in surface[1:]])
+                if poly.is_valid and poly.area > 1e-6:
+                    rings2d.append(poly)
+                elif poly.area > 1e-6:
+                    rings2d.append(shapely.make_valid(poly))
+        if not rings2d:
+            skipped["degenerate footprint (only vertical or empty surfaces)"] += 1
+            continue
+        footprint = shapely.union_all(rings2d)
+        footprint = shapely.set_precision(footprint, 0.001)  # mm, as the source
+        if footprint.is_empty:
+            skipped["degenerate footprint"] += 1
+            continue
+        z = np.concatenate(zs)
+        props = dict(obj.get("attributes") or {})
+        props = {k: v for k, v in props.items() if not isinstance(v, (dict, list))}
+        props.update(cityobject_id=oid, cityobject_type=obj["type"], lod=lod,
+                     ground_level=round(float(z.min()), 3), roof_level=round(float(z.max()), 3),
+                     height=round(float(z.max() - z.min()), 3))
+        yield footprint, props
+
+
+def _surfaces(geom: dict):
+    """Every surface (list of rings of vertex indices) of a CityJSON geometry."""
+    b, t = geom.get("boundaries", []), geom.get("type")
+    if t in ("MultiSurface", "CompositeSurface"):
+        yield from b
+    elif t == "Solid":
+        for shell in b:
+            yield from shell
+    elif t in ("MultiSolid", "CompositeSolid"):
+        for solid in b:
+            for shell in solid:
+                yield from shell
+    # GeometryInstance, points and lines give no footprint
+
+
+def read_cityjson(path: Path, source: Source, skipped: Counter):
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ImportError_(f"{path.name} is not valid JSON: {exc}") from None
+    if doc.get("type") != "CityJSON" or str(doc.get("version")) not in ("1.1", "2.0"):
+        raise ImportError_(f"{path.name}: expected CityJSON 1.1 or 2.0, "
+                           f"found {doc.get('type')} {doc.get('version')}")
+    srid = horizontal_srid(crs_from_cityjson(doc.get("metadata"), source.crs, path))
+    return srid, _cityjson_objects(doc, source, skipped)
+
+
+def read_cityjsonseq(path: Path, source: Source, skipped: Counter):
+    fh = path.open(encoding="utf-8")
+    header = json.loads(fh.readline())
+    if header.get("type") != "CityJSON":
+        raise ImportError_(f"{path.name}: the first line must be a CityJSON header")
+    srid = horizontal_srid(crs_from_cityjson(header.get("metadata"), source.crs, path))
+
+    def gen():
+        with fh:
+            for n, line in enumerate(fh, start=2):
+                if not line.strip():
+                    continue
+                try:
+                    feat = json.loads(line)
+                except json.JSONDecodeError:
+                    skipped[f"line {n}: not valid JSON"] += 1
+                    continue
+                feat["transform"] = header.get("transform")
+                yield from _cityjson_objects(feat, source, skipped)
+    return srid, gen()
+
+
+def read_geojson(path: Path, source: Source, skipped: Counter):
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    srid = horizontal_srid(source.crs) if source.crs else 4326
+
+    def gen():
+        for f in doc.get("features", []):
+            if not f.get("geometry"):
+                skipped["no geometry"] += 1
+                continue
+            yield shape(f["geometry"]), dict(f.get("properties") or {})
+    return srid, gen()
+
+
+def read_csv(path: Path, source: Source, skipped: Counter):
+    srid = horizontal_srid(source.crs) if source.crs else 4326
+
+    def gen():
+        with path.open(encoding="utf-8", newline="") as fh:
+            for row in csv.DictReader(fh):
+                try:
+                    x, y = float(row.pop(source.x_field)), float(row.pop(source.y_field))
+                except (TypeError, ValueError):
+                    skipped["no coordinates"] += 1
+                    continue
+                yield shapely.Point(x, y), {k: _csv_value(v) for k, v in row.items()}
+    return srid, gen()
+
+
+def _csv_value(v: str):
+    if v == "":
+        return None
+    for cast in (int, float):
+        try:
+            return cast(v)
+        except ValueError:
+            pass
+    return v
+
+
+def read_gpkg(path: Path, source: Source, skipped: Counter):
+    import pyogrio
+
+    df = pyogrio.read_dataframe(path)
+    srid = df.crs.to_epsg() if df.crs else horizontal_srid(source.crs)
+
+    def gen():
+        for rec, geom in zip(df.drop(columns="geometry").to_dict("records"), df.geometry):
+            if geom is None or geom.is_empty:
+                skipped["no geometry"] += 1
+                continue
+            yield geom, {k: (None if v != v else v) for k, v in rec.items()}  # NaN -> None
+    return srid, gen()
+
+
+READERS = {"cityjson": read_cityjson, "cityjsonseq": read_cityjsonseq,
+           "geojson": read_geojson, "csv": read_csv, "gpkg": read_gpkg}
+
+
+# -- the import ------------------------------------------------------------------
+
+def _field_type(values: list) -> str | None:
+    kinds = {type(v) for v in values if v is not None}
+    if not kinds:
+        return None
+    if kinds <= {bool}:
+        return "boolean"
+    if kinds <= {int}:
+        return "integer"
+    if kinds <= {int, float}:
+        return "number"
+    return "string"
+
+
+def _parse_time(value):
+    if value is None or isinstance(value, datetime):
+        return value
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day)
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise ImportError_(f"time value {value!r} is not ISO 8601") from None
+
+
+def import_collection(coll: Collection, store: FeatureStore, progress: bool = True) -> ImportReport:
+    report = ImportReport(coll.id)
+    rows, srids = [], set()
+    for source in coll.sources:
+        path = coll.source_path(source)
+        srid, items = READERS[source.format](path, source, report.skipped)
+        srids.add(srid)
+        for geom, props in tqdm(items, desc=f"{coll.id}: {path.name}", unit=" features",
+                                disable=not progress, leave=False):
+            props = {**source.attributes, **props}
+            rows.append((geom, props))
+    if len(srids) > 1:
+        raise ImportError_(f"{coll.id}: sources are in different CRSs {sorted(srids)}")
+    srid = srids.pop()
+    names = list(dict.fromkeys(k for _, p in rows for k in p))
+    fields = []
+    for name in names:
+        if name == coll.time_field:
+            fields.append(Field(name, "date-time"))
+            for _, p in rows:
+                p[name] = _parse_time(p.get(name))
+            continue
+        kind = _field_type([p.get(name) for _, p in rows])
+        if kind is None:
+            report.skipped[f"attribute {name} (always empty)"] += 1
+            continue
+        if kind == "string":
+            for _, p in rows:
+                if p.get(name) is not None:
+                    p[name] = str(p[name])
+        fields.append(Field(name, kind))
+    if coll.time_field and coll.time_field not in names:
+        raise ImportError_(f"{coll.id}: time_field {coll.time_field!r} is in no source")
+    geometry_type = _geometry_type([g for g, _ in rows])
+    if geometry_type == "MULTIPOLYGON":  # one declared type means one stored type
+        rows = [(shapely.MultiPolygon([g]) if g.geom_type == "Polygon" else g, p)
+                for g, p in rows]
+    crs84 = to_crs84([g for g, _ in rows], srid)
+    features = (Feature(g, g84, p) for (g, p), g84 in zip(rows, crs84))
+    report.count = store.write_collection(coll.id, srid, fields, features, coll.time_field,
+                                          geometry_type=geometry_type,
+                                          description=coll.description)
+    return report
+
+
+def _geometry_type(geoms) -> str:
+    kinds = {g.geom_type for g in geoms}
+    if len(kinds) == 1:
+        return kinds.pop().upper()
+    if kinds <= {"Polygon", "MultiPolygon"}:
+        return "MULTIPOLYGON"
+    return "GEOMETRY"

@@ -1,0 +1,122 @@
+"""The OUP feature provider for pygeoapi: a thin adapter onto the store.
+
+pygeoapi parses the request; this class turns its arguments into a ``Query`` and
+the store answers in SQL. Providers are instantiated per request by pygeoapi, so
+the store (and its connections) is looked up, not built, here.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from pygeoapi.provider.base import (BaseProvider, ProviderInvalidQueryError,
+                                    ProviderItemNotFoundError, ProviderConnectionError,
+                                    SchemaType)
+
+from .settings import get_settings
+from .store import InvalidQuery, Query, StoreError, open_store
+from .store.geometry import CRS84, crs_code
+
+_JSON_TYPES = {"date-time": ("string", "date-time")}
+
+
+def parse_datetime(text: str | None):
+    """OGC API ``datetime``: an instant, or an interval with '..' or '' for open ends."""
+    if text is None:
+        return None
+
+    def one(part: str, name: str):
+        if part in ("..", ""):
+            return None
+        try:
+            value = datetime.fromisoformat(part.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidQuery(f"datetime: {part!r} is not an RFC 3339 date-time "
+                               "(e.g. 2008-11-01T00:00:00Z)", "datetime") from None
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+    if "/" in text:
+        start_s, _, end_s = text.partition("/")
+        if "/" in end_s:
+            raise InvalidQuery("datetime: at most one '/' (start/end)", "datetime")
+        start, end = one(start_s, "start"), one(end_s, "end")
+        if start is None and end is None and start_s == end_s == "":
+            raise InvalidQuery("datetime: an interval needs at least one end", "datetime")
+        if start and end and start > end:
+            raise InvalidQuery("datetime: start is after end", "datetime")
+        return start, end
+    if text == "..":
+        raise InvalidQuery("datetime: '..' is only allowed as an interval end", "datetime")
+    t = one(text, "instant")
+    return t, t
+
+
+class OUPProvider(BaseProvider):
+    """pygeoapi ``feature`` provider over an OUP store (``data`` = collection id)."""
+
+    def __init__(self, provider_def):
+        super().__init__(provider_def)
+        self.collection = provider_def["data"]
+        self.store = open_store(provider_def.get("store_url") or get_settings().store_url)
+        self.id_field = "id"
+        self.time_field = provider_def.get("time_field")
+        self.get_fields()
+
+    def get_fields(self):
+        if not self._fields:
+            try:
+                fields = self.store.fields(self.collection)
+            except StoreError as exc:
+                raise ProviderConnectionError(str(exc)) from exc
+            for f in fields:
+                kind, fmt = _JSON_TYPES.get(f.type, (f.type, None))
+                self._fields[f.name] = {"type": kind, **({"format": fmt} if fmt else {})}
+        return self._fields
+
+    def get_schema(self, schema_type: SchemaType = SchemaType.item):
+        props = {k: dict(v) for k, v in self.get_fields().items()}
+        props["geometry"] = {"$ref": "https://geojson.org/schema/Geometry.json"}
+        return "application/geo+json", {"$schema": "http://json-schema.org/draft/2019-09/schema",
+                                        "type": "object", "properties": props}
+
+    @staticmethod
+    def _crs(crs_transform_spec) -> str:
+        if crs_transform_spec is None:
+            return crs_code(CRS84)
+        return crs_code(crs_transform_spec.target_crs_uri)
+
+    def query(self, offset=0, limit=10, resulttype="results", bbox=[], datetime_=None,
+              properties=[], sortby=[], select_properties=[], skip_geometry=False, q=None,
+              filterq=None, crs_transform_spec=None, **kwargs):
+        try:
+            query = Query(
+                bbox=tuple(bbox[:2] + bbox[-2:]) if bbox else None,
+                interval=parse_datetime(datetime_),
+                equals=dict(properties),
+                filter=filterq,
+                sortby=[(s["property"], s["order"] != "-") for s in sortby],
+                select=list(select_properties) or None,
+                skip_geometry=skip_geometry,
+                limit=0 if resulttype == "hits" else limit,
+                offset=offset,
+                crs=self._crs(crs_transform_spec),
+            )
+            page = self.store.query(self.collection, query)
+        except InvalidQuery as exc:
+            raise ProviderInvalidQueryError(user_msg=str(exc)) from exc
+        except StoreError as exc:
+            raise ProviderConnectionError(str(exc)) from exc
+        return {"type": "FeatureCollection", "features": page.features,
+                "numberMatched": page.number_matched, "numberReturned": len(page.features)}
+
+    def get(self, identifier, crs_transform_spec=None, **kwargs):
+        try:
+            fid = int(identifier)
+        except (TypeError, ValueError):
+            raise ProviderItemNotFoundError(user_msg=f"no item {identifier!r}") from None
+        try:
+            feature = self.store.get(self.collection, fid, self._crs(crs_transform_spec))
+        except StoreError as exc:
+            raise ProviderConnectionError(str(exc)) from exc
+        if feature is None:
+            raise ProviderItemNotFoundError(user_msg=f"no item {identifier!r}")
+        return feature

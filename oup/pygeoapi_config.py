@@ -1,0 +1,136 @@
+"""Derive pygeoapi's configuration and OpenAPI document from the catalogue.
+
+Nobody edits the generated files: they are rewritten on every start and reload,
+under ``<data_dir>/generated/``.
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+import yaml
+
+from .catalog import Catalog, Collection
+from .settings import ROOT, Settings
+from .store import FeatureStore, StoreError
+from .store.geometry import CRS84, SUPPORTED_CRS
+
+TEMPLATE = ROOT / "config" / "pygeoapi.yml"
+RECORDS_ID = "catalog"  # the OGC API Records catalogue of the collections
+
+
+def _resource(coll: Collection, store: FeatureStore) -> dict | None:
+    try:
+        extent = store.extent(coll.id)
+    except StoreError:
+        return None  # declared but not imported yet: not published
+    bbox = coll.extent.bbox or extent["bbox"] or [-180, -90, 180, 90]
+    extents: dict = {"spatial": {"bbox": bbox, "crs": CRS84}}
+    interval = coll.extent.interval or extent["interval"]
+    if interval:
+        begin, end = (None if v is None else
+                      (v if isinstance(v, datetime) else datetime.fromisoformat(
+                          v.replace("Z", "+00:00"))) for v in interval)
+        extents["temporal"] = {"begin": begin, "end": end,
+                               "trs": "http://www.opengis.net/def/uom/ISO-8601/0/Gregorian"}
+    links = [{"type": "text/html", "rel": "license", "title": coll.license.name,
+              "href": coll.license.url or "https://creativecommons.org/licenses/"}]
+    provider = {
+        "type": "feature",
+        "name": "oup.provider.OUPProvider",
+        "data": coll.id,
+        "id_field": "id",
+        "storage_crs": CRS84,
+        "crs": list(SUPPORTED_CRS),
+        "include_extra_query_parameters": True,  # unknown ones are answered with a 400
+    }
+    if coll.time_field:
+        provider["time_field"] = coll.time_field
+    if coll.title_field:
+        provider["title_field"] = coll.title_field
+    description = coll.description
+    if coll.synthetic:
+        description += " (synthetic values: made up for the demo, not real figures)"
+    return {
+        "type": "collection",
+        "title": coll.title,
+        "description": description,
+        "keywords": coll.keywords + [f"classification:{coll.classification.value}"],
+        "links": links,
+        "extents": extents,
+        "providers": [provider],
+    }
+
+
+def records_file(catalog: Catalog, store: FeatureStore, out_dir: Path) -> Path:
+    """The Records catalogue (a TinyDB file pygeoapi's record provider serves)."""
+    records = {}
+    for n, coll in enumerate(catalog, start=1):
+        try:
+            bbox = coll.extent.bbox or store.extent(coll.id)["bbox"]
+        except StoreError:
+            continue
+        x0, y0, x1, y1 = bbox
+        records[str(n)] = {
+            "id": coll.id, "type": "Feature",
+            "geometry": {"type": "Polygon", "coordinates": [[[x0, y0], [x1, y0], [x1, y1],
+                                                             [x0, y1], [x0, y0]]]},
+            "properties": {
+                "type": "collection", "title": coll.title, "description": coll.description,
+                "keywords": coll.keywords, "license": coll.license.name,
+                "owner": coll.owner.name, "contact_email": coll.owner.email or "",
+                "classification": coll.classification.value, "synthetic": coll.synthetic,
+            },
+            "links": [{"rel": "item", "type": "application/geo+json",
+                       "href": f"../../{coll.id}", "title": coll.title}],
+        }
+    path = out_dir / "records.tinydb.json"
+    path.write_text(json.dumps({"_default": records}))
+    return path
+
+
+def build_config(catalog: Catalog, store: FeatureStore, settings: Settings) -> dict:
+    cfg = yaml.safe_load(TEMPLATE.read_text(encoding="utf-8"))
+    cfg["server"]["url"] = settings.public_url
+    cfg["server"]["bind"] = {"host": settings.host, "port": settings.port}
+    cfg["server"]["limits"] = {"default_items": settings.page_limit,
+                               "max_items": settings.max_page_limit, "on_exceed": "error"}
+    cfg["logging"]["level"] = settings.log_level
+    resources = {}
+    for coll in catalog:
+        res = _resource(coll, store)
+        if res is not None:
+            resources[coll.id] = res
+    out = settings.data_dir / "generated"
+    out.mkdir(parents=True, exist_ok=True)
+    resources[RECORDS_ID] = {
+        "type": "collection",
+        "title": "Catalogue of the collections",
+        "description": "OGC API Records: every collection with its owner, licence and "
+                       "classification",
+        "keywords": ["catalogue", "metadata"],
+        "links": [],
+        "extents": {"spatial": {"bbox": [-180, -90, 180, 90], "crs": CRS84}},
+        "providers": [{"type": "record", "name": "TinyDBCatalogue",
+                       "data": str(records_file(catalog, store, out)),
+                       "id_field": "id", "time_field": None}],
+    }
+    cfg["resources"] = resources
+    return cfg
+
+
+def write_config(catalog: Catalog, store: FeatureStore, settings: Settings) -> tuple[Path, Path]:
+    """Write the pygeoapi config and OpenAPI document; return their paths."""
+    from pygeoapi.openapi import get_oas
+
+    from .openapi import extend_openapi
+
+    cfg = build_config(catalog, store, settings)
+    out = settings.data_dir / "generated"
+    cfg_path = out / "pygeoapi-config.yml"
+    cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
+    oas = extend_openapi(get_oas(cfg), cfg)
+    oas_path = out / "openapi.json"
+    oas_path.write_text(json.dumps(oas, default=str))
+    return cfg_path, oas_path

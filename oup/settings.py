@@ -1,0 +1,42 @@
+"""Platform settings: one typed object, read from the environment (``OUP_*``)."""
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Everything configurable, with defaults that run the embedded demo."""
+
+    model_config = SettingsConfigDict(env_prefix="OUP_", extra="ignore")
+
+    data_dir: Path = Field(ROOT / "data", description="working data: store, generated config, grids")
+    catalog_dir: Path = Field(ROOT / "collections", description="the catalogue folder")
+    database_url: str | None = Field(
+        None, description="store URL; default: GeoPackage file <data_dir>/oup.gpkg")
+    mqtt_url: str | None = Field(None, description="MQTT broker URL; default: embedded broker")
+    host: str = "127.0.0.1"
+    port: int = 5000
+    workers: int = 2
+    base_url: str | None = Field(None, description="public URL; default http://host:port")
+    page_limit: int = Field(10, description="default items per page")
+    max_page_limit: int = Field(10000, description="largest limit a client may ask for")
+    log_level: str = "WARNING"
+
+    @property
+    def store_url(self) -> str:
+        return self.database_url or f"gpkg://{(self.data_dir / 'oup.gpkg').resolve()}"
+
+    @property
+    def public_url(self) -> str:
+        return (self.base_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+
+@cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,85 @@
+"""The store interface the providers, importers and ingesters talk to."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Iterable, Protocol
+
+from shapely.geometry.base import BaseGeometry
+
+#: JSON-schema types a field can have.
+FIELD_TYPES = ("string", "number", "integer", "boolean", "date-time")
+
+
+class StoreError(RuntimeError):
+    """The store cannot do what was asked (server side)."""
+
+
+class UnknownCollection(StoreError):
+    """No such collection in the store (not imported yet?)."""
+
+
+class InvalidQuery(ValueError):
+    """The client asked for something that cannot be answered; the message says what."""
+
+    def __init__(self, message: str, parameter: str | None = None):
+        self.parameter = parameter
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    type: str  # one of FIELD_TYPES
+
+
+@dataclass
+class Feature:
+    """One feature as imported: geometry in the source CRS and in CRS84."""
+
+    geometry: BaseGeometry  # source CRS (what the data of record says)
+    geometry_crs84: BaseGeometry
+    properties: dict[str, Any]
+
+
+@dataclass
+class Query:
+    """A features query, everything in CRS84 unless said otherwise."""
+
+    bbox: tuple[float, float, float, float] | None = None
+    # (start, end): both None-able for open ends; start == end for an instant
+    interval: tuple[datetime | None, datetime | None] | None = None
+    equals: dict[str, Any] = field(default_factory=dict)
+    filter: Any = None  # a pygeofilter AST, spatial literals in CRS84
+    sortby: list[tuple[str, bool]] = field(default_factory=list)  # (field, ascending)
+    select: list[str] | None = None
+    skip_geometry: bool = False
+    limit: int = 10
+    offset: int = 0
+    crs: str = "CRS84"  # output CRS: CRS84, EPSG:28992, EPSG:4258, EPSG:4326, EPSG:3857
+    count: bool = True
+
+
+@dataclass
+class Page:
+    features: list[dict]
+    number_matched: int | None
+
+
+class FeatureStore(Protocol):
+    """What every store backend (GeoPackage, PostGIS) implements."""
+
+    def write_collection(self, cid: str, source_srid: int, fields: list[Field],
+                         features: Iterable[Feature], time_field: str | None) -> int: ...
+
+    def collections(self) -> list[str]: ...
+
+    def fields(self, cid: str) -> list[Field]: ...
+
+    def extent(self, cid: str) -> dict: ...
+
+    def query(self, cid: str, query: Query) -> Page: ...
+
+    def get(self, cid: str, fid: int, crs: str = "CRS84") -> dict | None: ...
+
+    def health(self) -> dict: ...

@@ -1,0 +1,109 @@
+"""Geometry encodings and output CRSs.
+
+GeoPackage binary (GPB) is a small header with an envelope in front of WKB, so a
+GeoPackage written here opens in QGIS and GDAL with no SpatiaLite at either end.
+"""
+from __future__ import annotations
+
+import struct
+from functools import cache
+
+import numpy as np
+import shapely
+
+# CRS identifiers the API speaks, and what they mean to PROJ.
+CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
+SUPPORTED_CRS = {
+    CRS84: "OGC:CRS84",
+    "http://www.opengis.net/def/crs/EPSG/0/28992": "EPSG:28992",
+    "http://www.opengis.net/def/crs/EPSG/0/4258": "EPSG:4258",
+    "http://www.opengis.net/def/crs/EPSG/0/4326": "EPSG:4326",
+    "http://www.opengis.net/def/crs/EPSG/0/3857": "EPSG:3857",
+}
+
+_GPB_HEADER = struct.Struct("<2sBBi4d")  # magic, version, flags, srs_id, minx, maxx, miny, maxy
+_ENVELOPE_BYTES = {0: 0, 1: 32, 2: 48, 3: 48, 4: 64}
+
+
+def to_gpb(geom, srs_id: int) -> bytes:
+    """Shapely geometry -> GeoPackage binary, little-endian, with an XY envelope."""
+    minx, miny, maxx, maxy = geom.bounds
+    # flags: bit 0 little-endian, bits 1-3 envelope type 1 ([minx, maxx, miny, maxy])
+    header = _GPB_HEADER.pack(b"GP", 0, 0b0000_0011, srs_id, minx, maxx, miny, maxy)
+    return header + shapely.to_wkb(geom, byte_order=1)
+
+
+def gpb_wkb(blob: bytes) -> bytes:
+    """The WKB part of a GeoPackage binary geometry."""
+    flags = blob[3]
+    return blob[8 + _ENVELOPE_BYTES[(flags >> 1) & 0b111]:]
+
+
+def gpb_envelope(blob: bytes | None) -> tuple[float, float, float, float] | None:
+    """(minx, maxx, miny, maxy) from the header, or computed when absent; None if empty."""
+    if blob is None:
+        return None
+    flags = blob[3]
+    if flags & 0b1_0000:
+        return None
+    if (flags >> 1) & 0b111:
+        fmt = "<4d" if flags & 1 else ">4d"
+        return struct.unpack_from(fmt, blob, 8)
+    g = shapely.from_wkb(gpb_wkb(blob))
+    if g.is_empty:
+        return None
+    minx, miny, maxx, maxy = g.bounds
+    return minx, maxx, miny, maxy
+
+
+def crs_code(uri: str) -> str:
+    """Normalise a CRS URI (or 'EPSG:n' / 'CRS84') to the PROJ code used inside."""
+    if uri in SUPPORTED_CRS:
+        return SUPPORTED_CRS[uri]
+    if uri in SUPPORTED_CRS.values():
+        return uri
+    if uri in ("CRS84", "OGC:CRS84"):
+        return "OGC:CRS84"
+    raise KeyError(uri)
+
+
+@cache
+def _crs84_transformer(code: str):
+    from ..geodesy import transformer
+
+    # EPSG:4258 and EPSG:4326 are latitude-first by authority: keep PROJ's axis order.
+    import pyproj
+
+    from ..geodesy import install_grids
+
+    install_grids()
+    if code in ("EPSG:4258", "EPSG:4326"):
+        return pyproj.Transformer.from_crs("OGC:CRS84", code, always_xy=False)
+    return transformer("OGC:CRS84", code)
+
+
+def from_crs84(geoms: np.ndarray, code: str) -> np.ndarray:
+    """Transform an array of CRS84 geometries to ``code`` (vectorised)."""
+    if code == "OGC:CRS84" or len(geoms) == 0:
+        return geoms
+    t = _crs84_transformer(code)
+
+    def fn(coords):
+        x, y = t.transform(coords[:, 0], coords[:, 1])
+        return np.column_stack([x, y])
+
+    return shapely.transform(geoms, fn)
+
+
+def to_crs84(geom, code: str):
+    """Transform one geometry from ``code`` to CRS84 (for bbox-crs / filter-crs input)."""
+    if code == "OGC:CRS84":
+        return geom
+    import pyproj
+
+    from ..geodesy import install_grids
+
+    install_grids()
+    t = pyproj.Transformer.from_crs(code, "OGC:CRS84",
+                                    always_xy=code not in ("EPSG:4258", "EPSG:4326"))
+    return shapely.transform(geom, lambda c: np.column_stack(t.transform(c[:, 0], c[:, 1])))

@@ -1,0 +1,434 @@
+"""The embedded store: one GeoPackage file, readable by QGIS and GDAL as it is.
+
+Each collection is a GeoPackage feature table whose geometry column holds the
+source geometry (e.g. RD New, the data of record) with the standard R*Tree index,
+plus ``_geom84``, the same geometry in CRS84 (exactly transformed once, at import),
+with its own R*Tree. Requests then never transform coordinates for CRS84 or the
+source CRS, and bbox / spatial filters are answered from an index.
+
+Python's sqlite3 cannot load SpatiaLite here, so the few SQL functions the
+GeoPackage R*Tree triggers and our spatial filters call are registered in Python.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections import OrderedDict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import shapely
+
+from .base import Feature, Field, InvalidQuery, Page, Query, StoreError, UnknownCollection
+from .cql import SqlCompiler, iso, quote
+from .geometry import from_crs84, gpb_envelope, gpb_wkb, to_gpb
+
+_SQL_TYPES = {"string": "TEXT", "number": "DOUBLE", "integer": "INTEGER",
+              "boolean": "BOOLEAN", "date-time": "DATETIME"}
+_SRS = {
+    4326: ("WGS 84 geodetic", "EPSG", 4326, 'GEOGCS["WGS 84",DATUM["WGS_1984",SPHEROID["WGS 84",'
+           '6378137,298.257223563]],PRIMEM["Greenwich",0],UNIT["degree",0.0174532925199433],'
+           'AUTHORITY["EPSG","4326"]]'),
+    28992: ("Amersfoort / RD New", "EPSG", 28992, None),
+    -1: ("Undefined cartesian SRS", "NONE", -1, "undefined"),
+    0: ("Undefined geographic SRS", "NONE", 0, "undefined"),
+}
+_BATCH = 2000
+
+
+def _srs_wkt(srid: int) -> str:
+    import pyproj
+
+    return pyproj.CRS.from_epsg(srid).to_wkt("WKT1_GDAL")
+
+
+class _PreparedCache:
+    """Filter literals parsed once per process, not once per row."""
+
+    def __init__(self, size: int = 64):
+        self.size, self.items = size, OrderedDict()
+
+    def get(self, wkb: bytes):
+        g = self.items.get(wkb)
+        if g is None:
+            g = shapely.from_wkb(wkb)
+            shapely.prepare(g)
+            self.items[wkb] = g
+            if len(self.items) > self.size:
+                self.items.popitem(last=False)
+        return g
+
+
+_PREPARED = _PreparedCache()
+
+
+def _spatial_predicate(op: str, wkb: bytes | None, literal: bytes) -> int:
+    if wkb is None:
+        return 0
+    geom = shapely.from_wkb(wkb)
+    lit = _PREPARED.get(literal)
+    # prepared literal: ask the question from its side where the predicate allows
+    if op == "intersects":
+        return int(lit.intersects(geom))
+    if op == "disjoint":
+        return int(lit.disjoint(geom))
+    if op == "within":  # feature within literal
+        return int(lit.contains(geom))
+    if op == "contains":  # feature contains literal
+        return int(lit.within(geom))
+    return int(getattr(geom, op)(lit))
+
+
+def _envelope_fn(i: int):
+    def fn(blob):
+        env = gpb_envelope(blob)
+        return None if env is None else env[i]
+    return fn
+
+
+def _connect(path: str, readonly: bool = False) -> sqlite3.Connection:
+    uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
+    con = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None,
+                          timeout=30)
+    con.execute("PRAGMA case_sensitive_like = ON")  # CQL2 LIKE is case-sensitive
+    for i, name in enumerate(("ST_MinX", "ST_MaxX", "ST_MinY", "ST_MaxY")):
+        con.create_function(name, 1, _envelope_fn(i), deterministic=True)
+    con.create_function("ST_IsEmpty", 1, lambda b: 1 if gpb_envelope(b) is None else 0,
+                        deterministic=True)
+    con.create_function("oup_spatial", 3, _spatial_predicate, deterministic=True)
+    return con
+
+
+class GeoPackageStore:
+    """A GeoPackage file behind the ``FeatureStore`` interface."""
+
+    def __init__(self, path: str | Path):
+        self.path = str(Path(path).resolve())
+        # connections and the layer metadata they read are per thread: sqlite3
+        # connections must not be shared, and PRAGMA data_version is per connection
+        self._local = threading.local()
+
+    # -- connections --------------------------------------------------------
+    @property
+    def con(self) -> sqlite3.Connection:
+        con = getattr(self._local, "con", None)
+        if con is None:
+            if not Path(self.path).exists():
+                raise StoreError(f"no store at {self.path}: run `oup import` first")
+            con = self._local.con = _connect(self.path)
+        return con
+
+    def _layer(self, cid: str) -> dict:
+        local = self._local
+        version = self.con.execute("PRAGMA data_version").fetchone()[0]
+        meta = getattr(local, "meta", None)
+        if meta is None or version != local.meta_version or cid not in meta:
+            meta = local.meta = {row[0]: json.loads(row[1]) for row in self.con.execute(
+                "SELECT table_name, meta FROM oup_layers")} if self._has_layers() else {}
+            local.meta_version = version
+        if cid not in meta:
+            raise UnknownCollection(f"collection {cid!r} is not in the store; run `oup import`")
+        return meta[cid]
+
+    def _has_layers(self) -> bool:
+        return self.con.execute("SELECT 1 FROM sqlite_master WHERE name='oup_layers'").fetchone() \
+            is not None
+
+    # -- writing --------------------------------------------------------------
+    def _init_schema(self, con: sqlite3.Connection) -> None:
+        con.execute("PRAGMA application_id = 1196444487")  # 'GPKG'
+        con.execute("PRAGMA user_version = 10200")
+        con.execute("PRAGMA journal_mode = WAL")
+        con.executescript("""
+        CREATE TABLE IF NOT EXISTS gpkg_spatial_ref_sys (
+          srs_name TEXT NOT NULL, srs_id INTEGER PRIMARY KEY, organization TEXT NOT NULL,
+          organization_coordsys_id INTEGER NOT NULL, definition TEXT NOT NULL, description TEXT);
+        CREATE TABLE IF NOT EXISTS gpkg_contents (
+          table_name TEXT NOT NULL PRIMARY KEY, data_type TEXT NOT NULL, identifier TEXT UNIQUE,
+          description TEXT DEFAULT '', last_change DATETIME NOT NULL DEFAULT
+          (strftime('%Y-%m-%dT%H:%M:%fZ','now')), min_x DOUBLE, min_y DOUBLE, max_x DOUBLE,
+          max_y DOUBLE, srs_id INTEGER);
+        CREATE TABLE IF NOT EXISTS gpkg_geometry_columns (
+          table_name TEXT NOT NULL, column_name TEXT NOT NULL, geometry_type_name TEXT NOT NULL,
+          srs_id INTEGER NOT NULL, z TINYINT NOT NULL, m TINYINT NOT NULL,
+          CONSTRAINT pk_geom_cols PRIMARY KEY (table_name, column_name));
+        CREATE TABLE IF NOT EXISTS gpkg_extensions (
+          table_name TEXT, column_name TEXT, extension_name TEXT NOT NULL,
+          definition TEXT NOT NULL, scope TEXT NOT NULL,
+          CONSTRAINT ge_tce UNIQUE (table_name, column_name, extension_name));
+        CREATE TABLE IF NOT EXISTS oup_layers (table_name TEXT PRIMARY KEY, meta TEXT NOT NULL);
+        """)
+
+    def _ensure_srs(self, con, srid: int) -> None:
+        if con.execute("SELECT 1 FROM gpkg_spatial_ref_sys WHERE srs_id=?", (srid,)).fetchone():
+            return
+        name, org, code, wkt = _SRS.get(srid, (f"EPSG:{srid}", "EPSG", srid, None))
+        con.execute("INSERT INTO gpkg_spatial_ref_sys VALUES (?,?,?,?,?,?)",
+                    (name, srid, org, code, wkt or _srs_wkt(srid), None))
+
+    def write_collection(self, cid: str, source_srid: int, fields: list[Field],
+                         features: Iterable[Feature], time_field: str | None = None,
+                         geometry_type: str = "GEOMETRY", description: str = "") -> int:
+        """Replace collection ``cid`` with ``features``, atomically (readers see old or new)."""
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        con = _connect(self.path)
+        try:
+            self._init_schema(con)
+            con.execute("BEGIN IMMEDIATE")
+            for srid in (-1, 0, 4326, source_srid):
+                self._ensure_srs(con, srid)
+            self._drop(con, cid)
+            t, rt, rt84 = quote(cid), quote(f"rtree_{cid}_geom"), quote(f"rtree_{cid}__geom84")
+            cols = "".join(f", {quote(f.name)} {_SQL_TYPES[f.type]}" for f in fields)
+            con.execute(f"CREATE TABLE {t} (fid INTEGER PRIMARY KEY AUTOINCREMENT, "
+                        f"geom {geometry_type}, _geom84 BLOB{cols})")
+            con.execute(f"CREATE VIRTUAL TABLE {rt} USING rtree(id, minx, maxx, miny, maxy)")
+            con.execute(f"CREATE VIRTUAL TABLE {rt84} USING rtree(id, minx, maxx, miny, maxy)")
+            names = ["geom", "_geom84"] + [f.name for f in fields]
+            insert = (f"INSERT INTO {t} ({', '.join(map(quote, names))}) "
+                      f"VALUES ({', '.join('?' * len(names))})")
+            count, bounds84, tmin, tmax = 0, [np.inf, np.inf, -np.inf, -np.inf], None, None
+            batch, envs, envs84 = [], [], []
+
+            def flush():
+                nonlocal batch, envs, envs84
+                cur = con.execute(f"SELECT COALESCE(MAX(fid), 0) FROM {t}").fetchone()[0]
+                con.executemany(insert, batch)
+                ids = range(cur + 1, cur + 1 + len(batch))
+                con.executemany(f"INSERT INTO {rt} VALUES (?,?,?,?,?)",
+                                [(i, *e) for i, e in zip(ids, envs)])
+                con.executemany(f"INSERT INTO {rt84} VALUES (?,?,?,?,?)",
+                                [(i, *e) for i, e in zip(ids, envs84)])
+                batch, envs, envs84 = [], [], []
+
+            for feat in features:
+                row = [to_gpb(feat.geometry, source_srid), shapely.to_wkb(feat.geometry_crs84)]
+                for f in fields:
+                    v = feat.properties.get(f.name)
+                    if f.type == "date-time" and v is not None:
+                        v = iso(v)
+                        tmin = v if tmin is None or v < tmin else tmin
+                        tmax = v if tmax is None or v > tmax else tmax
+                    elif f.type == "boolean" and v is not None:
+                        v = int(bool(v))
+                    row.append(v)
+                batch.append(row)
+                minx, miny, maxx, maxy = feat.geometry.bounds
+                envs.append((minx, maxx, miny, maxy))
+                a, b, c, d = feat.geometry_crs84.bounds
+                envs84.append((a, c, b, d))
+                bounds84 = [min(bounds84[0], a), min(bounds84[1], b),
+                            max(bounds84[2], c), max(bounds84[3], d)]
+                count += 1
+                if len(batch) >= _BATCH:
+                    flush()
+            if batch:
+                flush()
+            for f in fields:  # equality filters and sorting stay indexed at any size
+                con.execute(f"CREATE INDEX {quote(f'idx_{cid}_{f.name}')} ON {t} ({quote(f.name)})")
+            self._register(con, cid, source_srid, geometry_type, description)
+            meta = {"fields": [[f.name, f.type] for f in fields], "source_srid": source_srid,
+                    "time_field": time_field, "count": count,
+                    "bbox": bounds84 if count else None,
+                    "interval": [tmin, tmax] if tmin else None,
+                    "imported": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+            con.execute("INSERT INTO oup_layers VALUES (?, ?)", (cid, json.dumps(meta)))
+            con.execute("COMMIT")
+            return count
+        except BaseException:
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+            raise
+        finally:
+            con.close()
+
+    def _register(self, con, cid, srid, geometry_type, description) -> None:
+        t, rt = quote(cid), quote(f"rtree_{cid}_geom")
+        row = con.execute(f"SELECT MIN(minx), MIN(miny), MAX(maxx), MAX(maxy) FROM {rt}").fetchone()
+        con.execute("INSERT INTO gpkg_contents (table_name, data_type, identifier, description, "
+                    "min_x, min_y, max_x, max_y, srs_id) VALUES (?,?,?,?,?,?,?,?,?)",
+                    (cid, "features", cid, description, *row, srid))
+        con.execute("INSERT INTO gpkg_geometry_columns VALUES (?,?,?,?,0,0)",
+                    (cid, "geom", geometry_type, srid))
+        con.execute("INSERT INTO gpkg_extensions VALUES (?,?,?,?,?)",
+                    (cid, "geom", "gpkg_rtree_index",
+                     "http://www.geopackage.org/spec120/#extension_rtree", "write-only"))
+        # The standard triggers keep the index right when QGIS or GDAL edit the file.
+        g = "geom"
+        for name, when, body in (
+            ("insert", f"AFTER INSERT ON {t} WHEN (new.{g} NOT NULL AND NOT ST_IsEmpty(NEW.{g}))",
+             f"INSERT OR REPLACE INTO {rt} VALUES (NEW.fid, ST_MinX(NEW.{g}), ST_MaxX(NEW.{g}), "
+             f"ST_MinY(NEW.{g}), ST_MaxY(NEW.{g}))"),
+            ("update1", f"AFTER UPDATE OF {g} ON {t} WHEN OLD.fid = NEW.fid AND "
+             f"(NEW.{g} NOTNULL AND NOT ST_IsEmpty(NEW.{g}))",
+             f"INSERT OR REPLACE INTO {rt} VALUES (NEW.fid, ST_MinX(NEW.{g}), ST_MaxX(NEW.{g}), "
+             f"ST_MinY(NEW.{g}), ST_MaxY(NEW.{g}))"),
+            ("delete", f"AFTER DELETE ON {t} WHEN old.{g} NOT NULL",
+             f"DELETE FROM {rt} WHERE id = OLD.fid"),
+        ):
+            con.execute(f"CREATE TRIGGER {quote(f'rtree_{cid}_geom_{name}')} {when} "
+                        f"BEGIN {body}; END")
+
+    def _drop(self, con, cid: str) -> None:
+        for name in (f"rtree_{cid}_geom", f"rtree_{cid}__geom84", cid):
+            con.execute(f"DROP TABLE IF EXISTS {quote(name)}")
+        for table in ("gpkg_contents", "gpkg_geometry_columns", "gpkg_extensions", "oup_layers"):
+            con.execute(f"DELETE FROM {table} WHERE table_name = ?", (cid,))
+
+    # -- reading --------------------------------------------------------------
+    def collections(self) -> list[str]:
+        return sorted(self._layer_names())
+
+    def _layer_names(self):
+        if not Path(self.path).exists() or not self._has_layers():
+            return []
+        return [r[0] for r in self.con.execute("SELECT table_name FROM oup_layers")]
+
+    def fields(self, cid: str) -> list[Field]:
+        return [Field(n, t) for n, t in self._layer(cid)["fields"]]
+
+    def extent(self, cid: str) -> dict:
+        m = self._layer(cid)
+        return {"bbox": m["bbox"], "interval": m["interval"], "count": m["count"],
+                "time_field": m["time_field"], "source_srid": m["source_srid"]}
+
+    def _where(self, cid: str, q: Query) -> tuple[str, list]:
+        meta = self._layer(cid)
+        fields = self.fields(cid)
+        names = {f.name: f for f in fields}
+        rt84 = quote(f"rtree_{cid}__geom84")
+        clauses, params = [], []
+
+        def spatial(op: str, wkb: bytes, bounds) -> tuple[str, list]:
+            minx, miny, maxx, maxy = bounds
+            exact = "oup_spatial(?, _geom84, ?)"
+            if op == "disjoint":
+                return exact, [op, wkb]
+            # every other predicate implies the envelopes meet: let the R*Tree narrow first
+            pre = (f"fid IN (SELECT id FROM {rt84} WHERE minx <= ? AND maxx >= ? "
+                   f"AND miny <= ? AND maxy >= ?)")
+            return f"({pre} AND {exact})", [maxx, minx, maxy, miny, op, wkb]
+
+        if q.bbox is not None:
+            sql, p = spatial("intersects", shapely.to_wkb(shapely.box(*q.bbox)), q.bbox)
+            clauses.append(sql)
+            params += p
+        if q.interval is not None:
+            tf = meta["time_field"]
+            if tf is None:
+                raise InvalidQuery("this collection has no time; drop datetime", "datetime")
+            start, end = q.interval
+            if start is not None and start == end:
+                clauses.append(f"{quote(tf)} = ?")
+                params.append(iso(start))
+            else:
+                if start is not None:
+                    clauses.append(f"{quote(tf)} >= ?")
+                    params.append(iso(start))
+                if end is not None:
+                    clauses.append(f"{quote(tf)} <= ?")
+                    params.append(iso(end))
+        for name, value in q.equals.items():
+            field = names.get(name)
+            if field is None:
+                raise InvalidQuery(f"unknown property {name!r}; see /queryables", name)
+            clauses.append(f"{quote(name)} = ?")
+            params.append(_coerce(field, value))
+        if q.filter is not None:
+            sql, p = SqlCompiler(fields, spatial).compile(q.filter)
+            clauses.append(sql)
+            params += p
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+    def query(self, cid: str, q: Query) -> Page:
+        fields = self.fields(cid)
+        names = {f.name for f in fields}
+        select = q.select if q.select is not None else [f.name for f in fields]
+        for name in select:
+            if name not in names:
+                raise InvalidQuery(f"unknown property {name!r} in properties", "properties")
+        order = []
+        for name, asc in q.sortby:
+            if name not in names:
+                raise InvalidQuery(f"cannot sort by unknown property {name!r}", "sortby")
+            order.append(f"{quote(name)} {'ASC' if asc else 'DESC'}")
+        order.append("fid")
+        where, params = self._where(cid, q)
+        t = quote(cid)
+        matched = None
+        if q.count:
+            matched = self.con.execute(f"SELECT COUNT(*) FROM {t}{where}", params).fetchone()[0]
+        geom_col = self._geom_column(cid, q)
+        cols = ["fid", geom_col] + [quote(n) for n in select]
+        rows = self.con.execute(
+            f"SELECT {', '.join(cols)} FROM {t}{where} ORDER BY {', '.join(order)} "
+            f"LIMIT ? OFFSET ?", params + [q.limit, q.offset]).fetchall()
+        return Page(self._features(cid, rows, select, q), matched)
+
+    def get(self, cid: str, fid: int, crs: str = "OGC:CRS84") -> dict | None:
+        q = Query(crs=crs)
+        fields = [f.name for f in self.fields(cid)]
+        cols = ["fid", self._geom_column(cid, q)] + [quote(n) for n in fields]
+        row = self.con.execute(f"SELECT {', '.join(cols)} FROM {quote(cid)} WHERE fid = ?",
+                               (fid,)).fetchone()
+        return self._features(cid, [row], fields, q)[0] if row else None
+
+    def _geom_column(self, cid: str, q: Query) -> str:
+        if q.skip_geometry:
+            return "NULL"
+        if q.crs == f"EPSG:{self._layer(cid)['source_srid']}":
+            return "geom"
+        return "_geom84"
+
+    def _features(self, cid: str, rows, select: list[str], q: Query) -> list[dict]:
+        meta = self._layer(cid)
+        booleans = {n for n, t in meta["fields"] if t == "boolean"}
+        blobs = [r[1] for r in rows]
+        if q.skip_geometry:
+            geojson = [None] * len(rows)
+        else:
+            native = q.crs == f"EPSG:{meta['source_srid']}"
+            wkbs = [gpb_wkb(b) if native else b for b in blobs]
+            geoms = shapely.from_wkb(np.array(wkbs, dtype=object))
+            if not native:
+                geoms = from_crs84(geoms, q.crs)
+            geojson = [json.loads(s) for s in shapely.to_geojson(geoms)]
+        out = []
+        for row, geometry in zip(rows, geojson):
+            props = dict(zip(select, row[2:]))
+            for b in booleans & props.keys():
+                if props[b] is not None:
+                    props[b] = bool(props[b])
+            out.append({"type": "Feature", "id": row[0], "geometry": geometry,
+                        "properties": props})
+        return out
+
+    def health(self) -> dict:
+        try:
+            self.con.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            return {"status": "ok", "store": "geopackage", "path": self.path,
+                    "collections": len(self._layer_names())}
+        except (sqlite3.Error, StoreError) as exc:
+            return {"status": "error", "store": "geopackage", "error": str(exc)}
+
+
+def _coerce(field: Field, value):
+    """A query-string value as the field's type, or a clear error."""
+    try:
+        if field.type == "integer":
+            return int(value)
+        if field.type == "number":
+            return float(value)
+        if field.type == "boolean":
+            if str(value).lower() not in ("true", "false", "1", "0"):
+                raise ValueError
+            return int(str(value).lower() in ("true", "1"))
+        if field.type == "date-time":
+            return iso(datetime.fromisoformat(str(value).replace("Z", "+00:00")))
+    except ValueError:
+        raise InvalidQuery(f"{field.name} must be {field.type}, got {value!r}",
+                           field.name) from None
+    return str(value)

@@ -1,0 +1,1 @@
+"""Producers of 3D Tiles (city models, point clouds, terrain). Not built yet."""
