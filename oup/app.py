@@ -54,6 +54,7 @@ CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-records-1/1.0/conf/core",
     "http://www.opengis.net/spec/ogcapi-records-1/1.0/conf/json",
 ]
+_COLLECTIONS = re.compile(r"^/collections(/[^/]+)?/?$")
 _ITEMS = re.compile(r"^/collections/([^/]+)/items/?$")
 _ITEM = re.compile(r"^/collections/([^/]+)/items/([^/]+)$")
 
@@ -68,6 +69,16 @@ def problem(status: int, detail: str, instance: str, code: str | None = None,
     if parameter:
         body["parameter"] = parameter
     return json.dumps(body), status, {"Content-Type": PROBLEM_JSON}
+
+
+def _plain_items_links(doc: dict) -> dict:
+    """Items links without ``?f=json``: GeoJSON is the default, and clients such as
+    GDAL append ``/{featureId}`` to the items link, which a query string breaks."""
+    for coll in doc.get("collections", [doc]):
+        for link in coll.get("links", []):
+            if link.get("rel") == "items" and link.get("href", "").endswith("/items?f=json"):
+                link["href"] = link["href"].removesuffix("?f=json")
+    return doc
 
 
 def _adjust_pygeoapi() -> None:
@@ -135,6 +146,9 @@ def create_app(settings: Settings | None = None):
         if request.path == "/conformance" and resp.status_code == 200 and \
                 resp.get_data()[:1] == b"{":
             resp.set_data(json.dumps({"conformsTo": CONFORMANCE}))
+        elif _COLLECTIONS.match(request.path) and resp.status_code == 200 and \
+                resp.get_data()[:1] == b"{":
+            resp.set_data(json.dumps(_plain_items_links(json.loads(resp.get_data()))))
         h = resp.headers
         h["API-Version"] = API_VERSION
         h["Access-Control-Allow-Origin"] = "*"

@@ -67,8 +67,12 @@ def _write_grid(path: Path, bands: list[np.ndarray], descriptions: list[str], un
 
     height, width = bands[0].shape
     tmp = path.with_suffix(".tmp")
+    import pyproj
+
+    # WKT, not "EPSG:4258": rasterio's own PROJ must not need a proj.db lookup here
+    wkt = pyproj.CRS.from_epsg(4258).to_wkt("WKT1_GDAL")
     profile = dict(driver="GTiff", width=width, height=height, count=len(bands),
-                   dtype="float32", crs="EPSG:4258",
+                   dtype="float32", crs=wkt,
                    transform=from_origin(lon0 - dlon / 2, lat1 + dlat / 2, dlon, dlat))
     with rasterio.open(tmp, "w", **profile) as dst:
         dst.update_tags(TYPE=grid_type, AREA_OR_POINT="Point")
@@ -128,41 +132,68 @@ def _fill_outside(values: np.ndarray) -> None:
     values[values == 0.0] = mean
 
 
-@cache
-def install_grids(grid_dir: str | os.PathLike | None = None) -> Path:
-    """Build the grids into ``grid_dir`` if missing and put it on PROJ's search path.
+_INSTALLED: set[Path] = set()
 
-    Idempotent and cheap after the first call (the grids are cached on disk).
+
+def install_grids(data_dir: str | os.PathLike | None = None) -> Path:
+    """Build the grids under ``<data_dir>/proj`` if missing; put them on pyproj's path.
+
+    Cheap after the first call (the grids are cached on disk). PROJ_DATA is left
+    alone on purpose: rasterio and the GDAL tools carry their own proj.db.
     """
     import pyproj
 
-    grid_dir = Path(grid_dir or os.environ.get("OUP_DATA_DIR", "data")) / "proj"
+    if data_dir is None:
+        from .settings import get_settings
+
+        data_dir = get_settings().data_dir
+    grid_dir = (Path(data_dir) / "proj").resolve()
+    if grid_dir in _INSTALLED:
+        return grid_dir
     grid_dir.mkdir(parents=True, exist_ok=True)
     try:
         if not (grid_dir / NLGEO_GRID).exists():
             LOG.info("building %s from the RDNAPTRANS(TM)2018 grids", NLGEO_GRID)
             _build_nlgeo(grid_dir / NLGEO_GRID)
         if not (grid_dir / RDTRANS_GRID).exists():
-            LOG.info("building %s from the RDNAPTRANS(TM)2018 grids (once, ~30 s)", RDTRANS_GRID)
+            LOG.info("building %s from the RDNAPTRANS(TM)2018 grids (once, ~10 s)", RDTRANS_GRID)
             _build_rdtrans(grid_dir / RDTRANS_GRID)
-    except Exception as exc:  # pragma: no cover - disk or package trouble
+    except Exception as exc:  # disk or package trouble: say so, do not fall back
         raise GeodesyError(f"cannot build RDNAPTRANS grids in {grid_dir}: {exc}") from exc
     pyproj.network.set_network_enabled(False)
-    if str(grid_dir) not in pyproj.datadir.get_user_data_dir() and \
-            str(grid_dir) not in os.environ.get("PROJ_DATA", ""):
-        pyproj.datadir.append_data_dir(str(grid_dir))
-    # Child processes (GDAL tools, workers) find the grids too.
-    base = pyproj.datadir.get_data_dir()
-    os.environ["PROJ_DATA"] = base if str(grid_dir) in base else f"{base}{os.pathsep}{grid_dir}"
+    pyproj.datadir.append_data_dir(str(grid_dir))
+    _INSTALLED.add(grid_dir)
+    transformer.cache_clear()
     return grid_dir
+
+
+def ensure_grids() -> None:
+    """Install the grids from the configured data dir unless some are installed already."""
+    if not _INSTALLED:
+        install_grids()
+
+
+_RD_BASED = {"EPSG:28992", "EPSG:7415"}
+_WGS84_LIKE = {"OGC:CRS84": "EPSG:4258", "EPSG:4326": "EPSG:4258", "EPSG:4979": "EPSG:4937",
+               "OGC:CRS84h": "EPSG:4937"}
 
 
 @cache
 def transformer(src: str | int, dst: str | int):
-    """A pyproj Transformer (always x/y, lon/lat order) that uses the installed grids."""
+    """A pyproj Transformer (x/y, lon/lat order) that uses RDNAPTRANS(TM)2018 where it applies.
+
+    Between RD and WGS 84 / CRS84 PROJ would pick a direct Helmert ("Amersfoort to
+    WGS 84"), ~5 cm off. RDNAPTRANS(TM)2018 defines RD <-> ETRS89, and at this level
+    WGS 84 coordinates are taken equal to ETRS89 (as PDOK and NSGI do), so that pair
+    is routed through ETRS89.
+    """
     import pyproj
 
-    install_grids()
-    t = pyproj.Transformer.from_crs(src, dst, always_xy=True, allow_ballpark=False,
-                                    only_best=True)
-    return t
+    ensure_grids()
+    src, dst = str(src), str(dst)
+    if src in _RD_BASED:
+        dst = _WGS84_LIKE.get(dst, dst)
+    elif dst in _RD_BASED:
+        src = _WGS84_LIKE.get(src, src)
+    return pyproj.Transformer.from_crs(src, dst, always_xy=True, allow_ballpark=False,
+                                       only_best=True)

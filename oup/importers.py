@@ -146,11 +146,18 @@ def _surfaces(geom: dict):
     # GeometryInstance, points and lines give no footprint
 
 
-def read_cityjson(path: Path, source: Source, skipped: Counter):
+def _load_json(path: Path) -> dict:
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ImportError_(f"{path.name} is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ImportError_(f"{path.name}: expected a JSON object at the top")
+    return doc
+
+
+def read_cityjson(path: Path, source: Source, skipped: Counter, doc: dict | None = None):
+    doc = doc or _load_json(path)
     if doc.get("type") != "CityJSON" or str(doc.get("version")) not in ("1.1", "2.0"):
         raise ImportError_(f"{path.name}: expected CityJSON 1.1 or 2.0, "
                            f"found {doc.get('type')} {doc.get('version')}")
@@ -181,7 +188,12 @@ def read_cityjsonseq(path: Path, source: Source, skipped: Counter):
 
 
 def read_geojson(path: Path, source: Source, skipped: Counter):
-    doc = json.loads(path.read_text(encoding="utf-8"))
+    doc = _load_json(path)
+    if doc.get("type") == "CityJSON":  # a city model named *.json
+        return read_cityjson(path, source, skipped, doc)
+    if doc.get("type") != "FeatureCollection":
+        raise ImportError_(f"{path.name}: expected a GeoJSON FeatureCollection, "
+                           f"found type {doc.get('type')!r}")
     srid = horizontal_srid(source.crs) if source.crs else 4326
 
     def gen():
@@ -234,6 +246,7 @@ def read_gpkg(path: Path, source: Source, skipped: Counter):
     return srid, gen()
 
 
+RESERVED = {"fid", "geom", "_geom84", "id"}  # store columns; "id" is the feature id
 READERS = {"cityjson": read_cityjson, "cityjsonseq": read_cityjsonseq,
            "geojson": read_geojson, "csv": read_csv, "gpkg": read_gpkg}
 
@@ -278,7 +291,12 @@ def import_collection(coll: Collection, store: FeatureStore, progress: bool = Tr
     if len(srids) > 1:
         raise ImportError_(f"{coll.id}: sources are in different CRSs {sorted(srids)}")
     srid = srids.pop()
-    names = list(dict.fromkeys(k for _, p in rows for k in p))
+    names = []
+    for name in dict.fromkeys(k for _, p in rows for k in p):
+        if name.lower() in RESERVED:
+            report.skipped[f"attribute {name} (reserved name)"] += 1
+        else:
+            names.append(name)
     fields = []
     for name in names:
         if name == coll.time_field:

@@ -39,7 +39,7 @@ def parse_datetime(text: str | None):
         if "/" in end_s:
             raise InvalidQuery("datetime: at most one '/' (start/end)", "datetime")
         start, end = one(start_s, "start"), one(end_s, "end")
-        if start is None and end is None and start_s == end_s == "":
+        if start is None and end is None:
             raise InvalidQuery("datetime: an interval needs at least one end", "datetime")
         if start and end and start > end:
             raise InvalidQuery("datetime: start is after end", "datetime")

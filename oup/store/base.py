@@ -56,7 +56,7 @@ class Query:
     skip_geometry: bool = False
     limit: int = 10
     offset: int = 0
-    crs: str = "CRS84"  # output CRS: CRS84, EPSG:28992, EPSG:4258, EPSG:4326, EPSG:3857
+    crs: str = "OGC:CRS84"  # output: OGC:CRS84, EPSG:28992, EPSG:4258, EPSG:4326, EPSG:3857
     count: bool = True
 
 

@@ -74,9 +74,9 @@ def _crs84_transformer(code: str):
     # EPSG:4258 and EPSG:4326 are latitude-first by authority: keep PROJ's axis order.
     import pyproj
 
-    from ..geodesy import install_grids
+    from ..geodesy import ensure_grids
 
-    install_grids()
+    ensure_grids()
     if code in ("EPSG:4258", "EPSG:4326"):
         return pyproj.Transformer.from_crs("OGC:CRS84", code, always_xy=False)
     return transformer("OGC:CRS84", code)
@@ -101,9 +101,11 @@ def to_crs84(geom, code: str):
         return geom
     import pyproj
 
-    from ..geodesy import install_grids
+    from ..geodesy import ensure_grids, transformer
 
-    install_grids()
-    t = pyproj.Transformer.from_crs(code, "OGC:CRS84",
-                                    always_xy=code not in ("EPSG:4258", "EPSG:4326"))
+    ensure_grids()
+    if code in ("EPSG:4258", "EPSG:4326"):  # latitude first by authority
+        t = pyproj.Transformer.from_crs(code, "OGC:CRS84", always_xy=False)
+    else:
+        t = transformer(code, "OGC:CRS84")
     return shapely.transform(geom, lambda c: np.column_stack(t.transform(c[:, 0], c[:, 1])))

@@ -1,0 +1,145 @@
+"""Shared fixtures: a catalogue (the demo city plus generated test collections), a
+store imported from it, and a real OUP server (gunicorn, 2 workers) on loopback."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared" / "data" / "cityjson"
+# Grids are built once per machine, not once per test session.
+GRID_CACHE = Path(os.environ.get("OUP_TEST_GRID_CACHE", "/tmp/oup-test-grids"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_probes(folder: Path, n: int = 400, seed: int = 7) -> list[dict]:
+    """A generated collection with every field type, nulls and times, for CQL2 tests."""
+    rng = np.random.default_rng(seed)
+    t0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    words = ["noord", "zuid", "oost", "west", "Centrum", "haven", "Haven", "dijk_%"]
+    feats = []
+    for i in range(n):
+        lon, lat = 4.40 + rng.random() * 0.12, 51.88 + rng.random() * 0.06
+        w, h = rng.random() * 0.004, rng.random() * 0.003
+        shape = rng.integers(3)
+        if shape == 0:
+            geom = {"type": "Point", "coordinates": [lon, lat]}
+        elif shape == 1:
+            geom = {"type": "LineString", "coordinates": [[lon, lat], [lon + w, lat + h]]}
+        else:
+            geom = {"type": "Polygon", "coordinates": [[[lon, lat], [lon + w, lat],
+                                                        [lon + w, lat + h], [lon, lat]]]}
+        props = {
+            "name": str(rng.choice(words)) + str(i % 7),
+            "count": int(rng.integers(0, 50)),
+            "level": round(float(rng.normal(5, 3)), 2),
+            "active": bool(rng.integers(2)),
+            "observed": (t0 + timedelta(hours=int(rng.integers(0, 24 * 60)))).strftime(
+                "%Y-%m-%dT%H:%M:%SZ"),
+            "note": None if i % 5 == 0 else f"n{i % 3}",
+        }
+        feats.append({"type": "Feature", "geometry": geom, "properties": props})
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "probes.geojson").write_text(json.dumps({"type": "FeatureCollection",
+                                                       "features": feats}))
+    (folder / "collection.yml").write_text("""
+title: Probes (generated test data)
+description: Generated features with every field type, for the filter tests.
+keywords: [test]
+license: {name: CC0 1.0}
+owner: {name: OUP tests}
+synthetic: true
+sources: [{path: probes.geojson}]
+time_field: observed
+""")
+    return feats
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("oup")
+
+
+@pytest.fixture(scope="session")
+def catalog_dir(workdir) -> Path:
+    cat = workdir / "collections"
+    shutil.copytree(ROOT / "collections", cat)
+    make_probes(cat / "probes")
+    return cat
+
+
+@pytest.fixture(scope="session")
+def env(workdir, catalog_dir) -> dict:
+    data = workdir / "data"
+    (data / "proj").mkdir(parents=True, exist_ok=True)
+    GRID_CACHE.mkdir(parents=True, exist_ok=True)
+    for grid in GRID_CACHE.glob("*.tif"):
+        shutil.copy(grid, data / "proj" / grid.name)
+    e = dict(os.environ, OUP_DATA_DIR=str(data), OUP_CATALOG_DIR=str(catalog_dir),
+             OUP_LOG_LEVEL="WARNING")
+    e.pop("OUP_DATABASE_URL", None)
+    return e
+
+
+def oup(env: dict, *args, check: bool = True, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "oup.cli", *args], env=env, text=True,
+                          capture_output=True, check=check, timeout=600, **kw)
+
+
+@pytest.fixture(scope="session")
+def imported(env) -> dict:
+    oup(env, "import", "--quiet")
+    for grid in (Path(env["OUP_DATA_DIR"]) / "proj").glob("*.tif"):
+        if not (GRID_CACHE / grid.name).exists():
+            shutil.copy(grid, GRID_CACHE / grid.name)
+    return env
+
+
+@pytest.fixture(scope="session")
+def server(imported) -> str:
+    port = free_port()
+    log = open(Path(imported["OUP_DATA_DIR"]) / "server.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "oup.cli", "serve", "--port", str(port),
+                             "--workers", "2"], env=imported, stdout=log, stderr=log)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{url}/health", timeout=2).status_code == 200:
+                break
+        except requests.ConnectionError:
+            pass
+        if proc.poll() is not None:
+            raise RuntimeError((Path(imported["OUP_DATA_DIR"]) / "server.log").read_text())
+        time.sleep(0.3)
+    else:
+        proc.kill()
+        raise RuntimeError("server did not come up in 60 s")
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+@pytest.fixture(scope="session")
+def probes(catalog_dir) -> list[dict]:
+    return json.loads((catalog_dir / "probes" / "probes.geojson").read_text())["features"]

@@ -1,0 +1,148 @@
+"""API conventions: landing page, conformance, OpenAPI, headers, HTML, Records,
+health and metrics; bad input answered with problem documents naming the parameter."""
+import pytest
+import requests
+
+OPENAPI = "application/vnd.oai.openapi+json;version=3.0"
+
+
+def test_landing_page_links(server):
+    r = requests.get(server + "/", headers={"Accept": "application/json"})
+    rels = {link["rel"]: link for link in r.json()["links"]}
+    assert rels["service-desc"]["type"] == OPENAPI
+    assert rels["data"]["href"].endswith("/collections")
+    assert r.headers["API-Version"] == "1.0.0"
+    assert r.headers["Access-Control-Allow-Origin"] == "*"
+
+
+def test_openapi_at_both_addresses(server):
+    for path in ("/openapi.json", "/api"):
+        r = requests.get(server + path)
+        assert r.headers["Content-Type"] == OPENAPI
+        doc = r.json()
+        assert doc["openapi"].startswith("3.0")
+        assert "/collections/buildings/items" in doc["paths"]
+        assert "/health" in doc["paths"]
+
+
+def test_conformance_claims_only_what_works(server):
+    classes = requests.get(server + "/conformance?f=json").json()["conformsTo"]
+    assert "http://www.opengis.net/spec/ogcapi-features-2/1.0/conf/crs" in classes
+    assert "http://www.opengis.net/spec/cql2/1.0/conf/cql2-json" in classes
+    assert not any("ogcapi-features-4" in c for c in classes)  # no transactions here
+
+
+def test_collection_document(server):
+    doc = requests.get(server + "/collections/buildings?f=json").json()
+    assert doc["itemType"] == "feature"
+    items = [link for link in doc["links"] if link["rel"] == "items"
+             and link["type"] == "application/geo+json"]
+    assert items and "?" not in items[0]["href"]
+    lic = [link for link in doc["links"] if link["rel"] == "license"]
+    assert lic and "Rotterdam" in lic[0]["title"]
+
+
+def test_html_pages(server):
+    r = requests.get(server + "/collections/buildings/items?f=html&limit=2")
+    assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/html")
+    assert "Buildings of Delfshaven" in r.text
+
+
+def test_records_catalogue_carries_owner_licence_classification(server):
+    recs = requests.get(server + "/collections/catalog/items?f=json").json()["features"]
+    by_id = {r["id"]: r["properties"] for r in recs}
+    assert by_id["buildings"]["owner"] == "Gemeente Rotterdam"
+    assert by_id["buildings"]["classification"] == "public"
+    assert "Rotterdam" in by_id["buildings"]["license"]
+    assert by_id["neighbourhoods"]["synthetic"] is True
+
+
+def test_health_and_metrics(server):
+    h = requests.get(server + "/health")
+    assert h.status_code == 200 and h.json()["status"] == "ok"
+    requests.get(server + "/collections/buildings/items?limit=1")
+    m = requests.get(server + "/metrics")
+    assert m.headers["Content-Type"].startswith("text/plain")
+    assert "oup_http_requests_total{" in m.text
+    assert "# TYPE oup_http_request_seconds histogram" in m.text
+
+
+def test_cors_preflight(server):
+    r = requests.options(server + "/collections/buildings/items",
+                         headers={"Origin": "http://viewer.example",
+                                  "Access-Control-Request-Method": "GET"})
+    assert r.status_code == 204
+    assert "GET" in r.headers["Access-Control-Allow-Methods"]
+
+
+def test_paging_links_and_number_matched(server):
+    r = requests.get(server + "/collections/buildings/items?limit=100&offset=800").json()
+    assert r["numberMatched"] == 853 and r["numberReturned"] == 53
+    rels = {link["rel"] for link in r["links"]}
+    assert "prev" in rels and "next" not in rels
+
+
+ITEMS = "/collections/buildings/items"
+
+
+@pytest.mark.parametrize("query, status, parameter", [
+    ("bbox=1,2,3", 400, "bbox"),
+    ("bbox=a,b,c,d", 400, "bbox"),
+    ("bbox=5,52,4,51", 400, "bbox"),
+    ("bbox=1,2,3,4&bbox-crs=EPSG:9999", 400, "bbox-crs"),
+    ("crs=http://www.opengis.net/def/crs/EPSG/0/9999", 400, "crs"),
+    ("datetime=yesterday", 400, "datetime"),
+    ("datetime=2009-01-01T00:00:00Z/2008-01-01T00:00:00Z", 400, "datetime"),
+    ("datetime=../..", 400, "datetime"),
+    ("limit=0", 400, "limit"),
+    ("limit=-5", 400, "limit"),
+    ("limit=abc", 400, "limit"),
+    ("limit=100001", 400, "limit"),
+    ("offset=-1", 400, "offset"),
+    ("colour=red", 400, "colour"),
+    ("sortby=colour", 400, "sortby"),
+    ("properties=colour", 400, "properties"),
+    ("filter=height >", 400, "filter"),
+    ("filter=colour = 'red'", 400, None),
+    ("filter=height = 'tall'", 400, None),
+    ("filter-lang=cql3&filter=height>1", 400, "filter-lang"),
+    ("filter-crs=EPSG:1&filter=height>1", 400, "filter-crs"),
+    ("height=tall", 400, None),
+    ("skipGeometry=maybe", 400, "skipGeometry"),
+])
+def test_bad_input_gets_a_problem_document(server, query, status, parameter):
+    r = requests.get(f"{server}{ITEMS}?{query}")
+    assert r.status_code == status, r.text
+    assert r.headers["Content-Type"] == "application/problem+json"
+    body = r.json()
+    assert body["status"] == status and body["title"] and body["detail"]
+    if parameter:
+        assert body["parameter"] == parameter
+    else:
+        assert any(w in body["detail"] for w in ("colour", "height"))
+
+
+@pytest.mark.parametrize("path", ["/collections/nope", "/collections/nope/items",
+                                  "/collections/buildings/items/99999",
+                                  "/collections/buildings/items/abc", "/no/such/path"])
+def test_unknown_things_are_404_problems(server, path):
+    r = requests.get(server + path)
+    assert r.status_code == 404
+    assert r.headers["Content-Type"] == "application/problem+json"
+    assert r.json()["status"] == 404
+
+
+def test_sorting_and_property_selection(server):
+    r = requests.get(server + ITEMS, params={"sortby": "-height", "limit": 5,
+                                             "properties": "height,status",
+                                             "skipGeometry": "true"}).json()
+    heights = [f["properties"]["height"] for f in r["features"]]
+    assert heights == sorted(heights, reverse=True)
+    assert set(r["features"][0]["properties"]) == {"height", "status"}
+    assert r["features"][0]["geometry"] is None
+
+
+def test_property_equality_filter(server):
+    r = requests.get(server + ITEMS, params={"TerrainHeight": "2.53", "limit": 100}).json()
+    assert r["numberMatched"] >= 1
+    assert all(f["properties"]["TerrainHeight"] == 2.53 for f in r["features"])
