@@ -26,11 +26,34 @@ def parse_filter(text: str, lang: str | None):
     lang = lang or ("cql2-json" if text.lstrip().startswith("{") else "cql2-text")
     try:
         if lang == "cql2-json":
-            return parse_json(json.loads(text))
+            return parse_json(_standard_json(json.loads(text)))
         return parse_text(text)
     except Exception as exc:  # the parsers raise many types; all mean "bad filter"
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InvalidQuery(f"filter is not valid {lang}: {first}", "filter") from None
+
+
+def _standard_json(node):
+    """CQL2 JSON as the standard writes it -> the shape pygeofilter reads
+    (``between`` has three arguments in the standard, two in pygeofilter; its bbox
+    literal and t_disjoint need help too)."""
+    if isinstance(node, list):
+        return [_standard_json(n) for n in node]
+    if not isinstance(node, dict):
+        return node
+    node = {k: _standard_json(v) for k, v in node.items()}
+    if set(node) == {"bbox"} and isinstance(node["bbox"], list) and len(node["bbox"]) in (4, 6):
+        # pygeofilter reads [minx, miny, maxx, maxy] in the wrong order: pass a polygon
+        b = node["bbox"]
+        x0, y0, x1, y1 = (b[0], b[1], b[2], b[3]) if len(b) == 4 else (b[0], b[1], b[3], b[4])
+        return {"type": "Polygon",
+                "coordinates": [[[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]]}
+    if node.get("op") == "between" and isinstance(node.get("args"), list) \
+            and len(node["args"]) == 3:
+        node["args"] = [node["args"][0], node["args"][1:]]
+    if node.get("op") == "t_disjoint":  # pygeofilter knows no t_disjoint
+        node = {"op": "not", "args": [{"op": "t_intersects", "args": node.get("args")}]}
+    return node
 
 
 def _int(args, name: str, default: int, lo: int, hi: int | None = None) -> int:

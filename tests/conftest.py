@@ -53,6 +53,7 @@ def make_probes(folder: Path, n: int = 400, seed: int = 7) -> list[dict]:
             "observed": (t0 + timedelta(hours=int(rng.integers(0, 24 * 60)))).strftime(
                 "%Y-%m-%dT%H:%M:%SZ"),
             "note": None if i % 5 == 0 else f"n{i % 3}",
+            "serial": i,
         }
         feats.append({"type": "Feature", "geometry": geom, "properties": props})
     folder.mkdir(parents=True, exist_ok=True)

@@ -128,14 +128,17 @@ class SqlCompiler:
             if start != end:
                 return "0"  # an instant never equals a proper interval
             return bound("=", start)
-        if name in ("TimeIntersects", "TimeDisjoint", "TimeDuring"):
+        # pygeofilter parses T_INTERSECTS as TimeOverlaps. The store's temporal
+        # properties are instants, for which Allen's "overlaps" never holds, so
+        # TimeOverlaps is answered as T_INTERSECTS.
+        if name in ("TimeOverlaps", "TimeDisjoint", "TimeDuring"):
             op_lo, op_hi = (">", "<") if name == "TimeDuring" else (">=", "<=")
             parts = []
             if start is not None:
                 parts.append(bound(op_lo, start))
             if end is not None:
                 parts.append(bound(op_hi, end))
-            inside = f"({' AND '.join(parts)})" if parts else f"({col} IS NOT NULL)"
+            inside = f"({' AND '.join(parts)})" if parts else f"({col} = {col})"  # NULL stays unknown
             return f"(NOT {inside})" if name == "TimeDisjoint" else inside
         raise InvalidQuery(f"filter: {name} is not supported; use T_AFTER, T_BEFORE, "
                            "T_EQUALS, T_INTERSECTS, T_DISJOINT or T_DURING", "filter")
@@ -170,24 +173,19 @@ class SqlCompiler:
 
     @staticmethod
     def _like_pattern(node) -> str:
+        """CQL2 LIKE: '%' any run, '_' one character, '\\' escapes. (pygeofilter's
+        parsers label '.' as the single-character wildcard, which CQL2 does not.)"""
         out = []
         pattern = node.pattern
         i = 0
         while i < len(pattern):
             ch = pattern[i]
-            if ch == node.escapechar and i + 1 < len(pattern):
+            if ch == "\\" and i + 1 < len(pattern):
                 nxt = pattern[i + 1]
                 out.append("\\" + nxt if nxt in "%_\\" else nxt)
                 i += 2
                 continue
-            if ch == node.wildcard:
-                out.append("%")
-            elif ch == node.singlechar:
-                out.append("_")
-            elif ch in "%_\\":
-                out.append("\\" + ch)
-            else:
-                out.append(ch)
+            out.append(ch)
             i += 1
         return "".join(out)
 
