@@ -16,8 +16,8 @@ from http import HTTPStatus
 
 from .catalog import load_catalog
 from .metrics import Metrics
-from .params import check_item, check_items, parse_filter
-from .pygeoapi_config import write_config
+from .params import check_item, check_items, check_queryables, parse_filter
+from .pygeoapi_config import RECORD_PROPERTIES, RECORDS_ID, write_config
 from .settings import Settings, get_settings
 from .store import InvalidQuery, StoreError, open_store
 
@@ -55,6 +55,7 @@ CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-records-1/1.0/conf/json",
 ]
 _COLLECTIONS = re.compile(r"^/collections(/[^/]+)?/?$")
+_QUERYABLES = re.compile(r"^/collections/([^/]+)/(queryables|schema)/?$")
 _ITEMS = re.compile(r"^/collections/([^/]+)/items/?$")
 _ITEM = re.compile(r"^/collections/([^/]+)/items/([^/]+)$")
 
@@ -89,6 +90,7 @@ def _adjust_pygeoapi() -> None:
     import pygeoapi.api.itemtypes as itemtypes
 
     itemtypes.parse_cql2_text = lambda text: parse_filter(text, None)
+    itemtypes.parse_cql2_json = lambda text: parse_filter(text, "cql2-json")
     itemtypes.validate_datetime = lambda extents, datetime_=None: datetime_
 
 
@@ -129,12 +131,26 @@ def create_app(settings: Settings | None = None):
             return "", 204
         path = request.path
         try:
+            if request.method not in ("GET", "HEAD", "POST"):
+                return problem(405, f"{request.method} is not offered: the API is read-only",
+                               path)
             if m := _ITEMS.match(path):
                 fields = fields_of(m.group(1))
                 if fields is not None:
                     check_items(request.args, fields, settings.max_page_limit)
+                if request.method == "POST":
+                    if request.mimetype not in ("application/query-cql-json", "application/json"):
+                        return problem(415, "POST a CQL2 JSON filter as "
+                                       "application/query-cql-json", path)
+                    parse_filter(request.get_data(as_text=True), "cql2-json")
+            elif request.method == "POST":
+                return problem(405, "POST is only offered on .../items (CQL2 JSON search)", path)
             elif m := _ITEM.match(path):
                 check_item(request.args)
+            elif m := _QUERYABLES.match(path):
+                cid = m.group(1)
+                known = set(RECORD_PROPERTIES) if cid == RECORDS_ID else fields_of(cid)
+                check_queryables(request.args, known or set())
         except InvalidQuery as exc:
             return problem(400, str(exc), request.full_path.rstrip("?"), "InvalidParameterValue",
                            exc.parameter)

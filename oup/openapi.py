@@ -17,11 +17,67 @@ PROBLEM = {
 def _problem_response(description: str) -> dict:
     return {"description": description,
             "content": {"application/problem+json": {"schema": {"$ref":
-                        "#/components/schemas/Problem"}}}}
+                        "#/components/schemas/Problem"}},
+                        "text/html": {"schema": {"type": "string"}}}}  # for f=html
+
+
+_ANY = {"type": "object"}
+_FEATURES = {"application/geo+json": {"schema": _ANY}, "application/json": {"schema": _ANY}, "application/ld+json": {"schema": _ANY},
+             "text/html": {"schema": {"type": "string"}}, "text/csv": {"schema": {"type": "string"}}}
+_DOC = {"application/json": {"schema": _ANY}, "text/html": {"schema": {"type": "string"}},
+        "application/ld+json": {"schema": _ANY}}
+# Local stand-ins for the OGC documents pygeoapi refers to by URL: the document must
+# resolve offline (clients, validators and this machine have no internet).
+_LOCAL = {
+    "parameters/featureId": {"name": "featureId", "in": "path", "required": True,
+                             "description": "identifier of a feature",
+                             "schema": {"type": "string"}},
+    "parameters/datetime": {"name": "datetime", "in": "query", "required": False,
+                            "description": "an instant or an interval (open ends '..' or empty), "
+                                           "RFC 3339", "schema": {"type": "string"},
+                            "style": "form", "explode": False},
+    "parameters/sortby": {"name": "sortby", "in": "query", "required": False,
+                          "description": "comma-separated properties, '-' for descending",
+                          "schema": {"type": "string"}, "style": "form", "explode": False},
+    "parameters/q": {"name": "q", "in": "query", "required": False,
+                     "description": "free-text search terms", "style": "form", "explode": False,
+                     "schema": {"type": "string"}},
+    "responses/LandingPage": {"description": "the landing page", "content": _DOC},
+    "responses/Collection": {"description": "a collection", "content": _DOC},
+    "responses/Collections": {"description": "the collections", "content": _DOC},
+    "responses/Features": {"description": "a page of features", "content": _FEATURES},
+    "responses/Feature": {"description": "one feature", "content": _FEATURES},
+    "responses/InvalidParameter": None,  # -> the problem responses below
+    "responses/NotFound": None,
+    "responses/ServerError": None,
+}
+_PROBLEM_REFS = {"responses/InvalidParameter": "400", "responses/NotFound": "404",
+                 "responses/ServerError": "500"}
+
+
+def _localise(node, comps: dict):
+    """Replace every external $ref by a local component (or an open schema)."""
+    if isinstance(node, list):
+        return [_localise(n, comps) for n in node]
+    if not isinstance(node, dict):
+        return node
+    ref = node.get("$ref")
+    if isinstance(ref, str) and not ref.startswith("#"):
+        for key, value in _LOCAL.items():
+            if ref.endswith(key) or ref.endswith(key.split("/")[1] + ".yaml"):
+                if key in _PROBLEM_REFS:
+                    return {"$ref": f"#/components/responses/{_PROBLEM_REFS[key]}"}
+                kind, name = key.split("/")
+                comps.setdefault(kind, {})[f"oup-{name}"] = value
+                return {"$ref": f"#/components/{kind}/oup-{name}"}
+        return {}  # an external schema (GeoJSON, CQL2, links): accept any value
+    return {k: _localise(v, comps) for k, v in node.items()}
 
 
 def extend_openapi(oas: dict, cfg: dict) -> dict:
     comps = oas.setdefault("components", {})
+    oas["paths"] = _localise(oas.get("paths", {}), comps)
+    oas["components"] = comps = _localise(comps, comps)
     comps.setdefault("schemas", {})["Problem"] = PROBLEM
     responses = comps.setdefault("responses", {})
     for code, text in (("400", "Bad request: the problem document names the parameter"),
@@ -44,8 +100,25 @@ def extend_openapi(oas: dict, cfg: dict) -> dict:
         "summary": "This OpenAPI document", "operationId": "getOpenAPIJson", "tags": ["server"],
         "responses": {"200": {"description": "the OpenAPI 3.0 document", "content": {
             "application/vnd.oai.openapi+json;version=3.0": {"schema": {"type": "object"}}}}}}}
+    for name, path in paths.items():
+        if name.endswith(("/schema", "/queryables")) and "get" in path:
+            path["get"]["responses"]["200"] = {
+                "description": "a JSON Schema of the features' properties",
+                "content": {"application/schema+json": {"schema": _ANY},
+                            "text/html": {"schema": {"type": "string"}}}}
+        if name.endswith("/items") and "post" in path:
+            path["post"]["summary"] = "Search the items with a CQL2 JSON filter in the body"
+            path["post"]["requestBody"] = {"required": True, "content": {
+                "application/query-cql-json": {"schema": _ANY},
+                "application/json": {"schema": _ANY}}}
+            path["post"]["responses"] = {
+                "200": {"description": "the matching features", "content": _FEATURES},
+                "415": _problem_response("the body is not CQL2 JSON")}
+            path["post"].pop("parameters", None)
     # every operation may answer with a problem document
     for path in paths.values():
+        if "options" in path:  # CORS preflight
+            path["options"]["responses"]["204"] = {"description": "CORS preflight answered"}
         for op in path.values():
             if isinstance(op, dict) and "responses" in op:
                 op["responses"].setdefault("400", {"$ref": "#/components/responses/400"})

@@ -122,6 +122,15 @@ def check_item(args) -> None:
     _crs(args, "crs")
 
 
+def check_queryables(args, fields: set[str]) -> None:
+    for name in args:
+        if name not in ("f", "lang", "profile", "properties"):
+            raise InvalidQuery(f"unknown query parameter {name!r} for queryables", name)
+    for name in filter(None, (args.get("properties") or "").split(",")):
+        if name not in fields:
+            raise InvalidQuery(f"properties: unknown property {name!r}", "properties")
+
+
 def check_bbox(raw: str, bbox_crs: str | None) -> list[float]:
     parts = raw.split(",")
     if len(parts) not in (4, 6):

@@ -18,6 +18,8 @@ from .store.geometry import CRS84, SUPPORTED_CRS
 
 TEMPLATE = ROOT / "config" / "pygeoapi.yml"
 RECORDS_ID = "catalog"  # the OGC API Records catalogue of the collections
+RECORD_PROPERTIES = ("type", "title", "description", "keywords", "license", "owner",
+                     "contact_email", "classification", "synthetic")
 
 
 def _resource(coll: Collection, store: FeatureStore) -> dict | None:
@@ -76,12 +78,10 @@ def records_file(catalog: Catalog, store: FeatureStore, out_dir: Path) -> Path:
             "id": coll.id, "type": "Feature",
             "geometry": {"type": "Polygon", "coordinates": [[[x0, y0], [x1, y0], [x1, y1],
                                                              [x0, y1], [x0, y0]]]},
-            "properties": {
-                "type": "collection", "title": coll.title, "description": coll.description,
-                "keywords": coll.keywords, "license": coll.license.name,
-                "owner": coll.owner.name, "contact_email": coll.owner.email or "",
-                "classification": coll.classification.value, "synthetic": coll.synthetic,
-            },
+            "properties": dict(zip(RECORD_PROPERTIES, (
+                "collection", coll.title, coll.description, coll.keywords, coll.license.name,
+                coll.owner.name, coll.owner.email or "", coll.classification.value,
+                coll.synthetic))),
             "links": [{"rel": "item", "type": "application/geo+json",
                        "href": f"../../{coll.id}", "title": coll.title}],
         }
