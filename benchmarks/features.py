@@ -1,0 +1,315 @@
+"""OGC API Features throughput: OUP on its GeoPackage store vs stock pygeoapi providers.
+
+Same data (N buildings replicated from the 853 real Delfshaven ones), same machine,
+same run, same load: 2 server workers, 8 concurrent keep-alive clients (wrk) on
+loopback, `items?bbox=<~200 m square>&limit=100` and `items/{id}`.
+
+    .venv/bin/python benchmarks/features.py [--buildings 200000] [--seconds 20]
+        [--peers geojson,sqlite]
+
+Needs `wrk` (apt-get install wrk); the SQLiteGPKG peer needs libsqlite3-mod-spatialite
+and the pysqlite3-binary package. Peers that cannot run are reported, not hidden.
+Prints a table and ratios; writes benchmarks/out/features.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import shapely
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+
+from oup.geodesy import install_grids, transformer  # noqa: E402
+from oup.store import Feature, Field, Query  # noqa: E402
+from oup.store.gpkg import GeoPackageStore  # noqa: E402
+
+OUT = HERE / "out"
+LUA = """
+local paths = {}
+for line in io.lines("%s") do paths[#paths + 1] = line end
+math.randomseed(%d)
+request = function()
+  return wrk.format("GET", paths[math.random(#paths)], {["Accept"] = "application/geo+json"})
+end
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# -- data ------------------------------------------------------------------------------
+
+def source_buildings(work: Path):
+    """The 853 real footprints (RD New) and attributes, via OUP's own import."""
+    from oup.catalog import load_collection
+    from oup.importers import import_collection
+
+    store = GeoPackageStore(work / "source.gpkg")
+    import_collection(load_collection(ROOT / "collections" / "buildings" / "collection.yml"),
+                      store, progress=False)
+    page = store.query("buildings", Query(limit=10_000, crs="EPSG:28992"))
+    geoms = [shapely.geometry.shape(f["geometry"]) for f in page.features]
+    props = [f["properties"] for f in page.features]
+    for p in props:  # back to a datetime, as an importer hands it over
+        p["survey_date"] = datetime.fromisoformat(p["survey_date"].replace("Z", "+00:00"))
+    return geoms, props, [Field(f.name, f.type) for f in store.fields("buildings")]
+
+
+def replicate(geoms, props, n: int):
+    """n footprints: copies of the real ones on a grid of shifted blocks (RD New)."""
+    minx, miny, maxx, maxy = shapely.total_bounds(np.array(geoms, dtype=object))
+    w, h = maxx - minx + 50, maxy - miny + 50
+    per_row = int(np.ceil(np.sqrt(n / len(geoms))))
+    for i in range(n):
+        block, k = divmod(i, len(geoms))
+        dx, dy = (block % per_row) * w, (block // per_row) * h
+        yield shapely.affinity.translate(geoms[k], dx, dy), dict(props[k], copy=block)
+
+
+def build_data(work: Path, n: int, peers: list[str]) -> dict:
+    from tqdm import tqdm
+
+    geoms, props, fields = source_buildings(work)
+    to84 = transformer("EPSG:28992", "OGC:CRS84")
+    rows = list(tqdm(replicate(geoms, props, n), total=n, desc="replicating", unit=" bldg"))
+    g = np.array([r[0] for r in rows], dtype=object)
+    g84 = shapely.transform(g, lambda c: np.column_stack(to84.transform(c[:, 0], c[:, 1])))
+    fields = fields + [Field("copy", "integer")]
+    store_path = work / "oup.gpkg"
+    store = GeoPackageStore(store_path)
+    store.write_collection("buildings", 28992, fields,
+                           (Feature(a, b, p) for (a, p), b in zip(rows, g84)),
+                           "survey_date", geometry_type="MULTIPOLYGON")
+    out = {"oup": store_path, "bounds84": shapely.total_bounds(g84).tolist()}
+    if peers:
+        import geopandas as gpd
+
+        df = gpd.GeoDataFrame([p for _, p in rows], geometry=list(g84), crs="OGC:CRS84")
+        df["fid_"] = np.arange(1, n + 1)
+        if "sqlite" in peers:
+            df.to_file(work / "peer.gpkg", layer="buildings", driver="GPKG")
+            out["sqlite"] = work / "peer.gpkg"
+        if "geojson" in peers:
+            df.to_file(work / "peer.geojson", driver="GeoJSON")
+            out["geojson"] = work / "peer.geojson"
+    return out
+
+
+# -- servers ----------------------------------------------------------------------------
+
+def wait_up(url: str, proc, seconds: float = 300) -> None:
+    import requests
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            if requests.get(url, timeout=5).status_code < 500:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"{url} did not answer in {seconds} s")
+
+
+def start_oup(work: Path, store: Path, port: int):
+    cat = work / "catalog" / "buildings"
+    cat.mkdir(parents=True, exist_ok=True)
+    (cat / "placeholder.geojson").write_text('{"type": "FeatureCollection", "features": []}')
+    (cat / "collection.yml").write_text(
+        "title: Buildings (benchmark)\ndescription: replicated Delfshaven buildings\n"
+        "license: {name: Open data Rotterdam}\nowner: {name: bench}\n"
+        "sources: [{path: placeholder.geojson}]\ntime_field: survey_date\n")
+    env = dict(os.environ, OUP_CATALOG_DIR=str(work / "catalog"), OUP_DATA_DIR=str(work),
+               OUP_DATABASE_URL=f"gpkg://{store}", OUP_LOG_LEVEL="ERROR")
+    return subprocess.Popen([sys.executable, "-m", "oup.cli", "serve", "--port", str(port),
+                             "--workers", "2"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=open(work / "oup-server.log", "w"))
+
+
+def start_pygeoapi(work: Path, provider: str, data: Path, port: int, bounds):
+    import yaml
+
+    cfg = yaml.safe_load((ROOT / "config" / "pygeoapi.yml").read_text())
+    cfg["server"]["url"] = f"http://127.0.0.1:{port}"
+    cfg["logging"]["level"] = "ERROR"
+    pdef = {"type": "feature", "name": provider, "data": str(data), "id_field": "fid_"}
+    if provider == "SQLiteGPKG":
+        pdef.update(table="buildings", id_field="fid")
+    cfg["resources"] = {"buildings": {
+        "type": "collection", "title": "Buildings", "description": "benchmark",
+        "keywords": ["b"], "links": [],
+        "extents": {"spatial": {"bbox": bounds, "crs": "http://www.opengis.net/def/crs/OGC/1.3/CRS84"}},
+        "providers": [pdef]}}
+    cfg_path = work / f"pygeoapi-{provider}.yml"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    oas = work / f"openapi-{provider}.yml"
+    env = dict(os.environ, PYGEOAPI_CONFIG=str(cfg_path), PYGEOAPI_OPENAPI=str(oas))
+    subprocess.run([sys.executable, "-m", "pygeoapi", "openapi", "generate", str(cfg_path),
+                    "--output-file", str(oas)], env=env, check=True, capture_output=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "2",
+         "--worker-class", "gthread", "--threads", "4", "--timeout", "600",
+         "--chdir", str(HERE), "stock_pygeoapi:APP"],
+        env=env, stdout=subprocess.DEVNULL, stderr=open(work / f"{provider}.log", "w"))
+
+
+# -- load -------------------------------------------------------------------------------
+
+def bbox_paths(bounds84, k: int = 500, seed: int = 1) -> list[str]:
+    rng = random.Random(seed)
+    minx, miny, maxx, maxy = bounds84
+    dx, dy = 200 / 68_700, 200 / 111_250  # ~200 m at 51.9 N
+    out = []
+    for _ in range(k):
+        x, y = rng.uniform(minx, maxx - dx), rng.uniform(miny, maxy - dy)
+        out.append(f"/collections/buildings/items?bbox={x:.6f},{y:.6f},{x + dx:.6f},"
+                   f"{y + dy:.6f}&limit=100")
+    return out
+
+
+def id_paths(n: int, k: int = 2000, seed: int = 2) -> list[str]:
+    rng = random.Random(seed)
+    return [f"/collections/buildings/items/{rng.randint(1, n)}" for _ in range(k)]
+
+
+def wrk(url: str, paths: list[str], seconds: int, work: Path, name: str) -> dict:
+    plist = work / f"{name}.paths"
+    plist.write_text("\n".join(paths) + "\n")
+    script = work / f"{name}.lua"
+    script.write_text(LUA % (plist, 42))
+    res = subprocess.run(["wrk", "-t", "2", "-c", "8", "-d", f"{seconds}s", "--timeout", "60s",
+                          "--latency", "-s", str(script), url], capture_output=True, text=True,
+                         timeout=seconds + 120)
+    text = res.stdout
+
+    def ms(label):
+        m = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)", text, re.M)
+        if not m:
+            return None
+        v, unit = float(m.group(1)), m.group(2)
+        return v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
+
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    timeouts = re.search(r"timeout (\d+)", text)
+    return {"req_s": float(rps.group(1)) if rps else 0.0, "p50_ms": ms("50"),
+            "p99_ms": ms("99"), "non_2xx": int(errors.group(1)) if errors else 0,
+            "timeouts": int(timeouts.group(1)) if timeouts else 0}
+
+
+def run_server(label, proc, url, n, bounds, seconds, work) -> dict:
+    try:
+        wait_up(url + "/collections/buildings", proc)
+        # one warm-up request each way, so first-request costs are not measured
+        import requests
+
+        requests.get(url + bbox_paths(bounds, 1)[0], timeout=600)
+        requests.get(url + id_paths(n, 1)[0], timeout=600)
+        return {"bbox": wrk(url, bbox_paths(bounds), seconds, work, f"{label}-bbox"),
+                "by_id": wrk(url, id_paths(n), seconds, work, f"{label}-id")}
+    except Exception as exc:  # a peer that cannot run is reported as such
+        return {"error": str(exc)}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--buildings", type=int, default=200_000)
+    ap.add_argument("--seconds", type=int, default=20)
+    ap.add_argument("--peers", default="sqlite,geojson",
+                    help="comma list of stock pygeoapi providers to run: sqlite, geojson")
+    ap.add_argument("--work", type=Path, default=OUT / "features-work")
+    args = ap.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("benchmarks/features.py needs wrk: apt-get install wrk")
+    peers = [p for p in args.peers.split(",") if p]
+    work = args.work
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    install_grids(work)
+    t0 = time.perf_counter()
+    data = build_data(work, args.buildings, peers)
+    print(f"data: {args.buildings} buildings in {time.perf_counter() - t0:.0f} s")
+    bounds = data["bounds84"]
+    results = {}
+    port = free_port()
+    results["OUP (GeoPackage store)"] = run_server(
+        "oup", start_oup(work, data["oup"], port), f"http://127.0.0.1:{port}",
+        args.buildings, bounds, args.seconds, work)
+    for peer, provider in (("sqlite", "SQLiteGPKG"), ("geojson", "GeoJSON")):
+        if peer in peers:
+            port = free_port()
+            results[f"pygeoapi 0.24 stock {provider}"] = run_server(
+                peer, start_pygeoapi(work, provider, data[peer], port, bounds),
+                f"http://127.0.0.1:{port}", args.buildings, bounds, args.seconds, work)
+    report(results, args)
+
+
+def report(results: dict, args) -> None:
+    machine = {"cpus": os.cpu_count(), "cpu": platform.processor() or _cpu_model(),
+               "python": platform.python_version()}
+    print(f"\n{args.buildings} buildings, 2 workers, 8 clients, {args.seconds} s per workload; "
+          f"{machine['cpus']} CPUs ({machine['cpu']})\n")
+    print(f"{'server':<34} {'bbox req/s':>11} {'bbox p50':>9} {'bbox p99':>9} "
+          f"{'id req/s':>9} {'id p99':>8}")
+    base = results.get("OUP (GeoPackage store)", {})
+    for name, r in results.items():
+        if "error" in r:
+            print(f"{name:<34} could not run: {r['error']}")
+            continue
+        b, i = r["bbox"], r["by_id"]
+        print(f"{name:<34} {b['req_s']:>11.1f} {b['p50_ms'] or 0:>8.1f}ms {b['p99_ms'] or 0:>8.1f}ms "
+              f"{i['req_s']:>9.1f} {i['p99_ms'] or 0:>6.1f}ms"
+              + (f"  (non-2xx: {b['non_2xx'] + i['non_2xx']})" if b['non_2xx'] + i['non_2xx'] else ""))
+    if "bbox" in base:
+        print("\nratios (OUP / peer, higher is better for OUP):")
+        for name, r in results.items():
+            if name.startswith("OUP") or "bbox" not in r:
+                continue
+            rb = base["bbox"]["req_s"] / r["bbox"]["req_s"] if r["bbox"]["req_s"] else float("inf")
+            ri = base["by_id"]["req_s"] / r["by_id"]["req_s"] if r["by_id"]["req_s"] else float("inf")
+            print(f"  vs {name}: bbox x{rb:.1f}, by-id x{ri:.1f}")
+        print("  vs tipg 1.6 on PostGIS (figures from the issue, same machine kind, not this run): "
+              f"bbox x{base['bbox']['req_s'] / 178:.2f}, by-id x{base['by_id']['req_s'] / 622:.2f}")
+    OUT.mkdir(exist_ok=True)
+    (OUT / "features.json").write_text(json.dumps({"machine": machine, "args": vars(args) | {
+        "work": str(args.work)}, "results": results}, indent=1))
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
+if __name__ == "__main__":
+    main()
