@@ -26,13 +26,18 @@ venv: $(PY)
 demo: venv
 	$(VENV)/bin/oup catalog check
 	$(VENV)/bin/oup import
+	$(VENV)/bin/oup tile
 	$(VENV)/bin/oup serve --host 127.0.0.1 --port 5000
 
-# Debian packages the integration tests drive (real clients, real services).
+# Debian packages the integration tests drive (real clients, real services), and the
+# JavaScript clients (glTF validator, loaders.gl) from the npm registry.
 services:
-	@if ! command -v ogrinfo >/dev/null; then \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gdal-bin >/dev/null; \
-	  else echo "error: the tests need GDAL's ogrinfo/ogr2ogr: sudo apt-get install gdal-bin" >&2; exit 1; fi; fi
+	@missing=""; command -v ogrinfo >/dev/null || missing="$$missing gdal-bin"; \
+	command -v node >/dev/null || missing="$$missing nodejs npm"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "error: the tests need:$$missing (sudo apt-get install$$missing)" >&2; exit 1; fi; fi
+	@cd tests/js && npm ci --no-audit --no-fund --loglevel=error
 
 test: venv services
 	$(PY) -m pytest -q -p no:cacheprovider

@@ -1,4 +1,7 @@
-"""gunicorn entry point for stock pygeoapi, the peer in benchmarks/features.py.
+"""Stock pygeoapi, the peer in benchmarks/features.py.
+
+gunicorn entry point: ``stock_pygeoapi:APP``; ``python stock_pygeoapi.py openapi CFG OUT``
+writes the OpenAPI document pygeoapi needs before it starts.
 
 pygeoapi's SQLiteGPKG provider loads SpatiaLite; the pyenv Pythons' sqlite3 cannot
 load extensions, so (as the project brief allows for benchmarks) pysqlite3 stands
@@ -13,6 +16,21 @@ try:
 except ImportError:
     pass
 
-from pygeoapi.flask_app import APP  # noqa: E402  (after the sqlite3 stand-in)
 
-__all__ = ["APP"]
+def __getattr__(name):  # gunicorn asks for APP only once the config env is set
+    if name == "APP":
+        from pygeoapi.flask_app import APP
+
+        return APP
+    raise AttributeError(name)
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["openapi"]:
+    import json
+    from pathlib import Path
+
+    import yaml
+    from pygeoapi.openapi import get_oas
+
+    cfg = yaml.safe_load(Path(sys.argv[2]).read_text())
+    Path(sys.argv[3]).write_text(json.dumps(get_oas(cfg), default=str))

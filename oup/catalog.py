@@ -79,6 +79,14 @@ class Source(_Strict):
         return self
 
 
+class Tiles3D(_Strict):
+    """A 3D Tiles product of the collection, made by ``oup tile``."""
+
+    source: str = Field(description="path of the city model, as listed in sources")
+    lod: str | None = Field(None, description="level of detail; default: each LoD present")
+    vertex_budget: int = Field(100_000, gt=100, description="vertices per tile at most")
+
+
 class Extent(_Strict):
     bbox: list[float] | None = Field(None, description="CRS84 [minx, miny, maxx, maxy]")
     interval: list[datetime | None] | None = None
@@ -105,6 +113,7 @@ class Collection(_Strict):
     title_field: str | None = None
     queryables: list[str] | None = Field(None, description="default: every attribute")
     extent: Extent = Field(default_factory=Extent, description="derived from the data when empty")
+    tiles3d: Tiles3D | None = Field(None, description="publish the city model as 3D Tiles")
 
     folder: Path = Field(Path("."), exclude=True)
 
@@ -117,6 +126,9 @@ class Collection(_Strict):
 
     def source_path(self, source: Source) -> Path:
         return (self.folder / source.path).resolve()
+
+    def source_for(self, path: str) -> Source:
+        return next(s for s in self.sources if s.path == path)
 
 
 class Catalog:
@@ -156,6 +168,13 @@ def load_collection(file: Path) -> Collection:
     for i, src in enumerate(coll.sources):
         if not coll.source_path(src).exists():
             raise CatalogError(file, f"sources.{i}.path", f"file not found: {src.path}")
+    if coll.tiles3d and coll.tiles3d.source not in {s.path for s in coll.sources}:
+        raise CatalogError(file, "tiles3d.source", f"{coll.tiles3d.source!r} is not one of the "
+                           "sources")
+    if coll.tiles3d and coll.source_for(coll.tiles3d.source).format not in (
+            "cityjson", "cityjsonseq"):
+        raise CatalogError(file, "tiles3d.source", "3D Tiles are made from CityJSON or "
+                           "CityJSONSeq sources")
     return coll
 
 

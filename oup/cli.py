@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -81,6 +82,44 @@ def import_(collections, quiet):
 
 
 @main.command()
+@click.argument("inputs", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), help="tileset folder (with INPUTS)")
+@click.option("--crs", help="CRS of inputs that declare none, e.g. EPSG:7415")
+@click.option("--lod", help="level of detail to tile; default the highest, or one tileset each")
+@click.option("--collection", "collections", multiple=True,
+              help="tile this catalogue collection (default: every one with tiles3d)")
+@click.option("--quiet", is_flag=True, help="no progress bars")
+def tile(inputs, out, crs, lod, collections, quiet):
+    """Make 3D Tiles 1.1: from INPUTS (CityJSON, CityJSONSeq, folders) into --out, or from
+    the catalogue's 3D collections into <data dir>/3dtiles/<id>."""
+    from tilers import CityModelError, tile as make_tiles
+
+    from .geodesy import GeodesyError, install_grids
+
+    s = get_settings()
+    try:
+        install_grids(s.data_dir)
+        if inputs:
+            if not out:
+                _fail("give --out DIR for the tileset")
+            click.echo(make_tiles(list(inputs), out, crs=crs, lod=lod, progress=not quiet))
+            return
+        cat = load_catalog(s.catalog_dir)
+        todo = [c for c in cat if c.tiles3d and (not collections or c.id in collections)]
+        unknown = set(collections) - {c.id for c in todo}
+        if unknown:
+            _fail(f"not a 3D collection in the catalogue: {', '.join(sorted(unknown))}")
+        for coll in todo:
+            src = coll.source_for(coll.tiles3d.source)
+            report = make_tiles([coll.source_path(src)], s.data_dir / "3dtiles" / coll.id,
+                                crs=src.crs, lod=coll.tiles3d.lod or lod,
+                                vertex_budget=coll.tiles3d.vertex_budget, progress=not quiet)
+            click.echo(f"{coll.id}: {report}")
+    except (CityModelError, CatalogError, GeodesyError, OSError) as exc:
+        _fail(str(exc))
+
+
+@main.command()
 @click.option("--host", default=None, help="address to listen on (OUP_HOST)")
 @click.option("--port", default=None, type=int, help="port (OUP_PORT)")
 @click.option("--workers", default=None, type=int, help="worker processes (OUP_WORKERS)")
@@ -98,7 +137,8 @@ def serve(host, port, workers):
         _fail(str(exc))
     click.echo(f"OUP serving on http://{s.host}:{s.port} ({s.workers} workers)")
     args = [sys.executable, "-m", "gunicorn", "--bind", f"{s.host}:{s.port}",
-            "--workers", str(s.workers), "--worker-class", "gthread", "--threads", "4",
+            "--workers", str(s.workers), "--worker-class", s.worker_class,
+            "--threads", str(s.threads),
             "--access-logfile", "-", "--log-level", "warning", "oup.app:create_app()"]
     os.execv(sys.executable, args)
 

@@ -23,6 +23,10 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 5000
     workers: int = 2
+    # gunicorn's sync workers (one request at a time per process) measured the lowest
+    # tail latency here; put a reverse proxy in front for slow clients, as gunicorn advises
+    worker_class: str = Field("sync", description="gunicorn worker class: sync or gthread")
+    threads: int = Field(4, description="threads per worker (gthread only)")
     base_url: str | None = Field(None, description="public URL; default http://host:port")
     page_limit: int = Field(10, description="default items per page")
     max_page_limit: int = Field(10000, description="largest limit a client may ask for")

@@ -106,6 +106,7 @@ def oup(env: dict, *args, check: bool = True, **kw) -> subprocess.CompletedProce
 @pytest.fixture(scope="session")
 def imported(env) -> dict:
     oup(env, "import", "--quiet")
+    oup(env, "tile", "--quiet")
     for grid in (Path(env["OUP_DATA_DIR"]) / "proj").glob("*.tif"):
         if not (GRID_CACHE / grid.name).exists():
             shutil.copy(grid, GRID_CACHE / grid.name)

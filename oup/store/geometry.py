@@ -109,3 +109,18 @@ def to_crs84(geom, code: str):
     else:
         t = transformer(code, "OGC:CRS84")
     return shapely.transform(geom, lambda c: np.column_stack(t.transform(c[:, 0], c[:, 1])))
+
+
+def bbox_to_crs84(bbox: list[float], uri: str) -> list[float]:
+    """A bbox given in ``uri`` as the CRS84 envelope of its transformed outline."""
+    code = crs_code(uri)
+    if code == "OGC:CRS84":
+        return list(bbox)
+    half = len(bbox) // 2
+    x0, y0, x1, y1 = bbox[0], bbox[1], bbox[half], bbox[half + 1]
+    # a densified outline, so the envelope also holds the box's curved edges
+    t = np.linspace(0.0, 1.0, 9)
+    xs = np.concatenate([x0 + (x1 - x0) * t, np.full(9, x1), x1 - (x1 - x0) * t, np.full(9, x0)])
+    ys = np.concatenate([np.full(9, y0), y0 + (y1 - y0) * t, np.full(9, y1), y1 - (y1 - y0) * t])
+    outline = to_crs84(shapely.LineString(np.column_stack([xs, ys])), code)
+    return list(outline.bounds)

