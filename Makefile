@@ -22,6 +22,8 @@ $(PY):
 venv: $(PY)
 	@$(PY) -m pip install -q --upgrade pip
 	@$(PY) -m pip install -q -e '.[test]'
+	@if command -v npm >/dev/null; then cd oup/viewer && npm ci --no-audit --no-fund --loglevel=error; \
+	else echo "note: npm not found: the 3D viewer (/viewer) needs CesiumJS from npm (apt-get install npm)"; fi
 
 demo: venv
 	$(VENV)/bin/oup catalog check
@@ -34,6 +36,7 @@ demo: venv
 services:
 	@missing=""; command -v ogrinfo >/dev/null || missing="$$missing gdal-bin"; \
 	command -v node >/dev/null || missing="$$missing nodejs npm"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else echo "error: the tests need:$$missing (sudo apt-get install$$missing)" >&2; exit 1; fi; fi

@@ -147,6 +147,8 @@ def create_app(settings: Settings | None = None):
             if request.method not in ("GET", "HEAD"):
                 return problem(405, "3D Tiles are read-only", path)
             return tiles3d.serve(settings.data_dir, problem, m.group(1), m.group(2))
+        if path == "/viewer" or path.startswith("/viewer/"):
+            return tiles3d.serve_viewer(problem, path.removeprefix("/viewer").lstrip("/"))
         try:
             if request.method not in ("GET", "HEAD", "POST"):
                 return problem(405, f"{request.method} is not offered: the API is read-only",

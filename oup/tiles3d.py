@@ -95,3 +95,29 @@ def serve(data_dir: Path, problem, cid: str, path: str):
         headers["Content-Encoding"] = "gzip"
         headers["Vary"] = "Accept-Encoding"
     return Response(data, headers=headers)
+
+
+VIEWER = Path(__file__).resolve().parent / "viewer"
+CESIUM = VIEWER / "node_modules" / "cesium" / "Build" / "Cesium"
+
+
+def serve_viewer(problem, path: str):
+    """``/viewer`` (the page and its script) and ``/viewer/cesium/...`` (CesiumJS)."""
+    from flask import Response, request
+
+    if path in ("", "index.html"):
+        return Response((VIEWER / "index.html").read_bytes(), mimetype="text/html")
+    if path == "viewer.js":
+        return Response((VIEWER / "viewer.js").read_bytes(), mimetype="text/javascript")
+    if path.startswith("cesium/"):
+        if not CESIUM.is_dir():
+            return problem(503, "CesiumJS is not installed: run `make demo` (npm ci in "
+                           "oup/viewer)", request.path)
+        full = safe_join(str(CESIUM), path.removeprefix("cesium/"))
+        if full and Path(full).is_file():
+            import mimetypes
+
+            kind = mimetypes.guess_type(full)[0] or "application/octet-stream"
+            return Response(Path(full).read_bytes(), mimetype=kind,
+                            headers={"Cache-Control": "public, max-age=86400"})
+    return problem(404, f"no viewer resource {path!r}", request.path)

@@ -1,0 +1,35 @@
+// Headless Chromium opens the OUP viewer, waits for the tileset, clicks a building.
+// usage: node viewer.mjs <viewer url> <screenshot.png>
+// Prints {ready, tiles, picked, consoleErrors, pageErrors, error}.
+import { chromium } from "playwright-core";
+
+const [url, shot] = process.argv.slice(2);
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
+         "--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--no-first-run"],
+});
+const out = { ready: false, tiles: 0, picked: null, consoleErrors: [], pageErrors: [], error: null };
+try {
+  const page = await browser.newPage({ viewport: { width: 1024, height: 768 } });
+  page.on("console", (m) => { if (m.type() === "error") out.consoleErrors.push(m.text()); });
+  page.on("pageerror", (e) => out.pageErrors.push(String(e)));
+  await page.goto(url, { waitUntil: "load", timeout: 60_000 });
+  await page.waitForFunction(() => window.oup && (window.oup.ready || window.oup.error),
+                             null, { timeout: 180_000, polling: 500 });
+  Object.assign(out, await page.evaluate(() => ({ ready: oup.ready, tiles: oup.tiles, error: oup.error })));
+  if (out.ready) {
+    const spot = await page.evaluate(() => window.oup.findBuilding());
+    if (spot) {
+      await page.mouse.click(spot.x, spot.y);  // a real click, through Cesium's handler
+      await page.waitForFunction(() => window.oup.picked !== null, null, { timeout: 30_000 });
+      out.picked = await page.evaluate(() => window.oup.picked);
+    }
+  }
+  await page.screenshot({ path: shot });
+} catch (e) {
+  out.error = String(e);
+} finally {
+  await browser.close();
+}
+console.log(JSON.stringify(out));
