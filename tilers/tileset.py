@@ -22,6 +22,7 @@ import numpy as np
 
 from .cityjson import SURFACE_NAMES, CityObjectMesh
 from .gltf import build_glb, enu_frame, metadata_schema
+from .triangulate import _cross
 
 
 @dataclass
@@ -76,7 +77,7 @@ class Geodesy:
 
 def _vertex_normals(pos: np.ndarray, tris: np.ndarray) -> np.ndarray:
     a, b, c = pos[tris[:, 0]], pos[tris[:, 1]], pos[tris[:, 2]]
-    fn = np.cross(b - a, c - a)
+    fn = _cross(b - a, c - a)
     vn = np.zeros_like(pos)
     for k in range(3):
         np.add.at(vn, tris[:, k], fn)

@@ -10,6 +10,13 @@ class DegenerateRing(ValueError):
     """A ring with no area (fewer than 3 distinct points, or all on one line)."""
 
 
+def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise cross product; np.cross costs ~40 us a call on small arrays."""
+    return np.column_stack([a[:, 1] * b[:, 2] - a[:, 2] * b[:, 1],
+                            a[:, 2] * b[:, 0] - a[:, 0] * b[:, 2],
+                            a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]])
+
+
 def newell_normal(ring: np.ndarray) -> np.ndarray:
     """Area-weighted normal of a (possibly non-planar) ring; length = 2 x area."""
     nxt = np.roll(ring, -1, axis=0)
@@ -45,11 +52,13 @@ def triangulate(rings: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.nda
     if length <= 1e-12 * max(extent, 1.0) ** 2 or length < 1e-10:
         raise DegenerateRing("no area")
     normal = normal / length
+    if len(rings) == 1 and len(outer) == 3:  # already a triangle: wind it with the normal
+        return outer, np.array([[0, 1, 2]], np.uint32), normal
     # a 2D basis in the best-fit plane
-    helper = np.array([1.0, 0, 0]) if abs(normal[0]) < 0.9 else np.array([0, 1.0, 0])
-    u = np.cross(normal, helper)
-    u /= np.linalg.norm(u)
-    v = np.cross(normal, u)
+    nx, ny, nz = normal
+    u = np.array([0.0, nz, -ny]) if abs(nx) < 0.9 else np.array([-nz, 0.0, nx])  # n x helper
+    u /= np.sqrt(u @ u)
+    v = np.array([ny * u[2] - nz * u[1], nz * u[0] - nx * u[2], nx * u[1] - ny * u[0]])
     parts = [outer] + [h for h in (_clean(np.asarray(r, dtype=float)) for r in rings[1:])
                        if len(h) >= 3]
     verts = np.vstack(parts)
@@ -61,7 +70,7 @@ def triangulate(rings: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.nda
         raise DegenerateRing("no triangles")
     # make every triangle face the way the surface faces
     a, b, c = verts[tris[:, 0]], verts[tris[:, 1]], verts[tris[:, 2]]
-    facing = np.einsum("ij,j->i", np.cross(b - a, c - a), normal)
+    facing = _cross(b - a, c - a) @ normal
     flip = facing < 0
     tris[flip] = tris[flip][:, [0, 2, 1]]
     return verts, tris, normal
