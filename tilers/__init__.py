@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .cityjson import CityModelError, ReadReport, _lod_key, mesh_objects, open_city_model
-from .tileset import atomic_dir, write_tileset
+from .tileset import EmptyTileset, atomic_dir, write_tileset
 
 __all__ = ["tile", "TilingReport", "CityModelError"]
 
@@ -36,18 +36,37 @@ class TilingReport:
         return "; ".join(parts) + "".join(f"\nwarning: {w}" for w in self.warnings)
 
 
-def _read(inputs: list[Path], crs: str | None, lod: str | None, report: ReadReport):
-    src_crs, meshes = None, []
+def _objects(inputs: list[Path], crs: str | None, lod: str | None, report: ReadReport):
+    """(CRS, a stream of the objects of every input) - files are opened one by one."""
+    first_crs, first_docs = open_city_model(inputs[0], crs)
+
+    def stream():
+        for i, path in enumerate(inputs):
+            file_crs, docs = (first_crs, first_docs) if i == 0 else open_city_model(path, crs)
+            if file_crs != first_crs:
+                raise CityModelError(f"{path}: CRS {file_crs} differs from {first_crs}")
+            for doc, verts in docs:
+                if doc.get("_oup_warning"):
+                    report.warnings.append(doc["_oup_warning"])
+                yield from mesh_objects(doc, verts, lod, report)
+    return first_crs, stream()
+
+
+def _counted(items, bar):
+    for item in items:
+        bar.update(1)
+        yield item
+
+
+def _lods(inputs: list[Path], crs: str | None) -> list[str]:
+    """The levels of detail present (a quick pass that reads no geometry)."""
+    lods = set()
     for path in inputs:
-        file_crs, docs = open_city_model(Path(path), crs)
-        if src_crs and file_crs != src_crs:
-            raise CityModelError(f"{path}: CRS {file_crs} differs from {src_crs}")
-        src_crs = file_crs
-        for doc, verts in docs:
-            if doc.get("_oup_warning"):
-                report.warnings.append(doc["_oup_warning"])
-            meshes.extend(mesh_objects(doc, verts, lod, report))
-    return src_crs, meshes
+        _, docs = open_city_model(path, crs)
+        for doc, _ in docs:
+            for obj in doc.get("CityObjects", {}).values():
+                lods |= {str(g.get("lod")) for g in obj.get("geometry", []) if "boundaries" in g}
+    return sorted(lods, key=_lod_key)
 
 
 def tile(inputs: list[Path], out: Path, crs: str | None = None, lod: str | None = None,
@@ -65,31 +84,28 @@ def tile(inputs: list[Path], out: Path, crs: str | None = None, lod: str | None 
     inputs = [f for p in inputs for f in (sorted(list(p.glob("*.city.json")) +
                                                  list(p.glob("*.city.jsonl")))
                                           if p.is_dir() else [p])]
-    read = ReadReport()
-    src_crs, meshes = _read(inputs, crs, lod, read)
-    report = TilingReport(objects=len(meshes), skipped=read.skipped, warnings=read.warnings)
-    if not meshes:
-        raise CityModelError("nothing to tile: " + (", ".join(
-            f"{n} {w}" for w, n in read.skipped.items()) or "no city objects"))
-    lods = sorted(read.lods, key=_lod_key)
+    lods = [lod] if lod else _lods(inputs, crs)
+    if not lods:
+        raise CityModelError("nothing to tile: the input has no city object with geometry")
+    report = TilingReport()
     with atomic_dir(out) as tmp:
-        if lod or len(lods) <= 1:
-            bar = tqdm(total=len(meshes), desc="tiling", unit=" objects", disable=not progress)
-            report.tilesets[lod or lods[-1]] = write_tileset(
-                meshes, src_crs, tmp / "main", vertex_budget, bar.update)
-            bar.close()
-            for item in (tmp / "main").iterdir():
-                item.rename(tmp / item.name)
-            (tmp / "main").rmdir()
-        else:
-            for one in lods:
-                sub = ReadReport()
-                _, lod_meshes = _read(inputs, crs, one, sub)
-                bar = tqdm(total=len(lod_meshes), desc=f"tiling LoD {one}", unit=" objects",
-                           disable=not progress)
-                report.tilesets[one] = write_tileset(lod_meshes, src_crs, tmp / f"lod-{one}",
-                                                     vertex_budget, bar.update)
+        for one in lods:
+            read = ReadReport()
+            src_crs, meshes = _objects(inputs, crs, one, read)
+            bar = tqdm(desc=f"tiling LoD {one}", unit=" objects", disable=not progress)
+            target = tmp if len(lods) == 1 else tmp / f"lod-{one}"
+            try:
+                report.tilesets[one] = write_tileset(_counted(meshes, bar), src_crs, target,
+                                                     vertex_budget)
+            except EmptyTileset as exc:
+                raise CityModelError("nothing to tile: " + (", ".join(
+                    f"{n} {w}" for w, n in read.skipped.items()) or str(exc))) from None
+            finally:
                 bar.close()
+            report.objects = max(report.objects, read.objects)
+            report.skipped.update(read.skipped)
+            report.warnings = list(dict.fromkeys(report.warnings + read.warnings))
+        if len(lods) > 1:
             top = json.loads((tmp / f"lod-{lods[-1]}" / "tileset.json").read_text())
             index = {"asset": {"version": "1.1", "generator": "OUP tilers"},
                      "geometricError": top["geometricError"],

@@ -14,7 +14,7 @@ from typing import Iterator
 
 import numpy as np
 
-from .triangulate import DegenerateRing, triangulate
+from .triangulate import triangulate_many
 
 # semantic surface classes, stored per triangle
 OTHER, GROUND, WALL, ROOF = 0, 1, 2, 3
@@ -98,19 +98,22 @@ def mesh_objects(doc: dict, verts: np.ndarray, lod: str | None, report: ReadRepo
             report.skipped[f"no LoD {want}"] += 1
             continue
         vs, ts, ss, base = [], [], [], 0
-        for g in chosen:
-            for surface, kind in _surfaces_with_semantics(g):
-                try:
-                    rings = [verts[np.asarray(r, dtype=np.int64)] for r in surface]
-                    v, t, n = triangulate(rings)
-                except (DegenerateRing, IndexError):
-                    report.skipped["degenerate surface"] += 1
-                    continue
-                cls = _SEMANTIC.get(kind, _guess_class(n)) if kind else _guess_class(n)
-                vs.append(v)
-                ts.append(t + base)
-                ss.append(np.full(len(v), cls, np.uint8))
-                base += len(v)
+        surfaces = [item for g in chosen for item in _surfaces_with_semantics(g)]
+        try:
+            results = triangulate_many([rings for rings, _ in surfaces], verts)
+        except IndexError:
+            report.skipped["vertex index out of range"] += 1
+            continue
+        for (_, kind), res in zip(surfaces, results):
+            if res is None:
+                report.skipped["degenerate surface (no area)"] += 1
+                continue
+            v, t, n = res
+            cls = _SEMANTIC.get(kind, _guess_class(n)) if kind else _guess_class(n)
+            vs.append(v)
+            ts.append(t + base)
+            ss.append(np.full(len(v), cls, np.uint8))
+            base += len(v)
         if not ts:
             report.skipped["no surface left after cleaning"] += 1
             continue

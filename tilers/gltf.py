@@ -39,8 +39,7 @@ class _Buffer:
         return data + b"\0" * ((-len(data)) % 4)
 
 
-def _property_type(values: list) -> tuple[str, dict]:
-    kinds = {type(v) for v in values if v is not None}
+def _property_type(kinds: set) -> tuple[str, dict]:
     if kinds and kinds <= {bool}:
         # loaders.gl 4 cannot decode BOOLEAN columns: 0/1 in a UINT8 scalar reads everywhere
         return "UINT8", {"type": "SCALAR", "componentType": "UINT8",
@@ -53,12 +52,13 @@ def _property_type(values: list) -> tuple[str, dict]:
 NO_DATA = -1.0e9  # declared as noData where a numeric attribute is missing
 
 
-def metadata_schema(names: list[str], sample: dict[str, list]) -> tuple[dict, dict]:
-    """A typed schema for the building attributes (and the surface classes)."""
+def metadata_schema(kinds_seen: dict[str, set], missing: set[str]) -> tuple[dict, dict]:
+    """A typed schema for the objects' attributes (and the surface classes), from the
+    Python types seen per attribute and the attributes some objects lack."""
     kinds, props = {}, {}
-    for name in names:
-        kind, prop = _property_type(sample[name])
-        if kind == "FLOAT64" and any(v is None for v in sample[name]):
+    for name, seen in kinds_seen.items():
+        kind, prop = _property_type(seen)
+        if kind == "FLOAT64" and name in missing:
             prop["noData"] = NO_DATA
         kinds[name], props[name] = kind, prop
     schema = {"id": "oup_city", "classes": {

@@ -12,11 +12,13 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
 import shutil
 import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 
@@ -25,31 +27,72 @@ from .gltf import build_glb, enu_frame, metadata_schema
 from .triangulate import _cross
 
 
+class EmptyTileset(ValueError):
+    """Nothing was left to tile."""
+
+
 @dataclass
 class Node:
-    items: list
-    bounds: tuple  # source CRS x0, y0, x1, y1
+    items: np.ndarray  # indices of the objects in this node
+    bounds: tuple      # source CRS x0, y0, x1, y1
     level: int
     id: str
     children: list = field(default_factory=list)
 
 
-def _split(node: Node, budget: int, max_level: int = 16) -> Node:
-    nverts = sum(len(m.vertices) for m in node.items)
-    if nverts <= budget or len(node.items) <= 1 or node.level >= max_level:
+def _split(node: Node, xy: np.ndarray, nverts: np.ndarray, budget: int,
+           max_level: int = 16) -> Node:
+    """Split by the objects' centres until each leaf holds at most ``budget`` vertices."""
+    if nverts[node.items].sum() <= budget or len(node.items) <= 1 or node.level >= max_level:
         return node
     x0, y0, x1, y1 = node.bounds
     mx, my = (x0 + x1) / 2, (y0 + y1) / 2
-    quads = {q: [] for q in range(4)}
-    for m in node.items:
-        cx, cy = m.vertices[:, 0].mean(), m.vertices[:, 1].mean()
-        quads[(cx >= mx) + 2 * (cy >= my)].append(m)
+    pts = xy[node.items]
+    quad = (pts[:, 0] >= mx).astype(int) + 2 * (pts[:, 1] >= my)
     boxes = [(x0, y0, mx, my), (mx, y0, x1, my), (x0, my, mx, y1), (mx, my, x1, y1)]
-    for q, items in quads.items():
-        if items:
-            node.children.append(_split(Node(items, boxes[q], node.level + 1,
-                                             f"{node.id}{q}"), budget, max_level))
+    for q in range(4):
+        items = node.items[quad == q]
+        if len(items):
+            node.children.append(_split(Node(items, boxes[q], node.level + 1, f"{node.id}{q}"),
+                                        xy, nverts, budget, max_level))
     return node
+
+
+class Spill:
+    """Triangulated objects parked on disk between reading and tiling, so memory holds
+    one tile's objects at a time, not the whole city."""
+
+    def __init__(self, path: Path):
+        self.fh = open(path, "w+b")
+        self.offsets: list[int] = []
+        self.xy: list[tuple[float, float]] = []
+        self.nverts: list[int] = []
+        self.kinds: dict[str, set] = {}
+        self.missing: set[str] = set()
+
+    def add(self, mesh: CityObjectMesh) -> None:
+        self.offsets.append(self.fh.tell())
+        self.fh.write(pickle.dumps(mesh, protocol=pickle.HIGHEST_PROTOCOL))
+        self.xy.append((float(mesh.vertices[:, 0].mean()), float(mesh.vertices[:, 1].mean())))
+        self.nverts.append(len(mesh.vertices))
+        row = {"id": mesh.id, "type": mesh.type, **mesh.attributes}
+        for name in self.kinds.keys() - row.keys():
+            self.missing.add(name)
+        for name, value in row.items():
+            if name not in self.kinds and self.offsets[:-1]:
+                self.missing.add(name)  # absent from the objects before this one
+            self.kinds.setdefault(name, set())
+            if value is None:
+                self.missing.add(name)
+            else:
+                self.kinds[name].add(type(value))
+
+    def get(self, i: int) -> CityObjectMesh:
+        self.fh.seek(self.offsets[i])
+        return pickle.load(self.fh)
+
+    def close(self) -> None:
+        self.fh.close()
 
 
 class Geodesy:
@@ -85,9 +128,9 @@ def _vertex_normals(pos: np.ndarray, tris: np.ndarray) -> np.ndarray:
     return np.where(length > 0, vn / np.maximum(length, 1e-30), [0.0, 0.0, 1.0])
 
 
-def _leaf_content(node: Node, geo: Geodesy, schema, kinds, out: Path) -> dict:
+def _leaf_content(node: Node, spill: Spill, geo: Geodesy, schema, kinds, out: Path) -> dict:
     llh_parts, tri_parts, fid_parts, sid_parts, rows, base = [], [], [], [], [], 0
-    for i, m in enumerate(node.items):
+    for i, m in enumerate(spill.get(int(k)) for k in sorted(node.items)):
         llh_parts.append(geo.geodetic(m.vertices))
         tri_parts.append(m.triangles + base)
         fid_parts.append(np.full(len(m.vertices), i, np.uint32))
@@ -114,14 +157,14 @@ def _leaf_content(node: Node, geo: Geodesy, schema, kinds, out: Path) -> dict:
             "content": {"uri": name}, "_vertices": int(len(enu))}
 
 
-def _tile(node: Node, geo, schema, kinds, out: Path, stats: dict, progress) -> dict:
+def _tile(node: Node, spill, geo, schema, kinds, out: Path, stats: dict, progress) -> dict:
     if not node.children:
-        tile = _leaf_content(node, geo, schema, kinds, out)
+        tile = _leaf_content(node, spill, geo, schema, kinds, out)
         stats["tiles"] += 1
         stats["vertices_per_tile"].append(tile.pop("_vertices"))
         progress(len(node.items))
         return tile
-    kids = [_tile(c, geo, schema, kinds, out, stats, progress) for c in node.children]
+    kids = [_tile(c, spill, geo, schema, kinds, out, stats, progress) for c in node.children]
     regions = np.array([k["boundingVolume"]["region"] for k in kids])
     region = [regions[:, 0].min(), regions[:, 1].min(), regions[:, 2].max(),
               regions[:, 3].max(), regions[:, 4].min(), regions[:, 5].max()]
@@ -154,24 +197,33 @@ def atomic_dir(out: Path):
         raise
 
 
-def write_tileset(meshes: list[CityObjectMesh], src_crs: str, out: Path,
+def write_tileset(meshes: Iterable[CityObjectMesh], src_crs: str, out: Path,
                   vertex_budget: int = 100_000, progress=lambda n: None,
                   extra: dict | None = None) -> dict:
-    """Write a tileset into the (new) folder ``out``. Returns statistics."""
-    if not meshes:
-        raise ValueError("no city objects to tile")
-    geo = Geodesy(src_crs)
-    names = list(dict.fromkeys(["id", "type"] + [k for m in meshes for k in m.attributes]))
-    sample = {n: [({"id": m.id, "type": m.type} | m.attributes).get(n) for m in meshes]
-              for n in names}
-    schema, kinds = metadata_schema(names, sample)
-    xy = np.vstack([m.vertices[:, :2] for m in meshes])
-    bounds = (xy[:, 0].min(), xy[:, 1].min(), xy[:, 0].max() + 1e-6, xy[:, 1].max() + 1e-6)
-    root = _split(Node(meshes, bounds, 0, "r"), vertex_budget)
+    """Write a tileset into the (new) folder ``out`` from a stream of objects.
+
+    Objects are parked on disk as they come (``Spill``); only their centres, sizes and
+    attribute types stay in memory to build the quadtree. Returns statistics.
+    """
     out = Path(out)
     (out / "tiles").mkdir(parents=True)
-    stats = {"tiles": 0, "vertices_per_tile": [], "objects": len(meshes)}
-    root_tile = _tile(root, geo, schema, kinds, out, stats, progress)
+    spill = Spill(out / ".objects.spill")
+    try:
+        for mesh in meshes:
+            spill.add(mesh)
+        if not spill.offsets:
+            raise EmptyTileset("no city objects to tile")
+        geo = Geodesy(src_crs)
+        schema, kinds = metadata_schema(spill.kinds, spill.missing)
+        xy = np.array(spill.xy)
+        nverts = np.array(spill.nverts)
+        bounds = (xy[:, 0].min(), xy[:, 1].min(), xy[:, 0].max() + 1e-6, xy[:, 1].max() + 1e-6)
+        root = _split(Node(np.arange(len(xy)), bounds, 0, "r"), xy, nverts, vertex_budget)
+        stats = {"tiles": 0, "vertices_per_tile": [], "objects": len(xy)}
+        root_tile = _tile(root, spill, geo, schema, kinds, out, stats, progress)
+    finally:
+        spill.close()
+        (out / ".objects.spill").unlink(missing_ok=True)
     if "content" in root_tile:  # a single tile: give it an error to refine from
         root_tile = {"boundingVolume": root_tile["boundingVolume"],
                      "geometricError": 50.0, "refine": "ADD", "children": [root_tile]}

@@ -74,3 +74,55 @@ def triangulate(rings: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.nda
     flip = facing < 0
     tris[flip] = tris[flip][:, [0, 2, 1]]
     return verts, tris, normal
+
+
+_FAN = {3: np.array([[0, 1, 2]], np.uint32), 4: np.array([[0, 1, 2], [0, 2, 3]], np.uint32)}
+
+
+def _try(rings):
+    try:
+        return triangulate(rings)
+    except DegenerateRing:
+        return None
+
+
+def triangulate_many(surfaces: list[list], verts: np.ndarray) -> list:
+    """Triangulate many surfaces (each a list of rings of indices into ``verts``).
+
+    Returns, per surface, (vertices, triangles, normal) or None for a degenerate one.
+    Triangles and convex quads without holes (nine in ten LoD2 surfaces) are done in
+    a few vectorised steps; everything else goes through ``triangulate``.
+    """
+    out: list = [None] * len(surfaces)
+    by_size: dict[int, list[int]] = {3: [], 4: []}
+    for i, rings in enumerate(surfaces):
+        if len(rings) == 1 and len(rings[0]) in by_size:
+            by_size[len(rings[0])].append(i)
+        else:
+            out[i] = _try([verts[np.asarray(r, dtype=np.int64)] for r in rings])
+    for k, ids in by_size.items():
+        if not ids:
+            continue
+        pts = verts[np.asarray([surfaces[i][0] for i in ids], dtype=np.int64)]  # (m, k, 3)
+        edges = np.roll(pts, -1, axis=1) - pts
+        repeated = (np.abs(edges).max(axis=2) <= 1e-9).any(axis=1)
+        c = pts - pts.mean(axis=1, keepdims=True)
+        cn = np.roll(c, -1, axis=1)
+        normals = np.column_stack([
+            ((c[..., 1] - cn[..., 1]) * (c[..., 2] + cn[..., 2])).sum(axis=1),
+            ((c[..., 2] - cn[..., 2]) * (c[..., 0] + cn[..., 0])).sum(axis=1),
+            ((c[..., 0] - cn[..., 0]) * (c[..., 1] + cn[..., 1])).sum(axis=1)])
+        length = np.sqrt((normals ** 2).sum(axis=1))
+        flat = length < 1e-10
+        unit = normals / np.where(flat, 1.0, length)[:, None]
+        if k == 4:  # a fan is right only for a convex quad
+            turn = np.stack([_cross(edges[:, j], edges[:, (j + 1) % 4]) for j in range(4)], 1)
+            convex = ((turn * unit[:, None, :]).sum(axis=2) >= -1e-12).all(axis=1)
+        else:
+            convex = np.ones(len(ids), bool)
+        for j, i in enumerate(ids):
+            if repeated[j] or not convex[j]:
+                out[i] = _try([verts[np.asarray(surfaces[i][0], dtype=np.int64)]])
+            elif not flat[j]:
+                out[i] = (pts[j], _FAN[k], unit[j])
+    return out

@@ -402,7 +402,7 @@ class GeoPackageStore:
             geoms = shapely.from_wkb(np.array(wkbs, dtype=object))
             if not native:
                 geoms = from_crs84(geoms, q.crs)
-            geojson = [json.loads(s) for s in shapely.to_geojson(geoms)]
+            geojson = json.loads("[" + ",".join(shapely.to_geojson(geoms)) + "]")
         out = []
         for row, geometry in zip(rows, geojson):
             props = dict(zip(select, row[2:]))
