@@ -68,15 +68,18 @@ def main() -> None:
     report = tile([seq], args.work / "tileset", progress=True)
     seconds = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # largest worker
     st = next(iter(report.tilesets.values()))
     v = st["vertices_per_tile"]
     print(f"\n{report.objects} buildings tiled in {seconds:.1f} s: "
           f"{report.objects / seconds:,.0f} buildings/s (goal 2,000; pg2b3dm ~1,400)")
-    print(f"peak RSS {peak / 1024:,.0f} MB (before tiling {before / 1024:,.0f} MB); "
+    print(f"peak RSS {peak / 1024:,.0f} MB (before tiling {before / 1024:,.0f} MB), "
+          f"largest worker {child / 1024:,.0f} MB; "
           f"tileset {st['bytes'] / 1e6:.1f} MB in {st['tiles']} tiles, "
           f"{min(v):,}-{max(v):,} vertices per tile (mean {sum(v) / len(v):,.0f})")
     (HERE / "out" / "tiling.json").write_text(json.dumps({
         "buildings": report.objects, "seconds": seconds, "peak_rss_mb": peak / 1024,
+        "worker_peak_rss_mb": child / 1024,
         "bytes": st["bytes"], "tiles": st["tiles"]}))
 
 

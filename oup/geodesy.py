@@ -167,6 +167,11 @@ def install_grids(data_dir: str | os.PathLike | None = None) -> Path:
     return grid_dir
 
 
+def installed_grid_dirs() -> list[str]:
+    """Where this process found its grids (for worker processes to find them too)."""
+    return [str(d) for d in _INSTALLED]
+
+
 def ensure_grids() -> None:
     """Install the grids from the configured data dir unless some are installed already."""
     if not _INSTALLED:

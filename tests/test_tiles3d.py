@@ -219,3 +219,17 @@ def test_served_with_links_types_etags_and_no_escape(server):
         bad = requests.get(f"{server}/collections/buildings/3dtiles/{evil}")
         assert bad.status_code == 404, evil
         assert bad.headers["Content-Type"] == "application/problem+json"
+
+
+def test_worker_processes_make_the_same_tileset(tmp_path, env):
+    from oup.geodesy import install_grids
+
+    install_grids(env["OUP_DATA_DIR"])
+    src = SHARED / "rotterdam-delfshaven.city.json"
+    one = tile([src], tmp_path / "one", vertex_budget=20_000, progress=False, workers=1)
+    two = tile([src], tmp_path / "two", vertex_budget=20_000, progress=False, workers=2)
+    assert one.objects == two.objects == 853
+    assert (tmp_path / "one" / "tileset.json").read_bytes() == \
+        (tmp_path / "two" / "tileset.json").read_bytes()
+    for glb in (tmp_path / "one" / "tiles").glob("*.glb"):
+        assert glb.read_bytes() == (tmp_path / "two" / "tiles" / glb.name).read_bytes()

@@ -8,6 +8,8 @@ and none is asked for, each gets its own tileset (``lod-<L>/``) and the top
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +18,7 @@ from .cityjson import CityModelError, ReadReport, _lod_key, mesh_objects, open_c
 from .tileset import EmptyTileset, atomic_dir, write_tileset
 
 __all__ = ["tile", "TilingReport", "CityModelError"]
+PARALLEL_FROM_BYTES = 8_000_000
 
 
 @dataclass
@@ -36,20 +39,53 @@ class TilingReport:
         return "; ".join(parts) + "".join(f"\nwarning: {w}" for w in self.warnings)
 
 
-def _objects(inputs: list[Path], crs: str | None, lod: str | None, report: ReadReport):
-    """(CRS, a stream of the objects of every input) - files are opened one by one."""
-    first_crs, first_docs = open_city_model(inputs[0], crs)
+def _mesh_unit(task):
+    """Mesh one unit of work (runs in a worker process for big inputs)."""
+    unit, lod = task
+    report = ReadReport()
+    meshes = [m for doc, verts in unit.documents() for m in mesh_objects(doc, verts, lod, report)]
+    return meshes, report
 
-    def stream():
+
+def _objects(inputs: list[Path], crs: str | None, lod: str | None, report: ReadReport,
+             workers: int):
+    """(CRS, a stream of the objects of every input). Files are opened one by one; with
+    ``workers`` > 1 the units of work are meshed by that many processes, in order."""
+    first_crs, first_units = open_city_model(inputs[0], crs)
+
+    def units():
         for i, path in enumerate(inputs):
-            file_crs, docs = (first_crs, first_docs) if i == 0 else open_city_model(path, crs)
+            file_crs, file_units = (first_crs, first_units) if i == 0 else \
+                open_city_model(path, crs)
             if file_crs != first_crs:
                 raise CityModelError(f"{path}: CRS {file_crs} differs from {first_crs}")
-            for doc, verts in docs:
-                if doc.get("_oup_warning"):
-                    report.warnings.append(doc["_oup_warning"])
-                yield from mesh_objects(doc, verts, lod, report)
+            for unit in file_units:
+                if getattr(unit, "warning", None) and unit.warning not in report.warnings:
+                    report.warnings.append(unit.warning)
+                yield unit, lod
+
+    def stream():
+        if workers > 1:
+            ctx = multiprocessing.get_context("spawn")  # no fork of a threaded parent
+            with ctx.Pool(workers) as pool:
+                yield from _merge(pool.imap(_mesh_unit, units(), chunksize=1), report)
+        else:
+            yield from _merge(map(_mesh_unit, units()), report)
     return first_crs, stream()
+
+
+def _merge(results, report: ReadReport):
+    for meshes, part in results:
+        report.objects += part.objects
+        report.skipped.update(part.skipped)
+        report.lods |= part.lods
+        yield from meshes
+
+
+def _default_workers(inputs: list[Path]) -> int:
+    # processes pay off from a few MB of city model; small files stay in-process
+    size = sum(p.stat().st_size for p in inputs)
+    return min(os.cpu_count() or 1, 8) if size > PARALLEL_FROM_BYTES else 1
 
 
 def _counted(items, bar):
@@ -59,18 +95,21 @@ def _counted(items, bar):
 
 
 def _lods(inputs: list[Path], crs: str | None) -> list[str]:
-    """The levels of detail present (a quick pass that reads no geometry)."""
+    """The levels of detail present (a quick pass that meshes nothing)."""
     lods = set()
     for path in inputs:
-        _, docs = open_city_model(path, crs)
-        for doc, _ in docs:
-            for obj in doc.get("CityObjects", {}).values():
-                lods |= {str(g.get("lod")) for g in obj.get("geometry", []) if "boundaries" in g}
+        _, units = open_city_model(path, crs)
+        for unit in units:
+            for doc, _ in unit.documents():
+                for obj in doc.get("CityObjects", {}).values():
+                    lods |= {str(g.get("lod")) for g in obj.get("geometry", [])
+                             if "boundaries" in g}
     return sorted(lods, key=_lod_key)
 
 
 def tile(inputs: list[Path], out: Path, crs: str | None = None, lod: str | None = None,
-         vertex_budget: int = 100_000, progress: bool = True) -> TilingReport:
+         vertex_budget: int = 100_000, progress: bool = True,
+         workers: int | None = None) -> TilingReport:
     from tqdm import tqdm
 
     inputs = [Path(p) for p in inputs]
@@ -91,12 +130,14 @@ def tile(inputs: list[Path], out: Path, crs: str | None = None, lod: str | None 
     with atomic_dir(out) as tmp:
         for one in lods:
             read = ReadReport()
-            src_crs, meshes = _objects(inputs, crs, one, read)
+            src_crs, meshes = _objects(inputs, crs, one, read,
+                                       workers or _default_workers(inputs))
             bar = tqdm(desc=f"tiling LoD {one}", unit=" objects", disable=not progress)
             target = tmp if len(lods) == 1 else tmp / f"lod-{one}"
             try:
-                report.tilesets[one] = write_tileset(_counted(meshes, bar), src_crs, target,
-                                                     vertex_budget)
+                report.tilesets[one] = write_tileset(
+                    _counted(meshes, bar), src_crs, target, vertex_budget,
+                    workers=workers or _default_workers(inputs))
             except EmptyTileset as exc:
                 raise CityModelError("nothing to tile: " + (", ".join(
                     f"{n} {w}" for w, n in read.skipped.items()) or str(exc))) from None

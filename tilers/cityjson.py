@@ -149,7 +149,8 @@ def _epsg(meta: dict | None) -> str | None:
 
 
 def open_city_model(path: Path, crs: str | None):
-    """(CRS, iterator of (doc, vertices)) for a CityJSON or CityJSONSeq file."""
+    """(CRS, iterator of units of work: ``SeqLines`` or ``Part``) for a CityJSON or
+    CityJSONSeq file. A unit's ``documents()`` gives (doc, vertices) pairs."""
     if path.is_dir():
         raise CityModelError(f"{path} is a directory; give CityJSON (.city.json) or "
                              "CityJSONSeq (.city.jsonl) files")
@@ -166,14 +167,15 @@ def open_city_model(path: Path, crs: str | None):
 
         def seq():
             with fh:
+                batch, first = [], 2
                 for n, line in enumerate(fh, start=2):
                     if line.strip():
-                        try:
-                            feat = json.loads(line)
-                        except json.JSONDecodeError as exc:
-                            raise CityModelError(f"{path.name}: line {n} is not JSON "
-                                                 f"({exc})") from None
-                        yield feat, _vertices(feat, header.get("transform"))
+                        batch.append(line)
+                    if len(batch) >= SEQ_BATCH:
+                        yield SeqLines(path.name, header.get("transform"), first, batch)
+                        batch, first = [], n + 1
+                if batch:
+                    yield SeqLines(path.name, header.get("transform"), first, batch)
         return _need_crs(src, path), seq()
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
@@ -187,7 +189,53 @@ def open_city_model(path: Path, crs: str | None):
         if missing:
             doc["_oup_warning"] = (f"{len(missing)} texture images referenced by {path.name} "
                                    "are missing: tiled untextured")
-    return _need_crs(src, path), iter([(doc, _vertices(doc, doc.get("transform")))])
+    verts = _vertices(doc, doc.get("transform"))
+    return _need_crs(src, path), (Part(doc.get("_oup_warning"), chunk, verts)
+                                  for chunk in _chunks(doc.get("CityObjects", {})))
+
+
+SEQ_BATCH = 256     # CityJSONSeq lines per unit of work
+DOC_CHUNK = 256     # top-level objects of a CityJSON document per unit of work
+
+
+@dataclass
+class SeqLines:
+    """A batch of CityJSONSeq lines, parsed where it is meshed (possibly another process)."""
+    name: str
+    transform: dict | None
+    first_line: int
+    lines: list
+
+    def documents(self):
+        for n, line in enumerate(self.lines, start=self.first_line):
+            try:
+                feat = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise CityModelError(f"{self.name}: a line near {n} is not JSON ({exc})") from None
+            yield feat, _vertices(feat, self.transform)
+
+
+@dataclass
+class Part:
+    """Some top-level objects (with their children) of a CityJSON document."""
+    warning: str | None
+    objects: dict
+    vertices: np.ndarray
+
+    def documents(self):
+        yield {"CityObjects": self.objects}, self.vertices
+
+
+def _chunks(objs: dict):
+    top = [k for k, o in objs.items() if not o.get("parents")]
+    for i in range(0, len(top), DOC_CHUNK):
+        chunk = {}
+        for k in top[i:i + DOC_CHUNK]:
+            chunk[k] = objs[k]
+            for c in objs[k].get("children", []):
+                if c in objs:
+                    chunk[c] = objs[c]
+        yield chunk
 
 
 def _check_version(doc, path):

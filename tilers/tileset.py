@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
 import os
 import pickle
 import shutil
@@ -128,9 +129,28 @@ def _vertex_normals(pos: np.ndarray, tris: np.ndarray) -> np.ndarray:
     return np.where(length > 0, vn / np.maximum(length, 1e-30), [0.0, 0.0, 1.0])
 
 
-def _leaf_content(node: Node, spill: Spill, geo: Geodesy, schema, kinds, out: Path) -> dict:
+_GEO: dict = {}
+
+
+def _leaf_job(job) -> dict:
+    """Build one leaf tile's glb from the spill (runs in a worker for big tilesets)."""
+    spill_path, offsets, src_crs, schema, kinds, out, name, grid_dirs = job
+    from oup.geodesy import install_grids
+
+    for d in grid_dirs:  # a spawned worker finds the RDNAPTRANS grids where the parent did
+        install_grids(Path(d).parent)
+    geo = _GEO.get(src_crs) or _GEO.setdefault(src_crs, Geodesy(src_crs))
+    with open(spill_path, "rb") as fh:
+        meshes = []
+        for off in offsets:
+            fh.seek(off)
+            meshes.append(pickle.load(fh))
+    return _leaf_content(meshes, name, geo, schema, kinds, Path(out))
+
+
+def _leaf_content(meshes: list, node_id: str, geo: Geodesy, schema, kinds, out: Path) -> dict:
     llh_parts, tri_parts, fid_parts, sid_parts, rows, base = [], [], [], [], [], 0
-    for i, m in enumerate(spill.get(int(k)) for k in sorted(node.items)):
+    for i, m in enumerate(meshes):
         llh_parts.append(geo.geodetic(m.vertices))
         tri_parts.append(m.triangles + base)
         fid_parts.append(np.full(len(m.vertices), i, np.uint32))
@@ -147,7 +167,7 @@ def _leaf_content(node: Node, spill: Spill, geo: Geodesy, schema, kinds, out: Pa
     normals = _vertex_normals(enu, tris)
     glb = build_glb(enu, normals, tris, np.concatenate(fid_parts), np.concatenate(sid_parts),
                     schema, kinds, rows, SURFACE_NAMES)
-    name = f"tiles/{node.id}.glb"
+    name = f"tiles/{node_id}.glb"
     (out / name).write_bytes(glb)
     region = [math.radians(llh[:, 0].min()), math.radians(llh[:, 1].min()),
               math.radians(llh[:, 0].max()), math.radians(llh[:, 1].max()),
@@ -157,14 +177,20 @@ def _leaf_content(node: Node, spill: Spill, geo: Geodesy, schema, kinds, out: Pa
             "content": {"uri": name}, "_vertices": int(len(enu))}
 
 
-def _tile(node: Node, spill, geo, schema, kinds, out: Path, stats: dict, progress) -> dict:
+def _leaves(node: Node):
     if not node.children:
-        tile = _leaf_content(node, spill, geo, schema, kinds, out)
+        yield node
+    for c in node.children:
+        yield from _leaves(c)
+
+
+def _tile(node: Node, contents: dict, stats: dict) -> dict:
+    if not node.children:
+        tile = dict(contents[node.id])
         stats["tiles"] += 1
         stats["vertices_per_tile"].append(tile.pop("_vertices"))
-        progress(len(node.items))
         return tile
-    kids = [_tile(c, spill, geo, schema, kinds, out, stats, progress) for c in node.children]
+    kids = [_tile(c, contents, stats) for c in node.children]
     regions = np.array([k["boundingVolume"]["region"] for k in kids])
     region = [regions[:, 0].min(), regions[:, 1].min(), regions[:, 2].max(),
               regions[:, 3].max(), regions[:, 4].min(), regions[:, 5].max()]
@@ -199,7 +225,7 @@ def atomic_dir(out: Path):
 
 def write_tileset(meshes: Iterable[CityObjectMesh], src_crs: str, out: Path,
                   vertex_budget: int = 100_000, progress=lambda n: None,
-                  extra: dict | None = None) -> dict:
+                  extra: dict | None = None, workers: int = 1) -> dict:
     """Write a tileset into the (new) folder ``out`` from a stream of objects.
 
     Objects are parked on disk as they come (``Spill``); only their centres, sizes and
@@ -213,14 +239,31 @@ def write_tileset(meshes: Iterable[CityObjectMesh], src_crs: str, out: Path,
             spill.add(mesh)
         if not spill.offsets:
             raise EmptyTileset("no city objects to tile")
-        geo = Geodesy(src_crs)
+        Geodesy(src_crs)  # an unknown CRS fails here, before any tile is made
         schema, kinds = metadata_schema(spill.kinds, spill.missing)
         xy = np.array(spill.xy)
         nverts = np.array(spill.nverts)
         bounds = (xy[:, 0].min(), xy[:, 1].min(), xy[:, 0].max() + 1e-6, xy[:, 1].max() + 1e-6)
         root = _split(Node(np.arange(len(xy)), bounds, 0, "r"), xy, nverts, vertex_budget)
+        spill.fh.flush()
+        from oup.geodesy import installed_grid_dirs
+
+        jobs = [(str(spill.fh.name), [spill.offsets[int(k)] for k in sorted(leaf.items)],
+                 src_crs, schema, kinds, str(out), leaf.id, installed_grid_dirs())
+                for leaf in _leaves(root)]
+        contents = {}
+        if workers > 1 and len(jobs) > 1:
+            ctx = multiprocessing.get_context("spawn")
+            with ctx.Pool(min(workers, len(jobs))) as pool:
+                for job, tile in zip(jobs, pool.imap(_leaf_job, jobs)):
+                    contents[job[6]] = tile
+                    progress(len(job[1]))
+        else:
+            for job in jobs:
+                contents[job[6]] = _leaf_job(job)
+                progress(len(job[1]))
         stats = {"tiles": 0, "vertices_per_tile": [], "objects": len(xy)}
-        root_tile = _tile(root, spill, geo, schema, kinds, out, stats, progress)
+        root_tile = _tile(root, contents, stats)
     finally:
         spill.close()
         (out / ".objects.spill").unlink(missing_ok=True)
