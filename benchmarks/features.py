@@ -250,17 +250,27 @@ def main() -> None:
     ap.add_argument("--peers", default="sqlite,geojson",
                     help="comma list of stock pygeoapi providers to run: sqlite, geojson")
     ap.add_argument("--work", type=Path, default=OUT / "features-work")
+    ap.add_argument("--reuse", action="store_true",
+                    help="reuse the data of the previous run in --work (same --buildings)")
     args = ap.parse_args()
     if not shutil.which("wrk"):
         sys.exit("benchmarks/features.py needs wrk: apt-get install wrk")
     peers = [p for p in args.peers.split(",") if p]
     work = args.work
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    install_grids(work)
-    t0 = time.perf_counter()
-    data = build_data(work, args.buildings, peers)
-    print(f"data: {args.buildings} buildings in {time.perf_counter() - t0:.0f} s")
+    saved = work / "data.json"
+    if args.reuse and saved.exists():
+        data = {k: (Path(v) if k != "bounds84" else v)
+                for k, v in json.loads(saved.read_text()).items()}
+        install_grids(work)
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        install_grids(work)
+        t0 = time.perf_counter()
+        data = build_data(work, args.buildings, peers)
+        print(f"data: {args.buildings} buildings in {time.perf_counter() - t0:.0f} s")
+        saved.write_text(json.dumps({k: str(v) if k != "bounds84" else v
+                                     for k, v in data.items()}))
     bounds = data["bounds84"]
     results = {}
     port = free_port()
