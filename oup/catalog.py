@@ -82,8 +82,13 @@ class Source(_Strict):
 class Tiles3D(_Strict):
     """A 3D Tiles product of the collection, made by ``oup tile``."""
 
-    source: str = Field(description="path of the city model, as listed in sources")
+    source: str = Field(description="city model (CityJSON, CityJSONSeq) or DEM (GeoTIFF), "
+                                    "relative to the collection folder")
+    crs: str | None = Field(None, description="CRS when the file does not say")
     lod: str | None = Field(None, description="level of detail; default: each LoD present")
+    z_offset_attribute: str | None = Field(
+        None, description="attribute (metres) added to every z of an object: for models "
+                          "drawn on z = 0 with their ground height as an attribute")
     vertex_budget: int = Field(100_000, gt=100, description="vertices per tile at most")
 
 
@@ -127,8 +132,8 @@ class Collection(_Strict):
     def source_path(self, source: Source) -> Path:
         return (self.folder / source.path).resolve()
 
-    def source_for(self, path: str) -> Source:
-        return next(s for s in self.sources if s.path == path)
+    def source_for(self, path: str) -> Source | None:
+        return next((s for s in self.sources if s.path == path), None)
 
 
 class Catalog:
@@ -168,13 +173,13 @@ def load_collection(file: Path) -> Collection:
     for i, src in enumerate(coll.sources):
         if not coll.source_path(src).exists():
             raise CatalogError(file, f"sources.{i}.path", f"file not found: {src.path}")
-    if coll.tiles3d and coll.tiles3d.source not in {s.path for s in coll.sources}:
-        raise CatalogError(file, "tiles3d.source", f"{coll.tiles3d.source!r} is not one of the "
-                           "sources")
-    if coll.tiles3d and coll.source_for(coll.tiles3d.source).format not in (
-            "cityjson", "cityjsonseq"):
-        raise CatalogError(file, "tiles3d.source", "3D Tiles are made from CityJSON or "
-                           "CityJSONSeq sources")
+    if coll.tiles3d:
+        src = coll.tiles3d.source
+        if not (coll.folder / src).exists():
+            raise CatalogError(file, "tiles3d.source", f"file not found: {src}")
+        if not src.lower().endswith((".city.json", ".city.jsonl", ".json", ".tif", ".tiff")):
+            raise CatalogError(file, "tiles3d.source", "3D Tiles are made from CityJSON, "
+                               "CityJSONSeq or a GeoTIFF DEM")
     return coll
 
 

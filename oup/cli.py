@@ -110,10 +110,13 @@ def tile(inputs, out, crs, lod, collections, quiet):
         if unknown:
             _fail(f"not a 3D collection in the catalogue: {', '.join(sorted(unknown))}")
         for coll in todo:
-            src = coll.source_for(coll.tiles3d.source)
-            report = make_tiles([coll.source_path(src)], s.data_dir / "3dtiles" / coll.id,
-                                crs=src.crs, lod=coll.tiles3d.lod or lod,
-                                vertex_budget=coll.tiles3d.vertex_budget, progress=not quiet)
+            t3d = coll.tiles3d
+            listed = coll.source_for(t3d.source)
+            report = make_tiles([coll.folder / t3d.source], s.data_dir / "3dtiles" / coll.id,
+                                crs=t3d.crs or (listed.crs if listed else None),
+                                lod=t3d.lod or lod, vertex_budget=t3d.vertex_budget,
+                                z_offset_attribute=t3d.z_offset_attribute,
+                                progress=not quiet)
             click.echo(f"{coll.id}: {report}")
     except (CityModelError, CatalogError, GeodesyError, OSError) as exc:
         _fail(str(exc))

@@ -120,7 +120,7 @@ def server(imported) -> str:
     proc = subprocess.Popen([sys.executable, "-m", "oup.cli", "serve", "--port", str(port),
                              "--workers", "2"], env=imported, stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
             if requests.get(f"{url}/health", timeout=2).status_code == 200:
@@ -132,7 +132,7 @@ def server(imported) -> str:
         time.sleep(0.3)
     else:
         proc.kill()
-        raise RuntimeError("server did not come up in 60 s")
+        raise RuntimeError("server did not come up in 120 s")
     yield url
     proc.terminate()
     try:

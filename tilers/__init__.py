@@ -1,6 +1,7 @@
 """Producers of 3D Tiles 1.1 for the city's 3D collections.
 
-``tile(inputs, out)`` turns CityJSON / CityJSONSeq files into a tileset folder
+``tile(inputs, out)`` turns CityJSON / CityJSONSeq files, or a DEM GeoTIFF (terrain
+mesh tiles), into a tileset folder
 (``tileset.json`` + ``tiles/*.glb``). Where the input holds several levels of detail
 and none is asked for, each gets its own tileset (``lod-<L>/``) and the top
 ``tileset.json`` points at the highest.
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .cityjson import CityModelError, ReadReport, _lod_key, mesh_objects, open_city_model
+from .terrain import open_dem
 from .tileset import EmptyTileset, atomic_dir, write_tileset
 
 __all__ = ["tile", "TilingReport", "CityModelError"]
@@ -41,14 +43,26 @@ class TilingReport:
 
 def _mesh_unit(task):
     """Mesh one unit of work (runs in a worker process for big inputs)."""
-    unit, lod = task
+    unit, lod, z_offset = task
     report = ReadReport()
-    meshes = [m for doc, verts in unit.documents() for m in mesh_objects(doc, verts, lod, report)]
+    meshes = [m for doc, verts in unit.documents()
+              for m in mesh_objects(doc, verts, lod, report, z_offset)]
     return meshes, report
 
 
+DEM_SUFFIXES = (".tif", ".tiff")
+
+
 def _objects(inputs: list[Path], crs: str | None, lod: str | None, report: ReadReport,
-             workers: int):
+             workers: int, z_offset: str | None = None):
+    if inputs[0].suffix.lower() in DEM_SUFFIXES:
+        src, chunks = open_dem(inputs[0], crs)
+
+        def terrain():
+            for mesh in chunks:
+                report.objects += 1
+                yield mesh
+        return src, terrain()
     """(CRS, a stream of the objects of every input). Files are opened one by one; with
     ``workers`` > 1 the units of work are meshed by that many processes, in order."""
     first_crs, first_units = open_city_model(inputs[0], crs)
@@ -62,7 +76,7 @@ def _objects(inputs: list[Path], crs: str | None, lod: str | None, report: ReadR
             for unit in file_units:
                 if getattr(unit, "warning", None) and unit.warning not in report.warnings:
                     report.warnings.append(unit.warning)
-                yield unit, lod
+                yield unit, lod, z_offset
 
     def stream():
         if workers > 1:
@@ -79,6 +93,7 @@ def _merge(results, report: ReadReport):
         report.objects += part.objects
         report.skipped.update(part.skipped)
         report.lods |= part.lods
+        report.warnings += [w for w in part.warnings if w not in report.warnings]
         yield from meshes
 
 
@@ -109,7 +124,7 @@ def _lods(inputs: list[Path], crs: str | None) -> list[str]:
 
 def tile(inputs: list[Path], out: Path, crs: str | None = None, lod: str | None = None,
          vertex_budget: int = 100_000, progress: bool = True,
-         workers: int | None = None) -> TilingReport:
+         workers: int | None = None, z_offset_attribute: str | None = None) -> TilingReport:
     from tqdm import tqdm
 
     inputs = [Path(p) for p in inputs]
@@ -123,7 +138,10 @@ def tile(inputs: list[Path], out: Path, crs: str | None = None, lod: str | None 
     inputs = [f for p in inputs for f in (sorted(list(p.glob("*.city.json")) +
                                                  list(p.glob("*.city.jsonl")))
                                           if p.is_dir() else [p])]
-    lods = [lod] if lod else _lods(inputs, crs)
+    dems = [p for p in inputs if p.suffix.lower() in DEM_SUFFIXES]
+    if dems and len(inputs) > 1:
+        raise CityModelError("tile a DEM on its own (one GeoTIFF), not with other inputs")
+    lods = ["terrain"] if dems else [lod] if lod else _lods(inputs, crs)
     if not lods:
         raise CityModelError("nothing to tile: the input has no city object with geometry")
     report = TilingReport()
@@ -131,7 +149,7 @@ def tile(inputs: list[Path], out: Path, crs: str | None = None, lod: str | None 
         for one in lods:
             read = ReadReport()
             src_crs, meshes = _objects(inputs, crs, one, read,
-                                       workers or _default_workers(inputs))
+                                       workers or _default_workers(inputs), z_offset_attribute)
             bar = tqdm(desc=f"tiling LoD {one}", unit=" objects", disable=not progress)
             target = tmp if len(lods) == 1 else tmp / f"lod-{one}"
             try:

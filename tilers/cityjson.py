@@ -79,8 +79,8 @@ def _guess_class(normal: np.ndarray) -> int:
     return WALL
 
 
-def mesh_objects(doc: dict, verts: np.ndarray, lod: str | None, report: ReadReport
-                 ) -> Iterator[CityObjectMesh]:
+def mesh_objects(doc: dict, verts: np.ndarray, lod: str | None, report: ReadReport,
+                 z_offset: str | None = None) -> Iterator[CityObjectMesh]:
     objs = doc.get("CityObjects", {})
     for oid, obj in objs.items():
         if obj.get("parents"):
@@ -119,8 +119,17 @@ def mesh_objects(doc: dict, verts: np.ndarray, lod: str | None, report: ReadRepo
             continue
         attrs = {k: v for k, v in (obj.get("attributes") or {}).items()
                  if isinstance(v, (str, int, float, bool)) or v is None}
+        vertices = np.vstack(vs)
+        if z_offset:
+            lift = attrs.get(z_offset)
+            if isinstance(lift, (int, float)) and not isinstance(lift, bool):
+                vertices[:, 2] += lift
+            else:
+                note = f"objects without a numeric {z_offset} are left at z as drawn"
+                if note not in report.warnings:
+                    report.warnings.append(note)
         report.objects += 1
-        yield CityObjectMesh(oid, obj.get("type", "GenericCityObject"), attrs, np.vstack(vs),
+        yield CityObjectMesh(oid, obj.get("type", "GenericCityObject"), attrs, vertices,
                              np.vstack(ts).astype(np.uint32), np.concatenate(ss))
 
 

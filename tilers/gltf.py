@@ -98,7 +98,8 @@ def _accessor(acc: list, view: int, arr: np.ndarray, ctype: int, kind: str,
 
 def build_glb(positions: np.ndarray, normals: np.ndarray, indices: np.ndarray,
               feature_ids: np.ndarray, surface_ids: np.ndarray, schema: dict,
-              kinds: dict[str, str], rows: list[dict], surface_names: list[str]) -> bytes:
+              kinds: dict[str, str], rows: list[dict], surface_names: list[str],
+              color: tuple = (0.85, 0.83, 0.8)) -> bytes:
     """positions/normals: (n, 3) in the tile's ENU frame (z up); converted to glTF y-up."""
     yup = np.column_stack([positions[:, 0], positions[:, 2], -positions[:, 1]]).astype("<f4")
     nyup = np.column_stack([normals[:, 0], normals[:, 2], -normals[:, 1]]).astype("<f4")
@@ -129,7 +130,7 @@ def build_glb(positions: np.ndarray, normals: np.ndarray, indices: np.ndarray,
         "extensionsUsed": ["EXT_mesh_features", "EXT_structural_metadata"],
         "extensions": {"EXT_structural_metadata": {"schema": schema, "propertyTables": tables}},
         "scene": 0, "scenes": [{"nodes": [0]}], "nodes": [{"mesh": 0}],
-        "materials": [{"pbrMetallicRoughness": {"baseColorFactor": [0.85, 0.83, 0.8, 1.0],
+        "materials": [{"pbrMetallicRoughness": {"baseColorFactor": [*color, 1.0],
                                                 "metallicFactor": 0.0,
                                                 "roughnessFactor": 0.9},
                        "doubleSided": True}],

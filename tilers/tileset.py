@@ -165,8 +165,10 @@ def _leaf_content(meshes: list, node_id: str, geo: Geodesy, schema, kinds, out: 
     frame = enu_frame(lon0, lat0, anchor)
     enu = (geo.ecef(llh) - anchor) @ frame[:3, :3]  # rows: ECEF offsets -> E, N, U
     normals = _vertex_normals(enu, tris)
+    terrain = all(m.type == "Terrain" for m in meshes)
     glb = build_glb(enu, normals, tris, np.concatenate(fid_parts), np.concatenate(sid_parts),
-                    schema, kinds, rows, SURFACE_NAMES)
+                    schema, kinds, rows, SURFACE_NAMES,
+                    color=(0.62, 0.68, 0.58) if terrain else (0.85, 0.83, 0.8))
     name = f"tiles/{node_id}.glb"
     (out / name).write_bytes(glb)
     region = [math.radians(llh[:, 0].min()), math.radians(llh[:, 1].min()),

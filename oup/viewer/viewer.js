@@ -1,5 +1,5 @@
-// The OUP 3D viewer: a collection's 3D Tiles in CesiumJS, fully offline (no Cesium ion,
-// no online imagery: a plain ellipsoid). ?collection=<id> picks the collection.
+// The OUP 3D viewer: every 3D collection's tiles in CesiumJS, fully offline (no Cesium
+// ion, no online imagery: a plain ellipsoid). ?collection=<id> picks the one to fly to.
 // window.oup reports state for people and for the headless browser test.
 "use strict";
 window.oup = { ready: false, picked: null, error: null, tiles: 0 };
@@ -18,20 +18,32 @@ window.oup = { ready: false, picked: null, error: null, tiles: 0 };
   viewer.scene.skyAtmosphere.show = false;
   window.oup.viewer = viewer;
   try {
-    const tileset = await Cesium.Cesium3DTileset.fromUrl(
-      `/collections/${encodeURIComponent(collection)}/3dtiles/tileset.json`);
-    viewer.scene.primitives.add(tileset);
-    tileset.tileLoad.addEventListener(() => { window.oup.tiles += 1; });
-    tileset.tileFailed.addEventListener((e) => { window.oup.error = `tile failed: ${e.url}`; });
-    tileset.initialTilesLoaded.addEventListener(() => {
-      window.oup.ready = true;
-      status.textContent = `${collection}: ${window.oup.tiles} tiles loaded`;
-    });
-    await viewer.zoomTo(tileset, new Cesium.HeadingPitchRange(0.4, -0.6,
-      tileset.boundingSphere.radius * 1.6));
+    // every collection that links a 3D Tiles tileset: the buildings, the terrain, ...
+    const rel = "http://www.opengis.net/def/rel/ogc/0.0/tileset-3dtiles";
+    const listing = await (await fetch("/collections?f=json")).json();
+    const sets = listing.collections.flatMap((c) =>
+      (c.links || []).filter((l) => l.rel === rel).map((l) => ({ id: c.id, href: l.href })));
+    if (!sets.length) throw new Error("no collection has 3D Tiles yet: run `oup tile`");
+    let pending = sets.length, focus = null;
+    for (const s of sets) {
+      const tileset = await Cesium.Cesium3DTileset.fromUrl(s.href);
+      viewer.scene.primitives.add(tileset);
+      tileset.tileLoad.addEventListener(() => { window.oup.tiles += 1; });
+      tileset.tileFailed.addEventListener((e) => { window.oup.error = `tile failed: ${e.url}`; });
+      tileset.initialTilesLoaded.addEventListener(() => {
+        pending -= 1;
+        if (pending === 0) {
+          window.oup.ready = true;
+          status.textContent = `${sets.map((x) => x.id).join(", ")}: ${window.oup.tiles} tiles`;
+        }
+      });
+      if (s.id === collection || !focus) focus = tileset;
+    }
+    await viewer.zoomTo(focus, new Cesium.HeadingPitchRange(0.4, -0.6,
+      focus.boundingSphere.radius * 1.6));
   } catch (err) {
     window.oup.error = String(err);
-    status.textContent = `could not load the tileset: ${err}`;
+    status.textContent = `could not load the 3D collections: ${err}`;
     return;
   }
 
@@ -54,7 +66,10 @@ window.oup = { ready: false, picked: null, error: null, tiles: 0 };
     for (let y = 0.3; y < 0.8; y += 0.05) {
       for (let x = 0.3; x < 0.8; x += 0.05) {
         const p = new Cesium.Cartesian2(Math.round(c.clientWidth * x), Math.round(c.clientHeight * y));
-        if (viewer.scene.pick(p) instanceof Cesium.Cesium3DTileFeature) return { x: p.x, y: p.y };
+        const f = viewer.scene.pick(p);
+        if (f instanceof Cesium.Cesium3DTileFeature && f.getProperty("type") === "Building") {
+          return { x: p.x, y: p.y };
+        }
       }
     }
     return null;
