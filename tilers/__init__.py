@@ -1,7 +1,7 @@
 """Producers of 3D Tiles 1.1 for the city's 3D collections.
 
-``tile(inputs, out)`` turns CityJSON / CityJSONSeq files, or a DEM GeoTIFF (terrain
-mesh tiles), into a tileset folder
+``tile(inputs, out)`` turns CityJSON / CityJSONSeq files, a DEM GeoTIFF (terrain mesh
+tiles) or a LAS/LAZ point cloud into a tileset folder
 (``tileset.json`` + ``tiles/*.glb``). Where the input holds several levels of detail
 and none is asked for, each gets its own tileset (``lod-<L>/``) and the top
 ``tileset.json`` points at the highest.
@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .cityjson import CityModelError, ReadReport, _lod_key, mesh_objects, open_city_model
+from .pointcloud import write_point_tileset
 from .terrain import open_dem
 from .tileset import EmptyTileset, atomic_dir, write_tileset
 
@@ -141,6 +142,16 @@ def tile(inputs: list[Path], out: Path, crs: str | None = None, lod: str | None 
     dems = [p for p in inputs if p.suffix.lower() in DEM_SUFFIXES]
     if dems and len(inputs) > 1:
         raise CityModelError("tile a DEM on its own (one GeoTIFF), not with other inputs")
+    clouds = [p for p in inputs if p.suffix.lower() in (".las", ".laz")]
+    if clouds:
+        if len(inputs) > 1:
+            raise CityModelError("tile a point cloud on its own (one LAS/LAZ file)")
+        report = TilingReport()
+        with atomic_dir(out) as tmp:
+            stats = write_point_tileset(clouds[0], crs, tmp, vertex_budget)
+        report.objects = stats["objects"]
+        report.tilesets["points"] = stats
+        return report
     lods = ["terrain"] if dems else [lod] if lod else _lods(inputs, crs)
     if not lods:
         raise CityModelError("nothing to tile: the input has no city object with geometry")
