@@ -23,9 +23,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 5000
     workers: int = 2
-    # gunicorn's sync workers (one request at a time per process) measured the lowest
-    # tail latency here; put a reverse proxy in front for slow clients, as gunicorn advises
-    worker_class: str = Field("sync", description="gunicorn worker class: sync or gthread")
+    # gthread keeps connections alive (sync workers open one per request, and a load
+    # of a few thousand req/s runs out of loopback ports); see benchmarks/README.md
+    worker_class: str = Field("gthread", description="gunicorn worker class: gthread or sync")
     threads: int = Field(4, description="threads per worker (gthread only)")
     base_url: str | None = Field(None, description="public URL; default http://host:port")
     page_limit: int = Field(10, description="default items per page")

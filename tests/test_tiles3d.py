@@ -325,3 +325,33 @@ def test_point_clouds_las_laz(tmp_path, env):
     with pytest.raises(CityModelError, match="not a readable LAS"):
         tile([bad], tmp_path / "nope", progress=False)
     assert not (tmp_path / "nope").exists()
+
+
+@pytest.mark.parametrize("epsg, x0, y0", [(25832, 400_000.0, 5_700_000.0),
+                                          (2056, 2_600_000.0, 1_200_000.0),
+                                          (4979, 7.45, 46.95)])
+def test_other_crs_go_through_proj(tmp_path, env, epsg, x0, y0):
+    """A model in another CRS (UTM, Swiss LV95, WGS 84 3D) lands where PROJ puts it."""
+    import pyproj
+
+    from oup.geodesy import install_grids
+
+    install_grids(env["OUP_DATA_DIR"])
+    d = 0.0001 if epsg == 4979 else 10.0
+    verts = [[x0, y0, 500], [x0 + d, y0, 500], [x0 + d, y0 + d, 500], [x0, y0 + d, 500],
+             [x0, y0, 510], [x0 + d, y0, 510], [x0 + d, y0 + d, 510], [x0, y0 + d, 510]]
+    doc = {"type": "CityJSON", "version": "2.0",
+           "metadata": {"referenceSystem": f"https://www.opengis.net/def/crs/EPSG/0/{epsg}"},
+           "CityObjects": {"box": {"type": "Building", "attributes": {"name": "box"},
+                                   "geometry": [{"type": "Solid", "lod": "1", "boundaries": [[
+                                       [[0, 3, 2, 1]], [[4, 5, 6, 7]], [[0, 1, 5, 4]],
+                                       [[1, 2, 6, 5]], [[2, 3, 7, 6]], [[3, 0, 4, 7]]]]}]}},
+           "vertices": verts}
+    src = tmp_path / "box.city.json"
+    src.write_text(json.dumps(doc))
+    tile([src], tmp_path / "out", progress=False)
+    pts = _leaf_points(tmp_path / "out")
+    to_ecef = pyproj.Transformer.from_crs(f"EPSG:{epsg}", "EPSG:4978", always_xy=True)
+    for v in verts:
+        target = np.array(to_ecef.transform(*v))
+        assert np.min(np.linalg.norm(pts - target, axis=1)) < 0.01
