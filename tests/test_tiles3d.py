@@ -355,3 +355,28 @@ def test_other_crs_go_through_proj(tmp_path, env, epsg, x0, y0):
     for v in verts:
         target = np.array(to_ecef.transform(*v))
         assert np.min(np.linalg.norm(pts - target, axis=1)) < 0.01
+
+
+def test_bounding_volumes_contain_their_content(tilesets):
+    """Every leaf's region holds every vertex of its glb, and every parent its children."""
+    import pyproj
+
+    out, _ = tilesets
+    to_llh = pyproj.Transformer.from_crs("EPSG:4978", "EPSG:4979", always_xy=True)
+    ts = json.loads((out / "delft" / "tileset.json").read_text())
+
+    def check(t):
+        w, s, e, n, lo, hi = t["boundingVolume"]["region"]
+        if "content" in t:
+            m = np.array(t["transform"]).reshape(4, 4).T
+            ecef = read_glb(out / "delft" / t["content"]["uri"]) @ m[:3, :3].T + m[:3, 3]
+            lon, lat, h = to_llh.transform(ecef[:, 0], ecef[:, 1], ecef[:, 2])
+            eps = 1e-9  # radians, ~6 mm
+            assert (np.radians(lon) >= w - eps).all() and (np.radians(lon) <= e + eps).all()
+            assert (np.radians(lat) >= s - eps).all() and (np.radians(lat) <= n + eps).all()
+            assert (h >= lo - 0.01).all() and (h <= hi + 0.01).all()
+        for c in t.get("children", []):
+            cw, cs, ce, cn, clo, chi = c["boundingVolume"]["region"]
+            assert w <= cw and s <= cs and ce <= e and cn <= n and lo <= clo and chi <= hi
+            check(c)
+    check(ts["root"])
