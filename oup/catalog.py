@@ -74,8 +74,6 @@ class Source(_Strict):
             else:
                 raise ValueError(f"cannot tell the format of {self.path!r}; "
                                  f"give format: one of {', '.join(SOURCE_FORMATS)}")
-        if self.format == "csv" and not (self.x_field and self.y_field):
-            raise ValueError("a CSV source needs x_field and y_field")
         return self
 
 
@@ -90,6 +88,35 @@ class Tiles3D(_Strict):
         None, description="attribute (metres) added to every z of an object: for models "
                           "drawn on z = 0 with their ground height as an attribute")
     vertex_budget: int = Field(100_000, gt=100, description="vertices per tile at most")
+
+
+class Join(_Strict):
+    """Attach each row to a geometry of another collection by a shared key."""
+
+    collection: str = Field(description="the geometry collection, e.g. neighbourhoods")
+    key: str = Field(description="the key column in this dataset, e.g. buurtcode")
+    property: str = Field(description="the matching property of the geometry collection")
+
+
+class DisclosureRuleConfig(_Strict):
+    fields: list[str] = Field(min_length=1)
+    min_group_size: int | None = Field(None, gt=0)
+    min_count: int | None = Field(None, gt=0)
+    round_to: int | None = Field(None, gt=1)
+
+
+class SumConfig(_Strict):
+    total: str
+    parts: list[str] = Field(min_length=2)
+
+
+class DisclosureConfig(_Strict):
+    """Statistical disclosure control (see oup/disclosure.py)."""
+
+    group_size_field: str | None = None
+    secret_values: list[float] = Field(default_factory=lambda: [-99997])
+    rules: list[DisclosureRuleConfig] = Field(default_factory=list)
+    sums: list[SumConfig] = Field(default_factory=list)
 
 
 class Extent(_Strict):
@@ -119,6 +146,15 @@ class Collection(_Strict):
     queryables: list[str] | None = Field(None, description="default: every attribute")
     extent: Extent = Field(default_factory=Extent, description="derived from the data when empty")
     tiles3d: Tiles3D | None = Field(None, description="publish the city model as 3D Tiles")
+    join: Join | None = Field(None, description="take the geometry from another collection")
+    disclosure: DisclosureConfig | None = Field(None, description="disclosure control")
+
+    @model_validator(mode="after")
+    def _csv_needs_coordinates_or_join(self) -> "Collection":
+        for src in self.sources:
+            if src.format == "csv" and not self.join and not (src.x_field and src.y_field):
+                raise ValueError("a CSV source needs x_field and y_field, or a join")
+        return self
 
     folder: Path = Field(Path("."), exclude=True)
 
@@ -189,4 +225,12 @@ def load_catalog(root: Path) -> Catalog:
     if not root.is_dir():
         raise CatalogError(root, "(folder)", "catalogue folder does not exist")
     files = sorted(root.glob(f"*/{COLLECTION_FILE}"))
-    return Catalog([load_collection(f) for f in files], root)
+    catalog = Catalog([load_collection(f) for f in files], root)
+    for coll in catalog:
+        if coll.join and coll.join.collection not in catalog.collections:
+            raise CatalogError(coll.folder / COLLECTION_FILE, "join.collection",
+                               f"no collection {coll.join.collection!r} in the catalogue")
+        if coll.join and coll.join.collection == coll.id:
+            raise CatalogError(coll.folder / COLLECTION_FILE, "join.collection",
+                               "a collection cannot join itself")
+    return catalog

@@ -72,7 +72,8 @@ def import_(collections, quiet):
         _fail(f"no such collection(s) in the catalogue: {', '.join(sorted(unknown))}")
     install_grids(s.data_dir)
     store = open_store(s.store_url)
-    for coll in cat:
+    # joined collections take their geometry from others: import those first
+    for coll in sorted(cat, key=lambda c: c.join is not None):
         if collections and coll.id not in collections:
             continue
         try:

@@ -36,11 +36,15 @@ class ImportReport:
     collection: str
     count: int = 0
     skipped: Counter = field(default_factory=Counter)
+    suppressed: Counter = field(default_factory=Counter)  # disclosure control, per field
 
     def __str__(self) -> str:
         text = f"{self.collection}: {self.count} features"
         if self.skipped:
             text += "; skipped " + ", ".join(f"{n} ({why})" for why, n in self.skipped.items())
+        if self.suppressed:
+            text += "; suppressed " + ", ".join(f"{n} {name}" for name, n in
+                                                sorted(self.suppressed.items()))
         return text
 
 
@@ -277,8 +281,85 @@ def _parse_time(value):
         raise ImportError_(f"time value {value!r} is not ISO 8601") from None
 
 
+def _joined_rows(coll: Collection, store: FeatureStore, report: ImportReport):
+    """Rows of an attribute table, each with the geometry of its key in another collection."""
+    from .store import Query, StoreError
+
+    join = coll.join
+    try:
+        srid = store.extent(join.collection)["source_srid"]
+        names = {f.name for f in store.fields(join.collection)}
+    except StoreError:
+        raise ImportError_(f"{coll.id}: import {join.collection!r} first (the join needs its "
+                           "geometries)") from None
+    if join.property not in names:
+        raise ImportError_(f"{coll.id}: join.property: {join.collection!r} has no property "
+                           f"{join.property!r}")
+    native = store.query(join.collection, Query(limit=1_000_000, crs=f"EPSG:{srid}"))
+    wgs = store.query(join.collection, Query(limit=1_000_000))
+    geoms = {f["properties"][join.property]: (shape(f["geometry"]), shape(g["geometry"]))
+             for f, g in zip(native.features, wgs.features)}
+    rows = []
+    for source in coll.sources:
+        path = coll.source_path(source)
+        if source.format == "csv":
+            with path.open(encoding="utf-8", newline="") as fh:
+                table = [{k: _csv_value(v) for k, v in r.items()} for r in csv.DictReader(fh)]
+        else:
+            import pyogrio
+
+            df = pyogrio.read_dataframe(path, read_geometry=False)
+            table = [{k: (None if v != v else v) for k, v in r.items()}
+                     for r in df.to_dict("records")]
+        if table and join.key not in table[0]:
+            raise ImportError_(f"{coll.id}: join.key: no column {join.key!r} in {path.name}")
+        for row in table:
+            key = row.get(join.key)
+            if key in (None, ""):
+                report.skipped[f"missing {join.key}"] += 1
+            elif str(key) not in geoms and key not in geoms:
+                report.skipped[f"unmatched {join.key} (not in {join.collection})"] += 1
+            else:
+                g, g84 = geoms.get(key) or geoms[str(key)]
+                rows.append((g, g84, {**source.attributes, **row}))
+    _numeric_columns(rows, report)
+    if coll.disclosure:
+        from .disclosure import DisclosurePolicy, protect
+
+        policy = DisclosurePolicy.from_config(coll.disclosure)
+        present = {k for _, _, p in rows for k in p}
+        for name in sorted(policy.fields() - present):
+            raise ImportError_(f"{coll.id}: disclosure names {name!r}, which no source has")
+        protected = []
+        for g, g84, props in rows:
+            safe, hidden = protect(props, policy)
+            for name in hidden:
+                report.suppressed[name] += 1
+            protected.append((g, g84, safe))
+        rows = protected
+    return rows, srid
+
+
+def _numeric_columns(rows, report: ImportReport) -> None:
+    """In a column of numbers, a value that is not one is a type error: counted, emptied."""
+    columns = {k for _, _, p in rows for k in p}
+    for name in columns:
+        values = [p.get(name) for _, _, p in rows]
+        numbers = sum(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+        others = [v for v in values if isinstance(v, str)]
+        if numbers and others and numbers >= len(others):
+            report.skipped[f"type error in {name} (not a number), left empty"] += len(others)
+            for _, _, p in rows:
+                if isinstance(p.get(name), str):
+                    p[name] = None
+
+
 def import_collection(coll: Collection, store: FeatureStore, progress: bool = True) -> ImportReport:
     report = ImportReport(coll.id)
+    if coll.join:
+        joined, srid = _joined_rows(coll, store, report)
+        rows = [(g, p) for g, _, p in joined]
+        return _write(coll, store, report, rows, srid, [g84 for _, g84, _ in joined])
     rows, srids = [], set()
     for source in coll.sources:
         path = coll.source_path(source)
@@ -290,7 +371,11 @@ def import_collection(coll: Collection, store: FeatureStore, progress: bool = Tr
             rows.append((geom, props))
     if len(srids) > 1:
         raise ImportError_(f"{coll.id}: sources are in different CRSs {sorted(srids)}")
-    srid = srids.pop()
+    return _write(coll, store, report, rows, srids.pop())
+
+
+def _write(coll: Collection, store: FeatureStore, report: ImportReport, rows: list, srid: int,
+           crs84: list | None = None) -> ImportReport:
     names = []
     for name in dict.fromkeys(k for _, p in rows for k in p):
         if name.lower() in RESERVED:
@@ -319,7 +404,8 @@ def import_collection(coll: Collection, store: FeatureStore, progress: bool = Tr
     if geometry_type == "MULTIPOLYGON":  # one declared type means one stored type
         rows = [(shapely.MultiPolygon([g]) if g.geom_type == "Polygon" else g, p)
                 for g, p in rows]
-    crs84 = to_crs84([g for g, _ in rows], srid)
+    if crs84 is None or geometry_type == "MULTIPOLYGON":
+        crs84 = to_crs84([g for g, _ in rows], srid)
     features = (Feature(g, g84, p) for (g, p), g84 in zip(rows, crs84))
     report.count = store.write_collection(coll.id, srid, fields, features, coll.time_field,
                                           geometry_type=geometry_type,

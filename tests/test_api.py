@@ -146,3 +146,10 @@ def test_property_equality_filter(server):
     r = requests.get(server + ITEMS, params={"TerrainHeight": "2.53", "limit": 100}).json()
     assert r["numberMatched"] >= 1
     assert all(f["properties"]["TerrainHeight"] == 2.53 for f in r["features"])
+
+
+@pytest.mark.parametrize("query", ["a_45_64=32278395280038500244672145877308014592",
+                                   "filter=a_45_64 > 32278395280038500244672145877308014592"])
+def test_huge_integers_are_a_400_not_a_500(server, query):
+    r = requests.get(f"{server}/collections/kerncijfers/items?{query}")
+    assert r.status_code == 400 and "64-bit" in r.json()["detail"]

@@ -160,6 +160,9 @@ class SqlCompiler:
             if t == "boolean":
                 return int(value)
         elif isinstance(value, (int, float)):
+            if isinstance(value, int) and not -2**63 <= value < 2**63:
+                raise InvalidQuery(f"filter: {value} is out of the 64-bit integer range",
+                                   "filter")
             if t in ("number", "integer"):
                 return value
         elif isinstance(value, str):

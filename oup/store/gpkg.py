@@ -424,6 +424,10 @@ class GeoPackageStore:
 
 def _coerce(field: Field, value):
     """A query-string value as the field's type, or a clear error."""
+    if field.type == "integer" and str(value).lstrip("-").isdigit() and \
+            not -2**63 <= int(value) < 2**63:
+        raise InvalidQuery(f"{field.name}: {value} is out of the 64-bit integer range",
+                           field.name)
     try:
         if field.type == "integer":
             return int(value)
