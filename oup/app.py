@@ -19,7 +19,9 @@ from . import tiles3d
 from .catalog import load_catalog
 from .metrics import Metrics
 from .params import check_item, check_items, check_queryables, parse_filter
-from .pygeoapi_config import RECORD_PROPERTIES, RECORDS_ID, write_config
+from .pygeoapi_config import RECORD_PROPERTIES, RECORDS_ID, catalogue_records, write_config
+from .security import (VISIBLE, AuditLog, AuthError, Authenticator, VisibleResources,
+                       new_request_id, visible_collections)
 from .settings import Settings, get_settings
 from .store import InvalidQuery, StoreError, open_store
 from .store.geometry import CRS84
@@ -57,6 +59,8 @@ CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-records-1/1.0/conf/core",
     "http://www.opengis.net/spec/ogcapi-records-1/1.0/conf/json",
 ]
+_COLLECTION_PATH = re.compile(r"^/collections/([^/]+)")
+_OPENAPI_PATHS = ("/openapi", "/openapi.json", "/api")
 _COLLECTIONS = re.compile(r"^/collections(/[^/]+)?/?$")
 _QUERYABLES = re.compile(r"^/collections/([^/]+)/(queryables|schema)/?$")
 _ITEMS = re.compile(r"^/collections/([^/]+)/items/?$")
@@ -73,6 +77,25 @@ def problem(status: int, detail: str, instance: str, code: str | None = None,
     if parameter:
         body["parameter"] = parameter
     return json.dumps(body), status, {"Content-Type": PROBLEM_JSON}
+
+
+def _visible_openapi(doc: dict, hidden: set[str]) -> dict:
+    """The OpenAPI document without the collections the caller may not see."""
+    doc["paths"] = {p: v for p, v in doc.get("paths", {}).items()
+                    if not any(p == f"/collections/{c}" or p.startswith(f"/collections/{c}/")
+                               for c in hidden)}
+    doc["tags"] = [t for t in doc.get("tags", []) if t.get("name") not in hidden]
+    return doc
+
+
+def _with_records(doc: dict, records: dict, extra: set[str]) -> dict:
+    """Add the records of the non-public collections the caller may see."""
+    if "features" in doc:
+        doc["features"] += [records[c] for c in sorted(extra) if c in records]
+        doc["numberReturned"] = len(doc["features"])
+        if "numberMatched" in doc:
+            doc["numberMatched"] += len([c for c in extra if c in records])
+    return doc
 
 
 def _plain_items_links(doc: dict) -> dict:
@@ -121,11 +144,19 @@ def create_app(settings: Settings | None = None):
     os.environ["PYGEOAPI_OPENAPI"] = str(oas_path)
     _adjust_pygeoapi()
     from flask import Response, g, request
-    from pygeoapi.flask_app import APP, BLUEPRINT
+    from pygeoapi.flask_app import APP, BLUEPRINT, api_
 
     if "pygeoapi" not in APP.blueprints:
         APP.register_blueprint(BLUEPRINT)
     app = APP
+    auth = Authenticator(settings.jwks_file, settings.jwt_issuer, settings.jwt_audience,
+                         settings.api_keys_file)
+    audit = AuditLog(settings.audit_log or settings.data_dir / "audit.log")
+    public = {c.id for c in catalog if c.classification.value == "public"}
+    # pygeoapi lists, describes and serves only what the current request may see
+    api_.config["resources"] = VisibleResources(api_.config["resources"],
+                                                set(catalog.collections))
+    records = catalogue_records(catalog, store)
     metrics = Metrics()
     openapi_doc = oas_path.read_text()
     fields_cache: dict[str, set[str]] = {}
@@ -141,9 +172,24 @@ def create_app(settings: Settings | None = None):
     @app.before_request
     def _check():
         g.started = time.perf_counter()
+        g.request_id = request.headers.get("X-Request-ID", "")[:64] or new_request_id()
+        g.identity, g.cid = None, None
+        VISIBLE.set(frozenset(public))
         if request.method == "OPTIONS":
             return "", 204
         path = request.path
+        try:
+            g.identity = auth.identify(request.headers)
+        except AuthError as exc:
+            body, status, headers = problem(401, str(exc), path, "Unauthorized")
+            headers["WWW-Authenticate"] = f'Bearer error="invalid_token", error_description="{exc}"'
+            return body, status, headers
+        g.visible = frozenset(visible_collections(g.identity, catalog))
+        VISIBLE.set(g.visible)
+        if (m := _COLLECTION_PATH.match(path)) and m.group(1) in catalog.collections:
+            g.cid = m.group(1)
+            if g.cid not in g.visible:  # invisible, not forbidden: it does not exist here
+                return problem(404, f"no collection {g.cid!r}", path, "NotFound")
         if m := tiles3d.TILES_PATH.match(path):
             if request.method not in ("GET", "HEAD"):
                 return problem(405, "3D Tiles are read-only", path)
@@ -179,6 +225,25 @@ def create_app(settings: Settings | None = None):
     @app.after_request
     def _headers(resp: Response):
         resp = _as_problem(resp)
+        identity = g.get("identity")
+        cid = g.get("cid")
+        if cid and cid not in public:
+            audit.write(identity.who if identity else "anonymous", cid,
+                        f"{request.method} {request.url_rule.rule if request.url_rule else request.path}",
+                        resp.status_code, g.request_id)
+        if (identity and identity.authenticated) or (cid and cid not in public):
+            resp.headers["Cache-Control"] = "no-store"  # answers that depend on who asks
+        if request.is_secure or request.headers.get("X-Forwarded-Proto") == "https":
+            resp.headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
+        resp.headers["X-Request-ID"] = g.get("request_id", "")
+        if resp.status_code == 200 and resp.get_data()[:1] == b"{":
+            if request.path in _OPENAPI_PATHS:
+                resp.set_data(json.dumps(_visible_openapi(json.loads(resp.get_data()),
+                                                          set(catalog.collections) -
+                                                          set(g.get("visible", public)))))
+            elif request.path == f"/collections/{RECORDS_ID}/items":
+                resp.set_data(json.dumps(_with_records(json.loads(resp.get_data()), records,
+                                                       g.get("visible", public) - public)))
         if request.path == "/conformance" and resp.status_code == 200 and \
                 resp.get_data()[:1] == b"{":
             resp.set_data(json.dumps({"conformsTo": CONFORMANCE}))

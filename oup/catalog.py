@@ -139,6 +139,7 @@ class Collection(_Strict):
     license: License
     owner: Contact
     classification: Classification = Classification.public
+    roles: list[str] = Field(default_factory=list, description="who may see a restricted one")
     synthetic: bool = Field(False, description="true when the values are made up (say so)")
     sources: list[Source] = Field(min_length=1)
     time_field: str | None = None
@@ -148,6 +149,12 @@ class Collection(_Strict):
     tiles3d: Tiles3D | None = Field(None, description="publish the city model as 3D Tiles")
     join: Join | None = Field(None, description="take the geometry from another collection")
     disclosure: DisclosureConfig | None = Field(None, description="disclosure control")
+
+    @model_validator(mode="after")
+    def _restricted_needs_roles(self) -> "Collection":
+        if self.classification == Classification.restricted and not self.roles:
+            raise ValueError("a restricted collection needs roles (who may see it)")
+        return self
 
     @model_validator(mode="after")
     def _csv_needs_coordinates_or_join(self) -> "Collection":

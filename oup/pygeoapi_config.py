@@ -65,16 +65,16 @@ def _resource(coll: Collection, store: FeatureStore) -> dict | None:
     }
 
 
-def records_file(catalog: Catalog, store: FeatureStore, out_dir: Path) -> Path:
-    """The Records catalogue (a TinyDB file pygeoapi's record provider serves)."""
+def catalogue_records(catalog: Catalog, store: FeatureStore) -> dict[str, dict]:
+    """One OGC API Records record per imported collection, by collection id."""
     records = {}
-    for n, coll in enumerate(catalog, start=1):
+    for coll in catalog:
         try:
             bbox = coll.extent.bbox or store.extent(coll.id)["bbox"]
         except StoreError:
             continue
         x0, y0, x1, y1 = bbox
-        records[str(n)] = {
+        records[coll.id] = {
             "id": coll.id, "type": "Feature",
             "geometry": {"type": "Polygon", "coordinates": [[[x0, y0], [x1, y0], [x1, y1],
                                                              [x0, y1], [x0, y0]]]},
@@ -85,8 +85,17 @@ def records_file(catalog: Catalog, store: FeatureStore, out_dir: Path) -> Path:
             "links": [{"rel": "item", "type": "application/geo+json",
                        "href": f"../../{coll.id}", "title": coll.title}],
         }
+    return records
+
+
+def records_file(catalog: Catalog, store: FeatureStore, out_dir: Path) -> Path:
+    """The Records catalogue file pygeoapi's TinyDB provider serves: public collections
+    only (the app adds the others to the JSON answers of those allowed to see them)."""
+    public = {cid: rec for cid, rec in catalogue_records(catalog, store).items()
+              if catalog[cid].classification.value == "public"}
     path = out_dir / "records.tinydb.json"
-    path.write_text(json.dumps({"_default": records}))
+    path.write_text(json.dumps({"_default": {str(n): r for n, r in
+                                             enumerate(public.values(), start=1)}}))
     return path
 
 

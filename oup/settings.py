@@ -31,6 +31,11 @@ class Settings(BaseSettings):
     page_limit: int = Field(10, description="default items per page")
     max_page_limit: int = Field(10000, description="largest limit a client may ask for")
     log_level: str = "WARNING"
+    jwks_file: Path | None = Field(None, description="JWKS (JSON) of the trusted token issuer")
+    jwt_issuer: str | None = Field(None, description="required iss of bearer tokens")
+    jwt_audience: str | None = Field(None, description="required aud of bearer tokens")
+    api_keys_file: Path | None = Field(None, description="YAML list of {name, sha256, roles}")
+    audit_log: Path | None = Field(None, description="default <data_dir>/audit.log")
 
     @property
     def store_url(self) -> str:

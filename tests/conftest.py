@@ -77,23 +77,65 @@ def workdir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("oup")
 
 
+def make_classified(cat: Path) -> None:
+    """Copies of the liveability index as an internal and a restricted collection."""
+    for cid, extra in (("internal-figures", "classification: internal\n"),
+                       ("restricted-care", "classification: restricted\n"
+                                           "roles: [youth-care-analyst]\n")):
+        shutil.copytree(cat / "leefbaarheid", cat / cid)
+        yml = (cat / cid / "collection.yml").read_text()
+        yml = yml.replace("classification: public\n", extra)
+        yml = yml.replace("title: Liveability index", f"title: {cid} secret title")
+        (cat / cid / "collection.yml").write_text(yml)
+
+
 @pytest.fixture(scope="session")
 def catalog_dir(workdir) -> Path:
     cat = workdir / "collections"
     shutil.copytree(ROOT / "collections", cat)
     make_probes(cat / "probes")
+    make_classified(cat)
     return cat
 
 
 @pytest.fixture(scope="session")
-def env(workdir, catalog_dir) -> dict:
+def credentials(workdir) -> dict:
+    """A test identity provider: RSA and EC signing keys, their JWKS, and an API key."""
+    import hashlib
+    import json as _json
+
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    ec_key = ec.generate_private_key(ec.SECP256R1())
+    keys = []
+    for kid, key, alg in (("rsa-1", rsa_key, "RS256"), ("ec-1", ec_key, "ES256")):
+        jwk = _json.loads(jwt.algorithms.get_default_algorithms()[alg].to_jwk(key.public_key()))
+        keys.append(dict(jwk, kid=kid, alg=alg, use="sig"))
+    jwks = workdir / "jwks.json"
+    jwks.write_text(_json.dumps({"keys": keys}))
+    api_key = "oup-test-" + hashlib.sha256(b"api key for the tests").hexdigest()[:24]
+    keys_file = workdir / "api-keys.yml"
+    keys_file.write_text(f"- name: etl-service\n  sha256: "
+                         f"{hashlib.sha256(api_key.encode()).hexdigest()}\n"
+                         f"  roles: [youth-care-analyst]\n")
+    return {"rsa": rsa_key, "ec": ec_key, "jwks": jwks, "api_keys": keys_file,
+            "api_key": api_key, "issuer": "https://login.example.org/realms/city",
+            "audience": "oup"}
+
+
+@pytest.fixture(scope="session")
+def env(workdir, catalog_dir, credentials) -> dict:
     data = workdir / "data"
     (data / "proj").mkdir(parents=True, exist_ok=True)
     GRID_CACHE.mkdir(parents=True, exist_ok=True)
     for grid in GRID_CACHE.glob("*.tif"):
         shutil.copy(grid, data / "proj" / grid.name)
     e = dict(os.environ, OUP_DATA_DIR=str(data), OUP_CATALOG_DIR=str(catalog_dir),
-             OUP_LOG_LEVEL="WARNING")
+             OUP_LOG_LEVEL="WARNING", OUP_JWKS_FILE=str(credentials["jwks"]),
+             OUP_JWT_ISSUER=credentials["issuer"], OUP_JWT_AUDIENCE=credentials["audience"],
+             OUP_API_KEYS_FILE=str(credentials["api_keys"]))
     e.pop("OUP_DATABASE_URL", None)
     return e
 

@@ -1,0 +1,137 @@
+"""Access classes: every endpoint x every class x every kind of caller. No restricted
+byte leaks; invisible means 404; bad credentials mean 401; one audit line per access."""
+import json
+import time
+from pathlib import Path
+
+import jwt
+import pytest
+import requests
+
+PUBLIC, INTERNAL, RESTRICTED = "leefbaarheid", "internal-figures", "restricted-care"
+SECRET_WORDS = {INTERNAL: "internal-figures secret title",
+                RESTRICTED: "restricted-care secret title"}  # what a caller cannot guess
+
+
+def token(creds, key="rsa", roles=(), aud=None, exp=300, iss=None):
+    now = int(time.time())
+    claims = {"iss": iss or creds["issuer"], "aud": aud or creds["audience"], "sub": "u-123",
+              "iat": now, "exp": now + exp, "roles": list(roles)}
+    alg, kid = ("RS256", "rsa-1") if key == "rsa" else ("ES256", "ec-1")
+    return jwt.encode(claims, creds[key], algorithm=alg, headers={"kid": kid})
+
+
+@pytest.fixture(scope="module")
+def callers(credentials):
+    c = credentials
+    return {
+        "anonymous": ({}, {PUBLIC}),
+        "malformed token": ({"Authorization": "Bearer not.a.jwt"}, None),
+        "expired token": ({"Authorization": f"Bearer {token(c, exp=-60)}"}, None),
+        "wrong audience": ({"Authorization": f"Bearer {token(c, aud='someone-else')}"}, None),
+        "wrong issuer": ({"Authorization": f"Bearer {token(c, iss='https://evil.example')}"},
+                         None),
+        "unknown api key": ({"X-API-Key": "guess"}, None),
+        "wrong role": ({"Authorization": f"Bearer {token(c, roles=['planner'])}"},
+                       {PUBLIC, INTERNAL}),
+        "right role RS256": ({"Authorization":
+                              f"Bearer {token(c, roles=['youth-care-analyst'])}"},
+                             {PUBLIC, INTERNAL, RESTRICTED}),
+        "right role ES256": ({"Authorization":
+                              f"Bearer {token(c, key='ec', roles=['youth-care-analyst'])}"},
+                             {PUBLIC, INTERNAL, RESTRICTED}),
+        "api key": ({"X-API-Key": c["api_key"]}, {PUBLIC, INTERNAL, RESTRICTED}),
+    }
+
+
+def endpoints(cid):
+    return [f"/collections/{cid}?f=json", f"/collections/{cid}/items?f=json",
+            f"/collections/{cid}/items/1?f=json", f"/collections/{cid}/queryables?f=json",
+            f"/collections/{cid}/schema?f=json", f"/collections/{cid}?f=html",
+            f"/collections/{cid}/items?f=html", f"/collections/{cid}/3dtiles/tileset.json"]
+
+
+LISTINGS = ["/collections?f=json", "/collections?f=html", "/openapi.json", "/api",
+            "/collections/catalog/items?f=json", "/?f=json", "/conformance?f=json"]
+
+
+@pytest.mark.parametrize("who", ["anonymous", "malformed token", "expired token",
+                                 "wrong audience", "wrong issuer", "unknown api key",
+                                 "wrong role", "right role RS256", "right role ES256", "api key"])
+def test_the_access_matrix(server, callers, who):
+    headers, sees = callers[who]
+    for path in LISTINGS + [p for c in (PUBLIC, INTERNAL, RESTRICTED) for p in endpoints(c)]:
+        r = requests.get(server + path, headers=headers)
+        if sees is None:  # bad credentials: 401 everywhere, and a hint how to authenticate
+            assert r.status_code == 401, (who, path)
+            assert r.headers["WWW-Authenticate"].startswith("Bearer")
+            assert r.headers["Content-Type"] == "application/problem+json"
+            continue
+        cid = next((c for c in (PUBLIC, INTERNAL, RESTRICTED)
+                    if path.startswith(f"/collections/{c}")), None)
+        if cid and cid not in sees:
+            assert r.status_code == 404, (who, path)
+        elif cid and "3dtiles" in path:
+            assert r.status_code == 404  # these have no tiles, but they exist
+        elif cid:
+            assert r.status_code == 200, (who, path, r.text[:200])
+        else:
+            assert r.status_code == 200, (who, path)
+        for hidden in set(SECRET_WORDS) - sees:  # not a byte of what they may not see
+            assert SECRET_WORDS[hidden] not in r.text, (who, path, hidden)
+        if cid and cid != PUBLIC and r.status_code == 200:
+            assert r.headers["Cache-Control"] == "no-store"
+
+
+def test_listings_show_what_each_caller_may_see(server, callers):
+    for who in ("anonymous", "wrong role", "api key"):
+        headers, sees = callers[who]
+        ids = {c["id"] for c in requests.get(f"{server}/collections?f=json",
+                                             headers=headers).json()["collections"]}
+        assert ids & {PUBLIC, INTERNAL, RESTRICTED} == sees
+        paths = requests.get(f"{server}/openapi.json", headers=headers).json()["paths"]
+        assert {c for c in (PUBLIC, INTERNAL, RESTRICTED)
+                if f"/collections/{c}/items" in paths} == sees
+        recs = requests.get(f"{server}/collections/catalog/items?f=json",
+                            headers=headers).json()["features"]
+        assert {r["id"] for r in recs} & {PUBLIC, INTERNAL, RESTRICTED} == sees
+
+
+def test_one_audit_line_per_access_to_non_public_data(server, imported, callers):
+    log = Path(imported["OUP_DATA_DIR"]) / "audit.log"
+
+    def lines():
+        return log.read_text().splitlines() if log.exists() else []
+
+    headers, _ = callers["api key"]
+    before = len(lines())
+    requests.get(f"{server}/collections/{PUBLIC}/items", headers=headers)
+    assert len(lines()) == before  # public: nothing to audit
+    r = requests.get(f"{server}/collections/{RESTRICTED}/items",
+                     headers={**headers, "X-Request-ID": "req-audit-1"})
+    after = lines()
+    assert len(after) == before + 1
+    entry = json.loads(after[-1])
+    assert entry == {**entry, "who": "key:etl-service", "collection": RESTRICTED,
+                     "result": 200, "request_id": "req-audit-1"}
+    assert set(entry) == {"time", "request_id", "who", "collection", "action", "result"}
+    # a refused look is audited too, and no credential ever is
+    anon, _ = callers["anonymous"]
+    requests.get(f"{server}/collections/{INTERNAL}/items/1", headers=anon)
+    last = json.loads(lines()[-1])
+    assert last["who"] == "anonymous" and last["result"] == 404
+    text = log.read_text()
+    assert headers["X-API-Key"] not in text and "Bearer" not in text and "u-123" not in text
+
+
+def test_security_headers(server):
+    r = requests.get(f"{server}/collections", headers={"X-Forwarded-Proto": "https"})
+    assert r.headers["X-Content-Type-Options"] == "nosniff"
+    assert r.headers["X-Frame-Options"] == "DENY"
+    assert r.headers["Strict-Transport-Security"].startswith("max-age=")
+    assert "Strict-Transport-Security" not in requests.get(f"{server}/collections").headers
+
+
+def test_admin_api_stays_off(server):
+    r = requests.post(f"{server}/admin/config", json={"server": {}})
+    assert r.status_code in (404, 405)
