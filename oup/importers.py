@@ -286,14 +286,15 @@ def _joined_rows(coll: Collection, store: FeatureStore, report: ImportReport):
     from .store import Query, StoreError
 
     join = coll.join
+    where = coll.folder / "collection.yml"
     try:
         srid = store.extent(join.collection)["source_srid"]
         names = {f.name for f in store.fields(join.collection)}
     except StoreError:
-        raise ImportError_(f"{coll.id}: import {join.collection!r} first (the join needs its "
-                           "geometries)") from None
+        raise ImportError_(f"{where}: join.collection: import {join.collection!r} first "
+                           "(the join needs its geometries)") from None
     if join.property not in names:
-        raise ImportError_(f"{coll.id}: join.property: {join.collection!r} has no property "
+        raise ImportError_(f"{where}: join.property: {join.collection!r} has no property "
                            f"{join.property!r}")
     native = store.query(join.collection, Query(limit=1_000_000, crs=f"EPSG:{srid}"))
     wgs = store.query(join.collection, Query(limit=1_000_000))
@@ -312,7 +313,7 @@ def _joined_rows(coll: Collection, store: FeatureStore, report: ImportReport):
             table = [{k: (None if v != v else v) for k, v in r.items()}
                      for r in df.to_dict("records")]
         if table and join.key not in table[0]:
-            raise ImportError_(f"{coll.id}: join.key: no column {join.key!r} in {path.name}")
+            raise ImportError_(f"{where}: join.key: no column {join.key!r} in {path.name}")
         for row in table:
             key = row.get(join.key)
             if key in (None, ""):
@@ -329,7 +330,7 @@ def _joined_rows(coll: Collection, store: FeatureStore, report: ImportReport):
         policy = DisclosurePolicy.from_config(coll.disclosure)
         present = {k for _, _, p in rows for k in p}
         for name in sorted(policy.fields() - present):
-            raise ImportError_(f"{coll.id}: disclosure names {name!r}, which no source has")
+            raise ImportError_(f"{where}: disclosure: {name!r} is in no source")
         protected = []
         for g, g84, props in rows:
             safe, hidden = protect(props, policy)

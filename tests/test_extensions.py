@@ -156,3 +156,17 @@ def test_a_join_onto_a_missing_collection_is_refused(tmp_path):
     _extension(cat / "broken", [["BU05990301", 1]])
     with pytest.raises(CatalogError, match="join.collection"):
         load_catalog(cat)
+
+
+@pytest.mark.parametrize("old, new", [("key: buurtcode", "key: wijkcode"),
+                                      ("property: buurtcode", "property: nothing")])
+def test_a_broken_join_fails_at_import_naming_file_and_field(tmp_path, imported, old, new):
+    cat = tmp_path / "collections"
+    shutil.copytree(imported["OUP_CATALOG_DIR"], cat)
+    _extension(cat / "kapot", [["BU05990301", 1]])
+    yml = cat / "kapot" / "collection.yml"
+    yml.write_text(yml.read_text().replace(old, new))
+    res = oup(dict(imported, OUP_CATALOG_DIR=str(cat)), "import", "--quiet", "kapot",
+              check=False)
+    assert res.returncode == 1
+    assert f"kapot/collection.yml: join.{new.split(':')[0]}:" in res.stderr
