@@ -134,6 +134,8 @@ def _adjust_pygeoapi() -> None:
 def create_app(settings: Settings | None = None):
     settings = settings or get_settings()
     logging.basicConfig(level=settings.log_level)
+    # pygeoapi warns on every request without `offset`; that is not news
+    logging.getLogger("pygeoapi.api.itemtypes").setLevel(logging.ERROR)
     from .geodesy import install_grids
 
     install_grids(settings.data_dir)
