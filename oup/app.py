@@ -159,7 +159,8 @@ def create_app(settings: Settings | None = None):
     api_.config["resources"] = VisibleResources(api_.config["resources"],
                                                 set(catalog.collections))
     records = catalogue_records(catalog, store)
-    metrics = Metrics()
+    # per start-up: counters begin at zero when the service (re)starts
+    metrics = Metrics(settings.data_dir / "metrics" / str(os.getppid()))
     openapi_doc = oas_path.read_text()
     fields_cache: dict[str, set[str]] = {}
 

@@ -57,13 +57,24 @@ def test_records_catalogue_carries_owner_licence_classification(server):
     assert by_id["neighbourhoods"]["synthetic"] is True
 
 
+def _count(text: str, route: str, status: str) -> int:
+    for line in text.splitlines():
+        if line.startswith(f'oup_http_requests_total{{route="{route}",status="{status}"}}'):
+            return int(line.rsplit(" ", 1)[1])
+    return 0
+
+
 def test_health_and_metrics(server):
     h = requests.get(server + "/health")
     assert h.status_code == 200 and h.json()["status"] == "ok"
-    requests.get(server + "/collections/buildings/items?limit=1")
+    route = "/collections/<path:collection_id>/items/<path:item_id>"
+    before = _count(requests.get(server + "/metrics").text, route, "200")
+    for i in range(1, 21):  # spread over both workers by the kernel
+        requests.get(f"{server}/collections/buildings/items/{i}")
     m = requests.get(server + "/metrics")
     assert m.headers["Content-Type"].startswith("text/plain")
-    assert "oup_http_requests_total{" in m.text
+    # the totals are the service's, whichever worker answers
+    assert _count(m.text, route, "200") == before + 20
     assert "# TYPE oup_http_request_seconds histogram" in m.text
 
 
