@@ -1,0 +1,98 @@
+"""Sensor payload decoding and observation storage (the ingester's building blocks):
+every payload decodes or becomes a dead letter with a reason; nothing is stored twice;
+late data is kept; a correction replaces."""
+import json
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from iot_ingest.payloads import MAX_PAYLOAD, Observation, PayloadError, decode
+from oup.store.observations import ObservationStore
+
+FLAT = "oup/sensors/no2-delfshaven-01/observations"
+
+
+def test_the_four_formats():
+    [o] = decode(FLAT, b'{"phenomenonTime": "2026-11-28T10:00:00+01:00", "result": 21.5}')
+    assert o == Observation("no2-delfshaven-01", "2026-11-28T09:00:00.000000Z", 21.5)
+    [o] = decode("v1.1/Datastreams(17)/Observations",
+                 b'{"phenomenonTime": "2026-11-28T09:00:00Z", "result": 3, '
+                 b'"resultTime": "2026-11-28T09:00:05Z"}')
+    assert o.sensor_id == "17" and o.result_time == "2026-11-28T09:00:05.000000Z"
+    pack = [{"bn": "urn:dev:mac:0024befffe804ff1:", "bt": 1.764e9, "n": "pm10", "v": 18.2},
+            {"n": "pm25", "v": 9.1, "t": 60}, {"n": "label", "vs": "ok"}]
+    obs = decode("senml/x", json.dumps(pack).encode(), "senml")
+    assert [o.sensor_id for o in obs] == ["urn:dev:mac:0024befffe804ff1:pm10",
+                                          "urn:dev:mac:0024befffe804ff1:pm25"]
+    uplink = {"end_device_ids": {"device_id": "maas-1", "dev_eui": "70B3D57ED0012345"},
+              "uplink_message": {"f_cnt": 42, "received_at": "2026-11-28T09:00:01Z",
+                                 "decoded_payload": {"water_level": 1.32, "battery": 3.6,
+                                                     "status": "ok"}}}
+    obs = decode("v3/oup@ttn/devices/maas-1/up", json.dumps(uplink).encode(), "tts")
+    assert {o.sensor_id for o in obs} == {"70B3D57ED0012345:water_level",
+                                          "70B3D57ED0012345:battery"}
+    assert {o.dedupe_key for o in obs} == {"70B3D57ED0012345:42:water_level",
+                                           "70B3D57ED0012345:42:battery"}
+
+
+@pytest.mark.parametrize("raw, reason", [
+    (b"{not json", "not JSON"),
+    (b'{"phenomenonTime": "2026-11-28T09:00:00Z", "result": "high"}', "result must be a number"),
+    (b'{"phenomenonTime": "yesterday", "result": 1}', "RFC 3339"),
+    (b'{"phenomenonTime": "2026-11-28T09:00:00", "result": 1}', "time zone"),
+    (b'{"phenomenonTime": "2026-11-28T09:00:00Z", "result": 1e999}', "finite"),
+    (b'{"phenomenonTime": "2026-11-28T09:00:00Z", "result": NaN}', "finite"),
+    (b"[" * 100 + b"]" * 100, "nested deeper"),
+    (b" " * (MAX_PAYLOAD + 1), "exceeds"),
+    (b"\xff\xfe", "UTF-8"),
+    (b'{"result": 1}', "required"),
+    (b"[1, 2]", "object"),
+])
+def test_bad_payloads_say_why(raw, reason):
+    with pytest.raises(PayloadError, match=reason):
+        decode(FLAT, raw)
+
+
+@settings(max_examples=500, deadline=None)
+@given(raw=st.one_of(st.binary(max_size=300),
+                     st.recursive(st.one_of(st.none(), st.booleans(), st.floats(),
+                                            st.integers(), st.text(max_size=20)),
+                                  lambda c: st.one_of(st.lists(c, max_size=4),
+                                                      st.dictionaries(st.text(max_size=12), c,
+                                                                      max_size=4)),
+                                  max_leaves=12).map(lambda v: json.dumps(v).encode())),
+       fmt=st.sampled_from(["flat", "sensorthings", "senml", "tts", None]))
+def test_hostile_payloads_decode_or_give_a_reason(raw, fmt):
+    topic = "v1.1/Datastreams(9)/Observations" if fmt == "sensorthings" else FLAT
+    try:
+        for o in decode(topic, raw, fmt):
+            assert o.sensor_id and o.phenomenon_time.endswith("Z")
+    except PayloadError as exc:
+        assert str(exc)
+
+
+def test_no_duplicates_late_data_and_corrections(tmp_path):
+    store = ObservationStore(tmp_path / "obs.gpkg")
+    a = Observation("s1", "2026-11-28T09:00:00.000000Z", 1.0, "2026-11-28T09:00:01.000000Z")
+    late = Observation("s1", "2026-11-28T08:00:00.000000Z", 0.5)
+    fix = Observation("s1", "2026-11-28T09:00:00.000000Z", 1.5, "2026-11-28T09:05:00.000000Z")
+    stale = Observation("s1", "2026-11-28T09:00:00.000000Z", 9.9, "2026-11-28T09:00:00.000000Z")
+    r = store.write([a, a, late])
+    assert (r.stored, r.duplicates, r.corrected) == (2, 1, 0)
+    r = store.write([fix, stale, a])
+    assert (r.stored, r.duplicates, r.corrected) == (0, 2, 1)
+    assert store.observations("s1") == [
+        ("s1", "2026-11-28T08:00:00.000000Z", 0.5, None),
+        ("s1", "2026-11-28T09:00:00.000000Z", 1.5, "2026-11-28T09:05:00.000000Z")]
+    lora = Observation("E:level", "2026-11-28T09:00:00.000000Z", 1.0, dedupe_key="E:42:level")
+    again = Observation("E:level", "2026-11-28T09:00:02.000000Z", 1.0, dedupe_key="E:42:level")
+    r = store.write([lora, again])  # same frame through two gateways
+    assert (r.stored, r.duplicates) == (1, 1)
+
+
+def test_dead_letters_keep_a_bounded_payload_and_the_reason(tmp_path):
+    store = ObservationStore(tmp_path / "obs.gpkg")
+    store.dead_letter(FLAT, b"x" * 100_000, "payload of 100000 bytes exceeds 65536")
+    [d] = store.dead_letters()
+    assert d["payload_size"] == 100_000 and len(d["payload"]) == 4096
+    assert d["reason"].startswith("payload of") and d["topic"] == FLAT
