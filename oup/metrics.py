@@ -35,10 +35,14 @@ class Metrics:
             self.sums[route] += seconds
             snapshot = json.dumps({"requests": self.requests, "buckets": self.buckets,
                                    "sums": self.sums})
-        mine = self.folder / f"{os.getpid()}.json"
-        tmp = mine.with_suffix(".tmp")
-        tmp.write_text(snapshot)
-        os.replace(tmp, mine)
+            # under the lock: the threads of one worker share its snapshot file
+            mine = self.folder / f"{os.getpid()}.json"
+            tmp = mine.with_suffix(".tmp")
+            try:
+                tmp.write_text(snapshot)
+                os.replace(tmp, mine)
+            except OSError:  # counting must never fail a request; the next one retries
+                pass
 
     def _totals(self):
         requests, buckets, sums = defaultdict(int), {}, defaultdict(float)

@@ -164,3 +164,13 @@ def test_property_equality_filter(server):
 def test_huge_integers_are_a_400_not_a_500(server, query):
     r = requests.get(f"{server}/collections/kerncijfers/items?{query}")
     assert r.status_code == 400 and "64-bit" in r.json()["detail"]
+
+
+def test_metrics_survive_concurrent_requests(server):
+    """Threads of one worker share its counters: a burst of parallel requests, no 5xx."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(lambda i: requests.get(
+            f"{server}/collections/buildings/items/{i % 50 + 1}").status_code, range(200)))
+    assert codes == [200] * 200
