@@ -146,6 +146,11 @@ def build_glb(positions: np.ndarray, normals: np.ndarray, indices: np.ndarray,
         "bufferViews": buf.views,
         "buffers": [{"byteLength": len(binary)}],
     }
+    return pack_glb(gltf, binary)
+
+
+def pack_glb(gltf: dict, binary: bytes) -> bytes:
+    """The binary glTF container: header, JSON chunk (space-padded), BIN chunk."""
     js = json.dumps(gltf, separators=(",", ":")).encode("utf-8")
     js += b" " * ((-len(js)) % 4)
     total = 12 + 8 + len(js) + 8 + len(binary)

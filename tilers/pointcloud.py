@@ -7,16 +7,13 @@ POSITION in float32 metres, y-up; COLOR_0 as normalised unsigned bytes.
 """
 from __future__ import annotations
 
-import json
-import math
-import struct
 from pathlib import Path
 
 import numpy as np
 
 from .cityjson import CityModelError
-from .gltf import FLOAT, ARRAY_BUFFER, _accessor, _Buffer, enu_frame
-from .tileset import Geodesy, Node, _split
+from .gltf import ARRAY_BUFFER, FLOAT, _accessor, _Buffer, pack_glb
+from .tileset import Geodesy, Node, _split, leaf_tile, local_frame, parent_tile, write_tileset_json
 
 UNSIGNED_BYTE = 5121
 
@@ -65,11 +62,7 @@ def _points_glb(enu: np.ndarray, rgb: np.ndarray | None) -> bytes:
             "meshes": [{"primitives": [{"attributes": attrs, "mode": 0, "material": 0}]}],
             "accessors": acc, "bufferViews": buf.views,
             "buffers": [{"byteLength": len(binary)}]}
-    js = json.dumps(gltf, separators=(",", ":")).encode()
-    js += b" " * ((-len(js)) % 4)
-    total = 12 + 8 + len(js) + 8 + len(binary)
-    return b"".join([struct.pack("<4sII", b"glTF", 2, total), struct.pack("<I4s", len(js), b"JSON"),
-                     js, struct.pack("<I4s", len(binary), b"BIN\0"), binary])
+    return pack_glb(gltf, binary)
 
 
 def write_point_tileset(path: Path, crs: str | None, out: Path, budget: int = 100_000,
@@ -86,41 +79,17 @@ def write_point_tileset(path: Path, crs: str | None, out: Path, budget: int = 10
 
     def build(node: Node) -> dict:
         if node.children:
-            kids = [build(c) for c in node.children]
-            regions = np.array([k["boundingVolume"]["region"] for k in kids])
-            region = [regions[:, 0].min(), regions[:, 1].min(), regions[:, 2].max(),
-                      regions[:, 3].max(), regions[:, 4].min(), regions[:, 5].max()]
-            size = math.hypot((region[2] - region[0]) * 6_378_137 * math.cos(region[1]),
-                              (region[3] - region[1]) * 6_378_137)
-            return {"boundingVolume": {"region": [float(v) for v in region]},
-                    "geometricError": max(1.0, size / 2), "refine": "ADD", "children": kids}
+            return parent_tile([build(c) for c in node.children])
         idx = np.sort(node.items)
         llh = geo.geodetic(xyz[idx])
-        lon0 = (llh[:, 0].min() + llh[:, 0].max()) / 2
-        lat0 = (llh[:, 1].min() + llh[:, 1].max()) / 2
-        anchor = geo.ecef(np.array([[lon0, lat0, llh[:, 2].min()]]))[0]
-        frame = enu_frame(lon0, lat0, anchor)
-        enu = (geo.ecef(llh) - anchor) @ frame[:3, :3]
+        frame, enu = local_frame(geo, llh)
         name = f"tiles/{node.id}.glb"
         (out / name).write_bytes(_points_glb(enu, None if rgb is None else rgb[idx]))
         stats["tiles"] += 1
         stats["vertices_per_tile"].append(int(len(idx)))
         progress(len(idx))
-        return {"boundingVolume": {"region": [
-                    math.radians(llh[:, 0].min()), math.radians(llh[:, 1].min()),
-                    math.radians(llh[:, 0].max()), math.radians(llh[:, 1].max()),
-                    float(llh[:, 2].min()), float(llh[:, 2].max())]},
-                "geometricError": 0.0, "refine": "ADD",
-                "transform": [float(v) for v in frame.T.reshape(-1)],
-                "content": {"uri": name}}
+        return leaf_tile(llh, frame, name)
 
-    root_tile = build(root)
-    if "content" in root_tile:
-        root_tile = {"boundingVolume": root_tile["boundingVolume"], "geometricError": 50.0,
-                     "refine": "ADD", "children": [root_tile]}
-    (out / "tileset.json").write_text(json.dumps({
-        "asset": {"version": "1.1", "generator": "OUP tilers"},
-        "geometricError": root_tile["geometricError"] * 2, "root": root_tile},
-        separators=(",", ":")))
+    write_tileset_json(out, build(root))
     stats["bytes"] = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     return stats

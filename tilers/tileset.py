@@ -148,6 +148,47 @@ def _leaf_job(job) -> dict:
     return _leaf_content(meshes, name, geo, schema, kinds, Path(out))
 
 
+def local_frame(geo: Geodesy, llh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A tile's ENU frame (anchored at its centre, lowest height) and its vertices in it."""
+    lon0, lat0 = (llh[:, 0].min() + llh[:, 0].max()) / 2, (llh[:, 1].min() + llh[:, 1].max()) / 2
+    anchor = geo.ecef(np.array([[lon0, lat0, llh[:, 2].min()]]))[0]
+    frame = enu_frame(lon0, lat0, anchor)
+    return frame, (geo.ecef(llh) - anchor) @ frame[:3, :3]  # rows: ECEF offsets -> E, N, U
+
+
+def leaf_tile(llh: np.ndarray, frame: np.ndarray, uri: str) -> dict:
+    """A content tile: its geodetic region (computed from the content) and transform."""
+    region = [math.radians(llh[:, 0].min()), math.radians(llh[:, 1].min()),
+              math.radians(llh[:, 0].max()), math.radians(llh[:, 1].max()),
+              float(llh[:, 2].min()), float(llh[:, 2].max())]
+    return {"boundingVolume": {"region": region}, "geometricError": 0.0,
+            "refine": "ADD", "transform": [float(v) for v in frame.T.reshape(-1)],
+            "content": {"uri": uri}}
+
+
+def parent_tile(kids: list[dict]) -> dict:
+    """A tile without content over its children: their union, an error to refine from."""
+    regions = np.array([k["boundingVolume"]["region"] for k in kids])
+    region = [regions[:, 0].min(), regions[:, 1].min(), regions[:, 2].max(),
+              regions[:, 3].max(), regions[:, 4].min(), regions[:, 5].max()]
+    # a parent's error: half the diagonal of its area, so children load on approach
+    width = (region[2] - region[0]) * 6_378_137 * math.cos(region[1])
+    height = (region[3] - region[1]) * 6_378_137
+    return {"boundingVolume": {"region": [float(v) for v in region]},
+            "geometricError": max(1.0, math.hypot(width, height) / 2), "refine": "ADD",
+            "children": kids}
+
+
+def write_tileset_json(out: Path, root_tile: dict, extra: dict | None = None) -> None:
+    if "content" in root_tile:  # a single tile: give it an error to refine from
+        root_tile = {"boundingVolume": root_tile["boundingVolume"], "geometricError": 50.0,
+                     "refine": "ADD", "children": [root_tile]}
+    tileset = {"asset": {"version": "1.1", "generator": "OUP tilers"},
+               "geometricError": root_tile["geometricError"] * 2,
+               "root": root_tile, **({"extras": extra} if extra else {})}
+    (out / "tileset.json").write_text(json.dumps(tileset, separators=(",", ":")))
+
+
 def _leaf_content(meshes: list, node_id: str, geo: Geodesy, schema, kinds, out: Path) -> dict:
     llh_parts, tri_parts, fid_parts, sid_parts, rows, base = [], [], [], [], [], 0
     for i, m in enumerate(meshes):
@@ -159,11 +200,7 @@ def _leaf_content(meshes: list, node_id: str, geo: Geodesy, schema, kinds, out: 
         base += len(m.vertices)
     llh = np.vstack(llh_parts)
     tris = np.vstack(tri_parts)
-    lon0, lat0 = (llh[:, 0].min() + llh[:, 0].max()) / 2, (llh[:, 1].min() + llh[:, 1].max()) / 2
-    h0 = llh[:, 2].min()
-    anchor = geo.ecef(np.array([[lon0, lat0, h0]]))[0]
-    frame = enu_frame(lon0, lat0, anchor)
-    enu = (geo.ecef(llh) - anchor) @ frame[:3, :3]  # rows: ECEF offsets -> E, N, U
+    frame, enu = local_frame(geo, llh)
     normals = _vertex_normals(enu, tris)
     terrain = all(m.type == "Terrain" for m in meshes)
     glb = build_glb(enu, normals, tris, np.concatenate(fid_parts), np.concatenate(sid_parts),
@@ -171,12 +208,7 @@ def _leaf_content(meshes: list, node_id: str, geo: Geodesy, schema, kinds, out: 
                     color=(0.62, 0.68, 0.58) if terrain else (0.85, 0.83, 0.8))
     name = f"tiles/{node_id}.glb"
     (out / name).write_bytes(glb)
-    region = [math.radians(llh[:, 0].min()), math.radians(llh[:, 1].min()),
-              math.radians(llh[:, 0].max()), math.radians(llh[:, 1].max()),
-              float(llh[:, 2].min()), float(llh[:, 2].max())]
-    return {"boundingVolume": {"region": region}, "geometricError": 0.0,
-            "refine": "ADD", "transform": [float(v) for v in frame.T.reshape(-1)],
-            "content": {"uri": name}, "_vertices": int(len(enu))}
+    return {**leaf_tile(llh, frame, name), "_vertices": int(len(enu))}
 
 
 def _leaves(node: Node):
@@ -192,16 +224,7 @@ def _tile(node: Node, contents: dict, stats: dict) -> dict:
         stats["tiles"] += 1
         stats["vertices_per_tile"].append(tile.pop("_vertices"))
         return tile
-    kids = [_tile(c, contents, stats) for c in node.children]
-    regions = np.array([k["boundingVolume"]["region"] for k in kids])
-    region = [regions[:, 0].min(), regions[:, 1].min(), regions[:, 2].max(),
-              regions[:, 3].max(), regions[:, 4].min(), regions[:, 5].max()]
-    # a parent's error: half the diagonal of its area, so children load on approach
-    width = (region[2] - region[0]) * 6_378_137 * math.cos(region[1])
-    height = (region[3] - region[1]) * 6_378_137
-    error = max(1.0, math.hypot(width, height) / 2)
-    return {"boundingVolume": {"region": [float(v) for v in region]}, "geometricError": error,
-            "refine": "ADD", "children": kids}
+    return parent_tile([_tile(c, contents, stats) for c in node.children])
 
 
 @contextmanager
@@ -269,12 +292,6 @@ def write_tileset(meshes: Iterable[CityObjectMesh], src_crs: str, out: Path,
     finally:
         spill.close()
         (out / ".objects.spill").unlink(missing_ok=True)
-    if "content" in root_tile:  # a single tile: give it an error to refine from
-        root_tile = {"boundingVolume": root_tile["boundingVolume"],
-                     "geometricError": 50.0, "refine": "ADD", "children": [root_tile]}
-    tileset = {"asset": {"version": "1.1", "generator": "OUP tilers"},
-               "geometricError": root_tile["geometricError"] * 2,
-               "root": root_tile, **({"extras": extra} if extra else {})}
-    (out / "tileset.json").write_text(json.dumps(tileset, separators=(",", ":")))
+    write_tileset_json(out, root_tile, extra)
     stats["bytes"] = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     return stats
