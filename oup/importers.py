@@ -14,12 +14,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import shapely
 from shapely.geometry import shape
 from tqdm import tqdm
+
+from tilers.cityjson import epsg_of, lod_key, surfaces, vertices_of
 
 from .catalog import Collection, Source
 from .store import Feature, FeatureStore, Field
@@ -64,35 +65,26 @@ def horizontal_srid(crs: str | int) -> int:
 
 
 def crs_from_cityjson(meta: dict | None, fallback: str | None, path: Path) -> str:
-    ref = (meta or {}).get("referenceSystem")
-    if ref:
-        # e.g. https://www.opengis.net/def/crs/EPSG/0/7415
-        return "EPSG:" + ref.rstrip("/").split("/")[-1]
-    if fallback:
-        return fallback
+    crs = epsg_of(meta) or fallback
+    if crs:
+        return crs
     raise ImportError_(f"{path.name} declares no referenceSystem: give crs in the source "
                        "(e.g. crs: EPSG:7415)")
 
 
 def to_crs84(geoms: list, srid: int) -> list:
-    if srid == 4326:
+    if srid == 4326:  # GeoJSON and CSV without a declared CRS: CRS84 order already
         return geoms
-    from .geodesy import transformer
+    from .store.geometry import to_crs84 as transform
 
-    t = transformer(f"EPSG:{srid}", "OGC:CRS84")
-    arr = shapely.transform(np.array(geoms, dtype=object),
-                            lambda c: np.column_stack(t.transform(c[:, 0], c[:, 1])))
-    return list(arr)
+    return list(transform(np.array(geoms, dtype=object), f"EPSG:{srid}"))
 
 
 # -- readers: each yields (geometry in source srid, properties) ----------------
 
-def _cityjson_objects(doc: dict, source: Source, skipped: Counter, vertices=None):
+def _cityjson_objects(doc: dict, source: Source, skipped: Counter):
     """Footprints of the top-level CityObjects of one CityJSON (or CityJSONFeature) doc."""
-    verts = np.asarray(vertices if vertices is not None else doc["vertices"], dtype=float)
-    tr = doc.get("transform")
-    if tr:
-        verts = verts * np.array(tr["scale"]) + np.array(tr["translate"])
+    verts = vertices_of(doc, doc.get("transform"))
     objs = doc["CityObjects"]
     for oid, obj in objs.items():
         if obj.get("parents"):
@@ -102,15 +94,14 @@ def _cityjson_objects(doc: dict, source: Source, skipped: Counter, vertices=None
         if not geoms:
             skipped["no geometry"] += 1
             continue
-        lods = sorted({str(g.get("lod")) for g in geoms})
-        lod = source.lod or lods[-1]
+        lod = source.lod or max({str(g.get("lod")) for g in geoms}, key=lod_key)
         chosen = [g for g in geoms if str(g.get("lod")) == lod]
         if not chosen:
             skipped[f"no LoD {lod}"] += 1
             continue
         rings2d, zs = [], []
         for g in chosen:
-            for surface in _surfaces(g):
+            for surface, _ in surfaces(g):
                 pts = verts[surface[0]]
                 zs.append(pts[:, 2])
                 poly = shapely.Polygon(pts[:, :2], [verts[h][:, :2] for h in surface[1:]])
@@ -133,21 +124,6 @@ def _cityjson_objects(doc: dict, source: Source, skipped: Counter, vertices=None
                      ground_level=round(float(z.min()), 3), roof_level=round(float(z.max()), 3),
                      height=round(float(z.max() - z.min()), 3))
         yield footprint, props
-
-
-def _surfaces(geom: dict):
-    """Every surface (list of rings of vertex indices) of a CityJSON geometry."""
-    b, t = geom.get("boundaries", []), geom.get("type")
-    if t in ("MultiSurface", "CompositeSurface"):
-        yield from b
-    elif t == "Solid":
-        for shell in b:
-            yield from shell
-    elif t in ("MultiSolid", "CompositeSolid"):
-        for solid in b:
-            for shell in solid:
-                yield from shell
-    # GeometryInstance, points and lines give no footprint
 
 
 def _load_json(path: Path) -> dict:

@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .cityjson import CityModelError, ReadReport, _lod_key, mesh_objects, open_city_model
+from .cityjson import CityModelError, ReadReport, lod_key, mesh_objects, open_city_model
 from .pointcloud import write_point_tileset
 from .terrain import open_dem
 from .tileset import EmptyTileset, atomic_dir, write_tileset
@@ -120,7 +120,7 @@ def _lods(inputs: list[Path], crs: str | None) -> list[str]:
                 for obj in doc.get("CityObjects", {}).values():
                     lods |= {str(g.get("lod")) for g in obj.get("geometry", [])
                              if "boundaries" in g}
-    return sorted(lods, key=_lod_key)
+    return sorted(lods, key=lod_key)
 
 
 def tile(inputs: list[Path], out: Path, crs: str | None = None, lod: str | None = None,

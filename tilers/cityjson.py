@@ -47,7 +47,7 @@ class ReadReport:
     warnings: list = field(default_factory=list)
 
 
-def _surfaces_with_semantics(geom: dict):
+def surfaces(geom: dict):
     """(rings of vertex indices, semantic surface type or None) for each surface."""
     b, t = geom.get("boundaries", []), geom.get("type")
     sem = geom.get("semantics") or {}
@@ -92,19 +92,19 @@ def mesh_objects(doc: dict, verts: np.ndarray, lod: str | None, report: ReadRepo
         if not geoms:
             report.skipped["no geometry"] += 1
             continue
-        want = lod or max(lods, key=_lod_key)
+        want = lod or max(lods, key=lod_key)
         chosen = [g for g in geoms if str(g.get("lod")) == want]
         if not chosen:
             report.skipped[f"no LoD {want}"] += 1
             continue
         vs, ts, ss, base = [], [], [], 0
-        surfaces = [item for g in chosen for item in _surfaces_with_semantics(g)]
+        faces = [item for g in chosen for item in surfaces(g)]
         try:
-            results = triangulate_many([rings for rings, _ in surfaces], verts)
+            results = triangulate_many([rings for rings, _ in faces], verts)
         except IndexError:
             report.skipped["vertex index out of range"] += 1
             continue
-        for (_, kind), res in zip(surfaces, results):
+        for (_, kind), res in zip(faces, results):
             if res is None:
                 report.skipped["degenerate surface (no area)"] += 1
                 continue
@@ -133,21 +133,21 @@ def mesh_objects(doc: dict, verts: np.ndarray, lod: str | None, report: ReadRepo
                              np.vstack(ts).astype(np.uint32), np.concatenate(ss))
 
 
-def _lod_key(lod: str):
+def lod_key(lod: str):
     try:
         return tuple(int(p) for p in lod.split("."))
     except ValueError:
         return (-1,)
 
 
-def _vertices(doc: dict, transform: dict | None) -> np.ndarray:
+def vertices_of(doc: dict, transform: dict | None) -> np.ndarray:
     v = np.asarray(doc.get("vertices", []), dtype=float).reshape(-1, 3)
     if transform:
         v = v * np.asarray(transform["scale"]) + np.asarray(transform["translate"])
     return v
 
 
-def _epsg(meta: dict | None) -> str | None:
+def epsg_of(meta: dict | None) -> str | None:
     ref = (meta or {}).get("referenceSystem")
     if not ref:
         return None
@@ -172,7 +172,7 @@ def open_city_model(path: Path, crs: str | None):
         except json.JSONDecodeError as exc:
             raise CityModelError(f"{path.name}: the first line is not JSON ({exc})") from None
         _check_version(header, path)
-        src = _epsg(header.get("metadata")) or crs
+        src = epsg_of(header.get("metadata")) or crs
 
         def seq():
             with fh:
@@ -191,14 +191,14 @@ def open_city_model(path: Path, crs: str | None):
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CityModelError(f"{path.name} is not valid JSON ({exc})") from None
     _check_version(doc, path)
-    src = _epsg(doc.get("metadata")) or crs
+    src = epsg_of(doc.get("metadata")) or crs
     if doc.get("appearance", {}).get("textures"):
         missing = [t["image"] for t in doc["appearance"]["textures"]
                    if not (path.parent / t.get("image", "")).exists()]
         if missing:
             doc["_oup_warning"] = (f"{len(missing)} texture images referenced by {path.name} "
                                    "are missing: tiled untextured")
-    verts = _vertices(doc, doc.get("transform"))
+    verts = vertices_of(doc, doc.get("transform"))
     return _need_crs(src, path), (Part(doc.get("_oup_warning"), chunk, verts)
                                   for chunk in _chunks(doc.get("CityObjects", {})))
 
@@ -221,7 +221,7 @@ class SeqLines:
                 feat = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise CityModelError(f"{self.name}: a line near {n} is not JSON ({exc})") from None
-            yield feat, _vertices(feat, self.transform)
+            yield feat, vertices_of(feat, self.transform)
 
 
 @dataclass

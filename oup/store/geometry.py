@@ -69,14 +69,12 @@ def crs_code(uri: str) -> str:
 
 @cache
 def _crs84_transformer(code: str):
-    from ..geodesy import transformer
-
-    # EPSG:4258 and EPSG:4326 are latitude-first by authority: keep PROJ's axis order.
     import pyproj
 
-    from ..geodesy import ensure_grids
+    from ..geodesy import ensure_grids, transformer
 
     ensure_grids()
+    # EPSG:4258 and EPSG:4326 are latitude-first by authority: keep PROJ's axis order.
     if code in ("EPSG:4258", "EPSG:4326"):
         return pyproj.Transformer.from_crs("OGC:CRS84", code, always_xy=False)
     return transformer("OGC:CRS84", code)
@@ -96,7 +94,7 @@ def from_crs84(geoms: np.ndarray, code: str) -> np.ndarray:
 
 
 def to_crs84(geom, code: str):
-    """Transform one geometry from ``code`` to CRS84 (for bbox-crs / filter-crs input)."""
+    """Transform a geometry (or an array of them) from ``code`` to CRS84."""
     if code == "OGC:CRS84":
         return geom
     import pyproj
