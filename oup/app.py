@@ -230,31 +230,18 @@ def create_app(settings: Settings | None = None):
         resp = _as_problem(resp)
         identity = g.get("identity")
         cid = g.get("cid")
+        route = request.url_rule.rule if request.url_rule else "(unmatched)"
         if cid and cid not in public:
             audit.write(identity.who if identity else "anonymous", cid,
-                        f"{request.method} {request.url_rule.rule if request.url_rule else request.path}",
-                        resp.status_code, g.request_id)
+                        f"{request.method} {route}", resp.status_code, g.request_id)
         if (identity and identity.authenticated) or (cid and cid not in public):
             resp.headers["Cache-Control"] = "no-store"  # answers that depend on who asks
         if request.is_secure or request.headers.get("X-Forwarded-Proto") == "https":
             resp.headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
         resp.headers["X-Request-ID"] = g.get("request_id", "")
-        if resp.status_code == 200 and resp.get_data()[:1] == b"{":
-            if request.path in _OPENAPI_PATHS:
-                resp.set_data(json.dumps(_visible_openapi(json.loads(resp.get_data()),
-                                                          set(catalog.collections) -
-                                                          set(g.get("visible", public)))))
-            elif request.path == f"/collections/{RECORDS_ID}/items":
-                resp.set_data(json.dumps(_with_records(json.loads(resp.get_data()), records,
-                                                       g.get("visible", public) - public)))
-        if request.path == "/conformance" and resp.status_code == 200 and \
-                resp.get_data()[:1] == b"{":
-            resp.set_data(json.dumps({"conformsTo": CONFORMANCE}))
-        elif _COLLECTIONS.match(request.path) and resp.status_code == 200 and \
-                resp.get_data()[:1] == b"{":
-            doc = _plain_items_links(json.loads(resp.get_data()))
-            resp.set_data(json.dumps(tiles3d.add_links(doc, settings.public_url,
-                                                       settings.data_dir)))
+        rewrite = _rewrite_for(request.path)
+        if rewrite and resp.status_code == 200 and resp.get_data()[:1] == b"{":
+            resp.set_data(json.dumps(rewrite(json.loads(resp.get_data()))))
         h = resp.headers
         h["API-Version"] = API_VERSION
         h["Access-Control-Allow-Origin"] = "*"
@@ -263,9 +250,23 @@ def create_app(settings: Settings | None = None):
         h["Access-Control-Expose-Headers"] = "Content-Crs, API-Version, ETag"
         h["X-Content-Type-Options"] = "nosniff"
         h["X-Frame-Options"] = "DENY"
-        metrics.observe(request.url_rule.rule if request.url_rule else "(unmatched)",
-                        resp.status_code, time.perf_counter() - g.get("started", time.perf_counter()))
+        metrics.observe(route, resp.status_code,
+                        time.perf_counter() - g.get("started", time.perf_counter()))
         return resp
+
+    def _rewrite_for(path: str):
+        """How OUP amends pygeoapi's JSON at ``path``, if it does (only these few paths)."""
+        if path in _OPENAPI_PATHS:
+            hidden = set(catalog.collections) - set(g.get("visible", public))
+            return lambda doc: _visible_openapi(doc, hidden)
+        if path == f"/collections/{RECORDS_ID}/items":
+            return lambda doc: _with_records(doc, records, g.get("visible", public) - public)
+        if path == "/conformance":
+            return lambda doc: {"conformsTo": CONFORMANCE}
+        if _COLLECTIONS.match(path):
+            return lambda doc: tiles3d.add_links(_plain_items_links(doc), settings.public_url,
+                                                 settings.data_dir)
+        return None
 
     def _as_problem(resp: Response) -> Response:
         if resp.status_code < 400 or resp.mimetype == PROBLEM_JSON:

@@ -27,6 +27,14 @@ class InvalidQuery(ValueError):
         super().__init__(message)
 
 
+def check_int64(value: int, parameter: str) -> int:
+    """SQLite (and PostgreSQL) integers are 64-bit: a larger one is the client's error."""
+    if not -2**63 <= value < 2**63:
+        raise InvalidQuery(f"{parameter}: {value} is out of the 64-bit integer range",
+                           parameter)
+    return value
+
+
 @dataclass(frozen=True)
 class Field:
     name: str

@@ -12,7 +12,7 @@ from typing import Any, Callable
 import shapely
 from pygeofilter import ast, values
 
-from .base import Field, InvalidQuery
+from .base import Field, InvalidQuery, check_int64
 
 SPATIAL_OPS = {
     ast.GeometryIntersects: "intersects", ast.GeometryDisjoint: "disjoint",
@@ -160,9 +160,8 @@ class SqlCompiler:
             if t == "boolean":
                 return int(value)
         elif isinstance(value, (int, float)):
-            if isinstance(value, int) and not -2**63 <= value < 2**63:
-                raise InvalidQuery(f"filter: {value} is out of the 64-bit integer range",
-                                   "filter")
+            if isinstance(value, int):
+                check_int64(value, "filter")
             if t in ("number", "integer"):
                 return value
         elif isinstance(value, str):

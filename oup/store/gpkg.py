@@ -22,7 +22,8 @@ from typing import Iterable
 import numpy as np
 import shapely
 
-from .base import Feature, Field, InvalidQuery, Page, Query, StoreError, UnknownCollection
+from .base import (Feature, Field, InvalidQuery, Page, Query, StoreError, UnknownCollection,
+                   check_int64)
 from .cql import SqlCompiler, iso, quote
 from .geometry import from_crs84, gpb_envelope, gpb_wkb, to_gpb
 
@@ -288,16 +289,15 @@ class GeoPackageStore:
         return [r[0] for r in self.con.execute("SELECT table_name FROM oup_layers")]
 
     def fields(self, cid: str) -> list[Field]:
-        return [Field(n, t) for n, t in self._layer(cid)["fields"]]
+        return _fields(self._layer(cid))
 
     def extent(self, cid: str) -> dict:
         m = self._layer(cid)
         return {"bbox": m["bbox"], "interval": m["interval"], "count": m["count"],
                 "time_field": m["time_field"], "source_srid": m["source_srid"]}
 
-    def _where(self, cid: str, q: Query) -> tuple[str, list]:
-        meta = self._layer(cid)
-        fields = self.fields(cid)
+    def _where(self, cid: str, meta: dict, q: Query) -> tuple[str, list]:
+        fields = _fields(meta)
         names = {f.name: f for f in fields}
         t, rt84 = quote(cid), quote(f"rtree_{cid}__geom84")
         clauses, params = [], []
@@ -351,7 +351,8 @@ class GeoPackageStore:
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
     def query(self, cid: str, q: Query) -> Page:
-        fields = self.fields(cid)
+        meta = self._layer(cid)  # once a request: each look asks SQLite if the file changed
+        fields = _fields(meta)
         names = {f.name for f in fields}
         select = q.select if q.select is not None else [f.name for f in fields]
         for name in select:
@@ -363,35 +364,37 @@ class GeoPackageStore:
                 raise InvalidQuery(f"cannot sort by unknown property {name!r}", "sortby")
             order.append(f"{quote(name)} {'ASC' if asc else 'DESC'}")
         order.append("fid")
-        where, params = self._where(cid, q)
+        where, params = self._where(cid, meta, q)
         t = quote(cid)
         matched = None
         if q.count:
             matched = self.con.execute(f"SELECT COUNT(*) FROM {t}{where}", params).fetchone()[0]
-        geom_col = self._geom_column(cid, q)
+        geom_col = self._geom_column(meta, q)
         cols = ["fid", geom_col] + [quote(n) for n in select]
         rows = self.con.execute(
             f"SELECT {', '.join(cols)} FROM {t}{where} ORDER BY {', '.join(order)} "
             f"LIMIT ? OFFSET ?", params + [q.limit, q.offset]).fetchall()
-        return Page(self._features(cid, rows, select, q), matched)
+        return Page(self._features(meta, rows, select, q), matched)
 
     def get(self, cid: str, fid: int, crs: str = "OGC:CRS84") -> dict | None:
+        meta = self._layer(cid)
         q = Query(crs=crs)
-        fields = [f.name for f in self.fields(cid)]
-        cols = ["fid", self._geom_column(cid, q)] + [quote(n) for n in fields]
+        fields = [f.name for f in _fields(meta)]
+        cols = ["fid", self._geom_column(meta, q)] + [quote(n) for n in fields]
         row = self.con.execute(f"SELECT {', '.join(cols)} FROM {quote(cid)} WHERE fid = ?",
                                (fid,)).fetchone()
-        return self._features(cid, [row], fields, q)[0] if row else None
+        return self._features(meta, [row], fields, q)[0] if row else None
 
-    def _geom_column(self, cid: str, q: Query) -> str:
+    @staticmethod
+    def _geom_column(meta: dict, q: Query) -> str:
         if q.skip_geometry:
             return "NULL"
-        if q.crs == f"EPSG:{self._layer(cid)['source_srid']}":
+        if q.crs == f"EPSG:{meta['source_srid']}":
             return "geom"
         return "_geom84"
 
-    def _features(self, cid: str, rows, select: list[str], q: Query) -> list[dict]:
-        meta = self._layer(cid)
+    @staticmethod
+    def _features(meta: dict, rows, select: list[str], q: Query) -> list[dict]:
         booleans = {n for n, t in meta["fields"] if t == "boolean"}
         blobs = [r[1] for r in rows]
         if q.skip_geometry:
@@ -422,12 +425,14 @@ class GeoPackageStore:
             return {"status": "error", "store": "geopackage", "error": str(exc)}
 
 
+def _fields(meta: dict) -> list[Field]:
+    return [Field(n, t) for n, t in meta["fields"]]
+
+
 def _coerce(field: Field, value):
     """A query-string value as the field's type, or a clear error."""
-    if field.type == "integer" and str(value).lstrip("-").isdigit() and \
-            not -2**63 <= int(value) < 2**63:
-        raise InvalidQuery(f"{field.name}: {value} is out of the 64-bit integer range",
-                           field.name)
+    if field.type == "integer" and str(value).lstrip("-").isdigit():
+        return check_int64(int(value), field.name)
     try:
         if field.type == "integer":
             return int(value)
