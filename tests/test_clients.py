@@ -1,14 +1,9 @@
 """Real clients against a real server: GDAL (OAPIF driver, ogr2ogr) and OWSLib."""
-import json
 import subprocess
-from pathlib import Path
 
 import pyogrio
-import pytest
 import requests
 import shapely
-
-from conftest import SHARED
 
 
 def run(*args, timeout=300):
