@@ -12,7 +12,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 MAX_PAYLOAD = 64 * 1024  # bytes; larger messages are dead letters, not parsed
 MAX_DEPTH = 32
@@ -25,13 +25,17 @@ class PayloadError(ValueError):
 @dataclass(frozen=True)
 class Observation:
     sensor_id: str
-    phenomenon_time: str  # UTC, RFC 3339, second precision or finer, 'Z'
+    phenomenon_time: int  # microseconds since 1970-01-01T00:00:00Z
     result: float
-    result_time: str | None = None
+    result_time: int | None = None  # same unit
     dedupe_key: str | None = None  # e.g. LoRaWAN device EUI + frame counter
 
 
-def _time(value, what: str) -> str:
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_US = timedelta(microseconds=1)
+
+
+def _time(value, what: str) -> int:
     if not isinstance(value, str) or len(value) > 64:
         raise PayloadError(f"{what} must be an RFC 3339 string")
     try:
@@ -40,7 +44,7 @@ def _time(value, what: str) -> str:
         raise PayloadError(f"{what} {value[:40]!r} is not RFC 3339") from None
     if t.tzinfo is None:
         raise PayloadError(f"{what} needs a time zone (e.g. Z)")
-    return t.astimezone(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return (t - _EPOCH) // _US
 
 
 def _number(value, what: str) -> float:
@@ -133,12 +137,9 @@ def _senml(pack) -> list[Observation]:
         t = base_time + _number(rec.get("t", 0), "SenML t")
         if t < 2 ** 28:  # relative to now, RFC 8428 4.5.3: no stable key, refuse
             raise PayloadError("SenML: relative times are not accepted")
-        try:
-            when = datetime.fromtimestamp(t, timezone.utc)
-        except (OverflowError, OSError, ValueError):
-            raise PayloadError("SenML: time out of range") from None
-        out.append(Observation(name, when.isoformat(timespec="microseconds").replace(
-            "+00:00", "Z"), _number(rec["v"], "SenML v")))
+        if t >= 253402300800:  # year 10000
+            raise PayloadError("SenML: time out of range")
+        out.append(Observation(name, round(t * 1_000_000), _number(rec["v"], "SenML v")))
     if not out:
         raise PayloadError("SenML: no numeric values")
     return out
@@ -161,8 +162,14 @@ def _tts(doc) -> list[Observation]:
     if not isinstance(payload, dict):
         raise PayloadError("TTS uplink: decoded_payload must be an object")
     when = _time(received, "received_at")
+    # the frame counter restarts when a device re-joins: the session key id tells the
+    # sessions apart, so a new session's frame 1 is not taken for a repeat of the last one
+    session = up.get("session_key_id")
+    if session is not None and (not isinstance(session, str) or len(session) > 128):
+        raise PayloadError("TTS uplink: session_key_id must be a short string")
+    key = f"{eui.upper()}:{session}:{f_cnt}" if session else f"{eui.upper()}:{f_cnt}"
     out = [Observation(f"{eui.upper()}:{k}", when, _number(v, f"decoded_payload.{k}"),
-                       dedupe_key=f"{eui.upper()}:{f_cnt}:{k}")
+                       dedupe_key=f"{key}:{k}")
            for k, v in payload.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
     if not out:
         raise PayloadError("TTS uplink: decoded_payload has no numeric field")

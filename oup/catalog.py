@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 COLLECTION_FILE = "collection.yml"
 SOURCE_FORMATS = ("cityjson", "cityjsonseq", "geojson", "gpkg", "csv")
+PAYLOAD_FORMATS = ("flat", "sensorthings", "senml", "tts")
 _ID = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 
 
@@ -119,6 +120,66 @@ class DisclosureConfig(_Strict):
     sums: list[SumConfig] = Field(default_factory=list)
 
 
+class ObservedProperty(_Strict):
+    """What a sensor measures: its unit and the range a real reading lies in."""
+
+    title: str
+    unit: str = Field(description="unit of measure (UCUM symbol where there is one)")
+    min: float = Field(description="smallest plausible value; below it is a dead letter")
+    max: float = Field(description="largest plausible value; above it is a dead letter")
+
+    @model_validator(mode="after")
+    def _range(self) -> "ObservedProperty":
+        if self.min > self.max:
+            raise ValueError("min must not exceed max")
+        return self
+
+
+class Topic(_Strict):
+    """An MQTT topic filter and the payload format its messages carry."""
+
+    topic: str = Field(description="MQTT topic filter, e.g. oup/sensors/+/observations")
+    format: Literal[PAYLOAD_FORMATS]  # type: ignore[valid-type]
+
+    @field_validator("topic")
+    @classmethod
+    def _filter(cls, v):
+        levels = v.split("/")
+        if not v or any(("+" in lv and lv != "+") or ("#" in lv and lv != "#") for lv in levels) \
+                or "#" in levels[:-1]:
+            raise ValueError("not an MQTT topic filter ('+' and '#' fill a whole level, "
+                             "'#' only last)")
+        return v
+
+
+class Stream(_Strict):
+    """Live observations feeding a collection of sensors (see iot_ingest/)."""
+
+    topics: list[Topic] = Field(min_length=1)
+    properties: dict[str, ObservedProperty] = Field(
+        min_length=1, description="observed properties by the name sensors give")
+    property_field: str = Field("observed_property",
+                                description="the sensor attribute naming its observed property")
+
+
+class TimeSlices(_Strict):
+    """Sensors as they were in slices of fixed length: mean, min, max and count."""
+
+    of: str = Field(description="the sensors collection (one with a stream)")
+    length: str = Field("PT15M", description="ISO 8601 duration in minutes or hours, e.g. PT15M")
+
+    @property
+    def seconds(self) -> int:
+        m = re.fullmatch(r"PT(?:(\d+)H)?(?:(\d+)M)?", self.length)
+        return 0 if not m else int(m.group(1) or 0) * 3600 + int(m.group(2) or 0) * 60
+
+    @model_validator(mode="after")
+    def _length(self) -> "TimeSlices":
+        if not 60 <= self.seconds <= 86400:
+            raise ValueError("length must be an ISO 8601 duration from PT1M to PT24H, e.g. PT15M")
+        return self
+
+
 class Extent(_Strict):
     bbox: list[float] | None = Field(None, description="CRS84 [minx, miny, maxx, maxy]")
     interval: list[datetime | None] | None = None
@@ -141,7 +202,9 @@ class Collection(_Strict):
     classification: Classification = Classification.public
     roles: list[str] = Field(default_factory=list, description="who may see a restricted one")
     synthetic: bool = Field(False, description="true when the values are made up (say so)")
-    sources: list[Source] = Field(min_length=1)
+    sources: list[Source] = Field(default_factory=list)
+    id_field: str | None = Field(None, description="attribute whose (unique) value is the "
+                                 "feature id, e.g. sensor_id; default: the row number")
     time_field: str | None = None
     title_field: str | None = None
     queryables: list[str] | None = Field(None, description="default: every attribute")
@@ -149,6 +212,25 @@ class Collection(_Strict):
     tiles3d: Tiles3D | None = Field(None, description="publish the city model as 3D Tiles")
     join: Join | None = Field(None, description="take the geometry from another collection")
     disclosure: DisclosureConfig | None = Field(None, description="disclosure control")
+    stream: Stream | None = Field(None, description="sensors: the MQTT topics that feed them")
+    observations_of: str | None = Field(
+        None, description="publish the observations of this sensors collection (no sources)")
+    time_slices: TimeSlices | None = Field(
+        None, description="publish time slices of a sensors collection (no sources)")
+
+    @property
+    def derived_from(self) -> str | None:
+        """The sensors collection a derived (observations, time-slice) collection reads."""
+        return self.observations_of or (self.time_slices.of if self.time_slices else None)
+
+    @model_validator(mode="after")
+    def _sources_or_derived(self) -> "Collection":
+        kinds = sum((bool(self.sources), bool(self.observations_of), bool(self.time_slices)))
+        if kinds != 1:
+            raise ValueError("give exactly one of sources, observations_of or time_slices")
+        if self.stream and not self.id_field:
+            raise ValueError("a collection with a stream needs id_field (the sensor id)")
+        return self
 
     @model_validator(mode="after")
     def _restricted_needs_roles(self) -> "Collection":
@@ -240,4 +322,9 @@ def load_catalog(root: Path) -> Catalog:
         if coll.join and coll.join.collection == coll.id:
             raise CatalogError(coll.folder / COLLECTION_FILE, "join.collection",
                                "a collection cannot join itself")
+        of = coll.derived_from
+        if of is not None and (of not in catalog.collections or not catalog[of].stream):
+            field = "observations_of" if coll.observations_of else "time_slices.of"
+            raise CatalogError(coll.folder / COLLECTION_FILE, field,
+                               f"{of!r} is not a collection with a stream of sensors")
     return catalog

@@ -74,12 +74,16 @@ def import_(collections, quiet):
     store = open_store(s.store_url)
     # joined collections take their geometry from others: import those first
     for coll in sorted(cat, key=lambda c: c.join is not None):
-        if collections and coll.id not in collections:
-            continue
+        if coll.derived_from or (collections and coll.id not in collections):
+            continue  # observations and time slices are read live from the sensors' stream
         try:
             click.echo(import_collection(coll, store, progress=not quiet))
         except (ImportError_, OSError, ValueError) as exc:
             _fail(f"{coll.id}: {exc}")
+        if coll.stream:  # the latest values live in the observations: fill them back in
+            from .store import open_observation_store
+
+            open_observation_store(s.store_url).refresh_latest(coll.id, coll.id_field)
 
 
 @main.command()
@@ -121,6 +125,163 @@ def tile(inputs, out, crs, lod, collections, quiet):
             click.echo(f"{coll.id}: {report}")
     except (CityModelError, CatalogError, GeodesyError, OSError) as exc:
         _fail(str(exc))
+
+
+def _sensors():
+    """The catalogue, feature store, observation store and sensor registry."""
+    from iot_ingest.sensors import SensorRegistry
+
+    from .store import open_observation_store, open_store
+
+    s = get_settings()
+    try:
+        cat = load_catalog(s.catalog_dir)
+    except CatalogError as exc:
+        _fail(str(exc))
+    store = open_store(s.store_url)
+    return cat, store, open_observation_store(s.store_url), SensorRegistry(cat, store)
+
+
+@main.command()
+@click.option("--client-id", help="MQTT client id (OUP_INGEST_CLIENT_ID); keep it fixed")
+@click.option("--group", help="shared-subscription group (OUP_INGEST_GROUP); '' for none")
+@click.option("--batch-size", default=500, show_default=True, help="messages per transaction")
+@click.option("--stats", is_flag=True, help="print the counters and exit")
+def ingest(client_id, group, batch_size, stats):
+    """Ingest sensor observations from MQTT (OUP_MQTT_URL) until stopped (Ctrl-C, SIGTERM)."""
+    import json
+    import logging
+    import signal
+
+    from iot_ingest.ingester import IngestOptions, Ingester
+    from iot_ingest.mqtt import Broker, BrokerURLError
+    from iot_ingest.stats import ingest_stats, status_dir
+
+    s = get_settings()
+    cat, store, observations, registry = _sensors()
+    if stats:
+        st = ingest_stats(observations, s.data_dir)
+        t = st["total"]
+        click.echo(json.dumps(st, indent=1))
+        click.echo(f"received {t['received']} = stored {t['stored']} + duplicates "
+                   f"{t['duplicates']} + dead-lettered {t['dead_lettered']} + in flight "
+                   f"{t['in_flight']}: {'holds' if st['balanced'] else 'DOES NOT HOLD'}")
+        sys.exit(0 if st["balanced"] else 1)
+    if not registry.topics:
+        _fail("no collection in the catalogue declares a stream: nothing to ingest")
+    if not len(registry):
+        _fail("no sensors in the store: run `oup import` first")
+    try:
+        broker = Broker.from_url(s.broker_url)
+    except BrokerURLError as exc:
+        _fail(str(exc))
+    logging.basicConfig(level=os.environ.get("OUP_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    opts = IngestOptions(client_id=client_id or s.ingest_client_id,
+                         group=(s.ingest_group if group is None else group) or None,
+                         batch_size=batch_size)
+    ing = Ingester(broker, registry, observations, opts,
+                   status_file=status_dir(s.data_dir) / f"{opts.client_id}.json")
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: ing.stop())
+    click.echo(f"ingesting {', '.join(ing.subscriptions())} from {broker.host}:{broker.port} "
+               f"as {opts.client_id} ({len(registry)} sensors)")
+    ing.run()
+    t = ing.totals
+    click.echo(f"stopped: {t.messages} messages: {t.stored} stored, {t.duplicates} duplicates, "
+               f"{t.dead_lettered} dead letters")
+
+
+@main.command()
+@click.option("--limit", default=20, show_default=True)
+@click.option("--all", "all_", is_flag=True, help="include replayed ones")
+@click.option("--replay", is_flag=True, help="decode and store them again (after a fix)")
+@click.option("--id", "ids", multiple=True, type=int, help="only these dead letters")
+def deadletters(limit, all_, replay, ids):
+    """List the messages that could not be stored, with the reason; or replay them."""
+    from iot_ingest.payloads import PayloadError, decode
+    from oup.store.observations import DeadLetter, iso_us
+
+    s = get_settings()
+    cat, store, observations, registry = _sensors()
+    letters = observations.dead_letters(limit=limit if not replay else 1_000_000,
+                                         replayed=all_, ids=list(ids) or None)
+    if not replay:
+        for d in letters:
+            sample = bytes(d["payload"] or b"")[:60]
+            click.echo(f"{d['id']:>7} {iso_us(d['received_at'])} {d['topic'][:48]:<48} "
+                       f"{d['reason'][:70]}  [{d['payload_size']} B] {sample!r}"
+                       f"{'  (replayed)' if d['replayed'] else ''}")
+        click.echo(f"{len(letters)} dead letters shown")
+        return
+    outcomes, messages = {}, []
+    for d in letters:
+        payload = bytes(d["payload"] or b"")
+        if len(payload) < d["payload_size"]:
+            outcomes[d["id"]] = d["reason"]  # only a sample was kept: cannot be replayed
+            continue
+        try:
+            obs = decode(d["topic"], payload, registry.format_for(d["topic"]))
+            why = registry.check(obs)
+        except PayloadError as exc:
+            why = str(exc)
+        outcomes[d["id"]] = why
+        if why is None:
+            messages.append(obs)
+    sensors = {o.sensor_id for m in messages for o in m}
+    res = observations.write_batch("oup-deadletters-replay", messages,
+                                   registry.tables(sensors))
+    observations.mark_replayed(outcomes)
+    done = sum(1 for why in outcomes.values() if why is None)
+    click.echo(f"replayed {done} of {len(outcomes)}: {res.observations_stored} observations "
+               f"stored, {res.observations_corrected} corrected, {res.duplicates} "
+               f"messages already stored; {len(outcomes) - done} still dead letters")
+
+
+@main.command()
+@click.option("--rate", default=20.0, show_default=True, help="messages per second (0: flat out)")
+@click.option("--count", type=int, help="stop after this many messages")
+@click.option("--duration", type=float, help="stop after this many seconds")
+@click.option("--bad", default=0.01, show_default=True, help="share of malformed messages")
+@click.option("--duplicates", default=0.01, show_default=True, help="share of repeated ones")
+@click.option("--start", help="simulated clock start (RFC 3339); default: live, now")
+@click.option("--step", default=60.0, show_default=True, help="seconds between readings "
+              "of one sensor on the simulated clock")
+@click.option("--seed", default=1, show_default=True)
+@click.option("--quiet", is_flag=True, help="no progress bar")
+def simulate(rate, count, duration, bad, duplicates, start, step, seed, quiet):
+    """Stream Rotterdam's sensors (air quality, traffic, noise, the Maas) to OUP_MQTT_URL."""
+    from datetime import datetime, timezone
+
+    from tqdm import tqdm
+
+    from iot_ingest.mqtt import Broker, BrokerURLError
+    from iot_ingest.simulate import PublishError, SimSensor, simulate as run
+    from .store import Query
+
+    s = get_settings()
+    cat, store, _, registry = _sensors()
+    sensors = []
+    for coll in (c for c in cat if c.stream):
+        page = store.query(coll.id, Query(limit=100_000, skip_geometry=True, count=False))
+        sensors += [SimSensor(str(f["properties"][coll.id_field]),
+                              f["properties"][coll.stream.property_field],
+                              f["properties"].get("format") or "flat") for f in page.features]
+    try:
+        broker = Broker.from_url(s.broker_url)
+        t0 = datetime.fromisoformat(start.replace("Z", "+00:00")) if start else None
+        if t0 is not None and t0.tzinfo is None:
+            t0 = t0.replace(tzinfo=timezone.utc)
+        with tqdm(total=count, unit=" msg", disable=quiet, desc="simulate") as bar:
+            sent = run(broker, sensors, rate, count=count, duration=duration, bad=bad,
+                       duplicates=duplicates, start=t0, step=step, seed=seed,
+                       progress=bar.update)
+    except (BrokerURLError, PublishError, ValueError) as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        return
+    click.echo(f"sent {sent['messages']} messages: {sent['readings']} readings, "
+               f"{sent['malformed']} malformed, {sent['duplicates']} repeated")
 
 
 @main.command()

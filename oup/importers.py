@@ -377,6 +377,10 @@ def _write(coll: Collection, store: FeatureStore, report: ImportReport, rows: li
         fields.append(Field(name, kind))
     if coll.time_field and coll.time_field not in names:
         raise ImportError_(f"{coll.id}: time_field {coll.time_field!r} is in no source")
+    if coll.id_field:
+        _check_ids(coll, rows)
+    if coll.stream:
+        fields += [f for f in _sensor_fields(coll, rows) if f.name not in names]
     geometry_type = _geometry_type([g for g, _ in rows])
     if geometry_type == "MULTIPOLYGON":  # one declared type means one stored type
         rows = [(shapely.MultiPolygon([g]) if g.geom_type == "Polygon" else g, p)
@@ -386,8 +390,35 @@ def _write(coll: Collection, store: FeatureStore, report: ImportReport, rows: li
     features = (Feature(g, g84, p) for (g, p), g84 in zip(rows, crs84))
     report.count = store.write_collection(coll.id, srid, fields, features, coll.time_field,
                                           geometry_type=geometry_type,
-                                          description=coll.description)
+                                          description=coll.description,
+                                          id_field=coll.id_field)
     return report
+
+
+def _check_ids(coll: Collection, rows: list) -> None:
+    seen = set()
+    for _, p in rows:
+        value = p.get(coll.id_field)
+        if value in (None, ""):
+            raise ImportError_(f"{coll.id}: id_field: a feature has no {coll.id_field}")
+        if value in seen:
+            raise ImportError_(f"{coll.id}: id_field: {coll.id_field} {value!r} is not unique")
+        seen.add(value)
+
+
+def _sensor_fields(coll: Collection, rows: list) -> list[Field]:
+    """Sensors get their unit from the stream's observed property, and empty columns
+    for the latest value, which the ingester keeps current (and the next import refills)."""
+    name, known = coll.stream.property_field, coll.stream.properties
+    for _, p in rows:
+        prop = p.get(name)
+        if prop not in known:
+            raise ImportError_(f"{coll.id}: sensor {p.get(coll.id_field)!r}: {name} {prop!r} "
+                               f"is not among stream.properties ({', '.join(known)})")
+        p["unit"] = known[prop].unit
+        p["latest_result"] = p["latest_time"] = None
+    return [Field("unit", "string"), Field("latest_result", "number"),
+            Field("latest_time", "date-time")]
 
 
 def _geometry_type(geoms) -> str:

@@ -110,11 +110,9 @@ class OUPProvider(BaseProvider):
 
     def get(self, identifier, crs_transform_spec=None, **kwargs):
         try:
-            fid = int(identifier)
-        except (TypeError, ValueError):
-            raise ProviderItemNotFoundError(user_msg=f"no item {identifier!r}") from None
-        try:
-            feature = self.store.get(self.collection, fid, self._crs(crs_transform_spec))
+            feature = self.store.get(self.collection, identifier, self._crs(crs_transform_spec))
+        except InvalidQuery:
+            feature = None
         except StoreError as exc:
             raise ProviderConnectionError(str(exc)) from exc
         if feature is None:

@@ -19,7 +19,13 @@ class Settings(BaseSettings):
     catalog_dir: Path = Field(ROOT / "collections", description="the catalogue folder")
     database_url: str | None = Field(
         None, description="store URL; default: GeoPackage file <data_dir>/oup.gpkg")
-    mqtt_url: str | None = Field(None, description="MQTT broker URL; default: embedded broker")
+    mqtt_url: str | None = Field(
+        None, description="MQTT broker URL, e.g. mqtt://broker:1883; default: the demo's "
+                          "broker on 127.0.0.1:1883, started by `oup serve --live`")
+    ingest_client_id: str = Field(
+        "oup-ingest-1", description="MQTT client id of `oup ingest`: fixed, so its session "
+                                    "(and the messages queued for it) survives restarts")
+    ingest_group: str = Field("oup", description="shared-subscription group of the ingesters")
     host: str = "127.0.0.1"
     port: int = 5000
     workers: int = 2
@@ -40,6 +46,10 @@ class Settings(BaseSettings):
     @property
     def store_url(self) -> str:
         return self.database_url or f"gpkg://{(self.data_dir / 'oup.gpkg').resolve()}"
+
+    @property
+    def broker_url(self) -> str:
+        return self.mqtt_url or "mqtt://127.0.0.1:1883"
 
     @property
     def public_url(self) -> str:

@@ -18,3 +18,12 @@ def open_store(url: str) -> FeatureStore:
 
         return GeoPackageStore(url.removeprefix("gpkg://"))
     raise StoreError(f"unsupported store URL {url!r}: use gpkg:///path/to/file.gpkg")
+
+
+def open_observation_store(url: str):
+    """The observations (and dead letters, ingest counters) beside the features of ``url``."""
+    from .observations import ObservationStore
+
+    if url.startswith("gpkg://") or url.endswith(".gpkg"):
+        return ObservationStore(url.removeprefix("gpkg://"))
+    raise StoreError(f"unsupported store URL {url!r}: use gpkg:///path/to/file.gpkg")

@@ -172,7 +172,8 @@ class GeoPackageStore:
 
     def write_collection(self, cid: str, source_srid: int, fields: list[Field],
                          features: Iterable[Feature], time_field: str | None = None,
-                         geometry_type: str = "GEOMETRY", description: str = "") -> int:
+                         geometry_type: str = "GEOMETRY", description: str = "",
+                         id_field: str | None = None) -> int:
         """Replace collection ``cid`` with ``features``, atomically (readers see old or new)."""
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         con = _connect(self.path)
@@ -229,10 +230,12 @@ class GeoPackageStore:
             if batch:
                 flush()
             for f in fields:  # equality filters and sorting stay indexed at any size
-                con.execute(f"CREATE INDEX {quote(f'idx_{cid}_{f.name}')} ON {t} ({quote(f.name)})")
+                unique = "UNIQUE " if f.name == id_field else ""
+                con.execute(f"CREATE {unique}INDEX {quote(f'idx_{cid}_{f.name}')} "
+                            f"ON {t} ({quote(f.name)})")
             self._register(con, cid, source_srid, geometry_type, description)
             meta = {"fields": [[f.name, f.type] for f in fields], "source_srid": source_srid,
-                    "time_field": time_field, "count": count,
+                    "time_field": time_field, "id_field": id_field, "count": count,
                     "bbox": bounds84 if count else None,
                     "interval": [tmin, tmax] if tmin else None,
                     "imported": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
@@ -371,18 +374,27 @@ class GeoPackageStore:
             matched = self.con.execute(f"SELECT COUNT(*) FROM {t}{where}", params).fetchone()[0]
         geom_col = self._geom_column(meta, q)
         cols = ["fid", geom_col] + [quote(n) for n in select]
+        if meta.get("id_field"):  # the feature id, whatever properties were selected
+            cols.append(quote(meta["id_field"]))
         rows = self.con.execute(
             f"SELECT {', '.join(cols)} FROM {t}{where} ORDER BY {', '.join(order)} "
             f"LIMIT ? OFFSET ?", params + [q.limit, q.offset]).fetchall()
         return Page(self._features(meta, rows, select, q), matched)
 
-    def get(self, cid: str, fid: int, crs: str = "OGC:CRS84") -> dict | None:
+    def get(self, cid: str, fid: int | str, crs: str = "OGC:CRS84") -> dict | None:
+        """One feature by its id: the row number, or the value of the layer's id field."""
         meta = self._layer(cid)
         q = Query(crs=crs)
         fields = [f.name for f in _fields(meta)]
-        cols = ["fid", self._geom_column(meta, q)] + [quote(n) for n in fields]
-        row = self.con.execute(f"SELECT {', '.join(cols)} FROM {quote(cid)} WHERE fid = ?",
-                               (fid,)).fetchone()
+        key = meta.get("id_field")
+        if key is None:
+            try:
+                fid = check_int64(int(fid), "id")
+            except ValueError:
+                return None
+        cols = ["fid", self._geom_column(meta, q)] + [quote(n) for n in fields + [key or "fid"]]
+        row = self.con.execute(f"SELECT {', '.join(cols)} FROM {quote(cid)} "
+                               f"WHERE {quote(key or 'fid')} = ?", (fid,)).fetchone()
         return self._features(meta, [row], fields, q)[0] if row else None
 
     @staticmethod
@@ -396,6 +408,7 @@ class GeoPackageStore:
     @staticmethod
     def _features(meta: dict, rows, select: list[str], q: Query) -> list[dict]:
         booleans = {n for n, t in meta["fields"] if t == "boolean"}
+        key = meta.get("id_field")
         blobs = [r[1] for r in rows]
         if q.skip_geometry:
             geojson = [None] * len(rows)
@@ -408,12 +421,12 @@ class GeoPackageStore:
             geojson = json.loads("[" + ",".join(shapely.to_geojson(geoms)) + "]")
         out = []
         for row, geometry in zip(rows, geojson):
-            props = dict(zip(select, row[2:]))
+            props = dict(zip(select, row[2:2 + len(select)]))
             for b in booleans & props.keys():
                 if props[b] is not None:
                     props[b] = bool(props[b])
-            out.append({"type": "Feature", "id": row[0], "geometry": geometry,
-                        "properties": props})
+            out.append({"type": "Feature", "id": row[0] if key is None else row[-1],
+                        "geometry": geometry, "properties": props})
         return out
 
     def health(self) -> dict:
