@@ -118,3 +118,92 @@ class OUPProvider(BaseProvider):
         if feature is None:
             raise ProviderItemNotFoundError(user_msg=f"no item {identifier!r}")
         return feature
+
+
+class _SensorDerived(OUPProvider):
+    """Base of the providers over a sensors collection's observations; ``data`` is the
+    derived collection, ``sensors`` the sensors collection (see pygeoapi_config.py)."""
+
+    FIELDS: tuple = ()
+
+    def __init__(self, provider_def):
+        from .store.timeseries import SensorSet, TimeSeries
+
+        BaseProvider.__init__(self, provider_def)
+        self.collection = provider_def["data"]
+        self.sensor_set = SensorSet(provider_def["sensors"], provider_def["sensor_id_field"],
+                                    provider_def["property_field"], provider_def["units"])
+        self.store = open_store(provider_def.get("store_url") or get_settings().store_url)
+        self.series = TimeSeries(self.store, self.sensor_set)
+        self.id_field = "id"
+        self.time_field = provider_def.get("time_field")
+        self.get_fields()
+
+    def get_fields(self):
+        if not self._fields:
+            s = self.sensor_set
+            self._fields = {s.id_field: {"type": "string"}, s.property_field: {"type": "string"},
+                            "unit": {"type": "string"}}
+            for name, kind in self.FIELDS:
+                t, fmt = _JSON_TYPES.get(kind, (kind, None))
+                self._fields[name] = {"type": t, **({"format": fmt} if fmt else {})}
+        return self._fields
+
+    def query(self, offset=0, limit=10, resulttype="results", bbox=[], datetime_=None,
+              properties=[], sortby=[], select_properties=[], skip_geometry=False, q=None,
+              filterq=None, crs_transform_spec=None, **kwargs):
+        try:
+            query = Query(
+                bbox=tuple(bbox[:2] + bbox[-2:]) if bbox else None,
+                interval=parse_datetime(datetime_), equals=dict(properties), filter=filterq,
+                sortby=[(s["property"], s["order"] != "-") for s in sortby],
+                select=list(select_properties) or None, skip_geometry=skip_geometry,
+                limit=0 if resulttype == "hits" else limit, offset=offset,
+                crs=self._crs(crs_transform_spec))
+            page = self._page(query)
+        except InvalidQuery as exc:
+            raise ProviderInvalidQueryError(user_msg=str(exc)) from exc
+        except StoreError as exc:
+            raise ProviderConnectionError(str(exc)) from exc
+        return {"type": "FeatureCollection", "features": page.features,
+                "numberMatched": page.number_matched, "numberReturned": len(page.features)}
+
+    def get(self, identifier, crs_transform_spec=None, **kwargs):
+        try:
+            feature = self._one(identifier, self._crs(crs_transform_spec))
+        except StoreError as exc:
+            raise ProviderConnectionError(str(exc)) from exc
+        if feature is None:
+            raise ProviderItemNotFoundError(user_msg=f"no item {identifier!r}")
+        return feature
+
+
+class ObservationsProvider(_SensorDerived):
+    """Every stored observation as a feature at its sensor; ``datetime`` = phenomenon time."""
+
+    from .store.timeseries import OBSERVATION_FIELDS as FIELDS
+
+    def _page(self, query):
+        return self.series.observations(query)
+
+    def _one(self, identifier, crs):
+        try:
+            return self.series.observation(int(identifier), crs)
+        except (TypeError, ValueError, OverflowError):
+            return None
+
+
+class TimeSliceProvider(_SensorDerived):
+    """The sensors as they were in fixed slices of time (mean, min, max, count)."""
+
+    from .store.timeseries import SLICE_FIELDS as FIELDS
+
+    def __init__(self, provider_def):
+        super().__init__(provider_def)
+        self.seconds = int(provider_def["slice_seconds"])
+
+    def _page(self, query):
+        return self.series.slices(query, self.seconds)
+
+    def _one(self, identifier, crs):
+        return self.series.slice(identifier, self.seconds, crs)

@@ -22,15 +22,39 @@ RECORD_PROPERTIES = ("type", "title", "description", "keywords", "license", "own
                      "contact_email", "classification", "synthetic")
 
 
-def _resource(coll: Collection, store: FeatureStore) -> dict | None:
+def _sensor_keys(sensors: Collection) -> dict:
+    """What the providers over a sensors collection need to know about it."""
+    st = sensors.stream
+    return {"sensor_id_field": sensors.id_field, "property_field": st.property_field,
+            "units": {k: p.unit for k, p in st.properties.items()},
+            "titles": {k: p.title for k, p in st.properties.items()}}
+
+
+def _derived_provider(coll: Collection, catalog: Catalog) -> dict:
+    sensors = catalog[coll.derived_from]
+    provider = {"type": "feature", "data": coll.id, "sensors": sensors.id, "id_field": "id",
+                "storage_crs": CRS84, "crs": list(SUPPORTED_CRS),
+                "include_extra_query_parameters": True, **_sensor_keys(sensors)}
+    if coll.observations_of:
+        provider.update(name="oup.provider.ObservationsProvider", time_field="phenomenonTime")
+    else:
+        provider.update(name="oup.provider.TimeSliceProvider", time_field="slice_start",
+                        slice_seconds=coll.time_slices.seconds)
+    return provider
+
+
+def _resource(coll: Collection, store: FeatureStore, catalog: Catalog,
+              first_observation: str | None) -> dict | None:
     try:
-        extent = store.extent(coll.id)
+        extent = store.extent(coll.derived_from or coll.id)
     except StoreError:
         return None  # declared but not imported yet: not published
+    if coll.derived_from:  # live: from the first observation on, open-ended
+        extent = {**extent, "interval": [first_observation, None]}
     bbox = coll.extent.bbox or extent["bbox"] or [-180, -90, 180, 90]
     extents: dict = {"spatial": {"bbox": bbox, "crs": CRS84}}
     interval = coll.extent.interval or extent["interval"]
-    if interval:
+    if interval and any(interval):
         begin, end = (None if v is None else
                       (v if isinstance(v, datetime) else datetime.fromisoformat(
                           v.replace("Z", "+00:00"))) for v in interval)
@@ -51,6 +75,12 @@ def _resource(coll: Collection, store: FeatureStore) -> dict | None:
         provider["time_field"] = coll.time_field
     if coll.title_field:
         provider["title_field"] = coll.title_field
+    providers = [provider]
+    if coll.derived_from:
+        providers = [_derived_provider(coll, catalog)]
+    elif coll.stream:
+        providers.append({"type": "edr", "name": "oup.edr.SensorEDRProvider", "data": coll.id,
+                          **_sensor_keys(coll)})
     description = coll.description
     if coll.synthetic:
         description += " (synthetic values: made up for the demo, not real figures)"
@@ -61,7 +91,7 @@ def _resource(coll: Collection, store: FeatureStore) -> dict | None:
         "keywords": coll.keywords + [f"classification:{coll.classification.value}"],
         "links": links,
         "extents": extents,
-        "providers": [provider],
+        "providers": providers,
     }
 
 
@@ -70,7 +100,7 @@ def catalogue_records(catalog: Catalog, store: FeatureStore) -> dict[str, dict]:
     records = {}
     for coll in catalog:
         try:
-            bbox = coll.extent.bbox or store.extent(coll.id)["bbox"]
+            bbox = coll.extent.bbox or store.extent(coll.derived_from or coll.id)["bbox"]
         except StoreError:
             continue
         x0, y0, x1, y1 = bbox
@@ -107,8 +137,13 @@ def build_config(catalog: Catalog, store: FeatureStore, settings: Settings) -> d
                                "max_items": settings.max_page_limit, "on_exceed": "error"}
     cfg["logging"]["level"] = settings.log_level
     resources = {}
+    first = None
+    if any(c.stream for c in catalog):
+        from .store import open_observation_store
+
+        first = open_observation_store(settings.store_url).first_time()
     for coll in catalog:
-        res = _resource(coll, store)
+        res = _resource(coll, store, catalog, first)
         if res is not None:
             resources[coll.id] = res
     out = settings.data_dir / "generated"

@@ -257,5 +257,9 @@ class ObservationStore:
             args = (sensor_id,)
         return self.con.execute(sql + " ORDER BY sensor_id, phenomenon_time", args).fetchall()
 
+    def first_time(self) -> str | None:
+        t = self.con.execute("SELECT MIN(phenomenon_time) FROM oup_observations").fetchone()[0]
+        return iso_us(t)
+
     def count(self) -> int:
         return self.con.execute("SELECT COUNT(*) FROM oup_observations").fetchone()[0]
