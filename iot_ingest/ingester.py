@@ -59,6 +59,7 @@ class IngestStatus:
     client_id: str
     pid: int = field(default_factory=os.getpid)
     connected: bool = False
+    subscribed: bool = False  # the broker confirmed the subscriptions: messages now queue for us
     connections: int = 0
     received: int = 0  # deliveries taken from the broker by this process
     committed: int = 0  # of those, in a committed batch
@@ -98,6 +99,7 @@ class Ingester:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
         self.client.reconnect_delay_set(1, 30)
 
     # -- MQTT side (paho's network thread) ------------------------------------------------
@@ -119,8 +121,14 @@ class Ingester:
                  self.broker.port, flags.session_present)
         client.subscribe([(t, 1) for t in self.subscriptions()])
 
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
+        failed = [rc for rc in reason_codes if rc.is_failure]
+        if failed:
+            LOG.error("the broker refused a subscription: %s", failed)
+        self.status.subscribed = not failed
+
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
-        self.status.connected = False
+        self.status.connected = self.status.subscribed = False
         if not self._stop.is_set():
             LOG.warning("disconnected (%s); reconnecting", reason_code)
 

@@ -31,17 +31,21 @@ class PublishError(RuntimeError):
 class Publisher:
     """QoS 1 publishing that knows what the broker took: paho's ``publish`` does not raise
     when its queue is full (it returns MQTT_ERR_QUEUE_SIZE), so the return code is checked
-    and the call waits and retries; ``flush`` waits for every acknowledgement."""
+    and the call waits and retries; ``flush`` waits for every PUBACK."""
 
     def __init__(self, broker: Broker, client_id: str, max_inflight: int = 1000):
         self.client = broker.client(client_id)
         self.client.max_inflight_messages_set(max_inflight)
         self.client.max_queued_messages_set(10 * max_inflight)
         self.client.reconnect_delay_set(1, 5)
-        self._pending: list[mqtt.MQTTMessageInfo] = []
+        # mids awaiting their PUBACK; a PUBACK can beat publish() returning its mid
+        self._lock = threading.Lock()
+        self._pending: set[int] = set()
+        self._early: set[int] = set()
         self._connected = threading.Event()
         self.client.on_connect = lambda *a: self._connected.set()
         self.client.on_disconnect = lambda *a: self._connected.clear()
+        self.client.on_publish = self._on_publish
         self.client.connect(broker.host, broker.port, keepalive=30,
                             **broker.connect_args(3600))
         self.client.loop_start()
@@ -49,32 +53,41 @@ class Publisher:
             raise PublishError(f"no connection to {broker.host}:{broker.port}")
         self.sent = 0
 
+    def _on_publish(self, client, userdata, mid, reason_code, properties):
+        with self._lock:
+            if mid in self._pending:
+                self._pending.discard(mid)
+            else:
+                self._early.add(mid)
+
     def publish(self, topic: str, payload: bytes, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while True:
             info = self.client.publish(topic, payload, qos=1)
-            if info.rc == mqtt.MQTT_ERR_SUCCESS:
+            # NO_CONN at QoS 1: paho keeps the message and sends it after reconnecting
+            if info.rc in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
                 break
-            if info.rc not in (mqtt.MQTT_ERR_QUEUE_SIZE, mqtt.MQTT_ERR_NO_CONN) \
-                    or time.monotonic() > deadline:
+            if info.rc != mqtt.MQTT_ERR_QUEUE_SIZE or time.monotonic() > deadline:
                 raise PublishError(f"publish on {topic} failed: {mqtt.error_string(info.rc)}")
-            self._reap()
-            time.sleep(0.01)  # the queue is full or the connection is down: wait, never drop
-        self._pending.append(info)
+            time.sleep(0.01)  # the queue is full: wait, never drop
+        with self._lock:
+            if info.mid in self._early:
+                self._early.discard(info.mid)
+            else:
+                self._pending.add(info.mid)
         self.sent += 1
-        if len(self._pending) > 5000:
-            self._reap()
 
-    def _reap(self) -> None:
-        self._pending = [i for i in self._pending if not i.is_published()]
+    def unacknowledged(self) -> int:
+        with self._lock:
+            return len(self._pending)
 
     def flush(self, timeout: float = 120.0) -> None:
         deadline = time.monotonic() + timeout
-        for info in self._pending:
-            info.wait_for_publish(max(0.1, deadline - time.monotonic()))
-            if not info.is_published():
-                raise PublishError("the broker did not acknowledge every message in time")
-        self._pending = []
+        while self.unacknowledged():
+            if time.monotonic() > deadline:
+                raise PublishError(f"the broker did not acknowledge {self.unacknowledged()} "
+                                   f"messages in {timeout:.0f} s")
+            time.sleep(0.02)
 
     def close(self) -> None:
         self.flush()

@@ -309,7 +309,15 @@ def create_app(settings: Settings | None = None):
 
     @app.get("/metrics")
     def metrics_endpoint():
-        return Response(metrics.render(), mimetype="text/plain; version=0.0.4")
+        text = metrics.render()
+        if any(c.stream for c in catalog):  # the ingesters' counters, from the store
+            from iot_ingest.stats import ingest_stats, prometheus
+
+            from .store import open_observation_store
+
+            text += prometheus(ingest_stats(open_observation_store(settings.store_url),
+                                            settings.data_dir))
+        return Response(text, mimetype="text/plain; version=0.0.4")
 
     @app.get("/openapi.json")
     @app.get("/api")

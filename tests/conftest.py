@@ -187,3 +187,88 @@ def server(imported) -> str:
 @pytest.fixture(scope="session")
 def probes(catalog_dir) -> list[dict]:
     return json.loads((catalog_dir / "probes" / "probes.geojson").read_text())["features"]
+
+
+# -- live sensors: a real Mosquitto, real `oup ingest` processes -----------------------------
+
+SENSORS = json.loads((ROOT / "collections" / "sensors" / "sensors.geojson").read_text())["features"]
+
+
+@pytest.fixture(scope="session")
+def broker(workdir):
+    """Mosquitto with config/mosquitto.conf (persistence on), on a free loopback port."""
+    from iot_ingest.broker import BrokerProcess
+
+    b = BrokerProcess(workdir / "broker", free_port(), kind="mosquitto").start()
+    yield b
+    b.stop()
+
+
+class IngesterProcess:
+    """`oup ingest` as a child process, killable and restartable with the same client id."""
+
+    def __init__(self, env: dict, client_id: str):
+        # a group of its own: Mosquitto shares a group's messages among all its sessions,
+        # including the offline ones of earlier tests (queued for them, not lost)
+        self.env = dict(env, OUP_INGEST_CLIENT_ID=client_id, OUP_INGEST_GROUP=client_id,
+                        OUP_LOG_LEVEL="WARNING")
+        self.client_id = client_id
+        self.status_file = Path(env["OUP_DATA_DIR"]) / "ingest" / f"{client_id}.json"
+        self.log = Path(env["OUP_DATA_DIR"]) / f"ingest-{client_id}.log"
+        self.proc = None
+
+    def start(self, timeout: float = 30) -> "IngesterProcess":
+        self.status_file.unlink(missing_ok=True)
+        with open(self.log, "a") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "oup.cli", "ingest"],
+                                         env=self.env, stdout=log, stderr=log)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:  # subscribed: from now on the broker queues for us
+            if self.status().get("subscribed"):
+                return self
+            assert self.proc.poll() is None, self.log.read_text()[-2000:]
+            time.sleep(0.05)
+        raise AssertionError(f"ingester did not subscribe in {timeout} s")
+
+    def status(self) -> dict:
+        try:
+            return json.loads(self.status_file.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def kill(self) -> None:
+        self.proc.kill()  # SIGKILL: no clean-up, no last batch, no goodbye to the broker
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=60)
+
+
+def flat_messages(n: int, start: datetime, step_us: int = 1_000_000) -> list[tuple[str, bytes, tuple]]:
+    """n distinct flat-JSON readings over the demo's sensors, from ``start`` on:
+    (topic, payload, (sensor id, phenomenon time in microseconds))."""
+    from oup.store.observations import us_of
+
+    ids = [f["properties"]["sensor_id"] for f in SENSORS
+           if f["properties"]["observed_property"] in ("NO2", "PM10", "PM25")]
+    t0 = us_of(start)
+    out = []
+    for i in range(n):
+        sid, t = ids[i % len(ids)], t0 + (i // len(ids)) * step_us
+        when = (datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=t))
+        payload = json.dumps({"phenomenonTime": when.isoformat().replace("+00:00", "Z"),
+                              "result": round(10 + (i % 500) / 10, 1)}).encode()
+        out.append((f"oup/sensors/{sid}/observations", payload, (sid, t)))
+    return out
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
