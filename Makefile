@@ -1,5 +1,6 @@
 # The two commands (see README):
 #   make demo   set up .venv, import the demo city, serve it on http://127.0.0.1:5000
+#               with live sensors (broker + `oup ingest` + `oup simulate`)
 #   make test   set up .venv and the services the tests use, run the whole suite
 SHELL := /bin/bash
 VENV  := .venv
@@ -29,13 +30,14 @@ demo: venv
 	$(VENV)/bin/oup catalog check
 	$(VENV)/bin/oup import
 	$(VENV)/bin/oup tile
-	$(VENV)/bin/oup serve --host 127.0.0.1 --port 5000
+	$(VENV)/bin/oup serve --host 127.0.0.1 --port 5000 --live
 
 # Debian packages the integration tests drive (real clients, real services), and the
 # JavaScript clients (glTF validator, loaders.gl) from the npm registry.
 services:
 	@missing=""; command -v ogrinfo >/dev/null || missing="$$missing gdal-bin"; \
 	command -v node >/dev/null || missing="$$missing nodejs npm"; \
+	command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \

@@ -293,7 +293,10 @@ def simulate(rate, count, duration, bad, duplicates, start, step, seed, quiet):
 @click.option("--host", default=None, help="address to listen on (OUP_HOST)")
 @click.option("--port", default=None, type=int, help="port (OUP_PORT)")
 @click.option("--workers", default=None, type=int, help="worker processes (OUP_WORKERS)")
-def serve(host, port, workers):
+@click.option("--live", is_flag=True, help="also run the live sensors: a broker (unless "
+              "OUP_MQTT_URL is set: Mosquitto if installed, else the embedded demo broker), "
+              "`oup ingest` and `oup simulate`")
+def serve(host, port, workers, live):
     """Serve the OGC APIs (gunicorn, several workers)."""
     for key, value in (("OUP_HOST", host), ("OUP_PORT", port), ("OUP_WORKERS", workers)):
         if value is not None:
@@ -309,7 +312,53 @@ def serve(host, port, workers):
             "--workers", str(s.workers), "--worker-class", s.worker_class,
             "--threads", str(s.threads),
             "--access-logfile", "-", "--log-level", "warning", "oup.app:create_app()"]
-    os.execv(sys.executable, args)
+    if not live:
+        os.execv(sys.executable, args)
+    _serve_live(s, args)
+
+
+def _serve_live(s, server_args: list[str]) -> None:
+    """The API, and beside it a broker, an ingester and the simulator, stopped together."""
+    import signal
+    import subprocess
+    import time
+
+    from iot_ingest.broker import BrokerError, BrokerProcess
+
+    broker = None
+    env = dict(os.environ)
+    if not s.mqtt_url:
+        try:
+            broker = BrokerProcess(s.data_dir / "broker", 1883).start()
+        except BrokerError as exc:
+            _fail(f"no broker: {exc}")
+        env["OUP_MQTT_URL"] = broker.url
+        click.echo(f"MQTT broker: {broker.kind} on {broker.url}"
+                   + ("  (embedded: demo only, see its log)" if broker.kind == "embedded" else ""))
+    me = [sys.executable, "-m", "oup.cli"]
+    children = [subprocess.Popen(me + ["ingest"], env=env),
+                subprocess.Popen(me + ["simulate", "--rate", "20", "--quiet"], env=env),
+                subprocess.Popen(server_args, env=env)]
+    def interrupt(*_):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        while all(c.poll() is None for c in children):  # one ends: stop them all
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for c in reversed(children):  # simulator and server first, the ingester drains last
+            if c.poll() is None:
+                c.terminate()
+        for c in children:
+            try:
+                c.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                c.kill()
+        if broker:
+            broker.stop()
 
 
 if __name__ == "__main__":

@@ -201,11 +201,15 @@ def broker(workdir):
 
     b = BrokerProcess(workdir / "broker", free_port(), kind="mosquitto").start()
     yield b
+    for ing in IngesterProcess.started:  # a failed test may have left one running
+        ing.stop()
     b.stop()
 
 
 class IngesterProcess:
     """`oup ingest` as a child process, killable and restartable with the same client id."""
+
+    started: list["IngesterProcess"] = []
 
     def __init__(self, env: dict, client_id: str):
         # a group of its own: Mosquitto shares a group's messages among all its sessions,
@@ -222,6 +226,7 @@ class IngesterProcess:
         with open(self.log, "a") as log:
             self.proc = subprocess.Popen([sys.executable, "-m", "oup.cli", "ingest"],
                                          env=self.env, stdout=log, stderr=log)
+        IngesterProcess.started.append(self)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:  # subscribed: from now on the broker queues for us
             if self.status().get("subscribed"):

@@ -31,6 +31,10 @@ license: {name: CC0}
 owner: {name: Me}
 sources: [{path: data.geojson}]
 """
+STREAM = """stream:
+  topics: [{topic: "oup/+/x", format: flat}]
+  properties: {NO2: {title: N, unit: ug/m3, min: 0, max: 9}}
+"""
 
 
 @pytest.mark.parametrize("text, field, words", [
@@ -42,6 +46,18 @@ sources: [{path: data.geojson}]
     (GOOD + "id: other\n", "id", "folder name"),
     (GOOD + "extent: {bbox: [5, 52, 4, 51]}\n", "extent.bbox", "min <= max"),
     ("title: [unclosed\n", "(yaml)", "YAML"),
+    (GOOD + STREAM, "(document)", "id_field"),
+    (GOOD + "id_field: sid\n" + STREAM.replace("oup/+/x", "oup/a+/x"), "stream.topics.0.topic",
+     "topic filter"),
+    (GOOD + "id_field: sid\n" + STREAM.replace("min: 0, max: 9", "min: 9, max: 0"),
+     "stream.properties.NO2", "min must not exceed max"),
+    (GOOD + "id_field: sid\n" + STREAM.replace("format: flat", "format: xml"),
+     "stream.topics.0.format", "flat"),
+    (GOOD + "observations_of: things\n", "(document)", "exactly one of sources"),
+    (GOOD.replace("sources: [{path: data.geojson}]\n", "observations_of: things\n"),
+     "observations_of", "not a collection with a stream"),
+    (GOOD.replace("sources: [{path: data.geojson}]\n", "time_slices: {of: things, length: PT7S}\n"),
+     "time_slices", "PT1M"),
 ])
 def test_a_broken_declaration_names_file_and_field(tmp_path, text, field, words):
     root = _broken(tmp_path, text)
