@@ -213,7 +213,9 @@ def main() -> None:
     ap.add_argument("--observations", type=int, default=10_000_000)
     ap.add_argument("--sensors", type=int, default=1000)
     ap.add_argument("--queries", type=int, default=100)
+    ap.add_argument("--parts", default="ingest,slices", help="which parts to run")
     args = ap.parse_args()
+    parts = args.parts.split(",")
     work = Path(tempfile.mkdtemp(prefix="oup-bench-sensors-"))
     env = dict(os.environ, OUP_DATA_DIR=str(work / "data"), OUP_LOG_LEVEL="WARNING")
     oup(env, "import", "sensors", "--quiet")
@@ -222,6 +224,16 @@ def main() -> None:
         (ROOT / "collections" / "sensors" / "sensors.geojson").read_text())["features"]
         if f["properties"]["observed_property"] in ("NO2", "PM10", "PM25")]
     print(f"machine: {os.cpu_count()} CPUs; {args.messages:,} queued QoS 1 messages")
+    if "ingest" in parts:
+        ingest_parts(args, work, env, store, sensors)
+    if "slices" in parts:
+        p50, p99 = slice_queries(work / "slices", args.sensors, args.observations, args.queries)
+        print(f"time slice, {args.sensors:,} sensors / {args.observations:,} observations: "
+              f"p50 {p50:.0f} ms, p99 {p99:.0f} ms")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def ingest_parts(args, work, env, store, sensors) -> None:
     with BrokerProcess(work / "broker", free_port(), "mosquitto") as bp:
         broker = Broker.from_url(bp.url)
         env["OUP_MQTT_URL"] = bp.url
@@ -241,10 +253,6 @@ def main() -> None:
         p50, p99, n = latency(env, broker, store, 1000, 30, sensors)
         print(f"publish -> queryable at 1,000 msg/s ({n:,} readings): "
               f"p50 {p50:.0f} ms, p99 {p99:.0f} ms")
-    p50, p99 = slice_queries(work / "slices", args.sensors, args.observations, args.queries)
-    print(f"time slice, {args.sensors:,} sensors / {args.observations:,} observations: "
-          f"p50 {p50:.0f} ms, p99 {p99:.0f} ms")
-    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -97,8 +97,10 @@ class TimeSeries:
                 "properties": {**base, **props}}
 
     def time_range(self) -> tuple[int, int] | None:
+        # two sub-queries: each is one index probe; MIN and MAX in one SELECT scan the table
         row = self.store.con.execute(
-            "SELECT MIN(phenomenon_time), MAX(phenomenon_time) FROM oup_observations").fetchone()
+            "SELECT (SELECT MIN(phenomenon_time) FROM oup_observations), "
+            "(SELECT MAX(phenomenon_time) FROM oup_observations)").fetchone()
         return None if row[0] is None else (row[0], row[1])
 
     # -- observations as features ---------------------------------------------------------
