@@ -181,10 +181,10 @@ def ingest(client_id, group, batch_size, stats):
                          group=(s.ingest_group if group is None else group) or None,
                          batch_size=batch_size)
     # a short busy timeout: a locked database shows as retries and backpressure in the
-    # counters instead of a silent wait inside SQLite
-    from .store.observations import ObservationStore
+    # counters instead of a silent wait inside the database
+    from .store import open_observation_store
 
-    observations = ObservationStore(observations.path, busy_timeout=1.0)
+    observations = open_observation_store(s.store_url, busy_timeout=1.0)
     ing = Ingester(broker, registry, observations, opts,
                    status_file=status_dir(s.data_dir) / f"{opts.client_id}.json")
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -42,6 +42,24 @@ _LOCAL = {
     "parameters/q": {"name": "q", "in": "query", "required": False,
                      "description": "free-text search terms", "style": "form", "explode": False,
                      "schema": {"type": "string"}},
+    # OGC API EDR (the sensors)
+    "parameters/positionCoords": {"name": "coords", "in": "query", "required": True,
+                                  "description": "WKT POINT(x y) in CRS84",
+                                  "schema": {"type": "string"}},
+    "parameters/areaCoords": {"name": "coords", "in": "query", "required": True,
+                              "description": "WKT POLYGON in CRS84", "schema": {"type": "string"}},
+    "parameters/parameter-name": {"name": "parameter-name", "in": "query", "required": False,
+                                  "description": "comma-separated parameters (observed "
+                                                 "properties)", "style": "form",
+                                  "explode": False, "schema": {"type": "string"}},
+    "parameters/z": {"name": "z", "in": "query", "required": False,
+                     "description": "vertical level (sensors have none: ignored)",
+                     "schema": {"type": "string"}},
+    "parameters/locationId": {"name": "locId", "in": "path", "required": True,
+                              "description": "a location (sensor) id",
+                              "schema": {"type": "string"}},
+    "parameters/instanceId": {"name": "instanceId", "in": "path", "required": True,
+                              "description": "an instance id", "schema": {"type": "string"}},
     "responses/LandingPage": {"description": "the landing page", "content": _DOC},
     "responses/Collection": {"description": "a collection", "content": _DOC},
     "responses/Collections": {"description": "the collections", "content": _DOC},
@@ -51,6 +69,7 @@ _LOCAL = {
     "responses/NotFound": None,
     "responses/ServerError": None,
 }
+_EDR_QUERIES = ("position", "area", "cube", "radius", "trajectory", "corridor", "locations")
 _PROBLEM_REFS = {"responses/InvalidParameter": "400", "responses/NotFound": "404",
                  "responses/ServerError": "500"}
 
@@ -115,6 +134,19 @@ def extend_openapi(oas: dict, cfg: dict) -> dict:
                 "200": {"description": "the matching features", "content": _FEATURES},
                 "415": _problem_response("the body is not CQL2 JSON")}
             path["post"].pop("parameters", None)
+    for name, path in paths.items():  # EDR queries: CoverageJSON, or nothing to say
+        if name.rsplit("/", 1)[-1] in _EDR_QUERIES or "/locations/" in name:
+            op = path.get("get", {})
+            listing = name.endswith("/locations")
+            op["responses"]["200"] = {
+                "description": "the locations (GeoJSON)" if listing else
+                               "the observations as CoverageJSON",
+                "content": {"application/vnd.cov+json": {"schema": _ANY},
+                            "application/geo+json": {"schema": _ANY},
+                            "application/json": {"schema": _ANY},
+                            "text/html": {"schema": {"type": "string"}}}}
+            op["responses"]["204"] = {"description": "no observations for this query"}
+            op["responses"].setdefault("404", {"$ref": "#/components/responses/404"})
     # every operation may answer with a problem document
     for path in paths.values():
         if "options" in path:  # CORS preflight

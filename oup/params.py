@@ -85,7 +85,7 @@ def check_items(args, fields: set[str], max_limit: int) -> None:
             raise InvalidQuery(f"unknown query parameter or property {name!r}; the queryables "
                                "and the OpenAPI document list what can be asked", name)
     _int(args, "limit", 10, 1, max_limit)
-    _int(args, "offset", 0, 0)
+    _int(args, "offset", 0, 0, 2**63 - 1)  # SQL offsets are 64-bit
     bbox_crs = _crs(args, "bbox-crs")
     _crs(args, "crs")
     _crs(args, "filter-crs")

@@ -9,6 +9,7 @@ import json
 from datetime import datetime
 from pathlib import Path
 
+import pygeoapi
 import yaml
 
 from .catalog import Catalog, Collection
@@ -136,6 +137,9 @@ def build_config(catalog: Catalog, store: FeatureStore, settings: Settings) -> d
     cfg["server"]["limits"] = {"default_items": settings.page_limit,
                                "max_items": settings.max_page_limit, "on_exceed": "error"}
     cfg["logging"]["level"] = settings.log_level
+    # our corrections of pygeoapi templates first, pygeoapi's own for the rest
+    cfg["server"]["templates"] = {"path": str(ROOT / "config" / "templates"),
+                                  "static": str(Path(pygeoapi.__file__).parent / "static")}
     resources = {}
     first = None
     if any(c.stream for c in catalog):

@@ -17,13 +17,23 @@ def open_store(url: str) -> FeatureStore:
         from .gpkg import GeoPackageStore
 
         return GeoPackageStore(url.removeprefix("gpkg://"))
-    raise StoreError(f"unsupported store URL {url!r}: use gpkg:///path/to/file.gpkg")
+    if url.startswith(("postgresql://", "postgres://")):
+        from .postgis import PostGISStore
+
+        return PostGISStore(url)
+    raise StoreError(f"unsupported store URL {url!r}: use gpkg:///path/to/file.gpkg or "
+                     "postgresql://user@host/db")
 
 
-def open_observation_store(url: str):
-    """The observations (and dead letters, ingest counters) beside the features of ``url``."""
-    from .observations import ObservationStore
-
+def open_observation_store(url: str, busy_timeout: float = 30.0):
+    """The observations (and dead letters, ingest counters) beside the features of ``url``.
+    ``busy_timeout``: seconds a write waits for a lock before it raises ``StoreBusy``."""
     if url.startswith("gpkg://") or url.endswith(".gpkg"):
-        return ObservationStore(url.removeprefix("gpkg://"))
-    raise StoreError(f"unsupported store URL {url!r}: use gpkg:///path/to/file.gpkg")
+        from .observations import ObservationStore
+
+        return ObservationStore(url.removeprefix("gpkg://"), busy_timeout)
+    if url.startswith(("postgresql://", "postgres://")):
+        from .pg_observations import PGObservationStore
+
+        return PGObservationStore(url, busy_timeout)
+    raise StoreError(f"unsupported store URL {url!r}")

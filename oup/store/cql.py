@@ -63,7 +63,7 @@ class SqlCompiler:
         if isinstance(node, ast.Not):
             return f"(NOT {self._node(node.sub_node, params)})"
         if isinstance(node, ast.Include):
-            return "0" if node.not_ else "1"
+            return "FALSE" if node.not_ else "TRUE"
         if type(node) in _COMPARE:
             field = self._field(node.lhs)
             params.append(self._value(field, node.rhs))
@@ -121,12 +121,12 @@ class SqlCompiler:
             return f"{col} {sql_op} ?"
 
         if name == "TimeAfter":
-            return bound(">", end) if end is not None else "0"
+            return bound(">", end) if end is not None else "FALSE"
         if name == "TimeBefore":
-            return bound("<", start) if start is not None else "0"
+            return bound("<", start) if start is not None else "FALSE"
         if name == "TimeEquals":
             if start != end:
-                return "0"  # an instant never equals a proper interval
+                return "FALSE"  # an instant never equals a proper interval
             return bound("=", start)
         # pygeofilter parses T_INTERSECTS as TimeOverlaps. The store's temporal
         # properties are instants, for which Allen's "overlaps" never holds, so
@@ -158,7 +158,7 @@ class SqlCompiler:
         t = field.type
         if isinstance(value, bool):
             if t == "boolean":
-                return int(value)
+                return value
         elif isinstance(value, (int, float)):
             if isinstance(value, int):
                 check_int64(value, "filter")

@@ -122,3 +122,35 @@ def bbox_to_crs84(bbox: list[float], uri: str) -> list[float]:
     ys = np.concatenate([np.full(9, y0), y0 + (y1 - y0) * t, np.full(9, y1), y1 - (y1 - y0) * t])
     outline = to_crs84(shapely.LineString(np.column_stack([xs, ys])), code)
     return list(outline.bounds)
+
+
+def rows_to_features(meta: dict, rows, select: list[str], q, decode=None) -> list[dict]:
+    """GeoJSON features from store rows ``(fid, geometry, *select[, id])``: the geometry
+    column holds WKB (after ``decode``), in the source CRS when ``q.crs`` is the source
+    CRS, else in CRS84 (then transformed to ``q.crs``). Shared by the store backends."""
+    import json
+    from datetime import datetime, timezone
+
+    booleans = {n for n, t in meta["fields"] if t == "boolean"}
+    key = meta.get("id_field")
+    if q.skip_geometry:
+        geojson = [None] * len(rows)
+    else:
+        native = q.crs == f"EPSG:{meta['source_srid']}"
+        wkbs = [None if r[1] is None else bytes(decode(r[1]) if decode else r[1]) for r in rows]
+        geoms = shapely.from_wkb(np.array(wkbs, dtype=object))
+        if not native:
+            geoms = from_crs84(geoms, q.crs)
+        geojson = json.loads("[" + ",".join(shapely.to_geojson(geoms)) + "]")
+    out = []
+    for row, geometry in zip(rows, geojson):
+        props = dict(zip(select, row[2:2 + len(select)]))
+        for name, value in props.items():
+            if isinstance(value, datetime):  # PostGIS timestamptz -> the store's text form
+                props[name] = value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        for b in booleans & props.keys():
+            if props[b] is not None:
+                props[b] = bool(props[b])
+        out.append({"type": "Feature", "id": row[0] if key is None else row[-1],
+                    "geometry": geometry, "properties": props})
+    return out

@@ -25,7 +25,7 @@ import shapely
 from .base import (Feature, Field, InvalidQuery, Page, Query, StoreError, UnknownCollection,
                    check_int64)
 from .cql import SqlCompiler, iso, quote
-from .geometry import from_crs84, gpb_envelope, gpb_wkb, to_gpb
+from .geometry import gpb_envelope, gpb_wkb, rows_to_features, to_gpb
 
 _SQL_TYPES = {"string": "TEXT", "number": "DOUBLE", "integer": "INTEGER",
               "boolean": "BOOLEAN", "date-time": "DATETIME"}
@@ -121,6 +121,10 @@ class GeoPackageStore:
                 raise StoreError(f"no store at {self.path}: run `oup import` first")
             con = self._local.con = _connect(self.path)
         return con
+
+    def execute(self, sql: str, params=()) -> list[tuple]:
+        """Run one statement (``?`` placeholders); its rows."""
+        return self.con.execute(sql, list(params)).fetchall()
 
     def _layer(self, cid: str) -> dict:
         local = self._local
@@ -407,27 +411,8 @@ class GeoPackageStore:
 
     @staticmethod
     def _features(meta: dict, rows, select: list[str], q: Query) -> list[dict]:
-        booleans = {n for n, t in meta["fields"] if t == "boolean"}
-        key = meta.get("id_field")
-        blobs = [r[1] for r in rows]
-        if q.skip_geometry:
-            geojson = [None] * len(rows)
-        else:
-            native = q.crs == f"EPSG:{meta['source_srid']}"
-            wkbs = [gpb_wkb(b) if native else b for b in blobs]
-            geoms = shapely.from_wkb(np.array(wkbs, dtype=object))
-            if not native:
-                geoms = from_crs84(geoms, q.crs)
-            geojson = json.loads("[" + ",".join(shapely.to_geojson(geoms)) + "]")
-        out = []
-        for row, geometry in zip(rows, geojson):
-            props = dict(zip(select, row[2:2 + len(select)]))
-            for b in booleans & props.keys():
-                if props[b] is not None:
-                    props[b] = bool(props[b])
-            out.append({"type": "Feature", "id": row[0] if key is None else row[-1],
-                        "geometry": geometry, "properties": props})
-        return out
+        native = q.crs == f"EPSG:{meta['source_srid']}"
+        return rows_to_features(meta, rows, select, q, gpb_wkb if native else None)
 
     def health(self) -> dict:
         try:

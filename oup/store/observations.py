@@ -113,6 +113,9 @@ class ObservationStore:
         self.con.execute("PRAGMA synchronous = NORMAL")  # WAL: durable at checkpoints, never corrupt
         self.con.executescript(SCHEMA)
 
+    def execute(self, sql: str, params=()) -> list[tuple]:
+        return self.con.execute(sql, list(params)).fetchall()
+
     # -- writing -------------------------------------------------------------------------
     def write_batch(self, ingester: str, messages: list[list[Observation] | DeadLetter],
                     sensor_tables: dict[str, tuple[str, str]] | None = None) -> BatchResult:

@@ -81,9 +81,9 @@ class TimeSeries:
         out = {}
         for i in range(0, len(ids), 500):
             chunk = ids[i:i + 500]
-            rows = self.store.con.execute(
+            rows = self.store.execute(
                 f"SELECT {', '.join(cols)} FROM {quote(self.s.collection)} WHERE "
-                f"{quote(self.s.id_field)} IN ({','.join('?' * len(chunk))})", chunk).fetchall()
+                f"{quote(self.s.id_field)} IN ({','.join('?' * len(chunk))})", chunk)
             for f in self.store._features(meta, rows, names, q):
                 out[f["id"]] = f
         return out
@@ -98,9 +98,9 @@ class TimeSeries:
 
     def time_range(self) -> tuple[int, int] | None:
         # two sub-queries: each is one index probe; MIN and MAX in one SELECT scan the table
-        row = self.store.con.execute(
+        row = self.store.execute(
             "SELECT (SELECT MIN(phenomenon_time) FROM oup_observations), "
-            "(SELECT MAX(phenomenon_time) FROM oup_observations)").fetchone()
+            "(SELECT MAX(phenomenon_time) FROM oup_observations)")[0]
         return None if row[0] is None else (row[0], row[1])
 
     # -- observations as features ---------------------------------------------------------
@@ -116,20 +116,20 @@ class TimeSeries:
             order.append(f"{_SORTABLE[name]} {'ASC' if asc else 'DESC'}")
         order += ["o.phenomenon_time", "o.id"]
         matched = None
-        con = self.store.con
         if q.count:
-            matched = con.execute(f"SELECT COUNT(*) FROM oup_observations o {where}",
-                                  params).fetchone()[0]
-        rows = con.execute(
+            matched = self.store.execute(f"SELECT COUNT(*) FROM oup_observations o {where}",
+                                         params)[0][0]
+        rows = self.store.execute(
             f"SELECT o.id, o.sensor_id, o.phenomenon_time, o.result, o.result_time "
             f"FROM oup_observations o {where} ORDER BY {', '.join(order)} LIMIT ? OFFSET ?",
-            params + [q.limit, q.offset]).fetchall()
+            params + [q.limit, q.offset])
         return Page(self._observation_features(rows, q), matched)
 
     def observation(self, oid: int, crs: str = "OGC:CRS84") -> dict | None:
-        row = self.store.con.execute(
+        row = self.store.execute(
             "SELECT o.id, o.sensor_id, o.phenomenon_time, o.result, o.result_time "
-            "FROM oup_observations o WHERE o.id = ?", (oid,)).fetchone()
+            "FROM oup_observations o WHERE o.id = ?", (oid,))
+        row = row[0] if row else None
         return self._observation_features([row], Query(crs=crs))[0] if row else None
 
     def _observation_features(self, rows, q: Query) -> list[dict]:
@@ -175,12 +175,11 @@ class TimeSeries:
                    f"WHERE o.phenomenon_time >= ? AND o.phenomenon_time < ?{where_s} "
                    f"GROUP BY o.sensor_id, k")
         params = [span[0] * length, (span[1] + 1) * length] + ps
-        con = self.store.con
         matched = None
         if q.count:
-            matched = con.execute(f"SELECT COUNT(*) FROM ({grouped})", params).fetchone()[0]
-        rows = con.execute(f"{grouped} ORDER BY k, o.sensor_id LIMIT ? OFFSET ?",
-                           params + [q.limit, q.offset]).fetchall()
+            matched = self.store.execute(f"SELECT COUNT(*) FROM ({grouped}) AS g", params)[0][0]
+        rows = self.store.execute(f"{grouped} ORDER BY k, o.sensor_id LIMIT ? OFFSET ?",
+                                  params + [q.limit, q.offset])
         return Page(self._slice_features(rows, length, q), matched)
 
     def slice(self, fid: str, seconds: int, crs: str = "OGC:CRS84") -> dict | None:
@@ -193,11 +192,12 @@ class TimeSeries:
         length = seconds * 1_000_000
         if t % length:
             return None
-        row = self.store.con.execute(
-            "SELECT sensor_id, ? AS k, AVG(result), MIN(result), MAX(result), COUNT(*) "
+        row = self.store.execute(
+            "SELECT sensor_id, CAST(? AS BIGINT) AS k, AVG(result), MIN(result), MAX(result), COUNT(*) "
             "FROM oup_observations WHERE sensor_id = ? AND phenomenon_time >= ? "
             "AND phenomenon_time < ? GROUP BY sensor_id",
-            (t // length, sensor, t, t + length)).fetchone()
+            (t // length, sensor, t, t + length))
+        row = row[0] if row else None
         return self._slice_features([row], length, Query(crs=crs))[0] if row else None
 
     def _slice_features(self, rows, length: int, q: Query) -> list[dict]:
@@ -223,11 +223,11 @@ class TimeSeries:
         total = 0
         for i in range(0, len(sensor_ids), 500):
             chunk = sensor_ids[i:i + 500]
-            rows = self.store.con.execute(
+            rows = self.store.execute(
                 f"SELECT o.sensor_id, o.phenomenon_time, o.result FROM oup_observations o "
                 f"WHERE o.sensor_id IN ({','.join('?' * len(chunk))}){where_t} "
                 f"ORDER BY o.sensor_id, o.phenomenon_time LIMIT ?",
-                chunk + pt + [MAX_SERIES_VALUES + 1 - total]).fetchall()
+                chunk + pt + [MAX_SERIES_VALUES + 1 - total])
             total += len(rows)
             if total > MAX_SERIES_VALUES:
                 raise InvalidQuery(f"more than {MAX_SERIES_VALUES} values: narrow datetime "

@@ -1,0 +1,68 @@
+"""A throwaway PostgreSQL + PostGIS cluster on loopback: for the test suite, the benchmarks
+and trying the production shape on one machine (Debian's postgresql + postgis packages).
+
+Run as the ``postgres`` user (PostgreSQL refuses root); the data folder is removed on start.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+
+class LocalDBError(RuntimeError):
+    """PostgreSQL is not installed or did not start; the message says which."""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LocalPostGIS:
+    def __init__(self, folder: Path, port: int | None = None):
+        self.dir = Path(folder)
+        self.port = port or _free_port()
+        bins = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
+        if not bins:
+            raise LocalDBError("PostgreSQL is not installed (apt-get install postgresql postgis)")
+        self.bin = bins[-1]
+
+    def url(self, db: str) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{db}"
+
+    def _run(self, *args):
+        cmd = [*map(str, args)]
+        if os.geteuid() == 0:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        try:
+            return subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=120)
+        except subprocess.CalledProcessError as exc:
+            raise LocalDBError(f"{' '.join(cmd[-3:])}: {exc.stderr.strip()[-500:]}") from exc
+
+    def start(self) -> "LocalPostGIS":
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self.dir.mkdir(parents=True)
+        if os.geteuid() == 0:
+            shutil.chown(self.dir, "postgres", "postgres")
+        self._run(self.bin / "initdb", "-D", self.dir / "data", "-A", "trust", "-U", "postgres")
+        self._run(self.bin / "pg_ctl", "-D", self.dir / "data", "-l", self.dir / "log", "-w",
+                  "-o", f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 "
+                        "-c shared_buffers=256MB -c max_connections=200 -c fsync=off "
+                        "-c synchronous_commit=off -c full_page_writes=off", "start")
+        return self
+
+    def create(self, db: str) -> str:
+        """A new database with PostGIS; its URL."""
+        self._run(self.bin / "createdb", "-h", "127.0.0.1", "-p", self.port, "-U", "postgres", db)
+        self._run("psql", self.url(db), "-qc", "CREATE EXTENSION postgis")
+        return self.url(db)
+
+    def stop(self) -> None:
+        try:
+            self._run(self.bin / "pg_ctl", "-D", self.dir / "data", "-m", "fast", "stop")
+        except LocalDBError:
+            pass

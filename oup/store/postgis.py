@@ -1,0 +1,274 @@
+"""The production store: PostgreSQL + PostGIS, chosen by ``OUP_DATABASE_URL=postgresql://...``.
+
+Same interface and answers as the GeoPackage store. Each collection is a table with the
+source geometry (``geom``, the data of record) and ``geom84`` (CRS84, transformed once at
+import), each with a GiST index, and a B-tree index per attribute; date-times are
+``timestamptz``. Connections come from a pool per process (``OUP_DB_POOL_SIZE``); the
+schema is versioned (``migrations.py``) and brought up to date when the store opens.
+
+The SQL builders shared with the GeoPackage store write ``?`` placeholders; ``pg_sql``
+turns them into psycopg's ``%s``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import threading
+from datetime import datetime, timezone
+from typing import Iterable
+
+import shapely
+
+from .base import Feature, Field, InvalidQuery, Page, Query, StoreError, UnknownCollection
+from .cql import SqlCompiler, iso, quote
+from .gpkg import _coerce, _fields
+from .geometry import rows_to_features
+
+_PG_TYPES = {"string": "text", "number": "double precision", "integer": "bigint",
+             "boolean": "boolean", "date-time": "timestamptz"}
+_OPS = {"intersects": "ST_Intersects", "disjoint": "ST_Disjoint", "contains": "ST_Contains",
+        "within": "ST_Within", "touches": "ST_Touches", "crosses": "ST_Crosses",
+        "overlaps": "ST_Overlaps", "equals": "ST_Equals"}
+
+
+def pg_sql(sql: str) -> str:
+    """``?`` placeholders (outside quotes) -> ``%s``; every literal ``%`` doubled."""
+    out, quote_char = [], None
+    for ch in sql:
+        if ch == "%":
+            out.append("%%")
+        elif quote_char:
+            out.append(ch)
+            if ch == quote_char:
+                quote_char = None
+        elif ch in "'\"":
+            quote_char = ch
+            out.append(ch)
+        elif ch == "?":
+            out.append("%s")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+class PostGISStore:
+    def __init__(self, url: str, pool_size: int | None = None):
+        from psycopg_pool import ConnectionPool
+
+        from .migrations import migrate
+
+        self.url = url
+        size = pool_size or int(os.environ.get("OUP_DB_POOL_SIZE", "4"))
+        # autocommit: reads need no transaction; writers open their own
+        self.pool = ConnectionPool(url, min_size=1, max_size=size, open=True, timeout=30,
+                                   kwargs={"autocommit": True})
+        with self.pool.connection() as con:
+            migrate(con)
+        self._meta: dict = {}
+        self._meta_lock = threading.Lock()
+
+    # -- plumbing -----------------------------------------------------------------------
+    def execute(self, sql: str, params=()) -> list[tuple]:
+        """Run one statement written with ``?`` placeholders; its rows (or [])."""
+        import psycopg
+
+        try:
+            with self.pool.connection() as con:
+                cur = con.execute(pg_sql(sql), list(params))
+                return cur.fetchall() if cur.description else []
+        except psycopg.errors.DataError as exc:  # a value the column cannot hold
+            raise InvalidQuery(f"a value does not fit: {exc.diag.message_primary}") from exc
+        except psycopg.OperationalError as exc:
+            raise StoreError(f"PostGIS: {exc}") from exc
+
+    def _layer(self, cid: str) -> dict:
+        rows = self.execute("SELECT meta FROM oup_layers WHERE table_name = ?", (cid,))
+        if not rows:
+            raise UnknownCollection(f"collection {cid!r} is not in the store; run `oup import`")
+        meta = rows[0][0]
+        return meta if isinstance(meta, dict) else json.loads(meta)
+
+    # -- writing --------------------------------------------------------------------------
+    def write_collection(self, cid: str, source_srid: int, fields: list[Field],
+                         features: Iterable[Feature], time_field: str | None = None,
+                         geometry_type: str = "GEOMETRY", description: str = "",
+                         id_field: str | None = None) -> int:
+        """Replace collection ``cid`` atomically: a new table, swapped in one transaction."""
+        new = f"{cid}__new"
+        t, tn = quote(cid), quote(new)
+        cols = "".join(f", {quote(f.name)} {_PG_TYPES[f.type]}" for f in fields)
+        names = ["geom", "geom84"] + [f.name for f in fields]
+        marks = ["ST_GeomFromWKB(%s, %s)", "ST_GeomFromWKB(%s, 4326)"] + ["%s"] * len(fields)
+        insert = (f"INSERT INTO {tn} ({', '.join(map(quote, names))}) "
+                  f"VALUES ({', '.join(marks)})").replace('%', '%%').replace('%%s', '%s')
+        count, bounds, tmin, tmax = 0, None, None, None
+        with self.pool.connection() as con:
+            con.execute(f"DROP TABLE IF EXISTS {tn}")
+            con.execute(f"CREATE TABLE {tn} (fid bigserial PRIMARY KEY, geom geometry, "
+                        f"geom84 geometry(Geometry, 4326){cols})")
+            batch = []
+            with con.transaction():
+                for feat in features:
+                    row = [shapely.to_wkb(feat.geometry), source_srid,
+                           shapely.to_wkb(feat.geometry_crs84)]
+                    for f in fields:
+                        v = feat.properties.get(f.name)
+                        if f.type == "date-time" and v is not None:
+                            v = iso(v)
+                            tmin = v if tmin is None or v < tmin else tmin
+                            tmax = v if tmax is None or v > tmax else tmax
+                        elif f.type == "boolean" and v is not None:
+                            v = bool(v)
+                        row.append(v)
+                    batch.append(row)
+                    b = feat.geometry_crs84.bounds
+                    bounds = list(b) if bounds is None else [
+                        min(bounds[0], b[0]), min(bounds[1], b[1]),
+                        max(bounds[2], b[2]), max(bounds[3], b[3])]
+                    count += 1
+                    if len(batch) >= 2000:
+                        con.cursor().executemany(insert, batch)
+                        batch = []
+                if batch:
+                    con.cursor().executemany(insert, batch)
+            for col in ("geom", "geom84"):
+                con.execute(f"CREATE INDEX ON {tn} USING gist ({col})")
+            for f in fields:
+                unique = "UNIQUE " if f.name == id_field else ""
+                con.execute(f"CREATE {unique}INDEX ON {tn} ({quote(f.name)})")
+            con.execute(f"ANALYZE {tn}")
+            meta = {"fields": [[f.name, f.type] for f in fields], "source_srid": source_srid,
+                    "time_field": time_field, "id_field": id_field, "count": count,
+                    "bbox": bounds, "interval": [tmin, tmax] if tmin else None,
+                    "geometry_type": geometry_type, "description": description,
+                    "imported": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+            with con.transaction():  # readers see the old table or the new one
+                con.execute(f"DROP TABLE IF EXISTS {t}")
+                con.execute(f"ALTER TABLE {tn} RENAME TO {t}")
+                con.execute("INSERT INTO oup_layers (table_name, meta) VALUES (%s, %s) "
+                            "ON CONFLICT (table_name) DO UPDATE SET meta = excluded.meta",
+                            (cid, json.dumps(meta)))
+        return count
+
+    # -- reading ----------------------------------------------------------------------------
+    def collections(self) -> list[str]:
+        return sorted(r[0] for r in self.execute("SELECT table_name FROM oup_layers"))
+
+    def fields(self, cid: str) -> list[Field]:
+        return _fields(self._layer(cid))
+
+    def extent(self, cid: str) -> dict:
+        m = self._layer(cid)
+        return {"bbox": m["bbox"], "interval": m["interval"], "count": m["count"],
+                "time_field": m["time_field"], "source_srid": m["source_srid"]}
+
+    def _where(self, cid: str, meta: dict, q: Query) -> tuple[str, list]:
+        fields = _fields(meta)
+        names = {f.name: f for f in fields}
+        clauses, params = [], []
+
+        def spatial(op: str, wkb: bytes, bounds, box: bool = False) -> tuple[str, list]:
+            exact = f"{_OPS[op]}(geom84, ST_GeomFromWKB(?, 4326))"
+            if op == "disjoint":
+                return exact, [wkb]
+            # the GiST index answers the envelope test; the exact test runs on what it keeps
+            return f"(geom84 && ST_MakeEnvelope(?, ?, ?, ?, 4326) AND {exact})", \
+                [*bounds, wkb]
+
+        if q.bbox is not None:
+            sql, p = spatial("intersects", shapely.to_wkb(shapely.box(*q.bbox)), q.bbox)
+            clauses.append(sql)
+            params += p
+        if q.interval is not None:
+            tf = meta["time_field"]
+            if tf is None:
+                raise InvalidQuery("this collection has no time; drop datetime", "datetime")
+            start, end = q.interval
+            if start is not None and start == end:
+                clauses.append(f"{quote(tf)} = ?")
+                params.append(iso(start))
+            else:
+                if start is not None:
+                    clauses.append(f"{quote(tf)} >= ?")
+                    params.append(iso(start))
+                if end is not None:
+                    clauses.append(f"{quote(tf)} <= ?")
+                    params.append(iso(end))
+        for name, value in q.equals.items():
+            field = names.get(name)
+            if field is None:
+                raise InvalidQuery(f"unknown property {name!r}; see /queryables", name)
+            clauses.append(f"{quote(name)} = ?")
+            v = _coerce(field, value)
+            params.append(bool(v) if field.type == "boolean" else v)
+        if q.filter is not None:
+            sql, p = SqlCompiler(fields, spatial).compile(q.filter)
+            clauses.append(sql)
+            params += p
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+    @staticmethod
+    def _geom_column(meta: dict, q: Query) -> str:
+        if q.skip_geometry:
+            return "NULL"
+        if q.crs == f"EPSG:{meta['source_srid']}":
+            return "ST_AsBinary(geom)"
+        return "ST_AsBinary(geom84)"
+
+    @staticmethod
+    def _features(meta: dict, rows, select: list[str], q: Query) -> list[dict]:
+        return rows_to_features(meta, rows, select, q)
+
+    def query(self, cid: str, q: Query) -> Page:
+        meta = self._layer(cid)
+        fields = _fields(meta)
+        names = {f.name for f in fields}
+        select = q.select if q.select is not None else [f.name for f in fields]
+        for name in select:
+            if name not in names:
+                raise InvalidQuery(f"unknown property {name!r} in properties", "properties")
+        order = []
+        for name, asc in q.sortby:
+            if name not in names:
+                raise InvalidQuery(f"cannot sort by unknown property {name!r}", "sortby")
+            # NULLS like SQLite (smallest), so both stores page the same way
+            order.append(f"{quote(name)} {'ASC NULLS FIRST' if asc else 'DESC NULLS LAST'}")
+        order.append("fid")
+        where, params = self._where(cid, meta, q)
+        t = quote(cid)
+        matched = None
+        if q.count:
+            matched = self.execute(f"SELECT COUNT(*) FROM {t}{where}", params)[0][0]
+        cols = ["fid", self._geom_column(meta, q)] + [quote(n) for n in select]
+        if meta.get("id_field"):
+            cols.append(quote(meta["id_field"]))
+        rows = self.execute(f"SELECT {', '.join(cols)} FROM {t}{where} "
+                            f"ORDER BY {', '.join(order)} LIMIT ? OFFSET ?",
+                            params + [q.limit, q.offset])
+        return Page(self._features(meta, rows, select, q), matched)
+
+    def get(self, cid: str, fid, crs: str = "OGC:CRS84") -> dict | None:
+        meta = self._layer(cid)
+        q = Query(crs=crs)
+        names = [f.name for f in _fields(meta)]
+        key = meta.get("id_field")
+        if key is None:
+            try:
+                fid = int(fid)
+            except ValueError:
+                return None
+            if not -2**63 <= fid < 2**63:
+                return None
+        else:
+            fid = str(fid)
+        cols = ["fid", self._geom_column(meta, q)] + [quote(n) for n in names + [key or "fid"]]
+        rows = self.execute(f"SELECT {', '.join(cols)} FROM {quote(cid)} "
+                            f"WHERE {quote(key or 'fid')} = ?", (fid,))
+        return self._features(meta, rows, names, q)[0] if rows else None
+
+    def health(self) -> dict:
+        try:
+            self.execute("SELECT 1")
+            return {"status": "ok", "store": "postgis", "collections": len(self.collections())}
+        except StoreError as exc:
+            return {"status": "error", "store": "postgis", "error": str(exc)}
