@@ -166,6 +166,15 @@ def create_app(settings: Settings | None = None):
 
     def fields_of(cid: str) -> set[str] | None:
         if cid not in fields_cache:
+            coll = catalog.collections.get(cid)
+            if coll is not None and coll.derived_from:  # observations, time slices
+                from .store.timeseries import OBSERVATION_FIELDS, SLICE_FIELDS
+
+                sensors = catalog[coll.derived_from]
+                own = OBSERVATION_FIELDS if coll.observations_of else SLICE_FIELDS
+                fields_cache[cid] = {sensors.id_field, sensors.stream.property_field, "unit",
+                                     *(name for name, _ in own)}
+                return fields_cache[cid]
             try:
                 fields_cache[cid] = {f.name for f in store.fields(cid)}
             except StoreError:

@@ -23,8 +23,9 @@ def _free_port() -> int:
 
 
 class LocalPostGIS:
-    def __init__(self, folder: Path, port: int | None = None):
-        self.dir = Path(folder)
+    def __init__(self, folder: Path, port: int | None = None, durable: bool = True):
+        """``durable=False`` turns fsync off: for tests, never for data that matters."""
+        self.dir, self.durable = Path(folder), durable
         self.port = port or _free_port()
         bins = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
         if not bins:
@@ -49,10 +50,11 @@ class LocalPostGIS:
         if os.geteuid() == 0:
             shutil.chown(self.dir, "postgres", "postgres")
         self._run(self.bin / "initdb", "-D", self.dir / "data", "-A", "trust", "-U", "postgres")
+        fast = "" if self.durable else \
+            " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self._run(self.bin / "pg_ctl", "-D", self.dir / "data", "-l", self.dir / "log", "-w",
                   "-o", f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 "
-                        "-c shared_buffers=256MB -c max_connections=200 -c fsync=off "
-                        "-c synchronous_commit=off -c full_page_writes=off", "start")
+                        f"-c shared_buffers=256MB -c max_connections=200{fast}", "start")
         return self
 
     def create(self, db: str) -> str:

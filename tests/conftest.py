@@ -126,8 +126,30 @@ def credentials(workdir) -> dict:
 
 
 @pytest.fixture(scope="session")
-def env(workdir, catalog_dir, credentials) -> dict:
-    data = workdir / "data"
+def postgis(workdir):
+    """A real PostgreSQL + PostGIS cluster on loopback, for the suite's PostGIS half."""
+    import tempfile
+
+    from oup.localdb import LocalPostGIS
+
+    # outside pytest's private tmp folders: the postgres user must reach it
+    folder = Path(tempfile.mkdtemp(prefix="oup-test-pg-"))
+    folder.chmod(0o755)
+    db = LocalPostGIS(folder / "cluster", durable=False).start()
+    yield db
+    db.stop()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+# One suite, two stores: every test that touches the store (through env, imported or
+# server) runs against the embedded GeoPackage and against PostGIS.
+STORES = ["gpkg", "postgis"]
+
+
+@pytest.fixture(scope="session", params=STORES)
+def env(request, workdir, catalog_dir, credentials) -> dict:
+    backend = request.param
+    data = workdir / f"data-{backend}"
     (data / "proj").mkdir(parents=True, exist_ok=True)
     GRID_CACHE.mkdir(parents=True, exist_ok=True)
     for grid in GRID_CACHE.glob("*.tif"):
@@ -135,9 +157,15 @@ def env(workdir, catalog_dir, credentials) -> dict:
     e = dict(os.environ, OUP_DATA_DIR=str(data), OUP_CATALOG_DIR=str(catalog_dir),
              OUP_LOG_LEVEL="WARNING", OUP_JWKS_FILE=str(credentials["jwks"]),
              OUP_JWT_ISSUER=credentials["issuer"], OUP_JWT_AUDIENCE=credentials["audience"],
-             OUP_API_KEYS_FILE=str(credentials["api_keys"]))
+             OUP_API_KEYS_FILE=str(credentials["api_keys"]), OUP_TEST_STORE=backend)
     e.pop("OUP_DATABASE_URL", None)
+    if backend == "postgis":
+        e["OUP_DATABASE_URL"] = request.getfixturevalue("postgis").create("oup")
     return e
+
+
+def store_url(env: dict) -> str:
+    return env.get("OUP_DATABASE_URL") or f"gpkg://{env['OUP_DATA_DIR']}/oup.gpkg"
 
 
 def oup(env: dict, *args, check: bool = True, **kw) -> subprocess.CompletedProcess:

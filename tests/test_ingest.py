@@ -3,6 +3,7 @@ nothing lost, nothing stored twice, whatever happens to the ingester, the broker
 database; every bad message a dead letter with a reason; the counters always balance."""
 from __future__ import annotations
 
+import contextlib
 import random
 import sqlite3
 import threading
@@ -12,23 +13,42 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import IngesterProcess, flat_messages, oup, wait_for
+from conftest import IngesterProcess, flat_messages, oup, store_url, wait_for
 from iot_ingest.mqtt import Broker
 from iot_ingest.simulate import Publisher
-from oup.store.observations import ObservationStore, us_of
+from oup.store import open_observation_store
+from oup.store.observations import us_of
 
 pytestmark = pytest.mark.usefixtures("imported")
 
 
-def _store(env) -> ObservationStore:
-    return ObservationStore(Path(env["OUP_DATA_DIR"]) / "oup.gpkg")
+def _store(env):
+    return open_observation_store(store_url(env))
 
 
 def _keys(env, start: datetime, end: datetime) -> list[tuple]:
-    con = _store(env).con
-    return con.execute("SELECT sensor_id, phenomenon_time FROM oup_observations "
-                       "WHERE phenomenon_time >= ? AND phenomenon_time < ?",
-                       (us_of(start), us_of(end))).fetchall()
+    return [tuple(r) for r in _store(env).execute(
+        "SELECT sensor_id, phenomenon_time FROM oup_observations "
+        "WHERE phenomenon_time >= ? AND phenomenon_time < ?", (us_of(start), us_of(end)))]
+
+
+@contextlib.contextmanager
+def _writer_blocked(env):
+    """Hold the lock the ingester's batch needs, as a long backup or migration would."""
+    if env.get("OUP_DATABASE_URL"):
+        import psycopg
+        with psycopg.connect(env["OUP_DATABASE_URL"]) as con:
+            con.execute("LOCK TABLE oup_ingest_counters IN EXCLUSIVE MODE")
+            yield
+            con.rollback()
+    else:
+        con = sqlite3.connect(Path(env["OUP_DATA_DIR"]) / "oup.gpkg", isolation_level=None)
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            con.execute("ROLLBACK")
+            con.close()
 
 
 def _publish_in_background(broker_url: str, messages, client_id: str):
@@ -106,11 +126,9 @@ def test_blocked_writer_pushes_back_and_loses_nothing(imported, broker, server):
     start, end = datetime(2030, 5, 1, tzinfo=timezone.utc), datetime(2030, 6, 1, tzinfo=timezone.utc)
     messages = flat_messages(20_000, start)
     ing = IngesterProcess(env, "block-test").start()
-    lock = sqlite3.connect(Path(env["OUP_DATA_DIR"]) / "oup.gpkg", isolation_level=None)
     pub, done, errors = _publish_in_background(broker.url, messages, "block-test-pub")
     wait_for(lambda: len(_keys(env, start, end)) >= 1_000, 120, "1,000 rows")
-    lock.execute("BEGIN IMMEDIATE")  # the database writer is blocked from here
-    try:
+    with _writer_blocked(env):  # the database writer is blocked from here
         stored_at_block = len(_keys(env, start, end))
         # the broker takes every message while the ingester holds at most Receive Maximum
         assert done.wait(120) and not errors, errors
@@ -118,9 +136,6 @@ def test_blocked_writer_pushes_back_and_loses_nothing(imported, broker, server):
         status = ing.status()
         assert 0 < status["in_flight"] <= 2000
         assert len(_keys(env, start, end)) == stored_at_block  # really blocked
-    finally:
-        lock.execute("ROLLBACK")
-        lock.close()
     wait_for(lambda: len(_keys(env, start, end)) >= 20_000, 180, "all 20,000 rows")
     metrics = wait_for(lambda: (m := requests.get(f"{server}/metrics", timeout=10).text)
                        and _metric(m, "oup_ingest_store_busy_seconds_total") > 0 and m,
@@ -175,7 +190,7 @@ def test_ten_thousand_hostile_payloads_become_dead_letters(imported, broker):
     stream = [(t, p, None) for t, p, _ in good] + [(t, p, None) for t, p, _ in bad]
     rng.shuffle(stream)
     store = _store(env)
-    before = store.con.execute("SELECT COALESCE(MAX(id), 0) FROM oup_dead_letters").fetchone()[0]
+    before = store.execute("SELECT COALESCE(MAX(id), 0) FROM oup_dead_letters")[0][0]
     ing = IngesterProcess(env, "hostile-test").start()
     pub, done, errors = _publish_in_background(broker.url, stream, "hostile-test-pub")
     assert done.wait(300) and not errors, errors
@@ -188,8 +203,8 @@ def test_ten_thousand_hostile_payloads_become_dead_letters(imported, broker):
     c = store.counters()["hostile-test"]
     assert c["received"] == 20_000 and c["dead_lettered"] == 10_000 and c["stored"] == 10_000
     assert _balanced(c)
-    rows = store.con.execute("SELECT topic, reason, payload, payload_size FROM oup_dead_letters "
-                             "WHERE id > ? ORDER BY id", (before,)).fetchall()
+    rows = store.execute("SELECT topic, reason, payload, payload_size FROM oup_dead_letters "
+                         "WHERE id > ? ORDER BY id", (before,))
     assert len(rows) == 10_000
     expected: dict[tuple, int] = {}
     for topic, payload, words in bad:
@@ -203,18 +218,23 @@ def test_ten_thousand_hostile_payloads_become_dead_letters(imported, broker):
     assert len(_keys(env, start, end)) == 10_000
 
 
-def test_dead_letters_are_listed_and_replayed_after_the_catalogue_learns(broker, workdir):
+def test_dead_letters_are_listed_and_replayed_after_the_catalogue_learns(broker, workdir, env,
+                                                                        request):
     """An unknown sensor's readings wait as dead letters; once the sensor is declared and
     imported, `oup deadletters --replay` stores them."""
     import json
     import os
     import shutil
 
-    cat = workdir / "replay-catalogue"
+    backend = env["OUP_TEST_STORE"]
+    cat = workdir / f"replay-catalogue-{backend}"
     shutil.copytree(Path(__file__).parent.parent / "collections" / "sensors", cat / "sensors")
-    data = workdir / "replay-data"
+    data = workdir / f"replay-data-{backend}"
     env = dict(os.environ, OUP_DATA_DIR=str(data), OUP_CATALOG_DIR=str(cat),
                OUP_MQTT_URL=broker.url, OUP_LOG_LEVEL="WARNING")
+    env.pop("OUP_DATABASE_URL", None)
+    if backend == "postgis":
+        env["OUP_DATABASE_URL"] = request.getfixturevalue("postgis").create("replay")
     oup(env, "import", "--quiet")
     ing = IngesterProcess(env, "replay-test").start()
     pub = Publisher(Broker.from_url(broker.url), "replay-test-pub")
@@ -222,7 +242,7 @@ def test_dead_letters_are_listed_and_replayed_after_the_catalogue_learns(broker,
         pub.publish("oup/sensors/aq-new-station-no2/observations", json.dumps(
             {"phenomenonTime": f"2031-02-01T10:0{minute}:00Z", "result": 30 + minute}).encode())
     pub.close()
-    store = ObservationStore(data / "oup.gpkg")
+    store = open_observation_store(store_url(env))
     wait_for(lambda: store.counters().get("replay-test", {}).get("dead_lettered") == 3, 60,
              "3 dead letters")
     ing.stop()

@@ -12,10 +12,11 @@ import requests
 import shapely
 from shapely.geometry import shape
 
-from conftest import SENSORS, IngesterProcess, wait_for
+from conftest import SENSORS, IngesterProcess, store_url, wait_for
 from iot_ingest.mqtt import Broker
 from iot_ingest.simulate import Publisher
-from oup.store.observations import ObservationStore, iso_us, us_of
+from oup.store import open_observation_store
+from oup.store.observations import iso_us, us_of
 
 SLICE = 15 * 60 * 1_000_000
 T0 = datetime(2032, 6, 1, 10, 0, tzinfo=timezone.utc)  # on a slice border
@@ -41,7 +42,7 @@ def stream(imported, broker, server):
             pub.publish(f"oup/sensors/{p['sensor_id']}/observations", json.dumps(body).encode())
             n += 1
     pub.close()
-    store = ObservationStore(Path(env["OUP_DATA_DIR"]) / "oup.gpkg")
+    store = open_observation_store(store_url(env))
     wait_for(lambda: store.counters().get("api-test", {}).get("received", 0) >= n, 60,
              f"{n} messages")
     ing.stop()
