@@ -38,11 +38,15 @@ services:
 	@missing=""; command -v ogrinfo >/dev/null || missing="$$missing gdal-bin"; \
 	command -v node >/dev/null || missing="$$missing nodejs npm"; \
 	command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
+	ls /usr/share/postgresql/*/extension/postgis.control >/dev/null 2>&1 || missing="$$missing postgresql postgresql-postgis postgis"; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else echo "error: the tests need:$$missing (sudo apt-get install$$missing)" >&2; exit 1; fi; fi
 	@cd tests/js && npm ci --no-audit --no-fund --loglevel=error
+	@# the Compose Specification schema, to check docker-compose.yml (the wheel carries it)
+	@[ -f tests/.cache/docker_compose-1.29.2-py2.py3-none-any.whl ] || \
+	  $(PY) -m pip download -q --no-deps -d tests/.cache docker-compose==1.29.2
 
 test: venv services
 	$(PY) -m pytest -q -p no:cacheprovider

@@ -313,7 +313,7 @@ def create_app(settings: Settings | None = None):
 
     @app.get("/health")
     def health():
-        state = store.health()
+        state = dict(store.health(), worker=os.getpid())  # which worker answered
         return state, 200 if state["status"] == "ok" else 503
 
     @app.get("/metrics")

@@ -239,11 +239,11 @@ class IngesterProcess:
 
     started: list["IngesterProcess"] = []
 
-    def __init__(self, env: dict, client_id: str):
-        # a group of its own: Mosquitto shares a group's messages among all its sessions,
-        # including the offline ones of earlier tests (queued for them, not lost)
-        self.env = dict(env, OUP_INGEST_CLIENT_ID=client_id, OUP_INGEST_GROUP=client_id,
-                        OUP_LOG_LEVEL="WARNING")
+    def __init__(self, env: dict, client_id: str, group: str | None = None):
+        # by default a group of its own: Mosquitto shares a group's messages among all its
+        # sessions, including the offline ones of earlier tests (queued for them, not lost)
+        self.env = dict(env, OUP_INGEST_CLIENT_ID=client_id,
+                        OUP_INGEST_GROUP=group or client_id, OUP_LOG_LEVEL="WARNING")
         self.client_id = client_id
         self.status_file = Path(env["OUP_DATA_DIR"]) / "ingest" / f"{client_id}.json"
         self.log = Path(env["OUP_DATA_DIR"]) / f"ingest-{client_id}.log"
