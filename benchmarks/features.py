@@ -116,32 +116,17 @@ def build_data(work: Path, n: int, peers: list[str]) -> dict:
 # -- PostGIS (for the PostgreSQL provider and tipg peers) --------------------------------
 
 class PostGIS:
-    """A throwaway PostgreSQL + PostGIS cluster in the work folder, run as user postgres."""
+    """A throwaway PostgreSQL + PostGIS cluster in the work folder (oup.localdb), durable
+    settings as in production, with a database "bench"."""
 
     def __init__(self, work: Path):
-        self.dir = work / "pg"
-        self.port = free_port()
-        bins = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
-        if not bins:
-            raise RuntimeError("PostgreSQL is not installed (apt-get install postgresql postgis)")
-        self.bin = bins[-1]
-        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/bench"
+        from oup.localdb import LocalPostGIS
 
-    def _run(self, *args, **kw):
-        return subprocess.run(["runuser", "-u", "postgres", "--", *map(str, args)],
-                              check=True, capture_output=True, text=True, **kw)
+        self.db = LocalPostGIS(work / "pg", free_port())
 
     def start(self):
-        shutil.rmtree(self.dir, ignore_errors=True)  # a cluster of an earlier run
-        self.dir.mkdir(parents=True, exist_ok=True)
-        shutil.chown(self.dir, "postgres", "postgres")
-        self._run(self.bin / "initdb", "-D", self.dir / "data", "-A", "trust", "-U", "postgres")
-        self._run(self.bin / "pg_ctl", "-D", self.dir / "data", "-l", self.dir / "log", "-w",
-                  "-o", f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 "
-                        "-c shared_buffers=512MB -c max_connections=100", "start")
-        self._run(self.bin / "createdb", "-h", "127.0.0.1", "-p", self.port, "bench")
-        subprocess.run(["psql", self.url, "-qc", "CREATE EXTENSION postgis"], check=True,
-                       capture_output=True)
+        self.db.start()
+        self.url = self.db.create("bench")
         return self
 
     def load(self, gpkg: Path):
@@ -153,10 +138,7 @@ class PostGIS:
                        capture_output=True)
 
     def stop(self):
-        try:
-            self._run(self.bin / "pg_ctl", "-D", self.dir / "data", "-m", "fast", "stop")
-        except subprocess.CalledProcessError:
-            pass
+        self.db.stop()
 
 
 # -- servers ----------------------------------------------------------------------------
@@ -177,7 +159,23 @@ def wait_up(url: str, proc, seconds: float = 300) -> None:
     raise RuntimeError(f"{url} did not answer in {seconds} s")
 
 
-def start_oup(work: Path, store: Path, port: int):
+def copy_to_postgis(gpkg: Path, url: str) -> None:
+    """OUP's buildings, as imported into the GeoPackage, written by OUP's PostGIS store."""
+    from oup.store.geometry import gpb_wkb
+    from oup.store.postgis import PostGISStore
+
+    src = GeoPackageStore(gpkg)
+    meta = src._layer("buildings")
+    fields = [Field(n, t) for n, t in meta["fields"]]
+    cols = ", ".join(f'"{f.name}"' for f in fields)
+    rows = src.con.execute(f"SELECT geom, _geom84, {cols} FROM buildings ORDER BY fid")
+    feats = (Feature(shapely.from_wkb(gpb_wkb(g)), shapely.from_wkb(g84),
+                     dict(zip([f.name for f in fields], rest))) for g, g84, *rest in rows)
+    PostGISStore(url).write_collection("buildings", 28992, fields, feats, meta["time_field"],
+                                       geometry_type="MULTIPOLYGON")
+
+
+def start_oup(work: Path, store: Path | str, port: int):
     cat = work / "catalog" / "buildings"
     cat.mkdir(parents=True, exist_ok=True)
     (cat / "placeholder.geojson").write_text('{"type": "FeatureCollection", "features": []}')
@@ -186,13 +184,15 @@ def start_oup(work: Path, store: Path, port: int):
         "license: {name: Open data Rotterdam}\nowner: {name: bench}\n"
         "sources: [{path: placeholder.geojson}]\ntime_field: survey_date\n")
     env = dict(os.environ, OUP_CATALOG_DIR=str(work / "catalog"), OUP_DATA_DIR=str(work),
-               OUP_DATABASE_URL=f"gpkg://{store}", OUP_LOG_LEVEL="ERROR")
+               OUP_DATABASE_URL=store if str(store).startswith("postgresql")
+               else f"gpkg://{store}", OUP_LOG_LEVEL="ERROR")
     return subprocess.Popen([sys.executable, "-m", "oup.cli", "serve", "--port", str(port),
                              "--workers", "2"], env=env, stdout=subprocess.DEVNULL,
                             stderr=open(work / "oup-server.log", "w"))
 
 
-def start_pygeoapi(work: Path, provider: str, data: Path, port: int, bounds):
+def start_pygeoapi(work: Path, provider: str, data: Path, port: int, bounds,
+                   geom_field: str = "geom"):
     import yaml
 
     cfg = yaml.safe_load((ROOT / "config" / "pygeoapi.yml").read_text())
@@ -206,7 +206,7 @@ def start_pygeoapi(work: Path, provider: str, data: Path, port: int, bounds):
         pdef.update(data={"host": host_port.split(":")[0], "port": int(host_port.split(":")[1]),
                           "dbname": "bench", "user": "postgres", "password": "",
                           "search_path": ["public"]},
-                    table="buildings", id_field="fid", geom_field="geom")
+                    table="buildings", id_field="fid", geom_field=geom_field)
     cfg["resources"] = {"buildings": {
         "type": "collection", "title": "Buildings", "description": "benchmark",
         "keywords": ["b"], "links": [],
@@ -235,7 +235,8 @@ def start_tipg(work: Path, url: str, port: int):
 
 # -- load -------------------------------------------------------------------------------
 
-def bbox_paths(bounds84, k: int = 500, seed: int = 1, coll: str = "buildings") -> list[str]:
+def bbox_paths(bounds84, k: int = 500, seed: int = 1, coll: str = "buildings",
+               extra: str = "") -> list[str]:
     rng = random.Random(seed)
     minx, miny, maxx, maxy = bounds84
     dx, dy = 200 / 68_700, 200 / 111_250  # ~200 m at 51.9 N
@@ -243,7 +244,7 @@ def bbox_paths(bounds84, k: int = 500, seed: int = 1, coll: str = "buildings") -
     for _ in range(k):
         x, y = rng.uniform(minx, maxx - dx), rng.uniform(miny, maxy - dy)
         out.append(f"/collections/{coll}/items?bbox={x:.6f},{y:.6f},{x + dx:.6f},"
-                   f"{y + dy:.6f}&limit=100")
+                   f"{y + dy:.6f}&limit=100{extra}")
     return out
 
 
@@ -282,7 +283,8 @@ def wrk(url: str, paths: list[str], seconds: int, work: Path, name: str) -> dict
             "timeouts": int(timeouts.group(1)) if timeouts else 0}
 
 
-def run_server(label, start, url, n, bounds, seconds, work, coll="buildings") -> dict:
+def run_server(label, start, url, n, bounds, seconds, work, coll="buildings",
+               extra: str = "") -> dict:
     proc = None
     try:
         proc = start()
@@ -291,11 +293,13 @@ def run_server(label, start, url, n, bounds, seconds, work, coll="buildings") ->
         import requests
 
         try:
-            requests.get(url + bbox_paths(bounds, 1, coll=coll)[0], timeout=seconds * 3)
+            requests.get(url + bbox_paths(bounds, 1, coll=coll, extra=extra)[0],
+                         timeout=seconds * 3)
             requests.get(url + id_paths(n, 1, coll=coll)[0], timeout=seconds * 3)
         except requests.Timeout:
             return {"error": f"one request took over {seconds * 3} s (warm-up)"}
-        return {"bbox": wrk(url, bbox_paths(bounds, coll=coll), seconds, work, f"{label}-bbox"),
+        return {"bbox": wrk(url, bbox_paths(bounds, coll=coll, extra=extra), seconds, work,
+                            f"{label}-bbox"),
                 "by_id": wrk(url, id_paths(n, coll=coll), seconds, work, f"{label}-id")}
     except Exception as exc:  # a peer that cannot run is reported as such
         return {"error": str(exc)}
@@ -312,9 +316,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--buildings", type=int, default=200_000)
     ap.add_argument("--seconds", type=int, default=20)
-    ap.add_argument("--peers", default="tipg,postgres,sqlite,geojson",
-                    help="comma list of peers: tipg (on PostGIS), postgres (pygeoapi's "
-                         "PostgreSQL provider), sqlite, geojson (pygeoapi's stock providers)")
+    ap.add_argument("--peers", default="oup-postgis,tipg,postgres,sqlite,geojson",
+                    help="comma list of peers: oup-postgis (OUP on its PostGIS store), tipg "
+                         "(on PostGIS), postgres (pygeoapi's PostgreSQL provider), sqlite, "
+                         "geojson (pygeoapi's stock providers). With oup-postgis, tipg and "
+                         "pygeoapi serve the very table OUP wrote (its CRS84 column)")
     ap.add_argument("--work", type=Path, default=OUT / "features-work")
     ap.add_argument("--reuse", action="store_true",
                     help="reuse the data of the previous run in --work (same --buildings)")
@@ -344,25 +350,39 @@ def main() -> None:
         "oup", lambda: start_oup(work, data["oup"], port), f"http://127.0.0.1:{port}",
         args.buildings, bounds, args.seconds, work)
     pg = None
-    if {"tipg", "postgres"} & set(peers):
+    same_table = "oup-postgis" in peers
+    if {"tipg", "postgres", "oup-postgis"} & set(peers):
         try:
             pg = PostGIS(work).start()
-            pg.load(data["sqlite"] if "sqlite" in data else data["oup"])
+            if same_table:
+                t0 = time.perf_counter()
+                copy_to_postgis(data["oup"], pg.url)
+                print(f"PostGIS: {args.buildings} buildings written by OUP's PostGIS store "
+                      f"in {time.perf_counter() - t0:.0f} s")
+            else:
+                pg.load(data["sqlite"] if "sqlite" in data else data["oup"])
         except (RuntimeError, subprocess.CalledProcessError) as exc:
             detail = getattr(exc, "stderr", "") or ""
             for peer in ("tipg", "postgres"):
                 results[peer] = {"error": f"PostGIS could not be set up: {exc} {detail[-300:]}"}
             pg = None
     try:
+        if pg and same_table:
+            port = free_port()
+            results["OUP (PostGIS store)"] = run_server(
+                "oup-pg", lambda: start_oup(work, pg.url, port), f"http://127.0.0.1:{port}",
+                args.buildings, bounds, args.seconds, work)
         if pg and "tipg" in peers:
             port = free_port()
             results["tipg 1.6 on PostGIS"] = run_server(
                 "tipg", lambda: start_tipg(work, pg.url, port), f"http://127.0.0.1:{port}",
-                args.buildings, bounds, args.seconds, work, coll="public.buildings")
+                args.buildings, bounds, args.seconds, work, coll="public.buildings",
+                extra="&geom-column=geom84" if same_table else "")
         if pg and "postgres" in peers:
             port = free_port()
             results["pygeoapi 0.24 stock PostgreSQL"] = run_server(
-                "postgres", lambda: start_pygeoapi(work, "PostgreSQL", pg.url, port, bounds),
+                "postgres", lambda: start_pygeoapi(work, "PostgreSQL", pg.url, port, bounds,
+                                                   "geom84" if same_table else "geom"),
                 f"http://127.0.0.1:{port}", args.buildings, bounds, args.seconds, work)
     finally:
         if pg:

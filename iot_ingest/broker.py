@@ -9,6 +9,7 @@ demo's clients log in; it says all this in its log.
 """
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import socket
@@ -54,6 +55,11 @@ def mosquitto_conf(port: int, data_dir: Path) -> Path:
             line = f"persistence_location {data_dir}/"
         lines.append(line)
     lines.append(f"log_dest file {data_dir / 'mosquitto.log'}")
+    if os.geteuid() == 0:
+        # Started by root (CI, a container), Mosquitto would switch to user mosquitto and
+        # then silently fail to write its persistence file into root's folders: a restart
+        # would lose every queued message. This launcher's broker stays the caller.
+        lines.append("user root")
     conf = data_dir / "mosquitto.conf"
     conf.write_text("\n".join(lines) + "\n")
     return conf

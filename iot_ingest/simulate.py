@@ -89,8 +89,8 @@ class Publisher:
                                    f"messages in {timeout:.0f} s")
             time.sleep(0.02)
 
-    def close(self) -> None:
-        self.flush()
+    def close(self, timeout: float = 120.0) -> None:
+        self.flush(timeout)
         self.client.disconnect()
         self.client.loop_stop()
 

@@ -240,6 +240,9 @@ class IngesterProcess:
     started: list["IngesterProcess"] = []
 
     def __init__(self, env: dict, client_id: str, group: str | None = None):
+        # one client id per store half of the suite: the halves share the broker, and two
+        # live clients with one id keep taking the session from each other
+        client_id = f"{client_id}-{env.get('OUP_TEST_STORE', 'local')}"
         # by default a group of its own: Mosquitto shares a group's messages among all its
         # sessions, including the offline ones of earlier tests (queued for them, not lost)
         self.env = dict(env, OUP_INGEST_CLIENT_ID=client_id,

@@ -60,7 +60,7 @@ def _publish_in_background(broker_url: str, messages, client_id: str):
         try:
             for topic, payload, _ in messages:
                 pub.publish(topic, payload)
-            pub.flush(timeout=300)
+            pub.close(timeout=300)
         except Exception as exc:  # surfaced by the test below
             errors.append(exc)
         finally:
@@ -84,7 +84,7 @@ def test_sigkill_three_times_loses_nothing_and_stores_nothing_twice(imported, br
     start, end = datetime(2030, 1, 1, tzinfo=timezone.utc), datetime(2030, 2, 1, tzinfo=timezone.utc)
     messages = flat_messages(100_000, start)
     ing = IngesterProcess(env, "kill-test").start()
-    pub, done, errors = _publish_in_background(broker.url, messages, "kill-test-pub")
+    pub, done, errors = _publish_in_background(broker.url, messages, f"kill-test-pub-{env['OUP_TEST_STORE']}")
     rng = random.Random(4)
     kills = sorted(rng.sample(range(5_000, 95_000), 3))
     for at in kills:  # a random moment while the stream is being stored
@@ -98,7 +98,7 @@ def test_sigkill_three_times_loses_nothing_and_stores_nothing_twice(imported, br
     rows = _keys(env, start, end)
     assert len(rows) == 100_000 == len(set(rows))  # 0 lost, 0 twice
     assert set(rows) == {key for _, _, key in messages}
-    c = _store(env).counters()["kill-test"]
+    c = _store(env).counters()[ing.client_id]
     # every distinct message was stored once; redeliveries after a kill are duplicates
     assert c["stored"] == 100_000 and c["dead_lettered"] == 0 and _balanced(c)
 
@@ -108,7 +108,7 @@ def test_broker_restart_mid_stream_loses_nothing(imported, broker):
     start, end = datetime(2030, 3, 1, tzinfo=timezone.utc), datetime(2030, 4, 1, tzinfo=timezone.utc)
     messages = flat_messages(30_000, start)
     ing = IngesterProcess(env, "restart-test").start()
-    pub, done, errors = _publish_in_background(broker.url, messages, "restart-test-pub")
+    pub, done, errors = _publish_in_background(broker.url, messages, f"restart-test-pub-{env['OUP_TEST_STORE']}")
     wait_for(lambda: len(_keys(env, start, end)) >= 8_000, 120, "8,000 rows")
     broker.stop()  # SIGTERM: Mosquitto writes its persistence file
     broker.start()
@@ -126,7 +126,7 @@ def test_blocked_writer_pushes_back_and_loses_nothing(imported, broker, server):
     start, end = datetime(2030, 5, 1, tzinfo=timezone.utc), datetime(2030, 6, 1, tzinfo=timezone.utc)
     messages = flat_messages(20_000, start)
     ing = IngesterProcess(env, "block-test").start()
-    pub, done, errors = _publish_in_background(broker.url, messages, "block-test-pub")
+    pub, done, errors = _publish_in_background(broker.url, messages, f"block-test-pub-{env['OUP_TEST_STORE']}")
     wait_for(lambda: len(_keys(env, start, end)) >= 1_000, 120, "1,000 rows")
     with _writer_blocked(env):  # the database writer is blocked from here
         stored_at_block = len(_keys(env, start, end))
@@ -192,15 +192,15 @@ def test_ten_thousand_hostile_payloads_become_dead_letters(imported, broker):
     store = _store(env)
     before = store.execute("SELECT COALESCE(MAX(id), 0) FROM oup_dead_letters")[0][0]
     ing = IngesterProcess(env, "hostile-test").start()
-    pub, done, errors = _publish_in_background(broker.url, stream, "hostile-test-pub")
+    pub, done, errors = _publish_in_background(broker.url, stream, f"hostile-test-pub-{env['OUP_TEST_STORE']}")
     assert done.wait(300) and not errors, errors
-    wait_for(lambda: store.counters().get("hostile-test", {}).get("received", 0) >= 20_000,
+    wait_for(lambda: store.counters().get(ing.client_id, {}).get("received", 0) >= 20_000,
              180, "20,000 messages counted")
     assert ing.proc.poll() is None  # it never stopped
     stats = oup(env, "ingest", "--stats")
     assert "holds" in stats.stdout
     ing.stop()
-    c = store.counters()["hostile-test"]
+    c = store.counters()[ing.client_id]
     assert c["received"] == 20_000 and c["dead_lettered"] == 10_000 and c["stored"] == 10_000
     assert _balanced(c)
     rows = store.execute("SELECT topic, reason, payload, payload_size FROM oup_dead_letters "
@@ -231,19 +231,19 @@ def test_dead_letters_are_listed_and_replayed_after_the_catalogue_learns(broker,
     shutil.copytree(Path(__file__).parent.parent / "collections" / "sensors", cat / "sensors")
     data = workdir / f"replay-data-{backend}"
     env = dict(os.environ, OUP_DATA_DIR=str(data), OUP_CATALOG_DIR=str(cat),
-               OUP_MQTT_URL=broker.url, OUP_LOG_LEVEL="WARNING")
+               OUP_MQTT_URL=broker.url, OUP_LOG_LEVEL="WARNING", OUP_TEST_STORE=backend)
     env.pop("OUP_DATABASE_URL", None)
     if backend == "postgis":
         env["OUP_DATABASE_URL"] = request.getfixturevalue("postgis").create("replay")
     oup(env, "import", "--quiet")
     ing = IngesterProcess(env, "replay-test").start()
-    pub = Publisher(Broker.from_url(broker.url), "replay-test-pub")
+    pub = Publisher(Broker.from_url(broker.url), f"replay-test-pub-{backend}")
     for minute in range(3):
         pub.publish("oup/sensors/aq-new-station-no2/observations", json.dumps(
             {"phenomenonTime": f"2031-02-01T10:0{minute}:00Z", "result": 30 + minute}).encode())
     pub.close()
     store = open_observation_store(store_url(env))
-    wait_for(lambda: store.counters().get("replay-test", {}).get("dead_lettered") == 3, 60,
+    wait_for(lambda: store.counters().get(ing.client_id, {}).get("dead_lettered") == 3, 60,
              "3 dead letters")
     ing.stop()
     listed = oup(env, "deadletters").stdout

@@ -75,9 +75,9 @@ def test_two_ingesters_split_one_shared_subscription_one_killed(imported, broker
     base = dict(imported, OUP_MQTT_URL=broker.url)
     group = f"split-{imported['OUP_TEST_STORE']}"  # one group per store half of the suite
     one = IngesterProcess(_compose_env("ingest-1", base),
-                          f"split-1-{imported['OUP_TEST_STORE']}", group=group).start()
+                          "split-1", group=group).start()
     two = IngesterProcess(_compose_env("ingest-2", base),
-                          f"split-2-{imported['OUP_TEST_STORE']}", group=group).start()
+                          "split-2", group=group).start()
     t0, t1 = datetime(2033, 1, 1, tzinfo=timezone.utc), datetime(2033, 2, 1, tzinfo=timezone.utc)
     messages = flat_messages(100_000, t0)
     store = open_observation_store(store_url(imported))
@@ -92,7 +92,7 @@ def test_two_ingesters_split_one_shared_subscription_one_killed(imported, broker
     def publish():
         for topic, payload, _ in messages:
             pub.publish(topic, payload)
-        pub.flush(300)
+        pub.close(300)
         done.set()
 
     threading.Thread(target=publish, daemon=True).start()
@@ -118,7 +118,7 @@ def test_two_api_workers_answer_consistently_while_ingest_runs(imported, broker,
     """While readings stream in, sequential reads (whichever worker answers) never see the
     count of observations go back, and at rest every worker gives the store's count."""
     base = dict(imported, OUP_MQTT_URL=broker.url)
-    ing = IngesterProcess(base, f"consistency-{imported['OUP_TEST_STORE']}").start()
+    ing = IngesterProcess(base, "consistency").start()
     messages = flat_messages(20_000, datetime(2034, 1, 1, tzinfo=timezone.utc))
     pub = Publisher(Broker.from_url(broker.url), f"consistency-pub-{imported['OUP_TEST_STORE']}")
     done = threading.Event()
@@ -126,7 +126,7 @@ def test_two_api_workers_answer_consistently_while_ingest_runs(imported, broker,
     def publish():
         for topic, payload, _ in messages:
             pub.publish(topic, payload)
-        pub.flush(300)
+        pub.close(300)
         done.set()
 
     threading.Thread(target=publish, daemon=True).start()

@@ -30,7 +30,7 @@ def stream(imported, broker, server):
     """Readings on slice borders and just inside them, for every sensor, through MQTT."""
     env = dict(imported, OUP_MQTT_URL=broker.url)
     ing = IngesterProcess(env, "api-test").start()
-    pub = Publisher(Broker.from_url(broker.url), "api-test-pub")
+    pub = Publisher(Broker.from_url(broker.url), f"api-test-pub-{env['OUP_TEST_STORE']}")
     n = 0
     for i, f in enumerate(SENSORS):
         p = f["properties"]
@@ -43,7 +43,7 @@ def stream(imported, broker, server):
             n += 1
     pub.close()
     store = open_observation_store(store_url(env))
-    wait_for(lambda: store.counters().get("api-test", {}).get("received", 0) >= n, 60,
+    wait_for(lambda: store.counters().get(ing.client_id, {}).get("received", 0) >= n, 60,
              f"{n} messages")
     ing.stop()
     return store

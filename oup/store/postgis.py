@@ -104,7 +104,10 @@ class PostGISStore:
         count, bounds, tmin, tmax = 0, None, None, None
         with self.pool.connection() as con:
             con.execute(f"DROP TABLE IF EXISTS {tn}")
-            con.execute(f"CREATE TABLE {tn} (fid bigserial PRIMARY KEY, geom geometry, "
+            # typed geometry columns: geometry_columns then tells GIS clients (QGIS, tipg)
+            # each column's SRID
+            con.execute(f"CREATE TABLE {tn} (fid bigserial PRIMARY KEY, "
+                        f"geom geometry(Geometry, {int(source_srid)}), "
                         f"geom84 geometry(Geometry, 4326){cols})")
             batch = []
             with con.transaction():
