@@ -19,7 +19,6 @@ import os
 import random
 import shutil
 import socket
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -94,17 +93,16 @@ def raw_ceiling(broker: Broker, n: int) -> float:
     return got[0] / (got[2] - got[1])
 
 
-def oup_rate(env: dict, store: Path, n: int, client_id: str) -> float:
+def oup_rate(env: dict, store, n: int, client_id: str) -> float:
     proc = subprocess.Popen([sys.executable, "-m", "oup.cli", "ingest", "--client-id", client_id,
                              "--group", ""], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    con = sqlite3.connect(store)
     first = last = None
     deadline = time.monotonic() + 900
     while time.monotonic() < deadline:
-        row = con.execute("SELECT received FROM oup_ingest_counters WHERE ingester = ?",
-                          (client_id,)).fetchone()
-        done = row[0] if row else 0
+        rows = store.execute("SELECT received FROM oup_ingest_counters WHERE ingester = ?",
+                             (client_id,))
+        done = rows[0][0] if rows else 0
         if done and first is None:
             first = (time.perf_counter(), done)
         if done >= n:
@@ -116,13 +114,12 @@ def oup_rate(env: dict, store: Path, n: int, client_id: str) -> float:
     return (last[1] - first[1]) / (last[0] - first[0])
 
 
-def latency(env: dict, broker: Broker, store: Path, rate: int, seconds: int,
+def latency(env: dict, broker: Broker, store, rate: int, seconds: int,
             sensors: list[str]) -> tuple[float, float, int]:
     proc = subprocess.Popen([sys.executable, "-m", "oup.cli", "ingest", "--client-id",
                              "bench-latency", "--group", ""], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(3)
-    con = sqlite3.connect(store)
     t_start = int(time.time() * 1e6)
     pub = Publisher(broker, "bench-latency-pub")
     t0 = time.perf_counter()
@@ -139,7 +136,7 @@ def latency(env: dict, broker: Broker, store: Path, rate: int, seconds: int,
     time.sleep(3)
     proc.terminate()
     proc.wait(30)
-    lat = sorted(r[0] for r in con.execute(
+    lat = sorted(r[0] for r in store.execute(
         "SELECT stored_at - phenomenon_time FROM oup_observations "
         "WHERE phenomenon_time BETWEEN ? AND ?", (t_start, t_end)))
     return lat[len(lat) // 2] / 1e3, lat[int(len(lat) * 0.99)] / 1e3, len(lat)
@@ -214,22 +211,38 @@ def main() -> None:
     ap.add_argument("--sensors", type=int, default=1000)
     ap.add_argument("--queries", type=int, default=100)
     ap.add_argument("--parts", default="ingest,slices", help="which parts to run")
+    ap.add_argument("--store", default="gpkg", choices=["gpkg", "postgis"],
+                    help="where the ingester writes (postgis: a local cluster)")
     args = ap.parse_args()
     parts = args.parts.split(",")
     work = Path(tempfile.mkdtemp(prefix="oup-bench-sensors-"))
     env = dict(os.environ, OUP_DATA_DIR=str(work / "data"), OUP_LOG_LEVEL="WARNING")
+    env.pop("OUP_DATABASE_URL", None)
+    pg = None
+    if args.store == "postgis":
+        from oup.localdb import LocalPostGIS
+
+        work.chmod(0o755)  # the postgres user reaches its cluster through it
+        pg = LocalPostGIS(work / "pg").start()
+        env["OUP_DATABASE_URL"] = pg.create("oup")
     oup(env, "import", "sensors", "--quiet")
-    store = work / "data" / "oup.gpkg"
+    from oup.store import open_observation_store
+
+    store = open_observation_store(env.get("OUP_DATABASE_URL")
+                                   or f"gpkg://{work / 'data' / 'oup.gpkg'}")
     sensors = [f["properties"]["sensor_id"] for f in json.loads(
         (ROOT / "collections" / "sensors" / "sensors.geojson").read_text())["features"]
         if f["properties"]["observed_property"] in ("NO2", "PM10", "PM25")]
-    print(f"machine: {os.cpu_count()} CPUs; {args.messages:,} queued QoS 1 messages")
+    print(f"machine: {os.cpu_count()} CPUs; {args.messages:,} queued QoS 1 messages; "
+          f"store: {args.store}")
     if "ingest" in parts:
         ingest_parts(args, work, env, store, sensors)
     if "slices" in parts:
         p50, p99 = slice_queries(work / "slices", args.sensors, args.observations, args.queries)
         print(f"time slice, {args.sensors:,} sensors / {args.observations:,} observations: "
               f"p50 {p50:.0f} ms, p99 {p99:.0f} ms")
+    if pg:
+        pg.stop()
     shutil.rmtree(work, ignore_errors=True)
 
 

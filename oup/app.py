@@ -316,16 +316,22 @@ def create_app(settings: Settings | None = None):
         state = dict(store.health(), worker=os.getpid())  # which worker answered
         return state, 200 if state["status"] == "ok" else 503
 
+    observations: list = []  # one connection per worker, opened on first use
+
+    def observation_store():
+        if not observations:
+            from .store import open_observation_store
+
+            observations.append(open_observation_store(settings.store_url))
+        return observations[0]
+
     @app.get("/metrics")
     def metrics_endpoint():
         text = metrics.render()
         if any(c.stream for c in catalog):  # the ingesters' counters, from the store
             from iot_ingest.stats import ingest_stats, prometheus
 
-            from .store import open_observation_store
-
-            text += prometheus(ingest_stats(open_observation_store(settings.store_url),
-                                            settings.data_dir))
+            text += prometheus(ingest_stats(observation_store(), settings.data_dir))
         return Response(text, mimetype="text/plain; version=0.0.4")
 
     @app.get("/openapi.json")
