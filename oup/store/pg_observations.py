@@ -190,11 +190,13 @@ class PGObservationStore:
         for sensor, (t, value) in latest.items():
             if sensor in tables:
                 by_table.setdefault(tables[sensor], []).append((iso_us(t), value, sensor))
-        for (table, id_field), rows in by_table.items():
-            con.cursor().executemany(
-                f"UPDATE {quote(table)} SET latest_time = %s::timestamptz, latest_result = %s "
-                f"WHERE {quote(id_field)} = %s AND (latest_time IS NULL OR "
-                f"latest_time <= %s::timestamptz)", [(t, v, s, t) for t, v, s in rows])
+        for (table, id_field), rows in by_table.items():  # one statement per table
+            times, values, sensors = map(list, zip(*rows))
+            con.execute(
+                f"UPDATE {quote(table)} AS f SET latest_time = v.t, latest_result = v.r "
+                f"FROM unnest(%s::timestamptz[], %s::float8[], %s::text[]) AS v(t, r, s) "
+                f"WHERE f.{quote(id_field)} = v.s AND (f.latest_time IS NULL OR "
+                f"f.latest_time <= v.t)", (times, values, sensors))
 
     def refresh_latest(self, table: str, id_field: str) -> int:
         rows = self.execute(
