@@ -30,8 +30,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
-
 from oup.store.observations import BatchResult, DeadLetter, ObservationStore, StoreBusy
 
 from .mqtt import Broker

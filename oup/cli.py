@@ -205,9 +205,8 @@ def ingest(client_id, group, batch_size, stats):
 def deadletters(limit, all_, replay, ids):
     """List the messages that could not be stored, with the reason; or replay them."""
     from iot_ingest.payloads import PayloadError, decode
-    from oup.store.observations import DeadLetter, iso_us
+    from oup.store.observations import iso_us
 
-    s = get_settings()
     cat, store, observations, registry = _sensors()
     letters = observations.dead_letters(limit=limit if not replay else 1_000_000,
                                          replayed=all_, ids=list(ids) or None)

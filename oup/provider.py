@@ -15,6 +15,7 @@ from pygeoapi.provider.base import (BaseProvider, ProviderInvalidQueryError,
 from .settings import get_settings
 from .store import InvalidQuery, Query, StoreError, open_store
 from .store.geometry import CRS84, crs_code
+from .store.timeseries import OBSERVATION_FIELDS, SLICE_FIELDS
 
 _JSON_TYPES = {"date-time": ("string", "date-time")}
 
@@ -181,7 +182,7 @@ class _SensorDerived(OUPProvider):
 class ObservationsProvider(_SensorDerived):
     """Every stored observation as a feature at its sensor; ``datetime`` = phenomenon time."""
 
-    from .store.timeseries import OBSERVATION_FIELDS as FIELDS
+    FIELDS = OBSERVATION_FIELDS
 
     def _page(self, query):
         return self.series.observations(query)
@@ -196,7 +197,7 @@ class ObservationsProvider(_SensorDerived):
 class TimeSliceProvider(_SensorDerived):
     """The sensors as they were in fixed slices of time (mean, min, max, count)."""
 
-    from .store.timeseries import SLICE_FIELDS as FIELDS
+    FIELDS = SLICE_FIELDS
 
     def __init__(self, provider_def):
         super().__init__(provider_def)
