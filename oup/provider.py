@@ -101,7 +101,7 @@ class OUPProvider(BaseProvider):
                 offset=offset,
                 crs=self._crs(crs_transform_spec),
             )
-            page = self.store.query(self.collection, query)
+            page = self._page(query)
         except InvalidQuery as exc:
             raise ProviderInvalidQueryError(user_msg=str(exc)) from exc
         except StoreError as exc:
@@ -111,7 +111,7 @@ class OUPProvider(BaseProvider):
 
     def get(self, identifier, crs_transform_spec=None, **kwargs):
         try:
-            feature = self.store.get(self.collection, identifier, self._crs(crs_transform_spec))
+            feature = self._one(identifier, self._crs(crs_transform_spec))
         except InvalidQuery:
             feature = None
         except StoreError as exc:
@@ -119,6 +119,13 @@ class OUPProvider(BaseProvider):
         if feature is None:
             raise ProviderItemNotFoundError(user_msg=f"no item {identifier!r}")
         return feature
+
+    # what the subclasses over observations answer differently
+    def _page(self, query: Query):
+        return self.store.query(self.collection, query)
+
+    def _one(self, identifier, crs: str):
+        return self.store.get(self.collection, identifier, crs)
 
 
 class _SensorDerived(OUPProvider):
@@ -149,34 +156,6 @@ class _SensorDerived(OUPProvider):
                 t, fmt = _JSON_TYPES.get(kind, (kind, None))
                 self._fields[name] = {"type": t, **({"format": fmt} if fmt else {})}
         return self._fields
-
-    def query(self, offset=0, limit=10, resulttype="results", bbox=[], datetime_=None,
-              properties=[], sortby=[], select_properties=[], skip_geometry=False, q=None,
-              filterq=None, crs_transform_spec=None, **kwargs):
-        try:
-            query = Query(
-                bbox=tuple(bbox[:2] + bbox[-2:]) if bbox else None,
-                interval=parse_datetime(datetime_), equals=dict(properties), filter=filterq,
-                sortby=[(s["property"], s["order"] != "-") for s in sortby],
-                select=list(select_properties) or None, skip_geometry=skip_geometry,
-                limit=0 if resulttype == "hits" else limit, offset=offset,
-                crs=self._crs(crs_transform_spec))
-            page = self._page(query)
-        except InvalidQuery as exc:
-            raise ProviderInvalidQueryError(user_msg=str(exc)) from exc
-        except StoreError as exc:
-            raise ProviderConnectionError(str(exc)) from exc
-        return {"type": "FeatureCollection", "features": page.features,
-                "numberMatched": page.number_matched, "numberReturned": len(page.features)}
-
-    def get(self, identifier, crs_transform_spec=None, **kwargs):
-        try:
-            feature = self._one(identifier, self._crs(crs_transform_spec))
-        except StoreError as exc:
-            raise ProviderConnectionError(str(exc)) from exc
-        if feature is None:
-            raise ProviderItemNotFoundError(user_msg=f"no item {identifier!r}")
-        return feature
 
 
 class ObservationsProvider(_SensorDerived):

@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -298,6 +299,30 @@ def flat_messages(n: int, start: datetime, step_us: int = 1_000_000) -> list[tup
                               "result": round(10 + (i % 500) / 10, 1)}).encode()
         out.append((f"oup/sensors/{sid}/observations", payload, (sid, t)))
     return out
+
+
+def publish_in_background(broker_url: str, messages, client_id: str):
+    """Publish (topic, payload, key) messages from a thread, QoS 1, until every one is
+    acknowledged by the broker; (publisher, done event, errors)."""
+    from iot_ingest.mqtt import Broker
+    from iot_ingest.simulate import Publisher
+
+    pub = Publisher(Broker.from_url(broker_url), client_id)
+    done = threading.Event()
+    errors = []
+
+    def run():
+        try:
+            for topic, payload, _ in messages:
+                pub.publish(topic, payload)
+            pub.close(timeout=300)
+        except Exception as exc:  # surfaced by the test
+            errors.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    return pub, done, errors
 
 
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.2):

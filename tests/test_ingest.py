@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import IngesterProcess, flat_messages, oup, store_url, wait_for
+from conftest import (IngesterProcess, flat_messages, oup, publish_in_background,
+                      store_url, wait_for)
 from iot_ingest.mqtt import Broker
 from iot_ingest.simulate import Publisher
 from oup.store import open_observation_store
@@ -51,25 +52,6 @@ def _writer_blocked(env):
             con.close()
 
 
-def _publish_in_background(broker_url: str, messages, client_id: str):
-    pub = Publisher(Broker.from_url(broker_url), client_id)
-    done = threading.Event()
-    errors = []
-
-    def run():
-        try:
-            for topic, payload, _ in messages:
-                pub.publish(topic, payload)
-            pub.close(timeout=300)
-        except Exception as exc:  # surfaced by the test below
-            errors.append(exc)
-        finally:
-            done.set()
-
-    threading.Thread(target=run, daemon=True).start()
-    return pub, done, errors
-
-
 def _env(imported, broker) -> dict:
     return dict(imported, OUP_MQTT_URL=broker.url)
 
@@ -84,7 +66,7 @@ def test_sigkill_three_times_loses_nothing_and_stores_nothing_twice(imported, br
     start, end = datetime(2030, 1, 1, tzinfo=timezone.utc), datetime(2030, 2, 1, tzinfo=timezone.utc)
     messages = flat_messages(100_000, start)
     ing = IngesterProcess(env, "kill-test").start()
-    pub, done, errors = _publish_in_background(broker.url, messages, f"kill-test-pub-{env['OUP_TEST_STORE']}")
+    pub, done, errors = publish_in_background(broker.url, messages, f"kill-test-pub-{env['OUP_TEST_STORE']}")
     rng = random.Random(4)
     kills = sorted(rng.sample(range(5_000, 95_000), 3))
     for at in kills:  # a random moment while the stream is being stored
@@ -108,7 +90,7 @@ def test_broker_restart_mid_stream_loses_nothing(imported, broker):
     start, end = datetime(2030, 3, 1, tzinfo=timezone.utc), datetime(2030, 4, 1, tzinfo=timezone.utc)
     messages = flat_messages(30_000, start)
     ing = IngesterProcess(env, "restart-test").start()
-    pub, done, errors = _publish_in_background(broker.url, messages, f"restart-test-pub-{env['OUP_TEST_STORE']}")
+    pub, done, errors = publish_in_background(broker.url, messages, f"restart-test-pub-{env['OUP_TEST_STORE']}")
     wait_for(lambda: len(_keys(env, start, end)) >= 8_000, 120, "8,000 rows")
     broker.stop()  # SIGTERM: Mosquitto writes its persistence file
     broker.start()
@@ -126,7 +108,7 @@ def test_blocked_writer_pushes_back_and_loses_nothing(imported, broker, server):
     start, end = datetime(2030, 5, 1, tzinfo=timezone.utc), datetime(2030, 6, 1, tzinfo=timezone.utc)
     messages = flat_messages(20_000, start)
     ing = IngesterProcess(env, "block-test").start()
-    pub, done, errors = _publish_in_background(broker.url, messages, f"block-test-pub-{env['OUP_TEST_STORE']}")
+    pub, done, errors = publish_in_background(broker.url, messages, f"block-test-pub-{env['OUP_TEST_STORE']}")
     wait_for(lambda: len(_keys(env, start, end)) >= 1_000, 120, "1,000 rows")
     with _writer_blocked(env):  # the database writer is blocked from here
         stored_at_block = len(_keys(env, start, end))
@@ -192,7 +174,7 @@ def test_ten_thousand_hostile_payloads_become_dead_letters(imported, broker):
     store = _store(env)
     before = store.execute("SELECT COALESCE(MAX(id), 0) FROM oup_dead_letters")[0][0]
     ing = IngesterProcess(env, "hostile-test").start()
-    pub, done, errors = _publish_in_background(broker.url, stream, f"hostile-test-pub-{env['OUP_TEST_STORE']}")
+    pub, done, errors = publish_in_background(broker.url, stream, f"hostile-test-pub-{env['OUP_TEST_STORE']}")
     assert done.wait(300) and not errors, errors
     wait_for(lambda: store.counters().get(ing.client_id, {}).get("received", 0) >= 20_000,
              180, "20,000 messages counted")

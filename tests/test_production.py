@@ -4,7 +4,6 @@ workers and two ingesters on one shared subscription), as the suite's PostGIS ha
 from __future__ import annotations
 
 import json
-import threading
 import time
 import zipfile
 from datetime import datetime, timezone
@@ -14,9 +13,8 @@ import jsonschema
 import requests
 import yaml
 
-from conftest import IngesterProcess, flat_messages, store_url, wait_for
-from iot_ingest.mqtt import Broker
-from iot_ingest.simulate import Publisher
+from conftest import (IngesterProcess, flat_messages, publish_in_background, store_url,
+                      wait_for)
 from oup.store import open_observation_store
 from oup.store.observations import us_of
 
@@ -86,20 +84,12 @@ def test_two_ingesters_split_one_shared_subscription_one_killed(imported, broker
         return store.execute("SELECT COUNT(*) FROM oup_observations WHERE phenomenon_time "
                              ">= ? AND phenomenon_time < ?", (us_of(t0), us_of(t1)))[0][0]
 
-    pub = Publisher(Broker.from_url(broker.url), f"split-pub-{imported['OUP_TEST_STORE']}")
-    done = threading.Event()
-
-    def publish():
-        for topic, payload, _ in messages:
-            pub.publish(topic, payload)
-        pub.close(300)
-        done.set()
-
-    threading.Thread(target=publish, daemon=True).start()
+    pub, done, errors = publish_in_background(
+        broker.url, messages, f"split-pub-{imported['OUP_TEST_STORE']}")
     wait_for(lambda: stored() >= 50_000, 240, "50,000 rows")
     one.kill()
     at_kill = stored()
-    assert done.wait(300)
+    assert done.wait(300) and not errors, errors
     # ingest-2 carries on alone: its share keeps arriving and being stored
     wait_for(lambda: stored() >= at_kill + 10_000, 120, "ingest-2 storing on its own")
     one.start()  # back: the broker delivers what it queued for ingest-1's session
@@ -120,16 +110,8 @@ def test_two_api_workers_answer_consistently_while_ingest_runs(imported, broker,
     base = dict(imported, OUP_MQTT_URL=broker.url)
     ing = IngesterProcess(base, "consistency").start()
     messages = flat_messages(20_000, datetime(2034, 1, 1, tzinfo=timezone.utc))
-    pub = Publisher(Broker.from_url(broker.url), f"consistency-pub-{imported['OUP_TEST_STORE']}")
-    done = threading.Event()
-
-    def publish():
-        for topic, payload, _ in messages:
-            pub.publish(topic, payload)
-        pub.close(300)
-        done.set()
-
-    threading.Thread(target=publish, daemon=True).start()
+    pub, done, errors = publish_in_background(
+        broker.url, messages, f"consistency-pub-{imported['OUP_TEST_STORE']}")
     session = requests.Session()
     url = f"{server}/collections/observations/items"
     seen, workers, last = [], set(), -1
@@ -142,6 +124,7 @@ def test_two_api_workers_answer_consistently_while_ingest_runs(imported, broker,
         last = n
         seen.append(n)
         workers.add(session.get(f"{server}/health", timeout=10).json()["worker"])
+    assert not errors, errors
     assert len(set(seen)) > 2  # it really read while rows arrived
     store = open_observation_store(store_url(imported))
     wait_for(lambda: store.counters().get(ing.client_id, {}).get("received", 0) >= 20_000,

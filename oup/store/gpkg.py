@@ -22,10 +22,10 @@ from typing import Iterable
 import numpy as np
 import shapely
 
-from .base import (Feature, Field, InvalidQuery, Page, Query, StoreError, UnknownCollection,
-                   check_int64)
-from .cql import SqlCompiler, iso, quote
+from .base import Feature, Field, Query, StoreError, UnknownCollection, check_int64
+from .cql import iso, quote
 from .geometry import gpb_envelope, gpb_wkb, rows_to_features, to_gpb
+from .sqlquery import SqlQueries, _fields
 
 _SQL_TYPES = {"string": "TEXT", "number": "DOUBLE", "integer": "INTEGER",
               "boolean": "BOOLEAN", "date-time": "DATETIME"}
@@ -103,7 +103,7 @@ def _connect(path: str, readonly: bool = False) -> sqlite3.Connection:
     return con
 
 
-class GeoPackageStore:
+class GeoPackageStore(SqlQueries):
     """A GeoPackage file behind the ``FeatureStore`` interface."""
 
     def __init__(self, path: str | Path):
@@ -303,11 +303,8 @@ class GeoPackageStore:
         return {"bbox": m["bbox"], "interval": m["interval"], "count": m["count"],
                 "time_field": m["time_field"], "source_srid": m["source_srid"]}
 
-    def _where(self, cid: str, meta: dict, q: Query) -> tuple[str, list]:
-        fields = _fields(meta)
-        names = {f.name: f for f in fields}
+    def _spatial(self, cid: str):
         t, rt84 = quote(cid), quote(f"rtree_{cid}__geom84")
-        clauses, params = [], []
 
         def spatial(op: str, wkb: bytes, bounds, box: bool = False) -> tuple[str, list]:
             minx, miny, maxx, maxy = bounds
@@ -326,64 +323,7 @@ class GeoPackageStore:
             p = [maxx, minx, maxy, miny] + ([minx, maxx, miny, maxy] if inside else [])
             return sql, p + [op, wkb]
 
-        if q.bbox is not None:
-            sql, p = spatial("intersects", shapely.to_wkb(shapely.box(*q.bbox)), q.bbox, box=True)
-            clauses.append(sql)
-            params += p
-        if q.interval is not None:
-            tf = meta["time_field"]
-            if tf is None:
-                raise InvalidQuery("this collection has no time; drop datetime", "datetime")
-            start, end = q.interval
-            if start is not None and start == end:
-                clauses.append(f"{quote(tf)} = ?")
-                params.append(iso(start))
-            else:
-                if start is not None:
-                    clauses.append(f"{quote(tf)} >= ?")
-                    params.append(iso(start))
-                if end is not None:
-                    clauses.append(f"{quote(tf)} <= ?")
-                    params.append(iso(end))
-        for name, value in q.equals.items():
-            field = names.get(name)
-            if field is None:
-                raise InvalidQuery(f"unknown property {name!r}; see /queryables", name)
-            clauses.append(f"{quote(name)} = ?")
-            params.append(_coerce(field, value))
-        if q.filter is not None:
-            sql, p = SqlCompiler(fields, spatial).compile(q.filter)
-            clauses.append(sql)
-            params += p
-        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
-
-    def query(self, cid: str, q: Query) -> Page:
-        meta = self._layer(cid)  # once a request: each look asks SQLite if the file changed
-        fields = _fields(meta)
-        names = {f.name for f in fields}
-        select = q.select if q.select is not None else [f.name for f in fields]
-        for name in select:
-            if name not in names:
-                raise InvalidQuery(f"unknown property {name!r} in properties", "properties")
-        order = []
-        for name, asc in q.sortby:
-            if name not in names:
-                raise InvalidQuery(f"cannot sort by unknown property {name!r}", "sortby")
-            order.append(f"{quote(name)} {'ASC' if asc else 'DESC'}")
-        order.append("fid")
-        where, params = self._where(cid, meta, q)
-        t = quote(cid)
-        matched = None
-        if q.count:
-            matched = self.con.execute(f"SELECT COUNT(*) FROM {t}{where}", params).fetchone()[0]
-        geom_col = self._geom_column(meta, q)
-        cols = ["fid", geom_col] + [quote(n) for n in select]
-        if meta.get("id_field"):  # the feature id, whatever properties were selected
-            cols.append(quote(meta["id_field"]))
-        rows = self.con.execute(
-            f"SELECT {', '.join(cols)} FROM {t}{where} ORDER BY {', '.join(order)} "
-            f"LIMIT ? OFFSET ?", params + [q.limit, q.offset]).fetchall()
-        return Page(self._features(meta, rows, select, q), matched)
+        return spatial
 
     def get(self, cid: str, fid: int | str, crs: str = "OGC:CRS84") -> dict | None:
         """One feature by its id: the row number, or the value of the layer's id field."""
@@ -421,28 +361,3 @@ class GeoPackageStore:
                     "collections": len(self._layer_names())}
         except (sqlite3.Error, StoreError) as exc:
             return {"status": "error", "store": "geopackage", "error": str(exc)}
-
-
-def _fields(meta: dict) -> list[Field]:
-    return [Field(n, t) for n, t in meta["fields"]]
-
-
-def _coerce(field: Field, value):
-    """A query-string value as the field's type, or a clear error."""
-    if field.type == "integer" and str(value).lstrip("-").isdigit():
-        return check_int64(int(value), field.name)
-    try:
-        if field.type == "integer":
-            return int(value)
-        if field.type == "number":
-            return float(value)
-        if field.type == "boolean":
-            if str(value).lower() not in ("true", "false", "1", "0"):
-                raise ValueError
-            return int(str(value).lower() in ("true", "1"))
-        if field.type == "date-time":
-            return iso(datetime.fromisoformat(str(value).replace("Z", "+00:00")))
-    except ValueError:
-        raise InvalidQuery(f"{field.name} must be {field.type}, got {value!r}",
-                           field.name) from None
-    return str(value)

@@ -19,9 +19,9 @@ from typing import Iterable
 
 import shapely
 
-from .base import Feature, Field, InvalidQuery, Page, Query, StoreError, UnknownCollection
-from .cql import SqlCompiler, iso, quote
-from .gpkg import _coerce, _fields
+from .base import Feature, Field, InvalidQuery, Query, StoreError, UnknownCollection
+from .cql import iso, quote
+from .sqlquery import SqlQueries, _fields
 from .geometry import rows_to_features
 
 _PG_TYPES = {"string": "text", "number": "double precision", "integer": "bigint",
@@ -51,7 +51,7 @@ def pg_sql(sql: str) -> str:
     return "".join(out)
 
 
-class PostGISStore:
+class PostGISStore(SqlQueries):
     def __init__(self, url: str, pool_size: int | None = None):
         from psycopg_pool import ConnectionPool
 
@@ -165,11 +165,7 @@ class PostGISStore:
         return {"bbox": m["bbox"], "interval": m["interval"], "count": m["count"],
                 "time_field": m["time_field"], "source_srid": m["source_srid"]}
 
-    def _where(self, cid: str, meta: dict, q: Query) -> tuple[str, list]:
-        fields = _fields(meta)
-        names = {f.name: f for f in fields}
-        clauses, params = [], []
-
+    def _spatial(self, cid: str):
         def spatial(op: str, wkb: bytes, bounds, box: bool = False) -> tuple[str, list]:
             exact = f"{_OPS[op]}(geom84, ST_GeomFromWKB(?, 4326))"
             if op == "disjoint":
@@ -178,37 +174,7 @@ class PostGISStore:
             return f"(geom84 && ST_MakeEnvelope(?, ?, ?, ?, 4326) AND {exact})", \
                 [*bounds, wkb]
 
-        if q.bbox is not None:
-            sql, p = spatial("intersects", shapely.to_wkb(shapely.box(*q.bbox)), q.bbox)
-            clauses.append(sql)
-            params += p
-        if q.interval is not None:
-            tf = meta["time_field"]
-            if tf is None:
-                raise InvalidQuery("this collection has no time; drop datetime", "datetime")
-            start, end = q.interval
-            if start is not None and start == end:
-                clauses.append(f"{quote(tf)} = ?")
-                params.append(iso(start))
-            else:
-                if start is not None:
-                    clauses.append(f"{quote(tf)} >= ?")
-                    params.append(iso(start))
-                if end is not None:
-                    clauses.append(f"{quote(tf)} <= ?")
-                    params.append(iso(end))
-        for name, value in q.equals.items():
-            field = names.get(name)
-            if field is None:
-                raise InvalidQuery(f"unknown property {name!r}; see /queryables", name)
-            clauses.append(f"{quote(name)} = ?")
-            v = _coerce(field, value)
-            params.append(bool(v) if field.type == "boolean" else v)
-        if q.filter is not None:
-            sql, p = SqlCompiler(fields, spatial).compile(q.filter)
-            clauses.append(sql)
-            params += p
-        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+        return spatial
 
     @staticmethod
     def _geom_column(meta: dict, q: Query) -> str:
@@ -221,34 +187,6 @@ class PostGISStore:
     @staticmethod
     def _features(meta: dict, rows, select: list[str], q: Query) -> list[dict]:
         return rows_to_features(meta, rows, select, q)
-
-    def query(self, cid: str, q: Query) -> Page:
-        meta = self._layer(cid)
-        fields = _fields(meta)
-        names = {f.name for f in fields}
-        select = q.select if q.select is not None else [f.name for f in fields]
-        for name in select:
-            if name not in names:
-                raise InvalidQuery(f"unknown property {name!r} in properties", "properties")
-        order = []
-        for name, asc in q.sortby:
-            if name not in names:
-                raise InvalidQuery(f"cannot sort by unknown property {name!r}", "sortby")
-            # NULLS like SQLite (smallest), so both stores page the same way
-            order.append(f"{quote(name)} {'ASC NULLS FIRST' if asc else 'DESC NULLS LAST'}")
-        order.append("fid")
-        where, params = self._where(cid, meta, q)
-        t = quote(cid)
-        matched = None
-        if q.count:
-            matched = self.execute(f"SELECT COUNT(*) FROM {t}{where}", params)[0][0]
-        cols = ["fid", self._geom_column(meta, q)] + [quote(n) for n in select]
-        if meta.get("id_field"):
-            cols.append(quote(meta["id_field"]))
-        rows = self.execute(f"SELECT {', '.join(cols)} FROM {t}{where} "
-                            f"ORDER BY {', '.join(order)} LIMIT ? OFFSET ?",
-                            params + [q.limit, q.offset])
-        return Page(self._features(meta, rows, select, q), matched)
 
     def get(self, cid: str, fid, crs: str = "OGC:CRS84") -> dict | None:
         meta = self._layer(cid)

@@ -13,7 +13,7 @@ from datetime import datetime
 
 from .base import InvalidQuery, Page, Query
 from .cql import quote
-from .gpkg import GeoPackageStore
+from .sqlquery import SqlQueries
 from .observations import iso_us, us_of
 
 OBSERVATION_FIELDS = (("phenomenonTime", "date-time"), ("result", "number"),
@@ -41,7 +41,7 @@ def _floor(expr: str, length: int) -> str:
 
 
 class TimeSeries:
-    def __init__(self, store: GeoPackageStore, sensors: SensorSet):
+    def __init__(self, store: SqlQueries, sensors: SensorSet):
         self.store, self.s = store, sensors
 
     # -- helpers ------------------------------------------------------------------------

@@ -1,0 +1,113 @@
+"""The query half both SQL stores share: one WHERE builder (bbox, datetime, properties,
+CQL2) and one paged query. A store supplies ``execute`` (``?`` placeholders), ``_layer``,
+``_geom_column``, ``_features`` and ``_spatial`` - the one spelling that differs: how a
+spatial predicate meets its index (SQLite R*Tree, PostGIS GiST).
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Callable
+
+import shapely
+
+from .base import Field, InvalidQuery, Page, Query, check_int64
+from .cql import SqlCompiler, iso, quote
+
+Spatial = Callable[..., tuple[str, list]]  # (op, wkb, bounds, box=False) -> (sql, params)
+
+
+class SqlQueries:
+    def _spatial(self, cid: str) -> Spatial:
+        raise NotImplementedError
+
+    def _where(self, cid: str, meta: dict, q: Query) -> tuple[str, list]:
+        fields = _fields(meta)
+        names = {f.name: f for f in fields}
+        spatial = self._spatial(cid)
+        clauses, params = [], []
+
+        if q.bbox is not None:
+            sql, p = spatial("intersects", shapely.to_wkb(shapely.box(*q.bbox)), q.bbox, box=True)
+            clauses.append(sql)
+            params += p
+        if q.interval is not None:
+            tf = meta["time_field"]
+            if tf is None:
+                raise InvalidQuery("this collection has no time; drop datetime", "datetime")
+            start, end = q.interval
+            if start is not None and start == end:
+                clauses.append(f"{quote(tf)} = ?")
+                params.append(iso(start))
+            else:
+                if start is not None:
+                    clauses.append(f"{quote(tf)} >= ?")
+                    params.append(iso(start))
+                if end is not None:
+                    clauses.append(f"{quote(tf)} <= ?")
+                    params.append(iso(end))
+        for name, value in q.equals.items():
+            field = names.get(name)
+            if field is None:
+                raise InvalidQuery(f"unknown property {name!r}; see /queryables", name)
+            clauses.append(f"{quote(name)} = ?")
+            params.append(_coerce(field, value))
+        if q.filter is not None:
+            sql, p = SqlCompiler(fields, spatial).compile(q.filter)
+            clauses.append(sql)
+            params += p
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+    def query(self, cid: str, q: Query) -> Page:
+        meta = self._layer(cid)  # once a request: each look asks the store
+        fields = _fields(meta)
+        names = {f.name for f in fields}
+        select = q.select if q.select is not None else [f.name for f in fields]
+        for name in select:
+            if name not in names:
+                raise InvalidQuery(f"unknown property {name!r} in properties", "properties")
+        order = []
+        for name, asc in q.sortby:
+            if name not in names:
+                raise InvalidQuery(f"cannot sort by unknown property {name!r}", "sortby")
+            # NULLs smallest, in both stores, so both page alike
+            order.append(f"{quote(name)} {'ASC NULLS FIRST' if asc else 'DESC NULLS LAST'}")
+        order.append("fid")
+        where, params = self._where(cid, meta, q)
+        t = quote(cid)
+        matched = None
+        if q.count:
+            matched = self.execute(f"SELECT COUNT(*) FROM {t}{where}", params)[0][0]
+        geom_col = self._geom_column(meta, q)
+        cols = ["fid", geom_col] + [quote(n) for n in select]
+        if meta.get("id_field"):  # the feature id, whatever properties were selected
+            cols.append(quote(meta["id_field"]))
+        rows = self.execute(
+            f"SELECT {', '.join(cols)} FROM {t}{where} ORDER BY {', '.join(order)} "
+            f"LIMIT ? OFFSET ?", params + [q.limit, q.offset])
+        return Page(self._features(meta, rows, select, q), matched)
+
+
+def _fields(meta: dict) -> list[Field]:
+    return [Field(n, t) for n, t in meta["fields"]]
+
+
+def _coerce(field: Field, value):
+    """A query-string value as the field's type, or a clear error."""
+    if field.type == "integer" and str(value).lstrip("-").isdigit():
+        return check_int64(int(value), field.name)
+    try:
+        if field.type == "integer":
+            return int(value)
+        if field.type == "number":
+            return float(value)
+        if field.type == "boolean":
+            if str(value).lower() not in ("true", "false", "1", "0"):
+                raise ValueError
+            return str(value).lower() in ("true", "1")
+        if field.type == "date-time":
+            return iso(datetime.fromisoformat(str(value).replace("Z", "+00:00")))
+    except ValueError:
+        raise InvalidQuery(f"{field.name} must be {field.type}, got {value!r}",
+                           field.name) from None
+    return str(value)
