@@ -283,6 +283,16 @@ class IngesterProcess:
             self.proc.wait(timeout=60)
 
 
+@pytest.fixture(autouse=True)
+def _no_ingester_outlives_its_test():
+    """A test that fails before stopping its ingester must not leave it subscribed: it
+    would store the next tests' messages and turn them into duplicates there."""
+    yield
+    for ing in IngesterProcess.started:
+        ing.stop()
+    IngesterProcess.started.clear()
+
+
 def flat_messages(n: int, start: datetime, step_us: int = 1_000_000) -> list[tuple[str, bytes, tuple]]:
     """n distinct flat-JSON readings over the demo's sensors, from ``start`` on:
     (topic, payload, (sensor id, phenomenon time in microseconds))."""
