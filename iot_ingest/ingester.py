@@ -12,8 +12,12 @@ The delivery contract, end to end:
   broker sends us unacknowledged; when the writer is slow (or the database is locked) the
   cap is reached and the broker holds the rest in its queue. Nothing here ever discards a
   message: a bad one becomes a dead letter, a busy database is retried.
-* **Shared subscriptions.** ``$share/<group>/<topic>``: ingesters with the same group split
-  the stream; each keeps its own session.
+* **Shared subscriptions, when scaled out.** ``$share/<group>/<topic>``: ingesters with
+  the same group split the stream; each keeps its own session. Alone, an ingester
+  subscribes plainly: Mosquitto 2.0 restores plain subscriptions after a broker restart
+  but not shared ones, so until a group's ingesters have subscribed again the broker
+  drops what arrives for it (a publisher sees PUBACK reason 0x10, "No matching
+  subscribers"; ``oup simulate``'s Publisher sends such messages again).
 * **Acknowledgements are per connection.** After a reconnect the broker re-sends what was
   unacknowledged, with new packet ids; acknowledging an old id on the new connection
   could acknowledge the wrong message, so messages of an earlier connection are stored
@@ -42,7 +46,7 @@ LOG = logging.getLogger("oup.ingest")
 @dataclass
 class IngestOptions:
     client_id: str = "oup-ingest-1"
-    group: str | None = "oup"  # shared-subscription group; None subscribes plainly
+    group: str | None = None  # shared-subscription group; None subscribes plainly
     batch_size: int = 500
     batch_wait: float = 0.05  # seconds to fill a batch after its first message
     receive_maximum: int = 2000

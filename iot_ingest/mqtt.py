@@ -50,7 +50,6 @@ class Broker:
             c.tls_set(cert_reqs=ssl.CERT_REQUIRED)
         return c
 
-
     def connect_args(self, session_expiry: int, receive_maximum: int | None = None) -> dict:
         """connect() arguments that keep the session: clean_start and properties (MQTT 5);
         MQTT 3.1.1 keeps it through clean_session=False, set on the client."""

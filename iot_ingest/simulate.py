@@ -14,6 +14,7 @@ import math
 import random
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -28,20 +29,35 @@ class PublishError(RuntimeError):
     """The broker did not take a message (after waiting and retrying)."""
 
 
-class Publisher:
-    """QoS 1 publishing that knows what the broker took: paho's ``publish`` does not raise
-    when its queue is full (it returns MQTT_ERR_QUEUE_SIZE), so the return code is checked
-    and the call waits and retries; ``flush`` waits for every PUBACK."""
+NO_MATCHING_SUBSCRIBERS = 0x10  # MQTT 5 PUBACK reason: taken, matched nobody, dropped
 
-    def __init__(self, broker: Broker, client_id: str, max_inflight: int = 1000):
+
+class Publisher:
+    """QoS 1 publishing that knows what the broker took, as a store-and-forward gateway.
+
+    * paho's ``publish`` does not raise when its queue is full (it returns
+      MQTT_ERR_QUEUE_SIZE): the return code is checked and the call waits and retries.
+    * A message is kept until its PUBACK. An MQTT 5 broker acknowledges a message that
+      matched no subscription with reason 0x10 and drops it. That happens after a Mosquitto
+      2.0 restart until the ingesters have subscribed again: Mosquitto 2.0 restores plain
+      subscriptions from its persistence file, but not shared ones (``$share/...``). Such a
+      message is sent again every ``retry`` seconds; at most ``max_unrouted`` wait, then
+      ``publish`` blocks (nobody subscribes: is ``oup ingest`` running?).
+    * ``flush`` waits for every PUBACK that routed its message.
+    """
+
+    def __init__(self, broker: Broker, client_id: str, max_inflight: int = 1000,
+                 retry: float = 1.0, max_unrouted: int = 100_000):
         self.client = broker.client(client_id)
         self.client.max_inflight_messages_set(max_inflight)
         self.client.max_queued_messages_set(10 * max_inflight)
         self.client.reconnect_delay_set(1, 5)
-        # mids awaiting their PUBACK; a PUBACK can beat publish() returning its mid
+        self.retry, self.max_unrouted = retry, max_unrouted
+        # mid -> message awaiting its PUBACK; a PUBACK can beat publish() returning its mid
         self._lock = threading.Lock()
-        self._pending: set[int] = set()
-        self._early: set[int] = set()
+        self._pending: dict[int, tuple[str, bytes]] = {}
+        self._early: dict[int, int] = {}
+        self._unrouted: deque[tuple[float, str, bytes]] = deque()  # (due, topic, payload)
         self._connected = threading.Event()
         self.client.on_connect = lambda *a: self._connected.set()
         self.client.on_disconnect = lambda *a: self._connected.clear()
@@ -52,16 +68,36 @@ class Publisher:
         if not self._connected.wait(10):
             raise PublishError(f"no connection to {broker.host}:{broker.port}")
         self.sent = 0
+        self.unrouted = 0  # 0x10 answers, each followed by a resend
 
     def _on_publish(self, client, userdata, mid, reason_code, properties):
         with self._lock:
-            if mid in self._pending:
-                self._pending.discard(mid)
+            reason = getattr(reason_code, "value", reason_code)
+            message = self._pending.pop(mid, None)
+            if message is None:
+                self._early[mid] = reason
             else:
-                self._early.add(mid)
+                self._settle(message, reason)
+
+    def _settle(self, message: tuple[str, bytes], reason: int) -> None:
+        """Called under the lock with a message's PUBACK reason."""
+        if reason == NO_MATCHING_SUBSCRIBERS:
+            self.unrouted += 1
+            self._unrouted.append((time.monotonic() + self.retry, *message))
 
     def publish(self, topic: str, payload: bytes, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
+        self._resend_due()
+        while self.waiting_for_subscriber() >= self.max_unrouted:
+            if time.monotonic() > deadline:
+                raise PublishError(f"{self.waiting_for_subscriber()} messages found no "
+                                   f"subscriber for {timeout:.0f} s: is `oup ingest` running?")
+            time.sleep(0.05)
+            self._resend_due()
+        self._send(topic, payload, deadline)
+        self.sent += 1
+
+    def _send(self, topic: str, payload: bytes, deadline: float) -> None:
         while True:
             info = self.client.publish(topic, payload, qos=1)
             # NO_CONN at QoS 1: paho keeps the message and sends it after reconnecting
@@ -72,27 +108,46 @@ class Publisher:
             time.sleep(0.01)  # the queue is full: wait, never drop
         with self._lock:
             if info.mid in self._early:
-                self._early.discard(info.mid)
+                self._settle((topic, payload), self._early.pop(info.mid))
             else:
-                self._pending.add(info.mid)
-        self.sent += 1
+                self._pending[info.mid] = (topic, payload)
+
+    def _resend_due(self, timeout: float = 60.0) -> None:
+        now = time.monotonic()
+        while True:
+            with self._lock:
+                if not self._unrouted or self._unrouted[0][0] > now:
+                    return
+                _, topic, payload = self._unrouted.popleft()
+            self._send(topic, payload, now + timeout)
+
+    def waiting_for_subscriber(self) -> int:
+        with self._lock:
+            return len(self._unrouted)
 
     def unacknowledged(self) -> int:
+        """Messages not yet taken and routed by the broker."""
         with self._lock:
-            return len(self._pending)
+            return len(self._pending) + len(self._unrouted)
 
     def flush(self, timeout: float = 120.0) -> None:
         deadline = time.monotonic() + timeout
         while self.unacknowledged():
             if time.monotonic() > deadline:
+                unrouted = self.waiting_for_subscriber()
                 raise PublishError(f"the broker did not acknowledge {self.unacknowledged()} "
-                                   f"messages in {timeout:.0f} s")
+                                   f"messages in {timeout:.0f} s" + (
+                                       f" ({unrouted} found no subscriber: is `oup ingest` "
+                                       "running?)" if unrouted else ""))
+            self._resend_due()
             time.sleep(0.02)
 
     def close(self, timeout: float = 120.0) -> None:
-        self.flush(timeout)
-        self.client.disconnect()
-        self.client.loop_stop()
+        try:
+            self.flush(timeout)
+        finally:
+            self.client.disconnect()
+            self.client.loop_stop()
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,10 @@ class Settings(BaseSettings):
     ingest_client_id: str = Field(
         "oup-ingest-1", description="MQTT client id of `oup ingest`: fixed, so its session "
                                     "(and the messages queued for it) survives restarts")
-    ingest_group: str = Field("oup", description="shared-subscription group of the ingesters")
+    # Empty by default: a plain subscription, which Mosquitto 2.0 restores from its
+    # persistence file after a restart; it does not restore shared ones (see README)
+    ingest_group: str = Field("", description="shared-subscription group of the ingesters "
+                                              "(empty: a plain subscription)")
     host: str = "127.0.0.1"
     port: int = 5000
     workers: int = 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -241,13 +242,14 @@ class IngesterProcess:
     started: list["IngesterProcess"] = []
 
     def __init__(self, env: dict, client_id: str, group: str | None = None):
-        # one client id per store half of the suite: the halves share the broker, and two
-        # live clients with one id keep taking the session from each other
-        client_id = f"{client_id}-{env.get('OUP_TEST_STORE', 'local')}"
-        # by default a group of its own: Mosquitto shares a group's messages among all its
-        # sessions, including the offline ones of earlier tests (queued for them, not lost)
+        # one client id (and group) per store half of the suite: the halves share the
+        # broker, and two live clients with one id keep taking the session from each other
+        suffix = env.get("OUP_TEST_STORE", "local")
+        client_id = f"{client_id}-{suffix}"
+        # no group: a plain subscription, as `oup ingest` makes by default
         self.env = dict(env, OUP_INGEST_CLIENT_ID=client_id,
-                        OUP_INGEST_GROUP=group or client_id, OUP_LOG_LEVEL="WARNING")
+                        OUP_INGEST_GROUP=f"{group}-{suffix}" if group else "",
+                        OUP_LOG_LEVEL="WARNING")
         self.client_id = client_id
         self.status_file = Path(env["OUP_DATA_DIR"]) / "ingest" / f"{client_id}.json"
         self.log = Path(env["OUP_DATA_DIR"]) / f"ingest-{client_id}.log"
@@ -273,14 +275,37 @@ class IngesterProcess:
         except (OSError, ValueError):
             return {}
 
+    def freeze(self) -> None:
+        self.proc.send_signal(signal.SIGSTOP)  # alive, but it neither reads nor reconnects
+
+    def thaw(self) -> None:
+        self.proc.send_signal(signal.SIGCONT)
+
     def kill(self) -> None:
         self.proc.kill()  # SIGKILL: no clean-up, no last batch, no goodbye to the broker
         self.proc.wait()
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
+            self.thaw()  # a frozen process would hold SIGTERM pending
             self.proc.terminate()
             self.proc.wait(timeout=60)
+
+    def forget(self) -> None:
+        """End its session at the broker (clean start, no expiry), which would otherwise
+        queue every later test's messages on its topics for 7 days."""
+        from iot_ingest.mqtt import Broker
+
+        if not self.env.get("OUP_MQTT_URL"):
+            return
+        broker = Broker.from_url(self.env["OUP_MQTT_URL"])
+        client, connected = broker.client(self.client_id), threading.Event()
+        client.on_connect = lambda *a: connected.set()
+        client.connect(broker.host, broker.port, clean_start=True)
+        client.loop_start()
+        connected.wait(10)
+        client.disconnect()
+        client.loop_stop()
 
 
 @pytest.fixture(autouse=True)
@@ -290,6 +315,8 @@ def _no_ingester_outlives_its_test():
     yield
     for ing in IngesterProcess.started:
         ing.stop()
+    for ing in {ing.client_id: ing for ing in IngesterProcess.started}.values():
+        ing.forget()
     IngesterProcess.started.clear()
 
 
@@ -311,9 +338,9 @@ def flat_messages(n: int, start: datetime, step_us: int = 1_000_000) -> list[tup
     return out
 
 
-def publish_in_background(broker_url: str, messages, client_id: str):
-    """Publish (topic, payload, key) messages from a thread, QoS 1, until every one is
-    acknowledged by the broker; (publisher, done event, errors)."""
+def publish_in_background(broker_url: str, messages, client_id: str, rate: float | None = None):
+    """Publish (topic, payload, key) messages from a thread, QoS 1 (at most ``rate`` per
+    second), until every one is acknowledged by the broker; (publisher, done event, errors)."""
     from iot_ingest.mqtt import Broker
     from iot_ingest.simulate import Publisher
 
@@ -322,8 +349,11 @@ def publish_in_background(broker_url: str, messages, client_id: str):
     errors = []
 
     def run():
+        t0 = time.monotonic()
         try:
-            for topic, payload, _ in messages:
+            for i, (topic, payload, _) in enumerate(messages):
+                if rate and (ahead := i / rate - (time.monotonic() - t0)) > 0:
+                    time.sleep(ahead)
                 pub.publish(topic, payload)
             pub.close(timeout=300)
         except Exception as exc:  # surfaced by the test
