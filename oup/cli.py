@@ -328,7 +328,8 @@ def _serve_live(s, server_args: list[str]) -> None:
     env = dict(os.environ)
     if not s.mqtt_url:
         try:
-            broker = BrokerProcess(s.data_dir / "broker", 1883).start()
+            broker = BrokerProcess(s.data_dir / "broker", s.live_broker_port,
+                                   s.live_broker).start()
         except BrokerError as exc:
             _fail(f"no broker: {exc}")
         env["OUP_MQTT_URL"] = broker.url

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -21,7 +22,11 @@ class Settings(BaseSettings):
         None, description="store URL; default: GeoPackage file <data_dir>/oup.gpkg")
     mqtt_url: str | None = Field(
         None, description="MQTT broker URL, e.g. mqtt://broker:1883; default: the demo's "
-                          "broker on 127.0.0.1:1883, started by `oup serve --live`")
+                          "broker started by `oup serve --live`")
+    live_broker: Literal["auto", "mosquitto", "embedded"] = Field(
+        "auto", description="the broker `oup serve --live` starts without OUP_MQTT_URL: "
+                            "Mosquitto if installed (auto), else the embedded demo one")
+    live_broker_port: int = Field(1883, description="its port, on 127.0.0.1")
     ingest_client_id: str = Field(
         "oup-ingest-1", description="MQTT client id of `oup ingest`: fixed, so its session "
                                     "(and the messages queued for it) survives restarts")
@@ -52,7 +57,7 @@ class Settings(BaseSettings):
 
     @property
     def broker_url(self) -> str:
-        return self.mqtt_url or "mqtt://127.0.0.1:1883"
+        return self.mqtt_url or f"mqtt://127.0.0.1:{self.live_broker_port}"
 
     @property
     def public_url(self) -> str:

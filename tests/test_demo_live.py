@@ -1,0 +1,99 @@
+"""The live half of the first README command: `oup serve --live` starts a broker,
+`oup ingest` and `oup simulate` beside the API, and a newcomer sees the city's sensors
+move. Both brokers it may pick: Mosquitto (when installed) and the embedded demo one."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from datetime import datetime, timezone
+
+import pytest
+import requests
+
+from conftest import ROOT, free_port, oup, wait_for
+
+
+def _get(url: str, **params) -> dict | None:
+    try:
+        r = requests.get(url, params=params, timeout=10)
+    except requests.ConnectionError:  # not up yet
+        return None
+    assert r.status_code == 200, r.text
+    return r.json() if "json" in r.headers.get("content-type", "") else {"text": r.text}
+
+
+def _metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+@pytest.mark.parametrize("kind", ["mosquitto", "embedded"])
+def test_serve_live_shows_the_sensors_moving(workdir, kind):
+    cat, data = workdir / f"live-catalogue-{kind}", workdir / f"live-data-{kind}"
+    for cid in ("sensors", "observations", "sensor-slices"):
+        shutil.copytree(ROOT / "collections" / cid, cat / cid)
+    port, broker_port = free_port(), free_port()
+    env = dict(os.environ, OUP_DATA_DIR=str(data), OUP_CATALOG_DIR=str(cat),
+               OUP_LIVE_BROKER=kind, OUP_LIVE_BROKER_PORT=str(broker_port),
+               OUP_LOG_LEVEL="WARNING")
+    for key in ("OUP_DATABASE_URL", "OUP_MQTT_URL", "OUP_INGEST_GROUP"):
+        env.pop(key, None)  # the embedded default, as a newcomer has it
+    oup(env, "import", "--quiet")
+    started = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    url = f"http://127.0.0.1:{port}"
+    log = open(data / "live.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "oup.cli", "serve", "--port", str(port),
+                             "--workers", "1", "--live"], env=env, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        # every payload format of the catalogue arrives: each has a sensor with a fresh value
+        def fresh_formats():
+            doc = _get(f"{url}/collections/sensors/items", limit=100)
+            assert proc.poll() is None, (data / "live.log").read_text()[-3000:]
+            if not doc:
+                return None
+            formats = {f["properties"]["format"] for f in doc["features"]}
+            fresh = {f["properties"]["format"] for f in doc["features"]
+                     if (f["properties"].get("latest_time") or "") >= started}
+            return fresh == formats and formats
+        formats = wait_for(fresh_formats, 120, "a fresh value from every payload format")
+        assert formats == {"flat", "sensorthings", "senml", "tts"}
+
+        obs = _get(f"{url}/collections/observations/items", datetime=f"{started}/..")
+        assert obs["features"] and all(f["properties"]["phenomenonTime"] >= started
+                                       for f in obs["features"])
+        slices = _get(f"{url}/collections/sensor-slices/items", limit=100)["features"]
+        assert slices and all(f["properties"]["count"] >= 1 for f in slices)
+
+        # the simulator's malformed and repeated messages show, and the counters balance
+        def counted():
+            m = _get(f"{url}/metrics")["text"]
+            dead = _metric(m, 'oup_ingest_messages_total{outcome="dead_lettered"}')
+            dup = _metric(m, 'oup_ingest_messages_total{outcome="duplicates"}')
+            return dead > 0 and dup > 0 and m
+        metrics = wait_for(counted, 120, "dead letters and duplicates in /metrics")
+        parts = sum(_metric(metrics, f'oup_ingest_messages_total{{outcome="{o}"}}')
+                    for o in ("stored", "duplicates", "dead_lettered"))
+        assert _metric(metrics, "oup_ingest_received_total") == (
+            parts + _metric(metrics, "oup_ingest_in_flight"))
+        listed = oup(env, "deadletters").stdout.strip().splitlines()
+        assert listed[-1].endswith("dead letters shown") and int(listed[-1].split()[0]) >= 1
+    finally:
+        proc.send_signal(signal.SIGTERM)  # stops the API, the simulator, the ingester, the broker
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise
+        finally:
+            log.close()
+    for p in (port, broker_port):  # nothing left running
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", p), timeout=1).close()
