@@ -82,6 +82,12 @@ class BrokerProcess:
         return f"mqtt://127.0.0.1:{self.port}"
 
     def start(self) -> "BrokerProcess":
+        # Another broker on the port (a system Mosquitto with its stock configuration)
+        # would answer in ours' place: say so instead of using it unknowingly.
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                raise BrokerError(f"127.0.0.1:{self.port} is taken (a system Mosquitto?): "
+                                  "point OUP_MQTT_URL at it, or choose OUP_LIVE_BROKER_PORT")
         if self.kind == "mosquitto":
             exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
             if not Path(exe).exists():
@@ -94,6 +100,8 @@ class BrokerProcess:
                                      if self.kind == "mosquitto" else None)
         try:
             wait_port("127.0.0.1", self.port)
+            if self.proc.poll() is not None:
+                raise BrokerError(f"the broker exited with code {self.proc.returncode}")
         except BrokerError:
             self.stop()
             raise

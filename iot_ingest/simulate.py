@@ -9,12 +9,13 @@ counter have something to show.
 """
 from __future__ import annotations
 
+import heapq
+import itertools
 import json
 import math
 import random
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -41,23 +42,26 @@ class Publisher:
       matched no subscription with reason 0x10 and drops it. That happens after a Mosquitto
       2.0 restart until the ingesters have subscribed again: Mosquitto 2.0 restores plain
       subscriptions from its persistence file, but not shared ones (``$share/...``). Such a
-      message is sent again every ``retry`` seconds; at most ``max_unrouted`` wait, then
-      ``publish`` blocks (nobody subscribes: is ``oup ingest`` running?).
+      message is sent again after ``retry`` seconds, doubling up to 30 s while nobody
+      subscribes; at most ``max_unrouted`` wait, then ``publish`` blocks (is ``oup ingest``
+      running?).
     * ``flush`` waits for every PUBACK that routed its message.
     """
 
     def __init__(self, broker: Broker, client_id: str, max_inflight: int = 1000,
-                 retry: float = 1.0, max_unrouted: int = 100_000):
+                 retry: float = 1.0, max_unrouted: int = 10_000):
         self.client = broker.client(client_id)
         self.client.max_inflight_messages_set(max_inflight)
         self.client.max_queued_messages_set(10 * max_inflight)
         self.client.reconnect_delay_set(1, 5)
         self.retry, self.max_unrouted = retry, max_unrouted
-        # mid -> message awaiting its PUBACK; a PUBACK can beat publish() returning its mid
+        # mid -> (topic, payload, its next retry delay) awaiting its PUBACK; a PUBACK can
+        # beat publish() returning its mid
         self._lock = threading.Lock()
-        self._pending: dict[int, tuple[str, bytes]] = {}
+        self._pending: dict[int, tuple[str, bytes, float]] = {}
         self._early: dict[int, int] = {}
-        self._unrouted: deque[tuple[float, str, bytes]] = deque()  # (due, topic, payload)
+        self._unrouted: list[tuple[float, int, str, bytes, float]] = []  # heap by due time
+        self._seq = itertools.count()
         self._connected = threading.Event()
         self.client.on_connect = lambda *a: self._connected.set()
         self.client.on_disconnect = lambda *a: self._connected.clear()
@@ -79,11 +83,13 @@ class Publisher:
             else:
                 self._settle(message, reason)
 
-    def _settle(self, message: tuple[str, bytes], reason: int) -> None:
+    def _settle(self, message: tuple[str, bytes, float], reason: int) -> None:
         """Called under the lock with a message's PUBACK reason."""
         if reason == NO_MATCHING_SUBSCRIBERS:
             self.unrouted += 1
-            self._unrouted.append((time.monotonic() + self.retry, *message))
+            topic, payload, delay = message
+            heapq.heappush(self._unrouted, (time.monotonic() + delay, next(self._seq), topic,
+                                            payload, min(2 * delay, 30.0)))
 
     def publish(self, topic: str, payload: bytes, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -94,10 +100,10 @@ class Publisher:
                                    f"subscriber for {timeout:.0f} s: is `oup ingest` running?")
             time.sleep(0.05)
             self._resend_due()
-        self._send(topic, payload, deadline)
+        self._send(topic, payload, self.retry, deadline)
         self.sent += 1
 
-    def _send(self, topic: str, payload: bytes, deadline: float) -> None:
+    def _send(self, topic: str, payload: bytes, delay: float, deadline: float) -> None:
         while True:
             info = self.client.publish(topic, payload, qos=1)
             # NO_CONN at QoS 1: paho keeps the message and sends it after reconnecting
@@ -108,9 +114,9 @@ class Publisher:
             time.sleep(0.01)  # the queue is full: wait, never drop
         with self._lock:
             if info.mid in self._early:
-                self._settle((topic, payload), self._early.pop(info.mid))
+                self._settle((topic, payload, delay), self._early.pop(info.mid))
             else:
-                self._pending[info.mid] = (topic, payload)
+                self._pending[info.mid] = (topic, payload, delay)
 
     def _resend_due(self, timeout: float = 60.0) -> None:
         now = time.monotonic()
@@ -118,8 +124,8 @@ class Publisher:
             with self._lock:
                 if not self._unrouted or self._unrouted[0][0] > now:
                     return
-                _, topic, payload = self._unrouted.popleft()
-            self._send(topic, payload, now + timeout)
+                _, _, topic, payload, delay = heapq.heappop(self._unrouted)
+            self._send(topic, payload, delay, now + timeout)
 
     def waiting_for_subscriber(self) -> int:
         with self._lock:

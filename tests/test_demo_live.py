@@ -97,3 +97,48 @@ def test_serve_live_shows_the_sensors_moving(workdir, kind):
     for p in (port, broker_port):  # nothing left running
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", p), timeout=1).close()
+
+
+def test_messages_sent_before_anyone_subscribes_are_sent_again(broker):
+    """`make demo` starts the simulator and the ingester together: what the simulator sends
+    before the ingester has subscribed matches no subscription. The broker answers 0x10
+    and drops it; the Publisher sends it again until someone takes it."""
+    import threading
+
+    from iot_ingest.mqtt import Broker
+    from iot_ingest.simulate import Publisher
+
+    b = Broker.from_url(broker.url)
+    pub = Publisher(b, "early-publisher", retry=0.2)
+    payloads = [f"early-{i}".encode() for i in range(50)]
+    for p in payloads:
+        pub.publish("oup/test/early", p)
+    wait_for(lambda: pub.unrouted >= 50, 30, "50 answers 'No matching subscribers'")
+    got, subscribed = [], threading.Event()
+    sub = b.client("early-subscriber")
+    sub.on_message = lambda c, u, m: got.append(m.payload)
+    sub.on_subscribe = lambda *a: subscribed.set()
+    sub.on_connect = lambda c, *a: c.subscribe("oup/test/early", qos=1)
+    sub.connect(b.host, b.port)
+    sub.loop_start()
+    try:
+        assert subscribed.wait(10)
+        pub.close(timeout=60)  # returns once the broker routed every message
+        wait_for(lambda: len(set(got)) == 50, 30, "all 50 messages at the subscriber")
+    finally:
+        sub.disconnect()
+        sub.loop_stop()
+    assert set(got) == set(payloads)
+
+
+def test_a_taken_broker_port_is_said_not_silently_shared(workdir):
+    """A system Mosquitto already on the port would take our clients, with its stock
+    configuration (no persistence, 1,000-message queues): the launcher refuses."""
+    from iot_ingest.broker import BrokerError, BrokerProcess
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(BrokerError, match="is taken.*OUP_MQTT_URL"):
+            BrokerProcess(workdir / "taken-broker", port, kind="mosquitto").start()
