@@ -36,7 +36,7 @@ from pathlib import Path
 
 from oup.store.observations import BatchResult, DeadLetter, ObservationStore, StoreBusy
 
-from .mqtt import Broker
+from .mqtt import Broker, session_end
 from .payloads import PayloadError, decode
 from .sensors import SensorRegistry
 
@@ -52,6 +52,11 @@ class IngestOptions:
     receive_maximum: int = 2000
     session_expiry: int = 7 * 24 * 3600
     keepalive: int = 30
+    # Leave for good (scaling a group down): unsubscribe, so the broker assigns this client
+    # nothing new, store what it queued for it, then end the session. Without this, a
+    # gone member's share waits in its session and is dropped when the session expires.
+    retire: bool = False
+    retire_idle: float = 3.0  # seconds without a delivery, all committed: the queue is empty
 
 
 @dataclass
@@ -102,7 +107,11 @@ class Ingester:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
+        self.client.on_unsubscribe = self._on_unsubscribe
         self.client.reconnect_delay_set(1, 30)
+        self._left_at: float | None = None  # retiring: when the broker confirmed we left
+        self._last_delivery = 0.0
+        self.retired = False
 
     # -- MQTT side (paho's network thread) ------------------------------------------------
     def subscriptions(self) -> list[str]:
@@ -121,13 +130,26 @@ class Ingester:
             self.status.connections += 1
         LOG.info("connected to %s:%s (session present: %s)", self.broker.host,
                  self.broker.port, flags.session_present)
-        client.subscribe([(t, 1) for t in self.subscriptions()])
+        if self.opt.retire:
+            client.unsubscribe(self.subscriptions())
+        else:
+            client.subscribe([(t, 1) for t in self.subscriptions()])
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
         failed = [rc for rc in reason_codes if rc.is_failure]
         if failed:
             LOG.error("the broker refused a subscription: %s", failed)
         self.status.subscribed = not failed
+
+    def _on_unsubscribe(self, client, userdata, mid, reason_codes, properties):
+        self._left_at = time.monotonic()
+
+    def _drained(self) -> bool:
+        """Retiring, and nothing arrived for a while with everything committed."""
+        s = self.status
+        return (self._left_at is not None and s.connected and s.received == s.committed
+                and time.monotonic() - max(self._left_at, self._last_delivery)
+                >= self.opt.retire_idle)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         self.status.connected = self.status.subscribed = False
@@ -137,6 +159,7 @@ class Ingester:
     def _on_message(self, client, userdata, msg):
         self.queue.put(_Delivery(self._generation, msg.mid, msg.qos, msg.topic, msg.payload))
         self.status.received += 1
+        self._last_delivery = time.monotonic()
 
     # -- writer ---------------------------------------------------------------------------
     def _take(self) -> list[_Delivery]:
@@ -235,6 +258,9 @@ class Ingester:
                 batch = self._take()
                 if batch and not self._write(batch):
                     break
+                if self.opt.retire and self._drained():
+                    self.retired = True
+                    break
             # store what is already here; the subscription stays in the session, so what
             # arrives from now on waits at the broker for the next start
             left = self.queue.qsize()
@@ -244,7 +270,8 @@ class Ingester:
                     break
         finally:
             self._stop.set()
-            self.client.disconnect()
+            # the acknowledgements queued before go out first; a retired session ends here
+            self.client.disconnect(properties=session_end() if self.retired else None)
             self.client.loop_stop()
             if self.status_file:
                 self.write_status()

@@ -68,3 +68,11 @@ def connect_properties(session_expiry: int, receive_maximum: int | None = None) 
     if receive_maximum:
         p.ReceiveMaximum = receive_maximum
     return p
+
+
+def session_end() -> Properties:
+    """DISCONNECT properties that end the session now (MQTT 5): the broker forgets its
+    subscriptions and queue instead of keeping them for the session expiry."""
+    p = Properties(PacketTypes.DISCONNECT)
+    p.SessionExpiryInterval = 0
+    return p

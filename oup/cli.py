@@ -147,7 +147,9 @@ def _sensors():
 @click.option("--group", help="shared-subscription group (OUP_INGEST_GROUP); '' for none")
 @click.option("--batch-size", default=500, show_default=True, help="messages per transaction")
 @click.option("--stats", is_flag=True, help="print the counters and exit")
-def ingest(client_id, group, batch_size, stats):
+@click.option("--retire", is_flag=True, help="leave for good (scaling down): take nothing new, "
+              "store what the broker queued for this client id, end its session, exit")
+def ingest(client_id, group, batch_size, stats, retire):
     """Ingest sensor observations from MQTT (OUP_MQTT_URL) until stopped (Ctrl-C, SIGTERM)."""
     import json
     import logging
@@ -177,9 +179,11 @@ def ingest(client_id, group, batch_size, stats):
         _fail(str(exc))
     logging.basicConfig(level=os.environ.get("OUP_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if retire and not broker.mqtt5:
+        _fail("--retire ends the session with an MQTT 5 DISCONNECT: the broker URL says 3.1.1")
     opts = IngestOptions(client_id=client_id or s.ingest_client_id,
                          group=(s.ingest_group if group is None else group) or None,
-                         batch_size=batch_size)
+                         batch_size=batch_size, retire=retire)
     # a short busy timeout: a locked database shows as retries and backpressure in the
     # counters instead of a silent wait inside the database
     from .store import open_observation_store
@@ -189,12 +193,15 @@ def ingest(client_id, group, batch_size, stats):
                    status_file=status_dir(s.data_dir) / f"{opts.client_id}.json")
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: ing.stop())
-    click.echo(f"ingesting {', '.join(ing.subscriptions())} from {broker.host}:{broker.port} "
-               f"as {opts.client_id} ({len(registry)} sensors)")
+    click.echo(f"{'retiring from' if retire else 'ingesting'} {', '.join(ing.subscriptions())} "
+               f"from {broker.host}:{broker.port} as {opts.client_id} ({len(registry)} sensors)")
     ing.run()
     t = ing.totals
-    click.echo(f"stopped: {t.messages} messages: {t.stored} stored, {t.duplicates} duplicates, "
+    click.echo(f"{'retired, session ended' if ing.retired else 'stopped'}: {t.messages} "
+               f"messages: {t.stored} stored, {t.duplicates} duplicates, "
                f"{t.dead_lettered} dead letters")
+    if retire and not ing.retired:
+        sys.exit(1)  # interrupted: the session (and what it holds) is still there
 
 
 @main.command()

@@ -13,7 +13,7 @@ import jsonschema
 import requests
 import yaml
 
-from conftest import (IngesterProcess, flat_messages, publish_in_background, store_url,
+from conftest import (IngesterProcess, flat_messages, oup, publish_in_background, store_url,
                       wait_for)
 from oup.store import open_observation_store
 from oup.store.observations import us_of
@@ -102,6 +102,50 @@ def test_two_ingesters_split_one_shared_subscription_one_killed(imported, broker
     c = store.counters()
     shares = [c[one.client_id]["stored"], c[two.client_id]["stored"]]
     assert sum(shares) == 100_000 and min(shares) > 10_000  # both did their part
+
+
+def test_a_retired_ingester_hands_over_its_share(imported, broker):
+    """Scaling a group down: ingest-1 is gone (SIGKILL) while its share keeps queueing in
+    its session; `oup ingest --retire` under its id stores that share and ends the
+    session, after which ingest-2 alone gets everything. 0 lost, 0 stored twice."""
+    base = dict(imported, OUP_MQTT_URL=broker.url)
+    one = IngesterProcess(base, "retire-1", group="retire").start()
+    two = IngesterProcess(base, "retire-2", group="retire").start()
+    t0, t1 = datetime(2033, 6, 1, tzinfo=timezone.utc), datetime(2033, 7, 1, tzinfo=timezone.utc)
+    messages = flat_messages(22_000, t0)
+    first, later = messages[:20_000], messages[20_000:]
+    store = open_observation_store(store_url(imported))
+
+    def rows() -> list[tuple]:
+        return [tuple(r) for r in store.execute(
+            "SELECT sensor_id, phenomenon_time FROM oup_observations WHERE phenomenon_time "
+            ">= ? AND phenomenon_time < ?", (us_of(t0), us_of(t1)))]
+
+    pub, done, errors = publish_in_background(
+        broker.url, first, f"retire-pub-{imported['OUP_TEST_STORE']}", rate=4_000)
+    wait_for(lambda: len(rows()) >= 4_000, 120, "4,000 rows")
+    one.kill()  # gone for good; the broker keeps handing it its share
+    assert done.wait(300) and not errors, errors
+
+    def settled():
+        n = len(rows())
+        time.sleep(1.5)
+        return len(rows()) == n and n
+    assert wait_for(settled, 60, "ingest-2 done with its share") < 20_000  # ingest-1's waits
+    retired = oup(one.env, "ingest", "--retire")
+    assert "retired, session ended" in retired.stdout, retired.stdout + retired.stderr
+    expected = sorted(key for _, _, key in first)
+    wait_for(lambda: sorted(rows()) == expected, 60, "all 20,000 rows")
+    before = store.counters()[two.client_id]["stored"]
+    pub, done, errors = publish_in_background(
+        broker.url, later, f"retire-pub-2-{imported['OUP_TEST_STORE']}")
+    assert done.wait(120) and not errors, errors
+    wait_for(lambda: store.counters()[two.client_id]["stored"] == before + 2_000, 60,
+             "ingest-2 storing every later message")
+    two.stop()
+    assert len(rows()) == 22_000 == len(set(rows()))
+    assert store.counters()[one.client_id]["stored"] + store.counters()[two.client_id][
+        "stored"] == 22_000
 
 
 def test_two_api_workers_answer_consistently_while_ingest_runs(imported, broker, server):
