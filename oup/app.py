@@ -17,7 +17,7 @@ from http import HTTPStatus
 
 from . import tiles3d
 from .catalog import load_catalog
-from .metrics import Metrics
+from .metrics import Metrics, server_folder
 from .params import check_item, check_items, check_queryables, parse_filter
 from .pygeoapi_config import RECORD_PROPERTIES, RECORDS_ID, catalogue_records, write_config
 from .security import (VISIBLE, AuditLog, AuthError, Authenticator, VisibleResources,
@@ -160,7 +160,7 @@ def create_app(settings: Settings | None = None):
                                                 set(catalog.collections))
     records = catalogue_records(catalog, store)
     # per start-up: counters begin at zero when the service (re)starts
-    metrics = Metrics(settings.data_dir / "metrics" / str(os.getppid()))
+    metrics = Metrics(server_folder(settings.data_dir / "metrics", os.getppid()))
     openapi_doc = oas_path.read_text()
     fields_cache: dict[str, set[str]] = {}
 

@@ -2,17 +2,47 @@
 
 Each worker keeps its own counters and leaves a snapshot in a shared folder after every
 request (a small atomic file write); /metrics adds up the snapshots of every worker, so
-whichever worker answers, the totals are the service's.
+whichever worker answers, the totals are the service's. The folder is the server's: one
+per run of the gunicorn master (its pid and start time), and a new run removes the
+folders of runs that have ended.
 """
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import threading
 from collections import defaultdict
 from pathlib import Path
 
 _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+def process_run(pid: int) -> str | None:
+    """``<pid>-<start time>``: names one run of a process (a pid alone is reused, and in a
+    container every start has the same pid); None if no such process runs."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        try:
+            os.kill(pid, 0)  # no /proc (not Linux): the pid alone
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+        return str(pid)
+    return f"{pid}-{stat.rsplit(')', 1)[1].split()[19]}"  # field 22: start time in ticks
+
+
+def server_folder(root: Path, master_pid: int) -> Path:
+    """This server's snapshot folder under ``root``; the folders of ended runs are removed."""
+    mine = process_run(master_pid) or str(master_pid)
+    if root.is_dir():
+        for d in root.iterdir():
+            pid = d.name.split("-", 1)[0]
+            if d.name != mine and pid.isdigit() and process_run(int(pid)) != d.name:
+                shutil.rmtree(d, ignore_errors=True)
+    return root / mine
 
 
 class Metrics:

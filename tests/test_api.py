@@ -174,3 +174,32 @@ def test_metrics_survive_concurrent_requests(server):
         codes = list(pool.map(lambda i: requests.get(
             f"{server}/collections/buildings/items/{i % 50 + 1}").status_code, range(200)))
     assert codes == [200] * 200
+
+
+def test_metrics_folders_of_ended_servers_are_removed(tmp_path):
+    """Each server run keeps its snapshots in a folder of its own (master pid and start
+    time); a new run removes the folders of runs that have ended, never a live one's."""
+    import os
+    import subprocess
+    import sys
+
+    from oup.metrics import process_run, server_folder
+
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended_run = process_run(ended.pid)
+    ended.wait()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    live_run = process_run(live.pid)
+    try:
+        for name in (ended_run, str(ended.pid), live_run, "notes"):
+            (tmp_path / name).mkdir()
+            (tmp_path / name / "1.json").write_text("{}")
+        mine = server_folder(tmp_path, os.getpid())
+        assert mine.name == process_run(os.getpid())
+        # the ended run's folder and an old-style one (pid alone) are gone
+        assert sorted(d.name for d in tmp_path.iterdir()) == sorted([live_run, "notes"])
+    finally:
+        live.kill()
+        live.wait()
+    server_folder(tmp_path, os.getpid())
+    assert sorted(d.name for d in tmp_path.iterdir()) == ["notes"]  # its run ended too
