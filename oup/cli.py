@@ -40,7 +40,10 @@ def catalog_check():
 
 @catalog.command("reload")
 def catalog_reload():
-    """Validate the catalogue and regenerate the server configuration."""
+    """Validate the catalogue and publish it: the running server (if any) restarts its
+    workers one by one with the new catalogue, without dropping a request."""
+    import signal
+
     from .pygeoapi_config import write_config
     from .store import open_store
 
@@ -48,9 +51,29 @@ def catalog_reload():
     try:
         cat = load_catalog(s.catalog_dir)
     except CatalogError as exc:
-        _fail(str(exc))
+        _fail(str(exc))  # the running server keeps the catalogue it has
     cfg, oas = write_config(cat, open_store(s.store_url), s)
-    click.echo(f"wrote {cfg} and {oas}; restart `oup serve` (or send SIGHUP) to publish")
+    click.echo(f"wrote {cfg} and {oas}")
+    pid = _running_server(s.data_dir)
+    if pid is None:
+        click.echo("no server running on this data folder: `oup serve` publishes it")
+        return
+    os.kill(pid, signal.SIGHUP)  # gunicorn: new workers with a fresh app, old ones finish
+    click.echo(f"the server (pid {pid}) is restarting its workers with {len(cat)} collections")
+
+
+def _server_pid_file(data_dir: Path) -> Path:
+    return data_dir / "server.pid"
+
+
+def _running_server(data_dir: Path) -> int | None:
+    """The pid of the gunicorn master serving this data folder, if it runs."""
+    try:
+        pid = int(_server_pid_file(data_dir).read_text().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return pid
 
 
 @main.command("import")
@@ -314,9 +337,10 @@ def serve(host, port, workers, live):
     except CatalogError as exc:
         _fail(str(exc))
     click.echo(f"OUP serving on http://{s.host}:{s.port} ({s.workers} workers)")
+    s.data_dir.mkdir(parents=True, exist_ok=True)
     args = [sys.executable, "-m", "gunicorn", "--bind", f"{s.host}:{s.port}",
             "--workers", str(s.workers), "--worker-class", s.worker_class,
-            "--threads", str(s.threads),
+            "--threads", str(s.threads), "--pid", str(_server_pid_file(s.data_dir)),
             "--access-logfile", "-", "--log-level", "warning", "oup.app:create_app()"]
     if not live:
         os.execv(sys.executable, args)

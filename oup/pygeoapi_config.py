@@ -6,6 +6,7 @@ under ``<data_dir>/generated/``.
 from __future__ import annotations
 
 import json
+import os
 from datetime import datetime
 from pathlib import Path
 
@@ -177,8 +178,16 @@ def write_config(catalog: Catalog, store: FeatureStore, settings: Settings) -> t
     cfg = build_config(catalog, store, settings)
     out = settings.data_dir / "generated"
     cfg_path = out / "pygeoapi-config.yml"
-    cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
+    _replace(cfg_path, yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
     oas = extend_openapi(get_oas(cfg), cfg)
     oas_path = out / "openapi.json"
-    oas_path.write_text(json.dumps(oas, default=str))
+    _replace(oas_path, json.dumps(oas, default=str))
     return cfg_path, oas_path
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write whole or not at all: every worker writes these files as it starts (all at
+    once after a reload), and one must never read another's half-written file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)

@@ -83,3 +83,78 @@ def test_cli_catalog_check_lists_the_demo(env):
 
     res = oup(env, "catalog", "check")
     assert "buildings" in res.stdout and "neighbourhoods" in res.stdout
+
+
+def test_reload_publishes_a_new_collection_without_a_restart(workdir):
+    """A data steward adds a collection while the server runs: `oup import` and
+    `oup catalog reload`, and it is published; requests during the reload all succeed.
+    A broken catalogue is refused and the server keeps serving the one it has."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    import requests
+
+    from conftest import free_port, make_probes, oup, wait_for
+
+    cat, data = workdir / "reload-catalogue", workdir / "reload-data"
+    shutil.copytree(ROOT / "collections" / "sensors", cat / "sensors")
+    env = dict(os.environ, OUP_DATA_DIR=str(data), OUP_CATALOG_DIR=str(cat),
+               OUP_LOG_LEVEL="WARNING")
+    env.pop("OUP_DATABASE_URL", None)
+    oup(env, "import", "--quiet")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = open(workdir / "reload-server.log", "w")
+    server = subprocess.Popen([sys.executable, "-m", "oup.cli", "serve", "--port", str(port),
+                               "--workers", "2"], env=env, stdout=log, stderr=log)
+    codes, stop = [], threading.Event()
+
+    def keep_asking():  # a client reading all through the reload
+        while not stop.is_set() and len(codes) < 100_000:
+            codes.append(requests.get(f"{url}/collections/sensors/items", timeout=30).status_code)
+
+    try:
+        wait_for(lambda: _up(url), 120, "the server")
+        ids = lambda: {c["id"] for c in requests.get(f"{url}/collections", timeout=30).json()[
+            "collections"]}
+        assert ids() == {"sensors", "catalog"}  # catalog: the Records catalogue
+        reader = threading.Thread(target=keep_asking)
+        reader.start()
+        make_probes(cat / "probes")
+        oup(env, "import", "probes", "--quiet")
+        out = oup(env, "catalog", "reload").stdout
+        assert f"(pid {server.pid})" in out and "2 collections" in out
+        wait_for(lambda: ids() == {"sensors", "catalog", "probes"}, 60, "probes in /collections")
+        r = requests.get(f"{url}/collections/probes/items", params={"limit": 5}, timeout=30)
+        assert r.status_code == 200 and len(r.json()["features"]) == 5
+        assert "/collections/probes/items" in requests.get(f"{url}/openapi?f=json",
+                                                          timeout=30).text
+        records = requests.get(f"{url}/collections/catalog/items", timeout=30).json()
+        assert "probes" in {f["id"] for f in records["features"]}
+        (cat / "probes" / "collection.yml").write_text("title: [broken\n")
+        refused = oup(env, "catalog", "reload", check=False)
+        assert refused.returncode != 0 and "probes" in refused.stdout + refused.stderr
+        time.sleep(2)
+        assert ids() == {"sensors", "catalog", "probes"}  # still serving the last good catalogue
+        stop.set()
+        reader.join(60)
+        assert codes and set(codes) == {200}, sorted(set(codes))
+    finally:
+        stop.set()
+        server.terminate()
+        server.wait(30)
+        log.close()
+    assert not (data / "server.pid").exists()
+
+
+def _up(url: str) -> bool:
+    import requests
+
+    try:
+        return requests.get(f"{url}/health", timeout=2).status_code == 200
+    except requests.ConnectionError:
+        return False
