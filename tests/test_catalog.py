@@ -119,8 +119,10 @@ def test_reload_publishes_a_new_collection_without_a_restart(workdir):
 
     try:
         wait_for(lambda: _up(url), 120, "the server")
-        ids = lambda: {c["id"] for c in requests.get(f"{url}/collections", timeout=30).json()[
-            "collections"]}
+
+        def ids() -> set[str]:
+            doc = requests.get(f"{url}/collections", timeout=30).json()
+            return {c["id"] for c in doc["collections"]}
         assert ids() == {"sensors", "catalog"}  # catalog: the Records catalogue
         reader = threading.Thread(target=keep_asking)
         reader.start()
