@@ -62,18 +62,24 @@ def catalog_reload():
     click.echo(f"the server (pid {pid}) is restarting its workers with {len(cat)} collections")
 
 
-def _server_pid_file(data_dir: Path) -> Path:
-    return data_dir / "server.pid"
+# `<data dir>/server.pid` names the gunicorn master's run (pid and start time), so a file
+# left by a server that has ended never points at an unrelated process with a reused pid
+def _record_server(data_dir: Path, pid: int) -> None:
+    from .metrics import process_run
+
+    (data_dir / "server.pid").write_text(f"{process_run(pid) or pid}\n")
 
 
 def _running_server(data_dir: Path) -> int | None:
-    """The pid of the gunicorn master serving this data folder, if it runs."""
+    """The pid of the gunicorn master serving this data folder, if it still runs."""
+    from .metrics import process_run
+
     try:
-        pid = int(_server_pid_file(data_dir).read_text().strip())
-        os.kill(pid, 0)
+        run = (data_dir / "server.pid").read_text().strip()
+        pid = int(run.split("-", 1)[0])
     except (OSError, ValueError):
         return None
-    return pid
+    return pid if process_run(pid) == run else None
 
 
 @main.command("import")
@@ -340,9 +346,10 @@ def serve(host, port, workers, live):
     s.data_dir.mkdir(parents=True, exist_ok=True)
     args = [sys.executable, "-m", "gunicorn", "--bind", f"{s.host}:{s.port}",
             "--workers", str(s.workers), "--worker-class", s.worker_class,
-            "--threads", str(s.threads), "--pid", str(_server_pid_file(s.data_dir)),
+            "--threads", str(s.threads),
             "--access-logfile", "-", "--log-level", "warning", "oup.app:create_app()"]
     if not live:
+        _record_server(s.data_dir, os.getpid())  # exec keeps the pid: gunicorn's master
         os.execv(sys.executable, args)
     _serve_live(s, args)
 
@@ -370,6 +377,7 @@ def _serve_live(s, server_args: list[str]) -> None:
     children = [subprocess.Popen(me + ["ingest"], env=env),
                 subprocess.Popen(me + ["simulate", "--rate", "20", "--quiet"], env=env),
                 subprocess.Popen(server_args, env=env)]
+    _record_server(s.data_dir, children[-1].pid)
     def interrupt(*_):
         raise KeyboardInterrupt
 
