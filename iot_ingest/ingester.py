@@ -101,7 +101,9 @@ class Ingester:
         self.queue: queue.Queue[_Delivery] = queue.Queue(maxsize=self.opt.receive_maximum)
         self._generation = 0
         self._lock = threading.Lock()
-        self._stop = threading.Event()
+        # a plain flag, not an Event: stop() runs in signal handlers, where taking a lock
+        # can deadlock (a second signal arriving inside Event.set waits on its own lock)
+        self._stopping = False
         self.client = broker.client(self.opt.client_id, manual_ack=True)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
@@ -153,7 +155,7 @@ class Ingester:
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         self.status.connected = self.status.subscribed = False
-        if not self._stop.is_set():
+        if not self._stopping:
             LOG.warning("disconnected (%s); reconnecting", reason_code)
 
     def _on_message(self, client, userdata, msg):
@@ -200,7 +202,7 @@ class Ingester:
             except StoreBusy:
                 self.status.store_busy_seconds += time.monotonic() - t0
                 self.status.store_retries += 1
-                if self._stop.is_set():
+                if self._stopping:
                     return False  # not acknowledged: the broker delivers them again
                 LOG.warning("database busy; retrying the batch of %d", len(batch))
                 time.sleep(delay)
@@ -223,7 +225,8 @@ class Ingester:
 
     def _report(self) -> None:
         last = time.monotonic()
-        while not self._stop.wait(0.1):
+        while not self._stopping:
+            time.sleep(0.1)
             now = time.monotonic()
             s = self.status
             s.in_flight = s.received - s.committed
@@ -254,7 +257,7 @@ class Ingester:
         reporter = threading.Thread(target=self._report, name="ingest-status", daemon=True)
         reporter.start()
         try:
-            while not self._stop.is_set():
+            while not self._stopping:
                 batch = self._take()
                 if batch and not self._write(batch):
                     break
@@ -269,7 +272,7 @@ class Ingester:
                 if not self._write(batch):
                     break
         finally:
-            self._stop.set()
+            self._stopping = True
             # the acknowledgements queued before go out first; a retired session ends here
             self.client.disconnect(properties=session_end() if self.retired else None)
             self.client.loop_stop()
@@ -277,4 +280,5 @@ class Ingester:
                 self.write_status()
 
     def stop(self) -> None:
-        self._stop.set()
+        """Safe in a signal handler: sets a flag the loops check (every 0.2 s at most)."""
+        self._stopping = True

@@ -388,6 +388,9 @@ def _serve_live(s, server_args: list[str]) -> None:
     except KeyboardInterrupt:
         pass
     finally:
+        # a second Ctrl-C or SIGTERM must not cut this clean-up short and orphan a child
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         for c in reversed(children):  # simulator and server first, the ingester drains last
             if c.poll() is None:
                 c.terminate()

@@ -9,7 +9,9 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 import requests
@@ -84,8 +86,15 @@ def test_serve_live_shows_the_sensors_moving(workdir, kind):
             parts + _metric(metrics, "oup_ingest_in_flight"))
         listed = oup(env, "deadletters").stdout.strip().splitlines()
         assert listed[-1].endswith("dead letters shown") and int(listed[-1].split()[0]) >= 1
+        children = [int(pid) for pid in Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+                    .read_text().split()]
+        assert len(children) == 4  # broker, ingester, simulator, API
     finally:
-        proc.send_signal(signal.SIGTERM)  # stops the API, the simulator, the ingester, the broker
+        # stops the API, the simulator, the ingester, the broker; a second signal (an
+        # impatient Ctrl-C) must not cut that short
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.1)  # into the clean-up
+        proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(60)
         except subprocess.TimeoutExpired:
@@ -97,6 +106,8 @@ def test_serve_live_shows_the_sensors_moving(workdir, kind):
     for p in (port, broker_port):  # nothing left running
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", p), timeout=1).close()
+    for pid in children:
+        assert not Path(f"/proc/{pid}").exists(), f"child {pid} outlived `oup serve --live`"
 
 
 def test_messages_sent_before_anyone_subscribes_are_sent_again(broker):

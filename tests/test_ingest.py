@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import subprocess
 import sqlite3
 import threading
 from datetime import datetime, timezone
@@ -263,3 +264,19 @@ def test_dead_letters_are_listed_and_replayed_after_the_catalogue_learns(broker,
     assert "replayed 3 of 3" in out
     assert [r[2] for r in store.observations("aq-new-station-no2")] == [30.0, 31.0, 32.0]
     assert "0 dead letters shown" in oup(env, "deadletters").stdout
+
+
+def test_a_burst_of_stop_signals_still_stops_the_ingester(imported, broker):
+    """An impatient Ctrl-C, or `make demo`'s terminal and its clean-up both signalling:
+    many SIGTERM/SIGINT at once. The ingester still stops within seconds (a signal handler
+    that takes a lock can deadlock on a second signal)."""
+    import signal
+
+    ing = IngesterProcess(_env(imported, broker), "signal-test").start()
+    for i in range(200):
+        ing.proc.send_signal(signal.SIGTERM if i % 2 else signal.SIGINT)
+    try:
+        ing.proc.wait(30)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("the ingester hangs after a burst of stop signals") from None
+    assert ing.proc.returncode == 0
