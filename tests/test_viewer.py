@@ -35,3 +35,15 @@ def test_viewer_loads_the_tileset_and_picks_a_building(server):
                          params={"cityobject_id": picked["id"]}).json()["features"]
     assert len(items) == 1
     assert items[0]["properties"]["TerrainHeight"] == pytest.approx(picked["TerrainHeight"])
+    # the live sensors: one labelled point per sensor, showing the value the API has
+    sensors = requests.get(f"{server}/collections/sensors/items",
+                           params={"limit": 1000}).json()["features"]
+    labels = out["sensors"]
+    assert set(labels) == {f"sensors/{f['id']}" for f in sensors}
+    for f in sensors:
+        p, label = f["properties"], labels[f"sensors/{f['id']}"]
+        assert label.startswith(f"{p['name']} {p['observed_property']}: ")
+        if p["latest_result"] is None:
+            assert label.endswith("no data yet")
+        else:
+            assert float(label.split(": ", 1)[1].split()[0]) == p["latest_result"], (label, p)

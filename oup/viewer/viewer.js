@@ -1,8 +1,11 @@
 // The OUP 3D viewer: every 3D collection's tiles in CesiumJS, fully offline (no Cesium
-// ion, no online imagery: a plain ellipsoid). ?collection=<id> picks the one to fly to.
-// window.oup reports state for people and for the headless browser test.
+// ion, no online imagery: a plain ellipsoid), and the live sensors on top: their latest
+// values as labelled points, refreshed every 15 s. ?collection=<id> picks the tileset to
+// fly to. window.oup reports state for people and for the headless browser test.
 "use strict";
-window.oup = { ready: false, picked: null, error: null, tiles: 0 };
+window.oup = { ready: false, picked: null, error: null, tiles: 0, sensors: null };
+const SENSOR_REFRESH_MS = 15000;
+const STALE_MS = 3600 * 1000;  // a value older than an hour is drawn grey
 
 (async function main() {
   const status = document.getElementById("status");
@@ -17,10 +20,11 @@ window.oup = { ready: false, picked: null, error: null, tiles: 0 };
   viewer.scene.globe.baseColor = Cesium.Color.fromCssColorString("#d9dee3");
   viewer.scene.skyAtmosphere.show = false;
   window.oup.viewer = viewer;
+  let listing = null;
   try {
     // every collection that links a 3D Tiles tileset: the buildings, the terrain, ...
     const rel = "http://www.opengis.net/def/rel/ogc/0.0/tileset-3dtiles";
-    const listing = await (await fetch("/collections?f=json")).json();
+    listing = await (await fetch("/collections?f=json")).json();
     const sets = listing.collections.flatMap((c) =>
       (c.links || []).filter((l) => l.rel === rel).map((l) => ({ id: c.id, href: l.href })));
     if (!sets.length) throw new Error("no collection has 3D Tiles yet: run `oup tile`");
@@ -44,12 +48,13 @@ window.oup = { ready: false, picked: null, error: null, tiles: 0 };
   } catch (err) {
     window.oup.error = String(err);
     status.textContent = `could not load the 3D collections: ${err}`;
-    return;
+  }
+  if (listing) {  // the sensor networks (the collections with EDR queries), tiles or not
+    showSensors(viewer, listing.collections.filter((c) => c.data_queries),
+                document.getElementById("sensors"));
   }
 
-  function show(feature) {
-    const props = {};
-    for (const name of feature.getPropertyIds()) props[name] = feature.getProperty(name);
+  function show(props) {
     window.oup.picked = props;
     table.innerHTML = "<table>" + Object.entries(props).map(([k, v]) =>
       `<tr><td>${k}</td><td>${String(v).replace(/</g, "&lt;")}</td></tr>`).join("") + "</table>";
@@ -57,7 +62,13 @@ window.oup = { ready: false, picked: null, error: null, tiles: 0 };
 
   new Cesium.ScreenSpaceEventHandler(viewer.scene.canvas).setInputAction((click) => {
     const picked = viewer.scene.pick(click.position);
-    if (picked instanceof Cesium.Cesium3DTileFeature) show(picked);
+    if (picked instanceof Cesium.Cesium3DTileFeature) {
+      const props = {};
+      for (const name of picked.getPropertyIds()) props[name] = picked.getProperty(name);
+      show(props);
+    } else if (picked && picked.id instanceof Cesium.Entity && picked.id.properties) {
+      show(picked.id.properties.getValue(viewer.clock.currentTime));  // a sensor
+    }
   }, Cesium.ScreenSpaceEventType.LEFT_CLICK);
 
   // For tests and curious people: a window position that shows a building, if any.
@@ -75,3 +86,61 @@ window.oup = { ready: false, picked: null, error: null, tiles: 0 };
     return null;
   };
 })();
+
+// Each sensor a point with a label "<name> <parameter>: <latest value> <unit>", kept up
+// to date; the labels of sensors at one place are stacked. window.oup.sensors maps
+// "<collection>/<sensor id>" to the label shown.
+function showSensors(viewer, collections, status) {
+  if (!collections.length) return;
+  async function refresh() {
+    const labels = {};
+    for (const c of collections) {
+      const doc = await (await fetch(`/collections/${c.id}/items?f=json&limit=10000`)).json();
+      const params = new Set(Object.keys(c.parameter_names || {}));
+      const atPlace = {};
+      for (const f of doc.features) {
+        const p = f.properties, key = `${c.id}/${f.id}`;
+        const param = Object.values(p).find((v) => params.has(v));  // what it measures
+        const name = [p.name || f.id, param].filter(Boolean).join(" ");
+        const text = p.latest_result === null || p.latest_result === undefined
+          ? `${name}: no data yet` : `${name}: ${p.latest_result} ${p.unit || ""}`.trim();
+        const place = f.geometry.coordinates.join(",");
+        const stacked = (atPlace[place] = (atPlace[place] ?? -1) + 1);
+        const fresh = p.latest_time && Date.now() - Date.parse(p.latest_time) < STALE_MS;
+        const color = fresh ? Cesium.Color.fromCssColorString("#0a7e8c") : Cesium.Color.GRAY;
+        let e = viewer.entities.getById(key);
+        if (!e) {
+          const [lon, lat] = f.geometry.coordinates;
+          e = viewer.entities.add({
+            id: key, position: Cesium.Cartesian3.fromDegrees(lon, lat),
+            point: { pixelSize: 9, outlineColor: Cesium.Color.WHITE, outlineWidth: 2,
+                     heightReference: Cesium.HeightReference.CLAMP_TO_GROUND,
+                     disableDepthTestDistance: Number.POSITIVE_INFINITY },
+            label: { font: "12px system-ui, sans-serif", showBackground: true,
+                     pixelOffset: new Cesium.Cartesian2(0, -16 - 18 * stacked),
+                     heightReference: Cesium.HeightReference.CLAMP_TO_GROUND,
+                     disableDepthTestDistance: Number.POSITIVE_INFINITY },
+          });
+        }
+        e.point.color = color;
+        e.label.text = text;
+        e.properties = new Cesium.PropertyBag(p);
+        labels[key] = text;
+      }
+    }
+    window.oup.sensors = labels;
+    status.innerHTML = `<a href="#" id="to-sensors">${Object.keys(labels).length} sensors</a>, ` +
+      `latest values (${new Date().toLocaleTimeString()})`;
+    document.getElementById("to-sensors").onclick = (ev) => {
+      ev.preventDefault();  // look down on all of them, with a margin
+      const r = Cesium.Rectangle.fromCartographicArray(viewer.entities.values.map((e) =>
+        Cesium.Cartographic.fromCartesian(e.position.getValue(viewer.clock.currentTime))));
+      const pad = Math.max(r.width, r.height) * 0.2;
+      viewer.camera.flyTo({ destination: new Cesium.Rectangle(
+        r.west - pad, r.south - pad, r.east + pad, r.north + pad) });
+    };
+  }
+  const loop = () => refresh().catch((err) => { window.oup.error = `sensors: ${err}`; })
+    .finally(() => setTimeout(loop, SENSOR_REFRESH_MS));
+  loop();
+}

@@ -1,6 +1,6 @@
 // Headless Chromium opens the OUP viewer, waits for the tileset, clicks a building.
 // usage: node viewer.mjs <viewer url> <screenshot.png>
-// Prints {ready, tiles, picked, consoleErrors, pageErrors, error}.
+// Prints {ready, tiles, picked, sensors, consoleErrors, pageErrors, error}.
 import { chromium } from "playwright-core";
 
 const [url, shot] = process.argv.slice(2);
@@ -9,7 +9,8 @@ const browser = await chromium.launch({
   args: ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
          "--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--no-first-run"],
 });
-const out = { ready: false, tiles: 0, picked: null, consoleErrors: [], pageErrors: [], error: null };
+const out = { ready: false, tiles: 0, picked: null, sensors: null, consoleErrors: [],
+              pageErrors: [], error: null };
 try {
   const page = await browser.newPage({ viewport: { width: 1024, height: 768 } });
   page.on("console", (m) => { if (m.type() === "error") out.consoleErrors.push(m.text()); });
@@ -25,6 +26,10 @@ try {
       await page.waitForFunction(() => window.oup.picked !== null, null, { timeout: 30_000 });
       out.picked = await page.evaluate(() => window.oup.picked);
     }
+    // the live sensors' labels, once the first refresh is done
+    await page.waitForFunction(() => window.oup.sensors !== null || window.oup.error,
+                               null, { timeout: 60_000, polling: 500 });
+    Object.assign(out, await page.evaluate(() => ({ sensors: oup.sensors, error: oup.error })));
   }
   await page.screenshot({ path: shot });
 } catch (e) {
