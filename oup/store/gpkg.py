@@ -22,7 +22,7 @@ from typing import Iterable
 import numpy as np
 import shapely
 
-from .base import Feature, Field, Query, StoreError, UnknownCollection, check_int64
+from .base import Feature, Field, Query, StoreError, UnknownCollection
 from .cql import iso, quote
 from .geometry import gpb_envelope, gpb_wkb, rows_to_features, to_gpb
 from .sqlquery import SqlQueries, _fields
@@ -105,6 +105,8 @@ def _connect(path: str, readonly: bool = False) -> sqlite3.Connection:
 
 class GeoPackageStore(SqlQueries):
     """A GeoPackage file behind the ``FeatureStore`` interface."""
+
+    GEOMETRY = ("geom", "_geom84")
 
     def __init__(self, path: str | Path):
         self.path = str(Path(path).resolve())
@@ -324,30 +326,6 @@ class GeoPackageStore(SqlQueries):
             return sql, p + [op, wkb]
 
         return spatial
-
-    def get(self, cid: str, fid: int | str, crs: str = "OGC:CRS84") -> dict | None:
-        """One feature by its id: the row number, or the value of the layer's id field."""
-        meta = self._layer(cid)
-        q = Query(crs=crs)
-        fields = [f.name for f in _fields(meta)]
-        key = meta.get("id_field")
-        if key is None:
-            try:
-                fid = check_int64(int(fid), "id")
-            except ValueError:
-                return None
-        cols = ["fid", self._geom_column(meta, q)] + [quote(n) for n in fields + [key or "fid"]]
-        row = self.con.execute(f"SELECT {', '.join(cols)} FROM {quote(cid)} "
-                               f"WHERE {quote(key or 'fid')} = ?", (fid,)).fetchone()
-        return self._features(meta, [row], fields, q)[0] if row else None
-
-    @staticmethod
-    def _geom_column(meta: dict, q: Query) -> str:
-        if q.skip_geometry:
-            return "NULL"
-        if q.crs == f"EPSG:{meta['source_srid']}":
-            return "geom"
-        return "_geom84"
 
     @staticmethod
     def _features(meta: dict, rows, select: list[str], q: Query) -> list[dict]:

@@ -59,6 +59,17 @@ class BatchResult:
     observations_corrected: int = 0
 
 
+def tally(res: BatchResult, latest: dict[str, tuple], o: Observation, corrected: bool) -> None:
+    """Count one observation written (new or a correction) and keep its sensor's latest."""
+    if corrected:
+        res.observations_corrected += 1
+    else:
+        res.observations_stored += 1
+    seen = latest.get(o.sensor_id)
+    if seen is None or o.phenomenon_time >= seen[0]:
+        latest[o.sensor_id] = (o.phenomenon_time, o.result)
+
+
 COUNTERS = ("received", "stored", "duplicates", "dead_lettered", "observations_stored",
             "observations_corrected")
 
@@ -150,13 +161,7 @@ class ObservationStore:
                     if row is None:
                         continue
                     new += 1
-                    if row[0]:
-                        res.observations_corrected += 1
-                    else:
-                        res.observations_stored += 1
-                    seen = latest.get(o.sensor_id)
-                    if seen is None or o.phenomenon_time >= seen[0]:
-                        latest[o.sensor_id] = (o.phenomenon_time, o.result)
+                    tally(res, latest, o, bool(row[0]))
                 if new:
                     res.stored += 1
                 else:

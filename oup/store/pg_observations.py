@@ -16,7 +16,7 @@ from iot_ingest.payloads import MAX_PAYLOAD, Observation
 
 from .cql import quote
 from .observations import (COUNTERS, TRUNCATED_LIMIT, BatchResult, DeadLetter, StoreBusy,
-                           iso_us, us_of)
+                           iso_us, tally, us_of)
 
 _UPSERT = """
 INSERT INTO oup_observations (sensor_id, phenomenon_time, result, result_time, stored_at)
@@ -144,13 +144,7 @@ class PGObservationStore:
                 if rev is None:
                     continue
                 hits[i] = hits.get(i, 0) + 1
-                if rev:
-                    res.observations_corrected += 1
-                else:
-                    res.observations_stored += 1
-                s = latest.get(o.sensor_id)
-                if s is None or o.phenomenon_time >= s[0]:
-                    latest[o.sensor_id] = (o.phenomenon_time, o.result)
+                tally(res, latest, o, bool(rev))
             pending = rest
         for i, m in enumerate(messages):
             if not isinstance(m, DeadLetter):

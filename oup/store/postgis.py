@@ -52,6 +52,8 @@ def pg_sql(sql: str) -> str:
 
 
 class PostGISStore(SqlQueries):
+    GEOMETRY = ("ST_AsBinary(geom)", "ST_AsBinary(geom84)")
+
     def __init__(self, url: str, pool_size: int | None = None):
         from psycopg_pool import ConnectionPool
 
@@ -177,35 +179,8 @@ class PostGISStore(SqlQueries):
         return spatial
 
     @staticmethod
-    def _geom_column(meta: dict, q: Query) -> str:
-        if q.skip_geometry:
-            return "NULL"
-        if q.crs == f"EPSG:{meta['source_srid']}":
-            return "ST_AsBinary(geom)"
-        return "ST_AsBinary(geom84)"
-
-    @staticmethod
     def _features(meta: dict, rows, select: list[str], q: Query) -> list[dict]:
         return rows_to_features(meta, rows, select, q)
-
-    def get(self, cid: str, fid, crs: str = "OGC:CRS84") -> dict | None:
-        meta = self._layer(cid)
-        q = Query(crs=crs)
-        names = [f.name for f in _fields(meta)]
-        key = meta.get("id_field")
-        if key is None:
-            try:
-                fid = int(fid)
-            except ValueError:
-                return None
-            if not -2**63 <= fid < 2**63:
-                return None
-        else:
-            fid = str(fid)
-        cols = ["fid", self._geom_column(meta, q)] + [quote(n) for n in names + [key or "fid"]]
-        rows = self.execute(f"SELECT {', '.join(cols)} FROM {quote(cid)} "
-                            f"WHERE {quote(key or 'fid')} = ?", (fid,))
-        return self._features(meta, rows, names, q)[0] if rows else None
 
     def health(self) -> dict:
         try:

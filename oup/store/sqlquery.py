@@ -1,7 +1,7 @@
 """The query half both SQL stores share: one WHERE builder (bbox, datetime, properties,
-CQL2) and one paged query. A store supplies ``execute`` (``?`` placeholders), ``_layer``,
-``_geom_column``, ``_features`` and ``_spatial`` - the one spelling that differs: how a
-spatial predicate meets its index (SQLite R*Tree, PostGIS GiST).
+CQL2), one paged query and one lookup by id. A store supplies ``execute`` (``?``
+placeholders), ``_layer``, ``GEOMETRY``, ``_features`` and ``_spatial`` - the one spelling
+that differs: how a spatial predicate meets its index (SQLite R*Tree, PostGIS GiST).
 """
 from __future__ import annotations
 
@@ -17,8 +17,34 @@ Spatial = Callable[..., tuple[str, list]]  # (op, wkb, bounds, box=False) -> (sq
 
 
 class SqlQueries:
+    # the geometry as SQL: in the source CRS, in CRS84
+    GEOMETRY: tuple[str, str]
+
     def _spatial(self, cid: str) -> Spatial:
         raise NotImplementedError
+
+    def _geom_column(self, meta: dict, q: Query) -> str:
+        if q.skip_geometry:
+            return "NULL"
+        return self.GEOMETRY[0 if q.crs == f"EPSG:{meta['source_srid']}" else 1]
+
+    def get(self, cid: str, fid: int | str, crs: str = "OGC:CRS84") -> dict | None:
+        """One feature by its id: the row number, or the value of the layer's id field."""
+        meta = self._layer(cid)
+        q = Query(crs=crs)
+        fields = [f.name for f in _fields(meta)]
+        key = meta.get("id_field")
+        if key is None:
+            try:
+                fid = check_int64(int(fid), "id")
+            except ValueError:
+                return None
+        else:
+            fid = str(fid)
+        cols = ["fid", self._geom_column(meta, q)] + [quote(n) for n in fields + [key or "fid"]]
+        rows = self.execute(f"SELECT {', '.join(cols)} FROM {quote(cid)} "
+                            f"WHERE {quote(key or 'fid')} = ?", (fid,))
+        return self._features(meta, rows, fields, q)[0] if rows else None
 
     def _where(self, cid: str, meta: dict, q: Query) -> tuple[str, list]:
         fields = _fields(meta)
@@ -56,7 +82,6 @@ class SqlQueries:
             clauses.append(sql)
             params += p
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
-
 
     def query(self, cid: str, q: Query) -> Page:
         meta = self._layer(cid)  # once a request: each look asks the store
