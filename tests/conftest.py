@@ -166,6 +166,22 @@ def env(request, workdir, catalog_dir, credentials) -> dict:
     return e
 
 
+def healthy(url: str) -> bool:
+    """The server at ``url`` answers /health with 200 (not up yet: False)."""
+    try:
+        return requests.get(f"{url}/health", timeout=2).status_code == 200
+    except requests.ConnectionError:
+        return False
+
+
+def metric(text: str, name: str) -> float:
+    """The value of ``name`` (with its labels, if any) in Prometheus text."""
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
 def store_url(env: dict) -> str:
     return env.get("OUP_DATABASE_URL") or f"gpkg://{env['OUP_DATA_DIR']}/oup.gpkg"
 
@@ -194,11 +210,8 @@ def server(imported) -> str:
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{url}/health", timeout=2).status_code == 200:
-                break
-        except requests.ConnectionError:
-            pass
+        if healthy(url):
+            break
         if proc.poll() is not None:
             raise RuntimeError((Path(imported["OUP_DATA_DIR"]) / "server.log").read_text())
         time.sleep(0.3)

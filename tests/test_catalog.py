@@ -98,7 +98,7 @@ def test_reload_publishes_a_new_collection_without_a_restart(workdir):
 
     import requests
 
-    from conftest import free_port, make_probes, oup, wait_for
+    from conftest import free_port, healthy, make_probes, oup, wait_for
 
     cat, data = workdir / "reload-catalogue", workdir / "reload-data"
     shutil.copytree(ROOT / "collections" / "sensors", cat / "sensors")
@@ -118,7 +118,7 @@ def test_reload_publishes_a_new_collection_without_a_restart(workdir):
             codes.append(requests.get(f"{url}/collections/sensors/items", timeout=30).status_code)
 
     try:
-        wait_for(lambda: _up(url), 120, "the server")
+        wait_for(lambda: healthy(url), 120, "the server")
 
         def ids() -> set[str]:
             doc = requests.get(f"{url}/collections", timeout=30).json()
@@ -154,11 +154,3 @@ def test_reload_publishes_a_new_collection_without_a_restart(workdir):
     shutil.rmtree(cat / "probes")  # (the broken one)
     assert "no server running" in oup(env, "catalog", "reload").stdout
 
-
-def _up(url: str) -> bool:
-    import requests
-
-    try:
-        return requests.get(f"{url}/health", timeout=2).status_code == 200
-    except requests.ConnectionError:
-        return False

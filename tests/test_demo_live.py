@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import ROOT, free_port, oup, wait_for
+from conftest import ROOT, free_port, metric, oup, wait_for
 
 
 def _get(url: str, **params) -> dict | None:
@@ -26,13 +26,6 @@ def _get(url: str, **params) -> dict | None:
         return None
     assert r.status_code == 200, r.text
     return r.json() if "json" in r.headers.get("content-type", "") else {"text": r.text}
-
-
-def _metric(text: str, name: str) -> float:
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    raise AssertionError(f"{name} not in /metrics")
 
 
 @pytest.mark.parametrize("kind", ["mosquitto", "embedded"])
@@ -76,14 +69,14 @@ def test_serve_live_shows_the_sensors_moving(workdir, kind):
         # the simulator's malformed and repeated messages show, and the counters balance
         def counted():
             m = _get(f"{url}/metrics")["text"]
-            dead = _metric(m, 'oup_ingest_messages_total{outcome="dead_lettered"}')
-            dup = _metric(m, 'oup_ingest_messages_total{outcome="duplicates"}')
+            dead = metric(m, 'oup_ingest_messages_total{outcome="dead_lettered"}')
+            dup = metric(m, 'oup_ingest_messages_total{outcome="duplicates"}')
             return dead > 0 and dup > 0 and m
         metrics = wait_for(counted, 120, "dead letters and duplicates in /metrics")
-        parts = sum(_metric(metrics, f'oup_ingest_messages_total{{outcome="{o}"}}')
+        parts = sum(metric(metrics, f'oup_ingest_messages_total{{outcome="{o}"}}')
                     for o in ("stored", "duplicates", "dead_lettered"))
-        assert _metric(metrics, "oup_ingest_received_total") == (
-            parts + _metric(metrics, "oup_ingest_in_flight"))
+        assert metric(metrics, "oup_ingest_received_total") == (
+            parts + metric(metrics, "oup_ingest_in_flight"))
         listed = oup(env, "deadletters").stdout.strip().splitlines()
         assert listed[-1].endswith("dead letters shown") and int(listed[-1].split()[0]) >= 1
         children = [int(pid) for pid in Path(f"/proc/{proc.pid}/task/{proc.pid}/children")

@@ -4,13 +4,12 @@ import csv
 import shutil
 import subprocess
 import sys
-import time
 
 import pytest
 import requests
 from hypothesis import given, settings, strategies as st
 
-from conftest import ROOT, free_port, oup
+from conftest import ROOT, free_port, healthy, oup, wait_for
 from oup.catalog import CatalogError, load_catalog
 from oup.disclosure import DisclosurePolicy, DisclosureRule, SumConstraint, protect
 
@@ -120,12 +119,7 @@ def test_a_new_extension_is_served_without_code(tmp_path, imported):
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         url = f"http://127.0.0.1:{port}"
-        for _ in range(200):
-            try:
-                if requests.get(f"{url}/health", timeout=2).ok:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.3)
+        wait_for(lambda: healthy(url), 120, "the server")
         ids = {c["id"] for c in requests.get(f"{url}/collections?f=json").json()["collections"]}
         assert "tevredenheid" in ids
         assert "/collections/tevredenheid/items" in requests.get(f"{url}/openapi.json").json()["paths"]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import (IngesterProcess, flat_messages, oup, publish_in_background,
+from conftest import (IngesterProcess, flat_messages, metric, oup, publish_in_background,
                       store_url, wait_for)
 from iot_ingest.mqtt import Broker
 from iot_ingest.simulate import Publisher
@@ -140,20 +140,13 @@ def test_blocked_writer_pushes_back_and_loses_nothing(imported, broker, server):
         assert len(_keys(env, start, end)) == stored_at_block  # really blocked
     wait_for(lambda: len(_keys(env, start, end)) >= 20_000, 180, "all 20,000 rows")
     metrics = wait_for(lambda: (m := requests.get(f"{server}/metrics", timeout=10).text)
-                       and _metric(m, "oup_ingest_store_busy_seconds_total") > 0 and m,
+                       and metric(m, "oup_ingest_store_busy_seconds_total") > 0 and m,
                        15, "busy time in /metrics")
-    assert _metric(metrics, "oup_ingest_backpressure_seconds_total") > 0
-    assert _metric(metrics, "oup_ingest_running") >= 1
+    assert metric(metrics, "oup_ingest_backpressure_seconds_total") > 0
+    assert metric(metrics, "oup_ingest_running") >= 1
     ing.stop()
     rows = _keys(env, start, end)
     assert len(rows) == 20_000 and set(rows) == {key for _, _, key in messages}
-
-
-def _metric(text: str, name: str) -> float:
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    raise AssertionError(f"{name} not in /metrics")
 
 
 def _hostile(i: int, rng: random.Random) -> tuple[str, bytes, str]:
