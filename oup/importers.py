@@ -20,9 +20,9 @@ import shapely
 from shapely.geometry import shape
 from tqdm import tqdm
 
-from tilers.cityjson import epsg_of, lod_key, surfaces, vertices_of
-
 from .catalog import Collection, Source
+from .cityjson import (CityModelError, check_version, declared_crs, lod_key, lod_of, surfaces,
+                       vertices_of)
 from .store import Feature, FeatureStore, Field
 
 LOG = logging.getLogger(__name__)
@@ -64,12 +64,12 @@ def horizontal_srid(crs: str | int) -> int:
     return code
 
 
-def crs_from_cityjson(meta: dict | None, fallback: str | None, path: Path) -> str:
-    crs = epsg_of(meta) or fallback
-    if crs:
-        return crs
-    raise ImportError_(f"{path.name} declares no referenceSystem: give crs in the source "
-                       "(e.g. crs: EPSG:7415)")
+def crs_from_cityjson(doc: dict, fallback: str | None, path: Path) -> str:
+    """The model's CRS, however its file spells it (``oup.cityjson.reference_crs``)."""
+    try:
+        return declared_crs(doc, fallback, path)[0]
+    except CityModelError as exc:
+        raise ImportError_(str(exc).replace("give --crs", "give crs in the source")) from None
 
 
 def to_crs84(geoms: list, srid: int) -> list:
@@ -94,8 +94,8 @@ def _cityjson_objects(doc: dict, source: Source, skipped: Counter):
         if not geoms:
             skipped["no geometry"] += 1
             continue
-        lod = source.lod or max({str(g.get("lod")) for g in geoms}, key=lod_key)
-        chosen = [g for g in geoms if str(g.get("lod")) == lod]
+        lod = source.lod or max({lod_of(g) for g in geoms}, key=lod_key)
+        chosen = [g for g in geoms if lod_of(g) == lod]
         if not chosen:
             skipped[f"no LoD {lod}"] += 1
             continue
@@ -138,10 +138,11 @@ def _load_json(path: Path) -> dict:
 
 def read_cityjson(path: Path, source: Source, skipped: Counter, doc: dict | None = None):
     doc = doc or _load_json(path)
-    if doc.get("type") != "CityJSON" or str(doc.get("version")) not in ("1.1", "2.0"):
-        raise ImportError_(f"{path.name}: expected CityJSON 1.1 or 2.0, "
-                           f"found {doc.get('type')} {doc.get('version')}")
-    srid = horizontal_srid(crs_from_cityjson(doc.get("metadata"), source.crs, path))
+    try:
+        check_version(doc, path.name)
+    except CityModelError as exc:
+        raise ImportError_(str(exc)) from None
+    srid = horizontal_srid(crs_from_cityjson(doc, source.crs, path))
     return srid, _cityjson_objects(doc, source, skipped)
 
 
@@ -150,7 +151,7 @@ def read_cityjsonseq(path: Path, source: Source, skipped: Counter):
     header = json.loads(fh.readline())
     if header.get("type") != "CityJSON":
         raise ImportError_(f"{path.name}: the first line must be a CityJSON header")
-    srid = horizontal_srid(crs_from_cityjson(header.get("metadata"), source.crs, path))
+    srid = horizontal_srid(crs_from_cityjson(header, source.crs, path))
 
     def gen():
         with fh:

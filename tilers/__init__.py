@@ -15,7 +15,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .cityjson import CityModelError, ReadReport, lod_key, mesh_objects, open_city_model
+from oup.cityjson import lod_of, open_city_model
+
+from .cityjson import GROUND, ROOF, CityModelError, ReadReport, lod_key, mesh_objects
+from .lod import blocks_of
 from .pointcloud import write_point_tileset
 from .terrain import open_dem
 from .tileset import EmptyTileset, atomic_dir, write_tileset
@@ -48,6 +51,9 @@ def _mesh_unit(task):
     report = ReadReport()
     meshes = [m for doc, verts in unit.documents()
               for m in mesh_objects(doc, verts, lod, report, z_offset)]
+    # the coarse levels' stand-ins, made here where the work is parallel
+    for m, block in zip(meshes, blocks_of(meshes, GROUND, ROOF)):
+        m.block = block
     return meshes, report
 
 
@@ -64,19 +70,17 @@ def _objects(inputs: list[Path], crs: str | None, lod: str | None, report: ReadR
                 report.objects += 1
                 yield mesh
         return src, terrain()
-    """(CRS, a stream of the objects of every input). Files are opened one by one; with
-    ``workers`` > 1 the units of work are meshed by that many processes, in order."""
-    first_crs, first_units = open_city_model(inputs[0], crs)
+    # (CRS, a stream of the objects of every input). Files are opened one by one; with
+    # ``workers`` > 1 the units of work are meshed by that many processes, in order.
+    first = open_city_model(inputs[0], crs)
 
     def units():
         for i, path in enumerate(inputs):
-            file_crs, file_units = (first_crs, first_units) if i == 0 else \
-                open_city_model(path, crs)
-            if file_crs != first_crs:
-                raise CityModelError(f"{path}: CRS {file_crs} differs from {first_crs}")
-            for unit in file_units:
-                if getattr(unit, "warning", None) and unit.warning not in report.warnings:
-                    report.warnings.append(unit.warning)
+            model = first if i == 0 else open_city_model(path, crs)
+            if model.crs != first.crs:
+                raise CityModelError(f"{path}: CRS {model.crs} differs from {first.crs}")
+            report.warnings += [w for w in model.warnings if w not in report.warnings]
+            for unit in model.units:
                 yield unit, lod, z_offset
 
     def stream():
@@ -86,7 +90,7 @@ def _objects(inputs: list[Path], crs: str | None, lod: str | None, report: ReadR
                 yield from _merge(pool.imap(_mesh_unit, units(), chunksize=1), report)
         else:
             yield from _merge(map(_mesh_unit, units()), report)
-    return first_crs, stream()
+    return first.crs, stream()
 
 
 def _merge(results, report: ReadReport):
@@ -114,17 +118,15 @@ def _lods(inputs: list[Path], crs: str | None) -> list[str]:
     """The levels of detail present (a quick pass that meshes nothing)."""
     lods = set()
     for path in inputs:
-        _, units = open_city_model(path, crs)
-        for unit in units:
+        for unit in open_city_model(path, crs).units:
             for doc, _ in unit.documents():
                 for obj in doc.get("CityObjects", {}).values():
-                    lods |= {str(g.get("lod")) for g in obj.get("geometry", [])
-                             if "boundaries" in g}
+                    lods |= {lod_of(g) for g in obj.get("geometry", []) if "boundaries" in g}
     return sorted(lods, key=lod_key)
 
 
 def tile(inputs: list[Path], out: Path, crs: str | None = None, lod: str | None = None,
-         vertex_budget: int = 100_000, progress: bool = True,
+         vertex_budget: int = 50_000, progress: bool = True,
          workers: int | None = None, z_offset_attribute: str | None = None) -> TilingReport:
     from tqdm import tqdm
 

@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 
 from .cityjson import CityModelError
-from .gltf import ARRAY_BUFFER, FLOAT, _accessor, _Buffer, pack_glb
-from .tileset import Geodesy, Node, _split, leaf_tile, local_frame, parent_tile, write_tileset_json
+from .gltf import ARRAY_BUFFER, FLOAT, UINT8, _accessor, _Buffer, pack_glb
+from .placement import Geodesy, as_transform, local_frame, region_error, region_of, union
+from .tileset import Node, _split, write_tileset_json
 
-UNSIGNED_BYTE = 5121
+
 
 
 def read_las(path: Path, crs: str | None):
@@ -50,7 +51,7 @@ def _points_glb(enu: np.ndarray, rgb: np.ndarray | None) -> bytes:
         # 4-byte aligned elements: pad RGB to RGBA
         rgba = np.column_stack([rgb, np.full(len(rgb), 255, np.uint8)])
         attrs["COLOR_0"] = _accessor(acc, buf.add(rgba.tobytes(), ARRAY_BUFFER, 4), rgba,
-                                     UNSIGNED_BYTE, "VEC4", minmax=False)
+                                     UINT8, "VEC4", minmax=False)
         acc[-1]["normalized"] = True
     binary = buf.bytes()
     gltf = {"asset": {"version": "2.0", "generator": "OUP tilers"},
@@ -78,8 +79,13 @@ def write_point_tileset(path: Path, crs: str | None, out: Path, budget: int = 10
     stats = {"tiles": 0, "vertices_per_tile": [], "objects": int(len(xyz))}
 
     def build(node: Node) -> dict:
+        """Tiles without content over the leaves, refined by ADD: each leaf holds its own
+        points (a point cloud has no coarse stand-in to replace)."""
         if node.children:
-            return parent_tile([build(c) for c in node.children])
+            kids = [build(c) for c in node.children]
+            region = union([k["boundingVolume"]["region"] for k in kids])
+            return {"boundingVolume": {"region": region}, "geometricError": region_error(region),
+                    "refine": "ADD", "children": kids}
         idx = np.sort(node.items)
         llh = geo.geodetic(xyz[idx])
         frame, enu = local_frame(geo, llh)
@@ -88,7 +94,9 @@ def write_point_tileset(path: Path, crs: str | None, out: Path, budget: int = 10
         stats["tiles"] += 1
         stats["vertices_per_tile"].append(int(len(idx)))
         progress(len(idx))
-        return leaf_tile(llh, frame, name)
+        return {"boundingVolume": {"region": region_of(llh)}, "geometricError": 0.0,
+                "refine": "ADD", "transform": as_transform(frame),
+                "content": {"uri": name}}
 
     write_tileset_json(out, build(root))
     stats["bytes"] = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())

@@ -1,16 +1,20 @@
-"""City objects -> a 3D Tiles 1.1 tileset on disk.
+"""City objects -> a 3D Tiles 1.1 tileset on disk, with levels of detail.
 
-An adaptive quadtree over the objects' positions splits until each leaf holds at
-most ``vertex_budget`` vertices; leaves carry glb content in their own ENU frame
-(a float64 ``transform`` per tile, float32 offsets of metres inside it), inner tiles
-carry none. Bounding volumes are geodetic regions computed from the content itself,
-so they contain it whatever the tile transforms are. ``atomic_dir`` lets a caller
-write into a temporary folder that is moved into place only when complete.
+An adaptive quadtree over the objects' positions splits until each leaf holds at most
+``vertex_budget`` vertices. Leaves carry the objects in full detail. Every tile above
+them carries a coarse version of what is below it (``lod``: a block per object, the
+largest objects first, up to ``vertex_budget // 2`` vertices) and is refined by REPLACE,
+so a viewer that frames the whole tileset draws the root at once and loads detail only
+where it comes close. Geometric errors are measured from the content (``lod.choose``):
+leaves 0, a coarse tile the largest deviation of what it draws or size of what it leaves
+out. Bounding volumes are geodetic regions computed from the content itself.
+
+``atomic_dir`` lets a caller write into a temporary folder that is moved into place only
+when complete.
 """
 from __future__ import annotations
 
 import json
-import math
 import multiprocessing
 import os
 import pickle
@@ -23,8 +27,11 @@ from typing import Iterable
 
 import numpy as np
 
-from .cityjson import SURFACE_NAMES, CityObjectMesh
-from .gltf import build_glb, enu_frame, metadata_schema
+from .cityjson import GROUND, ROOF, SURFACE_NAMES, WALL, CityObjectMesh
+from .gltf import build_glb, metadata_schema
+from .lod import blocks_of, choose
+from .placement import (Geodesy, as_transform, local_frame, region_error, region_of,
+                        relative, union)
 from .triangulate import _cross
 
 
@@ -60,23 +67,35 @@ def _split(node: Node, xy: np.ndarray, nverts: np.ndarray, budget: int,
 
 
 class Spill:
-    """Triangulated objects parked on disk between reading and tiling, so memory holds
-    one tile's objects at a time, not the whole city."""
+    """Objects parked on disk between reading and tiling, so memory holds one tile's
+    objects at a time, not the whole city: the triangulated objects in one file, their
+    blocks with their attributes (for the coarse tiles) in another."""
 
-    def __init__(self, path: Path):
-        self.fh = open(path, "w+b")
+    def __init__(self, folder: Path):
+        self.meshes = open(folder / ".objects.spill", "w+b")
+        self.blocks = open(folder / ".blocks.spill", "w+b")
         self.offsets: list[int] = []
+        self.block_offsets: list[int] = []
         self.xy: list[tuple[float, float]] = []
         self.nverts: list[int] = []
+        self.size: list[float] = []
+        self.deviation: list[float] = []
+        self.block_nverts: list[int] = []
         self.kinds: dict[str, set] = {}
         self.missing: set[str] = set()
 
     def add(self, mesh: CityObjectMesh) -> None:
-        self.offsets.append(self.fh.tell())
-        self.fh.write(pickle.dumps(mesh, protocol=pickle.HIGHEST_PROTOCOL))
+        block = mesh.block or blocks_of([mesh], GROUND, ROOF)[0]
+        row = {"id": mesh.id, "type": mesh.type, **mesh.attributes}
+        self.offsets.append(self.meshes.tell())
+        self.meshes.write(pickle.dumps(mesh, protocol=pickle.HIGHEST_PROTOCOL))
+        self.block_offsets.append(self.blocks.tell())
+        self.blocks.write(pickle.dumps((block, row), protocol=pickle.HIGHEST_PROTOCOL))
         self.xy.append((float(mesh.vertices[:, 0].mean()), float(mesh.vertices[:, 1].mean())))
         self.nverts.append(len(mesh.vertices))
-        row = {"id": mesh.id, "type": mesh.type, **mesh.attributes}
+        self.size.append(block.size)
+        self.deviation.append(block.deviation)
+        self.block_nverts.append(block.vertices)
         for name in self.kinds.keys() - row.keys():
             self.missing.add(name)
         for name, value in row.items():
@@ -88,35 +107,15 @@ class Spill:
             else:
                 self.kinds[name].add(type(value))
 
-    def get(self, i: int) -> CityObjectMesh:
-        self.fh.seek(self.offsets[i])
-        return pickle.load(self.fh)
+    def flush(self) -> None:
+        self.meshes.flush()
+        self.blocks.flush()
 
     def close(self) -> None:
-        self.fh.close()
-
-
-class Geodesy:
-    """Source CRS -> geodetic (lon, lat, ellipsoidal h) and ECEF, exactly."""
-
-    def __init__(self, src: str):
-        import pyproj
-
-        from oup.geodesy import transformer
-
-        # RD New + NAP goes through RDNAPTRANS(TM)2018 (oup.geodesy routes it via ETRS89)
-        self.to_geodetic = transformer(src, "EPSG:4979")
-        self.to_ecef = pyproj.Transformer.from_crs("EPSG:4979", "EPSG:4978", always_xy=True)
-
-    def geodetic(self, xyz: np.ndarray) -> np.ndarray:
-        lon, lat, h = self.to_geodetic.transform(xyz[:, 0], xyz[:, 1], xyz[:, 2])
-        out = np.column_stack([lon, lat, h])
-        if not np.isfinite(out).all():
-            raise ValueError("coordinates outside the area the CRS transformation covers")
-        return out
-
-    def ecef(self, llh: np.ndarray) -> np.ndarray:
-        return np.column_stack(self.to_ecef.transform(llh[:, 0], llh[:, 1], llh[:, 2]))
+        self.meshes.close()
+        self.blocks.close()
+        for fh in (self.meshes, self.blocks):
+            Path(fh.name).unlink(missing_ok=True)
 
 
 def _vertex_normals(pos: np.ndarray, tris: np.ndarray) -> np.ndarray:
@@ -129,102 +128,108 @@ def _vertex_normals(pos: np.ndarray, tris: np.ndarray) -> np.ndarray:
     return np.where(length > 0, vn / np.maximum(length, 1e-30), [0.0, 0.0, 1.0])
 
 
+# -- one tile's content (runs in a worker process for big tilesets) ------------------------
+
+@dataclass
+class Job:
+    kind: str          # "leaf": the objects in detail; "coarse": their blocks
+    spill: str         # the spill file to read them from
+    offsets: list
+    src_crs: str
+    schema: dict
+    kinds: dict
+    out: str
+    name: str
+    grid_dirs: list
+
+
 _GEO: dict = {}
 
 
-def _leaf_job(job) -> dict:
-    """Build one leaf tile's glb from the spill (runs in a worker for big tilesets)."""
-    spill_path, offsets, src_crs, schema, kinds, out, name, grid_dirs = job
-    from oup.geodesy import install_grids
-
-    for d in grid_dirs:  # a spawned worker finds the RDNAPTRANS grids where the parent did
-        install_grids(Path(d).parent)
-    geo = _GEO.get(src_crs) or _GEO.setdefault(src_crs, Geodesy(src_crs))
-    with open(spill_path, "rb") as fh:
-        meshes = []
+def _load(path: str, offsets: list) -> list:
+    with open(path, "rb") as fh:
+        out = []
         for off in offsets:
             fh.seek(off)
-            meshes.append(pickle.load(fh))
-    return _leaf_content(meshes, name, geo, schema, kinds, Path(out))
+            out.append(pickle.load(fh))
+        return out
 
 
-def local_frame(geo: Geodesy, llh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A tile's ENU frame (anchored at its centre, lowest height) and its vertices in it."""
-    lon0, lat0 = (llh[:, 0].min() + llh[:, 0].max()) / 2, (llh[:, 1].min() + llh[:, 1].max()) / 2
-    anchor = geo.ecef(np.array([[lon0, lat0, llh[:, 2].min()]]))[0]
-    frame = enu_frame(lon0, lat0, anchor)
-    return frame, (geo.ecef(llh) - anchor) @ frame[:3, :3]  # rows: ECEF offsets -> E, N, U
+def run_job(job: Job) -> dict:
+    from oup.geodesy import install_grids
+
+    for d in job.grid_dirs:  # a spawned worker finds the RDNAPTRANS grids where the parent did
+        install_grids(Path(d).parent)
+    geo = _GEO.get(job.src_crs) or _GEO.setdefault(job.src_crs, Geodesy(job.src_crs))
+    items = _load(job.spill, job.offsets)
+    if job.kind == "leaf":
+        parts = [(m.vertices, m.triangles, m.surfaces) for m in items]
+        rows = [{"id": m.id, "type": m.type, **m.attributes} for m in items]
+        terrain = all(m.type == "Terrain" for m in items)
+    else:
+        parts, rows = [], []
+        for block, row in items:
+            v, t, roof = block.mesh
+            parts.append((v, t, np.where(roof, ROOF, WALL).astype(np.uint8)))
+            rows.append(row)
+        terrain = all(r["type"] == "Terrain" for r in rows)
+    return _content(parts, rows, job, geo, terrain)
 
 
-def leaf_tile(llh: np.ndarray, frame: np.ndarray, uri: str) -> dict:
-    """A content tile: its geodetic region (computed from the content) and transform."""
-    region = [math.radians(llh[:, 0].min()), math.radians(llh[:, 1].min()),
-              math.radians(llh[:, 0].max()), math.radians(llh[:, 1].max()),
-              float(llh[:, 2].min()), float(llh[:, 2].max())]
-    return {"boundingVolume": {"region": region}, "geometricError": 0.0,
-            "refine": "ADD", "transform": [float(v) for v in frame.T.reshape(-1)],
-            "content": {"uri": uri}}
+def _content(parts: list, rows: list, job: Job, geo: Geodesy, terrain: bool) -> dict:
+    """Write one glb; return its frame, region and vertex count."""
+    counts = [len(verts) for verts, _, _ in parts]
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    llh_all = geo.geodetic(np.vstack([verts for verts, _, _ in parts]))  # one PROJ call a tile
+    tris_all = np.vstack([t.astype(np.int64) + b for (_, t, _), b in zip(parts, starts)])
+    fids = np.repeat(np.arange(len(parts), dtype=np.uint32), counts)
+    sids = np.concatenate([s for _, _, s in parts])
+    frame, enu = local_frame(geo, llh_all)
+    # buildings and blocks share no vertex between faces: these are the faces' flat
+    # normals (terrain shares them: a smooth surface)
+    glb = build_glb(enu, _vertex_normals(enu, tris_all), tris_all, fids, sids,
+                    job.schema, job.kinds, rows, SURFACE_NAMES,
+                    color=(0.62, 0.68, 0.58) if terrain else (0.85, 0.83, 0.8))
+    uri = f"tiles/{job.name}.glb"
+    (Path(job.out) / uri).write_bytes(glb)
+    return {"frame": frame, "region": region_of(llh_all), "uri": uri, "vertices": int(len(enu)),
+            "bytes": len(glb)}
 
 
-def parent_tile(kids: list[dict]) -> dict:
-    """A tile without content over its children: their union, an error to refine from."""
-    regions = np.array([k["boundingVolume"]["region"] for k in kids])
-    region = [regions[:, 0].min(), regions[:, 1].min(), regions[:, 2].max(),
-              regions[:, 3].max(), regions[:, 4].min(), regions[:, 5].max()]
-    # a parent's error: half the diagonal of its area, so children load on approach
-    width = (region[2] - region[0]) * 6_378_137 * math.cos(region[1])
-    height = (region[3] - region[1]) * 6_378_137
-    return {"boundingVolume": {"region": [float(v) for v in region]},
-            "geometricError": max(1.0, math.hypot(width, height) / 2), "refine": "ADD",
-            "children": kids}
+# -- the tree ------------------------------------------------------------------------------
+
+def _nodes(node: Node):
+    yield node
+    for c in node.children:
+        yield from _nodes(c)
+
+
+def _tile_json(node: Node, contents: dict, errors: dict, stats: dict,
+               parent_world: np.ndarray | None = None) -> dict:
+    own = contents[node.id]
+    stats["tiles"] += 1
+    stats["vertices_per_tile"].append(own["vertices"])
+    level = stats["levels"].setdefault(node.level, {"tiles": 0, "bytes": 0})
+    level["tiles"] += 1
+    level["bytes"] += own["bytes"]
+    kids = [_tile_json(c, contents, errors, stats, own["frame"]) for c in node.children]
+    tile = {"boundingVolume": {"region": union([own["region"]] +
+                                               [k["boundingVolume"]["region"] for k in kids])},
+            "geometricError": errors[node.id],
+            "refine": "REPLACE",
+            "transform": as_transform(relative(parent_world, own["frame"])),
+            "content": {"uri": own["uri"]}}
+    if kids:
+        tile["children"] = kids
+    return tile
 
 
 def write_tileset_json(out: Path, root_tile: dict, extra: dict | None = None) -> None:
-    if "content" in root_tile:  # a single tile: give it an error to refine from
-        root_tile = {"boundingVolume": root_tile["boundingVolume"], "geometricError": 50.0,
-                     "refine": "ADD", "children": [root_tile]}
+    """tileset.json; the tileset's own error is that of drawing nothing of it."""
+    error = max(region_error(root_tile["boundingVolume"]["region"]), root_tile["geometricError"])
     tileset = {"asset": {"version": "1.1", "generator": "OUP tilers"},
-               "geometricError": root_tile["geometricError"] * 2,
-               "root": root_tile, **({"extras": extra} if extra else {})}
+               "geometricError": error, "root": root_tile, **({"extras": extra} if extra else {})}
     (out / "tileset.json").write_text(json.dumps(tileset, separators=(",", ":")))
-
-
-def _leaf_content(meshes: list, node_id: str, geo: Geodesy, schema, kinds, out: Path) -> dict:
-    llh_parts, tri_parts, fid_parts, sid_parts, rows, base = [], [], [], [], [], 0
-    for i, m in enumerate(meshes):
-        llh_parts.append(geo.geodetic(m.vertices))
-        tri_parts.append(m.triangles + base)
-        fid_parts.append(np.full(len(m.vertices), i, np.uint32))
-        sid_parts.append(m.surfaces)
-        rows.append({"id": m.id, "type": m.type, **m.attributes})
-        base += len(m.vertices)
-    llh = np.vstack(llh_parts)
-    tris = np.vstack(tri_parts)
-    frame, enu = local_frame(geo, llh)
-    normals = _vertex_normals(enu, tris)
-    terrain = all(m.type == "Terrain" for m in meshes)
-    glb = build_glb(enu, normals, tris, np.concatenate(fid_parts), np.concatenate(sid_parts),
-                    schema, kinds, rows, SURFACE_NAMES,
-                    color=(0.62, 0.68, 0.58) if terrain else (0.85, 0.83, 0.8))
-    name = f"tiles/{node_id}.glb"
-    (out / name).write_bytes(glb)
-    return {**leaf_tile(llh, frame, name), "_vertices": int(len(enu))}
-
-
-def _leaves(node: Node):
-    if not node.children:
-        yield node
-    for c in node.children:
-        yield from _leaves(c)
-
-
-def _tile(node: Node, contents: dict, stats: dict) -> dict:
-    if not node.children:
-        tile = dict(contents[node.id])
-        stats["tiles"] += 1
-        stats["vertices_per_tile"].append(tile.pop("_vertices"))
-        return tile
-    return parent_tile([_tile(c, contents, stats) for c in node.children])
 
 
 @contextmanager
@@ -249,7 +254,7 @@ def atomic_dir(out: Path):
 
 
 def write_tileset(meshes: Iterable[CityObjectMesh], src_crs: str, out: Path,
-                  vertex_budget: int = 100_000, progress=lambda n: None,
+                  vertex_budget: int = 50_000, progress=lambda n: None,
                   extra: dict | None = None, workers: int = 1) -> dict:
     """Write a tileset into the (new) folder ``out`` from a stream of objects.
 
@@ -258,7 +263,7 @@ def write_tileset(meshes: Iterable[CityObjectMesh], src_crs: str, out: Path,
     """
     out = Path(out)
     (out / "tiles").mkdir(parents=True)
-    spill = Spill(out / ".objects.spill")
+    spill = Spill(out)
     try:
         for mesh in meshes:
             spill.add(mesh)
@@ -266,32 +271,53 @@ def write_tileset(meshes: Iterable[CityObjectMesh], src_crs: str, out: Path,
             raise EmptyTileset("no city objects to tile")
         Geodesy(src_crs)  # an unknown CRS fails here, before any tile is made
         schema, kinds = metadata_schema(spill.kinds, spill.missing)
-        xy = np.array(spill.xy)
-        nverts = np.array(spill.nverts)
+        xy, nverts = np.array(spill.xy), np.array(spill.nverts)
+        size, deviation = np.array(spill.size), np.array(spill.deviation)
+        block_nverts = np.array(spill.block_nverts)
+        # a leaf's objects are numbered by u16 feature ids: at most 65,535 of them
+        budget = max(1, vertex_budget)
         bounds = (xy[:, 0].min(), xy[:, 1].min(), xy[:, 0].max() + 1e-6, xy[:, 1].max() + 1e-6)
-        root = _split(Node(np.arange(len(xy)), bounds, 0, "r"), xy, nverts, vertex_budget)
-        spill.fh.flush()
+        root = _split(Node(np.arange(len(xy)), bounds, 0, "r"), xy, nverts, budget)
+        spill.flush()
         from oup.geodesy import installed_grid_dirs
 
-        jobs = [(str(spill.fh.name), [spill.offsets[int(k)] for k in sorted(leaf.items)],
-                 src_crs, schema, kinds, str(out), leaf.id, installed_grid_dirs())
-                for leaf in _leaves(root)]
+        grids, jobs, errors = installed_grid_dirs(), [], {}
+        for node in _nodes(root):
+            if node.children:
+                chosen, errors[node.id] = choose(node.items, size, deviation, block_nverts,
+                                                 max(budget // 2, 1))
+                jobs.append(Job("coarse", spill.blocks.name,
+                                [spill.block_offsets[int(k)] for k in chosen], src_crs, schema,
+                                kinds, str(out), node.id, grids))
+            else:
+                errors[node.id] = 0.0
+                jobs.append(Job("leaf", spill.meshes.name,
+                                [spill.offsets[int(k)] for k in sorted(node.items)], src_crs,
+                                schema, kinds, str(out), node.id, grids))
+        _monotone(root, errors)
         contents = {}
         if workers > 1 and len(jobs) > 1:
             ctx = multiprocessing.get_context("spawn")
             with ctx.Pool(min(workers, len(jobs))) as pool:
-                for job, tile in zip(jobs, pool.imap(_leaf_job, jobs)):
-                    contents[job[6]] = tile
-                    progress(len(job[1]))
+                for job, content in zip(jobs, pool.imap(run_job, jobs)):
+                    contents[job.name] = content
+                    progress(len(job.offsets) if job.kind == "leaf" else 0)
         else:
             for job in jobs:
-                contents[job[6]] = _leaf_job(job)
-                progress(len(job[1]))
-        stats = {"tiles": 0, "vertices_per_tile": [], "objects": len(xy)}
-        root_tile = _tile(root, contents, stats)
+                contents[job.name] = run_job(job)
+                progress(len(job.offsets) if job.kind == "leaf" else 0)
+        stats = {"tiles": 0, "vertices_per_tile": [], "objects": len(xy), "levels": {}}
+        root_tile = _tile_json(root, contents, errors, stats)
     finally:
         spill.close()
-        (out / ".objects.spill").unlink(missing_ok=True)
     write_tileset_json(out, root_tile, extra)
     stats["bytes"] = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    stats["leaf_bytes"] = sum(contents[n.id]["bytes"] for n in _nodes(root) if not n.children)
     return stats
+
+
+def _monotone(node: Node, errors: dict) -> float:
+    """A tile's error is at least its children's: refining never makes the picture worse."""
+    for c in node.children:
+        errors[node.id] = max(errors[node.id], _monotone(c, errors))
+    return errors[node.id]

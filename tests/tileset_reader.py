@@ -1,0 +1,59 @@
+"""Reading our own tilesets back, independently of the tiler: glb geometry (plain or
+Draco, decoded by DracoPy), every content tile with its world transform (3D Tiles
+composes a tile's transform with its parents'), and the ECEF points of the leaves."""
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+
+
+def read_gltf(path: Path) -> tuple[dict, bytes]:
+    data = path.read_bytes()
+    jlen = struct.unpack_from("<I", data, 12)[0]
+    return json.loads(data[20:20 + jlen]), data[20 + jlen + 8:]
+
+
+def read_glb(path: Path) -> np.ndarray:
+    """The positions of the glb's mesh, z-up (as the tile's frame has them)."""
+    gltf, binary = read_gltf(path)
+    prim = gltf["meshes"][0]["primitives"][0]
+    draco = prim.get("extensions", {}).get("KHR_draco_mesh_compression")
+    if draco:
+        import DracoPy
+
+        view = gltf["bufferViews"][draco["bufferView"]]
+        blob = binary[view.get("byteOffset", 0):view.get("byteOffset", 0) + view["byteLength"]]
+        yup = np.asarray(DracoPy.decode(blob).points, float)
+    else:
+        acc = gltf["accessors"][prim["attributes"]["POSITION"]]
+        view = gltf["bufferViews"][acc["bufferView"]]
+        yup = np.frombuffer(binary, "<f4", acc["count"] * 3, view["byteOffset"]).reshape(-1, 3)
+    return np.column_stack([yup[:, 0], -yup[:, 2], yup[:, 1]]).astype(float)  # back to z-up
+
+
+def content_tiles(folder: Path):
+    """(tile, world 4x4 matrix, depth) for every tile with content, root first."""
+    ts = json.loads((folder / "tileset.json").read_text())
+
+    def walk(t, world, depth):
+        if "transform" in t:
+            world = world @ np.array(t["transform"]).reshape(4, 4).T
+        if "content" in t:
+            yield t, world, depth
+        for c in t.get("children", []):
+            yield from walk(c, world, depth + 1)
+    yield from walk(ts["root"], np.eye(4), 0)
+
+
+def ecef_of(folder: Path, tile: dict, world: np.ndarray) -> np.ndarray:
+    enu = read_glb(folder / tile["content"]["uri"])
+    return enu @ world[:3, :3].T + world[:3, 3]
+
+
+def leaf_points(folder: Path) -> np.ndarray:
+    """ECEF of every vertex of every leaf (the detailed content)."""
+    return np.vstack([ecef_of(folder, t, w) for t, w, _ in content_tiles(folder)
+                      if not t.get("children")])
