@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -170,7 +171,7 @@ def healthy(url: str) -> bool:
     """The server at ``url`` answers /health with 200 (not up yet: False)."""
     try:
         return requests.get(f"{url}/health", timeout=2).status_code == 200
-    except requests.ConnectionError:
+    except (requests.ConnectionError, requests.Timeout):  # a worker still starting
         return False
 
 
@@ -201,30 +202,39 @@ def imported(env) -> dict:
     return env
 
 
-@pytest.fixture(scope="session")
-def server(imported) -> str:
+@contextmanager
+def serving(env: dict):
+    """A real OUP server (gunicorn, 2 workers) on a free loopback port, for ``env``."""
     port = free_port()
-    log = open(Path(imported["OUP_DATA_DIR"]) / "server.log", "w")
+    data = Path(env["OUP_DATA_DIR"])
+    log = open(data / "server.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "oup.cli", "serve", "--port", str(port),
-                             "--workers", "2"], env=imported, stdout=log, stderr=log)
+                             "--workers", "2"], env=env, stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if healthy(url):
-            break
-        if proc.poll() is not None:
-            raise RuntimeError((Path(imported["OUP_DATA_DIR"]) / "server.log").read_text())
-        time.sleep(0.3)
-    else:
-        proc.kill()
-        raise RuntimeError("server did not come up in 120 s")
-    yield url
-    proc.terminate()
     try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+        while time.monotonic() < deadline:
+            if healthy(url):
+                break
+            if proc.poll() is not None:
+                raise RuntimeError((data / "server.log").read_text())
+            time.sleep(0.3)
+        else:
+            raise RuntimeError("server did not come up in 120 s")
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def server(imported) -> str:
+    with serving(imported) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

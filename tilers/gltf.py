@@ -55,32 +55,55 @@ def _property_type(kinds: set) -> tuple[str, dict]:
 
 
 NO_DATA = -1.0e9  # declared as noData where a numeric attribute is missing
+ENUM_MAX = 255     # a text attribute with at most this many distinct values is an enum
 
 
-def metadata_schema(kinds_seen: dict[str, set], missing: set[str]) -> tuple[dict, dict]:
+def metadata_schema(kinds_seen: dict[str, set], missing: set[str],
+                    texts: dict[str, set | None] | None = None) -> tuple[dict, dict]:
     """A typed schema for the objects' attributes (and the surface classes), from the
-    Python types seen per attribute and the attributes some objects lack."""
-    kinds, props = {}, {}
+    Python types seen per attribute, the attributes some objects lack, and the distinct
+    values of the text attributes (None: too many to list).
+
+    Text that repeats (a status, a survey, a source: a few values over a whole city) is
+    an ENUM: one byte an object instead of the text again and again. Decoders (CesiumJS,
+    loaders.gl) give back the text.
+    """
+    kinds, props, enums = {}, {}, {}
     for name, seen in kinds_seen.items():
         kind, prop = _property_type(seen)
+        values = (texts or {}).get(name)
+        if seen == {str} and values and name not in missing and "" not in values:
+            enum_id = f"enum_{len(enums)}"
+            ordered = sorted(values)
+            enums[enum_id] = {"valueType": "UINT8",
+                              "values": [{"name": v, "value": i} for i, v in enumerate(ordered)]}
+            kind, prop = {v: i for i, v in enumerate(ordered)}, {"type": "ENUM",
+                                                                 "enumType": enum_id}
         if kind == "FLOAT64" and name in missing:
             prop["noData"] = NO_DATA
         kinds[name], props[name] = kind, prop
     schema = {"id": "oup_city", "classes": {
         "cityobject": {"name": "City object", "properties": props},
         "surface": {"name": "Semantic surface", "properties": {"type": {"type": "STRING"}}}}}
+    if enums:
+        schema["enums"] = enums
     return schema, kinds
 
 
 def _strings(buf: _Buffer, values: list) -> dict:
     encoded = [("" if v is None else str(v)).encode("utf-8") for v in values]
-    offsets = np.zeros(len(encoded) + 1, np.uint32)
-    offsets[1:] = np.cumsum([len(e) for e in encoded])
+    ends = np.cumsum([len(e) for e in encoded])
+    kind = "UINT16" if not len(ends) or ends[-1] <= 65_535 else "UINT32"
+    offsets = np.zeros(len(encoded) + 1, "<u2" if kind == "UINT16" else "<u4")
+    offsets[1:] = ends
     return {"values": buf.add(b"".join(encoded) or b"\0", align=8),
-            "stringOffsets": buf.add(offsets.tobytes(), align=8), "stringOffsetType": "UINT32"}
+            "stringOffsets": buf.add(offsets.tobytes(), align=8), "stringOffsetType": kind}
 
 
-def _property(buf: _Buffer, kind: str, values: list) -> dict:
+def _property(buf: _Buffer, kind: str | dict, values: list) -> dict:
+    if isinstance(kind, dict):  # an enum: the index of each value
+        return {"values": buf.add(np.array([kind[str(v)] for v in values], np.uint8).tobytes(),
+                                  align=8)}
     if kind == "FLOAT64":
         arr = np.array([NO_DATA if v is None else float(v) for v in values], "<f8")
         return {"values": buf.add(arr.tobytes(), align=8)}

@@ -28,7 +28,7 @@ from typing import Iterable
 import numpy as np
 
 from .cityjson import GROUND, ROOF, SURFACE_NAMES, WALL, CityObjectMesh
-from .gltf import build_glb, metadata_schema
+from .gltf import ENUM_MAX, build_glb, metadata_schema
 from .lod import blocks_of, choose
 from .placement import (Geodesy, as_transform, local_frame, region_error, region_of,
                         relative, union)
@@ -83,6 +83,7 @@ class Spill:
         self.block_nverts: list[int] = []
         self.kinds: dict[str, set] = {}
         self.missing: set[str] = set()
+        self.texts: dict[str, set | None] = {}  # distinct text values, None past ENUM_MAX
 
     def add(self, mesh: CityObjectMesh) -> None:
         block = mesh.block or blocks_of([mesh], GROUND, ROOF)[0]
@@ -106,6 +107,11 @@ class Spill:
                 self.missing.add(name)
             else:
                 self.kinds[name].add(type(value))
+                seen = self.texts.setdefault(name, set())
+                if seen is not None and isinstance(value, str):
+                    seen.add(value)
+                    if len(seen) > ENUM_MAX:
+                        self.texts[name] = None
 
     def flush(self) -> None:
         self.meshes.flush()
@@ -270,7 +276,7 @@ def write_tileset(meshes: Iterable[CityObjectMesh], src_crs: str, out: Path,
         if not spill.offsets:
             raise EmptyTileset("no city objects to tile")
         Geodesy(src_crs)  # an unknown CRS fails here, before any tile is made
-        schema, kinds = metadata_schema(spill.kinds, spill.missing)
+        schema, kinds = metadata_schema(spill.kinds, spill.missing, spill.texts)
         xy, nverts = np.array(spill.xy), np.array(spill.nverts)
         size, deviation = np.array(spill.size), np.array(spill.deviation)
         block_nverts = np.array(spill.block_nverts)

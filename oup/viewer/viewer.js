@@ -1,7 +1,8 @@
 // The OUP 3D viewer: every 3D collection's tiles in CesiumJS, fully offline (no Cesium
 // ion, no online imagery: a plain ellipsoid), and the live sensors on top: their latest
 // values as labelled points, refreshed every 15 s. ?collection=<id> picks the tileset to
-// fly to. window.oup reports state for people and for the headless browser test.
+// fly to; ?at=<lon>,<lat>,<range m> looks at a place instead of framing the tileset.
+// window.oup reports state for people and for the headless browser test.
 "use strict";
 window.oup = { ready: false, picked: null, error: null, tiles: 0, sensors: null };
 const SENSOR_REFRESH_MS = 15000;
@@ -10,7 +11,9 @@ const STALE_MS = 3600 * 1000;  // a value older than an hour is drawn grey
 (async function main() {
   const status = document.getElementById("status");
   const table = document.getElementById("attributes");
-  const collection = new URLSearchParams(location.search).get("collection") || "buildings";
+  const params = new URLSearchParams(location.search);
+  const collection = params.get("collection") || "buildings";
+  const at = (params.get("at") || "").split(",").map(Number);
   const viewer = new Cesium.Viewer("map", {
     baseLayer: false, baseLayerPicker: false, geocoder: false, timeline: false,
     animation: false, homeButton: false, sceneModePicker: false, infoBox: false,
@@ -29,11 +32,18 @@ const STALE_MS = 3600 * 1000;  // a value older than an hour is drawn grey
       (c.links || []).filter((l) => l.rel === rel).map((l) => ({ id: c.id, href: l.href })));
     if (!sets.length) throw new Error("no collection has 3D Tiles yet: run `oup tile`");
     let pending = sets.length, focus = null;
+    // the content drawn since the camera last moved (coarse or detailed), for tests
+    const loadedSets = [], drawn = new Set();
+    window.oup.drawn = () => [...drawn];
+    viewer.camera.changed.addEventListener(() => drawn.clear());
+    window.oup.loaded = () => loadedSets.every((t) => t.tilesLoaded);  // nothing pending
     for (const s of sets) {
       const tileset = await Cesium.Cesium3DTileset.fromUrl(s.href);
       viewer.scene.primitives.add(tileset);
+      loadedSets.push(tileset);
       tileset.tileLoad.addEventListener(() => { window.oup.tiles += 1; });
       tileset.tileFailed.addEventListener((e) => { window.oup.error = `tile failed: ${e.url}`; });
+      tileset.tileVisible.addEventListener((tile) => { if (tile.content) drawn.add(tile.content.url); });
       tileset.initialTilesLoaded.addEventListener(() => {
         pending -= 1;
         if (pending === 0) {
@@ -43,8 +53,14 @@ const STALE_MS = 3600 * 1000;  // a value older than an hour is drawn grey
       });
       if (s.id === collection || !focus) focus = tileset;
     }
-    await viewer.zoomTo(focus, new Cesium.HeadingPitchRange(0.4, -0.6,
-      focus.boundingSphere.radius * 1.6));
+    if (at.length === 3 && at.every(Number.isFinite)) {
+      viewer.camera.lookAt(Cesium.Cartesian3.fromDegrees(at[0], at[1]),
+                           new Cesium.HeadingPitchRange(0.4, -0.6, at[2]));
+      viewer.camera.lookAtTransform(Cesium.Matrix4.IDENTITY);
+    } else {
+      await viewer.zoomTo(focus, new Cesium.HeadingPitchRange(0.4, -0.6,
+        focus.boundingSphere.radius * 1.6));
+    }
   } catch (err) {
     window.oup.error = String(err);
     status.textContent = `could not load the 3D collections: ${err}`;
@@ -71,11 +87,12 @@ const STALE_MS = 3600 * 1000;  // a value older than an hour is drawn grey
     }
   }, Cesium.ScreenSpaceEventType.LEFT_CLICK);
 
-  // For tests and curious people: a window position that shows a building, if any.
-  window.oup.findBuilding = () => {
+  // For tests and curious people: a window position that shows a building, if any
+  // (searched in the window less `margin` at the top and left, in steps of `step`).
+  window.oup.findBuilding = (step = 0.05, margin = 0.3) => {
     const c = viewer.scene.canvas;
-    for (let y = 0.3; y < 0.8; y += 0.05) {
-      for (let x = 0.3; x < 0.8; x += 0.05) {
+    for (let y = margin; y < 1 - margin + 0.1; y += step) {
+      for (let x = margin; x < 1 - margin + 0.1; x += step) {
         const p = new Cesium.Cartesian2(Math.round(c.clientWidth * x), Math.round(c.clientHeight * y));
         const f = viewer.scene.pick(p);
         if (f instanceof Cesium.Cesium3DTileFeature && f.getProperty("type") === "Building") {

@@ -1,0 +1,56 @@
+// Headless Chromium opens the OUP viewer on a city-sized tileset and counts what it costs.
+// usage: node city.mjs <viewer url> <screenshot.png> [search step] [search margin]
+// Waits until the tileset has settled (everything the view needs is loaded and no tile
+// has been asked for in 3 s), then clicks a building. Prints {ready, error, tileBytes,
+// totalBytes, tileRequests, visible, picked}: the bytes the browser received (encoded, as
+// sent over the wire) for the tileset and for everything, and the content drawn.
+import { chromium } from "playwright-core";
+
+const [url, shot, step, margin] = process.argv.slice(2);
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
+         "--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--no-first-run"],
+});
+const out = { ready: false, error: null, tileBytes: 0, totalBytes: 0, tileRequests: [],
+              visible: [], picked: null, pageErrors: [] };
+let lastTileRequest = Date.now();
+try {
+  const page = await browser.newPage({ viewport: { width: 1024, height: 768 } });
+  page.on("pageerror", (e) => out.pageErrors.push(String(e)));
+  page.on("request", (r) => { if (r.url().includes("/3dtiles/")) lastTileRequest = Date.now(); });
+  page.on("requestfinished", async (r) => {
+    const sizes = await r.sizes();
+    const bytes = sizes.responseBodySize + sizes.responseHeadersSize;
+    out.totalBytes += bytes;
+    if (r.url().includes("/3dtiles/")) {
+      out.tileBytes += bytes;
+      out.tileRequests.push(new URL(r.url()).pathname);
+    }
+  });
+  await page.goto(url, { waitUntil: "load", timeout: 60_000 });
+  await page.waitForFunction(() => window.oup && (window.oup.ready || window.oup.error),
+                             null, { timeout: 240_000, polling: 500 });
+  out.ready = await page.evaluate(() => window.oup.ready);
+  const deadline = Date.now() + 180_000;
+  while (Date.now() < deadline) {  // settled: all loaded, and quiet for 3 s
+    const loaded = await page.evaluate(() => window.oup.loaded());
+    if (loaded && Date.now() - lastTileRequest > 3000) break;
+    await page.waitForTimeout(500);
+  }
+  out.visible = await page.evaluate(() => window.oup.drawn());
+  const spot = await page.evaluate(([s, m]) => window.oup.findBuilding(s, m),
+                                   [Number(step || 0.05), Number(margin || 0.3)]);
+  if (spot) {
+    await page.mouse.click(spot.x, spot.y);  // a real click, through Cesium's handler
+    await page.waitForFunction(() => window.oup.picked !== null, null, { timeout: 30_000 });
+    out.picked = await page.evaluate(() => window.oup.picked);
+  }
+  out.error = await page.evaluate(() => window.oup.error);
+  await page.screenshot({ path: shot });
+} catch (e) {
+  out.error = String(e);
+} finally {
+  await browser.close();
+}
+console.log(JSON.stringify(out));

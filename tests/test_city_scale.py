@@ -1,0 +1,137 @@
+"""The whole city in 3D: a 50,000-building city (the Delfshaven buildings, replicated) and a
+10 km wide one, tiled by `oup tile`'s tiler, served by OUP, opened in CesiumJS in headless
+Chromium through /viewer. The browser's own count of the bytes it received decides."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import GRID_CACHE, ROOT, oup, serving
+from tileset_reader import content_tiles
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from citygen import make_city  # noqa: E402
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = ROOT / "tests" / "out"
+MB = 1_000_000
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not "
+                                 "installed (make test installs it)")]
+
+
+@pytest.fixture(scope="module")
+def city(tmp_path_factory) -> dict:
+    """A data folder with the buildings collection imported, and two city tilesets."""
+    from oup.geodesy import install_grids
+    from tilers import tile
+
+    work = tmp_path_factory.mktemp("city")
+    cat, data = work / "collections", work / "data"
+    shutil.copytree(ROOT / "collections" / "buildings", cat / "buildings")
+    (data / "proj").mkdir(parents=True)
+    for grid in GRID_CACHE.glob("*.tif"):
+        shutil.copy(grid, data / "proj" / grid.name)
+    install_grids(data)
+    env = dict(os.environ, OUP_DATA_DIR=str(data), OUP_CATALOG_DIR=str(cat),
+               OUP_LOG_LEVEL="WARNING")
+    env.pop("OUP_DATABASE_URL", None)
+    oup(env, "import", "--quiet")
+    reports = {}
+    for name, kw in {"city": dict(buildings=50_000),
+                     # four districts at the corners of a 10 km square
+                     "wide": dict(buildings=4 * 853, spacing=9_000.0, columns=2)}.items():
+        src = make_city(work / f"{name}.city.jsonl", **kw)
+        reports[name] = tile([src], work / name, progress=False)
+        src.unlink()
+    return {"env": env, "work": work, "data": data, "reports": reports}
+
+
+def _show(city: dict, name: str) -> Path:
+    """Serve tileset ``name`` as the buildings collection's 3D Tiles."""
+    target = city["data"] / "3dtiles" / "buildings"
+    shutil.rmtree(target, ignore_errors=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(city["work"] / name, target)
+    return city["work"] / name
+
+
+def _browse(url: str, shot: str, step: float = 0.05, margin: float = 0.3) -> dict:
+    ARTIFACTS.mkdir(exist_ok=True)
+    res = subprocess.run(["node", "city.mjs", url, str(ARTIFACTS / shot), str(step), str(margin)],
+                         cwd=ROOT / "tests" / "js", capture_output=True, text=True, timeout=600,
+                         env={"CHROMIUM": CHROMIUM, "PATH": "/usr/bin:/bin"})
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out["error"] is None and out["ready"], out
+    assert out["pageErrors"] == [], out["pageErrors"]
+    return out
+
+
+def _source_attributes() -> dict:
+    doc = json.loads((ROOT / "collections" / "buildings" /
+                      "rotterdam-delfshaven.city.json").read_text())
+    return {k: o["attributes"] for k, o in doc["CityObjects"].items()}
+
+
+def test_50000_buildings_fit_in_35_mb_and_pass_the_validator(city):
+    folder = city["work"] / "city"
+    report = city["reports"]["city"]
+    assert report.objects == 50_000
+    total = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    print(f"50,000 buildings: {total / MB:.1f} MB, {report.tilesets['2']['tiles']} tiles")
+    assert total <= 35 * MB
+    res = subprocess.run(["node", "validate.mjs", str(folder)], cwd=ROOT / "tests" / "js",
+                         capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr
+    results = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+    assert len(results) == report.tilesets["2"]["tiles"]
+    assert all(r["errors"] == 0 for r in results), [r for r in results if r["errors"]][:3]
+
+
+def test_framing_the_whole_city_fetches_little_and_picks_a_building(city):
+    folder = _show(city, "city")
+    with serving(city["env"]) as url:
+        out = _browse(f"{url}/viewer", "city-framed.png", step=0.01)
+    print(f"framed: {out['tileBytes'] / MB:.2f} MB of tiles in {len(out['tileRequests'])} "
+          f"requests ({out['totalBytes'] / MB:.1f} MB with CesiumJS)")
+    assert out["tileBytes"] <= 8 * MB
+    assert out["visible"], "nothing drawn"
+    picked = out["picked"]
+    assert picked and picked["type"] == "Building", out
+    guid, _ = picked["id"].rsplit("-", 1)  # a copy of a real building: its attributes
+    for key, value in _source_attributes()[guid].items():
+        assert picked[key] == pytest.approx(value) if isinstance(value, float) \
+            else picked[key] == value, key
+    # what was drawn is coarse content, from the top of the tree
+    coarse = {t["content"]["uri"] for t, _, _ in content_tiles(folder) if t.get("children")}
+    assert {u.split("/3dtiles/")[-1] for u in out["visible"]} <= coarse
+
+
+def test_street_level_fetches_little_and_shows_the_detailed_buildings(city):
+    folder = _show(city, "city")
+    leaves = {t["content"]["uri"] for t, _, _ in content_tiles(folder) if not t.get("children")}
+    # the middle of the city's first district, from 300 m
+    with serving(city["env"]) as url:
+        out = _browse(f"{url}/viewer?at=4.4561,51.9067,300", "city-street.png")
+    print(f"street level: {out['tileBytes'] / MB:.2f} MB of tiles in "
+          f"{len(out['tileRequests'])} requests")
+    assert out["tileBytes"] <= 8 * MB
+    drawn = {u.split("/3dtiles/")[-1] for u in out["visible"]}
+    assert drawn & leaves, drawn  # the detailed LoD2 of the buildings in view
+    assert out["picked"] and out["picked"]["type"] == "Building"
+
+
+def test_a_10_km_city_shows_buildings_when_framed(city):
+    folder = _show(city, "wide")
+    root = json.loads((folder / "tileset.json").read_text())["root"]
+    w, s, e, n = root["boundingVolume"]["region"][:4]
+    assert (e - w) * 6_378_137 * 0.62 > 9_000  # about 10 km east-west (cos 52 deg)
+    with serving(city["env"]) as url:
+        out = _browse(f"{url}/viewer", "city-wide.png", step=0.01, margin=0.02)
+    assert out["visible"], "nothing drawn"
+    assert out["picked"] and out["picked"]["type"] == "Building", out
