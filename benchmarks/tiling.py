@@ -45,6 +45,13 @@ def reference(tileset: Path) -> dict:
     return out
 
 
+def _cpu() -> float:
+    """CPU time of this process and its finished worker processes."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(
+        resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--buildings", type=int, default=50_000)
@@ -59,15 +66,18 @@ def main() -> None:
     install_grids(args.work)
     seq = make_city(args.work / "city.city.jsonl", args.buildings)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    cpu0 = _cpu()
     t0 = time.perf_counter()
     report = tile([seq], args.work / "tileset", progress=True)
     seconds = time.perf_counter() - t0
+    cpu = _cpu() - cpu0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # largest worker
     st = next(iter(report.tilesets.values()))
     n = report.objects
     print(f"\n{n} buildings tiled in {seconds:.1f} s: {n / seconds:,.0f} buildings/s "
-          f"(goal 2,000) on {os.cpu_count()} cores")
+          f"(goal 2,000) on {os.cpu_count()} cores; {cpu:.1f} CPU-seconds, "
+          f"{n / cpu:,.0f} buildings per CPU-second (what the cores gave, whatever else ran)")
     print(f"peak RSS {peak / 1024:,.0f} MB (before tiling {before / 1024:,.0f} MB), "
           f"largest worker {child / 1024:,.0f} MB")
     print(f"tileset {st['bytes'] / 1e6:.1f} MB in {st['tiles']} tiles = "
@@ -75,6 +85,7 @@ def main() -> None:
     for level, lv in sorted(st["levels"].items()):
         print(f"  level {level}: {lv['tiles']} tiles, {lv['bytes'] / 1e6:.2f} MB")
     result = {"buildings": n, "seconds": seconds, "buildings_per_s": n / seconds,
+              "cpu_seconds": cpu,
               "peak_rss_mb": peak / 1024, "worker_peak_rss_mb": child / 1024,
               "bytes": st["bytes"], "leaf_bytes": st["leaf_bytes"], "tiles": st["tiles"],
               "levels": st["levels"]}

@@ -21,7 +21,7 @@ from .cityjson import GROUND, ROOF, CityModelError, ReadReport, lod_key, mesh_ob
 from .lod import blocks_of
 from .pointcloud import write_point_tileset
 from .terrain import open_dem
-from .tileset import EmptyTileset, atomic_dir, write_tileset
+from .tileset import EmptyTileset, atomic_dir, park, write_tileset
 
 __all__ = ["tile", "TilingReport", "CityModelError"]
 PARALLEL_FROM_BYTES = 8_000_000
@@ -46,22 +46,23 @@ class TilingReport:
 
 
 def _mesh_unit(task):
-    """Mesh one unit of work (runs in a worker process for big inputs)."""
-    unit, lod, z_offset = task
+    """Mesh one unit of work and park it in the tileset folder (runs in a worker process
+    for big inputs); return what was parked and the report."""
+    unit, lod, z_offset, folder = task
     report = ReadReport()
     meshes = [m for doc, verts in unit.documents()
               for m in mesh_objects(doc, verts, lod, report, z_offset)]
     # the coarse levels' stand-ins, made here where the work is parallel
     for m, block in zip(meshes, blocks_of(meshes, GROUND, ROOF)):
         m.block = block
-    return meshes, report
+    return park(meshes, folder), report
 
 
 DEM_SUFFIXES = (".tif", ".tiff")
 
 
 def _objects(inputs: list[Path], crs: str | None, lod: str | None, report: ReadReport,
-             workers: int, z_offset: str | None = None):
+             workers: int, folder: Path, z_offset: str | None = None):
     if inputs[0].suffix.lower() in DEM_SUFFIXES:
         src, chunks = open_dem(inputs[0], crs)
 
@@ -81,7 +82,7 @@ def _objects(inputs: list[Path], crs: str | None, lod: str | None, report: ReadR
                 raise CityModelError(f"{path}: CRS {model.crs} differs from {first.crs}")
             report.warnings += [w for w in model.warnings if w not in report.warnings]
             for unit in model.units:
-                yield unit, lod, z_offset
+                yield unit, lod, z_offset, folder
 
     def stream():
         if workers > 1:
@@ -161,10 +162,10 @@ def tile(inputs: list[Path], out: Path, crs: str | None = None, lod: str | None 
     with atomic_dir(out) as tmp:
         for one in lods:
             read = ReadReport()
-            src_crs, meshes = _objects(inputs, crs, one, read,
-                                       workers or _default_workers(inputs), z_offset_attribute)
-            bar = tqdm(desc=f"tiling LoD {one}", unit=" objects", disable=not progress)
             target = tmp if len(lods) == 1 else tmp / f"lod-{one}"
+            src_crs, meshes = _objects(inputs, crs, one, read, workers or _default_workers(inputs),
+                                       target, z_offset_attribute)
+            bar = tqdm(desc=f"tiling LoD {one}", unit=" objects", disable=not progress)
             try:
                 report.tilesets[one] = write_tileset(
                     _counted(meshes, bar), src_crs, target, vertex_budget,

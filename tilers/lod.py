@@ -43,56 +43,59 @@ class Block:
         return k + (4 * k if self.z1 > self.z0 else 0)
 
 
-def _area(tri: np.ndarray) -> float:
-    """Plan area of triangles given as (n, 3, 2+) arrays."""
-    a, b, c = tri[:, 0, :2], tri[:, 1, :2], tri[:, 2, :2]
-    return float(np.abs((b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) -
-                        (c[:, 0] - a[:, 0]) * (b[:, 1] - a[:, 1])).sum() / 2)
-
-
 def blocks_of(meshes: list, ground: int, roof: int) -> list[Block]:
     """The blocks of some objects (``CityObjectMesh``: vertices in the source CRS, a
-    surface class per vertex); their hulls are made in one vectorised pass."""
+    surface class per vertex), made in a few vectorised passes over all of them."""
     if not meshes:
         return []
-    counts = [len(m.vertices) for m in meshes]
+    counts = np.array([len(m.vertices) for m in meshes])
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     owner = np.repeat(np.arange(len(meshes)), counts)
-    hulls = shapely.convex_hull(shapely.multipoints(
-        np.vstack([m.vertices[:, :2] for m in meshes]), indices=owner))
+    verts = np.vstack([m.vertices for m in meshes])
+    kinds = np.concatenate([m.surfaces for m in meshes])
+    hulls = shapely.convex_hull(shapely.multipoints(verts[:, :2], indices=owner))
     flat = shapely.get_type_id(hulls) != 3  # all on a line or a point: a sliver around it
     if flat.any():
         hulls[flat] = shapely.buffer(hulls[flat], 0.05, quad_segs=1)
     simple = shapely.simplify(hulls, HULL_TOLERANCE)
     usable = (shapely.get_type_id(simple) == 3) & (shapely.area(simple) > 0)
-    shapes = np.where(usable, simple, hulls)
+    shapes = shapely.orient_polygons(np.where(usable, simple, hulls))  # counter-clockwise
     hull_area, perimeter = shapely.area(hulls), shapely.length(shapes)
     coords, which = shapely.get_coordinates(shapely.get_exterior_ring(shapes), return_index=True)
     rings = np.split(coords, np.cumsum(np.bincount(which, minlength=len(meshes)))[:-1])
-    return [_block(m, ring[:-1], float(a), float(p), ground, roof)
-            for m, ring, a, p in zip(meshes, rings, hull_area, perimeter)]
 
-
-def _block(mesh, ring: np.ndarray, hull_area: float, perimeter: float, ground: int,
-           roof: int) -> Block:
-    x, y = ring[:, 0], ring[:, 1]
-    if (x * np.roll(y, -1) - np.roll(x, -1) * y).sum() < 0:  # make it counter-clockwise
-        ring = ring[::-1]
-    z = mesh.vertices[:, 2]
-    extent = float(np.ptp(mesh.vertices[:, :2], axis=0).max())
-    if mesh.type == "Terrain":  # a plate at the mean height: walls would stand in the land
-        top = float(z.mean())
-        return Block(ring, top, top, float(np.abs(z - top).max()) + HULL_TOLERANCE, extent)
-    z0, z1 = float(z.min()), float(z.max())
-    on_roof = z[mesh.surfaces == roof]
-    drop = z1 - float(on_roof.min()) if len(on_roof) else 0.0  # the flat top over the eaves
-    tris = mesh.triangles
-    floor = tris[(mesh.surfaces[tris] == ground).all(axis=1)]
-    if len(floor):  # the hull's extra area, as the width of a strip round the footprint
-        extra = max(0.0, hull_area - _area(mesh.vertices[floor]))
-        spill = extra / max(perimeter, 1e-9) * 2
-    else:
-        spill = 0.0
-    return Block(ring, z0, z1, max(drop, spill) + HULL_TOLERANCE, max(extent, z1 - z0))
+    z = verts[:, 2]
+    z0, z1 = np.minimum.reduceat(z, starts), np.maximum.reduceat(z, starts)
+    extent = np.maximum(np.maximum.reduceat(verts[:, 0], starts) -
+                        np.minimum.reduceat(verts[:, 0], starts),
+                        np.maximum.reduceat(verts[:, 1], starts) -
+                        np.minimum.reduceat(verts[:, 1], starts))
+    # the flat top's drop to the lowest roof point (no roof surface: no drop)
+    roof_low = np.minimum.reduceat(np.where(kinds == roof, z, np.inf), starts)
+    drop = np.where(np.isfinite(roof_low), z1 - roof_low, 0.0)
+    # the hull's extra area over the footprint (the ground surfaces), as the width of a
+    # strip round it (no ground surface: unknown, 0)
+    tris = np.vstack([m.triangles.astype(np.int64) + s for m, s in zip(meshes, starts)])
+    floor = (kinds[tris] == ground).all(axis=1)
+    a, b, c = verts[tris[:, 0], :2], verts[tris[:, 1], :2], verts[tris[:, 2], :2]
+    area = np.abs((b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) -
+                  (c[:, 0] - a[:, 0]) * (b[:, 1] - a[:, 1])) / 2
+    footprint = np.bincount(owner[tris[:, 0]], weights=np.where(floor, area, 0.0),
+                            minlength=len(meshes))
+    spill = np.where(footprint > 0, np.maximum(hull_area - footprint, 0.0) /
+                     np.maximum(perimeter, 1e-9) * 2, 0.0)
+    blocks = []
+    for i, m in enumerate(meshes):
+        if m.type == "Terrain":  # a plate at the mean height: walls would stand in the land
+            top = float(m.vertices[:, 2].mean())
+            blocks.append(Block(rings[i][:-1], top, top,
+                                float(np.abs(m.vertices[:, 2] - top).max()) + HULL_TOLERANCE,
+                                float(extent[i])))
+        else:
+            blocks.append(Block(rings[i][:-1], float(z0[i]), float(z1[i]),
+                                float(max(drop[i], spill[i])) + HULL_TOLERANCE,
+                                float(max(extent[i], z1[i] - z0[i]))))
+    return blocks
 
 
 @lru_cache(maxsize=256)

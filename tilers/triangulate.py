@@ -2,6 +2,8 @@
 non-planar and degenerate rings."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from mapbox_earcut import triangulate_float64
 
@@ -19,12 +21,9 @@ def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def newell_normal(ring: np.ndarray) -> np.ndarray:
     """Area-weighted normal of a (possibly non-planar) ring; length = 2 x area."""
-    nxt = np.roll(ring, -1, axis=0)
-    return np.array([
-        np.sum((ring[:, 1] - nxt[:, 1]) * (ring[:, 2] + nxt[:, 2])),
-        np.sum((ring[:, 2] - nxt[:, 2]) * (ring[:, 0] + nxt[:, 0])),
-        np.sum((ring[:, 0] - nxt[:, 0]) * (ring[:, 1] + nxt[:, 1])),
-    ])
+    nxt = np.concatenate((ring[1:], ring[:1]))  # np.roll costs several times more
+    d, s = ring - nxt, ring + nxt
+    return (d[:, [1, 2, 0]] * s[:, [2, 0, 1]]).sum(axis=0)
 
 
 def _clean(ring: np.ndarray) -> np.ndarray:
@@ -47,8 +46,8 @@ def triangulate(rings: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.nda
     if len(outer) < 3:
         raise DegenerateRing("fewer than 3 distinct points")
     normal = newell_normal(outer - outer.mean(axis=0))
-    length = np.linalg.norm(normal)
-    extent = np.ptp(outer, axis=0).max()
+    length = math.sqrt(normal @ normal)
+    extent = (outer.max(axis=0) - outer.min(axis=0)).max()
     if length <= 1e-12 * max(extent, 1.0) ** 2 or length < 1e-10:
         raise DegenerateRing("no area")
     normal = normal / length
@@ -61,17 +60,16 @@ def triangulate(rings: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.nda
     v = np.array([ny * u[2] - nz * u[1], nz * u[0] - nx * u[2], nx * u[1] - ny * u[0]])
     parts = [outer] + [h for h in (_clean(np.asarray(r, dtype=float)) for r in rings[1:])
                        if len(h) >= 3]
-    verts = np.vstack(parts)
-    origin = outer[0]
-    flat = np.column_stack([(verts - origin) @ u, (verts - origin) @ v])
+    verts = np.vstack(parts) if len(parts) > 1 else outer
+    flat = (verts - outer[0]) @ np.column_stack([u, v])
     ends = np.cumsum([len(p) for p in parts]).astype(np.uint32)
     tris = np.asarray(triangulate_float64(flat, ends), dtype=np.uint32).reshape(-1, 3)
     if len(tris) == 0:
         raise DegenerateRing("no triangles")
-    # make every triangle face the way the surface faces
-    a, b, c = verts[tris[:, 0]], verts[tris[:, 1]], verts[tris[:, 2]]
-    facing = _cross(b - a, c - a) @ normal
-    flip = facing < 0
+    # make every triangle face the way the surface faces: (u, v, normal) is right-handed,
+    # so counter-clockwise in the plane's (u, v) is facing the normal
+    a, b, c = flat[tris[:, 0]], flat[tris[:, 1]], flat[tris[:, 2]]
+    flip = (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0]) < 0
     tris[flip] = tris[flip][:, [0, 2, 1]]
     return verts, tris, normal
 

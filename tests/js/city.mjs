@@ -4,14 +4,10 @@
 // has been asked for in 3 s), then clicks a building. Prints {ready, error, tileBytes,
 // totalBytes, tileRequests, visible, picked}: the bytes the browser received (encoded, as
 // sent over the wire) for the tileset and for everything, and the content drawn.
-import { chromium } from "playwright-core";
+import { clickBuilding, launch } from "./browser.mjs";
 
 const [url, shot, step, margin] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
-         "--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--no-first-run"],
-});
+const browser = await launch();
 const out = { ready: false, error: null, tileBytes: 0, totalBytes: 0, tileRequests: [],
               visible: [], picked: null, pageErrors: [] };
 let lastTileRequest = Date.now();
@@ -39,13 +35,7 @@ try {
     await page.waitForTimeout(500);
   }
   out.visible = await page.evaluate(() => window.oup.drawn());
-  const spot = await page.evaluate(([s, m]) => window.oup.findBuilding(s, m),
-                                   [Number(step || 0.05), Number(margin || 0.3)]);
-  if (spot) {
-    await page.mouse.click(spot.x, spot.y);  // a real click, through Cesium's handler
-    await page.waitForFunction(() => window.oup.picked !== null, null, { timeout: 30_000 });
-    out.picked = await page.evaluate(() => window.oup.picked);
-  }
+  out.picked = await clickBuilding(page, Number(step || 0.05), Number(margin || 0.3));
   out.error = await page.evaluate(() => window.oup.error);
   await page.screenshot({ path: shot });
 } catch (e) {

@@ -1,14 +1,10 @@
 // Headless Chromium opens the OUP viewer, waits for the tileset, clicks a building.
 // usage: node viewer.mjs <viewer url> <screenshot.png>
 // Prints {ready, tiles, picked, sensors, consoleErrors, pageErrors, error}.
-import { chromium } from "playwright-core";
+import { clickBuilding, launch } from "./browser.mjs";
 
 const [url, shot] = process.argv.slice(2);
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
-         "--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--no-first-run"],
-});
+const browser = await launch();
 const out = { ready: false, tiles: 0, picked: null, sensors: null, consoleErrors: [],
               pageErrors: [], error: null };
 try {
@@ -20,12 +16,7 @@ try {
                              null, { timeout: 180_000, polling: 500 });
   Object.assign(out, await page.evaluate(() => ({ ready: oup.ready, tiles: oup.tiles, error: oup.error })));
   if (out.ready) {
-    const spot = await page.evaluate(() => window.oup.findBuilding());
-    if (spot) {
-      await page.mouse.click(spot.x, spot.y);  // a real click, through Cesium's handler
-      await page.waitForFunction(() => window.oup.picked !== null, null, { timeout: 30_000 });
-      out.picked = await page.evaluate(() => window.oup.picked);
-    }
+    out.picked = await clickBuilding(page);
     // the live sensors' labels, once the first refresh is done
     await page.waitForFunction(() => window.oup.sensors !== null || window.oup.error,
                                null, { timeout: 60_000, polling: 500 });
