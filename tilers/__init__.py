@@ -1,10 +1,12 @@
 """Producers of 3D Tiles 1.1 for the city's 3D collections.
 
-``tile(inputs, out)`` turns CityJSON / CityJSONSeq files, a DEM GeoTIFF (terrain mesh
-tiles) or a LAS/LAZ point cloud into a tileset folder
-(``tileset.json`` + ``tiles/*.glb``). Where the input holds several levels of detail
-and none is asked for, each gets its own tileset (``lod-<L>/``) and the top
-``tileset.json`` points at the highest.
+``tile(inputs, out)`` turns CityJSON / CityJSONSeq files (any version OUP reads, see
+``oup.cityjson``), a DEM GeoTIFF (terrain mesh tiles) or a LAS/LAZ point cloud into a
+tileset folder (``tileset.json`` + ``tiles/*.glb``): a quadtree whose leaves hold the
+detail and whose upper tiles hold coarse blocks (``tileset``, ``lod``), Draco-compressed
+glb (``gltf``). Where the input holds several levels of detail and none is asked for,
+each gets its own tileset (``lod-<L>/``) and the top ``tileset.json`` points at the
+highest.
 """
 from __future__ import annotations
 

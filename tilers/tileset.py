@@ -27,7 +27,7 @@ from typing import Iterable
 
 import numpy as np
 
-from .cityjson import GROUND, ROOF, SURFACE_NAMES, WALL, CityObjectMesh
+from .cityjson import GROUND, ROOF, SURFACE_NAMES, WALL
 from .gltf import ENUM_MAX, build_glb, metadata_schema
 from .lod import blocks_of, choose
 from .placement import (Geodesy, as_transform, local_frame, region_error, region_of,
