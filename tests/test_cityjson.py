@@ -145,3 +145,37 @@ def test_unsupported_version_names_the_supported_ones(tmp_path):
     src.write_text(json.dumps(_subset(n=2, version="0.9")))
     with pytest.raises(CityModelError, match="1.0, 1.1, 2.0"):
         tile([src], tmp_path / "out", progress=False)
+
+
+def test_attribute_names_as_cities_write_them_become_valid_property_ids(tmp_path, grids):
+    """3D Metadata property ids are identifiers; a municipality's attribute names often are
+    not. Each gets a valid, unique id and keeps its own name; the values decode (loaders.gl)."""
+    import re
+    import subprocess
+
+    from conftest import ROOT
+    from tilers import tile
+    from tileset_reader import read_gltf
+
+    doc = _subset(n=12)
+    for i, obj in enumerate(doc["CityObjects"].values()):
+        obj["attributes"].update({"bouwjaar (oorspronkelijk)": 1900 + i, "3d-id": f"b{i}",
+                                  "3d_id": f"c{i}"})
+    src = tmp_path / "names.city.json"
+    src.write_text(json.dumps(doc))
+    tile([src], tmp_path / "out", progress=False)
+    gltf, _ = read_gltf(next((tmp_path / "out" / "tiles").glob("*.glb")))
+    props = gltf["extensions"]["EXT_structural_metadata"]["schema"]["classes"]["cityobject"][
+        "properties"]
+    assert all(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", pid) for pid in props)
+    names = {p.get("name", pid): pid for pid, p in props.items()}
+    assert {"bouwjaar (oorspronkelijk)", "3d-id", "3d_id", "TerrainHeight"} <= set(names)
+    assert len(set(names.values())) == len(names)  # "3d-id" and "3d_id" stay apart
+    first = next(iter(doc["CityObjects"]))
+    res = subprocess.run(["node", "metadata.mjs", str(tmp_path / "out" / "tileset.json"), "id",
+                          first], cwd=ROOT / "tests" / "js", capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr
+    match = json.loads(res.stdout.strip().splitlines()[-1])["match"]
+    assert match[names["bouwjaar (oorspronkelijk)"]] == 1900
+    assert match[names["3d-id"]] == "b0" and match[names["3d_id"]] == "c0"

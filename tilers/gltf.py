@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import struct
 
 import numpy as np
@@ -58,6 +59,18 @@ NO_DATA = -1.0e9  # declared as noData where a numeric attribute is missing
 ENUM_MAX = 255     # a text attribute with at most this many distinct values is an enum
 
 
+def _identifier(name: str, taken: dict) -> str:
+    """A property id as 3D Metadata requires (letters, digits, _; not a digit first) for
+    an attribute name as city models write them ("bouwjaar (oorspronkelijk)", "3d-id")."""
+    pid = re.sub(r"[^A-Za-z0-9_]", "_", name) or "_"
+    pid = "_" + pid if pid[0].isdigit() else pid
+    base, n = pid, 1
+    while pid in taken:
+        n += 1
+        pid = f"{base}_{n}"
+    return pid
+
+
 def metadata_schema(kinds_seen: dict[str, set], missing: set[str],
                     texts: dict[str, set | None] | None = None) -> tuple[dict, dict]:
     """A typed schema for the objects' attributes (and the surface classes), from the
@@ -81,7 +94,10 @@ def metadata_schema(kinds_seen: dict[str, set], missing: set[str],
                                                                  "enumType": enum_id}
         if kind == "FLOAT64" and name in missing:
             prop["noData"] = NO_DATA
-        kinds[name], props[name] = kind, prop
+        pid = _identifier(name, props)
+        if pid != name:
+            prop["name"] = name  # the attribute as the city model names it
+        kinds[name], props[pid] = (pid, kind), prop
     schema = {"id": "oup_city", "classes": {
         "cityobject": {"name": "City object", "properties": props},
         "surface": {"name": "Semantic surface", "properties": {"type": {"type": "STRING"}}}}}
@@ -150,7 +166,7 @@ POSITION_STEP = 0.002  # metres: Draco quantises positions to at most this step 
 
 def build_glb(positions: np.ndarray, normals: np.ndarray, indices: np.ndarray,
               feature_ids: np.ndarray, surface_ids: np.ndarray, schema: dict,
-              kinds: dict[str, str], rows: list[dict], surface_names: list[str],
+              kinds: dict[str, tuple], rows: list[dict], surface_names: list[str],
               color: tuple = (0.85, 0.83, 0.8)) -> bytes:
     """A Draco-compressed (KHR_draco_mesh_compression) glb of one tile.
 
@@ -191,8 +207,8 @@ def build_glb(positions: np.ndarray, normals: np.ndarray, indices: np.ndarray,
     names = ["POSITION", "NORMAL", "_FEATURE_ID_0", "_FEATURE_ID_1"]
     tables = [{
         "class": "cityobject", "count": len(rows),
-        "properties": {name: _property(buf, kinds[name], [r.get(name) for r in rows])
-                       for name in kinds},
+        "properties": {pid: _property(buf, kind, [r.get(name) for r in rows])
+                       for name, (pid, kind) in kinds.items()},
     }, {
         "class": "surface", "count": len(surface_names),
         "properties": {"type": _strings(buf, surface_names)},
