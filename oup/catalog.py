@@ -88,7 +88,9 @@ class Tiles3D(_Strict):
     z_offset_attribute: str | None = Field(
         None, description="attribute (metres) added to every z of an object: for models "
                           "drawn on z = 0 with their ground height as an attribute")
-    vertex_budget: int = Field(100_000, gt=100, description="vertices per tile at most")
+    vertex_budget: int = Field(50_000, gt=100, description=(
+        "vertices per leaf tile at most (tiles above them hold coarse blocks of half as "
+        "many); up to 65,535 a tile's indices are 16-bit"))
 
 
 class Join(_Strict):
