@@ -20,6 +20,7 @@ import os
 import pickle
 import shutil
 import tempfile
+from array import array
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,25 +120,42 @@ def unpark(folder: Path) -> None:
 
 
 class Spill:
-    """The index of the parked objects: only their centres, sizes and attribute types stay
-    in memory, so memory holds one tile's objects at a time, not the whole city."""
+    """The index of the parked objects: a few numbers per object in compact arrays (about
+    70 bytes; the objects themselves are on disk), so memory holds one tile's objects at a
+    time, not the whole city."""
 
     def __init__(self):
-        self.mesh_at: list[tuple] = []
-        self.block_at: list[tuple] = []
-        self.xy: list[tuple[float, float]] = []
-        self.nverts: list[int] = []
-        self.size: list[float] = []
-        self.deviation: list[float] = []
-        self.block_nverts: list[int] = []
+        self.files: list[str] = []                   # spill files, numbered
+        self.mesh_file, self.block_file = array("H"), array("H")
+        self.mesh_offset, self.block_offset = array("q"), array("q")
+        self.x, self.y = array("d"), array("d")
+        self.nverts, self.block_nverts = array("q"), array("q")
+        self.size, self.deviation = array("d"), array("d")
         self.kinds: dict[str, set] = {}
         self.missing: set[str] = set()
         self.texts: dict[str, set | None] = {}  # distinct text values, None past ENUM_MAX
 
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def _file(self, name: str) -> int:
+        if name not in self.files:
+            self.files.append(name)
+        return self.files.index(name)
+
+    def mesh_at(self, i: int) -> tuple[str, int]:
+        return self.files[self.mesh_file[i]], self.mesh_offset[i]
+
+    def block_at(self, i: int) -> tuple[str, int]:
+        return self.files[self.block_file[i]], self.block_offset[i]
+
     def add(self, parked: Parked) -> None:
-        self.mesh_at.append(parked.mesh_at)
-        self.block_at.append(parked.block_at)
-        self.xy.append(parked.xy)
+        self.mesh_file.append(self._file(parked.mesh_at[0]))
+        self.mesh_offset.append(parked.mesh_at[1])
+        self.block_file.append(self._file(parked.block_at[0]))
+        self.block_offset.append(parked.block_at[1])
+        self.x.append(parked.xy[0])
+        self.y.append(parked.xy[1])
         self.nverts.append(parked.nverts)
         self.size.append(parked.size)
         self.deviation.append(parked.deviation)
@@ -146,7 +164,7 @@ class Spill:
         for name in self.kinds.keys() - row.keys():
             self.missing.add(name)
         for name, value in row.items():
-            if name not in self.kinds and len(self.xy) > 1:
+            if name not in self.kinds and len(self) > 1:
                 self.missing.add(name)  # absent from the objects before this one
             self.kinds.setdefault(name, set())
             if value is None:
@@ -315,13 +333,13 @@ def write_tileset(meshes: Iterable, src_crs: str, out: Path,
         for item in meshes:
             for parked in (item,) if isinstance(item, Parked) else park([item], out):
                 spill.add(parked)
-        if not spill.xy:
+        if not len(spill):
             raise EmptyTileset("no city objects to tile")
         Geodesy(src_crs)  # an unknown CRS fails here, before any tile is made
         schema, kinds = metadata_schema(spill.kinds, spill.missing, spill.texts)
-        xy, nverts = np.array(spill.xy), np.array(spill.nverts)
-        size, deviation = np.array(spill.size), np.array(spill.deviation)
-        block_nverts = np.array(spill.block_nverts)
+        xy, nverts = np.column_stack([spill.x, spill.y]), np.asarray(spill.nverts)
+        size, deviation = np.asarray(spill.size), np.asarray(spill.deviation)
+        block_nverts = np.asarray(spill.block_nverts)
         # a leaf's objects are numbered by u16 feature ids: at most 65,535 of them
         budget = max(1, vertex_budget)
         bounds = (xy[:, 0].min(), xy[:, 1].min(), xy[:, 0].max() + 1e-6, xy[:, 1].max() + 1e-6)
@@ -333,11 +351,11 @@ def write_tileset(meshes: Iterable, src_crs: str, out: Path,
             if node.children:
                 chosen, errors[node.id] = choose(node.items, size, deviation, block_nverts,
                                                  max(budget // 2, 1))
-                jobs.append(Job("coarse", [spill.block_at[int(k)] for k in chosen], src_crs,
+                jobs.append(Job("coarse", [spill.block_at(int(k)) for k in chosen], src_crs,
                                 schema, kinds, str(out), node.id, grids))
             else:
                 errors[node.id] = 0.0
-                jobs.append(Job("leaf", [spill.mesh_at[int(k)] for k in sorted(node.items)],
+                jobs.append(Job("leaf", [spill.mesh_at(int(k)) for k in sorted(node.items)],
                                 src_crs, schema, kinds, str(out), node.id, grids))
         _monotone(root, errors)
         contents = {}
