@@ -128,7 +128,7 @@ class GeoPackageStore(SqlQueries):
         """Run one statement (``?`` placeholders); its rows."""
         return self.con.execute(sql, list(params)).fetchall()
 
-    def _layer(self, cid: str) -> dict:
+    def layer(self, cid: str) -> dict:
         local = self._local
         version = self.con.execute("PRAGMA data_version").fetchone()[0]
         meta = getattr(local, "meta", None)
@@ -298,10 +298,10 @@ class GeoPackageStore(SqlQueries):
         return [r[0] for r in self.con.execute("SELECT table_name FROM oup_layers")]
 
     def fields(self, cid: str) -> list[Field]:
-        return _fields(self._layer(cid))
+        return _fields(self.layer(cid))
 
     def extent(self, cid: str) -> dict:
-        m = self._layer(cid)
+        m = self.layer(cid)
         return {"bbox": m["bbox"], "interval": m["interval"], "count": m["count"],
                 "time_field": m["time_field"], "source_srid": m["source_srid"]}
 
@@ -328,7 +328,7 @@ class GeoPackageStore(SqlQueries):
         return spatial
 
     @staticmethod
-    def _features(meta: dict, rows, select: list[str], q: Query) -> list[dict]:
+    def features(meta: dict, rows, select: list[str], q: Query) -> list[dict]:
         native = q.crs == f"EPSG:{meta['source_srid']}"
         return rows_to_features(meta, rows, select, q, gpb_wkb if native else None)
 
