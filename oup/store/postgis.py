@@ -20,8 +20,8 @@ import shapely
 
 from .base import (Feature, Field, InvalidQuery, Query, StaleLayer, StoreError,
                    UnknownCollection)
-from .cql import iso, quote
-from .sqlquery import SqlQueries, _fields
+from .cql import quote
+from .sqlquery import SqlQueries, TimeSpan, column_values
 from .geometry import rows_to_features
 
 _PG_TYPES = {"string": "text", "number": "double precision", "integer": "bigint",
@@ -114,7 +114,7 @@ class PostGISStore(SqlQueries):
         marks = ["ST_GeomFromWKB(?, ?)", "ST_GeomFromWKB(?, 4326)"] + ["?"] * len(fields)
         insert = pg_sql(f"INSERT INTO {tn} ({', '.join(map(quote, names))}) "
                         f"VALUES ({', '.join(marks)})")
-        count, bounds, tmin, tmax = 0, None, None, None
+        count, bounds, span = 0, None, TimeSpan()
         with self.pool.connection() as con:
             con.execute(f"DROP TABLE IF EXISTS {tn}")
             # typed geometry columns: geometry_columns then tells GIS clients (QGIS, tipg)
@@ -125,18 +125,9 @@ class PostGISStore(SqlQueries):
             batch = []
             with con.transaction():
                 for feat in features:
-                    row = [shapely.to_wkb(feat.geometry), source_srid,
-                           shapely.to_wkb(feat.geometry_crs84)]
-                    for f in fields:
-                        v = feat.properties.get(f.name)
-                        if f.type == "date-time" and v is not None:
-                            v = iso(v)
-                            tmin = v if tmin is None or v < tmin else tmin
-                            tmax = v if tmax is None or v > tmax else tmax
-                        elif f.type == "boolean" and v is not None:
-                            v = bool(v)
-                        row.append(v)
-                    batch.append(row)
+                    batch.append([shapely.to_wkb(feat.geometry), source_srid,
+                                  shapely.to_wkb(feat.geometry_crs84)]
+                                 + column_values(fields, feat.properties, span))
                     b = feat.geometry_crs84.bounds
                     bounds = list(b) if bounds is None else [
                         min(bounds[0], b[0]), min(bounds[1], b[1]),
@@ -155,7 +146,7 @@ class PostGISStore(SqlQueries):
             con.execute(f"ANALYZE {tn}")
             meta = {"fields": [[f.name, f.type] for f in fields], "source_srid": source_srid,
                     "time_field": time_field, "id_field": id_field, "count": count,
-                    "bbox": bounds, "interval": [tmin, tmax] if tmin else None,
+                    "bbox": bounds, "interval": span.interval,
                     "geometry_type": geometry_type, "description": description,
                     "imported": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
             self._meta.pop(cid, None)
@@ -170,14 +161,6 @@ class PostGISStore(SqlQueries):
     # -- reading ----------------------------------------------------------------------------
     def collections(self) -> list[str]:
         return sorted(r[0] for r in self.execute("SELECT table_name FROM oup_layers"))
-
-    def fields(self, cid: str) -> list[Field]:
-        return _fields(self.layer(cid))
-
-    def extent(self, cid: str) -> dict:
-        m = self.layer(cid)
-        return {"bbox": m["bbox"], "interval": m["interval"], "count": m["count"],
-                "time_field": m["time_field"], "source_srid": m["source_srid"]}
 
     def _spatial(self, cid: str):
         def spatial(op: str, wkb: bytes, bounds, box: bool = False) -> tuple[str, list]:

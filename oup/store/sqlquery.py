@@ -1,7 +1,8 @@
-"""The query half both SQL stores share: one WHERE builder (bbox, datetime, properties,
-CQL2), one paged query and one lookup by id. A store supplies ``execute`` (``?``
-placeholders), ``layer``, ``GEOMETRY``, ``features`` and ``_spatial`` - the one spelling
-that differs: how a spatial predicate meets its index (SQLite R*Tree, PostGIS GiST).
+"""What both SQL stores share: one WHERE builder (bbox, datetime, properties, CQL2),
+one paged query, one lookup by id, and the column values of a feature written. A store
+supplies ``execute`` (``?`` placeholders), ``layer``, ``GEOMETRY``, ``features`` and
+``_spatial`` - the one spelling that differs: how a spatial predicate meets its index
+(SQLite R*Tree, PostGIS GiST).
 ``layer``, ``where``, ``geometry_column``, ``features`` and ``execute`` are public: the
 queries over observations (``timeseries.py``) build on them.
 """
@@ -29,6 +30,14 @@ class SqlQueries:
     def layer(self, cid: str) -> dict:
         """A collection's metadata: fields, source SRID, time and id field, extent."""
         raise NotImplementedError
+
+    def fields(self, cid: str) -> list[Field]:
+        return _fields(self.layer(cid))
+
+    def extent(self, cid: str) -> dict:
+        m = self.layer(cid)
+        return {"bbox": m["bbox"], "interval": m["interval"], "count": m["count"],
+                "time_field": m["time_field"], "source_srid": m["source_srid"]}
 
     def features(self, meta: dict, rows, select: list[str], q: Query) -> list[dict]:
         """GeoJSON features from rows ``(fid, geometry column, *select[, id])``."""
@@ -143,6 +152,37 @@ class SqlQueries:
             f"SELECT {', '.join(cols)} FROM {t}{where} ORDER BY {', '.join(order)} "
             f"LIMIT ? OFFSET ?", params + [q.limit, q.offset])
         return Page(self.features(meta, rows, select, q), matched)
+
+
+class TimeSpan:
+    """The first and last date-time a collection holds, as it is written."""
+
+    def __init__(self):
+        self.first: str | None = None
+        self.last: str | None = None
+
+    def add(self, t: str) -> None:  # the store's text form sorts as time does
+        self.first = t if self.first is None or t < self.first else self.first
+        self.last = t if self.last is None or t > self.last else self.last
+
+    @property
+    def interval(self) -> list[str] | None:
+        return [self.first, self.last] if self.first else None
+
+
+def column_values(fields: list[Field], props: dict, span: TimeSpan) -> list:
+    """A feature's properties as both stores' columns hold them: date-times in the one
+    text form (noted in ``span``), booleans as booleans."""
+    out = []
+    for f in fields:
+        v = props.get(f.name)
+        if v is not None and f.type == "date-time":
+            v = iso(v)
+            span.add(v)
+        elif v is not None and f.type == "boolean":
+            v = bool(v)
+        out.append(v)
+    return out
 
 
 def _fields(meta: dict) -> list[Field]:
