@@ -2,12 +2,13 @@
 #   make demo   set up .venv, import the demo city, serve it on http://127.0.0.1:5000
 #               with live sensors (broker + `oup ingest` + `oup simulate`)
 #   make test   set up .venv and the services the tests use, run the whole suite
+#   make test-fast  the in-process tests only (seconds; no services)
 SHELL := /bin/bash
 VENV  := .venv
 PY    := $(VENV)/bin/python
 export OUP_DATA_DIR ?= $(CURDIR)/data
 
-.PHONY: demo test venv services clean
+.PHONY: demo test test-fast venv services clean
 
 # Python >= 3.12: python3 if it is new enough, else python3.13/3.12 on PATH, else pyenv's.
 $(PY):
@@ -50,6 +51,10 @@ services:
 
 test: venv services
 	$(PY) -m pytest -q -p no:cacheprovider
+
+# the in-process layer (no server, no services): parser, checks, policy, config, SQL
+test-fast: venv
+	$(PY) -m pytest -q -p no:cacheprovider -m "not slow"
 
 clean:
 	rm -rf $(VENV) data

@@ -20,7 +20,6 @@ import platform
 import random
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -35,6 +34,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
 from oup.geodesy import install_grids, transformer  # noqa: E402
+from oup.ports import free_port  # noqa: E402
 from oup.store import Feature, Field, Query  # noqa: E402
 from oup.store.gpkg import GeoPackageStore  # noqa: E402
 
@@ -47,12 +47,6 @@ request = function()
   return wrk.format("GET", paths[math.random(#paths)], {["Accept"] = "application/geo+json"})
 end
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # -- data ------------------------------------------------------------------------------
@@ -165,7 +159,7 @@ def copy_to_postgis(gpkg: Path, url: str) -> None:
     from oup.store.postgis import PostGISStore
 
     src = GeoPackageStore(gpkg)
-    meta = src._layer("buildings")
+    meta = src.layer("buildings")
     fields = [Field(n, t) for n, t in meta["fields"]]
     cols = ", ".join(f'"{f.name}"' for f in fields)
     rows = src.con.execute(f"SELECT geom, _geom84, {cols} FROM buildings ORDER BY fid")
@@ -263,16 +257,41 @@ COOLDOWN = 15  # seconds of rest before each workload: this kind of machine thro
                # sustained load, and back-to-back runs measured up to 2x slower
 
 
-def wrk(url: str, paths: list[str], seconds: int, work: Path, name: str) -> dict:
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of process ``pid`` and all its descendants so far: the
+    server's application CPU (its database, if any, is not counted)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    stats = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            stats[int(d.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
+    tree, total = {pid}, 0
+    for _ in range(8):  # descendants, level by level (a server is a few levels deep)
+        tree |= {p for p, (ppid, _) in stats.items() if ppid in tree}
+    for p in tree:
+        total += stats.get(p, (0, 0))[1]
+    return total / ticks
+
+
+def wrk(url: str, paths: list[str], seconds: int, work: Path, name: str,
+        server_pid: int | None = None) -> dict:
     time.sleep(COOLDOWN)
     plist = work / f"{name}.paths"
     plist.write_text("\n".join(paths) + "\n")
     script = work / f"{name}.lua"
     script.write_text(LUA % (plist, 42))
+    cpu0 = tree_cpu_seconds(server_pid) if server_pid else None
     res = subprocess.run(["wrk", "-t", "2", "-c", "8", "-d", f"{seconds}s", "--timeout", "60s",
                           "--latency", "-s", str(script), url], capture_output=True, text=True,
                          timeout=seconds + 120)
+    cpu = tree_cpu_seconds(server_pid) - cpu0 if server_pid else None
     text = res.stdout
+    done = re.search(r"(\d+) requests in", text)
+    requests_done = int(done.group(1)) if done else 0
 
     def ms(label):
         m = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)", text, re.M)
@@ -286,7 +305,8 @@ def wrk(url: str, paths: list[str], seconds: int, work: Path, name: str) -> dict
     timeouts = re.search(r"timeout (\d+)", text)
     return {"req_s": float(rps.group(1)) if rps else 0.0, "p50_ms": ms("50"),
             "p99_ms": ms("99"), "non_2xx": int(errors.group(1)) if errors else 0,
-            "timeouts": int(timeouts.group(1)) if timeouts else 0}
+            "timeouts": int(timeouts.group(1)) if timeouts else 0,
+            "cpu_ms": cpu * 1000 / requests_done if cpu is not None and requests_done else None}
 
 
 def run_server(label, start, url, n, bounds, seconds, work, coll="buildings",
@@ -305,8 +325,9 @@ def run_server(label, start, url, n, bounds, seconds, work, coll="buildings",
         except requests.Timeout:
             return {"error": f"one request took over {seconds * 3} s (warm-up)"}
         return {"bbox": wrk(url, bbox_paths(bounds, coll=coll, extra=extra), seconds, work,
-                            f"{label}-bbox"),
-                "by_id": wrk(url, id_paths(n, coll=coll), seconds, work, f"{label}-id")}
+                            f"{label}-bbox", proc.pid),
+                "by_id": wrk(url, id_paths(n, coll=coll), seconds, work, f"{label}-id",
+                             proc.pid)}
     except Exception as exc:  # a peer that cannot run is reported as such
         return {"error": str(exc)}
     finally:
@@ -407,8 +428,8 @@ def report(results: dict, args) -> None:
                "python": platform.python_version()}
     print(f"\n{args.buildings} buildings, 2 workers, 8 clients, {args.seconds} s per workload; "
           f"{machine['cpus']} CPUs ({machine['cpu']})\n")
-    print(f"{'server':<34} {'bbox req/s':>11} {'bbox p50':>9} {'bbox p99':>9} "
-          f"{'id req/s':>9} {'id p99':>8}")
+    print(f"{'server':<34} {'bbox req/s':>11} {'bbox p50':>9} {'bbox p99':>9} {'bbox CPU':>9} "
+          f"{'id req/s':>9} {'id p99':>8} {'id CPU':>8}")
     base = results.get("OUP (GeoPackage store)", {})
     for name, r in results.items():
         if "error" in r:
@@ -416,7 +437,8 @@ def report(results: dict, args) -> None:
             continue
         b, i = r["bbox"], r["by_id"]
         print(f"{name:<34} {b['req_s']:>11.1f} {b['p50_ms'] or 0:>8.1f}ms {b['p99_ms'] or 0:>8.1f}ms "
-              f"{i['req_s']:>9.1f} {i['p99_ms'] or 0:>6.1f}ms"
+              f"{b.get('cpu_ms') or 0:>7.2f}ms {i['req_s']:>9.1f} {i['p99_ms'] or 0:>6.1f}ms "
+              f"{i.get('cpu_ms') or 0:>6.2f}ms"
               + (f"  (non-2xx: {b['non_2xx'] + i['non_2xx']})" if b['non_2xx'] + i['non_2xx'] else ""))
     for label in ("OUP (GeoPackage store)", "OUP (PostGIS store)"):
         base = results.get(label, {})

@@ -18,7 +18,6 @@ import json
 import os
 import random
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,12 +34,7 @@ sys.path.insert(0, str(ROOT))
 from iot_ingest.broker import BrokerProcess  # noqa: E402
 from iot_ingest.mqtt import Broker  # noqa: E402
 from iot_ingest.simulate import Publisher  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from oup.ports import free_port  # noqa: E402
 
 
 def oup(env, *args, **kw):
@@ -158,9 +152,9 @@ def slice_queries(workdir: Path, n_sensors: int, n_obs: int, queries: int) -> tu
     env = dict(os.environ, OUP_DATA_DIR=str(workdir / "data"), OUP_CATALOG_DIR=str(cat),
                OUP_LOG_LEVEL="WARNING")
     oup(env, "import", "--quiet")
-    from oup.store.observations import ObservationStore
+    from oup.store.observations import GeoPackageObservationStore
 
-    store = ObservationStore(workdir / "data" / "oup.gpkg")
+    store = GeoPackageObservationStore(workdir / "data" / "oup.gpkg")
     per = n_obs // n_sensors
     t0 = 1_893_456_000_000_000  # 2030-01-01, one reading a minute per sensor
     con = store.con

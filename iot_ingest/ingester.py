@@ -34,10 +34,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from oup.store.observations import BatchResult, DeadLetter, ObservationStore, StoreBusy
+from oup.observations import BatchResult, DeadLetter, ObservationStore, StoreBusy
 
 from .mqtt import Broker, session_end
-from .payloads import PayloadError, decode
 from .sensors import SensorRegistry
 
 LOG = logging.getLogger("oup.ingest")
@@ -159,7 +158,17 @@ class Ingester:
             LOG.warning("disconnected (%s); reconnecting", reason_code)
 
     def _on_message(self, client, userdata, msg):
-        self.queue.put(_Delivery(self._generation, msg.mid, msg.qos, msg.topic, msg.payload))
+        d = _Delivery(self._generation, msg.mid, msg.qos, msg.topic, msg.payload)
+        while True:
+            try:
+                self.queue.put(d, timeout=0.2)
+                break
+            except queue.Full:
+                # stopping with a full queue: the writer takes no more, and waiting here would
+                # keep loop_stop() from ever joining this thread. Not acknowledged, so the
+                # broker delivers it again (the session persists).
+                if self._stopping:
+                    return
         self.status.received += 1
         self._last_delivery = time.monotonic()
 
@@ -179,11 +188,7 @@ class Ingester:
 
     def _decode(self, d: _Delivery):
         try:
-            obs = decode(d.topic, d.payload, self.registry.format_for(d.topic))
-            why = self.registry.check(obs)
-            return obs if why is None else DeadLetter(d.topic, d.payload, why)
-        except PayloadError as exc:
-            return DeadLetter(d.topic, d.payload, str(exc))
+            return self.registry.decode(d.topic, d.payload)
         except Exception as exc:  # a bug must not stop the stream: keep the message, say why
             LOG.exception("unexpected error decoding a message on %s", d.topic)
             return DeadLetter(d.topic, d.payload, f"internal error: {type(exc).__name__}: {exc}")

@@ -11,24 +11,15 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-MAX_PAYLOAD = 64 * 1024  # bytes; larger messages are dead letters, not parsed
+from oup.observations import MAX_PAYLOAD, Observation
+
 MAX_DEPTH = 32
 
 
 class PayloadError(ValueError):
     """The payload cannot become an observation; the message is the dead letter's reason."""
-
-
-@dataclass(frozen=True)
-class Observation:
-    sensor_id: str
-    phenomenon_time: int  # microseconds since 1970-01-01T00:00:00Z
-    result: float
-    result_time: int | None = None  # same unit
-    dedupe_key: str | None = None  # e.g. LoRaWAN device EUI + frame counter
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)

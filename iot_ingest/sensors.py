@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from oup.catalog import Catalog, ObservedProperty
 from oup.store import FeatureStore, Query, StoreError
 
-from .payloads import Observation
+from oup.observations import DeadLetter, Observation
+
+from .payloads import PayloadError, decode
 
 RELOAD_INTERVAL = 5.0  # seconds between re-reads when an unknown sensor appears
 
@@ -90,6 +92,16 @@ class SensorRegistry:
                 return (f"{o.sensor_id[:80]}: {s.observed_property} {o.result:g} is outside "
                         f"[{s.spec.min:g}, {s.spec.max:g}] {s.spec.unit}")
         return None
+
+    def decode(self, topic: str, payload: bytes) -> list[Observation] | DeadLetter:
+        """A message as observations of known sensors within their range, or as a dead
+        letter that says why not (the ingester and the dead-letter replay alike)."""
+        try:
+            obs = decode(topic, payload, self.format_for(topic))
+        except PayloadError as exc:
+            return DeadLetter(topic, payload, str(exc))
+        why = self.check(obs)
+        return obs if why is None else DeadLetter(topic, payload, why)
 
     def tables(self, sensor_ids) -> dict[str, tuple[str, str]]:
         out = {}

@@ -186,7 +186,7 @@ def ingest(client_id, group, batch_size, stats, retire):
 
     from iot_ingest.ingester import IngestOptions, Ingester
     from iot_ingest.mqtt import Broker, BrokerURLError
-    from iot_ingest.stats import ingest_stats, status_dir
+    from .ingest_stats import ingest_stats, status_dir
 
     s = get_settings()
     cat, store, observations, registry = _sensors()
@@ -240,8 +240,9 @@ def ingest(client_id, group, batch_size, stats, retire):
 @click.option("--id", "ids", multiple=True, type=int, help="only these dead letters")
 def deadletters(limit, all_, replay, ids):
     """List the messages that could not be stored, with the reason; or replay them."""
-    from iot_ingest.payloads import PayloadError, decode
-    from oup.store.observations import iso_us
+    from iot_ingest.replay import replay as replay_letters
+
+    from .observations import iso_us
 
     cat, store, observations, registry = _sensors()
     letters = observations.dead_letters(limit=limit if not replay else 1_000_000,
@@ -254,24 +255,7 @@ def deadletters(limit, all_, replay, ids):
                        f"{'  (replayed)' if d['replayed'] else ''}")
         click.echo(f"{len(letters)} dead letters shown")
         return
-    outcomes, messages = {}, []
-    for d in letters:
-        payload = bytes(d["payload"] or b"")
-        if len(payload) < d["payload_size"]:
-            outcomes[d["id"]] = d["reason"]  # only a sample was kept: cannot be replayed
-            continue
-        try:
-            obs = decode(d["topic"], payload, registry.format_for(d["topic"]))
-            why = registry.check(obs)
-        except PayloadError as exc:
-            why = str(exc)
-        outcomes[d["id"]] = why
-        if why is None:
-            messages.append(obs)
-    sensors = {o.sensor_id for m in messages for o in m}
-    res = observations.write_batch("oup-deadletters-replay", messages,
-                                   registry.tables(sensors))
-    observations.mark_replayed(outcomes)
+    outcomes, res = replay_letters(letters, observations, registry)
     done = sum(1 for why in outcomes.values() if why is None)
     click.echo(f"replayed {done} of {len(outcomes)}: {res.observations_stored} observations "
                f"stored, {res.observations_corrected} corrected, {res.duplicates} "
@@ -351,56 +335,12 @@ def serve(host, port, workers, live):
     if not live:
         _record_server(s.data_dir, os.getpid())  # exec keeps the pid: gunicorn's master
         os.execv(sys.executable, args)
-    _serve_live(s, args)
+    from .live import LiveError, serve_live
 
-
-def _serve_live(s, server_args: list[str]) -> None:
-    """The API, and beside it a broker, an ingester and the simulator, stopped together."""
-    import signal
-    import subprocess
-    import time
-
-    from iot_ingest.broker import BrokerError, BrokerProcess
-
-    broker = None
-    env = dict(os.environ)
-    if not s.mqtt_url:
-        try:
-            broker = BrokerProcess(s.data_dir / "broker", s.live_broker_port,
-                                   s.live_broker).start()
-        except BrokerError as exc:
-            _fail(f"no broker: {exc}")
-        env["OUP_MQTT_URL"] = broker.url
-        click.echo(f"MQTT broker: {broker.kind} on {broker.url}"
-                   + ("  (embedded: demo only, see its log)" if broker.kind == "embedded" else ""))
-    me = [sys.executable, "-m", "oup.cli"]
-    children = [subprocess.Popen(me + ["ingest"], env=env),
-                subprocess.Popen(me + ["simulate", "--rate", "20", "--quiet"], env=env),
-                subprocess.Popen(server_args, env=env)]
-    _record_server(s.data_dir, children[-1].pid)
-    def interrupt(*_):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, interrupt)
     try:
-        while all(c.poll() is None for c in children):  # one ends: stop them all
-            time.sleep(1)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        # a second Ctrl-C or SIGTERM must not cut this clean-up short and orphan a child
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        for c in reversed(children):  # simulator and server first, the ingester drains last
-            if c.poll() is None:
-                c.terminate()
-        for c in children:
-            try:
-                c.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                c.kill()
-        if broker:
-            broker.stop()
+        serve_live(s, args, lambda pid: _record_server(s.data_dir, pid), click.echo)
+    except LiveError as exc:
+        _fail(str(exc))
 
 
 if __name__ == "__main__":

@@ -15,10 +15,10 @@ from pygeoapi.provider.base import (ProviderInvalidQueryError, ProviderItemNotFo
                                     ProviderNoDataError)
 from pygeoapi.provider.base_edr import BaseEDRProvider
 
-from .provider import parse_datetime
+from .params import parse_datetime
 from .settings import get_settings
 from .store import InvalidQuery, Query, open_store
-from .store.observations import iso_us
+from .observations import iso_us
 from .store.timeseries import SensorSet, TimeSeries
 
 POSITION_RADIUS_M = 1000.0

@@ -7,26 +7,21 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 from pathlib import Path
+
+from .ports import free_port
 
 
 class LocalDBError(RuntimeError):
     """PostgreSQL is not installed or did not start; the message says which."""
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class LocalPostGIS:
     def __init__(self, folder: Path, port: int | None = None, durable: bool = True):
         """``durable=False`` turns fsync off: for tests, never for data that matters."""
         self.dir, self.durable = Path(folder), durable
-        self.port = port or _free_port()
+        self.port = port or free_port()
         bins = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
         if not bins:
             raise LocalDBError("PostgreSQL is not installed (apt-get install postgresql postgis)")

@@ -1,54 +1,25 @@
 """The OUP feature provider for pygeoapi: a thin adapter onto the store.
 
-pygeoapi parses the request; this class turns its arguments into a ``Query`` and
-the store answers in SQL. Providers are instantiated per request by pygeoapi, so
-the store (and its connections) is looked up, not built, here.
+``oup.params`` checked and parsed the request once (``CHECKED_ITEMS``); this class turns
+that into a ``Query`` and the store answers in SQL. pygeoapi's own arguments are used
+only for what the checks leave to it (paging, result type, output CRS), or for a call
+that did not come through the app. A provider is built once per collection and
+configuration generation (``oup.pygeoapi_adapter.ProviderCache``) and holds no state of
+a request.
 """
 from __future__ import annotations
-
-from datetime import datetime, timezone
 
 from pygeoapi.provider.base import (BaseProvider, ProviderInvalidQueryError,
                                     ProviderItemNotFoundError, ProviderConnectionError,
                                     SchemaType)
 
+from .params import CHECKED_ITEMS, ItemsRequest, parse_datetime
 from .settings import get_settings
 from .store import InvalidQuery, Query, StoreError, open_store
 from .store.geometry import CRS84, crs_code
 from .store.timeseries import OBSERVATION_FIELDS, SLICE_FIELDS
 
 _JSON_TYPES = {"date-time": ("string", "date-time")}
-
-
-def parse_datetime(text: str | None):
-    """OGC API ``datetime``: an instant, or an interval with '..' or '' for open ends."""
-    if text is None:
-        return None
-
-    def one(part: str, name: str):
-        if part in ("..", ""):
-            return None
-        try:
-            value = datetime.fromisoformat(part.strip().replace("Z", "+00:00"))
-        except ValueError:
-            raise InvalidQuery(f"datetime: {part!r} is not an RFC 3339 date-time "
-                               "(e.g. 2008-11-01T00:00:00Z)", "datetime") from None
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-
-    if "/" in text:
-        start_s, _, end_s = text.partition("/")
-        if "/" in end_s:
-            raise InvalidQuery("datetime: at most one '/' (start/end)", "datetime")
-        start, end = one(start_s, "start"), one(end_s, "end")
-        if start is None and end is None:
-            raise InvalidQuery("datetime: an interval needs at least one end", "datetime")
-        if start and end and start > end:
-            raise InvalidQuery("datetime: start is after end", "datetime")
-        return start, end
-    if text == "..":
-        raise InvalidQuery("datetime: '..' is only allowed as an interval end", "datetime")
-    t = one(text, "instant")
-    return t, t
 
 
 class OUPProvider(BaseProvider):
@@ -89,13 +60,17 @@ class OUPProvider(BaseProvider):
               properties=[], sortby=[], select_properties=[], skip_geometry=False, q=None,
               filterq=None, crs_transform_spec=None, **kwargs):
         try:
+            checked = CHECKED_ITEMS.get()
+            if checked is None or checked.collection != self.collection:
+                checked = self._from_pygeoapi(bbox, datetime_, properties, sortby,
+                                              select_properties, filterq)
             query = Query(
-                bbox=tuple(bbox[:2] + bbox[-2:]) if bbox else None,
-                interval=parse_datetime(datetime_),
-                equals=dict(properties),
-                filter=filterq,
-                sortby=[(s["property"], s["order"] != "-") for s in sortby],
-                select=list(select_properties) or None,
+                bbox=checked.bbox,
+                interval=checked.interval,
+                equals=dict(checked.equals),
+                filter=checked.filter,
+                sortby=checked.sortby,
+                select=checked.properties,
                 skip_geometry=skip_geometry,
                 limit=0 if resulttype == "hits" else limit,
                 offset=offset,
@@ -119,6 +94,16 @@ class OUPProvider(BaseProvider):
         if feature is None:
             raise ProviderItemNotFoundError(user_msg=f"no item {identifier!r}")
         return feature
+
+    def _from_pygeoapi(self, bbox, datetime_, properties, sortby, select_properties,
+                       filterq) -> ItemsRequest:
+        """pygeoapi's arguments as a checked request (a call not made through the app)."""
+        return ItemsRequest(
+            self.collection,
+            bbox=tuple(bbox[:2] + bbox[len(bbox) // 2:len(bbox) // 2 + 2]) if bbox else None,
+            interval=parse_datetime(datetime_), filter=filterq,
+            sortby=[(s["property"], s["order"] != "-") for s in sortby],
+            properties=list(select_properties) or None, equals=dict(properties))
 
     # what the subclasses over observations answer differently
     def _page(self, query: Query):

@@ -10,10 +10,10 @@ import os
 from datetime import datetime
 from pathlib import Path
 
-import pygeoapi
 import yaml
 
 from .catalog import Catalog, Collection
+from .pygeoapi_adapter import openapi_document, static_folder
 from .settings import ROOT, Settings
 from .store import FeatureStore, StoreError
 from .store.geometry import CRS84, SUPPORTED_CRS
@@ -140,7 +140,7 @@ def build_config(catalog: Catalog, store: FeatureStore, settings: Settings) -> d
     cfg["logging"]["level"] = settings.log_level
     # our corrections of pygeoapi templates first, pygeoapi's own for the rest
     cfg["server"]["templates"] = {"path": str(ROOT / "config" / "templates"),
-                                  "static": str(Path(pygeoapi.__file__).parent / "static")}
+                                  "static": static_folder()}
     resources = {}
     first = None
     if any(c.stream for c in catalog):
@@ -171,15 +171,13 @@ def build_config(catalog: Catalog, store: FeatureStore, settings: Settings) -> d
 
 def write_config(catalog: Catalog, store: FeatureStore, settings: Settings) -> tuple[Path, Path]:
     """Write the pygeoapi config and OpenAPI document; return their paths."""
-    from pygeoapi.openapi import get_oas
-
     from .openapi import extend_openapi
 
     cfg = build_config(catalog, store, settings)
     out = settings.data_dir / "generated"
     cfg_path = out / "pygeoapi-config.yml"
     _replace(cfg_path, yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
-    oas = extend_openapi(get_oas(cfg), cfg)
+    oas = extend_openapi(openapi_document(cfg), cfg)
     oas_path = out / "openapi.json"
     _replace(oas_path, json.dumps(oas, default=str))
     return cfg_path, oas_path

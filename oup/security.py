@@ -116,46 +116,9 @@ def visible_collections(identity: Identity, catalog: Catalog) -> set[str]:
     return out
 
 
-# The collections the current request may see; pygeoapi's resources follow it.
+# The collections the current request may see; pygeoapi's resources follow it
+# (oup.pygeoapi_adapter.VisibleResources).
 VISIBLE: ContextVar[frozenset | None] = ContextVar("oup_visible", default=None)
-
-
-class VisibleResources(dict):
-    """pygeoapi's ``resources`` as the current request may see them."""
-
-    def __init__(self, resources: dict, controlled: set[str]):
-        super().__init__(resources)
-        self.controlled = controlled
-
-    def _ok(self, key) -> bool:
-        seen = VISIBLE.get()
-        return seen is None or key not in self.controlled or key in seen
-
-    def __iter__(self):
-        return (k for k in super().__iter__() if self._ok(k))
-
-    def keys(self):
-        return [k for k in super().keys() if self._ok(k)]
-
-    def items(self):
-        return [(k, v) for k, v in super().items() if self._ok(k)]
-
-    def values(self):
-        return [v for k, v in super().items() if self._ok(k)]
-
-    def __contains__(self, key):
-        return super().__contains__(key) and self._ok(key)
-
-    def __getitem__(self, key):
-        if not self._ok(key):
-            raise KeyError(key)
-        return super().__getitem__(key)
-
-    def get(self, key, default=None):
-        return self[key] if key in self else default
-
-    def __len__(self):
-        return len(self.keys())
 
 
 class AuditLog:

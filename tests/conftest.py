@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -19,16 +18,24 @@ import numpy as np
 import pytest
 import requests
 
+from oup.ports import free_port  # noqa: F401 (the tests take it from here)
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data" / "cityjson"
 # Grids are built once per machine, not once per test session.
 GRID_CACHE = Path(os.environ.get("OUP_TEST_GRID_CACHE", "/tmp/oup-test-grids"))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# Tests that need these start real services (a store imported from the catalogue, a
+# server, a broker, a PostgreSQL cluster): the slow layer. `pytest -m "not slow"`
+# (`make test-fast`) runs the rest, in-process, in seconds.
+SLOW_FIXTURES = {"env", "imported", "server", "broker", "postgis", "workdir"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 def make_probes(folder: Path, n: int = 400, seed: int = 7) -> list[dict]:
@@ -171,7 +178,7 @@ def healthy(url: str) -> bool:
     """The server at ``url`` answers /health with 200 (not up yet: False)."""
     try:
         return requests.get(f"{url}/health", timeout=2).status_code == 200
-    except (requests.ConnectionError, requests.Timeout):  # a worker still starting
+    except (requests.ConnectionError, requests.Timeout):  # a worker still starting (busy machine)
         return False
 
 
@@ -346,7 +353,7 @@ def _no_ingester_outlives_its_test():
 def flat_messages(n: int, start: datetime, step_us: int = 1_000_000) -> list[tuple[str, bytes, tuple]]:
     """n distinct flat-JSON readings over the demo's sensors, from ``start`` on:
     (topic, payload, (sensor id, phenomenon time in microseconds))."""
-    from oup.store.observations import us_of
+    from oup.observations import us_of
 
     ids = [f["properties"]["sensor_id"] for f in SENSORS
            if f["properties"]["observed_property"] in ("NO2", "PM10", "PM25")]

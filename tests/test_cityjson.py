@@ -106,7 +106,7 @@ def test_every_spelling_and_version_tiles_to_the_same_place(tmp_path, grids):
 def test_import_reads_cityjson_1_0_with_an_urn(tmp_path):
     """`oup import`'s reader: a CityJSON 1.0 file with an URN CRS gives footprints in RD."""
     from oup.catalog import Source
-    from oup.importers import read_cityjson
+    from oup.readers import read_cityjson
 
     src = tmp_path / "old.city.json"
     src.write_text(json.dumps(_subset(n=5, version="1.0", spelling="urn:ogc:def:crs:EPSG::7415")))
@@ -147,6 +147,7 @@ def test_unsupported_version_names_the_supported_ones(tmp_path):
         tile([src], tmp_path / "out", progress=False)
 
 
+@pytest.mark.slow  # drives loaders.gl (node, `make services`)
 def test_attribute_names_as_cities_write_them_become_valid_property_ids(tmp_path, grids):
     """3D Metadata property ids are identifiers; a municipality's attribute names often are
     not. Each gets a valid, unique id and keeps its own name; the values decode (loaders.gl)."""

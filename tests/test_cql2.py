@@ -181,7 +181,8 @@ def test_generated_cql2_json_filters_match_brute_force(server, probes, node):
     assert got == expected_serials(probes, node)
 
 
-@pytest.mark.parametrize("text, node", [
+# CQL2 text filters and what they mean in CQL2 JSON (for the evaluator)
+TEXT_FILTERS = [
     ("count > 25 AND active = true",
      {"op": "and", "args": [{"op": ">", "args": [prop("count"), 25]},
                             {"op": "=", "args": [prop("active"), True]}]}),
@@ -196,7 +197,10 @@ def test_generated_cql2_json_filters_match_brute_force(server, probes, node):
      {"op": "s_intersects", "args": [prop("geometry"), {"bbox": [4.42, 51.89, 4.48, 51.92]}]}),
     ("observed > TIMESTAMP('2024-02-01T00:00:00Z')",
      {"op": ">", "args": [prop("observed"), {"timestamp": "2024-02-01T00:00:00Z"}]}),
-])
+]
+
+
+@pytest.mark.parametrize("text, node", TEXT_FILTERS)
 def test_cql2_text_filters_match_brute_force(server, probes, text, node):
     expected = expected_serials(probes, node)
     assert 0 < len(expected) < len(probes)  # the case really discriminates

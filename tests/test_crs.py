@@ -100,3 +100,70 @@ def test_bbox_crs_rd_selects_the_same_buildings(server):
     # RD grid is rotated ~0.7 degrees here, so only features at the very edge may differ
     assert len(expected ^ got) <= 0.05 * len(expected)
     assert len(expected) > 20
+
+
+def _served_ids(server, text: str, filter_crs: str) -> set:
+    r = requests.get(f"{server}/collections/buildings/items",
+                     params={"filter": text, "filter-crs": filter_crs, "limit": 1000,
+                             "skipGeometry": "true"})
+    assert r.status_code == 200, r.text
+    return {f["id"] for f in r.json()["features"]}
+
+
+def _polygon(corners) -> str:
+    ring = list(corners) + [corners[0]]
+    return "POLYGON((" + ", ".join(f"{x!r} {y!r}" for x, y in ring) + "))"
+
+
+def test_filter_crs_rd_and_crs84_select_the_same_buildings_along_an_edge(server):
+    """The same S_INTERSECTS, once in RD New (filter-crs) and once in CRS84 (the corners
+    moved by RDNAPTRANS(TM)2018), selects the same buildings when an edge passes 1 cm
+    inside or outside a building's corner: filter-crs goes through oup.geodesy, as
+    bbox-crs and the stored CRS84 geometries do (pygeoapi's own path was ~5 cm off)."""
+    import shapely
+
+    from oup.geodesy import transformer
+
+    to84 = transformer("EPSG:28992", "OGC:CRS84")
+    rd = requests.get(f"{server}/collections/buildings/items",
+                      params={"crs": RD, "limit": 1000}).json()["features"]
+    shapes = {f["id"]: shapely.geometry.shape(f["geometry"]) for f in rd}
+    for f in rd[:40:4]:
+        xs, ys = _coords(f["geometry"]).T
+        xv, yv = float(xs[ys.argmin()]), float(ys.min())  # its southernmost corner
+        for margin, inside in ((0.01, True), (-0.01, False)):
+            corners = [(xv - 3, yv - 6), (xv + 3, yv - 6), (xv + 3, yv + margin),
+                       (xv - 3, yv + margin)]
+            box = shapely.Polygon(corners)
+            expected = {i for i, g in shapes.items() if g.intersects(box)}
+            assert (f["id"] in expected) is inside  # the case discriminates at 1 cm
+            in_rd = _served_ids(server, f"S_INTERSECTS(geometry, {_polygon(corners)})", RD)
+            in_84 = _served_ids(server, "S_INTERSECTS(geometry, "
+                                f"{_polygon([to84.transform(x, y) for x, y in corners])})",
+                                CRS84)
+            assert in_rd == expected
+            assert in_84 == expected
+
+
+def test_bbox_function_in_a_filter_follows_filter_crs(server):
+    """BBOX(geometry, ...) in a filter is in filter-crs like any other literal."""
+    x0, y0, x1, y1 = 90800, 435600, 91000, 435800
+    polygon = _polygon([(x0, y0), (x1, y0), (x1, y1), (x0, y1)])
+    by_polygon = _served_ids(server, f"S_INTERSECTS(geometry, {polygon})", RD)
+    by_bbox = _served_ids(server, f"BBOX(geometry, {x0}, {y0}, {x1}, {y1})", RD)
+    assert len(by_polygon) > 20
+    assert by_bbox == by_polygon
+
+
+def test_a_bbox_with_heights_selects_what_its_2d_box_selects(server):
+    """bbox with 6 numbers (minx, miny, minz, maxx, maxy, maxz): the 2D box is x and y of
+    each corner (the provider once took miny, maxy and maxz as its corners)."""
+    def ids(bbox):
+        r = requests.get(f"{server}/collections/buildings/items",
+                         params={"bbox": bbox, "limit": 1000, "skipGeometry": "true"})
+        assert r.status_code == 200, r.text
+        return {f["id"] for f in r.json()["features"]}
+
+    flat = ids("4.452,51.905,4.456,51.907")
+    assert 0 < len(flat) < 853
+    assert ids("4.452,51.905,-10,4.456,51.907,100") == flat

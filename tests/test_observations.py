@@ -6,13 +6,14 @@ import json
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from iot_ingest.payloads import MAX_PAYLOAD, Observation, PayloadError, decode
-from oup.store.observations import DeadLetter, ObservationStore, iso_us
+from iot_ingest.payloads import PayloadError, decode
+from oup.observations import MAX_PAYLOAD, DeadLetter, Observation, iso_us
+from oup.store.observations import GeoPackageObservationStore
 
 
 def us(text: str) -> int:
     from datetime import datetime
-    from oup.store.observations import us_of
+    from oup.observations import us_of
     return us_of(datetime.fromisoformat(text.replace("Z", "+00:00")))
 
 FLAT = "oup/sensors/no2-delfshaven-01/observations"
@@ -80,7 +81,7 @@ def test_hostile_payloads_decode_or_give_a_reason(raw, fmt):
 
 
 def test_no_duplicates_late_data_and_corrections(tmp_path):
-    store = ObservationStore(tmp_path / "obs.gpkg")
+    store = GeoPackageObservationStore(tmp_path / "obs.gpkg")
     t9, t8 = us("2026-11-28T09:00:00Z"), us("2026-11-28T08:00:00Z")
     a = Observation("s1", t9, 1.0, t9 + 1_000_000)
     late = Observation("s1", t8, 0.5)
@@ -100,7 +101,7 @@ def test_no_duplicates_late_data_and_corrections(tmp_path):
 
 
 def test_dead_letters_keep_a_bounded_payload_and_the_reason(tmp_path):
-    store = ObservationStore(tmp_path / "obs.gpkg")
+    store = GeoPackageObservationStore(tmp_path / "obs.gpkg")
     store.write_batch("t", [DeadLetter(FLAT, b"x" * 100_000, "payload of 100000 bytes exceeds 65536"),
                             DeadLetter(FLAT, b'{"result": 1}', "phenomenonTime and result are required")])
     big, small = store.dead_letters()

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from functools import cache
 
+from ..observations import ObservationStore
+
 from .base import (Feature, FeatureStore, Field, Page, Query, StoreError, UnknownCollection,
                    InvalidQuery)
 
@@ -25,15 +27,15 @@ def open_store(url: str) -> FeatureStore:
                      "postgresql://user@host/db")
 
 
-def open_observation_store(url: str, busy_timeout: float = 30.0):
+def open_observation_store(url: str, busy_timeout: float = 30.0) -> ObservationStore:
     """The observations (and dead letters, ingest counters) beside the features of ``url``.
     ``busy_timeout``: seconds a write waits for a lock before it raises ``StoreBusy``."""
     if url.startswith("gpkg://") or url.endswith(".gpkg"):
-        from .observations import ObservationStore
+        from .observations import GeoPackageObservationStore
 
-        return ObservationStore(url.removeprefix("gpkg://"), busy_timeout)
+        return GeoPackageObservationStore(url.removeprefix("gpkg://"), busy_timeout)
     if url.startswith(("postgresql://", "postgres://")):
-        from .pg_observations import PGObservationStore
+        from .pg_observations import PostGISObservationStore
 
-        return PGObservationStore(url, busy_timeout)
+        return PostGISObservationStore(url, busy_timeout)
     raise StoreError(f"unsupported store URL {url!r}")

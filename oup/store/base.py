@@ -19,6 +19,10 @@ class UnknownCollection(StoreError):
     """No such collection in the store (not imported yet?)."""
 
 
+class StaleLayer(StoreError):
+    """A table changed under the metadata read for it (re-imported by another process)."""
+
+
 class InvalidQuery(ValueError):
     """The client asked for something that cannot be answered; the message says what."""
 
@@ -78,7 +82,9 @@ class FeatureStore(Protocol):
     """What every store backend (GeoPackage, PostGIS) implements."""
 
     def write_collection(self, cid: str, source_srid: int, fields: list[Field],
-                         features: Iterable[Feature], time_field: str | None) -> int: ...
+                         features: Iterable[Feature], time_field: str | None = None,
+                         geometry_type: str = "GEOMETRY", description: str = "",
+                         id_field: str | None = None) -> int: ...
 
     def collections(self) -> list[str]: ...
 

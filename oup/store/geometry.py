@@ -124,12 +124,74 @@ def bbox_to_crs84(bbox: list[float], uri: str) -> list[float]:
     return list(outline.bounds)
 
 
+# Projected CRSs whose straight edges are densified (metres) before a literal is
+# transformed: a long edge stays where it was meant, not a chord of it.
+_DENSIFY = {"EPSG:28992": 100.0, "EPSG:3857": 100.0}
+
+
+def _literal_code(geometry: dict, default: str) -> str:
+    """The CRS of a filter's geometry literal: an EWKT ``SRID=n;`` (which pygeofilter
+    reads into the GeoJSON's ``crs``) overrides filter-crs."""
+    name = (geometry.get("crs") or {}).get("properties", {}).get("name")
+    if not name:
+        return default
+    code = name.rsplit(":", 1)[-1]
+    return "OGC:CRS84" if code == "CRS84" else f"EPSG:{code}"
+
+
+def literal_to_crs84(geom, code: str):
+    """A filter literal given in ``code`` as the CRS84 geometry it covers."""
+    if code == "OGC:CRS84":
+        return geom
+    if code in _DENSIFY:
+        geom = shapely.segmentize(geom, _DENSIFY[code])
+    return to_crs84(geom, code)
+
+
+def filter_to_crs84(node, code: str):
+    """A pygeofilter AST with every geometry literal (and BBOX) given in ``code`` moved to
+    CRS84, through ``oup.geodesy`` like every other coordinate here. ``node`` is changed
+    in place (it is the request's own parse) and returned."""
+    from pygeofilter import ast, values
+
+    def literal(value):
+        if isinstance(value, values.Geometry):
+            src = _literal_code(value.geometry, code)
+            if src == "OGC:CRS84":
+                return value
+            geom = literal_to_crs84(shapely.geometry.shape(value.geometry), src)
+            return values.Geometry(shapely.geometry.mapping(geom))
+        if isinstance(value, values.Envelope) and code != "OGC:CRS84":
+            box = shapely.box(value.x1, value.y1, value.x2, value.y2)
+            return values.Geometry(shapely.geometry.mapping(literal_to_crs84(box, code)))
+        if isinstance(value, ast.BBox):
+            src = code if value.crs is None else _literal_code(
+                {"crs": {"properties": {"name": value.crs}}}, code)
+            if src == "OGC:CRS84":
+                return value
+            box = shapely.box(value.minx, value.miny, value.maxx, value.maxy)
+            return ast.GeometryIntersects(value.lhs, values.Geometry(
+                shapely.geometry.mapping(literal_to_crs84(box, src))))
+        if isinstance(value, ast.Node):
+            walk(value)
+        elif isinstance(value, list):
+            return [literal(v) for v in value]
+        return value
+
+    def walk(n):
+        for name in getattr(n, "__dataclass_fields__", {}):
+            setattr(n, name, literal(getattr(n, name)))
+
+    return literal(node)
+
+
 def rows_to_features(meta: dict, rows, select: list[str], q, decode=None) -> list[dict]:
     """GeoJSON features from store rows ``(fid, geometry, *select[, id])``: the geometry
     column holds WKB (after ``decode``), in the source CRS when ``q.crs`` is the source
     CRS, else in CRS84 (then transformed to ``q.crs``). Shared by the store backends."""
-    import json
     from datetime import datetime, timezone
+
+    import orjson
 
     booleans = {n for n, t in meta["fields"] if t == "boolean"}
     key = meta.get("id_field")
@@ -141,7 +203,7 @@ def rows_to_features(meta: dict, rows, select: list[str], q, decode=None) -> lis
         geoms = shapely.from_wkb(np.array(wkbs, dtype=object))
         if not native:
             geoms = from_crs84(geoms, q.crs)
-        geojson = json.loads("[" + ",".join(shapely.to_geojson(geoms)) + "]")
+        geojson = orjson.loads("[" + ",".join(shapely.to_geojson(geoms)) + "]")
     out = []
     for row, geometry in zip(rows, geojson):
         props = dict(zip(select, row[2:2 + len(select)]))

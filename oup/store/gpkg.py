@@ -23,9 +23,9 @@ import numpy as np
 import shapely
 
 from .base import Feature, Field, Query, StoreError, UnknownCollection
-from .cql import iso, quote
+from .cql import quote
 from .geometry import gpb_envelope, gpb_wkb, rows_to_features, to_gpb
-from .sqlquery import SqlQueries, _fields
+from .sqlquery import SqlQueries, TimeSpan, column_values
 
 _SQL_TYPES = {"string": "TEXT", "number": "DOUBLE", "integer": "INTEGER",
               "boolean": "BOOLEAN", "date-time": "DATETIME"}
@@ -128,7 +128,7 @@ class GeoPackageStore(SqlQueries):
         """Run one statement (``?`` placeholders); its rows."""
         return self.con.execute(sql, list(params)).fetchall()
 
-    def _layer(self, cid: str) -> dict:
+    def layer(self, cid: str) -> dict:
         local = self._local
         version = self.con.execute("PRAGMA data_version").fetchone()[0]
         meta = getattr(local, "meta", None)
@@ -198,7 +198,7 @@ class GeoPackageStore(SqlQueries):
             names = ["geom", "_geom84"] + [f.name for f in fields]
             insert = (f"INSERT INTO {t} ({', '.join(map(quote, names))}) "
                       f"VALUES ({', '.join('?' * len(names))})")
-            count, bounds84, tmin, tmax = 0, [np.inf, np.inf, -np.inf, -np.inf], None, None
+            count, bounds84, span = 0, [np.inf, np.inf, -np.inf, -np.inf], TimeSpan()
             batch, envs, envs84 = [], [], []
 
             def flush():
@@ -213,17 +213,9 @@ class GeoPackageStore(SqlQueries):
                 batch, envs, envs84 = [], [], []
 
             for feat in features:
-                row = [to_gpb(feat.geometry, source_srid), shapely.to_wkb(feat.geometry_crs84)]
-                for f in fields:
-                    v = feat.properties.get(f.name)
-                    if f.type == "date-time" and v is not None:
-                        v = iso(v)
-                        tmin = v if tmin is None or v < tmin else tmin
-                        tmax = v if tmax is None or v > tmax else tmax
-                    elif f.type == "boolean" and v is not None:
-                        v = int(bool(v))
-                    row.append(v)
-                batch.append(row)
+                batch.append([to_gpb(feat.geometry, source_srid),
+                              shapely.to_wkb(feat.geometry_crs84)]
+                             + column_values(fields, feat.properties, span))
                 minx, miny, maxx, maxy = feat.geometry.bounds
                 envs.append((minx, maxx, miny, maxy))
                 a, b, c, d = feat.geometry_crs84.bounds
@@ -243,7 +235,7 @@ class GeoPackageStore(SqlQueries):
             meta = {"fields": [[f.name, f.type] for f in fields], "source_srid": source_srid,
                     "time_field": time_field, "id_field": id_field, "count": count,
                     "bbox": bounds84 if count else None,
-                    "interval": [tmin, tmax] if tmin else None,
+                    "interval": span.interval,
                     "imported": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
             con.execute("INSERT INTO oup_layers VALUES (?, ?)", (cid, json.dumps(meta)))
             con.execute("COMMIT")
@@ -297,14 +289,6 @@ class GeoPackageStore(SqlQueries):
             return []
         return [r[0] for r in self.con.execute("SELECT table_name FROM oup_layers")]
 
-    def fields(self, cid: str) -> list[Field]:
-        return _fields(self._layer(cid))
-
-    def extent(self, cid: str) -> dict:
-        m = self._layer(cid)
-        return {"bbox": m["bbox"], "interval": m["interval"], "count": m["count"],
-                "time_field": m["time_field"], "source_srid": m["source_srid"]}
-
     def _spatial(self, cid: str):
         t, rt84 = quote(cid), quote(f"rtree_{cid}__geom84")
 
@@ -328,7 +312,7 @@ class GeoPackageStore(SqlQueries):
         return spatial
 
     @staticmethod
-    def _features(meta: dict, rows, select: list[str], q: Query) -> list[dict]:
+    def features(meta: dict, rows, select: list[str], q: Query) -> list[dict]:
         native = q.crs == f"EPSG:{meta['source_srid']}"
         return rows_to_features(meta, rows, select, q, gpb_wkb if native else None)
 

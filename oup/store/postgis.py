@@ -6,22 +6,22 @@ import), each with a GiST index, and a B-tree index per attribute; date-times ar
 ``timestamptz``. Connections come from a pool per process (``OUP_DB_POOL_SIZE``); the
 schema is versioned (``migrations.py``) and brought up to date when the store opens.
 
-The SQL builders shared with the GeoPackage store write ``?`` placeholders; ``pg_sql``
-turns them into psycopg's ``%s``.
+All SQL here is written as for the GeoPackage store, with ``?`` placeholders (one style
+in every store); ``pg_sql`` turns them into psycopg's ``%s`` where a statement is run.
 """
 from __future__ import annotations
 
 import json
 import os
-import threading
 from datetime import datetime, timezone
 from typing import Iterable
 
 import shapely
 
-from .base import Feature, Field, InvalidQuery, Query, StoreError, UnknownCollection
-from .cql import iso, quote
-from .sqlquery import SqlQueries, _fields
+from .base import (Feature, Field, InvalidQuery, Query, StaleLayer, StoreError,
+                   UnknownCollection)
+from .cql import quote
+from .sqlquery import SqlQueries, TimeSpan, column_values
 from .geometry import rows_to_features
 
 _PG_TYPES = {"string": "text", "number": "double precision", "integer": "bigint",
@@ -66,8 +66,7 @@ class PostGISStore(SqlQueries):
                                    kwargs={"autocommit": True})
         with self.pool.connection() as con:
             migrate(con)
-        self._meta: dict = {}
-        self._meta_lock = threading.Lock()
+        self._meta: dict[str, dict] = {}  # layer metadata by collection (dict ops are atomic)
 
     # -- plumbing -----------------------------------------------------------------------
     def execute(self, sql: str, params=()) -> list[tuple]:
@@ -80,15 +79,27 @@ class PostGISStore(SqlQueries):
                 return cur.fetchall() if cur.description else []
         except psycopg.errors.DataError as exc:  # a value the column cannot hold
             raise InvalidQuery(f"a value does not fit: {exc.diag.message_primary}") from exc
+        except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn) as exc:
+            raise StaleLayer(f"PostGIS: {exc.diag.message_primary}") from exc
         except psycopg.OperationalError as exc:
             raise StoreError(f"PostGIS: {exc}") from exc
 
-    def _layer(self, cid: str) -> dict:
-        rows = self.execute("SELECT meta FROM oup_layers WHERE table_name = ?", (cid,))
-        if not rows:
-            raise UnknownCollection(f"collection {cid!r} is not in the store; run `oup import`")
-        meta = rows[0][0]
-        return meta if isinstance(meta, dict) else json.loads(meta)
+    def layer(self, cid: str) -> dict:
+        """The layer's metadata, read once per process: a request then costs one round
+        trip, not two. A table re-imported since shows as ``StaleLayer`` on the next
+        query, which reads the metadata again (``SqlQueries``)."""
+        meta = self._meta.get(cid)
+        if meta is None:
+            rows = self.execute("SELECT meta FROM oup_layers WHERE table_name = ?", (cid,))
+            if not rows:
+                raise UnknownCollection(f"collection {cid!r} is not in the store; "
+                                        "run `oup import`")
+            meta = rows[0][0]
+            meta = self._meta[cid] = meta if isinstance(meta, dict) else json.loads(meta)
+        return meta
+
+    def forget_layers(self) -> None:
+        self._meta.clear()
 
     # -- writing --------------------------------------------------------------------------
     def write_collection(self, cid: str, source_srid: int, fields: list[Field],
@@ -100,10 +111,10 @@ class PostGISStore(SqlQueries):
         t, tn = quote(cid), quote(new)
         cols = "".join(f", {quote(f.name)} {_PG_TYPES[f.type]}" for f in fields)
         names = ["geom", "geom84"] + [f.name for f in fields]
-        marks = ["ST_GeomFromWKB(%s, %s)", "ST_GeomFromWKB(%s, 4326)"] + ["%s"] * len(fields)
-        insert = (f"INSERT INTO {tn} ({', '.join(map(quote, names))}) "
-                  f"VALUES ({', '.join(marks)})").replace('%', '%%').replace('%%s', '%s')
-        count, bounds, tmin, tmax = 0, None, None, None
+        marks = ["ST_GeomFromWKB(?, ?)", "ST_GeomFromWKB(?, 4326)"] + ["?"] * len(fields)
+        insert = pg_sql(f"INSERT INTO {tn} ({', '.join(map(quote, names))}) "
+                        f"VALUES ({', '.join(marks)})")
+        count, bounds, span = 0, None, TimeSpan()
         with self.pool.connection() as con:
             con.execute(f"DROP TABLE IF EXISTS {tn}")
             # typed geometry columns: geometry_columns then tells GIS clients (QGIS, tipg)
@@ -114,18 +125,9 @@ class PostGISStore(SqlQueries):
             batch = []
             with con.transaction():
                 for feat in features:
-                    row = [shapely.to_wkb(feat.geometry), source_srid,
-                           shapely.to_wkb(feat.geometry_crs84)]
-                    for f in fields:
-                        v = feat.properties.get(f.name)
-                        if f.type == "date-time" and v is not None:
-                            v = iso(v)
-                            tmin = v if tmin is None or v < tmin else tmin
-                            tmax = v if tmax is None or v > tmax else tmax
-                        elif f.type == "boolean" and v is not None:
-                            v = bool(v)
-                        row.append(v)
-                    batch.append(row)
+                    batch.append([shapely.to_wkb(feat.geometry), source_srid,
+                                  shapely.to_wkb(feat.geometry_crs84)]
+                                 + column_values(fields, feat.properties, span))
                     b = feat.geometry_crs84.bounds
                     bounds = list(b) if bounds is None else [
                         min(bounds[0], b[0]), min(bounds[1], b[1]),
@@ -144,28 +146,21 @@ class PostGISStore(SqlQueries):
             con.execute(f"ANALYZE {tn}")
             meta = {"fields": [[f.name, f.type] for f in fields], "source_srid": source_srid,
                     "time_field": time_field, "id_field": id_field, "count": count,
-                    "bbox": bounds, "interval": [tmin, tmax] if tmin else None,
+                    "bbox": bounds, "interval": span.interval,
                     "geometry_type": geometry_type, "description": description,
                     "imported": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+            self._meta.pop(cid, None)
             with con.transaction():  # readers see the old table or the new one
                 con.execute(f"DROP TABLE IF EXISTS {t}")
                 con.execute(f"ALTER TABLE {tn} RENAME TO {t}")
-                con.execute("INSERT INTO oup_layers (table_name, meta) VALUES (%s, %s) "
-                            "ON CONFLICT (table_name) DO UPDATE SET meta = excluded.meta",
+                con.execute(pg_sql("INSERT INTO oup_layers (table_name, meta) VALUES (?, ?) "
+                                   "ON CONFLICT (table_name) DO UPDATE SET meta = excluded.meta"),
                             (cid, json.dumps(meta)))
         return count
 
     # -- reading ----------------------------------------------------------------------------
     def collections(self) -> list[str]:
         return sorted(r[0] for r in self.execute("SELECT table_name FROM oup_layers"))
-
-    def fields(self, cid: str) -> list[Field]:
-        return _fields(self._layer(cid))
-
-    def extent(self, cid: str) -> dict:
-        m = self._layer(cid)
-        return {"bbox": m["bbox"], "interval": m["interval"], "count": m["count"],
-                "time_field": m["time_field"], "source_srid": m["source_srid"]}
 
     def _spatial(self, cid: str):
         def spatial(op: str, wkb: bytes, bounds, box: bool = False) -> tuple[str, list]:
@@ -179,7 +174,7 @@ class PostGISStore(SqlQueries):
         return spatial
 
     @staticmethod
-    def _features(meta: dict, rows, select: list[str], q: Query) -> list[dict]:
+    def features(meta: dict, rows, select: list[str], q: Query) -> list[dict]:
         return rows_to_features(meta, rows, select, q)
 
     def health(self) -> dict:

@@ -1,7 +1,10 @@
-"""The query half both SQL stores share: one WHERE builder (bbox, datetime, properties,
-CQL2), one paged query and one lookup by id. A store supplies ``execute`` (``?``
-placeholders), ``_layer``, ``GEOMETRY``, ``_features`` and ``_spatial`` - the one spelling
-that differs: how a spatial predicate meets its index (SQLite R*Tree, PostGIS GiST).
+"""What both SQL stores share: one WHERE builder (bbox, datetime, properties, CQL2),
+one paged query, one lookup by id, and the column values of a feature written. A store
+supplies ``execute`` (``?`` placeholders), ``layer``, ``GEOMETRY``, ``features`` and
+``_spatial`` - the one spelling that differs: how a spatial predicate meets its index
+(SQLite R*Tree, PostGIS GiST).
+``layer``, ``where``, ``geometry_column``, ``features`` and ``execute`` are public: the
+queries over observations (``timeseries.py``) build on them.
 """
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from typing import Callable
 
 import shapely
 
-from .base import Field, InvalidQuery, Page, Query, check_int64
+from .base import Field, InvalidQuery, Page, Query, StaleLayer, check_int64
 from .cql import SqlCompiler, iso, quote
 
 Spatial = Callable[..., tuple[str, list]]  # (op, wkb, bounds, box=False) -> (sql, params)
@@ -20,17 +23,55 @@ class SqlQueries:
     # the geometry as SQL: in the source CRS, in CRS84
     GEOMETRY: tuple[str, str]
 
+    def execute(self, sql: str, params=()) -> list[tuple]:
+        """Run one statement written with ``?`` placeholders; its rows (or [])."""
+        raise NotImplementedError
+
+    def layer(self, cid: str) -> dict:
+        """A collection's metadata: fields, source SRID, time and id field, extent."""
+        raise NotImplementedError
+
+    def fields(self, cid: str) -> list[Field]:
+        return _fields(self.layer(cid))
+
+    def extent(self, cid: str) -> dict:
+        m = self.layer(cid)
+        return {"bbox": m["bbox"], "interval": m["interval"], "count": m["count"],
+                "time_field": m["time_field"], "source_srid": m["source_srid"]}
+
+    def features(self, meta: dict, rows, select: list[str], q: Query) -> list[dict]:
+        """GeoJSON features from rows ``(fid, geometry column, *select[, id])``."""
+        raise NotImplementedError
+
     def _spatial(self, cid: str) -> Spatial:
         raise NotImplementedError
 
-    def _geom_column(self, meta: dict, q: Query) -> str:
+    def geometry_column(self, meta: dict, q: Query) -> str:
         if q.skip_geometry:
             return "NULL"
         return self.GEOMETRY[0 if q.crs == f"EPSG:{meta['source_srid']}" else 1]
 
+    def forget_layers(self) -> None:
+        """Read the layers' metadata again on next use (a store that caches it)."""
+
+    def _fresh(self, read, *args):
+        """``read(*args)``, once more with the metadata read again if the table changed
+        under it (re-imported by another process)."""
+        try:
+            return read(*args)
+        except StaleLayer:
+            self.forget_layers()
+            return read(*args)
+
     def get(self, cid: str, fid: int | str, crs: str = "OGC:CRS84") -> dict | None:
         """One feature by its id: the row number, or the value of the layer's id field."""
-        meta = self._layer(cid)
+        return self._fresh(self._get, cid, fid, crs)
+
+    def query(self, cid: str, q: Query) -> Page:
+        return self._fresh(self._query, cid, q)
+
+    def _get(self, cid: str, fid: int | str, crs: str) -> dict | None:
+        meta = self.layer(cid)
         q = Query(crs=crs)
         fields = [f.name for f in _fields(meta)]
         key = meta.get("id_field")
@@ -41,12 +82,12 @@ class SqlQueries:
                 return None
         else:
             fid = str(fid)
-        cols = ["fid", self._geom_column(meta, q)] + [quote(n) for n in fields + [key or "fid"]]
+        cols = ["fid", self.geometry_column(meta, q)] + [quote(n) for n in fields + [key or "fid"]]
         rows = self.execute(f"SELECT {', '.join(cols)} FROM {quote(cid)} "
                             f"WHERE {quote(key or 'fid')} = ?", (fid,))
-        return self._features(meta, rows, fields, q)[0] if rows else None
+        return self.features(meta, rows, fields, q)[0] if rows else None
 
-    def _where(self, cid: str, meta: dict, q: Query) -> tuple[str, list]:
+    def where(self, cid: str, meta: dict, q: Query) -> tuple[str, list]:
         fields = _fields(meta)
         names = {f.name: f for f in fields}
         spatial = self._spatial(cid)
@@ -83,8 +124,8 @@ class SqlQueries:
             params += p
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
-    def query(self, cid: str, q: Query) -> Page:
-        meta = self._layer(cid)  # once a request: each look asks the store
+    def _query(self, cid: str, q: Query) -> Page:
+        meta = self.layer(cid)
         fields = _fields(meta)
         names = {f.name for f in fields}
         select = q.select if q.select is not None else [f.name for f in fields]
@@ -98,19 +139,50 @@ class SqlQueries:
             # NULLs smallest, in both stores, so both page alike
             order.append(f"{quote(name)} {'ASC NULLS FIRST' if asc else 'DESC NULLS LAST'}")
         order.append("fid")
-        where, params = self._where(cid, meta, q)
+        where, params = self.where(cid, meta, q)
         t = quote(cid)
         matched = None
         if q.count:
             matched = self.execute(f"SELECT COUNT(*) FROM {t}{where}", params)[0][0]
-        geom_col = self._geom_column(meta, q)
+        geom_col = self.geometry_column(meta, q)
         cols = ["fid", geom_col] + [quote(n) for n in select]
         if meta.get("id_field"):  # the feature id, whatever properties were selected
             cols.append(quote(meta["id_field"]))
         rows = self.execute(
             f"SELECT {', '.join(cols)} FROM {t}{where} ORDER BY {', '.join(order)} "
             f"LIMIT ? OFFSET ?", params + [q.limit, q.offset])
-        return Page(self._features(meta, rows, select, q), matched)
+        return Page(self.features(meta, rows, select, q), matched)
+
+
+class TimeSpan:
+    """The first and last date-time a collection holds, as it is written."""
+
+    def __init__(self):
+        self.first: str | None = None
+        self.last: str | None = None
+
+    def add(self, t: str) -> None:  # the store's text form sorts as time does
+        self.first = t if self.first is None or t < self.first else self.first
+        self.last = t if self.last is None or t > self.last else self.last
+
+    @property
+    def interval(self) -> list[str] | None:
+        return [self.first, self.last] if self.first else None
+
+
+def column_values(fields: list[Field], props: dict, span: TimeSpan) -> list:
+    """A feature's properties as both stores' columns hold them: date-times in the one
+    text form (noted in ``span``), booleans as booleans."""
+    out = []
+    for f in fields:
+        v = props.get(f.name)
+        if v is not None and f.type == "date-time":
+            v = iso(v)
+            span.add(v)
+        elif v is not None and f.type == "boolean":
+            v = bool(v)
+        out.append(v)
+    return out
 
 
 def _fields(meta: dict) -> list[Field]:

@@ -14,7 +14,7 @@ from datetime import datetime
 from .base import InvalidQuery, Page, Query
 from .cql import quote
 from .sqlquery import SqlQueries
-from .observations import iso_us, us_of
+from ..observations import iso_us, us_of
 
 OBSERVATION_FIELDS = (("phenomenonTime", "date-time"), ("result", "number"),
                       ("resultTime", "date-time"))
@@ -50,8 +50,8 @@ class TimeSeries:
         sq = Query(bbox=q.bbox, equals=q.equals, filter=q.filter)
         if sq.bbox is None and not sq.equals and sq.filter is None:
             return "", []
-        meta = self.store._layer(self.s.collection)
-        where, params = self.store._where(self.s.collection, meta, sq)
+        meta = self.store.layer(self.s.collection)
+        where, params = self.store.where(self.s.collection, meta, sq)
         return (f" AND o.sensor_id IN (SELECT {quote(self.s.id_field)} FROM "
                 f"{quote(self.s.collection)}{where})", params)
 
@@ -73,10 +73,10 @@ class TimeSeries:
         ids = list(ids)
         if not ids:
             return {}
-        meta = self.store._layer(self.s.collection)
+        meta = self.store.layer(self.s.collection)
         names = [n for n, _ in meta["fields"]]
         q = Query(crs=crs, skip_geometry=skip_geometry)
-        cols = ["fid", self.store._geom_column(meta, q)] + [quote(n) for n in names] + \
+        cols = ["fid", self.store.geometry_column(meta, q)] + [quote(n) for n in names] + \
             [quote(self.s.id_field)]
         out = {}
         for i in range(0, len(ids), 500):
@@ -84,7 +84,7 @@ class TimeSeries:
             rows = self.store.execute(
                 f"SELECT {', '.join(cols)} FROM {quote(self.s.collection)} WHERE "
                 f"{quote(self.s.id_field)} IN ({','.join('?' * len(chunk))})", chunk)
-            for f in self.store._features(meta, rows, names, q):
+            for f in self.store.features(meta, rows, names, q):
                 out[f["id"]] = f
         return out
 

@@ -16,7 +16,7 @@ import os
 import time
 from pathlib import Path
 
-from oup.store.observations import COUNTERS, ObservationStore
+from .observations import COUNTERS, ObservationStore
 
 STALE_AFTER = 10.0  # seconds: a status file not refreshed for this long is of a stopped ingester
 

@@ -1,0 +1,63 @@
+"""``oup serve --live``: the API, and beside it a broker, an ingester and the simulator,
+started and stopped together (a composition root: it wires ``iot_ingest`` to the core)."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from .settings import Settings
+
+
+class LiveError(RuntimeError):
+    """The live parts cannot start (no broker)."""
+
+
+def serve_live(s: Settings, server_args: list[str], record_server, say=print) -> None:
+    """Run the server (``server_args``) with a broker (unless ``OUP_MQTT_URL`` names one),
+    ``oup ingest`` and ``oup simulate``; when one ends, or on a signal, stop them all.
+    ``record_server(pid)`` notes the server's pid for ``oup catalog reload``."""
+    from iot_ingest.broker import BrokerError, BrokerProcess
+
+    broker = None
+    env = dict(os.environ)
+    if not s.mqtt_url:
+        try:
+            broker = BrokerProcess(s.data_dir / "broker", s.live_broker_port,
+                                   s.live_broker).start()
+        except BrokerError as exc:
+            raise LiveError(f"no broker: {exc}") from exc
+        env["OUP_MQTT_URL"] = broker.url
+        say(f"MQTT broker: {broker.kind} on {broker.url}"
+            + ("  (embedded: demo only, see its log)" if broker.kind == "embedded" else ""))
+    me = [sys.executable, "-m", "oup.cli"]
+    children = [subprocess.Popen(me + ["ingest"], env=env),
+                subprocess.Popen(me + ["simulate", "--rate", "20", "--quiet"], env=env),
+                subprocess.Popen(server_args, env=env)]
+    record_server(children[-1].pid)
+
+    def interrupt(*_):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        while all(c.poll() is None for c in children):  # one ends: stop them all
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        # a second Ctrl-C or SIGTERM must not cut this clean-up short and orphan a child
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        for c in reversed(children):  # simulator and server first, the ingester drains last
+            if c.poll() is None:
+                c.terminate()
+        for c in children:
+            try:
+                c.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                c.kill()
+        if broker:
+            broker.stop()

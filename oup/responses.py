@@ -1,0 +1,123 @@
+"""Shaping the answers: problem documents (RFC 7807), the headers every answer carries,
+and the few corrections OUP makes to pygeoapi's JSON (what is conformed to, what the
+caller may see in the OpenAPI document and the Records catalogue, plain items links)."""
+from __future__ import annotations
+
+import json
+import re
+from http import HTTPStatus
+
+API_VERSION = "1.0.0"
+PROBLEM_JSON = "application/problem+json"
+OPENAPI_JSON = "application/vnd.oai.openapi+json;version=3.0"
+# What really works here (pygeoapi's defaults claim e.g. Part 4 transactions).
+CONFORMANCE = [
+    "http://www.opengis.net/spec/ogcapi-common-1/1.0/conf/core",
+    "http://www.opengis.net/spec/ogcapi-common-1/1.0/conf/landing-page",
+    "http://www.opengis.net/spec/ogcapi-common-1/1.0/conf/json",
+    "http://www.opengis.net/spec/ogcapi-common-1/1.0/conf/html",
+    "http://www.opengis.net/spec/ogcapi-common-1/1.0/conf/oas30",
+    "http://www.opengis.net/spec/ogcapi-common-2/1.0/conf/collections",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/html",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
+    "http://www.opengis.net/spec/ogcapi-features-2/1.0/conf/crs",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/queryables",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/queryables-query-parameters",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/filter",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/features-filter",
+    "http://www.opengis.net/spec/ogcapi-features-5/1.0/conf/schemas",
+    "http://www.opengis.net/spec/ogcapi-features-5/1.0/conf/core-roles-features",
+    "http://www.opengis.net/spec/cql2/1.0/conf/cql2-text",
+    "http://www.opengis.net/spec/cql2/1.0/conf/cql2-json",
+    "http://www.opengis.net/spec/cql2/1.0/conf/basic-cql2",
+    "http://www.opengis.net/spec/cql2/1.0/conf/advanced-comparison-operators",
+    "http://www.opengis.net/spec/cql2/1.0/conf/basic-spatial-functions",
+    "http://www.opengis.net/spec/cql2/1.0/conf/basic-spatial-functions-plus",
+    "http://www.opengis.net/spec/cql2/1.0/conf/spatial-functions",
+    "http://www.opengis.net/spec/ogcapi-records-1/1.0/conf/core",
+    "http://www.opengis.net/spec/ogcapi-records-1/1.0/conf/json",
+]
+OPENAPI_PATHS = ("/openapi", "/openapi.json", "/api")
+COLLECTIONS = re.compile(r"^/collections(/[^/]+)?/?$")
+_COMMON_HEADERS = {
+    "API-Version": API_VERSION,
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "GET, HEAD, OPTIONS",
+    "Access-Control-Allow-Headers": "Accept, Content-Type, Authorization",
+    "Access-Control-Expose-Headers": "Content-Crs, API-Version, ETag",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+}
+
+
+def problem(status: int, detail: str, instance: str, code: str | None = None,
+            parameter: str | None = None) -> tuple[str, int, dict]:
+    phrase = HTTPStatus(status).phrase
+    body = {"type": f"https://oup.example.org/problems/{(code or phrase).replace(' ', '')}",
+            "title": phrase, "status": status, "detail": detail, "instance": instance}
+    if code:
+        body["code"] = code
+    if parameter:
+        body["parameter"] = parameter
+    return json.dumps(body), status, {"Content-Type": PROBLEM_JSON}
+
+
+def visible_openapi(doc: dict, hidden: set[str]) -> dict:
+    """The OpenAPI document without the collections the caller may not see."""
+    doc["paths"] = {p: v for p, v in doc.get("paths", {}).items()
+                    if not any(p == f"/collections/{c}" or p.startswith(f"/collections/{c}/")
+                               for c in hidden)}
+    doc["tags"] = [t for t in doc.get("tags", []) if t.get("name") not in hidden]
+    return doc
+
+
+def with_records(doc: dict, records: dict, extra: set[str]) -> dict:
+    """Add the records of the non-public collections the caller may see."""
+    if "features" in doc:
+        doc["features"] += [records[c] for c in sorted(extra) if c in records]
+        doc["numberReturned"] = len(doc["features"])
+        if "numberMatched" in doc:
+            doc["numberMatched"] += len([c for c in extra if c in records])
+    return doc
+
+
+def plain_items_links(doc: dict) -> dict:
+    """Items links without ``?f=json``: GeoJSON is the default, and clients such as
+    GDAL append ``/{featureId}`` to the items link, which a query string breaks."""
+    for coll in doc.get("collections", [doc]):
+        for link in coll.get("links", []):
+            if link.get("rel") == "items" and link.get("href", "").endswith("/items?f=json"):
+                link["href"] = link["href"].removesuffix("?f=json")
+    return doc
+
+
+def add_common_headers(headers) -> None:
+    """API version, CORS (reads only) and the security headers every answer carries."""
+    headers.update(_COMMON_HEADERS)
+
+
+def as_problem(resp, request, response_class):
+    """An error answer from pygeoapi or Flask as a problem document (keeping its
+    Content-Crs and Content-Language); a person in a browser keeps the HTML page."""
+    if resp.status_code < 400 or resp.mimetype == PROBLEM_JSON:
+        return resp
+    if request.args.get("f") == "html" or (resp.mimetype or "").startswith("text/html"):
+        return resp
+    detail = HTTPStatus(resp.status_code).description
+    code = None
+    if not resp.is_streamed and resp.get_data()[:1] == b"{":
+        try:
+            body = json.loads(resp.get_data())
+            detail = body.get("description") or body.get("detail") or detail
+            code = body.get("code")
+        except (ValueError, AttributeError):
+            pass
+    body, status, headers = problem(resp.status_code, detail, request.full_path.rstrip("?"),
+                                    code)
+    new = response_class(body, status=status, headers=headers)
+    for key in ("Content-Crs", "Content-Language"):
+        if key in resp.headers:
+            new.headers[key] = resp.headers[key]
+    return new
