@@ -4,16 +4,13 @@
 // has been asked for in 3 s), then clicks a building. Prints {ready, error, tileBytes,
 // totalBytes, tileRequests, visible, picked}: the bytes the browser received (encoded, as
 // sent over the wire) for the tileset and for everything, and the content drawn.
-import { clickBuilding, launch } from "./browser.mjs";
+import { clickBuilding, openViewer, session } from "./browser.mjs";
 
 const [url, shot, step, margin] = process.argv.slice(2);
-const browser = await launch();
 const out = { ready: false, error: null, tileBytes: 0, totalBytes: 0, tileRequests: [],
               visible: [], picked: null, pageErrors: [] };
 let lastTileRequest = Date.now();
-try {
-  const page = await browser.newPage({ viewport: { width: 1024, height: 768 } });
-  page.on("pageerror", (e) => out.pageErrors.push(String(e)));
+await session(out, async (page) => {
   page.on("request", (r) => { if (r.url().includes("/3dtiles/")) lastTileRequest = Date.now(); });
   page.on("requestfinished", async (r) => {
     const sizes = await r.sizes();
@@ -24,10 +21,7 @@ try {
       out.tileRequests.push(new URL(r.url()).pathname);
     }
   });
-  await page.goto(url, { waitUntil: "load", timeout: 60_000 });
-  await page.waitForFunction(() => window.oup && (window.oup.ready || window.oup.error),
-                             null, { timeout: 240_000, polling: 500 });
-  out.ready = await page.evaluate(() => window.oup.ready);
+  out.ready = await openViewer(page, url, 240_000);
   const deadline = Date.now() + 180_000;
   while (Date.now() < deadline) {  // settled: all loaded, and quiet for 3 s
     const loaded = await page.evaluate(() => window.oup.loaded());
@@ -38,9 +32,4 @@ try {
   out.picked = await clickBuilding(page, Number(step || 0.05), Number(margin || 0.3));
   out.error = await page.evaluate(() => window.oup.error);
   await page.screenshot({ path: shot });
-} catch (e) {
-  out.error = String(e);
-} finally {
-  await browser.close();
-}
-console.log(JSON.stringify(out));
+});
