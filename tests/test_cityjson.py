@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import SHARED
+from conftest import ROOT
 from oup.cityjson import CityModelError, reference_crs
 from tileset_reader import content_tiles
 
@@ -52,7 +52,8 @@ def test_an_unreadable_crs_says_what_is_accepted(bad):
 def _subset(n: int = 40, version: str = "2.0", spelling: str | None = None,
             appearance: dict | None = None) -> dict:
     """The first ``n`` Delfshaven buildings as a CityJSON document of another version."""
-    doc = json.loads((SHARED / "rotterdam-delfshaven.city.json").read_text())
+    doc = json.loads((ROOT / "collections" / "buildings" /
+                      "rotterdam-delfshaven.city.json").read_text())
     keep = dict(list(doc["CityObjects"].items())[:n])
     for obj in keep.values():
         for g in obj["geometry"]:
@@ -154,7 +155,6 @@ def test_attribute_names_as_cities_write_them_become_valid_property_ids(tmp_path
     import re
     import subprocess
 
-    from conftest import ROOT
     from tilers import tile
     from tileset_reader import read_gltf
 
