@@ -23,6 +23,7 @@ COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 WHEEL = ROOT / "tests" / ".cache" / "docker_compose-1.29.2-py2.py3-none-any.whl"
 
 
+@pytest.mark.slow  # needs the Compose Specification schema that `make services` fetches
 def test_compose_file_follows_the_compose_specification():
     import copy
 
