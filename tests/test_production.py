@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import jsonschema
+import pytest
 import requests
 import yaml
 
