@@ -335,10 +335,20 @@ def serve(host, port, workers, live):
     if not live:
         _record_server(s.data_dir, os.getpid())  # exec keeps the pid: gunicorn's master
         os.execv(sys.executable, args)
+    from iot_ingest.broker import BrokerError, BrokerProcess
+
     from .live import LiveError, serve_live
 
+    def start_broker():
+        try:
+            return BrokerProcess(s.data_dir / "broker", s.live_broker_port,
+                                 s.live_broker).start()
+        except BrokerError as exc:
+            raise LiveError(f"no broker: {exc}") from exc
+
     try:
-        serve_live(s, args, lambda pid: _record_server(s.data_dir, pid), click.echo)
+        serve_live(s, args, lambda pid: _record_server(s.data_dir, pid), start_broker,
+                   click.echo)
     except LiveError as exc:
         _fail(str(exc))
 

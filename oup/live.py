@@ -1,5 +1,6 @@
 """``oup serve --live``: the API, and beside it a broker, an ingester and the simulator,
-started and stopped together (a composition root: it wires ``iot_ingest`` to the core)."""
+started and stopped together. The broker comes from the caller (the CLI, the composition
+root that wires ``iot_ingest`` to the core); the other parts are ``oup`` processes."""
 from __future__ import annotations
 
 import os
@@ -15,20 +16,17 @@ class LiveError(RuntimeError):
     """The live parts cannot start (no broker)."""
 
 
-def serve_live(s: Settings, server_args: list[str], record_server, say=print) -> None:
+def serve_live(s: Settings, server_args: list[str], record_server, start_broker,
+               say=print) -> None:
     """Run the server (``server_args``) with a broker (unless ``OUP_MQTT_URL`` names one),
     ``oup ingest`` and ``oup simulate``; when one ends, or on a signal, stop them all.
-    ``record_server(pid)`` notes the server's pid for ``oup catalog reload``."""
-    from iot_ingest.broker import BrokerError, BrokerProcess
-
+    ``record_server(pid)`` notes the server's pid for ``oup catalog reload``;
+    ``start_broker()`` starts a broker (``.url``, ``.kind``, ``.stop()``) or raises
+    ``LiveError``."""
     broker = None
     env = dict(os.environ)
     if not s.mqtt_url:
-        try:
-            broker = BrokerProcess(s.data_dir / "broker", s.live_broker_port,
-                                   s.live_broker).start()
-        except BrokerError as exc:
-            raise LiveError(f"no broker: {exc}") from exc
+        broker = start_broker()
         env["OUP_MQTT_URL"] = broker.url
         say(f"MQTT broker: {broker.kind} on {broker.url}"
             + ("  (embedded: demo only, see its log)" if broker.kind == "embedded" else ""))
