@@ -37,6 +37,13 @@ def horizontal_srid(crs: str | int) -> int:
     return code
 
 
+def _check_version(doc: dict, path: Path) -> None:
+    try:
+        check_version(doc, path.name)
+    except CityModelError as exc:
+        raise ImportError_(str(exc)) from None
+
+
 def crs_from_cityjson(doc: dict, fallback: str | None, path: Path) -> str:
     """The model's CRS, however its file spells it (``oup.cityjson.reference_crs``)."""
     try:
@@ -103,10 +110,7 @@ def _load_json(path: Path) -> dict:
 
 def read_cityjson(path: Path, source: Source, skipped: Counter, doc: dict | None = None):
     doc = doc or _load_json(path)
-    try:
-        check_version(doc, path.name)
-    except CityModelError as exc:
-        raise ImportError_(str(exc)) from None
+    _check_version(doc, path)
     srid = horizontal_srid(crs_from_cityjson(doc, source.crs, path))
     return srid, _cityjson_objects(doc, source, skipped)
 
@@ -116,6 +120,7 @@ def read_cityjsonseq(path: Path, source: Source, skipped: Counter):
     header = json.loads(fh.readline())
     if header.get("type") != "CityJSON":
         raise ImportError_(f"{path.name}: the first line must be a CityJSON header")
+    _check_version(header, path)
     srid = horizontal_srid(crs_from_cityjson(header, source.crs, path))
 
     def gen():

@@ -19,8 +19,7 @@ from pathlib import Path
 
 from oup.cityjson import lod_of, open_city_model
 
-from .cityjson import GROUND, ROOF, CityModelError, ReadReport, lod_key, mesh_objects
-from .lod import blocks_of
+from .cityjson import CityModelError, ReadReport, lod_key, mesh_objects
 from .pointcloud import write_point_tileset
 from .terrain import open_dem
 from .tileset import EmptyTileset, atomic_dir, park, write_tileset
@@ -54,10 +53,7 @@ def _mesh_unit(task):
     report = ReadReport()
     meshes = [m for doc, verts in unit.documents()
               for m in mesh_objects(doc, verts, lod, report, z_offset)]
-    # the coarse levels' stand-ins, made here where the work is parallel
-    for m, block in zip(meshes, blocks_of(meshes, GROUND, ROOF)):
-        m.block = block
-    return park(meshes, folder), report
+    return park(meshes, folder), report  # with their blocks, made here in parallel
 
 
 DEM_SUFFIXES = (".tif", ".tiff")

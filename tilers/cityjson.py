@@ -35,7 +35,6 @@ class CityObjectMesh:
     vertices: np.ndarray   # (n, 3) float64, source CRS
     triangles: np.ndarray  # (k, 3) uint32
     surfaces: np.ndarray   # (n,) uint8 per vertex (vertices are not shared between surfaces)
-    block: object = None   # its coarse stand-in (``lod.Block``), made where it is meshed
 
 
 @dataclass

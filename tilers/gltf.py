@@ -16,6 +16,7 @@ import json
 import math
 import re
 import struct
+from functools import cache
 
 import numpy as np
 
@@ -140,27 +141,24 @@ def _accessor(acc: list, view: int, arr: np.ndarray, ctype: int, kind: str,
     return len(acc) - 1
 
 
+@cache
 def _draco_ids() -> dict[str, int]:
     """Which Draco attribute id DracoPy gives each of our attributes (asked once, of a
     tiny mesh: the numbering is DracoPy's to choose, and the glb must name it)."""
-    global _DRACO_IDS
-    if _DRACO_IDS is None:
-        import DracoPy
+    import DracoPy
 
-        pts = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0]], float)
-        blob = DracoPy.encode(pts, np.array([[0, 1, 2]]), normals=np.tile([0.0, 0, 1], (3, 1)),
-                              normal_quantization_bits=8,
-                              generic_attributes={"_FEATURE_ID_0": np.zeros((3, 1), np.uint16),
-                                                  "_FEATURE_ID_1": np.zeros((3, 1), np.uint8)})
-        ids = {}
-        for a in DracoPy.decode(blob).attributes:
-            name = a.get("name") or {0: "POSITION", 1: "NORMAL"}.get(a["attribute_type"])
-            ids[name] = a["unique_id"]
-        _DRACO_IDS = ids
-    return _DRACO_IDS
+    pts = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0]], float)
+    blob = DracoPy.encode(pts, np.array([[0, 1, 2]]), normals=np.tile([0.0, 0, 1], (3, 1)),
+                          normal_quantization_bits=8,
+                          generic_attributes={"_FEATURE_ID_0": np.zeros((3, 1), np.uint16),
+                                              "_FEATURE_ID_1": np.zeros((3, 1), np.uint8)})
+    ids = {}
+    for a in DracoPy.decode(blob).attributes:
+        name = a.get("name") or {0: "POSITION", 1: "NORMAL"}.get(a["attribute_type"])
+        ids[name] = a["unique_id"]
+    return ids
 
 
-_DRACO_IDS = None
 POSITION_STEP = 0.002  # metres: Draco quantises positions to at most this step (1 mm off)
 
 

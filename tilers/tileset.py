@@ -85,7 +85,8 @@ _PARKING: dict = {}  # folder -> this process's two open spill files in it
 
 
 def park(meshes: list, folder: Path) -> list[Parked]:
-    """Write objects (with their blocks) to this process's spill files in ``folder``.
+    """Write objects and their blocks (made here, vectorised) to this process's spill
+    files in ``folder``.
 
     Worker processes park what they mesh themselves, so the objects never travel
     through the parent (pickling them there twice was a third of the parent's time).
@@ -96,11 +97,9 @@ def park(meshes: list, folder: Path) -> list[Parked]:
         _PARKING[key] = (open(f"{stem}.objects", "ab"), open(f"{stem}.blocks", "ab"))
     objects, blocks = _PARKING[key]
     out = []
-    for mesh in meshes:
-        block = mesh.block or blocks_of([mesh], GROUND, ROOF)[0]
+    for mesh, block in zip(meshes, blocks_of(meshes, GROUND, ROOF)):  # coarse stand-ins
         row = {"id": mesh.id, "type": mesh.type, **mesh.attributes}
         mesh_at, block_at = (objects.name, objects.tell()), (blocks.name, blocks.tell())
-        mesh.block = None  # the block travels on its own, for the coarse tiles
         objects.write(pickle.dumps(mesh, protocol=pickle.HIGHEST_PROTOCOL))
         blocks.write(pickle.dumps((block, row), protocol=pickle.HIGHEST_PROTOCOL))
         out.append(Parked(mesh_at, block_at,
@@ -125,7 +124,8 @@ class Spill:
     time, not the whole city."""
 
     def __init__(self):
-        self.files: list[str] = []                   # spill files, numbered
+        self.files: list[str] = []                   # spill files, by number
+        self._numbers: dict[str, int] = {}
         self.mesh_file, self.block_file = array("H"), array("H")
         self.mesh_offset, self.block_offset = array("q"), array("q")
         self.x, self.y = array("d"), array("d")
@@ -139,9 +139,10 @@ class Spill:
         return len(self.x)
 
     def _file(self, name: str) -> int:
-        if name not in self.files:
+        if name not in self._numbers:
+            self._numbers[name] = len(self.files)
             self.files.append(name)
-        return self.files.index(name)
+        return self._numbers[name]
 
     def mesh_at(self, i: int) -> tuple[str, int]:
         return self.files[self.mesh_file[i]], self.mesh_offset[i]
