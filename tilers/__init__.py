@@ -19,7 +19,7 @@ from pathlib import Path
 
 from oup.cityjson import lod_of, open_city_model
 
-from .cityjson import CityModelError, ReadReport, lod_key, mesh_objects
+from .cityjson import CityModelError, ReadReport, lod_key, mesh_documents
 from .pointcloud import write_point_tileset
 from .terrain import open_dem
 from .tileset import EmptyTileset, atomic_dir, park, write_tileset
@@ -51,8 +51,7 @@ def _mesh_unit(task):
     for big inputs); return what was parked and the report."""
     unit, lod, z_offset, folder = task
     report = ReadReport()
-    meshes = [m for doc, verts in unit.documents()
-              for m in mesh_objects(doc, verts, lod, report, z_offset)]
+    meshes = mesh_documents(unit.documents(), lod, report, z_offset)
     return park(meshes, folder), report  # with their blocks, made here in parallel
 
 

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Iterator
-
 import numpy as np
 
 from oup.cityjson import CityModelError, lod_key, lod_of, surfaces
 
-from .triangulate import triangulate_many
+from .triangulate import triangulate_surfaces
 
-__all__ = ["CityModelError", "CityObjectMesh", "ReadReport", "mesh_objects", "lod_key"]
+__all__ = ["CityModelError", "CityObjectMesh", "ReadReport", "mesh_documents", "lod_key"]
 
 # semantic surface classes, stored per triangle
 OTHER, GROUND, WALL, ROOF = 0, 1, 2, 3
@@ -32,9 +30,17 @@ class CityObjectMesh:
     id: str
     type: str
     attributes: dict
-    vertices: np.ndarray   # (n, 3) float64, source CRS
-    triangles: np.ndarray  # (k, 3) uint32
+    points: np.ndarray     # (p, 3) float64, source CRS: each distinct corner once
+    triangles: np.ndarray  # (k, 3) uint32 indices into the vertices
     surfaces: np.ndarray   # (n,) uint8 per vertex (vertices are not shared between surfaces)
+    corners: np.ndarray | None = None  # (n,) the point of each vertex; None: one each
+
+    # A corner is a vertex of three or so surfaces. Keeping each point once lets the
+    # tiles' exact geodesy (the costliest step after compression) transform a third.
+    @property
+    def vertices(self) -> np.ndarray:
+        """(n, 3) the vertices of the triangles, surface by surface."""
+        return self.points if self.corners is None else self.points[self.corners]
 
 
 @dataclass
@@ -45,63 +51,88 @@ class ReadReport:
     warnings: list = field(default_factory=list)
 
 
-def _guess_class(normal: np.ndarray) -> int:
-    if normal[2] >= 0.2:
-        return ROOF
-    if normal[2] <= -0.2:
-        return GROUND
-    return WALL
-
-
-def mesh_objects(doc: dict, verts: np.ndarray, lod: str | None, report: ReadReport,
-                 z_offset: str | None = None) -> Iterator[CityObjectMesh]:
-    objs = doc.get("CityObjects", {})
-    for oid, obj in objs.items():
-        if obj.get("parents"):
-            continue
-        members = [obj] + [objs[c] for c in obj.get("children", []) if c in objs]
-        geoms = [g for m in members for g in m.get("geometry", []) if "boundaries" in g]
-        lods = {lod_of(g) for g in geoms}
-        report.lods |= lods
-        if not geoms:
-            report.skipped["no geometry"] += 1
-            continue
-        want = lod or max(lods, key=lod_key)
-        chosen = [g for g in geoms if lod_of(g) == want]
-        if not chosen:
-            report.skipped[f"no LoD {want}"] += 1
-            continue
-        vs, ts, ss, base = [], [], [], 0
-        faces = [item for g in chosen for item in surfaces(g)]
-        try:
-            results = triangulate_many([rings for rings, _ in faces], verts)
-        except IndexError:
+def mesh_documents(documents, lod: str | None, report: ReadReport,
+                   z_offset: str | None = None) -> list[CityObjectMesh]:
+    """The top-level objects of some (doc, vertices) pairs as meshes, at ``lod`` (None:
+    each object's highest). All their surfaces are triangulated in one batch."""
+    found, faces, kinds = [], [], []   # found: (id, object, first surface, surfaces)
+    doc_surfaces, doc_verts = [], []
+    for doc, verts in documents:
+        objs, before = doc.get("CityObjects", {}), len(faces)
+        for oid, obj in objs.items():
+            if obj.get("parents"):
+                continue
+            members = [obj] + [objs[c] for c in obj.get("children", []) if c in objs]
+            geoms = [g for m in members for g in m.get("geometry", []) if "boundaries" in g]
+            lods = {lod_of(g) for g in geoms}
+            report.lods |= lods
+            if not geoms:
+                report.skipped["no geometry"] += 1
+                continue
+            want = lod or max(lods, key=lod_key)
+            first = len(faces)
+            for g in geoms:
+                if lod_of(g) == want:
+                    for rings, kind in surfaces(g):
+                        faces.append(rings)
+                        kinds.append(kind)
+            if len(faces) == first:
+                report.skipped[f"no LoD {want}"] += 1
+                continue
+            found.append((oid, obj, first, len(faces) - first))
+        doc_surfaces.append(len(faces) - before)
+        doc_verts.append(verts)
+    if not found:
+        return []
+    counts = np.array([len(v) for v in doc_verts], np.int64)
+    per_doc = np.asarray(doc_surfaces, np.int64)
+    stacked = np.vstack(doc_verts)
+    tri = triangulate_surfaces(faces, stacked,
+                               np.repeat(np.cumsum(counts) - counts, per_doc),
+                               np.repeat(counts, per_doc))
+    # the class of each surface: its semantics, else guessed from which way it faces
+    sem = np.fromiter((_SEMANTIC.get(k, -1) if k else -1 for k in kinds), np.int8, len(kinds))
+    nz = tri.normals[:, 2]
+    guess = np.where(nz >= 0.2, ROOF, np.where(nz <= -0.2, GROUND, WALL))
+    classes = np.repeat(np.where(sem >= 0, sem, guess).astype(np.uint8), tri.vertex_counts)
+    v_at = np.concatenate([[0], np.cumsum(tri.vertex_counts)])
+    t_at = np.concatenate([[0], np.cumsum(tri.triangle_counts)])
+    # each object's distinct points, in one sort: (object, source vertex) pairs
+    firsts = np.array([f for _, _, f, _ in found])
+    ends = firsts + np.array([n for _, _, _, n in found])
+    owner = np.repeat(np.arange(len(found)), v_at[ends] - v_at[firsts])
+    _, once, corner = np.unique(owner * (len(stacked) + 1) + tri.source, return_index=True,
+                                return_inverse=True)
+    points = stacked[tri.source[once]]
+    p_at = np.concatenate([[0], np.cumsum(np.bincount(owner[once], minlength=len(found)))])
+    kept = tri.kept
+    meshes = []
+    for o, (oid, obj, first, n) in enumerate(found):
+        end = first + n
+        if tri.bad_index[first:end].any():
             report.skipped["vertex index out of range"] += 1
             continue
-        for (_, kind), res in zip(faces, results):
-            if res is None:
-                report.skipped["degenerate surface (no area)"] += 1
-                continue
-            v, t, n = res
-            cls = _SEMANTIC.get(kind, _guess_class(n)) if kind else _guess_class(n)
-            vs.append(v)
-            ts.append(t + base)
-            ss.append(np.full(len(v), cls, np.uint8))
-            base += len(v)
-        if not ts:
+        dropped = n - int(kept[first:end].sum())
+        if dropped:
+            report.skipped["degenerate surface (no area)"] += dropped
+        v0, v1 = v_at[first], v_at[end]
+        if v0 == v1:
             report.skipped["no surface left after cleaning"] += 1
             continue
         attrs = {k: v for k, v in (obj.get("attributes") or {}).items()
                  if isinstance(v, (str, int, float, bool)) or v is None}
-        vertices = np.vstack(vs)
+        pts = points[p_at[o]:p_at[o + 1]]  # a copy (fancy indexing above)
         if z_offset:
             lift = attrs.get(z_offset)
             if isinstance(lift, (int, float)) and not isinstance(lift, bool):
-                vertices[:, 2] += lift
+                pts[:, 2] += lift
             else:
                 note = f"objects without a numeric {z_offset} are left at z as drawn"
                 if note not in report.warnings:
                     report.warnings.append(note)
         report.objects += 1
-        yield CityObjectMesh(oid, obj.get("type", "GenericCityObject"), attrs, vertices,
-                             np.vstack(ts).astype(np.uint32), np.concatenate(ss))
+        meshes.append(CityObjectMesh(
+            oid, obj.get("type", "GenericCityObject"), attrs, pts,
+            (tri.triangles[t_at[first]:t_at[end]] - v0).astype(np.uint32), classes[v0:v1],
+            (corner[v0:v1] - p_at[o]).astype(np.uint32)))
+    return meshes

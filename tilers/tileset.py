@@ -33,7 +33,7 @@ from .gltf import ENUM_MAX, build_glb, metadata_schema
 from .lod import blocks_of, choose
 from .placement import (Geodesy, as_transform, local_frame, region_error, region_of,
                         relative, union)
-from .triangulate import _cross
+from .triangulate import cross
 
 
 class EmptyTileset(ValueError):
@@ -102,9 +102,9 @@ def park(meshes: list, folder: Path) -> list[Parked]:
         mesh_at, block_at = (objects.name, objects.tell()), (blocks.name, blocks.tell())
         objects.write(pickle.dumps(mesh, protocol=pickle.HIGHEST_PROTOCOL))
         blocks.write(pickle.dumps((block, row), protocol=pickle.HIGHEST_PROTOCOL))
-        out.append(Parked(mesh_at, block_at,
-                          (float(mesh.vertices[:, 0].mean()), float(mesh.vertices[:, 1].mean())),
-                          len(mesh.vertices), block.size, block.deviation, block.vertices, row))
+        centre = mesh.points[:, :2].mean(axis=0)
+        out.append(Parked(mesh_at, block_at, (float(centre[0]), float(centre[1])),
+                          len(mesh.surfaces), block.size, block.deviation, block.vertices, row))
     objects.flush()
     blocks.flush()
     return out
@@ -181,10 +181,9 @@ class Spill:
 
 def _vertex_normals(pos: np.ndarray, tris: np.ndarray) -> np.ndarray:
     a, b, c = pos[tris[:, 0]], pos[tris[:, 1]], pos[tris[:, 2]]
-    fn = _cross(b - a, c - a)
-    vn = np.zeros_like(pos)
-    for k in range(3):
-        np.add.at(vn, tris[:, k], fn)
+    fn = np.repeat(cross(b - a, c - a), 3, axis=0)  # each triangle's, for its 3 corners
+    at = tris.reshape(-1)
+    vn = np.column_stack([np.bincount(at, fn[:, k], len(pos)) for k in range(3)])
     length = np.linalg.norm(vn, axis=1, keepdims=True)
     return np.where(length > 0, vn / np.maximum(length, 1e-30), [0.0, 0.0, 1.0])
 
@@ -228,28 +227,33 @@ def run_job(job: Job) -> dict:
     geo = _GEO.get(job.src_crs) or _GEO.setdefault(job.src_crs, Geodesy(job.src_crs))
     items = _load(job.places)
     if job.kind == "leaf":
-        parts = [(m.vertices, m.triangles, m.surfaces) for m in items]
+        parts = [(m.points, m.corners, m.triangles, m.surfaces) for m in items]
         rows = [{"id": m.id, "type": m.type, **m.attributes} for m in items]
         terrain = all(m.type == "Terrain" for m in items)
     else:
         parts, rows = [], []
         for block, row in items:
             v, t, roof = block.mesh
-            parts.append((v, t, np.where(roof, ROOF, WALL).astype(np.uint8)))
+            parts.append((v, None, t, np.where(roof, ROOF, WALL).astype(np.uint8)))
             rows.append(row)
         terrain = all(r["type"] == "Terrain" for r in rows)
     return _content(parts, rows, job, geo, terrain)
 
 
 def _content(parts: list, rows: list, job: Job, geo: Geodesy, terrain: bool) -> dict:
-    """Write one glb; return its frame, region and vertex count."""
-    counts = [len(verts) for verts, _, _ in parts]
+    """Write one glb; return its frame, region and vertex count. ``parts``: (points,
+    corners or None, triangles, surface class per vertex) of each object."""
+    points = [p for p, _, _, _ in parts]
+    corners = [np.arange(len(p)) if c is None else c.astype(np.int64) for p, c, _, _ in parts]
+    p_starts = np.cumsum([0] + [len(p) for p in points[:-1]])
+    counts = [len(c) for c in corners]
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-    llh_all = geo.geodetic(np.vstack([verts for verts, _, _ in parts]))  # one PROJ call a tile
-    tris_all = np.vstack([t.astype(np.int64) + b for (_, t, _), b in zip(parts, starts)])
+    llh = geo.geodetic(np.vstack(points))  # one PROJ call a tile, each point once
+    frame, enu_points = local_frame(geo, llh)
+    enu = enu_points[np.concatenate([c + s for c, s in zip(corners, p_starts)])]
+    tris_all = np.vstack([t.astype(np.int64) + b for (_, _, t, _), b in zip(parts, starts)])
     fids = np.repeat(np.arange(len(parts), dtype=np.uint32), counts)
-    sids = np.concatenate([s for _, _, s in parts])
-    frame, enu = local_frame(geo, llh_all)
+    sids = np.concatenate([s for _, _, _, s in parts])
     # buildings and blocks share no vertex between faces: these are the faces' flat
     # normals (terrain shares them: a smooth surface)
     glb = build_glb(enu, _vertex_normals(enu, tris_all), tris_all, fids, sids,
@@ -257,7 +261,7 @@ def _content(parts: list, rows: list, job: Job, geo: Geodesy, terrain: bool) -> 
                     color=(0.62, 0.68, 0.58) if terrain else (0.85, 0.83, 0.8))
     uri = f"tiles/{job.name}.glb"
     (Path(job.out) / uri).write_bytes(glb)
-    return {"frame": frame, "region": region_of(llh_all), "uri": uri, "vertices": int(len(enu)),
+    return {"frame": frame, "region": region_of(llh), "uri": uri, "vertices": int(len(enu)),
             "bytes": len(glb)}
 
 
