@@ -13,11 +13,12 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import shutil
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from oup.cityjson import lod_of, open_city_model
+from oup.cityjson import open_city_model
 
 from .cityjson import CityModelError, ReadReport, lod_key, mesh_documents
 from .pointcloud import write_point_tileset
@@ -112,22 +113,9 @@ def _counted(items, bar):
         yield item
 
 
-def _lods(inputs: list[Path], crs: str | None) -> list[str]:
-    """The levels of detail present (a quick pass that meshes nothing)."""
-    lods = set()
-    for path in inputs:
-        for unit in open_city_model(path, crs).units:
-            for doc, _ in unit.documents():
-                for obj in doc.get("CityObjects", {}).values():
-                    lods |= {lod_of(g) for g in obj.get("geometry", []) if "boundaries" in g}
-    return sorted(lods, key=lod_key)
-
-
 def tile(inputs: list[Path], out: Path, crs: str | None = None, lod: str | None = None,
          vertex_budget: int = 50_000, progress: bool = True,
          workers: int | None = None, z_offset_attribute: str | None = None) -> TilingReport:
-    from tqdm import tqdm
-
     inputs = [Path(p) for p in inputs]
     if not inputs:
         raise CityModelError("no input files")
@@ -152,36 +140,57 @@ def tile(inputs: list[Path], out: Path, crs: str | None = None, lod: str | None 
         report.objects = stats["objects"]
         report.tilesets["points"] = stats
         return report
-    lods = ["terrain"] if dems else [lod] if lod else _lods(inputs, crs)
-    if not lods:
-        raise CityModelError("nothing to tile: the input has no city object with geometry")
     report = TilingReport()
     with atomic_dir(out) as tmp:
-        for one in lods:
-            read = ReadReport()
-            target = tmp if len(lods) == 1 else tmp / f"lod-{one}"
-            src_crs, meshes = _objects(inputs, crs, one, read, workers or _default_workers(inputs),
-                                       target, z_offset_attribute)
-            bar = tqdm(desc=f"tiling LoD {one}", unit=" objects", disable=not progress)
-            try:
-                report.tilesets[one] = write_tileset(
-                    _counted(meshes, bar), src_crs, target, vertex_budget,
-                    workers=workers or _default_workers(inputs))
-            except EmptyTileset as exc:
-                raise CityModelError("nothing to tile: " + (", ".join(
-                    f"{n} {w}" for w, n in read.skipped.items()) or str(exc))) from None
-            finally:
-                bar.close()
-            report.objects = max(report.objects, read.objects)
-            report.skipped.update(read.skipped)
-            report.warnings = list(dict.fromkeys(report.warnings + read.warnings))
-        if len(lods) > 1:
-            top = json.loads((tmp / f"lod-{lods[-1]}" / "tileset.json").read_text())
+        ones = ["terrain"] if dems else [lod]  # None: each object at its highest LoD
+        read = _tile_one(inputs, crs, ones[0], tmp, report, vertex_budget, progress, workers,
+                         z_offset_attribute)
+        found = sorted(read.lods, key=lod_key)
+        if ones == [None] and len(found) > 1:
+            # the input holds several LoDs: a tileset each (a file holds one LoD mostly,
+            # so finding out while meshing beats reading every file once more first)
+            ones = found
+            report.tilesets.clear()
+            report.skipped.clear()
+            shutil.rmtree(tmp)
+            tmp.mkdir()
+            for one in ones:
+                _tile_one(inputs, crs, one, tmp / f"lod-{one}", report, vertex_budget,
+                          progress, workers, z_offset_attribute)
+        if len(ones) > 1:
+            top = json.loads((tmp / f"lod-{ones[-1]}" / "tileset.json").read_text())
             index = {"asset": {"version": "1.1", "generator": "OUP tilers"},
                      "geometricError": top["geometricError"],
                      "root": {"boundingVolume": top["root"]["boundingVolume"],
                               "geometricError": top["geometricError"], "refine": "REPLACE",
-                              "content": {"uri": f"lod-{lods[-1]}/tileset.json"}},
-                     "extras": {"lods": {one: f"lod-{one}/tileset.json" for one in lods}}}
+                              "content": {"uri": f"lod-{ones[-1]}/tileset.json"}},
+                     "extras": {"lods": {one: f"lod-{one}/tileset.json" for one in ones}}}
             (tmp / "tileset.json").write_text(json.dumps(index))
     return report
+
+
+def _tile_one(inputs: list[Path], crs: str | None, lod: str | None, target: Path,
+              report: TilingReport, vertex_budget: int, progress: bool, workers: int | None,
+              z_offset: str | None) -> ReadReport:
+    """One tileset in ``target``, at ``lod`` (None: each object's highest); its statistics
+    go into ``report`` under its LoD."""
+    from tqdm import tqdm
+
+    read = ReadReport()
+    workers = workers or _default_workers(inputs)
+    src_crs, meshes = _objects(inputs, crs, lod, read, workers, target, z_offset)
+    bar = tqdm(desc=f"tiling LoD {lod or 'highest'}", unit=" objects", disable=not progress)
+    try:
+        stats = write_tileset(_counted(meshes, bar), src_crs, target, vertex_budget,
+                              workers=workers)
+    except EmptyTileset as exc:
+        raise CityModelError("nothing to tile: " + (", ".join(
+            f"{n} {w}" for w, n in read.skipped.items()) or str(exc))) from None
+    finally:
+        bar.close()
+    key = lod or (max(read.lods, key=lod_key) if read.lods else "terrain")
+    report.tilesets[key] = stats
+    report.objects = max(report.objects, read.objects)
+    report.skipped.update(read.skipped)
+    report.warnings = list(dict.fromkeys(report.warnings + read.warnings))
+    return read
