@@ -23,7 +23,7 @@ from oup.cityjson import open_city_model
 from .cityjson import CityModelError, ReadReport, lod_key, mesh_documents
 from .pointcloud import write_point_tileset
 from .terrain import open_dem
-from .tileset import EmptyTileset, atomic_dir, park, write_tileset
+from .tileset import EmptyTileset, Parked, atomic_dir, park, write_tileset
 
 __all__ = ["tile", "TilingReport", "CityModelError"]
 PARALLEL_FROM_BYTES = 8_000_000
@@ -98,7 +98,7 @@ def _merge(results, report: ReadReport):
         report.skipped.update(part.skipped)
         report.lods |= part.lods
         report.warnings += [w for w in part.warnings if w not in report.warnings]
-        yield from meshes
+        yield meshes
 
 
 def _default_workers(inputs: list[Path]) -> int:
@@ -109,7 +109,7 @@ def _default_workers(inputs: list[Path]) -> int:
 
 def _counted(items, bar):
     for item in items:
-        bar.update(1)
+        bar.update(len(item) if isinstance(item, Parked) else 1)
         yield item
 
 

@@ -68,46 +68,97 @@ def _split(node: Node, xy: np.ndarray, nverts: np.ndarray, budget: int,
 
 
 @dataclass
+class Attributes:
+    """What the metadata schema needs to know of some objects' attributes: the types of
+    each, which some object lacks (or has null), and the distinct texts of each (None
+    past ``ENUM_MAX``: no ENUM). Workers sum up their own objects; the sums merge."""
+    kinds: dict = field(default_factory=dict)     # name -> set of Python types
+    missing: set = field(default_factory=set)
+    texts: dict = field(default_factory=dict)     # name -> set of texts, or None
+    objects: int = 0
+
+    @classmethod
+    def of(cls, rows: list[dict]) -> "Attributes":
+        out, seen = cls(objects=len(rows)), {}
+        for row in rows:
+            for name, value in row.items():
+                seen[name] = seen.get(name, 0) + 1
+                types = out.kinds.setdefault(name, set())
+                texts = out.texts.setdefault(name, set())
+                if value is None:
+                    out.missing.add(name)
+                    continue
+                types.add(type(value))
+                if texts is not None and isinstance(value, str):
+                    texts.add(value)
+                    if len(texts) > ENUM_MAX:
+                        out.texts[name] = None
+        out.missing |= {name for name, n in seen.items() if n < len(rows)}
+        return out
+
+    def merge(self, other: "Attributes") -> None:
+        if self.objects and other.objects:  # a name only one side has is missing somewhere
+            self.missing |= self.kinds.keys() ^ other.kinds.keys()
+        self.missing |= other.missing
+        for name, types in other.kinds.items():
+            self.kinds.setdefault(name, set()).update(types)
+        for name, texts in other.texts.items():
+            mine = self.texts.get(name, set())
+            both = None if mine is None or texts is None else mine | texts
+            self.texts[name] = both if both is None or len(both) <= ENUM_MAX else None
+        self.objects += other.objects
+
+
+@dataclass
 class Parked:
-    """An object parked on disk: where its mesh and its block are, and what the tree and
-    the schema need to know of it without reading it back."""
-    mesh_at: tuple    # (file, offset)
-    block_at: tuple   # (file, offset)
-    xy: tuple         # centre, source CRS
-    nverts: int
-    size: float
-    deviation: float
-    block_nverts: int
-    row: dict         # id, type and attributes
+    """Some objects parked on disk by one process: where each one's mesh and block are,
+    and what the tree and the schema need to know of them without reading them back."""
+    mesh_file: str
+    block_file: str
+    mesh_offsets: list
+    block_offsets: list
+    xy: np.ndarray           # (m, 2) centres, source CRS
+    nverts: np.ndarray
+    size: np.ndarray
+    deviation: np.ndarray
+    block_nverts: np.ndarray
+    attributes: Attributes
+
+    def __len__(self) -> int:
+        return len(self.mesh_offsets)
 
 
 _PARKING: dict = {}  # folder -> this process's two open spill files in it
 
 
-def park(meshes: list, folder: Path) -> list[Parked]:
+def park(meshes: list, folder: Path) -> Parked:
     """Write objects and their blocks (made here, vectorised) to this process's spill
     files in ``folder``.
 
     Worker processes park what they mesh themselves, so the objects never travel
-    through the parent (pickling them there twice was a third of the parent's time).
+    through the parent (pickling them there twice was a third of the parent's time),
+    and sum up their attributes, so the parent only merges.
     """
     key = str(folder)
     if key not in _PARKING:
         stem = Path(folder) / f".spill-{os.getpid()}"
         _PARKING[key] = (open(f"{stem}.objects", "ab"), open(f"{stem}.blocks", "ab"))
     objects, blocks = _PARKING[key]
-    out = []
-    for mesh, block in zip(meshes, blocks_of(meshes, GROUND, ROOF)):  # coarse stand-ins
-        row = {"id": mesh.id, "type": mesh.type, **mesh.attributes}
-        mesh_at, block_at = (objects.name, objects.tell()), (blocks.name, blocks.tell())
+    made = blocks_of(meshes, GROUND, ROOF)  # coarse stand-ins
+    rows = [{"id": m.id, "type": m.type, **m.attributes} for m in meshes]
+    mesh_offsets, block_offsets = [], []
+    for mesh, block, row in zip(meshes, made, rows):
+        mesh_offsets.append(objects.tell())
         objects.write(pickle.dumps(mesh, protocol=pickle.HIGHEST_PROTOCOL))
+        block_offsets.append(blocks.tell())
         blocks.write(pickle.dumps((block, row), protocol=pickle.HIGHEST_PROTOCOL))
-        centre = mesh.points[:, :2].mean(axis=0)
-        out.append(Parked(mesh_at, block_at, (float(centre[0]), float(centre[1])),
-                          len(mesh.surfaces), block.size, block.deviation, block.vertices, row))
     objects.flush()
     blocks.flush()
-    return out
+    return Parked(objects.name, blocks.name, mesh_offsets, block_offsets,
+                  np.array([m.points[:, :2].mean(axis=0) for m in meshes]).reshape(-1, 2),
+                  np.array([len(m.surfaces) for m in meshes], np.int64),
+                  np.array([b.size for b in made]), np.array([b.deviation for b in made]),
+                  np.array([b.vertices for b in made], np.int64), Attributes.of(rows))
 
 
 def unpark(folder: Path) -> None:
@@ -119,24 +170,21 @@ def unpark(folder: Path) -> None:
 
 
 class Spill:
-    """The index of the parked objects: a few numbers per object in compact arrays (about
-    70 bytes; the objects themselves are on disk), so memory holds one tile's objects at a
-    time, not the whole city."""
+    """The index of the parked objects: a few numbers per object (about 70 bytes; the
+    objects themselves are on disk), so memory holds one tile's objects at a time, not
+    the whole city. Batches come in as workers park them; ``columns`` joins them."""
+
+    COLUMNS = ("mesh_file", "block_file", "mesh_offset", "block_offset", "xy", "nverts",
+               "size", "deviation", "block_nverts")
 
     def __init__(self):
         self.files: list[str] = []                   # spill files, by number
         self._numbers: dict[str, int] = {}
-        self.mesh_file, self.block_file = array("H"), array("H")
-        self.mesh_offset, self.block_offset = array("q"), array("q")
-        self.x, self.y = array("d"), array("d")
-        self.nverts, self.block_nverts = array("q"), array("q")
-        self.size, self.deviation = array("d"), array("d")
-        self.kinds: dict[str, set] = {}
-        self.missing: set[str] = set()
-        self.texts: dict[str, set | None] = {}  # distinct text values, None past ENUM_MAX
+        self._batches: list[tuple] = []
+        self.attributes = Attributes()
 
     def __len__(self) -> int:
-        return len(self.x)
+        return self.attributes.objects
 
     def _file(self, name: str) -> int:
         if name not in self._numbers:
@@ -144,39 +192,18 @@ class Spill:
             self.files.append(name)
         return self._numbers[name]
 
-    def mesh_at(self, i: int) -> tuple[str, int]:
-        return self.files[self.mesh_file[i]], self.mesh_offset[i]
-
-    def block_at(self, i: int) -> tuple[str, int]:
-        return self.files[self.block_file[i]], self.block_offset[i]
-
     def add(self, parked: Parked) -> None:
-        self.mesh_file.append(self._file(parked.mesh_at[0]))
-        self.mesh_offset.append(parked.mesh_at[1])
-        self.block_file.append(self._file(parked.block_at[0]))
-        self.block_offset.append(parked.block_at[1])
-        self.x.append(parked.xy[0])
-        self.y.append(parked.xy[1])
-        self.nverts.append(parked.nverts)
-        self.size.append(parked.size)
-        self.deviation.append(parked.deviation)
-        self.block_nverts.append(parked.block_nverts)
-        row = parked.row
-        for name in self.kinds.keys() - row.keys():
-            self.missing.add(name)
-        for name, value in row.items():
-            if name not in self.kinds and len(self) > 1:
-                self.missing.add(name)  # absent from the objects before this one
-            self.kinds.setdefault(name, set())
-            if value is None:
-                self.missing.add(name)
-            else:
-                self.kinds[name].add(type(value))
-                seen = self.texts.setdefault(name, set())
-                if seen is not None and isinstance(value, str):
-                    seen.add(value)
-                    if len(seen) > ENUM_MAX:
-                        self.texts[name] = None
+        n = len(parked)
+        self._batches.append((
+            np.full(n, self._file(parked.mesh_file), np.uint16),
+            np.full(n, self._file(parked.block_file), np.uint16),
+            np.asarray(parked.mesh_offsets, np.int64), np.asarray(parked.block_offsets, np.int64),
+            parked.xy, parked.nverts, parked.size, parked.deviation, parked.block_nverts))
+        self.attributes.merge(parked.attributes)
+
+    def columns(self) -> dict[str, np.ndarray]:
+        return {name: np.concatenate([b[i] for b in self._batches])
+                for i, name in enumerate(self.COLUMNS)}
 
 
 def _vertex_normals(pos: np.ndarray, tris: np.ndarray) -> np.ndarray:
@@ -326,7 +353,7 @@ def write_tileset(meshes: Iterable, src_crs: str, out: Path,
                   vertex_budget: int = 50_000, progress=lambda n: None,
                   extra: dict | None = None, workers: int = 1) -> dict:
     """Write a tileset into the (new) folder ``out`` from a stream of objects
-    (``CityObjectMesh``, or ``Parked`` where a worker parked them in ``out`` already).
+    (``CityObjectMesh``, or ``Parked`` batches where workers parked them in ``out``).
 
     Objects are parked on disk as they come; only their centres, sizes and attribute
     types stay in memory (``Spill``) to build the quadtree. Returns statistics.
@@ -336,15 +363,14 @@ def write_tileset(meshes: Iterable, src_crs: str, out: Path,
     spill = Spill()
     try:
         for item in meshes:
-            for parked in (item,) if isinstance(item, Parked) else park([item], out):
-                spill.add(parked)
+            spill.add(item if isinstance(item, Parked) else park([item], out))
         if not len(spill):
             raise EmptyTileset("no city objects to tile")
         Geodesy(src_crs)  # an unknown CRS fails here, before any tile is made
-        schema, kinds = metadata_schema(spill.kinds, spill.missing, spill.texts)
-        xy, nverts = np.column_stack([spill.x, spill.y]), np.asarray(spill.nverts)
-        size, deviation = np.asarray(spill.size), np.asarray(spill.deviation)
-        block_nverts = np.asarray(spill.block_nverts)
+        found = spill.attributes
+        schema, kinds = metadata_schema(found.kinds, found.missing, found.texts)
+        col = spill.columns()
+        xy, nverts, size = col["xy"], col["nverts"], col["size"]
         # a leaf's objects are numbered by u16 feature ids: at most 65,535 of them
         budget = max(1, vertex_budget)
         bounds = (xy[:, 0].min(), xy[:, 1].min(), xy[:, 0].max() + 1e-6, xy[:, 1].max() + 1e-6)
@@ -354,13 +380,15 @@ def write_tileset(meshes: Iterable, src_crs: str, out: Path,
         grids, jobs, errors = installed_grid_dirs(), [], {}
         for node in _nodes(root):
             if node.children:
-                chosen, errors[node.id] = choose(node.items, size, deviation, block_nverts,
-                                                 max(budget // 2, 1))
-                jobs.append(Job("coarse", [spill.block_at(int(k)) for k in chosen], src_crs,
-                                schema, kinds, str(out), node.id, grids))
+                chosen, errors[node.id] = choose(node.items, size, col["deviation"],
+                                                 col["block_nverts"], max(budget // 2, 1))
+                jobs.append(Job("coarse", _places(spill.files, col["block_file"],
+                                                  col["block_offset"], chosen),
+                                src_crs, schema, kinds, str(out), node.id, grids))
             else:
                 errors[node.id] = 0.0
-                jobs.append(Job("leaf", [spill.mesh_at(int(k)) for k in sorted(node.items)],
+                jobs.append(Job("leaf", _places(spill.files, col["mesh_file"],
+                                                col["mesh_offset"], np.sort(node.items)),
                                 src_crs, schema, kinds, str(out), node.id, grids))
         _monotone(root, errors)
         contents = {}
@@ -382,6 +410,12 @@ def write_tileset(meshes: Iterable, src_crs: str, out: Path,
     stats["bytes"] = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     stats["leaf_bytes"] = sum(contents[n.id]["bytes"] for n in _nodes(root) if not n.children)
     return stats
+
+
+def _places(files: list[str], numbers: np.ndarray, offsets: np.ndarray,
+            items: np.ndarray) -> list[tuple[str, int]]:
+    """(spill file, offset) of each of ``items``."""
+    return [(files[f], int(o)) for f, o in zip(numbers[items], offsets[items])]
 
 
 def _monotone(node: Node, errors: dict) -> float:

@@ -176,14 +176,18 @@ def _fans_and_ears(flat: np.ndarray, surf: np.ndarray, ring: np.ndarray, ns: int
     per = np.maximum(k - 2, 0)
     owner = np.repeat(np.flatnonzero(per), per[per > 0])
     j = np.arange(len(owner)) - _group_starts(per)[owner] + 1
-    parts = [np.column_stack([start[owner], start[owner] + j, start[owner] + j + 1])]
-    owners = [owner]
-    for sid in np.flatnonzero(has & ~fan):
-        lo, n = start[sid], count[sid]
-        r = ring[lo:lo + n]
-        ring_ends = np.flatnonzero(np.diff(r, append=-1) != 0).astype(np.uint32) + 1
-        t = np.asarray(triangulate_float64(flat[lo:lo + n], ring_ends), np.int64).reshape(-1, 3)
-        parts.append(t + lo)
-        owners.append(np.full(len(t), sid))
-    tris, who = np.vstack(parts), np.concatenate(owners)
+    fans = np.column_stack([start[owner], start[owner] + j, start[owner] + j + 1])
+    # the rest by earcut, one call each: (its points, where each of its rings ends)
+    ears = np.flatnonzero(has & ~fan)
+    ring_ends = np.flatnonzero(np.diff(ring, append=-1) != 0) + 1
+    first_end = np.searchsorted(ring_ends, start[ears], side="right")
+    last_end = np.searchsorted(ring_ends, start[ears] + count[ears], side="right")
+    parts, made = [fans.astype(np.uint32)], []
+    for sid, e0, e1 in zip(ears, first_end, last_end):
+        lo = start[sid]
+        t = triangulate_float64(flat[lo:lo + count[sid]], (ring_ends[e0:e1] - lo).astype(np.uint32))
+        parts.append(t.reshape(-1, 3) + np.uint32(lo))
+        made.append(len(t) // 3)
+    who = np.concatenate([owner, np.repeat(ears, made)])
+    tris = np.vstack(parts).astype(np.int64)
     return tris[np.argsort(who, kind="stable")]
