@@ -17,10 +17,8 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import pickle
 import shutil
 import tempfile
-from array import array
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +31,7 @@ from .gltf import ENUM_MAX, build_glb, metadata_schema
 from .lod import blocks_of, choose
 from .placement import (Geodesy, as_transform, local_frame, region_error, region_of,
                         relative, union)
+from .spill import block_record, mesh_record, read_record
 from .triangulate import cross
 
 
@@ -149,9 +148,9 @@ def park(meshes: list, folder: Path) -> Parked:
     mesh_offsets, block_offsets = [], []
     for mesh, block, row in zip(meshes, made, rows):
         mesh_offsets.append(objects.tell())
-        objects.write(pickle.dumps(mesh, protocol=pickle.HIGHEST_PROTOCOL))
+        objects.write(mesh_record(mesh))
         block_offsets.append(blocks.tell())
-        blocks.write(pickle.dumps((block, row), protocol=pickle.HIGHEST_PROTOCOL))
+        blocks.write(block_record(block, row))
     objects.flush()
     blocks.flush()
     return Parked(objects.name, blocks.name, mesh_offsets, block_offsets,
@@ -235,12 +234,8 @@ _GEO: dict = {}
 def _load(places: list) -> list:
     files = {}
     try:
-        out = []
-        for path, offset in places:
-            fh = files.get(path) or files.setdefault(path, open(path, "rb"))
-            fh.seek(offset)
-            out.append(pickle.load(fh))
-        return out
+        return [read_record(files.get(path) or files.setdefault(path, open(path, "rb")), offset)
+                for path, offset in places]
     finally:
         for fh in files.values():
             fh.close()
