@@ -105,23 +105,27 @@ def mesh_documents(documents, lod: str | None, report: ReadReport,
                                 return_inverse=True)
     points = stacked[tri.source[once]]
     p_at = np.concatenate([[0], np.cumsum(np.bincount(owner[once], minlength=len(found)))])
-    kept = tri.kept
+    # per object, in a few array operations rather than a few per object
+    local_corner = (corner - p_at[owner]).astype(np.uint32)
+    local_tris = (tri.triangles - v_at[firsts][owner[tri.triangles[:, 0]]][:, None]).astype(np.uint32)
+    bad = np.add.reduceat(tri.bad_index, firsts).tolist()
+    dropped = (ends - firsts - np.add.reduceat(tri.kept, firsts)).tolist()
+    v_from, v_to = v_at[firsts].tolist(), v_at[ends].tolist()
+    t_from, t_to = t_at[firsts].tolist(), t_at[ends].tolist()
     meshes = []
-    for o, (oid, obj, first, n) in enumerate(found):
-        end = first + n
-        if tri.bad_index[first:end].any():
+    for o, (oid, obj, _, _) in enumerate(found):
+        if bad[o]:
             report.skipped["vertex index out of range"] += 1
             continue
-        dropped = n - int(kept[first:end].sum())
-        if dropped:
-            report.skipped["degenerate surface (no area)"] += dropped
-        v0, v1 = v_at[first], v_at[end]
+        if dropped[o]:
+            report.skipped["degenerate surface (no area)"] += dropped[o]
+        v0, v1 = v_from[o], v_to[o]
         if v0 == v1:
             report.skipped["no surface left after cleaning"] += 1
             continue
         attrs = {k: v for k, v in (obj.get("attributes") or {}).items()
                  if isinstance(v, (str, int, float, bool)) or v is None}
-        pts = points[p_at[o]:p_at[o + 1]]  # a copy (fancy indexing above)
+        pts = points[p_at[o]:p_at[o + 1]]
         if z_offset:
             lift = attrs.get(z_offset)
             if isinstance(lift, (int, float)) and not isinstance(lift, bool):
@@ -131,8 +135,7 @@ def mesh_documents(documents, lod: str | None, report: ReadReport,
                 if note not in report.warnings:
                     report.warnings.append(note)
         report.objects += 1
-        meshes.append(CityObjectMesh(
-            oid, obj.get("type", "GenericCityObject"), attrs, pts,
-            (tri.triangles[t_at[first]:t_at[end]] - v0).astype(np.uint32), classes[v0:v1],
-            (corner[v0:v1] - p_at[o]).astype(np.uint32)))
+        meshes.append(CityObjectMesh(oid, obj.get("type", "GenericCityObject"), attrs, pts,
+                                     local_tris[t_from[o]:t_to[o]], classes[v0:v1],
+                                     local_corner[v0:v1]))
     return meshes
