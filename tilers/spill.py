@@ -7,6 +7,7 @@ object each way, more than making the object's block.
 """
 from __future__ import annotations
 
+import math
 import pickle
 import struct
 from typing import BinaryIO
@@ -17,6 +18,7 @@ from .cityjson import CityObjectMesh
 from .lod import Block
 
 _SIZES = struct.Struct("<II")  # the record's length after these 8 bytes, its header's
+F8, U4, U1, BOOL = (np.dtype(t) for t in (np.float64, np.uint32, np.uint8, np.bool_))
 
 
 def _record(header: tuple, arrays: list[np.ndarray]) -> bytes:
@@ -27,10 +29,10 @@ def _record(header: tuple, arrays: list[np.ndarray]) -> bytes:
 
 def _arrays(buf: bytes, at: int, specs: list[tuple]) -> list[np.ndarray]:
     out = []
-    for dtype, shape in specs:
-        count = int(np.prod(shape))
+    for dtype, shape in specs:  # math.prod, not np.prod: ~0.1 us against ~10 a call
+        count = math.prod(shape)
         out.append(np.frombuffer(buf, dtype, count, at).reshape(shape))
-        at += count * np.dtype(dtype).itemsize
+        at += count * dtype.itemsize
     return out
 
 
@@ -59,11 +61,10 @@ def read_record(fh: BinaryIO, offset: int):
     header = pickle.loads(buf[:head_length])
     if header[0] == "object":
         _, oid, kind, attributes, n_points, n_tris, n_verts, corners = header
-        specs = [(np.float64, (n_points, 3)), (np.uint32, (n_tris, 3)), (np.uint8, (n_verts,))]
-        arrays = _arrays(buf, head_length, specs + ([(np.uint32, (n_verts,))] if corners else []))
+        specs = [(F8, (n_points, 3)), (U4, (n_tris, 3)), (U1, (n_verts,))]
+        arrays = _arrays(buf, head_length, specs + ([(U4, (n_verts,))] if corners else []))
         return CityObjectMesh(oid, kind, attributes, *arrays)
     _, row, k, z0, z1, deviation, size, n_verts, n_tris = header
     ring, verts, tris, roof = _arrays(buf, head_length, [
-        (np.float64, (k, 2)), (np.float64, (n_verts, 3)), (np.uint32, (n_tris, 3)),
-        (np.bool_, (n_verts,))])
+        (F8, (k, 2)), (F8, (n_verts, 3)), (U4, (n_tris, 3)), (BOOL, (n_verts,))])
     return Block(ring, z0, z1, deviation, size, (verts, tris, roof)), row
