@@ -94,7 +94,7 @@ def from_crs84(geoms: np.ndarray, code: str) -> np.ndarray:
 
 
 def to_crs84(geom, code: str):
-    """Transform a geometry (or an array of them) from ``code`` to CRS84."""
+    """Transform a geometry (or an array of them) from ``code`` (a code or WKT) to CRS84."""
     if code == "OGC:CRS84":
         return geom
     import pyproj
@@ -203,7 +203,9 @@ def rows_to_features(meta: dict, rows, select: list[str], q, decode=None) -> lis
         geoms = shapely.from_wkb(np.array(wkbs, dtype=object))
         if not native:
             geoms = from_crs84(geoms, q.crs)
-        geojson = orjson.loads("[" + ",".join(shapely.to_geojson(geoms)) + "]")
+        # a feature without geometry is "geometry": null
+        geojson = orjson.loads("[" + ",".join(t or "null" for t in shapely.to_geojson(geoms))
+                               + "]")
     out = []
     for row, geometry in zip(rows, geojson):
         props = dict(zip(select, row[2:2 + len(select)]))

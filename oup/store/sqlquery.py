@@ -13,7 +13,7 @@ from typing import Callable
 
 import shapely
 
-from .base import Field, InvalidQuery, Page, Query, StaleLayer, check_int64
+from .base import FID, Field, InvalidQuery, Page, Query, StaleLayer, check_int64
 from .cql import SqlCompiler, iso, quote
 
 Spatial = Callable[..., tuple[str, list]]  # (op, wkb, bounds, box=False) -> (sql, params)
@@ -37,7 +37,8 @@ class SqlQueries:
     def extent(self, cid: str) -> dict:
         m = self.layer(cid)
         return {"bbox": m["bbox"], "interval": m["interval"], "count": m["count"],
-                "time_field": m["time_field"], "source_srid": m["source_srid"]}
+                "time_field": m["time_field"], "source_srid": m["source_srid"],
+                "source_crs": m.get("source_crs", f"EPSG:{m['source_srid']}")}
 
     def features(self, meta: dict, rows, select: list[str], q: Query) -> list[dict]:
         """GeoJSON features from rows ``(fid, geometry column, *select[, id])``."""
@@ -82,9 +83,9 @@ class SqlQueries:
                 return None
         else:
             fid = str(fid)
-        cols = ["fid", self.geometry_column(meta, q)] + [quote(n) for n in fields + [key or "fid"]]
+        cols = [FID, self.geometry_column(meta, q)] + [quote(n) for n in fields + [key or FID]]
         rows = self.execute(f"SELECT {', '.join(cols)} FROM {quote(cid)} "
-                            f"WHERE {quote(key or 'fid')} = ?", (fid,))
+                            f"WHERE {quote(key or FID)} = ?", (fid,))
         return self.features(meta, rows, fields, q)[0] if rows else None
 
     def where(self, cid: str, meta: dict, q: Query) -> tuple[str, list]:
@@ -138,14 +139,14 @@ class SqlQueries:
                 raise InvalidQuery(f"cannot sort by unknown property {name!r}", "sortby")
             # NULLs smallest, in both stores, so both page alike
             order.append(f"{quote(name)} {'ASC NULLS FIRST' if asc else 'DESC NULLS LAST'}")
-        order.append("fid")
+        order.append(FID)
         where, params = self.where(cid, meta, q)
         t = quote(cid)
         matched = None
         if q.count:
             matched = self.execute(f"SELECT COUNT(*) FROM {t}{where}", params)[0][0]
         geom_col = self.geometry_column(meta, q)
-        cols = ["fid", geom_col] + [quote(n) for n in select]
+        cols = [FID, geom_col] + [quote(n) for n in select]
         if meta.get("id_field"):  # the feature id, whatever properties were selected
             cols.append(quote(meta["id_field"]))
         rows = self.execute(
