@@ -124,12 +124,14 @@ def _checked(props: dict, file: str, n: int, report: ImportReport) -> dict:
     no value (counted), no value so long that the file must have been read wrong."""
     from .store.base import SYSTEM_PREFIX
 
-    for name, value in props.items():
-        if not isinstance(name, str) or not name.strip() or "\x00" in name \
-                or name.lower().startswith(SYSTEM_PREFIX):
+    for name, value in list(props.items()):
+        if not isinstance(name, str) or not name.strip() or "\x00" in name:
             raise ImportError_(f"{file}: feature {n}: attribute name {str(name)[:40]!r} "
-                               f"cannot be stored (empty, or the store's {SYSTEM_PREFIX}*)")
-        if isinstance(value, float) and not np.isfinite(value):
+                               "cannot be stored (empty, or with a NUL character)")
+        if name.lower().startswith(SYSTEM_PREFIX):  # a GeoPackage OUP wrote, read back
+            del props[name]
+            report.skipped[f"attribute {name} (an OUP store's own column)"] += 1
+        elif isinstance(value, float) and not np.isfinite(value):
             props[name] = None
             report.skipped[f"{name}: NaN or infinite, stored as empty"] += 1
         elif isinstance(value, str) and len(value) > MAX_TEXT:

@@ -220,3 +220,26 @@ def test_the_postgis_pool_closes_at_exit_without_a_wait(postgis):
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120)
     assert run.returncode == 0 and "couldn't stop thread" not in run.stderr, run.stderr
+
+
+def test_served_under_their_own_names_and_seen_so_by_gdal(server, catalog_dir):
+    import requests
+
+    from conftest import make_register
+
+    truth = {f["properties"]["id"]: f for f in make_register(catalog_dir / "register")}
+    page = requests.get(f"{server}/collections/register/items", params={"limit": 10}).json()
+    assert {f["id"] for f in page["features"]} == set(truth)
+    for f in page["features"]:
+        assert f["properties"] == truth[f["id"]]["properties"]
+        assert f["geometry"] == truth[f["id"]]["geometry"]  # null where the source has none
+    one = requests.get(f"{server}/collections/register/items/102")
+    assert one.status_code == 200 and one.json()["properties"]["geom"] == "g1"
+    assert requests.get(f"{server}/collections/register/items/999").status_code == 404
+    res = subprocess.run(["ogrinfo", "-ro", "-al", f"OAPIF:{server}", "register"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    one = res.stdout.split("OGRFeature(register):102", 1)[1].split("OGRFeature", 1)[0]
+    for line in ("id (Integer) = 102", "fid (Integer) = 502", "geom (String) = g1",
+                 "geometry (String) = shape-1"):
+        assert f"\n  {line}\n" in one, (line, one)
