@@ -158,7 +158,7 @@ def _geometry(value, where: str):
         return None
     try:
         geom = shape(value)
-    except (shapely.errors.GEOSException, ValueError, TypeError, KeyError, AttributeError,
+    except (shapely.errors.ShapelyError, ValueError, TypeError, KeyError, AttributeError,
             IndexError) as exc:
         raise ImportError_(f"{where}: unparsable geometry ({type(exc).__name__}: "
                            f"{str(exc)[:80]})") from None
@@ -235,28 +235,46 @@ _DRIVERS = {"gpkg": "GPKG", "shapefile": "ESRI Shapefile", "flatgeobuf": "FlatGe
             "xlsx": "XLSX", "ods": "ODS"}
 
 
-def open_gdal(path: Path, source: Source, read_geometry: bool = True):
-    """pyogrio's raw read of one layer: (meta, fids, WKB geometries, columns)."""
+def open_gdal(path: Path, source: Source, report, read_geometry: bool = True):
+    """pyogrio's raw read of one layer: (meta, fids, WKB geometries, columns). What GDAL
+    warns about goes to the report, not to stderr."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        read = _open_gdal(path, source, read_geometry)
+    report.notes += [f"{path.name}: GDAL: {str(w.message)[:160]}" for w in caught[:3]]
+    return read
+
+
+def _open_gdal(path: Path, source: Source, read_geometry: bool):
     import pyogrio
     from pyogrio import errors
 
     if path.stat().st_size == 0:
         raise ImportError_(f"{path.name} is empty")
+    expected = _DRIVERS.get(source.format)
+    expected = expected if isinstance(expected, tuple) else (expected,)
     try:
         info = pyogrio.read_info(path, layer=source.layer)
-        expected = _DRIVERS.get(source.format)
-        if expected and info.get("driver") not in (expected if isinstance(expected, tuple)
-                                                    else (expected,)):
-            raise ImportError_(f"{path.name} is a {info.get('driver')} dataset, not "
-                               f"{source.format}: rename it or give format in the source")
-        return pyogrio.raw.read(path, layer=source.layer, read_geometry=read_geometry,
-                                datetime_as_string=True)
-    except (errors.DataSourceError, errors.DataLayerError, errors.FieldError,
-            errors.FeatureError, errors.GeometryError, errors.CRSError) as exc:
-        reason = str(exc).splitlines()[0][:200].replace(str(path), path.name)
-        if path.suffix.lower() == ".zip" and isinstance(exc, errors.DataSourceError):
-            reason = "the zip holds no dataset GDAL reads (a .shp with its .dbf and .shx?)"
-        raise ImportError_(f"{path.name}: {reason}") from None
+        if info.get("driver") in expected:
+            return pyogrio.raw.read(path, layer=source.layer, read_geometry=read_geometry,
+                                    datetime_as_string=True)
+    except (errors.DataSourceError, errors.DataLayerError) as exc:
+        if path.suffix.lower() == ".zip":
+            raise ImportError_(f"{path.name}: the zip holds no dataset GDAL reads (a .shp "
+                               "with its .dbf and .shx?)") from None
+        raise ImportError_(f"{path.name}: {_first_line(exc, path)}") from None
+    except Exception as exc:  # noqa: BLE001 - pyogrio's own code fails on some damaged
+        # files (an IndexError on a broken zip): whatever fails in there is the file's fault
+        raise ImportError_(f"{path.name}: GDAL cannot read it ({type(exc).__name__}: "
+                           f"{_first_line(exc, path)})") from None
+    raise ImportError_(f"{path.name} is a {info.get('driver')} dataset, not {source.format}: "
+                       "rename it or give format in the source")
+
+
+def _first_line(exc: Exception, path: Path) -> str:
+    return (str(exc).splitlines() or [""])[0][:200].replace(str(path), path.name)
 
 
 def read_gdal(path: Path, source: Source, report):
@@ -264,7 +282,7 @@ def read_gdal(path: Path, source: Source, report):
     GeoJSONSeq, GeoPackage), and sheets (XLSX, ODS) with x/y columns."""
     from .tables import gdal_value
 
-    meta, _, wkbs, columns = open_gdal(path, source)
+    meta, _, wkbs, columns = open_gdal(path, source, report)
     names = list(meta["fields"])
     rows = [{k: gdal_value(v) for k, v in zip(names, values)} for values in zip(*columns)] \
         if names else [{} for _ in range(0 if wkbs is None else len(wkbs))]

@@ -84,7 +84,7 @@ def read_csv_rows(path: Path, source: Source, report) -> tuple[list[str], list[d
     delimiter, decimal = dialect(text, source)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
-        header = next(reader)
+        header = next(reader, [])
         if not any(h.strip() for h in header):
             raise TableError(f"{path.name}: the first line must name the columns")
         rows = []
@@ -117,7 +117,7 @@ def read_rows(path: Path, source: Source, report) -> tuple[list[str], list[dict]
         return read_csv_rows(path, source, report)
     from .readers import open_gdal
 
-    meta, _, _, columns = open_gdal(path, source, read_geometry=False)
+    meta, _, _, columns = open_gdal(path, source, report, read_geometry=False)
     names = list(meta["fields"])
     return names, [{k: gdal_value(v) for k, v in zip(names, values)}
                    for values in zip(*columns)] if names else []

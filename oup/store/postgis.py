@@ -64,9 +64,12 @@ class PostGISStore(SqlQueries):
 
         self.url = url
         size = pool_size or int(os.environ.get("OUP_DB_POOL_SIZE", "4"))
-        # autocommit: reads need no transaction; writers open their own
+        # autocommit: reads need no transaction; writers open their own. No server-side
+        # prepared statements: a re-import (by another process) may change a table's column
+        # types, and a statement prepared before then fails ("cached plan must not change
+        # result type") instead of reading the new table
         self.pool = ConnectionPool(url, min_size=1, max_size=size, open=True, timeout=30,
-                                   kwargs={"autocommit": True})
+                                   kwargs={"autocommit": True, "prepare_threshold": None})
         # closed while the interpreter still runs threads: left to the garbage collector at
         # exit, the pool waits 5 s for each of its threads and warns that it could not stop
         atexit.register(self.close)
