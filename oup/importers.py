@@ -113,10 +113,15 @@ def import_collection(coll: Collection, store: FeatureStore, progress: bool = Tr
             raise ImportError_(f"{path.name}: not a valid {source.format} file "
                                f"({type(exc).__name__}: {str(exc)[:80]})") from None
     if len(crss) > 1:
-        raise ImportError_(f"{coll.id}: the sources are in different CRSs")
+        raise ImportError_(f"{_files(coll)}: the sources are in different CRSs")
     if not rows:
-        raise ImportError_(f"{', '.join(s.path for s in coll.sources)}: no features")
+        raise ImportError_(f"{_files(coll)}: no features")
     return _write(coll, store, report, rows, crss.pop())
+
+
+def _files(coll: Collection) -> str:
+    """The files a collection is read from: what its errors name."""
+    return ", ".join(s.path for s in coll.sources)
 
 
 def _checked(props: dict, file: str, n: int, report: ImportReport) -> dict:
@@ -148,7 +153,8 @@ def _write(coll: Collection, store: FeatureStore, report: ImportReport, rows: li
     folded = Counter(name.lower() for name in names)
     clash = [name for name in names if folded[name.lower()] > 1]
     if clash:  # SQLite column names ignore case
-        raise ImportError_(f"{coll.id}: attributes {', '.join(clash[:6])} differ only in case")
+        raise ImportError_(f"{_files(coll)}: attributes {', '.join(clash[:6])} differ only "
+                           "in case")
     fields = []
     for name in names:
         if name == coll.time_field:
@@ -157,7 +163,7 @@ def _write(coll: Collection, store: FeatureStore, report: ImportReport, rows: li
                 try:
                     p[name] = _parse_time(p.get(name))
                 except ImportError_ as exc:
-                    raise ImportError_(f"{coll.id}: feature {n}: {name}: {exc}") from None
+                    raise ImportError_(f"{_files(coll)}: feature {n}: {name}: {exc}") from None
             continue
         # a column always empty is kept too (as text): the source has it
         kind = _field_type([p.get(name) for _, p in rows]) or "string"
@@ -167,9 +173,9 @@ def _write(coll: Collection, store: FeatureStore, report: ImportReport, rows: li
                     p[name] = str(p[name])
         fields.append(Field(name, kind))
     if coll.time_field and coll.time_field not in names:
-        raise ImportError_(f"{coll.id}: time_field {coll.time_field!r} is in no source")
+        raise ImportError_(f"{_files(coll)}: time_field {coll.time_field!r} is in no source")
     if coll.id_field and coll.id_field not in names:
-        raise ImportError_(f"{coll.id}: id_field {coll.id_field!r} is in no source")
+        raise ImportError_(f"{_files(coll)}: id_field {coll.id_field!r} is in no source")
     if coll.id_field:
         _check_ids(coll, rows)
     if coll.stream:
@@ -212,13 +218,13 @@ def _check_ids(coll: Collection, rows: list) -> None:
     for n, (_, p) in enumerate(rows, start=1):
         value = p.get(coll.id_field)
         if value in (None, ""):
-            raise ImportError_(f"{coll.id}: id_field: feature {n} has no {coll.id_field}")
+            raise ImportError_(f"{_files(coll)}: id_field: feature {n} has no {coll.id_field}")
         by_value.setdefault(str(value), []).append(n)
     twice = {v: ns for v, ns in by_value.items() if len(ns) > 1}
     if twice:
         listed = "; ".join(f"{v[:40]!r} (features {', '.join(map(str, ns[:5]))})"
                            for v, ns in list(twice.items())[:5])
-        raise ImportError_(f"{coll.id}: id_field {coll.id_field} is not unique: {len(twice)} "
+        raise ImportError_(f"{_files(coll)}: id_field {coll.id_field} is not unique: {len(twice)} "
                            f"values occur more than once: {listed}")
 
 
@@ -229,8 +235,8 @@ def _sensor_fields(coll: Collection, rows: list) -> list[Field]:
     for _, p in rows:
         prop = p.get(name)
         if prop not in known:
-            raise ImportError_(f"{coll.id}: sensor {p.get(coll.id_field)!r}: {name} {prop!r} "
-                               f"is not among stream.properties ({', '.join(known)})")
+            raise ImportError_(f"{_files(coll)}: sensor {p.get(coll.id_field)!r}: {name} "
+                               f"{prop!r} is not among stream.properties ({', '.join(known)})")
         p["unit"] = known[prop].unit
         p["latest_result"] = p["latest_time"] = None
     return [Field("unit", "string"), Field("latest_result", "number"),

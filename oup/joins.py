@@ -15,12 +15,12 @@ from .tables import TableError, read_rows
 def joined_rows(coll: Collection, store: FeatureStore, report):
     """Rows of an attribute table, each with the geometry of its key in another collection."""
     from .store import Query, StoreError
+    from .store.geometry import native_crs
 
     join = coll.join
     where = coll.folder / "collection.yml"
     try:
         extent = store.extent(join.collection)
-        srid = extent["source_srid"]  # the store's own number for its CRS
         names = {f.name for f in store.fields(join.collection)}
     except StoreError:
         raise ImportError_(f"{where}: join.collection: import {join.collection!r} first "
@@ -28,7 +28,7 @@ def joined_rows(coll: Collection, store: FeatureStore, report):
     if join.property not in names:
         raise ImportError_(f"{where}: join.property: {join.collection!r} has no property "
                            f"{join.property!r}")
-    native = store.query(join.collection, Query(limit=1_000_000, crs=f"EPSG:{srid}"))
+    native = store.query(join.collection, Query(limit=1_000_000, crs=native_crs(extent)))
     wgs = store.query(join.collection, Query(limit=1_000_000))
     geoms = {f["properties"][join.property]: (shape(f["geometry"]), shape(g["geometry"]))
              for f, g in zip(native.features, wgs.features)}

@@ -243,3 +243,25 @@ def test_served_under_their_own_names_and_seen_so_by_gdal(server, catalog_dir):
     for line in ("id (Integer) = 102", "fid (Integer) = 502", "geom (String) = g1",
                  "geometry (String) = shape-1"):
         assert f"\n  {line}\n" in one, (line, one)
+
+
+def test_mixed_types_and_a_self_intersection_are_stored_and_reported(tmp_path, store):
+    bowtie = {"type": "Polygon", "coordinates": [[[4.40, 51.90], [4.42, 51.92], [4.42, 51.90],
+                                                   [4.40, 51.92], [4.40, 51.90]]]}
+    feats = [{"type": "Feature", "geometry": g, "properties": {"n": i}} for i, g in enumerate(
+        [bowtie, {"type": "Point", "coordinates": [4.45, 51.91]},
+         {"type": "LineString", "coordinates": [[4.43, 51.9], [4.44, 51.91]]}])]
+    d = collection(tmp_path, "{path: m.geojson}")
+    (d / "m.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": feats}))
+    report = do_import(d, store)
+    assert report.count == 3
+    assert "1 invalid geometries kept as delivered, made valid for queries (feature 1: " \
+           "Self-intersection" in str(report)
+    got = {f["properties"]["n"]: f["geometry"] for f in features(store)}
+    assert got[0] == bowtie and got[1]["type"] == "Point" and got[2]["type"] == "LineString"
+    # queries run on the repaired copy: both wings of the bow tie are found
+    for box in ((4.400, 51.905, 4.403, 51.915), (4.417, 51.905, 4.420, 51.915)):
+        assert [f["properties"]["n"] for f in features(store, bbox=box)] == [0]
+    # EPSG:4326 is latitude first, also for a source stored longitude first
+    lat_first = {f["properties"]["n"]: f["geometry"] for f in features(store, crs="EPSG:4326")}
+    assert lat_first[1]["coordinates"] == pytest.approx([51.91, 4.45])

@@ -3,9 +3,10 @@
 Each collection is a GeoPackage feature table whose geometry column (``_oup_geom``)
 holds the source geometry (e.g. RD New, the data of record) with the standard R*Tree
 index, plus ``_oup_geom84``, the same geometry in CRS84 (exactly transformed once, at
-import), with its own R*Tree. A source CRS without an EPSG code gets its own
-``gpkg_spatial_ref_sys`` row (organisation NONE, from 100000 on, as GDAL numbers them). Requests then never transform coordinates for CRS84 or the
-source CRS, and bbox / spatial filters are answered from an index.
+import), with its own R*Tree. Requests then never transform coordinates for CRS84 or the
+source CRS, and bbox / spatial filters are answered from an index. A source CRS without
+an EPSG code gets a ``gpkg_spatial_ref_sys`` row of its own (organisation NONE, from
+srs_id 100000 on, as GDAL numbers them).
 
 Python's sqlite3 cannot load SpatiaLite here, so the few SQL functions the
 GeoPackage R*Tree triggers and our spatial filters call are registered in Python.
@@ -25,7 +26,7 @@ import shapely
 
 from .base import FID, GEOM, GEOM84, Feature, Field, Query, StoreError, UnknownCollection
 from .cql import quote
-from .geometry import gpb_envelope, gpb_wkb, rows_to_features, to_gpb
+from .geometry import gpb_envelope, gpb_wkb, native_crs, rows_to_features, to_gpb
 from .sqlquery import SqlQueries, TimeSpan, column_values
 
 _SQL_TYPES = {"string": "TEXT", "number": "DOUBLE", "integer": "INTEGER",
@@ -341,7 +342,7 @@ class GeoPackageStore(SqlQueries):
 
     @staticmethod
     def features(meta: dict, rows, select: list[str], q: Query) -> list[dict]:
-        native = q.crs == f"EPSG:{meta['source_srid']}"
+        native = q.crs == native_crs(meta)
         return rows_to_features(meta, rows, select, q, gpb_wkb if native else None)
 
     def health(self) -> dict:

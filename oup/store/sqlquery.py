@@ -15,6 +15,7 @@ import shapely
 
 from .base import FID, Field, InvalidQuery, Page, Query, StaleLayer, check_int64
 from .cql import SqlCompiler, iso, quote
+from .geometry import native_crs
 
 Spatial = Callable[..., tuple[str, list]]  # (op, wkb, bounds, box=False) -> (sql, params)
 
@@ -50,7 +51,7 @@ class SqlQueries:
     def geometry_column(self, meta: dict, q: Query) -> str:
         if q.skip_geometry:
             return "NULL"
-        return self.GEOMETRY[0 if q.crs == f"EPSG:{meta['source_srid']}" else 1]
+        return self.GEOMETRY[0 if q.crs == native_crs(meta) else 1]
 
     def forget_layers(self) -> None:
         """Read the layers' metadata again on next use (a store that caches it)."""
