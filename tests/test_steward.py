@@ -265,3 +265,59 @@ def test_mixed_types_and_a_self_intersection_are_stored_and_reported(tmp_path, s
     # EPSG:4326 is latitude first, also for a source stored longitude first
     lat_first = {f["properties"]["n"]: f["geometry"] for f in features(store, crs="EPSG:4326")}
     assert lat_first[1]["coordinates"] == pytest.approx([51.91, 4.45])
+
+
+RD_SRS = ["-a_srs", "EPSG:28992"]
+
+
+@pytest.mark.parametrize("fmt, suffix, options", [
+    ("FlatGeobuf", "fgb", RD_SRS), ("GeoJSONSeq", "geojsonl", RD_SRS), ("GML", "gml", RD_SRS),
+    ("KML", "kml", ["-s_srs", "EPSG:28992", "-t_srs", "EPSG:4326"]),  # KML is WGS 84 only
+    ("ESRI Shapefile", "shp", RD_SRS), ("ODS", "ods", []),
+])
+def test_formats_gdal_writes_are_imported_with_their_attributes(tmp_path, store, fmt, suffix,
+                                                                options):
+    src = geojson_rd(tmp_path / "src.geojson", with_xy=fmt == "ODS")
+    d = tmp_path / "things"
+    d.mkdir()
+    ogr2ogr("-f", fmt, d / f"b.{suffix}", src, *options)
+    extra = ", x_field: x, y_field: y, crs: 'EPSG:28992'" if fmt == "ODS" else ""
+    collection(tmp_path, f"{{path: b.{suffix}{extra}}}")
+    assert do_import(d, store).count == 3
+    got = sorted(features(store), key=lambda f: str(f["properties"].get("geom")))
+    assert [f["properties"]["geom"] for f in got] == ["g0", "g1", "g2"]
+    assert [f["properties"]["geometry"] for f in got] == ["shape-0", "shape-1", "shape-2"]
+    if fmt in ("KML", "GeoJSONSeq"):  # WGS 84 only: ogr2ogr moved them there, by Helmert
+        import pyogrio
+
+        written = pyogrio.read_dataframe(d / f"b.{suffix}")
+        for f in got:  # served as the file holds them
+            want = written.geometry[written["geom"] == f["properties"]["geom"]].iloc[0]
+            assert shapely.equals_exact(shapely.geometry.shape(f["geometry"]), want, 1e-9)
+        return
+    rd = {f["properties"]["geom"]: f for f in features(store, crs="EPSG:28992")}
+    for i, box in enumerate(squares(None)):
+        shape = shapely.geometry.shape(rd[f"g{i}"]["geometry"])
+        target = box.centroid if fmt == "ODS" else box
+        assert shapely.hausdorff_distance(shape, target) < 0.001, (fmt, i)
+
+
+def test_a_sheet_with_a_join_key_takes_the_geometry_of_its_area(tmp_path, store):
+    import pyogrio
+    import pandas
+
+    areas = [{"type": "Feature", "properties": {"buurtcode": f"BU0599030{i}"},
+              "geometry": shapely.geometry.mapping(b)} for i, b in enumerate(squares(None))]
+    a = collection(tmp_path, "{path: areas.geojson, crs: 'EPSG:28992'}", name="areas")
+    (a / "areas.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": areas}))
+    do_import(a, store)
+    d = collection(tmp_path, "{path: cijfers.xlsx}", "join: {collection: areas, key: code, "
+                   "property: buurtcode}\n")
+    pyogrio.write_dataframe(pandas.DataFrame({"code": ["BU05990300", "BU05990302", "BU0599XXXX"],
+                                              "inwoners": [1205, 980, 5]}),
+                            d / "cijfers.xlsx", driver="XLSX")
+    report = do_import(d, store)
+    assert report.count == 2 and report.skipped["unmatched code (not in areas)"] == 1
+    got = {f["properties"]["code"]: f for f in features(store, crs="EPSG:28992")}
+    assert got["BU05990302"]["properties"]["inwoners"] == 980
+    assert shapely.geometry.shape(got["BU05990302"]["geometry"]).equals(squares(None)[2])
