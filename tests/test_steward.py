@@ -321,3 +321,19 @@ def test_a_sheet_with_a_join_key_takes_the_geometry_of_its_area(tmp_path, store)
     got = {f["properties"]["code"]: f for f in features(store, crs="EPSG:28992")}
     assert got["BU05990302"]["properties"]["inwoners"] == 980
     assert shapely.geometry.shape(got["BU05990302"]["geometry"]).equals(squares(None)[2])
+
+
+def test_a_collection_imported_by_an_older_oup_asks_for_a_new_import(tmp_path, store):
+    from oup.store import UnknownCollection
+
+    d = collection(tmp_path, "{path: r.geojson}")
+    (d / "r.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "geometry": None, "properties": {"n": 1}}]}))
+    do_import(d, store)
+    stored = store.execute("SELECT meta FROM oup_layers")[0][0]
+    meta = json.loads(stored) if isinstance(stored, str) else stored  # PostGIS: jsonb
+    del meta["source_crs"]  # as every import before the store's columns were _oup_*
+    store.execute("UPDATE oup_layers SET meta = ?", (json.dumps(meta),))
+    store.forget_layers()
+    with pytest.raises(UnknownCollection, match="older OUP.*oup import things"):
+        store.extent("things")

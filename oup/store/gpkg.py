@@ -27,7 +27,7 @@ import shapely
 from .base import FID, GEOM, GEOM84, Feature, Field, Query, StoreError, UnknownCollection
 from .cql import quote
 from .geometry import gpb_envelope, gpb_wkb, native_crs, rows_to_features, to_gpb
-from .sqlquery import SqlQueries, TimeSpan, column_values
+from .sqlquery import SqlQueries, TimeSpan, column_values, current_layout
 
 _SQL_TYPES = {"string": "TEXT", "number": "DOUBLE", "integer": "INTEGER",
               "boolean": "BOOLEAN", "date-time": "DATETIME"}
@@ -145,7 +145,7 @@ class GeoPackageStore(SqlQueries):
             local.meta_version = version
         if cid not in meta:
             raise UnknownCollection(f"collection {cid!r} is not in the store; run `oup import`")
-        return meta[cid]
+        return current_layout(cid, meta[cid])
 
     def _has_layers(self) -> bool:
         return self.con.execute("SELECT 1 FROM sqlite_master WHERE name='oup_layers'").fetchone() \

@@ -23,7 +23,7 @@ import shapely
 from .base import (FID, GEOM, GEOM84, Feature, Field, InvalidQuery, Query, StaleLayer,
                    StoreError, UnknownCollection)
 from .cql import quote
-from .sqlquery import SqlQueries, TimeSpan, column_values
+from .sqlquery import SqlQueries, TimeSpan, column_values, current_layout
 from .geometry import rows_to_features
 
 _PG_TYPES = {"string": "text", "number": "double precision", "integer": "bigint",
@@ -107,7 +107,8 @@ class PostGISStore(SqlQueries):
                 raise UnknownCollection(f"collection {cid!r} is not in the store; "
                                         "run `oup import`")
             meta = rows[0][0]
-            meta = self._meta[cid] = meta if isinstance(meta, dict) else json.loads(meta)
+            meta = meta if isinstance(meta, dict) else json.loads(meta)
+            meta = self._meta[cid] = current_layout(cid, meta)
         return meta
 
     def forget_layers(self) -> None:

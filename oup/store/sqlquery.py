@@ -156,6 +156,18 @@ class SqlQueries:
         return Page(self.features(meta, rows, select, q), matched)
 
 
+def current_layout(cid: str, meta: dict) -> dict:
+    """``meta``, if its table has the store's columns under their ``_oup_`` names (every
+    import since the source CRS is kept as ``source_crs``); else the collection is as
+    good as absent until it is imported again."""
+    from .base import UnknownCollection
+
+    if "source_crs" not in meta:
+        raise UnknownCollection(f"collection {cid!r} was imported by an older OUP (columns "
+                                f"fid, geom): run `oup import {cid}`")
+    return meta
+
+
 class TimeSpan:
     """The first and last date-time a collection holds, as it is written."""
 
