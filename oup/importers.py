@@ -73,6 +73,8 @@ def _field_type(values: list) -> str | None:
         return None
     if kinds <= {bool}:
         return "boolean"
+    if int in kinds and not all(-2**63 <= v < 2**63 for v in values if type(v) is int):
+        return "string"  # past 64 bits: kept exactly, as its digits
     if kinds <= {int}:
         return "integer"
     if kinds <= {int, float}:
@@ -95,7 +97,8 @@ def import_collection(coll: Collection, store: FeatureStore, progress: bool = Tr
     report = ImportReport(coll.id)
     if coll.join:
         joined, crs = joined_rows(coll, store, report)
-        rows = [(g, p) for g, _, p in joined]
+        rows = [(g, _checked(p, _files(coll), n, report)) for n, (g, _, p) in
+                enumerate(joined, start=1)]
         return _write(coll, store, report, rows, crs, [g84 for _, g84, _ in joined])
     rows, crss = [], set()
     for source in coll.sources:
@@ -166,7 +169,11 @@ def _write(coll: Collection, store: FeatureStore, report: ImportReport, rows: li
                     raise ImportError_(f"{_files(coll)}: feature {n}: {name}: {exc}") from None
             continue
         # a column always empty is kept too (as text): the source has it
-        kind = _field_type([p.get(name) for _, p in rows]) or "string"
+        values = [p.get(name) for _, p in rows]
+        kind = _field_type(values) or "string"
+        if kind == "string" and any(isinstance(v, (int, float)) for v in values):
+            report.notes.append(f"{name} holds numbers and text (or numbers past 64 bits): "
+                                "stored as text")
         if kind == "string":
             for _, p in rows:
                 if p.get(name) is not None:

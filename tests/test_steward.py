@@ -337,3 +337,16 @@ def test_a_collection_imported_by_an_older_oup_asks_for_a_new_import(tmp_path, s
     store.forget_layers()
     with pytest.raises(UnknownCollection, match="older OUP.*oup import things"):
         store.extent("things")
+
+
+def test_a_wrong_type_is_kept_as_text_and_reported(tmp_path, store):
+    feats = [{"type": "Feature", "geometry": None, "properties": {"hoogte": v, "nummer": n}}
+             for v, n in ((12.5, 1), ("onbekend", 2**64), (float("nan"), 3))]
+    d = collection(tmp_path, "{path: r.geojson}")
+    (d / "r.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": feats}))
+    report = str(do_import(d, store))
+    assert "hoogte holds numbers and text" in report and "nummer holds numbers" in report
+    assert "hoogte: NaN or infinite, stored as empty" in report
+    got = sorted((f["properties"]["hoogte"], f["properties"]["nummer"]) for f in features(store)
+                 if f["properties"]["hoogte"] is not None)
+    assert got == [("12.5", "1"), ("onbekend", str(2**64))]
