@@ -100,7 +100,10 @@ def import_(collections, quiet):
     if unknown:
         _fail(f"no such collection(s) in the catalogue: {', '.join(sorted(unknown))}")
     install_grids(s.data_dir)
-    store = open_store(s.store_url)
+    try:
+        store = open_store(s.store_url)
+    except StoreError as exc:
+        _fail(str(exc))
     # joined collections take their geometry from others: import those first
     for coll in sorted(cat, key=lambda c: c.join is not None):
         if coll.derived_from or (collections and coll.id not in collections):
@@ -208,14 +211,14 @@ def _sensors():
     """The catalogue, feature store, observation store and sensor registry."""
     from iot_ingest.sensors import SensorRegistry
 
-    from .store import open_observation_store, open_store
+    from .store import StoreError, open_observation_store, open_store
 
     s = get_settings()
     try:
         cat = load_catalog(s.catalog_dir)
-    except CatalogError as exc:
+        store = open_store(s.store_url)
+    except (CatalogError, StoreError) as exc:
         _fail(str(exc))
-    store = open_store(s.store_url)
     return cat, store, open_observation_store(s.store_url), SensorRegistry(cat, store)
 
 

@@ -350,3 +350,17 @@ def test_a_wrong_type_is_kept_as_text_and_reported(tmp_path, store):
     got = sorted((f["properties"]["hoogte"], f["properties"]["nummer"]) for f in features(store)
                  if f["properties"]["hoogte"] is not None)
     assert got == [("12.5", "1"), ("onbekend", str(2**64))]
+
+
+def test_no_database_at_the_url_is_one_line_at_once(tmp_path):
+    import os
+
+    from conftest import ROOT, free_port
+
+    shutil.copytree(GRID_CACHE, tmp_path / "proj")  # not built again: the test is not on them
+    env = dict(os.environ, OUP_DATA_DIR=str(tmp_path), OUP_CATALOG_DIR=str(ROOT / "collections"),
+               OUP_DATABASE_URL=f"postgresql://postgres@127.0.0.1:{free_port()}/oup")
+    run = subprocess.run([sys.executable, "-m", "oup.cli", "import", "--quiet", "leefbaarheid"],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1 and run.stderr.startswith("oup: PostGIS at 127.0.0.1:")
+    assert len(run.stderr.strip().splitlines()) == 1, run.stderr

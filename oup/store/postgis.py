@@ -58,12 +58,21 @@ class PostGISStore(SqlQueries):
     OWN_SRIDS = (910000, 998999)  # a CRS without an EPSG code: PostGIS's user range
 
     def __init__(self, url: str, pool_size: int | None = None):
+        import psycopg
         from psycopg_pool import ConnectionPool
 
         from .migrations import migrate
 
         self.url = url
         size = pool_size or int(os.environ.get("OUP_DB_POOL_SIZE", "4"))
+        # one connection first: no database there is one line at once, not a pool
+        # retrying in the background for 30 s
+        try:
+            with psycopg.connect(url, autocommit=True, connect_timeout=10) as con:
+                migrate(con)
+        except psycopg.OperationalError as exc:
+            reason = (str(exc).splitlines() or [""])[0]
+            raise StoreError(f"PostGIS at {url.split('@')[-1]}: {reason}") from None
         # autocommit: reads need no transaction; writers open their own. No server-side
         # prepared statements: a re-import (by another process) may change a table's column
         # types, and a statement prepared before then fails ("cached plan must not change
@@ -73,8 +82,6 @@ class PostGISStore(SqlQueries):
         # closed while the interpreter still runs threads: left to the garbage collector at
         # exit, the pool waits 5 s for each of its threads and warns that it could not stop
         atexit.register(self.close)
-        with self.pool.connection() as con:
-            migrate(con)
         self._meta: dict[str, dict] = {}  # layer metadata by collection (dict ops are atomic)
 
     def close(self) -> None:
