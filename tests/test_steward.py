@@ -364,3 +364,15 @@ def test_no_database_at_the_url_is_one_line_at_once(tmp_path):
                          env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 1 and run.stderr.startswith("oup: PostGIS at 127.0.0.1:")
     assert len(run.stderr.strip().splitlines()) == 1, run.stderr
+
+
+def test_format_in_the_source_reads_a_file_whatever_its_name(tmp_path, store):
+    src = geojson_rd(tmp_path / "src.geojson")
+    d = collection(tmp_path, "{path: export.dat, format: gpkg}")
+    ogr2ogr("-f", "GPKG", d / "export.dat", src, "-a_srs", "EPSG:28992", "-lco", "FID=pk",
+            "-lco", "GEOMETRY_NAME=shape")
+    assert do_import(d, store).count == 3
+    d = collection(tmp_path, "{path: export.dat, format: flatgeobuf}", name="wrong")
+    shutil.copy(tmp_path / "things" / "export.dat", d / "export.dat")
+    with pytest.raises(ImportError_, match="export.dat is a GPKG dataset, not flatgeobuf"):
+        do_import(d, store)
