@@ -89,7 +89,7 @@ def build_data(work: Path, n: int, peers: list[str]) -> dict:
     fields = fields + [Field("copy", "integer")]
     store_path = work / "oup.gpkg"
     store = GeoPackageStore(store_path)
-    store.write_collection("buildings", 28992, fields,
+    store.write_collection("buildings", "EPSG:28992", fields,
                            (Feature(a, b, p) for (a, p), b in zip(rows, g84)),
                            "survey_date", geometry_type="MULTIPOLYGON")
     out = {"oup": store_path, "bounds84": shapely.total_bounds(g84).tolist()}
@@ -162,7 +162,7 @@ def copy_to_postgis(gpkg: Path, url: str) -> None:
     meta = src.layer("buildings")
     fields = [Field(n, t) for n, t in meta["fields"]]
     cols = ", ".join(f'"{f.name}"' for f in fields)
-    rows = src.con.execute(f"SELECT geom, _geom84, {cols} FROM buildings ORDER BY fid")
+    rows = src.con.execute(f"SELECT _oup_geom, _oup_geom84, {cols} FROM buildings ORDER BY _oup_fid")
     times = {f.name for f in fields if f.type == "date-time"}
 
     def props(values):
@@ -171,7 +171,7 @@ def copy_to_postgis(gpkg: Path, url: str) -> None:
 
     feats = (Feature(shapely.from_wkb(gpb_wkb(g)), shapely.from_wkb(g84), props(rest))
              for g, g84, *rest in rows)
-    PostGISStore(url).write_collection("buildings", 28992, fields, feats, meta["time_field"],
+    PostGISStore(url).write_collection("buildings", "EPSG:28992", fields, feats, meta["time_field"],
                                        geometry_type="MULTIPOLYGON")
 
 

@@ -25,8 +25,8 @@ from .request_checks import Queryables, check_request
 from .responses import (COLLECTIONS, CONFORMANCE, OPENAPI_JSON, OPENAPI_PATHS,
                         add_common_headers, as_problem, plain_items_links, problem,
                         visible_openapi, with_records)
-from .security import (VISIBLE, AuditLog, AuthError, Authenticator, new_request_id,
-                       visible_collections)
+from .security import (INVALID_CREDENTIALS, VISIBLE, AuditLog, AuthError, Authenticator,
+                       new_request_id, visible_collections)
 from .settings import Settings, get_settings
 from .store import open_store
 
@@ -50,7 +50,7 @@ def create_app(settings: Settings | None = None):
     from flask import Response, g, request
 
     auth = Authenticator(settings.jwks_file, settings.jwt_issuer, settings.jwt_audience,
-                         settings.api_keys_file)
+                         settings.keys_file)
     audit = AuditLog(settings.audit_log or settings.data_dir / "audit.log")
     public = {c.id for c in catalog if c.classification.value == "public"}
     records = catalogue_records(catalog, store)
@@ -72,6 +72,10 @@ def create_app(settings: Settings | None = None):
         try:
             g.identity = auth.identify(request.headers)
         except AuthError as exc:
+            # a look at non-public data with bad credentials is audited too
+            m = _COLLECTION_PATH.match(path)
+            g.identity = INVALID_CREDENTIALS
+            g.cid = m.group(1) if m and m.group(1) in catalog.collections else None
             body, status, headers = problem(401, str(exc), path, "Unauthorized")
             headers["WWW-Authenticate"] = f'Bearer error="invalid_token", error_description="{exc}"'
             return body, status, headers

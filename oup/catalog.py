@@ -16,7 +16,15 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 COLLECTION_FILE = "collection.yml"
-SOURCE_FORMATS = ("cityjson", "cityjsonseq", "geojson", "gpkg", "csv")
+SOURCE_FORMATS = ("cityjson", "cityjsonseq", "geojson", "gpkg", "csv", "shapefile", "flatgeobuf",
+                  "gml", "kml", "geojsonseq", "xlsx", "ods")
+# the format a file's name says; a .zip holds a Shapefile (or another dataset GDAL reads)
+_SUFFIXES = ((".city.jsonl", "cityjsonseq"), (".city.json", "cityjson"), (".geojson", "geojson"),
+             (".json", "geojson"), (".gpkg", "gpkg"), (".csv", "csv"), (".tsv", "csv"),
+             (".txt", "csv"), (".shp", "shapefile"), (".zip", "shapefile"),
+             (".shp.zip", "shapefile"), (".fgb", "flatgeobuf"), (".gml", "gml"),
+             (".kml", "kml"), (".geojsonl", "geojsonseq"), (".geojsons", "geojsonseq"),
+             (".xlsx", "xlsx"), (".ods", "ods"))
 PAYLOAD_FORMATS = ("flat", "sensorthings", "senml", "tts")
 _ID = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 
@@ -57,8 +65,15 @@ class Source(_Strict):
     format: Literal[SOURCE_FORMATS] | None = None  # type: ignore[valid-type]
     crs: str | None = Field(None, description="CRS of the file when it does not say (e.g. EPSG:7415)")
     lod: str | None = Field(None, description="CityJSON level of detail to read; default the highest")
-    x_field: str | None = Field(None, description="CSV: column with x / longitude")
-    y_field: str | None = Field(None, description="CSV: column with y / latitude")
+    x_field: str | None = Field(None, description="CSV, sheet: column with x / longitude")
+    y_field: str | None = Field(None, description="CSV, sheet: column with y / latitude")
+    delimiter: Literal[",", ";", "\t", "|"] | None = Field(
+        None, description="CSV: the column separator; default: detected")
+    decimal: Literal[".", ","] | None = Field(
+        None, description="CSV: the decimal mark; default: detected (a comma when numbers "
+                          "are written 91930,5)")
+    layer: str | None = Field(None, description="layer or sheet of a multi-layer file; "
+                                                "default: the first")
     attributes: dict[str, Any] = Field(
         default_factory=dict, description="attributes the source states once for all features")
 
@@ -66,9 +81,7 @@ class Source(_Strict):
     def _infer_format(self) -> "Source":
         if self.format is None:
             name = self.path.lower()
-            for suffix, fmt in ((".city.jsonl", "cityjsonseq"), (".city.json", "cityjson"),
-                                (".geojson", "geojson"), (".json", "geojson"),
-                                (".gpkg", "gpkg"), (".csv", "csv")):
+            for suffix, fmt in _SUFFIXES:
                 if name.endswith(suffix):
                     self.format = fmt
                     break
@@ -241,10 +254,11 @@ class Collection(_Strict):
         return self
 
     @model_validator(mode="after")
-    def _csv_needs_coordinates_or_join(self) -> "Collection":
+    def _coordinates_in_pairs(self) -> "Collection":
+        # a table without coordinates and without a join is a collection without geometry
         for src in self.sources:
-            if src.format == "csv" and not self.join and not (src.x_field and src.y_field):
-                raise ValueError("a CSV source needs x_field and y_field, or a join")
+            if bool(src.x_field) != bool(src.y_field):
+                raise ValueError("give both x_field and y_field, or neither")
         return self
 
     folder: Path = Field(Path("."), exclude=True)

@@ -89,7 +89,7 @@ def import_(collections, quiet):
     """Import catalogue sources into the store (all collections, or the ones named)."""
     from .geodesy import install_grids
     from .importers import ImportError_, import_collection
-    from .store import open_store
+    from .store import StoreError, open_store
 
     s = get_settings()
     try:
@@ -100,19 +100,70 @@ def import_(collections, quiet):
     if unknown:
         _fail(f"no such collection(s) in the catalogue: {', '.join(sorted(unknown))}")
     install_grids(s.data_dir)
-    store = open_store(s.store_url)
+    try:
+        store = open_store(s.store_url)
+    except StoreError as exc:
+        _fail(str(exc))
     # joined collections take their geometry from others: import those first
     for coll in sorted(cat, key=lambda c: c.join is not None):
         if coll.derived_from or (collections and coll.id not in collections):
             continue  # observations and time slices are read live from the sensors' stream
         try:
             click.echo(import_collection(coll, store, progress=not quiet))
-        except (ImportError_, OSError, ValueError) as exc:
+        except (ImportError_, OSError, ValueError, StoreError) as exc:
             _fail(f"{coll.id}: {exc}")
         if coll.stream:  # the latest values live in the observations: fill them back in
             from .store import open_observation_store
 
             open_observation_store(s.store_url).refresh_latest(coll.id, coll.id_field)
+
+
+@main.group()
+def keys():
+    """API keys (OUP_API_KEYS_FILE, default <data dir>/api-keys.yml): only hashes are kept."""
+
+
+@keys.command("add")
+@click.argument("name")
+@click.option("--role", "roles", multiple=True, help="a role the key carries (repeatable)")
+def keys_add(name, roles):
+    """Make a key for NAME; it is printed once and stored only as its SHA-256."""
+    from .api_keys import KeyError_, KeyRing
+
+    try:
+        key = KeyRing(get_settings().keys_file).add(name, list(roles))
+    except (KeyError_, OSError) as exc:
+        _fail(str(exc))
+    click.echo(key)
+    click.echo(f"key {name!r} ({', '.join(roles) or 'no roles: internal data only'}); shown "
+               "once, send it as X-API-Key", err=True)
+
+
+@keys.command("list")
+def keys_list():
+    """The keys: name, roles, when made (never the keys themselves)."""
+    from .api_keys import KeyError_, KeyRing
+
+    try:
+        entries = KeyRing(get_settings().keys_file).entries()
+    except (KeyError_, OSError) as exc:
+        _fail(str(exc))
+    for e in entries:
+        click.echo(f"{e.get('name', '?'):<24} {','.join(e.get('roles') or []) or '-':<28} "
+                   f"{e.get('created', '')}")
+
+
+@keys.command("revoke")
+@click.argument("name")
+def keys_revoke(name):
+    """Remove NAME's key; a running server refuses it from its next request on."""
+    from .api_keys import KeyError_, KeyRing
+
+    try:
+        KeyRing(get_settings().keys_file).revoke(name)
+    except (KeyError_, OSError) as exc:
+        _fail(str(exc))
+    click.echo(f"revoked {name!r}")
 
 
 @main.command()
@@ -160,14 +211,14 @@ def _sensors():
     """The catalogue, feature store, observation store and sensor registry."""
     from iot_ingest.sensors import SensorRegistry
 
-    from .store import open_observation_store, open_store
+    from .store import StoreError, open_observation_store, open_store
 
     s = get_settings()
     try:
         cat = load_catalog(s.catalog_dir)
-    except CatalogError as exc:
+        store = open_store(s.store_url)
+    except (CatalogError, StoreError) as exc:
         _fail(str(exc))
-    store = open_store(s.store_url)
     return cat, store, open_observation_store(s.store_url), SensorRegistry(cat, store)
 
 

@@ -4,23 +4,23 @@ neighbourhood polygons), with the declared disclosure control applied to every r
 """
 from __future__ import annotations
 
-import csv
-
 from shapely.geometry import shape
 
 from .catalog import Collection
-from .readers import ImportError_, csv_value
+from .readers import ImportError_
 from .store import FeatureStore
+from .tables import TableError, read_rows
 
 
 def joined_rows(coll: Collection, store: FeatureStore, report):
     """Rows of an attribute table, each with the geometry of its key in another collection."""
     from .store import Query, StoreError
+    from .store.geometry import native_crs
 
     join = coll.join
     where = coll.folder / "collection.yml"
     try:
-        srid = store.extent(join.collection)["source_srid"]
+        extent = store.extent(join.collection)
         names = {f.name for f in store.fields(join.collection)}
     except StoreError:
         raise ImportError_(f"{where}: join.collection: import {join.collection!r} first "
@@ -28,23 +28,18 @@ def joined_rows(coll: Collection, store: FeatureStore, report):
     if join.property not in names:
         raise ImportError_(f"{where}: join.property: {join.collection!r} has no property "
                            f"{join.property!r}")
-    native = store.query(join.collection, Query(limit=1_000_000, crs=f"EPSG:{srid}"))
+    native = store.query(join.collection, Query(limit=1_000_000, crs=native_crs(extent)))
     wgs = store.query(join.collection, Query(limit=1_000_000))
     geoms = {f["properties"][join.property]: (shape(f["geometry"]), shape(g["geometry"]))
              for f, g in zip(native.features, wgs.features)}
     rows = []
     for source in coll.sources:
         path = coll.source_path(source)
-        if source.format == "csv":
-            with path.open(encoding="utf-8", newline="") as fh:
-                table = [{k: csv_value(v) for k, v in r.items()} for r in csv.DictReader(fh)]
-        else:
-            import pyogrio
-
-            df = pyogrio.read_dataframe(path, read_geometry=False)
-            table = [{k: (None if v != v else v) for k, v in r.items()}
-                     for r in df.to_dict("records")]
-        if table and join.key not in table[0]:
+        try:
+            names, table = read_rows(path, source, report)
+        except TableError as exc:
+            raise ImportError_(str(exc)) from None
+        if join.key not in names:
             raise ImportError_(f"{where}: join.key: no column {join.key!r} in {path.name}")
         for row in table:
             key = row.get(join.key)
@@ -70,7 +65,7 @@ def joined_rows(coll: Collection, store: FeatureStore, report):
                 report.suppressed[name] += 1
             protected.append((g, g84, safe))
         rows = protected
-    return rows, srid
+    return rows, extent["source_crs"]
 
 
 def _numeric_columns(rows, report) -> None:

@@ -105,11 +105,9 @@ def catalogue_records(catalog: Catalog, store: FeatureStore) -> dict[str, dict]:
             bbox = coll.extent.bbox or store.extent(coll.derived_from or coll.id)["bbox"]
         except StoreError:
             continue
-        x0, y0, x1, y1 = bbox
         records[coll.id] = {
             "id": coll.id, "type": "Feature",
-            "geometry": {"type": "Polygon", "coordinates": [[[x0, y0], [x1, y0], [x1, y1],
-                                                             [x0, y1], [x0, y0]]]},
+            "geometry": _footprint(bbox),  # a collection without geometry has none
             "properties": dict(zip(RECORD_PROPERTIES, (
                 "collection", coll.title, coll.description, coll.keywords, coll.license.name,
                 coll.owner.name, coll.owner.email or "", coll.classification.value,
@@ -118,6 +116,14 @@ def catalogue_records(catalog: Catalog, store: FeatureStore) -> dict[str, dict]:
                        "href": f"../../{coll.id}", "title": coll.title}],
         }
     return records
+
+
+def _footprint(bbox: list[float] | None) -> dict | None:
+    if bbox is None:
+        return None
+    x0, y0, x1, y1 = bbox
+    return {"type": "Polygon", "coordinates": [[[x0, y0], [x1, y0], [x1, y1], [x0, y1],
+                                                [x0, y0]]]}
 
 
 def records_file(catalog: Catalog, store: FeatureStore, out_dir: Path) -> Path:

@@ -1,12 +1,12 @@
 """Readers of catalogue sources: each turns one source format into (geometry in the
-source CRS, properties) records and says which CRS that is. What cannot be read is an
-``ImportError_``; what is skipped is counted, with its reason, in ``skipped``.
+source CRS or None, properties) records and says which CRS that is. What cannot be read
+is an ``ImportError_`` naming the file (and the row or feature); what is skipped is
+counted, with its reason, in ``report.skipped``. GDAL (pyogrio) reads every format but
+the city models, GeoJSON and CSV, which are read here to keep what GDAL would rename.
 """
 from __future__ import annotations
 
-import csv
 import json
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -19,22 +19,31 @@ from .cityjson import (CityModelError, check_version, declared_crs, lod_key, lod
 
 
 class ImportError_(ValueError):
-    """A source cannot be read at all (wrong format, no CRS, unreadable)."""
+    """A source cannot be read at all (wrong format, no CRS, unreadable). The message
+    names the file, and the row or feature where known."""
 
 
 # -- CRS -----------------------------------------------------------------------
 
-def horizontal_srid(crs: str | int) -> int:
-    """EPSG code of the 2D part of a CRS (EPSG:7415 RD New + NAP -> 28992)."""
+def source_crs(crs, where: str) -> str:
+    """The horizontal CRS of a source as the store keeps it: ``EPSG:n`` where the EPSG
+    registry has it, else its WKT2. Whatever PROJ reads is taken (OGC:CRS84, CRS84h, ESRI
+    codes, a GeoPackage's own definitions); CRS84 and EPSG:4326 are both kept as 4326,
+    the GeoPackage's longitude-first convention."""
     import pyproj
 
-    c = pyproj.CRS.from_user_input(crs)
+    try:
+        c = pyproj.CRS.from_user_input(crs)
+    except pyproj.exceptions.CRSError:
+        raise ImportError_(f"{where}: PROJ cannot read the CRS {str(crs)[:80]!r}") from None
     if c.is_compound:
         c = c.sub_crs_list[0]
-    code = c.to_epsg()
-    if code is None:
-        raise ImportError_(f"CRS {crs!r} has no EPSG code")
-    return code
+    if c.is_geographic and len(c.axis_info) == 3:
+        c = c.to_2d()
+    if c.equals("OGC:CRS84", ignore_axis_order=True):
+        return "EPSG:4326"
+    code = c.to_epsg(min_confidence=100)
+    return f"EPSG:{code}" if code else c.to_wkt()
 
 
 def _check_version(doc: dict, path: Path) -> None:
@@ -54,7 +63,7 @@ def crs_from_cityjson(doc: dict, fallback: str | None, path: Path) -> str:
 
 # -- readers: each yields (geometry in source srid, properties) ----------------
 
-def _cityjson_objects(doc: dict, source: Source, skipped: Counter):
+def _cityjson_objects(doc: dict, source: Source, report):
     """Footprints of the top-level CityObjects of one CityJSON (or CityJSONFeature) doc."""
     verts = vertices_of(doc, doc.get("transform"))
     objs = doc["CityObjects"]
@@ -64,12 +73,12 @@ def _cityjson_objects(doc: dict, source: Source, skipped: Counter):
         members = [obj] + [objs[c] for c in obj.get("children", []) if c in objs]
         geoms = [g for m in members for g in m.get("geometry", [])]
         if not geoms:
-            skipped["no geometry"] += 1
+            report.skipped["no geometry"] += 1
             continue
         lod = source.lod or max({lod_of(g) for g in geoms}, key=lod_key)
         chosen = [g for g in geoms if lod_of(g) == lod]
         if not chosen:
-            skipped[f"no LoD {lod}"] += 1
+            report.skipped[f"no LoD {lod}"] += 1
             continue
         rings2d, zs = [], []
         for g in chosen:
@@ -82,12 +91,12 @@ def _cityjson_objects(doc: dict, source: Source, skipped: Counter):
                 elif poly.area > 1e-6:
                     rings2d.append(shapely.make_valid(poly))
         if not rings2d:
-            skipped["degenerate footprint (only vertical or empty surfaces)"] += 1
+            report.skipped["degenerate footprint (only vertical or empty surfaces)"] += 1
             continue
         footprint = shapely.union_all(rings2d)
         footprint = shapely.set_precision(footprint, 0.001)  # mm, as the source
         if footprint.is_empty:
-            skipped["degenerate footprint"] += 1
+            report.skipped["degenerate footprint"] += 1
             continue
         z = np.concatenate(zs)
         props = dict(obj.get("attributes") or {})
@@ -108,20 +117,25 @@ def _load_json(path: Path) -> dict:
     return doc
 
 
-def read_cityjson(path: Path, source: Source, skipped: Counter, doc: dict | None = None):
+def read_cityjson(path: Path, source: Source, report, doc: dict | None = None):
     doc = doc or _load_json(path)
     _check_version(doc, path)
-    srid = horizontal_srid(crs_from_cityjson(doc, source.crs, path))
-    return srid, _cityjson_objects(doc, source, skipped)
+    crs = source_crs(crs_from_cityjson(doc, source.crs, path), path.name)
+    return crs, _cityjson_objects(doc, source, report)
 
 
-def read_cityjsonseq(path: Path, source: Source, skipped: Counter):
+def read_cityjsonseq(path: Path, source: Source, report):
     fh = path.open(encoding="utf-8")
-    header = json.loads(fh.readline())
-    if header.get("type") != "CityJSON":
+    try:
+        header = json.loads(fh.readline())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        fh.close()
+        raise ImportError_(f"{path.name}: line 1 is not a JSON header: {exc}") from None
+    if not isinstance(header, dict) or header.get("type") != "CityJSON":
+        fh.close()
         raise ImportError_(f"{path.name}: the first line must be a CityJSON header")
     _check_version(header, path)
-    srid = horizontal_srid(crs_from_cityjson(header, source.crs, path))
+    crs = source_crs(crs_from_cityjson(header, source.crs, path), path.name)
 
     def gen():
         with fh:
@@ -131,71 +145,165 @@ def read_cityjsonseq(path: Path, source: Source, skipped: Counter):
                 try:
                     feat = json.loads(line)
                 except json.JSONDecodeError:
-                    skipped[f"line {n}: not valid JSON"] += 1
+                    report.skipped[f"line {n}: not valid JSON"] += 1
                     continue
                 feat["transform"] = header.get("transform")
-                yield from _cityjson_objects(feat, source, skipped)
-    return srid, gen()
+                yield from _cityjson_objects(feat, source, report)
+    return crs, gen()
 
 
-def read_geojson(path: Path, source: Source, skipped: Counter):
+def _geometry(value, where: str):
+    """A GeoJSON geometry as shapely; None for none (a feature may have no geometry)."""
+    if value is None:
+        return None
+    try:
+        geom = shape(value)
+    except (shapely.errors.ShapelyError, ValueError, TypeError, KeyError, AttributeError,
+            IndexError) as exc:
+        raise ImportError_(f"{where}: unparsable geometry ({type(exc).__name__}: "
+                           f"{str(exc)[:80]})") from None
+    return _checked(geom, where)
+
+
+def _checked(geom, where: str):
+    if geom is None or geom.is_empty:
+        return None
+    if not np.isfinite(shapely.get_coordinates(geom)).all():
+        raise ImportError_(f"{where}: the geometry has NaN or infinite coordinates")
+    return geom
+
+
+def read_geojson(path: Path, source: Source, report):
     doc = _load_json(path)
     if doc.get("type") == "CityJSON":  # a city model named *.json
-        return read_cityjson(path, source, skipped, doc)
+        return read_cityjson(path, source, report, doc)
     if doc.get("type") != "FeatureCollection":
         raise ImportError_(f"{path.name}: expected a GeoJSON FeatureCollection, "
-                           f"found type {doc.get('type')!r}")
-    srid = horizontal_srid(source.crs) if source.crs else 4326
+                           f"found type {str(doc.get('type'))[:40]!r}")
+    features = doc.get("features")
+    if not isinstance(features, list):
+        raise ImportError_(f"{path.name}: features must be a list")
+    crs = source_crs(source.crs, path.name) if source.crs else "EPSG:4326"
 
     def gen():
-        for f in doc.get("features", []):
-            if not f.get("geometry"):
-                skipped["no geometry"] += 1
+        for n, f in enumerate(features, start=1):
+            where = f"{path.name}: feature {n}"
+            props = f.get("properties") if isinstance(f, dict) else None
+            if not isinstance(f, dict) or not isinstance(props or {}, dict):
+                raise ImportError_(f"{where}: not a GeoJSON Feature with properties")
+            yield _geometry(f.get("geometry"), where), dict(props or {})
+    return crs, gen()
+
+
+def _points(path: Path, source: Source, names: list[str], rows: list[dict]):
+    """Rows of a table as features: a point from x_field/y_field, or no geometry."""
+    if not source.x_field:
+        return ((None, row) for row in rows)
+    for column in (source.x_field, source.y_field):
+        if column not in names:
+            raise ImportError_(f"{path.name}: no column {column!r} (x_field/y_field); the "
+                               f"columns are {', '.join(map(repr, names))[:200]}")
+
+    def gen():
+        for n, row in enumerate(rows, start=2):
+            x, y = row.pop(source.x_field), row.pop(source.y_field)
+            if x is None and y is None:
+                yield None, row
                 continue
-            yield shape(f["geometry"]), dict(f.get("properties") or {})
-    return srid, gen()
+            for name, v in ((source.x_field, x), (source.y_field, y)):
+                if not isinstance(v, (int, float)) or isinstance(v, bool):
+                    raise ImportError_(f"{path.name}: row {n}: {name} {str(v)[:40]!r} is not "
+                                       "a number")
+            yield _checked(shapely.Point(x, y), f"{path.name}: row {n}"), row
+    return gen()
 
 
-def read_csv(path: Path, source: Source, skipped: Counter):
-    srid = horizontal_srid(source.crs) if source.crs else 4326
+def read_csv(path: Path, source: Source, report):
+    from .tables import TableError, read_csv_rows
 
-    def gen():
-        with path.open(encoding="utf-8", newline="") as fh:
-            for row in csv.DictReader(fh):
-                try:
-                    x, y = float(row.pop(source.x_field)), float(row.pop(source.y_field))
-                except (TypeError, ValueError):
-                    skipped["no coordinates"] += 1
-                    continue
-                yield shapely.Point(x, y), {k: csv_value(v) for k, v in row.items()}
-    return srid, gen()
+    crs = source_crs(source.crs, path.name) if source.crs else "EPSG:4326"
+    try:
+        names, rows = read_csv_rows(path, source, report)
+    except TableError as exc:
+        raise ImportError_(str(exc)) from None
+    return crs, _points(path, source, names, rows)
 
 
-def csv_value(v: str):
-    if v == "":
-        return None
-    for cast in (int, float):
-        try:
-            return cast(v)
-        except ValueError:
-            pass
-    return v
+# what GDAL calls each format: a file that opens as another one is not what its name says
+_DRIVERS = {"gpkg": "GPKG", "shapefile": "ESRI Shapefile", "flatgeobuf": "FlatGeobuf",
+            "gml": "GML", "kml": ("KML", "LIBKML"), "geojsonseq": "GeoJSONSeq",
+            "xlsx": "XLSX", "ods": "ODS"}
 
 
-def read_gpkg(path: Path, source: Source, skipped: Counter):
+def open_gdal(path: Path, source: Source, report, read_geometry: bool = True):
+    """pyogrio's raw read of one layer: (meta, fids, WKB geometries, columns). What GDAL
+    warns about goes to the report, not to stderr."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        read = _open_gdal(path, source, read_geometry)
+    report.notes += [f"{path.name}: GDAL: {str(w.message)[:160]}" for w in caught[:3]]
+    return read
+
+
+def _open_gdal(path: Path, source: Source, read_geometry: bool):
     import pyogrio
+    from pyogrio import errors
 
-    df = pyogrio.read_dataframe(path)
-    srid = df.crs.to_epsg() if df.crs else horizontal_srid(source.crs)
+    if path.stat().st_size == 0:
+        raise ImportError_(f"{path.name} is empty")
+    expected = _DRIVERS.get(source.format)
+    expected = expected if isinstance(expected, tuple) else (expected,)
+    try:
+        info = pyogrio.read_info(path, layer=source.layer)
+        if info.get("driver") in expected:
+            return pyogrio.raw.read(path, layer=source.layer, read_geometry=read_geometry,
+                                    datetime_as_string=True)
+    except (errors.DataSourceError, errors.DataLayerError) as exc:
+        if path.suffix.lower() == ".zip":
+            raise ImportError_(f"{path.name}: the zip holds no dataset GDAL reads (a .shp "
+                               "with its .dbf and .shx?)") from None
+        raise ImportError_(f"{path.name}: {_first_line(exc, path)}") from None
+    except Exception as exc:  # noqa: BLE001 - pyogrio's own code fails on some damaged
+        # files (an IndexError on a broken zip): whatever fails in there is the file's fault
+        raise ImportError_(f"{path.name}: GDAL cannot read it ({type(exc).__name__}: "
+                           f"{_first_line(exc, path)})") from None
+    raise ImportError_(f"{path.name} is a {info.get('driver')} dataset, not {source.format}: "
+                       "rename it or give format in the source")
+
+
+def _first_line(exc: Exception, path: Path) -> str:
+    return (str(exc).splitlines() or [""])[0][:200].replace(str(path), path.name)
+
+
+def read_gdal(path: Path, source: Source, report):
+    """Any vector format GDAL reads (Shapefile, zipped too, FlatGeobuf, GML, KML,
+    GeoJSONSeq, GeoPackage), and sheets (XLSX, ODS) with x/y columns."""
+    from .tables import gdal_value
+
+    meta, _, wkbs, columns = open_gdal(path, source, report)
+    names = list(meta["fields"])
+    rows = [{k: gdal_value(v) for k, v in zip(names, values)} for values in zip(*columns)] \
+        if names else [{} for _ in range(0 if wkbs is None else len(wkbs))]
+    if wkbs is None or source.format in ("xlsx", "ods"):
+        crs = source_crs(source.crs, path.name) if source.crs else "EPSG:4326"
+        return crs, _points(path, source, names, rows)
+    crs = meta.get("crs") or source.crs
+    if crs is None:
+        raise ImportError_(f"{path.name} does not say its CRS: give crs in the source")
+    crs = source_crs(crs, path.name)
 
     def gen():
-        for rec, geom in zip(df.drop(columns="geometry").to_dict("records"), df.geometry):
-            if geom is None or geom.is_empty:
-                skipped["no geometry"] += 1
-                continue
-            yield geom, {k: (None if v != v else v) for k, v in rec.items()}  # NaN -> None
-    return srid, gen()
+        for n, (wkb, row) in enumerate(zip(wkbs, rows), start=1):
+            try:
+                geom = None if wkb is None else shapely.from_wkb(wkb)
+            except shapely.errors.GEOSException as exc:
+                raise ImportError_(f"{path.name}: feature {n}: unparsable geometry "
+                                   f"({str(exc)[:80]})") from None
+            yield _checked(geom, f"{path.name}: feature {n}"), row
+    return crs, gen()
 
 
 READERS = {"cityjson": read_cityjson, "cityjsonseq": read_cityjsonseq,
-           "geojson": read_geojson, "csv": read_csv, "gpkg": read_gpkg}
+           "geojson": read_geojson, "csv": read_csv, **dict.fromkeys(_DRIVERS, read_gdal)}

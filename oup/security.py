@@ -38,6 +38,7 @@ class Identity:
 
 
 ANONYMOUS = Identity("anonymous")
+INVALID_CREDENTIALS = Identity("invalid-credentials")  # as the audit log names a 401
 
 
 @dataclass
@@ -48,17 +49,30 @@ class Authenticator:
     api_keys_file: Path | None = None
     _jwks: object = field(default=None, repr=False)
     _keys: list = field(default_factory=list, repr=False)
+    _keys_version: tuple | None = field(default=None, repr=False)
 
     def __post_init__(self):
         if self.jwks_file:
             import jwt
 
             self._jwks = jwt.PyJWKSet.from_json(Path(self.jwks_file).read_text())
-        if self.api_keys_file:
-            # - {name: etl-service, sha256: <hex of the key>, roles: [analyst]}
-            for entry in yaml.safe_load(Path(self.api_keys_file).read_text()) or []:
-                self._keys.append((entry["name"], entry["sha256"].lower(),
-                                   frozenset(entry.get("roles", []))))
+        self._load_keys()
+
+    def _load_keys(self) -> None:
+        """The API keys file, read again when it changed (``oup keys add|revoke``)."""
+        if not self.api_keys_file:
+            return
+        try:
+            st = Path(self.api_keys_file).stat()
+        except FileNotFoundError:  # no key made yet
+            self._keys, self._keys_version = [], None
+            return
+        if (st.st_mtime_ns, st.st_size, st.st_ino) == self._keys_version:
+            return
+        # - {name: etl-service, sha256: <hex of the key>, roles: [analyst]}
+        self._keys = [(entry["name"], entry["sha256"].lower(), frozenset(entry.get("roles", [])))
+                      for entry in yaml.safe_load(Path(self.api_keys_file).read_text()) or []]
+        self._keys_version = (st.st_mtime_ns, st.st_size, st.st_ino)
 
     def identify(self, headers) -> Identity:
         auth = headers.get("Authorization", "")
@@ -67,6 +81,7 @@ class Authenticator:
         key = headers.get("X-API-Key") or (auth[7:].strip() if auth.lower().startswith("apikey ")
                                            else None)
         if key:
+            self._load_keys()
             digest = hashlib.sha256(key.encode()).hexdigest()
             for name, stored, roles in self._keys:
                 if hmac.compare_digest(digest, stored):

@@ -48,12 +48,17 @@ class Settings(BaseSettings):
     jwks_file: Path | None = Field(None, description="JWKS (JSON) of the trusted token issuer")
     jwt_issuer: str | None = Field(None, description="required iss of bearer tokens")
     jwt_audience: str | None = Field(None, description="required aud of bearer tokens")
-    api_keys_file: Path | None = Field(None, description="YAML list of {name, sha256, roles}")
+    api_keys_file: Path | None = Field(None, description="YAML list of {name, sha256, roles}; "
+                                             "default <data_dir>/api-keys.yml (`oup keys`)")
     audit_log: Path | None = Field(None, description="default <data_dir>/audit.log")
 
     @property
     def store_url(self) -> str:
         return self.database_url or f"gpkg://{(self.data_dir / 'oup.gpkg').resolve()}"
+
+    @property
+    def keys_file(self) -> Path:
+        return self.api_keys_file or self.data_dir / "api-keys.yml"
 
     @property
     def broker_url(self) -> str:

@@ -99,12 +99,31 @@ def make_classified(cat: Path) -> None:
         (cat / cid / "collection.yml").write_text(yml)
 
 
+def make_register(folder: Path) -> list[dict]:
+    """A steward's register whose attributes are named as store columns often are (id,
+    fid, geom, geometry), keyed by ``id``; one entry has no geometry."""
+    feats = [{"type": "Feature", "properties": {
+                "id": 101 + i, "fid": 501 + i, "geom": f"g{i}", "geometry": f"shape-{i}"},
+              "geometry": None if i == 2 else {"type": "Point",
+                                               "coordinates": [4.45 + i / 1000, 51.91]}}
+             for i in range(3)]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "register.geojson").write_text(json.dumps({"type": "FeatureCollection",
+                                                         "features": feats}))
+    (folder / "collection.yml").write_text(
+        "title: Register (generated test data)\ndescription: Attributes named id, fid, geom "
+        "and geometry\nlicense: {name: CC0 1.0}\nowner: {name: OUP tests}\nsynthetic: true\n"
+        "sources: [{path: register.geojson}]\nid_field: id\n")
+    return feats
+
+
 @pytest.fixture(scope="session")
 def catalog_dir(workdir) -> Path:
     cat = workdir / "collections"
     shutil.copytree(ROOT / "collections", cat)
     make_probes(cat / "probes")
     make_classified(cat)
+    make_register(cat / "register")
     return cat
 
 

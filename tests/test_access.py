@@ -92,7 +92,7 @@ def test_listings_show_what_each_caller_may_see(server, callers):
         paths = requests.get(f"{server}/openapi.json", headers=headers).json()["paths"]
         assert {c for c in (PUBLIC, INTERNAL, RESTRICTED)
                 if f"/collections/{c}/items" in paths} == sees
-        recs = requests.get(f"{server}/collections/catalog/items?f=json",
+        recs = requests.get(f"{server}/collections/catalog/items?f=json&limit=100",
                             headers=headers).json()["features"]
         assert {r["id"] for r in recs} & {PUBLIC, INTERNAL, RESTRICTED} == sees
 
@@ -135,3 +135,41 @@ def test_security_headers(server):
 def test_admin_api_stays_off(server):
     r = requests.post(f"{server}/admin/config", json={"server": {}})
     assert r.status_code in (404, 405)
+
+
+def test_the_demo_restricted_collection_with_a_key_from_oup_keys(server, imported, credentials):
+    """The demo's youth-care collection: anonymous, a key made by `oup keys add`, a bad key
+    and an expired token get 404, 200, 401, 401, and the audit log has each of the four."""
+    from conftest import oup
+
+    cid, name = "jeugdzorg", f"demo-analyst-{imported['OUP_TEST_STORE']}"
+    made = oup(imported, "keys", "add", name, "--role", "youth-care-analyst")
+    key = made.stdout.strip()
+    keys_file = Path(imported["OUP_API_KEYS_FILE"]).read_text()
+    assert key.startswith("oup_") and key not in keys_file  # only its hash is kept
+    assert name in oup(imported, "keys", "list").stdout
+    expired = f"Bearer {token(credentials, roles=['youth-care-analyst'], exp=-60)}"
+    calls = {"anonymous": ({}, 404), "key": ({"X-API-Key": key}, 200),
+             "bad key": ({"X-API-Key": key[:-2] + "xx"}, 401),
+             "expired token": ({"Authorization": expired}, 401)}
+    for who, (headers, status) in calls.items():
+        r = requests.get(f"{server}/collections/{cid}/items",
+                         headers={**headers, "X-Request-ID": f"demo-{name}-{who}"})
+        assert r.status_code == status, (who, r.text[:200])
+        if status == 200:  # published after its disclosure control
+            by_code = {f["properties"]["buurtcode"]: f["properties"] for f in r.json()["features"]}
+            assert len(by_code) == 6
+            assert by_code["BU05990304"]["trajecten_per_1000"] is None  # under 100 young people
+            assert by_code["BU05990303"]["met_verblijf"] is None  # a count under 5
+            assert all(p["jongeren"] % 5 == 0 for p in by_code.values())
+    audit = [json.loads(line) for line in
+             (Path(imported["OUP_DATA_DIR"]) / "audit.log").read_text().splitlines()]
+    logged = {e["request_id"]: e for e in audit if e["request_id"].startswith(f"demo-{name}-")}
+    assert {rid: e["result"] for rid, e in logged.items()} == \
+        {f"demo-{name}-{who}": status for who, (_, status) in calls.items()}
+    assert logged[f"demo-{name}-key"]["who"] == f"key:{name}"
+    assert all(e["collection"] == cid for e in logged.values())
+    # revoked: the running server refuses the key from the next request on
+    oup(imported, "keys", "revoke", name)
+    r = requests.get(f"{server}/collections/{cid}/items", headers={"X-API-Key": key})
+    assert r.status_code == 401

@@ -2,7 +2,6 @@
 appearances the tiler does not use, read by the one reader that `oup import` and
 `oup tile` share (oup.cityjson)."""
 import json
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -111,10 +110,11 @@ def test_import_reads_cityjson_1_0_with_an_urn(tmp_path):
 
     src = tmp_path / "old.city.json"
     src.write_text(json.dumps(_subset(n=5, version="1.0", spelling="urn:ogc:def:crs:EPSG::7415")))
-    skipped = Counter()
-    srid, features = read_cityjson(src, Source(path=src.name), skipped)
+    from oup.importers import ImportReport
+
+    crs, features = read_cityjson(src, Source(path=src.name), ImportReport("old"))
     features = list(features)
-    assert srid == 28992 and len(features) == 5
+    assert crs == "EPSG:28992" and len(features) == 5
     assert all(props["lod"] == "2" for _, props in features)
     x, y = features[0][0].centroid.x, features[0][0].centroid.y
     assert 90_000 < x < 92_000 and 435_000 < y < 437_000

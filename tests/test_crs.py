@@ -38,7 +38,7 @@ def test_rd_output_is_the_source_coordinates(server, imported, source_vertices):
     if imported.get("OUP_DATABASE_URL"):  # what PostGIS holds in the source geometry column
         import psycopg
         with psycopg.connect(imported["OUP_DATABASE_URL"]) as con:
-            rows = con.execute("SELECT fid, ST_AsBinary(geom) FROM buildings").fetchall()
+            rows = con.execute("SELECT _oup_fid, ST_AsBinary(_oup_geom) FROM buildings").fetchall()
         stored = __import__("geopandas").GeoDataFrame(
             geometry=[shapely.from_wkb(bytes(g)) for _, g in rows], index=[f for f, _ in rows])
     else:  # what GDAL reads from the GeoPackage

@@ -123,7 +123,7 @@ def test_a_new_extension_is_served_without_code(tmp_path, imported):
         ids = {c["id"] for c in requests.get(f"{url}/collections?f=json").json()["collections"]}
         assert "tevredenheid" in ids
         assert "/collections/tevredenheid/items" in requests.get(f"{url}/openapi.json").json()["paths"]
-        records = requests.get(f"{url}/collections/catalog/items?f=json").json()["features"]
+        records = requests.get(f"{url}/collections/catalog/items?f=json&limit=100").json()["features"]
         assert "tevredenheid" in {r["id"] for r in records}
         items = requests.get(f"{url}/collections/tevredenheid/items").json()
         assert items["numberMatched"] == 2

@@ -136,9 +136,14 @@ def test_geojson_gpkg_and_csv_sources(tmp_path, store):
     d = _collection(tmp_path, "{path: in.gpkg}", name="fromgpkg")
     pyogrio.write_dataframe(df, d / "in.gpkg")
     assert _import(d, store).count == 30
-    # CSV with coordinates, one row without
+    # CSV with coordinates, one row without: a feature without geometry (issue 14)
     d = _collection(tmp_path, "{path: pts.csv, x_field: x, y_field: y, crs: 'EPSG:28992'}",
                     name="fromcsv")
     (d / "pts.csv").write_text("name,x,y,n\na,91000,435800,1\nb,91100,435900,2\nc,,,3\n")
     report = _import(d, store)
-    assert report.count == 2 and report.skipped["no coordinates"] == 1
+    assert report.count == 3 and "1 features without geometry" in str(report)
+    from oup.store import Query
+
+    got = {f["properties"]["name"]: f["geometry"]
+           for f in store.query("fromcsv", Query(limit=10)).features}
+    assert got["c"] is None and got["a"]["type"] == "Point"

@@ -28,9 +28,10 @@ def catalog(tmp_path_factory):
 
 @pytest.mark.parametrize("who, sees", [
     (ANONYMOUS, set()),
-    (Identity("key:x", frozenset(), True), {"internal-figures"}),
+    # the demo's own internal (inspecties) and restricted (jeugdzorg) collections too
+    (Identity("key:x", frozenset(), True), {"internal-figures", "inspecties"}),
     (Identity("key:y", frozenset({"youth-care-analyst"}), True),
-     {"internal-figures", "restricted-care"}),
+     {"internal-figures", "restricted-care", "inspecties", "jeugdzorg"}),
     (Identity("key:z", frozenset({"youth-care-analyst"}), False), set()),  # roles, no sign-in
 ])
 def test_the_access_policy(catalog, who, sees):

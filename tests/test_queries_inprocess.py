@@ -39,7 +39,7 @@ def probe_store(tmp_path_factory):
             props["observed"] = datetime.fromisoformat(props["observed"].replace("Z", "+00:00"))
             yield Feature(g, g, props)
 
-    store.write_collection("probes", 4326, FIELDS, features(), "observed")
+    store.write_collection("probes", "EPSG:4326", FIELDS, features(), "observed")
     return store, feats
 
 

@@ -11,7 +11,7 @@ from oup.store.postgis import PostGISStore
 
 def _write(store, fields, values):
     pt = shapely.Point(4.45, 51.9)
-    store.write_collection("things", 4326, fields,
+    store.write_collection("things", "EPSG:4326", fields,
                            (Feature(pt, pt, dict(zip([f.name for f in fields], v)))
                             for v in values))
 

@@ -10,6 +10,11 @@ from shapely.geometry.base import BaseGeometry
 #: JSON-schema types a field can have.
 FIELD_TYPES = ("string", "number", "integer", "boolean", "date-time")
 
+# The store's own columns live under a prefix no source attribute may use, so a steward's
+# ``id``, ``fid``, ``geom`` or ``geometry`` is stored and served under its own name.
+SYSTEM_PREFIX = "_oup_"
+FID, GEOM, GEOM84 = "_oup_fid", "_oup_geom", "_oup_geom84"  # row id, source CRS, CRS84
+
 
 class StoreError(RuntimeError):
     """The store cannot do what was asked (server side)."""
@@ -81,7 +86,7 @@ class Page:
 class FeatureStore(Protocol):
     """What every store backend (GeoPackage, PostGIS) implements."""
 
-    def write_collection(self, cid: str, source_srid: int, fields: list[Field],
+    def write_collection(self, cid: str, source_crs: str, fields: list[Field],
                          features: Iterable[Feature], time_field: str | None = None,
                          geometry_type: str = "GEOMETRY", description: str = "",
                          id_field: str | None = None) -> int: ...

@@ -12,7 +12,7 @@ from typing import Any, Callable
 import shapely
 from pygeofilter import ast, values
 
-from .base import Field, InvalidQuery, check_int64
+from .base import GEOM, GEOM84, Field, InvalidQuery, check_int64
 
 SPATIAL_OPS = {
     ast.GeometryIntersects: "intersects", ast.GeometryDisjoint: "disjoint",
@@ -22,7 +22,7 @@ SPATIAL_OPS = {
 }
 _COMPARE = {ast.Equal: "=", ast.NotEqual: "<>", ast.LessThan: "<", ast.LessEqual: "<=",
             ast.GreaterThan: ">", ast.GreaterEqual: ">="}
-GEOMETRY_NAMES = ("geometry", "geom", "_geom84")
+GEOMETRY_NAMES = ("geometry", GEOM, GEOM84)
 
 
 def iso(value: datetime | date) -> str:

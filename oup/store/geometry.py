@@ -94,7 +94,7 @@ def from_crs84(geoms: np.ndarray, code: str) -> np.ndarray:
 
 
 def to_crs84(geom, code: str):
-    """Transform a geometry (or an array of them) from ``code`` to CRS84."""
+    """Transform a geometry (or an array of them) from ``code`` (a code or WKT) to CRS84."""
     if code == "OGC:CRS84":
         return geom
     import pyproj
@@ -185,6 +185,14 @@ def filter_to_crs84(node, code: str):
     return literal(node)
 
 
+def native_crs(meta: dict) -> str:
+    """The output CRS in which a layer's source geometry is the answer as it is stored.
+    A source kept as 4326 holds longitude first (as GeoPackages do), which is CRS84:
+    EPSG:4326 output (latitude first) is then a transformation like any other."""
+    srid = meta["source_srid"]
+    return "OGC:CRS84" if srid == 4326 else f"EPSG:{srid}"
+
+
 def rows_to_features(meta: dict, rows, select: list[str], q, decode=None) -> list[dict]:
     """GeoJSON features from store rows ``(fid, geometry, *select[, id])``: the geometry
     column holds WKB (after ``decode``), in the source CRS when ``q.crs`` is the source
@@ -198,12 +206,14 @@ def rows_to_features(meta: dict, rows, select: list[str], q, decode=None) -> lis
     if q.skip_geometry:
         geojson = [None] * len(rows)
     else:
-        native = q.crs == f"EPSG:{meta['source_srid']}"
+        native = q.crs == native_crs(meta)
         wkbs = [None if r[1] is None else bytes(decode(r[1]) if decode else r[1]) for r in rows]
         geoms = shapely.from_wkb(np.array(wkbs, dtype=object))
         if not native:
             geoms = from_crs84(geoms, q.crs)
-        geojson = orjson.loads("[" + ",".join(shapely.to_geojson(geoms)) + "]")
+        # a feature without geometry is "geometry": null
+        geojson = orjson.loads("[" + ",".join(t or "null" for t in shapely.to_geojson(geoms))
+                               + "]")
     out = []
     for row, geometry in zip(rows, geojson):
         props = dict(zip(select, row[2:2 + len(select)]))

@@ -1,10 +1,12 @@
 """The embedded store: one GeoPackage file, readable by QGIS and GDAL as it is.
 
-Each collection is a GeoPackage feature table whose geometry column holds the
-source geometry (e.g. RD New, the data of record) with the standard R*Tree index,
-plus ``_geom84``, the same geometry in CRS84 (exactly transformed once, at import),
-with its own R*Tree. Requests then never transform coordinates for CRS84 or the
-source CRS, and bbox / spatial filters are answered from an index.
+Each collection is a GeoPackage feature table whose geometry column (``_oup_geom``)
+holds the source geometry (e.g. RD New, the data of record) with the standard R*Tree
+index, plus ``_oup_geom84``, the same geometry in CRS84 (exactly transformed once, at
+import), with its own R*Tree. Requests then never transform coordinates for CRS84 or the
+source CRS, and bbox / spatial filters are answered from an index. A source CRS without
+an EPSG code gets a ``gpkg_spatial_ref_sys`` row of its own (organisation NONE, from
+srs_id 100000 on, as GDAL numbers them).
 
 Python's sqlite3 cannot load SpatiaLite here, so the few SQL functions the
 GeoPackage R*Tree triggers and our spatial filters call are registered in Python.
@@ -22,10 +24,10 @@ from typing import Iterable
 import numpy as np
 import shapely
 
-from .base import Feature, Field, Query, StoreError, UnknownCollection
+from .base import FID, GEOM, GEOM84, Feature, Field, Query, StoreError, UnknownCollection
 from .cql import quote
-from .geometry import gpb_envelope, gpb_wkb, rows_to_features, to_gpb
-from .sqlquery import SqlQueries, TimeSpan, column_values
+from .geometry import gpb_envelope, gpb_wkb, native_crs, rows_to_features, to_gpb
+from .sqlquery import SqlQueries, TimeSpan, column_values, current_layout
 
 _SQL_TYPES = {"string": "TEXT", "number": "DOUBLE", "integer": "INTEGER",
               "boolean": "BOOLEAN", "date-time": "DATETIME"}
@@ -38,12 +40,17 @@ _SRS = {
     0: ("Undefined geographic SRS", "NONE", 0, "undefined"),
 }
 _BATCH = 2000
+_OWN_SRS = 100000  # the first srs_id of a CRS without an EPSG code
 
 
-def _srs_wkt(srid: int) -> str:
+def _srs_wkt(crs: str) -> str:
     import pyproj
 
-    return pyproj.CRS.from_epsg(srid).to_wkt("WKT1_GDAL")
+    c = pyproj.CRS.from_user_input(crs)
+    try:  # the GeoPackage 1.2 core holds WKT 1; PROJ writes it for nearly every CRS
+        return c.to_wkt("WKT1_GDAL", pretty=False) or c.to_wkt()
+    except pyproj.exceptions.CRSError:
+        return c.to_wkt()
 
 
 class _PreparedCache:
@@ -106,7 +113,7 @@ def _connect(path: str, readonly: bool = False) -> sqlite3.Connection:
 class GeoPackageStore(SqlQueries):
     """A GeoPackage file behind the ``FeatureStore`` interface."""
 
-    GEOMETRY = ("geom", "_geom84")
+    GEOMETRY = (quote(GEOM), quote(GEOM84))
 
     def __init__(self, path: str | Path):
         self.path = str(Path(path).resolve())
@@ -138,7 +145,7 @@ class GeoPackageStore(SqlQueries):
             local.meta_version = version
         if cid not in meta:
             raise UnknownCollection(f"collection {cid!r} is not in the store; run `oup import`")
-        return meta[cid]
+        return current_layout(cid, meta[cid])
 
     def _has_layers(self) -> bool:
         return self.con.execute("SELECT 1 FROM sqlite_master WHERE name='oup_layers'").fetchone() \
@@ -174,9 +181,27 @@ class GeoPackageStore(SqlQueries):
             return
         name, org, code, wkt = _SRS.get(srid, (f"EPSG:{srid}", "EPSG", srid, None))
         con.execute("INSERT INTO gpkg_spatial_ref_sys VALUES (?,?,?,?,?,?)",
-                    (name, srid, org, code, wkt or _srs_wkt(srid), None))
+                    (name, srid, org, code, wkt or _srs_wkt(f"EPSG:{srid}"), None))
 
-    def write_collection(self, cid: str, source_srid: int, fields: list[Field],
+    def _srs_id(self, con, crs: str) -> int:
+        """The srs_id of ``crs`` (``EPSG:n`` or WKT) in this file, added if new."""
+        if crs.startswith("EPSG:"):
+            self._ensure_srs(con, int(crs[5:]))
+            return int(crs[5:])
+        wkt = _srs_wkt(crs)
+        row = con.execute("SELECT srs_id FROM gpkg_spatial_ref_sys WHERE organization = 'NONE' "
+                          "AND definition = ?", (wkt,)).fetchone()
+        if row:
+            return row[0]
+        srid = max(_OWN_SRS, con.execute("SELECT COALESCE(MAX(srs_id) + 1, 0) FROM "
+                                          "gpkg_spatial_ref_sys").fetchone()[0])
+        import pyproj
+
+        con.execute("INSERT INTO gpkg_spatial_ref_sys VALUES (?,?,?,?,?,?)",
+                    (pyproj.CRS.from_user_input(crs).name, srid, "NONE", srid, wkt, None))
+        return srid
+
+    def write_collection(self, cid: str, source_crs: str, fields: list[Field],
                          features: Iterable[Feature], time_field: str | None = None,
                          geometry_type: str = "GEOMETRY", description: str = "",
                          id_field: str | None = None) -> int:
@@ -186,16 +211,17 @@ class GeoPackageStore(SqlQueries):
         try:
             self._init_schema(con)
             con.execute("BEGIN IMMEDIATE")
-            for srid in (-1, 0, 4326, source_srid):
+            for srid in (-1, 0, 4326):
                 self._ensure_srs(con, srid)
+            source_srid = self._srs_id(con, source_crs)
             self._drop(con, cid)
-            t, rt, rt84 = quote(cid), quote(f"rtree_{cid}_geom"), quote(f"rtree_{cid}__geom84")
+            t, rt, rt84 = quote(cid), quote(f"rtree_{cid}_{GEOM}"), quote(f"rtree_{cid}_{GEOM84}")
             cols = "".join(f", {quote(f.name)} {_SQL_TYPES[f.type]}" for f in fields)
-            con.execute(f"CREATE TABLE {t} (fid INTEGER PRIMARY KEY AUTOINCREMENT, "
-                        f"geom {geometry_type}, _geom84 BLOB{cols})")
+            con.execute(f"CREATE TABLE {t} ({FID} INTEGER PRIMARY KEY AUTOINCREMENT, "
+                        f"{GEOM} {geometry_type}, {GEOM84} BLOB{cols})")
             con.execute(f"CREATE VIRTUAL TABLE {rt} USING rtree(id, minx, maxx, miny, maxy)")
             con.execute(f"CREATE VIRTUAL TABLE {rt84} USING rtree(id, minx, maxx, miny, maxy)")
-            names = ["geom", "_geom84"] + [f.name for f in fields]
+            names = [GEOM, GEOM84] + [f.name for f in fields]
             insert = (f"INSERT INTO {t} ({', '.join(map(quote, names))}) "
                       f"VALUES ({', '.join('?' * len(names))})")
             count, bounds84, span = 0, [np.inf, np.inf, -np.inf, -np.inf], TimeSpan()
@@ -203,25 +229,27 @@ class GeoPackageStore(SqlQueries):
 
             def flush():
                 nonlocal batch, envs, envs84
-                cur = con.execute(f"SELECT COALESCE(MAX(fid), 0) FROM {t}").fetchone()[0]
+                cur = con.execute(f"SELECT COALESCE(MAX({FID}), 0) FROM {t}").fetchone()[0]
                 con.executemany(insert, batch)
-                ids = range(cur + 1, cur + 1 + len(batch))
+                # a feature without geometry has no entry in the indexes
                 con.executemany(f"INSERT INTO {rt} VALUES (?,?,?,?,?)",
-                                [(i, *e) for i, e in zip(ids, envs)])
+                                [(cur + i, *e) for i, e in envs])
                 con.executemany(f"INSERT INTO {rt84} VALUES (?,?,?,?,?)",
-                                [(i, *e) for i, e in zip(ids, envs84)])
+                                [(cur + i, *e) for i, e in envs84])
                 batch, envs, envs84 = [], [], []
 
             for feat in features:
-                batch.append([to_gpb(feat.geometry, source_srid),
-                              shapely.to_wkb(feat.geometry_crs84)]
+                g, g84 = feat.geometry, feat.geometry_crs84
+                batch.append([None if g is None else to_gpb(g, source_srid),
+                              None if g84 is None else shapely.to_wkb(g84)]
                              + column_values(fields, feat.properties, span))
-                minx, miny, maxx, maxy = feat.geometry.bounds
-                envs.append((minx, maxx, miny, maxy))
-                a, b, c, d = feat.geometry_crs84.bounds
-                envs84.append((a, c, b, d))
-                bounds84 = [min(bounds84[0], a), min(bounds84[1], b),
-                            max(bounds84[2], c), max(bounds84[3], d)]
+                if g is not None:
+                    minx, miny, maxx, maxy = g.bounds
+                    envs.append((len(batch), (minx, maxx, miny, maxy)))
+                    a, b, c, d = g84.bounds
+                    envs84.append((len(batch), (a, c, b, d)))
+                    bounds84 = [min(bounds84[0], a), min(bounds84[1], b),
+                                max(bounds84[2], c), max(bounds84[3], d)]
                 count += 1
                 if len(batch) >= _BATCH:
                     flush()
@@ -233,8 +261,9 @@ class GeoPackageStore(SqlQueries):
                             f"ON {t} ({quote(f.name)})")
             self._register(con, cid, source_srid, geometry_type, description)
             meta = {"fields": [[f.name, f.type] for f in fields], "source_srid": source_srid,
+                    "source_crs": source_crs,
                     "time_field": time_field, "id_field": id_field, "count": count,
-                    "bbox": bounds84 if count else None,
+                    "bbox": bounds84 if np.isfinite(bounds84).all() else None,
                     "interval": span.interval,
                     "imported": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
             con.execute("INSERT INTO oup_layers VALUES (?, ?)", (cid, json.dumps(meta)))
@@ -248,34 +277,34 @@ class GeoPackageStore(SqlQueries):
             con.close()
 
     def _register(self, con, cid, srid, geometry_type, description) -> None:
-        t, rt = quote(cid), quote(f"rtree_{cid}_geom")
+        t, rt = quote(cid), quote(f"rtree_{cid}_{GEOM}")
         row = con.execute(f"SELECT MIN(minx), MIN(miny), MAX(maxx), MAX(maxy) FROM {rt}").fetchone()
         con.execute("INSERT INTO gpkg_contents (table_name, data_type, identifier, description, "
                     "min_x, min_y, max_x, max_y, srs_id) VALUES (?,?,?,?,?,?,?,?,?)",
                     (cid, "features", cid, description, *row, srid))
         con.execute("INSERT INTO gpkg_geometry_columns VALUES (?,?,?,?,0,0)",
-                    (cid, "geom", geometry_type, srid))
+                    (cid, GEOM, geometry_type, srid))
         con.execute("INSERT INTO gpkg_extensions VALUES (?,?,?,?,?)",
-                    (cid, "geom", "gpkg_rtree_index",
+                    (cid, GEOM, "gpkg_rtree_index",
                      "http://www.geopackage.org/spec120/#extension_rtree", "write-only"))
         # The standard triggers keep the index right when QGIS or GDAL edit the file.
-        g = "geom"
+        g, fid = GEOM, FID
         for name, when, body in (
             ("insert", f"AFTER INSERT ON {t} WHEN (new.{g} NOT NULL AND NOT ST_IsEmpty(NEW.{g}))",
-             f"INSERT OR REPLACE INTO {rt} VALUES (NEW.fid, ST_MinX(NEW.{g}), ST_MaxX(NEW.{g}), "
-             f"ST_MinY(NEW.{g}), ST_MaxY(NEW.{g}))"),
-            ("update1", f"AFTER UPDATE OF {g} ON {t} WHEN OLD.fid = NEW.fid AND "
+             f"INSERT OR REPLACE INTO {rt} VALUES (NEW.{fid}, ST_MinX(NEW.{g}), "
+             f"ST_MaxX(NEW.{g}), ST_MinY(NEW.{g}), ST_MaxY(NEW.{g}))"),
+            ("update1", f"AFTER UPDATE OF {g} ON {t} WHEN OLD.{fid} = NEW.{fid} AND "
              f"(NEW.{g} NOTNULL AND NOT ST_IsEmpty(NEW.{g}))",
-             f"INSERT OR REPLACE INTO {rt} VALUES (NEW.fid, ST_MinX(NEW.{g}), ST_MaxX(NEW.{g}), "
-             f"ST_MinY(NEW.{g}), ST_MaxY(NEW.{g}))"),
+             f"INSERT OR REPLACE INTO {rt} VALUES (NEW.{fid}, ST_MinX(NEW.{g}), "
+             f"ST_MaxX(NEW.{g}), ST_MinY(NEW.{g}), ST_MaxY(NEW.{g}))"),
             ("delete", f"AFTER DELETE ON {t} WHEN old.{g} NOT NULL",
-             f"DELETE FROM {rt} WHERE id = OLD.fid"),
+             f"DELETE FROM {rt} WHERE id = OLD.{fid}"),
         ):
-            con.execute(f"CREATE TRIGGER {quote(f'rtree_{cid}_geom_{name}')} {when} "
+            con.execute(f"CREATE TRIGGER {quote(f'rtree_{cid}_{g}_{name}')} {when} "
                         f"BEGIN {body}; END")
 
     def _drop(self, con, cid: str) -> None:
-        for name in (f"rtree_{cid}_geom", f"rtree_{cid}__geom84", cid):
+        for name in (f"rtree_{cid}_{GEOM}", f"rtree_{cid}_{GEOM84}", cid):
             con.execute(f"DROP TABLE IF EXISTS {quote(name)}")
         for table in ("gpkg_contents", "gpkg_geometry_columns", "gpkg_extensions", "oup_layers"):
             con.execute(f"DELETE FROM {table} WHERE table_name = ?", (cid,))
@@ -290,11 +319,11 @@ class GeoPackageStore(SqlQueries):
         return [r[0] for r in self.con.execute("SELECT table_name FROM oup_layers")]
 
     def _spatial(self, cid: str):
-        t, rt84 = quote(cid), quote(f"rtree_{cid}__geom84")
+        t, rt84 = quote(cid), quote(f"rtree_{cid}_{GEOM84}")
 
         def spatial(op: str, wkb: bytes, bounds, box: bool = False) -> tuple[str, list]:
             minx, miny, maxx, maxy = bounds
-            exact = "oup_spatial(?, _geom84, ?)"
+            exact = f"oup_spatial(?, {GEOM84}, ?)"
             if op == "disjoint":
                 return exact, [op, wkb]
             # Every other predicate implies the envelopes meet: the R*Tree narrows first.
@@ -303,9 +332,9 @@ class GeoPackageStore(SqlQueries):
             # envelopes rounded outwards: "inside" there is inside for real.)
             inside = "(r.minx >= ? AND r.maxx <= ? AND r.miny >= ? AND r.maxy <= ?) OR " \
                 if box and op == "intersects" else ""
-            sql = (f"fid IN (SELECT r.id FROM {rt84} r JOIN {t} f ON f.fid = r.id "
+            sql = (f"{FID} IN (SELECT r.id FROM {rt84} r JOIN {t} f ON f.{FID} = r.id "
                    f"WHERE r.minx <= ? AND r.maxx >= ? AND r.miny <= ? AND r.maxy >= ? "
-                   f"AND ({inside}oup_spatial(?, f._geom84, ?)))")
+                   f"AND ({inside}oup_spatial(?, f.{GEOM84}, ?)))")
             p = [maxx, minx, maxy, miny] + ([minx, maxx, miny, maxy] if inside else [])
             return sql, p + [op, wkb]
 
@@ -313,7 +342,7 @@ class GeoPackageStore(SqlQueries):
 
     @staticmethod
     def features(meta: dict, rows, select: list[str], q: Query) -> list[dict]:
-        native = q.crs == f"EPSG:{meta['source_srid']}"
+        native = q.crs == native_crs(meta)
         return rows_to_features(meta, rows, select, q, gpb_wkb if native else None)
 
     def health(self) -> dict:

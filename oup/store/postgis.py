@@ -1,8 +1,8 @@
 """The production store: PostgreSQL + PostGIS, chosen by ``OUP_DATABASE_URL=postgresql://...``.
 
 Same interface and answers as the GeoPackage store. Each collection is a table with the
-source geometry (``geom``, the data of record) and ``geom84`` (CRS84, transformed once at
-import), each with a GiST index, and a B-tree index per attribute; date-times are
+source geometry (``_oup_geom``, the data of record) and ``_oup_geom84`` (CRS84, transformed
+once at import), each with a GiST index, and a B-tree index per attribute; date-times are
 ``timestamptz``. Connections come from a pool per process (``OUP_DB_POOL_SIZE``); the
 schema is versioned (``migrations.py``) and brought up to date when the store opens.
 
@@ -11,17 +11,19 @@ in every store); ``pg_sql`` turns them into psycopg's ``%s`` where a statement i
 """
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import warnings
 from datetime import datetime, timezone
 from typing import Iterable
 
 import shapely
 
-from .base import (Feature, Field, InvalidQuery, Query, StaleLayer, StoreError,
-                   UnknownCollection)
+from .base import (FID, GEOM, GEOM84, Feature, Field, InvalidQuery, Query, StaleLayer,
+                   StoreError, UnknownCollection)
 from .cql import quote
-from .sqlquery import SqlQueries, TimeSpan, column_values
+from .sqlquery import SqlQueries, TimeSpan, column_values, current_layout
 from .geometry import rows_to_features
 
 _PG_TYPES = {"string": "text", "number": "double precision", "integer": "bigint",
@@ -52,21 +54,38 @@ def pg_sql(sql: str) -> str:
 
 
 class PostGISStore(SqlQueries):
-    GEOMETRY = ("ST_AsBinary(geom)", "ST_AsBinary(geom84)")
+    GEOMETRY = (f"ST_AsBinary({GEOM})", f"ST_AsBinary({GEOM84})")
+    OWN_SRIDS = (910000, 998999)  # a CRS without an EPSG code: PostGIS's user range
 
     def __init__(self, url: str, pool_size: int | None = None):
+        import psycopg
         from psycopg_pool import ConnectionPool
 
         from .migrations import migrate
 
         self.url = url
         size = pool_size or int(os.environ.get("OUP_DB_POOL_SIZE", "4"))
-        # autocommit: reads need no transaction; writers open their own
+        # one connection first: no database there is one line at once, not a pool
+        # retrying in the background for 30 s
+        try:
+            with psycopg.connect(url, autocommit=True, connect_timeout=10) as con:
+                migrate(con)
+        except psycopg.OperationalError as exc:
+            reason = (str(exc).splitlines() or [""])[0]
+            raise StoreError(f"PostGIS at {url.split('@')[-1]}: {reason}") from None
+        # autocommit: reads need no transaction; writers open their own. No server-side
+        # prepared statements: a re-import (by another process) may change a table's column
+        # types, and a statement prepared before then fails ("cached plan must not change
+        # result type") instead of reading the new table
         self.pool = ConnectionPool(url, min_size=1, max_size=size, open=True, timeout=30,
-                                   kwargs={"autocommit": True})
-        with self.pool.connection() as con:
-            migrate(con)
+                                   kwargs={"autocommit": True, "prepare_threshold": None})
+        # closed while the interpreter still runs threads: left to the garbage collector at
+        # exit, the pool waits 5 s for each of its threads and warns that it could not stop
+        atexit.register(self.close)
         self._meta: dict[str, dict] = {}  # layer metadata by collection (dict ops are atomic)
+
+    def close(self) -> None:
+        self.pool.close()
 
     # -- plumbing -----------------------------------------------------------------------
     def execute(self, sql: str, params=()) -> list[tuple]:
@@ -95,14 +114,39 @@ class PostGISStore(SqlQueries):
                 raise UnknownCollection(f"collection {cid!r} is not in the store; "
                                         "run `oup import`")
             meta = rows[0][0]
-            meta = self._meta[cid] = meta if isinstance(meta, dict) else json.loads(meta)
+            meta = meta if isinstance(meta, dict) else json.loads(meta)
+            meta = self._meta[cid] = current_layout(cid, meta)
         return meta
 
     def forget_layers(self) -> None:
         self._meta.clear()
 
     # -- writing --------------------------------------------------------------------------
-    def write_collection(self, cid: str, source_srid: int, fields: list[Field],
+    def _srid(self, con, crs: str) -> int:
+        """The SRID of ``crs`` (``EPSG:n`` or WKT) in ``spatial_ref_sys``, added if new."""
+        if crs.startswith("EPSG:"):
+            return int(crs[5:])
+        import pyproj
+
+        c = pyproj.CRS.from_user_input(crs)
+        # srtext is WKT 1 and holds 2048 characters; the layer metadata keeps the full WKT 2
+        wkt = c.to_wkt("WKT1_GDAL") or ""
+        wkt = wkt if len(wkt) <= 2048 else ""
+        with warnings.catch_warnings():  # PROJ strings are lossy: a hint for GIS clients only
+            warnings.simplefilter("ignore", UserWarning)
+            proj4 = (c.to_proj4() or "")[:2048]
+        row = con.execute("SELECT srid FROM spatial_ref_sys WHERE auth_name = 'OUP' AND "
+                          "srtext = %s AND proj4text = %s", (wkt, proj4)).fetchone()
+        if row:
+            return row[0]
+        low, high = self.OWN_SRIDS
+        srid = con.execute("SELECT COALESCE(MAX(srid) + 1, %s) FROM spatial_ref_sys WHERE "
+                           "srid BETWEEN %s AND %s", (low, low, high)).fetchone()[0]
+        con.execute("INSERT INTO spatial_ref_sys (srid, auth_name, auth_srid, srtext, proj4text) "
+                    "VALUES (%s, 'OUP', %s, %s, %s)", (srid, srid, wkt, proj4))
+        return srid
+
+    def write_collection(self, cid: str, source_crs: str, fields: list[Field],
                          features: Iterable[Feature], time_field: str | None = None,
                          geometry_type: str = "GEOMETRY", description: str = "",
                          id_field: str | None = None) -> int:
@@ -110,41 +154,45 @@ class PostGISStore(SqlQueries):
         new = f"{cid}__new"
         t, tn = quote(cid), quote(new)
         cols = "".join(f", {quote(f.name)} {_PG_TYPES[f.type]}" for f in fields)
-        names = ["geom", "geom84"] + [f.name for f in fields]
+        names = [GEOM, GEOM84] + [f.name for f in fields]
         marks = ["ST_GeomFromWKB(?, ?)", "ST_GeomFromWKB(?, 4326)"] + ["?"] * len(fields)
         insert = pg_sql(f"INSERT INTO {tn} ({', '.join(map(quote, names))}) "
                         f"VALUES ({', '.join(marks)})")
         count, bounds, span = 0, None, TimeSpan()
         with self.pool.connection() as con:
+            source_srid = self._srid(con, source_crs)
             con.execute(f"DROP TABLE IF EXISTS {tn}")
             # typed geometry columns: geometry_columns then tells GIS clients (QGIS, tipg)
             # each column's SRID
-            con.execute(f"CREATE TABLE {tn} (fid bigserial PRIMARY KEY, "
-                        f"geom geometry(Geometry, {int(source_srid)}), "
-                        f"geom84 geometry(Geometry, 4326){cols})")
+            con.execute(f"CREATE TABLE {tn} ({FID} bigserial PRIMARY KEY, "
+                        f"{GEOM} geometry(Geometry, {int(source_srid)}), "
+                        f"{GEOM84} geometry(Geometry, 4326){cols})")
             batch = []
             with con.transaction():
                 for feat in features:
-                    batch.append([shapely.to_wkb(feat.geometry), source_srid,
-                                  shapely.to_wkb(feat.geometry_crs84)]
+                    g, g84 = feat.geometry, feat.geometry_crs84
+                    batch.append([None if g is None else shapely.to_wkb(g), source_srid,
+                                  None if g84 is None else shapely.to_wkb(g84)]
                                  + column_values(fields, feat.properties, span))
-                    b = feat.geometry_crs84.bounds
-                    bounds = list(b) if bounds is None else [
-                        min(bounds[0], b[0]), min(bounds[1], b[1]),
-                        max(bounds[2], b[2]), max(bounds[3], b[3])]
+                    b = None if g84 is None else g84.bounds
+                    if b is not None:  # a feature without geometry adds nothing to the bbox
+                        bounds = list(b) if bounds is None else [
+                            min(bounds[0], b[0]), min(bounds[1], b[1]),
+                            max(bounds[2], b[2]), max(bounds[3], b[3])]
                     count += 1
                     if len(batch) >= 2000:
                         con.cursor().executemany(insert, batch)
                         batch = []
                 if batch:
                     con.cursor().executemany(insert, batch)
-            for col in ("geom", "geom84"):
+            for col in (GEOM, GEOM84):
                 con.execute(f"CREATE INDEX ON {tn} USING gist ({col})")
             for f in fields:
                 unique = "UNIQUE " if f.name == id_field else ""
                 con.execute(f"CREATE {unique}INDEX ON {tn} ({quote(f.name)})")
             con.execute(f"ANALYZE {tn}")
             meta = {"fields": [[f.name, f.type] for f in fields], "source_srid": source_srid,
+                    "source_crs": source_crs,
                     "time_field": time_field, "id_field": id_field, "count": count,
                     "bbox": bounds, "interval": span.interval,
                     "geometry_type": geometry_type, "description": description,
@@ -164,11 +212,11 @@ class PostGISStore(SqlQueries):
 
     def _spatial(self, cid: str):
         def spatial(op: str, wkb: bytes, bounds, box: bool = False) -> tuple[str, list]:
-            exact = f"{_OPS[op]}(geom84, ST_GeomFromWKB(?, 4326))"
+            exact = f"{_OPS[op]}({GEOM84}, ST_GeomFromWKB(?, 4326))"
             if op == "disjoint":
                 return exact, [wkb]
             # the GiST index answers the envelope test; the exact test runs on what it keeps
-            return f"(geom84 && ST_MakeEnvelope(?, ?, ?, ?, 4326) AND {exact})", \
+            return f"({GEOM84} && ST_MakeEnvelope(?, ?, ?, ?, 4326) AND {exact})", \
                 [*bounds, wkb]
 
         return spatial

@@ -13,8 +13,9 @@ from typing import Callable
 
 import shapely
 
-from .base import Field, InvalidQuery, Page, Query, StaleLayer, check_int64
+from .base import FID, Field, InvalidQuery, Page, Query, StaleLayer, check_int64
 from .cql import SqlCompiler, iso, quote
+from .geometry import native_crs
 
 Spatial = Callable[..., tuple[str, list]]  # (op, wkb, bounds, box=False) -> (sql, params)
 
@@ -37,7 +38,8 @@ class SqlQueries:
     def extent(self, cid: str) -> dict:
         m = self.layer(cid)
         return {"bbox": m["bbox"], "interval": m["interval"], "count": m["count"],
-                "time_field": m["time_field"], "source_srid": m["source_srid"]}
+                "time_field": m["time_field"], "source_srid": m["source_srid"],
+                "source_crs": m.get("source_crs", f"EPSG:{m['source_srid']}")}
 
     def features(self, meta: dict, rows, select: list[str], q: Query) -> list[dict]:
         """GeoJSON features from rows ``(fid, geometry column, *select[, id])``."""
@@ -49,7 +51,7 @@ class SqlQueries:
     def geometry_column(self, meta: dict, q: Query) -> str:
         if q.skip_geometry:
             return "NULL"
-        return self.GEOMETRY[0 if q.crs == f"EPSG:{meta['source_srid']}" else 1]
+        return self.GEOMETRY[0 if q.crs == native_crs(meta) else 1]
 
     def forget_layers(self) -> None:
         """Read the layers' metadata again on next use (a store that caches it)."""
@@ -82,9 +84,9 @@ class SqlQueries:
                 return None
         else:
             fid = str(fid)
-        cols = ["fid", self.geometry_column(meta, q)] + [quote(n) for n in fields + [key or "fid"]]
+        cols = [FID, self.geometry_column(meta, q)] + [quote(n) for n in fields + [key or FID]]
         rows = self.execute(f"SELECT {', '.join(cols)} FROM {quote(cid)} "
-                            f"WHERE {quote(key or 'fid')} = ?", (fid,))
+                            f"WHERE {quote(key or FID)} = ?", (fid,))
         return self.features(meta, rows, fields, q)[0] if rows else None
 
     def where(self, cid: str, meta: dict, q: Query) -> tuple[str, list]:
@@ -138,20 +140,32 @@ class SqlQueries:
                 raise InvalidQuery(f"cannot sort by unknown property {name!r}", "sortby")
             # NULLs smallest, in both stores, so both page alike
             order.append(f"{quote(name)} {'ASC NULLS FIRST' if asc else 'DESC NULLS LAST'}")
-        order.append("fid")
+        order.append(FID)
         where, params = self.where(cid, meta, q)
         t = quote(cid)
         matched = None
         if q.count:
             matched = self.execute(f"SELECT COUNT(*) FROM {t}{where}", params)[0][0]
         geom_col = self.geometry_column(meta, q)
-        cols = ["fid", geom_col] + [quote(n) for n in select]
+        cols = [FID, geom_col] + [quote(n) for n in select]
         if meta.get("id_field"):  # the feature id, whatever properties were selected
             cols.append(quote(meta["id_field"]))
         rows = self.execute(
             f"SELECT {', '.join(cols)} FROM {t}{where} ORDER BY {', '.join(order)} "
             f"LIMIT ? OFFSET ?", params + [q.limit, q.offset])
         return Page(self.features(meta, rows, select, q), matched)
+
+
+def current_layout(cid: str, meta: dict) -> dict:
+    """``meta``, if its table has the store's columns under their ``_oup_`` names (every
+    import since the source CRS is kept as ``source_crs``); else the collection is as
+    good as absent until it is imported again."""
+    from .base import UnknownCollection
+
+    if "source_crs" not in meta:
+        raise UnknownCollection(f"collection {cid!r} was imported by an older OUP (columns "
+                                f"fid, geom): run `oup import {cid}`")
+    return meta
 
 
 class TimeSpan:

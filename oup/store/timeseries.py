@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from .base import InvalidQuery, Page, Query
+from .base import FID, InvalidQuery, Page, Query
 from .cql import quote
 from .sqlquery import SqlQueries
 from ..observations import iso_us, us_of
@@ -76,7 +76,7 @@ class TimeSeries:
         meta = self.store.layer(self.s.collection)
         names = [n for n, _ in meta["fields"]]
         q = Query(crs=crs, skip_geometry=skip_geometry)
-        cols = ["fid", self.store.geometry_column(meta, q)] + [quote(n) for n in names] + \
+        cols = [FID, self.store.geometry_column(meta, q)] + [quote(n) for n in names] + \
             [quote(self.s.id_field)]
         out = {}
         for i in range(0, len(ids), 500):
