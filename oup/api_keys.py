@@ -19,7 +19,7 @@ import yaml
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
-class KeyError_(ValueError):
+class KeyRingError(ValueError):
     """A key cannot be added or revoked as asked; the message says why."""
 
 
@@ -37,18 +37,18 @@ class KeyRing:
         except FileNotFoundError:
             return []
         except yaml.YAMLError as exc:
-            raise KeyError_(f"{self.path}: not valid YAML: {exc}") from None
+            raise KeyRingError(f"{self.path}: not valid YAML: {exc}") from None
         if not isinstance(entries, list):
-            raise KeyError_(f"{self.path}: expected a list of keys")
+            raise KeyRingError(f"{self.path}: expected a list of keys")
         return entries
 
     def add(self, name: str, roles: list[str]) -> str:
         """A new key for ``name`` with ``roles``: returned once, stored as its hash."""
         if not _NAME.match(name):
-            raise KeyError_(f"key name {name!r}: letters, digits, '_', '.', '-' (at most 64)")
+            raise KeyRingError(f"key name {name!r}: letters, digits, '_', '.', '-' (at most 64)")
         entries = self.entries()
         if any(e.get("name") == name for e in entries):
-            raise KeyError_(f"a key named {name!r} exists: revoke it first")
+            raise KeyRingError(f"a key named {name!r} exists: revoke it first")
         key = "oup_" + secrets.token_urlsafe(32)
         entries.append({"name": name, "sha256": digest(key), "roles": list(roles),
                         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
@@ -59,7 +59,7 @@ class KeyRing:
         entries = self.entries()
         kept = [e for e in entries if e.get("name") != name]
         if len(kept) == len(entries):
-            raise KeyError_(f"no key named {name!r} in {self.path}")
+            raise KeyRingError(f"no key named {name!r} in {self.path}")
         self._write(kept)
 
     def _write(self, entries: list[dict]) -> None:

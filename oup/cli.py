@@ -128,11 +128,11 @@ def keys():
 @click.option("--role", "roles", multiple=True, help="a role the key carries (repeatable)")
 def keys_add(name, roles):
     """Make a key for NAME; it is printed once and stored only as its SHA-256."""
-    from .api_keys import KeyError_, KeyRing
+    from .api_keys import KeyRingError, KeyRing
 
     try:
         key = KeyRing(get_settings().keys_file).add(name, list(roles))
-    except (KeyError_, OSError) as exc:
+    except (KeyRingError, OSError) as exc:
         _fail(str(exc))
     click.echo(key)
     click.echo(f"key {name!r} ({', '.join(roles) or 'no roles: internal data only'}); shown "
@@ -142,11 +142,11 @@ def keys_add(name, roles):
 @keys.command("list")
 def keys_list():
     """The keys: name, roles, when made (never the keys themselves)."""
-    from .api_keys import KeyError_, KeyRing
+    from .api_keys import KeyRingError, KeyRing
 
     try:
         entries = KeyRing(get_settings().keys_file).entries()
-    except (KeyError_, OSError) as exc:
+    except (KeyRingError, OSError) as exc:
         _fail(str(exc))
     for e in entries:
         click.echo(f"{e.get('name', '?'):<24} {','.join(e.get('roles') or []) or '-':<28} "
@@ -157,11 +157,11 @@ def keys_list():
 @click.argument("name")
 def keys_revoke(name):
     """Remove NAME's key; a running server refuses it from its next request on."""
-    from .api_keys import KeyError_, KeyRing
+    from .api_keys import KeyRingError, KeyRing
 
     try:
         KeyRing(get_settings().keys_file).revoke(name)
-    except (KeyError_, OSError) as exc:
+    except (KeyRingError, OSError) as exc:
         _fail(str(exc))
     click.echo(f"revoked {name!r}")
 
