@@ -17,14 +17,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 COLLECTION_FILE = "collection.yml"
 SOURCE_FORMATS = ("cityjson", "cityjsonseq", "geojson", "gpkg", "csv", "shapefile", "flatgeobuf",
-                  "gml", "kml", "geojsonseq", "xlsx", "ods")
+                  "gml", "kml", "geojsonseq", "xlsx", "ods", "geoparquet")
 # the format a file's name says; a .zip holds a Shapefile (or another dataset GDAL reads)
 _SUFFIXES = ((".city.jsonl", "cityjsonseq"), (".city.json", "cityjson"), (".geojson", "geojson"),
              (".json", "geojson"), (".gpkg", "gpkg"), (".csv", "csv"), (".tsv", "csv"),
              (".txt", "csv"), (".shp", "shapefile"), (".zip", "shapefile"),
              (".shp.zip", "shapefile"), (".fgb", "flatgeobuf"), (".gml", "gml"),
              (".kml", "kml"), (".geojsonl", "geojsonseq"), (".geojsons", "geojsonseq"),
-             (".xlsx", "xlsx"), (".ods", "ods"))
+             (".xlsx", "xlsx"), (".ods", "ods"), (".parquet", "geoparquet"),
+             (".geoparquet", "geoparquet"))
 PAYLOAD_FORMATS = ("flat", "sensorthings", "senml", "tts")
 _ID = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 

@@ -305,5 +305,37 @@ def read_gdal(path: Path, source: Source, report):
     return crs, gen()
 
 
+def read_geoparquet(path: Path, source: Source, report):
+    """GeoParquet. The GDAL inside pyogrio has no Parquet driver, so geopandas reads it
+    with pyarrow: the file's ``geo`` metadata names the geometry column and its CRS."""
+    import geopandas
+    import pandas
+
+    from .tables import gdal_value
+
+    if path.stat().st_size == 0:
+        raise ImportError_(f"{path.name} is empty")
+    try:
+        frame = geopandas.read_parquet(path)
+    except Exception as exc:  # noqa: BLE001 - pyarrow and geopandas fail in many ways on
+        # a file that is not GeoParquet; each of them is the file's fault
+        raise ImportError_(f"{path.name}: not a GeoParquet file ({type(exc).__name__}: "
+                           f"{_first_line(exc, path)})") from None
+    crs = frame.crs.to_wkt() if frame.crs else source.crs
+    if crs is None:
+        raise ImportError_(f"{path.name} does not say its CRS: give crs in the source")
+    crs = source_crs(crs, path.name)
+    names = [c for c in frame.columns if c != frame.geometry.name]
+    columns = [[None if pandas.isna(v) else v.isoformat() if hasattr(v, "isoformat")
+                else gdal_value(v) for v in frame[n].astype(object)] for n in names]
+    rows = [dict(zip(names, values)) for values in zip(*columns)] if names \
+        else [{} for _ in range(len(frame))]
+
+    def gen():
+        for n, (geom, row) in enumerate(zip(frame.geometry.values, rows), start=1):
+            yield _checked(geom, f"{path.name}: feature {n}"), row
+    return crs, gen()
+
+
 READERS = {"cityjson": read_cityjson, "cityjsonseq": read_cityjsonseq,
-           "geojson": read_geojson, "csv": read_csv, **dict.fromkeys(_DRIVERS, read_gdal)}
+           "geojson": read_geojson, "csv": read_csv, "geoparquet": read_geoparquet, **dict.fromkeys(_DRIVERS, read_gdal)}

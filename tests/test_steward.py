@@ -302,6 +302,55 @@ def test_formats_gdal_writes_are_imported_with_their_attributes(tmp_path, store,
         assert shapely.hausdorff_distance(shape, target) < 0.001, (fmt, i)
 
 
+def write_geoparquet(path, crs: str | None):
+    """GeoParquet 1.0 written by pyarrow from the specification: WKB in a column "shape"
+    (so the steward's "geometry" is an attribute), the CRS as PROJJSON; none is CRS84."""
+    import pyarrow
+    import pyarrow.parquet
+    import pyproj
+
+    from oup.geodesy import transformer
+
+    boxes = squares(None)
+    if crs is None:  # by RDNAPTRANS, as OUP transforms (PROJ's default is ~5 cm off)
+        to84 = transformer("EPSG:28992", "OGC:CRS84")
+        boxes = [shapely.transform(b, lambda xy: np.column_stack(to84.transform(*xy.T)))
+                 for b in boxes]
+    rows = [register(i) for i in range(3)]
+    table = pyarrow.table({**{k: [r[k] for r in rows] for k in rows[0]},
+                           "built": ["1901-02-03", "1950-06-07", None],
+                           "shape": [shapely.to_wkb(b) for b in boxes]})
+    column = {"encoding": "WKB", "geometry_types": ["Polygon"]}
+    if crs:
+        column["crs"] = json.loads(pyproj.CRS(crs).to_json())
+    geo = {"version": "1.0.0", "primary_column": "shape", "columns": {"shape": column}}
+    pyarrow.parquet.write_table(table.replace_schema_metadata({b"geo": json.dumps(geo)}), path)
+
+
+@pytest.mark.parametrize("crs", ["EPSG:28992", None])
+def test_geoparquet_is_imported_with_its_attributes_and_crs(tmp_path, store, crs):
+    d = tmp_path / "things"
+    d.mkdir()
+    write_geoparquet(d / "b.parquet", crs)
+    collection(tmp_path, "{path: b.parquet}")
+    assert do_import(d, store).count == 3
+    rd = {f["properties"]["geom"]: f for f in features(store, crs="EPSG:28992")}
+    for i, box in enumerate(squares(None)):
+        props = rd[f"g{i}"]["properties"]
+        assert {k: props[k] for k in register(i)} == register(i)
+        assert shapely.hausdorff_distance(shapely.geometry.shape(rd[f"g{i}"]["geometry"]),
+                                          box) < 0.01
+    assert rd["g0"]["properties"]["built"] == "1901-02-03"
+    assert rd["g2"]["properties"]["built"] is None
+
+
+def test_a_file_that_is_not_geoparquet_is_one_line(tmp_path, store):
+    d = collection(tmp_path, "{path: b.parquet}")
+    (d / "b.parquet").write_text("id;naam\n1;a\n")
+    with pytest.raises(ImportError_, match=r"^b.parquet: not a GeoParquet file"):
+        do_import(d, store)
+
+
 def test_a_sheet_with_a_join_key_takes_the_geometry_of_its_area(tmp_path, store):
     import pyogrio
     import pandas
