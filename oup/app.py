@@ -24,7 +24,7 @@ from .pygeoapi_config import RECORDS_ID, catalogue_records, write_config
 from .request_checks import Queryables, check_request
 from .responses import (COLLECTIONS, CONFORMANCE, OPENAPI_JSON, OPENAPI_PATHS,
                         add_common_headers, as_problem, plain_items_links, problem,
-                        visible_openapi, with_records)
+                        visible_openapi, with_records, without_spatial_extent)
 from .security import (INVALID_CREDENTIALS, VISIBLE, AuditLog, AuthError, Authenticator,
                        new_request_id, visible_collections)
 from .settings import Settings, get_settings
@@ -54,6 +54,7 @@ def create_app(settings: Settings | None = None):
     audit = AuditLog(settings.audit_log or settings.data_dir / "audit.log")
     public = {c.id for c in catalog if c.classification.value == "public"}
     records = catalogue_records(catalog, store)
+    no_geometry = {cid for cid, record in records.items() if record["geometry"] is None}
     # per start-up: counters begin at zero when the service (re)starts
     metrics = Metrics(server_folder(settings.data_dir / "metrics", os.getppid()))
     openapi_doc = oas_path.read_text()
@@ -125,8 +126,9 @@ def create_app(settings: Settings | None = None):
         if path == "/conformance":
             return lambda doc: {"conformsTo": CONFORMANCE}
         if COLLECTIONS.match(path):
-            return lambda doc: tiles3d.add_links(plain_items_links(doc), settings.public_url,
-                                                 settings.data_dir)
+            return lambda doc: tiles3d.add_links(
+                without_spatial_extent(plain_items_links(doc), no_geometry),
+                settings.public_url, settings.data_dir)
         return None
 
     @app.errorhandler(404)

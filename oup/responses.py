@@ -93,6 +93,17 @@ def plain_items_links(doc: dict) -> dict:
     return doc
 
 
+def without_spatial_extent(doc: dict, ids: set[str]) -> dict:
+    """No bbox for the collections that have no geometry (pygeoapi's configuration must
+    give every collection one; OGC API Features does not ask for it)."""
+    for coll in doc.get("collections", [doc]):
+        if coll.get("id") in ids and "extent" in coll:
+            coll["extent"].pop("spatial", None)
+            if not coll["extent"]:
+                del coll["extent"]
+    return doc
+
+
 def add_common_headers(headers) -> None:
     """API version, CORS (reads only) and the security headers every answer carries."""
     headers.update(_COMMON_HEADERS)

@@ -155,6 +155,42 @@ def test_features_without_geometry_are_stored_and_served_as_null(tmp_path, store
     assert catalogue_records(cat, store)["table"]["geometry"] is None
 
 
+@pytest.mark.slow
+def test_a_collection_without_geometry_is_described_without_a_bbox(tmp_path):
+    """Served by the real app (its own process: one app a process) from a catalogue of a
+    table without coordinates and a register with them."""
+    import os
+
+    cat = tmp_path / "collections"
+    t = collection(cat, "{path: t.csv}", name="table")
+    (t / "t.csv").write_text("buurt;inwoners\nBU05990110;1205\nBU05990111;980\n")
+    r = collection(cat, "{path: r.geojson}", name="register")
+    geojson_rd(r / "r.geojson")
+    (r / "collection.yml").write_text((r / "collection.yml").read_text().replace(
+        "{path: r.geojson}", "{path: r.geojson, crs: 'EPSG:28992'}"))
+    (tmp_path / "data" / "proj").mkdir(parents=True)
+    for grid in GRID_CACHE.glob("*.tif"):
+        shutil.copy(grid, tmp_path / "data" / "proj" / grid.name)
+    env = dict(os.environ, OUP_DATA_DIR=str(tmp_path / "data"), OUP_CATALOG_DIR=str(cat),
+               OUP_LOG_LEVEL="WARNING")
+    env.pop("OUP_DATABASE_URL", None)
+    subprocess.run([sys.executable, "-m", "oup.cli", "import", "--quiet"], env=env,
+                   check=True, capture_output=True, timeout=300)
+    code = ("import json\nfrom oup.app import create_app\nc = create_app().test_client()\n"
+            "print(json.dumps([c.get(p).get_json() for p in ('/collections/table?f=json', "
+            "'/collections/register?f=json', '/collections?f=json')]))\n")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    table, register, listing = json.loads(out.stdout.strip().splitlines()[-1])
+    assert "spatial" not in table.get("extent", {})
+    assert register["extent"]["spatial"]["bbox"][0] == pytest.approx([4.4, 51.9, 4.5, 52],
+                                                                     abs=0.1)
+    by_id = {c["id"]: c for c in listing["collections"]}
+    assert "spatial" not in by_id["table"].get("extent", {})
+    assert "spatial" in by_id["register"]["extent"]
+
+
 def test_csv_as_dutch_excel_saves_it(tmp_path, store):
     d = collection(tmp_path, "{path: bomen.csv, x_field: x, y_field: y, crs: 'EPSG:28992'}")
     (d / "bomen.csv").write_bytes("\ufeffboom;x;y;hoogte;soort\n"
