@@ -15,7 +15,7 @@ import os
 import re
 import time
 
-from . import tiles3d
+from . import tiles3d, vector_tiles
 from .catalog import load_catalog
 from .metrics import Metrics, server_folder
 from .params import CHECKED_ITEMS
@@ -58,6 +58,7 @@ def create_app(settings: Settings | None = None):
     metrics = Metrics(server_folder(settings.data_dir / "metrics", os.getppid()))
     openapi_doc = oas_path.read_text()
     queryables = Queryables(catalog, store)
+    tiles = vector_tiles.VectorTiles(catalog, store, settings.public_url)
 
     @app.before_request
     def _check():
@@ -85,6 +86,8 @@ def create_app(settings: Settings | None = None):
             if request.method not in ("GET", "HEAD"):
                 return problem(405, "3D Tiles are read-only", path)
             return tiles3d.serve(settings.data_dir, problem, m.group(1), m.group(2))
+        if (answer := vector_tiles.respond(tiles, problem, g.visible)) is not None:
+            return answer
         if path == "/viewer" or path.startswith("/viewer/"):
             return tiles3d.serve_viewer(problem, path.removeprefix("/viewer").lstrip("/"))
         return check_request(request, queryables, settings.max_page_limit)
@@ -119,10 +122,13 @@ def create_app(settings: Settings | None = None):
         if path == f"/collections/{RECORDS_ID}/items":
             return lambda doc: with_records(doc, records, g.get("visible", public) - public)
         if path == "/conformance":
-            return lambda doc: {"conformsTo": CONFORMANCE}
+            return lambda doc: {"conformsTo": CONFORMANCE + vector_tiles.CONFORMANCE}
+        if path == "/":
+            return lambda doc: vector_tiles.landing_links(doc, settings.public_url)
         if COLLECTIONS.match(path):
-            return lambda doc: tiles3d.add_links(plain_items_links(doc), settings.public_url,
-                                                 settings.data_dir)
+            return lambda doc: vector_tiles.add_links(
+                tiles3d.add_links(plain_items_links(doc), settings.public_url,
+                                  settings.data_dir), settings.public_url, set(tiles.layers))
         return None
 
     @app.errorhandler(404)

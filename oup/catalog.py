@@ -93,6 +93,22 @@ class Tiles3D(_Strict):
         "many); up to 65,535 a tile's indices are 16-bit"))
 
 
+class VectorTiles(_Strict):
+    """How the collection is published as vector tiles (OGC API Tiles, MVT)."""
+
+    minzoom: int = Field(0, ge=0, le=24, description="first zoom level with tiles "
+                         "(WebMercatorQuad levels; other grids take the level of that scale)")
+    maxzoom: int = Field(22, ge=0, le=24, description="last zoom level with tiles")
+    properties: list[str] | None = Field(
+        None, description="the attributes that go in the tiles; default: every one")
+
+    @model_validator(mode="after")
+    def _range(self) -> "VectorTiles":
+        if self.minzoom > self.maxzoom:
+            raise ValueError("minzoom must not exceed maxzoom")
+        return self
+
+
 class Join(_Strict):
     """Attach each row to a geometry of another collection by a shared key."""
 
@@ -212,6 +228,8 @@ class Collection(_Strict):
     queryables: list[str] | None = Field(None, description="default: every attribute")
     extent: Extent = Field(default_factory=Extent, description="derived from the data when empty")
     tiles3d: Tiles3D | None = Field(None, description="publish the city model as 3D Tiles")
+    tiles: VectorTiles = Field(default_factory=VectorTiles,
+                               description="vector tiles: zoom range and attributes")
     join: Join | None = Field(None, description="take the geometry from another collection")
     disclosure: DisclosureConfig | None = Field(None, description="disclosure control")
     stream: Stream | None = Field(None, description="sensors: the MQTT topics that feed them")

@@ -119,6 +119,10 @@ def extend_openapi(oas: dict, cfg: dict) -> dict:
         "summary": "This OpenAPI document", "operationId": "getOpenAPIJson", "tags": ["server"],
         "responses": {"200": {"description": "the OpenAPI 3.0 document", "content": {
             "application/vnd.oai.openapi+json;version=3.0": {"schema": {"type": "object"}}}}}}}
+    from .vector_tiles import openapi_paths
+
+    paths.update(openapi_paths([cid for cid, res in cfg.get("resources", {}).items()
+                                if res["providers"][0].get("name") == "oup.provider.OUPProvider"]))
     for name, path in paths.items():
         if name.endswith(("/schema", "/queryables")) and "get" in path:
             path["get"]["responses"]["200"] = {
