@@ -15,7 +15,7 @@ import os
 import re
 import time
 
-from . import tiles3d, vector_tiles
+from . import pages, styles, tiles3d, vector_tiles
 from .catalog import load_catalog
 from .metrics import Metrics, server_folder
 from .params import CHECKED_ITEMS
@@ -59,6 +59,7 @@ def create_app(settings: Settings | None = None):
     openapi_doc = oas_path.read_text()
     queryables = Queryables(catalog, store)
     tiles = vector_tiles.VectorTiles(catalog, store, settings.public_url)
+    map_styles = styles.Styles(catalog, tiles.layers, settings.public_url)
 
     @app.before_request
     def _check():
@@ -88,6 +89,12 @@ def create_app(settings: Settings | None = None):
             return tiles3d.serve(settings.data_dir, problem, m.group(1), m.group(2))
         if (answer := vector_tiles.respond(tiles, problem, g.visible)) is not None:
             return answer
+        if (answer := styles.respond(map_styles, problem, g.visible)) is not None:
+            return answer
+        if path == "/map":
+            return pages.serve_map(problem)
+        if path.startswith("/assets/"):
+            return pages.serve_asset(problem, path.removeprefix("/assets/"))
         if path == "/viewer" or path.startswith("/viewer/"):
             return tiles3d.serve_viewer(problem, path.removeprefix("/viewer").lstrip("/"))
         return check_request(request, queryables, settings.max_page_limit)
@@ -110,6 +117,7 @@ def create_app(settings: Settings | None = None):
         if rewrite and resp.status_code == 200 and resp.get_data()[:1] == b"{":
             resp.set_data(json.dumps(rewrite(json.loads(resp.get_data()))))
         add_common_headers(resp.headers)
+        resp.headers["Content-Security-Policy"] = pages.CONTENT_SECURITY_POLICY
         metrics.observe(route, resp.status_code,
                         time.perf_counter() - g.get("started", time.perf_counter()))
         return resp
@@ -122,7 +130,8 @@ def create_app(settings: Settings | None = None):
         if path == f"/collections/{RECORDS_ID}/items":
             return lambda doc: with_records(doc, records, g.get("visible", public) - public)
         if path == "/conformance":
-            return lambda doc: {"conformsTo": CONFORMANCE + vector_tiles.CONFORMANCE}
+            return lambda doc: {"conformsTo": CONFORMANCE + vector_tiles.CONFORMANCE
+                                + styles.CONFORMANCE}
         if path == "/":
             return lambda doc: vector_tiles.landing_links(doc, settings.public_url)
         if COLLECTIONS.match(path):

@@ -26,6 +26,7 @@ MVT = "application/vnd.mapbox-vector-tile"
 TILESETS_REL = "http://www.opengis.net/def/rel/ogc/1.0/tilesets-vector"
 SCHEME_REL = "http://www.opengis.net/def/rel/ogc/1.0/tiling-scheme"
 SCHEMES_REL = "http://www.opengis.net/def/rel/ogc/1.0/tiling-schemes"
+STYLES_REL = "http://www.opengis.net/def/rel/ogc/1.0/styles"
 CONFORMANCE = [f"http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/{c}" for c in (
     "core", "tileset", "tilesets-list", "geodata-tilesets", "dataset-tilesets", "mvt",
     "oas30")] + ["http://www.opengis.net/spec/tms/2.0/conf/json-tilematrixset"]
@@ -50,7 +51,6 @@ class Layer:
     collection: Collection
     fields: dict[str, str]  # every field and its type
     bbox: list[float]  # CRS84
-    geometry_type: str | None
 
     @property
     def id(self) -> str:
@@ -85,7 +85,7 @@ def layers(catalog: Catalog, store: FeatureStore) -> dict[str, Layer]:
                                    f"{name!r} is not an attribute of {coll.id!r}; it has "
                                    f"{', '.join(fields)}")
         if bbox:
-            out[coll.id] = Layer(coll, fields, list(bbox), None)
+            out[coll.id] = Layer(coll, fields, list(bbox))
     return out
 
 
@@ -145,7 +145,7 @@ class VectorTiles:
                                    "href": f"{self.base}{prefix}/tiles/{tms_id}?f=tilejson"})
         lo = min(layer.zooms(tms)[0] for layer in chosen)
         hi = max(layer.zooms(tms)[1] for layer in chosen)
-        entry["tileMatrixSetLimits"] = grids.limits(tms, _union(chosen), lo, hi)
+        entry["tileMatrixSetLimits"] = grids.limits(tms, union_bbox(chosen), lo, hi)
         entry["layers"] = [{
             "id": layer.id, "title": layer.collection.title, "dataType": "vector",
             "minTileMatrix": str(layer.zooms(tms)[0]), "maxTileMatrix": str(layer.zooms(tms)[1]),
@@ -164,7 +164,7 @@ class VectorTiles:
         if not chosen:
             raise NoTiles("no vector tiles here")
         tms = grids.get(tms_id)
-        x0, y0, x1, y1 = _union(chosen)
+        x0, y0, x1, y1 = union_bbox(chosen)
         zooms = [layer.zooms(tms) for layer in chosen]
         lo, hi = min(z[0] for z in zooms), max(z[1] for z in zooms)
         return {"tilejson": "3.0.0", "name": self._title(chosen), "scheme": "xyz",
@@ -194,7 +194,7 @@ class VectorTiles:
         return b"".join(parts)
 
 
-def _union(chosen: list[Layer]) -> list[float]:
+def union_bbox(chosen: list[Layer]) -> list[float]:
     boxes = [layer.bbox for layer in chosen]
     return [min(b[0] for b in boxes), min(b[1] for b in boxes),
             max(b[2] for b in boxes), max(b[3] for b in boxes)]
@@ -205,21 +205,31 @@ def etag(data: bytes) -> str:
 
 
 def add_links(doc: dict, base_url: str, published: set[str]) -> dict:
-    """Link each collection with tiles to its tilesets (collection and collections docs)."""
+    """Link each collection with tiles to its tilesets and to its styles, which draw
+    those tiles (collection and collections documents)."""
     for coll in doc.get("collections", [doc]):
         if coll.get("id") in published:
-            coll.setdefault("links", []).append(
+            here = f"{base_url}/collections/{coll['id']}"
+            coll.setdefault("links", []).extend([
                 {"rel": TILESETS_REL, "type": "application/json", "title": "Vector tiles",
-                 "href": f"{base_url}/collections/{coll['id']}/tiles"})
+                 "href": f"{here}/tiles"},
+                {"rel": STYLES_REL, "type": "application/json", "title": "Map styles",
+                 "href": f"{here}/styles"}])
     return doc
 
 
 def landing_links(doc: dict, base_url: str) -> dict:
+    """The landing page's links to the tiles, the grids, the styles, the map and the viewer."""
     doc.setdefault("links", []).extend([
         {"rel": TILESETS_REL, "type": "application/json",
          "title": "Vector tiles of every collection", "href": f"{base_url}/tiles"},
         {"rel": SCHEMES_REL, "type": "application/json", "title": "Tile matrix sets",
-         "href": f"{base_url}/tileMatrixSets"}])
+         "href": f"{base_url}/tileMatrixSets"},
+        {"rel": STYLES_REL, "type": "application/json", "title": "Map styles",
+         "href": f"{base_url}/styles"},
+        {"rel": "related", "type": "text/html", "title": "The map", "href": f"{base_url}/map"},
+        {"rel": "related", "type": "text/html", "title": "The 3D viewer",
+         "href": f"{base_url}/viewer"}])
     return doc
 
 
@@ -246,7 +256,7 @@ def respond(tiles: VectorTiles, problem, visible: frozenset[str]):
         if tms_match:
             body = (tiles.tile_matrix_set(tms_match["tms"]) if tms_match["tms"]
                     else tiles.tile_matrix_sets())
-            return _json(body)
+            return json_response(body)
         cid = m["cid"]
         if cid is not None:
             if cid not in tiles.layers:
@@ -255,14 +265,14 @@ def respond(tiles: VectorTiles, problem, visible: frozenset[str]):
         else:
             chosen, prefix = [v for k, v in tiles.layers.items() if k in visible], ""
         if m["tms"] is None:
-            return _json(tiles.tilesets(prefix, chosen))
+            return json_response(tiles.tilesets(prefix, chosen))
         if m["z"] is None:
             if fmt not in ("", "json", "tilejson"):
                 return problem(400, "f must be json or tilejson", path, parameter="f")
             doc = (tiles.tilejson if fmt == "tilejson" else tiles.tileset)(prefix, m["tms"],
                                                                            chosen)
-            return _json(doc, "application/vnd.mapbox.tile+json" if fmt == "tilejson" else
-                         "application/json")
+            return json_response(doc, "application/vnd.mapbox.tile+json"
+                                 if fmt == "tilejson" else "application/json")
         if fmt not in ("", "mvt"):
             return problem(400, "tiles are answered as mvt only", path, parameter="f")
         tile = grids.Tile.parse(m["tms"], m["z"], m["row"], m["col"])
@@ -286,7 +296,7 @@ def respond(tiles: VectorTiles, problem, visible: frozenset[str]):
     return Response(data, headers=headers, mimetype=MVT)
 
 
-def _json(doc: dict, media: str = "application/json"):
+def json_response(doc: dict, media: str = "application/json"):
     import json
 
     from flask import Response

@@ -12,6 +12,7 @@ import requests
 import shapely
 from shapely.geometry import shape
 
+from conftest import declare_collection
 from oup import tile_matrix_sets as grids
 from oup.catalog import CatalogError, load_collection
 from oup.store import Feature, Field
@@ -58,18 +59,8 @@ def test_zoom_ranges_carry_over_by_scale():
     assert grids.zoom_in(grids.get("WebMercatorQuad"), 12, 52.0) == 12
 
 
-def _declare(tmp_path, tiles: str):
-    folder = tmp_path / "blocks"
-    folder.mkdir()
-    (folder / "blocks.geojson").write_text('{"type": "FeatureCollection", "features": []}')
-    (folder / "collection.yml").write_text(
-        "title: Blocks\ndescription: test\nlicense: {name: CC0}\nowner: {name: t}\n"
-        f"sources: [{{path: blocks.geojson}}]\n{tiles}\n")
-    return folder / "collection.yml"
-
-
 def test_a_wrong_zoom_range_fails_naming_file_and_field(tmp_path):
-    yml = _declare(tmp_path, "tiles: {minzoom: 15, maxzoom: 12}")
+    yml = declare_collection(tmp_path, "tiles: {minzoom: 15, maxzoom: 12}")
     with pytest.raises(CatalogError) as err:
         load_collection(yml)
     assert err.value.field == "tiles" and str(yml) in str(err.value)
@@ -123,7 +114,7 @@ def test_a_tiles_declaration_naming_a_missing_attribute_fails_start_up(tmp_path)
     from oup.vector_tiles import layers
 
     store = _blocks_store(tmp_path / "blocks.gpkg")
-    yml = _declare(tmp_path, "tiles: {properties: [name, colour]}")
+    yml = declare_collection(tmp_path, "tiles: {properties: [name, colour]}")
     with pytest.raises(CatalogError) as err:
         layers(Catalog([load_collection(yml)], tmp_path), store)
     assert err.value.field == "tiles.properties" and "colour" in err.value.message
