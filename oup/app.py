@@ -29,6 +29,7 @@ from .security import (VISIBLE, AuditLog, AuthError, Authenticator, new_request_
                        visible_collections)
 from .settings import Settings, get_settings
 from .store import open_store
+from .tile_cache import TileCache
 
 LOG = logging.getLogger(__name__)
 _COLLECTION_PATH = re.compile(r"^/collections/([^/]+)")
@@ -58,7 +59,9 @@ def create_app(settings: Settings | None = None):
     metrics = Metrics(server_folder(settings.data_dir / "metrics", os.getppid()))
     openapi_doc = oas_path.read_text()
     queryables = Queryables(catalog, store)
-    tiles = vector_tiles.VectorTiles(catalog, store, settings.public_url)
+    tiles = vector_tiles.VectorTiles(
+        catalog, store, settings.public_url,
+        TileCache(settings.data_dir / "tile-cache") if settings.tile_cache else None)
     map_styles = styles.Styles(catalog, tiles.layers, settings.public_url)
 
     @app.before_request

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from . import tile_matrix_sets as grids
 from .catalog import COLLECTION_FILE, Catalog, CatalogError, Collection
 from .store import FeatureStore, StoreError
-from .store.mvt import TileQuery, tile_layer
+from .store.mvt import TileQuery, import_stamp, tile_layer
+from .tile_cache import TileCache
 
 MVT = "application/vnd.mapbox-vector-tile"
 TILESETS_REL = "http://www.opengis.net/def/rel/ogc/1.0/tilesets-vector"
@@ -92,8 +93,9 @@ def layers(catalog: Catalog, store: FeatureStore) -> dict[str, Layer]:
 class VectorTiles:
     """The tiles endpoints over the published layers."""
 
-    def __init__(self, catalog: Catalog, store: FeatureStore, base_url: str):
-        self.store, self.base = store, base_url.rstrip("/")
+    def __init__(self, catalog: Catalog, store: FeatureStore, base_url: str,
+                 cache: TileCache | None = None):
+        self.store, self.base, self.cache = store, base_url.rstrip("/"), cache
         self.layers = layers(catalog, store)
 
     # -- documents ---------------------------------------------------------------------
@@ -190,7 +192,12 @@ class VectorTiles:
         for layer in inside:
             q = TileQuery(layer.id, layer.properties, tile.bounds, tile.srid, tile.crs,
                           tile.crs84_envelope)
-            parts.append(tile_layer(self.store, q))
+            if self.cache is None or layer.collection.stream:  # live values: never kept
+                parts.append(tile_layer(self.store, q))
+                continue
+            parts.append(self.cache.layer(
+                layer.id, import_stamp(self.store, layer.id), tile.tms_id, tile.z, tile.row,
+                tile.col, lambda q=q: tile_layer(self.store, q)))
         return b"".join(parts)
 
 

@@ -69,9 +69,12 @@ def test_a_wrong_zoom_range_fails_naming_file_and_field(tmp_path):
 # -- the GeoPackage's tiles, in-process: what goes in and what is left out -------------------
 
 def _blocks_store(path) -> GeoPackageStore:
+    return _write_blocks(GeoPackageStore(path))
+
+
+def _write_blocks(store):
     """Four features near Delfshaven in CRS84: a block, a speck, a point, and a block
     whose statistic is suppressed (NULL)."""
-    store = GeoPackageStore(path)
     lon, lat = 4.455, 51.906
 
     def feat(geom, **props):
@@ -307,3 +310,37 @@ def test_tile_documents_describe_and_link(server):
     assert "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/mvt" in conformance
     landing = requests.get(f"{server}/?f=json").json()
     assert any(x["href"].endswith("/tileMatrixSets") for x in landing["links"])
+
+
+@pytest.fixture(params=["gpkg", pytest.param("postgis", marks=pytest.mark.slow)])
+def blocks_store(request, tmp_path):
+    """The blocks in a fresh store of each kind."""
+    if request.param == "gpkg":
+        return _blocks_store(tmp_path / "blocks.gpkg")
+    import uuid
+
+    from oup.store.postgis import PostGISStore
+
+    db = request.getfixturevalue("postgis")  # the suite's cluster; a database of our own
+    return _write_blocks(PostGISStore(db.create(f"blocks_{uuid.uuid4().hex[:8]}")))
+
+
+def test_the_tile_cache_keeps_a_tile_until_the_collection_is_imported_again(tmp_path,
+                                                                             blocks_store):
+    from oup.catalog import Catalog
+    from oup.tile_cache import TileCache
+    from oup.vector_tiles import VectorTiles
+
+    catalog = Catalog([load_collection(declare_collection(tmp_path, ""))], tmp_path)
+    tiles = VectorTiles(catalog, blocks_store, "http://127.0.0.1", TileCache(tmp_path / "cache"))
+    t = grids.get("WebMercatorQuad").tile(4.4555, 51.9062, 15)
+    tile, chosen = grids.Tile("WebMercatorQuad", 15, t.y, t.x), [tiles.layers["blocks"]]
+    first = tiles.tile(tile, chosen, single=True)
+    assert len(_decode(first)["blocks"]["features"]) == 3
+    kept = list((tmp_path / "cache").rglob("*.mvt"))
+    assert len(kept) == 1 and kept[0].read_bytes() == first
+    kept[0].write_bytes(b"kept")  # what is on disk is what is answered: not cut again
+    assert tiles.tile(tile, chosen, single=True) == b"kept"
+    _write_blocks(blocks_store)  # imported again: the old tiles go
+    assert tiles.tile(tile, chosen, single=True) == first
+    assert [p.read_bytes() for p in (tmp_path / "cache").rglob("*.mvt")] == [first]

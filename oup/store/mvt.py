@@ -59,6 +59,20 @@ def tile_layer(store, q: TileQuery) -> bytes:
     return _geopackage(store, q)
 
 
+def import_stamp(store, cid: str) -> str:
+    """What changes whenever collection ``cid`` is written again (imported), as the store
+    says now: tiles cut before it changed are out of date. PostGIS: the table's oid (each
+    import makes a new table); GeoPackage: its last change (milliseconds)."""
+    from .postgis import PostGISStore
+
+    if isinstance(store, PostGISStore):
+        rows = store.execute("SELECT to_regclass(?)::oid::text", (quote(cid),))
+    else:
+        rows = store.execute("SELECT last_change FROM gpkg_contents WHERE table_name = ?",
+                             (cid,))
+    return str(rows[0][0]) if rows else ""
+
+
 def _types(store, q: TileQuery) -> tuple[dict, dict[str, str]]:
     meta = store.layer(q.layer)
     return meta, dict(meta["fields"])
