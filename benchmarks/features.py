@@ -331,12 +331,17 @@ def run_server(label, start, url, n, bounds, seconds, work, coll="buildings",
     except Exception as exc:  # a peer that cannot run is reported as such
         return {"error": str(exc)}
     finally:
-        if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop(proc)
+
+
+def stop(proc) -> None:
+    """End a server this script started (if it did)."""
+    if proc is not None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def main() -> None:
