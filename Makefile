@@ -24,8 +24,9 @@ $(PY):
 venv: $(PY)
 	@$(PY) -m pip install -q --upgrade pip
 	@$(PY) -m pip install -q -e '.[test]'
-	@if command -v npm >/dev/null; then cd oup/viewer && npm ci --no-audit --no-fund --loglevel=error; \
-	else echo "note: npm not found: the 3D viewer (/viewer) needs CesiumJS from npm (apt-get install npm)"; fi
+	@if command -v npm >/dev/null; then for d in oup/viewer oup/web; do \
+	  (cd $$d && npm ci --no-audit --no-fund --loglevel=error) || exit 1; done; \
+	else echo "note: npm not found: the 3D viewer (/viewer) and the HTML pages need CesiumJS, Bootstrap and MapLibre from npm (apt-get install npm)"; fi
 
 demo: venv
 	$(VENV)/bin/oup catalog check

@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 from oup.geodesy import install_grids, transformer  # noqa: E402
 from oup.ports import free_port  # noqa: E402
 from oup.store import Feature, Field, Query  # noqa: E402
+from oup.store.base import FID, GEOM, GEOM84  # noqa: E402
 from oup.store.gpkg import GeoPackageStore  # noqa: E402
 
 OUT = HERE / "out"
@@ -162,7 +163,7 @@ def copy_to_postgis(gpkg: Path, url: str) -> None:
     meta = src.layer("buildings")
     fields = [Field(n, t) for n, t in meta["fields"]]
     cols = ", ".join(f'"{f.name}"' for f in fields)
-    rows = src.con.execute(f"SELECT _oup_geom, _oup_geom84, {cols} FROM buildings ORDER BY _oup_fid")
+    rows = src.con.execute(f"SELECT {GEOM}, {GEOM84}, {cols} FROM buildings ORDER BY {FID}")
     times = {f.name for f in fields if f.type == "date-time"}
 
     def props(values):
@@ -331,12 +332,17 @@ def run_server(label, start, url, n, bounds, seconds, work, coll="buildings",
     except Exception as exc:  # a peer that cannot run is reported as such
         return {"error": str(exc)}
     finally:
-        if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop(proc)
+
+
+def stop(proc) -> None:
+    """End a server this script started (if it did)."""
+    if proc is not None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def main() -> None:
@@ -404,12 +410,12 @@ def main() -> None:
             results["tipg 1.6 on PostGIS"] = run_server(
                 "tipg", lambda: start_tipg(work, pg.url, port), f"http://127.0.0.1:{port}",
                 args.buildings, bounds, args.seconds, work, coll="public.buildings",
-                extra="&geom-column=geom84" if same_table else "")
+                extra=f"&geom-column={GEOM84}" if same_table else "")
         if pg and "postgres" in peers:
             port = free_port()
             results["pygeoapi 0.24 stock PostgreSQL"] = run_server(
                 "postgres", lambda: start_pygeoapi(work, "PostgreSQL", pg.url, port, bounds,
-                                                   "geom84" if same_table else "geom"),
+                                                   GEOM84 if same_table else "geom"),
                 f"http://127.0.0.1:{port}", args.buildings, bounds, args.seconds, work)
     finally:
         if pg:

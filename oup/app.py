@@ -15,7 +15,7 @@ import os
 import re
 import time
 
-from . import tiles3d
+from . import pages, styles, tiles3d, vector_tiles
 from .catalog import load_catalog
 from .metrics import Metrics, server_folder
 from .params import CHECKED_ITEMS
@@ -29,6 +29,7 @@ from .security import (INVALID_CREDENTIALS, VISIBLE, AuditLog, AuthError, Authen
                        new_request_id, visible_collections)
 from .settings import Settings, get_settings
 from .store import open_store
+from .tile_cache import TileCache
 
 LOG = logging.getLogger(__name__)
 _COLLECTION_PATH = re.compile(r"^/collections/([^/]+)")
@@ -59,6 +60,10 @@ def create_app(settings: Settings | None = None):
     metrics = Metrics(server_folder(settings.data_dir / "metrics", os.getppid()))
     openapi_doc = oas_path.read_text()
     queryables = Queryables(catalog, store)
+    tiles = vector_tiles.VectorTiles(
+        catalog, store, settings.public_url,
+        TileCache(settings.data_dir / "tile-cache") if settings.tile_cache else None)
+    map_styles = styles.Styles(catalog, tiles.layers, settings.public_url)
 
     @app.before_request
     def _check():
@@ -90,6 +95,14 @@ def create_app(settings: Settings | None = None):
             if request.method not in ("GET", "HEAD"):
                 return problem(405, "3D Tiles are read-only", path)
             return tiles3d.serve(settings.data_dir, problem, m.group(1), m.group(2))
+        if (answer := vector_tiles.respond(tiles, problem, g.visible)) is not None:
+            return answer
+        if (answer := styles.respond(map_styles, problem, g.visible)) is not None:
+            return answer
+        if path == "/map":
+            return pages.serve_map(problem)
+        if path.startswith("/assets/"):
+            return pages.serve_asset(problem, path.removeprefix("/assets/"))
         if path == "/viewer" or path.startswith("/viewer/"):
             return tiles3d.serve_viewer(problem, path.removeprefix("/viewer").lstrip("/"))
         return check_request(request, queryables, settings.max_page_limit)
@@ -112,6 +125,7 @@ def create_app(settings: Settings | None = None):
         if rewrite and resp.status_code == 200 and resp.get_data()[:1] == b"{":
             resp.set_data(json.dumps(rewrite(json.loads(resp.get_data()))))
         add_common_headers(resp.headers)
+        resp.headers["Content-Security-Policy"] = pages.CONTENT_SECURITY_POLICY
         metrics.observe(route, resp.status_code,
                         time.perf_counter() - g.get("started", time.perf_counter()))
         return resp
@@ -124,11 +138,15 @@ def create_app(settings: Settings | None = None):
         if path == f"/collections/{RECORDS_ID}/items":
             return lambda doc: with_records(doc, records, g.get("visible", public) - public)
         if path == "/conformance":
-            return lambda doc: {"conformsTo": CONFORMANCE}
+            return lambda doc: {"conformsTo": CONFORMANCE + vector_tiles.CONFORMANCE
+                                + styles.CONFORMANCE}
+        if path == "/":
+            return lambda doc: vector_tiles.landing_links(doc, settings.public_url)
         if COLLECTIONS.match(path):
-            return lambda doc: tiles3d.add_links(
-                without_spatial_extent(plain_items_links(doc), no_geometry),
-                settings.public_url, settings.data_dir)
+            return lambda doc: vector_tiles.add_links(
+                tiles3d.add_links(without_spatial_extent(plain_items_links(doc), no_geometry),
+                                  settings.public_url, settings.data_dir),
+                settings.public_url, set(tiles.layers))
         return None
 
     @app.errorhandler(404)

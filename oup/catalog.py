@@ -107,6 +107,59 @@ class Tiles3D(_Strict):
         "many); up to 65,535 a tile's indices are 16-bit"))
 
 
+class VectorTiles(_Strict):
+    """How the collection is published as vector tiles (OGC API Tiles, MVT)."""
+
+    minzoom: int = Field(0, ge=0, le=24, description="first zoom level with tiles "
+                         "(WebMercatorQuad levels; other grids take the level of that scale)")
+    maxzoom: int = Field(22, ge=0, le=24, description="last zoom level with tiles")
+    properties: list[str] | None = Field(
+        None, description="the attributes that go in the tiles; default: every one")
+
+    @model_validator(mode="after")
+    def _range(self) -> "VectorTiles":
+        if self.minzoom > self.maxzoom:
+            raise ValueError("minzoom must not exceed maxzoom")
+        return self
+
+
+_COLOUR = r"^#[0-9a-fA-F]{6}$"
+
+
+class Choropleth(_Strict):
+    """Polygons coloured by classes of a number: colours[i] below breaks[i], the last
+    colour from the last break up."""
+
+    property: str = Field(description="the numeric attribute, e.g. a_inw")
+    breaks: list[float] = Field(min_length=1, description="class limits, ascending")
+    colours: list[str] = Field(min_length=2, description="one more colour than breaks")
+    nodata: str = Field("#cccccc", pattern=_COLOUR, description="colour where it has no value")
+
+    @model_validator(mode="after")
+    def _classes(self) -> "Choropleth":
+        if self.breaks != sorted(self.breaks):
+            raise ValueError("breaks must be ascending")
+        if len(self.colours) != len(self.breaks) + 1:
+            raise ValueError("give one more colour than breaks")
+        for colour in self.colours:
+            if not re.match(_COLOUR, colour):
+                raise ValueError(f"{colour!r} is not a colour like #1f4e5f")
+        return self
+
+
+class MapStyle(_Strict):
+    """How the collection is drawn on maps (OGC API Styles, /map); every part optional:
+    without it, a colour of its own and a default per geometry type."""
+
+    fill: str | None = Field(None, pattern=_COLOUR, description="fill colour of polygons")
+    line: str | None = Field(None, pattern=_COLOUR, description="colour of lines, outlines")
+    point: str | None = Field(None, pattern=_COLOUR, description="colour of points")
+    opacity: float = Field(0.5, ge=0, le=1, description="fill opacity")
+    width: float = Field(1.0, gt=0, le=20, description="line width in pixels")
+    choropleth: Choropleth | None = None
+    visible: bool = Field(True, description="shown when a map opens (else toggled on)")
+
+
 class Join(_Strict):
     """Attach each row to a geometry of another collection by a shared key."""
 
@@ -226,6 +279,9 @@ class Collection(_Strict):
     queryables: list[str] | None = Field(None, description="default: every attribute")
     extent: Extent = Field(default_factory=Extent, description="derived from the data when empty")
     tiles3d: Tiles3D | None = Field(None, description="publish the city model as 3D Tiles")
+    tiles: VectorTiles = Field(default_factory=VectorTiles,
+                               description="vector tiles: zoom range and attributes")
+    style: MapStyle = Field(default_factory=MapStyle, description="how maps draw it")
     join: Join | None = Field(None, description="take the geometry from another collection")
     disclosure: DisclosureConfig | None = Field(None, description="disclosure control")
     stream: Stream | None = Field(None, description="sensors: the MQTT topics that feed them")

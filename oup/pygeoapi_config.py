@@ -140,6 +140,8 @@ def records_file(catalog: Catalog, store: FeatureStore, out_dir: Path) -> Path:
 def build_config(catalog: Catalog, store: FeatureStore, settings: Settings) -> dict:
     cfg = yaml.safe_load(TEMPLATE.read_text(encoding="utf-8"))
     cfg["server"]["url"] = settings.public_url
+    for part in ("identification", "provider", "contact"):  # the service is its own home
+        cfg["metadata"][part]["url"] = settings.public_url
     cfg["server"]["bind"] = {"host": settings.host, "port": settings.port}
     cfg["server"]["limits"] = {"default_items": settings.page_limit,
                                "max_items": settings.max_page_limit, "on_exceed": "error"}

@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     worker_class: str = Field("gthread", description="gunicorn worker class: gthread or sync")
     threads: int = Field(4, description="threads per worker (gthread only)")
     base_url: str | None = Field(None, description="public URL; default http://host:port")
+    tile_cache: bool = Field(False, description="keep vector tiles on disk under "
+                             "<data_dir>/tile-cache (re-made after an import)")
     page_limit: int = Field(10, description="default items per page")
     max_page_limit: int = Field(10000, description="largest limit a client may ask for")
     log_level: str = "WARNING"

@@ -113,11 +113,8 @@ def serve_viewer(problem, path: str):
         if not CESIUM.is_dir():
             return problem(503, "CesiumJS is not installed: run `make demo` (npm ci in "
                            "oup/viewer)", request.path)
-        full = safe_join(str(CESIUM), path.removeprefix("cesium/"))
-        if full and Path(full).is_file():
-            import mimetypes
+        from .pages import static_file
 
-            kind = mimetypes.guess_type(full)[0] or "application/octet-stream"
-            return Response(Path(full).read_bytes(), mimetype=kind,
-                            headers={"Cache-Control": "public, max-age=86400"})
+        if (answer := static_file(CESIUM, path.removeprefix("cesium/"))) is not None:
+            return answer
     return problem(404, f"no viewer resource {path!r}", request.path)

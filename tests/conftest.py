@@ -82,6 +82,18 @@ time_field: observed
     return feats
 
 
+def declare_collection(folder: Path, extra: str) -> Path:
+    """A minimal collection.yml (an empty GeoJSON source) plus ``extra`` YAML lines, in
+    ``folder``/blocks; its path. For tests of what the catalogue refuses."""
+    folder = folder / "blocks"
+    folder.mkdir()
+    (folder / "blocks.geojson").write_text('{"type": "FeatureCollection", "features": []}')
+    (folder / "collection.yml").write_text(
+        "title: Blocks\ndescription: test\nlicense: {name: CC0}\nowner: {name: t}\n"
+        f"sources: [{{path: blocks.geojson}}]\n{extra}\n")
+    return folder / "collection.yml"
+
+
 @pytest.fixture(scope="session")
 def workdir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("oup")

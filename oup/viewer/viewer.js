@@ -23,6 +23,15 @@ const STALE_MS = 3600 * 1000;  // a value older than an hour is drawn grey
   viewer.scene.globe.baseColor = Cesium.Color.fromCssColorString("#d9dee3");
   viewer.scene.skyAtmosphere.show = false;
   window.oup.viewer = viewer;
+  // the same place on the 2D map (/map?at=<lon>,<lat>,<zoom>), kept up to date
+  viewer.camera.moveEnd.addEventListener(() => {
+    const c = viewer.camera.positionCartographic;
+    const lat = Cesium.Math.toDegrees(c.latitude), lon = Cesium.Math.toDegrees(c.longitude);
+    const metresPerPixel = Math.max(c.height, 10) / viewer.canvas.clientHeight;
+    const zoom = Math.log2(156543.03 * Math.cos(c.latitude) / metresPerPixel);
+    document.getElementById("to-map").href =
+      `/map?at=${lon.toFixed(6)},${lat.toFixed(6)},${Math.min(22, Math.max(0, zoom)).toFixed(1)}`;
+  });
   let listing = null;
   try {
     // every collection that links a 3D Tiles tileset: the buildings, the terrain, ...

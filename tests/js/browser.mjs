@@ -44,3 +44,19 @@ export async function clickBuilding(page, step = 0.05, margin = 0.3) {
   }
   return page.evaluate(() => window.oup.picked);
 }
+
+// Refuse (and record in sink.foreign) every request that would leave `origin`: the page
+// must work on an intranet with no internet. Console errors go to sink.consoleErrors.
+// `sink` is read at each event, so a caller may swap it per page with holder.sink.
+export async function offline(page, origin, holder) {
+  await page.route("**/*", (route) => {
+    const url = route.request().url();
+    if (url.startsWith(origin + "/") || url.startsWith("data:") || url.startsWith("blob:")) {
+      return route.continue();
+    }
+    holder.sink.foreign.push(url);
+    return route.abort();
+  });
+  page.on("console", (m) => { if (m.type() === "error") holder.sink.consoleErrors.push(m.text()); });
+  page.on("pageerror", (e) => holder.sink.pageErrors.push(String(e)));
+}

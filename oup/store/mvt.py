@@ -1,0 +1,197 @@
+"""Mapbox Vector Tiles, computed in the store.
+
+One rule for both stores, so a tile is the same whichever answers:
+- a feature is in a tile when its geometry intersects the tile (exactly, as
+  ``items?bbox=`` selects), and it is clipped to the tile plus a buffer;
+- geometry is simplified to the tile's resolution (one unit of its 4096, a sixteenth
+  of a display pixel), so low zooms carry what can be drawn, not every vertex; no more,
+  as a coarser tolerance folds thin buildings into slivers the encoding then drops;
+- a line or polygon smaller than a pixel both ways is dropped (a city at z10 would
+  otherwise be 200,000 specks and megabytes); points are always kept;
+- the feature id is the store's row number; the chosen properties go with it, NULL
+  ones (e.g. statistics suppressed by disclosure control) left out, as MVT has no null.
+
+PostGIS does it in one statement (ST_AsMVTGeom, ST_AsMVT). The GeoPackage answers the
+R*Tree, and shapely 2 (vectorised) clips, simplifies and places the geometry before
+mapbox-vector-tile encodes it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import shapely
+
+from .base import FID, GEOM, GEOM84, SYSTEM_PREFIX
+from .cql import quote
+
+EXTENT = 4096  # tile units across a tile
+BUFFER = 64  # units beyond the edge: lines and outlines join up across tiles
+
+
+@dataclass(frozen=True)
+class TileQuery:
+    """What a store needs to cut one layer of one tile."""
+
+    layer: str  # the collection id, and the layer's name in the tile
+    properties: tuple[str, ...]  # the fields that go in the tile
+    bounds: tuple[float, float, float, float]  # the tile, in the grid's CRS
+    srid: int  # the grid's CRS as an SRID (4326 for CRS84)
+    crs: str  # the grid's CRS as PROJ knows it (EPSG:n, OGC:CRS84)
+    envelope84: tuple[float, float, float, float]  # a CRS84 box holding the tile
+
+    @property
+    def pixel(self) -> float:
+        """A display pixel (a tile is 256 wide) in the grid's CRS units."""
+        return (self.bounds[2] - self.bounds[0]) / 256
+
+    @property
+    def unit(self) -> float:
+        """A tile unit (a tile is 4096 wide) in the grid's CRS units."""
+        return (self.bounds[2] - self.bounds[0]) / EXTENT
+
+
+def tile_layer(store, q: TileQuery) -> bytes:
+    """The layer ``q.layer`` of one tile from ``store``, MVT-encoded ('' when empty)."""
+    from .postgis import PostGISStore
+
+    if isinstance(store, PostGISStore):
+        return _postgis(store, q)
+    return _geopackage(store, q)
+
+
+def import_stamp(store, cid: str) -> str:
+    """What changes whenever collection ``cid`` is written again (imported), as the store
+    says now: tiles cut before it changed are out of date. PostGIS: the table's oid (each
+    import makes a new table); GeoPackage: its last change (milliseconds)."""
+    from .postgis import PostGISStore
+
+    if isinstance(store, PostGISStore):
+        rows = store.execute("SELECT to_regclass(?)::oid::text", (quote(cid),))
+    else:
+        rows = store.execute("SELECT last_change FROM gpkg_contents WHERE table_name = ?",
+                             (cid,))
+    return str(rows[0][0]) if rows else ""
+
+
+def _types(store, q: TileQuery) -> tuple[dict, dict[str, str]]:
+    meta = store.layer(q.layer)
+    return meta, dict(meta["fields"])
+
+
+def _native(meta: dict, q: TileQuery) -> bool:
+    """Whether the grid is in the collection's source CRS: then its stored geometry is
+    cut as it is (exact, no transform). CRS84 grids read the CRS84 column."""
+    return meta["source_srid"] == q.srid and q.crs != "OGC:CRS84"
+
+
+# -- PostGIS: one statement ----------------------------------------------------------------
+
+def _postgis(store, q: TileQuery) -> bytes:
+    return store._fresh(_postgis_read, store, q)
+
+
+def _postgis_read(store, q: TileQuery) -> bytes:
+    meta, types = _types(store, q)
+    native = _native(meta, q)
+    cols = []
+    for name in q.properties:
+        col = quote(name)
+        if types[name] == "date-time":  # the store's text form, as the features answer it
+            col = f"to_char({col} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+        cols.append(f"{col} AS {quote(name)}")
+    # the index first (GiST on the stored column), then the exact test in the grid's CRS
+    if native:
+        geom, index, index_params = GEOM, f"{GEOM} && ST_MakeEnvelope(?, ?, ?, ?, {q.srid})", \
+            list(q.bounds)
+    else:
+        geom, index, index_params = f"ST_Transform({GEOM84}, {q.srid})", \
+            f"{GEOM84} && ST_MakeEnvelope(?, ?, ?, ?, 4326)", list(q.envelope84)
+    px = q.pixel
+    x0, y0, x1, y1 = q.bounds
+    # MATERIALIZED: the transformed geometry is computed once a row, not once a use.
+    # A feature whose box lies inside the tile meets it: only the others take GEOS's
+    # exact (and costly) test.
+    g = f"{SYSTEM_PREFIX}g"  # the store's own names, so no attribute of a steward's clashes
+    sql = f"""
+    WITH hit AS MATERIALIZED (
+      SELECT {FID}, {geom} AS {g}{''.join(', ' + c for c in cols)}
+      FROM {quote(q.layer)} WHERE {index})
+    SELECT ST_AsMVT(mvt, ?, {EXTENT}, '{g}', '{FID}') FROM (
+      SELECT {FID}, ST_AsMVTGeom(ST_Simplify({g}, ?, true),
+                               ST_MakeEnvelope(?, ?, ?, ?, {q.srid}), {EXTENT}, {BUFFER},
+                               true) AS {g}{''.join(', ' + quote(n) for n in q.properties)}
+      FROM hit
+      WHERE (ST_Dimension({g}) = 0 OR ST_XMax({g}) - ST_XMin({g}) >= ?
+             OR ST_YMax({g}) - ST_YMin({g}) >= ?)
+        AND CASE WHEN ST_XMin({g}) >= ? AND ST_XMax({g}) <= ? AND ST_YMin({g}) >= ?
+                      AND ST_YMax({g}) <= ?
+                 THEN true ELSE ST_Intersects({g}, ST_MakeEnvelope(?, ?, ?, ?, {q.srid})) END
+    ) AS mvt WHERE {g} IS NOT NULL"""
+    rows = store.execute(sql, [*index_params, q.layer, q.unit, *q.bounds, px, px,
+                               x0, x1, y0, y1, *q.bounds])
+    return bytes(rows[0][0] or b"") if rows else b""
+
+
+# -- GeoPackage: the R*Tree, then shapely and mapbox-vector-tile --------------------------
+
+def _geopackage(store, q: TileQuery) -> bytes:
+    import mapbox_vector_tile
+
+    from .geometry import from_crs84, gpb_wkb
+
+    meta, types = _types(store, q)
+    native = _native(meta, q)
+    t = quote(q.layer)
+    rtree = quote(f"rtree_{q.layer}_{GEOM if native else GEOM84}")
+    minx, miny, maxx, maxy = q.bounds if native else q.envelope84
+    cols = "".join(f", f.{quote(n)}" for n in q.properties)
+    rows = store.execute(
+        f"SELECT f.{FID}, f.{GEOM if native else GEOM84}{cols} FROM {rtree} r "
+        f"JOIN {t} f ON f.{FID} = r.id "
+        f"WHERE r.minx <= ? AND r.maxx >= ? AND r.miny <= ? AND r.maxy >= ?",
+        [maxx, minx, maxy, miny])
+    if not rows:
+        return b""
+    wkbs = np.array([None if r[1] is None else bytes(gpb_wkb(r[1]) if native else r[1])
+                     for r in rows], dtype=object)
+    geoms = shapely.from_wkb(wkbs)
+    if not native:
+        geoms = from_crs84(geoms, q.crs)
+    box = shapely.box(*q.bounds)
+    px = q.pixel
+    lo, hi = shapely.bounds(geoms)[:, :2], shapely.bounds(geoms)[:, 2:]
+    size = hi - lo
+    keep = shapely.intersects(geoms, box) & (
+        (shapely.get_dimensions(geoms) == 0) | (size[:, 0] >= px) | (size[:, 1] >= px))
+    if not keep.any():
+        return b""
+    picked = [rows[i] for i in np.flatnonzero(keep)]
+    geoms = shapely.simplify(geoms[keep], q.unit, preserve_topology=True)
+    scale = EXTENT / (q.bounds[2] - q.bounds[0])
+
+    def to_tile(coords):  # grid CRS -> tile units, y down
+        return np.column_stack([(coords[:, 0] - q.bounds[0]) * scale,
+                                (q.bounds[3] - coords[:, 1]) * scale])
+
+    geoms = shapely.clip_by_rect(shapely.transform(geoms, to_tile), -BUFFER, -BUFFER,
+                                 EXTENT + BUFFER, EXTENT + BUFFER)
+    # On the tile's grid, valid, and wound as MVT wants (exterior rings clockwise on
+    # screen), all at once in GEOS: mapbox-vector-tile's own check, one feature at a
+    # time in Python, was most of a tile's time. Snapping also drops the points that
+    # fall together on the grid.
+    geoms = shapely.orient_polygons(shapely.set_precision(geoms, 1.0), exterior_cw=False)
+    booleans = {n for n in q.properties if types[n] == "boolean"}
+    features = []
+    for row, geom in zip(picked, geoms):
+        if geom is None or geom.is_empty:
+            continue
+        props = {n: (bool(v) if n in booleans else v)
+                 for n, v in zip(q.properties, row[2:]) if v is not None}
+        features.append({"id": row[0], "geometry": geom, "properties": props})
+    if not features:
+        return b""
+    return mapbox_vector_tile.encode(
+        [{"name": q.layer, "features": features}],
+        default_options={"extents": EXTENT, "y_coord_down": True, "quantize_bounds": None,
+                         "check_winding_order": False})

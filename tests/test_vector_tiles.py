@@ -1,0 +1,346 @@
+"""Vector tiles (OGC API Tiles, MVT) against the features they are cut from, on both
+stores: the same features (ids) as ``items?bbox=``, the same geometry to within a pixel,
+in WebMercatorQuad and NetherlandsRDNewQuad; the catalogue's rules; access and
+disclosure as on every other path; errors as problem documents."""
+from __future__ import annotations
+
+import random
+
+import mapbox_vector_tile
+import pytest
+import requests
+import shapely
+from shapely.geometry import shape
+
+from conftest import declare_collection
+from oup import tile_matrix_sets as grids
+from oup.catalog import CatalogError, load_collection
+from oup.store import Feature, Field
+from oup.store.gpkg import GeoPackageStore
+from oup.store.mvt import BUFFER, EXTENT, TileQuery, tile_layer
+
+MVT = "application/vnd.mapbox-vector-tile"
+CRS = {"WebMercatorQuad": "EPSG:3857", "NetherlandsRDNewQuad": "EPSG:28992"}
+HIDDEN = ("internal-figures", "restricted-care")
+
+
+# -- the grids and the catalogue (in-process) ----------------------------------------------
+
+def test_the_dutch_grid_is_pdoks():
+    tms = grids.get("NetherlandsRDNewQuad")
+    assert grids.srid(tms) == 28992
+    top = grids.Tile.parse("NetherlandsRDNewQuad", "0", "0", "0")
+    assert top.bounds == pytest.approx((-285401.92, 22598.08, 595401.92, 903401.92))
+    deep = grids.Tile.parse("NetherlandsRDNewQuad", "12", "2175", "1749")
+    assert deep.pixel == pytest.approx(3440.64 / 2**12)
+    x0, y0, x1, y1 = deep.bounds  # a tile of Delfshaven (RD ~ 90,400 / 436,500)
+    assert 85_000 < x0 < x1 < 95_000 and 432_000 < y0 < y1 < 440_000
+
+
+@pytest.mark.parametrize("address, parameter", [
+    (("x", "0", "0"), "tileMatrix"), (("3", "-1", "0"), "tileRow"),
+    (("3", "0", "8"), "tileCol"), (("25", "0", "0"), "tileMatrix"),
+    (("3", "1e3", "0"), "tileRow"), (("3", "0", "99999999999"), "tileCol")])
+def test_a_tile_outside_the_grid_is_refused_naming_the_parameter(address, parameter):
+    with pytest.raises(grids.BadTileAddress) as err:
+        grids.Tile.parse("WebMercatorQuad", *address)
+    assert err.value.parameter == parameter
+
+
+def test_an_unknown_grid_is_unknown():
+    with pytest.raises(grids.UnknownTileMatrixSet):
+        grids.Tile.parse("GoogleMapsCompatible", "1", "0", "0")
+
+
+def test_zoom_ranges_carry_over_by_scale():
+    rd = grids.get("NetherlandsRDNewQuad")
+    # web z12 at 52 degrees north is ~23.5 m a pixel; RD level 7 is 26.9 m
+    assert grids.zoom_in(rd, 12, 52.0) == 7
+    assert grids.zoom_in(grids.get("WebMercatorQuad"), 12, 52.0) == 12
+
+
+def test_a_wrong_zoom_range_fails_naming_file_and_field(tmp_path):
+    yml = declare_collection(tmp_path, "tiles: {minzoom: 15, maxzoom: 12}")
+    with pytest.raises(CatalogError) as err:
+        load_collection(yml)
+    assert err.value.field == "tiles" and str(yml) in str(err.value)
+
+
+# -- the GeoPackage's tiles, in-process: what goes in and what is left out -------------------
+
+def _blocks_store(path) -> GeoPackageStore:
+    return _write_blocks(GeoPackageStore(path))
+
+
+def _write_blocks(store):
+    """Four features near Delfshaven in CRS84: a block, a speck, a point, and a block
+    whose statistic is suppressed (NULL)."""
+    lon, lat = 4.455, 51.906
+
+    def feat(geom, **props):
+        return Feature(geom, geom, props)
+
+    block = shapely.box(lon, lat, lon + 0.001, lat + 0.0006)
+    speck = shapely.box(lon + 0.002, lat, lon + 0.002 + 1e-6, lat + 1e-6)
+    store.write_collection("blocks", "EPSG:4326", [Field("name", "string"), Field("count", "integer")], [
+        feat(block, name="block", count=12), feat(speck, name="speck", count=1),
+        feat(shapely.Point(lon + 0.0005, lat - 0.0002), name="point", count=3),
+        feat(shapely.box(lon - 0.001, lat, lon - 0.0002, lat + 0.0005), name="secret",
+             count=None)])
+    return store
+
+
+def _decode(data: bytes) -> dict:
+    return mapbox_vector_tile.decode(data, default_options={"y_coord_down": True}) if data else {}
+
+
+def test_geopackage_tiles_keep_ids_drop_specks_and_nulls(tmp_path):
+    store = _blocks_store(tmp_path / "blocks.gpkg")
+    tms = grids.get("WebMercatorQuad")
+    t = tms.tile(4.4555, 51.9062, 15)
+    tile = grids.Tile("WebMercatorQuad", 15, t.y, t.x)
+    data = tile_layer(store, TileQuery("blocks", ("name", "count"), tile.bounds, tile.srid,
+                                       tile.crs, tile.crs84_envelope))
+    feats = {f["properties"]["name"]: f for f in _decode(data)["blocks"]["features"]}
+    assert set(feats) == {"block", "point", "secret"}  # the 7 cm speck is below a pixel
+    assert feats["block"]["id"] == 1 and feats["point"]["id"] == 3
+    assert feats["block"]["properties"] == {"name": "block", "count": 12}
+    assert feats["secret"]["properties"] == {"name": "secret"}  # no value, not a null
+    far = tms.tile(5.5, 52.5, 15)  # nothing there
+    empty = grids.Tile("WebMercatorQuad", 15, far.y, far.x)
+    assert tile_layer(store, TileQuery("blocks", ("name",), empty.bounds, empty.srid,
+                                       empty.crs, empty.crs84_envelope)) == b""
+
+
+def test_a_tiles_declaration_naming_a_missing_attribute_fails_start_up(tmp_path):
+    from oup.catalog import Catalog
+    from oup.vector_tiles import layers
+
+    store = _blocks_store(tmp_path / "blocks.gpkg")
+    yml = declare_collection(tmp_path, "tiles: {properties: [name, colour]}")
+    with pytest.raises(CatalogError) as err:
+        layers(Catalog([load_collection(yml)], tmp_path), store)
+    assert err.value.field == "tiles.properties" and "colour" in err.value.message
+
+
+# -- against a real server, on both stores -----------------------------------------------------
+
+def _tms_doc(server, tms_id):
+    doc = requests.get(f"{server}/tileMatrixSets/{tms_id}").json()
+    return {m["id"]: m for m in doc["tileMatrices"]}
+
+
+def _bounds(matrix: dict, row: int, col: int):
+    """A tile's bounds from the tile matrix set document (top-left origin)."""
+    x0, y0 = matrix["pointOfOrigin"]
+    size = matrix["cellSize"] * matrix["tileWidth"]
+    return x0 + col * size, y0 - (row + 1) * size, x0 + (col + 1) * size, y0 - row * size
+
+
+def _tile_geometries(data: bytes, layer: str, bounds) -> dict:
+    """Decoded features of ``layer`` by id, geometry back in the grid's CRS."""
+    x0, y0, x1, y1 = bounds
+    scale = (x1 - x0) / EXTENT
+    out = {}
+    for f in _decode(data).get(layer, {}).get("features", []):
+        g = shapely.transform(shape(f["geometry"]),
+                              lambda c: c * [scale, -scale] + [x0, y1])
+        out[f["id"]] = (shapely.make_valid(g), f["properties"])
+    return out
+
+
+def _random_tiles(server, tms_id, levels, n, seed):
+    """``n`` random tiles per level within the buildings' limits."""
+    tileset = requests.get(f"{server}/collections/buildings/tiles/{tms_id}").json()
+    limits = {lim["tileMatrix"]: lim for lim in tileset["tileMatrixSetLimits"]}
+    rng = random.Random(seed)
+    for z in levels:
+        lim = limits[str(z)]
+        for _ in range(n):
+            yield z, rng.randint(lim["minTileRow"], lim["maxTileRow"]), \
+                rng.randint(lim["minTileCol"], lim["maxTileCol"])
+
+
+@pytest.mark.parametrize("tms_id, levels", [("WebMercatorQuad", range(12, 18)),
+                                            ("NetherlandsRDNewQuad", range(7, 13))])
+def test_tiles_hold_the_features_of_items_to_within_a_pixel(server, tms_id, levels):
+    matrices, crs = _tms_doc(server, tms_id), CRS[tms_id]
+    checked_ids = checked_shapes = 0
+    for z, row, col in _random_tiles(server, tms_id, levels, 3, seed=12):
+        bounds = _bounds(matrices[str(z)], row, col)
+        pixel = (bounds[2] - bounds[0]) / 256
+        r = requests.get(f"{server}/collections/buildings/tiles/{tms_id}/{z}/{row}/{col}")
+        assert r.status_code in (200, 204), r.text
+        got = _tile_geometries(r.content, "buildings", bounds) if r.status_code == 200 else {}
+        items = requests.get(f"{server}/collections/buildings/items", params={
+            "bbox": ",".join(map(str, bounds)), "bbox-crs": f"http://www.opengis.net/def/crs/EPSG/0/{crs[5:]}",
+            "crs": f"http://www.opengis.net/def/crs/EPSG/0/{crs[5:]}", "limit": 5000}).json()
+        box = shapely.box(*bounds)
+        # the bbox in CRS84 holds the tile; the tile holds what meets it exactly
+        features = {f["id"]: shape(f["geometry"]) for f in items["features"]
+                    if shape(f["geometry"]).intersects(box)}
+        for fid, geom in features.items():
+            x0, y0, x1, y1 = geom.bounds
+            size = max(x1 - x0, y1 - y0) / pixel
+            if size >= 1.01:  # a pixel or more: it must be there
+                assert fid in got, (tms_id, z, row, col, fid, size)
+            elif size < 0.99:  # a speck: left out
+                assert fid not in got, (tms_id, z, row, col, fid, size)
+        assert set(got) <= set(features), (tms_id, z, row, col)
+        checked_ids += len(features)
+        margin = BUFFER / EXTENT * (bounds[2] - bounds[0])
+        clip = shapely.box(bounds[0] - margin, bounds[1] - margin, bounds[2] + margin,
+                           bounds[3] + margin)
+        for fid, (geom, _) in got.items():
+            expected = features[fid].intersection(clip)
+            assert shapely.hausdorff_distance(geom, expected) <= pixel, (tms_id, z, fid)
+            checked_shapes += 1
+    assert checked_ids > 100 and checked_shapes > 100  # not an empty corner of the grid
+
+
+def test_dataset_tiles_hold_every_visible_collection_as_a_layer(server, credentials):
+    bounds_tile = grids.get("WebMercatorQuad").tile(4.456, 51.906, 14)
+    path = f"/tiles/WebMercatorQuad/14/{bounds_tile.y}/{bounds_tile.x}"
+    anonymous = _decode(requests.get(server + path).content)
+    assert {"buildings", "neighbourhoods", "kerncijfers", "leefbaarheid"} <= set(anonymous)
+    assert not set(HIDDEN) & set(anonymous)
+    seen = _decode(requests.get(server + path,
+                                headers={"X-API-Key": credentials["api_key"]}).content)
+    assert set(HIDDEN) <= set(seen)
+    tilesets = requests.get(f"{server}/tiles/WebMercatorQuad").json()
+    assert {layer["id"] for layer in tilesets["layers"]} & set(HIDDEN) == set()
+
+
+def test_hidden_collections_are_404_on_every_tiles_path(server, credentials):
+    t = grids.get("WebMercatorQuad").tile(4.456, 51.906, 14)
+    for cid in HIDDEN:
+        paths = [f"/collections/{cid}/tiles", f"/collections/{cid}/tiles/WebMercatorQuad",
+                 f"/collections/{cid}/tiles/WebMercatorQuad?f=tilejson",
+                 f"/collections/{cid}/tiles/NetherlandsRDNewQuad",
+                 f"/collections/{cid}/tiles/WebMercatorQuad/14/{t.y}/{t.x}",
+                 f"/collections/{cid}/tiles/Nonsense/1/2/3"]
+        for path in paths:
+            r = requests.get(server + path)
+            assert r.status_code == 404, (path, r.status_code)
+            assert "secret title" not in r.text
+        ok = requests.get(server + paths[4], headers={"X-API-Key": credentials["api_key"]})
+        assert ok.status_code == 200 and ok.headers["Cache-Control"] == "no-store"
+
+
+def test_suppressed_statistics_are_absent_from_tiles(server):
+    items = requests.get(f"{server}/collections/kerncijfers/items?limit=100").json()["features"]
+    suppressed = 0
+    t = grids.get("WebMercatorQuad").tile(4.456, 51.906, 12)  # the whole district
+    data = requests.get(f"{server}/collections/kerncijfers/tiles/WebMercatorQuad/12/"
+                        f"{t.y}/{t.x}").content
+    tiled = {f["id"]: f["properties"] for f in _decode(data)["kerncijfers"]["features"]}
+    assert set(tiled) == {f["id"] for f in items}
+    for f in items:
+        for name, value in f["properties"].items():
+            if value is None:
+                assert name not in tiled[f["id"]], (f["id"], name)
+                suppressed += 1
+            elif isinstance(value, float):
+                assert tiled[f["id"]][name] == pytest.approx(value), (f["id"], name)
+            else:
+                assert tiled[f["id"]][name] == value, (f["id"], name)
+    assert suppressed > 0  # the demo's figures do hold suppressed cells
+
+
+@pytest.mark.parametrize("path, status, parameter", [
+    ("/collections/buildings/tiles/WebMercatorQuad/x/0/0", 400, "tileMatrix"),
+    ("/collections/buildings/tiles/WebMercatorQuad/3/8/0", 400, "tileRow"),
+    ("/collections/buildings/tiles/WebMercatorQuad/30/0/0", 400, "tileMatrix"),
+    ("/collections/buildings/tiles/WebMercatorQuad/14/1/1?foo=1", 400, "foo"),
+    ("/collections/buildings/tiles/WebMercatorQuad/14/1/1?f=png", 400, "f"),
+    ("/collections/buildings/tiles/Nonsense/3/0/0", 404, None),
+    ("/collections/buildings/tiles/Nonsense", 404, None),
+    ("/tileMatrixSets/Nonsense", 404, None),
+    ("/collections/buildings/tiles/WebMercatorQuad/2/1/2", 404, None),  # below minzoom
+    ("/collections/observations/tiles", 404, None),  # live: no tiles
+    ("/collections/nothing-here/tiles/WebMercatorQuad/14/1/1", 404, None),
+])
+def test_bad_tile_requests_are_problem_documents(server, path, status, parameter):
+    r = requests.get(server + path)
+    assert r.status_code == status, r.text
+    assert r.headers["Content-Type"] == "application/problem+json"
+    assert r.json().get("parameter") == parameter
+
+
+def test_tiles_are_cached_right_and_shared(server):
+    t = grids.get("WebMercatorQuad").tile(4.456, 51.906, 15)
+    url = f"{server}/collections/buildings/tiles/WebMercatorQuad/15/{t.y}/{t.x}"
+    r = requests.get(url, headers={"Origin": "http://example.org"})
+    assert r.status_code == 200 and r.headers["Content-Type"] == MVT
+    assert r.headers["Access-Control-Allow-Origin"] == "*"
+    assert "max-age" in r.headers["Cache-Control"]
+    again = requests.get(url, headers={"If-None-Match": r.headers["ETag"]})
+    assert again.status_code == 304 and not again.content
+    assert len(r.content) < 500_000
+    far = grids.get("WebMercatorQuad").tile(5.9, 53.4, 15)  # the Wadden Sea: empty
+    empty = requests.get(f"{server}/collections/buildings/tiles/WebMercatorQuad/15/"
+                         f"{far.y}/{far.x}")
+    assert empty.status_code == 204 and not empty.content
+    assert requests.post(url).status_code == 405
+
+
+def test_tile_documents_describe_and_link(server):
+    sets = requests.get(f"{server}/tileMatrixSets").json()["tileMatrixSets"]
+    assert {"WebMercatorQuad", "NetherlandsRDNewQuad", "WorldCRS84Quad"} == {s["id"] for s in sets}
+    coll = requests.get(f"{server}/collections/buildings?f=json").json()
+    link = next(x for x in coll["links"]
+                if x["rel"] == "http://www.opengis.net/def/rel/ogc/1.0/tilesets-vector")
+    tilesets = requests.get(link["href"]).json()["tilesets"]
+    rd = next(t for t in tilesets if t["tileMatrixSetId"] == "NetherlandsRDNewQuad")
+    doc = requests.get(next(x["href"] for x in rd["links"] if x["rel"] == "self")).json()
+    assert doc["dataType"] == "vector" and doc["crs"].endswith("/EPSG/0/28992")
+    layer = doc["layers"][0]
+    assert layer["id"] == "buildings"
+    assert layer["propertiesSchema"]["properties"]["height"] == {"type": "number"}
+    item = next(x for x in doc["links"] if x["rel"] == "item")
+    assert item["type"] == MVT and "{tileMatrix}/{tileRow}/{tileCol}" in item["href"]
+    tilejson = requests.get(f"{server}/collections/buildings/tiles/WebMercatorQuad?f=tilejson")
+    tj = tilejson.json()
+    assert tj["tilejson"] == "3.0.0" and tj["tiles"][0].endswith("/{z}/{y}/{x}")
+    assert tj["vector_layers"][0]["id"] == "buildings" and tj["minzoom"] >= 10
+    z, x, y = 15, *grids.get("WebMercatorQuad").tile(4.456, 51.906, 15)[:2]
+    url = tj["tiles"][0].replace("{z}", str(z)).replace("{x}", str(x)).replace("{y}", str(y))
+    assert requests.get(url).headers["Content-Type"] == MVT
+    conformance = requests.get(f"{server}/conformance?f=json").json()["conformsTo"]
+    assert "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/mvt" in conformance
+    landing = requests.get(f"{server}/?f=json").json()
+    assert any(x["href"].endswith("/tileMatrixSets") for x in landing["links"])
+
+
+@pytest.fixture(params=["gpkg", pytest.param("postgis", marks=pytest.mark.slow)])
+def blocks_store(request, tmp_path):
+    """The blocks in a fresh store of each kind."""
+    if request.param == "gpkg":
+        return _blocks_store(tmp_path / "blocks.gpkg")
+    import uuid
+
+    from oup.store.postgis import PostGISStore
+
+    db = request.getfixturevalue("postgis")  # the suite's cluster; a database of our own
+    return _write_blocks(PostGISStore(db.create(f"blocks_{uuid.uuid4().hex[:8]}")))
+
+
+def test_the_tile_cache_keeps_a_tile_until_the_collection_is_imported_again(tmp_path,
+                                                                             blocks_store):
+    from oup.catalog import Catalog
+    from oup.tile_cache import TileCache
+    from oup.vector_tiles import VectorTiles
+
+    catalog = Catalog([load_collection(declare_collection(tmp_path, ""))], tmp_path)
+    tiles = VectorTiles(catalog, blocks_store, "http://127.0.0.1", TileCache(tmp_path / "cache"))
+    t = grids.get("WebMercatorQuad").tile(4.4555, 51.9062, 15)
+    tile, chosen = grids.Tile("WebMercatorQuad", 15, t.y, t.x), [tiles.layers["blocks"]]
+    first = tiles.tile(tile, chosen, single=True)
+    assert len(_decode(first)["blocks"]["features"]) == 3
+    kept = list((tmp_path / "cache").rglob("*.mvt"))
+    assert len(kept) == 1 and kept[0].read_bytes() == first
+    kept[0].write_bytes(b"kept")  # what is on disk is what is answered: not cut again
+    assert tiles.tile(tile, chosen, single=True) == b"kept"
+    _write_blocks(blocks_store)  # imported again: the old tiles go
+    assert tiles.tile(tile, chosen, single=True) == first
+    assert [p.read_bytes() for p in (tmp_path / "cache").rglob("*.mvt")] == [first]
