@@ -2,6 +2,7 @@
 store's own columns kept, features without geometry, any CRS PROJ reads, the formats GDAL
 reads (files made by GDAL's own ogr2ogr), CSV as Excel saves it."""
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -89,29 +90,38 @@ def ogr2ogr(*args):
     subprocess.run(["ogr2ogr", *map(str, args)], check=True, capture_output=True, timeout=60)
 
 
-@pytest.mark.parametrize("fmt", ["geojson", "gpkg", "zipped shapefile", "xlsx"])
-def test_every_attribute_is_kept_under_its_own_name(tmp_path, store, fmt):
-    src = geojson_rd(tmp_path / "src.geojson", with_xy=fmt == "xlsx")
-    folder = tmp_path / "things"
-    folder.mkdir()
+FORMATS = ["geojson", "gpkg", "zipped shapefile", "xlsx"]
+
+
+def write_register(tmp_path, folder, fmt: str) -> str:
+    """The register (attributes id, fid, geom, geometry) as ``fmt`` in ``folder``, written
+    by GDAL where GDAL writes it; its source entry."""
+    src = geojson_rd(tmp_path / f"src-{folder.name}.geojson", with_xy=fmt == "xlsx")
+    folder.mkdir(parents=True, exist_ok=True)
     if fmt == "geojson":
         shutil.copy(src, folder / "b.geojson")
-        source = "{path: b.geojson, crs: 'EPSG:28992'}"
-    elif fmt == "gpkg":  # GDAL names its own columns otherwise, so `fid` and `geom` are free
+        return "{path: b.geojson, crs: 'EPSG:28992'}"
+    if fmt == "gpkg":  # GDAL names its own columns otherwise, so `fid` and `geom` are free
         ogr2ogr("-f", "GPKG", folder / "b.gpkg", src, "-a_srs", "EPSG:28992",
                 "-lco", "FID=pk", "-lco", "GEOMETRY_NAME=shape")
-        source = "{path: b.gpkg}"
-    elif fmt == "zipped shapefile":
-        ogr2ogr("-f", "ESRI Shapefile", tmp_path / "b.shp", src, "-a_srs", "EPSG:28992")
+        return "{path: b.gpkg}"
+    if fmt == "zipped shapefile":
+        parts = tmp_path / f"shp-{folder.name}"
+        parts.mkdir()
+        ogr2ogr("-f", "ESRI Shapefile", parts / "b.shp", src, "-a_srs", "EPSG:28992")
         with zipfile.ZipFile(folder / "b.zip", "w") as z:
-            for part in tmp_path.glob("b.*"):
+            for part in parts.glob("b.*"):
                 z.write(part, part.name)
-        source = "{path: b.zip}"
-    else:
-        ogr2ogr("-f", "XLSX", folder / "b.xlsx", src)
-        source = "{path: b.xlsx, x_field: x, y_field: y, crs: 'EPSG:28992'}"
+        return "{path: b.zip}"
+    ogr2ogr("-f", "XLSX", folder / "b.xlsx", src)
+    return "{path: b.xlsx, x_field: x, y_field: y, crs: 'EPSG:28992'}"
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_every_attribute_is_kept_under_its_own_name(tmp_path, store, fmt):
+    source = write_register(tmp_path, tmp_path / "things", fmt)
     collection(tmp_path, source, "id_field: id\n")
-    report = do_import(folder, store)
+    report = do_import(tmp_path / "things", store)
     assert report.count == 3 and not report.skipped, str(report)
     served = {f["id"]: f for f in features(store)}
     for i in range(3):
@@ -120,6 +130,48 @@ def test_every_attribute_is_kept_under_its_own_name(tmp_path, store, fmt):
         assert {k: f["properties"][k] for k in expected} == expected
         assert store.get("things", str(101 + i))["properties"]["geom"] == f"g{i}"
     assert store.get("things", "999") is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", STORES)
+def test_the_four_formats_are_served_and_gdal_sees_every_attribute(tmp_path, request, backend):
+    """Over HTTP from a real server, and through GDAL's OGC API Features driver."""
+    import os
+
+    import requests
+
+    from conftest import serving
+
+    cat = tmp_path / "collections"
+    for fmt in FORMATS:
+        cid = fmt.replace(" ", "-")
+        collection(cat, write_register(tmp_path, cat / cid, fmt), "id_field: id\n", name=cid)
+    (tmp_path / "data" / "proj").mkdir(parents=True)
+    for grid in GRID_CACHE.glob("*.tif"):
+        shutil.copy(grid, tmp_path / "data" / "proj" / grid.name)
+    env = dict(os.environ, OUP_DATA_DIR=str(tmp_path / "data"), OUP_CATALOG_DIR=str(cat),
+               OUP_LOG_LEVEL="WARNING")
+    env.pop("OUP_DATABASE_URL", None)
+    if backend == "postgis":
+        env["OUP_DATABASE_URL"] = request.getfixturevalue("postgis").create(
+            f"f{tmp_path.name[-12:]}".replace("-", "_").lower())
+    subprocess.run([sys.executable, "-m", "oup.cli", "import", "--quiet"], env=env,
+                   check=True, capture_output=True, timeout=300)
+    with serving(env) as url:
+        for fmt in FORMATS:
+            cid = fmt.replace(" ", "-")
+            for i in range(3):
+                r = requests.get(f"{url}/collections/{cid}/items/{101 + i}", timeout=30)
+                assert r.status_code == 200, (cid, r.text)
+                assert {k: r.json()["properties"][k] for k in register(i)} == register(i)
+            gdal = subprocess.run(["ogrinfo", "-ro", "-al", "-q", f"OAPIF:{url}", cid],
+                                  capture_output=True, text=True, timeout=120)
+            assert gdal.returncode == 0, gdal.stderr
+            seen = [dict(re.findall(r"^  (\S+) \(\w+\) = (.*)$", block, re.M))
+                    for block in gdal.stdout.split("OGRFeature(")[1:]]
+            assert sorted(({k: f[k] for k in register(0)} for f in seen),
+                          key=lambda f: f["id"]) == \
+                [{k: str(v) for k, v in register(i).items()} for i in range(3)], cid
 
 
 def test_id_field_must_be_unique_and_the_error_lists_the_duplicates(tmp_path, store):
@@ -178,11 +230,17 @@ def test_a_collection_without_geometry_is_described_without_a_bbox(tmp_path):
                    check=True, capture_output=True, timeout=300)
     code = ("import json\nfrom oup.app import create_app\nc = create_app().test_client()\n"
             "print(json.dumps([c.get(p).get_json() for p in ('/collections/table?f=json', "
-            "'/collections/register?f=json', '/collections?f=json')]))\n")
+            "'/collections/register?f=json', '/collections?f=json', '/tiles/WebMercatorQuad')]))\n"
+            "print(c.get('/collections/table/tiles').status_code)\n")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    table, register, listing = json.loads(out.stdout.strip().splitlines()[-1])
+    *_, documents, table_tiles = out.stdout.strip().splitlines()
+    table, register, listing, tiles = json.loads(documents)
+    # not in tiles: no tiles of its own, not a layer of the dataset's
+    assert table_tiles == "404"
+    layers = {layer["id"] for layer in tiles["layers"]}
+    assert "register" in layers and "table" not in layers
     assert "spatial" not in table.get("extent", {})
     assert register["extent"]["spatial"]["bbox"][0] == pytest.approx([4.4, 51.9, 4.5, 52],
                                                                      abs=0.1)
