@@ -117,6 +117,24 @@ def write_register(tmp_path, folder, fmt: str) -> str:
     return "{path: b.xlsx, x_field: x, y_field: y, crs: 'EPSG:28992'}"
 
 
+def imported_catalogue(tmp_path, cat, database_url: str | None = None) -> dict:
+    """The environment of an OUP on catalogue ``cat`` (GeoPackage, or PostGIS at
+    ``database_url``), imported by ``oup import``."""
+    import os
+
+    (tmp_path / "data" / "proj").mkdir(parents=True)
+    for grid in GRID_CACHE.glob("*.tif"):
+        shutil.copy(grid, tmp_path / "data" / "proj" / grid.name)
+    env = dict(os.environ, OUP_DATA_DIR=str(tmp_path / "data"), OUP_CATALOG_DIR=str(cat),
+               OUP_LOG_LEVEL="WARNING")
+    env.pop("OUP_DATABASE_URL", None)
+    if database_url:
+        env["OUP_DATABASE_URL"] = database_url
+    subprocess.run([sys.executable, "-m", "oup.cli", "import", "--quiet"], env=env,
+                   check=True, capture_output=True, timeout=300)
+    return env
+
+
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_every_attribute_is_kept_under_its_own_name(tmp_path, store, fmt):
     source = write_register(tmp_path, tmp_path / "things", fmt)
@@ -136,7 +154,6 @@ def test_every_attribute_is_kept_under_its_own_name(tmp_path, store, fmt):
 @pytest.mark.parametrize("backend", STORES)
 def test_the_four_formats_are_served_and_gdal_sees_every_attribute(tmp_path, request, backend):
     """Over HTTP from a real server, and through GDAL's OGC API Features driver."""
-    import os
 
     import requests
 
@@ -146,17 +163,9 @@ def test_the_four_formats_are_served_and_gdal_sees_every_attribute(tmp_path, req
     for fmt in FORMATS:
         cid = fmt.replace(" ", "-")
         collection(cat, write_register(tmp_path, cat / cid, fmt), "id_field: id\n", name=cid)
-    (tmp_path / "data" / "proj").mkdir(parents=True)
-    for grid in GRID_CACHE.glob("*.tif"):
-        shutil.copy(grid, tmp_path / "data" / "proj" / grid.name)
-    env = dict(os.environ, OUP_DATA_DIR=str(tmp_path / "data"), OUP_CATALOG_DIR=str(cat),
-               OUP_LOG_LEVEL="WARNING")
-    env.pop("OUP_DATABASE_URL", None)
-    if backend == "postgis":
-        env["OUP_DATABASE_URL"] = request.getfixturevalue("postgis").create(
-            f"f{tmp_path.name[-12:]}".replace("-", "_").lower())
-    subprocess.run([sys.executable, "-m", "oup.cli", "import", "--quiet"], env=env,
-                   check=True, capture_output=True, timeout=300)
+    env = imported_catalogue(tmp_path, cat, None if backend == "gpkg" else
+                             request.getfixturevalue("postgis").create(
+                                 f"f{tmp_path.name[-12:]}".replace("-", "_").lower()))
     with serving(env) as url:
         for fmt in FORMATS:
             cid = fmt.replace(" ", "-")
@@ -211,7 +220,6 @@ def test_features_without_geometry_are_stored_and_served_as_null(tmp_path, store
 def test_a_collection_without_geometry_is_described_without_a_bbox(tmp_path):
     """Served by the real app (its own process: one app a process) from a catalogue of a
     table without coordinates and a register with them."""
-    import os
 
     cat = tmp_path / "collections"
     t = collection(cat, "{path: t.csv}", name="table")
@@ -220,14 +228,7 @@ def test_a_collection_without_geometry_is_described_without_a_bbox(tmp_path):
     geojson_rd(r / "r.geojson")
     (r / "collection.yml").write_text((r / "collection.yml").read_text().replace(
         "{path: r.geojson}", "{path: r.geojson, crs: 'EPSG:28992'}"))
-    (tmp_path / "data" / "proj").mkdir(parents=True)
-    for grid in GRID_CACHE.glob("*.tif"):
-        shutil.copy(grid, tmp_path / "data" / "proj" / grid.name)
-    env = dict(os.environ, OUP_DATA_DIR=str(tmp_path / "data"), OUP_CATALOG_DIR=str(cat),
-               OUP_LOG_LEVEL="WARNING")
-    env.pop("OUP_DATABASE_URL", None)
-    subprocess.run([sys.executable, "-m", "oup.cli", "import", "--quiet"], env=env,
-                   check=True, capture_output=True, timeout=300)
+    env = imported_catalogue(tmp_path, cat)
     code = ("import json\nfrom oup.app import create_app\nc = create_app().test_client()\n"
             "print(json.dumps([c.get(p).get_json() for p in ('/collections/table?f=json', "
             "'/collections/register?f=json', '/collections?f=json', '/tiles/WebMercatorQuad')]))\n"
