@@ -230,6 +230,15 @@ def oup(env: dict, *args, check: bool = True, **kw) -> subprocess.CompletedProce
                           capture_output=True, check=check, timeout=600, **kw)
 
 
+def python(env: dict, code: str) -> str:
+    """What ``code`` prints, run by this Python in a process of its own with ``env`` (the
+    app is built once a process)."""
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
+
+
 @pytest.fixture(scope="session")
 def imported(env) -> dict:
     oup(env, "import", "--quiet")

@@ -3,10 +3,9 @@ nothing outside it assigns to pygeoapi, and one process builds one app."""
 from __future__ import annotations
 
 import ast
-import subprocess
-import sys
 from pathlib import Path
 
+from conftest import python
 from oup.pygeoapi_adapter import RELIED_ON, relied_on_missing
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,10 +66,8 @@ def test_a_second_app_in_one_process_is_refused_plainly(imported):
             "create_app()\n"
             "try:\n    create_app()\n"
             "except Exception as exc:\n    print(type(exc).__name__, exc)\n")
-    out = subprocess.run([sys.executable, "-c", code], env=imported, capture_output=True,
-                         text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.startswith("AppAlreadyBuilt") and "once per process" in out.stdout
+    out = python(imported, code)
+    assert out.startswith("AppAlreadyBuilt") and "once per process" in out
 
 
 def test_pages_are_written_as_pygeoapi_writes_them():

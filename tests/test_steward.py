@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import shapely
 
-from conftest import GRID_CACHE, STORES
+from conftest import GRID_CACHE, STORES, oup, python
 from oup.catalog import load_collection
 from oup.importers import ImportError_, import_collection
 from oup.store import Query
@@ -130,8 +130,7 @@ def imported_catalogue(tmp_path, cat, database_url: str | None = None) -> dict:
     env.pop("OUP_DATABASE_URL", None)
     if database_url:
         env["OUP_DATABASE_URL"] = database_url
-    subprocess.run([sys.executable, "-m", "oup.cli", "import", "--quiet"], env=env,
-                   check=True, capture_output=True, timeout=300)
+    oup(env, "import", "--quiet")
     return env
 
 
@@ -233,10 +232,7 @@ def test_a_collection_without_geometry_is_described_without_a_bbox(tmp_path):
             "print(json.dumps([c.get(p).get_json() for p in ('/collections/table?f=json', "
             "'/collections/register?f=json', '/collections?f=json', '/tiles/WebMercatorQuad')]))\n"
             "print(c.get('/collections/table/tiles').status_code)\n")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                         text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    *_, documents, table_tiles = out.stdout.strip().splitlines()
+    *_, documents, table_tiles = python(env, code).strip().splitlines()
     table, register, listing, tiles = json.loads(documents)
     # not in tiles: no tiles of its own, not a layer of the dataset's
     assert table_tiles == "404"
