@@ -273,6 +273,13 @@ def _open_gdal(path: Path, source: Source, read_geometry: bool):
                        "rename it or give format in the source")
 
 
+def _declared_crs(found, source: Source, path: Path) -> str:
+    """The CRS a file declares (``found``), else the source's ``crs``, as the store keeps it."""
+    if not (found or source.crs):
+        raise ImportError_(f"{path.name} does not say its CRS: give crs in the source")
+    return source_crs(found or source.crs, path.name)
+
+
 def _first_line(exc: Exception, path: Path) -> str:
     return (str(exc).splitlines() or [""])[0][:200].replace(str(path), path.name)
 
@@ -289,10 +296,7 @@ def read_gdal(path: Path, source: Source, report):
     if wkbs is None or source.format in ("xlsx", "ods"):
         crs = source_crs(source.crs, path.name) if source.crs else "EPSG:4326"
         return crs, _points(path, source, names, rows)
-    crs = meta.get("crs") or source.crs
-    if crs is None:
-        raise ImportError_(f"{path.name} does not say its CRS: give crs in the source")
-    crs = source_crs(crs, path.name)
+    crs = _declared_crs(meta.get("crs"), source, path)
 
     def gen():
         for n, (wkb, row) in enumerate(zip(wkbs, rows), start=1):
@@ -321,10 +325,7 @@ def read_geoparquet(path: Path, source: Source, report):
         # a file that is not GeoParquet; each of them is the file's fault
         raise ImportError_(f"{path.name}: not a GeoParquet file ({type(exc).__name__}: "
                            f"{_first_line(exc, path)})") from None
-    crs = frame.crs.to_wkt() if frame.crs else source.crs
-    if crs is None:
-        raise ImportError_(f"{path.name} does not say its CRS: give crs in the source")
-    crs = source_crs(crs, path.name)
+    crs = _declared_crs(frame.crs.to_wkt() if frame.crs else None, source, path)
     names = [c for c in frame.columns if c != frame.geometry.name]
     columns = [[None if pandas.isna(v) else v.isoformat() if hasattr(v, "isoformat")
                 else gdal_value(v) for v in frame[n].astype(object)] for n in names]
