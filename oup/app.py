@@ -15,7 +15,9 @@ import os
 import re
 import time
 
-from . import pages, styles, tiles3d, vector_tiles
+from types import SimpleNamespace
+
+from . import asyncapi, pages, styles, tiles3d, vector_tiles
 from .catalog import load_catalog
 from .metrics import Metrics, server_folder
 from .params import CHECKED_ITEMS
@@ -28,7 +30,7 @@ from .responses import (COLLECTIONS, CONFORMANCE, OPENAPI_JSON, OPENAPI_PATHS,
 from .security import (INVALID_CREDENTIALS, VISIBLE, AuditLog, AuthError, Authenticator,
                        new_request_id, visible_collections)
 from .settings import Settings, get_settings
-from .store import open_store
+from .store import StoreError, open_store
 from .tile_cache import TileCache
 
 LOG = logging.getLogger(__name__)
@@ -64,6 +66,22 @@ def create_app(settings: Settings | None = None):
         catalog, store, settings.public_url,
         TileCache(settings.data_dir / "tile-cache") if settings.tile_cache else None)
     map_styles = styles.Styles(catalog, tiles.layers, settings.public_url)
+    fields = {}
+    for coll in catalog:
+        try:
+            fields[coll.id] = store.fields(coll.id)
+        except StoreError:  # not imported (or derived): its events carry no item properties
+            fields[coll.id] = []
+    mqtt_public = asyncapi.public_broker(settings.mqtt_public_url or settings.broker_url)
+
+    def event_properties(ids: set[str]) -> set[str]:
+        """The property names the events of these collections carry (filter checks)."""
+        return {f.name for cid in ids for f in fields.get(cid, [])} | {
+            "latest_time", "latest_result", "features", "version", "title", "classification"}
+
+    # what the ASGI part (oup.asgi: the event streams) shares with this app
+    app.extensions["oup"] = SimpleNamespace(catalog=catalog, auth=auth, audit=audit,
+                                            event_properties=event_properties, hub=None)
 
     @app.before_request
     def _check():
@@ -101,6 +119,8 @@ def create_app(settings: Settings | None = None):
             return answer
         if path == "/map":
             return pages.serve_map(problem)
+        if path == "/asyncapi":
+            return serve_asyncapi()
         if path.startswith("/assets/"):
             return pages.serve_asset(problem, path.removeprefix("/assets/"))
         if path == "/viewer" or path.startswith("/viewer/"):
@@ -139,15 +159,38 @@ def create_app(settings: Settings | None = None):
             return lambda doc: with_records(doc, records, g.get("visible", public) - public)
         if path == "/conformance":
             return lambda doc: {"conformsTo": CONFORMANCE + vector_tiles.CONFORMANCE
-                                + styles.CONFORMANCE}
+                                + styles.CONFORMANCE + asyncapi.CONFORMANCE}
         if path == "/":
-            return lambda doc: vector_tiles.landing_links(doc, settings.public_url)
+            return lambda doc: asyncapi.landing_links(
+                vector_tiles.landing_links(doc, settings.public_url), settings.public_url,
+                mqtt_public)
         if COLLECTIONS.match(path):
-            return lambda doc: vector_tiles.add_links(
+            return lambda doc: asyncapi.collection_links(vector_tiles.add_links(
                 tiles3d.add_links(without_spatial_extent(plain_items_links(doc), no_geometry),
                                   settings.public_url, settings.data_dir),
-                settings.public_url, set(tiles.layers))
+                settings.public_url, set(tiles.layers)), settings.public_url, mqtt_public,
+                public)
         return None
+
+    def serve_asyncapi():
+        if request.method not in ("GET", "HEAD"):
+            return problem(405, "the AsyncAPI document is read with GET", request.path)
+        unknown = set(request.args) - {"f"}
+        if unknown:
+            return problem(400, f"unknown parameter(s) {', '.join(sorted(unknown))}; "
+                           "/asyncapi takes f=json|yaml", request.path,
+                           "InvalidParameterValue", sorted(unknown)[0])
+        f = request.args.get("f")
+        if f not in (None, "", "json", "yaml"):
+            return problem(400, "f: json or yaml", request.path, "InvalidParameterValue", "f")
+        as_yaml = f == "yaml" or (not f and request.accept_mimetypes.best_match(
+            [asyncapi.MEDIA_TYPE, "application/json", asyncapi.YAML_TYPE,
+             "application/yaml", "text/yaml"]) in (asyncapi.YAML_TYPE, "application/yaml",
+                                                   "text/yaml"))
+        doc = asyncapi.document(catalog, lambda cid: fields.get(cid, []), g.visible,
+                                settings.public_url, mqtt_public, settings.mqtt_ws_public_url)
+        body, media_type = asyncapi.render(doc, as_yaml)
+        return Response(body, content_type=media_type)
 
     @app.errorhandler(404)
     @app.errorhandler(405)

@@ -29,13 +29,19 @@ def open_store(url: str) -> FeatureStore:
 
 def open_observation_store(url: str, busy_timeout: float = 30.0) -> ObservationStore:
     """The observations (and dead letters, ingest counters) beside the features of ``url``.
-    ``busy_timeout``: seconds a write waits for a lock before it raises ``StoreBusy``."""
+    ``busy_timeout``: seconds a write waits for a lock before it raises ``StoreBusy``.
+    It carries the event log too (``oup.store.events``)."""
+    from ..settings import get_settings
+
     if url.startswith("gpkg://") or url.endswith(".gpkg"):
         from .observations import GeoPackageObservationStore
 
-        return GeoPackageObservationStore(url.removeprefix("gpkg://"), busy_timeout)
-    if url.startswith(("postgresql://", "postgres://")):
+        store = GeoPackageObservationStore(url.removeprefix("gpkg://"), busy_timeout)
+    elif url.startswith(("postgresql://", "postgres://")):
         from .pg_observations import PostGISObservationStore
 
-        return PostGISObservationStore(url, busy_timeout)
-    raise StoreError(f"unsupported store URL {url!r}")
+        store = PostGISObservationStore(url, busy_timeout)
+    else:
+        raise StoreError(f"unsupported store URL {url!r}")
+    store.event_retention_us = int(get_settings().events_retention_hours * 3_600_000_000)
+    return store

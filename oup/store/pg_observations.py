@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from ..observations import BatchResult, DeadLetter, Observation, StoreBusy, tally, us_of
+from ..observations import SensorHome, BatchResult, DeadLetter, Observation, StoreBusy, tally, us_of
 from .cql import quote
+from .events import SqlEventLog
 from .observation_sql import SqlObservations
 from .postgis import pg_sql
 
@@ -44,7 +45,9 @@ def _month(us: int) -> tuple[int, int, int]:
     return d.year * 100 + d.month, us_of(start), us_of(end)
 
 
-class PostGISObservationStore(SqlObservations):
+class PostGISObservationStore(SqlObservations, SqlEventLog):
+    numbered_under_lock = True
+
     def __init__(self, url: str, busy_timeout: float = 30.0):
         import psycopg
 
@@ -78,7 +81,7 @@ class PostGISObservationStore(SqlObservations):
 
     # -- writing ---------------------------------------------------------------------------
     def write_batch(self, ingester: str, messages: list[list[Observation] | DeadLetter],
-                    sensor_tables: dict[str, tuple[str, str]] | None = None) -> BatchResult:
+                    sensor_tables: dict[str, SensorHome] | None = None) -> BatchResult:
         errors = self._psycopg.errors
         try:
             con = self.con
@@ -99,7 +102,7 @@ class PostGISObservationStore(SqlObservations):
         self._insert_dead_letters(dead, now)
         res.dead_lettered = len(dead)
         hits: dict[int, int] = {}  # message index -> observations written
-        latest: dict[str, tuple[int, float]] = {}
+        latest: dict[str, list] = {}
         # keyed observations: the key table says whether the frame was seen
         keyed = [(i, o) for i, m in enumerate(messages) if not isinstance(m, DeadLetter)
                  for o in m if o.dedupe_key is not None]
@@ -149,6 +152,7 @@ class PostGISObservationStore(SqlObservations):
                     res.duplicates += 1
         self._update_latest(latest, tables)
         self._add_counters(ingester, res, now)
+        self._append_events(self._batch_events(latest, tables))  # last: it takes a lock
         return res
 
     def _ensure_partitions(self, times: set[int]) -> None:
