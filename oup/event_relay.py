@@ -71,6 +71,7 @@ class EventRelay:
             saved = self.log.event_state(CURSOR)
             # first start: from now on (the log's past was never promised to MQTT)
             cursor = int(saved) if saved is not None else self.log.last_event()
+            self.log.set_event_state(CURSOR, str(cursor))  # where it starts, for all to see
             while not self._stop.is_set():
                 events = self.log.events_after(cursor, BATCH)
                 if not events:
