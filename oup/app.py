@@ -221,6 +221,14 @@ def create_app(settings: Settings | None = None):
     @app.get("/metrics")
     def metrics_endpoint():
         text = metrics.render()
+        hub = app.extensions["oup"].hub  # the event streams of this worker (oup.asgi)
+        if hub is not None:
+            text += ("# HELP oup_event_subscribers Open change-event streams (this worker)\n"
+                     "# TYPE oup_event_subscribers gauge\n"
+                     f"oup_event_subscribers {hub.subscribers}\n"
+                     "# HELP oup_event_last_id The newest change event this worker has read\n"
+                     "# TYPE oup_event_last_id gauge\n"
+                     f"oup_event_last_id {hub.last}\n")
         if any(c.stream for c in catalog):  # the ingesters' counters, from the store
             from .ingest_stats import ingest_stats, prometheus
 

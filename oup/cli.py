@@ -398,7 +398,7 @@ def serve(host, port, workers, live):
     args = [sys.executable, "-m", "gunicorn", "--bind", f"{s.host}:{s.port}",
             "--workers", str(s.workers), "--worker-class", "oup.asgi.Worker",
             "--access-logfile", "-", "--log-level", "warning", "oup.asgi:create_app()"]
-    if not live and not s.mqtt_url:  # no broker: nothing to relay events to
+    if not live and not (s.mqtt_url and s.events_relay):  # no events to relay here
         _record_server(s.data_dir, os.getpid())  # exec keeps the pid: gunicorn's master
         os.execv(sys.executable, args)
     from iot_ingest.broker import BrokerError, BrokerProcess

@@ -26,6 +26,7 @@ from werkzeug.datastructures import Headers
 from .catalog import Catalog
 from .event_filter import EventFilter
 from .events import ChangeEvent, TYPES
+from .pages import CONTENT_SECURITY_POLICY
 from .responses import add_common_headers, problem
 from .security import INVALID_CREDENTIALS, AuditLog, AuthError, Authenticator, \
     new_request_id, visible_collections
@@ -33,7 +34,7 @@ from .store.base import InvalidQuery
 
 LOG = logging.getLogger(__name__)
 EVENTS_PATH = re.compile(r"^/(?:collections/([^/]+)/)?events/?$")
-POLL = 0.05  # seconds between looks at the log: the most an event waits for the hub
+POLL = 0.02  # seconds between looks at the log: the most an event waits for the hub
 KEEP = 20_000  # events the hub holds in memory (a resume from within them reads no log)
 HEARTBEAT = 15.0  # seconds: a comment line keeps proxies and the client's timer alive
 READ = 1000  # events per read of the log
@@ -164,9 +165,7 @@ class EventStreams:
         response = [(b"content-type", b"text/event-stream; charset=utf-8"),
                     (b"cache-control", b"no-store"), (b"x-accel-buffering", b"no"),
                     (b"x-request-id", request_id.encode())]
-        common = Headers()
-        add_common_headers(common)
-        response += [(k.lower().encode(), v.encode()) for k, v in common.items()]
+        response += [(k.lower().encode(), v.encode()) for k, v in _common().items()]
         await send({"type": "http.response.start", "status": 200, "headers": response})
         if scope["method"] == "HEAD":
             return await send({"type": "http.response.body", "body": b""})
@@ -235,14 +234,65 @@ async def _disconnect(receive) -> None:
         pass
 
 
+def _common() -> Headers:
+    """The headers every answer of the API carries (``app._headers`` for the rest)."""
+    h = Headers()
+    add_common_headers(h)
+    h["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    return h
+
+
 def _route(cid: str | None) -> str:
     return "/collections/<path:collection_id>/events" if cid else "/events"
 
 
 async def _answer(send, body: str, status: int, headers: dict, request_id: str) -> None:
-    h = Headers(headers)
-    add_common_headers(h)
+    h = _common()
+    h.update(headers)
     h["X-Request-ID"] = request_id
     await send({"type": "http.response.start", "status": status,
                 "headers": [(k.lower().encode(), v.encode()) for k, v in h.items()]})
     await send({"type": "http.response.body", "body": body.encode()})
+
+
+def openapi_paths(collection_ids: list[str]) -> dict:
+    """The event streams and /asyncapi, for the OpenAPI document (per collection, so a
+    caller's copy leaves out the collections they may not see)."""
+    def param(name: str, text: str, schema: dict | None = None, where: str = "query") -> dict:
+        return {"name": name, "in": where, "required": False, "description": text,
+                "schema": schema or {"type": "string"}}
+
+    params = [
+        param("sensor", "only these sensors (comma-separated ids)"),
+        param("type", "only these event types (comma-separated)",
+              {"type": "string"}),
+        param("filter", "CQL2 (text or JSON) over the event's properties"),
+        param("filter-lang", "cql2-text or cql2-json",
+              {"type": "string", "enum": ["cql2-text", "cql2-json"]}),
+        param("after", "resume after this event id (as Last-Event-ID)",
+              {"type": "integer", "minimum": 0}),
+        param("Last-Event-ID", "resume after this event id", {"type": "integer", "minimum": 0},
+              "header")]
+    stream = {"description": "a stream of CloudEvents 1.0 JSON events (Server-Sent Events: "
+                             "`id:` the event id, `data:` the event); see /asyncapi",
+              "content": {"text/event-stream": {"schema": {"type": "string"}}}}
+
+    def get(summary: str, op: str) -> dict:
+        return {"get": {"summary": summary, "operationId": op, "tags": ["events"],
+                        "parameters": params,
+                        "responses": {"200": stream, "404": {"$ref": "#/components/responses/404"},
+                                      "401": {"description": "invalid credentials"}}}}
+
+    paths = {"/events": get("Change events of everything the caller may see", "getEvents")}
+    for cid in collection_ids:
+        paths[f"/collections/{cid}/events"] = get(f"Change events of {cid}",
+                                                  f"getEvents_{cid.replace('-', '_')}")
+    paths["/asyncapi"] = {"get": {
+        "summary": "The AsyncAPI 3.0 document of the change events", "operationId":
+        "getAsyncAPI", "tags": ["events"],
+        "parameters": [param("f", "json (default) or yaml",
+                             {"type": "string", "enum": ["json", "yaml"]})],
+        "responses": {"200": {"description": "the AsyncAPI document", "content": {
+            "application/asyncapi+json": {"schema": {"type": "object"}},
+            "application/asyncapi+yaml": {"schema": {"type": "object"}}}}}}}
+    return paths

@@ -39,8 +39,9 @@ def serve_live(s: Settings, server_args: list[str], record_server, start_broker,
     children = [subprocess.Popen(me + ["ingest"], env=env),
                 subprocess.Popen(me + ["simulate", "--rate", "20", "--quiet"], env=env)] \
         if live else []
-    children += [subprocess.Popen(me + ["events", "relay"], env=env),
-                 subprocess.Popen(server_args, env=env)]
+    if s.events_relay:
+        children.append(subprocess.Popen(me + ["events", "relay"], env=env))
+    children.append(subprocess.Popen(server_args, env=env))
     record_server(children[-1].pid)
 
     def interrupt(*_):

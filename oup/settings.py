@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     events_mqtt_url: str | None = Field(
         None, description="broker URL of `oup events relay`, with the credentials that may "
                           "publish to oup/events/# (default: OUP_MQTT_URL)")
+    events_relay: bool = Field(
+        True, description="`oup serve` with a broker also runs `oup events relay` (turn "
+                           "off where several API servers share a broker: run one relay)")
     mqtt_public_url: str | None = Field(
         None, description="the broker as subscribers reach it (AsyncAPI, rel=hub links); "
                           "default: OUP_MQTT_URL without credentials")
