@@ -193,3 +193,47 @@ def test_every_batch_reaches_every_subscriber_in_order_once(live, broker, creden
             ids = _ids(got, lambda c, cid=cid: c == cid)
             assert ids == sorted(ids)
         assert not [e for e in sub.events if e[2] == RESTRICTED]
+
+
+def _first_events(url: str, n: int, **kw) -> list[dict]:
+    """The first ``n`` events a stream gives (60 s at most)."""
+    out, deadline = [], time.monotonic() + 60
+    with requests.get(url, stream=True, timeout=(10, 60), **kw) as r:
+        assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/event-stream")
+        for line in r.iter_lines():
+            if line.startswith(b"data: "):
+                out.append(json.loads(line[6:]))
+            if len(out) >= n or time.monotonic() > deadline:
+                return out
+    return out
+
+
+def test_a_stream_from_the_start_reads_the_log_and_bad_requests_say_why(server, credentials):
+    # `oup import` told of each collection's new version; a stream from id 0 has them all,
+    # read from the store's log (older than anything the worker holds in memory)
+    imported = _first_events(f"{server}/events?after=0&type=oup.collection.imported", 3)
+    assert [e["type"] for e in imported] == ["oup.collection.imported"] * 3
+    assert int(imported[0]["id"]) < int(imported[1]["id"]) < int(imported[2]["id"])
+    assert all(e["source"] == f"{server}/collections/{e['subject']}" for e in imported)
+    # a restricted collection's events: only for whom may see it; filters apply
+    key = {"X-API-Key": credentials["api_key"]}
+    (restricted,) = _first_events(f"{server}/collections/{RESTRICTED}/events?after=0", 1,
+                                  headers=key)
+    assert restricted["subject"] == RESTRICTED and restricted["data"]["features"] > 0
+    (derived,) = _first_events(f"{server}/collections/observations/events?after=0&filter="
+                               "collection='sensors'", 1)
+    assert derived["subject"] == "sensors"  # a derived collection tells its source's events
+    for path, status, parameter in [
+            ("/events?after=abc", 400, "after"), ("/events?since=3", 400, "since"),
+            ("/events?type=oup.nothing", 400, "type"), ("/events?f=json", 400, "f"),
+            ("/events?filter=latest_result%20%3E", 400, "filter"),
+            ("/events?filter=no_such_property=1", 400, "filter"),
+            (f"/collections/{RESTRICTED}/events", 404, None),
+            ("/collections/no-such-thing/events", 404, None)]:
+        r = requests.get(server + path, timeout=10)
+        assert r.status_code == status, (path, r.text)
+        assert r.headers["Content-Type"] == "application/problem+json"
+        assert r.json().get("parameter") == parameter, (path, r.json())
+    assert requests.post(f"{server}/events", timeout=10).status_code == 405
+    r = requests.get(f"{server}/events", headers={"X-API-Key": "wrong"}, timeout=10)
+    assert r.status_code == 401 and "WWW-Authenticate" in r.headers
