@@ -5,9 +5,9 @@ thousand open streams are a thousand small tasks. Everything else goes to the OG
 (``oup.app``, pygeoapi under Flask, WSGI), which answers from a pool of threads as before.
 
 gunicorn keeps managing the workers (``oup catalog reload`` restarts them one by one);
-``Worker`` is uvicorn's gunicorn worker with a bound on how long a stopping worker waits
-for its open connections: event streams never end by themselves, and their clients
-reconnect to a fresh worker with the last id they saw.
+``Worker`` is uvicorn's gunicorn worker that, told to stop, ends its event streams at
+once (they never end by themselves; their clients reconnect to a fresh worker with the
+last id they saw) and gives other requests up to ``GRACEFUL_SECONDS`` to finish.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from uvicorn_worker import UvicornWorker
 
 from .event_stream import EVENTS_PATH, EventStreams, Hub
 
-GRACEFUL_SECONDS = 5
+GRACEFUL_SECONDS = 30  # as gunicorn's own default
 HUBS: list[Hub] = []  # this process's (one per app)
 
 
