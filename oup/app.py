@@ -17,7 +17,7 @@ import time
 
 from types import SimpleNamespace
 
-from . import asyncapi, pages, styles, tiles3d, vector_tiles
+from . import asyncapi, glyphs, pages, styles, tiles3d, vector_tiles
 from .catalog import load_catalog
 from .metrics import Metrics, server_folder
 from .params import CHECKED_ITEMS
@@ -121,6 +121,8 @@ def create_app(settings: Settings | None = None):
             return pages.serve_map(problem)
         if path == "/asyncapi":
             return serve_asyncapi()
+        if m := glyphs.RANGE_PATH.match(path):
+            return serve_glyphs(m)
         if path.startswith("/assets/"):
             return pages.serve_asset(problem, path.removeprefix("/assets/"))
         if path == "/viewer" or path.startswith("/viewer/"):
@@ -171,6 +173,16 @@ def create_app(settings: Settings | None = None):
                 settings.public_url, set(tiles.layers)), settings.public_url, mqtt_public,
                 public)
         return None
+
+    def serve_glyphs(m):
+        from urllib.parse import unquote
+
+        try:
+            data = glyphs.glyph_range(unquote(m["stack"]), int(m["start"]), int(m["end"]))
+        except glyphs.NoGlyphs as exc:
+            return problem(404, str(exc), request.path, "NotFound")
+        return Response(data, content_type="application/x-protobuf",
+                        headers={"Cache-Control": "public, max-age=86400"})
 
     def serve_asyncapi():
         if request.method not in ("GET", "HEAD"):
