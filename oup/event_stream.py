@@ -204,8 +204,12 @@ class EventStreams:
         disconnected = asyncio.ensure_future(_disconnect(receive))
         self.hub.subscribers += 1
         try:
-            await send({"type": "http.response.body", "body": b"retry: 2000\n: OUP events\n\n",
-                        "more_body": True})
+            # The stream's starting point as its first id (a block without data, so no
+            # event): a browser that loses the stream before any event reaches it resumes
+            # from there (Last-Event-ID), where it would otherwise start again from "now"
+            # and miss what came in between.
+            await send({"type": "http.response.body", "more_body": True,
+                        "body": b"retry: 2000\nid: %d\n: OUP events\n\n" % cursor})
             while not disconnected.done() and not self.hub.closing:
                 batch = await self.hub.after(cursor)
                 if batch:
