@@ -69,7 +69,11 @@ def _record_catalogue(s, cat) -> list:
     from .events import published
     from .store import open_observation_store
 
-    return open_observation_store(s.store_url).record_catalogue(published(cat))
+    log = open_observation_store(s.store_url)
+    try:
+        return log.record_catalogue(published(cat))
+    finally:
+        log.close()
 
 
 # `<data dir>/server.pid` names the gunicorn master's run (pid and start time), so a file
@@ -115,20 +119,23 @@ def import_(collections, quiet):
         store = open_store(s.store_url)
     except StoreError as exc:
         _fail(str(exc))
-    # joined collections take their geometry from others: import those first
-    for coll in sorted(cat, key=lambda c: c.join is not None):
-        if coll.derived_from or (collections and coll.id not in collections):
-            continue  # observations and time slices are read live from the sensors' stream
-        try:
-            report = import_collection(coll, store, progress=not quiet)
-        except (ImportError_, OSError, ValueError, StoreError) as exc:
-            _fail(f"{coll.id}: {exc}")
-        click.echo(report)
-        # told after the commit: subscribers hear of the new version once it is there
-        log = open_observation_store(s.store_url)
-        log.append_events([imported_event(coll.id, report.count, report.notes)])
-        if coll.stream:  # the latest values live in the observations: fill them back in
-            open_observation_store(s.store_url).refresh_latest(coll.id, coll.id_field)
+    log = open_observation_store(s.store_url)  # the event log (and the observations)
+    try:
+        # joined collections take their geometry from others: import those first
+        for coll in sorted(cat, key=lambda c: c.join is not None):
+            if coll.derived_from or (collections and coll.id not in collections):
+                continue  # observations and time slices are read live from the stream
+            try:
+                report = import_collection(coll, store, progress=not quiet)
+            except (ImportError_, OSError, ValueError, StoreError) as exc:
+                _fail(f"{coll.id}: {exc}")
+            click.echo(report)
+            # told after the commit: subscribers hear of the new version once it is there
+            log.append_events([imported_event(coll.id, report.count, report.notes)])
+            if coll.stream:  # the latest values live in the observations: fill them back in
+                log.refresh_latest(coll.id, coll.id_field)
+    finally:
+        log.close()
 
 
 @main.group()

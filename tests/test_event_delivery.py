@@ -163,11 +163,20 @@ def test_every_batch_reaches_every_subscriber_in_order_once(live, broker, creden
         public = [(e.seq, e.type, e.collection) for e in told if e.collection != RESTRICTED]
         last = told[-1].seq
 
-        def caught_up():
-            return all(sub.events and sub.events[-1][0] >= bound for sub, bound in (
-                (sse_all, public[-1][0]), (resumed, _ids(public, lambda c: c == "sensors")[-1]),
-                (tcp, public[-1][0]), (ws, public[-1][0]), (signed_in, last)))
-        wait_for(caught_up, 120, "every subscriber to catch up")
+        bounds = {"sse /events": (sse_all, public[-1][0]),
+                  "sse resumed": (resumed, _ids(public, lambda c: c == "sensors")[-1]),
+                  "mqtt tcp": (tcp, public[-1][0]), "mqtt ws": (ws, public[-1][0]),
+                  "sse signed in": (signed_in, last)}
+
+        def behind() -> dict:
+            return {name: (sub.events[-1][0] if sub.events else None, bound, len(sub.events))
+                    for name, (sub, bound) in bounds.items()
+                    if not sub.events or sub.events[-1][0] < bound}
+        try:
+            wait_for(lambda: not behind(), 180, "every subscriber to catch up")
+        except AssertionError:  # say who is behind: (last id seen, last id due, events)
+            raise AssertionError(f"behind: {behind()}; relay: "
+                                 f"{log.event_state('relay:mqtt')}") from None
     finally:
         for sub in (sse_all, sse_sensors, signed_in, tcp, ws):
             sub.stop()

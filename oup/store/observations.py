@@ -69,6 +69,9 @@ class GeoPackageObservationStore(SqlObservations, SqlEventLog):
     def execute(self, sql: str, params=()) -> list[tuple]:
         return self.con.execute(sql, list(params)).fetchall()
 
+    def close(self) -> None:
+        self.con.close()
+
     def _executemany(self, sql: str, rows: list) -> None:
         self.con.executemany(sql, rows)
 

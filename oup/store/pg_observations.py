@@ -68,6 +68,10 @@ class PostGISObservationStore(SqlObservations, SqlEventLog):
             self._con.execute(f"SET lock_timeout = '{int(self.busy_timeout * 1000)}ms'")
         return self._con
 
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+
     def execute(self, sql: str, params=()) -> list[tuple]:
         cur = self.con.execute(pg_sql(sql), list(params))
         return cur.fetchall() if cur.description else []
