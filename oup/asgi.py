@@ -59,7 +59,8 @@ def create_app(settings=None):
     settings = settings or get_settings()
     flask = create_wsgi_app(settings)
     oup = flask.extensions["oup"]
-    hub = Hub(lambda: open_observation_store(settings.store_url), settings.public_url)
+    hub = Hub(lambda: open_observation_store(settings.store_url, schema=False),
+              settings.public_url)
     HUBS.append(hub)
     oup.hub = hub  # /metrics counts its subscribers
     streams = EventStreams(hub, oup.catalog, oup.auth, oup.audit, oup.event_properties)

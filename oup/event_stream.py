@@ -37,6 +37,10 @@ EVENTS_PATH = re.compile(r"^/(?:collections/([^/]+)/)?events/?$")
 POLL = 0.02  # seconds between looks at the log: the most an event waits for the hub
 KEEP = 20_000  # events the hub holds in memory (a resume from within them reads no log)
 HEARTBEAT = 15.0  # seconds: a comment line keeps proxies and the client's timer alive
+# Streams are woken at most this often: each wake is a send to every open stream, so a
+# dense flow of events goes out in rounds (a thousand streams, 20 batches a second,
+# would otherwise be 20,000 sends a second). A lone event goes out at once.
+PACE = 0.1  # seconds
 READ = 1000  # events per read of the log
 PARAMS = {"sensor", "type", "filter", "filter-lang", "after", "f"}
 
@@ -55,6 +59,8 @@ class Hub:
         self._follower = self._reader = None
         self.subscribers = 0
         self.closing = False
+        self._woken = 0.0  # loop time of the last wake
+        self._wake_due = False
 
     def close(self) -> None:
         """The worker is stopping: every stream ends (its client reconnects elsewhere)."""
@@ -94,6 +100,16 @@ class Hub:
         while len(self.recent) > self.keep:
             self.floor = self.recent.popleft()[0]
         self.last = events[-1].seq
+        loop = asyncio.get_running_loop()
+        wait = self._woken + PACE - loop.time()
+        if wait <= 0:
+            self._wake()
+        elif not self._wake_due:  # the next round takes these too
+            self._wake_due = True
+            loop.call_later(wait, self._wake)
+
+    def _wake(self) -> None:
+        self._woken, self._wake_due = asyncio.get_running_loop().time(), False
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()  # wakes every stream waiting on this round
 

@@ -68,6 +68,12 @@ class SseSubscriber:
                 seq, kind, cid = line.split()
                 self.events.append((int(seq), kind, cid))
 
+    def state(self) -> str:
+        """Running, or how it ended (for a failing test's message)."""
+        if self.proc.poll() is None:
+            return "running"
+        return f"exited {self.proc.returncode}: {self.proc.stderr.read()[-600:]}"
+
     def kill(self):
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
@@ -169,12 +175,13 @@ def test_every_batch_reaches_every_subscriber_in_order_once(live, broker, creden
                   "sse signed in": (signed_in, last)}
 
         def behind() -> dict:
-            return {name: (sub.events[-1][0] if sub.events else None, bound, len(sub.events))
+            return {name: (sub.events[-1][0] if sub.events else None, bound, len(sub.events),
+                           sub.state() if isinstance(sub, SseSubscriber) else "")
                     for name, (sub, bound) in bounds.items()
                     if not sub.events or sub.events[-1][0] < bound}
         try:
             wait_for(lambda: not behind(), 180, "every subscriber to catch up")
-        except AssertionError:  # say who is behind: (last id seen, last id due, events)
+        except AssertionError:  # who is behind: (last id seen, last id due, events, state)
             raise AssertionError(f"behind: {behind()}; relay: "
                                  f"{log.event_state('relay:mqtt')}") from None
     finally:

@@ -57,14 +57,15 @@ INSERT OR IGNORE INTO oup_observations (sensor_id, phenomenon_time, result, resu
 
 
 class GeoPackageObservationStore(SqlObservations, SqlEventLog):
-    def __init__(self, path: str | Path, busy_timeout: float = 30.0):
+    def __init__(self, path: str | Path, busy_timeout: float = 30.0, schema: bool = True):
         self.path = str(path)
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self.con = sqlite3.connect(self.path, isolation_level=None, timeout=busy_timeout,
                                    check_same_thread=False)
-        self.con.execute("PRAGMA journal_mode = WAL")
-        self.con.execute("PRAGMA synchronous = NORMAL")  # WAL: durable at checkpoints, never corrupt
-        self.con.executescript(SCHEMA + SQLITE_SCHEMA)
+        if schema:  # (readers skip it: it needs the write lock, which a busy ingester holds)
+            self.con.execute("PRAGMA journal_mode = WAL")
+            self.con.execute("PRAGMA synchronous = NORMAL")  # WAL: durable at checkpoints
+            self.con.executescript(SCHEMA + SQLITE_SCHEMA)
 
     def execute(self, sql: str, params=()) -> list[tuple]:
         return self.con.execute(sql, list(params)).fetchall()

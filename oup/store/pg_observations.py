@@ -48,7 +48,7 @@ def _month(us: int) -> tuple[int, int, int]:
 class PostGISObservationStore(SqlObservations, SqlEventLog):
     numbered_under_lock = True
 
-    def __init__(self, url: str, busy_timeout: float = 30.0):
+    def __init__(self, url: str, busy_timeout: float = 30.0, schema: bool = True):
         import psycopg
 
         from .migrations import migrate
@@ -57,8 +57,9 @@ class PostGISObservationStore(SqlObservations, SqlEventLog):
         self._psycopg = psycopg
         self._con = None
         self._partitions: set[int] = set()
-        with psycopg.connect(url, autocommit=True) as con:
-            migrate(con)
+        if schema:
+            with psycopg.connect(url, autocommit=True) as con:
+                migrate(con)
 
     @property
     def con(self):
