@@ -178,11 +178,21 @@ def _geopackage(store, q: TileQuery) -> bytes:
                                  EXTENT + BUFFER, EXTENT + BUFFER)
     # On the tile's grid, valid, and wound as MVT wants (exterior rings clockwise on
     # screen), all at once in GEOS: the encoder writes the geometry as it gets it.
-    # Snapping also drops the points that fall together on the grid.
-    geoms = shapely.orient_polygons(shapely.set_precision(geoms, 1.0), exterior_cw=False)
+    geoms = shapely.orient_polygons(_on_grid(geoms), exterior_cw=False)
     # the features' columns as they came (ids, then the properties); a GeoPackage's
     # booleans are integers: the tile says true and false
     columns = list(zip(*picked))
     props = {n: [None if v is None else bool(v) for v in col] if types[n] == "boolean"
              else col for n, col in zip(q.properties, columns[2:])}
     return encode_layer(q.layer, geoms, ids=columns[0], properties=props, extent=EXTENT)
+
+
+def _on_grid(geoms: np.ndarray) -> np.ndarray:
+    """Geometry on the tile's grid (whole units) and valid, as ST_AsMVTGeom makes it:
+    each vertex rounded, and only what that left invalid made valid (GEOS's snap
+    rounding, which drops what collapses). Snap rounding everything cost ~4x more and
+    moved a few valid outlines by a fraction of a pixel more than rounding does."""
+    snapped = shapely.set_precision(geoms, 1.0, mode="pointwise")
+    bad = ~shapely.is_valid(snapped) & ~shapely.is_missing(snapped)
+    snapped[bad] = shapely.set_precision(geoms[bad], 1.0)
+    return snapped
