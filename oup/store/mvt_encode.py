@@ -29,6 +29,8 @@ from itertools import compress, repeat
 import numpy as np
 import shapely
 
+from ..pbf import field
+
 POINT, LINESTRING, POLYGON = 1, 2, 3  # the feature's GeomType
 MOVE_TO, LINE_TO, CLOSE_PATH = 1, 2, 7  # command ids
 _KIND = np.array([POINT, LINESTRING, 0, POLYGON, POINT, LINESTRING, POLYGON, 0])  # by type id
@@ -73,10 +75,9 @@ def encode_layer(name: str, geoms, ids=None, properties: dict | None = None,
         _field_key(4, BYTES, every), _varints(geometry_lens), (geometry, geometry_lens))
     features, _ = _join(_field_key(2, BYTES, every), _varints(feature[1]), feature)
     # version first (the specification's SHOULD), then by field number
-    layer = b"".join([_key(15, VARINT), _uvarint(2), _bytes_field(1, name.encode()),
-                      features.tobytes(), *(_bytes_field(3, k.encode()) for k in keys),
-                      values, _key(5, VARINT), _uvarint(extent)])
-    return _bytes_field(3, layer)
+    layer = b"".join([field(15, 2), field(1, name), features.tobytes(),
+                      *(field(3, k) for k in keys), values, field(5, extent)])
+    return field(3, layer)
 
 
 # -- geometry ------------------------------------------------------------------------------
@@ -344,10 +345,10 @@ def _varints(values: np.ndarray, present: np.ndarray | None = None):
     return data, lens
 
 
-def _field_key(field: int, wire: int, present: np.ndarray):
+def _field_key(number: int, wire: int, present: np.ndarray):
     """A ragged array of one field key per row that is ``present`` (every key written
     this way fits in one byte)."""
-    return np.full(int(present.sum()), (field << 3) | wire, np.uint8), present.astype(np.int64)
+    return np.full(int(present.sum()), (number << 3) | wire, np.uint8), present.astype(np.int64)
 
 
 def _join(*parts):
@@ -370,20 +371,3 @@ def _take(data: np.ndarray, lens: np.ndarray, order: np.ndarray):
     taken = lens[order]
     to = np.cumsum(taken) - taken
     return data[np.repeat(starts[order] - to, taken) + np.arange(int(taken.sum()))], taken
-
-
-def _uvarint(v: int) -> bytes:
-    out = bytearray()
-    while v > 0x7F:
-        out.append((v & 0x7F) | 0x80)
-        v >>= 7
-    out.append(v)
-    return bytes(out)
-
-
-def _key(field: int, wire: int) -> bytes:
-    return _uvarint((field << 3) | wire)
-
-
-def _bytes_field(field: int, data: bytes) -> bytes:
-    return _key(field, 2) + _uvarint(len(data)) + data
