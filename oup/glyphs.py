@@ -15,6 +15,8 @@ from functools import cache
 
 import numpy as np
 
+from .pbf import field
+
 FONT = "OUP Sans"
 SIZE = 24  # px: the size MapLibre scales its glyphs from
 BORDER = 3  # px of SDF around each glyph's box
@@ -26,23 +28,6 @@ _RENDERED = (range(32, 127), range(160, 512))  # Latin, Latin-1, Latin Extended-
 
 class NoGlyphs(LookupError):
     """Not a font or range this platform has."""
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _field(number: int, value) -> bytes:
-    """One protobuf field: bytes and text length-delimited, integers as varints."""
-    if isinstance(value, (bytes, str)):
-        data = value.encode() if isinstance(value, str) else value
-        return _varint(number << 3 | 2) + _varint(len(data)) + data
-    return _varint(number << 3) + _varint(value)
 
 
 def _zigzag(n: int) -> int:
@@ -80,14 +65,14 @@ def _glyph(code: int) -> bytes:
     advance = round(font.getlength(ch))
     image, (left, top) = font.getmask2(ch, mode="L")
     w, h = image.size
-    fields = [_field(1, code)]
+    fields = [field(1, code)]
     if w and h:
         mask = np.asarray(image, dtype=np.uint8).reshape(h, w)
-        fields.append(_field(2, _sdf(mask).tobytes()))
+        fields.append(field(2, _sdf(mask).tobytes()))
     # top: the box's top relative to the font's ascent line (``top`` is measured down
     # from it), the reference map glyph PBFs use
-    fields += [_field(3, w), _field(4, h), _field(5, _zigzag(left)),
-               _field(6, _zigzag(-top)), _field(7, advance)]
+    fields += [field(3, w), field(4, h), field(5, _zigzag(left)),
+               field(6, _zigzag(-top)), field(7, advance)]
     return b"".join(fields)
 
 
@@ -99,6 +84,6 @@ def glyph_range(stack: str, start: int, end: int) -> bytes:
     if start % 256 or end != start + 255 or end > 65535:
         raise NoGlyphs(f"{start}-{end} is not a glyph range (0-255, 256-511, ...)")
     codes = [c for c in range(start, end + 1) if any(c in r for r in _RENDERED)]
-    stack_fields = _field(1, FONT) + _field(2, f"{start}-{end}") + b"".join(
-        _field(3, _glyph(c)) for c in codes)
-    return _field(1, stack_fields)
+    stack_fields = field(1, FONT) + field(2, f"{start}-{end}") + b"".join(
+        field(3, _glyph(c)) for c in codes)
+    return field(1, stack_fields)
