@@ -43,8 +43,9 @@ def wait_port(host: str, port: int, timeout: float = 15.0) -> None:
     raise BrokerError(f"nothing listens on {host}:{port} after {timeout:.0f} s")
 
 
-def mosquitto_conf(port: int, data_dir: Path) -> Path:
-    """``config/mosquitto.conf`` with this listener port and persistence folder."""
+def mosquitto_conf(port: int, data_dir: Path, log_all: bool = False) -> Path:
+    """``config/mosquitto.conf`` with this listener port and persistence folder; with
+    ``log_all``, every packet in the log (``log_type all``), to trace a lost message."""
     data_dir.mkdir(parents=True, exist_ok=True)
     lines = []
     for line in MOSQUITTO_CONF.read_text().splitlines():
@@ -53,7 +54,11 @@ def mosquitto_conf(port: int, data_dir: Path) -> Path:
             line = f"listener {port} 127.0.0.1"
         elif key == "persistence_location":
             line = f"persistence_location {data_dir}/"
+        elif key == "log_type" and log_all:
+            continue
         lines.append(line)
+    if log_all:
+        lines.append("log_type all")
     lines.append(f"log_dest file {data_dir / 'mosquitto.log'}")
     if os.geteuid() == 0:
         # Started by root (CI, a container), Mosquitto would switch to user mosquitto and
@@ -68,8 +73,9 @@ def mosquitto_conf(port: int, data_dir: Path) -> Path:
 class BrokerProcess:
     """A broker in a child process on 127.0.0.1:``port``."""
 
-    def __init__(self, data_dir: Path, port: int = 1883, kind: str = "auto"):
-        self.data_dir, self.port = Path(data_dir), port
+    def __init__(self, data_dir: Path, port: int = 1883, kind: str = "auto",
+                 log_all: bool = False):
+        self.data_dir, self.port, self.log_all = Path(data_dir), port, log_all
         if kind == "auto":
             kind = "mosquitto" if shutil.which("mosquitto") else "embedded"
         self.kind = kind
@@ -92,7 +98,7 @@ class BrokerProcess:
             exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
             if not Path(exe).exists():
                 raise BrokerError("mosquitto is not installed (apt-get install mosquitto)")
-            conf = mosquitto_conf(self.port, self.data_dir / "mosquitto")
+            conf = mosquitto_conf(self.port, self.data_dir / "mosquitto", self.log_all)
             cmd = [exe, "-c", str(conf)]
         else:
             cmd = [sys.executable, "-m", "iot_ingest.embedded_broker", str(self.port)]

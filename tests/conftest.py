@@ -299,7 +299,9 @@ def broker(workdir):
     """Mosquitto with config/mosquitto.conf (persistence on), on a free loopback port."""
     from iot_ingest.broker import BrokerProcess
 
-    b = BrokerProcess(workdir / "broker", free_port(), kind="mosquitto").start()
+    # every packet in its log (log_type all): a delivery test that loses or stalls a message
+    # is traced from the log of the run that failed, not from a rerun that may pass
+    b = BrokerProcess(workdir / "broker", free_port(), kind="mosquitto", log_all=True).start()
     yield b
     for ing in IngesterProcess.started:  # a failed test may have left one running
         ing.stop()
