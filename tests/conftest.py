@@ -295,7 +295,7 @@ SENSORS = json.loads((ROOT / "collections" / "sensors" / "sensors.geojson").read
 
 
 @pytest.fixture(scope="session")
-def broker(workdir):
+def broker(workdir, request):
     """Mosquitto with config/mosquitto.conf (persistence on), on a free loopback port."""
     from iot_ingest.broker import BrokerProcess
 
@@ -306,6 +306,8 @@ def broker(workdir):
     for ing in IngesterProcess.started:  # a failed test may have left one running
         ing.stop()
     b.stop()
+    if not request.session.testsfailed:  # ~170 MB for test_ingest.py alone: kept for a failure
+        (b.data_dir / "mosquitto" / "mosquitto.log").unlink(missing_ok=True)
 
 
 class IngesterProcess:
