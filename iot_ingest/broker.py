@@ -85,9 +85,10 @@ def relay_password(data_dir: Path) -> str:
 
 
 def mosquitto_conf(port: int, data_dir: Path, ws_port: int | None = None,
-                   topics: list[str] | None = None) -> Path:
+                   topics: list[str] | None = None, log_all: bool = False) -> Path:
     """``config/mosquitto.conf`` with these listener ports (MQTT; WebSocket, or none),
-    persistence folder, the ACL of the catalogue's topics and the relay's password."""
+    persistence folder, the ACL of the catalogue's topics and the relay's password; with
+    ``log_all``, every packet in the log (``log_type all``), to trace a lost message."""
     data_dir.mkdir(parents=True, exist_ok=True)
     acl = data_dir / "mosquitto.acl"
     acl.write_text(acl_for(catalogue_topics() if topics is None else topics))
@@ -111,8 +112,12 @@ def mosquitto_conf(port: int, data_dir: Path, ws_port: int | None = None,
             line = f"acl_file {acl}"
         elif key == "password_file":
             line = f"password_file {passwd}"
+        elif key == "log_type" and log_all:
+            continue
         if not (skip and key == "listener"):
             lines.append(line)
+    if log_all:
+        lines.append("log_type all")
     lines.append(f"log_dest file {data_dir / 'mosquitto.log'}")
     if os.geteuid() == 0:
         # Started by root (CI, a container), Mosquitto would switch to user mosquitto and
@@ -128,9 +133,10 @@ class BrokerProcess:
     """A broker in a child process on 127.0.0.1:``port``."""
 
     def __init__(self, data_dir: Path, port: int = 1883, kind: str = "auto",
-                 ws_port: int | None = None):
-        """``ws_port``: Mosquitto's WebSocket listener (default: a free port)."""
-        self.data_dir, self.port = Path(data_dir), port
+                 ws_port: int | None = None, log_all: bool = False):
+        """``ws_port``: Mosquitto's WebSocket listener (default: a free port); ``log_all``:
+        every packet in its log."""
+        self.data_dir, self.port, self.log_all = Path(data_dir), port, log_all
         if kind == "auto":
             kind = "mosquitto" if shutil.which("mosquitto") else "embedded"
         self.kind = kind
@@ -166,7 +172,8 @@ class BrokerProcess:
             exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
             if not Path(exe).exists():
                 raise BrokerError("mosquitto is not installed (apt-get install mosquitto)")
-            conf = mosquitto_conf(self.port, self.data_dir / "mosquitto", self.ws_port)
+            conf = mosquitto_conf(self.port, self.data_dir / "mosquitto", self.ws_port,
+                                  log_all=self.log_all)
             cmd = [exe, "-c", str(conf)]
         else:
             cmd = [sys.executable, "-m", "iot_ingest.embedded_broker", str(self.port)]

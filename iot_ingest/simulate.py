@@ -63,7 +63,13 @@ class Publisher:
         self._unrouted: list[tuple[float, int, str, bytes, float]] = []  # heap by due time
         self._seq = itertools.count()
         self._connected = threading.Event()
-        self.client.on_connect = lambda *a: self._connected.set()
+        # publish() also counts what paho only queued while the broker was away; these say
+        # what the broker itself has seen: connections made and PUBACKs of any reason
+        self.connections = 0
+        self.acknowledged = 0
+        self.sent = 0
+        self.unrouted = 0  # 0x10 answers, each followed by a resend
+        self.client.on_connect = self._on_connect
         self.client.on_disconnect = lambda *a: self._connected.clear()
         self.client.on_publish = self._on_publish
         self.client.connect(broker.host, broker.port, keepalive=30,
@@ -71,11 +77,15 @@ class Publisher:
         self.client.loop_start()
         if not self._connected.wait(10):
             raise PublishError(f"no connection to {broker.host}:{broker.port}")
-        self.sent = 0
-        self.unrouted = 0  # 0x10 answers, each followed by a resend
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties):
+        if not reason_code.is_failure:
+            self.connections += 1
+            self._connected.set()
 
     def _on_publish(self, client, userdata, mid, reason_code, properties):
         with self._lock:
+            self.acknowledged += 1
             reason = getattr(reason_code, "value", reason_code)
             message = self._pending.pop(mid, None)
             if message is None:

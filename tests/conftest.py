@@ -295,15 +295,19 @@ SENSORS = json.loads((ROOT / "collections" / "sensors" / "sensors.geojson").read
 
 
 @pytest.fixture(scope="session")
-def broker(workdir):
+def broker(workdir, request):
     """Mosquitto with config/mosquitto.conf (persistence on), on a free loopback port."""
     from iot_ingest.broker import BrokerProcess
 
-    b = BrokerProcess(workdir / "broker", free_port(), kind="mosquitto").start()
+    # every packet in its log (log_type all): a delivery test that loses or stalls a message
+    # is traced from the log of the run that failed, not from a rerun that may pass
+    b = BrokerProcess(workdir / "broker", free_port(), kind="mosquitto", log_all=True).start()
     yield b
     for ing in IngesterProcess.started:  # a failed test may have left one running
         ing.stop()
     b.stop()
+    if not request.session.testsfailed:  # ~170 MB for test_ingest.py alone: kept for a failure
+        (b.data_dir / "mosquitto" / "mosquitto.log").unlink(missing_ok=True)
 
 
 class IngesterProcess:
