@@ -56,10 +56,14 @@ EVENTS_TOPIC = "oup/events/#"
 def acl_for(topics: list[str]) -> str:
     """Mosquitto's ACL for a catalogue's stream topics: anyone may publish and read the
     sensor topics and read the change events; only the relay publishes events."""
+    # Everyone's rules are `pattern` lines, not anonymous `topic` lines: Mosquitto 2.0
+    # (2.0.11 measured) checks a message queued for an offline session restored after a
+    # restart against the session's `topic` rules, which it only learns when the client
+    # connects again, so it drops the message; `pattern` rules hold for every session.
     lines = ["# Generated from the catalogue's stream topics (oup.catalog); see README.",
-             "# Anonymous clients: sensors, ingesters, event subscribers."]
-    lines += [f"topic readwrite {t}" for t in dict.fromkeys(topics)]
-    lines += [f"topic read {EVENTS_TOPIC}", "", f"user {RELAY_USER}",
+             "# Every client: sensors, ingesters, event subscribers."]
+    lines += [f"pattern readwrite {t}" for t in dict.fromkeys(topics)]
+    lines += [f"pattern read {EVENTS_TOPIC}", "", f"user {RELAY_USER}",
               f"topic write {EVENTS_TOPIC}", ""]
     return "\n".join(lines)
 

@@ -183,6 +183,6 @@ def test_the_brokers_acl_follows_the_catalogue():
     # config/mosquitto.acl (docker-compose) is what the launchers generate
     assert (ROOT / "config" / "mosquitto.acl").read_text() == acl_for(topics)
     acl = acl_for(topics).split("\nuser ")
-    assert "topic read oup/events/#" in acl[0] and "readwrite oup/events" not in acl[0]
-    assert all(f"topic readwrite {t}" in acl[0] for t in topics)
+    assert "pattern read oup/events/#" in acl[0] and "readwrite oup/events" not in acl[0]
+    assert all(f"pattern readwrite {t}" in acl[0] for t in topics)
     assert acl[1].startswith("oup-relay\ntopic write oup/events/#")
