@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import ROOT, SENSORS, IngesterProcess, oup
+from conftest import ROOT, SENSORS, IngesterProcess, oup, serving
 from iot_ingest.mqtt import Broker
 from iot_ingest.simulate import Publisher
 
@@ -129,13 +129,16 @@ def test_a_published_reading_shows_on_its_label_within_a_second(imported, broker
         assert out["stale"] == [False], out  # drawn as fresh
 
 
-def test_after_a_reconnect_the_map_misses_no_reading(imported, broker, server):
+def test_after_a_reconnect_the_map_misses_no_reading(imported, broker):
     """`oup catalog reload` restarts the server's workers, which ends every event stream;
     the page says it is reconnecting, the browser resumes from the last event it saw
     (Last-Event-ID), and the readings published meanwhile all show, in order."""
     values = [1700.25 + i for i in range(40)]  # over 10 s: the restart falls among them
-    out, published = _publish_to_page(imported, broker, server, "map", values, 0.25,
-                                      before=lambda: oup(imported, "catalog", "reload"))
+    # a server of its own: `catalog reload` signals the server that started last on this
+    # data folder, which the session's shared server need not be by now
+    with serving(imported) as server:
+        out, published = _publish_to_page(imported, broker, server, "map", values, 0.25,
+                                          before=lambda: oup(imported, "catalog", "reload"))
     assert any("reconnecting" in s for s in out["statuses"]), out["statuses"]
     assert "live" in out["status"], out
     _latencies(out, published, "map-reconnect", imported)
