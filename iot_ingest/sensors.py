@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from oup.catalog import Catalog, ObservedProperty
 from oup.store import FeatureStore, Query, StoreError
 
-from oup.observations import DeadLetter, Observation
+from oup.observations import DeadLetter, Observation, SensorHome
 
 from .payloads import PayloadError, decode
 
@@ -103,10 +103,12 @@ class SensorRegistry:
         why = self.check(obs)
         return obs if why is None else DeadLetter(topic, payload, why)
 
-    def tables(self, sensor_ids) -> dict[str, tuple[str, str]]:
+    def tables(self, sensor_ids) -> dict[str, SensorHome]:
+        """Where each sensor's latest value goes, and what its change events carry."""
         out = {}
         for sid in sensor_ids:
             s = self._sensors.get(sid)
             if s is not None:
-                out[sid] = (s.collection, s.id_field)
+                field = self.catalog.collections[s.collection].stream.property_field
+                out[sid] = SensorHome(s.collection, s.id_field, {field: s.observed_property})
         return out

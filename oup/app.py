@@ -15,7 +15,9 @@ import os
 import re
 import time
 
-from . import pages, styles, tiles3d, vector_tiles
+from types import SimpleNamespace
+
+from . import asyncapi, glyphs, pages, styles, tiles3d, vector_tiles
 from .catalog import load_catalog
 from .metrics import Metrics, server_folder
 from .params import CHECKED_ITEMS
@@ -28,7 +30,7 @@ from .responses import (COLLECTIONS, CONFORMANCE, OPENAPI_JSON, OPENAPI_PATHS,
 from .security import (INVALID_CREDENTIALS, VISIBLE, AuditLog, AuthError, Authenticator,
                        new_request_id, visible_collections)
 from .settings import Settings, get_settings
-from .store import open_store
+from .store import StoreError, open_store
 from .tile_cache import TileCache
 
 LOG = logging.getLogger(__name__)
@@ -64,6 +66,22 @@ def create_app(settings: Settings | None = None):
         catalog, store, settings.public_url,
         TileCache(settings.data_dir / "tile-cache") if settings.tile_cache else None)
     map_styles = styles.Styles(catalog, tiles.layers, settings.public_url)
+    fields = {}
+    for coll in catalog:
+        try:
+            fields[coll.id] = store.fields(coll.id)
+        except StoreError:  # not imported (or derived): its events carry no item properties
+            fields[coll.id] = []
+    mqtt_public = asyncapi.public_broker(settings.mqtt_public_url or settings.broker_url)
+
+    def event_properties(ids: set[str]) -> set[str]:
+        """The property names the events of these collections carry (filter checks)."""
+        return {f.name for cid in ids for f in fields.get(cid, [])} | {
+            "latest_time", "latest_result", "features", "version", "title", "classification"}
+
+    # what the ASGI part (oup.asgi: the event streams) shares with this app
+    app.extensions["oup"] = SimpleNamespace(catalog=catalog, auth=auth, audit=audit,
+                                            event_properties=event_properties, hub=None)
 
     @app.before_request
     def _check():
@@ -101,6 +119,10 @@ def create_app(settings: Settings | None = None):
             return answer
         if path == "/map":
             return pages.serve_map(problem)
+        if path == "/asyncapi":
+            return serve_asyncapi()
+        if m := glyphs.RANGE_PATH.match(path):
+            return serve_glyphs(m)
         if path.startswith("/assets/"):
             return pages.serve_asset(problem, path.removeprefix("/assets/"))
         if path == "/viewer" or path.startswith("/viewer/"):
@@ -139,15 +161,48 @@ def create_app(settings: Settings | None = None):
             return lambda doc: with_records(doc, records, g.get("visible", public) - public)
         if path == "/conformance":
             return lambda doc: {"conformsTo": CONFORMANCE + vector_tiles.CONFORMANCE
-                                + styles.CONFORMANCE}
+                                + styles.CONFORMANCE + asyncapi.CONFORMANCE}
         if path == "/":
-            return lambda doc: vector_tiles.landing_links(doc, settings.public_url)
+            return lambda doc: asyncapi.landing_links(
+                vector_tiles.landing_links(doc, settings.public_url), settings.public_url,
+                mqtt_public)
         if COLLECTIONS.match(path):
-            return lambda doc: vector_tiles.add_links(
+            return lambda doc: asyncapi.collection_links(vector_tiles.add_links(
                 tiles3d.add_links(without_spatial_extent(plain_items_links(doc), no_geometry),
                                   settings.public_url, settings.data_dir),
-                settings.public_url, set(tiles.layers))
+                settings.public_url, set(tiles.layers)), settings.public_url, mqtt_public,
+                public)
         return None
+
+    def serve_glyphs(m):
+        from urllib.parse import unquote
+
+        try:
+            data = glyphs.glyph_range(unquote(m["stack"]), int(m["start"]), int(m["end"]))
+        except glyphs.NoGlyphs as exc:
+            return problem(404, str(exc), request.path, "NotFound")
+        return Response(data, content_type="application/x-protobuf",
+                        headers={"Cache-Control": "public, max-age=86400"})
+
+    def serve_asyncapi():
+        if request.method not in ("GET", "HEAD"):
+            return problem(405, "the AsyncAPI document is read with GET", request.path)
+        unknown = set(request.args) - {"f"}
+        if unknown:
+            return problem(400, f"unknown parameter(s) {', '.join(sorted(unknown))}; "
+                           "/asyncapi takes f=json|yaml", request.path,
+                           "InvalidParameterValue", sorted(unknown)[0])
+        f = request.args.get("f")
+        if f not in (None, "", "json", "yaml"):
+            return problem(400, "f: json or yaml", request.path, "InvalidParameterValue", "f")
+        as_yaml = f == "yaml" or (not f and request.accept_mimetypes.best_match(
+            [asyncapi.MEDIA_TYPE, "application/json", asyncapi.YAML_TYPE,
+             "application/yaml", "text/yaml"]) in (asyncapi.YAML_TYPE, "application/yaml",
+                                                   "text/yaml"))
+        doc = asyncapi.document(catalog, lambda cid: fields.get(cid, []), g.visible,
+                                settings.public_url, mqtt_public, settings.mqtt_ws_public_url)
+        body, media_type = asyncapi.render(doc, as_yaml)
+        return Response(body, content_type=media_type)
 
     @app.errorhandler(404)
     @app.errorhandler(405)
@@ -178,6 +233,14 @@ def create_app(settings: Settings | None = None):
     @app.get("/metrics")
     def metrics_endpoint():
         text = metrics.render()
+        hub = app.extensions["oup"].hub  # the event streams of this worker (oup.asgi)
+        if hub is not None:
+            text += ("# HELP oup_event_subscribers Open change-event streams (this worker)\n"
+                     "# TYPE oup_event_subscribers gauge\n"
+                     f"oup_event_subscribers {hub.subscribers}\n"
+                     "# HELP oup_event_last_id The newest change event this worker has read\n"
+                     "# TYPE oup_event_last_id gauge\n"
+                     f"oup_event_last_id {hub.last}\n")
         if any(c.stream for c in catalog):  # the ingesters' counters, from the store
             from .ingest_stats import ingest_stats, prometheus
 

@@ -157,6 +157,9 @@ class MapStyle(_Strict):
     opacity: float = Field(0.5, ge=0, le=1, description="fill opacity")
     width: float = Field(1.0, gt=0, le=20, description="line width in pixels")
     choropleth: Choropleth | None = None
+    label: str | None = Field(None, description="attribute written on each feature (its "
+                                                "name, say); it must go in the tiles")
+    label_colour: str = Field("#222222", pattern=_COLOUR, description="colour of the labels")
     visible: bool = Field(True, description="shown when a map opens (else toggled on)")
 
 

@@ -54,12 +54,26 @@ def catalog_reload():
         _fail(str(exc))  # the running server keeps the catalogue it has
     cfg, oas = write_config(cat, open_store(s.store_url), s)
     click.echo(f"wrote {cfg} and {oas}")
+    for event in _record_catalogue(s, cat):
+        click.echo(f"event {event.type} {event.collection}")
     pid = _running_server(s.data_dir)
     if pid is None:
         click.echo("no server running on this data folder: `oup serve` publishes it")
         return
     os.kill(pid, signal.SIGHUP)  # gunicorn: new workers with a fresh app, old ones finish
     click.echo(f"the server (pid {pid}) is restarting its workers with {len(cat)} collections")
+
+
+def _record_catalogue(s, cat) -> list:
+    """Log what changed in the published catalogue since it was last recorded."""
+    from .events import published
+    from .store import open_observation_store
+
+    log = open_observation_store(s.store_url)
+    try:
+        return log.record_catalogue(published(cat))
+    finally:
+        log.close()
 
 
 # `<data dir>/server.pid` names the gunicorn master's run (pid and start time), so a file
@@ -88,8 +102,9 @@ def _running_server(data_dir: Path) -> int | None:
 def import_(collections, quiet):
     """Import catalogue sources into the store (all collections, or the ones named)."""
     from .geodesy import install_grids
+    from .events import imported_event
     from .importers import ImportError_, import_collection
-    from .store import StoreError, open_store
+    from .store import StoreError, open_observation_store, open_store
 
     s = get_settings()
     try:
@@ -104,18 +119,23 @@ def import_(collections, quiet):
         store = open_store(s.store_url)
     except StoreError as exc:
         _fail(str(exc))
-    # joined collections take their geometry from others: import those first
-    for coll in sorted(cat, key=lambda c: c.join is not None):
-        if coll.derived_from or (collections and coll.id not in collections):
-            continue  # observations and time slices are read live from the sensors' stream
-        try:
-            click.echo(import_collection(coll, store, progress=not quiet))
-        except (ImportError_, OSError, ValueError, StoreError) as exc:
-            _fail(f"{coll.id}: {exc}")
-        if coll.stream:  # the latest values live in the observations: fill them back in
-            from .store import open_observation_store
-
-            open_observation_store(s.store_url).refresh_latest(coll.id, coll.id_field)
+    log = open_observation_store(s.store_url)  # the event log (and the observations)
+    try:
+        # joined collections take their geometry from others: import those first
+        for coll in sorted(cat, key=lambda c: c.join is not None):
+            if coll.derived_from or (collections and coll.id not in collections):
+                continue  # observations and time slices are read live from the stream
+            try:
+                report = import_collection(coll, store, progress=not quiet)
+            except (ImportError_, OSError, ValueError, StoreError) as exc:
+                _fail(f"{coll.id}: {exc}")
+            click.echo(report)
+            # told after the commit: subscribers hear of the new version once it is there
+            log.append_events([imported_event(coll.id, report.count, report.notes)])
+            if coll.stream:  # the latest values live in the observations: fill them back in
+                log.refresh_latest(coll.id, coll.id_field)
+    finally:
+        log.close()
 
 
 @main.group()
@@ -374,16 +394,18 @@ def serve(host, port, workers, live):
     get_settings.cache_clear()
     s = get_settings()
     try:
-        load_catalog(s.catalog_dir)
+        cat = load_catalog(s.catalog_dir)
     except CatalogError as exc:
         _fail(str(exc))
     click.echo(f"OUP serving on http://{s.host}:{s.port} ({s.workers} workers)")
     s.data_dir.mkdir(parents=True, exist_ok=True)
+    for event in _record_catalogue(s, cat):  # changed since it was last published
+        click.echo(f"event {event.type} {event.collection}")
+    # asynchronous workers: the event streams are tasks, the OGC API app has its threads
     args = [sys.executable, "-m", "gunicorn", "--bind", f"{s.host}:{s.port}",
-            "--workers", str(s.workers), "--worker-class", s.worker_class,
-            "--threads", str(s.threads),
-            "--access-logfile", "-", "--log-level", "warning", "oup.app:create_app()"]
-    if not live:
+            "--workers", str(s.workers), "--worker-class", "oup.asgi.Worker",
+            "--access-logfile", "-", "--log-level", "warning", "oup.asgi:create_app()"]
+    if not live and not (s.mqtt_url and s.events_relay):  # no events to relay here
         _record_server(s.data_dir, os.getpid())  # exec keeps the pid: gunicorn's master
         os.execv(sys.executable, args)
     from iot_ingest.broker import BrokerError, BrokerProcess
@@ -399,9 +421,47 @@ def serve(host, port, workers, live):
 
     try:
         serve_live(s, args, lambda pid: _record_server(s.data_dir, pid), start_broker,
-                   click.echo)
+                   click.echo, live=live)
     except LiveError as exc:
         _fail(str(exc))
+
+
+@main.group()
+def events():
+    """Change events (SSE on the API; MQTT through the relay)."""
+
+
+@events.command("relay")
+def events_relay():
+    """Publish the events of public collections to the broker (OUP_EVENTS_MQTT_URL, else
+    OUP_MQTT_URL), QoS 1, under oup/events/collections/; run one per broker."""
+    import logging
+    import signal
+
+    from iot_ingest.mqtt import Broker, BrokerURLError
+
+    from .event_relay import EventRelay, RelayError
+    from .store import StoreError, open_observation_store
+
+    s = get_settings()
+    logging.basicConfig(level=s.log_level)
+    try:
+        broker = Broker.from_url(s.events_mqtt_url or s.broker_url)
+        load_catalog(s.catalog_dir)
+        log = open_observation_store(s.store_url)
+    except (BrokerURLError, CatalogError, StoreError) as exc:
+        _fail(str(exc))
+    relay = EventRelay(broker.client("oup-events-relay"), log,
+                       lambda: load_catalog(s.catalog_dir), s.public_url)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: relay.stop())
+    click.echo(f"relaying public collections' events to {broker.host}:{broker.port}")
+    try:
+        relay.run(broker.host, broker.port, broker.connect_args(3600))
+    except RelayError as exc:
+        _fail(str(exc))
+    click.echo(f"stopped: {relay.published} events published, {relay.passed_over} of "
+               "non-public collections passed over")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 MAX_PAYLOAD = 64 * 1024  # bytes; larger messages are dead letters, not parsed
 TRUNCATED_LIMIT = 4096  # bytes kept of a payload too large to decode (it cannot be replayed)
@@ -53,19 +53,32 @@ class BatchResult:
     observations_corrected: int = 0
 
 
+class SensorHome(NamedTuple):
+    """Where a sensor's latest value is kept: its collection (the table), the id field,
+    and properties of the sensor its change events carry (what it measures)."""
+
+    collection: str
+    id_field: str
+    properties: dict = {}
+
+
 class StoreBusy(RuntimeError):
     """The database stayed locked (another writer, a backup): the batch was not written."""
 
 
-def tally(res: BatchResult, latest: dict[str, tuple], o: Observation, corrected: bool) -> None:
-    """Count one observation written (new or a correction) and keep its sensor's latest."""
+def tally(res: BatchResult, latest: dict[str, list], o: Observation, corrected: bool) -> None:
+    """Count one observation written (new or a correction) and keep, per sensor, its
+    latest (time, value) and how many were stored and corrected: [t, value, new, fixed]."""
     if corrected:
         res.observations_corrected += 1
     else:
         res.observations_stored += 1
     seen = latest.get(o.sensor_id)
-    if seen is None or o.phenomenon_time >= seen[0]:
-        latest[o.sensor_id] = (o.phenomenon_time, o.result)
+    if seen is None:
+        seen = latest[o.sensor_id] = [o.phenomenon_time, o.result, 0, 0]
+    elif o.phenomenon_time >= seen[0]:
+        seen[0], seen[1] = o.phenomenon_time, o.result
+    seen[3 if corrected else 2] += 1
 
 
 def iso_us(us: int | None) -> str | None:
@@ -87,8 +100,9 @@ class ObservationStore(Protocol):
     """What both observation stores (GeoPackage, PostGIS) offer."""
 
     def write_batch(self, ingester: str, messages: list[list[Observation] | DeadLetter],
-                    sensor_tables: dict[str, tuple[str, str]] | None = None) -> BatchResult:
-        """One transaction: the messages, the counters, the sensors' latest values.
+                    sensor_tables: dict[str, SensorHome] | None = None) -> BatchResult:
+        """One transaction: the messages, the counters, the sensors' latest values, and
+        a change event per sensor written (``oup.events``).
         ``StoreBusy`` (nothing written) if the database stays locked."""
 
     def refresh_latest(self, table: str, id_field: str) -> int: ...
@@ -105,3 +119,5 @@ class ObservationStore(Protocol):
     def first_time(self) -> str | None: ...
 
     def count(self) -> int: ...
+
+    def close(self) -> None: ...

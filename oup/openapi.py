@@ -119,12 +119,17 @@ def extend_openapi(oas: dict, cfg: dict) -> dict:
         "summary": "This OpenAPI document", "operationId": "getOpenAPIJson", "tags": ["server"],
         "responses": {"200": {"description": "the OpenAPI 3.0 document", "content": {
             "application/vnd.oai.openapi+json;version=3.0": {"schema": {"type": "object"}}}}}}}
-    from . import styles, vector_tiles
+    from . import event_stream, styles, vector_tiles
 
     stored = [cid for cid, res in cfg.get("resources", {}).items()
               if res["providers"][0].get("name") == "oup.provider.OUPProvider"]
     paths.update(vector_tiles.openapi_paths(stored))
     paths.update(styles.openapi_paths(stored))
+    from .pygeoapi_config import RECORDS_ID
+
+    paths.update(event_stream.openapi_paths([cid for cid, res in cfg.get("resources", {}).items()
+                                             if res.get("type") == "collection"
+                                             and cid != RECORDS_ID]))
     for name, path in paths.items():
         if name.endswith(("/schema", "/queryables")) and "get" in path:
             path["get"]["responses"]["200"] = {

@@ -6,7 +6,7 @@ what. OUP's templates (``config/templates``) load instead, from ``/assets/...``:
 
 - ``/assets/bootstrap/...``, ``/assets/maplibre-gl/...``, ``/assets/swagger-ui/...``:
   the npm packages installed in ``oup/web`` (``make venv`` runs ``npm ci`` there);
-- ``/assets/oup/...``: OUP's own logo, style sheet and page map (``oup/web/static``).
+- ``/assets/oup/...``: OUP's own logo, style sheets and scripts (``oup/web/static``).
 
 Every answer carries a Content-Security-Policy that allows no origin but the platform's
 own (``CONTENT_SECURITY_POLICY``), so a template that slipped back to a CDN fails loudly.

@@ -34,13 +34,29 @@ class Settings(BaseSettings):
     # persistence file after a restart; it does not restore shared ones (see README)
     ingest_group: str = Field("", description="shared-subscription group of the ingesters "
                                               "(empty: a plain subscription)")
+    events_retention_hours: float = Field(
+        24.0, gt=0, description="how long change events are kept for subscribers that "
+                                "reconnect (Last-Event-ID)")
+    events_mqtt_url: str | None = Field(
+        None, description="broker URL of `oup events relay`, with the credentials that may "
+                          "publish to oup/events/# (default: OUP_MQTT_URL)")
+    events_relay: bool = Field(
+        True, description="`oup serve` with a broker also runs `oup events relay` (turn "
+                           "off where several API servers share a broker: run one relay)")
+    mqtt_public_url: str | None = Field(
+        None, description="the broker as subscribers reach it (AsyncAPI, rel=hub links); "
+                          "default: OUP_MQTT_URL without credentials")
+    mqtt_ws_public_url: str | None = Field(
+        None, description="the broker's WebSocket listener as browsers reach it, e.g. "
+                          "ws://broker:9001 (AsyncAPI); default: none listed")
     host: str = "127.0.0.1"
     port: int = 5000
     workers: int = 2
     # gthread keeps connections alive (sync workers open one per request, and a load
     # of a few thousand req/s runs out of loopback ports); see benchmarks/README.md
-    worker_class: str = Field("gthread", description="gunicorn worker class: gthread or sync")
-    threads: int = Field(4, description="threads per worker (gthread only)")
+    # The workers are asynchronous (uvicorn), so the change-event streams, which stay
+    # open, cost a task each and no thread; the pygeoapi app runs in a pool of threads.
+    threads: int = Field(4, description="threads per worker for the (WSGI) OGC API app")
     base_url: str | None = Field(None, description="public URL; default http://host:port")
     tile_cache: bool = Field(False, description="keep vector tiles on disk under "
                              "<data_dir>/tile-cache (re-made after an import)")

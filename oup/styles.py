@@ -5,16 +5,19 @@ catalogue (``style:`` in collection.yml).
 - ``/collections/{id}/styles``, ``/collections/{id}/styles/default``: one collection.
 
 A style draws OUP's own vector tiles (the TileJSON of ``/tiles`` or of the collection)
-and asks nothing of any other host: no basemap, no fonts, no sprites. Each collection
-is three layers, one per geometry type (fill and outline for polygons, line, circle for
-points), so a collection needs no declared geometry type to be drawn well. Each layer
-carries its collection, title and legend in ``metadata`` for /map's toggles and legend.
+and asks nothing of any other host: no basemap, no sprites, and the label glyphs from
+the platform itself (``oup.glyphs``). Each collection is three layers, one per geometry
+type (fill and outline for polygons, line, circle for points), so a collection needs no
+declared geometry type to be drawn well, and a fourth for its labels if it has them.
+Each layer carries its collection, title and legend in ``metadata`` for /map's toggles
+and legend.
 """
 from __future__ import annotations
 
 import re
 
 from .catalog import COLLECTION_FILE, Catalog, CatalogError, Collection
+from .glyphs import FONT
 from .vector_tiles import Layer, NoTiles, union_bbox
 
 STYLE_MEDIA = "application/vnd.mapbox.style+json"
@@ -36,6 +39,10 @@ def check(catalog: Catalog, layers: dict[str, Layer]) -> None:
             raise CatalogError(catalog[cid].folder / COLLECTION_FILE,
                                "style.choropleth.property",
                                f"{choropleth.property!r} is not a numeric attribute of {cid!r}")
+        label = layer.collection.style.label
+        if label and label not in layer.properties:
+            raise CatalogError(catalog[cid].folder / COLLECTION_FILE, "style.label",
+                               f"{label!r} is not an attribute in {cid!r}'s tiles")
 
 
 def _legend(coll: Collection, fill: str) -> list[dict]:
@@ -73,7 +80,13 @@ def collection_layers(coll: Collection, source: str, index: int) -> list[dict]:
         {"id": f"{coll.id}-fill", "type": "fill", **common,
          "filter": ["==", ["geometry-type"], "Polygon"],
          "paint": {"fill-color": fill_colour, "fill-opacity": s.opacity}}]
-    return fills + [
+    labels = [] if not s.label else [
+        {"id": f"{coll.id}-label", "type": "symbol", **common,
+         "layout": {**common["layout"], "text-field": ["to-string", ["get", s.label]],
+                    "text-font": [FONT], "text-size": 12, "text-max-width": 8},
+         "paint": {"text-color": s.label_colour, "text-halo-color": "#ffffff",
+                   "text-halo-width": 1.5}}]
+    return fills + labels + [
         {"id": f"{coll.id}-line", "type": "line", **common,
          "filter": ["!=", ["geometry-type"], "Point"],
          "paint": {"line-color": line, "line-width": s.width}},
@@ -122,13 +135,14 @@ class Styles:
         x0, y0, x1, y1 = union_bbox(chosen)
         drawn = [x for layer in chosen
                  for x in collection_layers(layer.collection, "oup", self.order[layer.id])]
-        # areas under lines under points, each in catalogue order
+        # areas under lines under points under labels, each in catalogue order
         layers = [{"id": "background", "type": "background",
                    "paint": {"background-color": "#f4f2ee"}}] + sorted(
-            drawn, key=lambda x: ("fill", "line", "circle").index(x["type"]))
+            drawn, key=lambda x: ("fill", "line", "circle", "symbol").index(x["type"]))
         return {"version": 8, "name": "OUP " + (chosen[0].id if cid else "city"),
                 "center": [(x0 + x1) / 2, (y0 + y1) / 2], "zoom": 14,
                 "metadata": {"oup:bounds": [x0, y0, x1, y1]},
+                "glyphs": f"{self.base}/fonts/{{fontstack}}/{{range}}.pbf",
                 "sources": {"oup": {"type": "vector",
                                     "url": f"{self.base}{prefix}/tiles/WebMercatorQuad"
                                            "?f=tilejson"}},

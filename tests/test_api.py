@@ -8,8 +8,12 @@ OPENAPI = "application/vnd.oai.openapi+json;version=3.0"
 
 def test_landing_page_links(server):
     r = requests.get(server + "/", headers={"Accept": "application/json"})
-    rels = {link["rel"]: link for link in r.json()["links"]}
-    assert rels["service-desc"]["type"] == OPENAPI
+    links = r.json()["links"]
+    rels = {link["rel"]: link for link in links}
+    # two service descriptions: the OpenAPI one (requests), the AsyncAPI one (events)
+    described = {link["type"]: link["href"] for link in links if link["rel"] == "service-desc"}
+    assert set(described) >= {OPENAPI, "application/asyncapi+json"}
+    assert requests.get(described[OPENAPI]).json()["openapi"].startswith("3.0")
     assert rels["data"]["href"].endswith("/collections")
     assert r.headers["API-Version"] == "1.0.0"
     assert r.headers["Access-Control-Allow-Origin"] == "*"

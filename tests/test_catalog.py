@@ -85,6 +85,29 @@ def test_cli_catalog_check_lists_the_demo(env):
     assert "buildings" in res.stdout and "neighbourhoods" in res.stdout
 
 
+def _last_event(env) -> int:
+    from oup.store import open_observation_store
+
+    return open_observation_store(f"gpkg://{env['OUP_DATA_DIR']}/oup.gpkg").last_event()
+
+
+def _events(url: str, after: int, wanted) -> dict:
+    """The first event after ``after`` on ``/events`` that is ``wanted`` (30 s at most)."""
+    import json
+    import time
+
+    import requests
+
+    deadline = time.monotonic() + 30
+    with requests.get(f"{url}/events", params={"after": after}, stream=True,
+                      timeout=(10, 30)) as r:
+        for line in r.iter_lines():
+            if line.startswith(b"data: ") and wanted(event := json.loads(line[6:])):
+                return event
+            assert time.monotonic() < deadline, "no such event in 30 s"
+    raise AssertionError("the stream ended without it")
+
+
 def test_reload_publishes_a_new_collection_without_a_restart(workdir):
     """A data steward adds a collection while the server runs: `oup import` and
     `oup catalog reload`, and it is published; requests during the reload all succeed.
@@ -128,9 +151,17 @@ def test_reload_publishes_a_new_collection_without_a_restart(workdir):
         reader.start()
         make_probes(cat / "probes")
         oup(env, "import", "probes", "--quiet")
+        before = _last_event(env)
         out = oup(env, "catalog", "reload").stdout
         assert f"(pid {server.pid})" in out and "2 collections" in out
+        assert "event oup.collection.added probes" in out
         wait_for(lambda: ids() == {"sensors", "catalog", "probes"}, 60, "probes in /collections")
+        # subscribers hear of it (from where they were), and the AsyncAPI lists its channels
+        added = _events(url, before, lambda e: e["type"] == "oup.collection.added")
+        assert added["subject"] == "probes" and added["data"]["classification"] == "public"
+        channels = requests.get(f"{url}/asyncapi", timeout=30).json()["channels"]
+        assert channels["probes-sse"]["address"] == "/collections/probes/events"
+        assert channels["probes-mqtt"]["address"] == "oup/events/collections/probes/{kind}"
         r = requests.get(f"{url}/collections/probes/items", params={"limit": 5}, timeout=30)
         assert r.status_code == 200 and len(r.json()["features"]) == 5
         assert "/collections/probes/items" in requests.get(f"{url}/openapi?f=json",

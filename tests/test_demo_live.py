@@ -3,6 +3,7 @@
 move. Both brokers it may pick: Mosquitto (when installed) and the embedded demo one."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -81,7 +82,14 @@ def test_serve_live_shows_the_sensors_moving(workdir, kind):
         assert listed[-1].endswith("dead letters shown") and int(listed[-1].split()[0]) >= 1
         children = [int(pid) for pid in Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
                     .read_text().split()]
-        assert len(children) == 4  # broker, ingester, simulator, API
+        assert len(children) == 5  # broker, ingester, simulator, event relay, API
+        # the sensors' change events stream too (what /viewer and /map listen to)
+        with requests.get(f"{url}/collections/sensors/events", stream=True,
+                          timeout=(10, 30)) as r:
+            event = next(json.loads(line[6:]) for line in r.iter_lines()
+                         if line.startswith(b"data: "))
+        assert event["type"] == "oup.observations.stored"
+        assert "relaying public collections' events" in (data / "live.log").read_text()
     finally:
         # stops the API, the simulator, the ingester, the broker; a second signal (an
         # impatient Ctrl-C) must not cut that short
@@ -114,15 +122,18 @@ def test_messages_sent_before_anyone_subscribes_are_sent_again(broker):
 
     b = Broker.from_url(broker.url)
     pub = Publisher(b, "early-publisher", retry=0.2)
+    # a sensor topic (the broker's ACL lets anonymous clients publish only those) of a
+    # sensor nobody listens to yet
+    topic = "oup/sensors/early-test/observations"
     payloads = [f"early-{i}".encode() for i in range(50)]
     for p in payloads:
-        pub.publish("oup/test/early", p)
+        pub.publish(topic, p)
     wait_for(lambda: pub.unrouted >= 50, 30, "50 answers 'No matching subscribers'")
     got, subscribed = [], threading.Event()
     sub = b.client("early-subscriber")
     sub.on_message = lambda c, u, m: got.append(m.payload)
     sub.on_subscribe = lambda *a: subscribed.set()
-    sub.on_connect = lambda c, *a: c.subscribe("oup/test/early", qos=1)
+    sub.on_connect = lambda c, *a: c.subscribe(topic, qos=1)
     sub.connect(b.host, b.port)
     sub.loop_start()
     try:

@@ -46,7 +46,8 @@ def test_pages_are_branded_oup_and_link_the_platform(server):
     landing = requests.get(f"{server}/?f=html")
     text = landing.text
     assert "pygeoapi" not in text.lower() and "github.com" not in text
-    for href in ("/viewer", "/map", "/openapi.json", "/openapi?f=html", "/collections?f=html"):
+    for href in ("/viewer", "/map", "/openapi.json", "/openapi?f=html", "/collections?f=html",
+                 "/asyncapi"):
         assert f'href="{server}{href}"' in text, href
     csp = landing.headers["Content-Security-Policy"]
     assert "default-src 'self'" in csp and "http" not in csp  # no other origin allowed

@@ -52,6 +52,12 @@ def test_compose_topology_is_the_production_shape():
     assert s["setup"]["depends_on"]["postgis"]["condition"] == "service_healthy"
     assert s["api"]["depends_on"]["setup"]["condition"] == "service_completed_successfully"
     assert any(v.startswith("./config/mosquitto.conf:") for v in s["mosquitto"]["volumes"])
+    # change events: one relay, however many API servers; the broker's ACL and WebSocket
+    assert any(v.startswith("./config/mosquitto.acl:") for v in s["mosquitto"]["volumes"])
+    assert "9001:9001" in s["mosquitto"]["ports"]
+    assert s["relay"]["command"] == ["oup", "events", "relay"]
+    assert s["relay"]["environment"]["OUP_EVENTS_MQTT_URL"].startswith("mqtt://oup-relay:")
+    assert s["api"]["environment"]["OUP_EVENTS_RELAY"] == "false"
     assert {"pg-data", "mqtt-data", "oup-data"} <= COMPOSE["volumes"].keys()
     dockerfile = (ROOT / "Dockerfile").read_text()
     for folder in ("oup", "tilers", "iot_ingest", "config", "collections"):

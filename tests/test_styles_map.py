@@ -79,6 +79,14 @@ def test_the_city_style_draws_only_the_platforms_own_tiles(server, credentials):
                                                  "WebMercatorQuad?f=tilejson")
     fill = next(x for x in one["layers"] if x.get("type") == "fill")
     assert "a_inw" in json.dumps(fill["paint"]["fill-color"])  # the declared choropleth
+    # labels, with glyphs from the platform itself
+    (label,) = [x for x in style["layers"] if x["type"] == "symbol"]
+    assert label["source-layer"] == "neighbourhoods" and "buurtnaam" in json.dumps(label)
+    glyphs = style["glyphs"].format(fontstack=label["layout"]["text-font"][0], range="0-255")
+    r = requests.get(glyphs)
+    assert r.status_code == 200 and r.headers["Content-Type"] == "application/x-protobuf"
+    assert requests.get(style["glyphs"].format(fontstack="Arial", range="0-255")).status_code \
+        == 404
 
 
 @pytest.mark.parametrize("path", [

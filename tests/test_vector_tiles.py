@@ -346,6 +346,55 @@ def test_the_tile_cache_keeps_a_tile_until_the_collection_is_imported_again(tmp_
     assert [p.read_bytes() for p in (tmp_path / "cache").rglob("*.mvt")] == [first]
 
 
+@pytest.mark.slow
+def test_both_stores_cut_the_same_features(tmp_path, postgis):
+    """The demo's buildings imported into a GeoPackage and into PostGIS: tiles of a few
+    levels of both grids decode to the same features (ids), the same properties of the
+    same types, and the same geometry to within a pixel (the stores snap and simplify
+    alike, not vertex for vertex). The GeoPackage's tiles are OUP's own encoder's;
+    PostGIS's are ST_AsMVT's."""
+    import shutil
+    import uuid
+
+    from conftest import GRID_CACHE, ROOT
+    from oup.geodesy import install_grids
+    from oup.importers import import_collection
+    from oup.store.postgis import PostGISStore
+
+    (tmp_path / "proj").mkdir()
+    for grid in GRID_CACHE.glob("*.tif"):
+        shutil.copy(grid, tmp_path / "proj" / grid.name)
+    install_grids(tmp_path)
+    coll = load_collection(ROOT / "collections" / "buildings" / "collection.yml")
+    gpkg = GeoPackageStore(tmp_path / "buildings.gpkg")
+    pg = PostGISStore(postgis.create(f"same_{uuid.uuid4().hex[:8]}"))
+    for store in (gpkg, pg):
+        import_collection(coll, store, progress=False)
+    props = tuple(n for n, _ in gpkg.layer("buildings")["fields"])
+    rng, compared = random.Random(5), 0
+    for tms_id, levels in (("WebMercatorQuad", range(12, 18)),
+                           ("NetherlandsRDNewQuad", range(7, 13))):
+        for z in levels:
+            for _ in range(3):
+                lon, lat = rng.uniform(4.444, 4.462), rng.uniform(51.903, 51.915)
+                t = grids.get(tms_id).tile(lon, lat, z)
+                tile = grids.Tile(tms_id, z, t.y, t.x)
+                q = TileQuery("buildings", props, tile.bounds, tile.srid, tile.crs,
+                              tile.crs84_envelope)
+                a, b = (sorted(_decode(tile_layer(s, q)).get("buildings", {})
+                               .get("features", []), key=lambda f: f["id"])
+                        for s in (gpkg, pg))
+                assert [f["id"] for f in a] == [f["id"] for f in b], (tms_id, z)
+                for fa, fb in zip(a, b):
+                    assert fa["properties"] == fb["properties"]
+                    assert {k: type(v) for k, v in fa["properties"].items()} == \
+                        {k: type(v) for k, v in fb["properties"].items()}
+                    ga, gb = (shapely.make_valid(shape(f["geometry"])) for f in (fa, fb))
+                    assert shapely.hausdorff_distance(ga, gb) <= EXTENT / 256, (tms_id, z)
+                    compared += 1
+    assert compared > 1000
+
+
 def test_gdal_reads_the_vector_tiles_through_its_ogcapi_driver(server):
     """GDAL's OGCAPI driver, as current GDAL has it (the one inside pyogrio, 3.12), finds
     the tilesets, the grid and the tiles from the collection's URL alone and reads the

@@ -27,15 +27,23 @@ def open_store(url: str) -> FeatureStore:
                      "postgresql://user@host/db")
 
 
-def open_observation_store(url: str, busy_timeout: float = 30.0) -> ObservationStore:
+def open_observation_store(url: str, busy_timeout: float = 30.0,
+                           schema: bool = True) -> ObservationStore:
     """The observations (and dead letters, ingest counters) beside the features of ``url``.
-    ``busy_timeout``: seconds a write waits for a lock before it raises ``StoreBusy``."""
+    ``busy_timeout``: seconds a write waits for a lock before it raises ``StoreBusy``.
+    It carries the event log too (``oup.store.events``). ``schema=False``: a reader that
+    leaves the schema to the writers (``oup serve`` and ``oup import`` make it)."""
+    from ..settings import get_settings
+
     if url.startswith("gpkg://") or url.endswith(".gpkg"):
         from .observations import GeoPackageObservationStore
 
-        return GeoPackageObservationStore(url.removeprefix("gpkg://"), busy_timeout)
-    if url.startswith(("postgresql://", "postgres://")):
+        store = GeoPackageObservationStore(url.removeprefix("gpkg://"), busy_timeout, schema)
+    elif url.startswith(("postgresql://", "postgres://")):
         from .pg_observations import PostGISObservationStore
 
-        return PostGISObservationStore(url, busy_timeout)
-    raise StoreError(f"unsupported store URL {url!r}")
+        store = PostGISObservationStore(url, busy_timeout, schema)
+    else:
+        raise StoreError(f"unsupported store URL {url!r}")
+    store.event_retention_us = int(get_settings().events_retention_hours * 3_600_000_000)
+    return store

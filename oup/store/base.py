@@ -1,6 +1,8 @@
 """The store interface the providers, importers and ingesters talk to."""
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
+
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Iterable, Protocol
@@ -102,3 +104,17 @@ class FeatureStore(Protocol):
     def get(self, cid: str, fid: int, crs: str = "CRS84") -> dict | None: ...
 
     def health(self) -> dict: ...
+
+
+class SqlTables:
+    """What the side tables' SQL (observations, events), written once with ``?``
+    placeholders, needs of a store: statements, batches, transactions."""
+
+    def execute(self, sql: str, params=()) -> list[tuple]:
+        raise NotImplementedError
+
+    def _executemany(self, sql: str, rows: list) -> None:
+        raise NotImplementedError
+
+    def _transaction(self) -> AbstractContextManager:
+        raise NotImplementedError

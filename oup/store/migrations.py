@@ -5,6 +5,8 @@ starting together apply each migration once.
 """
 from __future__ import annotations
 
+from .events import POSTGIS_SCHEMA as POSTGIS_EVENTS_SCHEMA
+
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "layers, observations (partitioned by month of phenomenon time), dead letters, "
         "ingest counters", """
@@ -32,6 +34,7 @@ CREATE TABLE oup_ingest_counters (
   dead_lettered bigint NOT NULL DEFAULT 0, observations_stored bigint NOT NULL DEFAULT 0,
   observations_corrected bigint NOT NULL DEFAULT 0, updated_at bigint);
 """),
+    (2, "change events (oup.events) and their named state", POSTGIS_EVENTS_SCHEMA),
 ]
 
 _LOCK = 7_400_391  # advisory lock id: "oup migrations"

@@ -5,9 +5,9 @@ once, with ``?`` placeholders; a store supplies ``execute``, ``_executemany`` an
 """
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
-
-from ..observations import COUNTERS, BatchResult, DeadLetter, iso_us
+from ..events import ChangeEvent, observations_event
+from ..observations import COUNTERS, BatchResult, DeadLetter, SensorHome, iso_us
+from .base import SqlTables
 from .cql import quote
 
 _DEAD_LETTER_KEYS = ("id", "received_at", "topic", "reason", "payload", "payload_size",
@@ -15,16 +15,7 @@ _DEAD_LETTER_KEYS = ("id", "received_at", "topic", "reason", "payload", "payload
 _COUNT = ", ".join(f"{c} = oup_ingest_counters.{c} + excluded.{c}" for c in COUNTERS)
 
 
-class SqlObservations:
-    def execute(self, sql: str, params=()) -> list[tuple]:
-        raise NotImplementedError
-
-    def _executemany(self, sql: str, rows: list) -> None:
-        raise NotImplementedError
-
-    def _transaction(self) -> AbstractContextManager:
-        raise NotImplementedError
-
+class SqlObservations(SqlTables):
     # -- inside write_batch's transaction -------------------------------------------------
     def _insert_dead_letters(self, dead: list[DeadLetter], now: int) -> None:
         self._executemany(
@@ -42,14 +33,24 @@ class SqlObservations:
              res.observations_stored, res.observations_corrected, now))
 
     @staticmethod
-    def _latest_by_table(latest: dict[str, tuple[int, float]],
-                         tables: dict[str, tuple[str, str]]) -> dict[tuple[str, str], list]:
+    def _latest_by_table(latest: dict[str, list],
+                         tables: dict[str, SensorHome]) -> dict[tuple[str, str], list]:
         """The batch's latest (time, value, sensor) per sensors table (table, id field)."""
         by_table: dict[tuple[str, str], list] = {}
-        for sensor, (t, value) in latest.items():
+        for sensor, (t, value, _, _) in latest.items():
             if sensor in tables:
-                by_table.setdefault(tables[sensor], []).append((iso_us(t), value, sensor))
+                home = tables[sensor]
+                by_table.setdefault((home[0], home[1]), []).append((iso_us(t), value, sensor))
         return by_table
+
+    @staticmethod
+    def _batch_events(latest: dict[str, list],
+                      tables: dict[str, SensorHome]) -> list[ChangeEvent]:
+        """One change event per sensor of a known collection the batch wrote to."""
+        return [observations_event(home[0], home[1], sensor, t, value, new, fixed,
+                                   home[2] if len(home) > 2 else None)
+                for sensor, (t, value, new, fixed) in sorted(latest.items())
+                if (home := tables.get(sensor))]
 
     # -- after a re-import ------------------------------------------------------------------
     def refresh_latest(self, table: str, id_field: str) -> int:

@@ -14,8 +14,9 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..observations import BatchResult, DeadLetter, Observation, StoreBusy, tally, us_of
+from ..observations import SensorHome, BatchResult, DeadLetter, Observation, StoreBusy, tally, us_of
 from .cql import quote
+from .events import SQLITE_SCHEMA, SqlEventLog
 from .observation_sql import SqlObservations
 
 SCHEMA = """
@@ -55,18 +56,22 @@ INSERT OR IGNORE INTO oup_observations (sensor_id, phenomenon_time, result, resu
   dedupe_key, stored_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING revision"""
 
 
-class GeoPackageObservationStore(SqlObservations):
-    def __init__(self, path: str | Path, busy_timeout: float = 30.0):
+class GeoPackageObservationStore(SqlObservations, SqlEventLog):
+    def __init__(self, path: str | Path, busy_timeout: float = 30.0, schema: bool = True):
         self.path = str(path)
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self.con = sqlite3.connect(self.path, isolation_level=None, timeout=busy_timeout,
                                    check_same_thread=False)
-        self.con.execute("PRAGMA journal_mode = WAL")
-        self.con.execute("PRAGMA synchronous = NORMAL")  # WAL: durable at checkpoints, never corrupt
-        self.con.executescript(SCHEMA)
+        if schema:  # (readers skip it: it needs the write lock, which a busy ingester holds)
+            self.con.execute("PRAGMA journal_mode = WAL")
+            self.con.execute("PRAGMA synchronous = NORMAL")  # WAL: durable at checkpoints
+            self.con.executescript(SCHEMA + SQLITE_SCHEMA)
 
     def execute(self, sql: str, params=()) -> list[tuple]:
         return self.con.execute(sql, list(params)).fetchall()
+
+    def close(self) -> None:
+        self.con.close()
 
     def _executemany(self, sql: str, rows: list) -> None:
         self.con.executemany(sql, rows)
@@ -83,7 +88,7 @@ class GeoPackageObservationStore(SqlObservations):
 
     # -- writing -------------------------------------------------------------------------
     def write_batch(self, ingester: str, messages: list[list[Observation] | DeadLetter],
-                    sensor_tables: dict[str, tuple[str, str]] | None = None) -> BatchResult:
+                    sensor_tables: dict[str, SensorHome] | None = None) -> BatchResult:
         """Store a batch of decoded messages in one transaction, with the counters.
 
         ``sensor_tables`` maps a sensor id to (feature table, id field), where its latest
@@ -91,7 +96,7 @@ class GeoPackageObservationStore(SqlObservations):
         """
         res = BatchResult(messages=len(messages))
         now = us_of(datetime.now(timezone.utc))
-        latest: dict[str, tuple[int, float]] = {}
+        latest: dict[str, list] = {}
         con = self.con
         try:
             con.execute("BEGIN IMMEDIATE")
@@ -123,6 +128,7 @@ class GeoPackageObservationStore(SqlObservations):
                     res.duplicates += 1
             self._update_latest(latest, sensor_tables or {})
             self._add_counters(ingester, res, now)
+            self._append_events(self._batch_events(latest, sensor_tables or {}))
             con.execute("COMMIT")
         except sqlite3.OperationalError as exc:
             con.execute("ROLLBACK")
@@ -135,8 +141,7 @@ class GeoPackageObservationStore(SqlObservations):
             raise
         return res
 
-    def _update_latest(self, latest: dict[str, tuple[int, float]],
-                       tables: dict[str, tuple[str, str]]) -> None:
+    def _update_latest(self, latest: dict[str, list], tables: dict[str, SensorHome]) -> None:
         for (table, id_field), rows in self._latest_by_table(latest, tables).items():
             self.con.executemany(
                 f"UPDATE {quote(table)} SET latest_time = ?1, latest_result = ?2 "

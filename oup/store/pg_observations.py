@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from ..observations import BatchResult, DeadLetter, Observation, StoreBusy, tally, us_of
+from ..observations import SensorHome, BatchResult, DeadLetter, Observation, StoreBusy, tally, us_of
 from .cql import quote
+from .events import SqlEventLog
 from .observation_sql import SqlObservations
 from .postgis import pg_sql
 
@@ -44,8 +45,10 @@ def _month(us: int) -> tuple[int, int, int]:
     return d.year * 100 + d.month, us_of(start), us_of(end)
 
 
-class PostGISObservationStore(SqlObservations):
-    def __init__(self, url: str, busy_timeout: float = 30.0):
+class PostGISObservationStore(SqlObservations, SqlEventLog):
+    numbered_under_lock = True
+
+    def __init__(self, url: str, busy_timeout: float = 30.0, schema: bool = True):
         import psycopg
 
         from .migrations import migrate
@@ -54,8 +57,9 @@ class PostGISObservationStore(SqlObservations):
         self._psycopg = psycopg
         self._con = None
         self._partitions: set[int] = set()
-        with psycopg.connect(url, autocommit=True) as con:
-            migrate(con)
+        if schema:
+            with psycopg.connect(url, autocommit=True) as con:
+                migrate(con)
 
     @property
     def con(self):
@@ -64,6 +68,10 @@ class PostGISObservationStore(SqlObservations):
             # a lock held elsewhere shows as StoreBusy (retried, counted), not a silent wait
             self._con.execute(f"SET lock_timeout = '{int(self.busy_timeout * 1000)}ms'")
         return self._con
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
 
     def execute(self, sql: str, params=()) -> list[tuple]:
         cur = self.con.execute(pg_sql(sql), list(params))
@@ -78,7 +86,7 @@ class PostGISObservationStore(SqlObservations):
 
     # -- writing ---------------------------------------------------------------------------
     def write_batch(self, ingester: str, messages: list[list[Observation] | DeadLetter],
-                    sensor_tables: dict[str, tuple[str, str]] | None = None) -> BatchResult:
+                    sensor_tables: dict[str, SensorHome] | None = None) -> BatchResult:
         errors = self._psycopg.errors
         try:
             con = self.con
@@ -99,7 +107,7 @@ class PostGISObservationStore(SqlObservations):
         self._insert_dead_letters(dead, now)
         res.dead_lettered = len(dead)
         hits: dict[int, int] = {}  # message index -> observations written
-        latest: dict[str, tuple[int, float]] = {}
+        latest: dict[str, list] = {}
         # keyed observations: the key table says whether the frame was seen
         keyed = [(i, o) for i, m in enumerate(messages) if not isinstance(m, DeadLetter)
                  for o in m if o.dedupe_key is not None]
@@ -149,6 +157,7 @@ class PostGISObservationStore(SqlObservations):
                     res.duplicates += 1
         self._update_latest(latest, tables)
         self._add_counters(ingester, res, now)
+        self._append_events(self._batch_events(latest, tables))  # last: it takes a lock
         return res
 
     def _ensure_partitions(self, times: set[int]) -> None:

@@ -1,12 +1,12 @@
 // The OUP 3D viewer: every 3D collection's tiles in CesiumJS, fully offline (no Cesium
 // ion, no online imagery: a plain ellipsoid), and the live sensors on top: their latest
-// values as labelled points, refreshed every 15 s. ?collection=<id> picks the tileset to
-// fly to; ?at=<lon>,<lat>,<range m> looks at a place instead of framing the tileset.
-// window.oup reports state for people and for the headless browser test.
+// values as labelled points, kept current from the change events (Server-Sent Events).
+// ?collection=<id> picks the tileset to fly to; ?at=<lon>,<lat>,<range m> looks at a place
+// instead of framing the tileset. window.oup reports state for people and for the
+// headless browser tests (lastEvent: the last change event shown, and when it came).
 "use strict";
-window.oup = { ready: false, picked: null, error: null, tiles: 0, sensors: null };
-const SENSOR_REFRESH_MS = 15000;
-const STALE_MS = 3600 * 1000;  // a value older than an hour is drawn grey
+window.oup = { ready: false, picked: null, error: null, tiles: 0, sensors: null,
+               lastEvent: null };
 
 (async function main() {
   const status = document.getElementById("status");
@@ -113,50 +113,17 @@ const STALE_MS = 3600 * 1000;  // a value older than an hour is drawn grey
   };
 })();
 
-// Each sensor a point with a label "<name> <parameter>: <latest value> <unit>", kept up
-// to date; the labels of sensors at one place are stacked. window.oup.sensors maps
-// "<collection>/<sensor id>" to the label shown.
+// Each sensor a point with a label "<name> <parameter>: <latest value> <unit>", grey when
+// stale; the labels of sensors at one place are stacked. Read once, then kept current from
+// the collection's change events (oupLive, /assets/oup/livesensors.js). window.oup.sensors
+// maps "<collection>/<sensor id>" to the label shown, once every collection is read.
 function showSensors(viewer, collections, status) {
-  if (!collections.length) return;
-  async function refresh() {
-    const labels = {};
-    for (const c of collections) {
-      const doc = await (await fetch(`/collections/${c.id}/items?f=json&limit=10000`)).json();
-      const params = new Set(Object.keys(c.parameter_names || {}));
-      const atPlace = {};
-      for (const f of doc.features) {
-        const p = f.properties, key = `${c.id}/${f.id}`;
-        const param = Object.values(p).find((v) => params.has(v));  // what it measures
-        const name = [p.name || f.id, param].filter(Boolean).join(" ");
-        const text = p.latest_result === null || p.latest_result === undefined
-          ? `${name}: no data yet` : `${name}: ${p.latest_result} ${p.unit || ""}`.trim();
-        const place = f.geometry.coordinates.join(",");
-        const stacked = (atPlace[place] = (atPlace[place] ?? -1) + 1);
-        const fresh = p.latest_time && Date.now() - Date.parse(p.latest_time) < STALE_MS;
-        const color = fresh ? Cesium.Color.fromCssColorString("#0a7e8c") : Cesium.Color.GRAY;
-        let e = viewer.entities.getById(key);
-        if (!e) {
-          const [lon, lat] = f.geometry.coordinates;
-          e = viewer.entities.add({
-            id: key, position: Cesium.Cartesian3.fromDegrees(lon, lat),
-            point: { pixelSize: 9, outlineColor: Cesium.Color.WHITE, outlineWidth: 2,
-                     heightReference: Cesium.HeightReference.CLAMP_TO_GROUND,
-                     disableDepthTestDistance: Number.POSITIVE_INFINITY },
-            label: { font: "12px system-ui, sans-serif", showBackground: true,
-                     pixelOffset: new Cesium.Cartesian2(0, -16 - 18 * stacked),
-                     heightReference: Cesium.HeightReference.CLAMP_TO_GROUND,
-                     disableDepthTestDistance: Number.POSITIVE_INFINITY },
-          });
-        }
-        e.point.color = color;
-        e.label.text = text;
-        e.properties = new Cesium.PropertyBag(p);
-        labels[key] = text;
-      }
-    }
-    window.oup.sensors = labels;
+  const labels = {}, states = {}, loaded = new Set();
+  if (!collections.length) window.oup.sensors = labels;
+  function render() {
+    const trouble = Object.values(states).find((s) => s !== "live");
     status.innerHTML = `<a href="#" id="to-sensors">${Object.keys(labels).length} sensors</a>, ` +
-      `latest values (${new Date().toLocaleTimeString()})`;
+      (trouble ? trouble.replace(/</g, "&lt;") : "latest values, live");
     document.getElementById("to-sensors").onclick = (ev) => {
       ev.preventDefault();  // look down on all of them, with a margin
       const r = Cesium.Rectangle.fromCartographicArray(viewer.entities.values.map((e) =>
@@ -166,7 +133,50 @@ function showSensors(viewer, collections, status) {
         r.west - pad, r.south - pad, r.east + pad, r.north + pad) });
     };
   }
-  const loop = () => refresh().catch((err) => { window.oup.error = `sensors: ${err}`; })
-    .finally(() => setTimeout(loop, SENSOR_REFRESH_MS));
-  loop();
+  for (const c of collections) {
+    const params = new Set(Object.keys(c.parameter_names || {}));
+    const draw = (f) => {
+      const p = f.properties, key = `${c.id}/${f.id}`;
+      const param = Object.values(p).find((v) => params.has(v));  // what it measures
+      const name = [p.name || f.id, param].filter(Boolean).join(" ");
+      const text = p.latest_result === null || p.latest_result === undefined
+        ? `${name}: no data yet` : `${name}: ${p.latest_result} ${p.unit || ""}`.trim();
+      const e = viewer.entities.getById(key);
+      e.point.color = oupLive.fresh(p) ? Cesium.Color.fromCssColorString("#0a7e8c")
+                                       : Cesium.Color.GRAY;
+      e.label.text = text;
+      e.properties = new Cesium.PropertyBag(p);
+      labels[key] = text;
+    };
+    oupLive.follow(c.id, window.oup, {
+      load(features) {  // (again): sensors may have come, gone or moved
+        for (const key of Object.keys(labels).filter((k) => k.startsWith(`${c.id}/`))) {
+          viewer.entities.removeById(key);
+          delete labels[key];
+        }
+        const atPlace = {};
+        for (const f of features) {
+          const [lon, lat] = f.geometry.coordinates;
+          const place = f.geometry.coordinates.join(",");
+          const stacked = (atPlace[place] = (atPlace[place] ?? -1) + 1);
+          viewer.entities.add({
+            id: `${c.id}/${f.id}`, position: Cesium.Cartesian3.fromDegrees(lon, lat),
+            point: { pixelSize: 9, outlineColor: Cesium.Color.WHITE, outlineWidth: 2,
+                     heightReference: Cesium.HeightReference.CLAMP_TO_GROUND,
+                     disableDepthTestDistance: Number.POSITIVE_INFINITY },
+            label: { font: "12px system-ui, sans-serif", showBackground: true,
+                     pixelOffset: new Cesium.Cartesian2(0, -16 - 18 * stacked),
+                     heightReference: Cesium.HeightReference.CLAMP_TO_GROUND,
+                     disableDepthTestDistance: Number.POSITIVE_INFINITY },
+          });
+          draw(f);
+        }
+        loaded.add(c.id);
+        if (loaded.size === collections.length) window.oup.sensors = labels;
+        render();
+      },
+      update: draw,
+      status(text) { states[c.id] = text; render(); },
+    });
+  }
 }

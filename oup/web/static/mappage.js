@@ -1,14 +1,13 @@
 // OUP's 2D map (/map): MapLibre GL JS drawing OUP's own vector tiles in OUP's own style
 // (/styles/default), every collection the caller may see a layer with a toggle and a
-// legend, the live sensors with their latest value (refreshed every 15 s, as /viewer
-// does), attributes on click, and a link to the same place in /viewer.
-// ?at=<lon>,<lat>,<zoom> opens at a place. window.oupMap exposes the state for tests.
+// legend, the live sensors with their latest value (kept current from the change events,
+// as /viewer does), attributes on click, and a link to the same place in /viewer.
+// ?at=<lon>,<lat>,<zoom> opens at a place. window.oupMap exposes the state for tests
+// (lastEvent: the last change event shown, and when it came).
 (function () {
   "use strict";
-  const REFRESH_MS = 15000;
-  const STALE_MS = 3600 * 1000;
   const state = window.oupMap = { map: null, ready: false, error: null, picked: null,
-                                  sensors: null };
+                                  sensors: null, lastEvent: null };
   maplibregl.setWorkerUrl("/assets/maplibre-gl/maplibre-gl-csp-worker.js");
   const status = document.getElementById("status");
   const attributes = document.getElementById("attributes");
@@ -59,41 +58,73 @@
     }
   }
 
-  // The sensors: a point each, labelled with its latest value, refreshed.
-  async function sensors(map, collections, live) {
-    const labels = {};
+  // The sensors: a point each, labelled with its latest value; read once, then kept
+  // current from the collection's change events (oupLive, livesensors.js).
+  function sensors(map, collections, live) {
+    const labels = {}, states = {}, loaded = new Set();
+    const render = () => {
+      const trouble = Object.values(states).find((s) => s !== "live");
+      status.textContent = `${Object.keys(labels).length} sensors, ` +
+        (trouble || "latest values, live");
+    };
     for (const c of collections) {
-      const doc = await json(`/collections/${c.id}/items?f=json&limit=10000`);
-      const source = map.getSource(`live-${c.id}`);
-      if (source) source.setData(doc);
-      else {
-        map.addSource(`live-${c.id}`, { type: "geojson", data: doc });
-        map.addLayer({ id: `live-${c.id}`, type: "circle", source: `live-${c.id}`,
-                       metadata: { "oup:live": c.id },
-                       paint: { "circle-color": "#d1495b", "circle-radius": 6,
-                                "circle-stroke-color": "#fff", "circle-stroke-width": 2 } });
-      }
-      const markers = live.get(c.id) || [];
-      markers.forEach((m) => m.remove());
-      markers.length = 0;
-      for (const f of doc.features) {
-        const p = f.properties;
+      const doc = { type: "FeatureCollection", features: [] }, elements = new Map();
+      let pending = false;
+      const draw = (f) => {
+        const p = f.properties, el = elements.get(f.id);
         const value = p.latest_result === null || p.latest_result === undefined
           ? "no data yet" : `${p.latest_result} ${p.unit || ""}`.trim();
-        const text = `${p.name || f.id}: ${value}`;
-        const el = document.createElement("div");
-        const fresh = p.latest_time && Date.now() - Date.parse(p.latest_time) < STALE_MS;
-        el.className = "sensor-label" + (fresh ? "" : " stale");
-        el.textContent = text;
-        markers.push(new maplibregl.Marker({ element: el, anchor: "bottom" })
-          .setLngLat(f.geometry.coordinates).addTo(map));
-        labels[`${c.id}/${f.id}`] = text;
-      }
-      live.set(c.id, markers);
+        el.textContent = `${p.name || f.id}: ${value}`;
+        el.className = "sensor-label" + (oupLive.fresh(p) ? "" : " stale");
+        labels[`${c.id}/${f.id}`] = el.textContent;
+      };
+      oupLive.follow(c.id, state, {
+        load(features) {  // (again): sensors may have come, gone or moved
+          doc.features = features;
+          const source = map.getSource(`live-${c.id}`);
+          if (source) source.setData(doc);
+          else {
+            map.addSource(`live-${c.id}`, { type: "geojson", data: doc });
+            map.addLayer({ id: `live-${c.id}`, type: "circle", source: `live-${c.id}`,
+                           metadata: { "oup:live": c.id },
+                           paint: { "circle-color": "#d1495b", "circle-radius": 6,
+                                    "circle-stroke-color": "#fff", "circle-stroke-width": 2 } });
+          }
+          const markers = live.get(c.id);
+          markers.forEach((m) => m.remove());
+          markers.length = 0;
+          elements.clear();
+          Object.keys(labels).filter((k) => k.startsWith(`${c.id}/`)).forEach((k) => delete labels[k]);
+          const shown = document.querySelector(`#layers input[data-collection="${CSS.escape(c.id)}"]`);
+          for (const f of features) {
+            const el = document.createElement("div");
+            if (shown && !shown.checked) el.style.display = "none";
+            elements.set(f.id, el);
+            draw(f);
+            markers.push(new maplibregl.Marker({ element: el, anchor: "bottom" })
+              .setLngLat(f.geometry.coordinates).addTo(map));
+          }
+          loaded.add(c.id);
+          if (loaded.size === collections.length) {
+            state.sensors = labels;
+            state.ready = true;
+          }
+          render();
+        },
+        update(f) {
+          draw(f);
+          // the points carry the properties a click shows; one new copy a frame at most
+          if (pending) return;
+          pending = true;
+          requestAnimationFrame(() => { pending = false; map.getSource(`live-${c.id}`).setData(doc); });
+        },
+        status(text) { states[c.id] = text; render(); },
+      });
     }
-    state.sensors = labels;
-    status.textContent = `${Object.keys(labels).length} sensors, latest values ` +
-      `(${new Date().toLocaleTimeString()})`;
+    if (!collections.length) {
+      state.sensors = labels;
+      state.ready = true;
+    }
   }
 
   function show(feature) {
@@ -129,15 +160,10 @@
         const hit = map.queryRenderedFeatures(ev.point).filter((f) => f.layer.metadata);
         if (hit.length) show(hit[0]);
       });
-      map.on("load", async () => {
+      map.on("load", () => {
         toggles(map, style, live);
         viewerLink(map);
-        const loop = () => sensors(map, streams, live)
-          .catch((err) => { state.error = `sensors: ${err}`; })
-          .finally(() => setTimeout(loop, REFRESH_MS));
-        await sensors(map, streams, live).catch((err) => { state.error = `sensors: ${err}`; });
-        setTimeout(loop, REFRESH_MS);
-        state.ready = true;
+        sensors(map, streams, live);  // ready once they are read
       });
     } catch (err) {
       state.error = String(err);
