@@ -8,7 +8,8 @@ subscription, on the chosen store or both) while ``--burners`` processes spin on
 as a busy CI machine would. Every run prints pass or fail and its time; a failed run's
 pytest folder (the Mosquitto log at ``log_type all``, the ingester's log, the keys it
 missed) is kept and named. The loop stops at the first failure unless ``--keep-going``.
-It is not part of ``make test``: 20 runs take about an hour on 2 cores.
+It is not part of ``make test``: 20 runs took 32 to 71 minutes on 2 cores (figures in
+benchmarks/README.md).
 """
 from __future__ import annotations
 
