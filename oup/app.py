@@ -8,6 +8,7 @@ pygeoapi reads its configuration once, at import (``oup.pygeoapi_adapter``).
 """
 from __future__ import annotations
 
+import functools
 import gc
 import json
 import logging
@@ -55,7 +56,7 @@ def create_app(settings: Settings | None = None):
     auth = Authenticator(settings.jwks_file, settings.jwt_issuer, settings.jwt_audience,
                          settings.keys_file)
     audit = AuditLog(settings.audit_log or settings.data_dir / "audit.log")
-    public = {c.id for c in catalog if c.classification.value == "public"}
+    public = catalog.public
     records = catalogue_records(catalog, store)
     no_geometry = {cid for cid, record in records.items() if record["geometry"] is None}
     # per start-up: counters begin at zero when the service (re)starts
@@ -66,17 +67,18 @@ def create_app(settings: Settings | None = None):
         catalog, store, settings.public_url,
         TileCache(settings.data_dir / "tile-cache") if settings.tile_cache else None)
     map_styles = styles.Styles(catalog, tiles.layers, settings.public_url)
-    fields = {}
-    for coll in catalog:
+    @functools.cache
+    def fields_of(cid: str) -> list:
+        """A collection's fields, read from the store when first asked (not at start-up)."""
         try:
-            fields[coll.id] = store.fields(coll.id)
+            return store.fields(cid)
         except StoreError:  # not imported (or derived): its events carry no item properties
-            fields[coll.id] = []
+            return []
     mqtt_public = asyncapi.public_broker(settings.mqtt_public_url or settings.broker_url)
 
     def event_properties(ids: set[str]) -> set[str]:
         """The property names the events of these collections carry (filter checks)."""
-        return {f.name for cid in ids for f in fields.get(cid, [])} | {
+        return {f.name for cid in ids for f in fields_of(cid)} | {
             "latest_time", "latest_result", "features", "version", "title", "classification"}
 
     # what the ASGI part (oup.asgi: the event streams) shares with this app
@@ -199,7 +201,7 @@ def create_app(settings: Settings | None = None):
             [asyncapi.MEDIA_TYPE, "application/json", asyncapi.YAML_TYPE,
              "application/yaml", "text/yaml"]) in (asyncapi.YAML_TYPE, "application/yaml",
                                                    "text/yaml"))
-        doc = asyncapi.document(catalog, lambda cid: fields.get(cid, []), g.visible,
+        doc = asyncapi.document(catalog, fields_of, g.visible,
                                 settings.public_url, mqtt_public, settings.mqtt_ws_public_url)
         body, media_type = asyncapi.render(doc, as_yaml)
         return Response(body, content_type=media_type)

@@ -88,7 +88,7 @@ def document(catalog: Catalog, fields_of, visible: set[str], base_url: str, mqtt
              ws_url: str | None) -> dict:
     """The document for a caller who sees ``visible``; ``fields_of(cid)`` lists the
     fields (name, type) of an imported collection (empty if not imported)."""
-    public = {c.id for c in catalog if c.classification.value == "public"}
+    public = catalog.public
     scheme, host, path = _host(base_url)
     servers = {"sse": {"host": host, "protocol": scheme, "pathname": path,
                        "title": "Server-Sent Events of this API",

@@ -353,6 +353,11 @@ class Catalog:
     def __getitem__(self, cid: str) -> Collection:
         return self.collections[cid]
 
+    @property
+    def public(self) -> set[str]:
+        """The ids of the collections everyone may see."""
+        return {c.id for c in self if c.classification == Classification.public}
+
 
 def load_collection(file: Path) -> Collection:
     try:

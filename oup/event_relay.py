@@ -42,19 +42,20 @@ class EventRelay:
             self._connected.set() if not getattr(rc, "is_failure", False) else None)
         client.on_disconnect = lambda *a: self._connected.clear()
         self._acked: set[int] = set()  # mids the broker acknowledged (PUBACK)
-        self._lock = threading.Lock()
+        self._puback = threading.Condition()
         client.on_publish = self._on_publish
         client.max_inflight_messages_set(1000)
         self._read_catalogue()
 
     def _on_publish(self, client, userdata, mid, reason_code=None, properties=None):
-        with self._lock:
+        with self._puback:
             self._acked.add(mid)
+            self._puback.notify()
 
     def _read_catalogue(self) -> None:
         cat = self.load_catalogue()
         self.all = set(cat.collections)
-        self.public = {c.id for c in cat if c.classification.value == "public"}
+        self.public = cat.public
 
     def stop(self) -> None:
         """Safe in a signal handler."""
@@ -98,16 +99,14 @@ class EventRelay:
             sent.append(self.client.publish(e.topic(), orjson.dumps(
                 e.cloudevent(self.base_url)), qos=1).mid)
         deadline = time.monotonic() + self.ack_timeout
-        while True:
-            with self._lock:
-                waiting = [m for m in sent if m not in self._acked]
-                if not waiting:
-                    self._acked.difference_update(sent)
-                    break
-            if self._stop.is_set() or time.monotonic() > deadline:
-                LOG.warning("the broker acknowledged %d of %d events; sending the batch again",
-                            len(sent) - len(waiting), len(sent))
-                return False
-            time.sleep(0.002)
+        with self._puback:
+            while waiting := [m for m in sent if m not in self._acked]:
+                left = deadline - time.monotonic()
+                if self._stop.is_set() or left <= 0:
+                    LOG.warning("the broker acknowledged %d of %d events; sending the batch "
+                                "again", len(sent) - len(waiting), len(sent))
+                    return False
+                self._puback.wait(min(left, 0.5))
+            self._acked.difference_update(sent)
         self.published += len(sent)
         return True

@@ -145,7 +145,7 @@ class EventStreams:
                  properties: Callable[[set[str]], set[str]]):
         self.hub, self.catalog, self.auth, self.audit = hub, catalog, auth, audit
         self.properties = properties  # collection ids -> the property names events carry
-        self.public = {c.id for c in catalog if c.classification.value == "public"}
+        self.public = catalog.public
 
     async def __call__(self, scope, receive, send) -> None:
         path = scope["path"]
