@@ -37,10 +37,14 @@ EVENTS_PATH = re.compile(r"^/(?:collections/([^/]+)/)?events/?$")
 POLL = 0.02  # seconds between looks at the log: the most an event waits for the hub
 KEEP = 20_000  # events the hub holds in memory (a resume from within them reads no log)
 HEARTBEAT = 15.0  # seconds: a comment line keeps proxies and the client's timer alive
-# Streams are woken at most this often: each wake is a send to every open stream, so a
-# dense flow of events goes out in rounds (a thousand streams, 20 batches a second,
-# would otherwise be 20,000 sends a second). A lone event goes out at once.
+TICK = 5.0  # seconds: the longest a stream sleeps (its heartbeat, its client gone)
+# Streams are woken in rounds, and each round is a write to every open stream: a
+# thousand streams and 20 batches a second would be 20,000 socket writes a second,
+# taken from the API's CPU. So while events are dense, rounds are spaced PACE apart, or
+# further when there are so many streams that a worker would write more than SENDS a
+# second (500 streams: a round every 0.25 s). A lone event still goes out at once.
 PACE = 0.1  # seconds
+SENDS = 2000  # stream writes a second, per worker
 READ = 1000  # events per read of the log
 PARAMS = {"sensor", "type", "filter", "filter-lang", "after", "f"}
 
@@ -53,20 +57,22 @@ class Hub:
         self.recent: deque[tuple[int, ChangeEvent, bytes]] = deque()
         self.floor = 0  # the hub holds every event after this one
         self.last = 0
-        self._changed = asyncio.Event()
+        # Each waiting stream's own future, resolved at the next round. Not one shared
+        # future or an asyncio.wait per stream: a round wakes hundreds of streams, and
+        # what each costs to wake is what a thousand subscribers take from the API.
+        self._waiting: list[asyncio.Future] = []
         self._task: asyncio.Task | None = None
         self._started = asyncio.Lock()
         self._follower = self._reader = None
         self.subscribers = 0
         self.closing = False
-        self._woken = 0.0  # loop time of the last wake
+        self._woken = 0.0  # loop time of the last round
         self._wake_due = False
 
     def close(self) -> None:
         """The worker is stopping: every stream ends (its client reconnects elsewhere)."""
         self.closing = True
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()
+        self._wake()
 
     async def start(self) -> None:
         """On the first subscriber: a worker nobody subscribes to never reads the log."""
@@ -80,6 +86,7 @@ class Hub:
                 asyncio.to_thread(self.open_log), asyncio.to_thread(self.open_log))
             self.last = self.floor = await asyncio.to_thread(self._follower.last_event)
             self._task = asyncio.create_task(self._follow(), name="oup-event-hub")
+            self._tick()
 
     async def _follow(self) -> None:
         while True:
@@ -101,41 +108,54 @@ class Hub:
             self.floor = self.recent.popleft()[0]
         self.last = events[-1].seq
         loop = asyncio.get_running_loop()
-        wait = self._woken + PACE - loop.time()
+        wait = self._woken + max(PACE, self.subscribers / SENDS) - loop.time()
         if wait <= 0:
             self._wake()
         elif not self._wake_due:  # the next round takes these too
             self._wake_due = True
             loop.call_later(wait, self._wake)
 
+    def _tick(self) -> None:
+        """A round at least every TICK seconds, events or not: streams send their
+        heartbeats from it."""
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._woken >= TICK:
+            self._wake()
+        if not self.closing:
+            loop.call_later(TICK, self._tick)
+
     def _wake(self) -> None:
         self._woken, self._wake_due = asyncio.get_running_loop().time(), False
-        changed, self._changed = self._changed, asyncio.Event()
-        changed.set()  # wakes every stream waiting on this round
+        waiting, self._waiting = self._waiting, []
+        for f in waiting:
+            if not f.done():
+                f.set_result(None)
+
+    def next_round(self) -> asyncio.Future:
+        """A future resolved at the next round (new events, a tick, or the end)."""
+        f = asyncio.get_running_loop().create_future()
+        self._waiting.append(f)
+        return f
 
     def encode(self, e: ChangeEvent) -> bytes:
         return b"id: %d\ndata: %s\n\n" % (e.seq, orjson.dumps(e.cloudevent(self.base_url)))
 
-    async def after(self, seq: int) -> list[tuple[int, ChangeEvent, bytes]]:
-        """The events after ``seq`` (up to READ of them), from memory or from the log."""
+    def held_after(self, seq: int) -> list[tuple[int, ChangeEvent, bytes]] | None:
+        """The events after ``seq`` (up to READ of them) if the hub holds them, else None."""
         if seq >= self.last:
             return []
-        if seq >= self.floor:
-            start = bisect.bisect_right(self.recent, seq, key=lambda r: r[0])
-            return [self.recent[i] for i in range(start, min(start + READ, len(self.recent)))]
+        if seq < self.floor:
+            return None
+        start = bisect.bisect_right(self.recent, seq, key=lambda r: r[0])
+        return [self.recent[i] for i in range(start, min(start + READ, len(self.recent)))]
+
+    async def after(self, seq: int) -> list[tuple[int, ChangeEvent, bytes]]:
+        """The events after ``seq`` (up to READ of them), from memory or from the log."""
+        held = self.held_after(seq)
+        if held is not None:
+            return held
         events = await asyncio.to_thread(self._reader.events_after, seq, READ)
         return [(e.seq, e, self.encode(e)) for e in events if e.seq <= self.last]
-
-    async def wait(self, seq: int, disconnected: asyncio.Future, timeout: float) -> None:
-        """Until there is an event after ``seq``, the client left, or ``timeout``."""
-        if self.last > seq:
-            return
-        changed = asyncio.ensure_future(self._changed.wait())
-        try:
-            await asyncio.wait({changed, disconnected}, timeout=timeout,
-                               return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            changed.cancel()
 
 
 class EventStreams:
@@ -217,8 +237,9 @@ class EventStreams:
 
     async def _stream(self, send, receive, cursor: int, want: EventFilter,
                       scope_ids: set[str]) -> None:
-        disconnected = asyncio.ensure_future(_disconnect(receive))
-        self.hub.subscribers += 1
+        hub, loop = self.hub, asyncio.get_running_loop()
+        listening = _Listening(receive)
+        hub.subscribers += 1
         try:
             # The stream's starting point as its first id (a block without data, so no
             # event): a browser that loses the stream before any event reaches it resumes
@@ -226,8 +247,11 @@ class EventStreams:
             # and miss what came in between.
             await send({"type": "http.response.body", "more_body": True,
                         "body": b"retry: 2000\nid: %d\n: OUP events\n\n" % cursor})
-            while not disconnected.done() and not self.hub.closing:
-                batch = await self.hub.after(cursor)
+            sent = loop.time()
+            while listening.on and not hub.closing:
+                batch = hub.held_after(cursor)
+                if batch is None:
+                    batch = await hub.after(cursor)
                 if batch:
                     cursor = batch[-1][0]
                     out = b"".join(data for _, e, data in batch
@@ -235,23 +259,48 @@ class EventStreams:
                     if out:
                         await send({"type": "http.response.body", "body": out,
                                     "more_body": True})
+                        sent = loop.time()
+                if hub.last > cursor:  # more came while this one was sending
                     continue
-                await self.hub.wait(cursor, disconnected, HEARTBEAT)
-                if self.hub.last <= cursor and not (disconnected.done() or self.hub.closing):
+                if loop.time() - sent >= HEARTBEAT:
                     await send({"type": "http.response.body", "body": b": keep-alive\n\n",
                                 "more_body": True})
-            if not disconnected.done():
+                    sent = loop.time()
+                    continue  # events may have come while it was sending
+                await listening.until(hub.next_round())
+            if listening.on:
                 await send({"type": "http.response.body", "body": b""})  # the end
         except OSError:  # the client went away mid-write
             pass
         finally:
-            self.hub.subscribers -= 1
-            disconnected.cancel()
+            hub.subscribers -= 1
+            listening.stop()
 
 
-async def _disconnect(receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
+class _Listening:
+    """Whether a stream's client is still there; a stream waiting for the next round is
+    woken when it leaves."""
+
+    def __init__(self, receive):
+        self.on, self._waiting = True, None
+        self._task = asyncio.ensure_future(self._listen(receive))
+
+    async def _listen(self, receive) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        self.on = False
+        if self._waiting is not None and not self._waiting.done():
+            self._waiting.set_result(None)
+
+    async def until(self, round_: asyncio.Future) -> None:
+        self._waiting = round_
+        try:
+            await round_
+        finally:
+            self._waiting = None
+
+    def stop(self) -> None:
+        self._task.cancel()
 
 
 def _common() -> Headers:
