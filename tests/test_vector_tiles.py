@@ -399,7 +399,8 @@ def test_gdal_reads_the_vector_tiles_through_its_ogcapi_driver(server):
     """GDAL's OGCAPI driver, as current GDAL has it (the one inside pyogrio, 3.12), finds
     the tilesets, the grid and the tiles from the collection's URL alone and reads the
     buildings with their attributes. (Debian 12's ogrinfo, GDAL 3.6.2, stops after
-    reading the grid without a message; its driver predates TMS 2.0.)"""
+    reading the grid without a message: that build has the vector-tile half of the
+    driver compiled out, OSGeo/gdal#7993, fixed in 3.7.1.)"""
     import pyogrio
 
     url = f"OGCAPI:{server}/collections/buildings"
