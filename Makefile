@@ -45,6 +45,11 @@ services:
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else echo "error: the tests need:$$missing (sudo apt-get install$$missing)" >&2; exit 1; fi; fi
+	@# QGIS as a GIS user has it (PyQGIS, headless), without the desktop it recommends
+	@[ -f /usr/lib/python3/dist-packages/qgis/core/__init__.py ] || \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends python3-qgis >/dev/null; \
+	  else echo "error: the tests need python3-qgis (sudo apt-get install python3-qgis)" >&2; exit 1; fi
 	@cd tests/js && npm ci --no-audit --no-fund --loglevel=error
 	@# the Compose Specification schema, to check docker-compose.yml (the wheel carries it)
 	@[ -f tests/.cache/docker_compose-1.29.2-py2.py3-none-any.whl ] || \

@@ -5,6 +5,7 @@ disclosure as on every other path; errors as problem documents."""
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import mapbox_vector_tile
 import pytest
@@ -416,3 +417,49 @@ def test_gdal_reads_the_vector_tiles_through_its_ogcapi_driver(server):
         want = by_object[row["cityobject_id"]]
         assert row["height"] == pytest.approx(want["properties"]["height"])
         assert shape(want["geometry"]).buffer(1e-5).contains(row.geometry)  # ~1 m
+
+
+QGIS_PYTHON = "/usr/bin/python3"  # Debian's, with python3-qgis (make services installs it)
+
+
+def test_qgis_adds_and_draws_the_vector_tiles_with_their_attributes(server, tmp_path):
+    """QGIS itself (PyQGIS, headless) adds `buildings` from the README's XYZ template and
+    draws the city. Styled to draw in red only the building whose `cityobject_id` is one
+    chosen here (so QGIS must read the attributes from the tiles), it draws that building
+    where the features put it, and no other."""
+    import json
+    import subprocess
+
+    from PIL import Image
+
+    items = requests.get(f"{server}/collections/buildings/items", params={
+        "limit": 5000, "crs": "http://www.opengis.net/def/crs/EPSG/0/3857"}).json()["features"]
+    shapes = {f["properties"]["cityobject_id"]: shape(f["geometry"]) for f in items}
+    chosen = max(shapes, key=lambda k: shapes[k].area)
+    run = subprocess.run([QGIS_PYTHON, str(Path(__file__).parent / "qgis_client.py"), server,
+                          "buildings", "cityobject_id", chosen, str(tmp_path)],
+                         capture_output=True, text=True, timeout=240)
+    assert run.returncode == 0, run.stderr[-2000:]
+    got = json.loads(run.stdout.strip().splitlines()[-1])
+    assert got["valid"] and (got["zmin"], got["zmax"]) == (10, 22) and not got["errors"], got
+    x0, y0, x1, y1 = got["extent"]
+
+    def pixel(point):  # map (EPSG:3857) -> picture (800 x 600, y down)
+        return int((point.x - x0) / (x1 - x0) * 800), int((y1 - point.y) / (y1 - y0) * 600)
+
+    everything = Image.open(tmp_path / "all.png").convert("RGB")
+    drawn = sum(1 for p in everything.get_flattened_data() if p != (255, 255, 255)) / (800 * 600)
+    assert drawn > 0.05, drawn  # the city, not a blank picture
+    one = Image.open(tmp_path / "one.png").convert("RGB")
+
+    def red(point) -> bool:
+        r, g, b = one.getpixel(pixel(point))
+        return r > 200 and g < 80 and b < 80
+
+    # well inside the chosen footprint (2 m in: a pixel here is ~1.6 m), and elsewhere
+    inside = shapes[chosen].buffer(-2.0)
+    assert red(inside.representative_point()), chosen
+    near = shapes[chosen].buffer(4.0)
+    others = [g.buffer(-2.0) for k, g in shapes.items() if k != chosen and not g.intersects(near)]
+    others = [g.representative_point() for g in others if not g.is_empty]
+    assert len(others) > 100 and not any(red(p) for p in others)
