@@ -68,7 +68,7 @@ def crs_code(uri: str) -> str:
 
 
 @cache
-def _crs84_transformer(code: str):
+def crs84_transformer(code: str):
     import pyproj
 
     from ..geodesy import ensure_grids, transformer
@@ -84,7 +84,7 @@ def from_crs84(geoms: np.ndarray, code: str) -> np.ndarray:
     """Transform an array of CRS84 geometries to ``code`` (vectorised)."""
     if code == "OGC:CRS84" or len(geoms) == 0:
         return geoms
-    t = _crs84_transformer(code)
+    t = crs84_transformer(code)
 
     def fn(coords):
         x, y = t.transform(coords[:, 0], coords[:, 1])

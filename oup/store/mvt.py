@@ -137,7 +137,7 @@ def _postgis_read(store, q: TileQuery) -> bytes:
 # -- GeoPackage: the R*Tree, then shapely and numpy ------------------------------------
 
 def _geopackage(store, q: TileQuery) -> bytes:
-    from .geometry import from_crs84, gpb_wkb
+    from .geometry import crs84_transformer, gpb_wkb
     from .mvt_encode import encode_layer
 
     meta, types = _types(store, q)
@@ -156,26 +156,31 @@ def _geopackage(store, q: TileQuery) -> bytes:
     wkbs = np.array([None if r[1] is None else bytes(gpb_wkb(r[1]) if native else r[1])
                      for r in rows], dtype=object)
     geoms = shapely.from_wkb(wkbs)
-    if not native:
-        geoms = from_crs84(geoms, q.crs)
-    box = shapely.box(*q.bounds)
-    px = q.pixel
-    lo, hi = shapely.bounds(geoms)[:, :2], shapely.bounds(geoms)[:, 2:]
-    size = hi - lo
-    keep = shapely.intersects(geoms, box) & (
+    # Straight to tile units (y down), in one pass over the coordinates: the grid's CRS
+    # (from CRS84 unless the grid is the source's) and the tile's scale at once. What
+    # follows is in tile units: a pixel is EXTENT / 256 of them.
+    project = None if native or q.crs == "OGC:CRS84" else crs84_transformer(q.crs)
+    scale, x0, y1 = EXTENT / (q.bounds[2] - q.bounds[0]), q.bounds[0], q.bounds[3]
+
+    def to_tile(coords):
+        x, y = coords[:, 0], coords[:, 1]
+        if project is not None:
+            x, y = project.transform(x, y)
+        return np.column_stack([(x - x0) * scale, (y1 - y) * scale])
+
+    geoms = shapely.transform(geoms, to_tile)
+    px = EXTENT / 256
+    bounds = shapely.bounds(geoms)
+    size = bounds[:, 2:] - bounds[:, :2]
+    keep = shapely.intersects(geoms, shapely.box(0, 0, EXTENT, EXTENT)) & (
         (shapely.get_dimensions(geoms) == 0) | (size[:, 0] >= px) | (size[:, 1] >= px))
     if not keep.any():
         return b""
     picked = [rows[i] for i in np.flatnonzero(keep)]
-    geoms = shapely.simplify(geoms[keep], q.unit, preserve_topology=True)
-    scale = EXTENT / (q.bounds[2] - q.bounds[0])
-
-    def to_tile(coords):  # grid CRS -> tile units, y down
-        return np.column_stack([(coords[:, 0] - q.bounds[0]) * scale,
-                                (q.bounds[3] - coords[:, 1]) * scale])
-
-    geoms = shapely.clip_by_rect(shapely.transform(geoms, to_tile), -BUFFER, -BUFFER,
-                                 EXTENT + BUFFER, EXTENT + BUFFER)
+    # Douglas-Peucker to a tile unit, as PostGIS's ST_Simplify: _on_grid repairs what it
+    # may leave invalid
+    geoms = shapely.simplify(geoms[keep], 1.0, preserve_topology=False)
+    geoms = shapely.clip_by_rect(geoms, -BUFFER, -BUFFER, EXTENT + BUFFER, EXTENT + BUFFER)
     # On the tile's grid, valid, and wound as MVT wants (exterior rings clockwise on
     # screen), all at once in GEOS: the encoder writes the geometry as it gets it.
     geoms = shapely.orient_polygons(_on_grid(geoms), exterior_cw=False)
