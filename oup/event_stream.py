@@ -134,7 +134,10 @@ class Hub:
     def next_round(self) -> asyncio.Future:
         """A future resolved at the next round (new events, a tick, or the end)."""
         f = asyncio.get_running_loop().create_future()
-        self._waiting.append(f)
+        if self.closing:  # no round is coming: the stream ends now
+            f.set_result(None)
+        else:
+            self._waiting.append(f)
         return f
 
     def encode(self, e: ChangeEvent) -> bytes:
