@@ -146,11 +146,12 @@ def _geopackage(store, q: TileQuery) -> bytes:
     rtree = quote(f"rtree_{q.layer}_{GEOM if native else GEOM84}")
     minx, miny, maxx, maxy = q.bounds if native else q.envelope84
     cols = "".join(f", f.{quote(n)}" for n in q.properties)
+    specks, params = _rtree_specks(store, q, native)
     rows = store.execute(
         f"SELECT f.{FID}, f.{GEOM if native else GEOM84}{cols} FROM {rtree} r "
         f"JOIN {t} f ON f.{FID} = r.id "
-        f"WHERE r.minx <= ? AND r.maxx >= ? AND r.miny <= ? AND r.maxy >= ?",
-        [maxx, minx, maxy, miny])
+        f"WHERE r.minx <= ? AND r.maxx >= ? AND r.miny <= ? AND r.maxy >= ?{specks}",
+        [maxx, minx, maxy, miny, *params])
     if not rows:
         return b""
     wkbs = np.array([None if r[1] is None else bytes(gpb_wkb(r[1]) if native else r[1])
@@ -190,6 +191,32 @@ def _geopackage(store, q: TileQuery) -> bytes:
     props = {n: [None if v is None else bool(v) for v in col] if types[n] == "boolean"
              else col for n, col in zip(q.properties, columns[2:])}
     return encode_layer(q.layer, geoms, ids=columns[0], properties=props, extent=EXTENT)
+
+
+# geometry types whose every feature has an extent (a point has none, and is never a speck)
+_EXTENDED = {"POLYGON", "MULTIPOLYGON", "LINESTRING", "MULTILINESTRING"}
+
+
+def _rtree_specks(store, q: TileQuery, native: bool) -> tuple[str, list[float]]:
+    """A condition on the R*Tree that leaves out features under a pixel both ways before
+    their rows are read: at an overview zoom nearly every building is such a speck, and
+    reading its row would cost more than all the rest of the tile. It is loose on
+    purpose (half a pixel, in the index's units, from boxes the R*Tree rounds outwards),
+    so it never leaves out a feature the exact test below would keep."""
+    rows = store.execute("SELECT geometry_type_name FROM gpkg_geometry_columns "
+                         "WHERE table_name = ?", (q.layer,))
+    if not rows or rows[0][0].upper() not in _EXTENDED:
+        return "", []
+    if native:
+        per_x = per_y = 1.0
+    else:  # the index is in CRS84: degrees per grid unit, over this tile
+        e = q.envelope84
+        if e[3] - e[1] > 10:  # a tile this tall: the scale varies too much across it
+            return "", []
+        per_x = (e[2] - e[0]) / (q.bounds[2] - q.bounds[0])
+        per_y = (e[3] - e[1]) / (q.bounds[3] - q.bounds[1])
+    return " AND (r.maxx - r.minx >= ? OR r.maxy - r.miny >= ?)", \
+        [0.5 * q.pixel * per_x, 0.5 * q.pixel * per_y]
 
 
 def _on_grid(geoms: np.ndarray) -> np.ndarray:
