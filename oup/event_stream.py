@@ -46,6 +46,7 @@ TICK = 5.0  # seconds: the longest a stream sleeps (its heartbeat, its client go
 PACE = 0.1  # seconds
 SENDS = 2000  # stream writes a second, per worker
 READ = 1000  # events per read of the log
+MISSED = "oup.events.missed"  # the SSE event type saying events a resume wanted expired
 PARAMS = {"sensor", "type", "filter", "filter-lang", "after", "f"}
 
 
@@ -152,6 +153,14 @@ class Hub:
         start = bisect.bisect_right(self.recent, seq, key=lambda r: r[0])
         return [self.recent[i] for i in range(start, min(start + READ, len(self.recent)))]
 
+    async def expired_after(self, seq: int) -> int | None:
+        """The oldest event the log still holds, when events after ``seq`` have left it
+        (kept OUP_EVENTS_RETENTION_HOURS); None when nothing after ``seq`` is missing."""
+        if seq >= self.floor:  # the hub holds everything after it
+            return None
+        first = await asyncio.to_thread(self._reader.first_event)
+        return first if first > seq + 1 else None
+
     async def after(self, seq: int) -> list[tuple[int, ChangeEvent, bytes]]:
         """The events after ``seq`` (up to READ of them), from memory or from the log."""
         held = self.held_after(seq)
@@ -250,6 +259,17 @@ class EventStreams:
             # and miss what came in between.
             await send({"type": "http.response.body", "more_body": True,
                         "body": b"retry: 2000\nid: %d\n: OUP events\n\n" % cursor})
+            first = await hub.expired_after(cursor)
+            if first is not None:
+                # The client resumes from further back than the log keeps: say so (an
+                # event of its own type, without an id), so it reads the items afresh
+                # instead of going on as if it had missed nothing.
+                notice = orjson.dumps({"after": cursor, "first": first, "detail":
+                                       f"the events after {cursor} and before {first} have "
+                                       "expired from the log: read the items again"})
+                await send({"type": "http.response.body", "more_body": True,
+                            "body": b"event: " + MISSED.encode() + b"\ndata: " + notice
+                            + b"\n\n"})
             sent = loop.time()
             while listening.on and not hub.closing:
                 batch = hub.held_after(cursor)

@@ -94,6 +94,31 @@ def test_events_expire_after_the_retention(log):
     assert log.last_event() == 2  # numbers are never given out again
 
 
+def test_a_resume_from_before_what_the_log_keeps_is_told_what_expired(log):
+    """A stream resuming after an id whose successors have expired learns the oldest id
+    the log still holds (the stream then sends an `oup.events.missed` event before any
+    other); one resuming within what the log keeps is told nothing."""
+    import asyncio
+
+    from oup.event_stream import Hub
+
+    log.append_events([ev.ChangeEvent("x", ev.COLLECTION_IMPORTED, "x", {}, time=T0 + i)
+                       for i in range(4)])
+    log.execute("DELETE FROM oup_events WHERE seq <= 2")  # as the retention does
+    assert log.first_event() == 3
+
+    async def resume_from(*ids):
+        hub = Hub(lambda: log, "http://127.0.0.1")
+        await hub.start()
+        try:
+            return [await hub.expired_after(i) for i in ids]
+        finally:
+            hub.close()
+            hub._task.cancel()
+
+    assert asyncio.run(resume_from(0, 1, 2, 3, 4)) == [3, 3, None, None, None]
+
+
 def test_catalogue_changes_become_events(log):
     before = {"a": {"title": "A", "classification": "public"},
               "b": {"title": "B", "classification": "public"}}

@@ -89,6 +89,10 @@ class SqlEventLog(SqlTables):
         """The newest event's number (0: none yet)."""
         return self.execute("SELECT COALESCE(MAX(seq), 0) FROM oup_events")[0][0]
 
+    def first_event(self) -> int:
+        """The oldest event's number the log still holds (0: none)."""
+        return self.execute("SELECT COALESCE(MIN(seq), 0) FROM oup_events")[0][0]
+
     # -- small named state: the relay's cursor, the catalogue last published -------------
     def event_state(self, name: str) -> str | None:
         rows = self.execute("SELECT value FROM oup_event_state WHERE name = ?", (name,))

@@ -107,6 +107,8 @@ window.oupLive = (function () {
           read();
         }
       };
+      // resumed from further back than the server's log keeps: what it lost, the items have
+      source.addEventListener("oup.events.missed", () => read());
       source.onerror = () => {
         if (source.readyState !== EventSource.CLOSED) {
           page.status("reconnecting…");  // the browser tries again by itself
