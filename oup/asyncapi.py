@@ -15,7 +15,7 @@ import yaml
 
 from . import VERSION
 from .catalog import Catalog
-from .events import (COLLECTION_IMPORTED, MQTT_PREFIX, OBSERVATIONS_CORRECTED,
+from .events import (COLLECTION_IMPORTED, EVENTS_MISSED, MQTT_PREFIX, OBSERVATIONS_CORRECTED,
                      OBSERVATIONS_STORED, SPEC_VERSION, TOPIC_KINDS, TYPES, CATALOGUE_TYPES)
 
 MEDIA_TYPE = "application/asyncapi+json"
@@ -110,6 +110,16 @@ def document(catalog: Catalog, fields_of, visible: set[str], base_url: str, mqtt
                                                   [COLLECTION_IMPORTED], _IMPORTED)
     messages["catalogue-changed"] = _cloudevent("catalogue-changed", list(CATALOGUE_TYPES),
                                                 _CATALOGUE)
+    messages["events-missed"] = {
+        "name": "events-missed", "title": f"SSE only: {EVENTS_MISSED}",
+        "summary": f"Sent first, as Server-Sent Event type {EVENTS_MISSED} (no id), to a "
+                   "stream resuming from further back than the log keeps: the events "
+                   "after `after` and before `first` have expired; read the items again.",
+        "contentType": "application/json",
+        "payload": {"type": "object", "required": ["after", "first"], "properties": {
+            "after": {"type": "integer"}, "first": {"type": "integer"},
+            "detail": {"type": "string"}}}}
+    missed = {"events-missed": {"$ref": "#/components/messages/events-missed"}}
     shown = [c for c in catalog if c.id in visible]
     for coll in shown:
         refs = {"collection-imported": {"$ref": "#/components/messages/collection-imported"},
@@ -122,8 +132,8 @@ def document(catalog: Catalog, fields_of, visible: set[str], base_url: str, mqtt
         channels[f"{coll.id}-sse"] = {
             "address": f"/collections/{coll.id}/events", "title": f"{coll.title}: events",
             "description": f"Server-Sent Events of {coll.id} ({coll.classification.value})",
-            "servers": [{"$ref": "#/servers/sse"}], "messages": refs}
-        operations[f"receive-{coll.id}-sse"] = _receive(f"{coll.id}-sse", refs)
+            "servers": [{"$ref": "#/servers/sse"}], "messages": refs | missed}
+        operations[f"receive-{coll.id}-sse"] = _receive(f"{coll.id}-sse", refs | missed)
         if coll.id in public:
             mqtt_servers = [{"$ref": f"#/servers/{s}"} for s in ("mqtt", "mqtt-ws")
                             if s in servers]

@@ -25,7 +25,7 @@ from werkzeug.datastructures import Headers
 
 from .catalog import Catalog
 from .event_filter import EventFilter
-from .events import ChangeEvent, TYPES
+from .events import EVENTS_MISSED, ChangeEvent, TYPES
 from .pages import CONTENT_SECURITY_POLICY
 from .responses import add_common_headers, problem
 from .security import INVALID_CREDENTIALS, AuditLog, AuthError, Authenticator, \
@@ -46,7 +46,6 @@ TICK = 5.0  # seconds: the longest a stream sleeps (its heartbeat, its client go
 PACE = 0.1  # seconds
 SENDS = 2000  # stream writes a second, per worker
 READ = 1000  # events per read of the log
-MISSED = "oup.events.missed"  # the SSE event type saying events a resume wanted expired
 PARAMS = {"sensor", "type", "filter", "filter-lang", "after", "f"}
 
 
@@ -268,7 +267,7 @@ class EventStreams:
                                        f"the events after {cursor} and before {first} have "
                                        "expired from the log: read the items again"})
                 await send({"type": "http.response.body", "more_body": True,
-                            "body": b"event: " + MISSED.encode() + b"\ndata: " + notice
+                            "body": b"event: " + EVENTS_MISSED.encode() + b"\ndata: " + notice
                             + b"\n\n"})
             sent = loop.time()
             while listening.on and not hub.closing:

@@ -41,6 +41,9 @@ TOPIC_KINDS = {OBSERVATIONS_STORED: "observations", OBSERVATIONS_CORRECTED: "obs
                COLLECTION_IMPORTED: "versions", COLLECTION_ADDED: "catalogue",
                COLLECTION_REMOVED: "catalogue", COLLECTION_CHANGED: "catalogue"}
 MQTT_PREFIX = "oup/events/collections"
+# Not a change event: the SSE event type a stream sends first when it resumes from further
+# back than the log keeps (no id; data: {"after", "first", "detail"})
+EVENTS_MISSED = "oup.events.missed"
 SPEC_VERSION = "1.0"
 
 

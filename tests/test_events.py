@@ -193,6 +193,11 @@ def test_the_asyncapi_document_is_valid_and_shows_only_what_the_caller_may_see()
         "properties"]["data"]["properties"]["properties"]["properties"]
     assert data["latest_result"]["type"] == ["number", "null"]  # the collection's own types
     assert set(anonymous["servers"]) == {"sse", "mqtt", "mqtt-ws"}
+    # the notice of expired events is the streams', never the broker's
+    channels = anonymous["channels"]
+    assert "events-missed" in channels["sensors-sse"]["messages"]
+    assert "events-missed" in channels["all-sse"]["messages"]
+    assert "events-missed" not in channels["sensors-mqtt"]["messages"]
     everyone = document(cat, lambda cid: [], set(cat.collections), "http://oup.test",
                         "mqtt://broker.test:1883", None)
     jsonschema.validate(everyone, _asyncapi_schema())
