@@ -160,11 +160,9 @@ class Hub:
         first = await asyncio.to_thread(self._reader.first_event)
         return first if first > seq + 1 else None
 
-    async def after(self, seq: int) -> list[tuple[int, ChangeEvent, bytes]]:
-        """The events after ``seq`` (up to READ of them), from memory or from the log."""
-        held = self.held_after(seq)
-        if held is not None:
-            return held
+    async def logged_after(self, seq: int) -> list[tuple[int, ChangeEvent, bytes]]:
+        """The events after ``seq`` (up to READ of them), from the log: for a stream that
+        resumes from before what the hub holds (``held_after`` said None)."""
         events = await asyncio.to_thread(self._reader.events_after, seq, READ)
         return [(e.seq, e, self.encode(e)) for e in events if e.seq <= self.last]
 
@@ -273,7 +271,7 @@ class EventStreams:
             while listening.on and not hub.closing:
                 batch = hub.held_after(cursor)
                 if batch is None:
-                    batch = await hub.after(cursor)
+                    batch = await hub.logged_after(cursor)
                 if batch:
                     cursor = batch[-1][0]
                     out = b"".join(data for _, e, data in batch

@@ -140,8 +140,12 @@ class GeoPackageStore(SqlQueries):
         version = self.con.execute("PRAGMA data_version").fetchone()[0]
         meta = getattr(local, "meta", None)
         if meta is None or version != local.meta_version or cid not in meta:
-            meta = local.meta = {row[0]: json.loads(row[1]) for row in self.con.execute(
-                "SELECT table_name, meta FROM oup_layers")} if self._has_layers() else {}
+            # with the declared geometry type (the tiles' speck test needs it)
+            meta = local.meta = {row[0]: {**json.loads(row[1]), "geometry_type": row[2]}
+                                 for row in self.con.execute(
+                "SELECT l.table_name, l.meta, g.geometry_type_name FROM oup_layers l "
+                "LEFT JOIN gpkg_geometry_columns g ON g.table_name = l.table_name")} \
+                if self._has_layers() else {}
             local.meta_version = version
         if cid not in meta:
             raise UnknownCollection(f"collection {cid!r} is not in the store; run `oup import`")

@@ -146,7 +146,7 @@ def _geopackage(store, q: TileQuery) -> bytes:
     rtree = quote(f"rtree_{q.layer}_{GEOM if native else GEOM84}")
     minx, miny, maxx, maxy = q.bounds if native else q.envelope84
     cols = "".join(f", f.{quote(n)}" for n in q.properties)
-    specks, params = _rtree_specks(store, q, native)
+    specks, params = _rtree_specks(meta, q, native)
     rows = store.execute(
         f"SELECT f.{FID}, f.{GEOM if native else GEOM84}{cols} FROM {rtree} r "
         f"JOIN {t} f ON f.{FID} = r.id "
@@ -197,15 +197,13 @@ def _geopackage(store, q: TileQuery) -> bytes:
 _EXTENDED = {"POLYGON", "MULTIPOLYGON", "LINESTRING", "MULTILINESTRING"}
 
 
-def _rtree_specks(store, q: TileQuery, native: bool) -> tuple[str, list[float]]:
+def _rtree_specks(meta: dict, q: TileQuery, native: bool) -> tuple[str, list[float]]:
     """A condition on the R*Tree that leaves out features under a pixel both ways before
     their rows are read: at an overview zoom nearly every building is such a speck, and
     reading its row would cost more than all the rest of the tile. It is loose on
     purpose (half a pixel, in the index's units, from boxes the R*Tree rounds outwards),
     so it never leaves out a feature the exact test below would keep."""
-    rows = store.execute("SELECT geometry_type_name FROM gpkg_geometry_columns "
-                         "WHERE table_name = ?", (q.layer,))
-    if not rows or rows[0][0].upper() not in _EXTENDED:
+    if (meta.get("geometry_type") or "").upper() not in _EXTENDED:
         return "", []
     if native:
         per_x = per_y = 1.0
