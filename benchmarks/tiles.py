@@ -3,9 +3,10 @@
 Same data (N buildings replicated from the 853 real Delfshaven ones, written by OUP's
 PostGIS store; tipg serves that very table), same machine, same run, same load: 2
 server workers, 8 concurrent keep-alive clients (wrk) on loopback, two tile lists in
-WebMercatorQuad: random z14-z16 tiles over the city, and the z10-z12 overview tiles.
+WebMercatorQuad: random z14-z16 tiles over the city, and the z10-z12 overview tiles;
+each measured after 5 s of the same load that is not counted (warm-up).
 
-    .venv/bin/python benchmarks/tiles.py [--buildings 200000] [--seconds 20] [--reuse]
+    .venv/bin/python benchmarks/tiles.py [--buildings 200000] [--seconds 20] [--reuse] [--servers postgis,tipg]
 
 Needs `wrk` and `pip install -e '.[bench]'` (tipg). Prints tiles/s, p50, p99 and tile
 sizes per zoom, and the ratios the goals name; writes benchmarks/out/tiles.json.
@@ -32,6 +33,7 @@ import features as fb  # noqa: E402  (data, servers and wrk, as the features ben
 from oup.store.base import GEOM84  # noqa: E402
 
 TMS = morecantile.tms.get("WebMercatorQuad")
+WARMUP = 5  # seconds of load before each measured workload
 # the features benchmark's wrk script, asking for tiles
 fb.LUA = fb.LUA.replace("application/geo+json", "application/vnd.mapbox-vector-tile")
 
@@ -74,6 +76,10 @@ def run(label: str, start, url: str, kind: str, lists: dict, seconds: int, work:
         for name, tiles in lists.items():
             if warm or name == "z10-12 overview":  # warm the cache; and know the sizes
                 out[f"{name} sizes"] = sizes(url, kind, tiles)
+            # the same load for WARMUP seconds first, not counted: a server's first
+            # second (its connections opening, PostgreSQL's backends loading PROJ) is not
+            # its steady rate, and would land in the p99 of one server more than another
+            fb.wrk(url, paths(kind, tiles), WARMUP, work, f"{label}-{name.split()[0]}-warm")
             out[name] = fb.wrk(url, paths(kind, tiles), seconds, work,
                                f"{label}-{name.split()[0]}", proc.pid)
         out["z14-16 sizes"] = out.get("z14-16 sizes") or sizes(url, kind, lists["z14-16"][:150])
@@ -90,6 +96,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=20)
     ap.add_argument("--work", type=Path, default=fb.OUT / "tiles-work")
     ap.add_argument("--reuse", action="store_true", help="reuse the data in --work")
+    ap.add_argument("--servers", default="postgis,tipg,gpkg,cache",
+                    help="which to run, of postgis,tipg,gpkg,cache (default: all four)")
     args = ap.parse_args()
     if not shutil.which("wrk"):
         sys.exit("benchmarks/tiles.py needs wrk: apt-get install wrk")
@@ -111,15 +119,17 @@ def main() -> None:
         t0 = time.perf_counter()
         fb.copy_to_postgis(Path(data["oup"]), pg.url)
         print(f"PostGIS: {args.buildings} buildings written in {time.perf_counter() - t0:.0f} s")
-        servers = [
-            ("OUP, PostGIS store", "oup", lambda port: fb.start_oup(work, pg.url, port), False),
-            ("tipg 1.6 on the same table", "tipg", lambda port: fb.start_tipg(work, pg.url, port),
-             False),
-            ("OUP, GeoPackage store", "oup",
-             lambda port: fb.start_oup(work, Path(data["oup"]), port), False),
-            ("OUP, PostGIS store, disk cache warm", "oup",
-             lambda port: fb.start_oup(work, pg.url, port), True),
-        ]
+        servers = {
+            "postgis": ("OUP, PostGIS store", "oup",
+                        lambda port: fb.start_oup(work, pg.url, port), False),
+            "tipg": ("tipg 1.6 on the same table", "tipg",
+                     lambda port: fb.start_tipg(work, pg.url, port), False),
+            "gpkg": ("OUP, GeoPackage store", "oup",
+                     lambda port: fb.start_oup(work, Path(data["oup"]), port), False),
+            "cache": ("OUP, PostGIS store, disk cache warm", "oup",
+                      lambda port: fb.start_oup(work, pg.url, port), True),
+        }
+        servers = [servers[k] for k in args.servers.split(",")]
         os.environ["TIPG_MAX_FEATURES_PER_TILE"] = "1000000"  # every feature, as OUP's
         for label, kind, start, warm in servers:
             os.environ["OUP_TILE_CACHE"] = "true" if warm else "false"

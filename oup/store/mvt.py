@@ -111,7 +111,10 @@ def _postgis_read(store, q: TileQuery) -> bytes:
     x0, y0, x1, y1 = q.bounds
     # MATERIALIZED: the transformed geometry is computed once a row, not once a use.
     # A feature whose box lies inside the tile meets it: only the others take GEOS's
-    # exact (and costly) test.
+    # exact (and costly) test. No "WHERE geometry IS NOT NULL" around the rows: ST_AsMVT
+    # skips a row whose ST_AsMVTGeom came out empty (NULL) by itself, and PostgreSQL,
+    # pulling the subquery up, would compute ST_AsMVTGeom twice a row for that test
+    # (a fifth of the statement's CPU).
     g = f"{SYSTEM_PREFIX}g"  # the store's own names, so no attribute of a steward's clashes
     sql = f"""
     WITH hit AS MATERIALIZED (
@@ -128,7 +131,7 @@ def _postgis_read(store, q: TileQuery) -> bytes:
                       AND ST_YMax({g}) <= ?
                  THEN true ELSE ST_Intersects({g}, ST_MakeEnvelope(?, ?, ?, ?, {q.srid})) END
       ORDER BY {FID}  -- the same bytes whatever the plan: the ETag is their hash
-    ) AS mvt WHERE {g} IS NOT NULL"""
+    ) AS mvt"""
     rows = store.execute(sql, [*index_params, q.layer, q.unit, *q.bounds, px, px,
                                x0, x1, y0, y1, *q.bounds])
     return bytes(rows[0][0] or b"") if rows else b""
