@@ -16,7 +16,7 @@ from shapely.geometry import shape
 from conftest import declare_collection
 from oup import tile_matrix_sets as grids
 from oup.catalog import CatalogError, load_collection
-from oup.store import Feature, Field
+from oup.store import Feature, Field, Query
 from oup.store.gpkg import GeoPackageStore
 from oup.store.mvt import BUFFER, EXTENT, TileQuery, tile_layer
 
@@ -394,6 +394,50 @@ def test_both_stores_cut_the_same_features(tmp_path, postgis):
                     assert shapely.hausdorff_distance(ga, gb) <= EXTENT / 256, (tms_id, z)
                     compared += 1
     assert compared > 1000
+    # PostGIS keeps each feature in web mercator as it is written: the tiles cut from that
+    # column are the very tiles of a transform at each request (tables written before it)
+    meta = pg.layer("buildings")
+    assert meta["web_mercator"] is True
+    lon, lat = shapely.box(*meta["bbox"]).centroid.coords[0]
+    for z in range(12, 18):
+        t = grids.get("WebMercatorQuad").tile(lon, lat, z)
+        tile = grids.Tile("WebMercatorQuad", z, t.y, t.x)
+        q = TileQuery("buildings", props, tile.bounds, tile.srid, tile.crs, tile.crs84_envelope)
+        stored = tile_layer(pg, q)
+        meta["web_mercator"] = False  # as a table written before the column
+        try:
+            assert tile_layer(pg, q) == stored, z
+        finally:
+            meta["web_mercator"] = True
+        assert _decode(stored)["buildings"]["features"], z
+
+
+@pytest.mark.slow
+def test_postgis_keeps_what_a_web_mercator_map_can_draw_of_polar_features(postgis):
+    """Web mercator ends at 85.05 degrees: a feature up to the pole is still written
+    (its CRS84 geometry whole), and its tiles hold the part a web mercator map draws."""
+    import uuid
+
+    from oup.store.postgis import PostGISStore
+
+    store = PostGISStore(postgis.create(f"polar_{uuid.uuid4().hex[:8]}"))
+    ice = shapely.box(10, 84, 11, 90)  # from 84 degrees north to the pole
+    store.write_collection("ice", "EPSG:4326", [Field("name", "string")],
+                           [Feature(ice, ice, {"name": "ice"}),
+                            Feature(shapely.Point(10.5, 90), shapely.Point(10.5, 90),
+                                    {"name": "pole"})])
+    page = store.query("ice", Query(bbox=(10, 86, 11, 90)))
+    assert sorted(f["properties"]["name"] for f in page.features) == ["ice", "pole"]
+    tms = grids.get("WebMercatorQuad")
+    t = tms.tile(10.5, 84.5, 3)  # the top row of z3: up to 85.05 degrees
+    tile = grids.Tile("WebMercatorQuad", 3, t.y, t.x)
+    assert t.y == 0
+    data = tile_layer(store, TileQuery("ice", ("name",), tile.bounds, tile.srid, tile.crs,
+                                       tile.crs84_envelope))
+    feats = _decode(data)["ice"]["features"]
+    assert [f["properties"]["name"] for f in feats] == ["ice"]  # the point is off the map
+    top = min(y for ring in feats[0]["geometry"]["coordinates"] for _, y in ring)
+    assert top <= 0  # reaches the top edge (y down): drawn up to the map's end
 
 
 def test_gdal_reads_the_vector_tiles_through_its_ogcapi_driver(server):

@@ -16,6 +16,7 @@ FIELD_TYPES = ("string", "number", "integer", "boolean", "date-time")
 # ``id``, ``fid``, ``geom`` or ``geometry`` is stored and served under its own name.
 SYSTEM_PREFIX = "_oup_"
 FID, GEOM, GEOM84 = "_oup_fid", "_oup_geom", "_oup_geom84"  # row id, source CRS, CRS84
+GEOM3857 = "_oup_geom3857"  # web mercator, for WebMercatorQuad tiles (PostGIS store only)
 
 
 class StoreError(RuntimeError):

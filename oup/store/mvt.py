@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import shapely
 
-from .base import FID, GEOM, GEOM84, SYSTEM_PREFIX
+from .base import FID, GEOM, GEOM84, GEOM3857, SYSTEM_PREFIX
 from .cql import quote
 
 EXTENT = 4096  # tile units across a tile
@@ -105,8 +105,11 @@ def _postgis_read(store, q: TileQuery) -> bytes:
         geom, index, index_params = GEOM, f"{GEOM} && ST_MakeEnvelope(?, ?, ?, ?, {q.srid})", \
             list(q.bounds)
     else:
-        geom, index, index_params = f"ST_Transform({GEOM84}, {q.srid})", \
-            f"{GEOM84} && ST_MakeEnvelope(?, ?, ?, ?, 4326)", list(q.envelope84)
+        # web mercator is stored (postgis._WEB_MERCATOR_COLUMN) by tables written since
+        geom = GEOM3857 if q.srid == 3857 and meta.get("web_mercator") else \
+            f"ST_Transform({GEOM84}, {q.srid})"
+        index, index_params = f"{GEOM84} && ST_MakeEnvelope(?, ?, ?, ?, 4326)", \
+            list(q.envelope84)
     px = q.pixel
     x0, y0, x1, y1 = q.bounds
     # MATERIALIZED: the transformed geometry is computed once a row, not once a use.

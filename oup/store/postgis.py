@@ -20,8 +20,8 @@ from typing import Iterable
 
 import shapely
 
-from .base import (FID, GEOM, GEOM84, Feature, Field, InvalidQuery, Query, StaleLayer,
-                   StoreError, UnknownCollection)
+from .base import (FID, GEOM, GEOM84, GEOM3857, Feature, Field, InvalidQuery, Query,
+                   StaleLayer, StoreError, UnknownCollection)
 from .cql import quote
 from .sqlquery import SqlQueries, TimeSpan, column_values, current_layout
 from .geometry import rows_to_features
@@ -51,6 +51,14 @@ def pg_sql(sql: str) -> str:
         else:
             out.append(ch)
     return "".join(out)
+
+
+# The geometry in web mercator (EPSG:3857), computed by PostgreSQL as each row is written:
+# WebMercatorQuad tiles, the ones web maps ask for, then read it as it is instead of
+# transforming every feature of every tile (a seventh of the tile statement's CPU, for
+# a table about a third larger).
+_WEB_MERCATOR_COLUMN = (f"{GEOM3857} geometry(Geometry, 3857) "
+                        f"GENERATED ALWAYS AS (ST_Transform({GEOM84}, 3857)) STORED")
 
 
 class PostGISStore(SqlQueries):
@@ -175,7 +183,7 @@ class PostGISStore(SqlQueries):
             # each column's SRID
             con.execute(f"CREATE TABLE {tn} ({FID} bigserial PRIMARY KEY, "
                         f"{GEOM} geometry(Geometry, {int(source_srid)}), "
-                        f"{GEOM84} geometry(Geometry, 4326){cols})")
+                        f"{GEOM84} geometry(Geometry, 4326), {_WEB_MERCATOR_COLUMN}{cols})")
             batch = []
             with con.transaction():
                 for feat in features:
@@ -205,6 +213,7 @@ class PostGISStore(SqlQueries):
                     "time_field": time_field, "id_field": id_field, "count": count,
                     "bbox": bounds, "interval": span.interval,
                     "geometry_type": geometry_type, "description": description,
+                    "web_mercator": True,
                     "imported": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
             self._meta.pop(cid, None)
             with con.transaction():  # readers see the old table or the new one
