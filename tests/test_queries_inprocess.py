@@ -85,6 +85,22 @@ def test_bbox_datetime_and_equality_match_brute_force(probe_store):
                    equals=checked.equals) == expected
 
 
+def test_number_matched_is_the_whole_count_whatever_the_page(probe_store):
+    """numberMatched is every feature the query selects, from any page: one not full
+    tells it by itself, a full one (or one past the end) is counted."""
+    store, probes = probe_store
+    box = shapely.box(4.42, 51.89, 4.48, 51.92)
+    total = sum(shapely.geometry.shape(f["geometry"]).intersects(box) for f in probes)
+    assert total > 3
+    pages = [(limit, offset) for limit in (1, 2, 3, total - 1, total, total + 1)
+             for offset in (0, 1, total - 1, total, total + 5)]
+    for limit, offset in pages + [(0, 0)]:  # limit 0: only the number (resulttype=hits)
+        page = store.query("probes", Query(bbox=(4.42, 51.89, 4.48, 51.92), limit=limit,
+                                           offset=offset, skip_geometry=True))
+        assert page.number_matched == total, (limit, offset)
+        assert len(page.features) == max(0, min(limit, total - offset)), (limit, offset)
+
+
 # -- the parameter checks ---------------------------------------------------------------
 
 @pytest.mark.parametrize("args, parameter", [

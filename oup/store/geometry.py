@@ -201,7 +201,10 @@ def rows_to_features(meta: dict, rows, select: list[str], q, decode=None) -> lis
 
     import orjson
 
-    booleans = {n for n, t in meta["fields"] if t == "boolean"}
+    types = dict(meta["fields"])
+    # only these columns may need a change of form; the others go as they came
+    times = [n for n in select if types[n] == "date-time"]
+    booleans = [n for n in select if types[n] == "boolean"]
     key = meta.get("id_field")
     if q.skip_geometry:
         geojson = [None] * len(rows)
@@ -217,10 +220,11 @@ def rows_to_features(meta: dict, rows, select: list[str], q, decode=None) -> lis
     out = []
     for row, geometry in zip(rows, geojson):
         props = dict(zip(select, row[2:2 + len(select)]))
-        for name, value in props.items():
+        for name in times:
+            value = props[name]
             if isinstance(value, datetime):  # PostGIS timestamptz -> the store's text form
                 props[name] = value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        for b in booleans & props.keys():
+        for b in booleans:
             if props[b] is not None:
                 props[b] = bool(props[b])
         out.append({"type": "Feature", "id": row[0] if key is None else row[-1],

@@ -143,16 +143,20 @@ class SqlQueries:
         order.append(FID)
         where, params = self.where(cid, meta, q)
         t = quote(cid)
-        matched = None
-        if q.count:
-            matched = self.execute(f"SELECT COUNT(*) FROM {t}{where}", params)[0][0]
         geom_col = self.geometry_column(meta, q)
         cols = [FID, geom_col] + [quote(n) for n in select]
         if meta.get("id_field"):  # the feature id, whatever properties were selected
             cols.append(quote(meta["id_field"]))
         rows = self.execute(
             f"SELECT {', '.join(cols)} FROM {t}{where} ORDER BY {', '.join(order)} "
-            f"LIMIT ? OFFSET ?", params + [q.limit, q.offset])
+            f"LIMIT ? OFFSET ?", params + [q.limit, q.offset]) if q.limit else []
+        matched = None
+        if q.count:
+            # a page that is not full, and not past the end, tells the total itself: most
+            # bbox pages of a map are, and counting runs the whole filter a second time
+            partial = 0 < q.limit and len(rows) < q.limit and (rows or not q.offset)
+            matched = q.offset + len(rows) if partial else \
+                self.execute(f"SELECT COUNT(*) FROM {t}{where}", params)[0][0]
         return Page(self.features(meta, rows, select, q), matched)
 
 
