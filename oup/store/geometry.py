@@ -193,13 +193,64 @@ def native_crs(meta: dict) -> str:
     return "OGC:CRS84" if srid == 4326 else f"EPSG:{srid}"
 
 
+# GeoJSON's names of the geometry types (by shapely's type ids) built from coordinate
+# arrays
+_GEOJSON_TYPES = {0: "Point", 1: "LineString", 3: "Polygon", 4: "MultiPoint",
+                  5: "MultiLineString", 6: "MultiPolygon"}
+
+
+def geojson_geometries(geoms: np.ndarray) -> list[dict | None]:
+    """The GeoJSON geometry objects (dicts) of an array of shapely geometries, None for
+    a missing one: what ``shapely.to_geojson`` writes, read back, but built from the
+    coordinates of all the geometries of a type at once, instead of writing JSON text
+    and parsing it again (a page of 60 buildings: 0.49 -> 0.31 ms). Geometry
+    collections, and geometries empty or with an empty part, take GEOS's own writer."""
+    import orjson
+
+    out: list = [None] * len(geoms)
+    kinds = shapely.get_type_id(geoms)
+    plain = (kinds >= 0) & (kinds != 2) & (kinds != 7) & ~shapely.is_empty(geoms)
+    multi = np.flatnonzero(plain & (kinds >= 4))
+    if len(multi):  # GEOS writes an empty part its own way ([[]] for a polygon)
+        parts, owner = shapely.get_parts(geoms[multi], return_index=True)
+        plain[multi[owner[shapely.is_empty(parts)]]] = False
+    with_z = shapely.has_z(geoms)
+    for kind in set(kinds[plain].tolist()):
+        name = _GEOJSON_TYPES[kind]
+        for z in (False, True):
+            at = np.flatnonzero(plain & (kinds == kind) & (with_z == z))
+            if len(at) == 0:
+                continue
+            # split the geometries down to lines (rings) of points, keeping each level's
+            # owner: the counts at each level then rebuild the nesting
+            parts, counts = geoms[at], []
+            if kind in (4, 5, 6):  # multi-: its parts
+                counts.append(shapely.get_num_geometries(parts))
+                parts = shapely.get_parts(parts)
+            if kind in (3, 6):  # polygons: their rings
+                counts.append(shapely.get_num_interior_rings(parts) + 1)
+                parts = shapely.get_rings(parts)
+            if kind not in (0, 4):  # lines and rings: their points
+                counts.append(shapely.get_num_coordinates(parts))
+            nested = shapely.get_coordinates(parts, include_z=z).tolist()
+            for n in reversed(counts):  # innermost first: points into lines, and so on
+                ends = np.cumsum(n).tolist()
+                nested = [nested[a:b] for a, b in zip([0] + ends[:-1], ends)]
+            for i, c in zip(at.tolist(), nested):
+                out[i] = {"type": name, "coordinates": c}
+    other = np.flatnonzero(~plain & (kinds >= 0))
+    if len(other):
+        texts = shapely.to_geojson(geoms[other])
+        for i, g in zip(other.tolist(), orjson.loads("[" + ",".join(texts) + "]")):
+            out[i] = g
+    return out
+
+
 def rows_to_features(meta: dict, rows, select: list[str], q, decode=None) -> list[dict]:
     """GeoJSON features from store rows ``(fid, geometry, *select[, id])``: the geometry
     column holds WKB (after ``decode``), in the source CRS when ``q.crs`` is the source
     CRS, else in CRS84 (then transformed to ``q.crs``). Shared by the store backends."""
     from datetime import datetime, timezone
-
-    import orjson
 
     types = dict(meta["fields"])
     # only these columns may need a change of form; the others go as they came
@@ -214,9 +265,7 @@ def rows_to_features(meta: dict, rows, select: list[str], q, decode=None) -> lis
         geoms = shapely.from_wkb(np.array(wkbs, dtype=object))
         if not native:
             geoms = from_crs84(geoms, q.crs)
-        # a feature without geometry is "geometry": null
-        geojson = orjson.loads("[" + ",".join(t or "null" for t in shapely.to_geojson(geoms))
-                               + "]")
+        geojson = geojson_geometries(geoms)  # a feature without one: "geometry": null
     out = []
     for row, geometry in zip(rows, geojson):
         props = dict(zip(select, row[2:2 + len(select)]))
