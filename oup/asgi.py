@@ -20,6 +20,7 @@ from uvicorn_worker import UvicornWorker
 from .event_stream import EVENTS_PATH, EventStreams, Hub
 
 GRACEFUL_SECONDS = 30  # as gunicorn's own default
+HANDOVER_SECONDS = 0.5  # a stopping worker reads the requests of what it accepted
 HUBS: list[Hub] = []  # this process's (one per app)
 
 
@@ -31,6 +32,17 @@ class _Server(Server):
         for hub in HUBS:
             loop.call_soon_threadsafe(hub.close)
         super().handle_exit(sig, frame)
+
+    async def shutdown(self, sockets=None) -> None:
+        # Stop accepting first, then give the connections just accepted the time to send
+        # their request before uvicorn closes every connection without one as idle: a
+        # client that had connected was otherwise reset, its request lost (8 of ~13,000
+        # requests over 10 restarts of the workers, as `oup catalog reload` does). A
+        # request read by then is answered, with "Connection: close".
+        for server in self.servers:
+            server.close()
+        await asyncio.sleep(HANDOVER_SECONDS)
+        await super().shutdown(sockets)
 
 
 class Worker(UvicornWorker):
