@@ -4,9 +4,11 @@ Same data (N buildings replicated from the 853 real Delfshaven ones, written by 
 PostGIS store; tipg serves that very table), same machine, same run, same load: 2
 server workers, 8 concurrent keep-alive clients (wrk) on loopback, two tile lists in
 WebMercatorQuad: random z14-z16 tiles over the city, and the z10-z12 overview tiles;
-each measured after 5 s of the same load that is not counted (warm-up).
+each workload is run once for 5 s, not counted (warm-up), then measured, each run after
+the benchmarks' usual rest.
 
-    .venv/bin/python benchmarks/tiles.py [--buildings 200000] [--seconds 20] [--reuse] [--servers postgis,tipg]
+    .venv/bin/python benchmarks/tiles.py [--buildings 200000] [--seconds 20] [--reuse]
+        [--servers postgis,tipg]
 
 Needs `wrk` and `pip install -e '.[bench]'` (tipg). Prints tiles/s, p50, p99 and tile
 sizes per zoom, and the ratios the goals name; writes benchmarks/out/tiles.json.

@@ -193,10 +193,12 @@ def native_crs(meta: dict) -> str:
     return "OGC:CRS84" if srid == 4326 else f"EPSG:{srid}"
 
 
-# GeoJSON's names of the geometry types (by shapely's type ids) built from coordinate
-# arrays
-_GEOJSON_TYPES = {0: "Point", 1: "LineString", 3: "Polygon", 4: "MultiPoint",
-                  5: "MultiLineString", 6: "MultiPolygon"}
+# The geometry types built from coordinate arrays, and their GeoJSON names
+_T = shapely.GeometryType
+_GEOJSON_TYPES = {_T.POINT: "Point", _T.LINESTRING: "LineString", _T.POLYGON: "Polygon",
+                  _T.MULTIPOINT: "MultiPoint", _T.MULTILINESTRING: "MultiLineString",
+                  _T.MULTIPOLYGON: "MultiPolygon"}
+_MULTI = (_T.MULTIPOINT, _T.MULTILINESTRING, _T.MULTIPOLYGON)
 
 
 def geojson_geometries(geoms: np.ndarray) -> list[dict | None]:
@@ -209,33 +211,33 @@ def geojson_geometries(geoms: np.ndarray) -> list[dict | None]:
 
     out: list = [None] * len(geoms)
     kinds = shapely.get_type_id(geoms)
-    plain = (kinds >= 0) & (kinds != 2) & (kinds != 7) & ~shapely.is_empty(geoms)
-    multi = np.flatnonzero(plain & (kinds >= 4))
+    plain = np.isin(kinds, list(_GEOJSON_TYPES)) & ~shapely.is_empty(geoms)
+    multi = np.flatnonzero(plain & np.isin(kinds, _MULTI))
     if len(multi):  # GEOS writes an empty part its own way ([[]] for a polygon)
         parts, owner = shapely.get_parts(geoms[multi], return_index=True)
         plain[multi[owner[shapely.is_empty(parts)]]] = False
     with_z = shapely.has_z(geoms)
     for kind in set(kinds[plain].tolist()):
-        name = _GEOJSON_TYPES[kind]
         for z in (False, True):
             at = np.flatnonzero(plain & (kinds == kind) & (with_z == z))
             if len(at) == 0:
                 continue
-            # split the geometries down to lines (rings) of points, keeping each level's
-            # owner: the counts at each level then rebuild the nesting
+            # split the geometries down to their points, counting at each level how many
+            # of the next each has: the counts then rebuild the nesting
             parts, counts = geoms[at], []
-            if kind in (4, 5, 6):  # multi-: its parts
+            if kind in _MULTI:
                 counts.append(shapely.get_num_geometries(parts))
                 parts = shapely.get_parts(parts)
-            if kind in (3, 6):  # polygons: their rings
+            if kind in (_T.POLYGON, _T.MULTIPOLYGON):
                 counts.append(shapely.get_num_interior_rings(parts) + 1)
                 parts = shapely.get_rings(parts)
-            if kind not in (0, 4):  # lines and rings: their points
+            if kind not in (_T.POINT, _T.MULTIPOINT):  # lines and rings: their points
                 counts.append(shapely.get_num_coordinates(parts))
             nested = shapely.get_coordinates(parts, include_z=z).tolist()
             for n in reversed(counts):  # innermost first: points into lines, and so on
                 ends = np.cumsum(n).tolist()
                 nested = [nested[a:b] for a, b in zip([0] + ends[:-1], ends)]
+            name = _GEOJSON_TYPES[kind]
             for i, c in zip(at.tolist(), nested):
                 out[i] = {"type": name, "coordinates": c}
     other = np.flatnonzero(~plain & (kinds >= 0))

@@ -154,7 +154,7 @@ class SqlQueries:
         if q.count:
             # a page that is not full, and not past the end, tells the total itself: most
             # bbox pages of a map are, and counting runs the whole filter a second time
-            partial = 0 < q.limit and len(rows) < q.limit and (rows or not q.offset)
+            partial = len(rows) < q.limit and (rows or not q.offset)
             matched = q.offset + len(rows) if partial else \
                 self.execute(f"SELECT COUNT(*) FROM {t}{where}", params)[0][0]
         return Page(self.features(meta, rows, select, q), matched)
