@@ -8,6 +8,7 @@ import random
 from pathlib import Path
 
 import mapbox_vector_tile
+import numpy as np
 import pytest
 import requests
 import shapely
@@ -111,6 +112,74 @@ def test_geopackage_tiles_keep_ids_drop_specks_and_nulls(tmp_path):
     empty = grids.Tile("WebMercatorQuad", 15, far.y, far.x)
     assert tile_layer(store, TileQuery("blocks", ("name",), empty.bounds, empty.srid,
                                        empty.crs, empty.crs84_envelope)) == b""
+
+
+def test_web_mercator_is_projs_to_a_micrometre():
+    """The GeoPackage's tiles compute EPSG:3857 in numpy: PROJ's metres, to the
+    Mercator grid's edge at 85.05 degrees."""
+    from oup.store.geometry import crs84_transformer
+    from oup.store.mvt import web_mercator
+
+    lon, lat = (a.ravel() for a in np.meshgrid(np.linspace(-180, 180, 37),
+                                               np.linspace(-85.0511, 85.0511, 41)))
+    px, py = crs84_transformer("EPSG:3857").transform(lon, lat)
+    x, y = web_mercator(lon, lat)
+    assert np.abs(x - px).max() < 1e-6 and np.abs(y - py).max() < 1e-6
+
+
+def test_a_feature_cut_at_the_buffer_is_valid_on_the_grid_and_of_its_own_kind():
+    """A feature crossing the buffer's edge is cut there, on the grid and valid; a polygon
+    touching the edge from outside leaves no line along it (MVT has no geometry
+    collections), as ST_AsMVTGeom keeps it; a feature wholly past the buffer keeps
+    nothing."""
+    from oup.store.mvt import _own_kind, _tile_geometry
+
+    edge = EXTENT + BUFFER
+    # in a grid whose units are tile units (y up in the CRS, down in the tile)
+    q = TileQuery("t", (), (0.0, 0.0, float(EXTENT), float(EXTENT)), 28992, "EPSG:28992",
+                  (0.0, 0.0, 1.0, 1.0))
+    crossing = shapely.box(edge - 100.3, 1000.2, edge + 50.6, 1200.7)
+    touching = shapely.box(edge, 2000, edge + 40, 2100)  # meets the buffer along its edge
+    feature = shapely.MultiPolygon([crossing, touching])
+    picked, geoms = _tile_geometry(np.array([feature, shapely.box(0, 0, 100, 100)]), q, True)
+    assert picked.tolist() == [0, 1]
+    cut = geoms[0]
+    assert cut.geom_type in ("Polygon", "MultiPolygon") and cut.is_valid
+    coords = shapely.get_coordinates(cut)
+    assert (coords == np.rint(coords)).all() and coords[:, 0].max() == edge
+    expected = shapely.box(edge - 100.3, EXTENT - 1200.7, edge, EXTENT - 1000.2)
+    assert shapely.hausdorff_distance(cut, expected) <= 1
+    # a building from the benchmark city (in tile units, y down) whose cut by rectangle
+    # is invalid (its two pieces cross on the grid): GEOS's overlay cuts it again
+    courtyard = shapely.from_wkt(
+        "POLYGON ((2418 51, 2417 52, 2397 5, 2443 -15, 2466 39, 2479 34, 2478 32, 2481 33, "
+        "2507 20, 2510 21, 2524 13, 2552 3, 2552 0, 2549 -5, 2547 -4, 2546 -6, 2548 -6, "
+        "2541 -19, 2538 -30, 2537 -29, 2537 -32, 2532 -42, 2531 -41, 2530 -43, 2532 -44, "
+        "2525 -56, 2522 -67, 2520 -66, 2521 -69, 2515 -79, 2515 -81, 2517 -81, 2512 -89, "
+        "2499 -83, 2500 -82, 2498 -81, 2497 -83, 2485 -77, 2484 -75, 2483 -77, 2470 -71, "
+        "2469 -69, 2468 -70, 2455 -64, 2456 -63, 2453 -64, 2441 -58, 2440 -56, 2439 -57, "
+        "2433 -55, 2433 -53, 2432 -54, 2419 -49, 2418 -47, 2396 -98, 2550 -165, 2559 -143, "
+        "2577 -148, 2584 -132, 2568 -122, 2572 -113, 2571 -112, 2557 -107, 2560 -100, "
+        "2562 -101, 2595 -25, 2593 -24, 2595 -19, 2604 -22, 2610 -26, 2633 26, 2443 109, "
+        "2419 57, 2418 51))")
+    box = (-BUFFER, -BUFFER, EXTENT + BUFFER, EXTENT + BUFFER)
+    assert not shapely.set_precision(shapely.clip_by_rect(courtyard, *box), 1.0,
+                                     mode="pointwise").is_valid
+    in_crs = shapely.transform(courtyard, lambda c: np.column_stack([c[:, 0], EXTENT - c[:, 1]]))
+    picked, geoms = _tile_geometry(np.array([in_crs]), q, True)
+    cut = geoms[0]
+    assert picked.tolist() == [0] and cut.is_valid
+    coords = shapely.get_coordinates(cut)
+    assert (coords == np.rint(coords)).all() and coords[:, 1].min() == -BUFFER
+    assert shapely.hausdorff_distance(cut, shapely.clip_by_rect(courtyard, *box)) <= 1.5
+    # the overlay's cut of the first feature: a polygon and the touching part's line
+    mixed = shapely.intersection(shapely.MultiPolygon([crossing, touching]), shapely.box(*box))
+    assert mixed.geom_type == "GeometryCollection"
+    kept = _own_kind(np.array([mixed]), np.array([2]))[0]
+    assert kept.geom_type == "MultiPolygon" and kept.equals(shapely.clip_by_rect(crossing, *box))
+    beyond = shapely.box(edge + 10, 0, edge + 500, 800)
+    picked, _ = _tile_geometry(np.array([beyond]), q, True)
+    assert picked.tolist() == []
 
 
 def test_a_tiles_declaration_naming_a_missing_attribute_fails_start_up(tmp_path):

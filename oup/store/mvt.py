@@ -143,7 +143,7 @@ def _postgis_read(store, q: TileQuery) -> bytes:
 # -- GeoPackage: the R*Tree, then shapely and numpy ------------------------------------
 
 def _geopackage(store, q: TileQuery) -> bytes:
-    from .geometry import crs84_transformer, gpb_wkb
+    from .geometry import gpb_wkb
     from .mvt_encode import encode_layer
 
     meta, types = _types(store, q)
@@ -162,35 +162,10 @@ def _geopackage(store, q: TileQuery) -> bytes:
         return b""
     wkbs = np.array([None if r[1] is None else bytes(gpb_wkb(r[1]) if native else r[1])
                      for r in rows], dtype=object)
-    geoms = shapely.from_wkb(wkbs)
-    # Straight to tile units (y down), in one pass over the coordinates: the grid's CRS
-    # (from CRS84 unless the grid is the source's) and the tile's scale at once. What
-    # follows is in tile units: a pixel is EXTENT / 256 of them.
-    project = None if native or q.crs == "OGC:CRS84" else crs84_transformer(q.crs)
-    scale, x0, y1 = EXTENT / (q.bounds[2] - q.bounds[0]), q.bounds[0], q.bounds[3]
-
-    def to_tile(coords):
-        x, y = coords[:, 0], coords[:, 1]
-        if project is not None:
-            x, y = project.transform(x, y)
-        return np.column_stack([(x - x0) * scale, (y1 - y) * scale])
-
-    geoms = shapely.transform(geoms, to_tile)
-    px = EXTENT / 256
-    bounds = shapely.bounds(geoms)
-    size = bounds[:, 2:] - bounds[:, :2]
-    keep = shapely.intersects(geoms, shapely.box(0, 0, EXTENT, EXTENT)) & (
-        (shapely.get_dimensions(geoms) == 0) | (size[:, 0] >= px) | (size[:, 1] >= px))
-    if not keep.any():
+    picked, geoms = _tile_geometry(shapely.from_wkb(wkbs), q, native)
+    if len(picked) == 0:
         return b""
-    picked = [rows[i] for i in np.flatnonzero(keep)]
-    # Douglas-Peucker to a tile unit, as PostGIS's ST_Simplify: _on_grid repairs what it
-    # may leave invalid
-    geoms = shapely.simplify(geoms[keep], 1.0, preserve_topology=False)
-    geoms = shapely.clip_by_rect(geoms, -BUFFER, -BUFFER, EXTENT + BUFFER, EXTENT + BUFFER)
-    # On the tile's grid, valid, and wound as MVT wants (exterior rings clockwise on
-    # screen), all at once in GEOS: the encoder writes the geometry as it gets it.
-    geoms = shapely.orient_polygons(_on_grid(geoms), exterior_cw=False)
+    picked = [rows[i] for i in picked]
     # the features' columns as they came (ids, then the properties); a GeoPackage's
     # booleans are integers: the tile says true and false
     columns = list(zip(*picked))
@@ -223,12 +198,101 @@ def _rtree_specks(meta: dict, q: TileQuery, native: bool) -> tuple[str, list[flo
         [0.5 * q.pixel * per_x, 0.5 * q.pixel * per_y]
 
 
-def _on_grid(geoms: np.ndarray) -> np.ndarray:
-    """Geometry on the tile's grid (whole units) and valid, as ST_AsMVTGeom makes it:
-    each vertex rounded, and only what that left invalid made valid (GEOS's snap
-    rounding, which drops what collapses). Snap rounding everything cost ~4x more and
-    moved a few valid outlines by a fraction of a pixel more than rounding does."""
-    snapped = shapely.set_precision(geoms, 1.0, mode="pointwise")
-    bad = ~shapely.is_valid(snapped) & ~shapely.is_missing(snapped)
-    snapped[bad] = shapely.set_precision(geoms[bad], 1.0)
-    return snapped
+def _tile_geometry(geoms: np.ndarray, q: TileQuery, native: bool):
+    """(the indices of the features drawn in the tile, their geometry there): in tile units
+    (y down), on the tile's grid (whole units), valid, simplified to a unit, clipped to
+    the buffer and wound as MVT wants (exterior rings clockwise on screen), so that the
+    encoder writes it as it gets it.
+
+    Each GEOS operation costs a few microseconds a feature, and a z14 tile has thousands:
+    what can be told from the coordinates in numpy is, and GEOS sees only the features
+    that need it (a feature inside the tile meets it; one inside the buffer needs no
+    clipping; one whose simplified outline is still on the grid needs no rounding)."""
+    n = len(geoms)
+    xy, at = shapely.get_coordinates(geoms, return_index=True)
+    xy = _to_tile_units(xy, q, native)
+    count = np.bincount(at, minlength=n)
+    has = count > 0
+    lo, hi = np.full((n, 2), np.inf), np.full((n, 2), -np.inf)
+    if has.any():
+        starts = (np.cumsum(count) - count)[has]
+        lo[has], hi[has] = np.minimum.reduceat(xy, starts), np.maximum.reduceat(xy, starts)
+
+    def unrounded(which: np.ndarray) -> np.ndarray:  # features (ascending indices), as floats
+        return shapely.set_coordinates(geoms[which], xy[np.isin(at, which)])
+
+    # in the tile (exactly, as items?bbox= selects) and no speck: under a pixel both ways
+    # (points have no size and are always kept)
+    px = EXTENT / 256
+    drawn = has & ((shapely.get_dimensions(geoms) == 0) | (hi - lo >= px).any(axis=1))
+    inside = (lo >= 0).all(axis=1) & (hi <= EXTENT).all(axis=1)
+    edge = np.flatnonzero(drawn & ~inside)
+    drawn[edge] = shapely.intersects(unrounded(edge), shapely.box(0, 0, EXTENT, EXTENT))
+    picked = np.flatnonzero(drawn)
+    if len(picked) == 0:
+        return picked, geoms[:0]
+    # Each vertex rounded to the grid first, as ST_AsMVTGeom does. Where that made a
+    # feature invalid (a narrow pinch crossed over), it is simplified as it was and then
+    # snap-rounded by GEOS instead: snap rounding keeps both sides of a pinch, where the
+    # simplifier's repair would drop one.
+    grid = shapely.set_coordinates(geoms[picked], np.rint(xy[drawn[at]]))
+    bad = ~shapely.is_valid(grid)
+    grid[bad] = shapely.set_precision(_simplified(unrounded(picked[bad])), 1.0)
+    grid = _simplified(grid)
+    # Cut at the buffer (as ST_AsMVTGeom, by rectangle: the new vertices rounded). What
+    # that left invalid is cut again by GEOS's overlay on the grid, which is robust but
+    # costs several times more.
+    out = (lo[picked] < -BUFFER).any(axis=1) | (hi[picked] > EXTENT + BUFFER).any(axis=1)
+    edge = (-BUFFER, -BUFFER, EXTENT + BUFFER, EXTENT + BUFFER)
+    cut = shapely.set_precision(shapely.clip_by_rect(grid[out], *edge), 1.0, mode="pointwise")
+    bad = ~shapely.is_valid(cut) & ~shapely.is_empty(cut)
+    cut[bad] = _own_kind(shapely.intersection(grid[out][bad], shapely.box(*edge),
+                                              grid_size=1.0),
+                         shapely.get_dimensions(grid[out][bad]))
+    grid[out] = cut
+    gxy, gat = shapely.get_coordinates(grid, return_index=True)
+    off = np.unique(gat[(gxy != np.rint(gxy)).any(axis=1)])
+    grid[off] = shapely.set_precision(grid[off], 1.0)
+    return picked, shapely.orient_polygons(grid, exterior_cw=False)
+
+
+def _simplified(geoms: np.ndarray) -> np.ndarray:
+    """Douglas-Peucker to a tile unit, as PostGIS's ST_Simplify. GEOS repairs a polygon
+    this leaves invalid, which may put vertices off the grid (_tile_geometry rounds them)."""
+    return shapely.simplify(geoms, 1.0, preserve_topology=False)
+
+
+def _to_tile_units(xy: np.ndarray, q: TileQuery, native: bool) -> np.ndarray:
+    """Coordinates (CRS84, or the grid's own CRS when ``native``) in tile units, y down,
+    in one pass: the grid's CRS and the tile's scale at once."""
+    from .geometry import crs84_transformer
+
+    x, y = xy[:, 0], xy[:, 1]
+    if q.crs == "EPSG:3857" and not native:
+        x, y = web_mercator(x, y)
+    elif not native and q.crs != "OGC:CRS84":
+        x, y = crs84_transformer(q.crs).transform(x, y)
+    scale, x0, y1 = EXTENT / (q.bounds[2] - q.bounds[0]), q.bounds[0], q.bounds[3]
+    return np.column_stack([(x - x0) * scale, (y1 - y) * scale])
+
+
+def web_mercator(lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """EPSG:3857 from CRS84 degrees: the spherical Mercator on WGS 84's semi-major axis,
+    the formula PROJ applies (the same metres to a micrometre), as numpy arrays: PROJ's
+    per-point path cost a z14 tile 4 ms."""
+    radius = 6378137.0
+    return radius * np.radians(lon), radius * np.log(np.tan(np.pi / 4 + np.radians(lat) / 2))
+
+
+_MULTI = {0: shapely.multipoints, 1: shapely.multilinestrings, 2: shapely.multipolygons}
+
+
+def _own_kind(geoms: np.ndarray, dims: np.ndarray) -> np.ndarray:
+    """What a cut left of each feature in its own dimension, as ST_AsMVTGeom keeps it: a
+    polygon cut along the buffer's edge may come back with a line or a point there too,
+    in a geometry collection, which MVT cannot say (None when nothing of it is left)."""
+    for i in np.flatnonzero(shapely.get_type_id(geoms) == 7):  # rare: a loop over them
+        parts = shapely.get_parts(geoms[i])
+        parts = parts[shapely.get_dimensions(parts) == dims[i]]
+        geoms[i] = _MULTI[int(dims[i])](parts) if len(parts) else None
+    return geoms
