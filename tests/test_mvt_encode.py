@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from mapbox_vector_tile.Mapbox import vector_tile_pb2
 from shapely.geometry import shape
 
-from oup.store.mvt_encode import encode_layer
+from oup.store.mvt_encode import CodedProperties, ValueCoder, encode_layer
 
 
 def _decode(data: bytes) -> list[dict]:
@@ -270,6 +270,34 @@ def test_most_used_values_take_the_shortest_indices():
         "id": [f"id{i}" for i in range(n)], "kind": ["building"] * n}))
     assert layer.values[0].string_value == "building"
     assert all(f.tags[3] == 0 for f in layer.features)
+
+
+def test_values_numbered_beforehand_encode_as_the_values_themselves():
+    """The GeoPackage numbers a collection's values at import, batch by batch, and its
+    tiles give the numbers: the same bytes as the values given themselves."""
+    n = 40
+    columns = {"name": [f"b{i % 7}" for i in range(n)], "kind": ["b1"] * n,
+               "height": [float(i % 5) if i % 3 else None for i in range(n)],
+               "floors": [i % 5 for i in range(n)], "listed": [i % 2 == 0 for i in range(n)]}
+    coder = ValueCoder()
+    batches = [coder.codes([c[a:b] for c in columns.values()], b - a)
+               for a, b in ((0, 15), (15, n))]
+    codes = np.vstack(batches)
+    assert codes[0, 0] == codes[35, 0]  # "b0" in both batches: one number
+    assert codes[1, 0] == codes[0, 1]  # "b1" under two keys: one number
+    assert len({codes[0, 3], codes[3, 2], codes[1, 4]}) == 3  # 0 / 0.0 / False apart
+    assert codes[0, 2] == -1  # None
+    table = coder.table()
+    geoms = [shapely.Point(i, i) for i in range(n)]
+    for feats in (slice(None), slice(3, 30, 2)):
+        names = list(columns)
+        coded = encode_layer("L", geoms[feats], ids=range(n)[feats],
+                             properties=CodedProperties(names, codes[feats], table))
+        given = encode_layer("L", geoms[feats], ids=range(n)[feats],
+                             properties={k: v[feats] for k, v in columns.items()})
+        assert coded == given
+    assert _decode(coded)[1]["properties"] == {"name": "b5", "kind": "b1", "height": 0.0,
+                                               "floors": 0, "listed": False}  # feature 5
 
 
 # -- random layers against the reference decoder ----------------------------------------------

@@ -182,6 +182,64 @@ def test_a_feature_cut_at_the_buffer_is_valid_on_the_grid_and_of_its_own_kind():
     assert picked.tolist() == []
 
 
+def test_geopackage_tiles_give_the_values_numbered_at_import_and_edits_as_edited(tmp_path):
+    """The GeoPackage numbers every property value at import, as its rows hold them: its
+    tiles are the very tiles read from the properties (every type, NULLs, a number given
+    as an integer). A row another program edits afterwards is read as it is now."""
+    import sqlite3
+    from datetime import datetime, timezone
+
+    store = GeoPackageStore(tmp_path / "grid.gpkg")
+    fields = [Field("name", "string"), Field("kind", "string"), Field("height", "number"),
+              Field("floors", "integer"), Field("listed", "boolean"),
+              Field("built", "date-time")]
+    lon, lat, step = 4.455, 51.906, 0.0004
+    feats = [Feature(g, g, {"name": f"b{i}", "kind": ["house", "shed", None][i % 3],
+                            "height": [3, 4.5, None][i % 3], "floors": i % 4,
+                            "listed": [True, False, None][i % 3],
+                            "built": datetime(1910 + i % 90, 5, i % 9 + 1, tzinfo=timezone.utc)})
+             for i in range(400)
+             for g in [shapely.box(lon + (i % 20) * step, lat + (i // 20) * step,
+                                   lon + (i % 20 + 0.6) * step, lat + (i // 20 + 0.7) * step)]]
+    store.write_collection("grid", "EPSG:4326", fields, feats)
+    props = tuple(f.name for f in fields)
+    tms = grids.get("WebMercatorQuad")
+
+    def tiles(numbered: bool) -> list[bytes]:
+        own = store.tile_values
+        store.tile_values = own if numbered else (lambda cid: None)
+        try:
+            out = []
+            for z in range(13, 18):
+                for dx in (0.001, 0.004, 0.0075):
+                    t = tms.tile(lon + dx, lat + dx, z)
+                    tile = grids.Tile("WebMercatorQuad", z, t.y, t.x)
+                    out.append(tile_layer(store, TileQuery("grid", props, tile.bounds,
+                                                           tile.srid, tile.crs,
+                                                           tile.crs84_envelope)))
+            return out
+        finally:
+            store.tile_values = own
+
+    assert store.tile_values("grid") is not None
+    numbered = tiles(True)
+    assert numbered == tiles(False) and all(numbered)
+    first = _decode(numbered[0])["grid"]["features"][0]
+    source = feats[first["id"] - 1].properties  # row numbers count from 1
+    assert first["properties"] == {
+        k: float(v) if k == "height" else f"{v:%Y-%m-%dT%H:%M:%SZ}" if k == "built" else v
+        for k, v in source.items() if v is not None}
+    assert {type(f["properties"]["listed"]) for data in numbered
+            for f in _decode(data)["grid"]["features"] if "listed" in f["properties"]} == {bool}
+    with sqlite3.connect(store.path) as con:  # as QGIS would edit the file
+        con.execute('UPDATE grid SET name = ?, height = NULL WHERE "_oup_fid" = ?',
+                    ("edited", first["id"]))
+    edited = tiles(True)
+    assert edited == tiles(False) and edited != numbered
+    again = {f["id"]: f for f in _decode(edited[0])["grid"]["features"]}[first["id"]]
+    assert again["properties"]["name"] == "edited" and "height" not in again["properties"]
+
+
 def test_a_tiles_declaration_naming_a_missing_attribute_fails_start_up(tmp_path):
     from oup.catalog import Catalog
     from oup.vector_tiles import layers

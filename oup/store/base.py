@@ -17,6 +17,8 @@ FIELD_TYPES = ("string", "number", "integer", "boolean", "date-time")
 SYSTEM_PREFIX = "_oup_"
 FID, GEOM, GEOM84 = "_oup_fid", "_oup_geom", "_oup_geom84"  # row id, source CRS, CRS84
 GEOM3857 = "_oup_geom3857"  # web mercator, for WebMercatorQuad tiles (PostGIS store only)
+# a feature's property values as numbers into its collection's tile values (GeoPackage only)
+VALUES = "_oup_values"
 
 
 class StoreError(RuntimeError):

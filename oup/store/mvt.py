@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import shapely
 
-from .base import FID, GEOM, GEOM84, GEOM3857, SYSTEM_PREFIX
+from .base import FID, GEOM, GEOM84, GEOM3857, SYSTEM_PREFIX, VALUES
 from .cql import quote
 
 EXTENT = 4096  # tile units across a tile
@@ -144,20 +144,29 @@ def _postgis_read(store, q: TileQuery) -> bytes:
 
 def _geopackage(store, q: TileQuery) -> bytes:
     from .geometry import gpb_wkb
-    from .mvt_encode import encode_layer
+    from .gpkg import tile_column
+    from .mvt_encode import CodedProperties, encode_layer
 
     meta, types = _types(store, q)
     native = _native(meta, q)
     t = quote(q.layer)
     rtree = quote(f"rtree_{q.layer}_{GEOM if native else GEOM84}")
     minx, miny, maxx, maxy = q.bounds if native else q.envelope84
-    cols = "".join(f", f.{quote(n)}" for n in q.properties)
     specks, params = _rtree_specks(meta, q, native)
-    rows = store.execute(
-        f"SELECT f.{FID}, f.{GEOM if native else GEOM84}{cols} FROM {rtree} r "
-        f"JOIN {t} f ON f.{FID} = r.id "
-        f"WHERE r.minx <= ? AND r.maxx >= ? AND r.miny <= ? AND r.maxy >= ?{specks}",
-        [maxx, minx, maxy, miny, *params])
+
+    def read(columns: str) -> list[tuple]:
+        return store.execute(
+            f"SELECT f.{FID}, f.{GEOM if native else GEOM84}{columns} FROM {rtree} r "
+            f"JOIN {t} f ON f.{FID} = r.id "
+            f"WHERE r.minx <= ? AND r.maxx >= ? AND r.miny <= ? AND r.maxy >= ?{specks}",
+            [maxx, minx, maxy, miny, *params])
+
+    # the properties as numbers into the collection's tile values, made at import; a
+    # row without them (imported before them, or edited since) has its values read
+    table = store.tile_values(q.layer) if q.properties else None
+    rows = read(f", f.{VALUES}") if table is not None else None
+    if rows is None or any(r[2] is None for r in rows):
+        table, rows = None, read("".join(f", f.{quote(n)}" for n in q.properties))
     if not rows:
         return b""
     wkbs = np.array([None if r[1] is None else bytes(gpb_wkb(r[1]) if native else r[1])
@@ -165,13 +174,16 @@ def _geopackage(store, q: TileQuery) -> bytes:
     picked, geoms = _tile_geometry(shapely.from_wkb(wkbs), q, native)
     if len(picked) == 0:
         return b""
-    picked = [rows[i] for i in picked]
-    # the features' columns as they came (ids, then the properties); a GeoPackage's
-    # booleans are integers: the tile says true and false
-    columns = list(zip(*picked))
-    props = {n: [None if v is None else bool(v) for v in col] if types[n] == "boolean"
-             else col for n, col in zip(q.properties, columns[2:])}
-    return encode_layer(q.layer, geoms, ids=columns[0], properties=props, extent=EXTENT)
+    ids = np.fromiter((rows[i][0] for i in picked), np.int64, len(picked))
+    if table is not None:
+        names = [n for n, _ in meta["fields"]]
+        codes = np.frombuffer(b"".join(rows[i][2] for i in picked), "<i4")
+        codes = codes.reshape(len(picked), len(names))[:, [names.index(n) for n in q.properties]]
+        props = CodedProperties(list(q.properties), codes, table)
+    else:  # the features' columns as they came
+        columns = list(zip(*(rows[i] for i in picked)))[2:]
+        props = {n: tile_column(col, types[n]) for n, col in zip(q.properties, columns)}
+    return encode_layer(q.layer, geoms, ids=ids, properties=props, extent=EXTENT)
 
 
 # geometry types whose every feature has an extent (a point has none, and is never a speck)

@@ -24,7 +24,9 @@ The Mapbox Vector Tile specification 2.1 (section 4) decides the rest:
 """
 from __future__ import annotations
 
-from itertools import compress, repeat
+from dataclasses import dataclass
+from functools import cached_property
+from itertools import repeat
 
 import numpy as np
 import shapely
@@ -46,19 +48,24 @@ _NONE = type(None)
 _KNOWN = set(_VALUE_TYPES) | {_NONE}
 
 
-def encode_layer(name: str, geoms, ids=None, properties: dict | None = None,
-                 extent: int = 4096) -> bytes:
+def encode_layer(name: str, geoms, ids=None,
+                 properties: dict | CodedProperties | None = None, extent: int = 4096) -> bytes:
     """A tile (a Tile message) holding one layer ``name``: ``geoms`` (an array of shapely
     geometries in tile units, None allowed), feature ``ids`` (integers >= 0; a negative
-    one or ``ids=None`` writes none) and ``properties`` (name -> a value per geometry).
-    b"" when no feature has geometry left."""
+    one or ``ids=None`` writes none) and ``properties`` (name -> a value per geometry, or
+    the same as indices into values encoded before). b"" when no feature has geometry
+    left."""
     geoms = np.asarray(geoms, dtype=object)
     feats, kinds, geometry, geometry_lens = _geometries(geoms)
     n = len(feats)
     if n == 0:
         return b""
-    keys, values, tags, tag_lens = _properties(properties or {}, feats,
-                                                everyone=n == len(geoms))
+    if isinstance(properties, CodedProperties):
+        keys, values, tags, tag_lens = _tags(properties.keys, properties.codes[feats],
+                                             properties.table)
+    else:
+        keys, values, tags, tag_lens = _properties(properties or {}, feats,
+                                                    everyone=n == len(geoms))
     has_id, id_values = np.zeros(n, bool), np.zeros(0, np.int64)
     if ids is not None:
         ids = np.asarray(ids, dtype=np.int64)[feats]
@@ -187,91 +194,120 @@ def _kept_vertices(xy, arc_of, arc_kind, arc_part, arc_exterior) -> np.ndarray:
 
 # -- properties ----------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class ValueTable:
+    """Property values, each encoded once as the body of a layer's Value message: a
+    ragged array, a row per value. A tile takes the rows of the values it uses."""
+
+    data: np.ndarray  # uint8: every value's bytes, one after the other
+    lens: np.ndarray  # int64: each value's byte length
+
+    @cached_property
+    def starts(self) -> np.ndarray:
+        return np.cumsum(self.lens) - self.lens
+
+    def take(self, which: np.ndarray):
+        """The rows ``which``, in that order (a ragged array)."""
+        taken = self.lens[which]
+        to = np.cumsum(taken) - taken
+        return self.data[np.repeat(self.starts[which] - to, taken)
+                         + np.arange(int(taken.sum()))], taken
+
+
+@dataclass(frozen=True)
+class CodedProperties:
+    """Properties as indices into a ``ValueTable``: a row per geometry, a column per key,
+    -1 where a feature has no value. The GeoPackage store keeps a collection's so, made
+    at import, and its tiles skip reading and telling apart the values themselves."""
+
+    keys: list[str]
+    codes: np.ndarray  # (geometries, keys) integers
+    table: ValueTable
+
+
+class ValueCoder:
+    """Numbers property values as they come, over as many batches of rows as there are:
+    values equal in Python and of one type share a number (an int 1, a float 1.0 and
+    True are three); None and types MVT has no value for get -1."""
+
+    def __init__(self):
+        self._index: dict[tuple[int, object], int] = {}
+
+    def codes(self, columns: list, rows: int) -> np.ndarray:
+        """(rows, columns) numbers for ``columns`` (each a sequence of ``rows`` values)."""
+        out = np.full((rows, len(columns)), -1, np.int32)
+        index = self._index
+        for j, column in enumerate(columns):
+            kinds = _types(column).tolist()
+            # the number is the index's size before the value goes in: first seen, first
+            out[:, j] = [index.setdefault(k, len(index)) if k[0] >= 0 else -1
+                         for k in zip(kinds, column)]
+        return out
+
+    def table(self) -> ValueTable:
+        """The values numbered so far, encoded, in their numbers' order."""
+        vtype = np.fromiter((t for t, _ in self._index), np.int64, len(self._index))
+        values = np.empty(len(vtype), object)
+        values[:] = [v for _, v in self._index]
+        datas, lengths, order = [], [], []
+        for t, encode in ((_STR, _strings), (_INT, _ints), (_FLOAT, _floats), (_BOOL, _bools)):
+            these = np.flatnonzero(vtype == t)
+            if len(these):
+                data, lens = encode(values[these])
+                datas.append(data)
+                lengths.append(lens)
+                order.append(these)
+        if not order:
+            return ValueTable(np.zeros(0, np.uint8), np.zeros(0, np.int64))
+        where = np.empty(len(values), np.int64)  # each value's row among the encoded ones
+        where[np.concatenate(order)] = np.arange(len(values))
+        return ValueTable(*ValueTable(np.concatenate(datas), np.concatenate(lengths)).take(where))
+
+
 def _properties(properties: dict, feats: np.ndarray, everyone: bool):
-    """(the keys, the layer's values field bytes, and per feature the tags' bytes and
-    their length), for the features ``feats`` (``everyone``: all that were given).
-    Values equal in Python and of one type are written once, however many features or
-    keys share them."""
-    n, names = len(feats), list(properties)
-    code = np.full((n, len(names)), -1, np.int64)  # each cell's value (-1: none)
-    pooled, pooled_type = [], []  # the distinct values of every column, and their types
-    for j, name in enumerate(names):
-        column = properties[name]
+    """``_tags`` of the features ``feats`` (``everyone``: all that were given) whose
+    properties are given as values (name -> a value per geometry)."""
+    columns = []
+    for column in properties.values():
         if not everyone:
             column = np.fromiter(column, object, len(column))[feats]
-        uniq, utype, local = _distinct(column)
-        ok = utype >= 0  # None and unknown types: left out
-        place = np.full(len(uniq), -1)
-        place[ok] = len(pooled) + np.arange(ok.sum())
-        pooled.extend(compress(uniq, ok))
-        pooled_type.append(utype[ok])
-        code[:, j] = place[local]
-    cells = code.ravel()
+        columns.append(column)
+    coder = ValueCoder()
+    return _tags(list(properties), coder.codes(columns, len(feats)), coder.table())
+
+
+def _tags(names: list[str], codes: np.ndarray, table: ValueTable):
+    """(the keys, the layer's values field bytes, and per feature the tags' bytes and
+    their length) of features whose properties are ``codes`` into ``table``. A value is
+    written once however many features or keys share it, in the order first seen (key by
+    key, feature by feature), then the most used first: their indices, in every
+    feature's tags, are the shortest varints (a unique id per feature would otherwise push
+    the shared values past 127, and the tags naming them to 2 or 3 bytes)."""
+    n = len(codes)
+    cells = codes.ravel()
     written = np.flatnonzero(cells >= 0)
     if len(written) == 0:
         return [], b"", np.zeros(0, np.uint8), np.zeros(n, np.int64)
-    # the columns' values once more as one: a value two keys share is written once
-    values, vtype, index = _distinct_typed(pooled, np.concatenate(pooled_type))
-    index = index[cells[written]]
-    row, column = np.divmod(written, len(names))
-    used = np.bincount(column, minlength=len(names)) > 0  # keys no feature has: none
-    keys = [name for name, u in zip(names, used) if u]
-    key = (np.cumsum(used) - 1)[column]
-    # each type's values encoded together; then the most used values first: their
-    # indices, in every feature's tags, are the shortest varints (a unique id per feature
-    # would otherwise push the shared values past 127, and the tags naming them to 2 or
-    # 3 bytes)
-    datas, lengths, order = [], [], []
-    for t, encode in ((_STR, _strings), (_INT, _ints), (_FLOAT, _floats), (_BOOL, _bools)):
-        these = np.flatnonzero(vtype == t)
-        if len(these):
-            data, lens = encode(values[these])
-            datas.append(data)
-            lengths.append(lens)
-            order.append(these)
-    where = np.empty(len(values), np.int64)  # each value's row in the encoded ones
-    where[np.concatenate(order)] = np.arange(len(values))
-    by_use = np.argsort(-np.bincount(index, minlength=len(values)), kind="stable")
-    data, lens = _take(np.concatenate(datas), np.concatenate(lengths), where[by_use])
-    rank = np.empty(len(values), np.int64)
-    rank[by_use] = np.arange(len(values))
-    index = rank[index]
+    by_key = codes.T.ravel()
+    uniq, first = np.unique(by_key[by_key >= 0], return_index=True)
+    seen = np.argsort(first, kind="stable")  # uniq's values in the order first seen
+    place = np.empty(len(uniq), np.int64)
+    place[seen] = np.arange(len(uniq))
+    index = place[np.searchsorted(uniq, cells[written])]  # each cell's value, as seen
+    by_use = np.argsort(-np.bincount(index, minlength=len(uniq)), kind="stable")
+    rank = np.empty(len(uniq), np.int64)
+    rank[by_use] = np.arange(len(uniq))
+    data, lens = table.take(uniq[seen[by_use]])
     layer_values = _join(_field_key(4, BYTES, np.ones(len(lens), bool)), _varints(lens),
                          (data, lens))[0]
+    row, column = np.divmod(written, codes.shape[1])
+    used = np.bincount(column, minlength=codes.shape[1]) > 0  # keys no feature has: none
+    keys = [name for name, u in zip(names, used) if u]
+    key = (np.cumsum(used) - 1)[column]
     # the tags: feature by feature (the cells' order), key index then value index
-    data, nbytes = _varint_bytes(np.column_stack([key, index]).ravel())
+    data, nbytes = _varint_bytes(np.column_stack([key, rank[index]]).ravel())
     lens = np.bincount(row, weights=nbytes[0::2] + nbytes[1::2], minlength=n).astype(np.int64)
     return keys, layer_values.tobytes(), data, lens
-
-
-def _distinct(column):
-    """A column's distinct values, their value types (-1: left out) and, per cell, its
-    value's place among them. Dicts and map() of builtins: no Python runs per cell."""
-    kinds = set(map(type, column))
-    if not kinds <= _KNOWN:  # rare (a list, a date): such a value is left out, as None
-        column = [v if type(v) in _VALUE_TYPES else None for v in column]
-        kinds = set(map(type, column))
-    if len(kinds - {_NONE}) <= 1:  # one type: a dict tells its values apart
-        uniq, local = _first_seen(column)
-        return uniq, _types(uniq), local
-    return _distinct_typed(column, _types(column))
-
-
-def _distinct_typed(values, types: np.ndarray):
-    """Distinct (type, value) pairs: 1, 1.0 and True are one key to a dict, three
-    values in a tile."""
-    uniq, local = _first_seen(list(zip(types.tolist(), values)))
-    values = np.empty(len(uniq), object)
-    values[:] = [v for _, v in uniq]
-    return values, np.array([t for t, _ in uniq], np.int64), local
-
-
-def _first_seen(keys):
-    """The distinct keys in the order first seen, and each key's place among them."""
-    uniq = list(dict.fromkeys(keys))
-    local = np.fromiter(map(dict(zip(uniq, range(len(uniq)))).__getitem__, keys), np.int64,
-                        len(keys))
-    return uniq, local
 
 
 def _types(values) -> np.ndarray:
@@ -363,11 +399,3 @@ def _join(*parts):
             own = np.cumsum(part_lens) - part_lens
             out[np.repeat(starts[:, j] - own, part_lens) + np.arange(len(data))] = data
     return out, lens.sum(axis=1)
-
-
-def _take(data: np.ndarray, lens: np.ndarray, order: np.ndarray):
-    """The rows of a ragged array in ``order``."""
-    starts = np.cumsum(lens) - lens
-    taken = lens[order]
-    to = np.cumsum(taken) - taken
-    return data[np.repeat(starts[order] - to, taken) + np.arange(int(taken.sum()))], taken
