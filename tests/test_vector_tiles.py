@@ -240,6 +240,51 @@ def test_geopackage_tiles_give_the_values_numbered_at_import_and_edits_as_edited
     assert again["properties"]["name"] == "edited" and "height" not in again["properties"]
 
 
+@pytest.mark.parametrize("z", [6, 12, 14])  # beyond, a pixel nears the index's precision
+def test_the_index_leaves_out_specks_but_never_a_feature_of_a_pixel(tmp_path, z):
+    """The R*Tree leaves out features under a pixel both ways before their rows are read,
+    with a degree counted as the fewest web mercator units it can be over the tile: a
+    feature a hair over a pixel tall at the tile's poleward edge (where a degree is the
+    most units) is kept, one a hair under a pixel is not drawn, and a speck well under a
+    pixel is not even read."""
+    from pyproj import Transformer
+
+    from oup.store.mvt import _rtree_specks
+
+    tms = grids.get("WebMercatorQuad")
+    t = tms.tile(4.47, 51.92, z)
+    tile = grids.Tile("WebMercatorQuad", z, t.y, t.x)
+    x0, y0, x1, y1 = tile.bounds
+    px = (x1 - x0) / 256
+    back = Transformer.from_crs("EPSG:3857", "OGC:CRS84", always_xy=True)
+
+    def box84(ax, ay, bx, by):  # a box in web mercator metres, as CRS84
+        (lon0, lon1), (lat0, lat1) = back.transform([ax, bx], [ay, by])
+        return shapely.box(lon0, lat0, lon1, lat1)
+
+    narrow = 0.2 * px
+    top, bottom = y1 - 1e-3 * px, y0 + 1e-3 * px  # just inside the tile
+    sizes = {"over at the top": (top - 1.0002 * px, top),
+             "under at the top": (top - 0.9998 * px, top),
+             "over at the bottom": (bottom, bottom + 1.0002 * px),
+             "under at the bottom": (bottom, bottom + 0.9998 * px),
+             "speck": (bottom, bottom + 0.3 * px)}
+    feats = [Feature(g, g, {"name": name}) for i, (name, (a, b)) in enumerate(sizes.items())
+             for g in [box84(x0 + (i + 1) * px, a, x0 + (i + 1) * px + narrow, b)]]
+    store = GeoPackageStore(tmp_path / "edges.gpkg")
+    store.write_collection("edges", "EPSG:4326", [Field("name", "string")], feats,
+                           geometry_type="POLYGON")
+    q = TileQuery("edges", ("name",), tile.bounds, tile.srid, tile.crs, tile.crs84_envelope)
+    condition, params = _rtree_specks(store.layer("edges"), q, False)
+    assert condition  # the index does leave specks out here
+    drawn = {f["properties"]["name"] for f in _decode(tile_layer(store, q))["edges"]["features"]}
+    assert drawn == {"over at the top", "over at the bottom"}
+    read = {r[0] for r in store.execute(
+        'SELECT f.name FROM "rtree_edges__oup_geom84" r JOIN edges f ON f."_oup_fid" = r.id '
+        f"WHERE 1{condition}", params)}
+    assert read >= drawn and "speck" not in read  # its row is never read
+
+
 def test_a_tiles_declaration_naming_a_missing_attribute_fails_start_up(tmp_path):
     from oup.catalog import Catalog
     from oup.vector_tiles import layers

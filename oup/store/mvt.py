@@ -17,6 +17,7 @@ R*Tree, shapely 2 (vectorised) clips, simplifies and places the geometry, and
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +27,7 @@ from .base import FID, GEOM, GEOM84, GEOM3857, SYSTEM_PREFIX, VALUES
 from .cql import quote
 
 EXTENT = 4096  # tile units across a tile
+_MERCATOR_RADIUS = 6378137.0  # EPSG:3857's sphere: WGS 84's semi-major axis
 BUFFER = 64  # units beyond the edge: lines and outlines join up across tiles
 
 
@@ -193,21 +195,30 @@ _EXTENDED = {"POLYGON", "MULTIPOLYGON", "LINESTRING", "MULTILINESTRING"}
 def _rtree_specks(meta: dict, q: TileQuery, native: bool) -> tuple[str, list[float]]:
     """A condition on the R*Tree that leaves out features under a pixel both ways before
     their rows are read: at an overview zoom nearly every building is such a speck, and
-    reading its row would cost more than all the rest of the tile. It is loose on
-    purpose (half a pixel, in the index's units, from boxes the R*Tree rounds outwards),
-    so it never leaves out a feature the exact test below would keep."""
+    reading its row would cost more than all the rest of the tile. It never leaves out a
+    feature the exact test keeps: the R*Tree rounds its boxes outwards, and a degree is
+    counted as the fewest grid units it can be over the tile (web mercator stretches
+    latitude most at the poleward edge). Grids other than the source's, web mercator and
+    CRS84 take half a pixel over the tile's average, loosely."""
     if (meta.get("geometry_type") or "").upper() not in _EXTENDED:
         return "", []
-    if native:
-        per_x = per_y = 1.0
+    e, share = q.envelope84, 1.0
+    if native or q.crs == "OGC:CRS84":
+        per_x = per_y = 1.0  # the index is in the grid's units
+    elif q.crs == "EPSG:3857":
+        # the poleward edge, one tile's height further for features across it
+        lat = min(90.0, max(abs(e[1]), abs(e[3])) + e[3] - e[1])
+        per_x = 180 / (math.pi * _MERCATOR_RADIUS)  # degrees per metre along a parallel
+        per_y = per_x * math.cos(math.radians(lat))
     else:  # the index is in CRS84: degrees per grid unit, over this tile
-        e = q.envelope84
         if e[3] - e[1] > 10:  # a tile this tall: the scale varies too much across it
             return "", []
         per_x = (e[2] - e[0]) / (q.bounds[2] - q.bounds[0])
         per_y = (e[3] - e[1]) / (q.bounds[3] - q.bounds[1])
+        share = 0.5
+    share *= 1 - 1e-9  # for the rounding of the test in tile units
     return " AND (r.maxx - r.minx >= ? OR r.maxy - r.miny >= ?)", \
-        [0.5 * q.pixel * per_x, 0.5 * q.pixel * per_y]
+        [share * q.pixel * per_x, share * q.pixel * per_y]
 
 
 def _tile_geometry(geoms: np.ndarray, q: TileQuery, native: bool):
@@ -292,8 +303,8 @@ def web_mercator(lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarr
     """EPSG:3857 from CRS84 degrees: the spherical Mercator on WGS 84's semi-major axis,
     the formula PROJ applies (the same metres to a micrometre), as numpy arrays: PROJ's
     per-point path cost a z14 tile 4 ms."""
-    radius = 6378137.0
-    return radius * np.radians(lon), radius * np.log(np.tan(np.pi / 4 + np.radians(lat) / 2))
+    return (_MERCATOR_RADIUS * np.radians(lon),
+            _MERCATOR_RADIUS * np.log(np.tan(np.pi / 4 + np.radians(lat) / 2)))
 
 
 _MULTI = {0: shapely.multipoints, 1: shapely.multilinestrings, 2: shapely.multipolygons}
