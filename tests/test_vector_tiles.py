@@ -238,6 +238,10 @@ def test_geopackage_tiles_give_the_values_numbered_at_import_and_edits_as_edited
     assert edited == tiles(False) and edited != numbered
     again = {f["id"]: f for f in _decode(edited[0])["grid"]["features"]}[first["id"]]
     assert again["properties"]["name"] == "edited" and "height" not in again["properties"]
+    with sqlite3.connect(store.path) as con:  # the values removed by hand: rows are read
+        con.execute("DELETE FROM oup_tile_values")
+    store = GeoPackageStore(store.path)
+    assert store.tile_values("grid") is None and tiles(True) == edited
 
 
 @pytest.mark.parametrize("z", [6, 12, 14])  # beyond, a pixel nears the index's precision

@@ -325,11 +325,13 @@ class GeoPackageStore(SqlQueries):
         with self._tables_lock:
             table = self._tables.get(cid)
             if table is None or table[0] != token:
-                data, lengths = self.con.execute(
-                    "SELECT value_bytes, value_lengths FROM oup_tile_values "
-                    "WHERE table_name = ?", (cid,)).fetchone()
+                row = self.con.execute("SELECT value_bytes, value_lengths FROM oup_tile_values "
+                                       "WHERE table_name = ?", (cid,)).fetchone()
+                if row is None:  # removed by hand: the tiles read the properties
+                    return None
                 table = self._tables[cid] = (token, ValueTable(
-                    np.frombuffer(data, np.uint8), np.frombuffer(lengths, "<i8").astype(np.int64)))
+                    np.frombuffer(row[0], np.uint8),
+                    np.frombuffer(row[1], "<i8").astype(np.int64)))
         return table[1]
 
     def _register(self, con, cid, srid, geometry_type, description) -> None:

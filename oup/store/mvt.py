@@ -13,7 +13,8 @@ One rule for both stores, so a tile is the same whichever answers:
 
 PostGIS does it in one statement (ST_AsMVTGeom, ST_AsMVT). The GeoPackage answers the
 R*Tree, shapely 2 (vectorised) clips, simplifies and places the geometry, and
-``mvt_encode`` encodes all the tile's features at once with numpy.
+``mvt_encode`` encodes all the tile's features at once with numpy, taking the property
+values the import encoded once (``gpkg.GeoPackageStore.tile_values``).
 """
 from __future__ import annotations
 
