@@ -190,14 +190,16 @@ class VectorTiles:
             raise NoTiles(f"{chosen[0].id} has tiles in tile matrices {lo} to {hi} of {tms.id}")
         parts = []
         for layer in inside:
-            q = TileQuery(layer.id, layer.properties, tile.bounds, tile.srid, tile.crs,
-                          tile.crs84_envelope)
+            def cut(layer=layer) -> bytes:  # (a cached tile needs no query, nor its envelope)
+                return tile_layer(self.store, TileQuery(
+                    layer.id, layer.properties, tile.bounds, tile.srid, tile.crs,
+                    tile.crs84_envelope))
+
             if self.cache is None or layer.collection.stream:  # live values: never kept
-                parts.append(tile_layer(self.store, q))
+                parts.append(cut())
                 continue
-            parts.append(self.cache.layer(
-                layer.id, import_stamp(self.store, layer.id), tile.tms_id, tile.z, tile.row,
-                tile.col, lambda q=q: tile_layer(self.store, q)))
+            parts.append(self.cache.layer(layer.id, import_stamp(self.store, layer.id),
+                                          tile.tms_id, tile.z, tile.row, tile.col, cut))
         return b"".join(parts)
 
 
