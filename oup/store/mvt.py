@@ -198,7 +198,7 @@ def _rtree_specks(meta: dict, q: TileQuery, native: bool) -> tuple[str, list[flo
     their rows are read: at an overview zoom nearly every building is such a speck, and
     reading its row would cost more than all the rest of the tile. It never leaves out a
     feature the exact test keeps: the R*Tree rounds its boxes outwards, and a degree is
-    counted as the fewest grid units it can be over the tile (web mercator stretches
+    counted as the most grid units it can be over the tile (web mercator stretches
     latitude most at the poleward edge). Grids other than the source's, web mercator and
     CRS84 take half a pixel over the tile's average, loosely."""
     if (meta.get("geometry_type") or "").upper() not in _EXTENDED:
