@@ -1,6 +1,6 @@
 """Protobuf written by hand, field by field: the few messages OUP serves (map glyphs,
 a vector tile's layer header) need no schema compiler. The bulk of a vector tile is
-written with numpy (``oup.store.mvt_encode``)."""
+written by compiled loops (``oup.store.mvt_kernels``)."""
 from __future__ import annotations
 
 

@@ -182,6 +182,62 @@ def test_a_feature_cut_at_the_buffer_is_valid_on_the_grid_and_of_its_own_kind():
     assert picked.tolist() == []
 
 
+def _random_rings(rng, n: int) -> list[shapely.Polygon]:
+    """Polygons of one ring in tile units, most a few units across: stars (simple, until
+    rounding pinches them), random walks (often crossing themselves), boxes with a
+    vertex on the line of their neighbours (the ring's start may go), and spikes."""
+    rings = []
+    for i in range(n):
+        cx, cy = rng.uniform(100, 3900, 2)
+        k = int(rng.integers(3, 40))
+        if i % 4 == 0:
+            angle = np.sort(rng.uniform(0, 2 * np.pi, k))
+            r = rng.uniform(0.5, 3 if i % 8 else 60, k)
+            xy = np.column_stack([cx + r * np.cos(angle), cy + r * np.sin(angle)])
+        elif i % 4 == 1:
+            xy = np.cumsum(rng.normal(0, rng.choice([0.7, 3, 20]), (k, 2)), axis=0) + (cx, cy)
+        elif i % 4 == 2:
+            w, h = rng.uniform(1, 80, 2)
+            xy = np.array([(cx + w / 2, cy), (cx + w, cy), (cx + w, cy + h), (cx, cy + h),
+                           (cx, cy)]) + rng.normal(0, 0.3, (5, 2))
+        else:
+            w = rng.uniform(2, 50)
+            xy = np.array([(cx, cy), (cx + w, cy), (cx + w, cy + w), (cx + w / 2, cy + w),
+                           (cx + w / 2, cy + w + rng.uniform(0, 3)), (cx + w / 2 + 0.4, cy + w),
+                           (cx, cy + w)])
+        rings.append(shapely.Polygon(xy))
+    return rings
+
+
+def test_compiled_loops_cut_one_ring_polygons_exactly_as_geos():
+    """Nearly every feature of a tile (a polygon of one ring inside the buffer) is
+    rounded, checked, simplified and wound by compiled loops instead of GEOS: what they
+    give is GEOS's result vertex for vertex, and what they cannot vouch for (pinched,
+    crossing, collapsed) takes GEOS's way."""
+    from oup.store.mvt import _geos_way, _tile_geometry
+
+    rng = np.random.default_rng(7)
+    polygons = _random_rings(rng, 4000)
+    geoms = np.array([shapely.MultiPolygon([p]) if i % 2 else p
+                      for i, p in enumerate(polygons)], dtype=object)
+    # a grid whose units are tile units, y up (the tile's y runs down)
+    q = TileQuery("t", (), (0.0, 0.0, float(EXTENT), float(EXTENT)), 28992, "EPSG:28992",
+                  (0.0, 0.0, 1.0, 1.0))
+    picked, got = _tile_geometry(geoms, q, True)
+    xy, at = shapely.get_coordinates(geoms[picked], return_index=True)
+    tile_xy = np.column_stack([xy[:, 0], EXTENT - xy[:, 1]])
+    placed = shapely.set_coordinates(geoms[picked].copy(), tile_xy)
+    expected = _geos_way(placed, np.arange(len(picked)), np.zeros(len(picked), bool),
+                         lambda which: placed[which], np.rint(tile_xy))
+    both = ~shapely.is_empty(expected)
+    assert shapely.equals_exact(got[both], expected[both], tolerance=0).all()
+    assert (shapely.is_empty(got) == ~both).all()
+    # both ways taken, each many times (else this compares GEOS with itself)
+    compiled = shapely.get_type_id(got) == 3  # GEOS's way keeps a multipolygon one
+    multi = shapely.get_type_id(geoms[picked]) == 6
+    assert (compiled & multi).sum() > 500 and (~compiled & multi & both).sum() > 100
+
+
 def test_geopackage_tiles_give_the_values_numbered_at_import_and_edits_as_edited(tmp_path):
     """The GeoPackage numbers every property value at import, as its rows hold them: its
     tiles are the very tiles read from the properties (every type, NULLs, a number given

@@ -12,9 +12,11 @@ One rule for both stores, so a tile is the same whichever answers:
   ones (e.g. statistics suppressed by disclosure control) left out, as MVT has no null.
 
 PostGIS does it in one statement (ST_AsMVTGeom, ST_AsMVT). The GeoPackage answers the
-R*Tree, shapely 2 (vectorised) clips, simplifies and places the geometry, and
-``mvt_encode`` encodes all the tile's features at once with numpy, taking the property
-values the import encoded once (``gpkg.GeoPackageStore.tile_values``).
+R*Tree; compiled loops (``mvt_kernels``) round, check, simplify and wind the polygons of
+one ring inside the buffer (nearly every building), as GEOS would and vertex for vertex
+the same; shapely 2 (GEOS, vectorised) does the rest; and ``mvt_encode`` encodes all the
+tile's features at once, taking the property values the import encoded once
+(``gpkg.GeoPackageStore.tile_values``).
 """
 from __future__ import annotations
 
@@ -61,6 +63,17 @@ def tile_layer(store, q: TileQuery) -> bytes:
     if isinstance(store, PostGISStore):
         return _postgis(store, q)
     return _geopackage(store, q)
+
+
+def compile_kernels() -> None:
+    """Compile the GeoPackage tiles' loops (``mvt_kernels``, numba) into numba's cache
+    now, as the setup does: a machine's first tile would otherwise wait for it (~10 s
+    on 2 cores); every process after loads them in a fraction of a second."""
+    from .mvt_encode import encode_layer
+
+    q = TileQuery("warm", (), (0.0, 0.0, float(EXTENT), float(EXTENT)), 0, "", (0, 0, 1, 1))
+    _, geoms = _tile_geometry(np.array([shapely.box(10, 10, 100, 90)]), q, True)
+    encode_layer("warm", geoms, ids=[1], properties={"a": [1]})
 
 
 def import_stamp(store, cid: str) -> str:
@@ -231,7 +244,7 @@ def _tile_geometry(geoms: np.ndarray, q: TileQuery, native: bool):
     Each GEOS operation costs a few microseconds a feature, and a z14 tile has thousands:
     what can be told from the coordinates in numpy is, and GEOS sees only the features
     that need it (a feature inside the tile meets it; one inside the buffer needs no
-    clipping; one whose simplified outline is still on the grid needs no rounding)."""
+    clipping; a polygon of one ring there is done by compiled loops)."""
     n = len(geoms)
     xy, at = shapely.get_coordinates(geoms, return_index=True)
     xy = _to_tile_units(xy, q, native)
@@ -255,18 +268,53 @@ def _tile_geometry(geoms: np.ndarray, q: TileQuery, native: bool):
     picked = np.flatnonzero(drawn)
     if len(picked) == 0:
         return picked, geoms[:0]
+    # what lies beyond the buffer is cut off (GEOS's way, below)
+    out = (lo[picked] < -BUFFER).any(axis=1) | (hi[picked] > EXTENT + BUFFER).any(axis=1)
+    # A polygon of one ring inside the buffer (nearly every building) is rounded,
+    # checked, simplified and wound by compiled loops that give what GEOS's way gives;
+    # what they cannot vouch for takes GEOS's way.
+    from .mvt_kernels import simplified_rings
+
+    one = picked[~out & _one_ring(geoms[picked])]
+    ring_xy, ring_off, done = simplified_rings(np.rint(xy[np.isin(at, one)]),
+                                               np.r_[0, np.cumsum(count[one])], 1.0)
+    compiled = np.isin(picked, one[done])
+    result = np.empty(len(picked), dtype=object)
+    result[compiled] = shapely.from_ragged_array(  # a ring left to GEOS has no vertices
+        shapely.GeometryType.POLYGON, ring_xy, (np.r_[0, ring_off[1:][done]],
+                                                np.arange(done.sum() + 1)))
+    rest = picked[~compiled]
+    result[~compiled] = _geos_way(geoms, rest, out[~compiled], unrounded,
+                                  np.rint(xy[np.isin(at, rest)]))
+    return picked, result
+
+
+def _one_ring(geoms: np.ndarray) -> np.ndarray:
+    """Which geometries are a polygon of one ring (a multipolygon of one such too)."""
+    kind = shapely.get_type_id(geoms)
+    first = shapely.get_geometry(geoms, 0)
+    return ((kind == 3) | ((kind == 6) & (shapely.get_num_geometries(geoms) == 1))) & \
+        (shapely.get_num_interior_rings(first) == 0)
+
+
+def _geos_way(geoms: np.ndarray, which: np.ndarray, out: np.ndarray, unrounded,
+              rounded: np.ndarray) -> np.ndarray:
+    """The features ``which`` of ``geoms`` (``out``: those reaching beyond the buffer;
+    ``rounded``: their vertices in tile units, rounded) on the tile's grid, valid,
+    simplified, clipped and wound, by GEOS."""
+    if len(which) == 0:
+        return geoms[:0]
     # Each vertex rounded to the grid first, as ST_AsMVTGeom does. Where that made a
     # feature invalid (a narrow pinch crossed over), it is simplified as it was and then
     # snap-rounded by GEOS instead: snap rounding keeps both sides of a pinch, where the
     # simplifier's repair would drop one.
-    grid = shapely.set_coordinates(geoms[picked], np.rint(xy[drawn[at]]))
+    grid = shapely.set_coordinates(geoms[which], rounded)
     bad = ~shapely.is_valid(grid)
-    grid[bad] = shapely.set_precision(_simplified(unrounded(picked[bad])), 1.0)
+    grid[bad] = shapely.set_precision(_simplified(unrounded(which[bad])), 1.0)
     grid = _simplified(grid)
     # Cut at the buffer (as ST_AsMVTGeom, by rectangle: the new vertices rounded). What
     # that left invalid is cut again by GEOS's overlay on the grid, which is robust but
     # costs several times more.
-    out = (lo[picked] < -BUFFER).any(axis=1) | (hi[picked] > EXTENT + BUFFER).any(axis=1)
     edge = (-BUFFER, -BUFFER, EXTENT + BUFFER, EXTENT + BUFFER)
     cut = shapely.set_precision(shapely.clip_by_rect(grid[out], *edge), 1.0, mode="pointwise")
     bad = ~shapely.is_valid(cut) & ~shapely.is_empty(cut)
@@ -277,7 +325,7 @@ def _tile_geometry(geoms: np.ndarray, q: TileQuery, native: bool):
     gxy, gat = shapely.get_coordinates(grid, return_index=True)
     off = np.unique(gat[(gxy != np.rint(gxy)).any(axis=1)])
     grid[off] = shapely.set_precision(grid[off], 1.0)
-    return picked, shapely.orient_polygons(grid, exterior_cw=False)
+    return shapely.orient_polygons(grid, exterior_cw=False)
 
 
 def _simplified(geoms: np.ndarray) -> np.ndarray:
