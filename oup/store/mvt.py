@@ -21,6 +21,7 @@ tile's features at once, taking the property values the import encoded once
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -158,7 +159,20 @@ def _postgis_read(store, q: TileQuery) -> bytes:
 
 # -- GeoPackage: the R*Tree, then shapely and numpy ------------------------------------
 
+# One GeoPackage tile at a time in a process. Cutting one is CPU work that lets go of
+# Python's lock (the GIL) hundreds of times, in every GEOS, numpy and SQLite call: with
+# four threads cutting at once, handing it over cost 65% more CPU a tile than it won
+# (measured in-process, 200,000 buildings, z14-16: 31 against 19 ms, and 42 against 53
+# tiles/s). The workers, a process each, still cut side by side.
+_CUTTING = threading.Lock()
+
+
 def _geopackage(store, q: TileQuery) -> bytes:
+    with _CUTTING:
+        return _geopackage_cut(store, q)
+
+
+def _geopackage_cut(store, q: TileQuery) -> bytes:
     from .geometry import gpb_wkb
     from .gpkg import tile_column
     from .mvt_encode import CodedProperties, encode_layer
