@@ -2,7 +2,8 @@
 
 The change-event streams (``oup.event_stream``) are served here, asynchronously: a
 thousand open streams are a thousand small tasks. Everything else goes to the OGC API app
-(``oup.app``, pygeoapi under Flask, WSGI), which answers from a pool of threads as before.
+(``oup.app``, pygeoapi under Flask, WSGI), which answers from a pool of threads
+(``oup.wsgi_bridge``).
 
 gunicorn keeps managing the workers (``oup catalog reload`` restarts them one by one);
 ``Worker`` is uvicorn's gunicorn worker that, told to stop, ends its event streams at
@@ -13,11 +14,11 @@ from __future__ import annotations
 
 import asyncio
 
-from a2wsgi import WSGIMiddleware
 from uvicorn.server import Server
 from uvicorn_worker import UvicornWorker
 
 from .event_stream import EVENTS_PATH, EventStreams, Hub
+from .wsgi_bridge import WsgiBridge
 
 GRACEFUL_SECONDS = 30  # as gunicorn's own default
 HANDOVER_SECONDS = 0.5  # a stopping worker reads the requests of what it accepted
@@ -76,7 +77,7 @@ def create_app(settings=None):
     HUBS.append(hub)
     oup.hub = hub  # /metrics counts its subscribers
     streams = EventStreams(hub, oup.catalog, oup.auth, oup.audit, oup.event_properties)
-    wsgi = WSGIMiddleware(flask, workers=settings.threads)
+    wsgi = WsgiBridge(flask, threads=settings.threads)
 
     async def app(scope, receive, send):
         if scope["type"] == "http" and EVENTS_PATH.match(scope["path"]):
