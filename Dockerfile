@@ -24,8 +24,8 @@ COPY --from=web /app/oup/viewer/node_modules oup/viewer/node_modules
 COPY --from=web /app/oup/web/node_modules oup/web/node_modules
 # editable: OUP finds config/, collections/ and the browser packages beside its code
 RUN pip install -e .
-# the vector tiles' compiled loops, into numba's cache beside them
-RUN python -c 'from oup.store.mvt import compile_kernels; compile_kernels()'
+# the store's compiled loops (tiles, GeoJSON), into numba's cache beside them
+RUN python -m oup.store.compiled
 VOLUME /data
 EXPOSE 5000
 CMD ["oup", "serve", "--host", "0.0.0.0", "--port", "5000"]

@@ -24,8 +24,8 @@ $(PY):
 venv: $(PY)
 	@$(PY) -m pip install -q --upgrade pip
 	@$(PY) -m pip install -q -e '.[test]'
-	@# the vector tiles' compiled loops, once per machine (numba's cache): not in the first tile
-	@$(PY) -c 'from oup.store.mvt import compile_kernels; compile_kernels()'
+	@# the store's compiled loops (tiles, GeoJSON), once per machine into numba's cache
+	@$(PY) -m oup.store.compiled
 	@if command -v npm >/dev/null; then for d in oup/viewer oup/web; do \
 	  (cd $$d && npm ci --no-audit --no-fund --loglevel=error) || exit 1; done; \
 	else echo "note: npm not found: the 3D viewer (/viewer) and the HTML pages need CesiumJS, Bootstrap and MapLibre from npm (apt-get install npm)"; fi

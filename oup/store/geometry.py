@@ -81,16 +81,18 @@ def crs84_transformer(code: str):
 
 
 def from_crs84(geoms: np.ndarray, code: str) -> np.ndarray:
-    """Transform an array of CRS84 geometries to ``code`` (vectorised)."""
+    """Transform an array of CRS84 geometries to ``code`` (vectorised); heights stay as
+    they are, as in CRS84 (and as PostGIS's ST_Transform keeps them)."""
     if code == "OGC:CRS84" or len(geoms) == 0:
         return geoms
     t = crs84_transformer(code)
 
     def fn(coords):
-        x, y = t.transform(coords[:, 0], coords[:, 1])
-        return np.column_stack([x, y])
+        out = coords.copy()
+        out[:, 0], out[:, 1] = t.transform(coords[:, 0], coords[:, 1])
+        return out
 
-    return shapely.transform(geoms, fn)
+    return shapely.transform(geoms, fn, include_z=None)
 
 
 def to_crs84(geom, code: str):
@@ -248,6 +250,21 @@ def geojson_geometries(geoms: np.ndarray) -> list[dict | None]:
     return out
 
 
+def _geojson(wkbs: list, crs84_to: str | None) -> list[dict | None]:
+    """GeoJSON geometries of WKB (None: "geometry": null), in CRS84 or moved from it to
+    ``crs84_to``: read by ``wkb`` where it can, by shapely where it cannot."""
+    from . import wkb
+
+    move = None if crs84_to in (None, "OGC:CRS84") else crs84_transformer(crs84_to).transform
+    out = wkb.geojson(wkbs, move)
+    rest = [i for i, g in enumerate(out) if g is False]
+    if rest:
+        geoms = shapely.from_wkb(np.array([wkbs[i] for i in rest], dtype=object))
+        for i, g in zip(rest, geojson_geometries(from_crs84(geoms, crs84_to or "OGC:CRS84"))):
+            out[i] = g
+    return out
+
+
 def rows_to_features(meta: dict, rows, select: list[str], q, decode=None) -> list[dict]:
     """GeoJSON features from store rows ``(fid, geometry, *select[, id])``: the geometry
     column holds WKB (after ``decode``), in the source CRS when ``q.crs`` is the source
@@ -262,12 +279,8 @@ def rows_to_features(meta: dict, rows, select: list[str], q, decode=None) -> lis
     if q.skip_geometry:
         geojson = [None] * len(rows)
     else:
-        native = q.crs == native_crs(meta)
-        wkbs = [None if r[1] is None else bytes(decode(r[1]) if decode else r[1]) for r in rows]
-        geoms = shapely.from_wkb(np.array(wkbs, dtype=object))
-        if not native:
-            geoms = from_crs84(geoms, q.crs)
-        geojson = geojson_geometries(geoms)  # a feature without one: "geometry": null
+        geojson = _geojson([None if r[1] is None else bytes(decode(r[1]) if decode else r[1])
+                            for r in rows], None if q.crs == native_crs(meta) else q.crs)
     out = []
     for row, geometry in zip(rows, geojson):
         props = dict(zip(select, row[2:2 + len(select)]))

@@ -66,17 +66,6 @@ def tile_layer(store, q: TileQuery) -> bytes:
     return _geopackage(store, q)
 
 
-def compile_kernels() -> None:
-    """Compile the GeoPackage tiles' loops (``mvt_kernels``, numba) into numba's cache
-    now, as the setup does: a machine's first tile would otherwise wait for it (~10 s
-    on 2 cores); every process after loads them in a fraction of a second."""
-    from .mvt_encode import encode_layer
-
-    q = TileQuery("warm", (), (0.0, 0.0, float(EXTENT), float(EXTENT)), 0, "", (0, 0, 1, 1))
-    _, geoms = _tile_geometry(np.array([shapely.box(10, 10, 100, 90)]), q, True)
-    encode_layer("warm", geoms, ids=[1], properties={"a": [1]})
-
-
 def import_stamp(store, cid: str) -> str:
     """What changes whenever collection ``cid`` is written again (imported), as the store
     says now: tiles cut before it changed are out of date. PostGIS: the table's oid (each
