@@ -34,10 +34,10 @@ import shapely
 from ..pbf import field
 
 POINT, LINESTRING, POLYGON = 1, 2, 3  # the feature's GeomType
-MOVE_TO, LINE_TO, CLOSE_PATH = 1, 2, 7  # command ids
 _KIND = np.array([POINT, LINESTRING, 0, POLYGON, POINT, LINESTRING, POLYGON, 0])  # by type id
 VARINT, FIXED64, BYTES = 0, 1, 2  # protobuf wire types
 _RING = 4  # an arc's kind: 1, 2 as the geometry types, and the rings of a polygon
+# (mvt_kernels.RING: not imported here, so that the store loads without numba)
 
 # value types, by the Python (or numpy) type of a property; anything else is left out
 _STR, _INT, _FLOAT, _BOOL = range(4)
