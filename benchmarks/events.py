@@ -47,16 +47,9 @@ from features import COOLDOWN, bbox_paths, wrk  # noqa: E402
 from iot_ingest.broker import BrokerProcess  # noqa: E402
 from iot_ingest.mqtt import Broker  # noqa: E402
 from iot_ingest.simulate import Publisher  # noqa: E402
+from oup.ports import free_port  # noqa: E402
 
 OUT = HERE / "out"
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _t(iso: str) -> float:

@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+from oup.ports import free_port
 from oup.settings import ROOT
 
 MOSQUITTO_CONF = ROOT / "config" / "mosquitto.conf"
@@ -26,12 +27,6 @@ EMBEDDED_WARNING = (
     "EMBEDDED MQTT BROKER (amqtt) - FOR THE DEMO ONLY. It speaks MQTT 3.1.1 only (no shared "
     "subscriptions, no Receive Maximum) and can lose queued QoS 1 messages when a publisher "
     "disconnects. Use Mosquitto with config/mosquitto.conf (OUP_MQTT_URL) for anything real.")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class BrokerError(RuntimeError):
@@ -144,7 +139,7 @@ class BrokerProcess:
         if kind == "auto":
             kind = "mosquitto" if shutil.which("mosquitto") else "embedded"
         self.kind = kind
-        self.ws_port = (ws_port or _free_port()) if kind == "mosquitto" else None
+        self.ws_port = (ws_port or free_port()) if kind == "mosquitto" else None
         self.proc: subprocess.Popen | None = None
 
     @property
