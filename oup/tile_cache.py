@@ -1,15 +1,20 @@
 """Vector tiles kept on disk (``OUP_TILE_CACHE=true``), so a tile is cut once per import.
 
 ``<data_dir>/tile-cache/<collection>/<generation>/<grid>/<z>/<row>/<col>.mvt``, one layer
-a file (a dataset tile is the concatenation of its layers' files). The generation is
-the time the store says the collection was last imported, asked on every request: after
-``oup import`` every worker cuts new tiles and the first to meet the new generation
-deletes the old ones. So ``oup import`` drops a collection's tiles without knowing about
-the cache, on every worker and every machine sharing the data dir. Collections fed by a
+a file (a dataset tile is the concatenation of its layers' files). The generation names
+what a layer's tiles are cut from: the time the store says the collection was last
+imported, asked on every request, and the attributes the catalogue puts in its tiles.
+After ``oup import``, or an ``oup catalog reload`` that changes a collection's
+``tiles.properties``, every worker cuts new tiles and the first to meet the new
+generation deletes the old ones; a reload that leaves them alone (a new title, a new
+style) keeps them, as they are still right. A collection no longer published loses its
+tiles when the workers start with the new catalogue. So neither command needs to know
+about the cache, on any worker or machine sharing the data dir. Collections fed by a
 live stream (sensors, whose latest values change in place) are never cached.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from pathlib import Path
@@ -22,13 +27,16 @@ class TileCache:
         self._current: dict[str, str] = {}  # collection -> generation seen by this process
 
     @staticmethod
-    def _generation(stamp: str) -> str:
-        return "".join(c for c in stamp if c.isalnum()) or "unknown"
+    def _generation(stamp: str, properties: tuple[str, ...]) -> str:
+        imported = "".join(c for c in stamp if c.isalnum()) or "unknown"
+        attributes = hashlib.sha256("\0".join(properties).encode()).hexdigest()[:12]
+        return f"{imported}-{attributes}"
 
-    def layer(self, cid: str, stamp: str, grid: str, z: int, row: int, col: int,
-              make: Callable[[], bytes]) -> bytes:
-        """The cached layer tile, or ``make()``'s, kept for next time."""
-        generation = self._generation(stamp)
+    def layer(self, cid: str, stamp: str, properties: tuple[str, ...], grid: str, z: int,
+              row: int, col: int, make: Callable[[], bytes]) -> bytes:
+        """The cached layer tile, or ``make()``'s, kept for next time. ``stamp`` is the
+        collection's import stamp, ``properties`` the attributes its tiles hold."""
+        generation = self._generation(stamp, properties)
         path = self.folder / cid / generation / grid / str(z) / str(row) / f"{col}.mvt"
         try:
             return path.read_bytes()
@@ -42,6 +50,13 @@ class TileCache:
         tmp.write_bytes(data)
         os.replace(tmp, path)
         return data
+
+    def keep_only(self, published: set[str]) -> None:
+        """Delete the tiles of collections not published (any more)."""
+        if self.folder.is_dir():
+            for old in self.folder.iterdir():
+                if old.is_dir() and old.name not in published:
+                    shutil.rmtree(old, ignore_errors=True)
 
     def _drop_others(self, cid: str, generation: str) -> None:
         """Delete the tiles of the collection's earlier imports."""

@@ -97,6 +97,9 @@ class VectorTiles:
                  cache: TileCache | None = None):
         self.store, self.base, self.cache = store, base_url.rstrip("/"), cache
         self.layers = layers(catalog, store)
+        if cache is not None:
+            cache.keep_only({cid for cid, layer in self.layers.items()
+                             if not layer.collection.stream})
 
     # -- documents ---------------------------------------------------------------------
     def tile_matrix_sets(self) -> dict:
@@ -199,7 +202,8 @@ class VectorTiles:
                 parts.append(cut())
                 continue
             parts.append(self.cache.layer(layer.id, import_stamp(self.store, layer.id),
-                                          tile.tms_id, tile.z, tile.row, tile.col, cut))
+                                          layer.properties, tile.tms_id, tile.z, tile.row,
+                                          tile.col, cut))
         return b"".join(parts)
 
 

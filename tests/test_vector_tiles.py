@@ -564,10 +564,17 @@ def test_the_tile_cache_keeps_a_tile_until_the_collection_is_imported_again(tmp_
     from oup.tile_cache import TileCache
     from oup.vector_tiles import VectorTiles
 
-    catalog = Catalog([load_collection(declare_collection(tmp_path, ""))], tmp_path)
-    tiles = VectorTiles(catalog, blocks_store, "http://127.0.0.1", TileCache(tmp_path / "cache"))
-    t = grids.get("WebMercatorQuad").tile(4.4555, 51.9062, 15)
-    tile, chosen = grids.Tile("WebMercatorQuad", 15, t.y, t.x), [tiles.layers["blocks"]]
+    def served(extra: str = "", folder: str = "v1") -> tuple[VectorTiles, grids.Tile, list]:
+        """The tiles as a worker starting with this catalogue serves them."""
+        (tmp_path / folder).mkdir()
+        catalog = Catalog([load_collection(declare_collection(tmp_path / folder, extra))],
+                          tmp_path)
+        tiles = VectorTiles(catalog, blocks_store, "http://127.0.0.1",
+                            TileCache(tmp_path / "cache"))
+        t = grids.get("WebMercatorQuad").tile(4.4555, 51.9062, 15)
+        return tiles, grids.Tile("WebMercatorQuad", 15, t.y, t.x), [tiles.layers["blocks"]]
+
+    tiles, tile, chosen = served()
     first = tiles.tile(tile, chosen, single=True)
     assert len(_decode(first)["blocks"]["features"]) == 3
     kept = list((tmp_path / "cache").rglob("*.mvt"))
@@ -577,6 +584,64 @@ def test_the_tile_cache_keeps_a_tile_until_the_collection_is_imported_again(tmp_
     _write_blocks(blocks_store)  # imported again: the old tiles go
     assert tiles.tile(tile, chosen, single=True) == first
     assert [p.read_bytes() for p in (tmp_path / "cache").rglob("*.mvt")] == [first]
+
+    # `oup catalog reload`: a new title and style keep the tiles (they are still right)
+    tiles, tile, chosen = served("style: {fill: '#ff0000'}", "v2")
+    assert tiles.tile(tile, chosen, single=True) == first
+    # other attributes in the tiles: cut anew, and the old ones go
+    tiles, tile, chosen = served("tiles: {properties: [count]}", "v3")
+    fewer = tiles.tile(tile, chosen, single=True)
+    assert {tuple(f["properties"]) for f in _decode(fewer)["blocks"]["features"]} == {
+        ("count",), ()}  # (the suppressed block has no count)
+    assert [p.read_bytes() for p in (tmp_path / "cache").rglob("*.mvt")] == [fewer]
+    # a collection no longer published: its tiles go when the workers start without it
+    VectorTiles(Catalog([], tmp_path), blocks_store, "http://127.0.0.1",
+                TileCache(tmp_path / "cache"))
+    assert not list((tmp_path / "cache").rglob("*.mvt"))
+
+
+def test_a_served_tile_cache_follows_oup_import_and_catalog_reload(workdir):
+    """A server with OUP_TILE_CACHE=true, and a steward's commands while it runs: after
+    `oup import` its tiles hold the new data, after an `oup catalog reload` that changes
+    the attributes in the tiles they hold those, and one generation stays on disk."""
+    import os
+
+    from conftest import make_probes, oup, serving, wait_for
+
+    cat, data = workdir / "cache-catalogue", workdir / "cache-data"
+    make_probes(cat / "probes")
+    env = dict(os.environ, OUP_DATA_DIR=str(data), OUP_CATALOG_DIR=str(cat),
+               OUP_TILE_CACHE="true", OUP_LOG_LEVEL="WARNING")
+    env.pop("OUP_DATABASE_URL", None)
+    oup(env, "import", "--quiet")
+    t = grids.get("WebMercatorQuad").tile(4.46, 51.91, 12)
+    kept = data / "tile-cache" / "probes"
+
+    def features(url: str) -> dict[int, dict]:
+        r = requests.get(f"{url}/collections/probes/tiles/WebMercatorQuad/12/{t.y}/{t.x}",
+                         timeout=60)
+        assert r.status_code == 200, r.text
+        return {f["properties"].get("serial", f["id"]): f["properties"]
+                for f in _decode(r.content)["probes"]["features"]}
+
+    with serving(env) as url:
+        first = features(url)
+        assert len(first) > 50 and list(kept.rglob("*.mvt"))
+        assert features(url) == first  # (from the disk now)
+        new = {f["properties"]["serial"]: f["properties"]["name"]
+               for f in make_probes(cat / "probes", seed=8)}
+        oup(env, "import", "probes", "--quiet")
+        second = features(url)
+        assert second != first
+        assert {serial: p["name"] for serial, p in second.items()} == {
+            serial: new[serial] for serial in second}
+        with open(cat / "probes" / "collection.yml", "a") as yml:
+            yml.write("tiles: {properties: [count]}\n")
+        oup(env, "catalog", "reload")
+        wait_for(lambda: all(set(p) <= {"count"} for p in features(url).values()), 60,
+                 "tiles with the reloaded attributes")
+        assert len(features(url)) == len(second)
+        assert len([g for g in kept.iterdir() if g.is_dir()]) == 1
 
 
 @pytest.mark.slow
