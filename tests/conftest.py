@@ -82,6 +82,29 @@ time_field: observed
     return feats
 
 
+def write_probes(store, feats: list[dict], cid: str = "probes") -> list:
+    """``make_probes``' features written into ``store`` as collection ``cid`` (CRS84), as
+    the importer would; the fields."""
+    import shapely
+
+    from oup.store import Field
+    from oup.store.base import Feature
+
+    fields = [Field("name", "string"), Field("count", "integer"), Field("level", "number"),
+              Field("active", "boolean"), Field("observed", "date-time"),
+              Field("note", "string"), Field("serial", "integer")]
+
+    def features():
+        for f in feats:
+            g = shapely.geometry.shape(f["geometry"])
+            props = dict(f["properties"])
+            props["observed"] = datetime.fromisoformat(props["observed"].replace("Z", "+00:00"))
+            yield Feature(g, g, props)
+
+    store.write_collection(cid, "EPSG:4326", fields, features(), "observed")
+    return fields
+
+
 def declare_collection(folder: Path, extra: str) -> Path:
     """A minimal collection.yml (an empty GeoJSON source) plus ``extra`` YAML lines, in
     ``folder``/blocks; its path. For tests of what the catalogue refuses."""

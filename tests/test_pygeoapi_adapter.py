@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 from conftest import python
 from oup.pygeoapi_adapter import RELIED_ON, relied_on_missing
 
@@ -90,3 +92,125 @@ def test_pages_are_written_as_pygeoapi_writes_them():
         "links": [], 7: "seven"}
     assert json.loads(_to_json(content)) == json.loads(to_json(content))
     assert _to_json(content, pretty=True) == to_json(content, True)
+
+
+# -- providers, built once per collection and configuration generation -----------------
+
+@pytest.fixture(scope="module")
+def probes_store(tmp_path_factory):
+    """Two small collections of probes in a GeoPackage store of their own (CRS84)."""
+    from conftest import make_probes, write_probes
+    from oup.store.gpkg import GeoPackageStore
+
+    folder = tmp_path_factory.mktemp("provided")
+    feats = make_probes(folder / "probes", n=120)
+    path = folder / "probes.gpkg"
+    store = GeoPackageStore(path)
+    for cid in ("probes", "probes_copy"):
+        write_probes(store, feats, cid)
+    return store, f"gpkg://{path}"
+
+
+def _provider_def(store_url: str, collection: str) -> dict:
+    # as oup.pygeoapi_config writes it for a feature collection
+    return {"type": "feature", "name": "oup.provider.OUPProvider", "data": collection,
+            "id_field": "id", "time_field": "observed", "store_url": store_url}
+
+
+def _provider(store_url: str, collection: str):
+    from oup.provider import OUPProvider
+
+    return OUPProvider(_provider_def(store_url, collection))
+
+
+def test_a_collection_keeps_its_provider_within_a_configuration_generation(probes_store):
+    from oup.provider import OUPProvider
+    from oup.pygeoapi_adapter import ProviderCache
+
+    _, url = probes_store
+    cache = ProviderCache()
+    first = cache.load("provider", _provider_def(url, "probes"))
+    assert isinstance(first, OUPProvider) and first.collection == "probes"
+    # a later request (a new but equal definition, as pygeoapi passes) gets the same one
+    assert cache.load("provider", _provider_def(url, "probes")) is first
+    other = cache.load("provider", _provider_def(url, "probes_copy"))
+    assert other is not first and other.collection == "probes_copy"
+    assert cache.load("provider", _provider_def(url, "probes_copy")) is other
+
+
+def test_a_new_configuration_generation_builds_new_providers(probes_store):
+    from oup.pygeoapi_adapter import ProviderCache
+
+    _, url = probes_store
+    cache = ProviderCache()
+    before = cache.load("provider", _provider_def(url, "probes"))
+    cache.new_generation()
+    after = cache.load("provider", _provider_def(url, "probes"))
+    # the old one may describe a configuration that is gone: never handed out again
+    assert after is not before and after.collection == "probes"
+    assert cache.load("provider", _provider_def(url, "probes")) is after
+
+
+# -- parse once: the provider answers the checked query, not pygeoapi's arguments -------
+
+def _checked_queries():
+    from datetime import datetime, timezone
+
+    from oup.params import parse_filter
+
+    t = datetime(2024, 1, 20, tzinfo=timezone.utc), datetime(2024, 2, 10, tzinfo=timezone.utc)
+    return {
+        "bbox": dict(bbox=(4.42, 51.89, 4.48, 51.92)),
+        "interval": dict(interval=t),
+        "filter": dict(filter=parse_filter("count < 20 AND level > 4", "cql2-text")),
+        "sortby": dict(sortby=[("level", False)]),
+        "properties": dict(properties=["serial", "count"]),
+        "equals": dict(equals={"active": "true"}),
+        "all of them": dict(bbox=(4.41, 51.885, 4.50, 51.93), interval=(t[0], None),
+                            filter=parse_filter("count < 40", "cql2-text"),
+                            sortby=[("count", True), ("serial", False)],
+                            properties=["serial", "count", "level"],
+                            equals={"active": "false"}),
+    }
+
+
+@pytest.mark.parametrize("part", list(_checked_queries()))
+def test_the_provider_answers_the_checked_query_not_pygeoapis_arguments(probes_store, part):
+    from oup.params import CHECKED_ITEMS, ItemsRequest
+    from oup.store import Query
+
+    store, url = probes_store
+    checked = ItemsRequest("probes", **_checked_queries()[part])
+    provider = _provider(url, "probes")
+    # pygeoapi's own arguments ask for everything (the whole world, no filter, its order):
+    # were they used, the page would be the unconstrained one
+    pygeoapi_args = dict(bbox=[-180, -90, 180, 90], datetime_=None, properties=[],
+                         sortby=[{"property": "serial", "order": "+"}], select_properties=[],
+                         filterq=None, skip_geometry=True, limit=1000)
+    token = CHECKED_ITEMS.set(checked)
+    try:
+        got = provider.query(**pygeoapi_args)
+    finally:
+        CHECKED_ITEMS.reset(token)
+    expected = store.query("probes", Query(
+        bbox=checked.bbox, interval=checked.interval, equals=dict(checked.equals),
+        filter=checked.filter, sortby=checked.sortby, select=checked.properties,
+        skip_geometry=True, limit=1000))
+    unconstrained = provider.query(**pygeoapi_args)  # no checked query: pygeoapi's
+    assert expected.features and got["features"] == expected.features
+    assert got["numberMatched"] == expected.number_matched
+    assert got["features"] != unconstrained["features"]  # so the check tells them apart
+
+
+def test_a_checked_query_of_another_collection_is_not_applied(probes_store):
+    from oup.params import CHECKED_ITEMS, ItemsRequest
+
+    _, url = probes_store
+    provider = _provider(url, "probes")
+    everything = provider.query(skip_geometry=True, limit=1000)
+    # e.g. a collection document listing this one while answering another's items
+    token = CHECKED_ITEMS.set(ItemsRequest("probes_copy", bbox=(4.42, 51.89, 4.43, 51.90)))
+    try:
+        assert provider.query(skip_geometry=True, limit=1000) == everything
+    finally:
+        CHECKED_ITEMS.reset(token)

@@ -10,37 +10,23 @@ import pytest
 import shapely
 from hypothesis import HealthCheck, given, settings
 
-from conftest import make_probes
+from conftest import make_probes, write_probes
 from oup.params import ItemsRequest, check_items, parse_filter
-from oup.store import Field, InvalidQuery, Query
-from oup.store.base import Feature
+from oup.store import InvalidQuery, Query
 from oup.store.gpkg import GeoPackageStore
 from oup.store.postgis import pg_sql
 from test_cql2 import TEXT_FILTERS, expected_serials, filters, prop
 
-FIELDS = [Field("name", "string"), Field("count", "integer"), Field("level", "number"),
-          Field("active", "boolean"), Field("observed", "date-time"),
-          Field("note", "string"), Field("serial", "integer")]
-NAMES = {f.name for f in FIELDS}
+NAMES = {"name", "count", "level", "active", "observed", "note", "serial"}
 
 
 @pytest.fixture(scope="module")
 def probe_store(tmp_path_factory):
     """The probes of test_cql2 in a GeoPackage store of their own (CRS84 data)."""
-    from datetime import datetime
-
     folder = tmp_path_factory.mktemp("probes")
     feats = make_probes(folder / "probes")
     store = GeoPackageStore(folder / "probes.gpkg")
-
-    def features():
-        for f in feats:
-            g = shapely.geometry.shape(f["geometry"])
-            props = dict(f["properties"])
-            props["observed"] = datetime.fromisoformat(props["observed"].replace("Z", "+00:00"))
-            yield Feature(g, g, props)
-
-    store.write_collection("probes", "EPSG:4326", FIELDS, features(), "observed")
+    assert {f.name for f in write_probes(store, feats)} == NAMES
     return store, feats
 
 
@@ -212,6 +198,24 @@ def test_a_posted_filter_is_checked_and_a_url_filter_wins():
 ])
 def test_pg_placeholders(sql, pg):
     assert pg_sql(sql) == pg
+
+
+def test_the_stores_write_sql_with_one_placeholder_style():
+    """Every statement is written with ``?`` (SQLite's, and PostgreSQL's through
+    ``pg_sql``): a ``%s`` written by hand would work on one store and not the other."""
+    import ast
+    import re
+    from pathlib import Path
+
+    sql = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE|VALUES|WHERE)\b")
+    root = Path(__file__).resolve().parent.parent
+    found = []
+    for path in sorted((root / "oup").rglob("*.py")) + sorted((root / "iot_ingest").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Constant) and isinstance(node.value, str)
+                    and "%s" in node.value and sql.search(node.value)):
+                found.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert not found, found
 
 
 def test_where_has_one_parameter_per_placeholder(probe_store):

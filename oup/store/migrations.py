@@ -42,8 +42,10 @@ _LOCK = 7_400_391  # advisory lock id: "oup migrations"
 
 def migrate(con) -> int:
     """Apply the missing migrations; return the schema version."""
+    from .postgis import pg_sql
+
     with con.transaction():
-        con.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
+        con.execute(pg_sql("SELECT pg_advisory_xact_lock(?)"), (_LOCK,))
         con.execute("CREATE TABLE IF NOT EXISTS oup_schema_migrations (version integer "
                     "PRIMARY KEY, description text NOT NULL, applied_at timestamptz NOT NULL "
                     "DEFAULT now())")
@@ -52,6 +54,6 @@ def migrate(con) -> int:
             if version in done:
                 continue
             con.execute(sql)
-            con.execute("INSERT INTO oup_schema_migrations (version, description) "
-                        "VALUES (%s, %s)", (version, description))
+            con.execute(pg_sql("INSERT INTO oup_schema_migrations (version, description) "
+                               "VALUES (?, ?)"), (version, description))
         return max([v for v, _, _ in MIGRATIONS] + list(done))

@@ -152,15 +152,15 @@ class PostGISStore(SqlQueries):
         with warnings.catch_warnings():  # PROJ strings are lossy: a hint for GIS clients only
             warnings.simplefilter("ignore", UserWarning)
             proj4 = (c.to_proj4() or "")[:2048]
-        row = con.execute("SELECT srid FROM spatial_ref_sys WHERE auth_name = 'OUP' AND "
-                          "srtext = %s AND proj4text = %s", (wkt, proj4)).fetchone()
+        row = con.execute(pg_sql("SELECT srid FROM spatial_ref_sys WHERE auth_name = 'OUP' "
+                                 "AND srtext = ? AND proj4text = ?"), (wkt, proj4)).fetchone()
         if row:
             return row[0]
         low, high = self.OWN_SRIDS
-        srid = con.execute("SELECT COALESCE(MAX(srid) + 1, %s) FROM spatial_ref_sys WHERE "
-                           "srid BETWEEN %s AND %s", (low, low, high)).fetchone()[0]
-        con.execute("INSERT INTO spatial_ref_sys (srid, auth_name, auth_srid, srtext, proj4text) "
-                    "VALUES (%s, 'OUP', %s, %s, %s)", (srid, srid, wkt, proj4))
+        srid = con.execute(pg_sql("SELECT COALESCE(MAX(srid) + 1, ?) FROM spatial_ref_sys "
+                                  "WHERE srid BETWEEN ? AND ?"), (low, low, high)).fetchone()[0]
+        con.execute(pg_sql("INSERT INTO spatial_ref_sys (srid, auth_name, auth_srid, srtext, "
+                           "proj4text) VALUES (?, 'OUP', ?, ?, ?)"), (srid, srid, wkt, proj4))
         return srid
 
     def write_collection(self, cid: str, source_crs: str, fields: list[Field],
