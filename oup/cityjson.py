@@ -12,6 +12,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import orjson  # city models are big: ~3x faster than json, same errors
@@ -145,22 +146,28 @@ class CityModel:
     units: object  # an iterator, consumed once
 
 
-def open_city_model(path: Path, crs: str | None) -> CityModel:
-    """Open a CityJSON or CityJSONSeq file. ``crs`` is used where the file declares none."""
+def open_city_model(path: Path, crs: str | None, seq: bool | None = None) -> CityModel:
+    """Open a CityJSON or CityJSONSeq file (``seq``; by default, as its name ends in
+    ``.jsonl``). ``crs`` is used where the file declares none."""
     path = Path(path)
     if path.is_dir():
         raise CityModelError(f"{path} is a directory; give CityJSON (.city.json) or "
                              "CityJSONSeq (.city.jsonl) files")
     if path.stat().st_size == 0:
-        raise CityModelError(f"{path.name} is empty")
-    if path.name.endswith(".jsonl"):
+        raise CityModelError(f"{path.name} is empty, not valid JSON")
+    if path.name.endswith(".jsonl") if seq is None else seq:
         fh = path.open(encoding="utf-8")
         try:
             header = orjson.loads(fh.readline())
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             fh.close()
-            raise CityModelError(f"{path.name}: the first line is not JSON ({exc})") from None
-        check_version(header, path.name)
+            raise CityModelError(f"{path.name}: the first line is not valid JSON "
+                                 f"({exc})") from None
+        try:
+            check_version(header, path.name)
+        except CityModelError:
+            fh.close()
+            raise
         src, notes = declared_crs(header, crs, path)
         return CityModel(src, notes, _seq(fh, path.name, header.get("transform")))
     try:
@@ -208,12 +215,18 @@ class SeqLines:
     first_line: int
     lines: list
 
-    def documents(self):
+    def documents(self, skip: Callable[[int], None] | None = None):
+        """Each line's (CityJSONFeature, its vertices). A line that is not JSON is an
+        error, or, with ``skip``, handed to it by number and left out."""
         for n, line in enumerate(self.lines, start=self.first_line):
             try:
                 feat = orjson.loads(line)
             except json.JSONDecodeError as exc:
-                raise CityModelError(f"{self.name}: a line near {n} is not JSON ({exc})") from None
+                if skip is None:
+                    raise CityModelError(f"{self.name}: a line near {n} is not JSON "
+                                         f"({exc})") from None
+                skip(n)
+                continue
             yield feat, vertices_of(feat, self.transform)
 
 
@@ -223,7 +236,7 @@ class Part:
     objects: dict
     vertices: np.ndarray
 
-    def documents(self):
+    def documents(self, skip: Callable[[int], None] | None = None):
         yield {"CityObjects": self.objects}, self.vertices
 
 

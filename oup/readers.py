@@ -7,6 +7,7 @@ the city models, GeoJSON and CSV, which are read here to keep what GDAL would re
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +15,7 @@ import shapely
 from shapely.geometry import shape
 
 from .catalog import Source
-from .cityjson import (CityModelError, check_version, declared_crs, lod_key, lod_of, surfaces,
-                       vertices_of)
+from .cityjson import CityModelError, lod_key, lod_of, open_city_model, surfaces
 
 
 class ImportError_(ValueError):
@@ -46,27 +46,19 @@ def source_crs(crs, where: str) -> str:
     return f"EPSG:{code}" if code else c.to_wkt()
 
 
-def _check_version(doc: dict, path: Path) -> None:
+def _city_model(path: Path, source: Source, seq: bool):
+    """The opened city model (``oup.cityjson``, as the tiler opens it), or why not."""
     try:
-        check_version(doc, path.name)
-    except CityModelError as exc:
-        raise ImportError_(str(exc)) from None
-
-
-def crs_from_cityjson(doc: dict, fallback: str | None, path: Path) -> str:
-    """The model's CRS, however its file spells it (``oup.cityjson.reference_crs``)."""
-    try:
-        return declared_crs(doc, fallback, path)[0]
+        return open_city_model(path, source.crs, seq)
     except CityModelError as exc:
         raise ImportError_(str(exc).replace("give --crs", "give crs in the source")) from None
 
 
 # -- readers: each yields (geometry in source srid, properties) ----------------
 
-def _cityjson_objects(doc: dict, source: Source, report):
-    """Footprints of the top-level CityObjects of one CityJSON (or CityJSONFeature) doc."""
-    verts = vertices_of(doc, doc.get("transform"))
-    objs = doc["CityObjects"]
+def _cityjson_objects(objs: dict, verts: np.ndarray, source: Source, report):
+    """Footprints of the top-level CityObjects of a city model's part (with the vertices
+    they index)."""
     for oid, obj in objs.items():
         if obj.get("parents"):
             continue  # BuildingParts and the like belong to their parent's feature
@@ -117,39 +109,21 @@ def _load_json(path: Path) -> dict:
     return doc
 
 
-def read_cityjson(path: Path, source: Source, report, doc: dict | None = None):
-    doc = doc or _load_json(path)
-    _check_version(doc, path)
-    crs = source_crs(crs_from_cityjson(doc, source.crs, path), path.name)
-    return crs, _cityjson_objects(doc, source, report)
+def read_city_model(path: Path, source: Source, report, seq: bool = False):
+    """CityJSON, or CityJSONSeq (``seq``): the footprints of its top-level CityObjects. A
+    CityJSONSeq line that is not JSON is skipped and counted."""
+    model = _city_model(path, source, seq)
+    report.notes.extend(model.warnings)
+    crs = source_crs(model.crs, path.name)
 
+    def skipped(n: int) -> None:
+        report.skipped[f"line {n}: not valid JSON"] += 1
 
-def read_cityjsonseq(path: Path, source: Source, report):
-    fh = path.open(encoding="utf-8")
-    try:
-        header = json.loads(fh.readline())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        fh.close()
-        raise ImportError_(f"{path.name}: line 1 is not a JSON header: {exc}") from None
-    if not isinstance(header, dict) or header.get("type") != "CityJSON":
-        fh.close()
-        raise ImportError_(f"{path.name}: the first line must be a CityJSON header")
-    _check_version(header, path)
-    crs = source_crs(crs_from_cityjson(header, source.crs, path), path.name)
-
-    def gen():
-        with fh:
-            for n, line in enumerate(fh, start=2):
-                if not line.strip():
-                    continue
-                try:
-                    feat = json.loads(line)
-                except json.JSONDecodeError:
-                    report.skipped[f"line {n}: not valid JSON"] += 1
-                    continue
-                feat["transform"] = header.get("transform")
-                yield from _cityjson_objects(feat, source, report)
-    return crs, gen()
+    def records():
+        for unit in model.units:
+            for doc, verts in unit.documents(skipped):
+                yield from _cityjson_objects(doc["CityObjects"], verts, source, report)
+    return crs, records()
 
 
 def _geometry(value, where: str):
@@ -176,7 +150,7 @@ def _checked(geom, where: str):
 def read_geojson(path: Path, source: Source, report):
     doc = _load_json(path)
     if doc.get("type") == "CityJSON":  # a city model named *.json
-        return read_cityjson(path, source, report, doc)
+        return read_city_model(path, source, report)
     if doc.get("type") != "FeatureCollection":
         raise ImportError_(f"{path.name}: expected a GeoJSON FeatureCollection, "
                            f"found type {str(doc.get('type'))[:40]!r}")
@@ -338,5 +312,5 @@ def read_geoparquet(path: Path, source: Source, report):
     return crs, gen()
 
 
-READERS = {"cityjson": read_cityjson, "cityjsonseq": read_cityjsonseq,
+READERS = {"cityjson": read_city_model, "cityjsonseq": partial(read_city_model, seq=True),
            "geojson": read_geojson, "csv": read_csv, "geoparquet": read_geoparquet, **dict.fromkeys(_DRIVERS, read_gdal)}

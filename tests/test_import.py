@@ -109,6 +109,10 @@ def test_cityjsonseq_gives_the_same_footprints(tmp_path, store):
     report = _import(d, store)
     assert report.count == 50
     assert any("not valid JSON" in why for why in report.skipped)
+    # a CityJSONSeq named otherwise is read as one where the catalogue says so
+    d2 = _collection(tmp_path, "{path: city.txt, format: cityjsonseq}", name="seq")
+    (d2 / "city.txt").write_text("\n".join(lines) + "\n")
+    assert _import(d2, store).count == 50
 
 
 @pytest.mark.parametrize("content, message", [
