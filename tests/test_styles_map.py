@@ -1,5 +1,6 @@
 """OGC API Styles from the catalogue, and the /map page drawing them in headless Chromium:
-offline, every visible collection a layer, a click on a building shows its attributes."""
+offline, every visible collection a layer with a toggle and a legend, a click on a building
+shows its attributes."""
 import json
 import shutil
 import subprocess
@@ -99,6 +100,20 @@ def test_styles_of_what_is_not_there_are_404(server, path):
     assert r.status_code == 404 and r.headers["Content-Type"] == "application/problem+json"
 
 
+def _rgb(hex_colour):
+    """'#fdcc8a' as the browser computes it: 'rgb(253, 204, 138)'."""
+    return "rgb({}, {}, {})".format(*(int(hex_colour[i:i + 2], 16) for i in (1, 3, 5)))
+
+
+def _shown(value):
+    """A feature property as the attributes panel writes it (String(v) in the browser)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return "null" if value is None else str(value)
+
+
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed "
                     "(make test installs it)")
 def test_the_map_page_works_offline_and_a_click_shows_a_building(server):
@@ -120,4 +135,55 @@ def test_the_map_page_works_offline_and_a_click_shows_a_building(server):
     assert picked and picked["collection"] == "buildings", out
     same = requests.get(f"{server}/collections/buildings/items/{picked['id']}").json()
     assert same["properties"]["cityobject_id"] == picked["properties"]["cityobject_id"]
+    # ... and the panel shows it: its collection, a link to it, and its attributes, each
+    # as the Features API has it
+    panel = out["attributes"]
+    assert panel["shown"] and panel["heading"] == "buildings", panel
+    assert panel["link"] == f"/collections/buildings/items/{picked['id']}?f=html"
+    rows = panel["rows"]
+    assert rows["cityobject_id"] == same["properties"]["cityobject_id"]
+    common = set(rows) & set(same["properties"])
+    assert {"cityobject_id", "height", "roof_level", "TerrainHeight"} <= common, rows
+    assert {k: rows[k] for k in common} == {k: _shown(same["properties"][k]) for k in common}
     assert shot.stat().st_size > 10_000
+    # a legend per toggle, as the style declares it: the title, the classes and colours
+    style = requests.get(f"{server}/styles/default").json()
+    declared = {}
+    for layer in style["layers"]:
+        meta = layer.get("metadata") or {}
+        if "oup:collection" in meta:
+            declared.setdefault(meta["oup:collection"], (meta, layer["layout"]["visibility"]))
+    legend = out["legend"]
+    live = {c["id"] for c in requests.get(f"{server}/collections?f=json").json()["collections"]
+            if c.get("data_queries")}  # shown as live points, ticked
+    assert live == {"sensors"}
+    assert set(legend) == set(declared) == set(out["layers"]), legend
+    for cid, (meta, visibility) in declared.items():
+        row = legend[cid]
+        assert row["title"] == meta["oup:title"] and row["shown"], (cid, row)
+        assert all(e["shown"] for e in row["entries"]), (cid, row)
+        assert [(e["label"], e["colour"]) for e in row["entries"]] == \
+            [(e["label"], _rgb(e["colour"])) for e in meta["oup:legend"]], cid
+        assert row["checked"] == (visibility == "visible" or cid in live), (cid, row)
+    # kerncijfers: its choropleth's classes, as its collection.yml declares them
+    assert [(e["label"], e["colour"]) for e in legend["kerncijfers"]["entries"]] == [
+        ("a_inw < 1000", _rgb("#fef0d9")), ("a_inw 1000 - 2500", _rgb("#fdcc8a")),
+        ("a_inw 2500 - 5000", _rgb("#fc8d59")), ("a_inw 5000 - 10000", _rgb("#e34a33")),
+        ("a_inw >= 10000", _rgb("#b30000")), ("a_inw: no value", _rgb("#cccccc"))]
+    # unticking a toggle hides its layer; ticking one shows it
+    toggled = out["toggled"]
+    buildings = toggled["buildings"]
+    assert set(buildings["before"]["visibility"].values()) == {"visible"}
+    assert buildings["before"]["rendered"] > 0, buildings
+    assert set(buildings["after"]["visibility"].values()) == {"none"}
+    assert buildings["after"]["rendered"] == 0, buildings
+    points = toggled["sensors"]  # live: a point and a label per sensor
+    assert points["before"]["visibility"]["live-sensors"] == "visible"
+    assert points["before"]["markers"] == len(sensors), points
+    assert set(points["after"]["visibility"].values()) == {"none"}
+    assert points["after"]["markers"] == 0, points
+    figures = toggled["kerncijfers"]
+    assert set(figures["before"]["visibility"].values()) == {"none"}
+    assert figures["before"]["rendered"] == 0, figures
+    assert set(figures["after"]["visibility"].values()) == {"visible"}
+    assert figures["after"]["rendered"] > 0, figures
