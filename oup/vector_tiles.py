@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from . import tile_matrix_sets as grids
 from .catalog import COLLECTION_FILE, Catalog, CatalogError, Collection
 from .store import FeatureStore, StoreError
-from .store.mvt import TileQuery, import_stamp, tile_layer
+from .store.mvt import MAX_TILE_BYTES, TileQuery, import_stamp, tile_layer
 from .tile_cache import TileCache
 
 MVT = "application/vnd.mapbox-vector-tile"
@@ -31,7 +31,6 @@ STYLES_REL = "http://www.opengis.net/def/rel/ogc/1.0/styles"
 CONFORMANCE = [f"http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/{c}" for c in (
     "core", "tileset", "tilesets-list", "geodata-tilesets", "dataset-tilesets", "mvt",
     "oas30")] + ["http://www.opengis.net/spec/tms/2.0/conf/json-tilematrixset"]
-MAX_TILE_BYTES = 500_000  # the promise: no tile beyond this (logged if ever broken)
 
 TILES_PATH = re.compile(
     r"^(?:/collections/(?P<cid>[^/]+))?/tiles(?:/(?P<tms>[^/]+)"

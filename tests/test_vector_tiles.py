@@ -558,6 +558,38 @@ def blocks_store(request, tmp_path):
     return _write_blocks(PostGISStore(db.create(f"blocks_{uuid.uuid4().hex[:8]}")))
 
 
+def test_a_tile_over_the_budget_leaves_out_its_smallest_features_first(blocks_store,
+                                                                       monkeypatch):
+    """Bars 3, 6, 12 and 24 display pixels long (and a point) in one z15 tile: under a
+    budget just below the whole tile's bytes, the 3-pixel bar goes (the speck size doubles
+    to 4 pixels), the rest stays; a point is never left out. Both stores alike."""
+    from oup.store import mvt
+
+    t = grids.get("WebMercatorQuad").tile(4.4555, 51.9062, 15)
+    tile = grids.Tile("WebMercatorQuad", 15, t.y, t.x)
+    x0, y0, x1, y1 = tile.crs84_envelope
+    px = (x1 - x0) / 256  # a display pixel, in degrees of longitude
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    bars = [Feature(g, g, {"length": n}) for n, g in (
+        (n, shapely.box(cx - 40 * px, cy + k * 5 * px, cx - 40 * px + n * px,
+                        cy + k * 5 * px + 0.2 * px)) for k, n in enumerate((3, 6, 12, 24)))]
+    point = shapely.Point(cx, cy - 20 * px)
+    blocks_store.write_collection("bars", "EPSG:4326", [Field("length", "integer")],
+                                  bars + [Feature(point, point, {"length": 0})])
+    q = TileQuery("bars", ("length",), tile.bounds, tile.srid, tile.crs, tile.crs84_envelope)
+
+    def lengths(data: bytes) -> set[int]:
+        return {f["properties"]["length"] for f in _decode(data)["bars"]["features"]}
+
+    whole = tile_layer(blocks_store, q)
+    assert lengths(whole) == {0, 3, 6, 12, 24}
+    monkeypatch.setattr(mvt, "MAX_TILE_BYTES", len(whole) - 1)
+    thinned = tile_layer(blocks_store, q)
+    assert lengths(thinned) == {0, 6, 12, 24} and len(thinned) < len(whole)
+    monkeypatch.setattr(mvt, "MAX_TILE_BYTES", 1)  # out of reach: thinned as far as it goes
+    assert lengths(tile_layer(blocks_store, q)) == {0}
+
+
 def test_the_tile_cache_keeps_a_tile_until_the_collection_is_imported_again(tmp_path,
                                                                              blocks_store):
     from oup.catalog import Catalog

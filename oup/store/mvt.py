@@ -8,6 +8,9 @@ One rule for both stores, so a tile is the same whichever answers:
   as a coarser tolerance folds thin buildings into slivers the encoding then drops;
 - a line or polygon smaller than a pixel both ways is dropped (a city at z10 would
   otherwise be 200,000 specks and megabytes); points are always kept;
+- a tile that still comes out over ``MAX_TILE_BYTES`` is cut again leaving out what is
+  smaller than 2 pixels both ways, then 4, and so on (the smallest features go first, as
+  tippecanoe's "drop the smallest as needed" does): a dense city's z12-z13 tiles;
 - the feature id is the store's row number; the chosen properties go with it, NULL
   ones (e.g. statistics suppressed by disclosure control) left out, as MVT has no null.
 
@@ -31,6 +34,8 @@ from .base import FID, GEOM, GEOM84, GEOM3857, SYSTEM_PREFIX, VALUES
 from .cql import quote
 
 EXTENT = 4096  # tile units across a tile
+MAX_TILE_BYTES = 500_000  # the promise: no tile beyond this
+_MAX_SPECK = 64  # display pixels: thinning stops there (a quarter of the tile)
 _MERCATOR_RADIUS = 6378137.0  # EPSG:3857's sphere: WGS 84's semi-major axis
 BUFFER = 64  # units beyond the edge: lines and outlines join up across tiles
 
@@ -45,11 +50,17 @@ class TileQuery:
     srid: int  # the grid's CRS as an SRID (4326 for CRS84)
     crs: str  # the grid's CRS as PROJ knows it (EPSG:n, OGC:CRS84)
     envelope84: tuple[float, float, float, float]  # a CRS84 box holding the tile
+    speck: float = 1.0  # display pixels: a line or polygon smaller both ways is left out
 
     @property
     def pixel(self) -> float:
         """A display pixel (a tile is 256 wide) in the grid's CRS units."""
         return (self.bounds[2] - self.bounds[0]) / 256
+
+    @property
+    def speck_size(self) -> float:
+        """The size, both ways, under which a line or polygon is left out (grid units)."""
+        return self.pixel * self.speck
 
     @property
     def unit(self) -> float:
@@ -58,12 +69,18 @@ class TileQuery:
 
 
 def tile_layer(store, q: TileQuery) -> bytes:
-    """The layer ``q.layer`` of one tile from ``store``, MVT-encoded ('' when empty)."""
+    """The layer ``q.layer`` of one tile from ``store``, MVT-encoded ('' when empty), at
+    most ``MAX_TILE_BYTES`` where leaving out features up to ``_MAX_SPECK`` gets it there."""
+    from dataclasses import replace
+
     from .postgis import PostGISStore
 
-    if isinstance(store, PostGISStore):
-        return _postgis(store, q)
-    return _geopackage(store, q)
+    cut = _postgis if isinstance(store, PostGISStore) else _geopackage
+    data = cut(store, q)
+    while len(data) > MAX_TILE_BYTES and q.speck < _MAX_SPECK:
+        q = replace(q, speck=q.speck * 2)
+        data = cut(store, q)
+    return data
 
 
 def import_stamp(store, cid: str) -> str:
@@ -116,7 +133,7 @@ def _postgis_read(store, q: TileQuery) -> bytes:
             f"ST_Transform({GEOM84}, {q.srid})"
         index, index_params = f"{GEOM84} && ST_MakeEnvelope(?, ?, ?, ?, 4326)", \
             list(q.envelope84)
-    px = q.pixel
+    px = q.speck_size
     x0, y0, x1, y1 = q.bounds
     # MATERIALIZED: the transformed geometry is computed once a row, not once a use.
     # A feature whose box lies inside the tile meets it: only the others take GEOS's
@@ -235,7 +252,7 @@ def _rtree_specks(meta: dict, q: TileQuery, native: bool) -> tuple[str, list[flo
         share = 0.5
     share *= 1 - 1e-9  # for the rounding of the test in tile units
     return " AND (r.maxx - r.minx >= ? OR r.maxy - r.miny >= ?)", \
-        [share * q.pixel * per_x, share * q.pixel * per_y]
+        [share * q.speck_size * per_x, share * q.speck_size * per_y]
 
 
 def _tile_geometry(geoms: np.ndarray, q: TileQuery, native: bool):
@@ -263,7 +280,7 @@ def _tile_geometry(geoms: np.ndarray, q: TileQuery, native: bool):
 
     # in the tile (exactly, as items?bbox= selects) and no speck: under a pixel both ways
     # (points have no size and are always kept)
-    px = EXTENT / 256
+    px = EXTENT / 256 * q.speck
     drawn = has & ((shapely.get_dimensions(geoms) == 0) | (hi - lo >= px).any(axis=1))
     inside = (lo >= 0).all(axis=1) & (hi <= EXTENT).all(axis=1)
     edge = np.flatnonzero(drawn & ~inside)
