@@ -214,3 +214,21 @@ def test_a_checked_query_of_another_collection_is_not_applied(probes_store):
         assert provider.query(skip_geometry=True, limit=1000) == everything
     finally:
         CHECKED_ITEMS.reset(token)
+
+
+def test_a_worker_loads_the_compiled_loops_before_its_first_request(imported):
+    """The store's numba loops (those Python calls; the rest are compiled into them) are
+    loaded as the app is built, from the cache the setup filled, not by the first page or
+    tile a worker answers (it waited ~0.25 s for them)."""
+    code = ("from numba.core.registry import CPUDispatcher\n"
+            "from oup.app import create_app\n"
+            "from oup.store import mvt_kernels, wkb\n"
+            "loops = {f'{m.__name__}.{n}': f for m in (mvt_kernels, wkb)\n"
+            "         for n, f in vars(m).items()\n"
+            "         if isinstance(f, CPUDispatcher) and not n.startswith('_')}\n"
+            "print(sorted(n for n, f in loops.items() if not f.signatures), len(loops))\n"
+            "create_app()\n"
+            "print(sorted(n for n, f in loops.items() if not f.signatures))\n")
+    before, after = python(imported, code).splitlines()
+    assert before.startswith("[") and not before.startswith("[]"), before  # none loaded yet
+    assert after == "[]", after

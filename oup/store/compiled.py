@@ -3,7 +3,8 @@ and ``wkb`` (GeoJSON from the stores' WKB).
 
 numba compiles a loop the first time it runs and keeps it in its cache beside the
 module; the setup (``make``) compiles them all once, so that no request waits for it
-(~15 s on 2 cores). A process loads them from the cache in a fraction of a second.
+(~15 s on 2 cores). A process loads them from the cache in a fraction of a second: the
+app does so as each worker starts (``oup.app``), before its first request.
 """
 from __future__ import annotations
 
