@@ -165,15 +165,21 @@ def open_city_model(path: Path, crs: str | None, seq: bool | None = None) -> Cit
                                  f"({exc})") from None
         try:
             check_version(header, path.name)
+            src, notes = declared_crs(header, crs, path)
         except CityModelError:
             fh.close()
             raise
-        src, notes = declared_crs(header, crs, path)
         return CityModel(src, notes, _seq(fh, path.name, header.get("transform")))
     try:
         doc = orjson.loads(path.read_bytes())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CityModelError(f"{path.name} is not valid JSON ({exc})") from None
+    return city_model_of(doc, path, crs)
+
+
+def city_model_of(doc, path: Path, crs: str | None) -> CityModel:
+    """A CityJSON document already read from ``path`` (e.g. found in a file named
+    ``.json``), as ``open_city_model`` opens one."""
     check_version(doc, path.name)
     src, notes = declared_crs(doc, crs, path)
     if note := unused_appearance(doc, path.parent, path.name):

@@ -15,7 +15,8 @@ import shapely
 from shapely.geometry import shape
 
 from .catalog import Source
-from .cityjson import CityModelError, lod_key, lod_of, open_city_model, surfaces
+from .cityjson import (CityModelError, city_model_of, lod_key, lod_of, open_city_model,
+                       surfaces)
 
 
 class ImportError_(ValueError):
@@ -46,10 +47,11 @@ def source_crs(crs, where: str) -> str:
     return f"EPSG:{code}" if code else c.to_wkt()
 
 
-def _city_model(path: Path, source: Source, seq: bool):
+def _city_model(path: Path, source: Source, seq: bool, doc: dict | None):
     """The opened city model (``oup.cityjson``, as the tiler opens it), or why not."""
     try:
-        return open_city_model(path, source.crs, seq)
+        return (open_city_model(path, source.crs, seq) if doc is None
+                else city_model_of(doc, path, source.crs))
     except CityModelError as exc:
         raise ImportError_(str(exc).replace("give --crs", "give crs in the source")) from None
 
@@ -109,10 +111,12 @@ def _load_json(path: Path) -> dict:
     return doc
 
 
-def read_city_model(path: Path, source: Source, report, seq: bool = False):
+def read_city_model(path: Path, source: Source, report, seq: bool = False,
+                    doc: dict | None = None):
     """CityJSON, or CityJSONSeq (``seq``): the footprints of its top-level CityObjects. A
-    CityJSONSeq line that is not JSON is skipped and counted."""
-    model = _city_model(path, source, seq)
+    CityJSONSeq line that is not JSON is skipped and counted. ``doc``: the CityJSON
+    document, where it has been read already."""
+    model = _city_model(path, source, seq, doc)
     report.notes.extend(model.warnings)
     crs = source_crs(model.crs, path.name)
 
@@ -150,7 +154,7 @@ def _checked(geom, where: str):
 def read_geojson(path: Path, source: Source, report):
     doc = _load_json(path)
     if doc.get("type") == "CityJSON":  # a city model named *.json
-        return read_city_model(path, source, report)
+        return read_city_model(path, source, report, doc=doc)
     if doc.get("type") != "FeatureCollection":
         raise ImportError_(f"{path.name}: expected a GeoJSON FeatureCollection, "
                            f"found type {str(doc.get('type'))[:40]!r}")

@@ -14,6 +14,7 @@ live stream (sensors, whose latest values change in place) are never cached.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -27,6 +28,7 @@ class TileCache:
         self._current: dict[str, str] = {}  # collection -> generation seen by this process
 
     @staticmethod
+    @functools.lru_cache(maxsize=1024)  # asked on every cached tile: worked out once
     def _generation(stamp: str, properties: tuple[str, ...]) -> str:
         imported = "".join(c for c in stamp if c.isalnum()) or "unknown"
         attributes = hashlib.sha256("\0".join(properties).encode()).hexdigest()[:12]
