@@ -55,7 +55,7 @@ end
 def source_buildings(work: Path):
     """The 853 real footprints (RD New) and attributes, via OUP's own import."""
     from oup.catalog import load_collection
-    from oup.importers import import_collection
+    from oup.catalog.importers import import_collection
 
     store = GeoPackageStore(work / "source.gpkg")
     import_collection(load_collection(ROOT / "collections" / "buildings" / "collection.yml"),
@@ -111,11 +111,11 @@ def build_data(work: Path, n: int, peers: list[str]) -> dict:
 # -- PostGIS (for the PostgreSQL provider and tipg peers) --------------------------------
 
 class PostGIS:
-    """A throwaway PostgreSQL + PostGIS cluster in the work folder (oup.localdb), durable
+    """A throwaway PostgreSQL + PostGIS cluster in the work folder (oup.store.localdb), durable
     settings as in production, with a database "bench"."""
 
     def __init__(self, work: Path):
-        from oup.localdb import LocalPostGIS
+        from oup.store.localdb import LocalPostGIS
 
         self.db = LocalPostGIS(work / "pg", free_port())
 

@@ -214,7 +214,7 @@ def main() -> None:
     env.pop("OUP_DATABASE_URL", None)
     pg = None
     if args.store == "postgis":
-        from oup.localdb import LocalPostGIS
+        from oup.store.localdb import LocalPostGIS
 
         work.chmod(0o755)  # the postgres user reaches its cluster through it
         pg = LocalPostGIS(work / "pg").start()

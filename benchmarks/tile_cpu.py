@@ -31,7 +31,7 @@ sys.path.insert(0, str(HERE))
 
 import features as fb  # noqa: E402  (data builder, PostGIS cluster, /proc CPU)
 import tiles as tb  # noqa: E402  (the tile lists)
-from oup import tile_matrix_sets as grids  # noqa: E402
+from oup.tiles import matrix_sets as grids  # noqa: E402
 from oup.store.gpkg import GeoPackageStore  # noqa: E402
 from oup.store.mvt import TileQuery, tile_layer  # noqa: E402
 

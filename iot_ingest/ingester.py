@@ -34,7 +34,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from oup.observations import BatchResult, DeadLetter, ObservationStore, StoreBusy
+from oup.sensors.observations import BatchResult, DeadLetter, ObservationStore, StoreBusy
 
 from .mqtt import Broker, session_end
 from .sensors import SensorRegistry

@@ -13,7 +13,7 @@ import math
 import re
 from datetime import datetime, timedelta, timezone
 
-from oup.observations import MAX_PAYLOAD, Observation
+from oup.sensors.observations import MAX_PAYLOAD, Observation
 
 MAX_DEPTH = 32
 

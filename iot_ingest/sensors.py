@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from oup.catalog import Catalog, ObservedProperty
 from oup.store import FeatureStore, Query, StoreError
 
-from oup.observations import DeadLetter, Observation, SensorHome
+from oup.sensors.observations import DeadLetter, Observation, SensorHome
 
 from .payloads import PayloadError, decode
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from .catalog import CatalogError, load_catalog
-from .settings import get_settings
+from oup.catalog import CatalogError, load_catalog
+from oup.settings import get_settings
 
 
 def _fail(message: str) -> None:
@@ -44,8 +44,8 @@ def catalog_reload():
     workers one by one with the new catalogue, without dropping a request."""
     import signal
 
-    from .pygeoapi_config import write_config
-    from .store import open_store
+    from oup.http.pygeoapi_config import write_config
+    from oup.store import open_store
 
     s = get_settings()
     try:
@@ -66,8 +66,8 @@ def catalog_reload():
 
 def _record_catalogue(s, cat) -> list:
     """Log what changed in the published catalogue since it was last recorded."""
-    from .events import published
-    from .store import open_observation_store
+    from oup.events import published
+    from oup.store import open_observation_store
 
     log = open_observation_store(s.store_url)
     try:
@@ -79,14 +79,14 @@ def _record_catalogue(s, cat) -> list:
 # `<data dir>/server.pid` names the gunicorn master's run (pid and start time), so a file
 # left by a server that has ended never points at an unrelated process with a reused pid
 def _record_server(data_dir: Path, pid: int) -> None:
-    from .metrics import process_run
+    from oup.http.metrics import process_run
 
     (data_dir / "server.pid").write_text(f"{process_run(pid) or pid}\n")
 
 
 def _running_server(data_dir: Path) -> int | None:
     """The pid of the gunicorn master serving this data folder, if it still runs."""
-    from .metrics import process_run
+    from oup.http.metrics import process_run
 
     try:
         run = (data_dir / "server.pid").read_text().strip()
@@ -101,10 +101,10 @@ def _running_server(data_dir: Path) -> int | None:
 @click.option("--quiet", is_flag=True, help="no progress bars")
 def import_(collections, quiet):
     """Import catalogue sources into the store (all collections, or the ones named)."""
-    from .geodesy import install_grids
-    from .events import imported_event
-    from .importers import ImportError_, import_collection
-    from .store import StoreError, open_observation_store, open_store
+    from oup.geodesy import install_grids
+    from oup.events import imported_event
+    from oup.catalog.importers import ImportError_, import_collection
+    from oup.store import StoreError, open_observation_store, open_store
 
     s = get_settings()
     try:
@@ -148,7 +148,7 @@ def keys():
 @click.option("--role", "roles", multiple=True, help="a role the key carries (repeatable)")
 def keys_add(name, roles):
     """Make a key for NAME; it is printed once and stored only as its SHA-256."""
-    from .api_keys import KeyRingError, KeyRing
+    from oup.security.keys import KeyRingError, KeyRing
 
     try:
         key = KeyRing(get_settings().keys_file).add(name, list(roles))
@@ -162,7 +162,7 @@ def keys_add(name, roles):
 @keys.command("list")
 def keys_list():
     """The keys: name, roles, when made (never the keys themselves)."""
-    from .api_keys import KeyRingError, KeyRing
+    from oup.security.keys import KeyRingError, KeyRing
 
     try:
         entries = KeyRing(get_settings().keys_file).entries()
@@ -177,7 +177,7 @@ def keys_list():
 @click.argument("name")
 def keys_revoke(name):
     """Remove NAME's key; a running server refuses it from its next request on."""
-    from .api_keys import KeyRingError, KeyRing
+    from oup.security.keys import KeyRingError, KeyRing
 
     try:
         KeyRing(get_settings().keys_file).revoke(name)
@@ -199,7 +199,7 @@ def tile(inputs, out, crs, lod, collections, quiet):
     the catalogue's 3D collections into <data dir>/3dtiles/<id>."""
     from tilers import CityModelError, tile as make_tiles
 
-    from .geodesy import GeodesyError, install_grids
+    from oup.geodesy import GeodesyError, install_grids
 
     s = get_settings()
     try:
@@ -231,7 +231,7 @@ def _sensors():
     """The catalogue, feature store, observation store and sensor registry."""
     from iot_ingest.sensors import SensorRegistry
 
-    from .store import StoreError, open_observation_store, open_store
+    from oup.store import StoreError, open_observation_store, open_store
 
     s = get_settings()
     try:
@@ -257,7 +257,7 @@ def ingest(client_id, group, batch_size, stats, retire):
 
     from iot_ingest.ingester import IngestOptions, Ingester
     from iot_ingest.mqtt import Broker, BrokerURLError
-    from .ingest_stats import ingest_stats, status_dir
+    from oup.sensors.stats import ingest_stats, status_dir
 
     s = get_settings()
     cat, store, observations, registry = _sensors()
@@ -286,7 +286,7 @@ def ingest(client_id, group, batch_size, stats, retire):
                          batch_size=batch_size, retire=retire)
     # a short busy timeout: a locked database shows as retries and backpressure in the
     # counters instead of a silent wait inside the database
-    from .store import open_observation_store
+    from oup.store import open_observation_store
 
     observations = open_observation_store(s.store_url, busy_timeout=1.0)
     ing = Ingester(broker, registry, observations, opts,
@@ -313,7 +313,7 @@ def deadletters(limit, all_, replay, ids):
     """List the messages that could not be stored, with the reason; or replay them."""
     from iot_ingest.replay import replay as replay_letters
 
-    from .observations import iso_us
+    from oup.sensors.observations import iso_us
 
     cat, store, observations, registry = _sensors()
     letters = observations.dead_letters(limit=limit if not replay else 1_000_000,
@@ -352,7 +352,7 @@ def simulate(rate, count, duration, bad, duplicates, start, step, seed, quiet):
 
     from iot_ingest.mqtt import Broker, BrokerURLError
     from iot_ingest.simulate import PublishError, SimSensor, simulate as run
-    from .store import Query
+    from oup.store import Query
 
     s = get_settings()
     cat, store, _, registry = _sensors()
@@ -403,14 +403,14 @@ def serve(host, port, workers, live):
         click.echo(f"event {event.type} {event.collection}")
     # asynchronous workers: the event streams are tasks, the OGC API app has its threads
     args = [sys.executable, "-m", "gunicorn", "--bind", f"{s.host}:{s.port}",
-            "--workers", str(s.workers), "--worker-class", "oup.asgi.Worker",
-            "--access-logfile", "-", "--log-level", "warning", "oup.asgi:create_app()"]
+            "--workers", str(s.workers), "--worker-class", "oup.http.asgi.Worker",
+            "--access-logfile", "-", "--log-level", "warning", "oup.http.asgi:create_app()"]
     if not live and not (s.mqtt_url and s.events_relay):  # no events to relay here
         _record_server(s.data_dir, os.getpid())  # exec keeps the pid: gunicorn's master
         os.execv(sys.executable, args)
     from iot_ingest.broker import BrokerError, BrokerProcess
 
-    from .live import LiveError, serve_live
+    from oup.live import LiveError, serve_live
 
     def start_broker():
         try:
@@ -440,8 +440,8 @@ def events_relay():
 
     from iot_ingest.mqtt import Broker, BrokerURLError
 
-    from .event_relay import EventRelay, RelayError
-    from .store import StoreError, open_observation_store
+    from oup.events.relay import EventRelay, RelayError
+    from oup.store import StoreError, open_observation_store
 
     s = get_settings()
     logging.basicConfig(level=s.log_level)

@@ -130,7 +130,7 @@ def install_grids(data_dir: str | os.PathLike | None = None) -> Path:
     import pyproj
 
     if data_dir is None:
-        from .settings import get_settings
+        from oup.settings import get_settings
 
         data_dir = get_settings().data_dir
     grid_dir = (Path(data_dir) / "proj").resolve()

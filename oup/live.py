@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 
-from .settings import Settings
+from oup.settings import Settings
 
 
 class LiveError(RuntimeError):

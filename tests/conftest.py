@@ -194,7 +194,7 @@ def postgis(workdir):
     """A real PostgreSQL + PostGIS cluster on loopback, for the suite's PostGIS half."""
     import tempfile
 
-    from oup.localdb import LocalPostGIS
+    from oup.store.localdb import LocalPostGIS
 
     # outside pytest's private tmp folders: the postgres user must reach it
     folder = Path(tempfile.mkdtemp(prefix="oup-test-pg-"))
@@ -420,7 +420,7 @@ def _no_ingester_outlives_its_test():
 def flat_messages(n: int, start: datetime, step_us: int = 1_000_000) -> list[tuple[str, bytes, tuple]]:
     """n distinct flat-JSON readings over the demo's sensors, from ``start`` on:
     (topic, payload, (sensor id, phenomenon time in microseconds))."""
-    from oup.observations import us_of
+    from oup.sensors.observations import us_of
 
     ids = [f["properties"]["sensor_id"] for f in SENSORS
            if f["properties"]["observed_property"] in ("NO2", "PM10", "PM25")]

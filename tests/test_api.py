@@ -187,7 +187,7 @@ def test_metrics_folders_of_ended_servers_are_removed(tmp_path):
     import subprocess
     import sys
 
-    from oup.metrics import process_run, server_folder
+    from oup.http.metrics import process_run, server_folder
 
     ended = subprocess.Popen([sys.executable, "-c", "pass"])
     ended_run = process_run(ended.pid)

@@ -147,9 +147,9 @@ def test_the_city_in_2d_keeps_every_vector_tile_under_500_kb(city):
     import mapbox_vector_tile
     import morecantile
 
-    from oup import tile_matrix_sets as grids
+    from oup.tiles import matrix_sets as grids
     from oup.catalog import load_collection
-    from oup.importers import import_collection
+    from oup.catalog.importers import import_collection
     from oup.store.gpkg import GeoPackageStore
     from oup.store.mvt import TileQuery, tile_layer
 

@@ -106,11 +106,11 @@ def test_every_spelling_and_version_tiles_to_the_same_place(tmp_path, grids):
 def test_import_reads_cityjson_1_0_with_an_urn(tmp_path):
     """`oup import`'s reader: a CityJSON 1.0 file with an URN CRS gives footprints in RD."""
     from oup.catalog import Source
-    from oup.readers import read_city_model
+    from oup.catalog.readers import read_city_model
 
     src = tmp_path / "old.city.json"
     src.write_text(json.dumps(_subset(n=5, version="1.0", spelling="urn:ogc:def:crs:EPSG::7415")))
-    from oup.importers import ImportReport
+    from oup.catalog.importers import ImportReport
 
     crs, features = read_city_model(src, Source(path=src.name), ImportReport("old"))
     features = list(features)

@@ -9,7 +9,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PRODUCERS = ("tilers", "iot_ingest")
 # the composition roots: the command line and the app factory
-ROOTS = {"oup/cli.py", "oup/app.py"}
+ROOTS = {"oup/cli.py", "oup/http/app.py"}
 ALLOWED: set[tuple[str, str]] = set()  # CityJSON reading lives in oup.cityjson
 
 
@@ -47,7 +47,7 @@ def _protocol_methods(protocol) -> dict[str, inspect.Signature]:
 
 
 def test_both_observation_stores_offer_every_method_of_the_protocol():
-    from oup.observations import ObservationStore
+    from oup.sensors.observations import ObservationStore
     from oup.store.observations import GeoPackageObservationStore
     from oup.store.pg_observations import PostGISObservationStore
 

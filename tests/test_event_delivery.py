@@ -23,7 +23,7 @@ import requests
 from conftest import (IngesterProcess, flat_messages, oup, publish_in_background, serving,
                       store_url, wait_for)
 from oup.store import open_observation_store
-from oup.observations import us_of
+from oup.sensors.observations import us_of
 
 READINGS = 10_000
 RESTRICTED = "jeugdzorg"

@@ -14,10 +14,10 @@ import yaml
 
 from iot_ingest.broker import acl_for
 from oup import events as ev
-from oup.asyncapi import document
+from oup.events.asyncapi import document
 from oup.catalog import load_catalog
-from oup.event_filter import EventFilter
-from oup.observations import DeadLetter, Observation, SensorHome, us_of
+from oup.events.filter import EventFilter
+from oup.sensors.observations import DeadLetter, Observation, SensorHome, us_of
 from oup.settings import ROOT
 from oup.store.base import Field, InvalidQuery
 from oup.store.observations import GeoPackageObservationStore
@@ -100,7 +100,7 @@ def test_a_resume_from_before_what_the_log_keeps_is_told_what_expired(log):
     other); one resuming within what the log keeps is told nothing."""
     import asyncio
 
-    from oup.event_stream import Hub
+    from oup.events.stream import Hub
 
     log.append_events([ev.ChangeEvent("x", ev.COLLECTION_IMPORTED, "x", {}, time=T0 + i)
                        for i in range(4)])
@@ -144,7 +144,7 @@ def test_catalogue_changes_become_events(log):
     ("sensor_id LIKE 'NL%'", True),
     ("latest_result IS NULL", False),
     ("latest_time > TIMESTAMP('2030-12-31T00:00:00Z')", True),
-    ("type = 'oup.observations.stored' AND NOT latest_result < 10", True),
+    ("type = 'oup.sensors.observations.stored' AND NOT latest_result < 10", True),
     ('{"op": "<", "args": [{"property": "latest_result"}, 50]}', True),
 ])
 def test_cql2_filters_over_an_events_properties(expression, matches):

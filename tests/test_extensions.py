@@ -11,7 +11,7 @@ from hypothesis import given, settings, strategies as st
 
 from conftest import ROOT, free_port, healthy, oup, wait_for
 from oup.catalog import CatalogError, load_catalog
-from oup.disclosure import DisclosurePolicy, DisclosureRule, SumConstraint, protect
+from oup.catalog.disclosure import DisclosurePolicy, DisclosureRule, SumConstraint, protect
 
 AGES = ("a_00_14", "a_15_24", "a_25_44", "a_45_64", "a_65_oo")
 POLICY = DisclosurePolicy(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from oup.glyphs import BORDER, FONT, NoGlyphs, glyph_range
+from oup.tiles.glyphs import BORDER, FONT, NoGlyphs, glyph_range
 
 
 def _read(data: bytes) -> list[tuple[int, object]]:

@@ -8,7 +8,7 @@ import shapely
 
 from conftest import SHARED, make_probes
 from oup.catalog import load_collection
-from oup.importers import ImportError_, import_collection
+from oup.catalog.importers import ImportError_, import_collection
 from oup.store.gpkg import GeoPackageStore
 
 

@@ -20,7 +20,7 @@ from conftest import (IngesterProcess, flat_messages, metric, oup, publish_in_ba
 from iot_ingest.mqtt import Broker
 from iot_ingest.simulate import Publisher
 from oup.store import open_observation_store
-from oup.observations import us_of
+from oup.sensors.observations import us_of
 
 pytestmark = pytest.mark.usefixtures("imported")
 

@@ -33,7 +33,7 @@ def test_metrics_add_up_the_workers(tmp_path):
     """Each worker counts in a file of its own; /metrics adds them all up."""
     import shutil
 
-    from oup.metrics import Metrics
+    from oup.http.metrics import Metrics
 
     m = Metrics(tmp_path)
     m.open(["/a", "/b/<x>"])

@@ -7,13 +7,13 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from iot_ingest.payloads import PayloadError, decode
-from oup.observations import MAX_PAYLOAD, DeadLetter, Observation, iso_us
+from oup.sensors.observations import MAX_PAYLOAD, DeadLetter, Observation, iso_us
 from oup.store.observations import GeoPackageObservationStore
 
 
 def us(text: str) -> int:
     from datetime import datetime
-    from oup.observations import us_of
+    from oup.sensors.observations import us_of
     return us_of(datetime.fromisoformat(text.replace("Z", "+00:00")))
 
 FLAT = "oup/sensors/no2-delfshaven-01/observations"

@@ -54,7 +54,7 @@ def test_api_keys_are_checked_by_their_hash(tmp_path):
 
 
 def test_resources_follow_what_the_request_may_see():
-    from oup.pygeoapi_adapter import VisibleResources
+    from oup.http.pygeoapi_adapter import VisibleResources
 
     res = VisibleResources({"open": 1, "secret": 2, "catalog": 3}, {"open", "secret"})
     token = VISIBLE.set(frozenset({"open"}))
@@ -73,7 +73,7 @@ def test_resources_follow_what_the_request_may_see():
 def configured(tmp_path_factory):
     """The probes imported into a GeoPackage store (CRS84 data: no grids needed), and
     the settings of a data folder of their own."""
-    from oup.importers import import_collection
+    from oup.catalog.importers import import_collection
     from oup.settings import Settings
     from oup.store.gpkg import GeoPackageStore
 
@@ -92,7 +92,7 @@ def configured(tmp_path_factory):
 
 
 def test_the_generated_configuration(configured):
-    from oup.pygeoapi_config import RECORDS_ID, build_config
+    from oup.http.pygeoapi_config import RECORDS_ID, build_config
     from oup.store.geometry import CRS84, SUPPORTED_CRS
 
     catalog, store, settings = configured
@@ -102,7 +102,7 @@ def test_the_generated_configuration(configured):
     assert set(cfg["resources"]) == {"probes", RECORDS_ID}  # "later" is not imported yet
     probes = cfg["resources"]["probes"]
     provider, = probes["providers"]
-    assert provider["name"] == "oup.provider.OUPProvider" and provider["data"] == "probes"
+    assert provider["name"] == "oup.http.provider.OUPProvider" and provider["data"] == "probes"
     assert provider["storage_crs"] == CRS84 and provider["crs"] == list(SUPPORTED_CRS)
     assert provider["time_field"] == "observed"
     assert probes["extents"]["spatial"]["crs"] == CRS84
@@ -114,7 +114,7 @@ def test_the_generated_configuration(configured):
 
 
 def test_the_records_catalogue_lists_what_is_imported(configured):
-    from oup.pygeoapi_config import catalogue_records
+    from oup.http.pygeoapi_config import catalogue_records
 
     catalog, store, _ = configured
     records = catalogue_records(catalog, store)
@@ -126,7 +126,7 @@ def test_the_records_catalogue_lists_what_is_imported(configured):
 def test_the_openapi_document_has_every_published_collection(configured, monkeypatch):
     import json
 
-    from oup.pygeoapi_config import write_config
+    from oup.http.pygeoapi_config import write_config
     from oup.settings import get_settings
 
     catalog, store, settings = configured

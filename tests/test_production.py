@@ -17,7 +17,7 @@ import yaml
 from conftest import (IngesterProcess, flat_messages, oup, publish_in_background, store_url,
                       wait_for)
 from oup.store import open_observation_store
-from oup.observations import us_of
+from oup.sensors.observations import us_of
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())

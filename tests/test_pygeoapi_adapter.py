@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from conftest import python
-from oup.pygeoapi_adapter import RELIED_ON, relied_on_missing
+from oup.http.pygeoapi_adapter import RELIED_ON, relied_on_missing
 
 ROOT = Path(__file__).resolve().parent.parent
-ADAPTER = ROOT / "oup" / "pygeoapi_adapter.py"
+ADAPTER = ROOT / "oup" / "http" / "pygeoapi_adapter.py"
 
 
 def test_pinned_pygeoapi_has_every_name_the_adapter_relies_on(monkeypatch):
@@ -64,7 +64,7 @@ def test_no_pygeoapi_attribute_is_assigned_outside_the_adapter():
 
 
 def test_a_second_app_in_one_process_is_refused_plainly(imported):
-    code = ("from oup.app import create_app\n"
+    code = ("from oup.http.app import create_app\n"
             "create_app()\n"
             "try:\n    create_app()\n"
             "except Exception as exc:\n    print(type(exc).__name__, exc)\n")
@@ -82,7 +82,7 @@ def test_pages_are_written_as_pygeoapi_writes_them():
     import numpy as np
     from pygeoapi.util import to_json
 
-    from oup.pygeoapi_adapter import _to_json
+    from oup.http.pygeoapi_adapter import _to_json
 
     content = {"type": "FeatureCollection", "numberMatched": np.int64(2), "features": [
         {"type": "Feature", "id": 1, "geometry": {"type": "Point", "coordinates": [4.1, 51.9]},
@@ -112,20 +112,20 @@ def probes_store(tmp_path_factory):
 
 
 def _provider_def(store_url: str, collection: str) -> dict:
-    # as oup.pygeoapi_config writes it for a feature collection
-    return {"type": "feature", "name": "oup.provider.OUPProvider", "data": collection,
+    # as oup.http.pygeoapi_config writes it for a feature collection
+    return {"type": "feature", "name": "oup.http.provider.OUPProvider", "data": collection,
             "id_field": "id", "time_field": "observed", "store_url": store_url}
 
 
 def _provider(store_url: str, collection: str):
-    from oup.provider import OUPProvider
+    from oup.http.provider import OUPProvider
 
     return OUPProvider(_provider_def(store_url, collection))
 
 
 def test_a_collection_keeps_its_provider_within_a_configuration_generation(probes_store):
-    from oup.provider import OUPProvider
-    from oup.pygeoapi_adapter import ProviderCache
+    from oup.http.provider import OUPProvider
+    from oup.http.pygeoapi_adapter import ProviderCache
 
     _, url = probes_store
     cache = ProviderCache()
@@ -139,7 +139,7 @@ def test_a_collection_keeps_its_provider_within_a_configuration_generation(probe
 
 
 def test_a_new_configuration_generation_builds_new_providers(probes_store):
-    from oup.pygeoapi_adapter import ProviderCache
+    from oup.http.pygeoapi_adapter import ProviderCache
 
     _, url = probes_store
     cache = ProviderCache()
@@ -156,7 +156,7 @@ def test_a_new_configuration_generation_builds_new_providers(probes_store):
 def _checked_queries():
     from datetime import datetime, timezone
 
-    from oup.params import parse_filter
+    from oup.http.params import parse_filter
 
     t = datetime(2024, 1, 20, tzinfo=timezone.utc), datetime(2024, 2, 10, tzinfo=timezone.utc)
     return {
@@ -176,7 +176,7 @@ def _checked_queries():
 
 @pytest.mark.parametrize("part", list(_checked_queries()))
 def test_the_provider_answers_the_checked_query_not_pygeoapis_arguments(probes_store, part):
-    from oup.params import CHECKED_ITEMS, ItemsRequest
+    from oup.http.params import CHECKED_ITEMS, ItemsRequest
     from oup.store import Query
 
     store, url = probes_store
@@ -203,7 +203,7 @@ def test_the_provider_answers_the_checked_query_not_pygeoapis_arguments(probes_s
 
 
 def test_a_checked_query_of_another_collection_is_not_applied(probes_store):
-    from oup.params import CHECKED_ITEMS, ItemsRequest
+    from oup.http.params import CHECKED_ITEMS, ItemsRequest
 
     _, url = probes_store
     provider = _provider(url, "probes")
@@ -221,7 +221,7 @@ def test_a_worker_loads_the_compiled_loops_before_its_first_request(imported):
     loaded as the app is built, from the cache the setup filled, not by the first page or
     tile a worker answers (it waited ~0.25 s for them)."""
     code = ("from numba.core.registry import CPUDispatcher\n"
-            "from oup.app import create_app\n"
+            "from oup.http.app import create_app\n"
             "from oup.store import mvt_kernels, wkb\n"
             "loops = {f'{m.__name__}.{n}': f for m in (mvt_kernels, wkb)\n"
             "         for n, f in vars(m).items()\n"

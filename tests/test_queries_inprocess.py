@@ -11,7 +11,7 @@ import shapely
 from hypothesis import HealthCheck, given, settings
 
 from conftest import make_probes, write_probes
-from oup.params import ItemsRequest, check_items, parse_filter
+from oup.http.params import ItemsRequest, check_items, parse_filter
 from oup.store import InvalidQuery, Query
 from oup.store.gpkg import GeoPackageStore
 from oup.store.postgis import pg_sql

@@ -15,7 +15,7 @@ from conftest import SENSORS, IngesterProcess, store_url, wait_for
 from iot_ingest.mqtt import Broker
 from iot_ingest.simulate import Publisher
 from oup.store import open_observation_store
-from oup.observations import iso_us, us_of
+from oup.sensors.observations import iso_us, us_of
 
 SLICE = 15 * 60 * 1_000_000
 T0 = datetime(2032, 6, 1, 10, 0, tzinfo=timezone.utc)  # on a slice border

@@ -14,7 +14,7 @@ import shapely
 
 from conftest import GRID_CACHE, STORES, oup, python
 from oup.catalog import load_collection
-from oup.importers import ImportError_, import_collection
+from oup.catalog.importers import ImportError_, import_collection
 from oup.store import Query
 
 pytestmark = pytest.mark.slow  # a PostgreSQL cluster, GDAL's command-line tools
@@ -193,7 +193,7 @@ def test_id_field_must_be_unique_and_the_error_lists_the_duplicates(tmp_path, st
 
 
 def test_features_without_geometry_are_stored_and_served_as_null(tmp_path, store):
-    from oup.pygeoapi_config import catalogue_records
+    from oup.http.pygeoapi_config import catalogue_records
 
     feats = [{"type": "Feature", "geometry": None, "properties": {"n": 1}},
              {"type": "Feature", "geometry": {"type": "Point", "coordinates": [4.45, 51.91]},
@@ -228,7 +228,7 @@ def test_a_collection_without_geometry_is_described_without_a_bbox(tmp_path):
     (r / "collection.yml").write_text((r / "collection.yml").read_text().replace(
         "{path: r.geojson}", "{path: r.geojson, crs: 'EPSG:28992'}"))
     env = imported_catalogue(tmp_path, cat)
-    code = ("import json\nfrom oup.app import create_app\nc = create_app().test_client()\n"
+    code = ("import json\nfrom oup.http.app import create_app\nc = create_app().test_client()\n"
             "print(json.dumps([c.get(p).get_json() for p in ('/collections/table?f=json', "
             "'/collections/register?f=json', '/collections?f=json', '/tiles/WebMercatorQuad')]))\n"
             "print(c.get('/collections/table/tiles').status_code)\n")

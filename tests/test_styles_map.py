@@ -11,7 +11,7 @@ import requests
 
 from conftest import ROOT, declare_collection
 from oup.catalog import CatalogError, MapStyle, load_collection
-from oup.styles import collection_layers
+from oup.tiles.styles import collection_layers
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = ROOT / "tests" / "out"

@@ -15,7 +15,7 @@ import shapely
 from shapely.geometry import shape
 
 from conftest import declare_collection
-from oup import tile_matrix_sets as grids
+from oup.tiles import matrix_sets as grids
 from oup.catalog import CatalogError, load_collection
 from oup.store import Feature, Field, Query
 from oup.store.gpkg import GeoPackageStore
@@ -347,7 +347,7 @@ def test_the_index_leaves_out_specks_but_never_a_feature_of_a_pixel(tmp_path, z)
 
 def test_a_tiles_declaration_naming_a_missing_attribute_fails_start_up(tmp_path):
     from oup.catalog import Catalog
-    from oup.vector_tiles import layers
+    from oup.tiles.vector_tiles import layers
 
     store = _blocks_store(tmp_path / "blocks.gpkg")
     yml = declare_collection(tmp_path, "tiles: {properties: [name, colour]}")
@@ -593,8 +593,8 @@ def test_a_tile_over_the_budget_leaves_out_its_smallest_features_first(blocks_st
 def test_the_tile_cache_keeps_a_tile_until_the_collection_is_imported_again(tmp_path,
                                                                              blocks_store):
     from oup.catalog import Catalog
-    from oup.tile_cache import TileCache
-    from oup.vector_tiles import VectorTiles
+    from oup.tiles.cache import TileCache
+    from oup.tiles.vector_tiles import VectorTiles
 
     def served(extra: str = "", folder: str = "v1") -> tuple[VectorTiles, grids.Tile, list]:
         """The tiles as a worker starting with this catalogue serves them."""
@@ -688,7 +688,7 @@ def test_both_stores_cut_the_same_features(tmp_path, postgis):
 
     from conftest import GRID_CACHE, ROOT
     from oup.geodesy import install_grids
-    from oup.importers import import_collection
+    from oup.catalog.importers import import_collection
     from oup.store.postgis import PostGISStore
 
     (tmp_path / "proj").mkdir()

@@ -1,4 +1,4 @@
-"""The bridge between the ASGI server and the OGC API app (oup.wsgi_bridge), in-process:
+"""The bridge between the ASGI server and the OGC API app (oup.http.wsgi_bridge), in-process:
 requests reach the WSGI app whole, answers come back whole and in order, a big one in
 pieces, and the request's context goes with it into the thread."""
 from __future__ import annotations
@@ -8,7 +8,7 @@ import contextvars
 
 import pytest
 
-from oup.wsgi_bridge import BUFFER, WsgiBridge
+from oup.http.wsgi_bridge import BUFFER, WsgiBridge
 
 WHO = contextvars.ContextVar("who", default="nobody")
 

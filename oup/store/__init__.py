@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from functools import cache
 
-from ..observations import ObservationStore
+from oup.sensors.observations import ObservationStore
 
-from .base import (Feature, FeatureStore, Field, Page, Query, StoreError, UnknownCollection,
+from oup.store.base import (Feature, FeatureStore, Field, Page, Query, StoreError, UnknownCollection,
                    InvalidQuery)
 
 __all__ = ["Feature", "FeatureStore", "Field", "Page", "Query", "StoreError",
@@ -16,11 +16,11 @@ __all__ = ["Feature", "FeatureStore", "Field", "Page", "Query", "StoreError",
 def open_store(url: str) -> FeatureStore:
     """The store behind ``url``: ``gpkg:///path/file.gpkg`` (embedded default)."""
     if url.startswith("gpkg://") or url.endswith(".gpkg"):
-        from .gpkg import GeoPackageStore
+        from oup.store.gpkg import GeoPackageStore
 
         return GeoPackageStore(url.removeprefix("gpkg://"))
     if url.startswith(("postgresql://", "postgres://")):
-        from .postgis import PostGISStore
+        from oup.store.postgis import PostGISStore
 
         return PostGISStore(url)
     raise StoreError(f"unsupported store URL {url!r}: use gpkg:///path/to/file.gpkg or "
@@ -33,14 +33,14 @@ def open_observation_store(url: str, busy_timeout: float = 30.0,
     ``busy_timeout``: seconds a write waits for a lock before it raises ``StoreBusy``.
     It carries the event log too (``oup.store.events``). ``schema=False``: a reader that
     leaves the schema to the writers (``oup serve`` and ``oup import`` make it)."""
-    from ..settings import get_settings
+    from oup.settings import get_settings
 
     if url.startswith("gpkg://") or url.endswith(".gpkg"):
-        from .observations import GeoPackageObservationStore
+        from oup.store.observations import GeoPackageObservationStore
 
         store = GeoPackageObservationStore(url.removeprefix("gpkg://"), busy_timeout, schema)
     elif url.startswith(("postgresql://", "postgres://")):
-        from .pg_observations import PostGISObservationStore
+        from oup.store.pg_observations import PostGISObservationStore
 
         store = PostGISObservationStore(url, busy_timeout, schema)
     else:

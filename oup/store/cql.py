@@ -12,7 +12,7 @@ from typing import Any, Callable
 import shapely
 from pygeofilter import ast, values
 
-from .base import GEOM, GEOM84, Field, InvalidQuery, check_int64
+from oup.store.base import GEOM, GEOM84, Field, InvalidQuery, check_int64
 
 SPATIAL_OPS = {
     ast.GeometryIntersects: "intersects", ast.GeometryDisjoint: "disjoint",

@@ -13,8 +13,8 @@ import time
 
 import orjson
 
-from ..events import ChangeEvent, catalogue_events
-from .base import SqlTables
+from oup.events import ChangeEvent, catalogue_events
+from oup.store.base import SqlTables
 
 SQLITE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS oup_events (

@@ -71,7 +71,7 @@ def crs_code(uri: str) -> str:
 def crs84_transformer(code: str):
     import pyproj
 
-    from ..geodesy import ensure_grids, transformer
+    from oup.geodesy import ensure_grids, transformer
 
     ensure_grids()
     # EPSG:4258 and EPSG:4326 are latitude-first by authority: keep PROJ's axis order.
@@ -101,7 +101,7 @@ def to_crs84(geom, code: str):
         return geom
     import pyproj
 
-    from ..geodesy import ensure_grids, transformer
+    from oup.geodesy import ensure_grids, transformer
 
     ensure_grids()
     if code in ("EPSG:4258", "EPSG:4326"):  # latitude first by authority
@@ -253,7 +253,7 @@ def geojson_geometries(geoms: np.ndarray) -> list[dict | None]:
 def _geojson(wkbs: list, crs84_to: str | None) -> list[dict | None]:
     """GeoJSON geometries of WKB (None: "geometry": null), in CRS84 or moved from it to
     ``crs84_to``: read by ``wkb`` where it can, by shapely where it cannot."""
-    from . import wkb
+    from oup.store import wkb
 
     move = None if crs84_to in (None, "OGC:CRS84") else crs84_transformer(crs84_to).transform
     out = wkb.geojson(wkbs, move)

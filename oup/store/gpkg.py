@@ -31,12 +31,12 @@ from typing import Iterable
 import numpy as np
 import shapely
 
-from .base import (FID, GEOM, GEOM84, VALUES, Feature, Field, Query, StoreError,
+from oup.store.base import (FID, GEOM, GEOM84, VALUES, Feature, Field, Query, StoreError,
                    UnknownCollection)
-from .cql import quote
-from .geometry import gpb_envelope, gpb_wkb, native_crs, rows_to_features, to_gpb
-from .mvt_encode import ValueCoder, ValueTable
-from .sqlquery import SqlQueries, TimeSpan, column_values, current_layout
+from oup.store.cql import quote
+from oup.store.geometry import gpb_envelope, gpb_wkb, native_crs, rows_to_features, to_gpb
+from oup.store.mvt_encode import ValueCoder, ValueTable
+from oup.store.sqlquery import SqlQueries, TimeSpan, column_values, current_layout
 
 _SQL_TYPES = {"string": "TEXT", "number": "DOUBLE", "integer": "INTEGER",
               "boolean": "BOOLEAN", "date-time": "DATETIME"}

@@ -5,7 +5,7 @@ starting together apply each migration once.
 """
 from __future__ import annotations
 
-from .events import POSTGIS_SCHEMA as POSTGIS_EVENTS_SCHEMA
+from oup.store.events import POSTGIS_SCHEMA as POSTGIS_EVENTS_SCHEMA
 
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "layers, observations (partitioned by month of phenomenon time), dead letters, "
@@ -42,7 +42,7 @@ _LOCK = 7_400_391  # advisory lock id: "oup migrations"
 
 def migrate(con) -> int:
     """Apply the missing migrations; return the schema version."""
-    from .postgis import pg_sql
+    from oup.store.postgis import pg_sql
 
     with con.transaction():
         con.execute(pg_sql("SELECT pg_advisory_xact_lock(?)"), (_LOCK,))

@@ -30,8 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 import shapely
 
-from .base import FID, GEOM, GEOM84, GEOM3857, SYSTEM_PREFIX, VALUES
-from .cql import quote
+from oup.store.base import FID, GEOM, GEOM84, GEOM3857, SYSTEM_PREFIX, VALUES
+from oup.store.cql import quote
 
 EXTENT = 4096  # tile units across a tile
 MAX_TILE_BYTES = 500_000  # the promise: no tile beyond this
@@ -73,7 +73,7 @@ def tile_layer(store, q: TileQuery) -> bytes:
     most ``MAX_TILE_BYTES`` where leaving out features up to ``_MAX_SPECK`` gets it there."""
     from dataclasses import replace
 
-    from .postgis import PostGISStore
+    from oup.store.postgis import PostGISStore
 
     cut = _postgis if isinstance(store, PostGISStore) else _geopackage
     data = cut(store, q)
@@ -87,7 +87,7 @@ def import_stamp(store, cid: str) -> str:
     """What changes whenever collection ``cid`` is written again (imported), as the store
     says now: tiles cut before it changed are out of date. PostGIS: the table's oid (each
     import makes a new table); GeoPackage: its last change (milliseconds)."""
-    from .postgis import PostGISStore
+    from oup.store.postgis import PostGISStore
 
     if isinstance(store, PostGISStore):
         rows = store.execute("SELECT to_regclass(?)::oid::text", (quote(cid),))
@@ -179,9 +179,9 @@ def _geopackage(store, q: TileQuery) -> bytes:
 
 
 def _geopackage_cut(store, q: TileQuery) -> bytes:
-    from .geometry import gpb_wkb
-    from .gpkg import tile_column
-    from .mvt_encode import CodedProperties, encode_layer
+    from oup.store.geometry import gpb_wkb
+    from oup.store.gpkg import tile_column
+    from oup.store.mvt_encode import CodedProperties, encode_layer
 
     meta, types = _types(store, q)
     native = _native(meta, q)
@@ -293,7 +293,7 @@ def _tile_geometry(geoms: np.ndarray, q: TileQuery, native: bool):
     # A polygon of one ring inside the buffer (nearly every building) is rounded,
     # checked, simplified and wound by compiled loops that give what GEOS's way gives;
     # what they cannot vouch for takes GEOS's way.
-    from .mvt_kernels import simplified_rings
+    from oup.store.mvt_kernels import simplified_rings
 
     one = picked[~out & _one_ring(geoms[picked])]
     ring_xy, ring_off, done = simplified_rings(np.rint(xy[np.isin(at, one)]),
@@ -357,7 +357,7 @@ def _simplified(geoms: np.ndarray) -> np.ndarray:
 def _to_tile_units(xy: np.ndarray, q: TileQuery, native: bool) -> np.ndarray:
     """Coordinates (CRS84, or the grid's own CRS when ``native``) in tile units, y down,
     in one pass: the grid's CRS and the tile's scale at once."""
-    from .geometry import crs84_transformer
+    from oup.store.geometry import crs84_transformer
 
     x, y = xy[:, 0], xy[:, 1]
     if q.crs == "EPSG:3857" and not native:

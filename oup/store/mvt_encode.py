@@ -31,7 +31,7 @@ from itertools import repeat
 import numpy as np
 import shapely
 
-from ..pbf import field
+from oup.tiles.pbf import field
 
 POINT, LINESTRING, POLYGON = 1, 2, 3  # the feature's GeomType
 _KIND = np.array([POINT, LINESTRING, 0, POLYGON, POINT, LINESTRING, POLYGON, 0])  # by type id
@@ -55,7 +55,7 @@ def encode_layer(name: str, geoms, ids=None,
     one or ``ids=None`` writes none) and ``properties`` (name -> a value per geometry, or
     the same as indices into values encoded before). b"" when no feature has geometry
     left."""
-    from . import mvt_kernels as kernels  # compiled: imported by the first tile, not the store
+    from oup.store import mvt_kernels as kernels  # compiled: imported by the first tile, not the store
 
     geoms = np.asarray(geoms, dtype=object)
     feats, kinds, geometry, geometry_lens = _geometries(geoms)
@@ -81,7 +81,7 @@ def encode_layer(name: str, geoms, ids=None,
 def _geometries(geoms: np.ndarray):
     """(the indices of the features that keep geometry, their GeomType (uint8), the
     geometry field's bytes of all of them, and its byte length per feature)."""
-    from . import mvt_kernels as kernels
+    from oup.store import mvt_kernels as kernels
 
     type_ids = shapely.get_type_id(geoms)
     present = np.flatnonzero((type_ids >= 0) & ~shapely.is_empty(geoms))
@@ -211,7 +211,7 @@ def _tags(names: list[str], codes: np.ndarray, table: ValueTable):
     their indices, in every feature's tags, are the shortest varints (a unique id per
     feature would otherwise push the shared values past 127, and the tags naming them to
     2 or 3 bytes). Keys no feature has are not written."""
-    from . import mvt_kernels as kernels
+    from oup.store import mvt_kernels as kernels
 
     codes = np.ascontiguousarray(codes, dtype=np.int32).reshape(len(codes), len(names))
     written, index = kernels.number_values(codes, len(table.lens))

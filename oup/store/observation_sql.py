@@ -5,10 +5,10 @@ once, with ``?`` placeholders; a store supplies ``execute``, ``_executemany`` an
 """
 from __future__ import annotations
 
-from ..events import ChangeEvent, observations_event
-from ..observations import COUNTERS, BatchResult, DeadLetter, SensorHome, iso_us
-from .base import SqlTables
-from .cql import quote
+from oup.events import ChangeEvent, observations_event
+from oup.sensors.observations import COUNTERS, BatchResult, DeadLetter, SensorHome, iso_us
+from oup.store.base import SqlTables
+from oup.store.cql import quote
 
 _DEAD_LETTER_KEYS = ("id", "received_at", "topic", "reason", "payload", "payload_size",
                      "replayed")

@@ -14,10 +14,10 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..observations import SensorHome, BatchResult, DeadLetter, Observation, StoreBusy, tally, us_of
-from .cql import quote
-from .events import SQLITE_SCHEMA, SqlEventLog
-from .observation_sql import SqlObservations
+from oup.sensors.observations import SensorHome, BatchResult, DeadLetter, Observation, StoreBusy, tally, us_of
+from oup.store.cql import quote
+from oup.store.events import SQLITE_SCHEMA, SqlEventLog
+from oup.store.observation_sql import SqlObservations
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS oup_observations (

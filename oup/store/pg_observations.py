@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from ..observations import SensorHome, BatchResult, DeadLetter, Observation, StoreBusy, tally, us_of
-from .cql import quote
-from .events import SqlEventLog
-from .observation_sql import SqlObservations
-from .postgis import pg_sql
+from oup.sensors.observations import SensorHome, BatchResult, DeadLetter, Observation, StoreBusy, tally, us_of
+from oup.store.cql import quote
+from oup.store.events import SqlEventLog
+from oup.store.observation_sql import SqlObservations
+from oup.store.postgis import pg_sql
 
 _UPSERT = """
 INSERT INTO oup_observations (sensor_id, phenomenon_time, result, result_time, stored_at)
@@ -51,7 +51,7 @@ class PostGISObservationStore(SqlObservations, SqlEventLog):
     def __init__(self, url: str, busy_timeout: float = 30.0, schema: bool = True):
         import psycopg
 
-        from .migrations import migrate
+        from oup.store.migrations import migrate
 
         self.url, self.busy_timeout = url, busy_timeout
         self._psycopg = psycopg

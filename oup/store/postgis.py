@@ -20,11 +20,11 @@ from typing import Iterable
 
 import shapely
 
-from .base import (FID, GEOM, GEOM84, GEOM3857, Feature, Field, InvalidQuery, Query,
+from oup.store.base import (FID, GEOM, GEOM84, GEOM3857, Feature, Field, InvalidQuery, Query,
                    StaleLayer, StoreError, UnknownCollection)
-from .cql import quote
-from .sqlquery import SqlQueries, TimeSpan, column_values, current_layout
-from .geometry import rows_to_features
+from oup.store.cql import quote
+from oup.store.sqlquery import SqlQueries, TimeSpan, column_values, current_layout
+from oup.store.geometry import rows_to_features
 
 _PG_TYPES = {"string": "text", "number": "double precision", "integer": "bigint",
              "boolean": "boolean", "date-time": "timestamptz"}
@@ -69,7 +69,7 @@ class PostGISStore(SqlQueries):
         import psycopg
         from psycopg_pool import ConnectionPool
 
-        from .migrations import migrate
+        from oup.store.migrations import migrate
 
         self.url = url
         size = pool_size or int(os.environ.get("OUP_DB_POOL_SIZE", "4"))

@@ -13,9 +13,9 @@ from typing import Callable
 
 import shapely
 
-from .base import FID, Field, InvalidQuery, Page, Query, StaleLayer, check_int64
-from .cql import SqlCompiler, iso, quote
-from .geometry import native_crs
+from oup.store.base import FID, Field, InvalidQuery, Page, Query, StaleLayer, check_int64
+from oup.store.cql import SqlCompiler, iso, quote
+from oup.store.geometry import native_crs
 
 Spatial = Callable[..., tuple[str, list]]  # (op, wkb, bounds, box=False) -> (sql, params)
 
@@ -164,7 +164,7 @@ def current_layout(cid: str, meta: dict) -> dict:
     """``meta``, if its table has the store's columns under their ``_oup_`` names (every
     import since the source CRS is kept as ``source_crs``); else the collection is as
     good as absent until it is imported again."""
-    from .base import UnknownCollection
+    from oup.store.base import UnknownCollection
 
     if "source_crs" not in meta:
         raise UnknownCollection(f"collection {cid!r} was imported by an older OUP (columns "

@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from .base import FID, InvalidQuery, Page, Query
-from .cql import quote
-from .sqlquery import SqlQueries
-from ..observations import iso_us, us_of
+from oup.store.base import FID, InvalidQuery, Page, Query
+from oup.store.cql import quote
+from oup.store.sqlquery import SqlQueries
+from oup.sensors.observations import iso_us, us_of
 
 OBSERVATION_FIELDS = (("phenomenonTime", "date-time"), ("result", "number"),
                       ("resultTime", "date-time"))

@@ -1,0 +1,171 @@
+"""OUP's own endpoints, added to the OpenAPI document pygeoapi generates."""
+from __future__ import annotations
+
+PROBLEM = {
+    "type": "object",
+    "description": "RFC 7807 problem details",
+    "required": ["title", "status"],
+    "properties": {
+        "type": {"type": "string"}, "title": {"type": "string"},
+        "status": {"type": "integer"}, "detail": {"type": "string"},
+        "instance": {"type": "string"}, "code": {"type": "string"},
+        "parameter": {"type": "string"},
+    },
+}
+
+
+def _problem_response(description: str) -> dict:
+    return {"description": description,
+            "content": {"application/problem+json": {"schema": {"$ref":
+                        "#/components/schemas/Problem"}},
+                        "text/html": {"schema": {"type": "string"}}}}  # for f=html
+
+
+_ANY = {"type": "object"}
+_FEATURES = {"application/geo+json": {"schema": _ANY}, "application/json": {"schema": _ANY}, "application/ld+json": {"schema": _ANY},
+             "text/html": {"schema": {"type": "string"}}, "text/csv": {"schema": {"type": "string"}}}
+_DOC = {"application/json": {"schema": _ANY}, "text/html": {"schema": {"type": "string"}},
+        "application/ld+json": {"schema": _ANY}}
+# Local stand-ins for the OGC documents pygeoapi refers to by URL: the document must
+# resolve offline (clients, validators and this machine have no internet).
+_LOCAL = {
+    "parameters/featureId": {"name": "featureId", "in": "path", "required": True,
+                             "description": "identifier of a feature",
+                             "schema": {"type": "string"}},
+    "parameters/datetime": {"name": "datetime", "in": "query", "required": False,
+                            "description": "an instant or an interval (open ends '..' or empty), "
+                                           "RFC 3339", "schema": {"type": "string"},
+                            "style": "form", "explode": False},
+    "parameters/sortby": {"name": "sortby", "in": "query", "required": False,
+                          "description": "comma-separated properties, '-' for descending",
+                          "schema": {"type": "string"}, "style": "form", "explode": False},
+    "parameters/q": {"name": "q", "in": "query", "required": False,
+                     "description": "free-text search terms", "style": "form", "explode": False,
+                     "schema": {"type": "string"}},
+    # OGC API EDR (the sensors)
+    "parameters/positionCoords": {"name": "coords", "in": "query", "required": True,
+                                  "description": "WKT POINT(x y) in CRS84",
+                                  "schema": {"type": "string"}},
+    "parameters/areaCoords": {"name": "coords", "in": "query", "required": True,
+                              "description": "WKT POLYGON in CRS84", "schema": {"type": "string"}},
+    "parameters/parameter-name": {"name": "parameter-name", "in": "query", "required": False,
+                                  "description": "comma-separated parameters (observed "
+                                                 "properties)", "style": "form",
+                                  "explode": False, "schema": {"type": "string"}},
+    "parameters/z": {"name": "z", "in": "query", "required": False,
+                     "description": "vertical level (sensors have none: ignored)",
+                     "schema": {"type": "string"}},
+    "parameters/locationId": {"name": "locId", "in": "path", "required": True,
+                              "description": "a location (sensor) id",
+                              "schema": {"type": "string"}},
+    "parameters/instanceId": {"name": "instanceId", "in": "path", "required": True,
+                              "description": "an instance id", "schema": {"type": "string"}},
+    "responses/LandingPage": {"description": "the landing page", "content": _DOC},
+    "responses/Collection": {"description": "a collection", "content": _DOC},
+    "responses/Collections": {"description": "the collections", "content": _DOC},
+    "responses/Features": {"description": "a page of features", "content": _FEATURES},
+    "responses/Feature": {"description": "one feature", "content": _FEATURES},
+    "responses/InvalidParameter": None,  # -> the problem responses below
+    "responses/NotFound": None,
+    "responses/ServerError": None,
+}
+_EDR_QUERIES = ("position", "area", "cube", "radius", "trajectory", "corridor", "locations")
+_PROBLEM_REFS = {"responses/InvalidParameter": "400", "responses/NotFound": "404",
+                 "responses/ServerError": "500"}
+
+
+def _localise(node, comps: dict):
+    """Replace every external $ref by a local component (or an open schema)."""
+    if isinstance(node, list):
+        return [_localise(n, comps) for n in node]
+    if not isinstance(node, dict):
+        return node
+    ref = node.get("$ref")
+    if isinstance(ref, str) and not ref.startswith("#"):
+        for key, value in _LOCAL.items():
+            if ref.endswith(key) or ref.endswith(key.split("/")[1] + ".yaml"):
+                if key in _PROBLEM_REFS:
+                    return {"$ref": f"#/components/responses/{_PROBLEM_REFS[key]}"}
+                kind, name = key.split("/")
+                comps.setdefault(kind, {})[f"oup-{name}"] = value
+                return {"$ref": f"#/components/{kind}/oup-{name}"}
+        return {}  # an external schema (GeoJSON, CQL2, links): accept any value
+    return {k: _localise(v, comps) for k, v in node.items()}
+
+
+def extend_openapi(oas: dict, cfg: dict) -> dict:
+    comps = oas.setdefault("components", {})
+    oas["paths"] = _localise(oas.get("paths", {}), comps)
+    oas["components"] = comps = _localise(comps, comps)
+    comps.setdefault("schemas", {})["Problem"] = PROBLEM
+    responses = comps.setdefault("responses", {})
+    for code, text in (("400", "Bad request: the problem document names the parameter"),
+                       ("404", "Not found"), ("500", "Server error")):
+        responses[code] = _problem_response(text)
+    paths = oas.setdefault("paths", {})
+    paths["/health"] = {"get": {
+        "summary": "Health of the service and its store", "operationId": "getHealth",
+        "tags": ["server"],
+        "responses": {"200": {"description": "healthy", "content": {"application/json": {
+            "schema": {"type": "object"}}}},
+            "503": {"description": "the store is not answering", "content": {
+                "application/json": {"schema": {"type": "object"}}}}}}}
+    paths["/metrics"] = {"get": {
+        "summary": "Prometheus metrics (text exposition format)", "operationId": "getMetrics",
+        "tags": ["server"],
+        "responses": {"200": {"description": "metrics", "content": {
+            "text/plain": {"schema": {"type": "string"}}}}}}}
+    paths["/openapi.json"] = {"get": {
+        "summary": "This OpenAPI document", "operationId": "getOpenAPIJson", "tags": ["server"],
+        "responses": {"200": {"description": "the OpenAPI 3.0 document", "content": {
+            "application/vnd.oai.openapi+json;version=3.0": {"schema": {"type": "object"}}}}}}}
+    from oup.events import stream as event_stream
+    from oup.tiles import styles
+    from oup.tiles import vector_tiles
+
+    stored = [cid for cid, res in cfg.get("resources", {}).items()
+              if res["providers"][0].get("name") == "oup.http.provider.OUPProvider"]
+    paths.update(vector_tiles.openapi_paths(stored))
+    paths.update(styles.openapi_paths(stored))
+    from oup.http.pygeoapi_config import RECORDS_ID
+
+    paths.update(event_stream.openapi_paths([cid for cid, res in cfg.get("resources", {}).items()
+                                             if res.get("type") == "collection"
+                                             and cid != RECORDS_ID]))
+    for name, path in paths.items():
+        if name.endswith(("/schema", "/queryables")) and "get" in path:
+            path["get"]["responses"]["200"] = {
+                "description": "a JSON Schema of the features' properties",
+                "content": {"application/schema+json": {"schema": _ANY},
+                            "text/html": {"schema": {"type": "string"}}}}
+        if name.endswith("/items") and "post" in path:
+            path["post"]["summary"] = "Search the items with a CQL2 JSON filter in the body"
+            path["post"]["requestBody"] = {"required": True, "content": {
+                "application/query-cql-json": {"schema": _ANY},
+                "application/json": {"schema": _ANY}}}
+            path["post"]["responses"] = {
+                "200": {"description": "the matching features", "content": _FEATURES},
+                "415": _problem_response("the body is not CQL2 JSON")}
+            path["post"].pop("parameters", None)
+    for name, path in paths.items():  # EDR queries: CoverageJSON, or nothing to say
+        if name.rsplit("/", 1)[-1] in _EDR_QUERIES or "/locations/" in name:
+            op = path.get("get", {})
+            listing = name.endswith("/locations")
+            op["responses"]["200"] = {
+                "description": "the locations (GeoJSON)" if listing else
+                               "the observations as CoverageJSON",
+                "content": {"application/vnd.cov+json": {"schema": _ANY},
+                            "application/geo+json": {"schema": _ANY},
+                            "application/json": {"schema": _ANY},
+                            "text/html": {"schema": {"type": "string"}}}}
+            op["responses"]["204"] = {"description": "no observations for this query"}
+            op["responses"].setdefault("404", {"$ref": "#/components/responses/404"})
+    # every operation may answer with a problem document
+    for path in paths.values():
+        if "options" in path:  # CORS preflight
+            path["options"]["responses"]["204"] = {"description": "CORS preflight answered"}
+        for op in path.values():
+            if isinstance(op, dict) and "responses" in op:
+                op["responses"].setdefault("400", {"$ref": "#/components/responses/400"})
+                op["responses"].setdefault("500", {"$ref": "#/components/responses/500"})
+    return oas

@@ -1,0 +1,78 @@
+"""The platform's own face: what its HTML pages load, served by the platform itself.
+
+pygeoapi's stock pages load Bootstrap and Leaflet from unpkg.com: offline (a city
+intranet) they break, and online every page view tells a third party who looked at
+what. OUP's templates (``config/templates``) load instead, from ``/assets/...``:
+
+- ``/assets/bootstrap/...``, ``/assets/maplibre-gl/...``, ``/assets/swagger-ui/...``:
+  the npm packages installed in ``oup/web`` (``make venv`` runs ``npm ci`` there);
+- ``/assets/oup/...``: OUP's own logo, style sheets and scripts (``oup/web/static``).
+
+Every answer carries a Content-Security-Policy that allows no origin but the platform's
+own (``CONTENT_SECURITY_POLICY``), so a template that slipped back to a CDN fails loudly.
+"""
+from __future__ import annotations
+
+import mimetypes
+from pathlib import Path
+
+from werkzeug.security import safe_join
+
+WEB = Path(__file__).resolve().parents[1] / "web"
+_MODULES = WEB / "node_modules"
+ASSETS = {
+    "bootstrap": _MODULES / "bootstrap" / "dist",
+    "maplibre-gl": _MODULES / "maplibre-gl" / "dist",
+    "swagger-ui": _MODULES / "swagger-ui-dist",
+    "oup": WEB / "static",
+}
+# 'unsafe-inline': pygeoapi's pages (queryables, conformance, ...) carry inline scripts and
+# styles. 'unsafe-eval' and blob: scripts: CesiumJS compiles some code at run time and
+# its workers import scripts it made. None of them opens the page to another origin,
+# which is the point: nothing here may load from anywhere else.
+CONTENT_SECURITY_POLICY = "; ".join([
+    "default-src 'self'",
+    "script-src 'self' 'unsafe-inline' 'unsafe-eval' blob:",
+    "style-src 'self' 'unsafe-inline'",
+    "img-src 'self' data: blob:",
+    "font-src 'self' data:",
+    "connect-src 'self'",
+    "worker-src 'self' blob:",
+    "object-src 'none'",
+    "base-uri 'self'",
+    "frame-ancestors 'none'",
+])
+
+
+def static_file(root: Path, path: str, cache_seconds: int = 86400):
+    """The file ``path`` under ``root`` as a response, or None when there is none
+    (never a file outside ``root``)."""
+    from flask import Response
+
+    full = safe_join(str(root), path) if root.is_dir() else None
+    if not full or not Path(full).is_file():
+        return None
+    kind = mimetypes.guess_type(full)[0] or "application/octet-stream"
+    return Response(Path(full).read_bytes(), mimetype=kind,
+                    headers={"Cache-Control": f"public, max-age={cache_seconds}"})
+
+
+def serve_asset(problem, path: str):
+    """``/assets/{package}/{file}``."""
+    from flask import request
+
+    package, _, rest = path.partition("/")
+    root = ASSETS.get(package)
+    if root is not None and not root.is_dir():
+        return problem(503, f"{package} is not installed: run `make venv` (npm ci in "
+                       "oup/web)", request.path)
+    answer = static_file(root, rest) if root is not None else None
+    return answer or problem(404, f"no asset {path!r}", request.path)
+
+
+def serve_map(problem):
+    """``/map``: the 2D map page (its script and style are assets)."""
+    from flask import request
+
+    return static_file(ASSETS["oup"], "map.html", cache_seconds=60) or problem(
+        404, "the map page is missing", request.path)

@@ -1,0 +1,197 @@
+"""OGC API Styles: how the collections are drawn, as MapLibre style JSON, from the
+catalogue (``style:`` in collection.yml).
+
+- ``/styles``, ``/styles/default``: the city map, every collection the caller may see;
+- ``/collections/{id}/styles``, ``/collections/{id}/styles/default``: one collection.
+
+A style draws OUP's own vector tiles (the TileJSON of ``/tiles`` or of the collection)
+and asks nothing of any other host: no basemap, no sprites, and the label glyphs from
+the platform itself (``oup.tiles.glyphs``). Each collection is three layers, one per geometry
+type (fill and outline for polygons, line, circle for points), so a collection needs no
+declared geometry type to be drawn well, and a fourth for its labels if it has them.
+Each layer carries its collection, title and legend in ``metadata`` for /map's toggles
+and legend.
+"""
+from __future__ import annotations
+
+import re
+
+from oup.catalog import COLLECTION_FILE, Catalog, CatalogError, Collection
+from oup.tiles.glyphs import FONT
+from oup.tiles.vector_tiles import Layer, NoTiles, union_bbox
+
+STYLE_MEDIA = "application/vnd.mapbox.style+json"
+STYLES_PATH = re.compile(r"^(?:/collections/(?P<cid>[^/]+))?/styles(?:/(?P<sid>[^/]+))?/?$")
+CONFORMANCE = [f"http://www.opengis.net/spec/ogcapi-styles-1/1.0/conf/{c}"
+               for c in ("core", "mapbox-styles")]
+DEFAULT = "default"
+# colours for collections that do not choose theirs (colour-blind safe, Okabe-Ito)
+_PALETTE = ["#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#d55e00", "#f0e442"]
+_NUMBERS = ("number", "integer")
+
+
+def check(catalog: Catalog, layers: dict[str, Layer]) -> None:
+    """A choropleth on an attribute that is not a number of the collection fails start-up,
+    naming the file and the field."""
+    for cid, layer in layers.items():
+        choropleth = layer.collection.style.choropleth
+        if choropleth and layer.fields.get(choropleth.property) not in _NUMBERS:
+            raise CatalogError(catalog[cid].folder / COLLECTION_FILE,
+                               "style.choropleth.property",
+                               f"{choropleth.property!r} is not a numeric attribute of {cid!r}")
+        label = layer.collection.style.label
+        if label and label not in layer.properties:
+            raise CatalogError(catalog[cid].folder / COLLECTION_FILE, "style.label",
+                               f"{label!r} is not an attribute in {cid!r}'s tiles")
+
+
+def _legend(coll: Collection, fill: str) -> list[dict]:
+    c = coll.style.choropleth
+    if c is None:
+        return [{"label": coll.title, "colour": fill}]
+    bounds = [None, *c.breaks, None]
+    out = []
+    for low, high, colour in zip(bounds, bounds[1:], c.colours):
+        label = (f"< {high:g}" if low is None else f">= {low:g}" if high is None
+                 else f"{low:g} - {high:g}")
+        out.append({"label": f"{c.property} {label}", "colour": colour})
+    return out + [{"label": f"{c.property}: no value", "colour": c.nodata}]
+
+
+def collection_layers(coll: Collection, source: str, index: int) -> list[dict]:
+    """The MapLibre layers drawing ``coll`` from ``source`` (whose layers are named by
+    collection id)."""
+    s = coll.style
+    colour = _PALETTE[index % len(_PALETTE)]
+    fill, line, point = s.fill or colour, s.line or s.fill or colour, s.point or colour
+    fill_colour: object = fill
+    if s.choropleth:
+        c = s.choropleth
+        steps: list = [c.colours[0]]
+        for limit, col in zip(c.breaks, c.colours[1:]):
+            steps += [limit, col]
+        fill_colour = ["case", ["has", c.property],
+                       ["step", ["to-number", ["get", c.property]], *steps], c.nodata]
+    meta = {"oup:collection": coll.id, "oup:title": coll.title,
+            "oup:legend": _legend(coll, s.fill or s.line or s.point or colour)}
+    common = {"source": source, "source-layer": coll.id, "metadata": meta,
+              "layout": {"visibility": "visible" if s.visible else "none"}}
+    fills = [] if s.opacity == 0 else [  # opacity 0: outlines only (clicks go through)
+        {"id": f"{coll.id}-fill", "type": "fill", **common,
+         "filter": ["==", ["geometry-type"], "Polygon"],
+         "paint": {"fill-color": fill_colour, "fill-opacity": s.opacity}}]
+    labels = [] if not s.label else [
+        {"id": f"{coll.id}-label", "type": "symbol", **common,
+         "layout": {**common["layout"], "text-field": ["to-string", ["get", s.label]],
+                    "text-font": [FONT], "text-size": 12, "text-max-width": 8},
+         "paint": {"text-color": s.label_colour, "text-halo-color": "#ffffff",
+                   "text-halo-width": 1.5}}]
+    return fills + labels + [
+        {"id": f"{coll.id}-line", "type": "line", **common,
+         "filter": ["!=", ["geometry-type"], "Point"],
+         "paint": {"line-color": line, "line-width": s.width}},
+        {"id": f"{coll.id}-point", "type": "circle", **common,
+         "filter": ["==", ["geometry-type"], "Point"],
+         "paint": {"circle-color": point, "circle-radius": 3 + 2 * s.width,
+                   "circle-stroke-color": "#ffffff", "circle-stroke-width": 1}},
+    ]
+
+
+class Styles:
+    """The styles endpoints over the published layers."""
+
+    def __init__(self, catalog: Catalog, layers: dict[str, Layer], base_url: str):
+        check(catalog, layers)
+        self.layers, self.base = layers, base_url.rstrip("/")
+        self.order = {cid: i for i, cid in enumerate(catalog.collections)}
+
+    def _chosen(self, cid: str | None, visible: frozenset[str]) -> tuple[list[Layer], str]:
+        if cid is None:
+            return [v for k, v in self.layers.items() if k in visible], ""
+        if cid not in self.layers:
+            raise NoTiles(f"collection {cid!r} has no styles: it has no vector tiles")
+        return [self.layers[cid]], f"/collections/{cid}"
+
+    def listing(self, cid: str | None, visible: frozenset[str]) -> dict:
+        chosen, prefix = self._chosen(cid, visible)
+        if not chosen:
+            raise NoTiles("no styles here")
+        href = f"{self.base}{prefix}/styles/{DEFAULT}"
+        return {"default": DEFAULT, "styles": [{
+            "id": DEFAULT, "title": "OUP's map of " + (chosen[0].collection.title
+                                                     if cid else "the city"),
+            "links": [{"rel": "stylesheet", "type": STYLE_MEDIA, "href": href,
+                       "title": "MapLibre / Mapbox style"}]}],
+            "links": [{"rel": "self", "type": "application/json",
+                       "href": f"{self.base}{prefix}/styles"}]}
+
+    def style(self, cid: str | None, sid: str, visible: frozenset[str]) -> dict:
+        if sid != DEFAULT:
+            raise NoTiles(f"no style {sid!r}; there is {DEFAULT!r}")
+        chosen, prefix = self._chosen(cid, visible)
+        if not chosen:
+            raise NoTiles("no styles here")
+        chosen = sorted(chosen, key=lambda layer: self.order[layer.id])
+        x0, y0, x1, y1 = union_bbox(chosen)
+        drawn = [x for layer in chosen
+                 for x in collection_layers(layer.collection, "oup", self.order[layer.id])]
+        # areas under lines under points under labels, each in catalogue order
+        layers = [{"id": "background", "type": "background",
+                   "paint": {"background-color": "#f4f2ee"}}] + sorted(
+            drawn, key=lambda x: ("fill", "line", "circle", "symbol").index(x["type"]))
+        return {"version": 8, "name": "OUP " + (chosen[0].id if cid else "city"),
+                "center": [(x0 + x1) / 2, (y0 + y1) / 2], "zoom": 14,
+                "metadata": {"oup:bounds": [x0, y0, x1, y1]},
+                "glyphs": f"{self.base}/fonts/{{fontstack}}/{{range}}.pbf",
+                "sources": {"oup": {"type": "vector",
+                                    "url": f"{self.base}{prefix}/tiles/WebMercatorQuad"
+                                           "?f=tilejson"}},
+                "layers": layers}
+
+
+def respond(styles: Styles, problem, visible: frozenset[str]):
+    """The answer to a styles request (Flask's ``request``), or None for another path."""
+    from flask import request
+
+    from oup.tiles.vector_tiles import json_response
+
+    m = STYLES_PATH.match(request.path)
+    if not m:
+        return None
+    if request.method not in ("GET", "HEAD"):
+        return problem(405, "styles are read-only", request.path)
+    unknown = set(request.args) - {"f"}
+    if unknown:
+        name = sorted(unknown)[0]
+        return problem(400, f"unknown query parameter {name!r}; styles take only f",
+                       request.path, parameter=name)
+    try:
+        if m["sid"] is None:
+            return json_response(styles.listing(m["cid"], visible))
+        return json_response(styles.style(m["cid"], m["sid"], visible), STYLE_MEDIA)
+    except NoTiles as exc:
+        return problem(404, str(exc), request.path, "NotFound")
+
+
+def openapi_paths(collection_ids: list[str]) -> dict:
+    """The styles endpoints and /map, for the OpenAPI document."""
+    sid = {"name": "styleId", "in": "path", "required": True, "description": "a style",
+           "schema": {"type": "string", "enum": [DEFAULT]}}
+    any_json = {"schema": {"type": "object"}}
+
+    def get(summary: str, op: str, params: list, content: dict) -> dict:
+        return {"get": {"summary": summary, "operationId": op, "tags": ["styles"],
+                        "parameters": params, "responses": {
+                            "200": {"description": summary, "content": content},
+                            "404": {"$ref": "#/components/responses/404"}}}}
+
+    paths = {"/map": get("The 2D map page (MapLibre GL JS, offline)", "getMap", [],
+                         {"text/html": {"schema": {"type": "string"}}})}
+    for prefix, name in [("", "Dataset")] + [(f"/collections/{c}", c) for c in collection_ids]:
+        op = name.replace("-", "_")
+        paths[f"{prefix}/styles"] = get(f"The styles of {name}", f"getStyles_{op}", [],
+                                        {"application/json": any_json})
+        paths[f"{prefix}/styles/{{styleId}}"] = get(
+            f"A style of {name} (MapLibre style JSON)", f"getStyle_{op}", [sid],
+            {STYLE_MEDIA: any_json})
+    return paths

@@ -1,0 +1,120 @@
+"""Serving the 3D Tiles of the catalogue's 3D collections, OGC API 3D GeoVolumes style.
+
+``/collections/{id}/3dtiles/tileset.json`` and its content are static files made by
+``oup tile``; this module serves them with the right media types, strong ETags,
+Cache-Control, gzip for JSON and CORS, and never anything outside the tileset folder.
+The collection document links to the tileset.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import math
+import re
+from functools import lru_cache
+from pathlib import Path
+
+from werkzeug.security import safe_join
+
+TILESET_REL = "http://www.opengis.net/def/rel/ogc/0.0/tileset-3dtiles"
+CRS84H = "http://www.opengis.net/def/crs/OGC/0/CRS84h"
+MEDIA = {".json": "application/json", ".glb": "model/gltf-binary", ".b3dm": "application/octet-stream",
+         ".pnts": "application/octet-stream", ".subtree": "application/octet-stream"}
+
+
+def tileset_dir(data_dir: Path, cid: str) -> Path:
+    return data_dir / "3dtiles" / cid
+
+
+@lru_cache(maxsize=4096)
+def _etag(path: str, mtime_ns: int, size: int) -> str:
+    h = hashlib.blake2b(digest_size=12)
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def extent3d(folder: Path) -> list[float] | None:
+    """CRS84h [minlon, minlat, minh, maxlon, maxlat, maxh] of a tileset's root region."""
+    try:
+        root = json.loads((folder / "tileset.json").read_text())["root"]
+        w, s, e, n, lo, hi = root["boundingVolume"]["region"]
+    except (OSError, KeyError, ValueError):
+        return None
+    return [math.degrees(w), math.degrees(s), lo, math.degrees(e), math.degrees(n), hi]
+
+
+def add_links(doc: dict, base_url: str, data_dir: Path) -> dict:
+    """Link each collection that has a tileset to it (collection and collections docs)."""
+    for coll in doc.get("collections", [doc]):
+        cid = coll.get("id")
+        folder = tileset_dir(data_dir, cid) if cid else None
+        if not folder or not (folder / "tileset.json").exists():
+            continue
+        href = f"{base_url}/collections/{cid}/3dtiles/tileset.json"
+        bbox = extent3d(folder)
+        link = {"rel": TILESET_REL, "type": "application/json+3dtiles",
+                "title": "3D Tiles 1.1 tileset", "href": href}
+        coll.setdefault("links", []).append(link)
+        # OGC API 3D GeoVolumes (draft): the 3D content and its 3D extent
+        coll["content"] = [{"rel": "original", "type": "application/json+3dtiles",
+                            "title": "3D Tiles 1.1", "href": href}]
+        if bbox:
+            coll["extent3d"] = {"spatial": {"bbox": [bbox], "crs": CRS84H}}
+    return doc
+
+
+TILES_PATH = re.compile(r"^/collections/([^/]+)/3dtiles/(.+)$")
+
+
+def serve(data_dir: Path, problem, cid: str, path: str):
+    """The response for ``/collections/{cid}/3dtiles/{path}``. (Called before pygeoapi's
+    routing, whose ``/collections/<path:...>`` rule would otherwise take the request.)"""
+    from flask import Response, request
+
+    root = tileset_dir(data_dir, cid)
+    full = safe_join(str(root), path) if root.is_dir() else None
+    if full is None or not Path(full).is_file():
+        return problem(404, f"no 3D Tiles resource {path!r} in collection {cid!r}",
+                       request.path)
+    p = Path(full)
+    st = p.stat()
+    etag = _etag(full, st.st_mtime_ns, st.st_size)
+    # `oup tile` may replace a tileset: clients revalidate with the ETag after a while
+    cache = ("public, max-age=60, must-revalidate" if p.suffix == ".json"
+             else "public, max-age=3600")
+    headers = {"ETag": f'"{etag}"', "Cache-Control": cache,
+               "Content-Type": MEDIA.get(p.suffix, "application/octet-stream")}
+    if request.if_none_match.contains(etag):
+        return Response(status=304, headers=headers)
+    data = p.read_bytes()
+    if p.suffix == ".json" and "gzip" in request.headers.get("Accept-Encoding", ""):
+        data = gzip.compress(data, 6)
+        headers["Content-Encoding"] = "gzip"
+        headers["Vary"] = "Accept-Encoding"
+    return Response(data, headers=headers)
+
+
+VIEWER = Path(__file__).resolve().parents[1] / "viewer"
+CESIUM = VIEWER / "node_modules" / "cesium" / "Build" / "Cesium"
+
+
+def serve_viewer(problem, path: str):
+    """``/viewer`` (the page and its script) and ``/viewer/cesium/...`` (CesiumJS)."""
+    from flask import Response, request
+
+    if path in ("", "index.html"):
+        return Response((VIEWER / "index.html").read_bytes(), mimetype="text/html")
+    if path == "viewer.js":
+        return Response((VIEWER / "viewer.js").read_bytes(), mimetype="text/javascript")
+    if path.startswith("cesium/"):
+        if not CESIUM.is_dir():
+            return problem(503, "CesiumJS is not installed: run `make demo` (npm ci in "
+                           "oup/viewer)", request.path)
+        from oup.http.pages import static_file
+
+        if (answer := static_file(CESIUM, path.removeprefix("cesium/"))) is not None:
+            return answer
+    return problem(404, f"no viewer resource {path!r}", request.path)
