@@ -180,13 +180,14 @@ def test_the_provider_answers_the_checked_query_not_pygeoapis_arguments(probes_s
     from oup.store import Query
 
     store, url = probes_store
-    checked = ItemsRequest("probes", **_checked_queries()[part])
+    checked = ItemsRequest("probes", **_checked_queries()[part], limit=1000,
+                           skip_geometry=True)
     provider = _provider(url, "probes")
-    # pygeoapi's own arguments ask for everything (the whole world, no filter, its order):
-    # were they used, the page would be the unconstrained one
+    # pygeoapi's own arguments ask for everything (the whole world, no filter, its order,
+    # a short page with geometries): were they used, the page would be the unconstrained one
     pygeoapi_args = dict(bbox=[-180, -90, 180, 90], datetime_=None, properties=[],
                          sortby=[{"property": "serial", "order": "+"}], select_properties=[],
-                         filterq=None, skip_geometry=True, limit=1000)
+                         filterq=None, skip_geometry=False, limit=5)
     token = CHECKED_ITEMS.set(checked)
     try:
         got = provider.query(**pygeoapi_args)
@@ -197,6 +198,7 @@ def test_the_provider_answers_the_checked_query_not_pygeoapis_arguments(probes_s
         filter=checked.filter, sortby=checked.sortby, select=checked.properties,
         skip_geometry=True, limit=1000))
     unconstrained = provider.query(**pygeoapi_args)  # no checked query: pygeoapi's
+    assert len(unconstrained["features"]) == 5 and unconstrained["features"][0]["geometry"]
     assert expected.features and got["features"] == expected.features
     assert got["numberMatched"] == expected.number_matched
     assert got["features"] != unconstrained["features"]  # so the check tells them apart

@@ -15,6 +15,7 @@ import yaml
 
 from oup import VERSION
 from oup.catalog import Catalog
+from oup.http.routes import Call, Endpoint, Format
 from oup.events import (COLLECTION_IMPORTED, EVENTS_MISSED, MQTT_PREFIX, OBSERVATIONS_CORRECTED,
                      OBSERVATIONS_STORED, SPEC_VERSION, TOPIC_KINDS, TYPES, CATALOGUE_TYPES)
 
@@ -167,6 +168,22 @@ def document(catalog: Catalog, fields_of, visible: set[str], base_url: str, mqtt
 def _receive(channel: str, refs: dict) -> dict:
     return {"action": "receive", "channel": {"$ref": f"#/channels/{channel}"},
             "messages": [{"$ref": f"#/channels/{channel}/messages/{n}"} for n in refs]}
+
+
+def endpoints(catalog: Catalog, fields_of, base_url: str, mqtt_url: str,
+              ws_url: str | None) -> list[Endpoint]:
+    """``/asyncapi``, in JSON or YAML."""
+    def serve(call: Call):
+        from flask import Response
+
+        doc = document(catalog, fields_of, call.visible, base_url, mqtt_url, ws_url)
+        body, media_type = render(doc, call.format.key == "yaml")
+        return Response(body, content_type=media_type)
+
+    return [Endpoint("/asyncapi", "The AsyncAPI 3.0 document of the change events", serve,
+                     "events", "getAsyncAPI", formats=(
+                         Format("json", MEDIA_TYPE, ("application/json",)),
+                         Format("yaml", YAML_TYPE, ("application/yaml", "text/yaml"))))]
 
 
 def render(doc: dict, as_yaml: bool) -> tuple[str, str]:

@@ -16,7 +16,7 @@ from pygeofilter import ast
 
 from oup.events import ChangeEvent
 from oup.http.params import parse_filter
-from oup.store.base import InvalidQuery
+from oup.errors import InvalidQuery
 
 EVENT_PROPERTIES = {"type", "subject", "collection"}  # every event has these
 _COMPARE: dict[type, Callable[[Any, Any], bool]] = {

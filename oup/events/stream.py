@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import bisect
 import logging
-import re
 from collections import deque
 from typing import Callable
 from urllib.parse import parse_qs
@@ -27,13 +26,14 @@ from oup.catalog import Catalog
 from oup.events.filter import EventFilter
 from oup.events import EVENTS_MISSED, ChangeEvent, TYPES
 from oup.http.pages import CONTENT_SECURITY_POLICY
-from oup.http.responses import add_common_headers, problem
+from oup.errors import InvalidQuery, NotFound, OUPError, Unauthorized
+from oup.http.problems import Problems
+from oup.http.responses import add_common_headers
+from oup.http.routes import Endpoint, Format, Param, Routes
 from oup.security import INVALID_CREDENTIALS, AuditLog, AuthError, Authenticator, \
     new_request_id, visible_collections
-from oup.store.base import InvalidQuery
 
 LOG = logging.getLogger(__name__)
-EVENTS_PATH = re.compile(r"^/(?:collections/([^/]+)/)?events/?$")
 POLL = 0.02  # seconds between looks at the log: the most an event waits for the hub
 KEEP = 20_000  # events the hub holds in memory (a resume from within them reads no log)
 HEARTBEAT = 15.0  # seconds: a comment line keeps proxies and the client's timer alive
@@ -46,7 +46,6 @@ TICK = 5.0  # seconds: the longest a stream sleeps (its heartbeat, its client go
 PACE = 0.1  # seconds
 SENDS = 2000  # stream writes a second, per worker
 READ = 1000  # events per read of the log
-PARAMS = {"sensor", "type", "filter", "filter-lang", "after", "f"}
 
 
 class Hub:
@@ -168,12 +167,14 @@ class Hub:
 
 
 class EventStreams:
-    """The ASGI app of the two event paths."""
+    """The ASGI app of the two event paths (declared in ``endpoints``)."""
 
     def __init__(self, hub: Hub, catalog: Catalog, auth: Authenticator, audit: AuditLog,
-                 properties: Callable[[set[str]], set[str]]):
+                 properties: Callable[[set[str]], set[str]], routes: Routes,
+                 problems: Problems):
         self.hub, self.catalog, self.auth, self.audit = hub, catalog, auth, audit
         self.properties = properties  # collection ids -> the property names events carry
+        self.routes, self.problems = routes, problems
         self.public = catalog.public
 
     async def __call__(self, scope, receive, send) -> None:
@@ -181,30 +182,28 @@ class EventStreams:
         headers = Headers([(k.decode("latin-1"), v.decode("latin-1"))
                            for k, v in scope["headers"]])
         request_id = headers.get("X-Request-ID", "")[:64] or new_request_id()
-        cid = EVENTS_PATH.match(path).group(1)
-        if scope["method"] not in ("GET", "HEAD"):
-            return await _answer(send, *problem(405, "events are read with GET", path),
-                                 request_id)
+        args = {k: v[-1] for k, v in parse_qs(scope["query_string"].decode("latin-1"),
+                                              keep_blank_values=True).items()}
+        cid = None
         try:
-            identity = self.auth.identify(headers)
-        except AuthError as exc:
-            if cid and cid in self.catalog.collections and cid not in self.public:
-                self.audit.write(INVALID_CREDENTIALS.who, cid, f"GET {_route(cid)}", 401,
-                                 request_id)
-            body, status, extra = problem(401, str(exc), path, "Unauthorized")
-            extra["WWW-Authenticate"] = f'Bearer error="invalid_token", error_description="{exc}"'
-            return await _answer(send, body, status, extra, request_id)
-        visible = visible_collections(identity, self.catalog)
-        if cid is not None and cid not in visible:  # hidden or unknown: it does not exist
-            return await _answer(send, *problem(404, f"no collection {cid!r}", path, "NotFound"),
-                                 request_id)
-        scope_ids = visible if cid is None else {cid} | (
-            {self.catalog.collections[cid].derived_from} & visible - {None})
-        try:
-            want, cursor = self._subscription(scope, headers, scope_ids)
-        except InvalidQuery as exc:
-            return await _answer(send, *problem(400, str(exc), path, "InvalidParameterValue",
-                                                exc.parameter), request_id)
+            call = self.routes.resolve(scope["method"], path, args, headers.get("Accept"),
+                                       frozenset())
+            cid = call.collection
+            try:
+                identity = self.auth.identify(headers)
+            except AuthError as exc:
+                if cid and cid in self.catalog.collections and cid not in self.public:
+                    self.audit.write(INVALID_CREDENTIALS.who, cid, f"GET {_route(cid)}", 401,
+                                     request_id)
+                raise Unauthorized(str(exc)) from None
+            visible = visible_collections(identity, self.catalog)
+            if cid is not None and cid not in visible:  # hidden or unknown: not here
+                raise NotFound(f"no collection {cid!r}")
+            scope_ids = visible if cid is None else {cid} | (
+                {self.catalog.collections[cid].derived_from} & visible - {None})
+            want, cursor = self._subscription(call.query, headers, scope_ids)
+        except OUPError as exc:
+            return await _answer(send, *self.problems.answer(exc, path), request_id)
         for c in sorted(scope_ids - self.public):
             self.audit.write(identity.who, c, f"GET {_route(cid)}", 200, request_id)
         response = [(b"content-type", b"text/event-stream; charset=utf-8"),
@@ -216,22 +215,16 @@ class EventStreams:
             return await send({"type": "http.response.body", "body": b""})
         await self._stream(send, receive, cursor, want, scope_ids)
 
-    def _subscription(self, scope, headers, scope_ids: set[str]) -> tuple[EventFilter, int]:
-        args = {k: v[-1] for k, v in parse_qs(scope["query_string"].decode("latin-1"),
-                                              keep_blank_values=True).items()}
-        unknown = set(args) - PARAMS
-        if unknown:
-            raise InvalidQuery(f"unknown parameter(s) {', '.join(sorted(unknown))}; the "
-                               f"events take {', '.join(sorted(PARAMS))}", sorted(unknown)[0])
-        if args.get("f") not in (None, "", "sse"):
-            raise InvalidQuery("f: events come as text/event-stream (f=sse) only", "f")
-        types = [t for t in args.get("type", "").split(",") if t]
+    def _subscription(self, query: dict, headers, scope_ids: set[str]) -> tuple[EventFilter, int]:
+        """What the subscriber wants (checked against the declaration already), and the
+        event id it resumes after."""
+        types = [t for t in query.get("type", "").split(",") if t]
         if set(types) - set(TYPES):
             raise InvalidQuery(f"type: one of {', '.join(TYPES)}", "type")
-        sensors = [s for s in args.get("sensor", "").split(",") if s]
-        want = EventFilter(sensors, types, args.get("filter") or None, args.get("filter-lang"),
-                           self.properties(scope_ids))
-        last = args.get("after") or headers.get("Last-Event-ID")
+        sensors = [s for s in query.get("sensor", "").split(",") if s]
+        want = EventFilter(sensors, types, query.get("filter") or None,
+                           query.get("filter-lang"), self.properties(scope_ids))
+        last = query.get("after") or headers.get("Last-Event-ID")
         if last in (None, ""):
             return want, self.hub.last  # from now on
         if not last.isdigit() or len(last) > 18:
@@ -335,53 +328,36 @@ def _route(cid: str | None) -> str:
     return "/collections/<path:collection_id>/events" if cid else "/events"
 
 
-async def _answer(send, body: str, status: int, headers: dict, request_id: str) -> None:
+async def _answer(send, body: bytes, status: int, headers: dict, request_id: str) -> None:
     h = _common()
     h.update(headers)
     h["X-Request-ID"] = request_id
     await send({"type": "http.response.start", "status": status,
                 "headers": [(k.lower().encode(), v.encode()) for k, v in h.items()]})
-    await send({"type": "http.response.body", "body": body.encode()})
+    await send({"type": "http.response.body", "body": body})
 
 
-def openapi_paths(collection_ids: list[str]) -> dict:
-    """The event streams and /asyncapi, for the OpenAPI document (per collection, so a
-    caller's copy leaves out the collections they may not see)."""
-    def param(name: str, text: str, schema: dict | None = None, where: str = "query") -> dict:
-        return {"name": name, "in": where, "required": False, "description": text,
-                "schema": schema or {"type": "string"}}
-
-    params = [
-        param("sensor", "only these sensors (comma-separated ids)"),
-        param("type", "only these event types (comma-separated)",
-              {"type": "string"}),
-        param("filter", "CQL2 (text or JSON) over the event's properties"),
-        param("filter-lang", "cql2-text or cql2-json",
+def endpoints(catalog: Catalog) -> list[Endpoint]:
+    """``/events`` and ``/collections/{id}/events``: answered by ``EventStreams`` in the
+    ASGI part of the server, declared here with every other endpoint."""
+    params = (
+        Param("sensor", "only these sensors (comma-separated ids)"),
+        Param("type", "only these event types (comma-separated): " + ", ".join(TYPES)),
+        Param("filter", "CQL2 (text or JSON) over the event's properties"),
+        Param("filter-lang", "cql2-text or cql2-json",
               {"type": "string", "enum": ["cql2-text", "cql2-json"]}),
-        param("after", "resume after this event id (as Last-Event-ID)",
-              {"type": "integer", "minimum": 0}),
-        param("Last-Event-ID", "resume after this event id", {"type": "integer", "minimum": 0},
-              "header")]
-    stream = {"description": "a stream of CloudEvents 1.0 JSON events (Server-Sent Events: "
-                             "`id:` the event id, `data:` the event); see /asyncapi",
-              "content": {"text/event-stream": {"schema": {"type": "string"}}}}
-
-    def get(summary: str, op: str) -> dict:
-        return {"get": {"summary": summary, "operationId": op, "tags": ["events"],
-                        "parameters": params,
-                        "responses": {"200": stream, "404": {"$ref": "#/components/responses/404"},
-                                      "401": {"description": "invalid credentials"}}}}
-
-    paths = {"/events": get("Change events of everything the caller may see", "getEvents")}
-    for cid in collection_ids:
-        paths[f"/collections/{cid}/events"] = get(f"Change events of {cid}",
-                                                  f"getEvents_{cid.replace('-', '_')}")
-    paths["/asyncapi"] = {"get": {
-        "summary": "The AsyncAPI 3.0 document of the change events", "operationId":
-        "getAsyncAPI", "tags": ["events"],
-        "parameters": [param("f", "json (default) or yaml",
-                             {"type": "string", "enum": ["json", "yaml"]})],
-        "responses": {"200": {"description": "the AsyncAPI document", "content": {
-            "application/asyncapi+json": {"schema": {"type": "object"}},
-            "application/asyncapi+yaml": {"schema": {"type": "object"}}}}}}}
-    return paths
+        Param("after", "resume after this event id (as Last-Event-ID)",
+              {"type": "string", "pattern": r"\d{0,18}", "description": "a whole number"}),
+        Param("Last-Event-ID", "resume after this event id", {"type": "integer", "minimum": 0},
+              "header"))
+    sse = (Format("sse", "text/event-stream"),)
+    more = {"401": {"description": "invalid credentials"}}
+    described = ("a stream of CloudEvents 1.0 JSON events (Server-Sent Events: `id:` the "
+                 "event id, `data:` the event); see /asyncapi")
+    return [Endpoint("/events", "Change events of everything the caller may see", None,
+                     "events", "getEvents", params=params, formats=sse, responses=more,
+                     description=described),
+            Endpoint("/collections/{collectionId}/events", "Change events of a collection",
+                     None, "events", "getEvents", params=params, formats=sse, responses=more,
+                     description=described,
+                     collections=lambda: list(catalog.collections))]

@@ -17,7 +17,7 @@ import asyncio
 from uvicorn.server import Server
 from uvicorn_worker import UvicornWorker
 
-from oup.events.stream import EVENTS_PATH, EventStreams, Hub
+from oup.events.stream import EventStreams, Hub
 from oup.http.wsgi_bridge import WsgiBridge
 
 GRACEFUL_SECONDS = 30  # as gunicorn's own default
@@ -76,11 +76,12 @@ def create_app(settings=None):
               settings.public_url)
     HUBS.append(hub)
     oup.hub = hub  # /metrics counts its subscribers
-    streams = EventStreams(hub, oup.catalog, oup.auth, oup.audit, oup.event_properties)
+    streams = EventStreams(hub, oup.catalog, oup.auth, oup.audit, oup.event_properties,
+                           oup.routes, oup.problems)
     wsgi = WsgiBridge(flask, threads=settings.threads)
 
     async def app(scope, receive, send):
-        if scope["type"] == "http" and EVENTS_PATH.match(scope["path"]):
+        if scope["type"] == "http" and oup.routes.streamed(scope["path"]):
             await hub.start()
             return await streams(scope, receive, send)
         if scope["type"] == "lifespan":  # nothing to set up or tear down

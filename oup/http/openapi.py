@@ -3,7 +3,7 @@ from __future__ import annotations
 
 PROBLEM = {
     "type": "object",
-    "description": "RFC 7807 problem details",
+    "description": "RFC 9457 problem details",
     "required": ["title", "status"],
     "properties": {
         "type": {"type": "string"}, "title": {"type": "string"},
@@ -93,7 +93,9 @@ def _localise(node, comps: dict):
     return {k: _localise(v, comps) for k, v in node.items()}
 
 
-def extend_openapi(oas: dict, cfg: dict) -> dict:
+def extend_openapi(oas: dict, own_paths: dict) -> dict:
+    """pygeoapi's OpenAPI document, made whole offline, with OUP's own endpoints
+    (``own_paths``: from their declarations, ``oup.http.routes``) and its problem answers."""
     comps = oas.setdefault("components", {})
     oas["paths"] = _localise(oas.get("paths", {}), comps)
     oas["components"] = comps = _localise(comps, comps)
@@ -103,35 +105,7 @@ def extend_openapi(oas: dict, cfg: dict) -> dict:
                        ("404", "Not found"), ("500", "Server error")):
         responses[code] = _problem_response(text)
     paths = oas.setdefault("paths", {})
-    paths["/health"] = {"get": {
-        "summary": "Health of the service and its store", "operationId": "getHealth",
-        "tags": ["server"],
-        "responses": {"200": {"description": "healthy", "content": {"application/json": {
-            "schema": {"type": "object"}}}},
-            "503": {"description": "the store is not answering", "content": {
-                "application/json": {"schema": {"type": "object"}}}}}}}
-    paths["/metrics"] = {"get": {
-        "summary": "Prometheus metrics (text exposition format)", "operationId": "getMetrics",
-        "tags": ["server"],
-        "responses": {"200": {"description": "metrics", "content": {
-            "text/plain": {"schema": {"type": "string"}}}}}}}
-    paths["/openapi.json"] = {"get": {
-        "summary": "This OpenAPI document", "operationId": "getOpenAPIJson", "tags": ["server"],
-        "responses": {"200": {"description": "the OpenAPI 3.0 document", "content": {
-            "application/vnd.oai.openapi+json;version=3.0": {"schema": {"type": "object"}}}}}}}
-    from oup.events import stream as event_stream
-    from oup.tiles import styles
-    from oup.tiles import vector_tiles
-
-    stored = [cid for cid, res in cfg.get("resources", {}).items()
-              if res["providers"][0].get("name") == "oup.http.provider.OUPProvider"]
-    paths.update(vector_tiles.openapi_paths(stored))
-    paths.update(styles.openapi_paths(stored))
-    from oup.http.pygeoapi_config import RECORDS_ID
-
-    paths.update(event_stream.openapi_paths([cid for cid, res in cfg.get("resources", {}).items()
-                                             if res.get("type") == "collection"
-                                             and cid != RECORDS_ID]))
+    paths.update(own_paths)
     for name, path in paths.items():
         if name.endswith(("/schema", "/queryables")) and "get" in path:
             path["get"]["responses"]["200"] = {

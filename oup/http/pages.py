@@ -18,6 +18,9 @@ from pathlib import Path
 
 from werkzeug.security import safe_join
 
+from oup.errors import NotFound, Unavailable
+from oup.http.routes import Call, Endpoint, Format, Param
+
 WEB = Path(__file__).resolve().parents[1] / "web"
 _MODULES = WEB / "node_modules"
 ASSETS = {
@@ -57,22 +60,34 @@ def static_file(root: Path, path: str, cache_seconds: int = 86400):
                     headers={"Cache-Control": f"public, max-age={cache_seconds}"})
 
 
-def serve_asset(problem, path: str):
-    """``/assets/{package}/{file}``."""
-    from flask import request
+def endpoints() -> list[Endpoint]:
+    """``/map`` and the assets the pages load."""
+    asset = Param("asset", "{package}/{file}: bootstrap, maplibre-gl, swagger-ui or oup",
+                  where="path", spans=True)
+    return [
+        Endpoint("/map", "The 2D map page (MapLibre GL JS, offline)", serve_map, "styles",
+                 "getMap", formats=(Format("html", "text/html"),),
+                 params=(Param("at", "where to look: lon,lat,zoom"),)),
+        Endpoint("/assets/{asset}", "A script, style sheet or image the pages load",
+                 serve_asset, "server", "getAsset", params=(asset,), any_query=True),
+    ]
 
-    package, _, rest = path.partition("/")
+
+def serve_asset(call: Call):
+    """``/assets/{package}/{file}``."""
+    package, _, rest = call.path["asset"].partition("/")
     root = ASSETS.get(package)
     if root is not None and not root.is_dir():
-        return problem(503, f"{package} is not installed: run `make venv` (npm ci in "
-                       "oup/web)", request.path)
+        raise Unavailable(f"{package} is not installed: run `make venv` (npm ci in oup/web)")
     answer = static_file(root, rest) if root is not None else None
-    return answer or problem(404, f"no asset {path!r}", request.path)
+    if answer is None:
+        raise NotFound(f"no asset {call.path['asset']!r}")
+    return answer
 
 
-def serve_map(problem):
+def serve_map(call: Call):
     """``/map``: the 2D map page (its script and style are assets)."""
-    from flask import request
-
-    return static_file(ASSETS["oup"], "map.html", cache_seconds=60) or problem(
-        404, "the map page is missing", request.path)
+    answer = static_file(ASSETS["oup"], "map.html", cache_seconds=60)
+    if answer is None:
+        raise NotFound("the map page is missing")
+    return answer

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from oup.store import InvalidQuery
+from oup.errors import InvalidQuery
 from oup.store.geometry import SUPPORTED_CRS, bbox_to_crs84, crs_code, filter_to_crs84
 
 ITEMS_PARAMS = {"f", "lang", "limit", "offset", "bbox", "bbox-crs", "crs", "datetime",
@@ -38,6 +38,11 @@ class ItemsRequest:
     sortby: list[tuple[str, bool]] = field(default_factory=list)  # (property, ascending)
     properties: list[str] | None = None  # the selected ones; None: all
     equals: dict[str, str] = field(default_factory=dict)
+    limit: int = 10
+    offset: int = 0
+    hits: bool = False  # resulttype=hits: the count, no features
+    skip_geometry: bool = False
+    crs: str | None = None  # the answer's CRS (a URI); None: CRS84
 
 
 # The checked items query of the request being answered (None: not an items request,
@@ -152,17 +157,17 @@ def _known(keys: str | None, fields: set[str], parameter: str) -> list[str]:
 
 
 def check_items(args, fields: set[str], max_limit: int, collection: str = "",
-                body: str | None = None) -> ItemsRequest:
+                body: str | None = None, default_limit: int = 10) -> ItemsRequest:
     """The items query in ``args`` (and a POSTed CQL2 JSON ``body``), checked and
     parsed; InvalidQuery for the first thing wrong with it."""
     for name in args:
         if name not in ITEMS_PARAMS and name not in fields:
             raise InvalidQuery(f"unknown query parameter or property {name!r}; the queryables "
                                "and the OpenAPI document list what can be asked", name)
-    _int(args, "limit", 10, 1, max_limit)
-    _int(args, "offset", 0, 0, 2**63 - 1)  # SQL offsets are 64-bit
+    limit = _int(args, "limit", default_limit, 1, max_limit)
+    offset = _int(args, "offset", 0, 0, 2**63 - 1)  # SQL offsets are 64-bit
     bbox_crs = _crs(args, "bbox-crs")
-    _crs(args, "crs")
+    crs = _crs(args, "crs")
     filter_crs = _crs(args, "filter-crs")
     bbox = None
     if "bbox" in args:
@@ -193,8 +198,38 @@ def check_items(args, fields: set[str], max_limit: int, collection: str = "",
         posted = parse_filter(body, "cql2-json", filter_crs)
         node = posted if node is None else node
     equals = {k: v for k, v in args.items() if k not in ITEMS_PARAMS}
-    return ItemsRequest(collection, bbox, interval, node, sortby,
-                        properties or None, equals)
+    return ItemsRequest(collection, bbox, interval, node, sortby, properties or None, equals,
+                        limit, offset, args.get("resulttype") == "hits",
+                        args.get("skipGeometry") == "true", crs)
+
+
+EDR_PARAMS = {"f", "lang", "coords", "datetime", "parameter-name", "z", "crs", "bbox",
+              "within", "within-units", "resolution-x", "resolution-y", "resolution-z"}
+
+
+@dataclass(frozen=True)
+class EdrRequest:
+    """An EDR query as checked (what its provider would otherwise parse again)."""
+
+    collection: str
+    interval: Interval | None = None
+    bbox: list[float] | None = None
+
+
+CHECKED_EDR: ContextVar[EdrRequest | None] = ContextVar("oup_checked_edr", default=None)
+
+
+def check_edr(args, collection: str) -> EdrRequest:
+    """An EDR query (position, area, cube, locations, ...): unknown parameters, the
+    datetime, bbox and crs are checked here, once."""
+    for name in args:
+        if name not in EDR_PARAMS:
+            raise InvalidQuery(f"unknown query parameter {name!r} for an EDR query; it takes "
+                               f"{', '.join(sorted(EDR_PARAMS))}", name)
+    _crs(args, "crs")
+    bbox = check_bbox(args["bbox"], None) if "bbox" in args else None
+    interval = parse_datetime(args["datetime"]) if "datetime" in args else None
+    return EdrRequest(collection, interval, bbox)
 
 
 def check_item(args) -> None:

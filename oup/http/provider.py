@@ -1,9 +1,9 @@
 """The OUP feature provider for pygeoapi: a thin adapter onto the store.
 
-``oup.http.params`` checked and parsed the request once (``CHECKED_ITEMS``); this class turns
-that into a ``Query`` and the store answers in SQL. pygeoapi's own arguments are used
-only for what the checks leave to it (paging, result type, output CRS), or for a call
-that did not come through the app. A provider is built once per collection and
+``oup.http.params`` checked and parsed the request once (``CHECKED_ITEMS``): the
+filters, paging, result type, output CRS and geometry choice; this class turns that into
+a ``Query`` and the store answers in SQL. pygeoapi's own arguments are used only for a
+call that did not come through the app. A provider is built once per collection and
 configuration generation (``oup.http.pygeoapi_adapter.ProviderCache``) and holds no state of
 a request.
 """
@@ -15,7 +15,8 @@ from pygeoapi.provider.base import (BaseProvider, ProviderInvalidQueryError,
 
 from oup.http.params import CHECKED_ITEMS, ItemsRequest, parse_datetime
 from oup.settings import get_settings
-from oup.store import InvalidQuery, Query, StoreError, open_store
+from oup.errors import InvalidQuery
+from oup.store import Query, StoreError, open_store
 from oup.store.geometry import CRS84, crs_code
 from oup.store.timeseries import OBSERVATION_FIELDS, SLICE_FIELDS
 
@@ -62,8 +63,9 @@ class OUPProvider(BaseProvider):
         try:
             checked = CHECKED_ITEMS.get()
             if checked is None or checked.collection != self.collection:
-                checked = self._from_pygeoapi(bbox, datetime_, properties, sortby,
-                                              select_properties, filterq)
+                checked = self._from_pygeoapi(
+                    bbox, datetime_, properties, sortby, select_properties, filterq, limit,
+                    offset, resulttype, skip_geometry, crs_transform_spec)
             query = Query(
                 bbox=checked.bbox,
                 interval=checked.interval,
@@ -71,10 +73,10 @@ class OUPProvider(BaseProvider):
                 filter=checked.filter,
                 sortby=checked.sortby,
                 select=checked.properties,
-                skip_geometry=skip_geometry,
-                limit=0 if resulttype == "hits" else limit,
-                offset=offset,
-                crs=self._crs(crs_transform_spec),
+                skip_geometry=checked.skip_geometry,
+                limit=0 if checked.hits else checked.limit,
+                offset=checked.offset,
+                crs=crs_code(checked.crs or CRS84),
             )
             page = self._page(query)
         except InvalidQuery as exc:
@@ -96,14 +98,18 @@ class OUPProvider(BaseProvider):
         return feature
 
     def _from_pygeoapi(self, bbox, datetime_, properties, sortby, select_properties,
-                       filterq) -> ItemsRequest:
+                       filterq, limit, offset, resulttype, skip_geometry,
+                       crs_transform_spec) -> ItemsRequest:
         """pygeoapi's arguments as a checked request (a call not made through the app)."""
         return ItemsRequest(
             self.collection,
             bbox=tuple(bbox[:2] + bbox[len(bbox) // 2:len(bbox) // 2 + 2]) if bbox else None,
             interval=parse_datetime(datetime_), filter=filterq,
             sortby=[(s["property"], s["order"] != "-") for s in sortby],
-            properties=list(select_properties) or None, equals=dict(properties))
+            properties=list(select_properties) or None, equals=dict(properties),
+            limit=limit, offset=offset, hits=resulttype == "hits",
+            skip_geometry=skip_geometry,
+            crs=crs_transform_spec.target_crs_uri if crs_transform_spec else None)
 
     # what the subclasses over observations answer differently
     def _page(self, query: Query):

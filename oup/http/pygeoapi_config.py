@@ -12,6 +12,7 @@ from pathlib import Path
 
 import yaml
 
+from oup.http.openapi import extend_openapi
 from oup.catalog import Catalog, Collection
 from oup.http.pygeoapi_adapter import openapi_document, static_folder
 from oup.settings import ROOT, Settings
@@ -177,15 +178,16 @@ def build_config(catalog: Catalog, store: FeatureStore, settings: Settings) -> d
     return cfg
 
 
-def write_config(catalog: Catalog, store: FeatureStore, settings: Settings) -> tuple[Path, Path]:
-    """Write the pygeoapi config and OpenAPI document; return their paths."""
-    from oup.http.openapi import extend_openapi
+def write_config(catalog: Catalog, store: FeatureStore, settings: Settings,
+                 own_paths: dict | None = None) -> tuple[Path, Path]:
+    """Write the pygeoapi config and OpenAPI document (with ``own_paths``, OUP's own
+    endpoints: ``Routes.openapi_paths``); return their paths."""
 
     cfg = build_config(catalog, store, settings)
     out = settings.data_dir / "generated"
     cfg_path = out / "pygeoapi-config.yml"
     _replace(cfg_path, yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
-    oas = extend_openapi(openapi_document(cfg), cfg)
+    oas = extend_openapi(openapi_document(cfg), own_paths or {})
     oas_path = out / "openapi.json"
     _replace(oas_path, json.dumps(oas, default=str))
     return cfg_path, oas_path

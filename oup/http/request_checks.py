@@ -6,14 +6,17 @@ from __future__ import annotations
 import re
 
 from oup.catalog import Catalog
-from oup.http.params import CHECKED_ITEMS, check_item, check_items, check_queryables, parse_filter
+from oup.http.params import (CHECKED_EDR, CHECKED_ITEMS, check_edr, check_item, check_items,
+                             check_queryables, parse_filter)
 from oup.http.pygeoapi_config import RECORD_PROPERTIES, RECORDS_ID
-from oup.http.responses import problem
-from oup.store import FeatureStore, InvalidQuery, StoreError
+from oup.errors import MethodNotAllowed, UnsupportedMediaType
+from oup.store import FeatureStore, StoreError
 
 _QUERYABLES = re.compile(r"^/collections/([^/]+)/(queryables|schema)/?$")
 _ITEMS = re.compile(r"^/collections/([^/]+)/items/?$")
 _ITEM = re.compile(r"^/collections/([^/]+)/items/([^/]+)$")
+_EDR = re.compile(r"^/collections/([^/]+)/(position|area|cube|radius|trajectory|corridor|"
+                  r"locations)(/[^/]+)?/?$")
 CQL2_JSON = ("application/query-cql-json", "application/json")
 
 
@@ -43,32 +46,33 @@ class Queryables:
         return self._known[cid]
 
 
-def check_request(request, queryables: Queryables, max_limit: int):
-    """A problem answer for what is wrong with ``request``, or None (checked)."""
+def check_request(request, queryables: Queryables, max_limit: int,
+                  default_limit: int = 10) -> None:
+    """Check a request pygeoapi answers; an OUPError says what is wrong with it."""
     path = request.path
-    try:
-        if request.method not in ("GET", "HEAD", "POST"):
-            return problem(405, f"{request.method} is not offered: the API is read-only", path)
-        if m := _ITEMS.match(path):
-            posted = request.method == "POST"
-            cql_json = request.mimetype in CQL2_JSON
-            body = request.get_data(as_text=True) if posted and cql_json else None
-            fields = queryables.of(m.group(1))
-            if fields is not None:
-                CHECKED_ITEMS.set(check_items(request.args, fields, max_limit, m.group(1), body))
-            if posted and not cql_json:
-                return problem(415, "POST a CQL2 JSON filter as application/query-cql-json", path)
-            if posted and fields is None:
-                parse_filter(body, "cql2-json")
-        elif request.method == "POST":
-            return problem(405, "POST is only offered on .../items (CQL2 JSON search)", path)
-        elif _ITEM.match(path):
-            check_item(request.args)
-        elif m := _QUERYABLES.match(path):
-            cid = m.group(1)
-            known = set(RECORD_PROPERTIES) if cid == RECORDS_ID else queryables.of(cid)
-            check_queryables(request.args, known or set())
-    except InvalidQuery as exc:
-        return problem(400, str(exc), request.full_path.rstrip("?"), "InvalidParameterValue",
-                       exc.parameter)
-    return None
+    if request.method not in ("GET", "HEAD", "POST"):
+        raise MethodNotAllowed(f"{request.method} is not offered: the API is read-only",
+                               ["GET", "HEAD", "POST"] if _ITEMS.match(path) else ["GET", "HEAD"])
+    if m := _ITEMS.match(path):
+        posted = request.method == "POST"
+        cql_json = request.mimetype in CQL2_JSON
+        body = request.get_data(as_text=True) if posted and cql_json else None
+        fields = queryables.of(m.group(1))
+        if fields is not None:
+            CHECKED_ITEMS.set(check_items(request.args, fields, max_limit, m.group(1), body,
+                                          default_limit))
+        if posted and not cql_json:
+            raise UnsupportedMediaType("POST a CQL2 JSON filter as application/query-cql-json")
+        if posted and fields is None:
+            parse_filter(body, "cql2-json")
+    elif request.method == "POST":
+        raise MethodNotAllowed("POST is only offered on .../items (CQL2 JSON search)",
+                               ["GET", "HEAD"])
+    elif _ITEM.match(path):
+        check_item(request.args)
+    elif m := _EDR.match(path):
+        CHECKED_EDR.set(check_edr(request.args, m.group(1)))
+    elif m := _QUERYABLES.match(path):
+        cid = m.group(1)
+        known = set(RECORD_PROPERTIES) if cid == RECORDS_ID else queryables.of(cid)
+        check_queryables(request.args, known or set())

@@ -1,14 +1,12 @@
-"""Shaping the answers: problem documents (RFC 7807), the headers every answer carries,
-and the few corrections OUP makes to pygeoapi's JSON (what is conformed to, what the
-caller may see in the OpenAPI document and the Records catalogue, plain items links)."""
+"""Shaping the answers: the headers every answer carries, and the few corrections OUP
+makes to pygeoapi's JSON (what is conformed to, what the caller may see in the OpenAPI
+document and the Records catalogue, plain items links). Problem documents are made in
+one place, ``oup.http.problems``."""
 from __future__ import annotations
 
-import json
 import re
-from http import HTTPStatus
 
 API_VERSION = "1.0.0"
-PROBLEM_JSON = "application/problem+json"
 OPENAPI_JSON = "application/vnd.oai.openapi+json;version=3.0"
 # What really works here (pygeoapi's defaults claim e.g. Part 4 transactions).
 CONFORMANCE = [
@@ -50,18 +48,6 @@ _COMMON_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
 }
-
-
-def problem(status: int, detail: str, instance: str, code: str | None = None,
-            parameter: str | None = None) -> tuple[str, int, dict]:
-    phrase = HTTPStatus(status).phrase
-    body = {"type": f"https://oup.example.org/problems/{(code or phrase).replace(' ', '')}",
-            "title": phrase, "status": status, "detail": detail, "instance": instance}
-    if code:
-        body["code"] = code
-    if parameter:
-        body["parameter"] = parameter
-    return json.dumps(body), status, {"Content-Type": PROBLEM_JSON}
 
 
 def visible_openapi(doc: dict, hidden: set[str]) -> dict:
@@ -107,28 +93,3 @@ def without_spatial_extent(doc: dict, ids: set[str]) -> dict:
 def add_common_headers(headers) -> None:
     """API version, CORS (reads only) and the security headers every answer carries."""
     headers.update(_COMMON_HEADERS)
-
-
-def as_problem(resp, request, response_class):
-    """An error answer from pygeoapi or Flask as a problem document (keeping its
-    Content-Crs and Content-Language); a person in a browser keeps the HTML page."""
-    if resp.status_code < 400 or resp.mimetype == PROBLEM_JSON:
-        return resp
-    if request.args.get("f") == "html" or (resp.mimetype or "").startswith("text/html"):
-        return resp
-    detail = HTTPStatus(resp.status_code).description
-    code = None
-    if not resp.is_streamed and resp.get_data()[:1] == b"{":
-        try:
-            body = json.loads(resp.get_data())
-            detail = body.get("description") or body.get("detail") or detail
-            code = body.get("code")
-        except (ValueError, AttributeError):
-            pass
-    body, status, headers = problem(resp.status_code, detail, request.full_path.rstrip("?"),
-                                    code)
-    new = response_class(body, status=status, headers=headers)
-    for key in ("Content-Crs", "Content-Language"):
-        if key in resp.headers:
-            new.headers[key] = resp.headers[key]
-    return new

@@ -15,9 +15,10 @@ from pygeoapi.provider.base import (ProviderInvalidQueryError, ProviderItemNotFo
                                     ProviderNoDataError)
 from pygeoapi.provider.base_edr import BaseEDRProvider
 
-from oup.http.params import parse_datetime
+from oup.http.params import CHECKED_EDR, parse_datetime
 from oup.settings import get_settings
-from oup.store import InvalidQuery, Query, open_store
+from oup.errors import InvalidQuery
+from oup.store import Query, open_store
 from oup.sensors.observations import iso_us
 from oup.store.timeseries import SensorSet, TimeSeries
 
@@ -64,8 +65,10 @@ class SensorEDRProvider(BaseEDRProvider):
         return out
 
     def _coverage(self, sensors: list[dict], datetime_) -> dict:
-        try:
-            interval = parse_datetime(datetime_)
+        checked = CHECKED_EDR.get()
+        try:  # parsed by the app's checks; a call that did not come through it is parsed here
+            interval = (checked.interval if checked and checked.collection ==
+                        self.sensor_set.collection else parse_datetime(datetime_))
             series = self.series.series([f["id"] for f in sensors], interval)
         except InvalidQuery as exc:
             raise ProviderInvalidQueryError(user_msg=str(exc)) from exc

@@ -33,12 +33,9 @@ class StaleLayer(StoreError):
     """A table changed under the metadata read for it (re-imported by another process)."""
 
 
-class InvalidQuery(ValueError):
-    """The client asked for something that cannot be answered; the message says what."""
-
-    def __init__(self, message: str, parameter: str | None = None):
-        self.parameter = parameter
-        super().__init__(message)
+# what a client asked that cannot be answered: an error of the core's (oup.errors), which
+# the store raises too
+from oup.errors import InvalidQuery  # noqa: E402,F401
 
 
 def check_int64(value: int, parameter: str) -> int:

@@ -10,11 +10,12 @@ border all round, and its metrics follow the glyph PBFs map fonts are published 
 """
 from __future__ import annotations
 
-import re
 from functools import cache
 
 import numpy as np
 
+from oup.errors import NotFound
+from oup.http.routes import Call, Endpoint, Format, Param
 from oup.tiles.pbf import field
 
 FONT = "OUP Sans"
@@ -22,11 +23,10 @@ SIZE = 24  # px: the size MapLibre scales its glyphs from
 BORDER = 3  # px of SDF around each glyph's box
 RADIUS = 8.0  # px over which the distance field falls from the outline to 0
 CUTOFF = 0.25  # share of the range outside the outline: the outline is at 191
-RANGE_PATH = re.compile(r"^/fonts/(?P<stack>[^/]+)/(?P<start>\d+)-(?P<end>\d+)\.pbf$")
 _RENDERED = (range(32, 127), range(160, 512))  # Latin, Latin-1, Latin Extended-A and -B
 
 
-class NoGlyphs(LookupError):
+class NoGlyphs(NotFound):
     """Not a font or range this platform has."""
 
 
@@ -77,6 +77,29 @@ def _glyph(code: int) -> bytes:
 
 
 @cache
+def endpoints() -> list[Endpoint]:
+    """The glyphs the map styles name (``glyphs``: ``/fonts/{fontstack}/{range}.pbf``)."""
+    return [Endpoint(
+        "/fonts/{fontstack}/{range}.pbf", "Glyphs of a font for map labels (SDF, protobuf)",
+        serve, "styles", "getGlyphs", params=(
+            Param("fontstack", f"font names, comma-separated (this platform has {FONT!r})",
+                  where="path"),
+            Param("range", "a range of 256 characters, e.g. 0-255",
+                  {"type": "string", "pattern": r"\d{1,5}-\d{1,5}"}, "path")),
+        formats=(Format("pbf", "application/x-protobuf"),))]
+
+
+def serve(call: Call):
+    from urllib.parse import unquote
+
+    from flask import Response
+
+    start, _, end = call.path["range"].partition("-")
+    data = glyph_range(unquote(call.path["fontstack"]), int(start), int(end))
+    return Response(data, content_type="application/x-protobuf",
+                    headers={"Cache-Control": "public, max-age=86400"})
+
+
 def glyph_range(stack: str, start: int, end: int) -> bytes:
     """The PBF of characters ``start``..``end`` (a range of 256) for font ``stack``."""
     if FONT not in [s.strip() for s in stack.split(",")]:

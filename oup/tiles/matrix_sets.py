@@ -19,6 +19,7 @@ from functools import cache, cached_property
 import morecantile
 from morecantile import TileMatrixSet
 
+from oup.errors import InvalidQuery, NotFound
 from oup.store.geometry import bbox_to_crs84
 
 _RD_ORIGIN = (-285401.92, 903401.92)
@@ -28,16 +29,12 @@ _RD_LEVELS = 17  # 0..16: 5 cm a pixel at the deepest, as PDOK's grid
 TILE_PIXELS = 256
 
 
-class UnknownTileMatrixSet(KeyError):
-    """No tile matrix set of that id is offered here (404)."""
+class UnknownTileMatrixSet(NotFound):
+    """No tile matrix set of that id is offered here."""
 
 
-class BadTileAddress(ValueError):
-    """A tile matrix, row or column that is not in the tile matrix set (400)."""
-
-    def __init__(self, message: str, parameter: str):
-        self.parameter = parameter
-        super().__init__(message)
+class BadTileAddress(InvalidQuery):
+    """A tile matrix, row or column that is not in the tile matrix set."""
 
 
 def _rd_new_quad() -> TileMatrixSet:
@@ -130,22 +127,28 @@ class Tile:
 
     @classmethod
     def parse(cls, tms_id: str, z: str, row: str, col: str) -> "Tile":
-        tms = get(tms_id)
-        numbers = {}
+        """A tile from its address as text (whole numbers >= 0)."""
+        numbers = []
         for name, text in (("tileMatrix", z), ("tileRow", row), ("tileCol", col)):
             if not text.isdigit() or len(text) > 9:
                 raise BadTileAddress(f"{name} must be a whole number >= 0, got {text!r}", name)
-            numbers[name] = int(text)
-        level = numbers["tileMatrix"]
+            numbers.append(int(text))
+        return cls.at(tms_id, *numbers)
+
+    @classmethod
+    def at(cls, tms_id: str, level: int, row: int, col: int) -> "Tile":
+        """The tile at this address, if the tile matrix set has it."""
+        tms = get(tms_id)
         if not tms.minzoom <= level <= tms.maxzoom:
             raise BadTileAddress(f"{tms_id} has tile matrices {tms.minzoom} to {tms.maxzoom}",
                                  "tileMatrix")
         matrix = tms.matrix(level)
-        for name, limit in (("tileRow", matrix.matrixHeight), ("tileCol", matrix.matrixWidth)):
-            if numbers[name] >= limit:
+        for name, value, limit in (("tileRow", row, matrix.matrixHeight),
+                                   ("tileCol", col, matrix.matrixWidth)):
+            if value >= limit:
                 raise BadTileAddress(f"{name} must be below {limit} in tile matrix {level}",
                                      name)
-        return cls(tms_id, level, numbers["tileRow"], numbers["tileCol"])
+        return cls(tms_id, level, row, col)
 
     @property
     def tms(self) -> TileMatrixSet:

@@ -14,14 +14,12 @@ and legend.
 """
 from __future__ import annotations
 
-import re
-
 from oup.catalog import COLLECTION_FILE, Catalog, CatalogError, Collection
 from oup.tiles.glyphs import FONT
-from oup.tiles.vector_tiles import Layer, NoTiles, union_bbox
+from oup.http.routes import Call, Endpoint, Format, Param
+from oup.tiles.vector_tiles import Layer, NoTiles, json_response, union_bbox
 
 STYLE_MEDIA = "application/vnd.mapbox.style+json"
-STYLES_PATH = re.compile(r"^(?:/collections/(?P<cid>[^/]+))?/styles(?:/(?P<sid>[^/]+))?/?$")
 CONFORMANCE = [f"http://www.opengis.net/spec/ogcapi-styles-1/1.0/conf/{c}"
                for c in ("core", "mapbox-styles")]
 DEFAULT = "default"
@@ -112,6 +110,13 @@ class Styles:
             raise NoTiles(f"collection {cid!r} has no styles: it has no vector tiles")
         return [self.layers[cid]], f"/collections/{cid}"
 
+    def answer_listing(self, call: Call):
+        return json_response(self.listing(call.collection, call.visible))
+
+    def answer_style(self, call: Call):
+        return json_response(self.style(call.collection, call.path["styleId"], call.visible),
+                             STYLE_MEDIA)
+
     def listing(self, cid: str | None, visible: frozenset[str]) -> dict:
         chosen, prefix = self._chosen(cid, visible)
         if not chosen:
@@ -149,49 +154,18 @@ class Styles:
                 "layers": layers}
 
 
-def respond(styles: Styles, problem, visible: frozenset[str]):
-    """The answer to a styles request (Flask's ``request``), or None for another path."""
-    from flask import request
-
-    from oup.tiles.vector_tiles import json_response
-
-    m = STYLES_PATH.match(request.path)
-    if not m:
-        return None
-    if request.method not in ("GET", "HEAD"):
-        return problem(405, "styles are read-only", request.path)
-    unknown = set(request.args) - {"f"}
-    if unknown:
-        name = sorted(unknown)[0]
-        return problem(400, f"unknown query parameter {name!r}; styles take only f",
-                       request.path, parameter=name)
-    try:
-        if m["sid"] is None:
-            return json_response(styles.listing(m["cid"], visible))
-        return json_response(styles.style(m["cid"], m["sid"], visible), STYLE_MEDIA)
-    except NoTiles as exc:
-        return problem(404, str(exc), request.path, "NotFound")
-
-
-def openapi_paths(collection_ids: list[str]) -> dict:
-    """The styles endpoints and /map, for the OpenAPI document."""
-    sid = {"name": "styleId", "in": "path", "required": True, "description": "a style",
-           "schema": {"type": "string", "enum": [DEFAULT]}}
-    any_json = {"schema": {"type": "object"}}
-
-    def get(summary: str, op: str, params: list, content: dict) -> dict:
-        return {"get": {"summary": summary, "operationId": op, "tags": ["styles"],
-                        "parameters": params, "responses": {
-                            "200": {"description": summary, "content": content},
-                            "404": {"$ref": "#/components/responses/404"}}}}
-
-    paths = {"/map": get("The 2D map page (MapLibre GL JS, offline)", "getMap", [],
-                         {"text/html": {"schema": {"type": "string"}}})}
-    for prefix, name in [("", "Dataset")] + [(f"/collections/{c}", c) for c in collection_ids]:
-        op = name.replace("-", "_")
-        paths[f"{prefix}/styles"] = get(f"The styles of {name}", f"getStyles_{op}", [],
-                                        {"application/json": any_json})
-        paths[f"{prefix}/styles/{{styleId}}"] = get(
-            f"A style of {name} (MapLibre style JSON)", f"getStyle_{op}", [sid],
-            {STYLE_MEDIA: any_json})
-    return paths
+def endpoints(styles: Styles) -> list[Endpoint]:
+    """The styles of the dataset and of each collection with vector tiles."""
+    sid = Param("styleId", "a style", {"type": "string", "enum": [DEFAULT]}, "path")
+    out = []
+    for prefix, name, op in (("", "the dataset", "_Dataset"),
+                             ("/collections/{collectionId}", "a collection", "")):
+        layered = None if op else (lambda: list(styles.layers))
+        out += [Endpoint(f"{prefix}/styles", f"The styles of {name}", styles.answer_listing,
+                         "styles", f"getStyles{op}", formats=(Format("json", "application/json"),),
+                         collections=layered),
+                Endpoint(f"{prefix}/styles/{{styleId}}", f"A style of {name} (MapLibre style JSON)",
+                         styles.answer_style, "styles", f"getStyle{op}", params=(sid,),
+                         formats=(Format("mapbox", STYLE_MEDIA, ("application/json",)),),
+                         collections=layered)]
+    return out

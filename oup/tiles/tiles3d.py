@@ -11,11 +11,13 @@ import gzip
 import hashlib
 import json
 import math
-import re
 from functools import lru_cache
 from pathlib import Path
 
 from werkzeug.security import safe_join
+
+from oup.errors import NotFound, Unavailable
+from oup.http.routes import Call, Endpoint, Format, Param
 
 TILESET_REL = "http://www.opengis.net/def/rel/ogc/0.0/tileset-3dtiles"
 CRS84H = "http://www.opengis.net/def/crs/OGC/0/CRS84h"
@@ -66,19 +68,38 @@ def add_links(doc: dict, base_url: str, data_dir: Path) -> dict:
     return doc
 
 
-TILES_PATH = re.compile(r"^/collections/([^/]+)/3dtiles/(.+)$")
+def endpoints(data_dir: Path, catalog) -> list[Endpoint]:
+    """The 3D Tiles of each 3D collection, and the viewer (the page, its script, CesiumJS)."""
+    resource = Param("resource", "a file of the tileset: tileset.json, or the content and "
+                     "subtrees it names (may hold '/')", where="path", spans=True)
+    file = Param("resource", "viewer.js, or a file of CesiumJS (cesium/...)", where="path",
+                 spans=True)
+    html = (Format("html", "text/html"),)
+    return [
+        Endpoint("/collections/{collectionId}/3dtiles/{resource}",
+                 "3D Tiles 1.1 of a collection (start at tileset.json)",
+                 lambda call: serve(data_dir, call), "3D Tiles", "get3DTiles", params=(resource,),
+                 collections=lambda: [c.id for c in catalog if tileset_dir(data_dir, c.id)
+                                      .is_dir()],
+                 any_query=True, responses={"304": {"description": "not modified"}}),
+        Endpoint("/viewer", "The 3D viewer (CesiumJS, offline)", serve_viewer, "3D Tiles",
+                 "getViewer", formats=html, params=(
+                     Param("collection", "the 3D collection to show (default buildings)"),
+                     Param("at", "where to look: lon,lat,zoom (as /map's)"))),
+        Endpoint("/viewer/{resource}", "The 3D viewer's script and CesiumJS", serve_viewer,
+                 "3D Tiles", "getViewerFile", params=(file,), any_query=True),
+    ]
 
 
-def serve(data_dir: Path, problem, cid: str, path: str):
-    """The response for ``/collections/{cid}/3dtiles/{path}``. (Called before pygeoapi's
-    routing, whose ``/collections/<path:...>`` rule would otherwise take the request.)"""
+def serve(data_dir: Path, call: Call):
+    """The file ``/collections/{cid}/3dtiles/{resource}``."""
     from flask import Response, request
 
+    cid, path = call.collection, call.path["resource"]
     root = tileset_dir(data_dir, cid)
     full = safe_join(str(root), path) if root.is_dir() else None
     if full is None or not Path(full).is_file():
-        return problem(404, f"no 3D Tiles resource {path!r} in collection {cid!r}",
-                       request.path)
+        raise NotFound(f"no 3D Tiles resource {path!r} in collection {cid!r}")
     p = Path(full)
     st = p.stat()
     etag = _etag(full, st.st_mtime_ns, st.st_size)
@@ -101,20 +122,21 @@ VIEWER = Path(__file__).resolve().parents[1] / "viewer"
 CESIUM = VIEWER / "node_modules" / "cesium" / "Build" / "Cesium"
 
 
-def serve_viewer(problem, path: str):
+def serve_viewer(call: Call):
     """``/viewer`` (the page and its script) and ``/viewer/cesium/...`` (CesiumJS)."""
-    from flask import Response, request
+    from flask import Response
 
+    path = call.path.get("resource", "")
     if path in ("", "index.html"):
         return Response((VIEWER / "index.html").read_bytes(), mimetype="text/html")
     if path == "viewer.js":
         return Response((VIEWER / "viewer.js").read_bytes(), mimetype="text/javascript")
     if path.startswith("cesium/"):
         if not CESIUM.is_dir():
-            return problem(503, "CesiumJS is not installed: run `make demo` (npm ci in "
-                           "oup/viewer)", request.path)
+            raise Unavailable("CesiumJS is not installed: run `make demo` (npm ci in "
+                              "oup/viewer)")
         from oup.http.pages import static_file
 
         if (answer := static_file(CESIUM, path.removeprefix("cesium/"))) is not None:
             return answer
-    return problem(404, f"no viewer resource {path!r}", request.path)
+    raise NotFound(f"no viewer resource {path!r}")

@@ -14,9 +14,10 @@ before this module is asked, and the dataset's tiles hold only what the caller m
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass
 
+from oup.errors import NotFound
+from oup.http.routes import Call, Endpoint, Format, Param
 from oup.tiles import matrix_sets as grids
 from oup.catalog import COLLECTION_FILE, Catalog, CatalogError, Collection
 from oup.store import FeatureStore, StoreError
@@ -24,6 +25,7 @@ from oup.store.mvt import MAX_TILE_BYTES, TileQuery, import_stamp, tile_layer
 from oup.tiles.cache import TileCache
 
 MVT = "application/vnd.mapbox-vector-tile"
+TILEJSON = "application/vnd.mapbox.tile+json"
 TILESETS_REL = "http://www.opengis.net/def/rel/ogc/1.0/tilesets-vector"
 SCHEME_REL = "http://www.opengis.net/def/rel/ogc/1.0/tiling-scheme"
 SCHEMES_REL = "http://www.opengis.net/def/rel/ogc/1.0/tiling-schemes"
@@ -32,15 +34,11 @@ CONFORMANCE = [f"http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/{c}" for c 
     "core", "tileset", "tilesets-list", "geodata-tilesets", "dataset-tilesets", "mvt",
     "oas30")] + ["http://www.opengis.net/spec/tms/2.0/conf/json-tilematrixset"]
 
-TILES_PATH = re.compile(
-    r"^(?:/collections/(?P<cid>[^/]+))?/tiles(?:/(?P<tms>[^/]+)"
-    r"(?:/(?P<z>[^/]+)/(?P<row>[^/]+)/(?P<col>[^/]+))?)?/?$")
-TMS_PATH = re.compile(r"^/tileMatrixSets(?:/(?P<tms>[^/]+))?/?$")
 _JSON_TYPES = {"number": "number", "integer": "integer", "boolean": "boolean",
                "string": "string", "date-time": "string"}
 
 
-class NoTiles(LookupError):
+class NoTiles(NotFound):
     """What was asked for has no tiles here (404)."""
 
 
@@ -99,6 +97,50 @@ class VectorTiles:
         if cache is not None:
             cache.keep_only({cid for cid, layer in self.layers.items()
                              if not layer.collection.stream})
+
+    # -- the endpoints' handlers (``endpoints``) ------------------------------------------
+    def _chosen(self, call: Call) -> tuple[list[Layer], str]:
+        """The layers a request is about, and its path prefix."""
+        cid = call.collection
+        if cid is None:  # the dataset: every layer the caller may see
+            return [v for k, v in self.layers.items() if k in call.visible], ""
+        if cid not in self.layers:
+            raise NoTiles(f"collection {cid!r} has no vector tiles")
+        return [self.layers[cid]], f"/collections/{cid}"
+
+    def answer_tms(self, call: Call):
+        tms = call.path.get("tileMatrixSetId")
+        return json_response(self.tile_matrix_set(tms) if tms else self.tile_matrix_sets())
+
+    def answer_tilesets(self, call: Call):
+        chosen, prefix = self._chosen(call)
+        return json_response(self.tilesets(prefix, chosen))
+
+    def answer_tileset(self, call: Call):
+        chosen, prefix = self._chosen(call)
+        if call.format.key == "tilejson":
+            return json_response(self.tilejson(prefix, call.path["tileMatrixSetId"], chosen),
+                                 TILEJSON)
+        return json_response(self.tileset(prefix, call.path["tileMatrixSetId"], chosen))
+
+    def answer_tile(self, call: Call):
+        from flask import Response
+
+        chosen, _ = self._chosen(call)
+        p = call.path
+        tile = grids.Tile.at(p["tileMatrixSetId"], p["tileMatrix"], p["tileRow"], p["tileCol"])
+        data = self.tile(tile, chosen, single=call.collection is not None)
+        if len(data) > MAX_TILE_BYTES:
+            import logging
+
+            logging.getLogger(__name__).warning("tile %s is %d bytes", tile, len(data))
+        tag = etag(data)
+        headers = {"ETag": f'"{tag}"', "Cache-Control": "public, max-age=300"}
+        if call.request is not None and call.request.if_none_match.contains(tag):
+            return Response(status=304, headers=headers)
+        if not data:  # OGC API Tiles: an empty tile may be answered 204
+            return Response(status=204, headers=headers, mimetype=MVT)
+        return Response(data, headers=headers, mimetype=MVT)
 
     # -- documents ---------------------------------------------------------------------
     def tile_matrix_sets(self) -> dict:
@@ -247,67 +289,42 @@ def landing_links(doc: dict, base_url: str) -> dict:
     return doc
 
 
-def respond(tiles: VectorTiles, problem, visible: frozenset[str]):
-    """The answer to a tiles or tile matrix sets request (Flask's ``request``), or None
-    when the path is neither. Called before pygeoapi's routing, whose own tiles routes
-    would otherwise take the request."""
-    from flask import Response, request
-
-    path = request.path
-    tms_match = TMS_PATH.match(path)
-    m = None if tms_match else TILES_PATH.match(path)
-    if not tms_match and not m:
-        return None
-    if request.method not in ("GET", "HEAD"):
-        return problem(405, "tiles are read-only", path)
-    unknown = set(request.args) - {"f"}
-    if unknown:
-        name = sorted(unknown)[0]
-        return problem(400, f"unknown query parameter {name!r}; tiles take only f", path,
-                       parameter=name)
-    fmt = request.args.get("f", "")
-    try:
-        if tms_match:
-            body = (tiles.tile_matrix_set(tms_match["tms"]) if tms_match["tms"]
-                    else tiles.tile_matrix_sets())
-            return json_response(body)
-        cid = m["cid"]
-        if cid is not None:
-            if cid not in tiles.layers:
-                raise NoTiles(f"collection {cid!r} has no vector tiles")
-            chosen, prefix = [tiles.layers[cid]], f"/collections/{cid}"
-        else:
-            chosen, prefix = [v for k, v in tiles.layers.items() if k in visible], ""
-        if m["tms"] is None:
-            return json_response(tiles.tilesets(prefix, chosen))
-        if m["z"] is None:
-            if fmt not in ("", "json", "tilejson"):
-                return problem(400, "f must be json or tilejson", path, parameter="f")
-            doc = (tiles.tilejson if fmt == "tilejson" else tiles.tileset)(prefix, m["tms"],
-                                                                           chosen)
-            return json_response(doc, "application/vnd.mapbox.tile+json"
-                                 if fmt == "tilejson" else "application/json")
-        if fmt not in ("", "mvt"):
-            return problem(400, "tiles are answered as mvt only", path, parameter="f")
-        tile = grids.Tile.parse(m["tms"], m["z"], m["row"], m["col"])
-        data = tiles.tile(tile, chosen, single=cid is not None)
-    except grids.UnknownTileMatrixSet as exc:
-        return problem(404, exc.args[0], path, "NotFound")
-    except grids.BadTileAddress as exc:
-        return problem(400, str(exc), path, parameter=exc.parameter)
-    except NoTiles as exc:
-        return problem(404, str(exc), path, "NotFound")
-    if len(data) > MAX_TILE_BYTES:
-        import logging
-
-        logging.getLogger(__name__).warning("tile %s is %d bytes", path, len(data))
-    tag = etag(data)
-    headers = {"ETag": f'"{tag}"', "Cache-Control": "public, max-age=300"}
-    if request.if_none_match.contains(tag):
-        return Response(status=304, headers=headers)
-    if not data:  # OGC API Tiles: an empty tile may be answered 204
-        return Response(status=204, headers=headers, mimetype=MVT)
-    return Response(data, headers=headers, mimetype=MVT)
+def endpoints(tiles: VectorTiles) -> list[Endpoint]:
+    """The tiles and tile matrix sets endpoints (dataset and per collection)."""
+    tms = Param("tileMatrixSetId", "a tile matrix set (see /tileMatrixSets)",
+                {"type": "string", "enum": list(grids.tile_matrix_sets())}, "path")
+    address = (tms, *(Param(name, text, {"type": "integer", "minimum": 0}, "path")
+                      for name, text in (("tileMatrix", "zoom level"),
+                                         ("tileRow", "row, from the top"),
+                                         ("tileCol", "column, from the left"))))
+    json_doc, tile_json = Format("json", "application/json"), Format("tilejson", TILEJSON)
+    layered = lambda: list(tiles.layers)  # noqa: E731
+    out = [
+        Endpoint("/tileMatrixSets", "The tile matrix sets", tiles.answer_tms, "tiles",
+                 "getTileMatrixSets", formats=(json_doc,)),
+        Endpoint("/tileMatrixSets/{tileMatrixSetId}", "A tile matrix set (OGC TMS 2.0 JSON)",
+                 tiles.answer_tms, "tiles", "getTileMatrixSet", params=(tms,),
+                 formats=(json_doc,)),
+    ]
+    for prefix, name, op in (("", "the dataset", "Dataset"),
+                             ("/collections/{collectionId}", "a collection", "")):
+        suffix = f"_{op}" if op else ""
+        out += [
+            Endpoint(f"{prefix}/tiles", f"Vector tilesets of {name}", tiles.answer_tilesets,
+                     "tiles", f"getTilesets{suffix}", formats=(json_doc,),
+                     collections=layered if op == "" else None),
+            Endpoint(f"{prefix}/tiles/{{tileMatrixSetId}}",
+                     f"A vector tileset of {name} (TileJSON 3 with f=tilejson)",
+                     tiles.answer_tileset, "tiles", f"getTileset{suffix}", params=(tms,),
+                     formats=(json_doc, tile_json), collections=layered if op == "" else None),
+            Endpoint(f"{prefix}/tiles/{{tileMatrixSetId}}/{{tileMatrix}}/{{tileRow}}/{{tileCol}}",
+                     f"A vector tile of {name}", tiles.answer_tile, "tiles", f"getTile{suffix}",
+                     params=address, formats=(Format("mvt", MVT),),
+                     collections=layered if op == "" else None,
+                     responses={"204": {"description": "an empty tile"},
+                                "304": {"description": "not modified"}}),
+        ]
+    return out
 
 
 def json_response(doc: dict, media: str = "application/json"):
@@ -317,48 +334,3 @@ def json_response(doc: dict, media: str = "application/json"):
 
     return Response(json.dumps(doc), mimetype=media,
                     headers={"Cache-Control": "public, max-age=300"})
-
-
-def openapi_paths(collection_ids: list[str]) -> dict:
-    """The tiles endpoints, for the OpenAPI document (per collection, so a caller's copy
-    leaves out the collections they may not see)."""
-    def param(name: str, where: str, text: str, schema: dict) -> dict:
-        return {"name": name, "in": where, "required": where == "path", "description": text,
-                "schema": schema}
-
-    tms = param("tileMatrixSetId", "path", "a tile matrix set (see /tileMatrixSets)",
-                {"type": "string", "enum": list(grids.tile_matrix_sets())})
-    address = [tms, param("tileMatrix", "path", "zoom level", {"type": "integer", "minimum": 0}),
-               param("tileRow", "path", "row, from the top", {"type": "integer", "minimum": 0}),
-               param("tileCol", "path", "column, from the left",
-                     {"type": "integer", "minimum": 0})]
-    fmt = param("f", "query", "json (default) or tilejson (WebMercatorQuad)",
-                {"type": "string", "enum": ["json", "tilejson"]})
-    json_doc = {"application/json": {"schema": {"type": "object"}}}
-
-    def get(summary: str, op: str, params: list, ok: dict, extra: dict | None = None) -> dict:
-        responses = {"200": ok, "404": {"$ref": "#/components/responses/404"}, **(extra or {})}
-        return {"get": {"summary": summary, "operationId": op, "tags": ["tiles"],
-                        "parameters": params, "responses": responses}}
-
-    tile_ok = {"description": "a Mapbox Vector Tile", "content": {MVT: {"schema": {
-        "type": "string", "format": "binary"}}}}
-    empty = {"204": {"description": "an empty tile"}, "304": {"description": "not modified"}}
-    paths = {
-        "/tileMatrixSets": get("The tile matrix sets", "getTileMatrixSets", [],
-                               {"description": "the list", "content": json_doc}),
-        "/tileMatrixSets/{tileMatrixSetId}": get(
-            "A tile matrix set (OGC TMS 2.0 JSON)", "getTileMatrixSet", [tms],
-            {"description": "the definition", "content": json_doc}),
-    }
-    for prefix, name in [("", "Dataset")] + [(f"/collections/{c}", c) for c in collection_ids]:
-        op = name.replace("-", "_")
-        paths[f"{prefix}/tiles"] = get(f"Vector tilesets of {name}", f"getTilesets_{op}", [],
-                                       {"description": "the tilesets", "content": json_doc})
-        paths[f"{prefix}/tiles/{{tileMatrixSetId}}"] = get(
-            f"A vector tileset of {name} (TileJSON 3 with f=tilejson)", f"getTileset_{op}",
-            [tms, fmt], {"description": "the tileset", "content": {
-                **json_doc, "application/vnd.mapbox.tile+json": {"schema": {"type": "object"}}}})
-        paths[f"{prefix}/tiles/{{tileMatrixSetId}}/{{tileMatrix}}/{{tileRow}}/{{tileCol}}"] = get(
-            f"A vector tile of {name}", f"getTile_{op}", address, tile_ok, empty)
-    return paths

@@ -1,0 +1,152 @@
+"""What every request passes through, before and after it is answered.
+
+Before: who is asking (``security``), what they may see (a collection they may not see
+is a 404 on every path, whatever answers it), then OUP's own endpoints (``routes``), or
+the checks of what pygeoapi answers (``request_checks``).
+After: errors as problem documents, the audit of non-public access, the headers every
+answer carries, the request counters, and the few corrections OUP makes to pygeoapi's
+JSON (``rewrite_for``).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from werkzeug.exceptions import NotFound as HTTPNotFound
+
+from oup.errors import NotFound, OUPError, Unauthorized
+from oup.http import pages
+from oup.http.params import CHECKED_EDR, CHECKED_ITEMS
+from oup.http.problems import Problems, from_status
+from oup.http.request_checks import Queryables, check_request
+from oup.http.responses import add_common_headers
+from oup.http.routes import Routes
+from oup.security import (INVALID_CREDENTIALS, VISIBLE, AuditLog, AuthError, Authenticator,
+                          new_request_id, visible_collections)
+
+LOG = logging.getLogger(__name__)
+_COLLECTION_PATH = re.compile(r"^/collections/([^/]+)")
+
+
+@dataclass
+class Gate:
+    catalog: object
+    auth: Authenticator
+    audit: AuditLog
+    routes: Routes
+    problems: Problems
+    queryables: Queryables
+    max_limit: int
+    default_limit: int
+    metrics: object
+    rewrite_for: Callable  # path -> a function amending pygeoapi's JSON there, or None
+
+    def install(self, app) -> None:
+        app.before_request(self.before)
+        app.after_request(self.after)
+        app.register_error_handler(OUPError, self.on_error)
+        app.register_error_handler(Exception, self.on_exception)
+
+    def before(self):
+        from flask import g, request
+
+        g.started = time.perf_counter()
+        g.request_id = request.headers.get("X-Request-ID", "")[:64] or new_request_id()
+        g.identity, g.cid, g.route = None, None, None
+        public = self.catalog.public
+        VISIBLE.set(frozenset(public))
+        CHECKED_ITEMS.set(None)
+        CHECKED_EDR.set(None)
+        if request.method == "OPTIONS":
+            return "", 204
+        m = _COLLECTION_PATH.match(request.path)
+        cid = m.group(1) if m and m.group(1) in self.catalog.collections else None
+        try:
+            g.identity = self.auth.identify(request.headers)
+        except AuthError as exc:
+            g.identity, g.cid = INVALID_CREDENTIALS, cid  # a bad look is audited too
+            raise Unauthorized(str(exc)) from None
+        g.visible = frozenset(visible_collections(g.identity, self.catalog))
+        VISIBLE.set(g.visible)
+        if cid is not None:
+            g.cid = cid
+            if cid not in g.visible:  # invisible, not forbidden: it does not exist here
+                raise NotFound(f"no collection {cid!r}")
+        call = self.routes.resolve(request.method, request.path, request.args,
+                                   request.headers.get("Accept"), g.visible, request)
+        if call is None:
+            if isinstance(request.routing_exception, HTTPNotFound):  # pygeoapi's neither
+                raise NotFound(f"nothing at {request.path}")
+            return check_request(request, self.queryables, self.max_limit, self.default_limit)
+        g.route = call.endpoint.path  # the counters' and the audit's name for it
+        if call.endpoint.handler is None:
+            raise NotFound(f"{request.path} is a stream: `oup serve` answers it")
+        return call.endpoint.handler(call)
+
+    def on_error(self, exc: OUPError):
+        from flask import request
+
+        return self.problems.answer(exc, request.full_path.rstrip("?"))
+
+    def on_exception(self, exc: Exception):
+        from flask import request
+
+        status = getattr(exc, "code", None)
+        if isinstance(status, int) and 400 <= status < 600:  # werkzeug's: 404, 405, 413...
+            error = from_status(status, getattr(exc, "description", None) or str(exc))
+            return self.on_error(error)
+        LOG.exception("unhandled error on %s", request.full_path)
+        return self.on_error(OUPError("internal error; it has been logged"))
+
+    def after(self, resp):
+        from flask import Response, g, request
+
+        resp = self._as_problem(resp, request, Response)
+        identity, cid, public = g.get("identity"), g.get("cid"), self.catalog.public
+        route = g.get("route") or (request.url_rule.rule if request.url_rule else "(unmatched)")
+        if cid and cid not in public:
+            self.audit.write(identity.who if identity else "anonymous", cid,
+                             f"{request.method} {route}", resp.status_code, g.request_id)
+        if (identity and identity.authenticated) or (cid and cid not in public):
+            resp.headers["Cache-Control"] = "no-store"  # answers that depend on who asks
+        if request.is_secure or request.headers.get("X-Forwarded-Proto") == "https":
+            resp.headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
+        resp.headers["X-Request-ID"] = g.get("request_id", "")
+        rewrite = self.rewrite_for(request.path, g.get("visible", public))
+        if rewrite and resp.status_code == 200 and resp.get_data()[:1] == b"{":
+            resp.set_data(json.dumps(rewrite(json.loads(resp.get_data()))))
+        add_common_headers(resp.headers)
+        resp.headers["Content-Security-Policy"] = pages.CONTENT_SECURITY_POLICY
+        self.metrics.observe(route, resp.status_code,
+                             time.perf_counter() - g.get("started", time.perf_counter()))
+        return resp
+
+    def _as_problem(self, resp, request, response_class):
+        """An error answer of pygeoapi's or Flask's as a problem document (keeping its
+        Content-Crs and Content-Language); a person in a browser keeps the HTML page."""
+        if resp.status_code < 400 or resp.mimetype == "application/problem+json":
+            return resp
+        if request.args.get("f") == "html" or (resp.mimetype or "").startswith("text/html"):
+            return resp
+        detail, code = None, None
+        if not resp.is_streamed and resp.get_data()[:1] == b"{":
+            try:
+                body = json.loads(resp.get_data())
+                detail = body.get("description") or body.get("detail")
+                code = body.get("code")
+            except (ValueError, AttributeError):
+                pass
+        from http import HTTPStatus
+
+        error = from_status(resp.status_code,
+                            detail or HTTPStatus(resp.status_code).description, code)
+        body, status, headers = self.problems.answer(error, request.full_path.rstrip("?"))
+        new = response_class(body, status=status, headers=headers)
+        for key in ("Content-Crs", "Content-Language"):
+            if key in resp.headers:
+                new.headers[key] = resp.headers[key]
+        return new

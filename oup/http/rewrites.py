@@ -1,0 +1,45 @@
+"""The few corrections OUP makes to pygeoapi's JSON answers, by path: what the caller may
+see of the OpenAPI document and the Records catalogue, what is really conformed to, and
+the links to OUP's own endpoints on the landing page and the collection documents."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from oup.catalog import Catalog
+from oup.events import asyncapi
+from oup.http.pygeoapi_config import RECORDS_ID
+from oup.http.responses import (COLLECTIONS, CONFORMANCE, OPENAPI_PATHS, plain_items_links,
+                                visible_openapi, with_records, without_spatial_extent)
+from oup.tiles import styles, tiles3d, vector_tiles
+
+
+class Rewrites:
+    def __init__(self, catalog: Catalog, records: dict, base_url: str, data_dir: Path,
+                 tiled: set[str], mqtt_public: str):
+        self.catalog, self.records, self.base = catalog, records, base_url
+        self.data_dir, self.tiled, self.mqtt = data_dir, tiled, mqtt_public
+        self.no_geometry = {cid for cid, r in records.items() if r["geometry"] is None}
+        self.conformance = (CONFORMANCE + vector_tiles.CONFORMANCE + styles.CONFORMANCE
+                            + asyncapi.CONFORMANCE)
+
+    def rewrite_for(self, path: str, visible: frozenset[str]):
+        """How OUP amends pygeoapi's JSON at ``path`` for a caller who may see ``visible``,
+        if it does (only these few paths)."""
+        public = self.catalog.public
+        if path in OPENAPI_PATHS:
+            hidden = set(self.catalog.collections) - set(visible)
+            return lambda doc: visible_openapi(doc, hidden)
+        if path == f"/collections/{RECORDS_ID}/items":
+            return lambda doc: with_records(doc, self.records, visible - public)
+        if path == "/conformance":
+            return lambda doc: {"conformsTo": self.conformance}
+        if path == "/":
+            return lambda doc: asyncapi.landing_links(
+                vector_tiles.landing_links(doc, self.base), self.base, self.mqtt)
+        if COLLECTIONS.match(path):
+            return lambda doc: asyncapi.collection_links(vector_tiles.add_links(
+                tiles3d.add_links(without_spatial_extent(plain_items_links(doc),
+                                                         self.no_geometry),
+                                  self.base, self.data_dir),
+                self.base, self.tiled), self.base, self.mqtt, public)
+        return None
