@@ -21,14 +21,22 @@ $(PY):
 	echo "Install one (e.g. 'apt-get install python3.12' or 'pyenv install 3.12') and run make again." >&2; \
 	exit 1
 
-venv: $(PY)
+# Installing runs once, and again only when what it installs from has changed: the
+# distribution (pyproject.toml) or the viewer's and the pages' npm locks. The stamp lives
+# in the venv, so a new venv (`make clean`) installs afresh. `make venv` is the same step.
+INSTALLED := $(VENV)/.installed
+
+venv: $(INSTALLED)
+
+$(INSTALLED): pyproject.toml oup/viewer/package-lock.json oup/web/package-lock.json | $(PY)
 	@$(PY) -m pip install -q --upgrade pip
 	@$(PY) -m pip install -q -e '.[test]'
 	@# the store's compiled loops (tiles, GeoJSON), once per machine into numba's cache
 	@$(PY) -m oup.store.compiled
 	@if command -v npm >/dev/null; then for d in oup/viewer oup/web; do \
 	  (cd $$d && npm ci --no-audit --no-fund --loglevel=error) || exit 1; done; \
-	else echo "note: npm not found: the 3D viewer (/viewer) and the HTML pages need CesiumJS, Bootstrap and MapLibre from npm (apt-get install npm)"; fi
+	else echo "note: npm not found: the 3D viewer (/viewer) and the HTML pages need CesiumJS, Bootstrap and MapLibre from npm (apt-get install npm, then rm $@ and make again)"; fi
+	@touch $@
 
 demo: venv
 	$(VENV)/bin/oup catalog check

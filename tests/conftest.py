@@ -21,7 +21,17 @@ import requests
 from oup.ports import free_port  # noqa: F401 (the tests take it from here)
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared" / "data" / "cityjson"
+# The four real city models the tests read, all inside the repository (sources and
+# licences in tests/data/README.md). The demo city is the catalogue's own file, not a copy.
+TEST_DATA = ROOT / "tests" / "data"
+CITY_MODELS = {
+    "rotterdam-delfshaven.city.json":
+        ROOT / "collections" / "buildings" / "rotterdam-delfshaven.city.json",
+    "delft.city.json": TEST_DATA / "delft.city.json",
+    "3dbag-multi-lod.city.json": TEST_DATA / "3dbag-multi-lod.city.json",
+    "rotterdam-subset-missing-textures.city.json":
+        TEST_DATA / "rotterdam-subset-missing-textures.city.json",
+}
 # Grids are built once per machine, not once per test session.
 GRID_CACHE = Path(os.environ.get("OUP_TEST_GRID_CACHE", "/tmp/oup-test-grids"))
 

@@ -133,8 +133,22 @@ def test_security_headers(server):
 
 
 def test_admin_api_stays_off(server):
+    # pygeoapi mounts its admin API (GET, PUT, PATCH /admin/config; /admin/config/resources)
+    # only with `admin: true` (config/pygeoapi.yml keeps it false), so there is no /admin
+    # resource and the right answer is 404. GET is the request that tells: the admin API
+    # answers it with the whole configuration (200); a POST is refused either way.
+    r = requests.get(f"{server}/admin/config")
+    assert r.status_code == 404, r.text
+
+
+@pytest.mark.xfail(strict=True, reason="oup/http/request_checks.py answers 405 to a POST on "
+                   "any path but .../items before routing, so a missing resource is 405, "
+                   "without the Allow header 405 requires")
+def test_a_post_to_the_absent_admin_api_is_404(server):
+    # No /admin resource, so 404 for every method: a 405 says the resource exists but not
+    # with this method, and must list its methods in Allow (RFC 9110, 15.5.6).
     r = requests.post(f"{server}/admin/config", json={"server": {}})
-    assert r.status_code in (404, 405)
+    assert r.status_code == 404, r.text
 
 
 def test_the_demo_restricted_collection_with_a_key_from_oup_keys(server, imported, credentials):

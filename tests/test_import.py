@@ -1,4 +1,5 @@
-"""``oup import`` on the real city models in shared/ and on the other source formats."""
+"""``oup import`` on the real city models (tests/data/ and the demo city) and on the other
+source formats."""
 import json
 import shutil
 
@@ -6,7 +7,7 @@ import pyogrio
 import pytest
 import shapely
 
-from conftest import SHARED, make_probes
+from conftest import CITY_MODELS, make_probes
 from oup.catalog import load_collection
 from oup.catalog.importers import ImportError_, import_collection
 from oup.store.gpkg import GeoPackageStore
@@ -38,7 +39,7 @@ def _import(folder, store):
 
 def test_delfshaven_all_853_buildings_with_derived_heights(tmp_path, store):
     d = _collection(tmp_path, "{path: city.json}")
-    shutil.copy(SHARED / "rotterdam-delfshaven.city.json", d / "city.json")
+    shutil.copy(CITY_MODELS["rotterdam-delfshaven.city.json"], d / "city.json")
     report = _import(d, store)
     assert report.count == 853 and not report.skipped
     names = {f.name: f.type for f in store.fields("things")}
@@ -60,7 +61,7 @@ def test_delfshaven_all_853_buildings_with_derived_heights(tmp_path, store):
 
 def test_delft_mixed_types_multisurface_and_extension(tmp_path, store):
     d = _collection(tmp_path, "{path: city.json}")
-    shutil.copy(SHARED / "delft.city.json", d / "city.json")
+    shutil.copy(CITY_MODELS["delft.city.json"], d / "city.json")
     report = _import(d, store)
     doc = json.loads((d / "city.json").read_text())
     top = [o for o in doc["CityObjects"].values() if not o.get("parents")]
@@ -75,22 +76,22 @@ def test_delft_mixed_types_multisurface_and_extension(tmp_path, store):
 
 def test_a_file_without_crs_needs_one(tmp_path, store):
     d = _collection(tmp_path, "{path: city.json}")
-    shutil.copy(SHARED / "3dbag-multi-lod.city.json", d / "city.json")
+    shutil.copy(CITY_MODELS["3dbag-multi-lod.city.json"], d / "city.json")
     with pytest.raises(ImportError_, match="referenceSystem.*crs"):
         _import(d, store)
     d2 = _collection(tmp_path, "{path: city.json, crs: 'EPSG:7415'}", name="bag")
-    shutil.copy(SHARED / "3dbag-multi-lod.city.json", d2 / "city.json")
+    shutil.copy(CITY_MODELS["3dbag-multi-lod.city.json"], d2 / "city.json")
     assert _import(d2, store).count == 10
 
 
 def test_missing_textures_do_not_matter_for_footprints(tmp_path, store):
     d = _collection(tmp_path, "{path: city.json, crs: 'EPSG:7415'}")
-    shutil.copy(SHARED / "rotterdam-subset-missing-textures.city.json", d / "city.json")
+    shutil.copy(CITY_MODELS["rotterdam-subset-missing-textures.city.json"], d / "city.json")
     assert _import(d, store).count == 16
 
 
 def test_cityjsonseq_gives_the_same_footprints(tmp_path, store):
-    doc = json.loads((SHARED / "rotterdam-delfshaven.city.json").read_text())
+    doc = json.loads(CITY_MODELS["rotterdam-delfshaven.city.json"].read_text())
     header = {k: v for k, v in doc.items() if k not in ("CityObjects", "vertices")}
     header.update(CityObjects={}, vertices=[])
     lines = [json.dumps(header)]

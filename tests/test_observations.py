@@ -2,6 +2,7 @@
 every payload decodes or becomes a dead letter with a reason; nothing is stored twice;
 late data is kept; a correction replaces."""
 import json
+import re
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -77,7 +78,37 @@ def test_hostile_payloads_decode_or_give_a_reason(raw, fmt):
         for o in decode(topic, raw, fmt):
             assert o.sensor_id and isinstance(o.phenomenon_time, int)
     except PayloadError as exc:
-        assert str(exc)
+        # The reason is the dead letter's: it must say what is wrong with the payload in
+        # the decoder's own words, not pass on whatever a Python error said. The bytes are
+        # checked first (UTF-8, nesting, JSON), so when they are at fault that is the
+        # reason; past them, it is one of the reasons of the payload's format.
+        reason = str(exc)
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            assert reason == "payload is not UTF-8"
+            return
+        if reason.startswith("JSON nested deeper"):
+            return  # the nesting scan is the decoder's own; nothing here to recount it
+        try:
+            json.loads(text, parse_constant=lambda c: float("nan"))
+        except (ValueError, RecursionError):
+            assert reason.startswith("not JSON: "), reason
+            return
+        assert re.fullmatch(FORMAT_REASONS[fmt or "flat"], reason), (fmt, reason)
+
+
+_TIME_REASON = r"(phenomenonTime|resultTime|received_at) (must be an RFC 3339 string|" \
+               r".* is not RFC 3339|needs a time zone \(e\.g\. Z\))"
+_SINGLE = (r"expected a JSON object|phenomenonTime and result are required|"
+           rf"{_TIME_REASON}|result must be (a number|finite)")
+FORMAT_REASONS = {  # iot_ingest/payloads.py, reason by reason
+    "flat": _SINGLE, "sensorthings": _SINGLE,
+    "senml": r"SenML: (expected a non-empty array of records|every record must be an object|"
+             r"bn must be a string|a record without a name|relative times are not accepted|"
+             r"time out of range|no numeric values)|SenML (bt|t|v) must be (a number|finite)",
+    "tts": r"TTS uplink: .+|" + _TIME_REASON + r"|decoded_payload\..* must be finite",
+}
 
 
 def test_no_duplicates_late_data_and_corrections(tmp_path):

