@@ -242,3 +242,32 @@ def _declared_dimensions(store, cid) -> set[int]:
     return {r[0] for r in store.execute(
         "SELECT coord_dimension FROM geometry_columns WHERE f_table_name = ?", (cid,))}
 
+
+def test_a_write_that_fails_partway_leaves_nothing_behind(tmp_path, each_store):
+    """What a failed write began is seen by no one: not the collection, and no table of it
+    that a GIS client would list."""
+    from oup.store import Field
+    from oup.store.base import Feature
+
+    pt = shapely.Point(4.45, 51.9)
+    each_store.write_collection("before", "EPSG:4326", [], [Feature(pt, pt, {})])
+
+    def features():
+        yield Feature(pt, pt, {"a": 1})
+        raise RuntimeError("the source broke off")
+
+    tables = _tables(each_store)
+    with pytest.raises(RuntimeError, match="broke off"):
+        each_store.write_collection("things", "EPSG:4326", [Field("a", "integer")], features())
+    assert each_store.collections() == ["before"]
+    assert _tables(each_store) == tables
+
+
+def _tables(store) -> set[str]:
+    if isinstance(store, GeoPackageStore):
+        import sqlite3
+
+        with sqlite3.connect(store.path) as con:
+            return {r[0] for r in con.execute("SELECT name FROM sqlite_master")}
+    return {r[0] for r in store.execute(
+        "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}

@@ -181,7 +181,8 @@ class PostGISStore(SqlQueries):
                          features: Iterable[Feature], time_field: str | None = None,
                          geometry_type: str = "GEOMETRY", description: str = "",
                          id_field: str | None = None) -> int:
-        """Replace collection ``cid`` atomically: a new table, swapped in one transaction."""
+        """Replace collection ``cid`` atomically: a new table, written and swapped in one
+        transaction, so no other session sees it half-written (nor left behind by a failure)."""
         new = f"{cid}__new"
         t, tn = quote(cid), quote(new)
         cols = "".join(f", {quote(f.name)} {_PG_TYPES[f.type]}" for f in fields)
@@ -190,7 +191,7 @@ class PostGISStore(SqlQueries):
         insert = pg_sql(f"INSERT INTO {tn} ({', '.join(map(quote, names))}) "
                         f"VALUES ({', '.join(marks)})")
         count, bounds, span = 0, None, TimeSpan()
-        with self.pool.connection() as con:
+        with self.pool.connection() as con, con.transaction():
             source_srid = self._srid(con, source_crs)
             con.execute(f"DROP TABLE IF EXISTS {tn}")
             # typed geometry columns: geometry_columns then tells GIS clients (QGIS, tipg)
