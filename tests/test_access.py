@@ -141,9 +141,6 @@ def test_admin_api_stays_off(server):
     assert r.status_code == 404, r.text
 
 
-@pytest.mark.xfail(strict=True, reason="oup/http/request_checks.py answers 405 to a POST on "
-                   "any path but .../items before routing, so a missing resource is 405, "
-                   "without the Allow header 405 requires")
 def test_a_post_to_the_absent_admin_api_is_404(server):
     # No /admin resource, so 404 for every method: a 405 says the resource exists but not
     # with this method, and must list its methods in Allow (RFC 9110, 15.5.6).

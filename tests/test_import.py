@@ -7,7 +7,7 @@ import pyogrio
 import pytest
 import shapely
 
-from conftest import CITY_MODELS, make_probes
+from conftest import CITY_MODELS, STORES, make_probes
 from oup.catalog import load_collection
 from oup.catalog.importers import ImportError_, import_collection
 from oup.store.gpkg import GeoPackageStore
@@ -152,3 +152,123 @@ def test_geojson_gpkg_and_csv_sources(tmp_path, store):
     got = {f["properties"]["name"]: f["geometry"]
            for f in store.query("fromcsv", Query(limit=10)).features}
     assert got["c"] is None and got["a"]["type"] == "Point"
+
+
+# -- one coordinate dimension per collection, the same on both stores ------------------------
+
+@pytest.fixture(params=STORES)
+def each_store(request, tmp_path):
+    """An empty store of each kind; EPSG:4326 sources only (no grids needed)."""
+    if request.param == "gpkg":
+        yield GeoPackageStore(tmp_path / "t.gpkg")
+        return
+    from oup.store.postgis import PostGISStore
+
+    store = PostGISStore(request.getfixturevalue("postgis").create(
+        f"imp{tmp_path.name[-12:]}".replace("-", "_").lower()), pool_size=1)
+    yield store
+    store.close()
+
+
+# found by tests/test_import_fuzz.py: placemarks with and without altitudes in one file
+MIXED_Z_KML = """<?xml version="1.0" encoding="UTF-8"?>
+<kml xmlns="http://www.opengis.net/kml/2.2"><Document>
+<Placemark><name>flat</name><Point><coordinates>4.47,51.92</coordinates></Point></Placemark>
+<Placemark><name>tall</name><Point><coordinates>4.48,51.93,12.5</coordinates></Point></Placemark>
+<Placemark><name>path</name><LineString><coordinates>4.46,51.91 4.465,51.915</coordinates>
+</LineString></Placemark>
+<Placemark><name>ramp</name><LineString><coordinates>4.46,51.92,1.5 4.47,51.93,-2.25</coordinates>
+</LineString></Placemark>
+<Placemark><name>both</name><MultiGeometry><Point><coordinates>4.45,51.9</coordinates></Point>
+<Point><coordinates>4.451,51.901,7</coordinates></Point></MultiGeometry></Placemark>
+<Placemark><name>none</name></Placemark>
+</Document></kml>
+"""
+
+
+def _stored(store, cid="things") -> dict:
+    from oup.store import Query
+
+    return {f["properties"]["Name"]: f["geometry"]
+            for f in store.query(cid, Query(limit=100)).features}
+
+
+def test_a_kml_mixing_2d_and_3d_keeps_its_heights_and_gives_the_rest_zero(tmp_path, each_store):
+    """Where any geometry has heights, the collection is 3D: they are kept, and the others
+    get Z = 0 (as ogr2ogr -dim XYZ and ST_Force3D); the same on both stores."""
+    d = _collection(tmp_path, "{path: mixed.kml}")
+    (d / "mixed.kml").write_text(MIXED_Z_KML)
+    report = _import(d, each_store)
+    assert report.count == 6
+    assert "2 geometries without heights given height 0" in str(report)
+    assert _stored(each_store) == {
+        "flat": {"type": "Point", "coordinates": [4.47, 51.92, 0.0]},
+        "tall": {"type": "Point", "coordinates": [4.48, 51.93, 12.5]},
+        "path": {"type": "LineString", "coordinates": [[4.46, 51.91, 0.0],
+                                                       [4.465, 51.915, 0.0]]},
+        "ramp": {"type": "LineString", "coordinates": [[4.46, 51.92, 1.5],
+                                                       [4.47, 51.93, -2.25]]},
+        # GDAL itself gives the flat part of a placemark with heights Z = 0
+        "both": {"type": "MultiPoint", "coordinates": [[4.45, 51.9, 0.0],
+                                                       [4.451, 51.901, 7.0]]},
+        "none": None}
+    # in the source CRS too (the data of record), and as GIS clients are told: 3D
+    from oup.store import Query
+
+    native = each_store.query("things", Query(limit=100, crs="EPSG:4326"))
+    assert all(len(f["geometry"]["coordinates"]) == 3 for f in native.features
+               if f["geometry"] and f["geometry"]["type"] == "Point")
+    assert _declared_dimensions(each_store, "things") == {3}
+
+
+def test_a_kml_without_heights_stays_2d(tmp_path, each_store):
+    d = _collection(tmp_path, "{path: flat.kml}")
+    (d / "flat.kml").write_text(MIXED_Z_KML.replace(",12.5", "").replace(",1.5", "")
+                                .replace(",-2.25", "").replace(",7<", "<"))
+    report = _import(d, each_store)
+    assert report.count == 6 and "height" not in str(report)
+    assert _stored(each_store)["tall"] == {"type": "Point", "coordinates": [4.48, 51.93]}
+    assert _declared_dimensions(each_store, "things") == {2}
+
+
+def _declared_dimensions(store, cid) -> set[int]:
+    """The coordinate dimension of the collection's geometry columns, as a GIS client reads
+    it: PostGIS's geometry_columns, the GeoPackage's z flag (read by GDAL)."""
+    if isinstance(store, GeoPackageStore):
+        import sqlite3
+
+        with sqlite3.connect(store.path) as con:  # z: 0 prohibited, 1 mandatory, 2 optional
+            return {{0: 2, 1: 3}.get(z, z) for z, in con.execute(
+                "SELECT z FROM gpkg_geometry_columns WHERE table_name = ?", (cid,))}
+    return {r[0] for r in store.execute(
+        "SELECT coord_dimension FROM geometry_columns WHERE f_table_name = ?", (cid,))}
+
+
+def test_a_write_that_fails_partway_leaves_nothing_behind(tmp_path, each_store):
+    """What a failed write began is seen by no one: not the collection, and no table of it
+    that a GIS client would list."""
+    from oup.store import Field
+    from oup.store.base import Feature
+
+    pt = shapely.Point(4.45, 51.9)
+    each_store.write_collection("before", "EPSG:4326", [], [Feature(pt, pt, {})])
+
+    def features():
+        yield Feature(pt, pt, {"a": 1})
+        raise RuntimeError("the source broke off")
+
+    tables = _tables(each_store)
+    with pytest.raises(RuntimeError, match="broke off"):
+        each_store.write_collection("things", "EPSG:4326", [Field("a", "integer")], features())
+    assert each_store.collections() == ["before"]
+    assert _tables(each_store) == tables
+
+
+def _tables(store) -> set[str]:
+    if isinstance(store, GeoPackageStore):
+        import sqlite3
+
+        with sqlite3.connect(store.path) as con:
+            return {r[0] for r in con.execute("SELECT name FROM sqlite_master")}
+    return {r[0] for r in store.execute(
+        "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}

@@ -194,6 +194,7 @@ def _write(coll: Collection, store: FeatureStore, report: ImportReport, rows: li
     if crs84 is None or geometry_type == "MULTIPOLYGON":
         crs84 = to_crs84([g for g, _ in rows], crs)
     crs84 = _valid(crs84, report)
+    rows, crs84 = _one_dimension(rows, crs84, report)
     missing = sum(g is None for g, _ in rows)
     if missing:
         report.notes.append(f"{missing} features without geometry")
@@ -203,6 +204,23 @@ def _write(coll: Collection, store: FeatureStore, report: ImportReport, rows: li
                                           description=coll.description,
                                           id_field=coll.id_field)
     return report
+
+
+def _one_dimension(rows: list, crs84: list, report: ImportReport) -> tuple[list, list]:
+    """One coordinate dimension for the whole collection, as a GIS column has one (PostGIS's
+    typmod, the GeoPackage's z flag): where any geometry has heights, the collection is 3D,
+    the heights there are kept and a geometry without them is given Z = 0, as ``ogr2ogr -dim
+    XYZ``, PostGIS's ``ST_Force3D`` and QGIS's "add Z" do. Counted in the report. Every
+    write comes through here, so the stores only ever see one dimension per collection."""
+    if not any(g is not None and g.has_z for g, _ in rows):
+        return rows, crs84
+    flat = sum(g is not None and not g.has_z for g, _ in rows)
+    if flat:
+        report.notes.append(f"{flat} geometries without heights given height 0 (others "
+                            "in the collection have heights)")
+    # force_3d also fills the 2D parts of a collection whose other parts have heights
+    return ([(None if g is None else shapely.force_3d(g), p) for g, p in rows],
+            [None if g is None else shapely.force_3d(g) for g in crs84])
 
 
 def _valid(crs84: list, report: ImportReport) -> list:

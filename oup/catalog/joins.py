@@ -7,9 +7,9 @@ from __future__ import annotations
 from shapely.geometry import shape
 
 from oup.catalog import Collection
-from oup.catalog.readers import ImportError_
+from oup.catalog.readers import ImportError_, read_rows
+from oup.catalog.tables import TableError
 from oup.store import FeatureStore
-from oup.catalog.tables import TableError, read_rows
 
 
 def joined_rows(coll: Collection, store: FeatureStore, report):

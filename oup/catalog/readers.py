@@ -3,10 +3,12 @@ source CRS or None, properties) records and says which CRS that is. What cannot 
 is an ``ImportError_`` naming the file (and the row or feature); what is skipped is
 counted, with its reason, in ``report.skipped``. GDAL (pyogrio) reads every format but
 the city models, GeoJSON and CSV, which are read here to keep what GDAL would rename.
+``read_rows`` reads the attribute tables extensions are joined from, in any of these.
 """
 from __future__ import annotations
 
 import json
+import math
 from functools import partial
 from pathlib import Path
 
@@ -15,6 +17,7 @@ import shapely
 from shapely.geometry import shape
 
 from oup.catalog import Source
+from oup.catalog.tables import TableError, read_csv_rows
 from oup.cityjson import (CityModelError, city_model_of, lod_key, lod_of, open_city_model,
                        surfaces)
 
@@ -197,8 +200,6 @@ def _points(path: Path, source: Source, names: list[str], rows: list[dict]):
 
 
 def read_csv(path: Path, source: Source, report):
-    from oup.catalog.tables import TableError, read_csv_rows
-
     crs = source_crs(source.crs, path.name) if source.crs else "EPSG:4326"
     try:
         names, rows = read_csv_rows(path, source, report)
@@ -262,11 +263,30 @@ def _first_line(exc: Exception, path: Path) -> str:
     return (str(exc).splitlines() or [""])[0][:200].replace(str(path), path.name)
 
 
+def gdal_value(value):
+    """A value as pyogrio gives it, as the store takes it: NaN is no value."""
+    if hasattr(value, "item"):  # numpy scalars
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, bytes):
+        return value.hex()
+    return value
+
+
+def read_rows(path: Path, source: Source, report) -> tuple[list[str], list[dict]]:
+    """The header and rows of any attribute table: CSV here, every other format by GDAL."""
+    if source.format == "csv":
+        return read_csv_rows(path, source, report)
+    meta, _, _, columns = open_gdal(path, source, report, read_geometry=False)
+    names = list(meta["fields"])
+    return names, [{k: gdal_value(v) for k, v in zip(names, values)}
+                   for values in zip(*columns)] if names else []
+
+
 def read_gdal(path: Path, source: Source, report):
     """Any vector format GDAL reads (Shapefile, zipped too, FlatGeobuf, GML, KML,
     GeoJSONSeq, GeoPackage), and sheets (XLSX, ODS) with x/y columns."""
-    from oup.catalog.tables import gdal_value
-
     meta, _, wkbs, columns = open_gdal(path, source, report)
     names = list(meta["fields"])
     rows = [{k: gdal_value(v) for k, v in zip(names, values)} for values in zip(*columns)] \
@@ -292,8 +312,6 @@ def read_geoparquet(path: Path, source: Source, report):
     with pyarrow: the file's ``geo`` metadata names the geometry column and its CRS."""
     import geopandas
     import pandas
-
-    from oup.catalog.tables import gdal_value
 
     if path.stat().st_size == 0:
         raise ImportError_(f"{path.name} is empty")

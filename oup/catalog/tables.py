@@ -1,13 +1,13 @@
-"""Attribute tables as stewards hold them: CSV the way a spreadsheet saves it (comma,
-semicolon or tab; decimal point or comma; UTF-8 with or without BOM, or Windows-1252),
-and any table GDAL reads (XLSX, ODS, a GeoPackage table). Each becomes rows of
-``{column: value}`` with numbers as numbers; how a file was read goes to the report.
+"""Attribute tables as stewards hold them in CSV, the way a spreadsheet saves it (comma,
+semicolon or tab; decimal point or comma; UTF-8 with or without BOM, or Windows-1252).
+Each becomes rows of ``{column: value}`` with numbers as numbers; how a file was read goes
+to the report. The tables GDAL reads (XLSX, ODS, a GeoPackage table) are opened with the
+other GDAL sources (``readers.read_rows``).
 """
 from __future__ import annotations
 
 import csv
 import io
-import math
 import re
 from pathlib import Path
 
@@ -99,25 +99,3 @@ def read_csv_rows(path: Path, source: Source, report) -> tuple[list[str], list[d
         raise TableError(f"{path.name}: line {reader.line_num}: {exc}") from None
     return header, rows
 
-
-def gdal_value(value):
-    """A value as pyogrio gives it, as the store takes it: NaN is no value."""
-    if hasattr(value, "item"):  # numpy scalars
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, bytes):
-        return value.hex()
-    return value
-
-
-def read_rows(path: Path, source: Source, report) -> tuple[list[str], list[dict]]:
-    """The header and rows of any attribute table: CSV here, every other format by GDAL."""
-    if source.format == "csv":
-        return read_csv_rows(path, source, report)
-    from oup.catalog.readers import open_gdal
-
-    meta, _, _, columns = open_gdal(path, source, report, read_geometry=False)
-    names = list(meta["fields"])
-    return names, [{k: gdal_value(v) for k, v in zip(names, values)}
-                   for values in zip(*columns)] if names else []

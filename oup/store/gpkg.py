@@ -242,6 +242,7 @@ class GeoPackageStore(SqlQueries):
             insert = (f"INSERT INTO {t} ({', '.join(map(quote, names))}) "
                       f"VALUES ({', '.join('?' * len(names))})")
             count, bounds84, span = 0, [np.inf, np.inf, -np.inf, -np.inf], TimeSpan()
+            has_z = False  # the import gives a collection one dimension: its z flag
             batch, envs, envs84 = [], [], []
 
             def flush():
@@ -261,6 +262,7 @@ class GeoPackageStore(SqlQueries):
                               None if g84 is None else shapely.to_wkb(g84)]
                              + column_values(fields, feat.properties, span))
                 if g is not None:
+                    has_z = has_z or g.has_z
                     minx, miny, maxx, maxy = g.bounds
                     envs.append((len(batch), (minx, maxx, miny, maxy)))
                     a, b, c, d = g84.bounds
@@ -277,7 +279,7 @@ class GeoPackageStore(SqlQueries):
                 unique = "UNIQUE " if f.name == id_field else ""
                 con.execute(f"CREATE {unique}INDEX {quote(f'idx_{cid}_{f.name}')} "
                             f"ON {t} ({quote(f.name)})")
-            self._register(con, cid, source_srid, geometry_type, description)
+            self._register(con, cid, source_srid, geometry_type, description, has_z)
             meta = {"fields": [[f.name, f.type] for f in fields], "source_srid": source_srid,
                     "source_crs": source_crs,
                     "time_field": time_field, "id_field": id_field, "count": count,
@@ -334,14 +336,14 @@ class GeoPackageStore(SqlQueries):
                     np.frombuffer(row[1], "<i8").astype(np.int64)))
         return table[1]
 
-    def _register(self, con, cid, srid, geometry_type, description) -> None:
+    def _register(self, con, cid, srid, geometry_type, description, has_z) -> None:
         t, rt = quote(cid), quote(f"rtree_{cid}_{GEOM}")
         row = con.execute(f"SELECT MIN(minx), MIN(miny), MAX(maxx), MAX(maxy) FROM {rt}").fetchone()
         con.execute("INSERT INTO gpkg_contents (table_name, data_type, identifier, description, "
                     "min_x, min_y, max_x, max_y, srs_id) VALUES (?,?,?,?,?,?,?,?,?)",
                     (cid, "features", cid, description, *row, srid))
-        con.execute("INSERT INTO gpkg_geometry_columns VALUES (?,?,?,?,0,0)",
-                    (cid, GEOM, geometry_type, srid))
+        con.execute("INSERT INTO gpkg_geometry_columns VALUES (?,?,?,?,?,0)",
+                    (cid, GEOM, geometry_type, srid, int(has_z)))  # z: 0 none, 1 all
         con.execute("INSERT INTO gpkg_extensions VALUES (?,?,?,?,?)",
                     (cid, GEOM, "gpkg_rtree_index",
                      "http://www.geopackage.org/spec120/#extension_rtree", "write-only"))

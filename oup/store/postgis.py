@@ -16,6 +16,7 @@ import json
 import os
 import warnings
 from datetime import datetime, timezone
+from itertools import chain
 from typing import Iterable
 
 import shapely
@@ -57,8 +58,21 @@ def pg_sql(sql: str) -> str:
 # WebMercatorQuad tiles, the ones web maps ask for, then read it as it is instead of
 # transforming every feature of every tile (a seventh of the tile statement's CPU, for
 # a table about a third larger).
-_WEB_MERCATOR_COLUMN = (f"{GEOM3857} geometry(Geometry, 3857) "
+# (``kind``: the collection's, as of its other geometry columns)
+_WEB_MERCATOR_COLUMN = (f"{GEOM3857} geometry({{kind}}, 3857) "
                         f"GENERATED ALWAYS AS (ST_Transform({GEOM84}, 3857)) STORED")
+
+
+def _with_dimension(features: Iterable[Feature]) -> tuple[Iterable[Feature], str]:
+    """The features, all of them, and their geometry columns' kind: ``GeometryZ`` where
+    they have heights. The import gives a collection one dimension (``_one_dimension`` in
+    ``oup.catalog.importers``): the first geometry tells it."""
+    features, ahead = iter(features), []
+    for feat in features:
+        ahead.append(feat)
+        if feat.geometry is not None:
+            return chain(ahead, features), "GeometryZ" if feat.geometry.has_z else "Geometry"
+    return ahead, "Geometry"
 
 
 class PostGISStore(SqlQueries):
@@ -167,7 +181,8 @@ class PostGISStore(SqlQueries):
                          features: Iterable[Feature], time_field: str | None = None,
                          geometry_type: str = "GEOMETRY", description: str = "",
                          id_field: str | None = None) -> int:
-        """Replace collection ``cid`` atomically: a new table, swapped in one transaction."""
+        """Replace collection ``cid`` atomically: a new table, written and swapped in one
+        transaction, so no other session sees it half-written (nor left behind by a failure)."""
         new = f"{cid}__new"
         t, tn = quote(cid), quote(new)
         cols = "".join(f", {quote(f.name)} {_PG_TYPES[f.type]}" for f in fields)
@@ -176,14 +191,16 @@ class PostGISStore(SqlQueries):
         insert = pg_sql(f"INSERT INTO {tn} ({', '.join(map(quote, names))}) "
                         f"VALUES ({', '.join(marks)})")
         count, bounds, span = 0, None, TimeSpan()
-        with self.pool.connection() as con:
+        with self.pool.connection() as con, con.transaction():
             source_srid = self._srid(con, source_crs)
             con.execute(f"DROP TABLE IF EXISTS {tn}")
             # typed geometry columns: geometry_columns then tells GIS clients (QGIS, tipg)
-            # each column's SRID
+            # each column's SRID and dimension
+            features, kind = _with_dimension(features)
             con.execute(f"CREATE TABLE {tn} ({FID} bigserial PRIMARY KEY, "
-                        f"{GEOM} geometry(Geometry, {int(source_srid)}), "
-                        f"{GEOM84} geometry(Geometry, 4326), {_WEB_MERCATOR_COLUMN}{cols})")
+                        f"{GEOM} geometry({kind}, {int(source_srid)}), "
+                        f"{GEOM84} geometry({kind}, 4326), "
+                        f"{_WEB_MERCATOR_COLUMN.format(kind=kind)}{cols})")
             batch = []
             with con.transaction():
                 for feat in features:
