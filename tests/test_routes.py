@@ -87,8 +87,8 @@ def test_no_parameter_the_document_lists_is_refused_as_unknown(server):
             if p["in"] == "path":
                 path = path.replace("{" + p["name"] + "}", _sample(p))
         for p in params:
-            if p["in"] != "query":
-                continue
+            if p["in"] != "query" or (p.get("schema") or {}).get("type") == "object":
+                continue  # (an object in a form: free-form property=value pairs)
             asked += 1
             r = session.get(f"{server}{path}", params={p["name"]: _sample(p)}, timeout=30,
                             stream=True)  # an event stream answers and stays open

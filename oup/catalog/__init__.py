@@ -252,6 +252,32 @@ class TimeSlices(_Strict):
         return self
 
 
+class Editable(_Strict):
+    """Who may write the collection through the API (OGC API Features Part 4). Without
+    this block a collection is read-only."""
+
+    create: list[str] = Field(default_factory=list, description="roles that may add features")
+    change: list[str] = Field(default_factory=list,
+                              description="roles that may replace or update features")
+    delete: list[str] = Field(default_factory=list, description="roles that may delete features")
+    client_ids: bool = Field(False, description="PUT to a new id creates the feature there")
+    own: list[str] = Field(default_factory=list, description=(
+        "roles that see and change only the features they created themselves (residents' "
+        "reports); the other roles above see and change them all"))
+
+
+class History(_Strict):
+    """How long the versions a change replaces are kept (``asof``, ``.../history``)."""
+
+    retention: str | None = Field(None, pattern=r"^P(\d+Y)?(\d+M)?(\d+W)?(\d+D)?$",
+                                  description="ISO 8601 duration, e.g. P10Y; none: for ever")
+    personal: list[str] = Field(default_factory=list, description=(
+        "properties that are personal data: their old values are kept only for "
+        "personal_retention, and an erasure removes them from every version"))
+    personal_retention: str = Field("P30D", pattern=r"^P(\d+Y)?(\d+M)?(\d+W)?(\d+D)?$",
+                                    description="how long old personal values are kept")
+
+
 class Extent(_Strict):
     bbox: list[float] | None = Field(None, description="CRS84 [minx, miny, maxx, maxy]")
     interval: list[datetime | None] | None = None
@@ -292,6 +318,9 @@ class Collection(_Strict):
         None, description="publish the observations of this sensors collection (no sources)")
     time_slices: TimeSlices | None = Field(
         None, description="publish time slices of a sensors collection (no sources)")
+    editable: Editable | None = Field(None, description="who may write it (default: nobody)")
+    history: History = Field(default_factory=History,
+                             description="how long replaced versions are kept")
 
     @property
     def derived_from(self) -> str | None:
@@ -305,6 +334,13 @@ class Collection(_Strict):
             raise ValueError("give exactly one of sources, observations_of or time_slices")
         if self.stream and not self.id_field:
             raise ValueError("a collection with a stream needs id_field (the sensor id)")
+        return self
+
+    @model_validator(mode="after")
+    def _editable_is_stored(self) -> "Collection":
+        if self.editable and (self.derived_from or self.join):
+            raise ValueError("editable: only a collection stored as it is imported can be "
+                             "written (not one derived from sensors or joined)")
         return self
 
     @model_validator(mode="after")

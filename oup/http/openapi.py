@@ -93,9 +93,10 @@ def _localise(node, comps: dict):
     return {k: _localise(v, comps) for k, v in node.items()}
 
 
-def extend_openapi(oas: dict, own_paths: dict) -> dict:
+def extend_openapi(oas: dict, own_paths: dict, stored: set[str] = frozenset()) -> dict:
     """pygeoapi's OpenAPI document, made whole offline, with OUP's own endpoints
-    (``own_paths``: from their declarations, ``oup.http.routes``) and its problem answers."""
+    (``own_paths``: from their declarations, ``oup.http.routes``) and its problem answers.
+    ``stored``: the collections OUP's store answers, whose items take no ``q`` (yet)."""
     comps = oas.setdefault("components", {})
     oas["paths"] = _localise(oas.get("paths", {}), comps)
     oas["components"] = comps = _localise(comps, comps)
@@ -106,6 +107,12 @@ def extend_openapi(oas: dict, own_paths: dict) -> dict:
         responses[code] = _problem_response(text)
     paths = oas.setdefault("paths", {})
     paths.update(own_paths)
+    for cid in stored:  # free-text search is not offered on them: do not say it is
+        op = paths.get(f"/collections/{cid}/items", {}).get("get")
+        if op is not None:
+            op["parameters"] = [p for p in op.get("parameters", [])
+                                if p.get("$ref", "").rsplit("/", 1)[-1] not in ("q", "oup-q")
+                                and p.get("name") != "q"]
     for name, path in paths.items():
         if name.endswith(("/schema", "/queryables")) and "get" in path:
             path["get"]["responses"]["200"] = {

@@ -187,7 +187,9 @@ def write_config(catalog: Catalog, store: FeatureStore, settings: Settings,
     out = settings.data_dir / "generated"
     cfg_path = out / "pygeoapi-config.yml"
     _replace(cfg_path, yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
-    oas = extend_openapi(openapi_document(cfg), own_paths or {})
+    stored = {cid for cid, res in cfg["resources"].items()
+              if res["providers"][0].get("name") == "oup.http.provider.OUPProvider"}
+    oas = extend_openapi(openapi_document(cfg), own_paths or {}, stored)
     oas_path = out / "openapi.json"
     _replace(oas_path, json.dumps(oas, default=str))
     return cfg_path, oas_path
