@@ -16,7 +16,7 @@ from oup.sensors.observations import SensorHome, BatchResult, DeadLetter, Observ
 from oup.store.cql import quote
 from oup.store.events import SqlEventLog
 from oup.store.observation_sql import SqlObservations
-from oup.store.postgis import pg_sql
+from oup.store.placeholders import pg_sql
 
 _UPSERT = """
 INSERT INTO oup_observations (sensor_id, phenomenon_time, result, result_time, stored_at)

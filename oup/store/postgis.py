@@ -7,7 +7,8 @@ once at import), each with a GiST index, and a B-tree index per attribute; date-
 schema is versioned (``migrations.py``) and brought up to date when the store opens.
 
 All SQL here is written as for the GeoPackage store, with ``?`` placeholders (one style
-in every store); ``pg_sql`` turns them into psycopg's ``%s`` where a statement is run.
+in every store); ``placeholders.pg_sql`` turns them into psycopg's ``%s`` where a
+statement is run.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ import shapely
 from oup.store.base import (FID, GEOM, GEOM84, GEOM3857, Feature, Field, InvalidQuery, Query,
                    StaleLayer, StoreError, UnknownCollection)
 from oup.store.cql import quote
+from oup.store.placeholders import pg_sql
 from oup.store.sqlquery import SqlQueries, TimeSpan, column_values, current_layout
 from oup.store.geometry import rows_to_features
 
@@ -31,26 +33,6 @@ _PG_TYPES = {"string": "text", "number": "double precision", "integer": "bigint"
 _OPS = {"intersects": "ST_Intersects", "disjoint": "ST_Disjoint", "contains": "ST_Contains",
         "within": "ST_Within", "touches": "ST_Touches", "crosses": "ST_Crosses",
         "overlaps": "ST_Overlaps", "equals": "ST_Equals"}
-
-
-def pg_sql(sql: str) -> str:
-    """``?`` placeholders (outside quotes) -> ``%s``; every literal ``%`` doubled."""
-    out, quote_char = [], None
-    for ch in sql:
-        if ch == "%":
-            out.append("%%")
-        elif quote_char:
-            out.append(ch)
-            if ch == quote_char:
-                quote_char = None
-        elif ch in "'\"":
-            quote_char = ch
-            out.append(ch)
-        elif ch == "?":
-            out.append("%s")
-        else:
-            out.append(ch)
-    return "".join(out)
 
 
 # The geometry in web mercator (EPSG:3857), computed by PostgreSQL as each row is written:
