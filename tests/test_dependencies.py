@@ -47,7 +47,7 @@ def _protocol_methods(protocol) -> dict[str, inspect.Signature]:
 
 
 def test_both_observation_stores_offer_every_method_of_the_protocol():
-    from oup.sensors.observations import ObservationStore
+    from oup.store.protocols import ObservationStore
     from oup.store.observations import GeoPackageObservationStore
     from oup.store.pg_observations import PostGISObservationStore
 

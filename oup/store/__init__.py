@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from functools import cache
 
-from oup.sensors.observations import ObservationStore
+from oup.store.base import (BatchResult, Feature, Field, InvalidQuery, Page, Query, StoreBusy,
+                            StoreError, UnknownCollection)
+from oup.store.protocols import EventLog, FeatureStore, ObservationStore
 
-from oup.store.base import (Feature, FeatureStore, Field, Page, Query, StoreError, UnknownCollection,
-                   InvalidQuery)
-
-__all__ = ["Feature", "FeatureStore", "Field", "Page", "Query", "StoreError",
-           "UnknownCollection", "InvalidQuery", "open_store"]
+__all__ = ["BatchResult", "EventLog", "Feature", "FeatureStore", "Field", "InvalidQuery",
+           "ObservationStore", "Page", "Query", "StoreBusy", "StoreError", "UnknownCollection",
+           "open_observation_store", "open_store"]
 
 
 @cache
