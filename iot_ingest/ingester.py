@@ -34,7 +34,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from oup.sensors.observations import BatchResult, DeadLetter, ObservationStore, StoreBusy
+from oup.sensors.observations import DeadLetter
+from oup.store import BatchResult, ObservationStore, StoreBusy
 
 from .mqtt import Broker, session_end
 from .sensors import SensorRegistry

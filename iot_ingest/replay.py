@@ -3,7 +3,8 @@ a range widened), the dead letters are decoded and checked exactly as the ingest
 (``SensorRegistry.decode``) and the ones that pass are stored, in one batch."""
 from __future__ import annotations
 
-from oup.sensors.observations import BatchResult, DeadLetter, ObservationStore
+from oup.sensors.observations import DeadLetter
+from oup.store import BatchResult, ObservationStore
 
 from .sensors import SensorRegistry
 

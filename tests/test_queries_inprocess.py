@@ -14,7 +14,7 @@ from conftest import make_probes, write_probes
 from oup.http.params import ItemsRequest, check_items, parse_filter
 from oup.store import InvalidQuery, Query
 from oup.store.gpkg import GeoPackageStore
-from oup.store.postgis import pg_sql
+from oup.store.placeholders import pg_sql
 from test_cql2 import TEXT_FILTERS, expected_serials, filters, prop
 
 NAMES = {"name", "count", "level", "active", "observed", "note", "serial"}

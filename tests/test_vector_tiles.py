@@ -309,7 +309,7 @@ def test_the_index_leaves_out_specks_but_never_a_feature_of_a_pixel(tmp_path, z)
     pixel is not even read."""
     from pyproj import Transformer
 
-    from oup.store.mvt import _rtree_specks
+    from oup.store.mvt_gpkg import _rtree_specks
 
     tms = grids.get("WebMercatorQuad")
     t = tms.tile(4.47, 51.92, z)

@@ -1,7 +1,10 @@
-"""Observations, the core's types for them, and what an observation store offers.
+"""Observations: the core's types for them, and their times.
 
 Shared by the ingesters (``iot_ingest``), which write observations, and the core, which
-stores and serves them: so they live here, and ``iot_ingest`` imports them.
+stores and serves them: so they live here, and ``iot_ingest`` imports them. What a store
+offers for them (``ObservationStore``, ``BatchResult``, ``StoreBusy``) is the store's
+contract, in ``oup.store``. This module imports nothing of OUP, so the store can use its
+types without an import cycle.
 
 Times are integers: microseconds since 1970-01-01 UTC (exact, and slices are integer
 division).
@@ -10,13 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import NamedTuple, Protocol
+from typing import NamedTuple
 
 MAX_PAYLOAD = 64 * 1024  # bytes; larger messages are dead letters, not parsed
 TRUNCATED_LIMIT = 4096  # bytes kept of a payload too large to decode (it cannot be replayed)
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-COUNTERS = ("received", "stored", "duplicates", "dead_lettered", "observations_stored",
-            "observations_corrected")
 
 
 @dataclass(frozen=True)
@@ -41,18 +42,6 @@ class DeadLetter:
             self.payload[:TRUNCATED_LIMIT]
 
 
-@dataclass
-class BatchResult:
-    """Per message: stored (>= 1 observation new or corrected), duplicate, dead-lettered."""
-
-    messages: int = 0
-    stored: int = 0
-    duplicates: int = 0
-    dead_lettered: int = 0
-    observations_stored: int = 0
-    observations_corrected: int = 0
-
-
 class SensorHome(NamedTuple):
     """Where a sensor's latest value is kept: its collection (the table), the id field,
     and properties of the sensor its change events carry (what it measures)."""
@@ -60,25 +49,6 @@ class SensorHome(NamedTuple):
     collection: str
     id_field: str
     properties: dict = {}
-
-
-class StoreBusy(RuntimeError):
-    """The database stayed locked (another writer, a backup): the batch was not written."""
-
-
-def tally(res: BatchResult, latest: dict[str, list], o: Observation, corrected: bool) -> None:
-    """Count one observation written (new or a correction) and keep, per sensor, its
-    latest (time, value) and how many were stored and corrected: [t, value, new, fixed]."""
-    if corrected:
-        res.observations_corrected += 1
-    else:
-        res.observations_stored += 1
-    seen = latest.get(o.sensor_id)
-    if seen is None:
-        seen = latest[o.sensor_id] = [o.phenomenon_time, o.result, 0, 0]
-    elif o.phenomenon_time >= seen[0]:
-        seen[0], seen[1] = o.phenomenon_time, o.result
-    seen[3 if corrected else 2] += 1
 
 
 def iso_us(us: int | None) -> str | None:
@@ -94,30 +64,3 @@ def us_of(t: datetime) -> int:
     if t.tzinfo is None:
         t = t.replace(tzinfo=timezone.utc)
     return (t - EPOCH) // timedelta(microseconds=1)
-
-
-class ObservationStore(Protocol):
-    """What both observation stores (GeoPackage, PostGIS) offer."""
-
-    def write_batch(self, ingester: str, messages: list[list[Observation] | DeadLetter],
-                    sensor_tables: dict[str, SensorHome] | None = None) -> BatchResult:
-        """One transaction: the messages, the counters, the sensors' latest values, and
-        a change event per sensor written (``oup.events``).
-        ``StoreBusy`` (nothing written) if the database stays locked."""
-
-    def refresh_latest(self, table: str, id_field: str) -> int: ...
-
-    def dead_letters(self, limit: int = 100, replayed: bool = False,
-                     ids: list[int] | None = None) -> list[dict]: ...
-
-    def mark_replayed(self, outcomes: dict[int, str | None]) -> None: ...
-
-    def counters(self) -> dict[str, dict[str, int]]: ...
-
-    def observations(self, sensor_id: str | None = None) -> list[tuple]: ...
-
-    def first_time(self) -> str | None: ...
-
-    def count(self) -> int: ...
-
-    def close(self) -> None: ...

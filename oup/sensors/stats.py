@@ -16,7 +16,8 @@ import os
 import time
 from pathlib import Path
 
-from oup.sensors.observations import COUNTERS, ObservationStore
+from oup.store.base import COUNTERS
+from oup.store.protocols import ObservationStore
 
 STALE_AFTER = 10.0  # seconds: a status file not refreshed for this long is of a stopped ingester
 

@@ -1,30 +1,24 @@
-"""Stores: where features live. Chosen by URL (``OUP_DATABASE_URL``)."""
+"""Stores: where features live. Chosen by URL (``OUP_DATABASE_URL``), through
+``backends.BACKENDS``; everything a store does is in ``protocols.py``."""
 from __future__ import annotations
 
 from functools import cache
 
-from oup.sensors.observations import ObservationStore
+from oup.store.backends import backend_of
+from oup.store.base import (BatchResult, Feature, Field, InvalidQuery, Page, Query, StoreBusy,
+                            StoreError, UnknownCollection)
+from oup.store.protocols import EventLog, FeatureStore, ObservationStore
 
-from oup.store.base import (Feature, FeatureStore, Field, Page, Query, StoreError, UnknownCollection,
-                   InvalidQuery)
-
-__all__ = ["Feature", "FeatureStore", "Field", "Page", "Query", "StoreError",
-           "UnknownCollection", "InvalidQuery", "open_store"]
+__all__ = ["BatchResult", "EventLog", "Feature", "FeatureStore", "Field", "InvalidQuery",
+           "ObservationStore", "Page", "Query", "StoreBusy", "StoreError", "UnknownCollection",
+           "open_observation_store", "open_store"]
 
 
 @cache
 def open_store(url: str) -> FeatureStore:
-    """The store behind ``url``: ``gpkg:///path/file.gpkg`` (embedded default)."""
-    if url.startswith("gpkg://") or url.endswith(".gpkg"):
-        from oup.store.gpkg import GeoPackageStore
-
-        return GeoPackageStore(url.removeprefix("gpkg://"))
-    if url.startswith(("postgresql://", "postgres://")):
-        from oup.store.postgis import PostGISStore
-
-        return PostGISStore(url)
-    raise StoreError(f"unsupported store URL {url!r}: use gpkg:///path/to/file.gpkg or "
-                     "postgresql://user@host/db")
+    """The store behind ``url``: ``gpkg:///path/file.gpkg`` (embedded default),
+    ``postgresql://user@host/db``."""
+    return backend_of(url).open_features(url)
 
 
 def open_observation_store(url: str, busy_timeout: float = 30.0,
@@ -35,15 +29,6 @@ def open_observation_store(url: str, busy_timeout: float = 30.0,
     leaves the schema to the writers (``oup serve`` and ``oup import`` make it)."""
     from oup.settings import get_settings
 
-    if url.startswith("gpkg://") or url.endswith(".gpkg"):
-        from oup.store.observations import GeoPackageObservationStore
-
-        store = GeoPackageObservationStore(url.removeprefix("gpkg://"), busy_timeout, schema)
-    elif url.startswith(("postgresql://", "postgres://")):
-        from oup.store.pg_observations import PostGISObservationStore
-
-        store = PostGISObservationStore(url, busy_timeout, schema)
-    else:
-        raise StoreError(f"unsupported store URL {url!r}")
+    store = backend_of(url).open_observations(url, busy_timeout, schema)
     store.event_retention_us = int(get_settings().events_retention_hours * 3_600_000_000)
     return store

@@ -1,11 +1,11 @@
-"""The store interface the providers, importers and ingesters talk to."""
+"""The store's data types and errors: what crosses its Protocols (``protocols.py``)."""
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Iterable, Protocol
+from typing import Any
 
 from shapely.geometry.base import BaseGeometry
 
@@ -85,25 +85,25 @@ class Page:
     number_matched: int | None
 
 
-class FeatureStore(Protocol):
-    """What every store backend (GeoPackage, PostGIS) implements."""
+class StoreBusy(RuntimeError):
+    """The database stayed locked (another writer, a backup): the batch was not written."""
 
-    def write_collection(self, cid: str, source_crs: str, fields: list[Field],
-                         features: Iterable[Feature], time_field: str | None = None,
-                         geometry_type: str = "GEOMETRY", description: str = "",
-                         id_field: str | None = None) -> int: ...
 
-    def collections(self) -> list[str]: ...
+#: The ingest counters, per ingester: ``BatchResult``'s counts (``received`` its messages).
+COUNTERS = ("received", "stored", "duplicates", "dead_lettered", "observations_stored",
+            "observations_corrected")
 
-    def fields(self, cid: str) -> list[Field]: ...
 
-    def extent(self, cid: str) -> dict: ...
+@dataclass
+class BatchResult:
+    """Per message: stored (>= 1 observation new or corrected), duplicate, dead-lettered."""
 
-    def query(self, cid: str, query: Query) -> Page: ...
-
-    def get(self, cid: str, fid: int, crs: str = "CRS84") -> dict | None: ...
-
-    def health(self) -> dict: ...
+    messages: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+    observations_stored: int = 0
+    observations_corrected: int = 0
 
 
 class SqlTables:

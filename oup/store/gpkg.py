@@ -35,7 +35,10 @@ from oup.store.base import (FID, GEOM, GEOM84, VALUES, Feature, Field, Query, St
                    UnknownCollection)
 from oup.store.cql import quote
 from oup.store.geometry import gpb_envelope, gpb_wkb, native_crs, rows_to_features, to_gpb
+from oup.store import mvt_gpkg
+from oup.store.mvt import TileQuery
 from oup.store.mvt_encode import ValueCoder, ValueTable
+from oup.store.mvt_gpkg import tile_column
 from oup.store.sqlquery import SqlQueries, TimeSpan, column_values, current_layout
 
 _SQL_TYPES = {"string": "TEXT", "number": "DOUBLE", "integer": "INTEGER",
@@ -120,7 +123,7 @@ def _connect(path: str, readonly: bool = False) -> sqlite3.Connection:
 
 
 class GeoPackageStore(SqlQueries):
-    """A GeoPackage file behind the ``FeatureStore`` interface."""
+    """A GeoPackage file behind the ``FeatureStore`` Protocol."""
 
     GEOMETRY = (quote(GEOM), quote(GEOM84))
 
@@ -406,6 +409,16 @@ class GeoPackageStore(SqlQueries):
         native = q.crs == native_crs(meta)
         return rows_to_features(meta, rows, select, q, gpb_wkb if native else None)
 
+    # -- vector tiles ---------------------------------------------------------------
+    def cut_tile(self, q: TileQuery) -> bytes:
+        return mvt_gpkg.cut(self, q)
+
+    def import_stamp(self, cid: str) -> str:
+        """The collection's last change (milliseconds; each import registers it anew)."""
+        rows = self.execute("SELECT last_change FROM gpkg_contents WHERE table_name = ?",
+                            (cid,))
+        return str(rows[0][0]) if rows else ""
+
     def health(self) -> dict:
         try:
             self.con.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
@@ -414,10 +427,3 @@ class GeoPackageStore(SqlQueries):
         except (sqlite3.Error, StoreError) as exc:
             return {"status": "error", "store": "geopackage", "error": str(exc)}
 
-
-def tile_column(values, field_type: str) -> list:
-    """A column as a tile says it: a GeoPackage's booleans are integers, a tile's are
-    true and false."""
-    if field_type == "boolean":
-        return [None if v is None else bool(v) for v in values]
-    return list(values)

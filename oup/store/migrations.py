@@ -6,6 +6,7 @@ starting together apply each migration once.
 from __future__ import annotations
 
 from oup.store.events import POSTGIS_SCHEMA as POSTGIS_EVENTS_SCHEMA
+from oup.store.placeholders import pg_sql
 
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "layers, observations (partitioned by month of phenomenon time), dead letters, "
@@ -42,8 +43,6 @@ _LOCK = 7_400_391  # advisory lock id: "oup migrations"
 
 def migrate(con) -> int:
     """Apply the missing migrations; return the schema version."""
-    from oup.store.postgis import pg_sql
-
     with con.transaction():
         con.execute(pg_sql("SELECT pg_advisory_xact_lock(?)"), (_LOCK,))
         con.execute("CREATE TABLE IF NOT EXISTS oup_schema_migrations (version integer "

@@ -14,24 +14,25 @@ One rule for both stores, so a tile is the same whichever answers:
 - the feature id is the store's row number; the chosen properties go with it, NULL
   ones (e.g. statistics suppressed by disclosure control) left out, as MVT has no null.
 
-PostGIS does it in one statement (ST_AsMVTGeom, ST_AsMVT). The GeoPackage answers the
-R*Tree; compiled loops (``mvt_kernels``) round, check, simplify and wind the polygons of
-one ring inside the buffer (nearly every building), as GEOS would and vertex for vertex
-the same; shapely 2 (GEOS, vectorised) does the rest; and ``mvt_encode`` encodes all the
-tile's features at once, taking the property values the import encoded once
-(``gpkg.GeoPackageStore.tile_values``).
+Each store cuts a tile its own way (``TileSource.cut_tile``); this module keeps the
+budget and the geometry both Python-side cutters share. PostGIS does it in one
+statement (ST_AsMVTGeom, ST_AsMVT; ``postgis.py``). The GeoPackage answers the R*Tree
+(``mvt_gpkg``); compiled loops (``mvt_kernels``) round, check, simplify and wind the
+polygons of one ring inside the buffer (nearly every building), as GEOS would and vertex
+for vertex the same; shapely 2 (GEOS, vectorised) does the rest (``_tile_geometry``
+here); and ``mvt_encode`` encodes all the tile's features at once, taking the property
+values the import encoded once.
 """
 from __future__ import annotations
 
-import math
-import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 import shapely
 
-from oup.store.base import FID, GEOM, GEOM84, GEOM3857, SYSTEM_PREFIX, VALUES
-from oup.store.cql import quote
+if TYPE_CHECKING:
+    from oup.store.protocols import TileSource
 
 EXTENT = 4096  # tile units across a tile
 MAX_TILE_BYTES = 500_000  # the promise: no tile beyond this
@@ -68,192 +69,29 @@ class TileQuery:
         return (self.bounds[2] - self.bounds[0]) / EXTENT
 
 
-def tile_layer(store, q: TileQuery) -> bytes:
+def tile_layer(store: TileSource, q: TileQuery) -> bytes:
     """The layer ``q.layer`` of one tile from ``store``, MVT-encoded ('' when empty), at
     most ``MAX_TILE_BYTES`` where leaving out features up to ``_MAX_SPECK`` gets it there."""
-    from dataclasses import replace
-
-    from oup.store.postgis import PostGISStore
-
-    cut = _postgis if isinstance(store, PostGISStore) else _geopackage
-    data = cut(store, q)
+    data = store.cut_tile(q)
     while len(data) > MAX_TILE_BYTES and q.speck < _MAX_SPECK:
         q = replace(q, speck=q.speck * 2)
-        data = cut(store, q)
+        data = store.cut_tile(q)
     return data
 
 
-def import_stamp(store, cid: str) -> str:
+def import_stamp(store: TileSource, cid: str) -> str:
     """What changes whenever collection ``cid`` is written again (imported), as the store
-    says now: tiles cut before it changed are out of date. PostGIS: the table's oid (each
-    import makes a new table); GeoPackage: its last change (milliseconds)."""
-    from oup.store.postgis import PostGISStore
-
-    if isinstance(store, PostGISStore):
-        rows = store.execute("SELECT to_regclass(?)::oid::text", (quote(cid),))
-    else:
-        rows = store.execute("SELECT last_change FROM gpkg_contents WHERE table_name = ?",
-                             (cid,))
-    return str(rows[0][0]) if rows else ""
+    says now: tiles cut before it changed are out of date."""
+    return store.import_stamp(cid)
 
 
-def _types(store, q: TileQuery) -> tuple[dict, dict[str, str]]:
-    meta = store.layer(q.layer)
-    return meta, dict(meta["fields"])
-
-
-def _native(meta: dict, q: TileQuery) -> bool:
+def native_grid(meta: dict, q: TileQuery) -> bool:
     """Whether the grid is in the collection's source CRS: then its stored geometry is
     cut as it is (exact, no transform). CRS84 grids read the CRS84 column."""
     return meta["source_srid"] == q.srid and q.crs != "OGC:CRS84"
 
 
-# -- PostGIS: one statement ----------------------------------------------------------------
-
-def _postgis(store, q: TileQuery) -> bytes:
-    return store._fresh(_postgis_read, store, q)
-
-
-def _postgis_read(store, q: TileQuery) -> bytes:
-    meta, types = _types(store, q)
-    native = _native(meta, q)
-    cols = []
-    for name in q.properties:
-        col = quote(name)
-        if types[name] == "date-time":  # the store's text form, as the features answer it
-            col = f"to_char({col} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
-        cols.append(f"{col} AS {quote(name)}")
-    # the index first (GiST on the stored column), then the exact test in the grid's CRS
-    if native:
-        geom, index, index_params = GEOM, f"{GEOM} && ST_MakeEnvelope(?, ?, ?, ?, {q.srid})", \
-            list(q.bounds)
-    else:
-        # web mercator is stored (postgis._WEB_MERCATOR_COLUMN) by tables written since
-        geom = GEOM3857 if q.srid == 3857 and meta.get("web_mercator") else \
-            f"ST_Transform({GEOM84}, {q.srid})"
-        index, index_params = f"{GEOM84} && ST_MakeEnvelope(?, ?, ?, ?, 4326)", \
-            list(q.envelope84)
-    px = q.speck_size
-    x0, y0, x1, y1 = q.bounds
-    # MATERIALIZED: the transformed geometry is computed once a row, not once a use.
-    # A feature whose box lies inside the tile meets it: only the others take GEOS's
-    # exact (and costly) test. No "WHERE geometry IS NOT NULL" around the rows: ST_AsMVT
-    # skips a row whose ST_AsMVTGeom came out empty (NULL) by itself, and PostgreSQL,
-    # pulling the subquery up, would compute ST_AsMVTGeom twice a row for that test
-    # (a fifth of the statement's CPU).
-    g = f"{SYSTEM_PREFIX}g"  # the store's own names, so no attribute of a steward's clashes
-    sql = f"""
-    WITH hit AS MATERIALIZED (
-      SELECT {FID}, {geom} AS {g}{''.join(', ' + c for c in cols)}
-      FROM {quote(q.layer)} WHERE {index})
-    SELECT ST_AsMVT(mvt, ?, {EXTENT}, '{g}', '{FID}') FROM (
-      SELECT {FID}, ST_AsMVTGeom(ST_Simplify({g}, ?, true),
-                               ST_MakeEnvelope(?, ?, ?, ?, {q.srid}), {EXTENT}, {BUFFER},
-                               true) AS {g}{''.join(', ' + quote(n) for n in q.properties)}
-      FROM hit
-      WHERE (ST_Dimension({g}) = 0 OR ST_XMax({g}) - ST_XMin({g}) >= ?
-             OR ST_YMax({g}) - ST_YMin({g}) >= ?)
-        AND CASE WHEN ST_XMin({g}) >= ? AND ST_XMax({g}) <= ? AND ST_YMin({g}) >= ?
-                      AND ST_YMax({g}) <= ?
-                 THEN true ELSE ST_Intersects({g}, ST_MakeEnvelope(?, ?, ?, ?, {q.srid})) END
-      ORDER BY {FID}  -- the same bytes whatever the plan: the ETag is their hash
-    ) AS mvt"""
-    rows = store.execute(sql, [*index_params, q.layer, q.unit, *q.bounds, px, px,
-                               x0, x1, y0, y1, *q.bounds])
-    return bytes(rows[0][0] or b"") if rows else b""
-
-
-# -- GeoPackage: the R*Tree, then shapely and numpy ------------------------------------
-
-# One GeoPackage tile at a time in a process. Cutting one is CPU work that lets go of
-# Python's lock (the GIL) hundreds of times, in every GEOS, numpy and SQLite call: with
-# four threads cutting at once, handing it over cost 65% more CPU a tile than it won
-# (measured in-process, 200,000 buildings, z14-16: 31 against 19 ms, and 42 against 53
-# tiles/s). The workers, a process each, still cut side by side.
-_CUTTING = threading.Lock()
-
-
-def _geopackage(store, q: TileQuery) -> bytes:
-    with _CUTTING:
-        return _geopackage_cut(store, q)
-
-
-def _geopackage_cut(store, q: TileQuery) -> bytes:
-    from oup.store.geometry import gpb_wkb
-    from oup.store.gpkg import tile_column
-    from oup.store.mvt_encode import CodedProperties, encode_layer
-
-    meta, types = _types(store, q)
-    native = _native(meta, q)
-    t = quote(q.layer)
-    rtree = quote(f"rtree_{q.layer}_{GEOM if native else GEOM84}")
-    minx, miny, maxx, maxy = q.bounds if native else q.envelope84
-    specks, params = _rtree_specks(meta, q, native)
-
-    def read(columns: str) -> list[tuple]:
-        return store.execute(
-            f"SELECT f.{FID}, f.{GEOM if native else GEOM84}{columns} FROM {rtree} r "
-            f"JOIN {t} f ON f.{FID} = r.id "
-            f"WHERE r.minx <= ? AND r.maxx >= ? AND r.miny <= ? AND r.maxy >= ?{specks}",
-            [maxx, minx, maxy, miny, *params])
-
-    # the properties as numbers into the collection's tile values, made at import; a
-    # row without them (imported before them, or edited since) has its values read
-    table = store.tile_values(q.layer) if q.properties else None
-    rows = read(f", f.{VALUES}") if table is not None else None
-    if rows is None or any(r[2] is None for r in rows):
-        table, rows = None, read("".join(f", f.{quote(n)}" for n in q.properties))
-    if not rows:
-        return b""
-    wkbs = np.array([None if r[1] is None else bytes(gpb_wkb(r[1]) if native else r[1])
-                     for r in rows], dtype=object)
-    picked, geoms = _tile_geometry(shapely.from_wkb(wkbs), q, native)
-    if len(picked) == 0:
-        return b""
-    ids = np.fromiter((rows[i][0] for i in picked), np.int64, len(picked))
-    if table is not None:
-        names = [n for n, _ in meta["fields"]]
-        codes = np.frombuffer(b"".join(rows[i][2] for i in picked), "<i4")
-        codes = codes.reshape(len(picked), len(names))[:, [names.index(n) for n in q.properties]]
-        props = CodedProperties(list(q.properties), codes, table)
-    else:  # the features' columns as they came
-        columns = list(zip(*(rows[i] for i in picked)))[2:]
-        props = {n: tile_column(col, types[n]) for n, col in zip(q.properties, columns)}
-    return encode_layer(q.layer, geoms, ids=ids, properties=props, extent=EXTENT)
-
-
-# geometry types whose every feature has an extent (a point has none, and is never a speck)
-_EXTENDED = {"POLYGON", "MULTIPOLYGON", "LINESTRING", "MULTILINESTRING"}
-
-
-def _rtree_specks(meta: dict, q: TileQuery, native: bool) -> tuple[str, list[float]]:
-    """A condition on the R*Tree that leaves out features under a pixel both ways before
-    their rows are read: at an overview zoom nearly every building is such a speck, and
-    reading its row would cost more than all the rest of the tile. It never leaves out a
-    feature the exact test keeps: the R*Tree rounds its boxes outwards, and a degree is
-    counted as the most grid units it can be over the tile (web mercator stretches
-    latitude most at the poleward edge). Grids other than the source's, web mercator and
-    CRS84 take half a pixel over the tile's average, loosely."""
-    if (meta.get("geometry_type") or "").upper() not in _EXTENDED:
-        return "", []
-    e, share = q.envelope84, 1.0
-    if native or q.crs == "OGC:CRS84":
-        per_x = per_y = 1.0  # the index is in the grid's units
-    elif q.crs == "EPSG:3857":
-        # the poleward edge, one tile's height further for features across it
-        lat = min(90.0, max(abs(e[1]), abs(e[3])) + e[3] - e[1])
-        per_x = 180 / (math.pi * _MERCATOR_RADIUS)  # degrees per metre along a parallel
-        per_y = per_x * math.cos(math.radians(lat))
-    else:  # the index is in CRS84: degrees per grid unit, over this tile
-        if e[3] - e[1] > 10:  # a tile this tall: the scale varies too much across it
-            return "", []
-        per_x = (e[2] - e[0]) / (q.bounds[2] - q.bounds[0])
-        per_y = (e[3] - e[1]) / (q.bounds[3] - q.bounds[1])
-        share = 0.5
-    share *= 1 - 1e-9  # for the rounding of the test in tile units
-    return " AND (r.maxx - r.minx >= ? OR r.maxy - r.miny >= ?)", \
-        [share * q.speck_size * per_x, share * q.speck_size * per_y]
-
+# -- the geometry of a tile in Python (the GeoPackage's tiles: ``mvt_gpkg``) --------------
 
 def _tile_geometry(geoms: np.ndarray, q: TileQuery, native: bool):
     """(the indices of the features drawn in the tile, their geometry there): in tile units

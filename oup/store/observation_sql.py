@@ -6,13 +6,28 @@ once, with ``?`` placeholders; a store supplies ``execute``, ``_executemany`` an
 from __future__ import annotations
 
 from oup.events import ChangeEvent, observations_event
-from oup.sensors.observations import COUNTERS, BatchResult, DeadLetter, SensorHome, iso_us
-from oup.store.base import SqlTables
+from oup.sensors.observations import DeadLetter, Observation, SensorHome, iso_us
+from oup.store.base import COUNTERS, BatchResult, SqlTables
 from oup.store.cql import quote
 
 _DEAD_LETTER_KEYS = ("id", "received_at", "topic", "reason", "payload", "payload_size",
                      "replayed")
 _COUNT = ", ".join(f"{c} = oup_ingest_counters.{c} + excluded.{c}" for c in COUNTERS)
+
+
+def tally(res: BatchResult, latest: dict[str, list], o: Observation, corrected: bool) -> None:
+    """Count one observation written (new or a correction) and keep, per sensor, its
+    latest (time, value) and how many were stored and corrected: [t, value, new, fixed]."""
+    if corrected:
+        res.observations_corrected += 1
+    else:
+        res.observations_stored += 1
+    seen = latest.get(o.sensor_id)
+    if seen is None:
+        seen = latest[o.sensor_id] = [o.phenomenon_time, o.result, 0, 0]
+    elif o.phenomenon_time >= seen[0]:
+        seen[0], seen[1] = o.phenomenon_time, o.result
+    seen[3 if corrected else 2] += 1
 
 
 class SqlObservations(SqlTables):

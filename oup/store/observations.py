@@ -14,10 +14,11 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-from oup.sensors.observations import SensorHome, BatchResult, DeadLetter, Observation, StoreBusy, tally, us_of
+from oup.sensors.observations import DeadLetter, Observation, SensorHome, us_of
+from oup.store.base import BatchResult, StoreBusy
 from oup.store.cql import quote
 from oup.store.events import SQLITE_SCHEMA, SqlEventLog
-from oup.store.observation_sql import SqlObservations
+from oup.store.observation_sql import SqlObservations, tally
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS oup_observations (

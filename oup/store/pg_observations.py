@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from oup.sensors.observations import SensorHome, BatchResult, DeadLetter, Observation, StoreBusy, tally, us_of
+from oup.sensors.observations import DeadLetter, Observation, SensorHome, us_of
+from oup.store.base import BatchResult, StoreBusy
 from oup.store.cql import quote
 from oup.store.events import SqlEventLog
-from oup.store.observation_sql import SqlObservations
-from oup.store.postgis import pg_sql
+from oup.store.observation_sql import SqlObservations, tally
+from oup.store.placeholders import pg_sql
 
 _UPSERT = """
 INSERT INTO oup_observations (sensor_id, phenomenon_time, result, result_time, stored_at)

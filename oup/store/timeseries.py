@@ -13,7 +13,7 @@ from datetime import datetime
 
 from oup.store.base import FID, InvalidQuery, Page, Query
 from oup.store.cql import quote
-from oup.store.sqlquery import SqlQueries
+from oup.store.protocols import SqlSource
 from oup.sensors.observations import iso_us, us_of
 
 OBSERVATION_FIELDS = (("phenomenonTime", "date-time"), ("result", "number"),
@@ -41,7 +41,7 @@ def _floor(expr: str, length: int) -> str:
 
 
 class TimeSeries:
-    def __init__(self, store: SqlQueries, sensors: SensorSet):
+    def __init__(self, store: SqlSource, sensors: SensorSet):
         self.store, self.s = store, sensors
 
     # -- helpers ------------------------------------------------------------------------

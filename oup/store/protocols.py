@@ -1,0 +1,128 @@
+"""What a store backend does, as Protocols: all that the rest of OUP (and the store
+package's own shared code) may ask of a store. A backend is chosen by URL
+(``backends.py``); nothing outside its own modules names its classes or reaches into
+them, so a new one is its module and a line in ``backends.BACKENDS``.
+
+A backend supplies two classes:
+
+- a feature store, ``FeatureStore`` (with ``TileSource`` and ``SqlSource``), made as
+  ``cls(location)``;
+- an observation store, ``ObservationStore`` (with ``EventLog``), made as
+  ``cls(location, busy_timeout, schema)``, in the same database as its features.
+
+``location`` is the URL, or for a file backend the path after its scheme.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterable, Protocol
+
+from oup.store.base import BatchResult, Feature, Field, Page, Query
+
+if TYPE_CHECKING:  # the types only: neither module imports this one
+    from oup.events import ChangeEvent
+    from oup.sensors.observations import DeadLetter, Observation, SensorHome
+    from oup.store.mvt import TileQuery
+
+
+class TileSource(Protocol):
+    """Vector tiles (``mvt.tile_layer`` keeps the byte budget, the rule is in ``mvt``)."""
+
+    def cut_tile(self, q: TileQuery) -> bytes:
+        """Layer ``q.layer`` of one tile, MVT-encoded by ``mvt``'s rule at the speck size
+        ``q.speck`` (b'' when nothing is drawn)."""
+
+    def import_stamp(self, cid: str) -> str:
+        """What changes whenever collection ``cid`` is written again (imported), as the
+        store says now: tiles cut before it changed are out of date."""
+
+
+class SqlSource(Protocol):
+    """What the queries over observations (``timeseries.py``) build on: SQL with ``?``
+    placeholders, over the tables ``oup_observations`` and the collections."""
+
+    def execute(self, sql: str, params=()) -> list[tuple]:
+        """Run one statement written with ``?`` placeholders; its rows (or [])."""
+
+    def layer(self, cid: str) -> dict:
+        """A collection's metadata: fields, source SRID, time and id field, extent."""
+
+    def where(self, cid: str, meta: dict, q: Query) -> tuple[str, list]:
+        """`` WHERE ...`` (or '') and its parameters for the bbox, datetime, property
+        and CQL2 parts of ``q``."""
+
+    def geometry_column(self, meta: dict, q: Query) -> str:
+        """The geometry as SQL selects it for ``q`` (its CRS, or NULL to skip it)."""
+
+    def features(self, meta: dict, rows, select: list[str], q: Query) -> list[dict]:
+        """GeoJSON features from rows ``(fid, geometry column, *select[, id])``."""
+
+
+class FeatureStore(TileSource, SqlSource, Protocol):
+    """Where features live: what ``open_store`` gives."""
+
+    def write_collection(self, cid: str, source_crs: str, fields: list[Field],
+                         features: Iterable[Feature], time_field: str | None = None,
+                         geometry_type: str = "GEOMETRY", description: str = "",
+                         id_field: str | None = None) -> int:
+        """Replace collection ``cid`` atomically (readers see the old or the new)."""
+
+    def collections(self) -> list[str]: ...
+
+    def fields(self, cid: str) -> list[Field]: ...
+
+    def extent(self, cid: str) -> dict: ...
+
+    def query(self, cid: str, q: Query) -> Page: ...
+
+    def get(self, cid: str, fid: int | str, crs: str = "OGC:CRS84") -> dict | None: ...
+
+    def health(self) -> dict: ...
+
+
+class EventLog(Protocol):
+    """Change events, numbered in commit order (``events.py``). It lives in the
+    observation store: an ingest batch and its events are one transaction."""
+
+    event_retention_us: int  # how long an event is kept (microseconds)
+
+    def append_events(self, events: list[ChangeEvent]) -> None: ...
+
+    def record_catalogue(self, current: dict[str, dict]) -> list[ChangeEvent]: ...
+
+    def events_after(self, seq: int, limit: int = 1000) -> list[ChangeEvent]: ...
+
+    def last_event(self) -> int: ...
+
+    def first_event(self) -> int: ...
+
+    def event_state(self, name: str) -> str | None: ...
+
+    def set_event_state(self, name: str, value: str) -> None: ...
+
+
+class ObservationStore(EventLog, Protocol):
+    """The observations, dead letters and ingest counters beside the features: what
+    ``open_observation_store`` gives, and what the ingesters are written against."""
+
+    def write_batch(self, ingester: str, messages: list[list[Observation] | DeadLetter],
+                    sensor_tables: dict[str, SensorHome] | None = None) -> BatchResult:
+        """One transaction: the messages, the counters, the sensors' latest values, and
+        a change event per sensor written (``oup.events``).
+        ``StoreBusy`` (nothing written) if the database stays locked."""
+
+    def refresh_latest(self, table: str, id_field: str) -> int: ...
+
+    def dead_letters(self, limit: int = 100, replayed: bool = False,
+                     ids: list[int] | None = None) -> list[dict]: ...
+
+    def mark_replayed(self, outcomes: dict[int, str | None]) -> None: ...
+
+    def counters(self) -> dict[str, dict[str, int]]: ...
+
+    def observations(self, sensor_id: str | None = None) -> list[tuple]: ...
+
+    def first_time(self) -> str | None: ...
+
+    def count(self) -> int: ...
+
+    def close(self) -> None: ...
