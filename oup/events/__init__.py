@@ -26,6 +26,12 @@ COLLECTION_ADDED = "oup.collection.added"
 COLLECTION_REMOVED = "oup.collection.removed"
 COLLECTION_CHANGED = "oup.collection.changed"  # its access class or title changed
 CATALOGUE_TYPES = (COLLECTION_ADDED, COLLECTION_REMOVED, COLLECTION_CHANGED)
+FEATURE_CREATED = "oup.feature.created"
+FEATURE_REPLACED = "oup.feature.replaced"
+FEATURE_UPDATED = "oup.feature.updated"
+FEATURE_DELETED = "oup.feature.deleted"
+FEATURE_TYPES = {"created": FEATURE_CREATED, "replaced": FEATURE_REPLACED,
+                 "updated": FEATURE_UPDATED, "deleted": FEATURE_DELETED}
 TYPES = {
     OBSERVATIONS_STORED: "a sensor's new observations were stored (one event per sensor "
                          "per ingest batch); data: the sensor's latest value",
@@ -35,11 +41,19 @@ TYPES = {
     COLLECTION_ADDED: "`oup catalog reload` published a new collection",
     COLLECTION_REMOVED: "`oup catalog reload` took the collection away",
     COLLECTION_CHANGED: "`oup catalog reload` changed the collection's access class or title",
+    FEATURE_CREATED: "a feature was created through the API (POST, or PUT to a new id); "
+                     "data: its id and properties",
+    FEATURE_REPLACED: "a feature was replaced through the API (PUT); data: its id and the "
+                      "properties that changed",
+    FEATURE_UPDATED: "a feature was updated through the API (PATCH); data: its id and the "
+                     "properties that changed",
+    FEATURE_DELETED: "a feature was deleted through the API (DELETE); data: its id",
 }
 # MQTT topic level per type: oup/events/collections/{id}/{kind}
 TOPIC_KINDS = {OBSERVATIONS_STORED: "observations", OBSERVATIONS_CORRECTED: "observations",
                COLLECTION_IMPORTED: "versions", COLLECTION_ADDED: "catalogue",
-               COLLECTION_REMOVED: "catalogue", COLLECTION_CHANGED: "catalogue"}
+               COLLECTION_REMOVED: "catalogue", COLLECTION_CHANGED: "catalogue",
+               **{t: "features" for t in FEATURE_TYPES.values()}}
 MQTT_PREFIX = "oup/events/collections"
 # Not a change event: the SSE event type a stream sends first when it resumes from further
 # back than the log keeps (no id; data: {"after", "first", "detail"})
@@ -97,6 +111,24 @@ def imported_event(collection: str, features: int, notes: list[str]) -> ChangeEv
     return ChangeEvent(collection, COLLECTION_IMPORTED, collection,
                        {"collection": collection, "version": iso_us(now),
                         "features": features, "notes": notes}, time=now)
+
+
+def feature_event(collection: str, kind: str, fid: str, before: dict | None,
+                  after: dict | None, private: set[str] = frozenset(),
+                  bare: bool = False) -> ChangeEvent:
+    """A write through the API: the feature's id and the properties it changed (all of
+    them when it was created). ``private``: properties no event may carry (personal
+    data); ``bare``: the event says only the id and the kind of change."""
+    old = (before or {}).get("properties") or {}
+    new = (after or {}).get("properties") or {}
+    changed = {k: v for k, v in new.items() if old.get(k, object()) != v and k not in private}
+    removed = sorted(k for k in old.keys() - new.keys() if k not in private)
+    data = {"collection": collection, "id": fid}
+    if not bare and kind != "deleted":
+        data["properties"] = changed
+        if removed:
+            data["removed"] = removed
+    return ChangeEvent(collection, FEATURE_TYPES[kind], str(fid), data)
 
 
 def catalogue_events(before: dict[str, dict], after: dict[str, dict]) -> list[ChangeEvent]:

@@ -206,11 +206,13 @@ def landing_links(doc: dict, base_url: str, mqtt_url: str) -> dict:
     return doc
 
 
-def collection_links(doc: dict, base_url: str, mqtt_url: str, public: set[str]) -> dict:
-    """Each collection in a /collections or /collections/{id} document links its events."""
+def collection_links(doc: dict, base_url: str, mqtt_url: str, public: set[str],
+                     published: set[str]) -> dict:
+    """Each collection of the catalogue (``published``) in a /collections or
+    /collections/{id} document links its events (the Records catalogue has none)."""
     for coll in doc.get("collections", [doc]):
         cid = coll.get("id")
-        if not cid:
+        if cid not in published:
             continue
         links = coll.setdefault("links", [])
         links.append({"rel": "alternate", "type": "text/event-stream",

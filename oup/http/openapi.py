@@ -48,6 +48,9 @@ _LOCAL = {
                                   "schema": {"type": "string"}},
     "parameters/areaCoords": {"name": "coords", "in": "query", "required": True,
                               "description": "WKT POLYGON in CRS84", "schema": {"type": "string"}},
+    "parameters/bbox": {"name": "bbox", "in": "query", "required": False,
+                        "description": "minx,miny,maxx,maxy in CRS84", "style": "form",
+                        "explode": False, "schema": {"type": "string"}},
     "parameters/parameter-name": {"name": "parameter-name", "in": "query", "required": False,
                                   "description": "comma-separated parameters (observed "
                                                  "properties)", "style": "form",

@@ -4,6 +4,7 @@ the links to OUP's own endpoints on the landing page and the collection document
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from oup.catalog import Catalog
 from oup.events import asyncapi
@@ -11,6 +12,17 @@ from oup.http.pygeoapi_config import RECORDS_ID
 from oup.http.responses import (COLLECTIONS, CONFORMANCE, OPENAPI_PATHS, plain_items_links,
                                 visible_openapi, with_records, without_spatial_extent)
 from oup.tiles import styles, tiles3d, vector_tiles
+
+
+# pygeoapi's landing page links to these whatever is configured: OUP offers no processes
+# (yet), and its tile matrix sets are at /tileMatrixSets (OGC API Tiles), not pygeoapi's
+_NOT_OFFERED = ("/processes", "/TileMatrixSets")
+
+
+def _without(doc: dict, paths: tuple[str, ...]) -> dict:
+    doc["links"] = [link for link in doc.get("links", [])
+                    if urlsplit(link.get("href", "")).path not in paths]
+    return doc
 
 
 class Rewrites:
@@ -34,12 +46,13 @@ class Rewrites:
         if path == "/conformance":
             return lambda doc: {"conformsTo": self.conformance}
         if path == "/":
-            return lambda doc: asyncapi.landing_links(
-                vector_tiles.landing_links(doc, self.base), self.base, self.mqtt)
+            return lambda doc: asyncapi.landing_links(vector_tiles.landing_links(
+                _without(doc, _NOT_OFFERED), self.base), self.base, self.mqtt)
         if COLLECTIONS.match(path):
             return lambda doc: asyncapi.collection_links(vector_tiles.add_links(
                 tiles3d.add_links(without_spatial_extent(plain_items_links(doc),
                                                          self.no_geometry),
                                   self.base, self.data_dir),
-                self.base, self.tiled), self.base, self.mqtt, public)
+                self.base, self.tiled), self.base, self.mqtt, public,
+                set(self.catalog.collections))
         return None

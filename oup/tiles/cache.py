@@ -10,7 +10,8 @@ generation deletes the old ones; a reload that leaves them alone (a new title, a
 style) keeps them, as they are still right. A collection no longer published loses its
 tiles when the workers start with the new catalogue. So neither command needs to know
 about the cache, on any worker or machine sharing the data dir. Collections fed by a
-live stream (sensors, whose latest values change in place) are never cached.
+live stream (sensors, whose latest values change in place) are never cached. A feature
+written through the API drops only the tiles its old and new geometry touch (``drop_area``).
 """
 from __future__ import annotations
 
@@ -52,6 +53,29 @@ class TileCache:
         tmp.write_bytes(data)
         os.replace(tmp, path)
         return data
+
+    def drop_area(self, cid: str, bbox84: list[float]) -> int:
+        """Delete the cached tiles of ``cid`` that show anything of ``bbox84`` (a feature
+        written through the API, before or after): in every grid and level cut so far,
+        with a tile's neighbours, whose buffer may hold an edge of it. The rest stay."""
+        from oup.tiles import matrix_sets as grids
+
+        dropped = 0
+        root = self.folder / cid
+        for level in root.glob("*/*/*") if root.is_dir() else ():  # generation/grid/z
+            try:
+                tms, z = grids.get(level.parent.name), int(level.name)
+            except (grids.UnknownTileMatrixSet, ValueError):
+                continue
+            (limit,) = grids.limits(tms, bbox84, z, z)
+            for row in range(limit["minTileRow"] - 1, limit["maxTileRow"] + 2):
+                for col in range(limit["minTileCol"] - 1, limit["maxTileCol"] + 2):
+                    try:
+                        (level / str(row) / f"{col}.mvt").unlink()
+                        dropped += 1
+                    except FileNotFoundError:
+                        pass
+        return dropped
 
     def keep_only(self, published: set[str]) -> None:
         """Delete the tiles of collections not published (any more)."""
