@@ -162,6 +162,26 @@ def make_register(folder: Path) -> list[dict]:
     return feats
 
 
+def make_plots(folder: Path) -> None:
+    """An editable collection of its own for the write tests: polygons stored in RD New,
+    client ids, stewards write."""
+    feats = [{"type": "Feature", "properties": {"name": f"plot {i}", "height": 3.5 + i,
+                                                "floors": i + 1, "code": f"P{i}"},
+              "geometry": {"type": "Polygon", "coordinates": [[
+                  [91000 + 40 * i, 437000], [91020 + 40 * i, 437000],
+                  [91020 + 40 * i, 437020], [91000 + 40 * i, 437020],
+                  [91000 + 40 * i, 437000]]]}} for i in range(3)]
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "plots.geojson").write_text(json.dumps({"type": "FeatureCollection",
+                                                      "features": feats}))
+    (folder / "collection.yml").write_text(
+        "title: Plots (generated test data)\ndescription: Polygons to write to\n"
+        "license: {name: CC0 1.0}\nowner: {name: OUP tests}\nsynthetic: true\n"
+        "sources: [{path: plots.geojson, crs: EPSG:28992}]\nid_field: code\n"
+        "editable: {create: [steward], change: [steward], delete: [steward], "
+        "client_ids: true}\nhistory: {retention: P1Y}\n")
+
+
 @pytest.fixture(scope="session")
 def catalog_dir(workdir) -> Path:
     cat = workdir / "collections"
@@ -169,6 +189,7 @@ def catalog_dir(workdir) -> Path:
     make_probes(cat / "probes")
     make_classified(cat)
     make_register(cat / "register")
+    make_plots(cat / "plots")
     return cat
 
 

@@ -264,6 +264,10 @@ class Editable(_Strict):
     own: list[str] = Field(default_factory=list, description=(
         "roles that see and change only the features they created themselves (residents' "
         "reports); the other roles above see and change them all"))
+    allowed: dict[str, list[Any]] = Field(default_factory=dict, description=(
+        "the values a property may take in a write, e.g. {category: [afval, groen]}"))
+    author_field: str | None = Field(None, description=(
+        "a property the server fills with who wrote the feature (pseudonymous)"))
 
 
 class History(_Strict):

@@ -31,6 +31,7 @@ from oup.settings import Settings, get_settings
 from oup.store import StoreError, open_store
 from oup.tiles import glyphs, styles, tiles3d, vector_tiles
 from oup.tiles.cache import TileCache
+from oup.writes.endpoints import Writes
 
 
 def create_app(settings: Settings | None = None):
@@ -42,8 +43,8 @@ def create_app(settings: Settings | None = None):
     catalog = load_catalog(settings.catalog_dir)
     store = open_store(settings.store_url)
     base = settings.public_url
-    tiles = vector_tiles.VectorTiles(catalog, store, base, TileCache(
-        settings.data_dir / "tile-cache") if settings.tile_cache else None)
+    cache = TileCache(settings.data_dir / "tile-cache") if settings.tile_cache else None
+    tiles = vector_tiles.VectorTiles(catalog, store, base, cache)
     # per start-up: counters begin at zero when the service (re)starts
     metrics = Metrics(server_folder(settings.data_dir / "metrics", os.getppid()))
     mqtt_public = asyncapi.public_broker(settings.mqtt_public_url or settings.broker_url)
@@ -53,12 +54,15 @@ def create_app(settings: Settings | None = None):
                                                 settings.jwt_audience, settings.keys_file),
                              audit=AuditLog(settings.audit_log or settings.data_dir / "audit.log"),
                              event_properties=lambda ids: _event_properties(fields_of, ids))
+    writes = Writes(catalog, store, base, shared.audit, lambda: _event_log(shared, settings),
+                    cache)
     own = Routes([
         *vector_tiles.endpoints(tiles),
         *styles.endpoints(styles.Styles(catalog, tiles.layers, base)),
         *tiles3d.endpoints(settings.data_dir, catalog), *pages.endpoints(), *glyphs.endpoints(),
         *asyncapi.endpoints(catalog, fields_of, base, mqtt_public, settings.mqtt_ws_public_url),
         *event_stream.endpoints(catalog),
+        *writes.endpoints(),
         # (the OpenAPI document is made from these declarations, so it is read late)
         *service.endpoints(store, metrics, lambda: openapi_doc,
                            lambda: _stream_metrics(shared, settings)),
@@ -72,7 +76,8 @@ def create_app(settings: Settings | None = None):
     rewrites = Rewrites(catalog, catalogue_records(catalog, store), base, settings.data_dir,
                         set(tiles.layers), mqtt_public)
     Gate(catalog, shared.auth, shared.audit, own, shared.problems, Queryables(catalog, store),
-         settings.max_page_limit, settings.page_limit, metrics, rewrites.rewrite_for).install(app)
+         settings.max_page_limit, settings.page_limit, metrics, rewrites.rewrite_for,
+         writes.etag_for).install(app)
     metrics.open([e.path for e in own.endpoints] + [r.rule for r in app.url_map.iter_rules()])
     # The store's compiled loops, loaded (from numba's cache) as the worker starts: the
     # first page or tile of each worker would otherwise wait for it (~0.25 s, measured)
@@ -113,9 +118,16 @@ def _stream_metrics(shared, settings: Settings) -> str:
                  f"oup_event_last_id {shared.hub.last}\n")
     if any(c.stream for c in shared.catalog):
         from oup.sensors.stats import ingest_stats, prometheus
+
+        text += prometheus(ingest_stats(_event_log(shared, settings), settings.data_dir))
+    return text
+
+
+def _event_log(shared, settings: Settings):
+    """The observation store, which holds the change events: one connection per worker,
+    opened on first use."""
+    if not hasattr(shared, "observations"):
         from oup.store import open_observation_store
 
-        if not hasattr(shared, "observations"):  # one connection per worker, on first use
-            shared.observations = open_observation_store(settings.store_url)
-        text += prometheus(ingest_stats(shared.observations, settings.data_dir))
-    return text
+        shared.observations = open_observation_store(settings.store_url)
+    return shared.observations

@@ -20,12 +20,12 @@ from werkzeug.exceptions import NotFound as HTTPNotFound
 
 from oup.errors import NotFound, OUPError, Unauthorized
 from oup.http import pages
-from oup.http.params import CHECKED_EDR, CHECKED_ITEMS
+from oup.http.params import CHECKED_EDR, CHECKED_ITEM, CHECKED_ITEMS
 from oup.http.problems import Problems, from_status
 from oup.http.request_checks import Queryables, check_request
 from oup.http.responses import add_common_headers
 from oup.http.routes import Routes
-from oup.security import (INVALID_CREDENTIALS, VISIBLE, AuditLog, AuthError, Authenticator,
+from oup.security import (ASKING, INVALID_CREDENTIALS, VISIBLE, AuditLog, AuthError, Authenticator,
                           new_request_id, visible_collections)
 
 LOG = logging.getLogger(__name__)
@@ -44,6 +44,7 @@ class Gate:
     default_limit: int
     metrics: object
     rewrite_for: Callable  # path -> a function amending pygeoapi's JSON there, or None
+    etag_for: Callable  # (path, args) -> the ETag of the item there, or None
 
     def install(self, app) -> None:
         app.before_request(self.before)
@@ -61,6 +62,7 @@ class Gate:
         VISIBLE.set(frozenset(public))
         CHECKED_ITEMS.set(None)
         CHECKED_EDR.set(None)
+        CHECKED_ITEM.set(None)
         if request.method == "OPTIONS":
             return "", 204
         m = _COLLECTION_PATH.match(request.path)
@@ -72,12 +74,14 @@ class Gate:
             raise Unauthorized(str(exc)) from None
         g.visible = frozenset(visible_collections(g.identity, self.catalog))
         VISIBLE.set(g.visible)
+        ASKING.set(g.identity)
         if cid is not None:
             g.cid = cid
             if cid not in g.visible:  # invisible, not forbidden: it does not exist here
                 raise NotFound(f"no collection {cid!r}")
         call = self.routes.resolve(request.method, request.path, request.args,
-                                   request.headers.get("Accept"), g.visible, request)
+                                   request.headers.get("Accept"), g.visible, request,
+                                   g.identity, g.request_id)
         if call is None:
             if isinstance(request.routing_exception, HTTPNotFound):  # pygeoapi's neither
                 raise NotFound(f"nothing at {request.path}")
@@ -119,6 +123,11 @@ class Gate:
         rewrite = self.rewrite_for(request.path, g.get("visible", public))
         if rewrite and resp.status_code == 200 and resp.get_data()[:1] == b"{":
             resp.set_data(json.dumps(rewrite(json.loads(resp.get_data()))))
+        if request.method in ("GET", "HEAD") and resp.status_code == 200 \
+                and "ETag" not in resp.headers:
+            tag = self.etag_for(request.path, request.args)
+            if tag is not None:
+                resp.headers["ETag"] = f'"{tag}"'
         add_common_headers(resp.headers)
         resp.headers["Content-Security-Policy"] = pages.CONTENT_SECURITY_POLICY
         self.metrics.observe(route, resp.status_code,

@@ -109,7 +109,6 @@ def extend_openapi(oas: dict, own_paths: dict, stored: set[str] = frozenset()) -
                        ("404", "Not found"), ("500", "Server error")):
         responses[code] = _problem_response(text)
     paths = oas.setdefault("paths", {})
-    paths.update(own_paths)
     for cid in stored:  # free-text search is not offered on them: do not say it is
         op = paths.get(f"/collections/{cid}/items", {}).get("get")
         if op is not None:
@@ -131,6 +130,8 @@ def extend_openapi(oas: dict, own_paths: dict, stored: set[str] = frozenset()) -
                 "200": {"description": "the matching features", "content": _FEATURES},
                 "415": _problem_response("the body is not CQL2 JSON")}
             path["post"].pop("parameters", None)
+    for path, ops in own_paths.items():  # beside pygeoapi's at the same path (items)
+        _merge(paths.setdefault(path, {}), ops)
     for name, path in paths.items():  # EDR queries: CoverageJSON, or nothing to say
         if name.rsplit("/", 1)[-1] in _EDR_QUERIES or "/locations/" in name:
             op = path.get("get", {})
@@ -153,3 +154,17 @@ def extend_openapi(oas: dict, own_paths: dict, stored: set[str] = frozenset()) -
                 op["responses"].setdefault("400", {"$ref": "#/components/responses/400"})
                 op["responses"].setdefault("500", {"$ref": "#/components/responses/500"})
     return oas
+
+
+def _merge(item: dict, own: dict) -> None:
+    """OUP's operations into pygeoapi's path item. A POST on items is both pygeoapi's
+    search (a CQL2 JSON body) and OUP's create (a GeoJSON body): one operation with both
+    bodies and both answers."""
+    for method, op in own.items():
+        theirs = item.get(method)
+        if theirs is not None and "requestBody" in theirs and "requestBody" in op:
+            op["requestBody"]["content"] = {**theirs["requestBody"]["content"],
+                                            **op["requestBody"]["content"]}
+            op["responses"] = {**theirs.get("responses", {}), **op["responses"]}
+            op["summary"] += "; or " + theirs.get("summary", "search").lower()
+        item[method] = op

@@ -21,8 +21,8 @@ from oup.store.geometry import SUPPORTED_CRS, bbox_to_crs84, crs_code, filter_to
 
 ITEMS_PARAMS = {"f", "lang", "limit", "offset", "bbox", "bbox-crs", "crs", "datetime",
                 "properties", "skipGeometry", "sortby", "filter", "filter-lang", "filter-crs",
-                "resulttype"}
-ITEM_PARAMS = {"f", "lang", "crs", "properties", "skipGeometry"}
+                "resulttype", "asof"}
+ITEM_PARAMS = {"f", "lang", "crs", "properties", "skipGeometry", "asof"}
 
 Interval = tuple[datetime | None, datetime | None]
 
@@ -43,11 +43,34 @@ class ItemsRequest:
     hits: bool = False  # resulttype=hits: the count, no features
     skip_geometry: bool = False
     crs: str | None = None  # the answer's CRS (a URI); None: CRS84
+    asof: datetime | None = None  # as the collection was then (its history); None: now
+
+
+@dataclass(frozen=True)
+class ItemRequest:
+    """A single item's query as checked."""
+
+    collection: str
+    crs: str | None = None
+    asof: datetime | None = None
 
 
 # The checked items query of the request being answered (None: not an items request,
 # or one the checks did not cover). Set for every request by the app, read by providers.
 CHECKED_ITEMS: ContextVar[ItemsRequest | None] = ContextVar("oup_checked_items", default=None)
+CHECKED_ITEM: ContextVar[ItemRequest | None] = ContextVar("oup_checked_item", default=None)
+
+
+def parse_asof(text: str | None) -> datetime | None:
+    """``asof``: one RFC 3339 instant (the Dutch API rules' "peildatum"; tijdreizen)."""
+    if text is None:
+        return None
+    if "/" in text or text.strip() in ("", ".."):
+        raise InvalidQuery("asof: one RFC 3339 instant, e.g. 2026-01-01T00:00:00Z", "asof")
+    try:
+        return parse_datetime(text)[0]
+    except InvalidQuery as exc:
+        raise InvalidQuery(str(exc).replace("datetime", "asof", 1), "asof") from None
 
 
 def parse_datetime(text: str | None) -> Interval | None:
@@ -200,7 +223,7 @@ def check_items(args, fields: set[str], max_limit: int, collection: str = "",
     equals = {k: v for k, v in args.items() if k not in ITEMS_PARAMS}
     return ItemsRequest(collection, bbox, interval, node, sortby, properties or None, equals,
                         limit, offset, args.get("resulttype") == "hits",
-                        args.get("skipGeometry") == "true", crs)
+                        args.get("skipGeometry") == "true", crs, _asof(args))
 
 
 EDR_PARAMS = {"f", "lang", "coords", "datetime", "parameter-name", "z", "crs", "bbox",
@@ -232,11 +255,15 @@ def check_edr(args, collection: str) -> EdrRequest:
     return EdrRequest(collection, interval, bbox)
 
 
-def check_item(args) -> None:
+def _asof(args) -> datetime | None:
+    return parse_asof(args.get("asof"))
+
+
+def check_item(args, collection: str = "") -> ItemRequest:
     for name in args:
         if name not in ITEM_PARAMS:
             raise InvalidQuery(f"unknown query parameter {name!r} for a single item", name)
-    _crs(args, "crs")
+    return ItemRequest(collection, _crs(args, "crs"), _asof(args))
 
 
 def check_queryables(args, fields: set[str]) -> None:

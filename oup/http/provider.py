@@ -13,7 +13,8 @@ from pygeoapi.provider.base import (BaseProvider, ProviderInvalidQueryError,
                                     ProviderItemNotFoundError, ProviderConnectionError,
                                     SchemaType)
 
-from oup.http.params import CHECKED_ITEMS, ItemsRequest, parse_datetime
+from oup.http.params import CHECKED_ITEM, CHECKED_ITEMS, ItemRequest, ItemsRequest, parse_datetime
+from oup.security import ASKING
 from oup.settings import get_settings
 from oup.errors import InvalidQuery
 from oup.store import Query, StoreError, open_store
@@ -32,7 +33,18 @@ class OUPProvider(BaseProvider):
         self.store = open_store(provider_def.get("store_url") or get_settings().store_url)
         self.id_field = "id"
         self.time_field = provider_def.get("time_field")
+        self.own_roles = set(provider_def.get("own_roles", ()))
+        self.all_roles = set(provider_def.get("all_roles", ()))
         self.get_fields()
+
+    def _owner(self) -> str | None:
+        """A caller who sees only the features they created (a resident): their name."""
+        if not self.own_roles:
+            return None
+        asking = ASKING.get()
+        if asking.roles & self.own_roles and not asking.roles & self.all_roles:
+            return asking.who
+        return None
 
     def get_fields(self):
         if not self._fields:
@@ -50,12 +62,6 @@ class OUPProvider(BaseProvider):
         props["geometry"] = {"$ref": "https://geojson.org/schema/Geometry.json"}
         return "application/geo+json", {"$schema": "http://json-schema.org/draft/2019-09/schema",
                                         "type": "object", "properties": props}
-
-    @staticmethod
-    def _crs(crs_transform_spec) -> str:
-        if crs_transform_spec is None:
-            return crs_code(CRS84)
-        return crs_code(crs_transform_spec.target_crs_uri)
 
     def query(self, offset=0, limit=10, resulttype="results", bbox=[], datetime_=None,
               properties=[], sortby=[], select_properties=[], skip_geometry=False, q=None,
@@ -77,6 +83,8 @@ class OUPProvider(BaseProvider):
                 limit=0 if checked.hits else checked.limit,
                 offset=checked.offset,
                 crs=crs_code(checked.crs or CRS84),
+                asof=checked.asof,
+                owner=self._owner(),
             )
             page = self._page(query)
         except InvalidQuery as exc:
@@ -87,8 +95,12 @@ class OUPProvider(BaseProvider):
                 "numberMatched": page.number_matched, "numberReturned": len(page.features)}
 
     def get(self, identifier, crs_transform_spec=None, **kwargs):
+        checked = CHECKED_ITEM.get()
+        if checked is None or checked.collection != self.collection:
+            checked = ItemRequest(self.collection, crs_transform_spec.target_crs_uri
+                                  if crs_transform_spec else None)
         try:
-            feature = self._one(identifier, self._crs(crs_transform_spec))
+            feature = self._one(identifier, crs_code(checked.crs or CRS84), checked.asof)
         except InvalidQuery:
             feature = None
         except StoreError as exc:
@@ -115,8 +127,8 @@ class OUPProvider(BaseProvider):
     def _page(self, query: Query):
         return self.store.query(self.collection, query)
 
-    def _one(self, identifier, crs: str):
-        return self.store.get(self.collection, identifier, crs)
+    def _one(self, identifier, crs: str, asof=None):
+        return self.store.get(self.collection, identifier, crs, asof=asof, owner=self._owner())
 
 
 class _SensorDerived(OUPProvider):
@@ -157,7 +169,7 @@ class ObservationsProvider(_SensorDerived):
     def _page(self, query):
         return self.series.observations(query)
 
-    def _one(self, identifier, crs):
+    def _one(self, identifier, crs, asof=None):
         try:
             return self.series.observation(int(identifier), crs)
         except (TypeError, ValueError, OverflowError):
@@ -176,5 +188,5 @@ class TimeSliceProvider(_SensorDerived):
     def _page(self, query):
         return self.series.slices(query, self.seconds)
 
-    def _one(self, identifier, crs):
+    def _one(self, identifier, crs, asof=None):
         return self.series.slice(identifier, self.seconds, crs)

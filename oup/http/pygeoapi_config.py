@@ -76,6 +76,10 @@ def _resource(coll: Collection, store: FeatureStore, catalog: Catalog,
     }
     if coll.time_field:
         provider["time_field"] = coll.time_field
+    if coll.editable and coll.editable.own:  # these roles see only what they wrote
+        provider["own_roles"] = list(coll.editable.own)
+        provider["all_roles"] = sorted({*coll.editable.create, *coll.editable.change,
+                                        *coll.editable.delete} - set(coll.editable.own))
     if coll.title_field:
         provider["title_field"] = coll.title_field
     providers = [provider]

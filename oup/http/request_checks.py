@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from oup.catalog import Catalog
-from oup.http.params import (CHECKED_EDR, CHECKED_ITEMS, check_edr, check_item, check_items,
+from oup.http.params import (CHECKED_EDR, CHECKED_ITEM, CHECKED_ITEMS, check_edr, check_item, check_items,
                              check_queryables, parse_filter)
 from oup.http.pygeoapi_config import RECORD_PROPERTIES, RECORDS_ID
 from oup.errors import MethodNotAllowed, UnsupportedMediaType
@@ -68,8 +68,8 @@ def check_request(request, queryables: Queryables, max_limit: int,
     elif request.method == "POST":
         raise MethodNotAllowed("POST is only offered on .../items (CQL2 JSON search)",
                                ["GET", "HEAD"])
-    elif _ITEM.match(path):
-        check_item(request.args)
+    elif m := _ITEM.match(path):
+        CHECKED_ITEM.set(check_item(request.args, m.group(1)))
     elif m := _EDR.match(path):
         CHECKED_EDR.set(check_edr(request.args, m.group(1)))
     elif m := _QUERYABLES.match(path):

@@ -8,7 +8,8 @@ import re
 
 API_VERSION = "1.0.0"
 OPENAPI_JSON = "application/vnd.oai.openapi+json;version=3.0"
-# What really works here (pygeoapi's defaults claim e.g. Part 4 transactions).
+# What really works here (pygeoapi's defaults claim e.g. Part 4 transactions, which OUP
+# claims itself only when a collection is editable: EDITING).
 CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-common-1/1.0/conf/core",
     "http://www.opengis.net/spec/ogcapi-common-1/1.0/conf/landing-page",
@@ -37,14 +38,17 @@ CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-records-1/1.0/conf/core",
     "http://www.opengis.net/spec/ogcapi-records-1/1.0/conf/json",
 ]
+EDITING = [f"http://www.opengis.net/spec/ogcapi-features-4/1.0/conf/{c}"
+           for c in ("create-replace-delete", "update", "features")]
 OPENAPI_PATHS = ("/openapi", "/openapi.json", "/api")
 COLLECTIONS = re.compile(r"^/collections(/[^/]+)?/?$")
 _COMMON_HEADERS = {
     "API-Version": API_VERSION,
     "Access-Control-Allow-Origin": "*",
-    "Access-Control-Allow-Methods": "GET, HEAD, OPTIONS",
-    "Access-Control-Allow-Headers": "Accept, Content-Type, Authorization",
-    "Access-Control-Expose-Headers": "Content-Crs, API-Version, ETag",
+    "Access-Control-Allow-Methods": "GET, HEAD, OPTIONS, POST, PUT, PATCH, DELETE",
+    "Access-Control-Allow-Headers": "Accept, Content-Type, Content-Crs, Authorization, "
+                                    "If-Match",
+    "Access-Control-Expose-Headers": "Content-Crs, API-Version, ETag, Location",
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
 }

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 from oup.catalog import Catalog
 from oup.events import asyncapi
 from oup.http.pygeoapi_config import RECORDS_ID
-from oup.http.responses import (COLLECTIONS, CONFORMANCE, OPENAPI_PATHS, plain_items_links,
+from oup.http.responses import (COLLECTIONS, CONFORMANCE, EDITING, OPENAPI_PATHS, plain_items_links,
                                 visible_openapi, with_records, without_spatial_extent)
 from oup.tiles import styles, tiles3d, vector_tiles
 
@@ -32,7 +32,8 @@ class Rewrites:
         self.data_dir, self.tiled, self.mqtt = data_dir, tiled, mqtt_public
         self.no_geometry = {cid for cid, r in records.items() if r["geometry"] is None}
         self.conformance = (CONFORMANCE + vector_tiles.CONFORMANCE + styles.CONFORMANCE
-                            + asyncapi.CONFORMANCE)
+                            + asyncapi.CONFORMANCE
+                            + (EDITING if any(c.editable for c in catalog) else []))
 
     def rewrite_for(self, path: str, visible: frozenset[str]):
         """How OUP amends pygeoapi's JSON at ``path`` for a caller who may see ``visible``,

@@ -100,6 +100,8 @@ class Call:
     format: Format | None
     visible: frozenset[str]
     request: Any = None  # Flask's request, for what only a handler reads (If-None-Match)
+    identity: Any = None  # who is asking (oup.security.Identity)
+    request_id: str = ""
 
     @property
     def collection(self) -> str | None:
@@ -125,6 +127,11 @@ class Endpoint:
     # 404 on every path, before any endpoint is asked): raises Unauthorized or Forbidden
     access: Callable[[Call], None] | None = None
     any_query: bool = False  # static files: a query string (cache busting) is ignored
+    # the media types of the body it takes (POST, PUT, PATCH); another one is a 415
+    consumes: tuple[str, ...] = ()
+    # pygeoapi answers the other methods at this path (GET items), and the requests whose
+    # body this one does not take (POST items with a CQL2 JSON search)
+    beside: bool = False
     responses: dict[str, dict] = field(default_factory=dict)  # more statuses to document
     description: str = ""
 
@@ -185,7 +192,8 @@ class Routes:
         return found is not None and any(e.handler is None for e in found[0].values())
 
     def resolve(self, method: str, path: str, args, accept: str | None,
-                visible: frozenset[str], request=None) -> Call | None:
+                visible: frozenset[str], request=None, identity=None,
+                request_id: str = "") -> Call | None:
         """The checked call for this request, None when no endpoint of OUP's has this
         path (pygeoapi's then), or an OUPError for what is wrong with it."""
         found = self.match(path)
@@ -193,6 +201,11 @@ class Routes:
             return None
         methods, raw_path = found
         endpoint = methods.get("GET" if method == "HEAD" else method)
+        if endpoint is None and all(e.beside for e in methods.values()):
+            return None
+        if endpoint is not None and endpoint.beside and endpoint.consumes and request \
+                is not None and request.mimetype not in endpoint.consumes:
+            return None
         if endpoint is None:
             allowed = sorted(set(methods) | ({"HEAD"} if "GET" in methods else set()))
             raise MethodNotAllowed(f"{method} is not offered on {path}; it takes "
@@ -202,7 +215,7 @@ class Routes:
                      for k, v in raw_path.items()}
         query = _query(endpoint, args, path)
         call = Call(endpoint, path_args, query, _format(endpoint, query.get("f"), accept),
-                    visible, request)
+                    visible, request, identity, request_id)
         if endpoint.access is not None:
             endpoint.access(call)
         return call
@@ -264,6 +277,9 @@ def _operation(e: Endpoint, method: str, suffix: str) -> dict:
               "404": {"$ref": "#/components/responses/404"}}}
     if e.description:
         op["description"] = e.description
+    if e.consumes:
+        op["requestBody"] = {"required": True, "content": {
+            m: {"schema": {"type": "object"}} for m in e.consumes if m}}
     return op
 
 

@@ -134,6 +134,9 @@ def visible_collections(identity: Identity, catalog: Catalog) -> set[str]:
 # The collections the current request may see; pygeoapi's resources follow it
 # (oup.http.pygeoapi_adapter.VisibleResources).
 VISIBLE: ContextVar[frozenset | None] = ContextVar("oup_visible", default=None)
+# Who is asking, for what the providers answer differently per caller (a resident's own
+# reports); set for every request by the app, as VISIBLE is
+ASKING: ContextVar[Identity] = ContextVar("oup_asking", default=ANONYMOUS)
 
 
 class AuditLog:
@@ -144,10 +147,14 @@ class AuditLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
 
-    def write(self, who: str, collection: str, action: str, result: int, request_id: str):
+    def write(self, who: str, collection: str, action: str, result: int, request_id: str,
+              **detail):
+        """``detail``: what a write changed (``before``, ``after``: without personal
+        properties, which the log never holds)."""
         line = json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                            "request_id": request_id, "who": who, "collection": collection,
-                           "action": action, "result": result}, separators=(",", ":"))
+                           "action": action, "result": result, **detail},
+                          separators=(",", ":"), default=str)
         with self._lock:
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
             try:

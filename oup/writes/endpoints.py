@@ -1,0 +1,262 @@
+"""OGC API Features Part 4 on the collections the catalogue makes ``editable``: POST
+creates, PUT replaces (or creates, where the collection takes client ids), PATCH applies a
+JSON Merge Patch (RFC 7396), DELETE deletes; ``.../items/{id}/history`` lists a feature's
+versions.
+
+Who may: a collection one may not see is a 404 for every method (the gate answers that
+first); an anonymous write is a 401; a caller without one of the roles ``editable``
+names for the action is a 403. A write is an import of one feature: the body becomes the
+importer's record (``features``), and the store writes it, and the version it replaces,
+in one transaction (``FeatureWriter``). After the commit: the audit log (who, what,
+before, after), a change event, and the cached vector tiles the old and new geometry
+touch are dropped.
+
+No lost updates: every answer carries the feature's ``ETag``; ``If-Match`` with a stale
+one is a 412. ``If-Match`` is optional (QGIS and OWSLib do not send it): without it the
+last writer wins, but a PATCH is still applied to the version it read.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from typing import Callable
+
+from oup.catalog import Catalog, Collection
+from oup.errors import Forbidden, MethodNotAllowed, NotFound, PreconditionFailed, \
+    Unauthorized, Unprocessable, UnsupportedMediaType
+from oup.events import feature_event
+from oup.http.routes import Call, Endpoint, Format, Param
+from oup.store.base import Change, FeatureNotFound, StaleVersion
+from oup.writes.features import content_crs, feature_record, merge_patch, parse_body
+
+LOG = logging.getLogger(__name__)
+# A POST of plain JSON to items is a CQL2 JSON search (pygeoapi's), so a new feature comes
+# as GeoJSON. OWSLib sends a PUT with no Content-Type at all: a body is JSON here anyway.
+CREATE = ("application/geo+json",)
+REPLACE = ("application/geo+json", "application/json", "")
+MERGE_PATCH = ("application/merge-patch+json", "application/geo+json", "application/json", "")
+ACTIONS = {"POST": "create", "PUT": "change", "PATCH": "change", "DELETE": "delete"}
+PATCH_TRIES = 3
+_ITEM = re.compile(r"^/collections/(?P<cid>[^/]+)/items/(?P<fid>[^/]+)$")  # a PATCH without If-Match re-reads when another write came in between
+
+
+class Writes:
+    def __init__(self, catalog: Catalog, store, base_url: str, audit, events: Callable,
+                 tile_cache=None, on_change: Callable | None = None):
+        self.catalog, self.store, self.base = catalog, store, base_url.rstrip("/")
+        self.audit, self.events, self.tile_cache = audit, events, tile_cache
+        self.on_change = on_change  # e.g. the 3D tiles of a changed building
+        self._logging = threading.Lock()  # one event log connection for the worker's threads
+
+    def endpoints(self) -> list[Endpoint]:
+        editable = lambda: [c.id for c in self.catalog if c.editable]  # noqa: E731
+        fid = Param("featureId", "the id of a feature", where="path")
+        crs = Param("Content-Crs", "the CRS of the coordinates sent (OGC API Features "
+                    "Part 2); default CRS84", where="header")
+        match = Param("If-Match", "the ETag of the version the change is made to (412 "
+                      "when it is no longer current); optional", where="header")
+        feature = (Format("json", "application/geo+json"),)
+        common = dict(tag="edit", collections=editable, access=self._may, beside=True)
+        return [
+            Endpoint("/collections/{collectionId}/items", "Add a feature (Part 4)",
+                     self.create, operation="createItem", methods=("POST",),
+                     params=(crs,), consumes=CREATE, formats=feature, responses={
+                         "201": {"description": "created; Location names it"},
+                         **_PROBLEMS}, **common),
+            Endpoint("/collections/{collectionId}/items/{featureId}",
+                     "Replace a feature (Part 4); where the collection takes client ids, "
+                     "a new id creates it", self.replace, operation="replaceItem",
+                     methods=("PUT",), params=(fid, crs, match), consumes=REPLACE,
+                     formats=feature, responses={"201": {"description": "created"},
+                                                 **_PROBLEMS}, **common),
+            Endpoint("/collections/{collectionId}/items/{featureId}",
+                     "Update a feature with a JSON Merge Patch (RFC 7396)", self.update,
+                     operation="updateItem", methods=("PATCH",), params=(fid, crs, match),
+                     consumes=MERGE_PATCH, formats=feature, responses=_PROBLEMS, **common),
+            Endpoint("/collections/{collectionId}/items/{featureId}", "Delete a feature",
+                     self.delete, operation="deleteItem", methods=("DELETE",),
+                     params=(fid, match), responses={"204": {"description": "deleted"},
+                                                     **_PROBLEMS}, **common),
+        ]
+
+    def etag_for(self, path: str, args) -> str | None:
+        """The ETag of the item at ``path`` (a GET of pygeoapi's, now), for its answer."""
+        m = _ITEM.match(path)
+        if m is None or "asof" in args or m["cid"] not in self.catalog.collections \
+                or self.catalog[m["cid"]].derived_from:
+            return None
+        return self.store.etag(m["cid"], m["fid"])
+
+    # -- who may -------------------------------------------------------------------------
+    def _may(self, call: Call) -> None:
+        coll = self.catalog.collections.get(call.collection)
+        if coll is None:
+            raise NotFound(f"no collection {call.collection!r}")
+        if coll.editable is None:
+            raise MethodNotAllowed(f"{call.collection} is read-only",
+                                   ["GET", "HEAD"] + (["POST"] if call.endpoint.methods ==
+                                                      ("POST",) else []))
+        identity = call.identity
+        if identity is None or not identity.authenticated:
+            raise Unauthorized(f"sign in to change {call.collection} (Authorization: "
+                               "Bearer <token> or ApiKey <key>)")
+        action = ACTIONS[call.endpoint.methods[0]]
+        roles = set(getattr(coll.editable, action)) | set(coll.editable.own)
+        if not identity.roles & roles:
+            raise Forbidden(f"your roles may not {action} features of {call.collection}; "
+                            f"that takes one of {', '.join(sorted(roles)) or 'no role'}")
+
+    def _owner(self, coll: Collection, identity) -> str | None:
+        """A caller who may only touch what they created (a resident): their own name."""
+        if not coll.editable.own or not identity.roles & set(coll.editable.own):
+            return None
+        others = {*coll.editable.create, *coll.editable.change, *coll.editable.delete}
+        return None if identity.roles & (others - set(coll.editable.own)) else identity.who
+
+    # -- the methods ---------------------------------------------------------------------
+    def create(self, call: Call):
+        coll = self.catalog[call.collection]
+        record = self._record(call, coll, parse_body(call.request.get_data()))
+        written = self.store.write_feature(coll.id, Change(
+            "created", None, record, None, call.identity.who,
+            self._owner(coll, call.identity)))
+        return self._answer(call, coll, written, 201)
+
+    def replace(self, call: Call):
+        coll = self.catalog[call.collection]
+        fid = call.path["featureId"]
+        body = parse_body(call.request.get_data())
+        expected = self._expected(call, coll, fid, must_exist=not coll.editable.client_ids)
+        kind = "replaced" if expected is not None else "created"
+        current = self.store.get(coll.id, fid) if expected and coll.editable.author_field \
+            else None
+        record = self._record(call, coll, body, fid, current, creating=kind == "created")
+        written = self.store.write_feature(coll.id, Change(
+            kind, fid, record, expected, call.identity.who, self._owner(coll, call.identity)))
+        return self._answer(call, coll, written, 200 if kind == "replaced" else 201)
+
+    def update(self, call: Call):
+        coll = self.catalog[call.collection]
+        fid = call.path["featureId"]
+        patch = parse_body(call.request.get_data())
+        for _ in range(PATCH_TRIES):
+            expected = self._expected(call, coll, fid, must_exist=True)
+            current = self.store.get(coll.id, fid)
+            doc = merge_patch({"type": "Feature", "geometry": current["geometry"],
+                               "properties": current["properties"]}, patch)
+            record = self._record(call, coll, doc, fid, current)
+            try:
+                written = self.store.write_feature(coll.id, Change(
+                    "updated", fid, record, expected, call.identity.who,
+                    self._owner(coll, call.identity)))
+            except StaleVersion:
+                if call.request.headers.get("If-Match"):
+                    raise
+                continue  # another write came in between: apply the patch to that one
+            return self._answer(call, coll, written, 200)
+        raise PreconditionFailed(f"{fid} kept changing while it was patched; try again")
+
+    def delete(self, call: Call):
+        from flask import Response
+
+        coll = self.catalog[call.collection]
+        fid = call.path["featureId"]
+        expected = self._expected(call, coll, fid, must_exist=True)
+        written = self.store.write_feature(coll.id, Change(
+            "deleted", fid, None, expected, call.identity.who, self._owner(coll, call.identity)))
+        self._after(call, coll, "deleted", written, 204)
+        return Response(status=204)
+
+    # -- parts ---------------------------------------------------------------------------
+    def _record(self, call: Call, coll: Collection, doc: dict, fid: str | None = None,
+                current: dict | None = None, creating: bool = False):
+        """The importer's record of the feature sent (``current``: the one it replaces)."""
+        mimetype = call.request.mimetype
+        if mimetype not in call.endpoint.consumes:
+            raise UnsupportedMediaType(f"send the feature as {' or '.join(
+                filter(None, call.endpoint.consumes))}, not {mimetype}")
+        crs = content_crs(call.request.headers.get("Content-Crs"))
+        props = doc.get("properties")
+        author = coll.editable.author_field
+        if author and isinstance(props, dict):  # the server says who; a client cannot
+            props.pop(author, None)
+        record = feature_record(doc, self.store.fields(coll.id), self.store.layer(coll.id),
+                                crs, time_field=coll.time_field, id_field=coll.id_field,
+                                fid=fid)
+        for name, values in coll.editable.allowed.items():
+            value = record.properties.get(name)
+            if value is not None and value not in values:
+                raise Unprocessable(f"{name} must be one of {', '.join(map(str, values))}, "
+                                    f"got {value!r}", name)
+        if author:
+            record.properties[author] = (call.identity.who if fid is None or creating else
+                                         (current or {}).get("properties", {}).get(author))
+        return record
+
+    def _expected(self, call: Call, coll: Collection, fid: str, must_exist: bool) -> str | None:
+        """The version the change is made to: the current one, if ``If-Match`` (when
+        sent) names it; None when there is none (and may be none)."""
+        current = self.store.etag(coll.id, fid, owner=self._owner(coll, call.identity))
+        if current is None and must_exist:
+            raise FeatureNotFound(f"no item {fid!r} in {coll.id}")
+        match = call.request.if_match
+        if call.request.headers.get("If-Match") and not (
+                (match.star_tag and current is not None) or match.contains(current or "")):
+            raise PreconditionFailed(f"If-Match: {fid} has changed since (its ETag is now "
+                                     f"\"{current}\"); read it again", "If-Match")
+        return current
+
+    def _answer(self, call: Call, coll: Collection, written, status: int):
+        from flask import jsonify
+
+        kind = {201: "created"}.get(status) or ("updated" if call.request.method == "PATCH"
+                                                else "replaced")
+        self._after(call, coll, kind, written, status)
+        resp = jsonify(written.after)
+        resp.status_code = status
+        resp.mimetype = "application/geo+json"
+        resp.headers["ETag"] = f'"{written.etag}"'
+        if status == 201:
+            resp.headers["Location"] = f"{self.base}/collections/{coll.id}/items/{written.fid}"
+        return resp
+
+    def _after(self, call: Call, coll: Collection, kind: str, written, status: int) -> None:
+        """After the commit: the audit, the change event, the tiles it touches."""
+        personal = set(coll.history.personal)
+        self.audit.write(call.identity.who, coll.id, f"{call.request.method} "
+                         f"{call.endpoint.path}", status, call.request_id or "",
+                         id=written.fid, before=_public(written.before, personal),
+                         after=_public(written.after, personal))
+        try:
+            with self._logging:
+                self.events().append_events([feature_event(
+                    coll.id, kind, written.fid, written.before, written.after, personal,
+                    bare=bool(coll.editable.own))])
+        except Exception:  # the write stands; a subscriber resumes from the next event
+            LOG.exception("change event of %s/%s not logged", coll.id, written.fid)
+        for side in (written.before, written.after):
+            box = _bbox(side)
+            if box is not None and self.tile_cache is not None:
+                self.tile_cache.drop_area(coll.id, box)
+        if self.on_change is not None:
+            self.on_change(coll, kind, written)
+
+
+_PROBLEMS = {code: {"$ref": f"#/components/responses/{code}"} for code in
+             ("401", "403", "412", "415", "422")}
+
+
+def _public(feature: dict | None, personal: set[str]) -> dict | None:
+    if feature is None:
+        return None
+    props = {k: v for k, v in (feature.get("properties") or {}).items() if k not in personal}
+    return {**feature, "properties": props}
+
+
+def _bbox(feature: dict | None) -> list[float] | None:
+    import shapely.geometry
+
+    if not feature or not feature.get("geometry"):
+        return None
+    return list(shapely.geometry.shape(feature["geometry"]).bounds[:4])

@@ -1,0 +1,294 @@
+"""OGC API Features Part 4 on a real server, both stores: OWSLib and plain HTTP create,
+replace, update and delete; who may (401, 403, 404); schema checks (400, 422); no lost
+updates (ETag, If-Match, 412, a race); history and asof; change events."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+import requests
+
+from test_access import token
+
+pytestmark = pytest.mark.slow
+GEOJSON = {"Content-Type": "application/geo+json"}
+
+
+@pytest.fixture(scope="module")
+def who(credentials):
+    """Authorization headers: a steward, two residents, someone with neither role."""
+    def bearer(sub: str, *roles: str) -> dict:
+        return {"Authorization": "Bearer " + _token(credentials, sub, roles)}
+
+    return {"steward": bearer("s-1", "steward"), "anna": bearer("r-anna", "resident"),
+            "bob": bearer("r-bob", "resident"), "nobody": bearer("n-1", "analyst")}
+
+
+def _token(creds, sub: str, roles) -> str:
+    import jwt
+
+    now = int(time.time())
+    claims = {"iss": creds["issuer"], "aud": creds["audience"], "sub": sub, "iat": now,
+              "exp": now + 3600, "roles": list(roles)}
+    return jwt.encode(claims, creds["rsa"], algorithm="RS256", headers={"kid": "rsa-1"})
+
+
+def _report(category="afval", text="Zwerfvuil op de stoep", lon=4.4470, lat=51.9150) -> dict:
+    return {"type": "Feature", "geometry": {"type": "Point", "coordinates": [lon, lat]},
+            "properties": {"category": category, "description": text}}
+
+
+def _plot(name="new plot", height=7.25, floors=2, x=91200) -> dict:
+    return {"type": "Feature", "properties": {"name": name, "height": height, "floors": floors},
+            "geometry": {"type": "Polygon", "coordinates": [[
+                [4.4450, 51.9140], [4.4455, 51.9140], [4.4455, 51.9143], [4.4450, 51.9143],
+                [4.4450, 51.9140]]]}}
+
+
+def _create(server, cid, feature, headers) -> requests.Response:
+    r = requests.post(f"{server}/collections/{cid}/items", data=json.dumps(feature),
+                      headers={**GEOJSON, **headers}, timeout=30)
+    assert r.status_code == 201, r.text
+    return r
+
+
+def test_a_resident_reports_and_the_report_is_theirs(server, who):
+    r = _create(server, "meldingen", _report(), who["anna"])
+    url = r.headers["Location"]
+    assert url.startswith(f"{server}/collections/meldingen/items/")
+    got = requests.get(url, headers=who["anna"], timeout=30)
+    assert got.status_code == 200
+    props = got.json()["properties"]
+    assert props["category"] == "afval" and props["description"] == "Zwerfvuil op de stoep"
+    assert props["time"]  # set by the server: the report said none
+    assert props["reporter"].startswith("jwt:")  # the server says who, pseudonymously
+    assert got.headers["ETag"] == r.headers["ETag"]
+    # another resident and an anonymous caller: it does not exist for them
+    assert requests.get(url, headers=who["bob"], timeout=30).status_code == 404
+    assert requests.patch(url, data=json.dumps({"properties": {"category": "groen"}}),
+                          headers={**who["bob"], "Content-Type": "application/merge-patch+json"},
+                          timeout=30).status_code == 404
+    assert requests.get(url, timeout=30).status_code == 404
+    # a steward sees every report; the resident's own list holds only theirs
+    assert requests.get(url, headers=who["steward"], timeout=30).status_code == 200
+    mine = requests.get(f"{server}/collections/meldingen/items?limit=1000", headers=who["bob"],
+                        timeout=30).json()["features"]
+    assert all(f["properties"]["reporter"] != props["reporter"] for f in mine)
+    # the resident corrects their own report
+    fixed = requests.patch(url, data=json.dumps({"properties": {"category": "groen"}}),
+                           headers={**who["anna"],
+                                    "Content-Type": "application/merge-patch+json"},
+                           timeout=30)
+    assert fixed.status_code == 200, fixed.text
+    assert fixed.json()["properties"]["category"] == "groen"
+    assert fixed.json()["properties"]["description"] == "Zwerfvuil op de stoep"
+
+
+def test_who_may_write(server, who):
+    plot = _plot()
+    # anonymous: 401 on a public collection; a role the collection does not name: 403
+    for headers, status in (({}, 401), (who["nobody"], 403), (who["anna"], 403)):
+        r = requests.post(f"{server}/collections/plots/items", data=json.dumps(plot),
+                          headers={**GEOJSON, **headers}, timeout=30)
+        assert r.status_code == status, r.text
+        assert r.headers["Content-Type"] == "application/problem+json"
+    assert "WWW-Authenticate" in requests.delete(f"{server}/collections/plots/items/P0",
+                                                 timeout=30).headers
+    # a collection one may not see is 404 for every method
+    for method in ("POST", "PUT", "PATCH", "DELETE"):
+        path = "items" if method == "POST" else "items/1"
+        r = requests.request(method, f"{server}/collections/meldingen/{path}",
+                             data=json.dumps(_report()), headers=GEOJSON, timeout=30)
+        assert r.status_code == 404, (method, r.text)
+    # a collection nobody may write: 405, and it says what it takes
+    r = requests.delete(f"{server}/collections/neighbourhoods/items/1", headers=who["steward"],
+                        timeout=30)
+    assert r.status_code == 405 and "GET" in r.headers["Allow"]
+
+
+@pytest.mark.parametrize("body, status, parameter", [
+    ({"type": "Feature", "properties": {"colour": "red"}, "geometry": None}, 422, "colour"),
+    ({"type": "Feature", "properties": {"floors": 2.5}, "geometry": None}, 422, "floors"),
+    ({"type": "Feature", "properties": {"height": "tall"}, "geometry": None}, 422, "height"),
+    ({"type": "Feature", "properties": {}, "geometry": {"type": "LineString", "coordinates": [
+        [4.44, 51.91], [4.45, 51.92]]}}, 422, "geometry"),
+    ({"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [[
+        [4.44, 51.91], [4.45, 51.92], [4.45, 51.91], [4.44, 51.92], [4.44, 51.91]]]}},
+     422, "geometry"),  # a bow tie
+    ({"type": "FeatureCollection", "features": []}, 400, "type"),
+])
+def test_what_the_collection_does_not_take_is_refused_and_named(server, who, body, status,
+                                                                 parameter):
+    r = requests.post(f"{server}/collections/plots/items", data=json.dumps(body),
+                      headers={**GEOJSON, **who["steward"]}, timeout=30)
+    assert r.status_code == status, r.text
+    assert r.json()["parameter"] == parameter, r.json()
+
+
+def test_bad_bodies_and_crs_are_400_and_a_category_off_the_list_is_422(server, who):
+    h = {**GEOJSON, **who["steward"]}
+    r = requests.post(f"{server}/collections/plots/items", data="{not json", headers=h,
+                      timeout=30)
+    assert r.status_code == 400 and r.json()["parameter"] == "body"
+    r = requests.post(f"{server}/collections/plots/items", data=json.dumps(_plot()),
+                      headers={**h, "Content-Crs": "<http://www.opengis.net/def/crs/EPSG/0/9999>"},
+                      timeout=30)
+    assert r.status_code == 400 and r.json()["parameter"] == "Content-Crs"
+    r = requests.post(f"{server}/collections/meldingen/items", data=json.dumps(
+        _report(category="vuurwerk")), headers=h, timeout=30)
+    assert r.status_code == 422 and r.json()["parameter"] == "category"
+    assert "afval" in r.json()["detail"]
+
+
+def test_content_crs_writes_rd_coordinates_where_they_belong(server, who):
+    rd = {"type": "Feature", "properties": {"name": "in RD", "height": 4.0, "floors": 1},
+          "geometry": {"type": "Polygon", "coordinates": [[
+              [91400, 437000], [91420, 437000], [91420, 437020], [91400, 437020],
+              [91400, 437000]]]}}
+    r = _create(server, "plots", rd, {**who["steward"], "Content-Crs":
+                                      "<http://www.opengis.net/def/crs/EPSG/0/28992>"})
+    back = requests.get(r.headers["Location"], params={
+        "crs": "http://www.opengis.net/def/crs/EPSG/0/28992"}, timeout=30).json()
+    xs = [x for x, _ in back["geometry"]["coordinates"][0]]
+    assert min(xs) == pytest.approx(91400, abs=0.01) and max(xs) == pytest.approx(91420, abs=0.01)
+    lon = requests.get(r.headers["Location"], timeout=30).json()["geometry"]["coordinates"][0][0][0]
+    assert 4.4 < lon < 4.5  # and in CRS84 by default
+
+
+def test_put_replaces_and_creates_at_a_client_id_and_delete_deletes(server, who):
+    h = {**GEOJSON, **who["steward"]}
+    url = f"{server}/collections/plots/items/P-client-1"
+    made = requests.put(url, data=json.dumps(_plot("client's")), headers=h, timeout=30)
+    assert made.status_code == 201, made.text
+    again = requests.put(url, data=json.dumps(_plot("client's, taller", height=9.0)), headers=h,
+                         timeout=30)
+    assert again.status_code == 200 and again.headers["ETag"] != made.headers["ETag"]
+    got = requests.get(url, timeout=30).json()
+    assert got["properties"]["name"] == "client's, taller" and got["properties"]["height"] == 9.0
+    gone = requests.delete(url, headers=who["steward"], timeout=30)
+    assert gone.status_code == 204
+    assert requests.get(url, timeout=30).status_code == 404
+    assert requests.delete(url, headers=who["steward"], timeout=30).status_code == 404
+
+
+def test_no_lost_update_if_match_and_a_race(server, who):
+    h = {**who["steward"], "Content-Type": "application/merge-patch+json"}
+    url = _create(server, "plots", _plot("raced"), who["steward"]).headers["Location"]
+    tag = requests.get(url, timeout=30).headers["ETag"]
+    stale = requests.patch(url, data=json.dumps({"properties": {"floors": 3}}),
+                           headers={**h, "If-Match": '"not-the-tag"'}, timeout=30)
+    assert stale.status_code == 412 and stale.json()["parameter"] == "If-Match"
+    # two clients change the same version at once: exactly one wins
+    answers: list[int] = []
+    barrier = threading.Barrier(2)
+
+    def change(floors: int):
+        barrier.wait()
+        answers.append(requests.patch(url, data=json.dumps({"properties": {"floors": floors}}),
+                                      headers={**h, "If-Match": tag}, timeout=30).status_code)
+
+    threads = [threading.Thread(target=change, args=(n,)) for n in (4, 5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(answers) == [200, 412]
+    assert requests.get(url, timeout=30).json()["properties"]["floors"] in (4, 5)
+    # without If-Match the last writer wins (QGIS and OWSLib send none)
+    assert requests.patch(url, data=json.dumps({"properties": {"floors": 6}}), headers=h,
+                          timeout=30).status_code == 200
+    assert requests.get(url, timeout=30).json()["properties"]["floors"] == 6
+
+
+def test_history_and_asof(server, who):
+    h = {**who["steward"], "Content-Type": "application/merge-patch+json"}
+    before = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 2))
+    url = _create(server, "plots", _plot("versioned", height=5.0), who["steward"]).headers[
+        "Location"]
+    time.sleep(1.1)
+    middle = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    time.sleep(1.1)
+    assert requests.patch(url, data=json.dumps({"properties": {"height": 6.0}}), headers=h,
+                          timeout=30).status_code == 200
+    assert requests.patch(url, data=json.dumps({"properties": {"height": 7.0}}), headers=h,
+                          timeout=30).status_code == 200
+    versions = requests.get(f"{url}/history", timeout=30).json()["features"]
+    assert [v["properties"]["height"] for v in versions] == [7.0, 6.0, 5.0]
+    assert [v["properties"]["oup:change"] for v in versions] == ["updated", "updated",
+                                                                  "created"]
+    assert versions[0]["properties"]["oup:validTo"] is None
+    assert requests.get(url, params={"asof": middle}, timeout=30).json()[
+        "properties"]["height"] == 5.0
+    assert requests.get(url, timeout=30).json()["properties"]["height"] == 7.0
+    assert requests.get(url, params={"asof": before}, timeout=30).status_code == 404
+    page = requests.get(f"{server}/collections/plots/items", params={
+        "asof": middle, "name": "versioned"}, timeout=30).json()
+    assert [f["properties"]["height"] for f in page["features"]] == [5.0]
+    bad = requests.get(url, params={"asof": "yesterday"}, timeout=30)
+    assert bad.status_code == 400 and bad.json()["parameter"] == "asof"
+
+
+def test_a_write_is_an_event_of_its_kind_and_reports_carry_no_text(server, who):
+    got: list[dict] = []
+    stop = threading.Event()
+
+    def listen(cid: str):
+        with requests.get(f"{server}/collections/{cid}/events", headers=who["steward"],
+                          stream=True, timeout=30) as r:
+            for line in r.iter_lines(decode_unicode=True):
+                if line.startswith("data:"):
+                    got.append(json.loads(line[5:]))
+                if stop.is_set():
+                    return
+
+    for cid in ("plots", "meldingen"):
+        threading.Thread(target=listen, args=(cid,), daemon=True).start()
+    time.sleep(1.0)
+    url = _create(server, "plots", _plot("evented"), who["steward"]).headers["Location"]
+    requests.patch(url, data=json.dumps({"properties": {"floors": 9}}), headers={
+        **who["steward"], "Content-Type": "application/merge-patch+json"}, timeout=30)
+    requests.delete(url, headers=who["steward"], timeout=30)
+    _create(server, "meldingen", _report(text="Geheime tekst"), who["anna"])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and len(got) < 4:
+        time.sleep(0.1)
+    stop.set()
+    kinds = [(e["type"], e["source"].rsplit("/", 1)[-1]) for e in got]
+    assert ("oup.feature.created", "plots") in kinds and ("oup.feature.updated", "plots") in kinds
+    assert ("oup.feature.deleted", "plots") in kinds and ("oup.feature.created", "meldingen") in kinds
+    updated = next(e for e in got if e["type"] == "oup.feature.updated")
+    assert updated["data"]["properties"] == {"floors": 9}  # what changed, nothing else
+    report = next(e for e in got if e["source"].endswith("/meldingen"))
+    assert set(report["data"]) == {"collection", "id"}  # only the id and the kind
+    assert "Geheime" not in json.dumps(got)
+
+
+def test_owslib_creates_updates_and_deletes(server, who):
+    from owslib.ogcapi.features import Features
+
+    api = Features(server, headers=dict(who["steward"]))
+    plot = _plot("from owslib")
+    assert api.collection_item_create("plots", json.dumps(plot))
+    found = [f for f in api.collection_items("plots", limit=100)["features"]
+             if f["properties"]["name"] == "from owslib"]
+    assert len(found) == 1
+    fid = found[0]["id"]
+    plot["properties"]["name"] = "from owslib, changed"
+    assert api.collection_item_update("plots", fid, json.dumps(plot))
+    assert api.collection_item("plots", fid)["properties"]["name"] == "from owslib, changed"
+    assert api.collection_item_delete("plots", fid)
+    assert requests.get(f"{server}/collections/plots/items/{fid}", timeout=30).status_code == 404
+
+
+def test_editing_is_advertised_as_clients_look_for_it(server):
+    conformance = requests.get(f"{server}/conformance", timeout=30).json()["conformsTo"]
+    assert ("http://www.opengis.net/spec/ogcapi-features-4/1.0/conf/create-replace-delete"
+            in conformance)
+    paths = requests.get(f"{server}/openapi.json", timeout=30).json()["paths"]
+    items, item = paths["/collections/plots/items"], paths["/collections/plots/items/{featureId}"]
+    assert "application/geo+json" in items["post"]["requestBody"]["content"]
+    assert "application/query-cql-json" in items["post"]["requestBody"]["content"]  # search
+    assert {"get", "put", "patch", "delete"} <= set(item)
+    assert "put" not in paths.get("/collections/neighbourhoods/items/{featureId}", {})
