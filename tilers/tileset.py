@@ -444,7 +444,8 @@ def write_tileset(meshes: Iterable, src_crs: str, out: Path,
     finally:
         unpark(out)
     write_tileset_json(out, root_tile, extra)
-    stats["bytes"] = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    stats["bytes"] = sum(f.stat().st_size for f in out.rglob("*")  # what clients fetch
+                         if f.is_file() and ".oup-index" not in f.relative_to(out).parts)
     stats["leaf_bytes"] = sum(contents[n.id]["bytes"] for n in _nodes(root) if not n.children)
     return stats
 
