@@ -246,3 +246,17 @@ def test_a_replaced_building_moves_and_refusals_say_why(model, tileset, tmp_path
     shutil.rmtree(bare / INDEX_DIR)
     with pytest.raises(NoIndex, match="tile it"):
         update_tileset(bare, [{"id": oid, "deleted": True}])
+
+
+def test_changes_as_json_lines_with_a_cityjsonseq_header(model, tileset):
+    from tilers.update import update_from_lines
+
+    doc, _ = model
+    header = {"type": "CityJSON", "version": "2.0", "transform": doc["transform"],
+              "metadata": {"referenceSystem": doc["metadata"]["referenceSystem"]},
+              "CityObjects": {}, "vertices": []}
+    lines = [json.dumps(header), json.dumps(_moved_copy(doc, largest(doc), "SEQ-1", 6.0, 0.0)),
+             "", json.dumps({"id": "SEQ-1", "attributes": {"status": "seq"}})]
+    report = update_from_lines(tileset, lines)
+    assert report.added == ["SEQ-1"] and report.changed == ["SEQ-1"]
+    assert {m["props"]["status"] for m in where(tileset, "SEQ-1")} == {"seq"}

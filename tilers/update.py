@@ -40,7 +40,7 @@ from .placement import region_error, union
 from .spill import block_record, mesh_record, read_record
 from .tileset import Attributes, Job, replace_file, run_job
 
-__all__ = ["update_tileset", "UpdateReport", "UpdateError"]
+__all__ = ["update_tileset", "update_from_lines", "UpdateReport", "UpdateError"]
 UPDATES = "updates"  # the index's own spill files for records written by updates
 
 
@@ -113,6 +113,31 @@ def update_tileset(folder: Path, changes, *, transform: dict | None = None,
         report = _update_one(folder, changes, transform, crs)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def update_from_lines(folder: Path, lines) -> UpdateReport:
+    """``update_tileset`` from JSON Lines: a CityJSONSeq (its first line the CityJSON
+    header with the transform and CRS, then CityJSONFeatures), where a line may also be
+    an attribute change or a deletion (``update_tileset``'s forms)."""
+    import orjson
+
+    from oup.cityjson import declared_crs
+
+    transform, crs, changes = None, None, []
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            doc = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            raise UpdateError(f"line {n} is not JSON ({exc})") from None
+        if isinstance(doc, dict) and doc.get("type") == "CityJSON":
+            transform = doc.get("transform")
+            if (doc.get("metadata") or {}).get("referenceSystem"):
+                crs = declared_crs(doc, None, Path("header"))[0]
+        else:
+            changes.append(doc)
+    return update_tileset(folder, changes, transform=transform, crs=crs)
 
 
 @contextmanager
