@@ -194,7 +194,10 @@ def keys_revoke(name):
 @click.option("--collection", "collections", multiple=True,
               help="tile this catalogue collection (default: every one with tiles3d)")
 @click.option("--quiet", is_flag=True, help="no progress bars")
-def tile(inputs, out, crs, lod, collections, quiet):
+@click.option("--update", "changes", type=click.File("r", encoding="utf-8"),
+              help="redo only the tiles of the buildings in this JSON Lines file "
+                   "(CityJSONSeq, attribute changes, deletions) in --out or --collection")
+def tile(inputs, out, crs, lod, collections, quiet, changes):
     """Make 3D Tiles 1.1: from INPUTS (CityJSON, CityJSONSeq, folders) into --out, or from
     the catalogue's 3D collections into <data dir>/3dtiles/<id>."""
     from tilers import CityModelError, tile as make_tiles
@@ -204,6 +207,18 @@ def tile(inputs, out, crs, lod, collections, quiet):
     s = get_settings()
     try:
         install_grids(s.data_dir)
+        if changes is not None:
+            from tilers.index import NoIndex
+            from tilers.update import UpdateError, update_from_lines
+
+            folders = [out] if out else [s.data_dir / "3dtiles" / c for c in collections]
+            if len(folders) != 1 or inputs:
+                _fail("--update takes one tileset: --out DIR or one --collection, no INPUTS")
+            try:
+                click.echo(update_from_lines(folders[0], changes))
+            except (UpdateError, NoIndex) as exc:
+                _fail(str(exc))
+            return
         if inputs:
             if not out:
                 _fail("give --out DIR for the tileset")

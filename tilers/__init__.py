@@ -181,8 +181,10 @@ def _tile_one(inputs: list[Path], crs: str | None, lod: str | None, target: Path
     src_crs, meshes = _objects(inputs, crs, lod, read, workers, target, z_offset)
     bar = tqdm(desc=f"tiling LoD {lod or 'highest'}", unit=" objects", disable=not progress)
     try:
+        # a city model keeps its index for updates building by building (tilers.update)
+        index = None if lod == "terrain" else {"lod": lod, "z_offset": z_offset}
         stats = write_tileset(_counted(meshes, bar), src_crs, target, vertex_budget,
-                              workers=workers)
+                              workers=workers, index=index)
     except EmptyTileset as exc:
         raise CityModelError("nothing to tile: " + (", ".join(
             f"{n} {w}" for w, n in read.skipped.items()) or str(exc))) from None

@@ -10,7 +10,10 @@ leaves 0, a coarse tile the largest deviation of what it draws or size of what i
 out. Bounding volumes are geodetic regions computed from the content itself.
 
 ``atomic_dir`` lets a caller write into a temporary folder that is moved into place only
-when complete.
+when complete. With ``index`` the objects' records and the tree are kept beside the
+tileset (``tilers.index``), so ``tilers.update`` can redo the tiles of a changed object
+without tiling the city again. Every file is written whole to a temporary name and
+moved into place, so a reader never sees half a tile.
 """
 from __future__ import annotations
 
@@ -122,6 +125,7 @@ class Parked:
     deviation: np.ndarray
     block_nverts: np.ndarray
     attributes: Attributes
+    ids: list = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.mesh_offsets)
@@ -157,7 +161,8 @@ def park(meshes: list, folder: Path) -> Parked:
                   np.array([m.points[:, :2].mean(axis=0) for m in meshes]).reshape(-1, 2),
                   np.array([len(m.surfaces) for m in meshes], np.int64),
                   np.array([b.size for b in made]), np.array([b.deviation for b in made]),
-                  np.array([b.vertices for b in made], np.int64), Attributes.of(rows))
+                  np.array([b.vertices for b in made], np.int64), Attributes.of(rows),
+                  [m.id for m in meshes])
 
 
 def unpark(folder: Path) -> None:
@@ -181,6 +186,7 @@ class Spill:
         self._numbers: dict[str, int] = {}
         self._batches: list[tuple] = []
         self.attributes = Attributes()
+        self.ids: list[str] = []
 
     def __len__(self) -> int:
         return self.attributes.objects
@@ -199,6 +205,7 @@ class Spill:
             np.asarray(parked.mesh_offsets, np.int64), np.asarray(parked.block_offsets, np.int64),
             parked.xy, parked.nverts, parked.size, parked.deviation, parked.block_nverts))
         self.attributes.merge(parked.attributes)
+        self.ids.extend(parked.ids)
 
     def columns(self) -> dict[str, np.ndarray]:
         return {name: np.concatenate([b[i] for b in self._batches])
@@ -226,6 +233,7 @@ class Job:
     out: str
     name: str
     grid_dirs: list
+    frame: list | None = None  # the tile's ENU frame to keep (an update); None: its own
 
 
 _GEO: dict = {}
@@ -271,7 +279,11 @@ def _content(parts: list, rows: list, job: Job, geo: Geodesy, terrain: bool) -> 
     counts = [len(c) for c in corners]
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
     llh = geo.geodetic(np.vstack(points))  # one PROJ call a tile, each point once
-    frame, enu_points = local_frame(geo, llh)
+    if job.frame is None:
+        frame, enu_points = local_frame(geo, llh)
+    else:  # an updated tile keeps its frame: its transform and its children's stay as they are
+        frame = np.array(job.frame, float).reshape(4, 4)
+        enu_points = (geo.ecef(llh) - frame[:3, 3]) @ frame[:3, :3]
     enu = enu_points[np.concatenate([c + s for c, s in zip(corners, p_starts)])]
     tris_all = np.vstack([t.astype(np.int64) + b for (_, _, t, _), b in zip(parts, starts)])
     fids = np.repeat(np.arange(len(parts), dtype=np.uint32), counts)
@@ -282,9 +294,30 @@ def _content(parts: list, rows: list, job: Job, geo: Geodesy, terrain: bool) -> 
                     job.schema, job.kinds, rows, SURFACE_NAMES,
                     color=(0.62, 0.68, 0.58) if terrain else (0.85, 0.83, 0.8))
     uri = f"tiles/{job.name}.glb"
-    (Path(job.out) / uri).write_bytes(glb)
     return {"frame": frame, "region": region_of(llh), "uri": uri, "vertices": int(len(enu)),
-            "bytes": len(glb)}
+            "bytes": len(glb), "written": replace_file(Path(job.out) / uri, glb)}
+
+
+def replace_file(path: Path, data: bytes) -> bool:
+    """Put ``data`` at ``path`` whole (a temporary file in the same folder, then
+    ``os.replace``), unless the file already holds exactly these bytes: an unchanged
+    tile keeps its mtime and so its ETag. Whether it was written."""
+    path = Path(path)
+    try:
+        if path.stat().st_size == len(data) and path.read_bytes() == data:
+            return False
+    except FileNotFoundError:
+        pass
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return True
 
 
 # -- the tree ------------------------------------------------------------------------------
@@ -320,7 +353,7 @@ def write_tileset_json(out: Path, root_tile: dict, extra: dict | None = None) ->
     error = max(region_error(root_tile["boundingVolume"]["region"]), root_tile["geometricError"])
     tileset = {"asset": {"version": "1.1", "generator": "OUP tilers"},
                "geometricError": error, "root": root_tile, **({"extras": extra} if extra else {})}
-    (out / "tileset.json").write_text(json.dumps(tileset, separators=(",", ":")))
+    replace_file(Path(out) / "tileset.json", json.dumps(tileset, separators=(",", ":")).encode())
 
 
 @contextmanager
@@ -346,12 +379,15 @@ def atomic_dir(out: Path):
 
 def write_tileset(meshes: Iterable, src_crs: str, out: Path,
                   vertex_budget: int = 50_000, progress=lambda n: None,
-                  extra: dict | None = None, workers: int = 1) -> dict:
+                  extra: dict | None = None, workers: int = 1,
+                  index: dict | None = None) -> dict:
     """Write a tileset into the (new) folder ``out`` from a stream of objects
     (``CityObjectMesh``, or ``Parked`` batches where workers parked them in ``out``).
 
     Objects are parked on disk as they come; only their centres, sizes and attribute
     types stay in memory (``Spill``) to build the quadtree. Returns statistics.
+    ``index``: keep the parked objects and the tree beside the tileset for updates
+    (``tilers.index``), with these facts of how it was made (``lod``, ``z_offset``).
     """
     out = Path(out)
     (out / "tiles").mkdir(parents=True)
@@ -385,6 +421,7 @@ def write_tileset(meshes: Iterable, src_crs: str, out: Path,
                 jobs.append(Job("leaf", _places(spill.files, col["mesh_file"],
                                                 col["mesh_offset"], np.sort(node.items)),
                                 src_crs, schema, kinds, str(out), node.id, grids))
+        own_errors = dict(errors)
         _monotone(root, errors)
         contents = {}
         if workers > 1 and len(jobs) > 1:
@@ -399,10 +436,16 @@ def write_tileset(meshes: Iterable, src_crs: str, out: Path,
                 progress(len(job.places) if job.kind == "leaf" else 0)
         stats = {"tiles": 0, "vertices_per_tile": [], "objects": len(xy), "levels": {}}
         root_tile = _tile_json(root, contents, errors, stats)
+        if index is not None:
+            from .index import keep_index
+
+            keep_index(out, spill, col, list(_nodes(root)), contents, own_errors,
+                       dict(index, src_crs=src_crs, vertex_budget=budget))
     finally:
         unpark(out)
     write_tileset_json(out, root_tile, extra)
-    stats["bytes"] = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    stats["bytes"] = sum(f.stat().st_size for f in out.rglob("*")  # what clients fetch
+                         if f.is_file() and ".oup-index" not in f.relative_to(out).parts)
     stats["leaf_bytes"] = sum(contents[n.id]["bytes"] for n in _nodes(root) if not n.children)
     return stats
 

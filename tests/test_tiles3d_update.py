@@ -1,0 +1,262 @@
+"""A tileset follows a changed building without tiling the city again (tilers.update):
+only the building's leaf and the coarse tiles above it get new bytes, every other file
+keeps its bytes (and so its ETag), and what changed reads back in loaders.gl and passes
+the Khronos glTF validator."""
+import hashlib
+import json
+import math
+import shutil
+import subprocess
+
+import numpy as np
+import pyproj
+import pytest
+
+from conftest import CITY_MODELS, GRID_CACHE, ROOT
+from tileset_reader import content_tiles, ecef_of
+from tilers import tile
+from tilers.index import INDEX_DIR, NoIndex
+from tilers.update import UpdateError, update_tileset
+
+JS = ROOT / "tests" / "js"
+BUILDINGS = 150
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    """The first buildings of the demo city, and a tileset of them with a few levels."""
+    from oup.geodesy import install_grids
+
+    work = tmp_path_factory.mktemp("update")
+    (work / "proj").mkdir()
+    for grid in GRID_CACHE.glob("*.tif"):
+        shutil.copy(grid, work / "proj" / grid.name)
+    install_grids(work)  # (builds them where the cache has none)
+    doc = json.loads(CITY_MODELS["rotterdam-delfshaven.city.json"].read_text())
+    tops = [k for k, o in doc["CityObjects"].items() if not o.get("parents")][:BUILDINGS]
+    keep = {}
+    for k in tops:
+        keep[k] = doc["CityObjects"][k]
+        keep.update({c: doc["CityObjects"][c] for c in keep[k].get("children", [])})
+    doc = dict(doc, CityObjects=keep)
+    src = work / "subset.city.json"
+    src.write_text(json.dumps(doc))
+    tile([src], work / "tiles", vertex_budget=3000, progress=False)
+    return doc, work / "tiles"
+
+
+@pytest.fixture
+def tileset(model, tmp_path):
+    out = tmp_path / "tiles"
+    shutil.copytree(model[1], out)
+    return out
+
+
+def node(*args) -> list[dict]:
+    res = subprocess.run(["node", *args], capture_output=True, text=True, timeout=300, cwd=JS)
+    assert res.returncode == 0, res.stderr
+    return [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+
+
+def files(folder):
+    """SHA-256 and mtime of every file a client can fetch (the index is the tiler's)."""
+    return {str(p.relative_to(folder)): (hashlib.sha256(p.read_bytes()).hexdigest(),
+                                         p.stat().st_mtime_ns)
+            for p in folder.rglob("*") if p.is_file() and INDEX_DIR not in p.parts}
+
+
+def tree(folder):
+    """uri -> (tile, parent uri) of every content tile."""
+    out = {}
+
+    def walk(t, up):
+        out[t["content"]["uri"]] = (t, up)
+        for c in t.get("children", []):
+            walk(c, t["content"]["uri"])
+    walk(json.loads((folder / "tileset.json").read_text())["root"], None)
+    return out
+
+
+def ancestors(folder, uri):
+    t = tree(folder)
+    up = []
+    while (uri := t[uri][1]) is not None:
+        up.append(uri)
+    return up
+
+
+def where(folder, oid) -> list[dict]:
+    """Every tile loaders.gl finds ``oid`` in, with its decoded properties."""
+    [result] = node("metadata.mjs", str(folder / "tileset.json"), "id", oid)
+    return result["matches"]
+
+
+def leaves(folder) -> set:
+    return {u for u, (t, _) in tree(folder).items() if not t.get("children")}
+
+
+def check_valid(folder):
+    """Every glb passes the Khronos validator; the tileset is whole: each content file
+    there, each tile's region holds its content and its children's, refining never
+    raises the error."""
+    results = node("validate.mjs", str(folder / "tiles"))
+    assert len(results) == len(list((folder / "tiles").glob("*.glb")))
+    for r in results:
+        assert r["errors"] == 0 and r["warnings"] == 0, r
+    ts = json.loads((folder / "tileset.json").read_text())
+    assert ts["asset"]["version"] == "1.1"
+    assert ts["geometricError"] >= ts["root"]["geometricError"]
+    to_llh = pyproj.Transformer.from_crs("EPSG:4978", "EPSG:4979", always_xy=True)
+    for t, world, _ in content_tiles(folder):
+        assert (folder / t["content"]["uri"]).is_file()
+        w, s, e, n, h0, h1 = t["boundingVolume"]["region"]
+        xyz = ecef_of(folder, t, world)
+        lon, lat, h = to_llh.transform(xyz[:, 0], xyz[:, 1], xyz[:, 2])
+        eps = 1e-8  # radians (6 cm): the glb's 2 mm quantisation is well inside
+        assert (np.radians(lon) >= w - eps).all() and (np.radians(lon) <= e + eps).all()
+        assert (np.radians(lat) >= s - eps).all() and (np.radians(lat) <= n + eps).all()
+        assert (h >= h0 - 0.05).all() and (h <= h1 + 0.05).all()
+        for c in t.get("children", []):
+            cw, cs, ce, cn, ch0, ch1 = c["boundingVolume"]["region"]
+            assert w <= cw and s <= cs and ce <= e and cn <= n and h0 <= ch0 and ch1 <= h1
+            assert c["geometricError"] <= t["geometricError"]
+
+
+def largest(doc) -> str:
+    """The largest building: a coarse tile carries the largest first, so it stands in
+    every tile above its leaf."""
+    verts = np.asarray(doc["vertices"], float)
+
+    def size(obj):
+        used = verts[sorted({v for g in obj["geometry"] for sh in g["boundaries"] for s in sh
+                             for r in s for v in r})]
+        return np.ptp(used, axis=0).max()
+    return max((k for k, o in doc["CityObjects"].items() if not o.get("parents")),
+               key=lambda k: size(doc["CityObjects"][k]))
+
+
+def test_the_tiler_keeps_an_index_of_every_building(model):
+    doc, folder = model
+    from tilers.index import load_index
+
+    index = load_index(folder)
+    assert sorted(index.objects["id"].tolist()) == sorted(
+        k for k, o in doc["CityObjects"].items() if not o.get("parents"))
+    on_disk = {f"tiles/{i}.glb" for i in index.nodes["id"].tolist()}
+    assert on_disk == set(tree(folder)) and len(on_disk) >= 5
+    assert {f"tiles/{i}.glb" for i in index.nodes["id"][index.objects["leaf"]]} == leaves(folder)
+    assert len(ancestors(folder, sorted(leaves(folder))[0])) >= 1  # levels above the leaves
+
+
+def test_changed_attributes_rewrite_its_leaf_and_the_tiles_above_only(model, tileset):
+    doc, _ = model
+    oid = largest(doc)
+    before = where(tileset, oid)
+    [leaf] = [m["uri"] for m in before if m["uri"] in leaves(tileset)]
+    assert {m["uri"] for m in before} == {leaf, *ancestors(tileset, leaf)}
+    old = files(tileset)
+    report = update_tileset(tileset, [{"id": oid, "attributes": {
+        "bron_geo": "survey of 2025", "TerrainHeight": 3.25}}])
+    new = files(tileset)
+    changed = {k for k in old if old[k] != new[k]}
+    assert changed == {leaf, *ancestors(tileset, leaf)}, changed
+    assert set(new) == set(old)
+    for k in changed:  # new bytes, a new mtime: the served ETag (path, mtime, size) changes
+        assert old[k][0] != new[k][0] and old[k][1] != new[k][1]
+    assert report.changed == [oid] and set(report.rewritten) == changed
+    after = where(tileset, oid)
+    assert {m["uri"] for m in after} == {m["uri"] for m in before}
+    for m in after:  # at every level it is drawn
+        assert m["props"]["bron_geo"] == "survey of 2025"
+        assert m["props"]["TerrainHeight"] == 3.25
+        assert m["props"]["status"] == before[0]["props"]["status"]
+    check_valid(tileset)
+
+
+def test_a_deleted_building_is_gone_from_every_tile(model, tileset):
+    doc, _ = model
+    oid = largest(doc)
+    old = files(tileset)
+    above = {m["uri"] for m in where(tileset, oid)}
+    report = update_tileset(tileset, [{"id": oid, "deleted": True},
+                                      {"id": "no-such-building", "deleted": True}])
+    assert report.deleted == [oid] and report.unknown == ["no-such-building"]
+    assert where(tileset, oid) == []
+    new = files(tileset)
+    changed = {k for k in old if old[k] != new[k]} - {"tileset.json"}
+    assert changed == above  # its leaf and every tile above it: each drew it
+    check_valid(tileset)
+
+
+def _moved_copy(doc, oid, new_id, dx, dy) -> dict:
+    """``oid`` as a CityJSONFeature of its own, ``dx``, ``dy`` metres away, under the
+    model's transform (integer vertices)."""
+    obj = json.loads(json.dumps(doc["CityObjects"][oid]))
+    used = sorted({v for g in obj["geometry"] for sh in g["boundaries"] for s in sh
+                   for r in s for v in r})
+    at = {v: i for i, v in enumerate(used)}
+    for g in obj["geometry"]:
+        g["boundaries"] = [[[[at[v] for v in r] for r in s] for s in sh] for sh in g["boundaries"]]
+    scale = doc["transform"]["scale"]
+    shift = [round(dx / scale[0]), round(dy / scale[1]), 0]
+    verts = [[a + b for a, b in zip(doc["vertices"][v], shift)] for v in used]
+    return {"type": "CityJSONFeature", "id": new_id, "CityObjects": {new_id: obj},
+            "vertices": verts}
+
+
+def test_an_added_building_appears_in_one_leaf_and_the_volumes_grow(model, tileset):
+    doc, _ = model
+    oid = largest(doc)
+    near = _moved_copy(doc, oid, "NEW-near", 4.0, 3.0)
+    far = _moved_copy(doc, oid, "NEW-far", 1500.0, 0.0)  # east of every tile
+    old_root = json.loads((tileset / "tileset.json").read_text())["root"]["boundingVolume"]
+    report = update_tileset(tileset, [near, far], transform=doc["transform"], crs="EPSG:7415")
+    assert report.added == ["NEW-near", "NEW-far"]
+    for new_id in ("NEW-near", "NEW-far"):
+        found = where(tileset, new_id)
+        in_leaves = [m for m in found if m["uri"] in leaves(tileset)]
+        assert len(in_leaves) == 1, found
+        assert in_leaves[0]["vertices"] > 0
+        assert found[0]["props"]["bron_tex"] == doc["CityObjects"][oid]["attributes"]["bron_tex"]
+    # the near copy goes where its original is (its centre is 5 m off, in the same cell)
+    [leaf] = [m["uri"] for m in where(tileset, oid) if m["uri"] in leaves(tileset)]
+    assert leaf in {m["uri"] for m in where(tileset, "NEW-near")}
+    root = json.loads((tileset / "tileset.json").read_text())["root"]["boundingVolume"]
+    metres = 6_378_137 * math.cos(old_root["region"][1])  # a radian of longitude here
+    assert (root["region"][2] - old_root["region"][2]) * metres > 100  # grown east
+    check_valid(tileset)  # which holds the far copy inside its leaf's region and the root's
+
+
+def test_a_replaced_building_moves_and_refusals_say_why(model, tileset, tmp_path):
+    doc, _ = model
+    oid = largest(doc)
+    moved = _moved_copy(doc, oid, oid, 0.0, 2.0)
+    moved["CityObjects"][oid]["attributes"] = {"status": "replaced"}
+    report = update_tileset(tileset, [moved], transform=doc["transform"])
+    assert report.replaced == [oid]
+    found = where(tileset, oid)
+    assert found and all(m["props"]["status"] == "replaced" for m in found)
+    assert all(m["props"]["bron_tex"] in ("", None) for m in found)  # a replacement, not a merge
+    with pytest.raises(UpdateError, match="EPSG:4326"):
+        update_tileset(tileset, [moved], transform=doc["transform"], crs="EPSG:4326")
+    with pytest.raises(UpdateError, match="'id' is missing"):
+        update_tileset(tileset, [{"attributes": {}}])
+    bare = tmp_path / "bare"
+    shutil.copytree(tileset, bare)
+    shutil.rmtree(bare / INDEX_DIR)
+    with pytest.raises(NoIndex, match="tile it"):
+        update_tileset(bare, [{"id": oid, "deleted": True}])
+
+
+def test_changes_as_json_lines_with_a_cityjsonseq_header(model, tileset):
+    from tilers.update import update_from_lines
+
+    doc, _ = model
+    header = {"type": "CityJSON", "version": "2.0", "transform": doc["transform"],
+              "metadata": {"referenceSystem": doc["metadata"]["referenceSystem"]},
+              "CityObjects": {}, "vertices": []}
+    lines = [json.dumps(header), json.dumps(_moved_copy(doc, largest(doc), "SEQ-1", 6.0, 0.0)),
+             "", json.dumps({"id": "SEQ-1", "attributes": {"status": "seq"}})]
+    report = update_from_lines(tileset, lines)
+    assert report.added == ["SEQ-1"] and report.changed == ["SEQ-1"]
+    assert {m["props"]["status"] for m in where(tileset, "SEQ-1")} == {"seq"}

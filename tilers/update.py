@@ -1,0 +1,468 @@
+"""A tileset follows changed city objects without tiling the city again.
+
+``update_tileset(folder, changes)`` takes objects added, replaced, changed in their
+attributes or deleted, and redoes only the tiles they are in: the leaf that holds each
+one (before and after the change) and the coarse tiles above it, from the records and
+the tree `oup tile` kept in ``.oup-index`` (``tilers.index``). Every other glb keeps its
+bytes, its file and so its ETag; a redone tile keeps its name and its ENU frame (so no
+transform in tileset.json changes), and is written only where its bytes differ.
+
+Where an object goes is where the tiler's quadtree would put it: from the root down,
+the quadrant of its centre at each tile's middle (past the root's box too, as the split
+would); where that quadrant has no tile (nothing stood there when the city was tiled),
+the nearest leaf (by the distance of its centre to the leaf's cell) under the deepest
+tile reached. A leaf is not split again when it grows past the vertex budget: the next
+full `oup tile` balances the tree.
+
+Files are replaced whole (a temporary file in the same folder, then ``os.replace``):
+the glbs first, then tileset.json, then the index. One update at a time a tileset
+(an exclusive lock on ``.oup-index/lock``).
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from oup.cityjson import reference_crs, vertices_of
+
+from .cityjson import GROUND, ROOF, CityObjectMesh, ReadReport, mesh_documents
+from .gltf import metadata_schema
+from .index import INDEX_DIR, TilesetIndex, attributes_from_json, attributes_to_json, \
+    load_index, save_index
+from .lod import blocks_of, choose
+from .placement import region_error, union
+from .spill import block_record, mesh_record, read_record
+from .tileset import Attributes, Job, replace_file, run_job
+
+__all__ = ["update_tileset", "update_from_lines", "UpdateReport", "UpdateError"]
+UPDATES = "updates"  # the index's own spill files for records written by updates
+
+
+class UpdateError(ValueError):
+    """A change that cannot be applied; the message says which and why."""
+
+
+@dataclass
+class UpdateReport:
+    added: list = field(default_factory=list)
+    replaced: list = field(default_factory=list)
+    changed: list = field(default_factory=list)    # attributes only
+    deleted: list = field(default_factory=list)
+    unknown: list = field(default_factory=list)    # ids to change or delete not in the tileset
+    skipped: dict = field(default_factory=dict)    # id -> why it could not be tiled
+    rewritten: list = field(default_factory=list)  # content URIs whose bytes changed
+    same: list = field(default_factory=list)       # redone, same bytes: left as they were
+    removed: list = field(default_factory=list)    # tiles left empty: gone
+    seconds: float = 0.0
+
+    def __str__(self) -> str:
+        parts = [f"{len(getattr(self, k))} {k}" for k in
+                 ("added", "replaced", "changed", "deleted") if getattr(self, k)]
+        parts.append(f"{len(self.rewritten)} tiles rewritten" +
+                     (f", {len(self.removed)} removed" if self.removed else ""))
+        if self.unknown:
+            parts.append(f"unknown ids: {', '.join(self.unknown)}")
+        if self.skipped:
+            parts.append("skipped " + ", ".join(f"{k} ({v})" for k, v in self.skipped.items()))
+        return "; ".join(parts) + f" in {self.seconds:.2f} s"
+
+
+def update_tileset(folder: Path, changes, *, transform: dict | None = None,
+                   crs: str | None = None) -> UpdateReport:
+    """Apply ``changes`` (in order; a later change of an id wins) to the tileset in
+    ``folder`` (made by `oup tile` of a city model). Each change is one of:
+
+    - a CityJSONFeature (``{"type": "CityJSONFeature", "id", "CityObjects", "vertices"}``,
+      its vertices under ``transform`` (the model's, or the feature's own "transform"),
+      in the tileset's CRS (``crs``, if given, is checked)): its top-level objects are
+      added or replace the objects of the same id;
+    - ``{"id", "attributes": {...}}``: new values of some attributes (merged into the
+      object's; null is a value), optionally with ``"footprint_height"``: the height its
+      lowest point moves to. Where the tileset was made with a z offset attribute
+      (``oup tile --z-offset``), a new value of it moves the object by the difference;
+    - ``{"id", "deleted": true}``: the object is removed.
+
+    A tileset made of several LoDs (``lod-<L>/``) is updated in each. Returns what was
+    done (``UpdateReport``)."""
+    folder = Path(folder)
+    started = time.perf_counter()
+    changes = list(changes)
+    report = UpdateReport()
+    top = json.loads((folder / "tileset.json").read_text())
+    lods = (top.get("extras") or {}).get("lods")
+    if lods:
+        for one, rel in lods.items():
+            part = _update_one(folder / Path(rel).parent, changes, transform, crs)
+            report.rewritten += [f"{Path(rel).parent}/{u}" for u in part.rewritten]
+            report.same += [f"{Path(rel).parent}/{u}" for u in part.same]
+            report.removed += [f"{Path(rel).parent}/{u}" for u in part.removed]
+            for k in ("added", "replaced", "changed", "deleted", "unknown"):
+                setattr(report, k, sorted(set(getattr(report, k)) | set(getattr(part, k))))
+            report.skipped.update({f"{i} (LoD {one})": w for i, w in part.skipped.items()})
+        highest = json.loads((folder / list(lods.values())[-1]).read_text())
+        top["geometricError"] = top["root"]["geometricError"] = highest["geometricError"]
+        top["root"]["boundingVolume"] = highest["root"]["boundingVolume"]
+        replace_file(folder / "tileset.json", json.dumps(top).encode())
+    else:
+        report = _update_one(folder, changes, transform, crs)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def update_from_lines(folder: Path, lines) -> UpdateReport:
+    """``update_tileset`` from JSON Lines: a CityJSONSeq (its first line the CityJSON
+    header with the transform and CRS, then CityJSONFeatures), where a line may also be
+    an attribute change or a deletion (``update_tileset``'s forms)."""
+    import orjson
+
+    from oup.cityjson import declared_crs
+
+    transform, crs, changes = None, None, []
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            doc = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            raise UpdateError(f"line {n} is not JSON ({exc})") from None
+        if isinstance(doc, dict) and doc.get("type") == "CityJSON":
+            transform = doc.get("transform")
+            if (doc.get("metadata") or {}).get("referenceSystem"):
+                crs = declared_crs(doc, None, Path("header"))[0]
+        else:
+            changes.append(doc)
+    return update_tileset(folder, changes, transform=transform, crs=crs)
+
+
+@contextmanager
+def _locked(folder: Path):
+    with open(folder / INDEX_DIR / "lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _kind(change) -> str:
+    if not isinstance(change, dict):
+        raise UpdateError(f"a change is an object, not {type(change).__name__}")
+    if change.get("type") == "CityJSONFeature":
+        return "feature"
+    if "id" not in change:
+        raise UpdateError("a change names its object: 'id' is missing")
+    if change.get("deleted") is True:
+        return "delete"
+    if "attributes" in change or "footprint_height" in change:
+        return "attributes"
+    raise UpdateError(f"change of {change['id']!r}: give a CityJSONFeature, 'attributes' "
+                      "(and/or 'footprint_height') or 'deleted': true")
+
+
+class _Records:
+    """The index's records: read where they are, appended to the updates' own files."""
+
+    def __init__(self, folder: Path, files: list):
+        self.folder, self.files, self._read, self._append = folder, files, {}, {}
+
+    def read(self, number: int, offset: int):
+        name = self.files[number]
+        if name not in self._read:
+            self._read[name] = open(self.folder / name, "rb")
+        return read_record(self._read[name], int(offset))
+
+    def append(self, suffix: str, record: bytes) -> tuple[int, int]:
+        name = f"{UPDATES}.{suffix}"
+        if name not in self.files:
+            self.files.append(name)
+        if name not in self._append:
+            self._append[name] = open(self.folder / name, "ab")
+        fh = self._append[name]
+        at = fh.tell()
+        fh.write(record)
+        return self.files.index(name), at
+
+    def close(self):
+        for fh in [*self._read.values(), *self._append.values()]:
+            fh.close()
+
+
+def _filtered(attributes: dict) -> dict:
+    """The attributes a tile carries (as ``mesh_documents`` keeps them): scalars."""
+    return {k: v for k, v in attributes.items()
+            if isinstance(v, (str, int, float, bool)) or v is None}
+
+
+def _numeric(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _pending(changes: list, index: TilesetIndex, records: _Records, report: UpdateReport,
+             transform: dict | None) -> dict:
+    """id -> the object's new mesh, or None (deleted), after all ``changes`` in order."""
+    meta, obj = index.meta, index.objects
+    row_of = {oid: i for i, oid in enumerate(obj["id"].tolist())}
+    pending: dict = {}
+
+    def current(oid):
+        if oid in pending:
+            return pending[oid]
+        i = row_of.get(oid)
+        return None if i is None else records.read(obj["mesh_file"][i], obj["mesh_offset"][i])
+
+    for change in changes:
+        kind = _kind(change)
+        if kind == "feature":
+            read = ReadReport()
+            verts = vertices_of(change, change.get("transform", transform))
+            meshes = {m.id: m for m in mesh_documents([(change, verts)], meta["lod"], read,
+                                                      meta["z_offset"])}
+            tops = [k for k, o in (change.get("CityObjects") or {}).items()
+                    if not o.get("parents")]
+            if not tops:
+                raise UpdateError(f"feature {change.get('id')!r} holds no top-level city object")
+            for oid in tops:
+                exists = pending[oid] is not None if oid in pending else oid in row_of
+                if oid in meshes:
+                    pending[oid] = meshes[oid]
+                    (report.replaced if exists else report.added).append(oid)
+                else:  # nothing of it can be tiled (at this LoD): as a full run, it is left out
+                    report.skipped[oid] = ", ".join(read.skipped) or "no geometry"
+                    if exists:
+                        pending[oid] = None
+                        report.deleted.append(oid)
+            continue
+        oid = str(change["id"])
+        mesh = current(oid)
+        if mesh is None:
+            report.unknown.append(oid)
+            continue
+        if kind == "delete":
+            pending[oid] = None
+            report.deleted.append(oid)
+            continue
+        new = change.get("attributes") or {}
+        if not isinstance(new, dict):
+            raise UpdateError(f"change of {oid!r}: 'attributes' is an object of names and values")
+        attrs = {**mesh.attributes, **_filtered(new)}
+        points = mesh.points
+        lift = 0.0
+        z_attr = meta["z_offset"]
+        if z_attr and z_attr in new:
+            before, after = mesh.attributes.get(z_attr), attrs.get(z_attr)
+            lift = (after if _numeric(after) else 0.0) - (before if _numeric(before) else 0.0)
+        if change.get("footprint_height") is not None:
+            if not _numeric(change["footprint_height"]):
+                raise UpdateError(f"change of {oid!r}: footprint_height is a number (metres)")
+            lift = float(change["footprint_height"]) - float(points[:, 2].min())
+        if lift:
+            points = points.copy()
+            points[:, 2] += lift
+        pending[oid] = CityObjectMesh(mesh.id, mesh.type, attrs, points, mesh.triangles,
+                                      mesh.surfaces, mesh.corners)
+        report.changed.append(oid)
+    return pending
+
+
+def _place(xy: np.ndarray, nodes: dict, children: dict) -> int:
+    """The leaf an object centred at ``xy`` goes to (see the module's docstring)."""
+    ids, bounds = nodes["id"], nodes["bounds"]
+    n = 0
+    while children[n]:
+        x0, y0, x1, y1 = bounds[n]
+        q = int(xy[0] >= (x0 + x1) / 2) + 2 * int(xy[1] >= (y0 + y1) / 2)
+        nxt = [c for c in children[n] if ids[c][-1] == str(q)]
+        if not nxt:
+            break
+        n = nxt[0]
+    if not children[n]:
+        return n
+    under = [i for i in range(len(ids)) if not children[i] and ids[i].startswith(ids[n])]
+    b = bounds[under]
+    dx = np.maximum(np.maximum(b[:, 0] - xy[0], xy[0] - b[:, 2]), 0)
+    dy = np.maximum(np.maximum(b[:, 1] - xy[1], xy[1] - b[:, 3]), 0)
+    return under[int(np.argmin(np.hypot(dx, dy)))]
+
+
+def _update_one(folder: Path, changes: list, transform: dict | None,
+                crs: str | None) -> UpdateReport:
+    from oup.geodesy import installed_grid_dirs
+
+    folder = Path(folder)
+    if not (folder / INDEX_DIR).is_dir():
+        load_index(folder)  # says why there is none
+    with _locked(folder):
+        index = load_index(folder)  # as the last update left it
+        meta = index.meta
+        if crs and reference_crs(crs)[0] != meta["src_crs"]:
+            raise UpdateError(f"the changes are in {crs}, the tileset in {meta['src_crs']}")
+        report = UpdateReport()
+        records = _Records(folder / INDEX_DIR, list(meta["files"]))
+        try:
+            pending = _pending(changes, index, records, report, transform)
+            if not pending:
+                return report
+            dirty = _apply(index, pending, records)
+        finally:
+            records.close()
+        meta["files"] = records.files
+        _redo(folder, index, dirty, installed_grid_dirs(), report)
+        save_index(folder, index)
+    return report
+
+
+def _apply(index: TilesetIndex, pending: dict, records: _Records) -> set:
+    """Write the new objects' records, change the object table; the leaves touched."""
+    obj, nodes, meta = index.objects, index.nodes, index.meta
+    children = _children(nodes)
+    row_of = {oid: i for i, oid in enumerate(obj["id"].tolist())}
+    dirty = {int(obj["leaf"][row_of[oid]]) for oid in pending if oid in row_of}
+    keep = np.ones(len(obj["id"]), bool)
+    keep[[row_of[oid] for oid, m in pending.items() if m is None and oid in row_of]] = False
+    meshes = [m for m in pending.values() if m is not None]
+    blocks = blocks_of(meshes, GROUND, ROOF)
+    summary = attributes_from_json(meta["attributes"])
+    rows = [{"id": m.id, "type": m.type, **m.attributes} for m in meshes]
+    summary.merge(Attributes.of(rows))
+    meta["attributes"] = attributes_to_json(summary)
+    new = {k: [] for k in TilesetIndex.OBJECT_COLUMNS}
+    for mesh, block, row in zip(meshes, blocks, rows):
+        mesh_file, mesh_offset = records.append("objects", mesh_record(mesh))
+        block_file, block_offset = records.append("blocks", block_record(block, row))
+        xy = mesh.points[:, :2].mean(axis=0)
+        leaf = _place(xy, nodes, children)
+        dirty.add(leaf)
+        values = {"id": mesh.id, "leaf": leaf, "mesh_file": mesh_file,
+                  "block_file": block_file, "mesh_offset": mesh_offset,
+                  "block_offset": block_offset, "xy": xy, "nverts": len(mesh.surfaces),
+                  "size": block.size, "deviation": block.deviation,
+                  "block_nverts": block.vertices}
+        if mesh.id in row_of:  # in its place: the others in its leaf keep their order
+            for k, v in values.items():
+                obj[k][row_of[mesh.id]] = v
+        else:
+            for k, v in values.items():
+                new[k].append(v)
+    for k in TilesetIndex.OBJECT_COLUMNS:
+        kept = obj[k][keep]
+        if new[k]:
+            added = np.array(new[k], dtype=kept.dtype if k != "id" else str)
+            kept = np.concatenate([kept.astype(str) if k == "id" else kept,
+                                   added.reshape((-1,) + kept.shape[1:])])
+        obj[k] = kept
+    return dirty
+
+
+def _children(nodes: dict) -> list[list[int]]:
+    out = [[] for _ in range(len(nodes["id"]))]
+    for i, p in enumerate(nodes["parent"].tolist()):
+        if p >= 0:
+            out[p].append(i)
+    return out
+
+
+def _redo(folder: Path, index: TilesetIndex, leaves: set, grids: list,
+          report: UpdateReport) -> None:
+    """Make the touched leaves and their ancestors again; tileset.json follows."""
+    obj, nodes, meta = index.objects, index.nodes, index.meta
+    ids = nodes["id"].tolist()
+    parent = nodes["parent"].tolist()
+    dirty = set()
+    for n in leaves:
+        while n >= 0 and n not in dirty:
+            dirty.add(n)
+            n = parent[n]
+    summary = attributes_from_json(meta["attributes"])
+    schema, kinds = metadata_schema(summary.kinds, summary.missing, summary.texts)
+    files = [str(folder / INDEX_DIR / f) for f in meta["files"]]
+    leaf_of = nodes["id"][obj["leaf"]] if len(obj["id"]) else np.array([], str)
+    children = _children(nodes)
+    budget = int(meta["vertex_budget"])
+    empty = set()
+    for n in sorted(dirty, key=lambda i: -len(ids[i])):  # leaves first
+        items = np.flatnonzero(np.char.startswith(leaf_of, ids[n])) if len(leaf_of) else []
+        if not len(items):
+            empty.add(n)
+            continue
+        if children[n]:
+            chosen, nodes["error"][n] = choose(items, obj["size"], obj["deviation"],
+                                               obj["block_nverts"], max(budget // 2, 1))
+            job = Job("coarse", [(files[f], int(o)) for f, o in
+                                 zip(obj["block_file"][chosen], obj["block_offset"][chosen])],
+                      meta["src_crs"], schema, kinds, str(folder), ids[n], grids,
+                      nodes["frame"][n].tolist())
+        else:
+            nodes["error"][n] = 0.0
+            job = Job("leaf", [(files[f], int(o)) for f, o in
+                               zip(obj["mesh_file"][items], obj["mesh_offset"][items])],
+                      meta["src_crs"], schema, kinds, str(folder), ids[n], grids,
+                      nodes["frame"][n].tolist())
+        if len(job.places) > 65_535:
+            raise UpdateError(f"tile {ids[n]} would hold more than 65,535 objects: tile the "
+                              "city again (`oup tile`)")
+        content = run_job(job)
+        nodes["region"][n] = content["region"]
+        (report.rewritten if content["written"] else report.same).append(content["uri"])
+    if 0 in empty:
+        raise UpdateError("the update leaves the tileset empty")
+    _write_tileset_json(folder, index, dirty, empty)
+    if empty:
+        _drop(index, empty)
+        for n in empty:
+            uri = f"tiles/{ids[n]}.glb"
+            (folder / uri).unlink(missing_ok=True)
+            report.removed.append(uri)
+
+
+def _drop(index: TilesetIndex, empty: set) -> None:
+    """Take empty tiles out of the index (their rows; parents renumbered)."""
+    nodes = index.nodes
+    keep = np.array([i not in empty for i in range(len(nodes["id"]))])
+    renumber = np.cumsum(keep) - 1
+    leaf = index.objects["leaf"]
+    index.objects["leaf"] = renumber[leaf] if len(leaf) else leaf
+    for k in TilesetIndex.NODE_COLUMNS:
+        nodes[k] = nodes[k][keep]
+    nodes["parent"] = np.where(nodes["parent"] >= 0, renumber[nodes["parent"]], -1)
+
+
+def _write_tileset_json(folder: Path, index: TilesetIndex, dirty: set, empty: set) -> None:
+    """The redone tiles' bounding volumes (their content's region and their children's)
+    and geometric errors (their own, at least their children's) in tileset.json."""
+    nodes = index.nodes
+    ids = nodes["id"].tolist()
+    number = {nid: i for i, nid in enumerate(ids)}
+    path = folder / "tileset.json"
+    text = path.read_text()
+    tileset = json.loads(text)
+
+    def walk(tile: dict) -> None:
+        n = number[Path(tile["content"]["uri"]).stem]
+        kids = [c for c in tile.get("children", [])
+                if number[Path(c["content"]["uri"]).stem] not in empty]
+        for c in kids:
+            walk(c)
+        if n not in dirty:
+            return
+        if kids:
+            tile["children"] = kids
+        else:
+            tile.pop("children", None)
+        tile["boundingVolume"] = {"region": union(
+            [nodes["region"][n].tolist()] + [c["boundingVolume"]["region"] for c in kids])}
+        tile["geometricError"] = max([float(nodes["error"][n])] +
+                                     [c["geometricError"] for c in kids])
+
+    walk(tileset["root"])
+    root = tileset["root"]
+    tileset["geometricError"] = max(region_error(root["boundingVolume"]["region"]),
+                                    root["geometricError"])
+    new = json.dumps(tileset, separators=(",", ":"))
+    if new != text:
+        replace_file(path, new.encode())
