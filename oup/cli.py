@@ -395,6 +395,41 @@ def simulate(rate, count, duration, bad, duplicates, start, step, seed, quiet):
 
 
 @main.command()
+@click.argument("collection")
+@click.option("--owner", help="every feature this data subject created (as the audit log "
+              "and the history name them, e.g. jwt:1a2b3c...)")
+@click.option("--id", "fid", help="one feature")
+def erase(collection, owner, fid):
+    """Erase a data subject's personal data (GDPR): the collection's personal properties
+    (history.personal) are blanked in every version of their features, current and past.
+    The audit log records that the erasure happened, never what was erased."""
+    from oup.security import AuditLog, new_request_id
+    from oup.store import StoreError, open_store
+
+    s = get_settings()
+    try:
+        coll = load_catalog(s.catalog_dir)[collection]
+    except CatalogError as exc:
+        _fail(str(exc))
+    except KeyError:
+        _fail(f"no collection {collection!r} in the catalogue")
+    if bool(owner) == bool(fid):
+        _fail("say whose data to erase: --owner <who> or --id <feature id>")
+    if not coll.history.personal:
+        _fail(f"{collection} declares no personal properties (history.personal)")
+    try:
+        n = open_store(s.store_url).erase(collection, coll.history.personal, fid=fid,
+                                          owner=owner)
+    except StoreError as exc:
+        _fail(str(exc))
+    AuditLog(s.audit_log or s.data_dir / "audit.log").write(
+        "cli:oup-erase", collection, "ERASE personal data", 200, new_request_id(),
+        subject=owner or f"feature {fid}", versions=n)
+    click.echo(f"{collection}: personal properties ({', '.join(coll.history.personal)}) "
+               f"blanked in {n} versions")
+
+
+@main.command()
 @click.option("--host", default=None, help="address to listen on (OUP_HOST)")
 @click.option("--port", default=None, type=int, help="port (OUP_PORT)")
 @click.option("--workers", default=None, type=int, help="worker processes (OUP_WORKERS)")

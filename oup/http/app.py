@@ -55,7 +55,7 @@ def create_app(settings: Settings | None = None):
                              audit=AuditLog(settings.audit_log or settings.data_dir / "audit.log"),
                              event_properties=lambda ids: _event_properties(fields_of, ids))
     writes = Writes(catalog, store, base, shared.audit, lambda: _event_log(shared, settings),
-                    cache)
+                    cache, _tileset_updater(settings))
     own = Routes([
         *vector_tiles.endpoints(tiles),
         *styles.endpoints(styles.Styles(catalog, tiles.layers, base)),
@@ -89,6 +89,40 @@ def create_app(settings: Settings | None = None):
     gc.collect()
     gc.freeze()
     return app
+
+
+def _tileset_updater(settings: Settings):
+    """After a write to a 3D collection: its 3D Tiles, the changed building's leaf and
+    the tiles above it made again (``tilers.update``), one update at a time per worker,
+    beside the answer (a request does not wait for it)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from oup.writes.city import tiles_change
+
+    queue = ThreadPoolExecutor(max_workers=1, thread_name_prefix="oup-3dtiles")
+    log = logging.getLogger("oup.writes.3dtiles")
+
+    def update(coll, kind: str, written, record=None) -> None:
+        folder = tiles3d.tileset_dir(settings.data_dir, coll.id)
+        if coll.tiles3d is None or not (folder / ".oup-index").is_dir():
+            return
+        change = tiles_change(kind, written.before, written.after, record,
+                              coll.tiles3d.z_offset_attribute)
+        if change is None:
+            return
+
+        def run():
+            from tilers.update import update_tileset
+
+            try:
+                report = update_tileset(folder, [change])
+                log.info("3D tiles of %s after %s %s: %s", coll.id, kind, written.fid, report)
+            except Exception:  # the write stands; `oup tile` makes the tileset whole again
+                log.exception("3D tiles of %s not updated after %s", coll.id, written.fid)
+
+        queue.submit(run)
+
+    return update
 
 
 def _fields(store, cid: str) -> list:

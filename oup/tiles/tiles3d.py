@@ -96,6 +96,8 @@ def serve(data_dir: Path, call: Call):
     from flask import Response, request
 
     cid, path = call.collection, call.path["resource"]
+    if any(part.startswith(".") for part in path.split("/")):  # .oup-index: the tiler's own
+        raise NotFound(f"no 3D Tiles resource {path!r} in collection {cid!r}")
     root = tileset_dir(data_dir, cid)
     full = safe_join(str(root), path) if root.is_dir() else None
     if full is None or not Path(full).is_file():

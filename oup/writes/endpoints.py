@@ -20,6 +20,8 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
+from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 from oup.catalog import Catalog, Collection
@@ -38,6 +40,7 @@ REPLACE = ("application/geo+json", "application/json", "")
 MERGE_PATCH = ("application/merge-patch+json", "application/geo+json", "application/json", "")
 ACTIONS = {"POST": "create", "PUT": "change", "PATCH": "change", "DELETE": "delete"}
 PATCH_TRIES = 3
+PRUNE_SECONDS = 60.0
 _ITEM = re.compile(r"^/collections/(?P<cid>[^/]+)/items/(?P<fid>[^/]+)$")  # a PATCH without If-Match re-reads when another write came in between
 
 
@@ -48,6 +51,7 @@ class Writes:
         self.audit, self.events, self.tile_cache = audit, events, tile_cache
         self.on_change = on_change  # e.g. the 3D tiles of a changed building
         self._logging = threading.Lock()  # one event log connection for the worker's threads
+        self._pruned: dict[str, float] = {}
 
     def endpoints(self) -> list[Endpoint]:
         editable = lambda: [c.id for c in self.catalog if c.editable]  # noqa: E731
@@ -74,6 +78,12 @@ class Writes:
                      "Update a feature with a JSON Merge Patch (RFC 7396)", self.update,
                      operation="updateItem", methods=("PATCH",), params=(fid, crs, match),
                      consumes=MERGE_PATCH, formats=feature, responses=_PROBLEMS, **common),
+            Endpoint("/collections/{collectionId}/items/{featureId}/history",
+                     "The versions of a feature, newest first (each valid from, valid to, "
+                     "the kind of change)", self.history, "edit", "getItemHistory",
+                     params=(fid,), formats=(Format("json", "application/geo+json"),),
+                     collections=lambda: [c.id for c in self.catalog
+                                          if not c.derived_from]),
             Endpoint("/collections/{collectionId}/items/{featureId}", "Delete a feature",
                      self.delete, operation="deleteItem", methods=("DELETE",),
                      params=(fid, match), responses={"204": {"description": "deleted"},
@@ -121,7 +131,7 @@ class Writes:
         written = self.store.write_feature(coll.id, Change(
             "created", None, record, None, call.identity.who,
             self._owner(coll, call.identity)))
-        return self._answer(call, coll, written, 201)
+        return self._answer(call, coll, written, 201, record)
 
     def replace(self, call: Call):
         coll = self.catalog[call.collection]
@@ -134,7 +144,7 @@ class Writes:
         record = self._record(call, coll, body, fid, current, creating=kind == "created")
         written = self.store.write_feature(coll.id, Change(
             kind, fid, record, expected, call.identity.who, self._owner(coll, call.identity)))
-        return self._answer(call, coll, written, 200 if kind == "replaced" else 201)
+        return self._answer(call, coll, written, 200 if kind == "replaced" else 201, record)
 
     def update(self, call: Call):
         coll = self.catalog[call.collection]
@@ -142,10 +152,14 @@ class Writes:
         patch = parse_body(call.request.get_data())
         for _ in range(PATCH_TRIES):
             expected = self._expected(call, coll, fid, must_exist=True)
-            current = self.store.get(coll.id, fid)
+            current = self.store.get(coll.id, fid, owner=self._owner(coll, call.identity))
+            if current is None:
+                raise FeatureNotFound(f"no item {fid!r} in {coll.id}")
             doc = merge_patch({"type": "Feature", "geometry": current["geometry"],
                                "properties": current["properties"]}, patch)
             record = self._record(call, coll, doc, fid, current)
+            for name in current["properties"].keys() - record.properties.keys():
+                record.properties[name] = None  # a null in the patch: the value goes
             try:
                 written = self.store.write_feature(coll.id, Change(
                     "updated", fid, record, expected, call.identity.who,
@@ -154,7 +168,7 @@ class Writes:
                 if call.request.headers.get("If-Match"):
                     raise
                 continue  # another write came in between: apply the patch to that one
-            return self._answer(call, coll, written, 200)
+            return self._answer(call, coll, written, 200, record)
         raise PreconditionFailed(f"{fid} kept changing while it was patched; try again")
 
     def delete(self, call: Call):
@@ -163,10 +177,44 @@ class Writes:
         coll = self.catalog[call.collection]
         fid = call.path["featureId"]
         expected = self._expected(call, coll, fid, must_exist=True)
+        owner = self._owner(coll, call.identity)
         written = self.store.write_feature(coll.id, Change(
-            "deleted", fid, None, expected, call.identity.who, self._owner(coll, call.identity)))
-        self._after(call, coll, "deleted", written, 204)
+            "deleted", fid, None, expected, call.identity.who, owner))
+        if owner is not None and coll.history.personal:
+            # the data subject withdrew it: their personal data goes from every version
+            self.store.erase(coll.id, coll.history.personal, fid=written.fid)
+        self._after(call, coll, "deleted", written, 204, None)
         return Response(status=204)
+
+    def history(self, call: Call):
+        from flask import jsonify
+
+        coll = self.catalog[call.collection]
+        if coll.derived_from:
+            raise NotFound(f"{coll.id} is read live from the sensors: it keeps no versions")
+        fid = call.path["featureId"]
+        owner = self._owner(coll, call.identity) if coll.editable else None
+        versions = self.store.history(coll.id, fid)
+        if not versions or (owner is not None and self.store.get(coll.id, fid, owner=owner)
+                            is None):
+            raise FeatureNotFound(f"no item {fid!r} in {coll.id}")
+        writer = coll.editable is not None and call.identity is not None and bool(
+            call.identity.roles & {*coll.editable.change, *coll.editable.delete})
+        features = []
+        for v in versions:
+            feature = dict(v["feature"] or {"type": "Feature", "id": fid, "geometry": None,
+                                            "properties": {}})
+            props = dict(feature.get("properties") or {})
+            props.update({"oup:version": v["version"], "oup:validFrom": _iso(v["valid_from"]),
+                          "oup:validTo": _iso(v["valid_to"]), "oup:change": v["kind"]})
+            if writer:  # who changed it is for those who may change it too
+                props["oup:actor"] = v["actor"]
+            feature["properties"] = props
+            features.append(feature)
+        resp = jsonify({"type": "FeatureCollection", "features": features,
+                        "numberReturned": len(features)})
+        resp.mimetype = "application/geo+json"
+        return resp
 
     # -- parts ---------------------------------------------------------------------------
     def _record(self, call: Call, coll: Collection, doc: dict, fid: str | None = None,
@@ -197,7 +245,9 @@ class Writes:
     def _expected(self, call: Call, coll: Collection, fid: str, must_exist: bool) -> str | None:
         """The version the change is made to: the current one, if ``If-Match`` (when
         sent) names it; None when there is none (and may be none)."""
-        current = self.store.etag(coll.id, fid, owner=self._owner(coll, call.identity))
+        owner = self._owner(coll, call.identity)
+        current = None if owner is not None and self.store.get(
+            coll.id, fid, owner=owner) is None else self.store.etag(coll.id, fid)
         if current is None and must_exist:
             raise FeatureNotFound(f"no item {fid!r} in {coll.id}")
         match = call.request.if_match
@@ -207,12 +257,12 @@ class Writes:
                                      f"\"{current}\"); read it again", "If-Match")
         return current
 
-    def _answer(self, call: Call, coll: Collection, written, status: int):
+    def _answer(self, call: Call, coll: Collection, written, status: int, record):
         from flask import jsonify
 
         kind = {201: "created"}.get(status) or ("updated" if call.request.method == "PATCH"
                                                 else "replaced")
-        self._after(call, coll, kind, written, status)
+        self._after(call, coll, kind, written, status, record)
         resp = jsonify(written.after)
         resp.status_code = status
         resp.mimetype = "application/geo+json"
@@ -221,7 +271,8 @@ class Writes:
             resp.headers["Location"] = f"{self.base}/collections/{coll.id}/items/{written.fid}"
         return resp
 
-    def _after(self, call: Call, coll: Collection, kind: str, written, status: int) -> None:
+    def _after(self, call: Call, coll: Collection, kind: str, written, status: int,
+               record) -> None:
         """After the commit: the audit, the change event, the tiles it touches."""
         personal = set(coll.history.personal)
         self.audit.write(call.identity.who, coll.id, f"{call.request.method} "
@@ -240,7 +291,26 @@ class Writes:
             if box is not None and self.tile_cache is not None:
                 self.tile_cache.drop_area(coll.id, box)
         if self.on_change is not None:
-            self.on_change(coll, kind, written)
+            self.on_change(coll, kind, written, record)
+        self._prune(coll)
+
+    def _prune(self, coll: Collection) -> None:
+        """Keep the history to its declared retention (at most once a minute a
+        collection, as its writes come)."""
+        now = time.monotonic()
+        if now - self._pruned.get(coll.id, -PRUNE_SECONDS) < PRUNE_SECONDS:
+            return
+        self._pruned[coll.id] = now
+        h, today = coll.history, datetime.now(timezone.utc)
+        if h.retention is None and not h.personal:
+            return
+        keep = today - duration(h.retention) if h.retention else datetime.min.replace(
+            tzinfo=timezone.utc)
+        try:
+            self.store.prune_history(coll.id, keep, list(h.personal),
+                                     today - duration(h.personal_retention))
+        except Exception:  # the write stands; the next one prunes again
+            LOG.exception("history of %s not pruned", coll.id)
 
 
 _PROBLEMS = {code: {"$ref": f"#/components/responses/{code}"} for code in
@@ -252,6 +322,18 @@ def _public(feature: dict | None, personal: set[str]) -> dict | None:
         return None
     props = {k: v for k, v in (feature.get("properties") or {}).items() if k not in personal}
     return {**feature, "properties": props}
+
+
+def duration(text: str) -> timedelta:
+    """An ISO 8601 duration of years, months, weeks and days (P2Y, P30D), as days."""
+    parts = dict(re.findall(r"(\d+)([YMWD])", text))
+    return timedelta(days=365 * int(parts.get("Y", 0)) + 30 * int(parts.get("M", 0))
+                     + 7 * int(parts.get("W", 0)) + int(parts.get("D", 0)))
+
+
+def _iso(value) -> str | None:
+    return value if value is None or isinstance(value, str) else \
+        value.isoformat().replace("+00:00", "Z")
 
 
 def _bbox(feature: dict | None) -> list[float] | None:

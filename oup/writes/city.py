@@ -1,0 +1,73 @@
+"""What a write to a 3D collection means for its 3D Tiles, as the tiler's update takes it
+(``tilers.update.update_tileset``; the app wires the two together).
+
+A building's feature is its footprint with the attributes of its CityObject and the
+numbers the import derived from the 3D geometry (``oup.catalog.readers``: ground_level,
+roof_level, height, lod, cityobject_id, cityobject_type). So a GeoJSON write carries:
+
+- new attribute values -> the same values in the 3D tiles' property tables;
+- a new ground_level -> the building moved up or down to it;
+- a new footprint, or a new roof_level or height -> the building made again as an LoD1
+  block: the footprint extruded from its ground level to its roof (a GeoJSON feature
+  holds no more of a 3D shape than that);
+- a new feature -> an LoD1 block the same way; a deleted one -> gone from the tiles.
+"""
+from __future__ import annotations
+
+import shapely
+import shapely.geometry
+
+MM = 0.001
+DERIVED = ("cityobject_id", "cityobject_type", "lod", "ground_level", "roof_level", "height")
+
+
+def tiles_change(kind: str, before: dict | None, after: dict | None, record,
+                 z_offset: str | None = None) -> dict | None:
+    """The tiler's change for one write (``record``: the stored form, its geometry in the
+    collection's CRS of record), or None when the 3D tiles do not show what changed."""
+    old = (before or {}).get("properties") or {}
+    new = (after or {}).get("properties") or {}
+    oid = str(new.get("cityobject_id") or old.get("cityobject_id") or
+              (after or before or {}).get("id"))
+    if kind == "deleted":
+        return {"id": oid, "deleted": True}
+    shape_changed = kind == "created" or (before or {}).get("geometry") != (after or {}).get(
+        "geometry") or any(old.get(k) != new.get(k) for k in ("roof_level", "height"))
+    if shape_changed and record is not None and record.geometry is not None:
+        return block(oid, record.geometry, new)
+    attributes = {k: v for k, v in new.items() if k not in DERIVED and old.get(k) != v}
+    change: dict = {"id": oid, "attributes": attributes}
+    if old.get("ground_level") != new.get("ground_level") and new.get("ground_level") is not None \
+            and not z_offset:
+        change["footprint_height"] = float(new["ground_level"])
+    return change if attributes or "footprint_height" in change else None
+
+
+def block(oid: str, footprint, props: dict) -> dict:
+    """A CityJSONFeature: ``footprint`` (x, y in the model's CRS) extruded from
+    ground_level to roof_level (or ground_level + height) as an LoD1 Solid."""
+    ground = float(props.get("ground_level") or 0.0)
+    roof = float(props.get("roof_level") or ground + float(props.get("height") or 3.0))
+    polygons = list(getattr(footprint, "geoms", [footprint]))
+    vertices: list[list[float]] = []
+    shells = []
+    for poly in polygons:
+        ring = shapely.geometry.polygon.orient(poly, 1.0).exterior.coords[:-1]
+        base = len(vertices)
+        n = len(ring)
+        vertices += [[x, y, ground] for x, y, *_ in ring] + [[x, y, roof] for x, y, *_ in ring]
+        bottom = [list(reversed(range(base, base + n)))]
+        top = [list(range(base + n, base + 2 * n))]
+        walls = [[[base + i, base + (i + 1) % n, base + n + (i + 1) % n, base + n + i]]
+                 for i in range(n)]
+        shells.append([bottom, top, *walls])
+    attributes = {k: v for k, v in props.items() if k not in DERIVED}
+    # CityJSON keeps vertices as whole numbers under a transform: millimetres here
+    origin = [min(v[i] for v in vertices) for i in range(3)]
+    whole = [[round((v[i] - origin[i]) / MM) for i in range(3)] for v in vertices]
+    return {"type": "CityJSONFeature", "id": oid, "vertices": whole,
+            "transform": {"scale": [MM, MM, MM], "translate": origin},
+            "CityObjects": {oid: {"type": props.get("cityobject_type") or "Building",
+                                  "attributes": attributes,
+                                  "geometry": [{"type": "MultiSolid", "lod": "1",
+                                                "boundaries": [[shell] for shell in shells]}]}}}
