@@ -141,8 +141,10 @@ class FeatureVersions:
     # -- reading versions --------------------------------------------------------------
     @staticmethod
     def _instant(value) -> datetime | None:
-        if value is None or isinstance(value, datetime):
-            return value
+        if value is None:
+            return None
+        if isinstance(value, datetime):
+            return value.astimezone(timezone.utc)
         return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
     def _versions_of(self, run: Run, meta: dict, table: str, where: str, params: list,
