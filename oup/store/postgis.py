@@ -251,7 +251,7 @@ class PostGISStore(FeatureVersions, SqlQueries):
             with self.pool.connection() as con, con.transaction():
                 # the collection's one writer until COMMIT: the ETag check holds, and a
                 # server-made id is not made twice
-                con.execute("SELECT pg_advisory_xact_lock(hashtext(%s))",
+                con.execute(pg_sql("SELECT pg_advisory_xact_lock(hashtext(?))"),
                             (f"oup.write:{cid}",))
 
                 def run(sql: str, params=()) -> list:
