@@ -346,3 +346,26 @@ def test_erase_blanks_personal_data_in_every_version(store):
     # nobody else's
     assert store.get("blocks", 2)["properties"]["reporter"] == "bob"
     assert set(_tile(store)) == {1, 2, mine.fid}
+
+
+def test_a_collection_imported_before_versions_says_to_import_it_again(store):
+    import json
+
+    from oup.store.base import NotVersioned
+
+    _import(store)
+    meta = store.execute("SELECT meta FROM oup_layers WHERE table_name = 'blocks'")[0][0]
+    meta = meta if isinstance(meta, dict) else json.loads(meta)
+    del meta["import_id"]  # as an import by an OUP before writes left it
+    store.execute("UPDATE oup_layers SET meta = ? WHERE table_name = 'blocks'",
+                  (json.dumps(meta),))
+    store.forget_layers()
+    assert _names(store) == {1: "one", 2: "two"}  # today's reads go on
+    for attempt in (lambda: store.write_feature("blocks", Change("deleted", 1, None)),
+                    lambda: store.history("blocks", 1),
+                    lambda: store.query("blocks", Query(owner="x")),
+                    lambda: store.get("blocks", 1, asof=datetime.now(timezone.utc))):
+        with pytest.raises(NotVersioned) as err:
+            attempt()
+        assert err.value.status == 503 and "oup import blocks" in err.value.detail
+    assert store.etag("blocks", 1) is None

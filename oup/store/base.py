@@ -42,7 +42,12 @@ class StaleLayer(StoreError):
 # what a client asked that cannot be answered: an error of the core's (oup.errors), which
 # the store raises too
 from oup.errors import Conflict, InvalidQuery, NotFound, PreconditionFailed  # noqa: E402,F401
-from oup.errors import Unprocessable  # noqa: E402,F401
+from oup.errors import Unavailable, Unprocessable  # noqa: E402,F401
+
+
+class NotVersioned(Unavailable):
+    """The collection was imported before the store kept versions: no writes, history,
+    ``asof`` or owners until it is imported again."""
 
 
 class StaleVersion(PreconditionFailed):

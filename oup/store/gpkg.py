@@ -14,6 +14,10 @@ tile then reads one small column instead of every property, and encodes no value
 z14 that was a quarter of a tile's CPU. A row edited by another program (QGIS) loses its
 numbers (a trigger), and tiles holding it read the properties themselves.
 
+Features written one at a time (``versions.py``, ``gpkg_writes.py``) keep each version:
+the table has the current one (``_oup_version`` ... ``_oup_owner``), ``{cid}__history``
+(a plain table, not a GeoPackage layer) the ones replaced.
+
 Python's sqlite3 cannot load SpatiaLite here, so the few SQL functions the
 GeoPackage R*Tree triggers and our spatial filters call are registered in Python.
 """

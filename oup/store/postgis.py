@@ -3,7 +3,8 @@
 Same interface and answers as the GeoPackage store. Each collection is a table with the
 source geometry (``_oup_geom``, the data of record) and ``_oup_geom84`` (CRS84, transformed
 once at import), each with a GiST index, and a B-tree index per attribute; date-times are
-``timestamptz``. Connections come from a pool per process (``OUP_DB_POOL_SIZE``); the
+``timestamptz``. Features written one at a time keep their versions (``versions.py``):
+the current one in the table, the ones replaced in ``{cid}__history``. Connections come from a pool per process (``OUP_DB_POOL_SIZE``); the
 schema is versioned (``migrations.py``) and brought up to date when the store opens.
 
 All SQL here is written as for the GeoPackage store, with ``?`` placeholders (one style

@@ -105,6 +105,7 @@ class SqlQueries:
         source, params = self._source(cid, meta, q)
         where = f"{quote(key or FID)} = ?"
         if q.owner is not None:
+            versioned(meta, cid)
             where += f" AND {OWNER} = ?"
             params = params + [fid, q.owner]
         else:
@@ -118,6 +119,7 @@ class SqlQueries:
         spatial = self._spatial(cid) if q.asof is None else self._spatial_scan(cid)
         clauses, params = [], []
         if q.owner is not None:
+            versioned(meta, cid)
             clauses.append(f"{OWNER} = ?")
             params.append(q.owner)
 
@@ -185,6 +187,18 @@ class SqlQueries:
             matched = q.offset + len(rows) if partial else \
                 self.execute(f"SELECT COUNT(*) FROM {t}{where}", params)[0][0]
         return Page(self.features(meta, rows, select, q), matched)
+
+
+def versioned(meta: dict, cid: str) -> dict:
+    """``meta``, if its table has the version columns (``versions.py``); else
+    ``NotVersioned``: the collection is to be imported again."""
+    from oup.store.base import NotVersioned
+
+    if "import_id" not in meta:
+        raise NotVersioned(f"collection {cid!r} was imported before OUP kept versions: "
+                           f"run `oup import {cid}` before writing to it or asking for its "
+                           f"history or owners")
+    return meta
 
 
 def current_layout(cid: str, meta: dict) -> dict:

@@ -25,10 +25,10 @@ from typing import Callable
 
 from oup.store.base import (ACTOR, CHANGE_KINDS, FID, GEOM, GEOM84, KIND, OWNER, VALID_FROM,
                             VALID_TO, VERSION, Change, Feature, FeatureExists, FeatureNotFound,
-                            Field, InvalidQuery, StaleVersion, StoreError, Unprocessable,
+                            Field, InvalidQuery, StaleVersion, Unprocessable,
                             Written, check_int64)
 from oup.store.cql import quote
-from oup.store.sqlquery import TimeSpan, column_values
+from oup.store.sqlquery import TimeSpan, column_values, versioned
 
 Run = Callable[..., list]  # (sql with ? placeholders, params) -> rows, in the write's transaction
 
@@ -68,15 +68,6 @@ def history_ddl(cid: str, fields: list[Field], types: dict[str, str],
     if id_field:
         out.append(f"CREATE INDEX {quote(f'{cid}__history_id')} ON {h} ({quote(id_field)})")
     return out
-
-
-def versioned(meta: dict, cid: str = "") -> dict:
-    """``meta``, if its table keeps versions (imported since writes came); else a
-    StoreError saying to import it again."""
-    if "import_id" not in meta:
-        raise StoreError(f"collection {cid!r} was imported before OUP kept versions: "
-                         f"run `oup import {cid}` before writing to it or asking for history")
-    return meta
 
 
 def _fields(meta: dict) -> list[Field]:
@@ -227,8 +218,8 @@ class FeatureVersions:
         names = {f.name for f in fields}
         unknown = sorted(set(feature.properties) - names)
         if unknown:
-            raise Unprocessable(f"the collection has no propert{'ies' if len(unknown) > 1 else 'y'}"
-                                f" {', '.join(unknown)}", unknown[0])
+            raise Unprocessable(f"the collection has no such property: {', '.join(unknown)} "
+                                f"(see its /queryables)", unknown[0])
         return [f for f in fields if f.name in feature.properties] if merge else fields
 
     def _check_id(self, meta: dict, change: Change) -> None:
