@@ -111,6 +111,13 @@ def test_create_replace_update_delete_read_back(store):
     assert store.extent("blocks")["bbox"][2] >= moved.bounds[2]
     with pytest.raises(FeatureNotFound):
         store.write_feature("blocks", Change("deleted", 3, None, actor="key:bob"))
+    # a feature without geometry, and one given geometry again
+    bare = store.write_feature("blocks", Change("created", None, Feature(None, None,
+                                                                        {"name": "bare"})))
+    assert store.get("blocks", bare.fid)["geometry"] is None
+    assert _names(store, bbox=(4, 51, 5, 52)) == {1: "uno", 2: "two"}
+    store.write_feature("blocks", Change("replaced", bare.fid, _feature(name="placed")))
+    assert _names(store, bbox=_block().bounds) == {bare.fid: "placed"}
     with pytest.raises(FeatureNotFound):
         store.write_feature("blocks", Change("replaced", 99, _feature(name="x")))
 
@@ -232,6 +239,7 @@ def test_asof_answers_as_the_collection_was(store):
     page = store.query("blocks", Query(asof=before_delete, bbox=_block(0.002).bounds,
                                        equals={"name": "two"}))
     assert [f["id"] for f in page.features] == [2] and page.number_matched == 1
+    assert store.query("blocks", Query(asof=before_delete, limit=1)).number_matched == 3
     assert _names(store, asof=datetime(2000, 1, 1, tzinfo=timezone.utc)) == {}
 
 
