@@ -327,6 +327,11 @@ def test_prune_drops_old_versions_and_blanks_old_personal_data(store):
         [(3, "dan"), (2, None)]
     assert after[1]["feature"]["properties"]["name"] == "one"  # only the personal property
     assert changed == 2  # one version dropped, one blanked
+    # again: nothing left to drop or blank; no retention: nothing dropped
+    assert store.prune_history("blocks", first_replaced + timedelta(microseconds=1),
+                               ["reporter"], second_replaced + timedelta(microseconds=1)) == 0
+    assert store.prune_history("blocks", None, [], second_replaced) == 0
+    assert len(store.history("blocks", 2)) == 2
     # feature 2's deletion is newer than the retention: kept, with the version it ended
     assert [v["kind"] for v in store.history("blocks", 2)] == ["deleted", "imported"]
     later = datetime.now(timezone.utc) + timedelta(seconds=1)
@@ -349,6 +354,7 @@ def test_erase_blanks_personal_data_in_every_version(store):
     assert store.get("blocks", 1)["properties"] == {"name": "one", "count": 1, "reporter": None}
     assert store.etag("blocks", 1) != etag  # what it answers changed
     assert store.erase("blocks", ["reporter"], owner="eve") == 2
+    assert store.erase("blocks", ["reporter"], owner="eve") == 0  # nothing left
     assert [v["feature"]["properties"]["reporter"] for v in store.history("blocks", mine.fid)] \
         == [None, None]
     # nobody else's

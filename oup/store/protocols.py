@@ -79,16 +79,17 @@ class FeatureWriter(Protocol):
         "updated", "deleted"), ``actor``, ``feature`` (GeoJSON in CRS84; None for a
         deletion). [] for a feature never there."""
 
-    def prune_history(self, cid: str, keep_before: datetime, personal: list[str],
+    def prune_history(self, cid: str, keep_before: datetime | None, personal: list[str],
                       personal_before: datetime) -> int:
         """Drops the versions replaced before ``keep_before`` (and deletions older than
-        it), blanks ``personal`` properties in versions replaced before
+        it; None: keeps them for ever), blanks ``personal`` properties in versions replaced before
         ``personal_before``; the number of versions dropped or blanked."""
 
     def erase(self, cid: str, personal: list[str], fid: int | str | None = None,
               owner: str | None = None) -> int:
         """Blanks ``personal`` properties of feature ``fid`` (or of every feature
-        ``owner`` created) in every version, current and past; the versions changed."""
+        ``owner`` created) in every version, current and past (the current one takes a
+        new ETag); the versions changed (ones with nothing left to blank do not count)."""
 
 
 class FeatureStore(TileSource, SqlSource, FeatureWriter, Protocol):
