@@ -70,6 +70,12 @@ class NotAcceptable(OUPError):
     status, code, title = 406, "NotAcceptable", "Not Acceptable"
 
 
+class Conflict(OUPError):
+    """The request clashes with what is there (a feature with that id exists)."""
+
+    status, code, title = 409, "Conflict", "Conflict"
+
+
 class PreconditionFailed(OUPError):
     status, code, title = 412, "PreconditionFailed", "Precondition Failed"
 

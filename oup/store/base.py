@@ -19,6 +19,12 @@ FID, GEOM, GEOM84 = "_oup_fid", "_oup_geom", "_oup_geom84"  # row id, source CRS
 GEOM3857 = "_oup_geom3857"  # web mercator, for WebMercatorQuad tiles (PostGIS store only)
 # a feature's property values as numbers into its collection's tile values (GeoPackage only)
 VALUES = "_oup_values"
+# each row's version: its number (the ETag's), since when it holds, how it came to be
+# ("imported", "created", "replaced", "updated"), who made it, and who created the
+# feature (for collections whose residents see only their own). History tables
+# (``versions.py``) hold these too, with ``VALID_TO``.
+VERSION, VALID_FROM, VALID_TO = "_oup_version", "_oup_valid_from", "_oup_valid_to"
+KIND, ACTOR, OWNER = "_oup_kind", "_oup_actor", "_oup_owner"
 
 
 class StoreError(RuntimeError):
@@ -35,7 +41,26 @@ class StaleLayer(StoreError):
 
 # what a client asked that cannot be answered: an error of the core's (oup.errors), which
 # the store raises too
-from oup.errors import InvalidQuery  # noqa: E402,F401
+from oup.errors import Conflict, InvalidQuery, NotFound, PreconditionFailed  # noqa: E402,F401
+from oup.errors import Unavailable, Unprocessable  # noqa: E402,F401
+
+
+class NotVersioned(Unavailable):
+    """The collection was imported before the store kept versions: no writes, history,
+    ``asof`` or owners until it is imported again."""
+
+
+class StaleVersion(PreconditionFailed):
+    """A write's expected ETag (If-Match) is not the feature's current one: someone
+    wrote it since it was read. Nothing was written."""
+
+
+class FeatureNotFound(NotFound):
+    """No such feature (or not one the writer owns) to replace, update or delete."""
+
+
+class FeatureExists(Conflict):
+    """A create named an id a feature already has."""
 
 
 def check_int64(value: int, parameter: str) -> int:
@@ -77,6 +102,45 @@ class Query:
     offset: int = 0
     crs: str = "OGC:CRS84"  # output: OGC:CRS84, EPSG:28992, EPSG:4258, EPSG:4326, EPSG:3857
     count: bool = True
+    # the collection as it was at this instant (aware), from its versions; None: now
+    asof: datetime | None = None
+    owner: str | None = None  # only the features this owner created
+
+
+#: How a change came to be, as ``Change.kind`` and the history say it.
+CHANGE_KINDS = ("created", "replaced", "updated", "deleted")
+
+
+@dataclass
+class Change:
+    """One feature written, as the importer would write it (``Feature``: geometry in the
+    collection's source CRS and in CRS84, properties typed for its fields).
+
+    ``kind``: "created" (``fid`` None: the store makes the id), "replaced" (the whole
+    feature), "updated" (a merge patch: only ``feature.properties``' keys are set, a None
+    value clears one; the geometry only if ``feature.geometry`` is not None), "deleted"
+    (``feature`` None). ``expected``: the ETag the writer read (If-Match), None: the
+    last writer wins. ``actor``: who writes, pseudonymous. ``owner``: on a create, who
+    owns the feature; on any other change, the owner the feature must have (else it is
+    not found)."""
+
+    kind: str
+    fid: int | str | None
+    feature: Feature | None
+    expected: str | None = None
+    actor: str = ""
+    owner: str | None = None
+
+
+@dataclass
+class Written:
+    """What a write did: the feature's id and new ETag (None after a delete), and the
+    feature before and after as GeoJSON in CRS84 (None where there is none)."""
+
+    fid: int | str
+    etag: str | None
+    before: dict | None
+    after: dict | None
 
 
 @dataclass

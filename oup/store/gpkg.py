@@ -14,6 +14,10 @@ tile then reads one small column instead of every property, and encodes no value
 z14 that was a quarter of a tile's CPU. A row edited by another program (QGIS) loses its
 numbers (a trigger), and tiles holding it read the properties themselves.
 
+Features written one at a time (``versions.py``, ``gpkg_writes.py``) keep each version:
+the table has the current one (``_oup_version`` ... ``_oup_owner``), ``{cid}__history``
+(a plain table, not a GeoPackage layer) the ones replaced.
+
 Python's sqlite3 cannot load SpatiaLite here, so the few SQL functions the
 GeoPackage R*Tree triggers and our spatial filters call are registered in Python.
 """
@@ -31,15 +35,17 @@ from typing import Iterable
 import numpy as np
 import shapely
 
-from oup.store.base import (FID, GEOM, GEOM84, VALUES, Feature, Field, Query, StoreError,
-                   UnknownCollection)
+from oup.store.base import (FID, GEOM, GEOM84, OWNER, VALUES, Feature, Field, Query,
+                            StoreError, UnknownCollection)
 from oup.store.cql import quote
 from oup.store.geometry import gpb_envelope, gpb_wkb, native_crs, rows_to_features, to_gpb
 from oup.store import mvt_gpkg
+from oup.store.gpkg_writes import TYPES, GeoPackageWrites, stamp
 from oup.store.mvt import TileQuery
 from oup.store.mvt_encode import ValueCoder, ValueTable
 from oup.store.mvt_gpkg import tile_column
 from oup.store.sqlquery import SqlQueries, TimeSpan, column_values, current_layout
+from oup.store.versions import history_ddl, history_table, version_columns
 
 _SQL_TYPES = {"string": "TEXT", "number": "DOUBLE", "integer": "INTEGER",
               "boolean": "BOOLEAN", "date-time": "DATETIME"}
@@ -122,7 +128,7 @@ def _connect(path: str, readonly: bool = False) -> sqlite3.Connection:
     return con
 
 
-class GeoPackageStore(SqlQueries):
+class GeoPackageStore(GeoPackageWrites, SqlQueries):
     """A GeoPackage file behind the ``FeatureStore`` Protocol."""
 
     GEOMETRY = (quote(GEOM), quote(GEOM84))
@@ -144,6 +150,11 @@ class GeoPackageStore(SqlQueries):
                 raise StoreError(f"no store at {self.path}: run `oup import` first")
             con = self._local.con = _connect(self.path)
         return con
+
+    def _writer(self) -> sqlite3.Connection:
+        if not Path(self.path).exists():
+            raise StoreError(f"no store at {self.path}: run `oup import` first")
+        return _connect(self.path)
 
     def execute(self, sql: str, params=()) -> list[tuple]:
         """Run one statement (``?`` placeholders); its rows."""
@@ -237,8 +248,12 @@ class GeoPackageStore(SqlQueries):
             self._drop(con, cid)
             t, rt, rt84 = quote(cid), quote(f"rtree_{cid}_{GEOM}"), quote(f"rtree_{cid}_{GEOM84}")
             cols = "".join(f", {quote(f.name)} {_SQL_TYPES[f.type]}" for f in fields)
+            imported = datetime.now(timezone.utc)
             con.execute(f"CREATE TABLE {t} ({FID} INTEGER PRIMARY KEY AUTOINCREMENT, "
-                        f"{GEOM} {geometry_type}, {GEOM84} BLOB{cols}, {VALUES} BLOB)")
+                        f"{GEOM} {geometry_type}, {GEOM84} BLOB{cols}, {VALUES} BLOB, "
+                        f"{version_columns(TYPES, stamp(imported))})")
+            for sql in history_ddl(cid, fields, TYPES, id_field):
+                con.execute(sql)
             con.execute(f"CREATE VIRTUAL TABLE {rt} USING rtree(id, minx, maxx, miny, maxy)")
             con.execute(f"CREATE VIRTUAL TABLE {rt84} USING rtree(id, minx, maxx, miny, maxy)")
             names = [GEOM, GEOM84] + [f.name for f in fields]
@@ -282,13 +297,18 @@ class GeoPackageStore(SqlQueries):
                 unique = "UNIQUE " if f.name == id_field else ""
                 con.execute(f"CREATE {unique}INDEX {quote(f'idx_{cid}_{f.name}')} "
                             f"ON {t} ({quote(f.name)})")
+            # "a resident sees only their own": few rows have an owner
+            con.execute(f"CREATE INDEX {quote(f'idx_{cid}_{OWNER}')} ON {t} ({OWNER}) "
+                        f"WHERE {OWNER} IS NOT NULL")
             self._register(con, cid, source_srid, geometry_type, description, has_z)
             meta = {"fields": [[f.name, f.type] for f in fields], "source_srid": source_srid,
                     "source_crs": source_crs,
                     "time_field": time_field, "id_field": id_field, "count": count,
                     "bbox": bounds84 if np.isfinite(bounds84).all() else None,
                     "interval": span.interval, "tile_values": values_token,
-                    "imported": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+                    "imported": imported.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    # the ETags' first part: a feature's versions restart at each import
+                    "import_id": os.urandom(6).hex()}
             con.execute("INSERT INTO oup_layers VALUES (?, ?)", (cid, json.dumps(meta)))
             con.execute("COMMIT")
             return count
@@ -367,7 +387,7 @@ class GeoPackageStore(SqlQueries):
                         f"BEGIN {body}; END")
 
     def _drop(self, con, cid: str) -> None:
-        for name in (f"rtree_{cid}_{GEOM}", f"rtree_{cid}_{GEOM84}", cid):
+        for name in (f"rtree_{cid}_{GEOM}", f"rtree_{cid}_{GEOM84}", cid, history_table(cid)):
             con.execute(f"DROP TABLE IF EXISTS {quote(name)}")
         for table in ("gpkg_contents", "gpkg_geometry_columns", "gpkg_extensions", "oup_layers",
                       "oup_tile_values"):

@@ -3,7 +3,8 @@
 Same interface and answers as the GeoPackage store. Each collection is a table with the
 source geometry (``_oup_geom``, the data of record) and ``_oup_geom84`` (CRS84, transformed
 once at import), each with a GiST index, and a B-tree index per attribute; date-times are
-``timestamptz``. Connections come from a pool per process (``OUP_DB_POOL_SIZE``); the
+``timestamptz``. Features written one at a time keep their versions (``versions.py``):
+the current one in the table, the ones replaced in ``{cid}__history``. Connections come from a pool per process (``OUP_DB_POOL_SIZE``); the
 schema is versioned (``migrations.py``) and brought up to date when the store opens.
 
 All SQL here is written as for the GeoPackage store, with ``?`` placeholders (one style
@@ -16,22 +17,28 @@ import atexit
 import json
 import os
 import warnings
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from itertools import chain
 from typing import Iterable
 
 import shapely
 
-from oup.store.base import (FID, GEOM, GEOM84, GEOM3857, SYSTEM_PREFIX, Feature, Field,
-                            InvalidQuery, Query, StaleLayer, StoreError, UnknownCollection)
+from oup.store.base import (FID, GEOM, GEOM84, GEOM3857, OWNER, SYSTEM_PREFIX, Feature,
+                            Field, InvalidQuery, Query, StaleLayer, StoreError,
+                            UnknownCollection, Unprocessable)
 from oup.store.cql import quote
 from oup.store.mvt import BUFFER, EXTENT, TileQuery, native_grid
 from oup.store.placeholders import pg_sql
 from oup.store.sqlquery import SqlQueries, TimeSpan, column_values, current_layout
 from oup.store.geometry import rows_to_features
+from oup.store.versions import FeatureVersions, history_ddl, history_table, version_columns
 
 _PG_TYPES = {"string": "text", "number": "double precision", "integer": "bigint",
              "boolean": "boolean", "date-time": "timestamptz"}
+# the SQL types of the version and history columns
+_VERSION_TYPES = {**_PG_TYPES, "instant": "timestamptz", "geometry": "geometry",
+                  "serial": "bigserial"}
 _OPS = {"intersects": "ST_Intersects", "disjoint": "ST_Disjoint", "contains": "ST_Contains",
         "within": "ST_Within", "touches": "ST_Touches", "crosses": "ST_Crosses",
         "overlaps": "ST_Overlaps", "equals": "ST_Equals"}
@@ -58,8 +65,10 @@ def _with_dimension(features: Iterable[Feature]) -> tuple[Iterable[Feature], str
     return ahead, "Geometry"
 
 
-class PostGISStore(SqlQueries):
+class PostGISStore(FeatureVersions, SqlQueries):
     GEOMETRY = (f"ST_AsBinary({GEOM})", f"ST_AsBinary({GEOM84})")
+    LOCK_ROW = " FOR UPDATE"
+    META_IMPORT_ID = "l.meta->>'import_id'"
     OWN_SRIDS = (910000, 998999)  # a CRS without an EPSG code: PostGIS's user range
 
     def __init__(self, url: str, pool_size: int | None = None):
@@ -180,10 +189,12 @@ class PostGISStore(SqlQueries):
             # typed geometry columns: geometry_columns then tells GIS clients (QGIS, tipg)
             # each column's SRID and dimension
             features, kind = _with_dimension(features)
+            imported = datetime.now(timezone.utc)
             con.execute(f"CREATE TABLE {tn} ({FID} bigserial PRIMARY KEY, "
                         f"{GEOM} geometry({kind}, {int(source_srid)}), "
                         f"{GEOM84} geometry({kind}, 4326), "
-                        f"{_WEB_MERCATOR_COLUMN.format(kind=kind)}{cols})")
+                        f"{_WEB_MERCATOR_COLUMN.format(kind=kind)}{cols}, "
+                        f"{version_columns(_VERSION_TYPES, imported.isoformat())})")
             batch = []
             with con.transaction():
                 for feat in features:
@@ -207,6 +218,8 @@ class PostGISStore(SqlQueries):
             for f in fields:
                 unique = "UNIQUE " if f.name == id_field else ""
                 con.execute(f"CREATE {unique}INDEX ON {tn} ({quote(f.name)})")
+            # "a resident sees only their own": few rows have an owner
+            con.execute(f"CREATE INDEX ON {tn} ({OWNER}) WHERE {OWNER} IS NOT NULL")
             con.execute(f"ANALYZE {tn}")
             meta = {"fields": [[f.name, f.type] for f in fields], "source_srid": source_srid,
                     "source_crs": source_crs,
@@ -214,15 +227,60 @@ class PostGISStore(SqlQueries):
                     "bbox": bounds, "interval": span.interval,
                     "geometry_type": geometry_type, "description": description,
                     "web_mercator": True,
-                    "imported": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+                    "imported": imported.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    # the ETags' first part: a feature's versions restart at each import
+                    "import_id": os.urandom(6).hex()}
             self._meta.pop(cid, None)
             with con.transaction():  # readers see the old table or the new one
                 con.execute(f"DROP TABLE IF EXISTS {t}")
                 con.execute(f"ALTER TABLE {tn} RENAME TO {t}")
+                # the versions of the table replaced go with it
+                con.execute(f"DROP TABLE IF EXISTS {quote(history_table(cid))}")
+                for sql in history_ddl(cid, fields, _VERSION_TYPES, id_field):
+                    con.execute(sql)
                 con.execute(pg_sql("INSERT INTO oup_layers (table_name, meta) VALUES (?, ?) "
                                    "ON CONFLICT (table_name) DO UPDATE SET meta = excluded.meta"),
                             (cid, json.dumps(meta)))
         return count
+
+    # -- writing features one at a time (``versions.py``) -----------------------------------
+    @contextmanager
+    def _writing(self, cid: str):
+        import psycopg
+
+        try:
+            with self.pool.connection() as con, con.transaction():
+                # the collection's one writer until COMMIT: the ETag check holds, and a
+                # server-made id is not made twice
+                con.execute(pg_sql("SELECT pg_advisory_xact_lock(hashtext(?))"),
+                            (f"oup.write:{cid}",))
+
+                def run(sql: str, params=()) -> list:
+                    # not prepared: a statement prepared before a re-import would fail
+                    cur = con.execute(pg_sql(sql), list(params), prepare=False)
+                    return cur.fetchall() if cur.description else []
+
+                yield run
+        except psycopg.errors.DataError as exc:  # a value or geometry the column cannot hold
+            raise Unprocessable(f"a value does not fit: {exc.diag.message_primary}") from exc
+        except psycopg.errors.UndefinedTable as exc:
+            raise UnknownCollection(f"PostGIS: {exc.diag.message_primary}") from exc
+        except psycopg.OperationalError as exc:
+            raise StoreError(f"PostGIS: {exc}") from exc
+
+    def _written(self, cid: str) -> None:
+        self._meta.pop(cid, None)
+
+    def _stamp(self, when: datetime) -> datetime:
+        return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+    def _geometry_marks(self, meta: dict) -> tuple[str, str]:
+        return f"ST_GeomFromWKB(?, {int(meta['source_srid'])})", "ST_GeomFromWKB(?, 4326)"
+
+    def _geometry_values(self, meta: dict, feature: Feature) -> list:
+        g, g84 = feature.geometry, feature.geometry_crs84
+        return [None if g is None else shapely.to_wkb(g),
+                None if g84 is None else shapely.to_wkb(g84)]
 
     # -- reading ----------------------------------------------------------------------------
     def collections(self) -> list[str]:

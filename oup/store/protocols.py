@@ -14,9 +14,10 @@ A backend supplies two classes:
 """
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING, Iterable, Protocol
 
-from oup.store.base import BatchResult, Feature, Field, Page, Query
+from oup.store.base import BatchResult, Change, Feature, Field, Page, Query, Written
 
 if TYPE_CHECKING:  # the types only: neither module imports this one
     from oup.events import ChangeEvent
@@ -57,7 +58,41 @@ class SqlSource(Protocol):
         """GeoJSON features from rows ``(fid, geometry column, *select[, id])``."""
 
 
-class FeatureStore(TileSource, SqlSource, Protocol):
+class FeatureWriter(Protocol):
+    """Features written one at a time (OGC API Features Part 4), each version kept: the
+    current one in the collection's table, the ones it replaced in its history."""
+
+    def write_feature(self, cid: str, change: Change) -> Written:
+        """One transaction: checks ``change.expected`` against the current ETag
+        (``StaleVersion``), writes the row and what reads and tiles derive from it, keeps
+        the version it replaces, updates the count and extent. ``FeatureNotFound``,
+        ``FeatureExists``, ``Unprocessable`` (a property the collection has not); on any
+        error nothing is written."""
+
+    def etag(self, cid: str, fid: int | str) -> str | None:
+        """The current version's ETag (opaque, unquoted); None: no such feature. It
+        changes with every write and every import."""
+
+    def history(self, cid: str, fid: int | str) -> list[dict]:
+        """The feature's versions, newest first: ``version``, ``valid_from``,
+        ``valid_to`` (None: current), ``kind`` ("imported", "created", "replaced",
+        "updated", "deleted"), ``actor``, ``feature`` (GeoJSON in CRS84; None for a
+        deletion). [] for a feature never there."""
+
+    def prune_history(self, cid: str, keep_before: datetime | None, personal: list[str],
+                      personal_before: datetime) -> int:
+        """Drops the versions replaced before ``keep_before`` (and deletions older than
+        it; None: keeps them for ever), blanks ``personal`` properties in versions replaced before
+        ``personal_before``; the number of versions dropped or blanked."""
+
+    def erase(self, cid: str, personal: list[str], fid: int | str | None = None,
+              owner: str | None = None) -> int:
+        """Blanks ``personal`` properties of feature ``fid`` (or of every feature
+        ``owner`` created) in every version, current and past (the current one takes a
+        new ETag); the versions changed (ones with nothing left to blank do not count)."""
+
+
+class FeatureStore(TileSource, SqlSource, FeatureWriter, Protocol):
     """Where features live: what ``open_store`` gives."""
 
     def write_collection(self, cid: str, source_crs: str, fields: list[Field],
@@ -74,7 +109,8 @@ class FeatureStore(TileSource, SqlSource, Protocol):
 
     def query(self, cid: str, q: Query) -> Page: ...
 
-    def get(self, cid: str, fid: int | str, crs: str = "OGC:CRS84") -> dict | None: ...
+    def get(self, cid: str, fid: int | str, crs: str = "OGC:CRS84",
+            asof: datetime | None = None, owner: str | None = None) -> dict | None: ...
 
     def health(self) -> dict: ...
 

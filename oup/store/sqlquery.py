@@ -13,7 +13,8 @@ from typing import Callable
 
 import shapely
 
-from oup.store.base import FID, Field, InvalidQuery, Page, Query, StaleLayer, check_int64
+from oup.store.base import (FID, OWNER, Field, InvalidQuery, Page, Query, StaleLayer,
+                            check_int64)
 from oup.store.cql import SqlCompiler, iso, quote
 from oup.store.geometry import native_crs
 
@@ -48,6 +49,21 @@ class SqlQueries:
     def _spatial(self, cid: str) -> Spatial:
         raise NotImplementedError
 
+    def _spatial_scan(self, cid: str) -> Spatial:
+        """``_spatial`` for a relation other than the table (its versions ``asof``)."""
+        return self._spatial(cid)
+
+    def versions_source(self, cid: str, meta: dict, asof: datetime) -> tuple[str, list]:
+        """The collection as it was at ``asof``: a relation and its parameters
+        (``versions.FeatureVersions``)."""
+        raise NotImplementedError
+
+    def _source(self, cid: str, meta: dict, q: Query) -> tuple[str, list]:
+        """What a query reads: the table, or its versions as of ``q.asof``."""
+        if q.asof is None:
+            return quote(cid), []
+        return self.versions_source(cid, meta, q.asof)
+
     def geometry_column(self, meta: dict, q: Query) -> str:
         if q.skip_geometry:
             return "NULL"
@@ -65,16 +81,17 @@ class SqlQueries:
             self.forget_layers()
             return read(*args)
 
-    def get(self, cid: str, fid: int | str, crs: str = "OGC:CRS84") -> dict | None:
-        """One feature by its id: the row number, or the value of the layer's id field."""
-        return self._fresh(self._get, cid, fid, crs)
+    def get(self, cid: str, fid: int | str, crs: str = "OGC:CRS84",
+            asof: datetime | None = None, owner: str | None = None) -> dict | None:
+        """One feature by its id: the row number, or the value of the layer's id field
+        (``asof``: as it was then; ``owner``: only if this owner created it)."""
+        return self._fresh(self._get, cid, fid, Query(crs=crs, asof=asof, owner=owner))
 
     def query(self, cid: str, q: Query) -> Page:
         return self._fresh(self._query, cid, q)
 
-    def _get(self, cid: str, fid: int | str, crs: str) -> dict | None:
+    def _get(self, cid: str, fid: int | str, q: Query) -> dict | None:
         meta = self.layer(cid)
-        q = Query(crs=crs)
         fields = [f.name for f in _fields(meta)]
         key = meta.get("id_field")
         if key is None:
@@ -85,15 +102,26 @@ class SqlQueries:
         else:
             fid = str(fid)
         cols = [FID, self.geometry_column(meta, q)] + [quote(n) for n in fields + [key or FID]]
-        rows = self.execute(f"SELECT {', '.join(cols)} FROM {quote(cid)} "
-                            f"WHERE {quote(key or FID)} = ?", (fid,))
+        source, params = self._source(cid, meta, q)
+        where = f"{quote(key or FID)} = ?"
+        if q.owner is not None:
+            versioned(meta, cid)
+            where += f" AND {OWNER} = ?"
+            params = params + [fid, q.owner]
+        else:
+            params = params + [fid]
+        rows = self.execute(f"SELECT {', '.join(cols)} FROM {source} WHERE {where}", params)
         return self.features(meta, rows, fields, q)[0] if rows else None
 
     def where(self, cid: str, meta: dict, q: Query) -> tuple[str, list]:
         fields = _fields(meta)
         names = {f.name: f for f in fields}
-        spatial = self._spatial(cid)
+        spatial = self._spatial(cid) if q.asof is None else self._spatial_scan(cid)
         clauses, params = [], []
+        if q.owner is not None:
+            versioned(meta, cid)
+            clauses.append(f"{OWNER} = ?")
+            params.append(q.owner)
 
         if q.bbox is not None:
             sql, p = spatial("intersects", shapely.to_wkb(shapely.box(*q.bbox)), q.bbox, box=True)
@@ -142,7 +170,8 @@ class SqlQueries:
             order.append(f"{quote(name)} {'ASC NULLS FIRST' if asc else 'DESC NULLS LAST'}")
         order.append(FID)
         where, params = self.where(cid, meta, q)
-        t = quote(cid)
+        t, source_params = self._source(cid, meta, q)
+        params = source_params + params
         geom_col = self.geometry_column(meta, q)
         cols = [FID, geom_col] + [quote(n) for n in select]
         if meta.get("id_field"):  # the feature id, whatever properties were selected
@@ -158,6 +187,18 @@ class SqlQueries:
             matched = q.offset + len(rows) if partial else \
                 self.execute(f"SELECT COUNT(*) FROM {t}{where}", params)[0][0]
         return Page(self.features(meta, rows, select, q), matched)
+
+
+def versioned(meta: dict, cid: str) -> dict:
+    """``meta``, if its table has the version columns (``versions.py``); else
+    ``NotVersioned``: the collection is to be imported again."""
+    from oup.store.base import NotVersioned
+
+    if "import_id" not in meta:
+        raise NotVersioned(f"collection {cid!r} was imported before OUP kept versions: "
+                           f"run `oup import {cid}` before writing to it or asking for its "
+                           f"history or owners")
+    return meta
 
 
 def current_layout(cid: str, meta: dict) -> dict:

@@ -1,0 +1,152 @@
+"""The GeoPackage's part of feature writes (``versions.py``): the transaction, the
+geometry as the file holds it, and what a row written derives - both R*Trees and the
+row's numbers into its collection's tile values, the value table grown by the values it
+did not hold yet. A row the tiles find without numbers still draws (its properties are
+read), but every row written here gets them.
+"""
+from __future__ import annotations
+
+import os
+import sqlite3
+from contextlib import contextmanager
+from datetime import datetime, timezone
+
+import numpy as np
+import shapely
+
+from oup.store.base import FID, GEOM, GEOM84, VALUES, Feature, StoreBusy
+from oup.store.cql import quote
+from oup.store.geometry import to_gpb
+from oup.store.mvt_encode import ValueCoder
+from oup.store.mvt_gpkg import tile_column
+from oup.store.versions import FeatureVersions, Run
+
+#: The SQL types of the version and history columns.
+TYPES = {"string": "TEXT", "number": "DOUBLE", "integer": "INTEGER", "boolean": "BOOLEAN",
+         "date-time": "DATETIME", "instant": "TEXT", "geometry": "BLOB",
+         "serial": "INTEGER"}
+
+
+def stamp(when: datetime) -> str:
+    """An instant as the version columns hold it: UTC text to the microsecond, which
+    sorts as time does."""
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class GeoPackageWrites(FeatureVersions):
+    def _writer(self) -> sqlite3.Connection:
+        raise NotImplementedError  # the store's: a new connection to the file
+
+    @contextmanager
+    def _writing(self, cid: str):
+        con = self._writer()
+        try:
+            try:  # the file's one writer from here to COMMIT: the ETag check holds
+                con.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise StoreBusy(f"GeoPackage: {exc}") from exc
+            yield lambda sql, params=(): con.execute(sql, list(params)).fetchall()
+            con.execute("COMMIT")
+        except BaseException:
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+            raise
+        finally:
+            con.close()
+
+    def _stamp(self, when: datetime) -> str:
+        return stamp(when)
+
+    def _geometry_marks(self, meta: dict) -> tuple[str, str]:
+        return "?", "?"
+
+    def _geometry_values(self, meta: dict, feature: Feature) -> list:
+        g, g84 = feature.geometry, feature.geometry_crs84
+        return [None if g is None else to_gpb(g, meta["source_srid"]),
+                None if g84 is None else shapely.to_wkb(g84)]
+
+    def _spatial_scan(self, cid: str):
+        # the R*Trees index the current rows only: the versions take the exact test
+        def spatial(op: str, wkb: bytes, bounds, box: bool = False) -> tuple[str, list]:
+            return f"oup_spatial(?, {GEOM84}, ?)", [op, wkb]
+
+        return spatial
+
+    def _row_written(self, run: Run, cid: str, meta: dict, row: int,
+                     feature: Feature | None) -> None:
+        if feature is not None:
+            for column, g in ((GEOM, feature.geometry), (GEOM84, feature.geometry_crs84)):
+                rtree = quote(f"rtree_{cid}_{column}")
+                run(f"DELETE FROM {rtree} WHERE id = ?", (row,))
+                if g is not None and not g.is_empty:
+                    minx, miny, maxx, maxy = g.bounds
+                    run(f"INSERT INTO {rtree} VALUES (?, ?, ?, ?, ?)",
+                        (row, minx, maxx, miny, maxy))
+        self._number_values(run, cid, meta, [row])
+
+    def _row_deleted(self, run: Run, cid: str, meta: dict, row: int) -> None:
+        for column in (GEOM, GEOM84):
+            run(f"DELETE FROM {quote(f'rtree_{cid}_{column}')} WHERE id = ?", (row,))
+
+    def _rows_blanked(self, run: Run, cid: str, meta: dict, rows: list[int]) -> None:
+        self._number_values(run, cid, meta, rows)
+
+    def _number_values(self, run: Run, cid: str, meta: dict, rows: list[int]) -> None:
+        """Rows ``rows``' numbers into the collection's tile values, numbering (and
+        encoding once) the values the table does not hold yet; a new table is a new
+        token in ``meta`` (the readers read it again)."""
+        if meta.get("tile_values") is None or not rows:
+            return
+        stored = run("SELECT value_bytes, value_lengths FROM oup_tile_values "
+                     "WHERE table_name = ?", (cid,))
+        if not stored:
+            return
+        data = np.frombuffer(stored[0][0], np.uint8)
+        lens = np.frombuffer(stored[0][1], "<i8").astype(np.int64)
+        starts = np.cumsum(lens) - lens
+        added: list[bytes] = []
+        fields = meta["fields"]
+        t = quote(cid)
+        for row in rows:
+            values = run(f"SELECT {', '.join([FID] + [quote(n) for n, _ in fields])} FROM {t} "
+                         f"WHERE {FID} = ?", (row,))
+            if not values:
+                continue
+            coder = ValueCoder()
+            codes = coder.codes([tile_column([v], ty) for v, (_, ty) in
+                                 zip(values[0][1:], fields)], 1)[0]
+            own = coder.table()
+            out = np.full(len(fields), -1, "<i4")
+            for j, code in enumerate(codes):
+                if code < 0:
+                    continue
+                value = own.data[own.starts[code]:own.starts[code] + own.lens[code]].tobytes()
+                found = _find(data, lens, starts, value)
+                if found < 0:
+                    found = added.index(value) if value in added else -1
+                    if found < 0:
+                        added.append(value)
+                        found = len(added) - 1
+                    found += len(lens)
+                out[j] = found
+            run(f"UPDATE {t} SET {VALUES} = ? WHERE {FID} = ?", (out.tobytes(), row))
+        if added:
+            run("UPDATE oup_tile_values SET value_bytes = ?, value_lengths = ? "
+                "WHERE table_name = ?",
+                (stored[0][0] + b"".join(added),
+                 np.concatenate([lens, [len(v) for v in added]]).astype("<i8").tobytes(), cid))
+            meta["tile_values"] = os.urandom(8).hex()
+
+
+def _find(data: np.ndarray, lens: np.ndarray, starts: np.ndarray, value: bytes) -> int:
+    """The number of ``value`` (an encoded value) in a value table, or -1."""
+    same = np.flatnonzero(lens == len(value))
+    if len(same) == 0:
+        return -1
+    if not value:
+        return int(same[0])
+    block = data[starts[same][:, None] + np.arange(len(value))]
+    hit = np.flatnonzero((block == np.frombuffer(value, np.uint8)).all(axis=1))
+    return int(same[hit[0]]) if len(hit) else -1

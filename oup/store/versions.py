@@ -1,0 +1,421 @@
+"""Features written one at a time, every version kept: what both SQL stores share.
+
+A collection's table holds each feature's current version, with a few columns of its
+own (``base.VERSION`` ... ``base.OWNER``: set by the import's column defaults, so an
+import writes nothing more per row). ``{cid}__history`` holds the versions a write
+replaced, the same columns plus ``VALID_TO``, and a row of kind "deleted" (no geometry,
+no properties but the id) for each deletion. Present-time reads never look at it;
+``asof`` reads take the current rows valid then and the history rows valid then.
+
+A write is one transaction, with the collection locked for writing (SQLite: BEGIN
+IMMEDIATE; PostgreSQL: a transaction-scoped advisory lock per collection), so two
+writers holding one ETag cannot both pass the check. A backend supplies the
+transaction (``_writing``), how a geometry is written (``_geometry_marks`` and
+``_geometry_values``), how an instant is stored (``_stamp``) and what else a row
+written or deleted needs (``_row_written``, ``_row_deleted``: the GeoPackage's R*Trees
+and tile values).
+"""
+from __future__ import annotations
+
+import json
+import uuid
+from contextlib import AbstractContextManager
+from datetime import datetime, timedelta, timezone
+from typing import Callable
+
+from oup.store.base import (ACTOR, CHANGE_KINDS, FID, GEOM, GEOM84, KIND, OWNER, VALID_FROM,
+                            VALID_TO, VERSION, Change, Feature, FeatureExists, FeatureNotFound,
+                            Field, InvalidQuery, StaleVersion, Unprocessable,
+                            Written, check_int64)
+from oup.store.cql import quote
+from oup.store.sqlquery import TimeSpan, column_values, versioned
+
+Run = Callable[..., list]  # (sql with ? placeholders, params) -> rows, in the write's transaction
+
+# the columns of a version besides the geometry and the properties
+VERSION_COLUMNS = (VERSION, VALID_FROM, KIND, ACTOR, OWNER)
+_TICK = timedelta(microseconds=1)
+
+
+def history_table(cid: str) -> str:
+    return f"{cid}__history"
+
+
+def version_columns(types: dict[str, str], imported: str) -> str:
+    """The current table's version columns (SQL DDL, after a comma): the import's
+    rows take their values from the defaults (``imported``: the import's instant as a
+    literal the store's instants compare with)."""
+    return (f"{VERSION} {types['integer']} NOT NULL DEFAULT 1, "
+            f"{VALID_FROM} {types['instant']} NOT NULL DEFAULT '{imported}', "
+            f"{KIND} {types['string']} NOT NULL DEFAULT 'imported', "
+            f"{ACTOR} {types['string']}, {OWNER} {types['string']}")
+
+
+def history_ddl(cid: str, fields: list[Field], types: dict[str, str],
+                id_field: str | None) -> list[str]:
+    """The statements that make collection ``cid``'s (empty) history table."""
+    h = quote(history_table(cid))
+    cols = "".join(f", {quote(f.name)} {types[f.type]}" for f in fields)
+    out = [f"CREATE TABLE {h} (_oup_hid {types['serial']} PRIMARY KEY, "
+           f"{FID} {types['integer']} NOT NULL, {GEOM} {types['geometry']}, "
+           f"{GEOM84} {types['geometry']}{cols}, {VERSION} {types['integer']} NOT NULL, "
+           f"{VALID_FROM} {types['instant']} NOT NULL, {VALID_TO} {types['instant']}, "
+           f"{KIND} {types['string']} NOT NULL, {ACTOR} {types['string']}, "
+           f"{OWNER} {types['string']})",
+           f"CREATE INDEX {quote(f'{cid}__history_fid')} ON {h} ({FID})",
+           f"CREATE INDEX {quote(f'{cid}__history_owner')} ON {h} ({OWNER}) "
+           f"WHERE {OWNER} IS NOT NULL"]
+    if id_field:
+        out.append(f"CREATE INDEX {quote(f'{cid}__history_id')} ON {h} ({quote(id_field)})")
+    return out
+
+
+def _fields(meta: dict) -> list[Field]:
+    return [Field(n, t) for n, t in meta["fields"]]
+
+
+def _etag(meta: dict, version: int) -> str:
+    return f"{meta['import_id']}-{version}"
+
+
+def key_value(meta: dict, fid):
+    """(the column that holds the feature id, ``fid`` as that column holds it), or None
+    for an id no feature can have."""
+    key = meta.get("id_field")
+    if key is None:
+        try:
+            return FID, check_int64(int(fid), "id")
+        except (TypeError, ValueError):
+            return None
+    if dict(meta["fields"])[key] == "integer":
+        try:
+            return key, check_int64(int(fid), "id")
+        except (TypeError, ValueError):
+            return None
+    return key, str(fid)
+
+
+class FeatureVersions:
+    """``FeatureWriter`` (``protocols.py``) over a SQL store (``SqlQueries``)."""
+
+    # the backend's: in ``_writing``, the current row locked for the write
+    LOCK_ROW = ""
+    # the backend's: the layer's import id out of ``oup_layers.meta`` as ``l``
+    META_IMPORT_ID = "json_extract(l.meta, '$.import_id')"
+
+    def _writing(self, cid: str) -> AbstractContextManager[Run]:
+        raise NotImplementedError
+
+    def _geometry_marks(self, meta: dict) -> tuple[str, str]:
+        raise NotImplementedError
+
+    def _geometry_values(self, meta: dict, feature: Feature) -> list:
+        raise NotImplementedError
+
+    def _stamp(self, when: datetime):
+        """An instant as the store's version columns hold it."""
+        raise NotImplementedError
+
+    def _row_written(self, run: Run, cid: str, meta: dict, row: int,
+                     feature: Feature | None) -> None:
+        """After row ``row`` was written (``feature``: its new geometry, None if it kept
+        its geometry): what the backend derives from it."""
+
+    def _row_deleted(self, run: Run, cid: str, meta: dict, row: int) -> None: ...
+
+    def _rows_blanked(self, run: Run, cid: str, meta: dict, rows: list[int]) -> None:
+        """After properties of current rows ``rows`` were blanked."""
+
+    def _written(self, cid: str) -> None:
+        """After a write committed (a store that caches the layer forgets it)."""
+
+    # -- reading versions --------------------------------------------------------------
+    @staticmethod
+    def _instant(value) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, datetime):
+            return value.astimezone(timezone.utc)
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+    def _versions_of(self, run: Run, meta: dict, table: str, where: str, params: list,
+                     extra: list[str]) -> list[tuple[dict, list]]:
+        """(GeoJSON feature in CRS84, the ``extra`` columns) of the rows of ``table``
+        ``where`` ..."""
+        from oup.store.base import Query
+
+        q = Query()
+        names = [f.name for f in _fields(meta)]
+        key = meta.get("id_field")
+        cols = [FID, self.geometry_column(meta, q)] + [quote(n) for n in names] + \
+            ([quote(key)] if key else [])
+        rows = run(f"SELECT {', '.join(cols + extra)} FROM {quote(table)} WHERE {where}",
+                   params)
+        n = len(cols)
+        feats = self.features(meta, [r[:n] for r in rows], names, q)
+        return [(f, list(r[n:])) for f, r in zip(feats, rows)]
+
+    def etag(self, cid: str, fid) -> str | None:
+        meta = self.layer(cid)
+        kv = key_value(meta, fid)
+        if kv is None or "import_id" not in meta:
+            return None
+        # the import id read with the row: a re-import between two reads cannot pair
+        # the old import with a new row
+        rows = self.execute(f"SELECT t.{VERSION}, {self.META_IMPORT_ID} FROM {quote(cid)} t "
+                            f"JOIN oup_layers l ON l.table_name = ? WHERE t.{quote(kv[0])} = ?",
+                            (cid, kv[1]))
+        return f"{rows[0][1]}-{rows[0][0]}" if rows else None
+
+    def history(self, cid: str, fid) -> list[dict]:
+        meta = versioned(self.layer(cid), cid)
+        kv = key_value(meta, fid)
+        if kv is None:
+            return []
+        where, extra = f"{quote(kv[0])} = ?", list(VERSION_COLUMNS)
+        out = []
+        for table, to in ((cid, []), (history_table(cid), [VALID_TO])):
+            for feat, (version, since, kind, actor, _owner, *until) in self._versions_of(
+                    self.execute, meta, table, where, [kv[1]], extra + to):
+                out.append({"version": version, "valid_from": self._instant(since),
+                            "valid_to": self._instant(until[0]) if until else None,
+                            "kind": kind, "actor": actor,
+                            "feature": None if kind == "deleted" else feat})
+        out.sort(key=lambda v: (v["valid_from"], v["version"]), reverse=True)
+        return out
+
+    def versions_source(self, cid: str, meta: dict, asof: datetime) -> tuple[str, list]:
+        """The collection as it was at ``asof``, as a relation (SQL and its parameters)
+        with the table's columns: the current rows valid then, and the versions they
+        replaced that were valid then."""
+        versioned(meta, cid)
+        cols = ", ".join([FID, GEOM, GEOM84, OWNER] + [quote(n) for n, _ in meta["fields"]])
+        at = self._stamp(asof if asof.tzinfo else asof.replace(tzinfo=timezone.utc))
+        return (f"(SELECT {cols} FROM {quote(cid)} WHERE {VALID_FROM} <= ? UNION ALL "
+                f"SELECT {cols} FROM {quote(history_table(cid))} WHERE {VALID_FROM} <= ? "
+                f"AND {VALID_TO} > ? AND {KIND} <> 'deleted') AS asof", [at, at, at])
+
+    # -- writing ------------------------------------------------------------------------
+    def write_feature(self, cid: str, change: Change) -> Written:
+        if change.kind not in CHANGE_KINDS:
+            raise InvalidQuery(f"unknown kind of change {change.kind!r}")
+        if change.kind != "deleted" and change.feature is None:
+            raise InvalidQuery(f"a change of kind {change.kind!r} needs a feature")
+        with self._writing(cid) as run:
+            meta = _meta_in(run, cid)
+            now = datetime.now(timezone.utc)
+            if change.kind == "created":
+                written = self._create(run, cid, meta, change, now)
+            else:
+                written = self._change(run, cid, meta, change, now)
+            run("UPDATE oup_layers SET meta = ? WHERE table_name = ?", (json.dumps(meta), cid))
+        self._written(cid)
+        return written
+
+    def _properties(self, meta: dict, feature: Feature, merge: bool) -> list[Field]:
+        """The fields ``feature`` sets (all of them unless ``merge``)."""
+        fields = _fields(meta)
+        names = {f.name for f in fields}
+        unknown = sorted(set(feature.properties) - names)
+        if unknown:
+            raise Unprocessable(f"the collection has no such property: {', '.join(unknown)} "
+                                f"(see its /queryables)", unknown[0])
+        return [f for f in fields if f.name in feature.properties] if merge else fields
+
+    def _check_id(self, meta: dict, change: Change) -> None:
+        """A feature's id property, if it has one, is the id it is written under."""
+        key = meta.get("id_field")
+        if key and change.feature is not None and change.fid is not None:
+            given = change.feature.properties.get(key)
+            if given is not None and str(given) != str(change.fid):
+                raise Unprocessable(f"{key} is the feature's id ({change.fid}); it cannot "
+                                    f"be changed to {given}", key)
+
+    def _new_id(self, run: Run, cid: str, meta: dict, change: Change):
+        """The id a created feature takes: given, or made (a UUID or the next integer
+        for an id field; without one, the row number, made by the insert)."""
+        key = meta.get("id_field")
+        if key is None:
+            if change.fid is not None:
+                raise Unprocessable("this collection's features are numbered by the server: "
+                                    "create one without an id")
+            return None
+        given = change.fid if change.fid is not None else change.feature.properties.get(key)
+        if given is not None:
+            kv = key_value(meta, given)
+            if kv is None:
+                raise Unprocessable(f"{key} must be an integer, got {given!r}", key)
+            if run(f"SELECT 1 FROM {quote(cid)} WHERE {quote(key)} = ?", (kv[1],)):
+                raise FeatureExists(f"a feature with {key} {given} exists; replace it (PUT) "
+                                    f"or create one with another id")
+            return kv[1]
+        if dict(meta["fields"])[key] == "integer":  # never one a deleted feature had
+            return max(run(f"SELECT COALESCE(MAX({quote(key)}), 0) + 1 FROM {quote(t)}")[0][0]
+                       for t in (cid, history_table(cid)))
+        return str(uuid.uuid4())
+
+    def _create(self, run: Run, cid: str, meta: dict, change: Change, now: datetime) -> Written:
+        self._check_id(meta, change)
+        fid = self._new_id(run, cid, meta, change)
+        key = meta.get("id_field")
+        feature = change.feature
+        props = dict(feature.properties)
+        if key:
+            props[key] = fid
+            feature = Feature(feature.geometry, feature.geometry_crs84, props)
+        fields = self._properties(meta, feature, merge=False)
+        version, h = 1, quote(history_table(cid))
+        if key:  # a feature created again under the id of one deleted: its versions go on
+            last = run(f"SELECT MAX({VERSION}) FROM {h} WHERE {quote(key)} = ?", (fid,))[0][0]
+            version = (last or 0) + 1
+            run(f"UPDATE {h} SET {VALID_TO} = ? WHERE {quote(key)} = ? AND {KIND} = 'deleted' "
+                f"AND {VALID_TO} IS NULL", (self._stamp(now), fid))
+        span = TimeSpan()
+        names = [GEOM, GEOM84] + [f.name for f in fields] + list(VERSION_COLUMNS)
+        marks = list(self._geometry_marks(meta)) + ["?"] * (len(names) - 2)
+        row = run(f"INSERT INTO {quote(cid)} ({', '.join(map(quote, names))}) VALUES "
+                  f"({', '.join(marks)}) RETURNING {FID}",
+                  self._geometry_values(meta, feature) + column_values(fields, props, span)
+                  + [version, self._stamp(now), "created", change.actor, change.owner])[0][0]
+        self._row_written(run, cid, meta, row, feature)
+        meta["count"] = meta.get("count", 0) + 1
+        _grow(meta, feature, span)
+        after = self._versions_of(run, meta, cid, f"{FID} = ?", [row], [])[0][0]
+        return Written(fid if key else row, _etag(meta, version), None, after)
+
+    def _change(self, run: Run, cid: str, meta: dict, change: Change, now: datetime) -> Written:
+        kv = key_value(meta, change.fid)
+        found = [] if kv is None else run(
+            f"SELECT {FID}, {VERSION}, {VALID_FROM}, {OWNER} FROM {quote(cid)} "
+            f"WHERE {quote(kv[0])} = ?{self.LOCK_ROW}", (kv[1],))
+        if not found or (change.owner is not None and found[0][3] != change.owner):
+            raise FeatureNotFound(f"no feature {change.fid} in {cid}")
+        row, version, since, owner = found[0]
+        current = _etag(meta, version)
+        if change.expected is not None and change.expected != current:
+            raise StaleVersion(f"feature {change.fid} has changed since it was read (its "
+                               f"ETag is now {current}): read it again, then write",
+                               headers={"ETag": f'"{current}"'})
+        self._check_id(meta, change)
+        # a version holds from its write to the next one: never an empty or reversed span
+        since = self._instant(since)
+        now = max(now, since + _TICK)
+        stamp, t, h = self._stamp(now), quote(cid), quote(history_table(cid))
+        before = self._versions_of(run, meta, cid, f"{FID} = ?", [row], [])[0][0]
+        copied = [FID, GEOM, GEOM84] + [quote(n) for n, _ in meta["fields"]] + \
+            list(VERSION_COLUMNS)
+        run(f"INSERT INTO {h} ({', '.join(copied)}, {VALID_TO}) SELECT {', '.join(copied)}, ? "
+            f"FROM {t} WHERE {FID} = ?", (stamp, row))
+        if change.kind == "deleted":
+            key = meta.get("id_field")
+            run(f"DELETE FROM {t} WHERE {FID} = ?", (row,))
+            cols = [FID] + ([quote(key)] if key else []) + list(VERSION_COLUMNS)
+            run(f"INSERT INTO {h} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                [row] + ([kv[1]] if key else []) + [version + 1, stamp, "deleted",
+                                                     change.actor, owner])
+            self._row_deleted(run, cid, meta, row)
+            meta["count"] = max(0, meta.get("count", 1) - 1)
+            return Written(change.fid if key else row, None, before, None)
+        feature, merge = change.feature, change.kind == "updated"
+        props = dict(feature.properties)
+        if meta.get("id_field"):
+            props.pop(meta["id_field"], None)  # the id stays what it is
+        fields = [f for f in self._properties(meta, Feature(None, None, props), merge)
+                  if f.name != meta.get("id_field")]
+        span = TimeSpan()
+        sets = [f"{quote(f.name)} = ?" for f in fields]
+        params = column_values(fields, props, span)
+        moved = not merge or feature.geometry is not None
+        if moved:
+            marks = self._geometry_marks(meta)
+            sets = [f"{GEOM} = {marks[0]}", f"{GEOM84} = {marks[1]}"] + sets
+            params = self._geometry_values(meta, feature) + params
+        sets += [f"{VERSION} = ?", f"{VALID_FROM} = ?", f"{KIND} = ?", f"{ACTOR} = ?"]
+        params += [version + 1, stamp, change.kind, change.actor]
+        run(f"UPDATE {t} SET {', '.join(sets)} WHERE {FID} = ?", params + [row])
+        self._row_written(run, cid, meta, row, feature if moved else None)
+        _grow(meta, feature if moved else None, span)
+        after = self._versions_of(run, meta, cid, f"{FID} = ?", [row], [])[0][0]
+        return Written(after["id"], _etag(meta, version + 1), before, after)
+
+    # -- retention and erasure ----------------------------------------------------------
+    def _personal(self, meta: dict, personal: list[str]) -> tuple[str, str]:
+        """(``SET`` that blanks the ``personal`` properties, a condition true where one
+        of them still has a value); ('', '') for none."""
+        names = {n for n, _ in meta["fields"]}
+        unknown = [p for p in personal if p not in names]
+        if unknown:
+            raise InvalidQuery(f"no property {unknown[0]!r} to blank", unknown[0])
+        if meta.get("id_field") in personal:
+            raise InvalidQuery("the id field cannot be blanked: it names the feature",
+                               meta["id_field"])
+        return (", ".join(f"{quote(p)} = NULL" for p in personal),
+                "(" + " OR ".join(f"{quote(p)} IS NOT NULL" for p in personal) + ")")
+
+    def prune_history(self, cid: str, keep_before: datetime | None, personal: list[str],
+                      personal_before: datetime) -> int:
+        with self._writing(cid) as run:
+            meta = _meta_in(run, cid)
+            blank, valued = self._personal(meta, personal)
+            h = quote(history_table(cid))
+            dropped = blanked = 0
+            if keep_before is not None:  # None: kept for ever
+                old = self._stamp(keep_before)
+                dropped = len(run(f"DELETE FROM {h} WHERE {VALID_TO} < ? OR ({KIND} = "
+                                  f"'deleted' AND {VALID_FROM} < ?) RETURNING 1", (old, old)))
+            if blank:
+                blanked = len(run(f"UPDATE {h} SET {blank} WHERE {VALID_TO} < ? AND {valued} "
+                                  f"RETURNING 1", (self._stamp(personal_before),)))
+        return dropped + blanked
+
+    def erase(self, cid: str, personal: list[str], fid=None, owner: str | None = None) -> int:
+        if (fid is None) == (owner is None):
+            raise InvalidQuery("erase one feature (fid) or an owner's (owner), not both")
+        with self._writing(cid) as run:
+            meta = _meta_in(run, cid)
+            blank, valued = self._personal(meta, personal)
+            if not blank:
+                return 0
+            if fid is not None:
+                kv = key_value(meta, fid)
+                if kv is None:
+                    return 0
+                where, params = f"{quote(kv[0])} = ?", [kv[1]]
+            else:
+                where, params = f"{OWNER} = ?", [owner]
+            # the current version takes a new number (its ETag changes) but no history row:
+            # the history would keep what is erased
+            rows = [r[0] for r in run(f"UPDATE {quote(cid)} SET {blank}, {VERSION} = "
+                                      f"{VERSION} + 1 WHERE {where} AND {valued} "
+                                      f"RETURNING {FID}", params)]
+            self._rows_blanked(run, cid, meta, rows)
+            run("UPDATE oup_layers SET meta = ? WHERE table_name = ?", (json.dumps(meta), cid))
+            past = run(f"UPDATE {quote(history_table(cid))} SET {blank} WHERE {where} "
+                       f"AND {valued} RETURNING 1", params)
+        self._written(cid)
+        return len(rows) + len(past)
+
+
+def _meta_in(run: Run, cid: str) -> dict:
+    """The layer's metadata as the write's transaction sees it (not a cached copy)."""
+    from oup.store.base import UnknownCollection
+
+    rows = run("SELECT meta FROM oup_layers WHERE table_name = ?", (cid,))
+    if not rows:
+        raise UnknownCollection(f"collection {cid!r} is not in the store; run `oup import`")
+    meta = rows[0][0] if isinstance(rows[0][0], dict) else json.loads(rows[0][0])
+    return versioned(meta, cid)
+
+
+def _grow(meta: dict, feature: Feature | None, span: TimeSpan) -> None:
+    """The layer's extent and time span, grown to hold what was written (never shrunk:
+    a bbox that holds more than the features is still a bbox of them)."""
+    g = None if feature is None else feature.geometry_crs84
+    if g is not None and not g.is_empty:
+        a, b, c, d = g.bounds
+        box = meta.get("bbox")
+        meta["bbox"] = [a, b, c, d] if box is None else [
+            min(box[0], a), min(box[1], b), max(box[2], c), max(box[3], d)]
+    if span.first is not None:
+        first, last = meta.get("interval") or [span.first, span.last]
+        meta["interval"] = [min(first, span.first), max(last, span.last)]

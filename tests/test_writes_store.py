@@ -1,0 +1,385 @@
+"""Feature writes in the store, in-process, on both stores: a write is one transaction
+that keeps the version it replaces (history, asof), checks the ETag it was given, and
+leaves the tiles and reads as an import of the new data would."""
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+
+import mapbox_vector_tile
+import pytest
+import shapely
+
+from oup.store import Field, Query
+from oup.store.base import (Change, Feature, FeatureExists, FeatureNotFound, StaleVersion,
+                            Unprocessable)
+from oup.store.gpkg import GeoPackageStore
+from oup.store.mvt import TileQuery, tile_layer
+from oup.tiles import matrix_sets as grids
+
+LON, LAT = 4.455, 51.906
+FIELDS = [Field("name", "string"), Field("count", "integer"), Field("reporter", "string")]
+_numbers = itertools.count()
+
+
+# the PostGIS half starts a cluster: the slow layer (conftest marks by fixture name, and
+# this one asks for it only when it runs)
+@pytest.fixture(params=["gpkg", pytest.param("postgis", marks=pytest.mark.slow)])
+def store(request, tmp_path):
+    if request.param == "gpkg":
+        yield GeoPackageStore(tmp_path / "writes.gpkg")
+        return
+    from oup.store.postgis import PostGISStore
+
+    s = PostGISStore(request.getfixturevalue("postgis").create(f"writes{next(_numbers)}"),
+                     pool_size=4)
+    yield s
+    s.close()
+
+
+def _block(dx: float = 0.0) -> shapely.Polygon:
+    return shapely.box(LON + dx, LAT, LON + dx + 0.001, LAT + 0.0006)
+
+
+def _feature(geom=None, **props) -> Feature:
+    geom = _block() if geom is None else geom
+    return Feature(geom, geom, props)
+
+
+def _import(store, id_field: str | None = None, fields=FIELDS) -> None:
+    """Two blocks (ids 1 and 2: row numbers, or the id field's values)."""
+    feats = [_feature(_block(0), name="one", count=1, reporter="ann"),
+             _feature(_block(0.002), name="two", count=2, reporter="bob")]
+    if id_field == "code":
+        for f, code in zip(feats, ("a", "b")):
+            f.properties["code"] = code
+    store.write_collection("blocks", "EPSG:4326", fields, feats, id_field=id_field)
+
+
+def _names(store, **query) -> dict:
+    return {f["id"]: f["properties"]["name"]
+            for f in store.query("blocks", Query(limit=100, **query)).features}
+
+
+def _history_rows(store) -> int:
+    return store.execute('SELECT COUNT(*) FROM "blocks__history"')[0][0]
+
+
+def _tile(store, lon=LON + 0.0005, lat=LAT + 0.0003) -> dict:
+    """The tile (WebMercatorQuad z15) at (lon, lat): its features' ids -> properties."""
+    t = grids.get("WebMercatorQuad").tile(lon, lat, 15)
+    tile = grids.Tile("WebMercatorQuad", 15, t.y, t.x)
+    data = tile_layer(store, TileQuery("blocks", ("name", "count"), tile.bounds, tile.srid,
+                                       tile.crs, tile.crs84_envelope))
+    layer = mapbox_vector_tile.decode(data).get("blocks", {"features": []}) if data else \
+        {"features": []}
+    return {f["id"]: f["properties"] for f in layer["features"]}
+
+
+def test_create_replace_update_delete_read_back(store):
+    _import(store)
+    created = store.write_feature("blocks", Change(
+        "created", None, _feature(_block(0.004), name="three", count=3), actor="key:alice"))
+    assert created.fid == 3 and created.before is None  # the next row number
+    assert created.after["properties"] == {"name": "three", "count": 3, "reporter": None}
+    assert created.after["geometry"]["type"] == "Polygon"
+    assert store.get("blocks", 3)["properties"]["name"] == "three"
+
+    moved = _block(0.006)
+    replaced = store.write_feature("blocks", Change(
+        "replaced", 1, _feature(moved, name="uno"), actor="key:alice"))
+    assert replaced.before["properties"] == {"name": "one", "count": 1, "reporter": "ann"}
+    assert replaced.after["properties"] == {"name": "uno", "count": None, "reporter": None}
+    assert shapely.geometry.shape(replaced.after["geometry"]).equals(moved)
+
+    # a merge patch: only the properties named change, the geometry stays
+    updated = store.write_feature("blocks", Change(
+        "updated", 2, Feature(None, None, {"count": 20, "reporter": None}), actor="key:bob"))
+    assert updated.after["properties"] == {"name": "two", "count": 20, "reporter": None}
+    assert updated.after["geometry"] == updated.before["geometry"]
+
+    deleted = store.write_feature("blocks", Change("deleted", 3, None, actor="key:bob"))
+    assert deleted.etag is None and deleted.after is None
+    assert deleted.before["properties"]["name"] == "three"
+    assert store.get("blocks", 3) is None
+    assert _names(store) == {1: "uno", 2: "two"}
+    assert store.extent("blocks")["count"] == 2
+    # the bbox grew to hold the moved block (a bbox query finds it where it went)
+    assert _names(store, bbox=moved.bounds) == {1: "uno"}
+    assert store.extent("blocks")["bbox"][2] >= moved.bounds[2]
+    with pytest.raises(FeatureNotFound):
+        store.write_feature("blocks", Change("deleted", 3, None, actor="key:bob"))
+    # a feature without geometry, and one given geometry again
+    bare = store.write_feature("blocks", Change("created", None, Feature(None, None,
+                                                                        {"name": "bare"})))
+    assert store.get("blocks", bare.fid)["geometry"] is None
+    assert _names(store, bbox=(4, 51, 5, 52)) == {1: "uno", 2: "two"}
+    store.write_feature("blocks", Change("replaced", bare.fid, _feature(name="placed")))
+    assert _names(store, bbox=_block().bounds) == {bare.fid: "placed"}
+    with pytest.raises(FeatureNotFound):
+        store.write_feature("blocks", Change("replaced", 99, _feature(name="x")))
+
+
+def test_tiles_cut_after_a_write_draw_the_new_geometry_and_not_the_deleted(store):
+    _import(store)
+    assert set(_tile(store)) == {1, 2}
+    # two z15 tiles east; a new value ("three") the import never numbered
+    far, there = _block(0.02), LON + 0.0205
+    assert _tile(store, there) == {}
+    store.write_feature("blocks", Change("created", None, _feature(far, name="three", count=7)))
+    assert _tile(store, there) == {3: {"name": "three", "count": 7}}
+    store.write_feature("blocks", Change("replaced", 1, _feature(far, name="moved", count=1)))
+    assert set(_tile(store)) == {2}  # gone from where it was ...
+    assert _tile(store, there)[1] == {"name": "moved", "count": 1}  # ... drawn here
+    store.write_feature("blocks", Change("deleted", 3, None))
+    assert set(_tile(store, there)) == {1}
+    if isinstance(store, GeoPackageStore):  # tiles use the numbered values, not the rows
+        assert store.execute('SELECT COUNT(*) FROM "blocks" WHERE _oup_values IS NULL') \
+            == [(0,)]
+        assert store.execute('SELECT COUNT(*) FROM "rtree_blocks__oup_geom84"') == [(2,)]
+
+
+def test_the_etag_changes_on_every_write_and_on_every_import(store):
+    _import(store)
+    seen = {store.etag("blocks", 1)}
+    for i in range(3):
+        w = store.write_feature("blocks", Change("updated", 1, _feature(None, count=i)))
+        assert w.etag == store.etag("blocks", 1) and w.etag not in seen
+        seen.add(w.etag)
+    _import(store)  # the same data again: versions restart, the ETag does not repeat
+    assert store.etag("blocks", 1) not in seen
+    assert store.etag("blocks", 99) is None and store.etag("blocks", "x") is None
+
+
+def test_a_stale_etag_is_refused_and_writes_nothing(store):
+    _import(store)
+    old = store.etag("blocks", 1)
+    store.write_feature("blocks", Change("updated", 1, Feature(None, None, {"count": 5}),
+                                         expected=old))
+    for kind, feature in (("replaced", _feature(name="late")),
+                          ("updated", Feature(None, None, {"name": "late"})),
+                          ("deleted", None)):
+        with pytest.raises(StaleVersion) as err:
+            store.write_feature("blocks", Change(kind, 1, feature, expected=old))
+        assert err.value.status == 412
+    assert store.get("blocks", 1)["properties"]["count"] == 5
+    assert len(store.history("blocks", 1)) == 2
+
+
+def test_two_writers_with_one_etag_exactly_one_wins(store):
+    _import(store)
+    for round_ in range(3):
+        etag = store.etag("blocks", 1)
+        start, outcomes = threading.Barrier(2), []
+
+        def write(name):
+            start.wait()
+            try:
+                outcomes.append(store.write_feature("blocks", Change(
+                    "updated", 1, Feature(None, None, {"name": name}), expected=etag,
+                    actor=f"key:{name}")))
+            except StaleVersion as exc:
+                outcomes.append(exc)
+
+        threads = [threading.Thread(target=write, args=(f"w{round_}{i}",)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        won = [o for o in outcomes if not isinstance(o, Exception)]
+        assert len(won) == 1 and len(outcomes) == 2
+        assert store.get("blocks", 1)["properties"]["name"] == won[0].after["properties"]["name"]
+    assert len(store.history("blocks", 1)) == 4  # the import and one write a round
+
+
+def test_history_lists_versions_newest_first_with_kinds_and_actors(store):
+    _import(store, id_field="code", fields=FIELDS + [Field("code", "string")])
+    store.write_feature("blocks", Change("updated", "a", Feature(None, None, {"count": 10}),
+                                         actor="key:alice"))
+    store.write_feature("blocks", Change("replaced", "a", _feature(name="A", count=11),
+                                         actor="key:bob"))
+    store.write_feature("blocks", Change("deleted", "a", None, actor="key:carol"))
+    versions = store.history("blocks", "a")
+    assert [(v["kind"], v["actor"], v["version"]) for v in versions] == [
+        ("deleted", "key:carol", 4), ("replaced", "key:bob", 3),
+        ("updated", "key:alice", 2), ("imported", None, 1)]
+    assert versions[0]["feature"] is None and versions[0]["valid_to"] is None
+    assert [v["feature"]["properties"]["count"] for v in versions[1:]] == [11, 10, 1]
+    for newer, older in zip(versions, versions[1:]):
+        assert older["valid_to"] == newer["valid_from"] > older["valid_from"]
+    # created again under the same id: its versions go on, the deletion ends
+    again = store.write_feature("blocks", Change("created", "a", _feature(name="again"),
+                                                 actor="key:dave"))
+    versions = store.history("blocks", "a")
+    assert again.etag.endswith("-5") and versions[0]["kind"] == "created"
+    assert versions[1]["kind"] == "deleted" and versions[1]["valid_to"] is not None
+    assert store.history("blocks", "zz") == []
+
+
+def test_asof_answers_as_the_collection_was(store):
+    _import(store)
+    time.sleep(0.01)
+    before_create = datetime.now(timezone.utc)
+    time.sleep(0.01)
+    store.write_feature("blocks", Change("created", None, _feature(name="three")))
+    store.write_feature("blocks", Change("updated", 1, Feature(None, None, {"name": "uno"})))
+    time.sleep(0.01)
+    before_delete = datetime.now(timezone.utc)
+    time.sleep(0.01)
+    store.write_feature("blocks", Change("deleted", 2, None))
+    assert _names(store) == {1: "uno", 3: "three"}
+    assert _names(store, asof=before_create) == {1: "one", 2: "two"}
+    assert _names(store, asof=before_delete) == {1: "uno", 2: "two", 3: "three"}
+    assert store.get("blocks", 3, asof=before_create) is None
+    assert store.get("blocks", 2, asof=before_delete)["properties"]["name"] == "two"
+    assert store.get("blocks", 2) is None
+    # the filters and the count work on the versions too
+    page = store.query("blocks", Query(asof=before_delete, bbox=_block(0.002).bounds,
+                                       equals={"name": "two"}))
+    assert [f["id"] for f in page.features] == [2] and page.number_matched == 1
+    assert store.query("blocks", Query(asof=before_delete, limit=1)).number_matched == 3
+    assert _names(store, asof=datetime(2000, 1, 1, tzinfo=timezone.utc)) == {}
+
+
+def test_owner_filter_and_owned_writes(store):
+    _import(store)
+    mine = store.write_feature("blocks", Change("created", None, _feature(name="mine"),
+                                                actor="key:r1", owner="resident-1"))
+    store.write_feature("blocks", Change("created", None, _feature(name="theirs"),
+                                         actor="key:r2", owner="resident-2"))
+    assert _names(store, owner="resident-1") == {mine.fid: "mine"}
+    assert store.get("blocks", mine.fid, owner="resident-2") is None
+    assert store.get("blocks", mine.fid, owner="resident-1")["properties"]["name"] == "mine"
+    with pytest.raises(FeatureNotFound):  # another's feature is not there for a resident
+        store.write_feature("blocks", Change("deleted", mine.fid, None, owner="resident-2"))
+    store.write_feature("blocks", Change("updated", mine.fid, Feature(None, None, {"count": 1}),
+                                         owner="resident-1"))
+    assert _names(store, owner="resident-1") == {mine.fid: "mine"}  # the owner stays
+
+
+def test_server_made_ids(store):
+    fields = FIELDS + [Field("code", "string")]
+    _import(store, id_field="code", fields=fields)
+    made = store.write_feature("blocks", Change("created", None, _feature(name="x")))
+    assert len(made.fid) == 36 and store.get("blocks", made.fid)["properties"]["code"] == made.fid
+    with pytest.raises(FeatureExists) as err:
+        store.write_feature("blocks", Change("created", "a", _feature(name="dup")))
+    assert err.value.status == 409
+    with pytest.raises(Unprocessable):  # the id cannot change
+        store.write_feature("blocks", Change("replaced", "a", _feature(code="c")))
+    # an integer id field: the next integer, never one a deleted feature had
+    store.write_collection("numbered", "EPSG:4326", [Field("n", "integer")],
+                           [_feature(n=5), _feature(n=9)], id_field="n")
+    store.write_feature("numbered", Change("deleted", 9, None))
+    assert store.write_feature("numbered", Change("created", None, _feature())).fid == 10
+
+
+def test_a_failed_write_leaves_no_trace(store, monkeypatch):
+    _import(store)
+    etag, history, names = store.etag("blocks", 1), _history_rows(store), _names(store)
+    extent = store.extent("blocks")
+
+    def fail(*args):
+        raise RuntimeError("the disk is full")
+
+    # after the version was copied to the history and the row written
+    monkeypatch.setattr(type(store), "_row_written", fail)
+    monkeypatch.setattr(type(store), "_row_deleted", fail)
+    for change in (Change("replaced", 1, _feature(_block(0.01), name="lost")),
+                   Change("created", None, _feature(name="lost")),
+                   Change("deleted", 1, None)):
+        with pytest.raises(RuntimeError):
+            store.write_feature("blocks", change)
+    monkeypatch.undo()
+    with pytest.raises(Unprocessable):  # a property the collection has not
+        store.write_feature("blocks", Change("replaced", 1, _feature(name="x", colour="red")))
+    store.forget_layers()
+    assert (store.etag("blocks", 1), _history_rows(store), _names(store)) == \
+        (etag, history, names)
+    assert store.extent("blocks") == extent
+    assert set(_tile(store)) == {1, 2}
+    # and the next write goes through as if nothing had happened (PostgreSQL's sequences
+    # do not roll back: a row number may be skipped)
+    w = store.write_feature("blocks", Change("created", None, _feature(name="three")))
+    assert w.fid > 2 and _names(store) == {**names, w.fid: "three"}
+
+
+def test_prune_drops_old_versions_and_blanks_old_personal_data(store):
+    _import(store)
+    for reporter in ("cas", "dan"):
+        store.write_feature("blocks", Change("updated", 1, Feature(None, None,
+                                                                   {"reporter": reporter})))
+        time.sleep(0.01)
+    store.write_feature("blocks", Change("deleted", 2, None))
+    versions = store.history("blocks", 1)
+    assert [v["feature"]["properties"]["reporter"] for v in versions] == ["dan", "cas", "ann"]
+    # keep what was replaced after the first write; blank the personal data of what was
+    # replaced before the second
+    first_replaced = versions[2]["valid_to"]
+    second_replaced = versions[1]["valid_to"]
+    changed = store.prune_history("blocks", keep_before=first_replaced + timedelta(microseconds=1),
+                                  personal=["reporter"],
+                                  personal_before=second_replaced + timedelta(microseconds=1))
+    after = store.history("blocks", 1)
+    assert [(v["version"], v["feature"]["properties"]["reporter"]) for v in after] == \
+        [(3, "dan"), (2, None)]
+    assert after[1]["feature"]["properties"]["name"] == "one"  # only the personal property
+    assert changed == 2  # one version dropped, one blanked
+    # again: nothing left to drop or blank; no retention: nothing dropped
+    assert store.prune_history("blocks", first_replaced + timedelta(microseconds=1),
+                               ["reporter"], second_replaced + timedelta(microseconds=1)) == 0
+    assert store.prune_history("blocks", None, [], second_replaced) == 0
+    assert len(store.history("blocks", 2)) == 2
+    # feature 2's deletion is newer than the retention: kept, with the version it ended
+    assert [v["kind"] for v in store.history("blocks", 2)] == ["deleted", "imported"]
+    later = datetime.now(timezone.utc) + timedelta(seconds=1)
+    store.prune_history("blocks", keep_before=later, personal=[], personal_before=later)
+    assert store.history("blocks", 2) == []
+    assert [v["version"] for v in store.history("blocks", 1)] == [3]  # the current stays
+
+
+def test_erase_blanks_personal_data_in_every_version(store):
+    _import(store)
+    store.write_feature("blocks", Change("updated", 1, Feature(None, None, {"reporter": "cas"})))
+    mine = store.write_feature("blocks", Change("created", None, _feature(name="m",
+                                                reporter="eve"), owner="eve"))
+    store.write_feature("blocks", Change("updated", mine.fid, Feature(None, None,
+                                         {"reporter": "eve2"}), owner="eve"))
+    etag = store.etag("blocks", 1)
+    assert store.erase("blocks", ["reporter"], fid=1) == 2  # current and one past version
+    assert [v["feature"]["properties"]["reporter"] for v in store.history("blocks", 1)] == \
+        [None, None]
+    assert store.get("blocks", 1)["properties"] == {"name": "one", "count": 1, "reporter": None}
+    assert store.etag("blocks", 1) != etag  # what it answers changed
+    assert store.erase("blocks", ["reporter"], owner="eve") == 2
+    assert store.erase("blocks", ["reporter"], owner="eve") == 0  # nothing left
+    assert [v["feature"]["properties"]["reporter"] for v in store.history("blocks", mine.fid)] \
+        == [None, None]
+    # nobody else's
+    assert store.get("blocks", 2)["properties"]["reporter"] == "bob"
+    assert set(_tile(store)) == {1, 2, mine.fid}
+
+
+def test_a_collection_imported_before_versions_says_to_import_it_again(store):
+    import json
+
+    from oup.store.base import NotVersioned
+
+    _import(store)
+    meta = store.execute("SELECT meta FROM oup_layers WHERE table_name = 'blocks'")[0][0]
+    meta = meta if isinstance(meta, dict) else json.loads(meta)
+    del meta["import_id"]  # as an import by an OUP before writes left it
+    store.execute("UPDATE oup_layers SET meta = ? WHERE table_name = 'blocks'",
+                  (json.dumps(meta),))
+    store.forget_layers()
+    assert _names(store) == {1: "one", 2: "two"}  # today's reads go on
+    for attempt in (lambda: store.write_feature("blocks", Change("deleted", 1, None)),
+                    lambda: store.history("blocks", 1),
+                    lambda: store.query("blocks", Query(owner="x")),
+                    lambda: store.get("blocks", 1, asof=datetime.now(timezone.utc))):
+        with pytest.raises(NotVersioned) as err:
+            attempt()
+        assert err.value.status == 503 and "oup import blocks" in err.value.detail
+    assert store.etag("blocks", 1) is None
