@@ -5,13 +5,15 @@ from __future__ import annotations
 from functools import cache
 
 from oup.store.backends import backend_of
-from oup.store.base import (BatchResult, Feature, Field, InvalidQuery, Page, Query, StoreBusy,
-                            StoreError, UnknownCollection)
-from oup.store.protocols import EventLog, FeatureStore, ObservationStore
+from oup.store.base import (BatchResult, Change, Feature, FeatureExists, FeatureNotFound, Field,
+                            InvalidQuery, NotVersioned, Page, Query, StaleVersion, StoreBusy,
+                            StoreError, UnknownCollection, Written)
+from oup.store.protocols import EventLog, FeatureStore, FeatureWriter, ObservationStore
 
-__all__ = ["BatchResult", "EventLog", "Feature", "FeatureStore", "Field", "InvalidQuery",
-           "ObservationStore", "Page", "Query", "StoreBusy", "StoreError", "UnknownCollection",
-           "open_observation_store", "open_store"]
+__all__ = ["BatchResult", "Change", "EventLog", "Feature", "FeatureExists", "FeatureNotFound",
+           "FeatureStore", "FeatureWriter", "Field", "InvalidQuery", "NotVersioned",
+           "ObservationStore", "Page", "Query", "StaleVersion", "StoreBusy", "StoreError",
+           "UnknownCollection", "Written", "open_observation_store", "open_store"]
 
 
 @cache

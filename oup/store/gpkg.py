@@ -45,7 +45,7 @@ from oup.store.mvt import TileQuery
 from oup.store.mvt_encode import ValueCoder, ValueTable
 from oup.store.mvt_gpkg import tile_column
 from oup.store.sqlquery import SqlQueries, TimeSpan, column_values, current_layout
-from oup.store.versions import history_ddl, history_table, version_columns
+from oup.store.version_schema import history_ddl, history_table, version_columns
 
 _SQL_TYPES = {"string": "TEXT", "number": "DOUBLE", "integer": "INTEGER",
               "boolean": "BOOLEAN", "date-time": "DATETIME"}

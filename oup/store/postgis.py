@@ -4,8 +4,9 @@ Same interface and answers as the GeoPackage store. Each collection is a table w
 source geometry (``_oup_geom``, the data of record) and ``_oup_geom84`` (CRS84, transformed
 once at import), each with a GiST index, and a B-tree index per attribute; date-times are
 ``timestamptz``. Features written one at a time keep their versions (``versions.py``):
-the current one in the table, the ones replaced in ``{cid}__history``. Connections come from a pool per process (``OUP_DB_POOL_SIZE``); the
-schema is versioned (``migrations.py``) and brought up to date when the store opens.
+the current one in the table, the ones replaced in ``{cid}__history``. Connections come
+from a pool per process (``OUP_DB_POOL_SIZE``); the schema is versioned
+(``migrations.py``) and brought up to date when the store opens.
 
 All SQL here is written as for the GeoPackage store, with ``?`` placeholders (one style
 in every store); ``placeholders.pg_sql`` turns them into psycopg's ``%s`` where a
@@ -32,7 +33,8 @@ from oup.store.mvt import BUFFER, EXTENT, TileQuery, native_grid
 from oup.store.placeholders import pg_sql
 from oup.store.sqlquery import SqlQueries, TimeSpan, column_values, current_layout
 from oup.store.geometry import rows_to_features
-from oup.store.versions import FeatureVersions, history_ddl, history_table, version_columns
+from oup.store.version_schema import history_ddl, history_table, version_columns
+from oup.store.versions import FeatureVersions
 
 _PG_TYPES = {"string": "text", "number": "double precision", "integer": "bigint",
              "boolean": "boolean", "date-time": "timestamptz"}

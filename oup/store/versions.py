@@ -13,7 +13,8 @@ writers holding one ETag cannot both pass the check. A backend supplies the
 transaction (``_writing``), how a geometry is written (``_geometry_marks`` and
 ``_geometry_values``), how an instant is stored (``_stamp``) and what else a row
 written or deleted needs (``_row_written``, ``_row_deleted``: the GeoPackage's R*Trees
-and tile values).
+and tile values). Where versions live: ``version_schema.py``; how long they are kept,
+and erasure: ``retention.py``.
 """
 from __future__ import annotations
 
@@ -21,53 +22,17 @@ import json
 import uuid
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta, timezone
-from typing import Callable
 
 from oup.store.base import (ACTOR, CHANGE_KINDS, FID, GEOM, GEOM84, KIND, OWNER, VALID_FROM,
                             VALID_TO, VERSION, Change, Feature, FeatureExists, FeatureNotFound,
-                            Field, InvalidQuery, StaleVersion, Unprocessable,
-                            Written, check_int64)
+                            Field, InvalidQuery, StaleVersion, Unprocessable, Written)
 from oup.store.cql import quote
-from oup.store.sqlquery import TimeSpan, column_values, versioned
+from oup.store.retention import VersionRetention
+from oup.store.sqlquery import TimeSpan, column_values
+from oup.store.version_schema import (VERSION_COLUMNS, Run, history_table, key_value,
+                                      meta_in, versioned)
 
-Run = Callable[..., list]  # (sql with ? placeholders, params) -> rows, in the write's transaction
-
-# the columns of a version besides the geometry and the properties
-VERSION_COLUMNS = (VERSION, VALID_FROM, KIND, ACTOR, OWNER)
-_TICK = timedelta(microseconds=1)
-
-
-def history_table(cid: str) -> str:
-    return f"{cid}__history"
-
-
-def version_columns(types: dict[str, str], imported: str) -> str:
-    """The current table's version columns (SQL DDL, after a comma): the import's
-    rows take their values from the defaults (``imported``: the import's instant as a
-    literal the store's instants compare with)."""
-    return (f"{VERSION} {types['integer']} NOT NULL DEFAULT 1, "
-            f"{VALID_FROM} {types['instant']} NOT NULL DEFAULT '{imported}', "
-            f"{KIND} {types['string']} NOT NULL DEFAULT 'imported', "
-            f"{ACTOR} {types['string']}, {OWNER} {types['string']}")
-
-
-def history_ddl(cid: str, fields: list[Field], types: dict[str, str],
-                id_field: str | None) -> list[str]:
-    """The statements that make collection ``cid``'s (empty) history table."""
-    h = quote(history_table(cid))
-    cols = "".join(f", {quote(f.name)} {types[f.type]}" for f in fields)
-    out = [f"CREATE TABLE {h} (_oup_hid {types['serial']} PRIMARY KEY, "
-           f"{FID} {types['integer']} NOT NULL, {GEOM} {types['geometry']}, "
-           f"{GEOM84} {types['geometry']}{cols}, {VERSION} {types['integer']} NOT NULL, "
-           f"{VALID_FROM} {types['instant']} NOT NULL, {VALID_TO} {types['instant']}, "
-           f"{KIND} {types['string']} NOT NULL, {ACTOR} {types['string']}, "
-           f"{OWNER} {types['string']})",
-           f"CREATE INDEX {quote(f'{cid}__history_fid')} ON {h} ({FID})",
-           f"CREATE INDEX {quote(f'{cid}__history_owner')} ON {h} ({OWNER}) "
-           f"WHERE {OWNER} IS NOT NULL"]
-    if id_field:
-        out.append(f"CREATE INDEX {quote(f'{cid}__history_id')} ON {h} ({quote(id_field)})")
-    return out
+_TICK = timedelta(microseconds=1)  # the least time between two versions
 
 
 def _fields(meta: dict) -> list[Field]:
@@ -78,24 +43,7 @@ def _etag(meta: dict, version: int) -> str:
     return f"{meta['import_id']}-{version}"
 
 
-def key_value(meta: dict, fid):
-    """(the column that holds the feature id, ``fid`` as that column holds it), or None
-    for an id no feature can have."""
-    key = meta.get("id_field")
-    if key is None:
-        try:
-            return FID, check_int64(int(fid), "id")
-        except (TypeError, ValueError):
-            return None
-    if dict(meta["fields"])[key] == "integer":
-        try:
-            return key, check_int64(int(fid), "id")
-        except (TypeError, ValueError):
-            return None
-    return key, str(fid)
-
-
-class FeatureVersions:
+class FeatureVersions(VersionRetention):
     """``FeatureWriter`` (``protocols.py``) over a SQL store (``SqlQueries``)."""
 
     # the backend's: in ``_writing``, the current row locked for the write
@@ -202,7 +150,7 @@ class FeatureVersions:
         if change.kind != "deleted" and change.feature is None:
             raise InvalidQuery(f"a change of kind {change.kind!r} needs a feature")
         with self._writing(cid) as run:
-            meta = _meta_in(run, cid)
+            meta = meta_in(run, cid)
             now = datetime.now(timezone.utc)
             if change.kind == "created":
                 written = self._create(run, cid, meta, change, now)
@@ -337,74 +285,6 @@ class FeatureVersions:
         _grow(meta, feature if moved else None, span)
         after = self._versions_of(run, meta, cid, f"{FID} = ?", [row], [])[0][0]
         return Written(after["id"], _etag(meta, version + 1), before, after)
-
-    # -- retention and erasure ----------------------------------------------------------
-    def _personal(self, meta: dict, personal: list[str]) -> tuple[str, str]:
-        """(``SET`` that blanks the ``personal`` properties, a condition true where one
-        of them still has a value); ('', '') for none."""
-        names = {n for n, _ in meta["fields"]}
-        unknown = [p for p in personal if p not in names]
-        if unknown:
-            raise InvalidQuery(f"no property {unknown[0]!r} to blank", unknown[0])
-        if meta.get("id_field") in personal:
-            raise InvalidQuery("the id field cannot be blanked: it names the feature",
-                               meta["id_field"])
-        return (", ".join(f"{quote(p)} = NULL" for p in personal),
-                "(" + " OR ".join(f"{quote(p)} IS NOT NULL" for p in personal) + ")")
-
-    def prune_history(self, cid: str, keep_before: datetime | None, personal: list[str],
-                      personal_before: datetime) -> int:
-        with self._writing(cid) as run:
-            meta = _meta_in(run, cid)
-            blank, valued = self._personal(meta, personal)
-            h = quote(history_table(cid))
-            dropped = blanked = 0
-            if keep_before is not None:  # None: kept for ever
-                old = self._stamp(keep_before)
-                dropped = len(run(f"DELETE FROM {h} WHERE {VALID_TO} < ? OR ({KIND} = "
-                                  f"'deleted' AND {VALID_FROM} < ?) RETURNING 1", (old, old)))
-            if blank:
-                blanked = len(run(f"UPDATE {h} SET {blank} WHERE {VALID_TO} < ? AND {valued} "
-                                  f"RETURNING 1", (self._stamp(personal_before),)))
-        return dropped + blanked
-
-    def erase(self, cid: str, personal: list[str], fid=None, owner: str | None = None) -> int:
-        if (fid is None) == (owner is None):
-            raise InvalidQuery("erase one feature (fid) or an owner's (owner), not both")
-        with self._writing(cid) as run:
-            meta = _meta_in(run, cid)
-            blank, valued = self._personal(meta, personal)
-            if not blank:
-                return 0
-            if fid is not None:
-                kv = key_value(meta, fid)
-                if kv is None:
-                    return 0
-                where, params = f"{quote(kv[0])} = ?", [kv[1]]
-            else:
-                where, params = f"{OWNER} = ?", [owner]
-            # the current version takes a new number (its ETag changes) but no history row:
-            # the history would keep what is erased
-            rows = [r[0] for r in run(f"UPDATE {quote(cid)} SET {blank}, {VERSION} = "
-                                      f"{VERSION} + 1 WHERE {where} AND {valued} "
-                                      f"RETURNING {FID}", params)]
-            self._rows_blanked(run, cid, meta, rows)
-            run("UPDATE oup_layers SET meta = ? WHERE table_name = ?", (json.dumps(meta), cid))
-            past = run(f"UPDATE {quote(history_table(cid))} SET {blank} WHERE {where} "
-                       f"AND {valued} RETURNING 1", params)
-        self._written(cid)
-        return len(rows) + len(past)
-
-
-def _meta_in(run: Run, cid: str) -> dict:
-    """The layer's metadata as the write's transaction sees it (not a cached copy)."""
-    from oup.store.base import UnknownCollection
-
-    rows = run("SELECT meta FROM oup_layers WHERE table_name = ?", (cid,))
-    if not rows:
-        raise UnknownCollection(f"collection {cid!r} is not in the store; run `oup import`")
-    meta = rows[0][0] if isinstance(rows[0][0], dict) else json.loads(rows[0][0])
-    return versioned(meta, cid)
 
 
 def _grow(meta: dict, feature: Feature | None, span: TimeSpan) -> None:
