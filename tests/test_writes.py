@@ -270,7 +270,7 @@ def test_owslib_creates_updates_and_deletes(server, who):
 
     api = Features(server, headers=dict(who["steward"]))
     plot = _plot("from owslib")
-    assert api.collection_item_create("plots", json.dumps(plot))
+    assert api.collection_item_create("plots", plot)  # a dict: OWSLib says geo+json
     found = [f for f in api.collection_items("plots", limit=100)["features"]
              if f["properties"]["name"] == "from owslib"]
     assert len(found) == 1

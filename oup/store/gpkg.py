@@ -306,6 +306,7 @@ class GeoPackageStore(GeoPackageWrites, SqlQueries):
                     "time_field": time_field, "id_field": id_field, "count": count,
                     "bbox": bounds84 if np.isfinite(bounds84).all() else None,
                     "interval": span.interval, "tile_values": values_token,
+                    "has_z": has_z,  # the collection's one dimension (writes keep to it)
                     "imported": imported.strftime("%Y-%m-%dT%H:%M:%SZ"),
                     # the ETags' first part: a feature's versions restart at each import
                     "import_id": os.urandom(6).hex()}

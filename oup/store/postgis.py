@@ -228,6 +228,7 @@ class PostGISStore(FeatureVersions, SqlQueries):
                     "time_field": time_field, "id_field": id_field, "count": count,
                     "bbox": bounds, "interval": span.interval,
                     "geometry_type": geometry_type, "description": description,
+                    "has_z": kind == "GeometryZ",  # the collection's one dimension
                     "web_mercator": True,
                     "imported": imported.strftime("%Y-%m-%dT%H:%M:%SZ"),
                     # the ETags' first part: a feature's versions restart at each import

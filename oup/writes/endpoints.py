@@ -25,11 +25,11 @@ from datetime import datetime, timedelta, timezone
 from typing import Callable
 
 from oup.catalog import Catalog, Collection
-from oup.errors import Forbidden, MethodNotAllowed, NotFound, PreconditionFailed, \
+from oup.errors import Forbidden, MethodNotAllowed, NotFound, OUPError, PreconditionFailed, \
     Unauthorized, Unprocessable, UnsupportedMediaType
 from oup.events import feature_event
 from oup.http.routes import Call, Endpoint, Format, Param
-from oup.store.base import Change, FeatureNotFound, StaleVersion
+from oup.store.base import Change, FeatureNotFound, StaleVersion, StoreError
 from oup.writes.features import content_crs, feature_record, merge_patch, parse_body
 
 LOG = logging.getLogger(__name__)
@@ -96,7 +96,10 @@ class Writes:
         if m is None or "asof" in args or m["cid"] not in self.catalog.collections \
                 or self.catalog[m["cid"]].derived_from:
             return None
-        return self.store.etag(m["cid"], m["fid"])
+        try:
+            return self.store.etag(m["cid"], m["fid"])
+        except (OUPError, StoreError):  # (imported before versions were kept): no ETag
+            return None
 
     # -- who may -------------------------------------------------------------------------
     def _may(self, call: Call) -> None:
@@ -304,8 +307,7 @@ class Writes:
         h, today = coll.history, datetime.now(timezone.utc)
         if h.retention is None and not h.personal:
             return
-        keep = today - duration(h.retention) if h.retention else datetime.min.replace(
-            tzinfo=timezone.utc)
+        keep = today - duration(h.retention) if h.retention else None  # None: for ever
         try:
             self.store.prune_history(coll.id, keep, list(h.personal),
                                      today - duration(h.personal_retention))
@@ -326,9 +328,9 @@ def _public(feature: dict | None, personal: set[str]) -> dict | None:
 
 def duration(text: str) -> timedelta:
     """An ISO 8601 duration of years, months, weeks and days (P2Y, P30D), as days."""
-    parts = dict(re.findall(r"(\d+)([YMWD])", text))
-    return timedelta(days=365 * int(parts.get("Y", 0)) + 30 * int(parts.get("M", 0))
-                     + 7 * int(parts.get("W", 0)) + int(parts.get("D", 0)))
+    parts = {unit: int(n) for n, unit in re.findall(r"(\d+)([YMWD])", text)}
+    return timedelta(days=365 * parts.get("Y", 0) + 30 * parts.get("M", 0)
+                     + 7 * parts.get("W", 0) + parts.get("D", 0))
 
 
 def _iso(value) -> str | None:
