@@ -292,3 +292,36 @@ def test_editing_is_advertised_as_clients_look_for_it(server):
     assert "application/query-cql-json" in items["post"]["requestBody"]["content"]  # search
     assert {"get", "put", "patch", "delete"} <= set(item)
     assert "put" not in paths.get("/collections/neighbourhoods/items/{featureId}", {})
+
+
+def test_a_patch_of_a_building_redoes_its_3d_tile_and_the_tiles_above_only(server, imported,
+                                                                          who):
+    from pathlib import Path
+
+    from test_tiles3d_update import ancestors, check_valid, files, leaves, where
+
+    folder = Path(imported["OUP_DATA_DIR"]) / "3dtiles" / "buildings"
+    feature = requests.get(f"{server}/collections/buildings/items", params={"limit": 1},
+                           timeout=30).json()["features"][0]
+    oid, url = feature["properties"]["cityobject_id"], \
+        f"{server}/collections/buildings/items/{feature['id']}"
+    [leaf] = [m["uri"] for m in where(folder, oid) if m["uri"] in leaves(folder)]
+    served = requests.get(f"{server}/collections/buildings/3dtiles/{leaf}", timeout=30)
+    old = files(folder)
+    r = requests.patch(url, data=json.dumps({"properties": {"bron_geo": "survey of 2026"}}),
+                       headers={**who["steward"], "Content-Type": "application/merge-patch+json"},
+                       timeout=30)
+    assert r.status_code == 200, r.text
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and files(folder) == old:
+        time.sleep(0.1)
+    new = files(folder)
+    changed = {k for k in old if old[k] != new[k]}
+    # the leaf is made again; above it only the tiles that draw the building can change
+    assert leaf in changed and changed <= {leaf, *ancestors(folder, leaf)}, changed
+    assert set(new) == set(old)
+    for m in where(folder, oid):  # at every level it is drawn
+        assert m["props"]["bron_geo"] == "survey of 2026"
+    again = requests.get(f"{server}/collections/buildings/3dtiles/{leaf}", timeout=30)
+    assert again.headers["ETag"] != served.headers["ETag"] and again.content != served.content
+    check_valid(folder)
