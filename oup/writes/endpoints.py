@@ -113,7 +113,7 @@ class Writes:
         identity = call.identity
         if identity is None or not identity.authenticated:
             raise Unauthorized(f"sign in to change {call.collection} (Authorization: "
-                               "Bearer <token> or ApiKey <key>)")
+                               "Bearer <token>, or X-API-Key: <key>)")
         action = ACTIONS[call.endpoint.methods[0]]
         roles = set(getattr(coll.editable, action)) | set(coll.editable.own)
         if not identity.roles & roles:
