@@ -216,3 +216,19 @@ def test_the_brokers_acl_follows_the_catalogue():
     assert "pattern read oup/events/#" in acl[0] and "readwrite oup/events" not in acl[0]
     assert all(f"pattern readwrite {t}" in acl[0] for t in topics)
     assert acl[1].startswith("oup-relay\ntopic write oup/events/#")
+
+
+def test_a_feature_event_carries_what_changed_and_goes_to_the_features_topic():
+    from oup.events import FEATURE_UPDATED, feature_event
+
+    before = {"properties": {"name": "a", "floors": 2, "note": "x", "secret": "s1"}}
+    after = {"properties": {"name": "a", "floors": 3, "secret": "s2"}}
+    e = feature_event("plots", "updated", "P1", before, after, private={"secret"})
+    assert e.type == FEATURE_UPDATED and e.subject == "P1"
+    assert e.data == {"collection": "plots", "id": "P1", "properties": {"floors": 3},
+                      "removed": ["note"]}
+    assert e.topic() == "oup/events/collections/plots/features"
+    bare = feature_event("meldingen", "created", 7, None, after, bare=True)
+    assert bare.data == {"collection": "meldingen", "id": 7}
+    gone = feature_event("plots", "deleted", "P1", before, None)
+    assert gone.data == {"collection": "plots", "id": "P1"}

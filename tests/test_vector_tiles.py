@@ -850,3 +850,28 @@ def test_qgis_adds_and_draws_the_vector_tiles_with_their_attributes(server, tmp_
     others = [g.buffer(-2.0) for k, g in shapes.items() if k != chosen and not g.intersects(near)]
     others = [g.representative_point() for g in others if not g.is_empty]
     assert len(others) > 100 and not any(red(p) for p in others)
+
+
+def test_drop_area_drops_the_tiles_a_box_touches_and_their_neighbours_only(tmp_path):
+    """After a write: the tiles of the old and new geometry go, with the neighbours whose
+    buffer may hold an edge of it; every other cached tile stays."""
+    from oup.tiles.cache import TileCache
+
+    cache = TileCache(tmp_path)
+    tms = grids.get("WebMercatorQuad")
+    centre = tms.tile(4.4500, 51.9100, 16)
+    kept = {}
+    for dy in range(-3, 4):
+        for dx in range(-3, 4):
+            cache.layer("plots", "stamp", ("name",), "WebMercatorQuad", 16, centre.y + dy,
+                        centre.x + dx, lambda: b"tile")
+    files = {p.relative_to(tmp_path) for p in tmp_path.rglob("*.mvt")}
+    assert len(files) == 49
+    west, south, east, north = tms.bounds(centre)  # a box inside the centre tile
+    box = [west + (east - west) / 4, south + (north - south) / 4,
+           east - (east - west) / 4, north - (north - south) / 4]
+    assert cache.drop_area("plots", box) == 9
+    left = {p.relative_to(tmp_path) for p in tmp_path.rglob("*.mvt")}
+    gone = {(int(p.parent.name), int(p.stem)) for p in files - left}
+    assert gone == {(centre.y + dy, centre.x + dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)}
+    assert cache.drop_area("other", box) == 0 and len(left) == 40

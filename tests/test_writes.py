@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -296,8 +297,6 @@ def test_editing_is_advertised_as_clients_look_for_it(server):
 
 def test_a_patch_of_a_building_redoes_its_3d_tile_and_the_tiles_above_only(server, imported,
                                                                           who):
-    from pathlib import Path
-
     from test_tiles3d_update import ancestors, check_valid, files, leaves, where
 
     folder = Path(imported["OUP_DATA_DIR"]) / "3dtiles" / "buildings"
@@ -325,3 +324,87 @@ def test_a_patch_of_a_building_redoes_its_3d_tile_and_the_tiles_above_only(serve
     again = requests.get(f"{server}/collections/buildings/3dtiles/{leaf}", timeout=30)
     assert again.headers["ETag"] != served.headers["ETag"] and again.content != served.content
     check_valid(folder)
+
+
+def test_withdrawing_a_report_erases_its_text_from_every_version(server, who, imported):
+    h = {**who["anna"], "Content-Type": "application/merge-patch+json"}
+    url = _create(server, "meldingen", _report(text="Mijn eerste tekst"), who["anna"]).headers[
+        "Location"]
+    assert requests.patch(url, data=json.dumps({"properties": {"description": "Mijn tweede"}}),
+                          headers=h, timeout=30).status_code == 200
+    versions = requests.get(f"{url}/history", headers=who["steward"], timeout=30).json()
+    assert {v["properties"]["description"] for v in versions["features"]} == {
+        "Mijn eerste tekst", "Mijn tweede"}
+    assert requests.delete(url, headers=who["anna"], timeout=30).status_code == 204
+    after = requests.get(f"{url}/history", headers=who["steward"], timeout=30).json()
+    text = json.dumps(after)
+    assert "Mijn eerste tekst" not in text and "Mijn tweede" not in text
+    assert [v["properties"]["oup:change"] for v in after["features"]][0] == "deleted"
+    audit = (Path(imported["OUP_DATA_DIR"]) / "audit.log").read_text()
+    assert "Mijn" not in audit  # the audit log never holds personal data
+
+
+def test_oup_erase_blanks_a_data_subjects_text_and_says_so(server, who, imported):
+    from conftest import oup
+
+    url = _create(server, "meldingen", _report(text="Bob zijn tekst"), who["bob"]).headers[
+        "Location"]
+    reporter = requests.get(url, headers=who["bob"], timeout=30).json()["properties"]["reporter"]
+    done = oup(imported, "erase", "meldingen", "--owner", reporter)
+    assert "blanked in" in done.stdout
+    got = requests.get(url, headers=who["bob"], timeout=30).json()["properties"]
+    assert got["description"] is None and got["category"] == "afval"  # the rest stays
+    history = requests.get(f"{url}/history", headers=who["steward"], timeout=30).text
+    assert "Bob zijn tekst" not in history
+    log = (Path(imported["OUP_DATA_DIR"]) / "audit.log").read_text().splitlines()
+    [erased] = [line for line in log if '"action":"ERASE personal data"' in line
+                and reporter in line]
+    assert "Bob zijn" not in "\n".join(log)
+    assert oup(imported, "erase", "meldingen", check=False).returncode != 0  # whose?
+
+
+def test_a_write_drops_the_cached_tiles_it_touches_and_only_those(workdir):
+    """A server with OUP_TILE_CACHE=true: after a PATCH the tile of the feature is cut
+    again with the new value; a tile far from it is kept on disk as it was."""
+    import hashlib
+    import os
+
+    from conftest import make_plots, oup, serving
+    from oup.tiles import matrix_sets as grids
+    from test_vector_tiles import _decode
+
+    cat, data = workdir / "write-cache-catalogue", workdir / "write-cache-data"
+    make_plots(cat / "plots")
+    key = "oup-test-steward-" + "0" * 16
+    keys = workdir / "write-cache-keys.yml"
+    keys.write_text(f"- name: steward\n  sha256: {hashlib.sha256(key.encode()).hexdigest()}\n"
+                    "  roles: [steward]\n")
+    env = dict(os.environ, OUP_DATA_DIR=str(data), OUP_CATALOG_DIR=str(cat),
+               OUP_TILE_CACHE="true", OUP_LOG_LEVEL="WARNING", OUP_API_KEYS_FILE=str(keys))
+    env.pop("OUP_DATABASE_URL", None)
+    oup(env, "import", "--quiet")
+    with serving(env) as url:
+        plots = requests.get(f"{url}/collections/plots/items", timeout=30).json()["features"]
+        first, last = plots[0], plots[-1]
+        tms = grids.get("WebMercatorQuad")
+
+        def tile_of(feature):
+            lon, lat = feature["geometry"]["coordinates"][0][0]
+            t = tms.tile(lon + 1e-6, lat + 1e-6, 21)
+            return f"{url}/collections/plots/tiles/WebMercatorQuad/21/{t.y}/{t.x}", t
+
+        (near, t0), (far, t1) = tile_of(first), tile_of(last)
+        assert (t0.x, t0.y) != (t1.x, t1.y) and abs(t0.x - t1.x) > 2
+        names = lambda u: {f["properties"]["name"] for f in _decode(  # noqa: E731
+            requests.get(u, timeout=30).content)["plots"]["features"]}
+        assert first["properties"]["name"] in names(near)
+        assert last["properties"]["name"] in names(far)
+        far_file = next((data / "tile-cache" / "plots").rglob(f"21/{t1.y}/{t1.x}.mvt"))
+        kept = far_file.stat().st_mtime_ns
+        r = requests.patch(f"{url}/collections/plots/items/{first['id']}",
+                           data=json.dumps({"properties": {"name": "renamed plot"}}),
+                           headers={"X-API-Key": key,
+                                    "Content-Type": "application/merge-patch+json"}, timeout=30)
+        assert r.status_code == 200, r.text
+        assert "renamed plot" in names(near)  # cut again, not served from the disk
+        assert far_file.stat().st_mtime_ns == kept  # untouched
