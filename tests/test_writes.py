@@ -408,3 +408,48 @@ def test_a_write_drops_the_cached_tiles_it_touches_and_only_those(workdir):
         assert r.status_code == 200, r.text
         assert "renamed plot" in names(near)  # cut again, not served from the disk
         assert far_file.stat().st_mtime_ns == kept  # untouched
+
+
+@pytest.mark.parametrize("page", ["map", "viewer"])
+def test_the_map_and_the_viewer_show_a_write_without_a_reload(server, who, page):
+    import queue
+    import shutil
+    import subprocess
+
+    from conftest import ROOT
+
+    feature = requests.get(f"{server}/collections/buildings/items", params={"limit": 1,
+                           "offset": 7}, timeout=30).json()["features"][0]
+    lon, lat = feature["geometry"]["coordinates"][0][0][0][:2]
+    value = f"seen on {page} {time.time():.0f}"
+    url = (f"{server}/map?at={lon},{lat},17" if page == "map" else
+           f"{server}/viewer?at={lon},{lat},300")
+    node = subprocess.Popen(["node", "edits.mjs", url, page, "bron_geo", value, "90"],
+                            cwd=ROOT / "tests" / "js", stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            env={"CHROMIUM": shutil.which("chromium") or "/usr/bin/chromium",
+                                 "PATH": "/usr/bin:/bin"})
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x) for x in node.stdout], daemon=True).start()
+    try:
+        assert json.loads(lines.get(timeout=300)) == {"ready": True}
+        r = requests.patch(f"{server}/collections/buildings/items/{feature['id']}",
+                           data=json.dumps({"properties": {"bron_geo": value}}),
+                           headers={**who["steward"],
+                                    "Content-Type": "application/merge-patch+json"},
+                           timeout=30)
+        assert r.status_code == 200, r.text
+        node.wait(timeout=150)
+        out = json.loads(lines.get(timeout=10))
+    finally:
+        if node.poll() is None:
+            node.kill()
+    assert out["error"] is None and out["pageErrors"] == [], (out, node.stderr.read())
+    assert out["edits"] >= 1, out
+    if page == "map":  # the tile drawn again holds the new value
+        assert out["found"] == value, out
+        assert out["lastEdit"]["type"] == "oup.feature.updated"
+    else:  # the tileset loaded again after the server redid the building's tiles
+        assert out["lastEdit"]["type"] == "oup.tiles3d.updated"
+        assert out["lastEdit"]["data"]["collection"] == "buildings"
+        assert out["lastEdit"]["data"]["rewritten"]

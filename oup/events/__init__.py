@@ -30,6 +30,7 @@ FEATURE_CREATED = "oup.feature.created"
 FEATURE_REPLACED = "oup.feature.replaced"
 FEATURE_UPDATED = "oup.feature.updated"
 FEATURE_DELETED = "oup.feature.deleted"
+TILES3D_UPDATED = "oup.tiles3d.updated"
 FEATURE_TYPES = {"created": FEATURE_CREATED, "replaced": FEATURE_REPLACED,
                  "updated": FEATURE_UPDATED, "deleted": FEATURE_DELETED}
 TYPES = {
@@ -48,12 +49,15 @@ TYPES = {
     FEATURE_UPDATED: "a feature was updated through the API (PATCH); data: its id and the "
                      "properties that changed",
     FEATURE_DELETED: "a feature was deleted through the API (DELETE); data: its id",
+    TILES3D_UPDATED: "the 3D Tiles of a collection follow a write: data: the tiles made "
+                     "again (content URIs), after they were replaced",
 }
 # MQTT topic level per type: oup/events/collections/{id}/{kind}
 TOPIC_KINDS = {OBSERVATIONS_STORED: "observations", OBSERVATIONS_CORRECTED: "observations",
                COLLECTION_IMPORTED: "versions", COLLECTION_ADDED: "catalogue",
                COLLECTION_REMOVED: "catalogue", COLLECTION_CHANGED: "catalogue",
-               **{t: "features" for t in FEATURE_TYPES.values()}}
+               **{t: "features" for t in FEATURE_TYPES.values()},
+               TILES3D_UPDATED: "tiles3d"}
 MQTT_PREFIX = "oup/events/collections"
 # Not a change event: the SSE event type a stream sends first when it resumes from further
 # back than the log keeps (no id; data: {"after", "first", "detail"})
@@ -129,6 +133,11 @@ def feature_event(collection: str, kind: str, fid: str, before: dict | None,
         if removed:
             data["removed"] = removed
     return ChangeEvent(collection, FEATURE_TYPES[kind], str(fid), data)
+
+
+def tiles3d_event(collection: str, rewritten: list[str], removed: list[str]) -> ChangeEvent:
+    return ChangeEvent(collection, TILES3D_UPDATED, collection,
+                       {"collection": collection, "rewritten": rewritten, "removed": removed})
 
 
 def catalogue_events(before: dict[str, dict], after: dict[str, dict]) -> list[ChangeEvent]:

@@ -55,7 +55,8 @@ def create_app(settings: Settings | None = None):
                              audit=AuditLog(settings.audit_log or settings.data_dir / "audit.log"),
                              event_properties=lambda ids: _event_properties(fields_of, ids))
     writes = Writes(catalog, store, base, shared.audit, lambda: _event_log(shared, settings),
-                    cache, _tileset_updater(settings))
+                    cache)
+    writes.on_change = _tileset_updater(settings, writes.announce)
     own = Routes([
         *vector_tiles.endpoints(tiles),
         *styles.endpoints(styles.Styles(catalog, tiles.layers, base)),
@@ -91,12 +92,14 @@ def create_app(settings: Settings | None = None):
     return app
 
 
-def _tileset_updater(settings: Settings):
+def _tileset_updater(settings: Settings, announce):
     """After a write to a 3D collection: its 3D Tiles, the changed building's leaf and
     the tiles above it made again (``tilers.update``), one update at a time per worker,
-    beside the answer (a request does not wait for it)."""
+    beside the answer (a request does not wait for it); then a change event says which
+    (``announce``: /viewer loads them again)."""
     from concurrent.futures import ThreadPoolExecutor
 
+    from oup.events import tiles3d_event
     from oup.writes.city import tiles_change
 
     queue = ThreadPoolExecutor(max_workers=1, thread_name_prefix="oup-3dtiles")
@@ -117,6 +120,8 @@ def _tileset_updater(settings: Settings):
             try:
                 report = update_tileset(folder, [change])
                 log.info("3D tiles of %s after %s %s: %s", coll.id, kind, written.fid, report)
+                if report.rewritten or report.removed:
+                    announce(tiles3d_event(coll.id, report.rewritten, report.removed))
             except Exception:  # the write stands; `oup tile` makes the tileset whole again
                 log.exception("3D tiles of %s not updated after %s", coll.id, written.fid)
 

@@ -319,7 +319,9 @@ def endpoints(tiles: VectorTiles) -> list[Endpoint]:
                      formats=(json_doc, tile_json), collections=layered if op == "" else None),
             Endpoint(f"{prefix}/tiles/{{tileMatrixSetId}}/{{tileMatrix}}/{{tileRow}}/{{tileCol}}",
                      f"A vector tile of {name}", tiles.answer_tile, "tiles", f"getTile{suffix}",
-                     params=address, formats=(Format("mvt", MVT),),
+                     params=(*address, Param("v", "any value: a client's own cache buster "
+                                             "(ignored); /map sends the last change event's "
+                                             "id")), formats=(Format("mvt", MVT),),
                      collections=layered if op == "" else None,
                      responses={"204": {"description": "an empty tile"},
                                 "304": {"description": "not modified"}}),

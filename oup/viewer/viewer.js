@@ -8,6 +8,31 @@
 window.oup = { ready: false, picked: null, error: null, tiles: 0, sensors: null,
                lastEvent: null };
 
+// A write to a 3D collection redoes the tiles of the changed building on the server; the
+// event that says so (after the files were replaced) makes the viewer load that tileset
+// again, past the browser's copies (?v=<event id>: the server ignores it, and CesiumJS
+// carries it to every tile), so the change shows without a reload. window.oup.edits
+// counts them.
+function follow3dEdits(viewer, sets, loaded) {
+  window.oup.edits = 0;
+  const stream = new EventSource("/events?type=oup.tiles3d.updated");
+  stream.onmessage = async (msg) => {
+    const ev = JSON.parse(msg.data);
+    const i = sets.findIndex((s) => s.id === ev.data.collection);
+    if (i < 0) return;
+    try {
+      const fresh = await Cesium.Cesium3DTileset.fromUrl(`${sets[i].href}?v=${msg.lastEventId}`);
+      viewer.scene.primitives.add(fresh);
+      viewer.scene.primitives.remove(loaded[i]);
+      loaded[i] = fresh;
+      window.oup.edits += 1;
+      window.oup.lastEdit = ev;
+    } catch (err) {
+      window.oup.error = `reloading ${ev.data.collection}: ${err}`;
+    }
+  };
+}
+
 (async function main() {
   const status = document.getElementById("status");
   const table = document.getElementById("attributes");
@@ -62,6 +87,7 @@ window.oup = { ready: false, picked: null, error: null, tiles: 0, sensors: null,
       });
       if (s.id === collection || !focus) focus = tileset;
     }
+    follow3dEdits(viewer, sets, loadedSets);
     if (at.length === 3 && at.every(Number.isFinite)) {
       viewer.camera.lookAt(Cesium.Cartesian3.fromDegrees(at[0], at[1]),
                            new Cesium.HeadingPitchRange(0.4, -0.6, at[2]));

@@ -90,6 +90,14 @@ class Writes:
                                                      **_PROBLEMS}, **common),
         ]
 
+    def announce(self, event) -> None:
+        """Log a change event, after the commit it tells of."""
+        try:
+            with self._logging:
+                self.events().append_events([event])
+        except Exception:  # the write stands; a subscriber resumes from the next event
+            LOG.exception("change event %s of %s not logged", event.type, event.subject)
+
     def etag_for(self, path: str, args) -> str | None:
         """The ETag of the item at ``path`` (a GET of pygeoapi's, now), for its answer."""
         m = _ITEM.match(path)
@@ -282,13 +290,8 @@ class Writes:
                          f"{call.endpoint.path}", status, call.request_id or "",
                          id=written.fid, before=_public(written.before, personal),
                          after=_public(written.after, personal))
-        try:
-            with self._logging:
-                self.events().append_events([feature_event(
-                    coll.id, kind, written.fid, written.before, written.after, personal,
-                    bare=bool(coll.editable.own))])
-        except Exception:  # the write stands; a subscriber resumes from the next event
-            LOG.exception("change event of %s/%s not logged", coll.id, written.fid)
+        self.announce(feature_event(coll.id, kind, written.fid, written.before, written.after,
+                                    personal, bare=bool(coll.editable.own)))
         for side in (written.before, written.after):
             box = _bbox(side)
             if box is not None and self.tile_cache is not None:

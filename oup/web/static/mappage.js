@@ -2,8 +2,9 @@
 // (/styles/default), every collection the caller may see a layer with a toggle and a
 // legend, the live sensors with their latest value (kept current from the change events,
 // as /viewer does), attributes on click, and a link to the same place in /viewer.
-// ?at=<lon>,<lat>,<zoom> opens at a place. window.oupMap exposes the state for tests
-// (lastEvent: the last change event shown, and when it came).
+// Written features show without a reload (edits). ?at=<lon>,<lat>,<zoom> opens at a
+// place. window.oupMap exposes the state for tests (lastEvent: the last change event
+// shown, and when it came; edits: the feature changes applied).
 (function () {
   "use strict";
   const state = window.oupMap = { map: null, ready: false, error: null, picked: null,
@@ -127,6 +128,29 @@
     }
   }
 
+  // Written features (OGC API Features Part 4): on each change event the vector tiles are
+  // fetched again, past the browser's copies (?v=<event id>: the tiles endpoint ignores
+  // it), so an edit shows without a reload. state.edits counts the events applied.
+  const EDITS = ["oup.feature.created", "oup.feature.replaced", "oup.feature.updated",
+                 "oup.feature.deleted"];
+  function edits(map, style) {
+    state.edits = 0;
+    const source = map.getSource("oup");
+    const tilejson = style.sources.oup.url;
+    let base = null;
+    const stream = new EventSource(`/events?type=${EDITS.join(",")}`);
+    stream.onmessage = async (msg) => {
+      try {
+        base = base || (await json(tilejson)).tiles;
+        source.setTiles(base.map((t) => `${t}${t.includes("?") ? "&" : "?"}v=${msg.lastEventId}`));
+        state.edits += 1;
+        state.lastEdit = JSON.parse(msg.data);
+      } catch (err) {
+        state.error = String(err);
+      }
+    };
+  }
+
   function show(feature) {
     const cid = feature.layer.metadata?.["oup:collection"] || feature.layer.metadata?.["oup:live"];
     const props = feature.properties;
@@ -164,6 +188,7 @@
         toggles(map, style, live);
         viewerLink(map);
         sensors(map, streams, live);  // ready once they are read
+        edits(map, style);
       });
     } catch (err) {
       state.error = String(err);
