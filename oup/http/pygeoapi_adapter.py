@@ -183,9 +183,8 @@ def _storage_bbox(bbox: list[float], from_crs: str, to_crs: str, **kwargs) -> li
     """A bbox in the storage CRS, which is CRS84 for every collection here."""
     from oup.store.geometry import bbox_to_crs84
 
-    checked = CHECKED_ITEMS.get()
-    if checked is not None and checked.bbox is not None:
-        return list(checked.bbox)  # transformed by the checks, through oup.geodesy
+    if CHECKED_ITEMS.get() is not None:  # _validated_bbox gave the checked one: CRS84
+        return bbox
     return bbox_to_crs84(bbox, from_crs)
 
 
