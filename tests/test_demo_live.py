@@ -88,7 +88,7 @@ def test_serve_live_shows_the_sensors_moving(workdir, kind):
                           timeout=(10, 30)) as r:
             event = next(json.loads(line[6:]) for line in r.iter_lines()
                          if line.startswith(b"data: "))
-        assert event["type"] == "oup.sensors.observations.stored"
+        assert event["type"] == "oup.observations.stored"
         assert "relaying public collections' events" in (data / "live.log").read_text()
     finally:
         # stops the API, the simulator, the ingester, the broker; a second signal (an

@@ -144,7 +144,7 @@ def test_catalogue_changes_become_events(log):
     ("sensor_id LIKE 'NL%'", True),
     ("latest_result IS NULL", False),
     ("latest_time > TIMESTAMP('2030-12-31T00:00:00Z')", True),
-    ("type = 'oup.sensors.observations.stored' AND NOT latest_result < 10", True),
+    ("type = 'oup.observations.stored' AND NOT latest_result < 10", True),
     ('{"op": "<", "args": [{"property": "latest_result"}, 50]}', True),
 ])
 def test_cql2_filters_over_an_events_properties(expression, matches):

@@ -19,8 +19,8 @@ from datetime import datetime, timezone
 from oup.sensors.observations import iso_us, us_of
 
 # CloudEvents types (the spec asks for a prefix naming the producer)
-OBSERVATIONS_STORED = "oup.sensors.observations.stored"
-OBSERVATIONS_CORRECTED = "oup.sensors.observations.corrected"
+OBSERVATIONS_STORED = "oup.observations.stored"
+OBSERVATIONS_CORRECTED = "oup.observations.corrected"
 COLLECTION_IMPORTED = "oup.collection.imported"
 COLLECTION_ADDED = "oup.collection.added"
 COLLECTION_REMOVED = "oup.collection.removed"
