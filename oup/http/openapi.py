@@ -106,7 +106,14 @@ def extend_openapi(oas: dict, own_paths: dict, stored: set[str] = frozenset()) -
     comps.setdefault("schemas", {})["Problem"] = PROBLEM
     responses = comps.setdefault("responses", {})
     for code, text in (("400", "Bad request: the problem document names the parameter"),
-                       ("404", "Not found"), ("500", "Server error")):
+                       ("401", "Sign in: no credentials, or credentials that are not valid"),
+                       ("403", "Signed in, but without a role this takes"),
+                       ("404", "Not found"),
+                       ("412", "If-Match names a version that is no longer current"),
+                       ("415", "A body of a media type this does not take"),
+                       ("422", "A feature the collection does not take: the problem document "
+                               "names the property"),
+                       ("500", "Server error")):
         responses[code] = _problem_response(text)
     paths = oas.setdefault("paths", {})
     for cid in stored:  # free-text search is not offered on them: do not say it is

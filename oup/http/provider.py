@@ -146,6 +146,7 @@ class _SensorDerived(OUPProvider):
                                     provider_def["property_field"], provider_def["units"])
         self.store = open_store(provider_def.get("store_url") or get_settings().store_url)
         self.series = TimeSeries(self.store, self.sensor_set)
+        self.own_roles = self.all_roles = set()  # read live: nobody owns an observation
         self.id_field = "id"
         self.time_field = provider_def.get("time_field")
         self.get_fields()
