@@ -11,6 +11,7 @@ import functools
 import gc
 import logging
 import os
+import threading
 from types import SimpleNamespace
 
 from oup.catalog import load_catalog
@@ -93,17 +94,36 @@ def create_app(settings: Settings | None = None):
 
 
 def _tileset_updater(settings: Settings, announce):
-    """After a write to a 3D collection: its 3D Tiles, the changed building's leaf and
-    the tiles above it made again (``tilers.update``), one update at a time per worker,
-    beside the answer (a request does not wait for it); then a change event says which
-    (``announce``: /viewer loads them again)."""
+    """After a write to a 3D collection: its 3D Tiles, the changed buildings' leaves and
+    the tiles above them made again (``tilers.update``), beside the answer (a request does
+    not wait for it); then a change event says which (``announce``: /viewer loads them
+    again). One update at a time per worker, and the changes that came in while one ran
+    go into the next together: under many writes a tile is redone once for all of them,
+    not once for each (each update costs about the same whatever it holds)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from oup.events import tiles3d_event
-    from oup.writes.city import tiles_change
+    from oup.writes.city import merge_changes, tiles_change
 
     queue = ThreadPoolExecutor(max_workers=1, thread_name_prefix="oup-3dtiles")
+    pending: dict[str, list] = {}  # collection -> the changes not yet applied, in order
+    lock = threading.Lock()
     log = logging.getLogger("oup.writes.3dtiles")
+
+    def run(cid: str, folder) -> None:
+        from tilers.update import update_tileset
+
+        with lock:
+            changes = pending.pop(cid, [])
+        if not changes:  # an earlier run took them along
+            return
+        try:
+            report = update_tileset(folder, merge_changes(changes))
+            log.info("3D tiles of %s after %d changes: %s", cid, len(changes), report)
+            if report.rewritten or report.removed:
+                announce(tiles3d_event(cid, report.rewritten, report.removed))
+        except Exception:  # the writes stand; `oup tile` makes the tileset whole again
+            log.exception("3D tiles of %s not updated after %d changes", cid, len(changes))
 
     def update(coll, kind: str, written, record=None) -> None:
         folder = tiles3d.tileset_dir(settings.data_dir, coll.id)
@@ -113,19 +133,9 @@ def _tileset_updater(settings: Settings, announce):
                               coll.tiles3d.z_offset_attribute)
         if change is None:
             return
-
-        def run():
-            from tilers.update import update_tileset
-
-            try:
-                report = update_tileset(folder, [change])
-                log.info("3D tiles of %s after %s %s: %s", coll.id, kind, written.fid, report)
-                if report.rewritten or report.removed:
-                    announce(tiles3d_event(coll.id, report.rewritten, report.removed))
-            except Exception:  # the write stands; `oup tile` makes the tileset whole again
-                log.exception("3D tiles of %s not updated after %s", coll.id, written.fid)
-
-        queue.submit(run)
+        with lock:
+            pending.setdefault(coll.id, []).append(change)
+        queue.submit(run, coll.id, folder)
 
     return update
 

@@ -71,3 +71,22 @@ def block(oid: str, footprint, props: dict) -> dict:
                                   "attributes": attributes,
                                   "geometry": [{"type": "MultiSolid", "lod": "1",
                                                 "boundaries": [[shell] for shell in shells]}]}}}
+
+
+def merge_changes(changes: list[dict]) -> list[dict]:
+    """Changes that came in one after another, as one list the tiler applies together
+    (it keeps the last change of each id): attribute changes of one building add up, onto
+    an earlier new form of it too; a new form or a deletion replaces what came before."""
+    out: dict[str, dict] = {}
+    for change in changes:
+        before = out.pop(change["id"], None)
+        if before is not None and "attributes" in change and not before.get("deleted"):
+            if before.get("type") == "CityJSONFeature":
+                obj = before["CityObjects"][change["id"]]
+                obj["attributes"] = {**obj.get("attributes", {}), **change["attributes"]}
+                change = before
+            else:
+                change = {**before, **change,
+                          "attributes": {**before["attributes"], **change["attributes"]}}
+        out[change["id"]] = change
+    return list(out.values())
