@@ -18,6 +18,9 @@ from tilers import tile
 from tilers.index import INDEX_DIR, NoIndex
 from tilers.update import UpdateError, update_tileset
 
+# real clients (loaders.gl, the Khronos validator: `make test` installs them)
+pytestmark = pytest.mark.slow
+
 JS = ROOT / "tests" / "js"
 BUILDINGS = 150
 
