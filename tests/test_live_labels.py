@@ -127,6 +127,19 @@ def test_a_published_reading_shows_on_its_label_within_a_second(imported, broker
     assert int(out["lastEvent"]["id"]) > 0 and "live" in out["status"], out
     if page == "map":
         assert out["stale"] == [False], out  # drawn as fresh
+        _labels_sit_on_their_sensors(out)
+
+
+def _labels_sit_on_their_sensors(out: dict) -> None:
+    """After the live updates each label on /map is still a marker (absolutely placed)
+    about as wide as its text, not a bar across the map: an update that replaced the
+    element's classes dropped MapLibre's, and the label became a full-width block."""
+    labels = out["labels"]
+    assert any(lb["text"] == out["last"] for lb in labels), out  # the updated one is there
+    for lb in labels:
+        assert lb["position"] == "absolute", lb
+        # the text plus the label's padding (3 px a side) and a pixel of rounding
+        assert 0 < lb["width"] <= lb["textWidth"] + 8 and lb["width"] < 400, lb
 
 
 def test_after_a_reconnect_the_map_misses_no_reading(imported, broker):

@@ -8,7 +8,8 @@
 // usage: node live.mjs <page url> <viewer|map> <collection/sensor id> <last value> <timeout s>
 // Prints {shown, seen: [[value, ms since the epoch, the event's time in ms since the epoch
 // (when the ingester wrote the batch)], ...], statuses (the page's status
-// texts, in turn), last, lastEvent, status, stale, consoleErrors, pageErrors, error}.
+// texts, in turn), last, lastEvent, status, stale, labels (on /map: each label's box width
+// and its text's width, after the updates), consoleErrors, pageErrors, error}.
 import { session } from "./browser.mjs";
 
 const [url, kind, key, last, timeoutS] = process.argv.slice(2);
@@ -56,5 +57,14 @@ await session(out, async (page) => {
     stale: s === "oupMap" ? [...document.querySelectorAll(".sensor-label")]
       .filter((el) => el.textContent === window[s].sensors[k])
       .map((el) => el.classList.contains("stale")) : null,
+    // each shown label's box on screen and the width of its text alone, after the updates
+    labels: s === "oupMap" ? [...document.querySelectorAll(".sensor-label")]
+      .filter((el) => el.style.display !== "none").map((el) => {
+        const text = document.createRange();
+        text.selectNodeContents(el);
+        return { text: el.textContent, width: el.getBoundingClientRect().width,
+                 textWidth: text.getBoundingClientRect().width,
+                 position: getComputedStyle(el).position };
+      }) : null,
   }), [st, key]));
 });

@@ -76,7 +76,10 @@
         const value = p.latest_result === null || p.latest_result === undefined
           ? "no data yet" : `${p.latest_result} ${p.unit || ""}`.trim();
         el.textContent = `${p.name || f.id}: ${value}`;
-        el.className = "sensor-label" + (oupLive.fresh(p) ? "" : " stale");
+        // classList, not className: the marker element carries MapLibre's own classes
+        // (maplibregl-marker: its absolute position), which must stay
+        el.classList.add("sensor-label");
+        el.classList.toggle("stale", !oupLive.fresh(p));
         labels[`${c.id}/${f.id}`] = el.textContent;
       };
       oupLive.follow(c.id, state, {
