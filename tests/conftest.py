@@ -178,6 +178,7 @@ def make_plots(folder: Path) -> None:
         "title: Plots (generated test data)\ndescription: Polygons to write to\n"
         "license: {name: CC0 1.0}\nowner: {name: OUP tests}\nsynthetic: true\n"
         "sources: [{path: plots.geojson, crs: EPSG:28992}]\nid_field: code\n"
+        "search: [name, code]\n"
         "editable: {create: [steward], change: [steward], delete: [steward], "
         "client_ids: true}\nhistory: {retention: P1Y}\n")
 

@@ -270,6 +270,12 @@ class Editable(_Strict):
         "a property the server fills with who wrote the feature (pseudonymous)"))
 
 
+    def sees_only_own(self, roles) -> bool:
+        """Whether a caller with ``roles`` sees only the features they created."""
+        others = {*self.create, *self.change, *self.delete} - set(self.own)
+        return bool(set(roles) & set(self.own)) and not set(roles) & others
+
+
 class History(_Strict):
     """How long the versions a change replaces are kept (``asof``, ``.../history``)."""
 
@@ -310,6 +316,9 @@ class Collection(_Strict):
     time_field: str | None = None
     title_field: str | None = None
     queryables: list[str] | None = Field(None, description="default: every attribute")
+    search: list[str] = Field(default_factory=list, description=(
+        "the text attributes free-text search (items?q=, /search) looks in, the one that "
+        "weighs most first, e.g. [name, street]; default: none (q= is refused)"))
     extent: Extent = Field(default_factory=Extent, description="derived from the data when empty")
     tiles3d: Tiles3D | None = Field(None, description="publish the city model as 3D Tiles")
     tiles: VectorTiles = Field(default_factory=VectorTiles,
@@ -345,6 +354,15 @@ class Collection(_Strict):
         if self.editable and (self.derived_from or self.join):
             raise ValueError("editable: only a collection stored as it is imported can be "
                              "written (not one derived from sensors or joined)")
+        return self
+
+    @model_validator(mode="after")
+    def _search_is_stored(self) -> "Collection":
+        if self.search and self.derived_from:
+            raise ValueError("search: only a collection stored as it is imported has text "
+                             "attributes to search (not one derived from sensors)")
+        if len(set(self.search)) != len(self.search) or not all(self.search):
+            raise ValueError("search: name each attribute once")
         return self
 
     @model_validator(mode="after")

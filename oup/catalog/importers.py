@@ -187,6 +187,11 @@ def _write(coll: Collection, store: FeatureStore, report: ImportReport, rows: li
         _check_ids(coll, rows)
     if coll.stream:
         fields += [f for f in _sensor_fields(coll, rows) if f.name not in names]
+    kinds = {f.name: f.type for f in fields}
+    for name in coll.search:  # free text is looked for in text (and whole numbers)
+        if kinds.get(name) not in ("string", "integer"):
+            raise ImportError_(f"{_files(coll)}: search: {name!r} is " + (
+                f"{kinds[name]}, not text" if name in kinds else "in no source"))
     geometry_type = _geometry_type([g for g, _ in rows if g is not None])
     if geometry_type == "MULTIPOLYGON":  # one declared type means one stored type
         rows = [(shapely.MultiPolygon([g]) if g is not None and g.geom_type == "Polygon"
@@ -202,7 +207,7 @@ def _write(coll: Collection, store: FeatureStore, report: ImportReport, rows: li
     report.count = store.write_collection(coll.id, crs, fields, features, coll.time_field,
                                           geometry_type=geometry_type,
                                           description=coll.description,
-                                          id_field=coll.id_field)
+                                          id_field=coll.id_field, search=coll.search)
     return report
 
 

@@ -27,6 +27,7 @@ from oup.http.pygeoapi_config import catalogue_records, write_config
 from oup.http.request_checks import Queryables
 from oup.http.rewrites import Rewrites
 from oup.http.routes import Routes
+from oup.http.search import Search
 from oup.security import AuditLog, Authenticator
 from oup.settings import Settings, get_settings
 from oup.store import StoreError, open_store
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None):
         *asyncapi.endpoints(catalog, fields_of, base, mqtt_public, settings.mqtt_ws_public_url),
         *event_stream.endpoints(catalog),
         *writes.endpoints(),
+        *Search(catalog, store, shared.audit, base).endpoints(),
         # (the OpenAPI document is made from these declarations, so it is read late)
         *service.endpoints(store, metrics, lambda: openapi_doc,
                            lambda: _stream_metrics(shared, settings)),

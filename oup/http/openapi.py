@@ -96,10 +96,13 @@ def _localise(node, comps: dict):
     return {k: _localise(v, comps) for k, v in node.items()}
 
 
-def extend_openapi(oas: dict, own_paths: dict, stored: set[str] = frozenset()) -> dict:
+def extend_openapi(oas: dict, own_paths: dict, unsearched: set[str] = frozenset(),
+                   searched: dict[str, list[str]] | None = None) -> dict:
     """pygeoapi's OpenAPI document, made whole offline, with OUP's own endpoints
     (``own_paths``: from their declarations, ``oup.http.routes``) and its problem answers.
-    ``stored``: the collections OUP's store answers, whose items take no ``q`` (yet)."""
+    ``unsearched``: the collections OUP's store answers that declare no text attributes,
+    whose items take no ``q``; ``searched``: the others, with the attributes ``q``
+    looks in."""
     comps = oas.setdefault("components", {})
     oas["paths"] = _localise(oas.get("paths", {}), comps)
     oas["components"] = comps = _localise(comps, comps)
@@ -116,12 +119,17 @@ def extend_openapi(oas: dict, own_paths: dict, stored: set[str] = frozenset()) -
                        ("500", "Server error")):
         responses[code] = _problem_response(text)
     paths = oas.setdefault("paths", {})
-    for cid in stored:  # free-text search is not offered on them: do not say it is
+    for cid in unsearched:  # free-text search is not offered on them: do not say it is
         op = paths.get(f"/collections/{cid}/items", {}).get("get")
         if op is not None:
-            op["parameters"] = [p for p in op.get("parameters", [])
-                                if p.get("$ref", "").rsplit("/", 1)[-1] not in ("q", "oup-q")
-                                and p.get("name") != "q"]
+            op["parameters"] = [p for p in op.get("parameters", []) if not _is_q(p)]
+    for cid, names in (searched or {}).items():  # say where q looks, and how
+        op = paths.get(f"/collections/{cid}/items", {}).get("get")
+        if op is not None:
+            op["parameters"] = [p for p in op.get("parameters", []) if not _is_q(p)] + [{
+                **_LOCAL["parameters/q"], "description": (
+                    f"free text: the items whose {', '.join(names)} hold every word given "
+                    "(each as the start of a word), best match first")}]
     for name, path in paths.items():
         if name.endswith(("/schema", "/queryables")) and "get" in path:
             path["get"]["responses"]["200"] = {
@@ -161,6 +169,10 @@ def extend_openapi(oas: dict, own_paths: dict, stored: set[str] = frozenset()) -
                 op["responses"].setdefault("400", {"$ref": "#/components/responses/400"})
                 op["responses"].setdefault("500", {"$ref": "#/components/responses/500"})
     return oas
+
+
+def _is_q(param: dict) -> bool:
+    return param.get("$ref", "").rsplit("/", 1)[-1] in ("q", "oup-q") or param.get("name") == "q"
 
 
 def _merge(item: dict, own: dict) -> None:

@@ -18,10 +18,11 @@ from typing import Any
 
 from oup.errors import InvalidQuery
 from oup.store.geometry import SUPPORTED_CRS, bbox_to_crs84, crs_code, filter_to_crs84
+from oup.store.text import words
 
 ITEMS_PARAMS = {"f", "lang", "limit", "offset", "bbox", "bbox-crs", "crs", "datetime",
                 "properties", "skipGeometry", "sortby", "filter", "filter-lang", "filter-crs",
-                "resulttype", "asof"}
+                "resulttype", "asof", "q"}
 ITEM_PARAMS = {"f", "lang", "crs", "properties", "skipGeometry", "asof"}
 
 Interval = tuple[datetime | None, datetime | None]
@@ -44,6 +45,7 @@ class ItemsRequest:
     skip_geometry: bool = False
     crs: str | None = None  # the answer's CRS (a URI); None: CRS84
     asof: datetime | None = None  # as the collection was then (its history); None: now
+    q: str | None = None  # free text (``oup.store.text``): the words to find
 
 
 @dataclass(frozen=True)
@@ -180,9 +182,11 @@ def _known(keys: str | None, fields: set[str], parameter: str) -> list[str]:
 
 
 def check_items(args, fields: set[str], max_limit: int, collection: str = "",
-                body: str | None = None, default_limit: int = 10) -> ItemsRequest:
+                body: str | None = None, default_limit: int = 10,
+                searched: list[str] = ()) -> ItemsRequest:
     """The items query in ``args`` (and a POSTed CQL2 JSON ``body``), checked and
-    parsed; InvalidQuery for the first thing wrong with it."""
+    parsed; InvalidQuery for the first thing wrong with it. ``searched``: the text
+    attributes ``q`` looks in (none: ``q`` is refused, not silently ignored)."""
     for name in args:
         if name not in ITEMS_PARAMS and name not in fields:
             raise InvalidQuery(f"unknown query parameter or property {name!r}; the queryables "
@@ -220,10 +224,17 @@ def check_items(args, fields: set[str], max_limit: int, collection: str = "",
     if body is not None:  # a POSTed filter is checked even when the URL has one (which wins)
         posted = parse_filter(body, "cql2-json", filter_crs)
         node = posted if node is None else node
+    q = args.get("q")
+    if q is not None:
+        if not searched:
+            raise InvalidQuery(f"q: collection {collection!r} has no text attributes to "
+                               "search (its catalogue entry declares none); filter by "
+                               "property or with CQL2 instead", "q")
+        words(q)  # something to look for, within bounds
     equals = {k: v for k, v in args.items() if k not in ITEMS_PARAMS}
     return ItemsRequest(collection, bbox, interval, node, sortby, properties or None, equals,
                         limit, offset, args.get("resulttype") == "hits",
-                        args.get("skipGeometry") == "true", crs, _asof(args))
+                        args.get("skipGeometry") == "true", crs, _asof(args), q)
 
 
 EDR_PARAMS = {"f", "lang", "coords", "datetime", "parameter-name", "z", "crs", "bbox",

@@ -71,7 +71,7 @@ class OUPProvider(BaseProvider):
             if checked is None or checked.collection != self.collection:
                 checked = self._from_pygeoapi(
                     bbox, datetime_, properties, sortby, select_properties, filterq, limit,
-                    offset, resulttype, skip_geometry, crs_transform_spec)
+                    offset, resulttype, skip_geometry, crs_transform_spec, q)
             query = Query(
                 bbox=checked.bbox,
                 interval=checked.interval,
@@ -85,6 +85,7 @@ class OUPProvider(BaseProvider):
                 crs=crs_code(checked.crs or CRS84),
                 asof=checked.asof,
                 owner=self._owner(),
+                text=checked.q,
             )
             page = self._page(query)
         except InvalidQuery as exc:
@@ -111,7 +112,7 @@ class OUPProvider(BaseProvider):
 
     def _from_pygeoapi(self, bbox, datetime_, properties, sortby, select_properties,
                        filterq, limit, offset, resulttype, skip_geometry,
-                       crs_transform_spec) -> ItemsRequest:
+                       crs_transform_spec, q=None) -> ItemsRequest:
         """pygeoapi's arguments as a checked request (a call not made through the app)."""
         return ItemsRequest(
             self.collection,
@@ -121,7 +122,7 @@ class OUPProvider(BaseProvider):
             properties=list(select_properties) or None, equals=dict(properties),
             limit=limit, offset=offset, hits=resulttype == "hits",
             skip_geometry=skip_geometry,
-            crs=crs_transform_spec.target_crs_uri if crs_transform_spec else None)
+            crs=crs_transform_spec.target_crs_uri if crs_transform_spec else None, q=q)
 
     # what the subclasses over observations answer differently
     def _page(self, query: Query):

@@ -191,9 +191,11 @@ def write_config(catalog: Catalog, store: FeatureStore, settings: Settings,
     out = settings.data_dir / "generated"
     cfg_path = out / "pygeoapi-config.yml"
     _replace(cfg_path, yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
-    stored = {cid for cid, res in cfg["resources"].items()
-              if res["providers"][0].get("name") == "oup.http.provider.OUPProvider"}
-    oas = extend_openapi(openapi_document(cfg), own_paths or {}, stored)
+    unsearched = {cid for cid, res in cfg["resources"].items()
+                  if res["providers"][0].get("name") == "oup.http.provider.OUPProvider"
+                  and not catalog[cid].search}
+    searched = {c.id: c.search for c in catalog if c.search}
+    oas = extend_openapi(openapi_document(cfg), own_paths or {}, unsearched, searched)
     oas_path = out / "openapi.json"
     _replace(oas_path, json.dumps(oas, default=str))
     return cfg_path, oas_path

@@ -59,8 +59,9 @@ def check_request(request, queryables: Queryables, max_limit: int,
         body = request.get_data(as_text=True) if posted and cql_json else None
         fields = queryables.of(m.group(1))
         if fields is not None:
+            coll = queryables.catalog.collections.get(m.group(1))
             CHECKED_ITEMS.set(check_items(request.args, fields, max_limit, m.group(1), body,
-                                          default_limit))
+                                          default_limit, coll.search if coll else ()))
         if posted and not cql_json:
             raise UnsupportedMediaType("POST a CQL2 JSON filter as application/query-cql-json")
         if posted and fields is None:

@@ -105,6 +105,9 @@ class Query:
     # the collection as it was at this instant (aware), from its versions; None: now
     asof: datetime | None = None
     owner: str | None = None  # only the features this owner created
+    # free text: the features whose searched attributes hold every word (as a prefix),
+    # best first (``text.py``); the page then has their ranks
+    text: str | None = None
 
 
 #: How a change came to be, as ``Change.kind`` and the history say it.
@@ -147,6 +150,7 @@ class Written:
 class Page:
     features: list[dict]
     number_matched: int | None
+    ranks: list[float] | None = None  # with ``Query.text``: each feature's, higher better
 
 
 class StoreBusy(RuntimeError):

@@ -45,6 +45,7 @@ from oup.store.mvt import TileQuery
 from oup.store.mvt_encode import ValueCoder, ValueTable
 from oup.store.mvt_gpkg import tile_column
 from oup.store.sqlquery import SqlQueries, TimeSpan, column_values, current_layout
+from oup.store.text import fts5_query, searched, weight
 from oup.store.version_schema import history_ddl, history_table, version_columns
 
 _SQL_TYPES = {"string": "TEXT", "number": "DOUBLE", "integer": "INTEGER",
@@ -126,6 +127,30 @@ def _connect(path: str, readonly: bool = False) -> sqlite3.Connection:
                         deterministic=True)
     con.create_function("oup_spatial", 3, _spatial_predicate, deterministic=True)
     return con
+
+
+def text_table(cid: str) -> str:
+    return f"{cid}__search"
+
+
+def _text_index(con: sqlite3.Connection, cid: str, names: list[str]) -> None:
+    """The collection's free-text index (``text.py``): an FTS5 table over its rows
+    (external content: the words, not a copy of the text), filled once, then kept right
+    by triggers on whatever writes the table - OUP's writes, or QGIS editing the file."""
+    t, fts = quote(cid), quote(text_table(cid))
+    cols = ", ".join(map(quote, names))
+    con.execute(f"CREATE VIRTUAL TABLE {fts} USING fts5({cols}, content={t}, "
+                f"content_rowid={FID}, tokenize='unicode61 remove_diacritics 2')")
+    con.execute(f"INSERT INTO {fts}({fts}) VALUES ('rebuild')")
+    new = ", ".join(f"NEW.{quote(n)}" for n in names)
+    old = ", ".join(f"OLD.{quote(n)}" for n in names)
+    drop = f"INSERT INTO {fts}({fts}, rowid, {cols}) VALUES ('delete', OLD.{FID}, {old});"
+    add = f"INSERT INTO {fts}(rowid, {cols}) VALUES (NEW.{FID}, {new});"
+    for name, when, body in (("insert", f"AFTER INSERT ON {t}", add),
+                             ("delete", f"AFTER DELETE ON {t}", drop),
+                             ("update", f"AFTER UPDATE OF {cols} ON {t}", drop + " " + add)):
+        con.execute(f"CREATE TRIGGER {quote(f'oup_{cid}_search_{name}')} {when} "
+                    f"BEGIN {body} END")
 
 
 class GeoPackageStore(GeoPackageWrites, SqlQueries):
@@ -235,7 +260,7 @@ class GeoPackageStore(GeoPackageWrites, SqlQueries):
     def write_collection(self, cid: str, source_crs: str, fields: list[Field],
                          features: Iterable[Feature], time_field: str | None = None,
                          geometry_type: str = "GEOMETRY", description: str = "",
-                         id_field: str | None = None) -> int:
+                         id_field: str | None = None, search: list[str] = ()) -> int:
         """Replace collection ``cid`` with ``features``, atomically (readers see old or new)."""
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         con = _connect(self.path)
@@ -293,6 +318,8 @@ class GeoPackageStore(GeoPackageWrites, SqlQueries):
             if batch:
                 flush()
             values_token = self._write_tile_values(con, cid, fields)
+            if search:
+                _text_index(con, cid, list(search))
             for f in fields:  # equality filters and sorting stay indexed at any size
                 unique = "UNIQUE " if f.name == id_field else ""
                 con.execute(f"CREATE {unique}INDEX {quote(f'idx_{cid}_{f.name}')} "
@@ -307,6 +334,7 @@ class GeoPackageStore(GeoPackageWrites, SqlQueries):
                     "bbox": bounds84 if np.isfinite(bounds84).all() else None,
                     "interval": span.interval, "tile_values": values_token,
                     "has_z": has_z,  # the collection's one dimension (writes keep to it)
+                    "search": list(search),  # the attributes in its free-text index
                     "imported": imported.strftime("%Y-%m-%dT%H:%M:%SZ"),
                     # the ETags' first part: a feature's versions restart at each import
                     "import_id": os.urandom(6).hex()}
@@ -388,7 +416,8 @@ class GeoPackageStore(GeoPackageWrites, SqlQueries):
                         f"BEGIN {body}; END")
 
     def _drop(self, con, cid: str) -> None:
-        for name in (f"rtree_{cid}_{GEOM}", f"rtree_{cid}_{GEOM84}", cid, history_table(cid)):
+        for name in (f"rtree_{cid}_{GEOM}", f"rtree_{cid}_{GEOM84}", cid, history_table(cid),
+                     text_table(cid)):
             con.execute(f"DROP TABLE IF EXISTS {quote(name)}")
         for table in ("gpkg_contents", "gpkg_geometry_columns", "gpkg_extensions", "oup_layers",
                       "oup_tile_values"):
@@ -424,6 +453,14 @@ class GeoPackageStore(GeoPackageWrites, SqlQueries):
             return sql, p + [op, wkb]
 
         return spatial
+
+    def _text_join(self, cid: str, meta: dict, text: str) -> tuple[str, list, str]:
+        names, fts = searched(meta, cid), quote(text_table(cid))
+        weights = ", ".join(str(weight(i)[1]) for i in range(len(names)))
+        # BM25 is smaller for a better match: its negative ranks as PostgreSQL's does
+        return (f" JOIN (SELECT rowid AS _oup_hit, -bm25({fts}, {weights}) AS _oup_rank "
+                f"FROM {fts} WHERE {fts} MATCH ?) AS _oup_hits ON _oup_hits._oup_hit = {FID}",
+                [fts5_query(text)], "_oup_hits._oup_rank")
 
     @staticmethod
     def features(meta: dict, rows, select: list[str], q: Query) -> list[dict]:

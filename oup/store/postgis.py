@@ -34,6 +34,7 @@ from oup.store.placeholders import pg_sql
 from oup.store.sqlquery import SqlQueries, TimeSpan, column_values, current_layout
 from oup.store.geometry import rows_to_features
 from oup.store.version_schema import history_ddl, history_table, version_columns
+from oup.store.text import TEXT_COLUMN, searched, tsquery, weight
 from oup.store.versions import FeatureVersions
 
 _PG_TYPES = {"string": "text", "number": "double precision", "integer": "bigint",
@@ -53,6 +54,21 @@ _OPS = {"intersects": "ST_Intersects", "disjoint": "ST_Disjoint", "contains": "S
 # (``kind``: the collection's, as of its other geometry columns)
 _WEB_MERCATOR_COLUMN = (f"{GEOM3857} geometry({{kind}}, 3857) "
                         f"GENERATED ALWAYS AS (ST_Transform({GEOM84}, 3857)) STORED")
+
+
+def _text_config(con) -> str:
+    """The text search configuration the words are parsed with: Dutch (stemmed) where
+    the server has it."""
+    row = con.execute("SELECT 1 FROM pg_ts_config WHERE cfgname = 'dutch'").fetchone()
+    return "dutch" if row else "simple"
+
+
+def _text_column(config: str, names: list[str]) -> str:
+    """The free-text index's words (``text.py``): a column PostgreSQL computes as each
+    row is written, so every write keeps it right; the first attribute weighs most."""
+    parts = [f"setweight(to_tsvector('{config}'::regconfig, coalesce({quote(n)}::text, '')), "
+             f"'{weight(i)[0]}')" for i, n in enumerate(names)]
+    return f", {TEXT_COLUMN} tsvector GENERATED ALWAYS AS ({' || '.join(parts)}) STORED"
 
 
 def _with_dimension(features: Iterable[Feature]) -> tuple[Iterable[Feature], str]:
@@ -174,7 +190,7 @@ class PostGISStore(FeatureVersions, SqlQueries):
     def write_collection(self, cid: str, source_crs: str, fields: list[Field],
                          features: Iterable[Feature], time_field: str | None = None,
                          geometry_type: str = "GEOMETRY", description: str = "",
-                         id_field: str | None = None) -> int:
+                         id_field: str | None = None, search: list[str] = ()) -> int:
         """Replace collection ``cid`` atomically: a new table, written and swapped in one
         transaction, so no other session sees it half-written (nor left behind by a failure)."""
         new = f"{cid}__new"
@@ -192,10 +208,12 @@ class PostGISStore(FeatureVersions, SqlQueries):
             # each column's SRID and dimension
             features, kind = _with_dimension(features)
             imported = datetime.now(timezone.utc)
+            config = _text_config(con) if search else None
+            text = _text_column(config, search) if search else ""
             con.execute(f"CREATE TABLE {tn} ({FID} bigserial PRIMARY KEY, "
                         f"{GEOM} geometry({kind}, {int(source_srid)}), "
                         f"{GEOM84} geometry({kind}, 4326), "
-                        f"{_WEB_MERCATOR_COLUMN.format(kind=kind)}{cols}, "
+                        f"{_WEB_MERCATOR_COLUMN.format(kind=kind)}{cols}{text}, "
                         f"{version_columns(_VERSION_TYPES, imported.isoformat())})")
             batch = []
             with con.transaction():
@@ -222,6 +240,8 @@ class PostGISStore(FeatureVersions, SqlQueries):
                 con.execute(f"CREATE {unique}INDEX ON {tn} ({quote(f.name)})")
             # "a resident sees only their own": few rows have an owner
             con.execute(f"CREATE INDEX ON {tn} ({OWNER}) WHERE {OWNER} IS NOT NULL")
+            if search:
+                con.execute(f"CREATE INDEX ON {tn} USING gin ({TEXT_COLUMN})")
             con.execute(f"ANALYZE {tn}")
             meta = {"fields": [[f.name, f.type] for f in fields], "source_srid": source_srid,
                     "source_crs": source_crs,
@@ -230,6 +250,8 @@ class PostGISStore(FeatureVersions, SqlQueries):
                     "geometry_type": geometry_type, "description": description,
                     "has_z": kind == "GeometryZ",  # the collection's one dimension
                     "web_mercator": True,
+                    # the attributes in its free-text index, and the words' language
+                    "search": list(search), "text_config": config,
                     "imported": imported.strftime("%Y-%m-%dT%H:%M:%SZ"),
                     # the ETags' first part: a feature's versions restart at each import
                     "import_id": os.urandom(6).hex()}
@@ -299,6 +321,11 @@ class PostGISStore(FeatureVersions, SqlQueries):
                 [*bounds, wkb]
 
         return spatial
+
+    def _text_join(self, cid: str, meta: dict, text: str) -> tuple[str, list, str]:
+        searched(meta, cid)
+        return (f" JOIN to_tsquery(?::regconfig, ?) AS _oup_tsq ON {TEXT_COLUMN} @@ _oup_tsq",
+                [meta["text_config"], tsquery(text)], f"ts_rank({TEXT_COLUMN}, _oup_tsq)")
 
     @staticmethod
     def features(meta: dict, rows, select: list[str], q: Query) -> list[dict]:

@@ -98,8 +98,10 @@ class FeatureStore(TileSource, SqlSource, FeatureWriter, Protocol):
     def write_collection(self, cid: str, source_crs: str, fields: list[Field],
                          features: Iterable[Feature], time_field: str | None = None,
                          geometry_type: str = "GEOMETRY", description: str = "",
-                         id_field: str | None = None) -> int:
-        """Replace collection ``cid`` atomically (readers see the old or the new)."""
+                         id_field: str | None = None, search: list[str] = ()) -> int:
+        """Replace collection ``cid`` atomically (readers see the old or the new), with a
+        free-text index of the attributes ``search`` (``Query.text``) that every write
+        keeps right."""
 
     def collections(self) -> list[str]: ...
 

@@ -53,6 +53,11 @@ class SqlQueries:
         """``_spatial`` for a relation other than the table (its versions ``asof``)."""
         return self._spatial(cid)
 
+    def _text_join(self, cid: str, meta: dict, text: str) -> tuple[str, list, str]:
+        """Free text (``text.py``): `` JOIN ...`` that keeps the rows matching ``text``,
+        its parameters, and the rank of a row as SQL (higher is better)."""
+        raise NotImplementedError
+
     def versions_source(self, cid: str, meta: dict, asof: datetime) -> tuple[str, list]:
         """The collection as it was at ``asof``: a relation and its parameters
         (``versions.FeatureVersions``)."""
@@ -162,20 +167,29 @@ class SqlQueries:
         for name in select:
             if name not in names:
                 raise InvalidQuery(f"unknown property {name!r} in properties", "properties")
-        order = []
+        order, rank = [], None
         for name, asc in q.sortby:
             if name not in names:
                 raise InvalidQuery(f"cannot sort by unknown property {name!r}", "sortby")
             # NULLs smallest, in both stores, so both page alike
             order.append(f"{quote(name)} {'ASC NULLS FIRST' if asc else 'DESC NULLS LAST'}")
-        order.append(FID)
         where, params = self.where(cid, meta, q)
         t, source_params = self._source(cid, meta, q)
+        if q.text is not None:
+            if q.asof is not None:  # the index holds the current versions only
+                raise InvalidQuery("q cannot be combined with asof: free text searches "
+                                   "the collection as it is now", "q")
+            join, join_params, rank = self._text_join(cid, meta, q.text)
+            t, source_params = t + join, source_params + join_params
+            order.append(f"{rank} DESC")  # after the keys asked for: best first
+        order.append(FID)
         params = source_params + params
         geom_col = self.geometry_column(meta, q)
         cols = [FID, geom_col] + [quote(n) for n in select]
         if meta.get("id_field"):  # the feature id, whatever properties were selected
             cols.append(quote(meta["id_field"]))
+        if rank is not None:
+            cols.append(rank)
         rows = self.execute(
             f"SELECT {', '.join(cols)} FROM {t}{where} ORDER BY {', '.join(order)} "
             f"LIMIT ? OFFSET ?", params + [q.limit, q.offset]) if q.limit else []
@@ -186,7 +200,11 @@ class SqlQueries:
             partial = len(rows) < q.limit and (rows or not q.offset)
             matched = q.offset + len(rows) if partial else \
                 self.execute(f"SELECT COUNT(*) FROM {t}{where}", params)[0][0]
-        return Page(self.features(meta, rows, select, q), matched)
+        ranks = None
+        if rank is not None:
+            ranks = [r[-1] for r in rows]
+            rows = [r[:-1] for r in rows]
+        return Page(self.features(meta, rows, select, q), matched, ranks)
 
 
 def versioned(meta: dict, cid: str) -> dict:
