@@ -2,8 +2,9 @@
 // ion, no online imagery: a plain ellipsoid), and the live sensors on top: their latest
 // values as labelled points, kept current from the change events (Server-Sent Events).
 // ?collection=<id> picks the tileset to fly to; ?at=<lon>,<lat>,<range m> looks at a place
-// instead of framing the tileset. window.oup reports state for people and for the
-// headless browser tests (lastEvent: the last change event shown, and when it came).
+// instead of framing the tileset. A search box (search.js) flies to what it finds.
+// window.oup reports state for people and for the headless browser tests (lastEvent: the
+// last change event shown, and when it came; flown: the search hit the camera came to).
 "use strict";
 window.oup = { ready: false, picked: null, error: null, tiles: 0, sensors: null,
                lastEvent: null };
@@ -33,6 +34,22 @@ function follow3dEdits(viewer, sets, loaded) {
   };
 }
 
+// A search hit (search.js), looked at from above with a margin, the side under the
+// panel left free; at once for those who ask for less motion. window.oup.flown: the hit
+// the camera has come to.
+function goTo(viewer, hit) {
+  const [w, s, e, n] = oupSearch.bounds(hit);
+  const margin = Math.max(e - w, n - s, 0.002) * 0.25;  // degrees; a point gets ~200 m
+  const panel = document.getElementById("panel").getBoundingClientRect();
+  const covered = Math.min(0.5, (viewer.canvas.clientWidth - panel.left + 10) / viewer.canvas.clientWidth);
+  const east = e + margin + (e - w + 2 * margin) * covered / (1 - covered);
+  viewer.camera.flyTo({
+    destination: Cesium.Rectangle.fromDegrees(w - margin, s - margin, east, n + margin),
+    duration: matchMedia("(prefers-reduced-motion: reduce)").matches ? 0 : 1.5,
+    complete: () => { window.oup.flown = hit.id; },
+  });
+}
+
 (async function main() {
   const status = document.getElementById("status");
   const table = document.getElementById("attributes");
@@ -48,6 +65,7 @@ function follow3dEdits(viewer, sets, loaded) {
   viewer.scene.globe.baseColor = Cesium.Color.fromCssColorString("#d9dee3");
   viewer.scene.skyAtmosphere.show = false;
   window.oup.viewer = viewer;
+  oupSearch.box(status, (hit) => goTo(viewer, hit));
   // the same place on the 2D map (/map?at=<lon>,<lat>,<zoom>), kept up to date
   viewer.camera.moveEnd.addEventListener(() => {
     const c = viewer.camera.positionCartographic;

@@ -3,8 +3,9 @@
 // legend, the live sensors with their latest value (kept current from the change events,
 // as /viewer does), attributes on click, and a link to the same place in /viewer.
 // Written features show without a reload (edits). ?at=<lon>,<lat>,<zoom> opens at a
-// place. window.oupMap exposes the state for tests (lastEvent: the last change event
-// shown, and when it came; edits: the feature changes applied).
+// place. A search box (search.js) goes to what it finds. window.oupMap exposes the state
+// for tests (lastEvent: the last change event shown, and when it came; edits: the feature
+// changes applied; flown: the search hit the view came to).
 (function () {
   "use strict";
   const state = window.oupMap = { map: null, ready: false, error: null, picked: null,
@@ -164,6 +165,22 @@
       `<tr><td>${esc(k)}</td><td>${esc(v)}</td></tr>`).join("") + "</table>";
   }
 
+  // A search hit (search.js): framed beside the panel, at once for those who ask for
+  // less motion. state.flown: the hit the view has come to.
+  function goTo(map, hit) {
+    const b = oupSearch.bounds(hit);
+    const still = matchMedia("(prefers-reduced-motion: reduce)").matches;
+    const panel = document.getElementById("panel");
+    const padding = { top: 40, bottom: 40, right: 40,
+                      left: Math.min(panel.offsetLeft + panel.offsetWidth + 20, map.getCanvas().clientWidth / 2) };
+    map.once("moveend", () => { state.flown = hit.id; });
+    if (b[0] === b[2] && b[1] === b[3]) {
+      map.flyTo({ center: [b[0], b[1]], zoom: Math.max(map.getZoom(), 17), padding, animate: !still });
+    } else {
+      map.fitBounds([[b[0], b[1]], [b[2], b[3]]], { padding, maxZoom: 18, animate: !still });
+    }
+  }
+
   function viewerLink(map) {
     const c = map.getCenter();
     const metresPerPixel = 156543.03 * Math.cos(c.lat * Math.PI / 180) / 2 ** map.getZoom();
@@ -187,6 +204,7 @@
         const hit = map.queryRenderedFeatures(ev.point).filter((f) => f.layer.metadata);
         if (hit.length) show(hit[0]);
       });
+      oupSearch.box(document.getElementById("layers"), (hit) => goTo(map, hit));
       map.on("load", () => {
         toggles(map, style, live);
         viewerLink(map);

@@ -1,0 +1,100 @@
+// The search box of /map and /viewer: free text over every collection the caller may see
+// (/search), the best hit gone to at once, the others listed to choose from.
+// oupSearch.box(before, go) puts it before the element before; go(hit) moves the page's view to a
+// hit (a GeoJSON feature of /search; oupSearch.bounds(hit) gives its [w, s, e, n]).
+// Keyboard: Enter searches; ArrowDown moves from the box into the hits, ArrowUp/ArrowDown
+// through them, Enter or Space goes to one, Escape back to the box. The number of hits
+// is announced (a polite live region).
+window.oupSearch = (function () {
+  "use strict";
+  const esc = (v) => String(v).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
+  function bounds(hit) {
+    const b = [Infinity, Infinity, -Infinity, -Infinity];
+    const walk = (c) => {
+      if (typeof c[0] === "number") {
+        b[0] = Math.min(b[0], c[0]); b[1] = Math.min(b[1], c[1]);
+        b[2] = Math.max(b[2], c[0]); b[3] = Math.max(b[3], c[1]);
+      } else c.forEach(walk);
+    };
+    const g = hit.geometry;
+    if (!g) return null;
+    (g.type === "GeometryCollection" ? g.geometries : [g]).forEach((x) => walk(x.coordinates));
+    return Number.isFinite(b[0]) ? b : null;
+  }
+
+  function box(before, go) {
+    const form = document.createElement("form");
+    form.id = "search";
+    form.setAttribute("role", "search");
+    form.innerHTML =
+      '<label for="search-q">Search places and features</label> ' +
+      '<input id="search-q" type="search" name="q" autocomplete="off" ' +
+      'aria-describedby="search-status" aria-controls="search-hits" maxlength="200"> ' +
+      '<button type="submit">Find</button>' +
+      '<div id="search-status" role="status" aria-live="polite"></div>' +
+      '<ul id="search-hits" aria-label="Search results"></ul>';
+    before.parentNode.insertBefore(form, before);
+    const input = form.querySelector("input"), list = form.querySelector("ul");
+    const status = form.querySelector("#search-status");
+    const state = window.oupSearch.state = { hits: [], picked: null, error: null };
+    let asked = 0;
+
+    function pick(i) {
+      const hit = state.hits[i];
+      if (!hit || !bounds(hit)) return;
+      list.querySelectorAll("button").forEach((b, j) => b.setAttribute("aria-current", String(i === j)));
+      state.picked = hit;
+      go(hit);
+    }
+
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const q = input.value.trim();
+      if (!q) return;
+      const mine = ++asked;
+      status.textContent = "searching…";
+      try {
+        const r = await fetch(`/search?q=${encodeURIComponent(q)}&limit=10`);
+        const doc = await r.json();
+        if (mine !== asked) return;  // a newer search is under way
+        if (!r.ok) throw new Error(doc.detail || r.status);
+        state.hits = doc.features;
+        list.innerHTML = state.hits.map((h, i) => {
+          const p = h.properties;
+          return `<li><button type="button" data-hit="${i}">${esc(p.title ?? p.id)}` +
+            ` <small>${esc(p.collection_title || p.collection)}</small></button></li>`;
+        }).join("");
+        status.textContent = state.hits.length
+          ? `${state.hits.length} found; the first is shown` : `nothing found for “${q}”`;
+        pick(0);
+      } catch (err) {
+        state.error = String(err);
+        status.textContent = `search failed: ${err.message || err}`;
+      }
+    });
+    list.addEventListener("click", (ev) => {
+      const b = ev.target.closest("button[data-hit]");
+      if (b) pick(Number(b.dataset.hit));
+    });
+    // arrows move between the box and the hits (Tab does too; Enter and Space are the
+    // buttons' own)
+    form.addEventListener("keydown", (ev) => {
+      const buttons = [...list.querySelectorAll("button")];
+      const at = buttons.indexOf(document.activeElement);
+      if (ev.key === "ArrowDown" && buttons.length) {
+        buttons[Math.min(at + 1, buttons.length - 1)].focus();
+        ev.preventDefault();
+      } else if (ev.key === "ArrowUp" && at >= 0) {
+        (at === 0 ? input : buttons[at - 1]).focus();
+        ev.preventDefault();
+      } else if (ev.key === "Escape" && at >= 0) {
+        input.focus();
+        ev.preventDefault();
+      }
+    });
+    return form;
+  }
+
+  return { box, bounds, state: null };
+})();
