@@ -58,6 +58,9 @@ STREAM = """stream:
      "observations_of", "not a collection with a stream"),
     (GOOD.replace("sources: [{path: data.geojson}]\n", "time_slices: {of: things, length: PT7S}\n"),
      "time_slices", "PT1M"),
+    (GOOD + "search: [name, name]\n", "(document)", "name each attribute once"),
+    (GOOD.replace("sources: [{path: data.geojson}]\n", "observations_of: things\n")
+     + "search: [name]\n", "(document)", "only a collection stored"),
 ])
 def test_a_broken_declaration_names_file_and_field(tmp_path, text, field, words):
     root = _broken(tmp_path, text)

@@ -105,6 +105,14 @@ def test_search_finds_spangen_across_collections(server):
     item = requests.get(doc["features"][0]["links"][0]["href"], timeout=30).json()
     assert item["properties"]["buurtnaam"] == "Spangen"
     assert item["geometry"]["type"] == doc["features"][0]["geometry"]["type"]
+    # its bbox: where a map goes to show it, from the item's own coordinates
+    xs, ys = zip(*_points(item["geometry"]["coordinates"]))
+    assert doc["features"][0]["bbox"] == pytest.approx([min(xs), min(ys), max(xs), max(ys)])
+
+
+def _points(coords):
+    return [coords] if isinstance(coords[0], (int, float)) else \
+        [p for c in coords for p in _points(c)]
 
 
 def test_search_limit_and_collections(server):

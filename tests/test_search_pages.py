@@ -40,7 +40,6 @@ def test_the_search_box_goes_to_spangen(server, page):
     spangen = shape(items[0]["geometry"])
     inside = shapely.Point(spangen.representative_point())  # a point within Spangen
     out = _search_in(server, page, "Spangen", inside.x, inside.y)
-    print(out)
     assert out["label"] == "Search places and features"
     assert out["hits"][0] == "Spangen" and out["flown"] == f"neighbourhoods/{items[0]['id']}"
     x, y = out["point"]

@@ -5,8 +5,8 @@ asked in SQL, as its ``items?q=`` would be (``oup.store.text``), with the caller
 a collection they may not see is not asked (it does not exist for them), and where
 their role sees only the features they created (residents' reports), only those. The
 hits come back as one GeoJSON FeatureCollection, best first: each a reference to an
-item - its collection, id, rank, title and the attributes searched - with its geometry,
-so a map can go there. A search that reaches non-public collections is audited, once
+item - its collection, id, rank, title and the attributes searched - with its geometry
+and bbox, so a map can go there. A search that reaches non-public collections is audited, once
 for each of them.
 """
 from __future__ import annotations
@@ -97,11 +97,22 @@ class Search:
         for feature, rank in zip(page.features, page.ranks or []):
             props = feature["properties"]
             title = props.get(coll.title_field or coll.search[0])
+            geometry = feature.get("geometry")
             out.append({"type": "Feature", "id": f"{cid}/{feature['id']}",
-                        "geometry": feature.get("geometry"),
+                        "geometry": geometry, "bbox": _bbox(geometry),
                         "properties": {**{n: props.get(n) for n in coll.search},
                                        "collection": cid, "id": feature["id"], "rank": rank,
                                        "title": title, "collection_title": coll.title},
                         "links": [{"rel": "item", "type": GEOJSON, "href":
                                    f"{self.base}/collections/{cid}/items/{feature['id']}"}]})
         return out
+
+
+def _bbox(geometry: dict | None) -> list[float] | None:
+    """The GeoJSON ``bbox`` of a hit: where a map goes to show it."""
+    if not geometry:
+        return None
+    from shapely.geometry import shape
+
+    g = shape(geometry)
+    return None if g.is_empty else list(g.bounds)

@@ -38,7 +38,7 @@ function follow3dEdits(viewer, sets, loaded) {
 // panel left free; at once for those who ask for less motion. window.oup.flown: the hit
 // the camera has come to.
 function goTo(viewer, hit) {
-  const [w, s, e, n] = oupSearch.bounds(hit);
+  const [w, s, e, n] = hit.bbox;
   const margin = Math.max(e - w, n - s, 0.002) * 0.25;  // degrees; a point gets ~200 m
   const panel = document.getElementById("panel").getBoundingClientRect();
   const covered = Math.min(0.5, (viewer.canvas.clientWidth - panel.left + 10) / viewer.canvas.clientWidth);

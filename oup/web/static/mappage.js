@@ -168,7 +168,7 @@
   // A search hit (search.js): framed beside the panel, at once for those who ask for
   // less motion. state.flown: the hit the view has come to.
   function goTo(map, hit) {
-    const b = oupSearch.bounds(hit);
+    const b = hit.bbox;
     const still = matchMedia("(prefers-reduced-motion: reduce)").matches;
     const panel = document.getElementById("panel");
     const padding = { top: 40, bottom: 40, right: 40,

@@ -1,27 +1,13 @@
 // The search box of /map and /viewer: free text over every collection the caller may see
 // (/search), the best hit gone to at once, the others listed to choose from.
 // oupSearch.box(before, go) puts it before the element before; go(hit) moves the page's view to a
-// hit (a GeoJSON feature of /search; oupSearch.bounds(hit) gives its [w, s, e, n]).
+// hit (a GeoJSON feature of /search; its bbox: [w, s, e, n]).
 // Keyboard: Enter searches; ArrowDown moves from the box into the hits, ArrowUp/ArrowDown
 // through them, Enter or Space goes to one, Escape back to the box. The number of hits
 // is announced (a polite live region).
 window.oupSearch = (function () {
   "use strict";
   const esc = (v) => String(v).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
-
-  function bounds(hit) {
-    const b = [Infinity, Infinity, -Infinity, -Infinity];
-    const walk = (c) => {
-      if (typeof c[0] === "number") {
-        b[0] = Math.min(b[0], c[0]); b[1] = Math.min(b[1], c[1]);
-        b[2] = Math.max(b[2], c[0]); b[3] = Math.max(b[3], c[1]);
-      } else c.forEach(walk);
-    };
-    const g = hit.geometry;
-    if (!g) return null;
-    (g.type === "GeometryCollection" ? g.geometries : [g]).forEach((x) => walk(x.coordinates));
-    return Number.isFinite(b[0]) ? b : null;
-  }
 
   function box(before, go) {
     const form = document.createElement("form");
@@ -42,7 +28,7 @@ window.oupSearch = (function () {
 
     function pick(i) {
       const hit = state.hits[i];
-      if (!hit || !bounds(hit)) return;
+      if (!hit || !hit.bbox) return;
       list.querySelectorAll("button").forEach((b, j) => b.setAttribute("aria-current", String(i === j)));
       state.picked = hit;
       go(hit);
@@ -62,7 +48,9 @@ window.oupSearch = (function () {
         state.hits = doc.features;
         list.innerHTML = state.hits.map((h, i) => {
           const p = h.properties;
-          return `<li><button type="button" data-hit="${i}">${esc(p.title ?? p.id)}` +
+          // a feature without a geometry has nowhere to go to
+          return `<li><button type="button" data-hit="${i}"${h.bbox ? "" : " disabled"}>` +
+            `${esc(p.title ?? p.id)}` +
             ` <small>${esc(p.collection_title || p.collection)}</small></button></li>`;
         }).join("");
         status.textContent = state.hits.length
@@ -96,5 +84,5 @@ window.oupSearch = (function () {
     return form;
   }
 
-  return { box, bounds, state: null };
+  return { box, state: null };
 })();
