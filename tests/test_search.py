@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -129,7 +130,7 @@ def test_search_limit_and_collections(server):
         assert r.status_code == 400, (bad, r.text)
 
 
-def test_search_never_shows_a_collection_the_caller_may_not_see(server, credentials):
+def test_search_never_shows_a_collection_the_caller_may_not_see(server, imported, credentials):
     """restricted-care and internal-figures (conftest: copies of the liveability index,
     which declares buurtcode searchable) hold the same codes as the neighbourhoods."""
     code = next(f["properties"]["buurtcode"] for f in _all(server, "neighbourhoods")
@@ -148,11 +149,17 @@ def test_search_never_shows_a_collection_the_caller_may_not_see(server, credenti
     assert hidden.status_code == nothere.status_code == 400
     assert hidden.json()["detail"].replace("restricted-care", "X") == \
         nothere.json()["detail"].replace("nothere", "X")
-    # with the role, it is searched (and the search is audited)
+    # with the role, it is searched, and the search is audited (each non-public collection)
+    log = Path(imported["OUP_DATA_DIR"]) / "audit.log"
     analyst = requests.get(f"{server}/search", params={"q": code, "limit": 100},
-                           headers={"X-API-Key": credentials["api_key"]}, timeout=30).json()
+                           headers={"X-API-Key": credentials["api_key"],
+                                    "X-Request-ID": f"search-{code}"}, timeout=30).json()
     assert {"restricted-care", "internal-figures"} <= {
         f["properties"]["collection"] for f in analyst["features"]}
+    audited = [json.loads(line) for line in log.read_text().splitlines()
+               if f"search-{code}" in line]
+    assert sorted(e["collection"] for e in audited) == ["internal-figures", "restricted-care"]
+    assert {(e["who"], e["action"]) for e in audited} == {("key:etl-service", "GET /search")}
 
 
 def test_search_keeps_to_a_residents_own_reports(server, credentials):

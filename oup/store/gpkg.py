@@ -139,8 +139,14 @@ def _text_index(con: sqlite3.Connection, cid: str, names: list[str]) -> None:
     by triggers on whatever writes the table - OUP's writes, or QGIS editing the file."""
     t, fts = quote(cid), quote(text_table(cid))
     cols = ", ".join(map(quote, names))
-    con.execute(f"CREATE VIRTUAL TABLE {fts} USING fts5({cols}, content={t}, "
-                f"content_rowid={FID}, tokenize='unicode61 remove_diacritics 2')")
+    try:
+        con.execute(f"CREATE VIRTUAL TABLE {fts} USING fts5({cols}, content={t}, "
+                    f"content_rowid={FID}, tokenize='unicode61 remove_diacritics 2')")
+    except sqlite3.OperationalError as exc:
+        if "fts5" not in str(exc):
+            raise
+        raise StoreError(f"{cid}: search: this Python's SQLite {sqlite3.sqlite_version} has "
+                         "no FTS5 (free-text index); use a build with it, or PostGIS") from None
     con.execute(f"INSERT INTO {fts}({fts}) VALUES ('rebuild')")
     new = ", ".join(f"NEW.{quote(n)}" for n in names)
     old = ", ".join(f"OLD.{quote(n)}" for n in names)
