@@ -63,6 +63,8 @@ def test_a_resident_reports_and_the_report_is_theirs(server, who):
     assert got.status_code == 200
     props = got.json()["properties"]
     assert props["category"] == "afval" and props["description"] == "Zwerfvuil op de stoep"
+    # where it was reported (longitude first, as sent and as the imported reports are)
+    assert got.json()["geometry"]["coordinates"] == pytest.approx([4.4470, 51.9150])
     assert props["time"]  # set by the server: the report said none
     assert props["reporter"].startswith("jwt:")  # the server says who, pseudonymously
     assert got.headers["ETag"] == r.headers["ETag"]
@@ -85,6 +87,56 @@ def test_a_resident_reports_and_the_report_is_theirs(server, who):
     assert fixed.status_code == 200, fixed.text
     assert fixed.json()["properties"]["category"] == "groen"
     assert fixed.json()["properties"]["description"] == "Zwerfvuil op de stoep"
+
+
+def test_the_public_sees_report_counts_per_neighbourhood_and_no_small_one(server, who):
+    """Reports are restricted; how many lie in each neighbourhood is public, counted
+    again after every report, and a count under 5 is not published (disclosure)."""
+    import shapely
+    from shapely.geometry import shape
+
+    def published() -> dict:
+        r = requests.get(f"{server}/collections/meldingen-per-buurt/items?limit=100",
+                         timeout=30)
+        assert r.status_code == 200, r.text
+        feats = r.json()["features"]
+        assert all(set(f["properties"]) <= {"buurtcode", "buurtnaam", "count"} for f in feats)
+        return {f["id"]: f["properties"].get("count") for f in feats}
+
+    def expected() -> dict:
+        """Counted here: the steward's reports in each neighbourhood polygon."""
+        areas = requests.get(f"{server}/collections/neighbourhoods/items?limit=100",
+                             timeout=30).json()["features"]
+        reports = requests.get(f"{server}/collections/meldingen/items?limit=10000",
+                               headers=who["steward"], timeout=30).json()["features"]
+        points = [shape(f["geometry"]) for f in reports]
+        out = {}
+        for a in areas:
+            n = sum(shape(a["geometry"]).intersects(p) for p in points)
+            out[a["properties"]["buurtcode"]] = n if n >= 5 else None
+        return out
+
+    def settled(deadline: float = 30.0) -> dict:
+        end = time.monotonic() + deadline
+        while True:
+            got, want = published(), expected()
+            if got == want or time.monotonic() > end:
+                assert got == want
+                return got
+            time.sleep(0.3)
+
+    assert requests.get(f"{server}/collections/meldingen/items", timeout=30).status_code == 404
+    counts = settled()
+    assert any(v is None for v in counts.values()) and any(v for v in counts.values())
+    # reports made in a neighbourhood whose count is not published, until it is
+    small = next(k for k, v in counts.items() if v is None)
+    area = next(a for a in requests.get(f"{server}/collections/neighbourhoods/items?limit=100",
+                                        timeout=30).json()["features"]
+                if a["properties"]["buurtcode"] == small)
+    inside = shapely.Point(shape(area["geometry"]).representative_point())
+    for _ in range(5):
+        _create(server, "meldingen", _report(lon=inside.x, lat=inside.y), who["anna"])
+    assert settled()[small] >= 5
 
 
 def test_who_may_write(server, who):

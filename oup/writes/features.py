@@ -165,9 +165,16 @@ def _geometry(raw, meta: dict, crs: str):
     geom84 = _with_heights(to_crs84(geom, code), geom)
     source = meta.get("source_crs") or "OGC:CRS84"
     source = crs_code(source) if source in SUPPORTED_CRS else source
+    if source in _LONGITUDE_FIRST:
+        # stored as imported: longitude first, whatever the authority's axis order says
+        # (and WGS 84 and ETRS89 taken equal, as everywhere in OUP: oup.geodesy)
+        return geom84, geom84
     if source == code:  # the data of record as it was sent
         return geom, geom84
     return from_crs84(np.array([geom84]), source)[0], geom84
+
+
+_LONGITUDE_FIRST = ("OGC:CRS84", "EPSG:4326", "EPSG:4258")
 
 
 def _with_heights(moved, original):
