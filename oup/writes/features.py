@@ -161,10 +161,11 @@ def _geometry(raw, meta: dict, crs: str):
     elif meta.get("has_z") is False and geom.has_z:
         raise Unprocessable("geometry has heights and this collection has none; send x, y "
                             "only", "geometry")
-    code = crs_code(crs)
-    geom84 = _with_heights(to_crs84(geom, code), geom)
     source = meta.get("source_crs") or "OGC:CRS84"
     source = crs_code(source) if source in SUPPORTED_CRS else source
+    # sent in the CRS of record (a CityJSONFeature is in its model's), whatever that is
+    code = source if crs == meta.get("source_crs") else crs_code(crs)
+    geom84 = _with_heights(to_crs84(geom, code), geom)
     if source in _LONGITUDE_FIRST:
         # stored as imported: longitude first, whatever the authority's axis order says
         # (and WGS 84 and ETRS89 taken equal, as everywhere in OUP: oup.geodesy)
