@@ -148,6 +148,10 @@ def test_the_etag_changes_on_every_write_and_on_every_import(store):
         w = store.write_feature("blocks", Change("updated", 1, _feature(None, count=i)))
         assert w.etag == store.etag("blocks", 1) and w.etag not in seen
         seen.add(w.etag)
+    # read with the feature, in one statement: the same ETag
+    feature, tag = store.get_tagged("blocks", 1)
+    assert tag == store.etag("blocks", 1) and feature == store.get("blocks", 1)
+    assert store.get_tagged("blocks", 99) == (None, None)
     _import(store)  # the same data again: versions restart, the ETag does not repeat
     assert store.etag("blocks", 1) not in seen
     assert store.etag("blocks", 99) is None and store.etag("blocks", "x") is None
