@@ -61,6 +61,14 @@ STREAM = """stream:
     (GOOD + "search: [name, name]\n", "(document)", "name each attribute once"),
     (GOOD.replace("sources: [{path: data.geojson}]\n", "observations_of: things\n")
      + "search: [name]\n", "(document)", "only a collection stored"),
+    (GOOD + "counts: {of: things, areas: things, key: code}\n", "(document)",
+     "exactly one of sources"),
+    (GOOD.replace("sources: [{path: data.geojson}]\n",
+                  "counts: {of: reports, areas: things, key: code}\n"),
+     "counts.of", "no other collection 'reports'"),
+    (GOOD.replace("sources: [{path: data.geojson}]\n",
+                  "counts: {of: things, areas: things, key: code}\n"
+                  "editable: {create: [steward]}\n"), "(document)", "counted"),
 ])
 def test_a_broken_declaration_names_file_and_field(tmp_path, text, field, words):
     root = _broken(tmp_path, text)
