@@ -152,6 +152,7 @@ def test_the_etag_changes_on_every_write_and_on_every_import(store):
     feature, tag = store.get_tagged("blocks", 1)
     assert tag == store.etag("blocks", 1) and feature == store.get("blocks", 1)
     assert store.get_tagged("blocks", 99) == (None, None)
+    assert store.get_tagged("blocks", ")`t") == (None, None)  # not a row number (found by fuzzing)
     _import(store)  # the same data again: versions restart, the ETag does not repeat
     assert store.etag("blocks", 1) not in seen
     assert store.etag("blocks", 99) is None and store.etag("blocks", "x") is None

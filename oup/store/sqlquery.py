@@ -109,8 +109,8 @@ class SqlQueries:
         if key is None:
             try:
                 fid = check_int64(int(fid), "id")
-            except ValueError:
-                return None
+            except ValueError:  # not a row number: no such feature
+                return (None, None) if tagged else None
         else:
             fid = str(fid)
         cols = [FID, self.geometry_column(meta, q)] + [quote(n) for n in fields + [key or FID]]
