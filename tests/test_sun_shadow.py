@@ -152,6 +152,8 @@ def test_a_scenario_shades_what_it_adds_and_frees_what_it_removes():
     assert len(sun_in_the_south) >= 2
     assert all(s.scenario_shadow.contains(shapely.Point(10, 30)) for s in sun_in_the_south)
     assert not any(s.shadow.contains(shapely.Point(10, 30)) for s in sun_in_the_south)
+    assert all(s.shadow.contains(shapely.Point(210, 15)) for s in sun_in_the_south)
+    assert not any(s.scenario_shadow.contains(shapely.Point(210, 15)) for s in sun_in_the_south)
 
 
 def test_no_sun_no_shadow_at_night():
@@ -173,7 +175,7 @@ def test_the_grid_is_the_ground_between_the_buildings_and_progress_is_told():
                        longitude=LON, progress=told.append)
     assert sorted(map(tuple, r.points)) == [(x, y) for x in range(45, 100, 10)
                                             for y in range(5, 50, 10)]
-    assert told == [0.25, 0.5, 0.75, 1.0]
+    assert told == [k / 8 for k in range(1, 9)]  # 4 steps, then their 4 shadows
     assert all(area.covers(s.shadow) for s in r.steps)
 
 
