@@ -7,9 +7,10 @@ ground the shadow of a prism is the Minkowski sum of its footprint with the shad
 ``v`` (length ``h / tan(elevation)``, pointing away from the sun): a ground point ``x`` is
 shaded when the segment from ``x`` towards the sun hits the prism, that is when some
 ``x - t v`` (0 <= t <= 1) lies in the footprint. Either ``x`` itself is in the footprint, or
-that segment crosses the footprint's boundary, so ``x`` lies in the quadrilateral an edge
-sweeps along ``v``: shadow = footprint + swept edges. For a convex footprint that union is
-just the convex hull of the footprint and its translate, which is one cheap vectorised hull.
+that segment crosses the footprint's boundary, so ``x`` lies in what an edge sweeps along
+``v``: shadow = footprint + swept edges (only the edges facing away from the sun). For a
+convex footprint that union is the convex hull of the footprint and its translate: one
+cheap vectorised hull; other footprints get a polygon per run of edges facing away.
 Roof shapes, terrain and trees are not modelled; the sun is the apparent (refracted) sun
 of pvlib, at the site's latitude and longitude.
 
@@ -122,16 +123,17 @@ class _Prisms:
         self._hull_building = owner[convex][ring]
         self._hull_owner = owner[convex]
 
-        # Other parts (L shapes, courtyards): the footprint itself plus each edge swept.
-        rings = shapely.get_rings(parts[~convex])
-        rings_owner = np.repeat(owner[~convex], shapely.get_num_interior_rings(
-            parts[~convex]) + 1)
+        # Other parts (L shapes, courtyards): their edges, the exterior counter-clockwise
+        # and the courtyards clockwise, so that the building is always left of an edge.
+        concave = shapely.orient_polygons(parts[~convex], exterior_cw=False)
+        rings = shapely.get_rings(concave)
+        rings_owner = np.repeat(owner[~convex], shapely.get_num_interior_rings(concave) + 1)
         xy, r = shapely.get_coordinates(rings, return_index=True)
         same_ring = r[:-1] == r[1:]
         self._edge_a, self._edge_b = xy[:-1][same_ring], xy[1:][same_ring]
-        self._edge_owner = rings_owner[r[:-1][same_ring]]
-        self._concave = parts[~convex]
-        self._concave_owner = owner[~convex]
+        self._edge_ring = r[:-1][same_ring]
+        self._edge_owner = rings_owner[self._edge_ring]
+        self._concave, self._concave_owner = concave, owner[~convex]
 
     def shadows(self, elevation: float, bearing: float) -> tuple[np.ndarray, np.ndarray]:
         """The pieces whose union is the shadow of every building, and each piece's
@@ -144,17 +146,40 @@ class _Prisms:
         hulls = shapely.convex_hull(shapely.linestrings(xy[self._hull_order],
                                                         indices=self._hull_of))
 
-        a, b = self._edge_a, self._edge_b
-        v = offset[self._edge_owner]
-        # an edge parallel to the shadow sweeps nothing; a flat quad would only trouble GEOS
-        swept = np.abs((b - a)[:, 0] * v[:, 1] - (b - a)[:, 1] * v[:, 0]) > 1e-9
-        a, b, v = a[swept], b[swept], v[swept]
-        quads = shapely.polygons(np.stack([a, b, b + v, a + v, a], axis=1)) if len(a) else \
-            np.empty(0, dtype=object)
-        pieces = np.concatenate([hulls, self._concave, quads])
-        owner = np.concatenate([self._hull_owner, self._concave_owner,
-                                self._edge_owner[swept]])
+        ribbons, ribbon_owner = self._ribbons(offset)
+        pieces = np.concatenate([hulls, self._concave, ribbons])
+        owner = np.concatenate([self._hull_owner, self._concave_owner, ribbon_owner])
         return pieces, owner
+
+    def _ribbons(self, offset: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """What the edges of the non-convex footprints sweep, as few polygons as can be.
+
+        Walking from a shaded point towards the sun, one enters the building through an
+        edge that faces away from the sun, so only those sweep shadow. A run of such edges
+        along a ring is monotone across the shadow's direction, so the run and its
+        translate bound one simple polygon (a ribbon): a piece per run, not per edge.
+        """
+        a, b, ring = self._edge_a, self._edge_b, self._edge_ring
+        v = offset[self._edge_owner]
+        e = b - a
+        away = np.flatnonzero(e[:, 1] * v[:, 0] - e[:, 0] * v[:, 1] > 1e-9)  # normal . v > 0
+        if len(away) == 0:
+            return np.empty(0, dtype=object), np.empty(0, dtype=int)
+        first = np.ones(len(away), dtype=bool)
+        first[1:] = (np.diff(away) != 1) | (ring[away[1:]] != ring[away[:-1]])
+        last = np.append(first[1:], True)
+        run = np.cumsum(first) - 1
+        # each run's points in ring order (every edge's start, then the last edge's end),
+        # then the same points moved by the shadow vector, in reverse
+        ahead = np.concatenate([a[away], b[away[last]]])
+        shift = np.concatenate([v[away], v[away[last]]])
+        order = np.concatenate([2 * away, 2 * away[last] + 1])
+        runs = np.concatenate([run, run[last]])
+        xy = np.concatenate([ahead, ahead + shift])
+        key = np.lexsort((np.concatenate([order, -order]),
+                          np.repeat([0, 1], len(ahead)), np.tile(runs, 2)))
+        ribbons = shapely.polygons(shapely.linearrings(xy[key], indices=np.tile(runs, 2)[key]))
+        return ribbons, self._edge_owner[away[first]]
 
 
 def ground_points(area: BaseGeometry, spacing: float, buildings: Sequence[Building]) -> np.ndarray:
