@@ -5,7 +5,6 @@ pvlib's sunrise and sunset."""
 from __future__ import annotations
 
 import math
-import shutil
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
@@ -15,8 +14,9 @@ import shapely
 from pvlib.solarposition import get_solarposition, sun_rise_set_transit_spa
 
 from oup.errors import InvalidQuery
-from oup.processes.sun_shadow import (Building, SunShadowInputError, site_of, sun_and_shadow,
-                                      sun_positions, to_geojson, crs84_of)
+from oup.processes.sun_shadow import (Building, SunShadowInputError, crs84_of, site_of,
+                                      sun_and_shadow, sun_positions, to_geojson)
+from test_cityjson import grids  # noqa: F401  (RDNAPTRANS(TM)2018, as the CRS84 output uses)
 
 LAT, LON = 51.9225, 4.4792  # Rotterdam, Coolsingel
 UTC = timezone.utc
@@ -199,12 +199,15 @@ def test_the_grid_is_the_ground_between_the_buildings_and_progress_is_told():
     (dict(buildings=[Building("x", shapely.box(0, 0, 1, 1), -3)]), "buildings"),
     (dict(grid_spacing=0.01), "grid_spacing"),
     (dict(area=shapely.LineString([(0, 0), (1, 1)])), "area"),
+    (dict(buildings=[Building("x", shapely.box(0, 0, 1, 1), "tall")]), "buildings"),
+    (dict(points=[(0, 0, 1)]), "points"),
+    (dict(latitude=95.0), "area"),
 ])
 def test_bad_input_is_a_client_error_that_names_it(change, parameter):
     args = dict(buildings=[], area=WIDE, start=MIDSUMMER, end=MIDSUMMER + timedelta(days=1),
                 step=timedelta(hours=1)) | change
     with pytest.raises(SunShadowInputError) as e:
-        sun_and_shadow(**args, latitude=LAT, longitude=LON)
+        sun_and_shadow(**{"latitude": LAT, "longitude": LON} | args)
     assert isinstance(e.value, InvalidQuery) and e.value.status == 400
     assert e.value.parameter == parameter
 
@@ -217,17 +220,6 @@ def test_the_site_turns_rd_grid_north_to_true_north():
     assert site.latitude == pytest.approx(51.93, abs=0.02)
     assert site.grid_convergence == pytest.approx(
         -(site.longitude - 5.38720621) * math.sin(math.radians(site.latitude)), abs=0.01)
-
-
-@pytest.fixture(scope="module")
-def grids(tmp_path_factory):
-    from conftest import GRID_CACHE
-    from oup.geodesy import RDTRANS_GRID, install_grids
-
-    folder = tmp_path_factory.mktemp("grids")
-    if (GRID_CACHE / RDTRANS_GRID).exists():
-        shutil.copytree(GRID_CACHE, folder / "proj", dirs_exist_ok=True)
-    install_grids(folder)
 
 
 def test_geojson_outputs_in_crs84(grids):

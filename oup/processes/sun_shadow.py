@@ -98,10 +98,15 @@ class _Prisms:
             raise SunShadowInputError(
                 f"buildings {', '.join(map(str, bad[:5]))} have no valid polygon footprint",
                 "buildings")
-        heights = np.array([b.height for b in buildings], dtype=float)
-        if not np.all(np.isfinite(heights)) or np.any(heights < 0):
-            raise SunShadowInputError("building heights must be finite and >= 0", "buildings")
-        grounds = np.array([b.ground for b in buildings], dtype=float)
+        try:
+            heights = np.array([b.height for b in buildings], dtype=float)
+            grounds = np.array([b.ground for b in buildings], dtype=float)
+        except (TypeError, ValueError):
+            heights = grounds = np.array([np.nan])
+        if not np.all(np.isfinite(heights)) or np.any(heights < 0) \
+                or not np.all(np.isfinite(grounds)):
+            raise SunShadowInputError("building heights must be numbers >= 0, and ground "
+                                      "levels numbers", "buildings")
         # Shadows fall on one flat plane: the city's typical ground. A building on higher
         # ground stands taller above it (and one in a dip shorter).
         plane = float(np.median(grounds[in_city])) if in_city.any() else 0.0
@@ -109,7 +114,6 @@ class _Prisms:
         self.in_city, self.in_scenario = in_city, in_scenario
 
         parts, owner = shapely.get_parts(footprints, return_index=True)
-        self.footprints, self.footprint_owner = parts, owner
         convex = shapely.area(shapely.convex_hull(parts)) - shapely.area(parts) \
             <= 1e-9 * np.maximum(shapely.area(parts), 1.0)
 
@@ -209,6 +213,17 @@ def ground_points(area: BaseGeometry, spacing: float, buildings: Sequence[Buildi
     return xy
 
 
+def _given_points(points) -> np.ndarray:
+    try:
+        xy = np.asarray(points, dtype=float).reshape(-1, 2)
+    except (TypeError, ValueError):
+        raise SunShadowInputError("points must be pairs of numbers (x, y)", "points") from None
+    if not np.all(np.isfinite(xy)) or len(xy) > MAX_POINTS:
+        raise SunShadowInputError(f"points must be finite, at most {MAX_POINTS} of them",
+                                  "points")
+    return xy
+
+
 def sun_positions(times: Sequence[datetime], latitude: float, longitude: float
                   ) -> tuple[np.ndarray, np.ndarray]:
     """Apparent elevation and azimuth (degrees) of the sun at ``times``, from pvlib (NREL SPA)."""
@@ -270,6 +285,8 @@ def sun_and_shadow(buildings: Sequence[Building], area: BaseGeometry, start: dat
     """
     if not area.is_valid or area.is_empty or area.geom_type not in ("Polygon", "MultiPolygon"):
         raise SunShadowInputError("the area must be a valid polygon", "area")
+    if not (-90 <= latitude <= 90 and -180 <= longitude <= 180):
+        raise SunShadowInputError("latitude and longitude must be degrees on the Earth", "area")
     if not 0 <= min_elevation < 90:
         raise SunShadowInputError("min_elevation must be in [0, 90) degrees", "min_elevation")
     times = _time_steps(start, end, step)
@@ -284,7 +301,7 @@ def sun_and_shadow(buildings: Sequence[Building], area: BaseGeometry, start: dat
                      in_scenario=np.array([b.id not in changed for b in buildings]
                                           + [True] * len(added), dtype=bool))
     xy = ground_points(area, grid_spacing, buildings) if points is None else \
-        np.asarray(points, dtype=float).reshape(-1, 2)
+        _given_points(points)
     tree = shapely.STRtree(shapely.points(xy))  # made once: the points stay, shadows move
 
     sun_hours = np.zeros(len(xy))
