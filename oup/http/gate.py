@@ -32,6 +32,17 @@ LOG = logging.getLogger(__name__)
 _COLLECTION_PATH = re.compile(r"^/collections/([^/]+)")
 
 
+def _join_repeated(request, name: str) -> None:
+    """``name=a&name=b`` as ``name=a,b``: an HTML form of checkboxes (the items page's
+    column picker) sends each ticked one on its own; the API reads one list."""
+    from werkzeug.datastructures import ImmutableMultiDict
+
+    values = request.args.getlist(name)
+    if len(values) > 1:
+        args = [(k, v) for k, v in request.args.items(multi=True) if k != name]
+        request.args = ImmutableMultiDict(args + [(name, ",".join(values))])
+
+
 @dataclass
 class Gate:
     catalog: object
@@ -65,6 +76,7 @@ class Gate:
         CHECKED_ITEM.set(None)
         if request.method == "OPTIONS":
             return "", 204
+        _join_repeated(request, "properties")
         m = _COLLECTION_PATH.match(request.path)
         cid = m.group(1) if m and m.group(1) in self.catalog.collections else None
         try:

@@ -93,6 +93,8 @@ def _resource(coll: Collection, store: FeatureStore, catalog: Catalog,
         description += " (synthetic values: made up for the demo, not real figures)"
     return {
         "type": "collection",
+        # the items page's columns (and its column picker): the schema, in its order
+        "oup_fields": [f.name for f in store.fields(coll.id)] if not coll.derived_from else [],
         "title": coll.title,
         "description": description,
         "keywords": coll.keywords + [f"classification:{coll.classification.value}"],
