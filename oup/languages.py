@@ -43,6 +43,13 @@ def negotiate(lang: str | None, accept_language: str | None) -> str:
     return DEFAULT
 
 
+def current() -> str:
+    """The language of the request being answered (``oup.http.gate`` negotiated it)."""
+    from flask import g, has_request_context
+
+    return g.get("language", DEFAULT) if has_request_context() else DEFAULT
+
+
 class Text(str):
     """A text in the default language, with its translations (``{language: text}``)."""
 

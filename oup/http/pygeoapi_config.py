@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from oup.http.openapi import extend_openapi
+from oup.http.page_texts import write_catalogue
 from oup.catalog import Catalog, Collection
 from oup.languages import LANGUAGES
 from oup.http.pygeoapi_adapter import openapi_document, static_folder
@@ -187,6 +188,7 @@ def build_config(catalog: Catalog, store: FeatureStore, settings: Settings) -> d
             resources[coll.id] = res
     out = settings.data_dir / "generated"
     out.mkdir(parents=True, exist_ok=True)
+    cfg["server"]["locale_dir"] = str(write_catalogue(out))  # the pages' texts in Dutch
     resources[RECORDS_ID] = {
         "type": "collection",
         "title": "Catalogue of the collections",
