@@ -35,3 +35,40 @@ def test_every_page_kind_has_no_wcag_violations(server):
     for path in PAGES:
         assert pages[path]["status"] == 200, (path, pages[path])
         assert pages[path]["violations"] == [], (path, pages[path]["violations"])
+
+
+def test_every_page_kind_in_dutch_has_no_wcag_violations(server):
+    paths = [p + ("&" if "?" in p else "?") + "lang=nl" for p in PAGES]
+    pages = axe(server, paths)
+    for path in paths:
+        assert pages[path]["status"] == 200, (path, pages[path])
+        assert pages[path]["violations"] == [], (path, pages[path]["violations"])
+        if not path.startswith("/openapi"):  # Swagger UI and the API's texts are English
+            assert pages[path]["language"] == "nl", (path, pages[path]["language"])
+
+
+def test_map_and_viewer_by_keyboard_only(server):
+    """Tab to a layer toggle, Space switches it; Tab to the map, Enter shows what is in
+    the middle, the arrow keys move it, + zooms in; the same for the 3D view."""
+    res = subprocess.run(["node", "keyboard.mjs", server], cwd=ROOT / "tests" / "js",
+                         capture_output=True, text=True, timeout=600,
+                         env={"CHROMIUM": CHROMIUM, "PATH": "/usr/bin:/bin"})
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out["error"] is None and out["pageErrors"] == [], out
+    m = out["map"]
+    assert m["toggleTabs"] is not None, m  # reached with Tab alone
+    assert m["toggle"]["checked"] and m["toggle"]["visibility"] == "visible", m
+    assert m["toggle"]["focusVisible"] != "none", m  # the focus shows
+    assert m["toggled"] == {"checked": False, "visibility": "none"}, m
+    assert m["mapTabs"] is not None, m
+    assert m["picked"] is not None and m["picked"]["collection"] in m["attributes"], m
+    moved = abs(m["moved"]["lng"] - m["before"]["lng"]) + abs(m["moved"]["lat"] - m["before"]["lat"])
+    assert moved > 1e-4, m
+    assert m["moved"]["lat"] > m["before"]["lat"], m  # ArrowUp: north
+    assert m["zoomed"]["zoom"] > m["moved"]["zoom"], m
+    v = out["viewer"]
+    assert v["ready"] is True and v["viewTabs"] is not None, v
+    assert v["moved"]["lon"] > v["before"]["lon"], v  # ArrowRight: east (looking north)
+    assert v["zoomed"]["height"] < v["moved"]["height"], v
+    assert v["picked"] is not None, v  # Enter: what is in the middle
