@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import requests
 
 from conftest import ROOT
 
@@ -50,7 +51,13 @@ def test_every_page_kind_in_dutch_has_no_wcag_violations(server):
 def test_map_and_viewer_by_keyboard_only(server):
     """Tab to a layer toggle, Space switches it; Tab to the map, Enter shows what is in
     the middle, the arrow keys move it, + zooms in; the same for the 3D view."""
-    res = subprocess.run(["node", "keyboard.mjs", server], cwd=ROOT / "tests" / "js",
+    from shapely.geometry import shape
+
+    # the map opens on a building (a point inside it, from the Features API)
+    inside = shape(requests.get(f"{server}/collections/buildings/items/17?f=json").json()
+                   ["geometry"]).representative_point()
+    res = subprocess.run(["node", "keyboard.mjs", server, f"{inside.x},{inside.y},18"],
+                         cwd=ROOT / "tests" / "js",
                          capture_output=True, text=True, timeout=600,
                          env={"CHROMIUM": CHROMIUM, "PATH": "/usr/bin:/bin"})
     assert res.returncode == 0, res.stderr
@@ -61,6 +68,7 @@ def test_map_and_viewer_by_keyboard_only(server):
     assert m["toggle"]["checked"] and m["toggle"]["visibility"] == "visible", m
     assert m["toggle"]["focusVisible"] != "none", m  # the focus shows
     assert m["toggled"] == {"checked": False, "visibility": "none"}, m
+    assert m["again"] == "visible", m
     assert m["mapTabs"] is not None, m
     assert m["picked"] is not None and m["picked"]["collection"] in m["attributes"], m
     moved = abs(m["moved"]["lng"] - m["before"]["lng"]) + abs(m["moved"]["lat"] - m["before"]["lat"])

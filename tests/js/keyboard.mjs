@@ -1,10 +1,11 @@
-// Keyboard only, no mouse: on /map, Tab to the first layer toggle and switch it with Space,
-// Tab on to the map, Enter shows what is in the middle, the arrow keys move it, + zooms; on /viewer, Tab to the 3D view and move it with the arrow keys and +.
-// usage: node keyboard.mjs <server url>
+// Keyboard only, no mouse: on /map, Tab to the first layer toggle, switch it off and on
+// with Space, Tab on to the map, Enter shows what is in the middle, the arrow keys move it,
+// + zooms; on /viewer, Tab to the 3D view, move it with the arrow keys and +, Enter.
+// usage: node keyboard.mjs <server url> <lon,lat,zoom: where /map opens>
 // Prints {map: {...}, viewer: {...}, pageErrors, error}.
 import { openViewer, session } from "./browser.mjs";
 
-const [base] = process.argv.slice(2);
+const [base, at] = process.argv.slice(2);
 const out = { map: {}, viewer: {}, pageErrors: [], error: null };
 
 // Tab until `test` (run in the page) holds for the focused element; how many Tabs it took
@@ -18,7 +19,7 @@ async function tabTo(page, test, most = 40) {
 }
 
 await session(out, async (page) => {
-  await page.goto(`${base}/map`, { waitUntil: "load", timeout: 60_000 });
+  await page.goto(`${base}/map?at=${at}`, { waitUntil: "load", timeout: 60_000 });
   await page.waitForFunction(() => window.oupMap && (window.oupMap.ready || window.oupMap.error),
                              null, { timeout: 120_000, polling: 250 });
   const m = out.map;
@@ -36,12 +37,15 @@ await session(out, async (page) => {
     checked: document.activeElement.checked,
     visibility: window.oupMap.map.getLayoutProperty(id, "visibility") || "visible" }),
     m.toggle.layer);
+  await page.keyboard.press("Space");  // and on again
+  m.again = await page.evaluate((id) => window.oupMap.map.getLayoutProperty(id, "visibility")
+    || "visible", m.toggle.layer);
   m.mapTabs = await tabTo(page, () => document.activeElement.matches("#map canvas"));
   const view = () => page.evaluate(() => {
     const map = window.oupMap.map, c = map.getCenter();
     return { lng: c.lng, lat: c.lat, zoom: map.getZoom() };
   });
-  // Enter: what is in the middle (a sensor, a neighbourhood), in the attribute panel
+  // Enter: what is in the middle (the building /map opened on), in the attribute panel
   await page.keyboard.press("Enter");
   await page.waitForTimeout(500);
   m.picked = await page.evaluate(() => window.oupMap.picked);
