@@ -64,6 +64,7 @@ def test_map_and_viewer_by_keyboard_only(server):
     out = json.loads(res.stdout.strip().splitlines()[-1])
     assert out["error"] is None and out["pageErrors"] == [], out
     m = out["map"]
+    assert m["height"] == 768, m  # the map fills the window (1024 x 768)
     assert m["toggleTabs"] is not None, m  # reached with Tab alone
     assert m["toggle"]["checked"] and m["toggle"]["visibility"] == "visible", m
     assert m["toggle"]["focusVisible"] != "none", m  # the focus shows

@@ -23,6 +23,7 @@ await session(out, async (page) => {
   await page.waitForFunction(() => window.oupMap && (window.oupMap.ready || window.oupMap.error),
                              null, { timeout: 120_000, polling: 250 });
   const m = out.map;
+  m.height = await page.evaluate(() => document.getElementById("map").clientHeight);
   m.toggleTabs = await tabTo(page, () => document.activeElement.matches("#layers input"));
   m.toggle = await page.evaluate(() => {
     const input = document.activeElement, cid = input.dataset.collection;
