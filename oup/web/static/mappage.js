@@ -171,8 +171,9 @@
 
   (async () => {
     try {
-      const [style, listing] = await Promise.all([json("/styles/default"),
-                                                  json("/collections?f=json")]);
+      const lang = document.documentElement.lang;  // the page's: titles and legends in it
+      const [style, listing] = await Promise.all([json(`/styles/default?lang=${lang}`),
+                                                  json(`/collections?f=json&lang=${lang}`)]);
       const map = state.map = new maplibregl.Map({ container: "map", style,
                                                    attributionControl: false, ...place(style) });
       map.addControl(new maplibregl.NavigationControl());
