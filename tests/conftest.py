@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -140,7 +141,9 @@ def make_classified(cat: Path) -> None:
         shutil.copytree(cat / "leefbaarheid", cat / cid)
         yml = (cat / cid / "collection.yml").read_text()
         yml = yml.replace("classification: public\n", extra)
-        yml = yml.replace("title: Liveability index", f"title: {cid} secret title")
+        # the whole title, in every language it is written in
+        yml = re.sub(r"^title:.*?(?=^\w)", f"title: {cid} secret title\n", yml,
+                     count=1, flags=re.S | re.M)
         (cat / cid / "collection.yml").write_text(yml)
 
 

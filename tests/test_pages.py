@@ -54,3 +54,68 @@ def test_pages_are_branded_oup_and_link_the_platform(server):
     assert requests.get(f"{server}/assets/bootstrap/css/bootstrap.min.css").status_code == 200
     assert requests.get(f"{server}/assets/../pyproject.toml").status_code == 404
     assert requests.get(f"{server}/assets/oup/../../app.py").status_code == 404
+
+
+def _table(html: str) -> tuple[list[str], list[list[str]]]:
+    """The header and rows of the items table (``table.oup-items``) of a page."""
+    from html.parser import HTMLParser
+
+    class Table(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.inside, self.cell, self.head, self.rows = False, None, [], []
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "table" and "oup-items" in (dict(attrs).get("class") or ""):
+                self.inside = True
+            elif self.inside and tag == "tr":
+                self.rows.append([])
+            elif self.inside and tag in ("td", "th"):
+                self.cell = ""
+
+        def handle_endtag(self, tag):
+            if tag == "table":
+                self.inside = False
+            elif self.inside and tag in ("td", "th") and self.cell is not None:
+                self.rows[-1].append(self.cell.strip())
+                self.cell = None
+
+        def handle_data(self, data):
+            if self.cell is not None:
+                self.cell += data
+
+    parser = Table()
+    parser.feed(html)
+    return parser.rows[0], parser.rows[1:]
+
+
+def test_items_page_shows_the_attributes_and_a_choice_of_columns(server):
+    """The items table holds the first attributes of the schema, and the columns the
+    picker (a GET form of checkboxes, no script) asks for; the same values as the JSON."""
+    url = f"{server}/collections/buildings/items"
+    fields = list(requests.get(f"{server}/collections/buildings/queryables?f=json")
+                  .json()["properties"])
+    page = requests.get(url, params={"f": "html", "limit": 4})
+    head, rows = _table(page.text)
+    assert head[0] == "id" and len(head) == 7 and set(head[1:]) <= set(fields), head
+    features = requests.get(url, params={"f": "json", "limit": 4}).json()["features"]
+    assert [r[0] for r in rows] == [str(f["id"]) for f in features]
+    for row, feature in zip(rows, features):
+        for name, cell in zip(head[1:], row[1:]):
+            value = feature["properties"][name]
+            assert cell == ("" if value is None else str(value)), (name, cell, value)
+    # the picker's form: one checkbox per property, sent as properties=a&properties=b
+    assert page.text.count('type="checkbox" name="properties"') == len(
+        [f for f in fields if f != "geometry"])
+    chosen = requests.get(url, params=[("f", "html"), ("limit", "3"), ("properties", "height"),
+                                       ("properties", "roof_level")])
+    assert chosen.status_code == 200
+    head, rows = _table(chosen.text)
+    assert head == ["id", "height", "roof_level"]
+    features = requests.get(url, params={"f": "json", "limit": 3}).json()["features"]
+    assert [r[1:] for r in rows] == [[str(f["properties"]["height"]),
+                                      str(f["properties"]["roof_level"])] for f in features]
+    # paging keeps the choice
+    assert "properties=height,roof_level" in chosen.text.replace("&amp;", "&")
+    wrong = requests.get(url, params={"f": "html", "properties": "no_such_column"})
+    assert wrong.status_code == 400 and "no_such_column" in wrong.text

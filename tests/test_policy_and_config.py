@@ -110,7 +110,9 @@ def test_the_generated_configuration(configured):
     assert 4.39 < x0 < x1 < 4.53 and 51.87 < y0 < y1 < 51.95
     assert probes["extents"]["temporal"]["begin"].year == 2024
     assert "classification:public" in probes["keywords"]
-    assert "synthetic" in probes["description"]
+    # said in each language (pygeoapi gives the reader theirs)
+    assert "synthetic" in probes["description"]["en"]
+    assert "synthetische" in probes["description"]["nl"]
 
 
 def test_the_records_catalogue_lists_what_is_imported(configured):

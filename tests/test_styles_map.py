@@ -165,11 +165,13 @@ def test_the_map_page_works_offline_and_a_click_shows_a_building(server):
         assert [(e["label"], e["colour"]) for e in row["entries"]] == \
             [(e["label"], _rgb(e["colour"])) for e in meta["oup:legend"]], cid
         assert row["checked"] == (visibility == "visible" or cid in live), (cid, row)
-    # kerncijfers: its choropleth's classes, as its collection.yml declares them
+    # kerncijfers: its choropleth's classes, as its collection.yml declares them (a_inw,
+    # its legend calls "inhabitants")
     assert [(e["label"], e["colour"]) for e in legend["kerncijfers"]["entries"]] == [
-        ("a_inw < 1000", _rgb("#fef0d9")), ("a_inw 1000 - 2500", _rgb("#fdcc8a")),
-        ("a_inw 2500 - 5000", _rgb("#fc8d59")), ("a_inw 5000 - 10000", _rgb("#e34a33")),
-        ("a_inw >= 10000", _rgb("#b30000")), ("a_inw: no value", _rgb("#cccccc"))]
+        ("inhabitants < 1000", _rgb("#fef0d9")), ("inhabitants 1000 - 2500", _rgb("#fdcc8a")),
+        ("inhabitants 2500 - 5000", _rgb("#fc8d59")),
+        ("inhabitants 5000 - 10000", _rgb("#e34a33")),
+        ("inhabitants >= 10000", _rgb("#b30000")), ("inhabitants: no value", _rgb("#cccccc"))]
     # unticking a toggle hides its layer; ticking one shows it
     toggled = out["toggled"]
     buildings = toggled["buildings"]

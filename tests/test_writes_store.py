@@ -199,6 +199,53 @@ def test_two_writers_with_one_etag_exactly_one_wins(store):
     assert len(store.history("blocks", 1)) == 4  # the import and one write a round
 
 
+def test_many_writers_at_once_lose_nothing(store):
+    """Creations, updates and deletions side by side: every one counted, every version
+    kept, the extent grown by every new feature (PostgreSQL runs them concurrently)."""
+    _import(store)
+    errors = []
+
+    def create(k):
+        for i in range(5):
+            store.write_feature("blocks", Change("created", None, _feature(
+                _block(0.01 * (k + 1) + 0.002 * i), name=f"c{k}{i}")))
+
+    def update(k):
+        for i in range(5):
+            store.write_feature("blocks", Change("updated", 1 + k % 2, Feature(
+                None, None, {"count": 100 * k + i})))
+
+    def run(work, k):
+        try:
+            work(k)
+        except Exception as exc:  # noqa: BLE001 (the test reports whatever went wrong)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(w, k)) for k in range(4)
+               for w in (create, update)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    assert store.extent("blocks")["count"] == 2 + 20
+    assert len(store.query("blocks", Query(limit=100)).features) == 22
+    box = store.extent("blocks")["bbox"]
+    assert box[2] == pytest.approx(LON + 0.04 + 0.008 + 0.001)  # the easternmost creation
+    assert len(store.history("blocks", 1)) == len(store.history("blocks", 2)) == 1 + 10
+    ids = {f["id"] for f in store.query("blocks", Query(limit=100)).features}
+    deleted = sorted(ids - {1, 2})[:6]
+    threads = [threading.Thread(target=run, args=(
+        lambda fid: store.write_feature("blocks", Change("deleted", fid, None)), fid))
+        for fid in deleted]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    assert store.extent("blocks")["count"] == 22 - 6
+
+
 def test_history_lists_versions_newest_first_with_kinds_and_actors(store):
     _import(store, id_field="code", fields=FIELDS + [Field("code", "string")])
     store.write_feature("blocks", Change("updated", "a", Feature(None, None, {"count": 10}),

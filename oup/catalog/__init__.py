@@ -15,6 +15,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from oup.languages import Text
+
 COLLECTION_FILE = "collection.yml"
 SOURCE_FORMATS = ("cityjson", "cityjsonseq", "geojson", "gpkg", "csv", "shapefile", "flatgeobuf",
                   "gml", "kml", "geojsonseq", "xlsx", "ods", "geoparquet")
@@ -134,6 +136,8 @@ class Choropleth(_Strict):
     breaks: list[float] = Field(min_length=1, description="class limits, ascending")
     colours: list[str] = Field(min_length=2, description="one more colour than breaks")
     nodata: str = Field("#cccccc", pattern=_COLOUR, description="colour where it has no value")
+    legend: Text | None = Field(None, description="what the legend calls the attribute "
+                                "(a text, or {nl: ..., en: ...}); default: its name")
 
     @model_validator(mode="after")
     def _classes(self) -> "Choropleth":
@@ -208,7 +212,7 @@ class DisclosureConfig(_Strict):
 class ObservedProperty(_Strict):
     """What a sensor measures: its unit and the range a real reading lies in."""
 
-    title: str
+    title: Text
     unit: str = Field(description="unit of measure (UCUM symbol where there is one)")
     min: float = Field(description="smallest plausible value; below it is a dead letter")
     max: float = Field(description="largest plausible value; above it is a dead letter")
@@ -314,10 +318,13 @@ class Extent(_Strict):
 
 
 class Collection(_Strict):
+    """One collection.yml. A person's texts (title, description, keywords, legend) are a
+    string in the default language (English) or ``{nl: ..., en: ...}`` (oup.languages)."""
+
     id: str
-    title: str
-    description: str
-    keywords: list[str] = Field(default_factory=list)
+    title: Text
+    description: Text
+    keywords: list[Text] = Field(default_factory=list)
     license: License
     owner: Contact
     classification: Classification = Classification.public

@@ -25,11 +25,39 @@ from oup.http.problems import Problems, from_status
 from oup.http.request_checks import Queryables, check_request
 from oup.http.responses import add_common_headers
 from oup.http.routes import Routes
+from oup.languages import DEFAULT, LOCALES, negotiate
 from oup.security import (ASKING, INVALID_CREDENTIALS, VISIBLE, AuditLog, AuthError, Authenticator,
                           new_request_id, visible_collections)
 
 LOG = logging.getLogger(__name__)
 _COLLECTION_PATH = re.compile(r"^/collections/([^/]+)")
+
+
+def _language() -> str:
+    from flask import g
+
+    return g.get("language", DEFAULT)
+
+
+def _content_language(resp, language: str) -> None:
+    """Every document a person or client reads says its language (pygeoapi's say it
+    already); tiles, assets and empty answers do not."""
+    kind = resp.mimetype or ""
+    if resp.status_code in (204, 304) or not ("json" in kind or kind == "text/html"):
+        return
+    resp.headers.setdefault("Content-Language", LOCALES[language])
+    resp.vary.add("Accept-Language")
+
+
+def _join_repeated(request, name: str) -> None:
+    """``name=a&name=b`` as ``name=a,b``: an HTML form of checkboxes (the items page's
+    column picker) sends each ticked one on its own; the API reads one list."""
+    from werkzeug.datastructures import ImmutableMultiDict
+
+    values = request.args.getlist(name)
+    if len(values) > 1:
+        args = [(k, v) for k, v in request.args.items(multi=True) if k != name]
+        request.args = ImmutableMultiDict(args + [(name, ",".join(values))])
 
 
 @dataclass
@@ -58,6 +86,9 @@ class Gate:
         g.started = time.perf_counter()
         g.request_id = request.headers.get("X-Request-ID", "")[:64] or new_request_id()
         g.identity, g.cid, g.route = None, None, None
+        g.language = negotiate(request.args.get("lang"), request.headers.get("Accept-Language"))
+        # pygeoapi reads the same choice (it matches regions strictly: nl-BE was English)
+        request.environ["HTTP_ACCEPT_LANGUAGE"] = LOCALES[g.language]
         public = self.catalog.public
         VISIBLE.set(frozenset(public))
         CHECKED_ITEMS.set(None)
@@ -66,6 +97,7 @@ class Gate:
         ITEM_ETAG.set(None)
         if request.method == "OPTIONS":
             return "", 204
+        _join_repeated(request, "properties")
         m = _COLLECTION_PATH.match(request.path)
         cid = m.group(1) if m and m.group(1) in self.catalog.collections else None
         try:
@@ -95,7 +127,7 @@ class Gate:
     def on_error(self, exc: OUPError):
         from flask import request
 
-        return self.problems.answer(exc, request.full_path.rstrip("?"))
+        return self.problems.answer(exc, request.full_path.rstrip("?"), _language())
 
     def on_exception(self, exc: Exception):
         from flask import request
@@ -130,6 +162,7 @@ class Gate:
             tag = ITEM_ETAG.get() or self.etag_for(request.path, request.args)
             if tag is not None:
                 resp.headers["ETag"] = f'"{tag}"'
+        _content_language(resp, g.get("language", DEFAULT))
         add_common_headers(resp.headers)
         resp.headers["Content-Security-Policy"] = pages.CONTENT_SECURITY_POLICY
         self.metrics.observe(route, resp.status_code,
@@ -138,7 +171,7 @@ class Gate:
 
     def _as_problem(self, resp, request, response_class):
         """An error answer of pygeoapi's or Flask's as a problem document (keeping its
-        Content-Crs and Content-Language); a person in a browser keeps the HTML page."""
+        Content-Crs); a person in a browser keeps the HTML page."""
         if resp.status_code < 400 or resp.mimetype == "application/problem+json":
             return resp
         if request.args.get("f") == "html" or (resp.mimetype or "").startswith("text/html"):
@@ -155,9 +188,9 @@ class Gate:
 
         error = from_status(resp.status_code,
                             detail or HTTPStatus(resp.status_code).description, code)
-        body, status, headers = self.problems.answer(error, request.full_path.rstrip("?"))
+        body, status, headers = self.problems.answer(error, request.full_path.rstrip("?"),
+                                                     _language())
         new = response_class(body, status=status, headers=headers)
-        for key in ("Content-Crs", "Content-Language"):
-            if key in resp.headers:
-                new.headers[key] = resp.headers[key]
+        if "Content-Crs" in resp.headers:  # the language is the problem document's own
+            new.headers["Content-Crs"] = resp.headers["Content-Crs"]
         return new

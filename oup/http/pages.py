@@ -19,7 +19,9 @@ from pathlib import Path
 from werkzeug.security import safe_join
 
 from oup.errors import NotFound, Unavailable
+from oup.http.page_texts import full_page
 from oup.http.routes import Call, Endpoint, Format, Param
+from oup.languages import current
 
 WEB = Path(__file__).resolve().parents[1] / "web"
 _MODULES = WEB / "node_modules"
@@ -86,8 +88,13 @@ def serve_asset(call: Call):
 
 
 def serve_map(call: Call):
-    """``/map``: the 2D map page (its script and style are assets)."""
-    answer = static_file(ASSETS["oup"], "map.html", cache_seconds=60)
-    if answer is None:
+    """``/map``: the 2D map page in the reader's language (its script and style are
+    assets)."""
+    from flask import Response
+
+    page = ASSETS["oup"] / "map.html"
+    if not page.is_file():
         raise NotFound("the map page is missing")
-    return answer
+    return Response(full_page(page.read_text(encoding="utf-8"), current()),
+                    mimetype="text/html", headers={"Cache-Control": "public, max-age=60",
+                                                   "Vary": "Accept-Language"})

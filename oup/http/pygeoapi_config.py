@@ -13,7 +13,9 @@ from pathlib import Path
 import yaml
 
 from oup.http.openapi import extend_openapi
+from oup.http.page_texts import write_catalogue
 from oup.catalog import Catalog, Collection
+from oup.languages import LANGUAGES
 from oup.http.pygeoapi_adapter import openapi_document, static_folder
 from oup.settings import ROOT, Settings
 from oup.store import FeatureStore, StoreError
@@ -30,7 +32,7 @@ def _sensor_keys(sensors: Collection) -> dict:
     st = sensors.stream
     return {"sensor_id_field": sensors.id_field, "property_field": st.property_field,
             "units": {k: p.unit for k, p in st.properties.items()},
-            "titles": {k: p.title for k, p in st.properties.items()}}
+            "titles": {k: str(p.title) for k, p in st.properties.items()}}
 
 
 def _derived_provider(coll: Collection, catalog: Catalog) -> dict:
@@ -88,18 +90,38 @@ def _resource(coll: Collection, store: FeatureStore, catalog: Catalog,
     elif coll.stream:
         providers.append({"type": "edr", "name": "oup.sensors.edr.SensorEDRProvider", "data": coll.id,
                           **_sensor_keys(coll)})
-    description = coll.description
-    if coll.synthetic:
-        description += " (synthetic values: made up for the demo, not real figures)"
     return {
         "type": "collection",
-        "title": coll.title,
-        "description": description,
-        "keywords": coll.keywords + [f"classification:{coll.classification.value}"],
+        # the items page's columns (and its column picker): the schema, in its order
+        "oup_fields": [f.name for f in store.fields(coll.id)] if not coll.derived_from else [],
+        "title": coll.title.localised(),
+        "description": _described(coll),
+        "keywords": _keywords(coll),
         "links": links,
         "extents": extents,
         "providers": providers,
     }
+
+
+_SYNTHETIC = {"en": " (synthetic values: made up for the demo, not real figures)",
+              "nl": " (synthetische waarden: verzonnen voor de demo, geen echte cijfers)"}
+
+
+def _described(coll: Collection) -> str | dict[str, str]:
+    """The description in each language it has (pygeoapi picks the reader's)."""
+    if not coll.description.translations and not coll.synthetic:
+        return str(coll.description)
+    return {lang: coll.description.in_(lang) + (_SYNTHETIC[lang] if coll.synthetic else "")
+            for lang in LANGUAGES}
+
+
+def _keywords(coll: Collection) -> list[str] | dict[str, list[str]]:
+    """The keywords per language when any has a translation (pygeoapi's form for them)."""
+    own = [f"classification:{coll.classification.value}"]
+    if not any(k.translations for k in coll.keywords):
+        return [str(k) for k in coll.keywords] + own
+    return {lang: list(dict.fromkeys(k.in_(lang) for k in coll.keywords)) + own
+            for lang in LANGUAGES}
 
 
 def catalogue_records(catalog: Catalog, store: FeatureStore) -> dict[str, dict]:
@@ -166,6 +188,7 @@ def build_config(catalog: Catalog, store: FeatureStore, settings: Settings) -> d
             resources[coll.id] = res
     out = settings.data_dir / "generated"
     out.mkdir(parents=True, exist_ok=True)
+    cfg["server"]["locale_dir"] = str(write_catalogue(out))  # the pages' texts in Dutch
     resources[RECORDS_ID] = {
         "type": "collection",
         "title": "Catalogue of the collections",

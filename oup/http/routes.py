@@ -90,6 +90,12 @@ class Param:
                 "description": self.description, "schema": self.schema}
 
 
+# as pygeoapi takes it on its own paths: a language offered picks it, another one the default
+LANG = Param("lang", "the language of the answer: en or nl (default: by Accept-Language, "
+             "else en)", {"type": "string", "pattern": "^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$",
+                          "description": "a language tag such as nl or en-GB"})
+
+
 @dataclass(frozen=True)
 class Call:
     """One request to an endpoint, checked: what its handler needs."""
@@ -149,6 +155,8 @@ class Endpoint:
             own["f"] = Param("f", "the format of the answer (default: by Accept, else "
                              f"{self.formats[0].key})",
                              {"type": "string", "enum": [f.key for f in self.formats]})
+        if self.formats and "lang" not in own:  # a document: in the reader's language
+            own["lang"] = LANG
         return own
 
     def pattern(self) -> re.Pattern:

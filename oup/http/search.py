@@ -17,6 +17,7 @@ import logging
 from oup.catalog import Catalog, Classification
 from oup.errors import InvalidQuery
 from oup.http.routes import Call, Endpoint, Format, Param
+from oup.languages import current
 from oup.store import Query, StoreError
 from oup.store.text import NotIndexed, words
 
@@ -102,7 +103,8 @@ class Search:
                         "geometry": geometry, "bbox": _bbox(geometry),
                         "properties": {**{n: props.get(n) for n in coll.search},
                                        "collection": cid, "id": feature["id"], "rank": rank,
-                                       "title": title, "collection_title": coll.title},
+                                       "title": title,
+                                       "collection_title": coll.title.in_(current())},
                         "links": [{"rel": "item", "type": GEOJSON, "href":
                                    f"{self.base}/collections/{cid}/items/{feature['id']}"}]})
         return out

@@ -273,7 +273,8 @@ class PostGISStore(FeatureVersions, SqlQueries):
                     cur = con.execute(pg_sql(sql), list(params), prepare=False)
                     return cur.fetchall() if cur.description else []
 
-                # writes wait for the swap: none is lost between the copy and the drop
+                # no write runs while the versions are carried over and the tables swapped
+                # (the writes hold this lock shared)
                 run("SELECT pg_advisory_xact_lock(hashtext(?))", (f"oup.write:{cid}",))
                 previous = run("SELECT meta FROM oup_layers WHERE table_name = ?", (cid,))
                 previous = previous[0][0] if previous else None
@@ -299,16 +300,14 @@ class PostGISStore(FeatureVersions, SqlQueries):
 
         try:
             with self.pool.connection() as con, con.transaction():
-                # the collection's one writer until COMMIT: the ETag check holds, and a
-                # server-made id is not made twice
-                con.execute(pg_sql("SELECT pg_advisory_xact_lock(hashtext(?))"),
-                            (f"oup.write:{cid}",))
-
                 def run(sql: str, params=()) -> list:
                     # not prepared: a statement prepared before a re-import would fail
                     cur = con.execute(pg_sql(sql), list(params), prepare=False)
                     return cur.fetchall() if cur.description else []
 
+                # writes run side by side (each locks its row); a re-import waits for them
+                # and they for it (it holds this lock alone)
+                run("SELECT pg_advisory_xact_lock_shared(hashtext(?))", (f"oup.write:{cid}",))
                 yield run
         except psycopg.errors.DataError as exc:  # a value or geometry the column cannot hold
             raise Unprocessable(f"a value does not fit: {exc.diag.message_primary}") from exc
@@ -316,6 +315,10 @@ class PostGISStore(FeatureVersions, SqlQueries):
             raise UnknownCollection(f"PostGIS: {exc.diag.message_primary}") from exc
         except psycopg.OperationalError as exc:
             raise StoreError(f"PostGIS: {exc}") from exc
+
+    def _lock_collection(self, run, cid: str) -> None:
+        # the one creator until COMMIT: a server-made id is not made twice
+        run("SELECT pg_advisory_xact_lock(hashtext(?))", (f"oup.create:{cid}",))
 
     def _written(self, cid: str) -> None:
         self._meta.pop(cid, None)

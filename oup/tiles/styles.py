@@ -17,6 +17,8 @@ from __future__ import annotations
 from oup.catalog import COLLECTION_FILE, Catalog, CatalogError, Collection
 from oup.tiles.glyphs import FONT
 from oup.http.routes import Call, Endpoint, Format, Param
+from oup.languages import DEFAULT as DEFAULT_LANGUAGE
+from oup.languages import current
 from oup.tiles.vector_tiles import Layer, NoTiles, json_response, union_bbox
 
 STYLE_MEDIA = "application/vnd.mapbox.style+json"
@@ -26,6 +28,7 @@ DEFAULT = "default"
 # colours for collections that do not choose theirs (colour-blind safe, Okabe-Ito)
 _PALETTE = ["#0072b2", "#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#d55e00", "#f0e442"]
 _NUMBERS = ("number", "integer")
+_NO_VALUE = {"en": "no value", "nl": "geen waarde"}
 
 
 def check(catalog: Catalog, layers: dict[str, Layer]) -> None:
@@ -43,22 +46,24 @@ def check(catalog: Catalog, layers: dict[str, Layer]) -> None:
                                f"{label!r} is not an attribute in {cid!r}'s tiles")
 
 
-def _legend(coll: Collection, fill: str) -> list[dict]:
+def _legend(coll: Collection, fill: str, language: str) -> list[dict]:
     c = coll.style.choropleth
     if c is None:
-        return [{"label": coll.title, "colour": fill}]
+        return [{"label": coll.title.in_(language), "colour": fill}]
+    name = c.legend.in_(language) if c.legend else c.property
     bounds = [None, *c.breaks, None]
     out = []
     for low, high, colour in zip(bounds, bounds[1:], c.colours):
         label = (f"< {high:g}" if low is None else f">= {low:g}" if high is None
                  else f"{low:g} - {high:g}")
-        out.append({"label": f"{c.property} {label}", "colour": colour})
-    return out + [{"label": f"{c.property}: no value", "colour": c.nodata}]
+        out.append({"label": f"{name} {label}", "colour": colour})
+    return out + [{"label": f"{name}: {_NO_VALUE[language]}", "colour": c.nodata}]
 
 
-def collection_layers(coll: Collection, source: str, index: int) -> list[dict]:
+def collection_layers(coll: Collection, source: str, index: int,
+                      language: str = DEFAULT_LANGUAGE) -> list[dict]:
     """The MapLibre layers drawing ``coll`` from ``source`` (whose layers are named by
-    collection id)."""
+    collection id); its title and legend in ``language``."""
     s = coll.style
     colour = _PALETTE[index % len(_PALETTE)]
     fill, line, point = s.fill or colour, s.line or s.fill or colour, s.point or colour
@@ -70,8 +75,8 @@ def collection_layers(coll: Collection, source: str, index: int) -> list[dict]:
             steps += [limit, col]
         fill_colour = ["case", ["has", c.property],
                        ["step", ["to-number", ["get", c.property]], *steps], c.nodata]
-    meta = {"oup:collection": coll.id, "oup:title": coll.title,
-            "oup:legend": _legend(coll, s.fill or s.line or s.point or colour)}
+    meta = {"oup:collection": coll.id, "oup:title": coll.title.in_(language),
+            "oup:legend": _legend(coll, s.fill or s.line or s.point or colour, language)}
     common = {"source": source, "source-layer": coll.id, "metadata": meta,
               "layout": {"visibility": "visible" if s.visible else "none"}}
     fills = [] if s.opacity == 0 else [  # opacity 0: outlines only (clicks go through)
@@ -114,8 +119,8 @@ class Styles:
         return json_response(self.listing(call.collection, call.visible))
 
     def answer_style(self, call: Call):
-        return json_response(self.style(call.collection, call.path["styleId"], call.visible),
-                             STYLE_MEDIA)
+        return json_response(self.style(call.collection, call.path["styleId"], call.visible,
+                                        current()), STYLE_MEDIA)
 
     def listing(self, cid: str | None, visible: frozenset[str]) -> dict:
         chosen, prefix = self._chosen(cid, visible)
@@ -130,7 +135,8 @@ class Styles:
             "links": [{"rel": "self", "type": "application/json",
                        "href": f"{self.base}{prefix}/styles"}]}
 
-    def style(self, cid: str | None, sid: str, visible: frozenset[str]) -> dict:
+    def style(self, cid: str | None, sid: str, visible: frozenset[str],
+              language: str = DEFAULT_LANGUAGE) -> dict:
         if sid != DEFAULT:
             raise NoTiles(f"no style {sid!r}; there is {DEFAULT!r}")
         chosen, prefix = self._chosen(cid, visible)
@@ -139,7 +145,8 @@ class Styles:
         chosen = sorted(chosen, key=lambda layer: self.order[layer.id])
         x0, y0, x1, y1 = union_bbox(chosen)
         drawn = [x for layer in chosen
-                 for x in collection_layers(layer.collection, "oup", self.order[layer.id])]
+                 for x in collection_layers(layer.collection, "oup", self.order[layer.id],
+                                            language)]
         # areas under lines under points under labels, each in catalogue order
         layers = [{"id": "background", "type": "background",
                    "paint": {"background-color": "#f4f2ee"}}] + sorted(

@@ -130,7 +130,12 @@ def serve_viewer(call: Call):
 
     path = call.path.get("resource", "")
     if path in ("", "index.html"):
-        return Response((VIEWER / "index.html").read_bytes(), mimetype="text/html")
+        from oup.http.page_texts import full_page
+        from oup.languages import current
+
+        return Response(full_page((VIEWER / "index.html").read_text(encoding="utf-8"),
+                                  current()), mimetype="text/html",
+                        headers={"Vary": "Accept-Language"})
     if path == "viewer.js":
         return Response((VIEWER / "viewer.js").read_bytes(), mimetype="text/javascript")
     if path.startswith("cesium/"):

@@ -10,7 +10,9 @@ export async function session(out, work) {
            "--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--no-first-run"],
   });
   try {
-    const page = await browser.newPage({ viewport: { width: 1024, height: 768 } });
+    // a context of its own (not browser.newPage): axe-core's Playwright driver needs one
+    const context = await browser.newContext({ viewport: { width: 1024, height: 768 } });
+    const page = await context.newPage();
     page.on("pageerror", (e) => out.pageErrors.push(String(e)));
     await work(page);
   } catch (e) {

@@ -191,8 +191,9 @@
 
   (async () => {
     try {
-      const [style, listing] = await Promise.all([json("/styles/default"),
-                                                  json("/collections?f=json")]);
+      const lang = document.documentElement.lang;  // the page's: titles and legends in it
+      const [style, listing] = await Promise.all([json(`/styles/default?lang=${lang}`),
+                                                  json(`/collections?f=json&lang=${lang}`)]);
       const map = state.map = new maplibregl.Map({ container: "map", style,
                                                    attributionControl: false, ...place(style) });
       map.addControl(new maplibregl.NavigationControl());
@@ -204,7 +205,8 @@
         const hit = map.queryRenderedFeatures(ev.point).filter((f) => f.layer.metadata);
         if (hit.length) show(hit[0]);
       });
-      oupSearch.box(document.getElementById("layers"), (hit) => goTo(map, hit));
+      oupSearch.box(document.querySelector("#panel h2") || document.getElementById("layers"),
+                    (hit) => goTo(map, hit));
       map.on("load", () => {
         toggles(map, style, live);
         viewerLink(map);

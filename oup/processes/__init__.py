@@ -1,0 +1,1 @@
+"""OGC API Processes: the processes OUP runs."""
