@@ -285,6 +285,12 @@ def test_served_with_links_types_etags_and_no_escape(server):
             first_content(c) for c in t["children"])
     glb = requests.get(link["href"].rsplit("/", 1)[0] + "/" + first_content(ts["root"]))
     assert glb.headers["Content-Type"] == "model/gltf-binary" and glb.content[:4] == b"glTF"
+    # gzipped on the wire (requests asks for it and inflates it), the same bytes, and the
+    # plain file to a client that does not ask
+    assert glb.headers["Content-Encoding"] == "gzip"
+    assert int(glb.headers["Content-Length"]) < len(glb.content)
+    plain = requests.get(glb.url, headers={"Accept-Encoding": "identity"})
+    assert "Content-Encoding" not in plain.headers and plain.content == glb.content
     for evil in ("../../../etc/passwd", "%2e%2e/%2e%2e/oup.gpkg", "..%2f..%2foup.gpkg",
                  "tiles/../../../../generated/pygeoapi-config.yml"):
         bad = requests.get(f"{server}/collections/buildings/3dtiles/{evil}")
