@@ -132,6 +132,21 @@ def block_mesh(block: Block) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return verts, tris, roof
 
 
+def block_corners(block: Block) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct points of a block's mesh (its ring at the top, then at the bottom)
+    and which of them each vertex of ``block_mesh`` is: a point is placed (PROJ) once,
+    not once for every face it is a corner of (a coarse tile holds a city's blocks)."""
+    ring, k = block.ring, len(block.ring)
+    i = np.arange(k)
+    top = np.column_stack([ring, np.full(k, block.z1)])
+    if not block.z1 > block.z0:
+        return top, i
+    j = np.r_[1:k, 0]  # each wall: ring and next at the bottom, next and ring at the top
+    walls = np.column_stack([k + i, k + j, j, i]).reshape(-1)
+    return np.vstack([top, np.column_stack([ring, np.full(k, block.z0)])]), \
+        np.concatenate([i, walls])
+
+
 def choose(items: np.ndarray, size: np.ndarray, deviation: np.ndarray,
            limit: int = MAX_FEATURES) -> tuple[np.ndarray, float]:
     """The blocks a coarse tile over ``items`` carries, and its geometric error.

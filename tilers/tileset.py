@@ -32,7 +32,7 @@ import numpy as np
 
 from .cityjson import GROUND, ROOF, SURFACE_NAMES, WALL
 from .gltf import ENUM_MAX, POSITION_STEP, build_glb, metadata_schema
-from .lod import BLOCK_STEP, blocks_of, choose
+from .lod import BLOCK_STEP, block_corners, blocks_of, choose
 from .placement import (Geodesy, as_transform, local_frame, region_error, region_of,
                         relative, union)
 from .spill import block_record, mesh_record, read_record
@@ -264,8 +264,9 @@ def run_job(job: Job) -> dict:
     else:
         parts, rows = [], []
         for block, row in items:
-            v, t, roof = block.mesh
-            parts.append((v, None, t, np.where(roof, ROOF, WALL).astype(np.uint8)))
+            _, t, roof = block.mesh
+            points, corners = block_corners(block)
+            parts.append((points, corners, t, np.where(roof, ROOF, WALL).astype(np.uint8)))
             rows.append(row)
         terrain = all(r["type"] == "Terrain" for r in rows)
     return _content(parts, rows, job, geo, terrain)
