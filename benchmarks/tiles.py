@@ -32,7 +32,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import features as fb  # noqa: E402  (data, servers and wrk, as the features benchmark)
-from oup.store.base import GEOM84  # noqa: E402
+from oup.store.base import FID, GEOM84  # noqa: E402
 
 TMS = morecantile.tms.get("WebMercatorQuad")
 WARMUP = 5  # seconds of load before each measured workload
@@ -102,7 +102,7 @@ def make_overviews(gpkg: Path, url: str) -> int:
 
     src = GeoPackageStore(gpkg)
     geoms = shapely.from_wkb([g for (g,) in src.con.execute(
-        f"SELECT {GEOM84} FROM buildings ORDER BY fid")])
+        f"SELECT {GEOM84} FROM buildings ORDER BY {FID}")])
     overview.write(PostGISStore(url), "buildings", list(geoms))
     return overview.write(src, "buildings", list(geoms))
 
