@@ -137,8 +137,8 @@ def main() -> None:
         fb.copy_to_postgis(Path(data["oup"]), pg.url)
         print(f"PostGIS: {args.buildings} buildings written in {time.perf_counter() - t0:.0f} s")
         t0 = time.perf_counter()
-        cells = make_overviews(Path(data["oup"]), pg.url)
-        print(f"overviews ({cells} cells) made in each store in "
+        blocks = make_overviews(Path(data["oup"]), pg.url)
+        print(f"overviews ({blocks} blocks) made in each store in "
               f"{time.perf_counter() - t0:.0f} s")
         servers = {
             "postgis": ("OUP, PostGIS store", "oup",

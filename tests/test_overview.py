@@ -86,21 +86,19 @@ def test_low_zooms_are_cut_from_the_merged_buildings_and_draw_what_they_cover(st
         q = TileQuery("buildings", fields, tile.bounds, tile.srid, tile.crs,
                       tile.crs84_envelope)
         features = _decode(tile_layer(store, q))["buildings"]["features"]
-        polygons = sum(len(shape(f["geometry"]).geoms) if f["geometry"]["type"] ==
-                       "MultiPolygon" else 1 for f in features)
-        # a feature a cell, of blocks of touching buildings, without their attributes
-        assert len(features) < 10 and 10 < polygons < len(buildings) / 5, (z, polygons)
+        # blocks of touching buildings, far fewer than the buildings, without attributes
+        assert 10 < len(features) < len(buildings) / 5, (z, len(features))
         assert all(f["properties"] == {} for f in features)
         drawn = shapely.union_all([shapely.make_valid(shape(f["geometry"]))
                                    for f in features])
         covered = _in_tile_units(buildings, tile)  # what the buildings cover, independently
-        # the same ground to a few percent (the specks left out, the outlines simplified)
-        assert abs(drawn.area - covered.area) < 0.1 * covered.area, z
-        # and where they differ is at the outlines: all but 2% of it within a quarter
-        # pixel of zoom 12 (4 of its tile units) of a building's outline
+        # nothing drawn where no building stands: all but 2% of what is drawn is on the
+        # buildings or within a quarter pixel of zoom 12 (4 of its tile units) of them
         band = covered.boundary.buffer(EXTENT / 256 / 4 / 2 ** (12 - z))
-        off = drawn.symmetric_difference(covered).difference(band).area
-        assert off < 0.02 * covered.area, z
+        assert drawn.difference(covered).difference(band).area < 0.02 * drawn.area, z
+        # and most of what they cover is drawn: all but the blocks under a pixel at this
+        # zoom (which every tile leaves out) and what simplifying moves
+        assert drawn.area > (0.9 if z == 12 else 0.6) * covered.area, z
     # deeper, the buildings themselves with their attributes
     t = WEB.tile(4.4555, 51.9062, 14)
     tile = grids.Tile("WebMercatorQuad", 14, t.y, t.x)

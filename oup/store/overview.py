@@ -6,9 +6,12 @@ pixels. The overview is a second collection in the store, ``<id>__overview``, ma
 import: the polygons of each cell (a WebMercatorQuad tile at ``CELL_ZOOM``, a feature's
 cell the one of its box's centre), in web mercator, merged where they touch or nearly
 (closer than a tile unit at ``OVERVIEW_ZOOM``), simplified to that unit, and without the
-specks a tile at ``OVERVIEW_ZOOM`` would leave out anyway (under a pixel both ways). A
-cell is one feature (a multipolygon, its id the cell), without the collection's
-properties: what a low zoom draws is the city's shape, not one building's attributes.
+specks a tile at ``OVERVIEW_ZOOM`` would leave out anyway (under a pixel both ways).
+Each merged block is one feature (its id ``<cell>_<n>``, with its cell), without the
+collection's properties: what a low zoom draws is the city's shape, not one building's
+attributes. A block a row, not a cell a multipolygon: the tiles' rules then work per
+block (the index leaves out what is a speck at a coarser zoom before it is read, and
+nearly every block is a polygon of one ring, which the GeoPackage cuts fastest).
 
 Tiles whose pixel is at least ``OVERVIEW_ZOOM``'s (``mvt.tile_layer`` asks ``use``) are
 cut from the overview by the same rule as any tile, if it was made at the collection's
@@ -21,11 +24,12 @@ The next import makes the whole overview again.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import shapely
 
-from oup.store.base import Change, Feature, FeatureNotFound, Field, Query, UnknownCollection
+from oup.store.base import Change, Feature, Field, Query, UnknownCollection
 from oup.store.mercator import RADIUS, crs84, web_mercator
 
 SUFFIX = "__overview"
@@ -35,8 +39,9 @@ _PIXEL = 2 * math.pi * RADIUS / 2 ** OVERVIEW_ZOOM / 256  # metres, web mercator
 _UNIT = _PIXEL / 16  # a tile unit: a tile is 256 pixels, 4,096 units (``mvt.EXTENT``)
 _CELL = 2 * math.pi * RADIUS / 2 ** CELL_ZOOM
 _HALF = math.pi * RADIUS
-_FIELDS = [Field("cell", "string"), Field("parts", "integer")]
+_FIELDS = [Field("block", "string"), Field("cell", "string")]
 POLYGONS = ("POLYGON", "MULTIPOLYGON")
+_PAGE = 10_000
 
 
 def name(cid: str) -> str:
@@ -58,16 +63,12 @@ def use(store, cid: str, envelope84: tuple) -> str | None:
 
 def write(store, cid: str, geoms84: list) -> int:
     """Make the overview of collection ``cid`` (its polygons' CRS84 geometries, as just
-    imported) anew; the number of cells drawn."""
+    imported) anew; the number of blocks drawn."""
     xy = _mercator(np.array([g for g in geoms84 if g is not None], dtype=object))
     cells = _cells(xy)
-    features = []
-    for key in np.unique(cells):
-        made = _cell_feature(key, xy[cells == key])
-        if made is not None:
-            features.append(made)
+    features = [f for key in np.unique(cells) for f in _cell_blocks(key, xy[cells == key])]
     store.write_collection(name(cid), "EPSG:3857", _FIELDS, features,
-                           geometry_type="MULTIPOLYGON", id_field="cell",
+                           geometry_type="POLYGON", id_field="block",
                            description=f"the low zooms of {cid}")
     return len(features)
 
@@ -91,28 +92,33 @@ def refresh(store, cid: str, bbox84: list[float]) -> int:
     return done
 
 
+def _everything(store, cid: str, q: Query) -> list[dict]:
+    found = []
+    while True:  # bounded: each page moves on by its length, and pages end
+        page = store.query(cid, replace(q, limit=_PAGE, offset=len(found), count=False))
+        found += page.features
+        if len(page.features) < _PAGE:
+            return found
+
+
 def _redo_cell(store, cid: str, col: int, row: int) -> None:
     key = f"{col}_{row}"
     # the features whose box's centre is in the cell lie within a box of the cell plus
     # their own half size: read those about the cell, keep the cell's own
     box = _cell_box84(col, row, margin=0.5)
-    found, offset = [], 0
-    while True:
-        page = store.query(cid, Query(bbox=box, select=[], limit=10_000, offset=offset,
-                                      count=False))
-        found += [shapely.geometry.shape(f["geometry"]) for f in page.features
-                  if f.get("geometry")]
-        if len(page.features) < 10_000:
-            break
-        offset += 10_000
+    found = [shapely.geometry.shape(f["geometry"]) for f in
+             _everything(store, cid, Query(bbox=box, select=[])) if f.get("geometry")]
     xy = _mercator(np.array(found, dtype=object))
-    made = _cell_feature(key, xy[_cells(xy) == key]) if len(xy) else None
+    blocks = _cell_blocks(key, xy[_cells(xy) == key]) if len(xy) else []
     ov = name(cid)
-    try:
-        store.write_feature(ov, Change("deleted" if made is None else "replaced", key, made))
-    except FeatureNotFound:
-        if made is not None:
-            store.write_feature(ov, Change("created", key, made))
+    had = {f["properties"]["block"] for f in _everything(
+        store, ov, Query(equals={"cell": key}, skip_geometry=True))}
+    # the cell's blocks again, under their numbers: replaced, added, the rest deleted
+    for block in blocks:
+        bid = block.properties["block"]
+        store.write_feature(ov, Change("replaced" if bid in had else "created", bid, block))
+    for bid in had - {b.properties["block"] for b in blocks}:
+        store.write_feature(ov, Change("deleted", bid, None))
 
 
 def _mercator(geoms: np.ndarray) -> np.ndarray:
@@ -136,28 +142,21 @@ def _cells(xy: np.ndarray) -> np.ndarray:
                        row.astype(np.int64).astype(str))
 
 
-def _cell_feature(key: str, xy: np.ndarray) -> Feature | None:
+def _cell_blocks(key: str, xy: np.ndarray) -> list[Feature]:
     """One cell's polygons merged where less than a tile unit apart (grown by half a unit,
-    joined, shrunk back), simplified to a unit, specks left out; None if nothing is left."""
+    joined, shrunk back), simplified to a unit, specks left out: a feature a block."""
     polys = xy[np.isin(shapely.get_type_id(xy), (3, 6))]
     if not len(polys):
-        return None
+        return []
     grown = shapely.buffer(polys, _UNIT / 2, quad_segs=1, join_style="mitre")
     merged = shapely.buffer(shapely.union_all(grown), -_UNIT / 2, quad_segs=1,
                             join_style="mitre")
-    parts = shapely.get_parts(shapely.simplify(merged, _UNIT))
+    parts = shapely.get_parts(shapely.make_valid(shapely.simplify(merged, _UNIT)))
+    parts = parts[shapely.get_type_id(parts) == 3] if len(parts) else parts
     b = shapely.bounds(parts) if len(parts) else np.empty((0, 4))
     keep = parts[((b[:, 2] - b[:, 0]) >= _PIXEL) | ((b[:, 3] - b[:, 1]) >= _PIXEL)]
-    keep = keep[shapely.get_type_id(keep) == 3] if len(keep) else keep
-    if not len(keep):
-        return None
-    geom = shapely.make_valid(shapely.multipolygons(keep))
-    if geom.geom_type == "Polygon":
-        geom = shapely.MultiPolygon([geom])
-    elif geom.geom_type != "MultiPolygon":
-        geom = shapely.MultiPolygon([p for p in shapely.get_parts(geom)
-                                     if p.geom_type == "Polygon"])
-    return Feature(geom, _crs84(geom), {"cell": key, "parts": len(geom.geoms)})
+    return [Feature(p, _crs84(p), {"block": f"{key}_{n}", "cell": key})
+            for n, p in enumerate(keep)]
 
 
 def _crs84(geom):
