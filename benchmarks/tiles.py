@@ -32,7 +32,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import features as fb  # noqa: E402  (data, servers and wrk, as the features benchmark)
-from oup.store.base import GEOM84  # noqa: E402
+from oup.store.base import FID, GEOM84  # noqa: E402
 
 TMS = morecantile.tms.get("WebMercatorQuad")
 WARMUP = 5  # seconds of load before each measured workload
@@ -92,6 +92,21 @@ def run(label: str, start, url: str, kind: str, lists: dict, seconds: int, work:
         fb.stop(proc)
 
 
+def make_overviews(gpkg: Path, url: str) -> int:
+    """The buildings' overview in both stores, as `oup import` makes it (``overview``)."""
+    import shapely
+
+    from oup.store import overview
+    from oup.store.gpkg import GeoPackageStore
+    from oup.store.postgis import PostGISStore
+
+    src = GeoPackageStore(gpkg)
+    geoms = shapely.from_wkb([g for (g,) in src.con.execute(
+        f"SELECT {GEOM84} FROM buildings ORDER BY {FID}")])
+    overview.write(PostGISStore(url), "buildings", list(geoms))
+    return overview.write(src, "buildings", list(geoms))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--buildings", type=int, default=200_000)
@@ -121,6 +136,10 @@ def main() -> None:
         t0 = time.perf_counter()
         fb.copy_to_postgis(Path(data["oup"]), pg.url)
         print(f"PostGIS: {args.buildings} buildings written in {time.perf_counter() - t0:.0f} s")
+        t0 = time.perf_counter()
+        blocks = make_overviews(Path(data["oup"]), pg.url)
+        print(f"overviews ({blocks} blocks) made in each store in "
+              f"{time.perf_counter() - t0:.0f} s")
         servers = {
             "postgis": ("OUP, PostGIS store", "oup",
                         lambda port: fb.start_oup(work, pg.url, port), False),

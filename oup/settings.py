@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     base_url: str | None = Field(None, description="public URL; default http://host:port")
     tile_cache: bool = Field(False, description="keep vector tiles on disk under "
                              "<data_dir>/tile-cache (re-made after an import)")
+    tile_overview_from: int = Field(
+        20_000, ge=0, description="a collection of polygons with at least this many features "
+                                  "gets an overview at import, its vector tiles at zoom 12 and "
+                                  "below cut from that (merged, simplified: oup/store/overview.py)")
     page_limit: int = Field(10, description="default items per page")
     max_page_limit: int = Field(10000, description="largest limit a client may ask for")
     log_level: str = "WARNING"

@@ -11,7 +11,7 @@ import requests
 from pyrdnap import RDNAP2018v1
 
 from conftest import CITY_MODELS, ROOT
-from tileset_reader import content_tiles, ecef_of, leaf_points
+from tileset_reader import content_tiles, ecef_of, feature_ids, leaf_points
 from tilers import CityModelError, tile
 
 JS = ROOT / "tests" / "js"
@@ -105,8 +105,8 @@ def test_loaders_gl_decodes_the_metadata_of_a_known_building(tilesets, tileset, 
 
 
 def test_loaders_gl_decodes_a_building_the_same_in_coarse_and_leaf_tiles(tilesets):
-    """The largest building stands in every coarse tile above its leaf (a viewer from
-    afar sees the largest first): each of those tiles decodes to the same properties."""
+    """Even the smallest building stands in every coarse tile above its leaf (a viewer
+    from afar sees the whole city): each of those tiles decodes to the same properties."""
     out, _ = tilesets
     doc = json.loads(CITY_MODELS["rotterdam-delfshaven.city.json"].read_text())
     verts = np.asarray(doc["vertices"], float) * doc["transform"]["scale"]
@@ -115,16 +115,41 @@ def test_loaders_gl_decodes_a_building_the_same_in_coarse_and_leaf_tiles(tileset
         used = verts[sorted({v for g in obj["geometry"] for sh in g["boundaries"] for s in sh
                              for r in s for v in r})]
         return max(np.ptp(used[:, 0]), np.ptp(used[:, 1]), np.ptp(used[:, 2]))
-    largest = max(doc["CityObjects"], key=lambda k: size(doc["CityObjects"][k]))
+    smallest = min(doc["CityObjects"], key=lambda k: size(doc["CityObjects"][k]))
     [result] = node("metadata.mjs", str(out / "rotterdam-delfshaven" / "tileset.json"), "id",
-                    largest)
-    coarse = {t["content"]["uri"] for t, _, _ in content_tiles(out / "rotterdam-delfshaven")
-              if t.get("children")}
-    where = [m["uri"] for m in result["matches"]]
-    assert coarse <= set(where) and set(where) - coarse, where  # every level, and a leaf
+                    smallest)
+    tiles = [t for t, _, _ in content_tiles(out / "rotterdam-delfshaven")]
+    parent = {c["content"]["uri"]: t["content"]["uri"] for t in tiles
+              for c in t.get("children", [])}
+    where = {m["uri"] for m in result["matches"]}
+    [leaf] = [u for u in where if u not in parent.values()]
+    path, up = {leaf}, leaf
+    while up in parent:
+        up = parent[up]
+        path.add(up)
+    assert where == path and len(path) >= 2, where  # its leaf, and every tile above it
     assert all(m["props"] == result["match"] for m in result["matches"])
     assert all(m["vertices"] >= 8 for m in result["matches"])  # drawn: a block or more
     assert result["match"]["type"] == "Building" and "TerrainHeight" in result["match"]
+
+
+def test_every_coarse_tile_carries_every_object_below_it(tilesets):
+    """A coarse tile's property table holds each object of the leaves under it, once:
+    refining never makes a building appear or vanish, and the root is the whole city."""
+    out, _ = tilesets
+    for name in ("delft", "rotterdam-delfshaven"):
+        ts = json.loads((out / name / "tileset.json").read_text())
+
+        def below(t) -> list[str]:  # the ids in the leaves under t
+            kids = t.get("children", [])
+            if not kids:
+                return feature_ids(out / name / t["content"]["uri"])
+            ids = feature_ids(out / name / t["content"]["uri"])
+            under = [i for c in kids for i in below(c)]
+            assert sorted(ids) == sorted(under), t["content"]["uri"]
+            return under
+        everything = below(ts["root"])
+        assert len(everything) == len(set(everything)) > 100
 
 
 def test_draco_tiles_decode_to_what_their_accessors_declare(tilesets):
@@ -260,6 +285,12 @@ def test_served_with_links_types_etags_and_no_escape(server):
             first_content(c) for c in t["children"])
     glb = requests.get(link["href"].rsplit("/", 1)[0] + "/" + first_content(ts["root"]))
     assert glb.headers["Content-Type"] == "model/gltf-binary" and glb.content[:4] == b"glTF"
+    # gzipped on the wire (requests asks for it and inflates it), the same bytes, and the
+    # plain file to a client that does not ask
+    assert glb.headers["Content-Encoding"] == "gzip"
+    assert int(glb.headers["Content-Length"]) < len(glb.content)
+    plain = requests.get(glb.url, headers={"Accept-Encoding": "identity"})
+    assert "Content-Encoding" not in plain.headers and plain.content == glb.content
     for evil in ("../../../etc/passwd", "%2e%2e/%2e%2e/oup.gpkg", "..%2f..%2foup.gpkg",
                  "tiles/../../../../generated/pygeoapi-config.yml"):
         bad = requests.get(f"{server}/collections/buildings/3dtiles/{evil}")

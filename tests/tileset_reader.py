@@ -57,3 +57,21 @@ def leaf_points(folder: Path) -> np.ndarray:
     """ECEF of every vertex of every leaf (the detailed content)."""
     return np.vstack([ecef_of(folder, t, w) for t, w, _ in content_tiles(folder)
                       if not t.get("children")])
+
+
+def feature_ids(path: Path) -> list[str]:
+    """The ``id`` of every object in a glb's property table (EXT_structural_metadata: the
+    string values and their offsets), as a viewer reads it when one is picked."""
+    gltf, binary = read_gltf(path)
+    ext = gltf["extensions"]["EXT_structural_metadata"]
+    table = next(t for t in ext["propertyTables"] if t["class"] == "cityobject")
+    column = table["properties"]["id"]
+    views = gltf["bufferViews"]
+
+    def view(i: int) -> bytes:
+        v = views[i]
+        return binary[v.get("byteOffset", 0):v.get("byteOffset", 0) + v["byteLength"]]
+    kind = "<u2" if column.get("stringOffsetType", "UINT32") == "UINT16" else "<u4"
+    offsets = np.frombuffer(view(column["stringOffsets"]), kind)[:table["count"] + 1]
+    text = view(column["values"])
+    return [text[a:b].decode("utf-8") for a, b in zip(offsets[:-1], offsets[1:])]

@@ -165,11 +165,11 @@ POSITION_STEP = 0.002  # metres: Draco quantises positions to at most this step 
 def build_glb(positions: np.ndarray, normals: np.ndarray, indices: np.ndarray,
               feature_ids: np.ndarray, surface_ids: np.ndarray, schema: dict,
               kinds: dict[str, tuple], rows: list[dict], surface_names: list[str],
-              color: tuple = (0.85, 0.83, 0.8)) -> bytes:
+              color: tuple = (0.85, 0.83, 0.8), step: float = POSITION_STEP) -> bytes:
     """A Draco-compressed (KHR_draco_mesh_compression) glb of one tile.
 
     positions/normals: (n, 3) in the tile's ENU frame (z up); glTF is y-up. Positions
-    are quantised to ``POSITION_STEP`` over the tile, normals octahedrally to 8 bits,
+    are quantised to ``step`` (``POSITION_STEP``) over the tile, normals octahedrally to 8 bits,
     feature ids stay exact small integers (u16 objects, u8 surface classes); indices
     decode as u16 where the tile has at most 65,535 vertices.
     """
@@ -181,7 +181,7 @@ def build_glb(positions: np.ndarray, normals: np.ndarray, indices: np.ndarray,
         raise ValueError("a tile holds at most 65,535 objects (u16 feature ids)")
     tris, fids, sids = indices, feature_ids.astype(np.uint16), surface_ids.astype(np.uint8)
     extent = float(np.ptp(yup, axis=0).max()) if len(yup) else 0.0
-    bits = int(min(24, max(12, math.ceil(math.log2(max(extent, 1.0) / POSITION_STEP)))))
+    bits = int(min(24, max(12, math.ceil(math.log2(max(extent, 1.0) / step)))))
     blob = DracoPy.encode(yup, tris, quantization_bits=bits, compression_level=7,
                           normals=nyup, normal_quantization_bits=8,
                           # named in Draco's metadata too, so decoders that go by name

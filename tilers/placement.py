@@ -56,11 +56,15 @@ def local_frame(geo: Geodesy, llh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return frame, (geo.ecef(llh) - anchor) @ frame[:3, :3]  # rows: ECEF offsets -> E, N, U
 
 
-def region_of(llh: np.ndarray) -> list[float]:
-    """The geodetic region (radians, metres) of some points."""
-    return [math.radians(llh[:, 0].min()), math.radians(llh[:, 1].min()),
-            math.radians(llh[:, 0].max()), math.radians(llh[:, 1].max()),
-            float(llh[:, 2].min()), float(llh[:, 2].max())]
+def region_of(llh: np.ndarray, margin: float = 0.0) -> list[float]:
+    """The geodetic region (radians, metres) of some points, ``margin`` metres wider
+    every way (where the content drawn may lie that far from them: quantised)."""
+    lat = math.radians(float(np.abs(llh[:, 1]).max()))
+    dlat = margin / 6_356_752.0
+    dlon = margin / (6_378_137.0 * max(math.cos(lat), 1e-6))
+    return [math.radians(llh[:, 0].min()) - dlon, math.radians(llh[:, 1].min()) - dlat,
+            math.radians(llh[:, 0].max()) + dlon, math.radians(llh[:, 1].max()) + dlat,
+            float(llh[:, 2].min()) - margin, float(llh[:, 2].max()) + margin]
 
 
 def union(regions: list[list[float]]) -> list[float]:

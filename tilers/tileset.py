@@ -2,12 +2,13 @@
 
 An adaptive quadtree over the objects' positions splits until each leaf holds at most
 ``vertex_budget`` vertices. Leaves carry the objects in full detail. Every tile above
-them carries a coarse version of what is below it (``lod``: a block per object, the
-largest objects first, up to ``vertex_budget // 2`` vertices) and is refined by REPLACE,
-so a viewer that frames the whole tileset draws the root at once and loads detail only
-where it comes close. Geometric errors are measured from the content (``lod.choose``):
-leaves 0, a coarse tile the largest deviation of what it draws or size of what it leaves
-out. Bounding volumes are geodetic regions computed from the content itself.
+them carries a coarse version of everything below it (``lod``: an LoD1 block per
+object, a few dozen bytes each, with the object's id and attributes, so picking works at
+every level) and is refined by REPLACE, so a viewer that frames the whole tileset draws
+the whole city from the root at once (no bare blocks where small buildings were) and
+loads detail only where it comes close. Geometric errors are measured from the content
+(``lod.choose``): leaves 0, a coarse tile the largest deviation of what it draws (or the
+size of what it leaves out, past the 65,535 objects a tile can number). Bounding volumes are geodetic regions computed from the content itself.
 
 ``atomic_dir`` lets a caller write into a temporary folder that is moved into place only
 when complete. With ``index`` the objects' records and the tree are kept beside the
@@ -30,8 +31,8 @@ from typing import Iterable
 import numpy as np
 
 from .cityjson import GROUND, ROOF, SURFACE_NAMES, WALL
-from .gltf import ENUM_MAX, build_glb, metadata_schema
-from .lod import blocks_of, choose
+from .gltf import ENUM_MAX, POSITION_STEP, build_glb, metadata_schema
+from .lod import BLOCK_STEP, block_corners, blocks_of, choose
 from .placement import (Geodesy, as_transform, local_frame, region_error, region_of,
                         relative, union)
 from .spill import block_record, mesh_record, read_record
@@ -263,8 +264,9 @@ def run_job(job: Job) -> dict:
     else:
         parts, rows = [], []
         for block, row in items:
-            v, t, roof = block.mesh
-            parts.append((v, None, t, np.where(roof, ROOF, WALL).astype(np.uint8)))
+            _, t, roof = block.mesh
+            points, corners = block_corners(block)
+            parts.append((points, corners, t, np.where(roof, ROOF, WALL).astype(np.uint8)))
             rows.append(row)
         terrain = all(r["type"] == "Terrain" for r in rows)
     return _content(parts, rows, job, geo, terrain)
@@ -290,11 +292,14 @@ def _content(parts: list, rows: list, job: Job, geo: Geodesy, terrain: bool) -> 
     sids = np.concatenate([s for _, _, _, s in parts])
     # buildings and blocks share no vertex between faces: these are the faces' flat
     # normals (terrain shares them: a smooth surface)
+    step = BLOCK_STEP if job.kind == "coarse" else POSITION_STEP
     glb = build_glb(enu, _vertex_normals(enu, tris_all), tris_all, fids, sids,
                     job.schema, job.kinds, rows, SURFACE_NAMES,
-                    color=(0.62, 0.68, 0.58) if terrain else (0.85, 0.83, 0.8))
+                    color=(0.62, 0.68, 0.58) if terrain else (0.85, 0.83, 0.8), step=step)
     uri = f"tiles/{job.name}.glb"
-    return {"frame": frame, "region": region_of(llh), "uri": uri, "vertices": int(len(enu)),
+    # a vertex quantised to ``step`` moves up to half of it along each axis
+    return {"frame": frame, "region": region_of(llh, step * 0.87), "uri": uri,
+            "vertices": int(len(enu)),
             "bytes": len(glb), "written": replace_file(Path(job.out) / uri, glb)}
 
 
@@ -411,8 +416,7 @@ def write_tileset(meshes: Iterable, src_crs: str, out: Path,
         grids, jobs, errors = installed_grid_dirs(), [], {}
         for node in _nodes(root):
             if node.children:
-                chosen, errors[node.id] = choose(node.items, size, col["deviation"],
-                                                 col["block_nverts"], max(budget // 2, 1))
+                chosen, errors[node.id] = choose(node.items, size, col["deviation"])
                 jobs.append(Job("coarse", _places(spill.files, col["block_file"],
                                                   col["block_offset"], chosen),
                                 src_crs, schema, kinds, str(out), node.id, grids))

@@ -391,8 +391,7 @@ def _redo(folder: Path, index: TilesetIndex, leaves: set, grids: list,
             empty.add(n)
             continue
         if children[n]:
-            chosen, nodes["error"][n] = choose(items, obj["size"], obj["deviation"],
-                                               obj["block_nverts"], max(budget // 2, 1))
+            chosen, nodes["error"][n] = choose(items, obj["size"], obj["deviation"])
             job = Job("coarse", [(files[f], int(o)) for f, o in
                                  zip(obj["block_file"][chosen], obj["block_offset"][chosen])],
                       meta["src_crs"], schema, kinds, str(folder), ids[n], grids,

@@ -20,7 +20,8 @@ from tqdm import tqdm
 from oup.catalog import Collection
 from oup.catalog.joins import counted_rows, joined_rows
 from oup.catalog.readers import READERS, ImportError_
-from oup.store import Feature, FeatureStore, Field
+from oup.settings import get_settings
+from oup.store import Feature, FeatureStore, Field, overview
 
 __all__ = ["ImportError_", "ImportReport", "import_collection"]
 LOG = logging.getLogger(__name__)
@@ -208,6 +209,10 @@ def _write(coll: Collection, store: FeatureStore, report: ImportReport, rows: li
                                           geometry_type=geometry_type,
                                           description=coll.description,
                                           id_field=coll.id_field, search=coll.search)
+    if geometry_type in overview.POLYGONS and len(rows) >= get_settings().tile_overview_from:
+        # after the features: until it is written an older overview is out of date (by
+        # its time of import), and the low zooms are cut from the features themselves
+        overview.write(store, coll.id, crs84)
     return report
 
 

@@ -31,13 +31,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 import shapely
 
+from oup.store.mercator import RADIUS as _MERCATOR_RADIUS, web_mercator  # noqa: F401
+
 if TYPE_CHECKING:
     from oup.store.protocols import TileSource
 
 EXTENT = 4096  # tile units across a tile
 MAX_TILE_BYTES = 500_000  # the promise: no tile beyond this
 _MAX_SPECK = 64  # display pixels: thinning stops there (a quarter of the tile)
-_MERCATOR_RADIUS = 6378137.0  # EPSG:3857's sphere: WGS 84's semi-major axis
 BUFFER = 64  # units beyond the edge: lines and outlines join up across tiles
 
 
@@ -52,6 +53,12 @@ class TileQuery:
     crs: str  # the grid's CRS as PROJ knows it (EPSG:n, OGC:CRS84)
     envelope84: tuple[float, float, float, float]  # a CRS84 box holding the tile
     speck: float = 1.0  # display pixels: a line or polygon smaller both ways is left out
+    table: str = ""  # the collection the features are read from ('': the layer's own)
+
+    @property
+    def source(self) -> str:
+        """The collection the tile's features are read from (its overview at low zooms)."""
+        return self.table or self.layer
 
     @property
     def pixel(self) -> float:
@@ -71,7 +78,13 @@ class TileQuery:
 
 def tile_layer(store: TileSource, q: TileQuery) -> bytes:
     """The layer ``q.layer`` of one tile from ``store``, MVT-encoded ('' when empty), at
-    most ``MAX_TILE_BYTES`` where leaving out features up to ``_MAX_SPECK`` gets it there."""
+    most ``MAX_TILE_BYTES`` where leaving out features up to ``_MAX_SPECK`` gets it there.
+    A low zoom of a collection with an overview is cut from that (``overview``)."""
+    from oup.store import overview
+
+    low = overview.use(store, q.layer, q.envelope84)
+    if low:
+        q = replace(q, table=low, properties=())
     data = store.cut_tile(q)
     while len(data) > MAX_TILE_BYTES and q.speck < _MAX_SPECK:
         q = replace(q, speck=q.speck * 2)
@@ -204,14 +217,6 @@ def _to_tile_units(xy: np.ndarray, q: TileQuery, native: bool) -> np.ndarray:
         x, y = crs84_transformer(q.crs).transform(x, y)
     scale, x0, y1 = EXTENT / (q.bounds[2] - q.bounds[0]), q.bounds[0], q.bounds[3]
     return np.column_stack([(x - x0) * scale, (y1 - y) * scale])
-
-
-def web_mercator(lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """EPSG:3857 from CRS84 degrees: the spherical Mercator on WGS 84's semi-major axis,
-    the formula PROJ applies (the same metres to a micrometre), as numpy arrays: PROJ's
-    per-point path cost a z14 tile 4 ms."""
-    return (_MERCATOR_RADIUS * np.radians(lon),
-            _MERCATOR_RADIUS * np.log(np.tan(np.pi / 4 + np.radians(lat) / 2)))
 
 
 _MULTI = {0: shapely.multipoints, 1: shapely.multilinestrings, 2: shapely.multipolygons}

@@ -34,11 +34,11 @@ def cut(store, q: TileQuery) -> bytes:
 
 
 def _cut(store, q: TileQuery) -> bytes:
-    meta = store.layer(q.layer)
+    meta = store.layer(q.source)
     types = dict(meta["fields"])
     native = native_grid(meta, q)
-    t = quote(q.layer)
-    rtree = quote(f"rtree_{q.layer}_{GEOM if native else GEOM84}")
+    t = quote(q.source)
+    rtree = quote(f"rtree_{q.source}_{GEOM if native else GEOM84}")
     minx, miny, maxx, maxy = q.bounds if native else q.envelope84
     specks, params = _rtree_specks(meta, q, native)
 

@@ -363,7 +363,7 @@ class PostGISStore(FeatureVersions, SqlQueries):
         return self._fresh(self._cut_tile, q)
 
     def _cut_tile(self, q: TileQuery) -> bytes:
-        meta = self.layer(q.layer)
+        meta = self.layer(q.source)
         types = dict(meta["fields"])
         native = native_grid(meta, q)
         cols = []
@@ -394,7 +394,7 @@ class PostGISStore(FeatureVersions, SqlQueries):
         sql = f"""
         WITH hit AS MATERIALIZED (
           SELECT {FID}, {geom} AS {g}{''.join(', ' + c for c in cols)}
-          FROM {quote(q.layer)} WHERE {index})
+          FROM {quote(q.source)} WHERE {index})
         SELECT ST_AsMVT(mvt, ?, {EXTENT}, '{g}', '{FID}') FROM (
           SELECT {FID}, ST_AsMVTGeom(ST_Simplify({g}, ?, true),
                                    ST_MakeEnvelope(?, ?, ?, ?, {q.srid}), {EXTENT}, {BUFFER},

@@ -112,12 +112,21 @@ def serve(data_dir: Path, call: Call):
                "Content-Type": MEDIA.get(p.suffix, "application/octet-stream")}
     if request.if_none_match.contains(etag):
         return Response(status=304, headers=headers)
-    data = p.read_bytes()
-    if p.suffix == ".json" and "gzip" in request.headers.get("Accept-Encoding", ""):
-        data = gzip.compress(data, 6)
+    if p.suffix in (".json", ".glb") and "gzip" in request.headers.get("Accept-Encoding", ""):
         headers["Content-Encoding"] = "gzip"
         headers["Vary"] = "Accept-Encoding"
-    return Response(data, headers=headers)
+        return Response(_gzipped(full, st.st_mtime_ns, st.st_size), headers=headers)
+    return Response(p.read_bytes(), headers=headers)
+
+
+@lru_cache(maxsize=32)
+def _gzipped(path: str, mtime_ns: int, size: int) -> bytes:
+    """A file gzipped, once a version. A glb's property tables (the buildings' ids and
+    attributes, half of a coarse tile) shrink to about half; its Draco mesh does not: the
+    root of a 50,000-building city goes over the wire as 2.7 MB instead of 4.6. Level 1
+    gets nearly all of it (level 6: 2% more, at three times the time)."""
+    with open(path, "rb") as fh:
+        return gzip.compress(fh.read(), 1)
 
 
 VIEWER = Path(__file__).resolve().parents[1] / "viewer"
