@@ -33,6 +33,7 @@ from oup.store import StoreError, open_store
 from oup.tiles import glyphs, styles, tiles3d, vector_tiles
 from oup.tiles.cache import TileCache
 from oup.writes.endpoints import Writes
+from oup.sta.endpoints import SensorThings
 
 
 def create_app(settings: Settings | None = None):
@@ -65,6 +66,8 @@ def create_app(settings: Settings | None = None):
         *asyncapi.endpoints(catalog, fields_of, base, mqtt_public, settings.mqtt_ws_public_url),
         *event_stream.endpoints(catalog),
         *writes.endpoints(),
+        *SensorThings(catalog, store, base, lambda: _event_log(shared, settings),
+                      _sensor_registry(catalog, store)).endpoints(),
         # (the OpenAPI document is made from these declarations, so it is read late)
         *service.endpoints(store, metrics, lambda: openapi_doc,
                            lambda: _stream_metrics(shared, settings)),
@@ -138,6 +141,21 @@ def _tileset_updater(settings: Settings, announce):
         queue.submit(run, coll.id, folder)
 
     return update
+
+
+def _sensor_registry(catalog, store):
+    """The ingester's registry of sensors (made on first use): an observation created over
+    HTTP is decoded and checked as an MQTT reading is."""
+    made = []
+
+    def registry():
+        if not made:
+            from iot_ingest.sensors import SensorRegistry
+
+            made.append(SensorRegistry(catalog, store))
+        return made[0]
+
+    return registry
 
 
 def _fields(store, cid: str) -> list:
