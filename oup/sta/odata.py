@@ -216,7 +216,11 @@ def parse_orderby(text: str, option: str = "$orderby") -> list[tuple[object, boo
     out = []
     while True:
         expr = p.expression()
-        desc = p.word("asc", "desc") == "desc"
+        kind, value, _ = p.peek()
+        desc = False
+        if kind == "name" and value.lower() in ("asc", "desc"):  # (clients send ASC too)
+            p.take()
+            desc = value.lower() == "desc"
         out.append((expr, not desc))
         if p.peek()[1] != ",":
             break
