@@ -357,8 +357,9 @@ class StaSql:
             want(0, "string")
             want(1, "string")
             a, b = sqls
-            if name == "substringof":  # substringof(needle, haystack)
-                return f"({d.position(b, a)} > 0)", "bool"
+            if name == "substringof":  # substringof(needle, haystack): haystack first
+                b1, a1 = again(1, 0)
+                return f"({d.position(b1, a1)} > 0)", "bool"
             if name == "indexof":
                 return f"({d.position(a, b)} - 1)", "number"
             if name == "concat":
