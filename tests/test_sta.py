@@ -220,3 +220,41 @@ def test_the_service_root_and_the_openapi_document(server):
         root["serverSettings"]["conformance"]
     paths = requests.get(f"{server}/openapi?f=json", timeout=30).json()["paths"]
     assert "/sta/v1.1/Things" in paths and "post" in paths["/sta/v1.1/CreateObservations"]
+
+
+def test_navigation_properties_refs_and_expanded_pages(server, writer):
+    sensor = "aq-statenweg-no2"
+    base = f"{server}/sta/v1.1"
+    t = datetime(2034, 6, 1, tzinfo=timezone.utc)
+    body = [{"Datastream": {"@iot.id": sensor}, "components": ["phenomenonTime", "result"],
+             "dataArray": [[_iso(t + timedelta(minutes=i)), float(i)] for i in range(5)]}]
+    links = requests.post(f"{base}/CreateObservations", json=body, headers=writer,
+                          timeout=30).json()
+    oid = int(links[2][links[2].rindex("(") + 1:-1])
+    get = lambda path, **q: requests.get(f"{base}/{path}", params=q, timeout=30)  # noqa: E731
+    name = next(f["properties"]["name"] for f in SENSORS
+                if f["properties"]["sensor_id"] == sensor)
+    assert get(f"Observations({oid})/Datastream/Thing/name/$value").text == name
+    assert get(f"Things('{sensor}')/name").json() == {"name": name}
+    assert get(f"Datastreams('{sensor}')/ObservedProperty").json()["@iot.id"] == "NO2"
+    refs = get("ObservedProperties('NO2')/Datastreams/$ref").json()["value"]
+    no2 = sorted(f["properties"]["sensor_id"] for f in SENSORS
+                 if f["properties"]["observed_property"] == "NO2")
+    assert sorted(r["@iot.selfLink"] for r in refs) == [
+        f"{base}/Datastreams('{s}')" for s in no2]
+    # an expansion pages by its own nextLink, keeping its filter
+    window = f"phenomenonTime ge {_iso(t)} and phenomenonTime lt {_iso(t + timedelta(hours=1))}"
+    thing = get(f"Things('{sensor}')", **{"$expand": f"Datastreams($expand=Observations("
+                                          f"$filter={window};$orderby=result desc;$top=2))"}
+                ).json()
+    assert "Datastreams" in thing, thing
+    [ds] = thing["Datastreams"]
+    results = [o["result"] for o in ds["Observations"]]
+    nxt = requests.get(ds["Observations@iot.nextLink"], timeout=30).json()
+    results += [o["result"] for o in nxt["value"]]
+    assert results == [4.0, 3.0, 2.0, 1.0]
+    # literals in functions (PostgreSQL must know their type)
+    q = ("length('abc') eq 3 and tolower('X') eq 'x' and concat('a', name) eq 'a' + name "
+         .replace("'a' + name", f"'a{name}'") + f"and substring(name, 1) eq '{name[1:]}'")
+    assert [v["@iot.id"] for v in get("Things", **{"$filter": q + f" and id eq '{sensor}'"}
+                                      ).json()["value"]] == [sensor]

@@ -23,7 +23,7 @@ from oup.catalog import Catalog
 from oup.errors import BadRequest, Conflict, Forbidden, MethodNotAllowed, NotFound, Unauthorized, \
     Unavailable, UnsupportedMediaType
 from oup.http.routes import Call, Endpoint, Format, Param
-from oup.sensors.observations import DeadLetter, iso_us
+from oup.sensors.observations import DeadLetter, iso_us, sta_ingest_topic
 from oup.sta.odata import QueryError, parse_path
 from oup.sta.service import Entities, key_text
 from oup.store.base import StoreBusy
@@ -36,8 +36,10 @@ CONFORMANCE = [
     "http://www.opengis.net/spec/iot_sensing/1.1/req/datamodel",
     "http://www.opengis.net/spec/iot_sensing/1.1/req/resource-path/resource-path-to-entities",
     "http://www.opengis.net/spec/iot_sensing/1.1/req/request-data",
-    "http://www.opengis.net/spec/iot_sensing/1.1/req/data-array/data-array",
 ]
+# (not claimed, as they hold only in part: create-update-delete, as only observations are
+# created; data-array, as answers do not come as data arrays; the MQTT classes, as sensors
+# send below ingest/ and only observations are told. serverSettings says what there is.)
 KEPT = ("phenomenonTime", "result", "resultTime")
 INGESTER = "sta-http"  # the counters' name for observations created over HTTP
 _PROBLEMS = {s: {"$ref": f"#/components/responses/{s}"} for s in ("400",)}
@@ -121,15 +123,23 @@ class SensorThings:
         return out
 
     def _visible(self, call: Call) -> None:
+        from flask import g
+
         if self.sensors.id not in call.visible:
             raise NotFound(f"nothing at {ROOT}")  # the sensors one may not see are not here
+        g.cid = self.sensors.id  # what the gate audits (a restricted collection) is this one
 
     # -- reading --------------------------------------------------------------------------
     def root(self, call: Call):
         root = self.base + ROOT
-        settings = {"conformance": CONFORMANCE + (
-            ["http://www.opengis.net/spec/iot_sensing/1.1/req/create-update-delete/"
-             "create-entity"] if self.kept and self.kept.editable else [])}
+        settings = {"conformance": CONFORMANCE, "oup": {
+            "createObservations": {
+                "paths": [f"{root}/Observations", f"{root}/Datastreams(id)/Observations",
+                          f"{root}/CreateObservations (data arrays)"],
+                "roles": sorted(self.kept.editable.create)
+                if self.kept and self.kept.editable else []},
+            "mqtt": {"notifications": "v1.1/Datastreams(id)/Observations",
+                     "ingest": sta_ingest_topic("id").replace("'id'", "id")}}}
         return _json({"value": [{"name": e.plural, "url": f"{root}/{e.plural}"}
                                 for e in BY_PLURAL.values()], "serverSettings": settings})
 
@@ -190,8 +200,7 @@ class SensorThings:
         reading = {k: doc[k] for k in KEPT if k in doc}
         if "phenomenonTime" not in reading:  # (SensorThings: the time it arrives)
             reading["phenomenonTime"] = iso_us(time.time_ns() // 1000)
-        topic = f"v1.1/Datastreams('{datastream}')/Observations"
-        return topic, json.dumps(reading).encode()
+        return sta_ingest_topic(datastream), json.dumps(reading).encode()
 
     def _write(self, messages: list[tuple[str, bytes]]) -> tuple[list, int]:
         """Decode, check and store the readings in one batch, as the ingester does; for

@@ -240,6 +240,7 @@ class Options:
     top: int | None = None
     skip: int = 0
     count: bool = False
+    raw: dict = field(default_factory=dict)  # as sent (an $expand's nextLink repeats them)
 
 
 MAX_TOP = 10_000
@@ -256,7 +257,7 @@ def _int(value: str, option: str, limit: int) -> int:
 
 def options(raw: dict[str, str], where: str = "") -> Options:
     """The options of a request (``raw``: '$filter' -> text), or of an ``$expand`` item."""
-    o = Options()
+    o = Options(raw=dict(raw))
     for name, value in raw.items():
         option = where + name
         if name == "$filter":

@@ -4,6 +4,7 @@ applied in SQL (``oup.store.sta_sql``), the answer in the SensorThings JSON form
 """
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from urllib.parse import urlencode
 
 from oup.errors import InvalidQuery, NotFound
@@ -169,8 +170,8 @@ class Entities:
             top = DEFAULT_TOP if sub.top is None else sub.top
             if not keys:
                 found = []
-            elif many:
-                found = self.sql.fetch_per_key(sel, column, keys, names, top, sub.skip)
+            elif many:  # one more than asked: whether a parent has more (its nextLink)
+                found = self.sql.fetch_per_key(sel, column, keys, names, top + 1, sub.skip)
             else:
                 found = []
                 for i in range(0, len(keys), 500):
@@ -186,9 +187,12 @@ class Entities:
                 else {}
             for r in rows:
                 mine = by_key.get(r[key], [])
-                rendered = [self._render(child, c, sub) for c in mine]
+                rendered = [self._render(child, c, sub) for c in mine[:top]]
                 if many:
                     r[("expanded", nav)] = rendered
+                    if len(mine) > top:
+                        url = f"{self.self_link(entity, r['_id'])}/{nav}"
+                        r[("next", nav)] = _next(url, sub.raw, sub.skip + top, top)
                     if sub.count:
                         r[("count", nav)] = counts.get(r[key], 0)
                 else:
@@ -204,6 +208,8 @@ class Entities:
                 value = iso_us(value)
             elif kind == "geometry":
                 value = self.sql.geometry(value)
+            elif isinstance(value, datetime):  # a PostGIS timestamptz: the store's text form
+                value = value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
             head, _, tail = name.partition("/")
             if tail:
                 out.setdefault(head, {})[tail] = value
@@ -224,6 +230,8 @@ class Entities:
             if ("expanded", nav) in row:
                 if ("count", nav) in row:
                     doc[f"{nav}@iot.count"] = row[("count", nav)]
+                if ("next", nav) in row:
+                    doc[f"{nav}@iot.nextLink"] = row[("next", nav)]
                 doc[nav] = row[("expanded", nav)]
             elif sel is None or nav in sel:
                 doc[f"{nav}@iot.navigationLink"] = f"{link}/{nav}"

@@ -260,7 +260,8 @@ class StaSql:
             if kind == "number" and isinstance(value, int) and abs(value) >= 2 ** 63:
                 _bad(option, f"{value} is too large")
             params.append(value)
-            return "?", kind
+            # typed: PostgreSQL cannot choose length() or lower() for an untyped parameter
+            return ("CAST(? AS TEXT)" if kind == "string" else "?"), kind
         if tag == "path":
             return self._path(entity, node[1], option)
         if tag == "not":
@@ -411,7 +412,7 @@ class StaSql:
         if kind != "geometry":
             _bad(option, f"{'/'.join(a[1])} is not a geometry")
         geom = b[1]
-        spatial = self.store._spatial(self.t.collection)
+        spatial = self.store.spatial_predicate(self.t.collection)
         where, p = spatial(op, shapely.to_wkb(geom), geom.bounds)
         params += p
         return f"({where})", "bool"
