@@ -149,6 +149,7 @@ class StaSql:
         self.N = f"COALESCE(CAST(s.{quote(t.title_field)} AS TEXT), {self.I})" \
             if t.title_field else self.I
         self.P = f"s.{quote(t.property_field)}"
+        self._props: dict[str, dict[str, Prop]] = {}
 
     # -- the entities' properties ----------------------------------------------------------
     def _case(self, key: str, values: dict[str, str]) -> str:
@@ -168,6 +169,13 @@ class StaSql:
                     for k, p in ps.items()}), "string")}
 
     def props(self, entity: Entity) -> dict[str, Prop]:
+        """The entity's properties as SQL (made once: they follow from the catalogue)."""
+        made = self._props.get(entity.name)
+        if made is None:
+            made = self._props[entity.name] = self._make_props(entity)
+        return made
+
+    def _make_props(self, entity: Entity) -> dict[str, Prop]:
         I, N, P, s = self.I, self.N, self.P, "string"
         title = self._case(P, {k: p.title for k, p in self.t.properties.items()})
         geometry = Prop(self.store.geometry_column(self.store.layer(self.t.collection),
