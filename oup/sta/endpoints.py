@@ -42,7 +42,16 @@ CONFORMANCE = [
 # send below ingest/ and only observations are told. serverSettings says what there is.)
 KEPT = ("phenomenonTime", "result", "resultTime")
 INGESTER = "sta-http"  # the counters' name for observations created over HTTP
-_PROBLEMS = {s: {"$ref": f"#/components/responses/{s}"} for s in ("400",)}
+def _problems(*codes: str) -> dict:
+    return {c: {"$ref": f"#/components/responses/{c}"} for c in codes}
+
+
+READ = _problems("400")
+CREATE = _problems("400", "401", "403", "409", "415", "503")
+# a property's $value is text
+ANY = {"200": {"description": "the entity, the entities or a property", "content": {
+    "application/json": {"schema": {"type": "object"}},
+    "text/plain": {"schema": {"type": "string"}}}}}
 
 
 class SensorThings:
@@ -83,42 +92,45 @@ class SensorThings:
         for e in BY_PLURAL.values():
             out.append(Endpoint(f"{ROOT}/{e.plural}", f"The {e.plural} (query options in "
                                 "SQL)", self.read, operation=f"sta{e.plural}", params=opts,
-                                **common))
+                                responses=READ, **common))
             out.append(Endpoint(f"{ROOT}/{e.plural}({{id}})", f"One {e.name}", self.read,
-                                operation=f"sta{e.name}", params=(ident, *opts), **common))
+                                operation=f"sta{e.name}", params=(ident, *opts),
+                                responses=READ, **common))
             if e.name == "Observation":
                 out.append(Endpoint(f"{ROOT}/Observations", "Create an observation (it takes "
                                     "the path of an MQTT reading)", self.create,
                                     operation="staCreateObservation", methods=("POST",),
                                     consumes=("application/json", ""), responses={
                                         "201": {"description": "created; Location names it"},
-                                        **_PROBLEMS}, **common))
+                                        **CREATE}, **common))
             else:
                 out.append(Endpoint(f"{ROOT}/{e.plural}", f"{e.plural} come from the catalogue",
                                     self.catalogue_only, operation=f"sta{e.plural}Create",
-                                    methods=("POST",), **common))
+                                    methods=("POST",), responses=_problems("405"),
+                                    **common))
             out.append(Endpoint(f"{ROOT}/{e.plural}({{id}})", "Entities are changed through "
                                 "the catalogue", self.catalogue_only,
                                 operation=f"sta{e.name}Change",
-                                methods=("PATCH", "PUT", "DELETE"), params=(ident,), **common))
+                                methods=("PATCH", "PUT", "DELETE"), params=(ident,),
+                                responses=_problems("405"), **common))
         out += [
             Endpoint(f"{ROOT}/Datastreams({{id}})/Observations", "The observations of a "
                      "datastream", self.read, operation="staDatastreamObservations",
-                     params=(ident, *opts), **common),
+                     params=(ident, *opts), responses=READ, **common),
             Endpoint(f"{ROOT}/Datastreams({{id}})/Observations", "Create an observation of "
                      "this datastream", self.create, operation="staCreateDatastreamObservation",
                      methods=("POST",), params=(ident,), consumes=("application/json", ""),
-                     responses={"201": {"description": "created"}, **_PROBLEMS}, **common),
+                     responses={"201": {"description": "created"}, **CREATE}, **common),
             Endpoint(f"{ROOT}/CreateObservations", "Create observations from data arrays "
                      "(the Data Array extension); answers their links, or 'error'",
                      self.create_many, operation="staCreateObservations", methods=("POST",),
                      consumes=("application/json", ""),
-                     responses={"201": {"description": "created"}, **_PROBLEMS}, **common),
+                     responses={"201": {"description": "created"}, **CREATE}, **common),
             Endpoint(f"{ROOT}/{{path}}", "Navigation (Things('x')/Datastreams), a property "
                      "(.../name, .../name/$value) or references ($ref)", self.read,
                      operation="staPath", params=(Param("path", "the resource path",
                                                         where="path", spans=True), *opts),
-                     **common),
+                     responses={**ANY, **READ}, **common),
         ]
         return out
 

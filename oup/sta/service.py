@@ -30,6 +30,12 @@ class Entities:
     # -- one request ----------------------------------------------------------------------
     def answer(self, path: str, raw: dict[str, str], url: str) -> dict | str | None:
         """The document for ``path`` (below the service root) with options ``raw``."""
+        try:
+            return self._answer(path, raw, url)
+        except RecursionError:  # (a filter or an $expand nested a thousand deep)
+            raise QueryError("the query options are nested too deeply") from None
+
+    def _answer(self, path: str, raw: dict[str, str], url: str) -> dict | str | None:
         segments, suffix = parse_path(path)
         if not segments:
             raise NotFound("no entity set named")
