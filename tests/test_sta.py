@@ -9,7 +9,6 @@ import json
 import random
 import threading
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 import requests

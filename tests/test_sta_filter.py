@@ -40,10 +40,6 @@ def _readings(rng: random.Random) -> list[dict]:
 
 
 # -- the evaluator: SQL's three-valued logic, NULL as None ---------------------------------
-def _num(v):
-    return v
-
-
 def evaluate(node, row):
     tag = node[0]
     if tag == "lit":

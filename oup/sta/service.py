@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from urllib.parse import urlencode
 
-from oup.errors import InvalidQuery, NotFound
+from oup.errors import NotFound
 from oup.sensors.observations import iso_us
 from oup.sta.odata import Options, QueryError, Segment, options as parse_options, parse_path
 from oup.store.sta_sql import BY_PLURAL, ENTITIES, Entity, Select, StaSql
