@@ -198,9 +198,14 @@ class SensorThings:
         key = ref["@iot.id"]
         if not isinstance(key, (str, int)) or isinstance(key, bool):
             raise BadRequest(f"{where}: @iot.id must be a string or a number", "Datastream")
-        if self.entities.exists(ENTITIES["Datastream"], str(key)) is None:
-            raise NotFound(f"no Datastream {key_text(key)}")
         return str(key)
+
+    def _known(self, datastreams: list[str]) -> None:
+        """404 for the first datastream that is not there (one statement for all)."""
+        found = self.entities.existing(ENTITIES["Datastream"], list(dict.fromkeys(datastreams)))
+        for d in datastreams:
+            if d not in found:
+                raise NotFound(f"no Datastream {key_text(d)}")
 
     def _reading(self, doc: dict, datastream: str) -> tuple[str, bytes]:
         """A reading as an MQTT message of the SensorThings format: (topic, payload)."""
@@ -214,10 +219,10 @@ class SensorThings:
             reading["phenomenonTime"] = iso_us(time.time_ns() // 1000)
         return sta_ingest_topic(datastream), json.dumps(reading).encode()
 
-    def _write(self, messages: list[tuple[str, bytes]]) -> tuple[list, int]:
+    def _write(self, messages: list[tuple[str, bytes]]):
         """Decode, check and store the readings in one batch, as the ingester does; for
-        each: its observation's (sensor, time), or the reason it was not stored; and how
-        many were repeats of a stored one."""
+        each: its observation's (sensor, time), or the reason it was not stored; and the
+        batch's result (the new observations' ids, the repeats)."""
         registry = self.registry()
         decoded = [registry.decode(topic, payload) for topic, payload in messages]
         sensors = {o.sensor_id for m in decoded if isinstance(m, list) for o in m}
@@ -227,9 +232,10 @@ class SensorThings:
             raise Unavailable("the observation store is busy; send again",
                               headers={"Retry-After": "1"}) from None
         return [m.reason if isinstance(m, DeadLetter) else (m[0].sensor_id, m[0].phenomenon_time)
-                for m in decoded], res.duplicates
+                for m in decoded], res
 
     def _ids(self, keys: list[tuple[str, int]]) -> dict:
+        """The ids of stored observations (repeats, corrections) by (sensor, time)."""
         if not keys:
             return {}
         where = " OR ".join("(sensor_id = ? AND phenomenon_time = ?)" for _ in keys)
@@ -251,20 +257,22 @@ class SensorThings:
             datastream = self._datastream({"@iot.id": _key(call.path["id"])}, "the path")
         else:
             datastream = self._datastream(doc.get("Datastream"), "Datastream")
+        self._known([datastream])
         if "result" not in doc:
             raise BadRequest("result is required", "result")
-        outcomes, repeats = self._write([self._reading(doc, datastream)])
+        outcomes, res = self._write([self._reading(doc, datastream)])
         outcome = outcomes[0]
         if isinstance(outcome, str):
             raise BadRequest(f"not stored (kept as a dead letter): {outcome}")
-        oid = self._ids([outcome]).get(outcome)
-        if repeats or oid is None:  # the store kept the earlier one: not a correction
+        if res.duplicates:  # the store kept the earlier one
             raise Conflict(f"Datastream {key_text(datastream)} has an observation at "
-                             f"{iso_us(outcome[1])} already (send a newer resultTime to "
-                             "correct it)")
+                           f"{iso_us(outcome[1])} already (send a newer resultTime to "
+                           "correct it)")
+        # new, or a correction (a newer resultTime): the observation it replaced answers
+        oid = res.ids.get(outcome) or self._ids([outcome])[outcome]
         link = f"{self.base}{ROOT}/Observations({oid})"
         body = self.entities.answer(f"Observations({oid})", {}, link)
-        resp = _json(body, 201)
+        resp = _json(body, 201 if outcome in res.ids else 200)
         resp.headers["Location"] = link
         return resp
 
@@ -273,12 +281,13 @@ class SensorThings:
         doc = self._body(call)
         if not isinstance(doc, list):
             raise BadRequest("send a JSON array of {Datastream, components, dataArray}")
-        messages = []
+        messages, datastreams = [], []
         for i, group in enumerate(doc):
             where = f"item {i}"
             if not isinstance(group, dict):
                 raise BadRequest(f"{where} is not an object")
             datastream = self._datastream(group.get("Datastream"), f"{where}: Datastream")
+            datastreams.append(datastream)
             components = group.get("components")
             if not isinstance(components, list) or "result" not in components:
                 raise BadRequest(f"{where}: components must list at least result "
@@ -299,9 +308,11 @@ class SensorThings:
                 if foi is not None:
                     reading["FeatureOfInterest"] = {"@iot.id": foi}
                 messages.append(self._reading(reading, datastream))
-        # (a repeat of a stored reading answers the stored one's link)
-        outcomes, _ = self._write(messages)
-        ids = self._ids([o for o in outcomes if isinstance(o, tuple)])
+        self._known(datastreams)
+        outcomes, res = self._write(messages)
+        # (a repeat or a correction of a stored reading answers the stored one's link)
+        ids = {**self._ids([o for o in outcomes if isinstance(o, tuple) and o not in res.ids]),
+               **res.ids}
         links = [f"{self.base}{ROOT}/Observations({ids[o]})"
                  if isinstance(o, tuple) and o in ids else "error" for o in outcomes]
         return _json(links, 201)

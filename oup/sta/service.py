@@ -68,11 +68,15 @@ class Entities:
             doc["value"] = [self._render(entity, r, opts) for r in rows]
         return doc
 
-    def exists(self, entity: Entity, key) -> dict | None:
-        """An entity's hidden keys (``_sid``, ``_p``), or None."""
-        sel = Select(entity, [f"{self.sql.id_sql(entity)} = ?"], [key])
-        rows = self.sql.fetch(sel, [], 1, 0)
-        return rows[0] if rows else None
+    def existing(self, entity: Entity, keys: list) -> set:
+        """Which of ``keys`` are ids of ``entity`` (one statement per 500)."""
+        found = set()
+        for i in range(0, len(keys), 500):
+            chunk = keys[i:i + 500]
+            sel = Select(entity, [f"{self.sql.id_sql(entity)} IN "
+                                  f"({', '.join('?' * len(chunk))})"], list(chunk))
+            found |= {r["_id"] for r in self.sql.fetch(sel, [], len(chunk), 0)}
+        return found
 
     # -- the path -----------------------------------------------------------------------
     def _walk(self, segments: list[Segment]):

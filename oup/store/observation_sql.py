@@ -32,6 +32,7 @@ def tally(res: BatchResult, latest: dict[str, list], o: Observation, corrected: 
     seen[3 if corrected else 2] += 1
     if not corrected and oid is not None:
         seen[4].append((oid, o))
+        res.ids[o.sensor_id, o.phenomenon_time] = oid
 
 
 class SqlObservations(SqlTables):

@@ -249,5 +249,12 @@ class FilterCompiler:
             sql, kind = self.compile(entity, expr, params, option)
             if kind == "geometry":
                 bad(option, "cannot order by a geometry")
-            out.append(f"{sql} {'ASC NULLS FIRST' if asc else 'DESC NULLS LAST'}")
+            # nulls first ascending, as SQLite has them; a column that holds none is left
+            # bare, so that PostgreSQL reads it in its index's order (no sort)
+            nulls = "" if sql in self.not_null() else " NULLS FIRST" if asc else " NULLS LAST"
+            out.append(f"{sql} {'ASC' if asc else 'DESC'}{nulls}")
         return out, params
+
+    def not_null(self) -> set[str]:
+        """The SQL of the columns that hold no nulls."""
+        return set()

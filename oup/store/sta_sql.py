@@ -169,6 +169,9 @@ class StaSql(FilterCompiler):
         return {"id": Prop("o.id", "number"), "phenomenonTime": Prop("o.phenomenon_time", "time"),
                 "resultTime": Prop("o.result_time", "time"), "result": Prop("o.result", "number")}
 
+    def not_null(self) -> set[str]:
+        return {"o.id", "o.phenomenon_time", "o.result", "o.sensor_id", "p.pid"}
+
     def source(self, entity: Entity) -> str:
         table = quote(self.t.collection)
         if entity.kind == "observation":
