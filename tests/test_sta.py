@@ -132,6 +132,13 @@ def test_a_created_observation_is_everywhere_the_sensors_are(server, writer, env
     again = requests.post(f"{server}/sta/v1.1/Datastreams('{sensor}')/Observations", json={
         "phenomenonTime": _iso(t), "result": 42.5}, headers=writer, timeout=30)
     assert again.status_code == 409, again.text
+    # a newer resultTime corrects it: the same observation, the new value
+    fixed = requests.post(f"{server}/sta/v1.1/Datastreams('{sensor}')/Observations", json={
+        "phenomenonTime": _iso(t), "resultTime": _iso(t + timedelta(hours=1)),
+        "result": 43.0}, headers=writer, timeout=30)
+    assert fixed.status_code == 200 and fixed.json()["@iot.id"] == oid, fixed.text
+    assert requests.get(f"{server}/sta/v1.1/Observations({oid})/result/$value",
+                        timeout=30).text == "43.0"
 
 
 def test_data_arrays_answer_a_link_or_error_per_reading(server, writer):
@@ -257,3 +264,17 @@ def test_navigation_properties_refs_and_expanded_pages(server, writer):
          .replace("'a' + name", f"'a{name}'") + f"and substring(name, 1) eq '{name[1:]}'")
     assert [v["@iot.id"] for v in get("Things", **{"$filter": q + f" and id eq '{sensor}'"}
                                       ).json()["value"]] == [sensor]
+
+
+def test_a_refused_reading_is_a_dead_letter_with_its_reason(server, writer, env):
+    from conftest import store_url
+    from oup.store import open_observation_store
+
+    r = requests.post(f"{server}/sta/v1.1/Observations", json={
+        "phenomenonTime": "2035-05-05T05:05:05Z", "result": -7.0,
+        "Datastream": {"@iot.id": "aq-statenweg-pm25"}}, headers=writer, timeout=30)
+    assert r.status_code == 400 and "outside" in r.json()["detail"], r.text
+    dead = open_observation_store(store_url(env)).dead_letters(limit=100_000)
+    assert any(d["topic"] == "ingest/v1.1/Datastreams('aq-statenweg-pm25')/Observations"
+               and "outside" in d["reason"] and b"2035-05-05T05:05:05Z" in bytes(d["payload"])
+               for d in dead)
