@@ -115,7 +115,9 @@ def extend_openapi(oas: dict, own_paths: dict, stored: set[str] = frozenset()) -
                        ("415", "A body of a media type this does not take"),
                        ("422", "A feature the collection does not take: the problem document "
                                "names the property"),
-                       ("500", "Server error")):
+                       ("500", "Server error"),
+                       ("503", "A part the answer needs is busy or away: send again "
+                               "(Retry-After)")):
         responses[code] = _problem_response(text)
     paths = oas.setdefault("paths", {})
     for cid in stored:  # free-text search is not offered on them: do not say it is
