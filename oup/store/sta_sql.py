@@ -254,9 +254,21 @@ class StaSql(FilterCompiler):
     def fetch_per_key(self, sel: Select, column: str, keys: list, names: list[str],
                       limit: int, offset: int) -> list[dict]:
         """The rows of each key (``column = key``), at most ``limit`` of each after
-        ``offset``, in one statement per 200 keys (a UNION ALL of limited selects)."""
+        ``offset``: PostgreSQL in one statement (a LATERAL join on the keys, planned
+        once), SQLite in one per 200 keys (a UNION ALL of limited selects: it has no
+        LATERAL). Either reads each key's rows through the index and stops at the limit."""
         labels, cols = self.columns(sel.entity, names)
         order = sel.order + [f"{self.id_sql(sel.entity)} ASC"]
+        if self.dialect.name == "postgresql":
+            where = " AND ".join([f"{column} = k.key", *sel.where])
+            # (a lateral subquery runs once per key, in the keys' order: its rows come
+            # out grouped and in its own order)
+            rows = self.store.execute(
+                f"SELECT q.* FROM unnest(CAST(? AS text[])) AS k(key) CROSS JOIN LATERAL "
+                f"(SELECT {', '.join(cols)} FROM {self.source(sel.entity)} WHERE {where} "
+                f"ORDER BY {', '.join(order)} LIMIT ? OFFSET ?) AS q",
+                [[str(k) for k in keys]] + sel.params + sel.order_params + [limit, offset])
+            return [dict(zip(labels, r)) for r in rows]
         out = []
         where = " AND ".join([f"{column} = ?", *sel.where])
         one = (f"SELECT * FROM (SELECT {', '.join(cols)} FROM {self.source(sel.entity)} "
