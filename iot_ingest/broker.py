@@ -46,11 +46,13 @@ def wait_port(host: str, port: int, timeout: float = 15.0) -> None:
 
 RELAY_USER = "oup-relay"  # the one client that may publish change events
 EVENTS_TOPIC = "oup/events/#"
+STA_TOPIC = "v1.1/#"  # SensorThings notifications (sensors send to ingest/v1.1/...)
 
 
 def acl_for(topics: list[str]) -> str:
     """Mosquitto's ACL for a catalogue's stream topics: anyone may publish and read the
-    sensor topics and read the change events; only the relay publishes events."""
+    sensor topics and read the change events and the SensorThings notifications; only
+    the relay publishes those."""
     # Everyone's rules are `pattern` lines, not anonymous `topic` lines: Mosquitto 2.0
     # (2.0.11 measured) checks a message queued for an offline session restored after a
     # restart against the session's `topic` rules, which it only learns when the client
@@ -58,8 +60,9 @@ def acl_for(topics: list[str]) -> str:
     lines = ["# Generated from the catalogue's stream topics (oup.catalog); see README.",
              "# Every client: sensors, ingesters, event subscribers."]
     lines += [f"pattern readwrite {t}" for t in dict.fromkeys(topics)]
-    lines += [f"pattern read {EVENTS_TOPIC}", "", f"user {RELAY_USER}",
-              f"topic write {EVENTS_TOPIC}", ""]
+    lines += [f"pattern read {EVENTS_TOPIC}", f"pattern read {STA_TOPIC}", "",
+              f"user {RELAY_USER}", f"topic write {EVENTS_TOPIC}", f"topic write {STA_TOPIC}",
+              ""]
     return "\n".join(lines)
 
 

@@ -1,7 +1,8 @@
 """Sensor payloads -> Observations, or a PayloadError that says why.
 
 Formats, chosen per topic: flat JSON (``oup/sensors/{sensor}/observations``),
-SensorThings Observation JSON (``v1.1/Datastreams({id})/Observations``), SenML JSON
+SensorThings Observation JSON (``ingest/v1.1/Datastreams({id})/Observations``: the
+SensorThings path below ``ingest/``, where the platform's own notifications never are), SenML JSON
 (RFC 8428) and The Things Stack v3 uplinks (``decoded_payload``). Whatever arrives,
 decoding either yields observations or raises ``PayloadError`` - never anything else,
 so a hostile message becomes a dead letter instead of stopping the ingester.
@@ -82,7 +83,7 @@ def _single(doc, sensor_id: str) -> Observation:
 
 
 _FLAT = re.compile(r"^oup/sensors/([A-Za-z0-9._:-]{1,128})/observations$")
-_STA = re.compile(r"^v1\.1/Datastreams\(([A-Za-z0-9._:'-]{1,128})\)/Observations$")
+_STA = re.compile(r"^(?:ingest/)?v1\.1/Datastreams\(([A-Za-z0-9._:'-]{1,128})\)/Observations$")
 
 
 def decode(topic: str, raw: bytes, fmt: str | None = None) -> list[Observation]:

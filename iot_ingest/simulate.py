@@ -21,6 +21,8 @@ from datetime import datetime, timedelta, timezone
 
 import paho.mqtt.client as mqtt
 
+from oup.sensors.observations import sta_ingest_topic
+
 from .mqtt import Broker
 
 TIDE_PERIOD = 12.42 * 3600  # seconds: the M2 tide
@@ -208,7 +210,7 @@ def message(sensor: SimSensor, t: datetime, v: float, f_cnt: int,
             session: str = "sim") -> tuple[str, bytes]:
     """The topic and payload a real device of this kind would send."""
     if sensor.format == "sensorthings":
-        return (f"v1.1/Datastreams('{sensor.id}')/Observations",
+        return (sta_ingest_topic(sensor.id),
                 json.dumps({"phenomenonTime": _rfc3339(t), "result": v}).encode())
     if sensor.format == "senml":
         base, _, name = sensor.id.rpartition(":")

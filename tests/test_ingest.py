@@ -194,7 +194,7 @@ def _hostile(i: int, rng: random.Random) -> tuple[str, bytes, str]:
         (flat, b"", "not JSON"),
         (flat, b'{"result": 5}', "required"),
         (flat, ('{"phenomenonTime": "noon", "result": 5}').encode(), "RFC 3339"),
-        ("v1.1/Datastreams(x)/Observations", ("{" + ok_time + ', "result": 5}').encode(),
+        ("ingest/v1.1/Datastreams(x)/Observations", ("{" + ok_time + ', "result": 5}').encode(),
          "unknown sensor"),
         ("senml/x", b'[{"bn": "a", "t": 10, "v": 1}]', "relative"),
         ("v3/a/devices/b/up", b'{"end_device_ids": {}}', "TTS uplink"),

@@ -382,9 +382,17 @@ class Collection(_Strict):
 
     @model_validator(mode="after")
     def _editable_is_stored(self) -> "Collection":
-        if self.editable and (self.derived_from or self.join or self.counts):
+        e = self.editable
+        if e and self.observations_of:
+            # observations are created (SensorThings POST), never changed through the API
+            if e.change or e.delete or e.own or e.client_ids or e.allowed or e.author_field:
+                raise ValueError("editable: observations take only `create` (the roles that "
+                                 "may add observations through the SensorThings API)")
+            return self
+        if e and (self.derived_from or self.join or self.counts):
             raise ValueError("editable: only a collection stored as it is imported can be "
-                             "written (not one derived from sensors, joined or counted)")
+                             "written (not one derived from sensors, joined or counted); the "
+                             "observations of sensors take `editable: {create: [...]}`")
         return self
 
     @model_validator(mode="after")

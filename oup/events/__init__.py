@@ -101,13 +101,20 @@ class ChangeEvent:
 
 def observations_event(collection: str, id_field: str, sensor: str, latest_time: int,
                        latest_result: float, stored: int, corrected: int,
-                       extra: dict | None = None) -> ChangeEvent:
-    """A sensor's batch: its item's changed properties, and how many were written."""
+                       extra: dict | None = None, new: list | None = None) -> ChangeEvent:
+    """A sensor's batch: its item's changed properties, how many were written, and the
+    new observations (``new``: [(id, Observation)]) as SensorThings Observations, which
+    the relay tells each of on the SensorThings topic."""
     props = {id_field: sensor, **(extra or {}), "latest_time": iso_us(latest_time),
              "latest_result": latest_result}
+    data = {"collection": collection, "id": sensor, "properties": props,
+            "observations": {"stored": stored, "corrected": corrected}}
+    if new:
+        data["new"] = [{"@iot.id": oid, "phenomenonTime": iso_us(o.phenomenon_time),
+                        "resultTime": iso_us(o.result_time), "result": o.result}
+                       for oid, o in new]
     return ChangeEvent(collection, OBSERVATIONS_STORED if stored else OBSERVATIONS_CORRECTED,
-                       sensor, {"collection": collection, "id": sensor, "properties": props,
-                                "observations": {"stored": stored, "corrected": corrected}})
+                       sensor, data)
 
 
 def imported_event(collection: str, features: int, notes: list[str]) -> ChangeEvent:

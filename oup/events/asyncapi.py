@@ -73,9 +73,18 @@ def _observations_data(cid: str, fields: list) -> dict:
         "properties": {"type": "object", "description": f"the changed properties of the "
                        f"sensor, as {cid}'s items have them", "properties": props},
         "observations": {"type": "object", "properties": {
-            "stored": {"type": "integer"}, "corrected": {"type": "integer"}}}}}
+            "stored": {"type": "integer"}, "corrected": {"type": "integer"}}},
+        "new": {"type": "array", "description": "the new observations (SensorThings "
+                "Observations without their links)", "items": _STA_OBSERVATION}}}
 
 
+_STA_OBSERVATION = {"type": "object", "required": ["@iot.id", "phenomenonTime", "result"],
+                    "properties": {"@iot.id": {"type": "integer"},
+                                   "@iot.selfLink": {"type": "string", "format": "uri"},
+                                   "phenomenonTime": {"type": "string", "format": "date-time"},
+                                   "resultTime": {"type": ["string", "null"],
+                                                  "format": "date-time"},
+                                   "result": {"type": "number"}}}
 _IMPORTED = {"type": "object", "properties": {
     "collection": {"type": "string"}, "version": {"type": "string", "format": "date-time"},
     "features": {"type": "integer"}, "notes": {"type": "array", "items": {"type": "string"}}}}
@@ -151,6 +160,25 @@ def document(catalog: Catalog, fields_of, visible: set[str], base_url: str, mqtt
     channels["all-sse"] = {"address": "/events", "title": "All events the caller may see",
                            "servers": [{"$ref": "#/servers/sse"}], "messages": everything}
     operations["receive-all-sse"] = _receive("all-sse", everything)
+    for coll in shown:
+        if coll.stream and coll.id in public:  # SensorThings 1.1 over MQTT (oup.sta)
+            messages["sta-observation"] = {
+                "name": "sta-observation", "title": "A new SensorThings Observation",
+                "summary": "Each new observation of the datastream, once, after its commit, "
+                           "however it came (MQTT or HTTP); sensors send readings to "
+                           "ingest/v1.1/Datastreams('{id}')/Observations, never here.",
+                "contentType": "application/json", "payload": _STA_OBSERVATION}
+            ref = {"sta-observation": {"$ref": "#/components/messages/sta-observation"}}
+            channels[f"{coll.id}-sta"] = {
+                "address": "v1.1/Datastreams('{datastreamId}')/Observations",
+                "title": f"{coll.title}: SensorThings observations",
+                "parameters": {"datastreamId": {"description": "the sensor's id (the "
+                                                "Datastream's @iot.id)"}},
+                "servers": [{"$ref": f"#/servers/{s}"} for s in ("mqtt", "mqtt-ws")
+                            if s in servers], "messages": ref}
+            operations[f"receive-{coll.id}-sta"] = dict(
+                _receive(f"{coll.id}-sta", ref),
+                bindings={"mqtt": {"qos": 1, "bindingVersion": "0.2.0"}})
     return {"asyncapi": "3.0.0", "id": f"{base_url}/asyncapi",
             "info": {"title": "OUP change events", "version": VERSION,
                      "description": "Every change to published data, told after the commit "

@@ -1,7 +1,9 @@
 """``oup events relay``: the events of public collections, from the event log to MQTT.
 
 One relay per broker reads the log in order and publishes each public event, QoS 1, to
-``oup/events/collections/{id}/{kind}``. It moves its cursor (kept in the store) only after
+``oup/events/collections/{id}/{kind}``, and each new observation it tells of as a
+SensorThings Observation to ``v1.1/Datastreams('{sensor}')/Observations`` (the broker's
+ACL lets only the relay publish on either; sensors send readings below ``ingest/``). It moves its cursor (kept in the store) only after
 the broker acknowledged everything before it, so a relay that stops, or a broker that
 restarts, sends again from the cursor: at least once, in order, and a subscriber can
 tell a repeat by the event's id. Non-public collections are never published: their
@@ -18,6 +20,7 @@ from typing import Callable
 import orjson
 
 from oup.events import CATALOGUE_TYPES, ChangeEvent
+from oup.sensors.observations import sta_topic
 
 LOG = logging.getLogger(__name__)
 CURSOR = "relay:mqtt"  # the state name of the last event the broker acknowledged
@@ -98,6 +101,10 @@ class EventRelay:
             # queued by paho even while it is disconnected (QoS 1), sent on reconnection
             sent.append(self.client.publish(e.topic(), orjson.dumps(
                 e.cloudevent(self.base_url)), qos=1).mid)
+            for obs in e.data.get("new", ()):
+                link = f"{self.base_url}/sta/v1.1/Observations({obs['@iot.id']})"
+                sent.append(self.client.publish(sta_topic(e.subject), orjson.dumps(
+                    {**obs, "@iot.selfLink": link}), qos=1).mid)
         deadline = time.monotonic() + self.ack_timeout
         with self._puback:
             while waiting := [m for m in sent if m not in self._acked]:

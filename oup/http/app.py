@@ -34,6 +34,7 @@ from oup.tiles import glyphs, styles, tiles3d, vector_tiles
 from oup.tiles.cache import TileCache
 from oup.writes import after
 from oup.writes.endpoints import Writes
+from oup.sta.endpoints import SensorThings
 
 
 def create_app(settings: Settings | None = None):
@@ -71,6 +72,8 @@ def create_app(settings: Settings | None = None):
         *event_stream.endpoints(catalog),
         *writes.endpoints(),
         *Search(catalog, store, shared.audit, base).endpoints(),
+        *SensorThings(catalog, store, base, lambda: _event_log(shared, settings),
+                      _sensor_registry(catalog, store)).endpoints(),
         # (the OpenAPI document is made from these declarations, so it is read late)
         *service.endpoints(store, metrics, lambda: openapi_doc,
                            lambda: _stream_metrics(shared, settings)),
@@ -97,6 +100,21 @@ def create_app(settings: Settings | None = None):
     gc.collect()
     gc.freeze()
     return app
+
+
+def _sensor_registry(catalog, store):
+    """The ingester's registry of sensors (made on first use): an observation created over
+    HTTP is decoded and checked as an MQTT reading is."""
+    made = []
+
+    def registry():
+        if not made:
+            from iot_ingest.sensors import SensorRegistry
+
+            made.append(SensorRegistry(catalog, store))
+        return made[0]
+
+    return registry
 
 
 def _fields(store, cid: str) -> list:

@@ -112,11 +112,15 @@ def extend_openapi(oas: dict, own_paths: dict, unsearched: set[str] = frozenset(
                        ("401", "Sign in: no credentials, or credentials that are not valid"),
                        ("403", "Signed in, but without a role this takes"),
                        ("404", "Not found"),
+                       ("405", "A method this path does not take (Allow says which)"),
+                       ("409", "Clashes with what is there (a repeat of a stored reading)"),
                        ("412", "If-Match names a version that is no longer current"),
                        ("415", "A body of a media type this does not take"),
                        ("422", "A feature the collection does not take: the problem document "
                                "names the property"),
-                       ("500", "Server error")):
+                       ("500", "Server error"),
+                       ("503", "A part the answer needs is busy or away: send again "
+                               "(Retry-After)")):
         responses[code] = _problem_response(text)
     paths = oas.setdefault("paths", {})
     for cid in unsearched:  # free-text search is not offered on them: do not say it is

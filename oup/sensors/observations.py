@@ -51,6 +51,22 @@ class SensorHome(NamedTuple):
     properties: dict = {}
 
 
+# SensorThings over MQTT: the platform tells of each new observation on the standard topic
+# (only the event relay may publish there); sensors send readings to the same path below
+# ``ingest/``, so the ingester never takes a notification for a reading.
+STA_INGEST_PREFIX = "ingest/"
+
+
+def sta_topic(sensor_id: str) -> str:
+    """Where subscribers hear of a sensor's new observations (SensorThings 1.1)."""
+    return "v1.1/Datastreams('" + sensor_id.replace("'", "''") + "')/Observations"
+
+
+def sta_ingest_topic(sensor_id: str) -> str:
+    """Where a sensor sends a SensorThings Observation (and HTTP readings are filed)."""
+    return STA_INGEST_PREFIX + sta_topic(sensor_id)
+
+
 def iso_us(us: int | None) -> str | None:
     """Microseconds since the epoch as RFC 3339 UTC ('Z'), seconds precision when exact."""
     if us is None:

@@ -172,6 +172,9 @@ class BatchResult:
     dead_lettered: int = 0
     observations_stored: int = 0
     observations_corrected: int = 0
+    # the new observations' ids by (sensor, phenomenon time): a SensorThings create
+    # answers them (not counted, so not summed by who adds results up)
+    ids: dict = field(default_factory=dict, compare=False)
 
 
 class SqlTables:

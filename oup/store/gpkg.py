@@ -167,6 +167,7 @@ class GeoPackageStore(GeoPackageWrites, SqlQueries):
     """A GeoPackage file behind the ``FeatureStore`` Protocol."""
 
     GEOMETRY = (quote(GEOM), quote(GEOM84))
+    SQL_DIALECT = "sqlite"  # the spellings of the SensorThings queries (sta_sql.py)
 
     def __init__(self, path: str | Path):
         self.path = str(Path(path).resolve())

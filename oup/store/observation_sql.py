@@ -15,19 +15,24 @@ _DEAD_LETTER_KEYS = ("id", "received_at", "topic", "reason", "payload", "payload
 _COUNT = ", ".join(f"{c} = oup_ingest_counters.{c} + excluded.{c}" for c in COUNTERS)
 
 
-def tally(res: BatchResult, latest: dict[str, list], o: Observation, corrected: bool) -> None:
+def tally(res: BatchResult, latest: dict[str, list], o: Observation, corrected: bool,
+          oid: int | None = None) -> None:
     """Count one observation written (new or a correction) and keep, per sensor, its
-    latest (time, value) and how many were stored and corrected: [t, value, new, fixed]."""
+    latest (time, value), how many were stored and corrected, and the new ones (their id,
+    for the SensorThings notifications): [t, value, new, fixed, [(id, observation)]]."""
     if corrected:
         res.observations_corrected += 1
     else:
         res.observations_stored += 1
     seen = latest.get(o.sensor_id)
     if seen is None:
-        seen = latest[o.sensor_id] = [o.phenomenon_time, o.result, 0, 0]
+        seen = latest[o.sensor_id] = [o.phenomenon_time, o.result, 0, 0, []]
     elif o.phenomenon_time >= seen[0]:
         seen[0], seen[1] = o.phenomenon_time, o.result
     seen[3 if corrected else 2] += 1
+    if not corrected and oid is not None:
+        seen[4].append((oid, o))
+        res.ids[o.sensor_id, o.phenomenon_time] = oid
 
 
 class SqlObservations(SqlTables):
@@ -52,7 +57,7 @@ class SqlObservations(SqlTables):
                          tables: dict[str, SensorHome]) -> dict[tuple[str, str], list]:
         """The batch's latest (time, value, sensor) per sensors table (table, id field)."""
         by_table: dict[tuple[str, str], list] = {}
-        for sensor, (t, value, _, _) in latest.items():
+        for sensor, (t, value, *_) in latest.items():
             if sensor in tables:
                 home = tables[sensor]
                 by_table.setdefault((home[0], home[1]), []).append((iso_us(t), value, sensor))
@@ -63,8 +68,8 @@ class SqlObservations(SqlTables):
                       tables: dict[str, SensorHome]) -> list[ChangeEvent]:
         """One change event per sensor of a known collection the batch wrote to."""
         return [observations_event(home[0], home[1], sensor, t, value, new, fixed,
-                                   home[2] if len(home) > 2 else None)
-                for sensor, (t, value, new, fixed) in sorted(latest.items())
+                                   home[2] if len(home) > 2 else None, items)
+                for sensor, (t, value, new, fixed, items) in sorted(latest.items())
                 if (home := tables.get(sensor))]
 
     # -- after a re-import ------------------------------------------------------------------

@@ -51,10 +51,10 @@ ON CONFLICT (sensor_id, phenomenon_time) DO UPDATE SET
   stored_at = excluded.stored_at, revision = revision + 1
 WHERE excluded.result_time IS NOT NULL
   AND (oup_observations.result_time IS NULL OR excluded.result_time > oup_observations.result_time)
-RETURNING revision"""
+RETURNING revision, id"""
 _INSERT_KEYED = """
 INSERT OR IGNORE INTO oup_observations (sensor_id, phenomenon_time, result, result_time,
-  dedupe_key, stored_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING revision"""
+  dedupe_key, stored_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING revision, id"""
 
 
 class GeoPackageObservationStore(SqlObservations, SqlEventLog):
@@ -122,7 +122,7 @@ class GeoPackageObservationStore(SqlObservations, SqlEventLog):
                     if row is None:
                         continue
                     new += 1
-                    tally(res, latest, o, bool(row[0]))
+                    tally(res, latest, o, bool(row[0]), row[1])
                 if new:
                     res.stored += 1
                 else:

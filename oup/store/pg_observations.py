@@ -27,14 +27,14 @@ ON CONFLICT (sensor_id, phenomenon_time) DO UPDATE SET
   stored_at = excluded.stored_at, revision = oup_observations.revision + 1
 WHERE excluded.result_time IS NOT NULL
   AND (oup_observations.result_time IS NULL OR excluded.result_time > oup_observations.result_time)
-RETURNING sensor_id, phenomenon_time, revision"""
+RETURNING sensor_id, phenomenon_time, revision, id"""
 _INSERT_KEYED = """
 INSERT INTO oup_observations (sensor_id, phenomenon_time, result, result_time, dedupe_key,
   stored_at)
 SELECT * FROM unnest(?::text[], ?::bigint[], ?::float8[], ?::bigint[], ?::text[],
   ?::bigint[])
 ON CONFLICT (sensor_id, phenomenon_time) DO NOTHING
-RETURNING sensor_id, phenomenon_time, revision"""
+RETURNING sensor_id, phenomenon_time, revision, id"""
 _PARTITION_LOCK = 7_400_392
 
 
@@ -125,11 +125,11 @@ class PostGISObservationStore(SqlObservations, SqlEventLog):
                 rows = self.execute(_INSERT_KEYED, list(map(list, zip(*[
                     (o.sensor_id, o.phenomenon_time, o.result, o.result_time, o.dedupe_key, now)
                     for _, o in first.values()]))))
-                stored = {(s, t) for s, t, _ in rows}
+                stored = {(s, t): oid for s, t, _, oid in rows}
                 for i, o in first.values():
                     if (o.sensor_id, o.phenomenon_time) in stored:
                         hits[i] = hits.get(i, 0) + 1
-                        tally(res, latest, o, False)
+                        tally(res, latest, o, False, stored[o.sensor_id, o.phenomenon_time])
         # plain observations, in rounds of unique keys
         pending = [(i, o) for i, m in enumerate(messages) if not isinstance(m, DeadLetter)
                    for o in m if o.dedupe_key is None]
@@ -142,13 +142,13 @@ class PostGISObservationStore(SqlObservations, SqlEventLog):
             rows = self.execute(_UPSERT, list(map(list, zip(*[
                 (o.sensor_id, o.phenomenon_time, o.result, o.result_time, now)
                 for _, o in this]))))
-            outcome = {(s, t): rev for s, t, rev in rows}
+            outcome = {(s, t): (rev, oid) for s, t, rev, oid in rows}
             for i, o in this:
-                rev = outcome.get((o.sensor_id, o.phenomenon_time))
-                if rev is None:
+                written = outcome.get((o.sensor_id, o.phenomenon_time))
+                if written is None:
                     continue
                 hits[i] = hits.get(i, 0) + 1
-                tally(res, latest, o, bool(rev))
+                tally(res, latest, o, bool(written[0]), written[1])
             pending = rest
         for i, m in enumerate(messages):
             if not isinstance(m, DeadLetter):

@@ -91,6 +91,7 @@ def _with_dimension(features: Iterable[Feature]) -> tuple[Iterable[Feature], str
 class PostGISStore(FeatureVersions, SqlQueries):
     GEOMETRY = (f"ST_AsBinary({GEOM})", f"ST_AsBinary({GEOM84})")
     LOCK_ROW = " FOR UPDATE"
+    SQL_DIALECT = "postgresql"  # the spellings of the SensorThings queries (sta_sql.py)
     META_IMPORT_ID = "l.meta->>'import_id'"
     OWN_SRIDS = (910000, 998999)  # a CRS without an EPSG code: PostGIS's user range
 

@@ -49,6 +49,11 @@ class SqlQueries:
     def _spatial(self, cid: str) -> Spatial:
         raise NotImplementedError
 
+    def spatial_predicate(self, cid: str) -> Spatial:
+        """The SQL of a spatial predicate against ``cid``'s CRS84 geometry, through its
+        index (the SensorThings filters, ``sta_sql.py``)."""
+        return self._spatial(cid)
+
     def _spatial_scan(self, cid: str) -> Spatial:
         """``_spatial`` for a relation other than the table (its versions ``asof``)."""
         return self._spatial(cid)

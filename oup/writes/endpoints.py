@@ -56,7 +56,8 @@ class Writes:
         self._pruned: dict[str, float] = {}
 
     def endpoints(self) -> list[Endpoint]:
-        editable = lambda: [c.id for c in self.catalog if c.editable]  # noqa: E731
+        editable = lambda: [c.id for c in self.catalog  # noqa: E731
+                            if c.editable and not c.derived_from]  # (observations: /sta)
         fid = Param("featureId", "the id of a feature", where="path")
         crs = Param("Content-Crs", "the CRS of the coordinates sent (OGC API Features "
                     "Part 2); default CRS84", where="header")

@@ -1,0 +1,238 @@
+"""SensorThings API: query latency over a city's worth of observations, and creating
+observations by data arrays against the MQTT ingest of the same readings.
+
+    python benchmarks/sta.py [--sensors 1000] [--observations 10000000] [--postgis]
+
+1. 1,000 sensors and 10 million observations (one a minute each), loaded into the store;
+   over HTTP (`oup serve`), p50/p99 of
+   - ``Datastreams(id)/Observations?$filter=<a one-hour window>&$top=100``, random sensor
+     and window;
+   - ``Things?$expand=Datastreams($expand=Observations($top=1;$orderby=phenomenonTime
+     desc))`` (the first 100 things, each with its latest observation).
+2. Creating: readings per second through ``POST CreateObservations`` (batches of 500, one
+   client) against ``oup ingest`` draining the same number of queued MQTT messages
+   (benchmarks/sensors.py's measure); the ratio is printed.
+``--postgis`` runs it all on a throwaway PostgreSQL cluster (oup.store.localdb).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from oup.ports import free_port  # noqa: E402
+from sensors import oup, oup_rate, preload, subscribe_session  # noqa: E402
+
+T0 = 1_893_456_000_000_000  # 2030-01-01, one reading a minute per sensor
+MINUTE = 60_000_000
+
+
+def catalogue(work: Path, n_sensors: int) -> Path:
+    cat = work / "catalogue"
+    for name in ("sensors", "observations"):
+        shutil.copytree(ROOT / "collections" / name, cat / name)
+    rng = random.Random(3)
+    props = ["NO2", "PM10", "PM25", "noise_level"]
+    feats = [{"type": "Feature", "geometry": {"type": "Point", "coordinates": [
+        4.35 + rng.random() * 0.25, 51.86 + rng.random() * 0.1]},
+        "properties": {"sensor_id": f"s{i:04d}", "name": f"sensor {i}",
+                       "observed_property": props[i % 4], "owner": "bench", "format": "flat"}}
+        for i in range(n_sensors)]
+    (cat / "sensors" / "sensors.geojson").write_text(json.dumps(
+        {"type": "FeatureCollection", "features": feats}))
+    return cat
+
+
+def rows(n_sensors: int, per: int, k: int):
+    return ((f"s{i:04d}", T0 + m * MINUTE, (i * 7 + m) % 90 + 0.5, 0)
+            for m in range(k, min(per, k + 100)) for i in range(n_sensors))
+
+
+def load_gpkg(path: Path, n_sensors: int, per: int) -> None:
+    from oup.store.observations import GeoPackageObservationStore
+
+    store = GeoPackageObservationStore(path)
+    con = store.con
+    con.execute("DROP INDEX oup_observations_time")  # built once after loading: faster
+    for k in range(0, per, 100):
+        con.execute("BEGIN")
+        con.executemany("INSERT INTO oup_observations (sensor_id, phenomenon_time, result, "
+                        "stored_at) VALUES (?,?,?,?)", rows(n_sensors, per, k))
+        con.execute("COMMIT")
+    con.execute("CREATE INDEX oup_observations_time ON oup_observations (phenomenon_time)")
+    con.execute("ANALYZE")
+
+
+def load_postgis(url: str, n_sensors: int, per: int) -> None:
+    import psycopg
+
+    from oup.store.pg_observations import PostGISObservationStore
+
+    PostGISObservationStore(url)  # the schema
+    end = T0 + per * MINUTE
+    with psycopg.connect(url, autocommit=True) as con:
+        # the months the readings fall in (the store makes a month as its first reading
+        # arrives; here they arrive by COPY)
+        t = T0
+        while t < end:
+            d = datetime.fromtimestamp(t / 1e6, timezone.utc)
+            start = datetime(d.year, d.month, 1, tzinfo=timezone.utc)
+            nxt = datetime(d.year + (d.month == 12), d.month % 12 + 1, 1, tzinfo=timezone.utc)
+            lo, hi = int(start.timestamp() * 1e6), int(nxt.timestamp() * 1e6)
+            con.execute(f"CREATE TABLE IF NOT EXISTS oup_observations_{d.year * 100 + d.month} "
+                        f"PARTITION OF oup_observations FOR VALUES FROM ({lo}) TO ({hi})")
+            t = hi
+        with con.cursor().copy("COPY oup_observations (sensor_id, phenomenon_time, result, "
+                               "stored_at) FROM STDIN") as copy:
+            for k in range(0, per, 100):
+                for r in rows(n_sensors, per, k):
+                    copy.write_row(r)
+        con.execute("ANALYZE oup_observations")
+
+
+def timed(url: str, queries: list[dict], path_of) -> tuple[float, float]:
+    s = requests.Session()
+    for q in queries[:20]:  # warm the workers
+        s.get(path_of(q), params=q["params"], timeout=60).raise_for_status()
+    took = []
+    for q in queries:
+        t = time.perf_counter()
+        r = s.get(path_of(q), params=q["params"], timeout=60)
+        took.append(time.perf_counter() - t)
+        r.raise_for_status()
+    took.sort()
+    return took[len(took) // 2] * 1e3, took[int(len(took) * 0.99)] * 1e3
+
+
+def create_rate(url: str, key: str, n_sensors: int, n: int) -> float:
+    """Readings a second through CreateObservations; the bodies are made before the clock
+    starts (as the MQTT messages are queued before the ingester's)."""
+    s = requests.Session()
+    s.headers.update({"X-API-Key": key, "Content-Type": "application/json"})
+    t_base = T0 - 10 ** 12  # before the loaded readings: all new
+    bodies = []
+    for first in range(0, n, 500):
+        batch: dict[str, list] = {}
+        for j in range(first, min(n, first + 500)):
+            stamp = datetime.fromtimestamp((t_base + (j // n_sensors) * MINUTE) / 1e6,
+                                           timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+            batch.setdefault(f"s{j % n_sensors:04d}", []).append([stamp, 10.0 + j % 50])
+        bodies.append(json.dumps([{"Datastream": {"@iot.id": sid}, "components": [
+            "phenomenonTime", "result"], "dataArray": rows_} for sid, rows_ in batch.items()]))
+    t = time.perf_counter()
+    for body in bodies:
+        r = s.post(f"{url}/sta/v1.1/CreateObservations", data=body, timeout=120)
+        r.raise_for_status()
+        assert "error" not in r.json(), r.text[:300]
+    return n / (time.perf_counter() - t)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sensors", type=int, default=1000)
+    ap.add_argument("--observations", type=int, default=10_000_000)
+    ap.add_argument("--queries", type=int, default=500)
+    ap.add_argument("--create", type=int, default=100_000, help="readings created per way")
+    ap.add_argument("--postgis", action="store_true")
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="oup-bench-sta-"))
+    work.chmod(0o755)
+    db = None
+    try:
+        cat = catalogue(work, args.sensors)
+        env = dict(os.environ, OUP_DATA_DIR=str(work / "data"), OUP_CATALOG_DIR=str(cat),
+                   OUP_LOG_LEVEL="WARNING", OUP_API_KEYS_FILE=str(work / "keys.yml"))
+        env.pop("OUP_DATABASE_URL", None)
+        if args.postgis:
+            from oup.store.localdb import LocalPostGIS
+
+            db = LocalPostGIS(work / "cluster", durable=False).start()
+            env["OUP_DATABASE_URL"] = db.create("oup")
+        oup(env, "import", "--quiet")
+        key = oup(env, "keys", "add", "bench", "--role", "sensor-writer").stdout.strip()
+        per = args.observations // args.sensors
+        t = time.perf_counter()
+        if args.postgis:
+            load_postgis(env["OUP_DATABASE_URL"], args.sensors, per)
+        else:
+            load_gpkg(work / "data" / "oup.gpkg", args.sensors, per)
+        store = "PostGIS" if args.postgis else "GeoPackage"
+        print(f"{store}: {args.sensors:,} sensors, {per * args.sensors:,} observations "
+              f"loaded in {time.perf_counter() - t:.0f} s")
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        server = subprocess.Popen([sys.executable, "-m", "oup.cli", "serve", "--port",
+                                   str(port)], env=env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                try:
+                    if requests.get(f"{url}/health", timeout=2).ok:
+                        break
+                except (requests.ConnectionError, requests.Timeout):  # still starting
+                    time.sleep(0.3)
+            rng = random.Random(5)
+            window = []
+            for _ in range(args.queries):
+                start = T0 + rng.randrange(per - 60) * MINUTE
+                iso = lambda us: datetime.fromtimestamp(us / 1e6, timezone.utc).strftime(  # noqa
+                    "%Y-%m-%dT%H:%M:%SZ")
+                window.append({"sid": f"s{rng.randrange(args.sensors):04d}", "params": {
+                    "$filter": f"phenomenonTime ge {iso(start)} and phenomenonTime lt "
+                               f"{iso(start + 120 * MINUTE)}", "$top": "100"}})
+            p50, p99 = timed(url, window,
+                             lambda q: f"{url}/sta/v1.1/Datastreams('{q['sid']}')/Observations")
+            print(f"Datastreams(id)/Observations, a time window, $top=100: "
+                  f"p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+            latest = [{"params": {"$expand": "Datastreams($expand=Observations($top=1;"
+                                             "$orderby=phenomenonTime desc))"}}] * max(
+                50, args.queries // 5)
+            p50, p99 = timed(url, latest, lambda q: f"{url}/sta/v1.1/Things")
+            print(f"Things?$expand=Datastreams($expand=Observations($top=1;$orderby="
+                  f"phenomenonTime desc)) (100 things): p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+            http = create_rate(url, key, args.sensors, args.create)
+        finally:
+            server.terminate()
+            server.wait(30)
+        print(f"CreateObservations (data arrays of 500): {http:,.0f} readings/s")
+        from iot_ingest.broker import BrokerProcess
+        from iot_ingest.mqtt import Broker
+        from oup.store import open_observation_store
+
+        broker_proc = BrokerProcess(work / "broker", free_port(), kind="mosquitto").start()
+        try:
+            broker = Broker.from_url(broker_proc.url)
+            benv = dict(env, OUP_MQTT_URL=broker_proc.url)
+            subscribe_session(broker, "bench-sta-ingest", "oup/sensors/+/observations")
+            preload(broker, args.create, [f"s{i:04d}" for i in range(args.sensors)],
+                    T0 - 2 * 10 ** 12)
+            obs_store = open_observation_store(benv.get("OUP_DATABASE_URL")
+                                               or f"gpkg://{work / 'data' / 'oup.gpkg'}")
+            mqtt = oup_rate(benv, obs_store, args.create, "bench-sta-ingest")
+        finally:
+            broker_proc.stop()
+        print(f"oup ingest (MQTT, same readings): {mqtt:,.0f} readings/s; "
+              f"data arrays / MQTT = {http / mqtt:.2f}x")
+    finally:
+        if db is not None:
+            db.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
