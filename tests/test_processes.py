@@ -213,6 +213,86 @@ def test_area_statistics_keeps_the_disclosure_rules(twin):
     assert r.status_code == 400 and r.json()["parameter"] == "collection"
 
 
+def _box(code: str, x0: float, y0: float, x1: float, y1: float) -> dict:
+    return {"type": "Feature", "properties": {"name": code, "height": 1.0, "floors": 1,
+                                              "code": code},
+            "geometry": {"type": "Polygon", "coordinates": [[
+                [x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]]}}
+
+
+@pytest.fixture
+def sensor_areas(twin):
+    """Areas around some of the demo's air-quality sensors (the neighbourhoods, in
+    Delfshaven, hold none), written as plots by a steward; gone afterwards."""
+    plots = f"{twin.url}/collections/plots/items"
+    geo = {"Content-Type": "application/geo+json", **twin.key["steward"]}
+    codes = []
+    for n, box in enumerate(((4.465, 51.91, 4.48, 51.925),     # Schiedamsevest
+                             (4.46, 51.928, 4.47, 51.936),     # Statenweg
+                             (4.48, 51.88, 4.50, 51.895))):    # Pleinweg, Zwartewaalstraat
+        code = f"S{n}-{twin.env['OUP_TEST_STORE']}"
+        assert requests.put(f"{plots}/{code}", headers=geo, json=_box(code, *box),
+                            timeout=30).status_code in (200, 201)
+        codes.append(code)
+    yield codes
+    for code in codes:
+        requests.delete(f"{plots}/{code}", headers=geo, timeout=30)
+
+
+def test_area_statistics_of_observations_in_a_week(twin, sensor_areas):
+    """NO2 readings of the demo's sensors (a week and the days around it, in 2001: no
+    other test writes there), per area, against geopandas over the readings written and
+    the sensors as the Features API serves them."""
+    import geopandas as gpd
+
+    from conftest import store_url
+    from oup.sensors.observations import Observation
+    from oup.store import open_observation_store
+
+    sensors = _features(twin, "sensors")
+    rng = np.random.default_rng(29)
+    start = datetime(2001, 3, 5, tzinfo=timezone.utc)
+    rows = []
+    for s in sensors:
+        for t in rng.uniform(-2, 9, 30):  # days from the start: some outside the week
+            at = int((start.timestamp() + t * 86400) * 1e6)
+            rows.append((s["properties"]["sensor_id"], at, round(float(rng.uniform(0, 80)), 2)))
+    store = open_observation_store(store_url(twin.env))
+    try:
+        store.write_batch("processes-test", [[Observation(sid, at, v, at)] for sid, at, v
+                                             in rows])
+    finally:
+        store.close()
+    r = requests.post(f"{twin.url}/processes/area-statistics/execution", headers={
+        **JSON, **twin.key["planner"]}, json={"inputs": {
+            "collection": "observations", "areas": "plots", "property": "NO2",
+            "statistics": ["count", "mean", "max", "p50"],
+            "datetime": "2001-03-05T00:00:00Z/2001-03-12T00:00:00Z"}}, timeout=60)
+    assert r.status_code == 200, r.text
+    got = {f["id"]: f["properties"] for f in r.json()["features"]}
+    areas = _features(twin, "plots")
+    where = {s["properties"]["sensor_id"]: s for s in sensors
+             if s["properties"]["observed_property"] == "NO2"}
+    lo, hi = start.timestamp() * 1e6, start.timestamp() * 1e6 + 7 * 86400e6
+    week = [(where[sid], v) for sid, at, v in rows if sid in where and lo <= at <= hi]
+    points = gpd.GeoDataFrame({"v": [v for _, v in week]}, geometry=gpd.GeoSeries.from_xy(
+        [s["geometry"]["coordinates"][0] for s, _ in week],
+        [s["geometry"]["coordinates"][1] for s, _ in week]), crs="OGC:CRS84")
+    zones = gpd.GeoDataFrame.from_features(areas, crs="OGC:CRS84")
+    zones["area"] = [a["id"] for a in areas]
+    joined = gpd.sjoin(points, zones[["area", "geometry"]], predicate="within")
+    assert joined["area"].nunique() == 3  # the test means something: areas with sensors
+    for area in zones["area"]:
+        v = joined.loc[joined["area"] == area, "v"]
+        assert got[area]["count"] == len(v), area
+        if len(v):
+            assert got[area]["mean"] == pytest.approx(v.mean())
+            assert got[area]["max"] == pytest.approx(v.max())
+            assert got[area]["p50"] == pytest.approx(v.median())
+        else:
+            assert got[area]["mean"] is None
+
+
 def test_changes_from_the_feature_history(twin, owslib_headers):
     from owslib.ogcapi.processes import Processes
 

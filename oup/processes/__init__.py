@@ -116,6 +116,19 @@ def load_processes(file: Path) -> dict[str, Process]:
     return out
 
 
+def pages(read: Callable[[Query], Any], q: Query) -> Iterator[dict]:
+    """Every feature ``read(q)`` gives, a page at a time (``q``'s limit and offset are
+    set here)."""
+    offset = 0
+    while True:
+        q.limit, q.offset, q.count = PAGE, offset, False
+        page = read(q).features
+        yield from page
+        if len(page) < PAGE:
+            return
+        offset += PAGE
+
+
 @dataclass
 class Context:
     """What a job may use: the caller's identity, the catalogue, the store, and the
@@ -148,19 +161,26 @@ class Context:
             raise InputError(f"no collection {coll.id!r}")
         if coll.editable is not None:
             q.owner = owner_of(coll, self.identity)
-        read = self._reader(coll)
-        offset = 0
-        while True:
-            q.limit, q.offset, q.count = PAGE, offset, False
-            page = read(q).features
-            yield from page
-            if len(page) < PAGE:
-                return
-            offset += PAGE
+        return pages(self._reader(coll), q)
+
+    def series(self, coll: Collection):
+        """The observations behind a derived collection the caller may read, for
+        queries over them in SQL (``oup.store.timeseries.TimeSeries``), and its sensors
+        (as the derived collection shows them: their location and observed property)."""
+        if coll.id not in self.visible or not coll.derived_from:
+            raise InputError(f"no observations {coll.id!r}")
+        sensors = self.catalog[coll.derived_from]
+        return self._series_of(coll), lambda q: self.store.query(sensors.id, q)
 
     def _reader(self, coll: Collection) -> Callable[[Query], Any]:
         if not coll.derived_from:
             return lambda q: self.store.query(coll.id, q)
+        series = self._series_of(coll)
+        if coll.observations_of:
+            return series.observations
+        return lambda q: series.slices(q, coll.time_slices.seconds)
+
+    def _series_of(self, coll: Collection):
         if coll.id not in self._series:
             from oup.store.timeseries import SensorSet, TimeSeries
 
@@ -169,7 +189,4 @@ class Context:
             self._series[coll.id] = TimeSeries(self.store, SensorSet(
                 sensors.id, sensors.id_field, st.property_field,
                 {k: p.unit for k, p in st.properties.items()}))
-        series = self._series[coll.id]
-        if coll.observations_of:
-            return series.observations
-        return lambda q: series.slices(q, coll.time_slices.seconds)
+        return self._series[coll.id]

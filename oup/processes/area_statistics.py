@@ -7,7 +7,9 @@ itself; on the boundary: in neither). ``count`` is the number of features in the
 values of ``property``: sum, mean, min, max and percentiles ``p0`` to ``p100`` (linear
 between the closest ranks). The store narrows the features to the areas' bounding box
 and the time window; the geometry test is shapely's, on both stores (the GeoPackage
-has no spatial SQL).
+has no spatial SQL). Of observations, ``property`` is an observed property (say
+``NO2``): each of its sensors goes to the area it stands in, and the store sums their
+results per sensor in SQL; only percentiles read the values themselves.
 
 The input's disclosure control applies to the answer as it applies to what is
 published (``oup.catalog.disclosure``): an area with fewer features than the input's
@@ -17,13 +19,13 @@ sums of a rounded property) are rounded as its rules round.
 """
 from __future__ import annotations
 
-import re
+import math
 
 import numpy as np
 
 from oup.catalog import Classification, Collection
 from oup.catalog.disclosure import DisclosurePolicy, DisclosureRule, protect
-from oup.processes import Context, InputError, features_output
+from oup.processes import PAGE, Context, InputError, features_output, pages
 from oup.store.base import Query
 
 STATISTIC = r"count|sum|mean|min|max|p(?:100|[1-9]?[0-9])"
@@ -62,7 +64,15 @@ def check(inputs: dict, context: Context) -> dict:
     if prop is None and set(inputs["statistics"]) - {"count"}:
         raise InputError("input 'property': the statistics other than count are of a "
                          "property; name one", "property")
-    if prop is not None and not coll.derived_from and context.store is not None:
+    if prop is not None and coll.observations_of:
+        observed = context.catalog[coll.observations_of].stream.properties
+        if prop not in observed:
+            raise InputError(f"input 'property': of observations, an observed property: "
+                             f"one of {', '.join(observed)}", "property")
+    elif prop is not None and coll.time_slices:
+        raise InputError("input 'property': time slices are summaries already; ask the "
+                         "observations", "collection")
+    elif prop is not None and context.store is not None:
         names = {f.name for f in context.store.fields(coll.id)}
         if prop not in names:
             raise InputError(f"input 'property': {coll.id} has no property {prop!r}; it has "
@@ -75,6 +85,38 @@ def check(inputs: dict, context: Context) -> dict:
         except ValueError as exc:
             raise InputError(f"input 'datetime': {exc}", "datetime") from None
     return inputs
+
+
+class Tally:
+    """What the statistics of one area are made of."""
+
+    def __init__(self, keep_values: bool):
+        self.count, self.sum = 0, 0.0
+        self.min, self.max = math.inf, -math.inf
+        self.values: list[float] | None = [] if keep_values else None
+
+    def add(self, values: np.ndarray) -> None:
+        if len(values):
+            self.merge(len(values), float(values.sum()), float(values.min()),
+                       float(values.max()))
+            if self.values is not None:
+                self.values.extend(values.tolist())
+
+    def merge(self, count: int, total: float, lo: float, hi: float) -> None:
+        self.count += count
+        self.sum += total
+        self.min, self.max = min(self.min, lo), max(self.max, hi)
+
+    def statistic(self, name: str):
+        if name == "count":
+            return self.count
+        if not self.count:
+            return None
+        if name in ("sum", "min", "max"):
+            return float(getattr(self, name))
+        if name == "mean":
+            return self.sum / self.count
+        return float(np.percentile(np.asarray(self.values), int(name[1:])))
 
 
 def execute(inputs: dict, context: Context) -> dict:
@@ -93,25 +135,28 @@ def execute(inputs: dict, context: Context) -> dict:
     polygons = [shape(f["geometry"]) for f in areas]
     tree = shapely.STRtree(polygons)
     context.progress(5, f"{len(areas)} areas")
-    values: list[list[float]] = [[] for _ in areas]
-    counts = np.zeros(len(areas), dtype=np.int64)
-    q = Query(bbox=tuple(shapely.total_bounds(polygons)),
-              interval=parse_datetime(inputs.get("datetime")))
-    read, batch = 0, []
-    for feature in context.features(coll, q):
-        batch.append(feature)
-        if len(batch) == 5000:
-            _count(batch, tree, prop, values, counts)
-            read += len(batch)
-            batch = []
-            context.progress(min(90, 5 + read // 5000), f"{read} features read")
-    _count(batch, tree, prop, values, counts)
+    interval = parse_datetime(inputs.get("datetime"))
+    percentiles = any(n.startswith("p") for n in wanted)
+    tallies = [Tally(percentiles) for _ in areas]
+    if coll.observations_of:
+        _observations(context, coll, prop, interval, tree, tallies)
+    else:
+        q = Query(bbox=tuple(shapely.total_bounds(polygons)), interval=interval)
+        read, batch = 0, []
+        for feature in context.features(coll, q):
+            batch.append(feature)
+            if len(batch) == PAGE:
+                _count(batch, tree, prop, tallies)
+                read += len(batch)
+                batch = []
+                context.progress(min(90, 5 + read // PAGE), f"{read} features read")
+        _count(batch, tree, prop, tallies)
     policy = _policy(coll, prop, wanted)
     out = []
     for i, area in enumerate(areas):
-        stats = {name: _statistic(name, values[i], int(counts[i])) for name in wanted}
+        stats = {name: tallies[i].statistic(name) for name in wanted}
         if policy is not None:
-            stats, _ = protect({**stats, "count": int(counts[i])}, policy)
+            stats, _ = protect({**stats, "count": tallies[i].count}, policy)
             stats = {k: v for k, v in stats.items() if k in wanted}
         props = {"area": area.get("id")}
         if areas_coll.title_field:
@@ -123,10 +168,10 @@ def execute(inputs: dict, context: Context) -> dict:
     return {"type": "FeatureCollection", "features": out, "numberReturned": len(out)}
 
 
-def _count(batch: list[dict], tree, prop: str | None, values, counts) -> None:
+def _count(batch: list[dict], tree, prop: str | None, tallies: list[Tally]) -> None:
     import shapely
 
-    kept = []
+    shapes, values = [], []
     for f in batch:
         if not f.get("geometry"):
             continue
@@ -136,37 +181,58 @@ def _count(batch: list[dict], tree, prop: str | None, values, counts) -> None:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise InputError(f"input 'property': {prop} is not numeric ({value!r})",
                              "property")
-        kept.append((shapely.from_geojson(_json(f["geometry"])), float(value)))
-    if not kept:
+        shapes.append(_json(f["geometry"]))
+        values.append(float(value))
+    if not shapes:
         return
-    centroids = shapely.centroid(np.array([g for g, _ in kept]))
-    inside = tree.query(centroids, predicate="within")
-    for point, area in inside.T:
-        values[area].append(kept[point][1])
-        counts[area] += 1
+    _tally(tree, shapely.centroid(shapely.from_geojson(shapes)), np.asarray(values), tallies)
+
+
+def _tally(tree, points, values: np.ndarray, tallies: list[Tally]) -> None:
+    """Each value to the area its point lies in."""
+    point, area = tree.query(points, predicate="within")
+    order = np.argsort(area, kind="stable")
+    point, area = point[order], area[order]
+    bounds = np.flatnonzero(np.diff(area)) + 1
+    for idx, members in zip(np.split(area, bounds), np.split(point, bounds)):
+        if len(idx):
+            tallies[idx[0]].add(values[members])
+
+
+def _observations(context: Context, coll: Collection, prop: str | None, interval, tree,
+                  tallies: list[Tally]) -> None:
+    """Observations: each sensor to its area, then the store sums its results per
+    sensor in SQL (count, sum, min, max); only percentiles read the values."""
+    import shapely
+
+    series, read_sensors = context.series(coll)
+    sensors = context.catalog[coll.derived_from]
+    q = Query(equals={sensors.stream.property_field: prop} if prop else {})
+    located = [(f["properties"][sensors.id_field], _json(f["geometry"]))
+               for f in pages(read_sensors, q) if f.get("geometry")]
+    if not located:
+        return
+    ids = [sid for sid, _ in located]
+    point, area = tree.query(shapely.centroid(shapely.from_geojson([g for _, g in located])),
+                             predicate="within")
+    area_of = {ids[p]: int(a) for p, a in zip(point, area)}
+    context.progress(20, f"{len(area_of)} sensors in the areas")
+    for sid, n, total, lo, hi in series.per_sensor(interval):
+        if sid in area_of:
+            tallies[area_of[sid]].merge(int(n), float(total), float(lo), float(hi))
+    context.progress(60, "sums per sensor")
+    if tallies and tallies[0].values is not None:
+        members: dict[int, list[str]] = {}
+        for sid, a in area_of.items():
+            members.setdefault(a, []).append(sid)
+        for a, sids in members.items():
+            tallies[a].values = series.results(sids, interval)
 
 
 def _json(geometry: dict) -> str:
     import orjson
 
     return orjson.dumps(geometry).decode()
-
-
-def _statistic(name: str, values: list[float], count: int):
-    if name == "count":
-        return count
-    if not values:
-        return None
-    a = np.asarray(values)
-    if name == "sum":
-        return float(a.sum())
-    if name == "mean":
-        return float(a.mean())
-    if name == "min":
-        return float(a.min())
-    if name == "max":
-        return float(a.max())
-    return float(np.percentile(a, int(re.fullmatch(r"p(\d+)", name)[1])))
 
 
 def _policy(coll: Collection, prop: str | None, wanted: list[str]) -> DisclosurePolicy | None:
