@@ -68,6 +68,40 @@ def _models(db):
     return Job
 
 
+def _queue_storage():
+    """huey's SQL storage with its tables named as OUP's (``oup_queue_task``, ...): in
+    the store's database, ``task`` or ``schedule`` could be a collection's."""
+    from huey.contrib.sql_huey import SqlStorage
+
+    class QueueStorage(SqlStorage):
+        def create_models(self):
+            models = super().create_models()
+            for model in models:
+                model._meta.set_table_name(f"oup_queue_{model.__name__.lower()}")
+            task = models[2]  # its index was made for the old name: made again
+            task._meta.indexes = []
+            task.add_index(task.priority.desc(), task.id)
+            return models
+
+    return QueueStorage
+
+
+def _created(db, make, tries: int = 5):
+    """``make()`` (which creates tables if they are missing), again if another process
+    created them at the same moment (PostgreSQL's CREATE TABLE IF NOT EXISTS is not
+    safe against that)."""
+    import peewee
+
+    for attempt in range(tries):
+        try:
+            with db.connection_context():
+                return make()
+        except (peewee.IntegrityError, peewee.ProgrammingError):
+            if attempt == tries - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+
+
 @dataclass(frozen=True)
 class JobState:
     """A job as ``/jobs/{jobId}`` tells it."""
@@ -113,16 +147,17 @@ class Jobs:
 
     def __init__(self, url: str, retention_s: float, stale_s: float, attempts: int,
                  timeout_s: float):
-        from huey.contrib.sql_huey import SqlHuey
+        from huey import Huey
 
         self.db = database(url)
         self.Job = _models(self.db)
-        with self.db.connection_context():
-            self.db.create_tables([self.Job], safe=True)
         self.retention_s, self.stale_s = retention_s, stale_s
         self.attempts, self.timeout_s = attempts, timeout_s
         # huey's own results store stays off: the table above keeps what a job answers
-        self.huey = SqlHuey("oup-jobs", database=self.db, results=False, utc=True)
+        self.huey = _created(self.db, lambda: Huey(
+            "oup-jobs", storage_class=_queue_storage(), database=self.db, results=False,
+            utc=True))
+        _created(self.db, lambda: self.db.create_tables([self.Job], safe=True))
         self.runner: Callable[[str], None] | None = None  # the worker's (``oup worker``)
         self._task = self.huey.task(name="oup.job")(self._run)
 
