@@ -86,6 +86,8 @@ class Settings(BaseSettings):
         "runs of a job whose worker stopped, before it fails"))
     jobs_timeout_seconds: float = Field(600.0, gt=0, description="longest run of a job")
     worker_threads: int = Field(2, ge=1, description="jobs one `oup worker` runs at once")
+    worker_nice: int = Field(10, ge=0, le=19, description=(
+        "how much `oup worker` yields the CPU to the API on the same machine (nice)"))
 
     @property
     def jobs_database(self) -> str:

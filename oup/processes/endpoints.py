@@ -45,7 +45,7 @@ class Processes:
                 Param("offset", "jobs to skip", {"type": "integer", "minimum": 0}))
         signed_in = dict(access=self._signed_in, responses=_PROBLEMS)
         return [
-            Endpoint("/processes", "The processes offered (OGC API Processes)", self.list,
+            Endpoint("/processes", "The processes offered (OGC API Processes)", self.offered,
                      "processes", "getProcesses", formats=JSON),
             Endpoint("/processes/{processId}", "A process: its inputs and outputs",
                      self.describe, "processes", "getProcessDescription", params=(pid,),
@@ -90,7 +90,7 @@ class Processes:
                             f"{', '.join(sorted(process.roles))}")
 
     # -- processes -----------------------------------------------------------------------
-    def list(self, call: Call):
+    def offered(self, call: Call):
         return {"processes": [self._summary(p) for p in self.processes.values()],
                 "links": [{"rel": "self", "type": "application/json",
                            "href": f"{self.base}/processes"}]}

@@ -92,6 +92,8 @@ def run_worker(s: Settings, threads: int) -> None:
     from oup.store import open_store
 
     logging.basicConfig(level=s.log_level)
+    if s.worker_nice and hasattr(os, "nice"):  # a job waits; a map in a browser should not
+        os.nice(s.worker_nice)
     jobs = open_jobs(s)
     worker = Worker(jobs, load_processes(s.processes_file), load_catalog(s.catalog_dir),
                     open_store(s.store_url), AuditLog(s.audit_log or s.data_dir / "audit.log"))
