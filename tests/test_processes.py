@@ -333,6 +333,12 @@ def test_changes_from_the_feature_history(twin, owslib_headers):
         assert by_id[gone]["before"]["height"] == 3.0
         assert by_id[kept]["change"] == "changed" and not by_id[kept]["geometry_changed"]
         assert (by_id[kept]["before"]["height"], by_id[kept]["after"]["height"]) == (3.0, 7.5)
+        p.execute("changes", {"collection": "plots", "from": instant,
+                              "bbox": [4.449, 51.899, 4.453, 51.902]}, async_=True)
+        job = p.response_headers["Location"]
+        assert _done(twin, job)["status"] == "successful"
+        later = requests.get(f"{job}/results", headers=twin.key["planner"], timeout=30).json()
+        assert later["result"]["features"] == answer["features"]
     finally:
         for code in (kept, new):
             requests.delete(f"{plots}/{code}", headers=geo, timeout=30)
