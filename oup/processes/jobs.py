@@ -2,7 +2,8 @@
 
 The queue holds what is still to run; huey keeps it in the database OUP already has:
 an SQLite file beside the GeoPackage (one machine), or the PostgreSQL database of the
-store (``FOR UPDATE SKIP LOCKED``: workers on many machines take a job each). huey
+store, in a schema of its own (``FOR UPDATE SKIP LOCKED``: workers on many machines
+take a job each). huey
 forgets a task the moment a worker takes it, and keeps neither progress nor who asked,
 so the table ``oup_jobs`` does: status, progress, the caller, inputs and results. A
 worker marks the jobs it runs with a heartbeat; a job whose worker stopped beating
@@ -21,6 +22,8 @@ from typing import Callable
 
 from oup.errors import NotFound
 
+SCHEMA = "oup_jobs"  # PostgreSQL: where the queue and the jobs table are
+SCHEMA_PATH = f"-c search_path={SCHEMA}"
 STATUSES = ("accepted", "running", "successful", "failed", "dismissed")
 DONE = ("successful", "failed", "dismissed")
 
@@ -37,7 +40,10 @@ def database(url: str):
                                                     "busy_timeout": 10000})
     from playhouse.db_url import connect
 
-    return connect(url, prefer_psycopg3=True)  # psycopg 3 is the store's driver
+    # a schema of their own: huey's tables (task, schedule, ...) beside the collections'
+    # could take a collection's name
+    return connect(url, prefer_psycopg3=True,  # psycopg 3 is the store's driver
+                   options=SCHEMA_PATH)
 
 
 def _models(db):
@@ -66,24 +72,6 @@ def _models(db):
             table_name = "oup_jobs"
 
     return Job
-
-
-def _queue_storage():
-    """huey's SQL storage with its tables named as OUP's (``oup_queue_task``, ...): in
-    the store's database, ``task`` or ``schedule`` could be a collection's."""
-    from huey.contrib.sql_huey import SqlStorage
-
-    class QueueStorage(SqlStorage):
-        def create_models(self):
-            models = super().create_models()
-            for model in models:
-                model._meta.set_table_name(f"oup_queue_{model.__name__.lower()}")
-            task = models[2]  # its index was made for the old name: made again
-            task._meta.indexes = []
-            task.add_index(task.priority.desc(), task.id)
-            return models
-
-    return QueueStorage
 
 
 def _created(db, make, tries: int = 5):
@@ -147,16 +135,18 @@ class Jobs:
 
     def __init__(self, url: str, retention_s: float, stale_s: float, attempts: int,
                  timeout_s: float):
-        from huey import Huey
+        from huey.contrib.sql_huey import SqlHuey
 
         self.db = database(url)
         self.Job = _models(self.db)
         self.retention_s, self.stale_s = retention_s, stale_s
         self.attempts, self.timeout_s = attempts, timeout_s
         # huey's own results store stays off: the table above keeps what a job answers
-        self.huey = _created(self.db, lambda: Huey(
-            "oup-jobs", storage_class=_queue_storage(), database=self.db, results=False,
-            utc=True))
+        if not url.startswith("sqlite:"):
+            _created(self.db, lambda: self.db.execute_sql(
+                f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}"))
+        self.huey = _created(self.db, lambda: SqlHuey("oup-jobs", database=self.db,
+                                                      results=False, utc=True))
         _created(self.db, lambda: self.db.create_tables([self.Job], safe=True))
         self.runner: Callable[[str], None] | None = None  # the worker's (``oup worker``)
         self._task = self.huey.task(name="oup.job")(self._run)
