@@ -48,6 +48,7 @@ demo: venv
 # JavaScript clients (glTF validator, loaders.gl) from the npm registry.
 services:
 	@missing=""; command -v ogrinfo >/dev/null || missing="$$missing gdal-bin"; \
+	command -v curl >/dev/null || missing="$$missing curl"; \
 	command -v node >/dev/null || missing="$$missing nodejs npm"; \
 	command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
 	ls /usr/share/postgresql/*/extension/postgis.control >/dev/null 2>&1 || missing="$$missing postgresql postgresql-postgis postgis"; \

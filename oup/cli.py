@@ -121,8 +121,8 @@ def import_(collections, quiet):
         _fail(str(exc))
     log = open_observation_store(s.store_url)  # the event log (and the observations)
     try:
-        # joined collections take their geometry from others: import those first
-        for coll in sorted(cat, key=lambda c: c.join is not None):
+        # joined and counted collections read others: import those first
+        for coll in sorted(cat, key=lambda c: bool(c.imported_after)):
             if coll.derived_from or (collections and coll.id not in collections):
                 continue  # observations and time slices are read live from the stream
             try:

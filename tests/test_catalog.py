@@ -58,6 +58,14 @@ STREAM = """stream:
      "observations_of", "not a collection with a stream"),
     (GOOD.replace("sources: [{path: data.geojson}]\n", "time_slices: {of: things, length: PT7S}\n"),
      "time_slices", "PT1M"),
+    (GOOD + "counts: {of: things, areas: things, key: code}\n", "(document)",
+     "exactly one of sources"),
+    (GOOD.replace("sources: [{path: data.geojson}]\n",
+                  "counts: {of: reports, areas: things, key: code}\n"),
+     "counts.of", "no other collection 'reports'"),
+    (GOOD.replace("sources: [{path: data.geojson}]\n",
+                  "counts: {of: things, areas: things, key: code}\n"
+                  "editable: {create: [steward]}\n"), "(document)", "counted"),
 ])
 def test_a_broken_declaration_names_file_and_field(tmp_path, text, field, words):
     root = _broken(tmp_path, text)

@@ -14,7 +14,7 @@ from oup.security import ANONYMOUS, VISIBLE, AuthError, Authenticator, Identity,
     visible_collections
 
 PUBLIC_DEMO = {"buildings", "neighbourhoods", "kerncijfers", "leefbaarheid", "sensors",
-               "observations", "sensor-slices", "terrain"}
+               "observations", "sensor-slices", "terrain", "meldingen-per-buurt"}
 
 
 @pytest.fixture(scope="module")

@@ -63,6 +63,8 @@ def test_a_resident_reports_and_the_report_is_theirs(server, who):
     assert got.status_code == 200
     props = got.json()["properties"]
     assert props["category"] == "afval" and props["description"] == "Zwerfvuil op de stoep"
+    # where it was reported (longitude first, as sent and as the imported reports are)
+    assert got.json()["geometry"]["coordinates"] == pytest.approx([4.4470, 51.9150])
     assert props["time"]  # set by the server: the report said none
     assert props["reporter"].startswith("jwt:")  # the server says who, pseudonymously
     assert got.headers["ETag"] == r.headers["ETag"]
@@ -85,6 +87,56 @@ def test_a_resident_reports_and_the_report_is_theirs(server, who):
     assert fixed.status_code == 200, fixed.text
     assert fixed.json()["properties"]["category"] == "groen"
     assert fixed.json()["properties"]["description"] == "Zwerfvuil op de stoep"
+
+
+def test_the_public_sees_report_counts_per_neighbourhood_and_no_small_one(server, who):
+    """Reports are restricted; how many lie in each neighbourhood is public, counted
+    again after every report, and a count under 5 is not published (disclosure)."""
+    import shapely
+    from shapely.geometry import shape
+
+    def published() -> dict:
+        r = requests.get(f"{server}/collections/meldingen-per-buurt/items?limit=100",
+                         timeout=30)
+        assert r.status_code == 200, r.text
+        feats = r.json()["features"]
+        assert all(set(f["properties"]) <= {"buurtcode", "buurtnaam", "count"} for f in feats)
+        return {f["id"]: f["properties"].get("count") for f in feats}
+
+    def expected() -> dict:
+        """Counted here: the steward's reports in each neighbourhood polygon."""
+        areas = requests.get(f"{server}/collections/neighbourhoods/items?limit=100",
+                             timeout=30).json()["features"]
+        reports = requests.get(f"{server}/collections/meldingen/items?limit=10000",
+                               headers=who["steward"], timeout=30).json()["features"]
+        points = [shape(f["geometry"]) for f in reports]
+        out = {}
+        for a in areas:
+            n = sum(shape(a["geometry"]).intersects(p) for p in points)
+            out[a["properties"]["buurtcode"]] = n if n >= 5 else None
+        return out
+
+    def settled(deadline: float = 30.0) -> dict:
+        end = time.monotonic() + deadline
+        while True:
+            got, want = published(), expected()
+            if got == want or time.monotonic() > end:
+                assert got == want
+                return got
+            time.sleep(0.3)
+
+    assert requests.get(f"{server}/collections/meldingen/items", timeout=30).status_code == 404
+    counts = settled()
+    assert any(v is None for v in counts.values()) and any(v for v in counts.values())
+    # reports made in a neighbourhood whose count is not published, until it is
+    small = next(k for k, v in counts.items() if v is None)
+    area = next(a for a in requests.get(f"{server}/collections/neighbourhoods/items?limit=100",
+                                        timeout=30).json()["features"]
+                if a["properties"]["buurtcode"] == small)
+    inside = shapely.Point(shape(area["geometry"]).representative_point())
+    for _ in range(5):
+        _create(server, "meldingen", _report(lon=inside.x, lat=inside.y), who["anna"])
+    assert settled()[small] >= 5
 
 
 def test_who_may_write(server, who):
@@ -324,6 +376,86 @@ def test_a_patch_of_a_building_redoes_its_3d_tile_and_the_tiles_above_only(serve
     again = requests.get(f"{server}/collections/buildings/3dtiles/{leaf}", timeout=30)
     assert again.headers["ETag"] != served.headers["ETag"] and again.content != served.content
     check_valid(folder)
+
+
+CITY_MODEL = Path(__file__).resolve().parent.parent / "collections" / "buildings" / \
+    "rotterdam-delfshaven.city.json"
+CITY = {"Content-Type": "application/city+json"}
+
+
+def _city_feature(oid: str, roof_up: int = 0) -> dict:
+    """City object ``oid`` of the demo model (with its parts) as a CityJSONFeature, its
+    vertices above its lowest ``roof_up`` units higher (millimetres)."""
+    model = json.loads(CITY_MODEL.read_text())
+    objs = {oid: model["CityObjects"][oid]}
+    objs.update({c: model["CityObjects"][c] for c in objs[oid].get("children", [])})
+    used: dict[int, int] = {}
+
+    def renumber(b):
+        if isinstance(b, list):
+            return [renumber(x) for x in b]
+        return used.setdefault(b, len(used))
+
+    for o in objs.values():
+        for g in o.get("geometry", []):
+            g["boundaries"] = renumber(g["boundaries"])
+            g.pop("texture", None), g.pop("material", None)
+    verts = [list(model["vertices"][i]) for i in used]
+    low = min(v[2] for v in verts)
+    for v in verts:
+        v[2] += roof_up if v[2] > low else 0
+    return {"type": "CityJSONFeature", "id": oid, "CityObjects": objs, "vertices": verts,
+            "transform": model["transform"]}
+
+
+def test_a_cityjson_feature_carries_a_building_s_full_3d_shape(server, imported, who):
+    from shapely.geometry import shape
+    from test_tiles3d_update import check_valid, files, leaves, where
+
+    folder = Path(imported["OUP_DATA_DIR"]) / "3dtiles" / "buildings"
+    feature = requests.get(f"{server}/collections/buildings/items",
+                           params={"limit": 1, "offset": 5}, timeout=30).json()["features"][0]
+    oid, url = feature["properties"]["cityobject_id"], \
+        f"{server}/collections/buildings/items/{feature['id']}"
+    [leaf] = [m for m in where(folder, oid) if m["uri"] in leaves(folder)]
+    old = files(folder)
+    h = {**who["steward"], **CITY}
+    r = requests.put(url, data=json.dumps(_city_feature(oid, roof_up=5000)), headers=h,
+                     timeout=30)
+    assert r.status_code == 200, r.text
+    props, was = r.json()["properties"], feature["properties"]
+    # what the import derives from the 3D shape, derived from the one sent
+    assert props["roof_level"] == pytest.approx(was["roof_level"] + 5, abs=0.002)
+    assert props["ground_level"] == pytest.approx(was["ground_level"], abs=0.002)
+    sent, had = shape(r.json()["geometry"]), shape(feature["geometry"])  # the same footprint
+    assert sent.symmetric_difference(had).area < 1e-6 * had.area
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and files(folder) == old:
+        time.sleep(0.1)
+    [now] = [m for m in where(folder, oid) if m["uri"] == leaf["uri"]]
+    # its own surfaces, raised: as many vertices as before (an LoD1 block has far fewer)
+    assert now["vertices"] == leaf["vertices"] and files(folder) != old
+    check_valid(folder)
+
+    # what a CityJSONFeature write refuses, and why
+    one = _city_feature(oid)
+    for body, status, named in (
+            ({**one, "transform": None}, 400, "transform"),
+            ({**one, "type": "Feature"}, 400, "type"),
+            ({**one, "CityObjects": {**one["CityObjects"],
+                                     "other": {"type": "Building", "geometry": []}}},
+             422, "CityObjects"),
+            ({**one, "vertices": [["x", 1, 2]]}, 422, "CityObjects")):
+        r = requests.put(url, data=json.dumps(body), headers=h, timeout=30)
+        assert r.status_code == status and r.json()["parameter"] == named, r.text
+    other = requests.get(f"{server}/collections/buildings/items",
+                         params={"limit": 1, "offset": 6}, timeout=30).json()["features"][0]
+    r = requests.put(f"{server}/collections/buildings/items/{other['id']}",
+                     data=json.dumps(one), headers=h, timeout=30)
+    assert r.status_code == 422 and oid in r.json()["detail"], r.text
+    r = requests.post(f"{server}/collections/meldingen/items", data=json.dumps(one),
+                      headers={**who["steward"], **CITY}, timeout=30)
+    assert r.status_code == 415, r.text
 
 
 def test_withdrawing_a_report_erases_its_text_from_every_version(server, who, imported):

@@ -148,6 +148,10 @@ def test_the_etag_changes_on_every_write_and_on_every_import(store):
         w = store.write_feature("blocks", Change("updated", 1, _feature(None, count=i)))
         assert w.etag == store.etag("blocks", 1) and w.etag not in seen
         seen.add(w.etag)
+    # read with the feature, in one statement: the same ETag
+    feature, tag = store.get_tagged("blocks", 1)
+    assert tag == store.etag("blocks", 1) and feature == store.get("blocks", 1)
+    assert store.get_tagged("blocks", 99) == (None, None)
     _import(store)  # the same data again: versions restart, the ETag does not repeat
     assert store.etag("blocks", 1) not in seen
     assert store.etag("blocks", 99) is None and store.etag("blocks", "x") is None
@@ -194,6 +198,53 @@ def test_two_writers_with_one_etag_exactly_one_wins(store):
     assert len(store.history("blocks", 1)) == 4  # the import and one write a round
 
 
+def test_many_writers_at_once_lose_nothing(store):
+    """Creations, updates and deletions side by side: every one counted, every version
+    kept, the extent grown by every new feature (PostgreSQL runs them concurrently)."""
+    _import(store)
+    errors = []
+
+    def create(k):
+        for i in range(5):
+            store.write_feature("blocks", Change("created", None, _feature(
+                _block(0.01 * (k + 1) + 0.002 * i), name=f"c{k}{i}")))
+
+    def update(k):
+        for i in range(5):
+            store.write_feature("blocks", Change("updated", 1 + k % 2, Feature(
+                None, None, {"count": 100 * k + i})))
+
+    def run(work, k):
+        try:
+            work(k)
+        except Exception as exc:  # noqa: BLE001 (the test reports whatever went wrong)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(w, k)) for k in range(4)
+               for w in (create, update)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    assert store.extent("blocks")["count"] == 2 + 20
+    assert len(store.query("blocks", Query(limit=100)).features) == 22
+    box = store.extent("blocks")["bbox"]
+    assert box[2] == pytest.approx(LON + 0.04 + 0.008 + 0.001)  # the easternmost creation
+    assert len(store.history("blocks", 1)) == len(store.history("blocks", 2)) == 1 + 10
+    ids = {f["id"] for f in store.query("blocks", Query(limit=100)).features}
+    deleted = sorted(ids - {1, 2})[:6]
+    threads = [threading.Thread(target=run, args=(
+        lambda fid: store.write_feature("blocks", Change("deleted", fid, None)), fid))
+        for fid in deleted]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    assert store.extent("blocks")["count"] == 22 - 6
+
+
 def test_history_lists_versions_newest_first_with_kinds_and_actors(store):
     _import(store, id_field="code", fields=FIELDS + [Field("code", "string")])
     store.write_feature("blocks", Change("updated", "a", Feature(None, None, {"count": 10}),
@@ -216,6 +267,94 @@ def test_history_lists_versions_newest_first_with_kinds_and_actors(store):
     assert again.etag.endswith("-5") and versions[0]["kind"] == "created"
     assert versions[1]["kind"] == "deleted" and versions[1]["valid_to"] is not None
     assert store.history("blocks", "zz") == []
+
+
+def _reimport(store, codes: dict[str, int], fields=FIELDS + [Field("code", "string")]):
+    """The blocks again, by code: each with its count (its block's place and name as
+    ``_import`` gave them)."""
+    places = {"a": 0.0, "b": 0.002, "c": 0.004}
+    names = {"a": "one", "b": "two", "c": "three"}
+    reporters = {"a": "ann", "b": "bob", "c": "cy"}
+    store.write_collection("blocks", "EPSG:4326", fields, [
+        _feature(_block(places[c]), name=names[c], count=n, reporter=reporters[c], code=c)
+        for c, n in codes.items()], id_field="code")
+
+
+def _instant() -> datetime:
+    time.sleep(0.01)
+    now = datetime.now(timezone.utc)
+    time.sleep(0.01)
+    return now
+
+
+def test_a_reimport_keeps_the_history_of_features_with_an_id(store):
+    _import(store, id_field="code", fields=FIELDS + [Field("code", "string")])
+    a_tag = store.etag("blocks", "a")
+    for count in (20, 21):
+        store.write_feature("blocks", Change("updated", "b", Feature(None, None,
+                                                                     {"count": count}),
+                                             actor="key:alice"))
+    store.write_feature("blocks", Change("created", "c", _feature(
+        _block(0.004), name="three", count=30, reporter="cy"), owner="owner-c"))
+    before = _instant()
+    # a as it was, b as the source has it (not as written), c as the source has it
+    _reimport(store, {"a": 1, "b": 2, "c": 3})
+    a = store.history("blocks", "a")
+    assert [(v["kind"], v["version"]) for v in a] == [("imported", 1)]
+    # unchanged: the same version (the ETag's import part is new: no ETag repeats)
+    assert store.etag("blocks", "a").split("-")[1] == a_tag.split("-")[1] == "1"
+    assert store.etag("blocks", "a") != a_tag
+    b = store.history("blocks", "b")
+    assert [(v["kind"], v["version"], v["feature"]["properties"]["count"]) for v in b] == [
+        ("imported", 4, 2), ("updated", 3, 21), ("updated", 2, 20), ("imported", 1, 2)]
+    for newer, older in zip(b, b[1:]):
+        assert older["valid_to"] == newer["valid_from"] > older["valid_from"]
+    assert store.get("blocks", "b", asof=before)["properties"]["count"] == 21
+    assert store.get("blocks", "b")["properties"]["count"] == 2
+    assert _names(store, owner="owner-c") == {"c": "three"}  # the owner stays with it
+    assert [(v["kind"], v["version"]) for v in store.history("blocks", "c")] == [
+        ("imported", 2), ("created", 1)]
+    assert store.get("blocks", "c", asof=before)["properties"]["count"] == 30
+
+    # gone from the source: deleted as of the import; back again: its versions go on
+    before_gone = _instant()
+    _reimport(store, {"b": 2, "c": 3})
+    assert store.get("blocks", "a") is None
+    assert store.get("blocks", "a", asof=before_gone)["properties"]["name"] == "one"
+    a = store.history("blocks", "a")
+    assert [(v["kind"], v["version"]) for v in a] == [("deleted", 2), ("imported", 1)]
+    assert a[0]["valid_to"] is None and a[1]["valid_to"] == a[0]["valid_from"]
+    assert [v["version"] for v in store.history("blocks", "b")] == [4, 3, 2, 1]
+    _reimport(store, {"a": 1, "b": 2, "c": 3})
+    assert [v["version"] for v in store.history("blocks", "b")] == [4, 3, 2, 1]
+    a = store.history("blocks", "a")
+    assert [(v["kind"], v["version"]) for v in a] == [("imported", 3), ("deleted", 2),
+                                                      ("imported", 1)]
+    assert a[1]["valid_to"] == a[0]["valid_from"]
+    assert _names(store, asof=before) == {"a": "one", "b": "two", "c": "three"}
+    assert _names(store, asof=before_gone) == {"a": "one", "b": "two", "c": "three"}
+
+
+def test_another_process_sees_the_count_and_extent_a_write_grew(store):
+    """Each process keeps the layer metadata it read; a write in another one shows in
+    it (the PostGIS store trusts what it read for ``META_SECONDS``: here none)."""
+    _import(store)
+    other = type(store)(getattr(store, "url", None) or store.path)
+    other.META_SECONDS = 0.0
+    assert other.extent("blocks")["count"] == 2
+    far = shapely.box(LON + 0.05, LAT + 0.05, LON + 0.051, LAT + 0.0506)
+    store.write_feature("blocks", Change("created", None, _feature(far, name="far")))
+    assert other.extent("blocks")["count"] == 3
+    assert other.extent("blocks")["bbox"][2] == pytest.approx(LON + 0.051)
+    if hasattr(other, "close"):
+        other.close()
+
+
+def test_without_an_id_field_a_reimport_starts_the_history_again(store):
+    _import(store)
+    store.write_feature("blocks", Change("updated", 1, Feature(None, None, {"count": 9})))
+    _import(store)
+    assert [(v["kind"], v["version"]) for v in store.history("blocks", 1)] == [("imported", 1)]
 
 
 def test_asof_answers_as_the_collection_was(store):

@@ -171,6 +171,19 @@ class Join(_Strict):
     property: str = Field(description="the matching property of the geometry collection")
 
 
+class Counts(_Strict):
+    """Publish how many features of one collection lie in each area of another: the
+    counts, never the features (e.g. residents' reports per neighbourhood). Made at
+    import and again after every write to the counted collection; the disclosure rules
+    apply to the counts (a small count is suppressed)."""
+
+    of: str = Field(description="the collection whose features are counted")
+    areas: str = Field(description="the collection of areas (polygons), e.g. neighbourhoods")
+    key: str = Field(description="the areas' property that names each area, e.g. buurtcode "
+                                 "(copied into each count; so is title_field, if the areas "
+                                 "have it)")
+
+
 class DisclosureRuleConfig(_Strict):
     fields: list[str] = Field(min_length=1)
     min_group_size: int | None = Field(None, gt=0)
@@ -316,6 +329,8 @@ class Collection(_Strict):
                                description="vector tiles: zoom range and attributes")
     style: MapStyle = Field(default_factory=MapStyle, description="how maps draw it")
     join: Join | None = Field(None, description="take the geometry from another collection")
+    counts: Counts | None = Field(None, description="publish counts of another collection's "
+                                  "features per area (no sources)")
     disclosure: DisclosureConfig | None = Field(None, description="disclosure control")
     stream: Stream | None = Field(None, description="sensors: the MQTT topics that feed them")
     observations_of: str | None = Field(
@@ -331,20 +346,29 @@ class Collection(_Strict):
         """The sensors collection a derived (observations, time-slice) collection reads."""
         return self.observations_of or (self.time_slices.of if self.time_slices else None)
 
+    @property
+    def imported_after(self) -> set[str]:
+        """The collections its import reads (a join's geometries, what it counts)."""
+        if self.join:
+            return {self.join.collection}
+        return {self.counts.of, self.counts.areas} if self.counts else set()
+
     @model_validator(mode="after")
     def _sources_or_derived(self) -> "Collection":
-        kinds = sum((bool(self.sources), bool(self.observations_of), bool(self.time_slices)))
+        kinds = sum((bool(self.sources), bool(self.observations_of), bool(self.time_slices),
+                     bool(self.counts)))
         if kinds != 1:
-            raise ValueError("give exactly one of sources, observations_of or time_slices")
+            raise ValueError("give exactly one of sources, observations_of, time_slices or "
+                             "counts")
         if self.stream and not self.id_field:
             raise ValueError("a collection with a stream needs id_field (the sensor id)")
         return self
 
     @model_validator(mode="after")
     def _editable_is_stored(self) -> "Collection":
-        if self.editable and (self.derived_from or self.join):
+        if self.editable and (self.derived_from or self.join or self.counts):
             raise ValueError("editable: only a collection stored as it is imported can be "
-                             "written (not one derived from sensors or joined)")
+                             "written (not one derived from sensors, joined or counted)")
         return self
 
     @model_validator(mode="after")
@@ -443,6 +467,12 @@ def load_catalog(root: Path) -> Catalog:
         if coll.join and coll.join.collection == coll.id:
             raise CatalogError(coll.folder / COLLECTION_FILE, "join.collection",
                                "a collection cannot join itself")
+        if coll.counts:
+            for field in ("of", "areas"):
+                other = getattr(coll.counts, field)
+                if other not in catalog.collections or other == coll.id:
+                    raise CatalogError(coll.folder / COLLECTION_FILE, f"counts.{field}",
+                                       f"no other collection {other!r} in the catalogue")
         of = coll.derived_from
         if of is not None and (of not in catalog.collections or not catalog[of].stream):
             field = "observations_of" if coll.observations_of else "time_slices.of"

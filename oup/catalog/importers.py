@@ -18,7 +18,7 @@ import shapely
 from tqdm import tqdm
 
 from oup.catalog import Collection
-from oup.catalog.joins import joined_rows
+from oup.catalog.joins import counted_rows, joined_rows
 from oup.catalog.readers import READERS, ImportError_
 from oup.store import Feature, FeatureStore, Field
 
@@ -95,8 +95,8 @@ def _parse_time(value):
 
 def import_collection(coll: Collection, store: FeatureStore, progress: bool = True) -> ImportReport:
     report = ImportReport(coll.id)
-    if coll.join:
-        joined, crs = joined_rows(coll, store, report)
+    if coll.join or coll.counts:
+        joined, crs = (joined_rows if coll.join else counted_rows)(coll, store, report)
         rows = [(g, _checked(p, _files(coll), n, report)) for n, (g, _, p) in
                 enumerate(joined, start=1)]
         return _write(coll, store, report, rows, crs, [g84 for _, g84, _ in joined])

@@ -1,6 +1,8 @@
 """Extensions joined to their geometry: an attribute table (CSV, or any table GDAL reads)
 whose key names a feature of another collection (e.g. CBS region codes and the
-neighbourhood polygons), with the declared disclosure control applied to every row.
+neighbourhood polygons), or counts of another collection's features per area (e.g.
+residents' reports per neighbourhood); with the declared disclosure control applied to
+every row.
 """
 from __future__ import annotations
 
@@ -12,26 +14,32 @@ from oup.catalog.tables import TableError
 from oup.store import FeatureStore
 
 
-def joined_rows(coll: Collection, store: FeatureStore, report):
-    """Rows of an attribute table, each with the geometry of its key in another collection."""
+def _areas(coll: Collection, store: FeatureStore, cid: str, key: str, field: str):
+    """Collection ``cid``'s features by their property ``key``: (geometry in its own CRS,
+    in CRS84, properties); and its source CRS. ``field``: what the errors name."""
     from oup.store import Query, StoreError
     from oup.store.geometry import native_crs
 
-    join = coll.join
     where = coll.folder / "collection.yml"
     try:
-        extent = store.extent(join.collection)
-        names = {f.name for f in store.fields(join.collection)}
+        extent = store.extent(cid)
+        names = {f.name for f in store.fields(cid)}
     except StoreError:
-        raise ImportError_(f"{where}: join.collection: import {join.collection!r} first "
-                           "(the join needs its geometries)") from None
-    if join.property not in names:
-        raise ImportError_(f"{where}: join.property: {join.collection!r} has no property "
-                           f"{join.property!r}")
-    native = store.query(join.collection, Query(limit=1_000_000, crs=native_crs(extent)))
-    wgs = store.query(join.collection, Query(limit=1_000_000))
-    geoms = {f["properties"][join.property]: (shape(f["geometry"]), shape(g["geometry"]))
-             for f, g in zip(native.features, wgs.features)}
+        raise ImportError_(f"{where}: {field}: import {cid!r} first (its geometries are "
+                           "needed)") from None
+    if key not in names:
+        raise ImportError_(f"{where}: {field}: {cid!r} has no property {key!r}")
+    native = store.query(cid, Query(limit=1_000_000, crs=native_crs(extent)))
+    wgs = store.query(cid, Query(limit=1_000_000))
+    return {f["properties"][key]: (shape(f["geometry"]), shape(g["geometry"]), f["properties"])
+            for f, g in zip(native.features, wgs.features)}, extent["source_crs"]
+
+
+def joined_rows(coll: Collection, store: FeatureStore, report):
+    """Rows of an attribute table, each with the geometry of its key in another collection."""
+    join = coll.join
+    where = coll.folder / "collection.yml"
+    geoms, crs = _areas(coll, store, join.collection, join.property, "join.collection")
     rows = []
     for source in coll.sources:
         path = coll.source_path(source)
@@ -48,9 +56,36 @@ def joined_rows(coll: Collection, store: FeatureStore, report):
             elif str(key) not in geoms and key not in geoms:
                 report.skipped[f"unmatched {join.key} (not in {join.collection})"] += 1
             else:
-                g, g84 = geoms.get(key) or geoms[str(key)]
+                g, g84, _ = geoms.get(key) or geoms[str(key)]
                 rows.append((g, g84, {**source.attributes, **row}))
     _numeric_columns(rows, report)
+    return _protected(coll, rows, report), crs
+
+
+def counted_rows(coll: Collection, store: FeatureStore, report):
+    """Per area of ``counts.areas``: its geometry, its key and title, and how many
+    features of ``counts.of`` lie in it (counted by the store, in SQL), protected."""
+    from pygeofilter import ast
+
+    from oup.store import Query
+
+    counts = coll.counts
+    areas, crs = _areas(coll, store, counts.areas, counts.key, "counts.areas")
+    title = coll.title_field  # e.g. the area's name, copied from it
+    rows = []
+    for key, (g, g84, props) in areas.items():
+        inside = ast.GeometryIntersects(ast.Attribute("geometry"), g84)
+        found = store.query(counts.of, Query(filter=inside, limit=1, skip_geometry=True))
+        row = {counts.key: key, "count": found.number_matched}
+        if title and title != counts.key and title in props:
+            row[title] = props[title]
+        rows.append((g, g84, row))
+    return _protected(coll, rows, report), crs
+
+
+def _protected(coll: Collection, rows: list, report) -> list:
+    """``rows`` under the collection's disclosure rules (if it declares any)."""
+    where = coll.folder / "collection.yml"
     if coll.disclosure:
         from oup.catalog.disclosure import DisclosurePolicy, protect
 
@@ -65,7 +100,7 @@ def joined_rows(coll: Collection, store: FeatureStore, report):
                 report.suppressed[name] += 1
             protected.append((g, g84, safe))
         rows = protected
-    return rows, extent["source_crs"]
+    return rows
 
 
 def _numeric_columns(rows, report) -> None:

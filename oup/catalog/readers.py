@@ -61,9 +61,10 @@ def _city_model(path: Path, source: Source, seq: bool, doc: dict | None):
 
 # -- readers: each yields (geometry in source srid, properties) ----------------
 
-def _cityjson_objects(objs: dict, verts: np.ndarray, source: Source, report):
-    """Footprints of the top-level CityObjects of a city model's part (with the vertices
-    they index)."""
+def city_object_footprints(objs: dict, verts: np.ndarray, lod: str | None, report):
+    """(footprint, properties) of each top-level CityObject of a city model's part (with
+    the vertices they index, in the model's CRS) at ``lod`` (default: the highest each
+    has): its attributes, and ground_level, roof_level and height from its geometry."""
     for oid, obj in objs.items():
         if obj.get("parents"):
             continue  # BuildingParts and the like belong to their parent's feature
@@ -72,10 +73,10 @@ def _cityjson_objects(objs: dict, verts: np.ndarray, source: Source, report):
         if not geoms:
             report.skipped["no geometry"] += 1
             continue
-        lod = source.lod or max({lod_of(g) for g in geoms}, key=lod_key)
-        chosen = [g for g in geoms if lod_of(g) == lod]
+        chosen_lod = lod or max({lod_of(g) for g in geoms}, key=lod_key)
+        chosen = [g for g in geoms if lod_of(g) == chosen_lod]
         if not chosen:
-            report.skipped[f"no LoD {lod}"] += 1
+            report.skipped[f"no LoD {chosen_lod}"] += 1
             continue
         rings2d, zs = [], []
         for g in chosen:
@@ -98,7 +99,7 @@ def _cityjson_objects(objs: dict, verts: np.ndarray, source: Source, report):
         z = np.concatenate(zs)
         props = dict(obj.get("attributes") or {})
         props = {k: v for k, v in props.items() if not isinstance(v, (dict, list))}
-        props.update(cityobject_id=oid, cityobject_type=obj["type"], lod=lod,
+        props.update(cityobject_id=oid, cityobject_type=obj["type"], lod=chosen_lod,
                      ground_level=round(float(z.min()), 3), roof_level=round(float(z.max()), 3),
                      height=round(float(z.max() - z.min()), 3))
         yield footprint, props
@@ -129,7 +130,8 @@ def read_city_model(path: Path, source: Source, report, seq: bool = False,
     def records():
         for unit in model.units:
             for doc, verts in unit.documents(skipped):
-                yield from _cityjson_objects(doc["CityObjects"], verts, source, report)
+                yield from city_object_footprints(doc["CityObjects"], verts, source.lod,
+                                                  report)
     return crs, records()
 
 

@@ -11,7 +11,6 @@ import functools
 import gc
 import logging
 import os
-import threading
 from types import SimpleNamespace
 
 from oup.catalog import load_catalog
@@ -32,6 +31,7 @@ from oup.settings import Settings, get_settings
 from oup.store import StoreError, open_store
 from oup.tiles import glyphs, styles, tiles3d, vector_tiles
 from oup.tiles.cache import TileCache
+from oup.writes import after
 from oup.writes.endpoints import Writes
 
 
@@ -57,7 +57,11 @@ def create_app(settings: Settings | None = None):
                              event_properties=lambda ids: _event_properties(fields_of, ids))
     writes = Writes(catalog, store, base, shared.audit, lambda: _event_log(shared, settings),
                     cache)
-    writes.on_change = _tileset_updater(settings, writes.announce)
+    from tilers.update import update_tileset
+
+    writes.on_change = after.both(
+        after.tileset_updater(settings.data_dir, writes.announce, update_tileset),
+        after.counts_updater(catalog, store, writes.announce))
     processes = _processes(settings, catalog, store, base, shared.audit)
     own = Routes([
         *vector_tiles.endpoints(tiles),
@@ -107,53 +111,6 @@ def _processes(settings: Settings, catalog, store, base: str, audit):
         return None
     return Processes(offered, open_jobs(settings), catalog, store, base, audit,
                      settings.jobs_sync_seconds)
-
-
-def _tileset_updater(settings: Settings, announce):
-    """After a write to a 3D collection: its 3D Tiles, the changed buildings' leaves and
-    the tiles above them made again (``tilers.update``), beside the answer (a request does
-    not wait for it); then a change event says which (``announce``: /viewer loads them
-    again). One update at a time per worker, and the changes that came in while one ran
-    go into the next together: under many writes a tile is redone once for all of them,
-    not once for each (each update costs about the same whatever it holds)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from oup.events import tiles3d_event
-    from oup.writes.city import merge_changes, tiles_change
-
-    queue = ThreadPoolExecutor(max_workers=1, thread_name_prefix="oup-3dtiles")
-    pending: dict[str, list] = {}  # collection -> the changes not yet applied, in order
-    lock = threading.Lock()
-    log = logging.getLogger("oup.writes.3dtiles")
-
-    def run(cid: str, folder) -> None:
-        from tilers.update import update_tileset
-
-        with lock:
-            changes = pending.pop(cid, [])
-        if not changes:  # an earlier run took them along
-            return
-        try:
-            report = update_tileset(folder, merge_changes(changes))
-            log.info("3D tiles of %s after %d changes: %s", cid, len(changes), report)
-            if report.rewritten or report.removed:
-                announce(tiles3d_event(cid, report.rewritten, report.removed))
-        except Exception:  # the writes stand; `oup tile` makes the tileset whole again
-            log.exception("3D tiles of %s not updated after %d changes", cid, len(changes))
-
-    def update(coll, kind: str, written, record=None) -> None:
-        folder = tiles3d.tileset_dir(settings.data_dir, coll.id)
-        if coll.tiles3d is None or not (folder / ".oup-index").is_dir():
-            return
-        change = tiles_change(kind, written.before, written.after, record,
-                              coll.tiles3d.z_offset_attribute)
-        if change is None:
-            return
-        with lock:
-            pending.setdefault(coll.id, []).append(change)
-        queue.submit(run, coll.id, folder)
-
-    return update
 
 
 def _fields(store, cid: str) -> list:

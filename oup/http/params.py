@@ -59,6 +59,8 @@ class ItemRequest:
 # or one the checks did not cover). Set for every request by the app, read by providers.
 CHECKED_ITEMS: ContextVar[ItemsRequest | None] = ContextVar("oup_checked_items", default=None)
 CHECKED_ITEM: ContextVar[ItemRequest | None] = ContextVar("oup_checked_item", default=None)
+# the ETag of the item the provider read, read with it (the gate sends it)
+ITEM_ETAG: ContextVar[str | None] = ContextVar("oup_item_etag", default=None)
 
 
 def parse_asof(text: str | None) -> datetime | None:

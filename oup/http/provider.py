@@ -13,7 +13,8 @@ from pygeoapi.provider.base import (BaseProvider, ProviderInvalidQueryError,
                                     ProviderItemNotFoundError, ProviderConnectionError,
                                     SchemaType)
 
-from oup.http.params import CHECKED_ITEM, CHECKED_ITEMS, ItemRequest, ItemsRequest, parse_datetime
+from oup.http.params import (CHECKED_ITEM, CHECKED_ITEMS, ITEM_ETAG, ItemRequest, ItemsRequest,
+                             parse_datetime)
 from oup.security import ASKING
 from oup.settings import get_settings
 from oup.errors import InvalidQuery
@@ -128,7 +129,13 @@ class OUPProvider(BaseProvider):
         return self.store.query(self.collection, query)
 
     def _one(self, identifier, crs: str, asof=None):
-        return self.store.get(self.collection, identifier, crs, asof=asof, owner=self._owner())
+        if asof is not None:
+            return self.store.get(self.collection, identifier, crs, asof=asof,
+                                  owner=self._owner())
+        feature, etag = self.store.get_tagged(self.collection, identifier, crs,
+                                              owner=self._owner())
+        ITEM_ETAG.set(etag)
+        return feature
 
 
 class _SensorDerived(OUPProvider):

@@ -24,6 +24,7 @@ GeoPackage R*Tree triggers and our spatial filters call are registered in Python
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -44,8 +45,11 @@ from oup.store.gpkg_writes import TYPES, GeoPackageWrites, stamp
 from oup.store.mvt import TileQuery
 from oup.store.mvt_encode import ValueCoder, ValueTable
 from oup.store.mvt_gpkg import tile_column
+from oup.store.reimport import carry_history, keep_previous
 from oup.store.sqlquery import SqlQueries, TimeSpan, column_values, current_layout
 from oup.store.version_schema import history_ddl, history_table, version_columns
+
+log = logging.getLogger(__name__)
 
 _SQL_TYPES = {"string": "TEXT", "number": "DOUBLE", "integer": "INTEGER",
               "boolean": "BOOLEAN", "date-time": "DATETIME"}
@@ -245,6 +249,12 @@ class GeoPackageStore(GeoPackageWrites, SqlQueries):
             for srid in (-1, 0, 4326):
                 self._ensure_srs(con, srid)
             source_srid = self._srs_id(con, source_crs)
+            def run(sql: str, params=()) -> list:
+                return con.execute(sql, list(params)).fetchall()
+
+            previous = run("SELECT meta FROM oup_layers WHERE table_name = ?", (cid,))
+            previous = json.loads(previous[0][0]) if previous else None
+            carry = keep_previous(run, cid, previous, id_field, "TEMP TABLE")
             self._drop(con, cid)
             t, rt, rt84 = quote(cid), quote(f"rtree_{cid}_{GEOM}"), quote(f"rtree_{cid}_{GEOM84}")
             cols = "".join(f", {quote(f.name)} {_SQL_TYPES[f.type]}" for f in fields)
@@ -311,6 +321,9 @@ class GeoPackageStore(GeoPackageWrites, SqlQueries):
                     # the ETags' first part: a feature's versions restart at each import
                     "import_id": os.urandom(6).hex()}
             con.execute("INSERT INTO oup_layers VALUES (?, ?)", (cid, json.dumps(meta)))
+            if carry:
+                log.info("%s: %s", cid, carry_history(run, cid, previous, meta,
+                                                      stamp(imported), "IS"))
             con.execute("COMMIT")
             return count
         except BaseException:

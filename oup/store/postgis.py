@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import atexit
 import json
+import logging
 import os
+import time
 import warnings
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -31,10 +33,13 @@ from oup.store.base import (FID, GEOM, GEOM84, GEOM3857, OWNER, SYSTEM_PREFIX, F
 from oup.store.cql import quote
 from oup.store.mvt import BUFFER, EXTENT, TileQuery, native_grid
 from oup.store.placeholders import pg_sql
+from oup.store.reimport import carry_history, keep_previous
 from oup.store.sqlquery import SqlQueries, TimeSpan, column_values, current_layout
 from oup.store.geometry import rows_to_features
 from oup.store.version_schema import history_ddl, history_table, version_columns
 from oup.store.versions import FeatureVersions
+
+log = logging.getLogger(__name__)
 
 _PG_TYPES = {"string": "text", "number": "double precision", "integer": "bigint",
              "boolean": "boolean", "date-time": "timestamptz"}
@@ -98,7 +103,8 @@ class PostGISStore(FeatureVersions, SqlQueries):
         # closed while the interpreter still runs threads: left to the garbage collector at
         # exit, the pool waits 5 s for each of its threads and warns that it could not stop
         atexit.register(self.close)
-        self._meta: dict[str, dict] = {}  # layer metadata by collection (dict ops are atomic)
+        # layer metadata by collection, with when it was read (dict ops are atomic)
+        self._meta: dict[str, tuple[float, dict]] = {}
 
     def close(self) -> None:
         self.pool.close()
@@ -128,19 +134,25 @@ class PostGISStore(FeatureVersions, SqlQueries):
         except psycopg.OperationalError as exc:
             raise StoreError(f"PostGIS: {exc}") from exc
 
+    # How long a process trusts the layer metadata it read. A write in another process
+    # grows the count, extent and time span (``versions.py``); this process shows it at
+    # most this long after, and meanwhile a request costs one round trip, not two.
+    META_SECONDS = 1.0
+
     def layer(self, cid: str) -> dict:
-        """The layer's metadata, read once per process: a request then costs one round
-        trip, not two. A table re-imported since shows as ``StaleLayer`` on the next
-        query, which reads the metadata again (``SqlQueries``)."""
-        meta = self._meta.get(cid)
-        if meta is None:
+        """The layer's metadata, read at most once per ``META_SECONDS`` per process. A
+        table re-imported since shows as ``StaleLayer`` on the next query, which reads
+        the metadata again (``SqlQueries``)."""
+        read, meta = self._meta.get(cid, (0.0, None))
+        if meta is None or time.monotonic() - read > self.META_SECONDS:
             rows = self.execute("SELECT meta FROM oup_layers WHERE table_name = ?", (cid,))
             if not rows:
                 raise UnknownCollection(f"collection {cid!r} is not in the store; "
                                         "run `oup import`")
             meta = rows[0][0]
             meta = meta if isinstance(meta, dict) else json.loads(meta)
-            meta = self._meta[cid] = current_layout(cid, meta)
+            meta = current_layout(cid, meta)
+            self._meta[cid] = (time.monotonic(), meta)
         return meta
 
     def forget_layers(self) -> None:
@@ -235,6 +247,16 @@ class PostGISStore(FeatureVersions, SqlQueries):
                     "import_id": os.urandom(6).hex()}
             self._meta.pop(cid, None)
             with con.transaction():  # readers see the old table or the new one
+                def run(sql: str, params=()) -> list:
+                    cur = con.execute(pg_sql(sql), list(params), prepare=False)
+                    return cur.fetchall() if cur.description else []
+
+                # no write runs while the versions are carried over and the tables swapped
+                # (the writes hold this lock shared)
+                run("SELECT pg_advisory_xact_lock(hashtext(?))", (f"oup.write:{cid}",))
+                previous = run("SELECT meta FROM oup_layers WHERE table_name = ?", (cid,))
+                previous = previous[0][0] if previous else None
+                carry = keep_previous(run, cid, previous, id_field, "TEMP TABLE")
                 con.execute(f"DROP TABLE IF EXISTS {t}")
                 con.execute(f"ALTER TABLE {tn} RENAME TO {t}")
                 # the versions of the table replaced go with it
@@ -244,6 +266,9 @@ class PostGISStore(FeatureVersions, SqlQueries):
                 con.execute(pg_sql("INSERT INTO oup_layers (table_name, meta) VALUES (?, ?) "
                                    "ON CONFLICT (table_name) DO UPDATE SET meta = excluded.meta"),
                             (cid, json.dumps(meta)))
+                if carry:
+                    log.info("%s: %s", cid, carry_history(run, cid, previous, meta, imported,
+                                                          "IS NOT DISTINCT FROM"))
         return count
 
     # -- writing features one at a time (``versions.py``) -----------------------------------
@@ -253,16 +278,14 @@ class PostGISStore(FeatureVersions, SqlQueries):
 
         try:
             with self.pool.connection() as con, con.transaction():
-                # the collection's one writer until COMMIT: the ETag check holds, and a
-                # server-made id is not made twice
-                con.execute(pg_sql("SELECT pg_advisory_xact_lock(hashtext(?))"),
-                            (f"oup.write:{cid}",))
-
                 def run(sql: str, params=()) -> list:
                     # not prepared: a statement prepared before a re-import would fail
                     cur = con.execute(pg_sql(sql), list(params), prepare=False)
                     return cur.fetchall() if cur.description else []
 
+                # writes run side by side (each locks its row); a re-import waits for them
+                # and they for it (it holds this lock alone)
+                run("SELECT pg_advisory_xact_lock_shared(hashtext(?))", (f"oup.write:{cid}",))
                 yield run
         except psycopg.errors.DataError as exc:  # a value or geometry the column cannot hold
             raise Unprocessable(f"a value does not fit: {exc.diag.message_primary}") from exc
@@ -270,6 +293,10 @@ class PostGISStore(FeatureVersions, SqlQueries):
             raise UnknownCollection(f"PostGIS: {exc.diag.message_primary}") from exc
         except psycopg.OperationalError as exc:
             raise StoreError(f"PostGIS: {exc}") from exc
+
+    def _lock_collection(self, run, cid: str) -> None:
+        # the one creator until COMMIT: a server-made id is not made twice
+        run("SELECT pg_advisory_xact_lock(hashtext(?))", (f"oup.create:{cid}",))
 
     def _written(self, cid: str) -> None:
         self._meta.pop(cid, None)

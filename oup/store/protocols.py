@@ -73,6 +73,11 @@ class FeatureWriter(Protocol):
         """The current version's ETag (opaque, unquoted); None: no such feature. It
         changes with every write and every import."""
 
+    def get_tagged(self, cid: str, fid: int | str, crs: str = "OGC:CRS84",
+                   owner: str | None = None) -> tuple[dict | None, str | None]:
+        """``get`` as of now, with the feature's ETag read in the same statement ((None,
+        None): no such feature; an ETag of None: a collection without versions)."""
+
     def history(self, cid: str, fid: int | str) -> list[dict]:
         """The feature's versions, newest first: ``version``, ``valid_from``,
         ``valid_to`` (None: current), ``kind`` ("imported", "created", "replaced",

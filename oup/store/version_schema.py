@@ -69,11 +69,12 @@ def key_value(meta: dict, fid):
     return key, str(fid)
 
 
-def meta_in(run: Run, cid: str) -> dict:
-    """The layer's metadata as the write's transaction sees it (not a cached copy)."""
+def meta_in(run: Run, cid: str, lock: str = "") -> dict:
+    """The layer's metadata as the write's transaction sees it (not a cached copy);
+    ``lock``: the store's words to lock the row until the commit."""
     from oup.store.base import UnknownCollection
 
-    rows = run("SELECT meta FROM oup_layers WHERE table_name = ?", (cid,))
+    rows = run(f"SELECT meta FROM oup_layers WHERE table_name = ?{lock}", (cid,))
     if not rows:
         raise UnknownCollection(f"collection {cid!r} is not in the store; run `oup import`")
     meta = rows[0][0] if isinstance(rows[0][0], dict) else json.loads(rows[0][0])

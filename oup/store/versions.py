@@ -7,10 +7,13 @@ replaced, the same columns plus ``VALID_TO``, and a row of kind "deleted" (no ge
 no properties but the id) for each deletion. Present-time reads never look at it;
 ``asof`` reads take the current rows valid then and the history rows valid then.
 
-A write is one transaction, with the collection locked for writing (SQLite: BEGIN
-IMMEDIATE; PostgreSQL: a transaction-scoped advisory lock per collection), so two
-writers holding one ETag cannot both pass the check. A backend supplies the
-transaction (``_writing``), how a geometry is written (``_geometry_marks`` and
+A write is one transaction. Two writers holding one ETag cannot both pass the check: the
+feature's row is locked for the write (SQLite: the file, BEGIN IMMEDIATE; PostgreSQL: the
+row, FOR UPDATE), and a creation locks the collection (``_lock_collection``: a made id
+is made once). Writes to different features of one collection run side by side where
+the store can; the layer's count, extent and time span are grown at the end, on the
+metadata row read again and locked (``LOCK_ROW``), so no two writes lose each other's.
+A backend supplies the transaction (``_writing``), how a geometry is written (``_geometry_marks`` and
 ``_geometry_values``), how an instant is stored (``_stamp``) and what else a row
 written or deleted needs (``_row_written``, ``_row_deleted``: the GeoPackage's R*Trees
 and tile values). Where versions live: ``version_schema.py``; how long they are kept,
@@ -53,6 +56,10 @@ class FeatureVersions(VersionRetention):
 
     def _writing(self, cid: str) -> AbstractContextManager[Run]:
         raise NotImplementedError
+
+    def _lock_collection(self, run: Run, cid: str) -> None:
+        """In a write's transaction: no other write to ``cid`` until the commit (a store
+        whose transactions lock the whole store needs nothing more)."""
 
     def _geometry_marks(self, meta: dict) -> tuple[str, str]:
         raise NotImplementedError
@@ -151,12 +158,19 @@ class FeatureVersions(VersionRetention):
             raise InvalidQuery(f"a change of kind {change.kind!r} needs a feature")
         with self._writing(cid) as run:
             meta = meta_in(run, cid)
+            read = json.loads(json.dumps(meta))
             now = datetime.now(timezone.utc)
             if change.kind == "created":
+                self._lock_collection(run, cid)
                 written = self._create(run, cid, meta, change, now)
             else:
                 written = self._change(run, cid, meta, change, now)
-            run("UPDATE oup_layers SET meta = ? WHERE table_name = ?", (json.dumps(meta), cid))
+            if meta != read:  # grown: onto the metadata as it is now, not as it was read
+                now_meta = meta_in(run, cid, self.LOCK_ROW)
+                grown = _grown(now_meta, read, meta)
+                if grown != now_meta:
+                    run("UPDATE oup_layers SET meta = ? WHERE table_name = ?",
+                        (json.dumps(grown), cid))
         self._written(cid)
         return written
 
@@ -285,6 +299,26 @@ class FeatureVersions(VersionRetention):
         _grow(meta, feature if moved else None, span)
         after = self._versions_of(run, meta, cid, f"{FID} = ?", [row], [])[0][0]
         return Written(after["id"], _etag(meta, version + 1), before, after)
+
+
+def _grown(now: dict, read: dict, written: dict) -> dict:
+    """The layer's metadata ``now`` with what one write did to it (``read`` before the
+    write, ``written`` after): its count moved by as much, its box and span grown, and
+    what else the write set (e.g. a store's tile value numbering) as it set it."""
+    out = dict(now)
+    lows = {"bbox": (0, 1), "interval": (0,)}
+    for key, mine in written.items():
+        theirs = now.get(key)
+        if mine == read.get(key):
+            continue
+        if key == "count":
+            out[key] = max(0, (theirs or 0) + mine - read.get(key, 0))
+        elif key in lows and mine is not None and theirs is not None:
+            out[key] = [min(theirs[i], mine[i]) if i in lows[key] else max(theirs[i], mine[i])
+                        for i in range(len(mine))]
+        else:
+            out[key] = mine
+    return out
 
 
 def _grow(meta: dict, feature: Feature | None, span: TimeSpan) -> None:

@@ -11,20 +11,80 @@ roof_level, height, lod, cityobject_id, cityobject_type). So a GeoJSON write car
   block: the footprint extruded from its ground level to its roof (a GeoJSON feature
   holds no more of a 3D shape than that);
 - a new feature -> an LoD1 block the same way; a deleted one -> gone from the tiles.
+
+A write in CityJSONFeature form (``application/city+json``) carries the full 3D shape:
+the feature is what the import makes of its city object (footprint, attributes, the
+derived numbers), and the tiles take the city object itself.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import shapely
 import shapely.geometry
 
+from oup.errors import InvalidQuery, Unprocessable
+from oup.store.base import Feature
+
+CITY_JSON = "application/city+json"
 MM = 0.001
 DERIVED = ("cityobject_id", "cityobject_type", "lod", "ground_level", "roof_level", "height")
+
+
+@dataclass
+class CityRecord(Feature):
+    """The stored form of a CityJSONFeature written, with the feature (for the tiles)."""
+
+    city: dict | None = None
+
+
+def city_record(doc, lod: str | None = None) -> tuple[dict, dict]:
+    """A CityJSONFeature sent to a 3D collection, checked: (the GeoJSON Feature its import
+    makes: the footprint, in the model's CRS, and the properties; the CityJSONFeature).
+    One building a write: one top-level city object (with its parts, if any). The
+    vertices are whole numbers under the feature's own ``transform``, as ``oup tile
+    --update`` takes them (a CityJSONSeq keeps it in its header)."""
+    from oup.catalog.importers import ImportReport
+    from oup.catalog.readers import city_object_footprints
+    from oup.cityjson import vertices_of
+
+    if not isinstance(doc, dict) or doc.get("type") != "CityJSONFeature":
+        raise InvalidQuery('the body must be a CityJSONFeature ("type": "CityJSONFeature")',
+                           "type")
+    objs = doc.get("CityObjects")
+    if not isinstance(objs, dict) or not all(isinstance(o, dict) for o in objs.values()):
+        raise InvalidQuery("CityObjects must be an object of city objects", "CityObjects")
+    tops = [k for k, o in objs.items() if not o.get("parents")]
+    if len(tops) != 1:
+        raise Unprocessable(f"a write is one building: give one top-level city object (with "
+                            f"its parts), not {len(tops)}", "CityObjects")
+    t = doc.get("transform")
+    if not (isinstance(t, dict) and all(isinstance(t.get(k), list) and len(t[k]) == 3
+                                        for k in ("scale", "translate"))):
+        raise InvalidQuery('give the vertices\' transform in the feature: "transform": '
+                           '{"scale": [sx, sy, sz], "translate": [tx, ty, tz]}', "transform")
+    report = ImportReport("write")
+    try:
+        verts = vertices_of(doc, t)
+        found = list(city_object_footprints(objs, verts, lod, report))
+    except (ValueError, TypeError, IndexError, KeyError) as exc:
+        raise Unprocessable(f"the city object's geometry cannot be read ({type(exc).__name__}: "
+                            f"{str(exc)[:80]}): vertices are [x, y, z] whole numbers and "
+                            f"boundaries index them", "CityObjects") from None
+    if not found:
+        raise Unprocessable(f"the city object has no footprint ("
+                            f"{', '.join(report.skipped) or 'no geometry'})", "CityObjects")
+    footprint, props = found[0]
+    return ({"type": "Feature", "geometry": shapely.geometry.mapping(footprint),
+             "properties": props}, doc)
 
 
 def tiles_change(kind: str, before: dict | None, after: dict | None, record,
                  z_offset: str | None = None) -> dict | None:
     """The tiler's change for one write (``record``: the stored form, its geometry in the
     collection's CRS of record), or None when the 3D tiles do not show what changed."""
+    if kind != "deleted" and getattr(record, "city", None) is not None:
+        return record.city  # the full 3D shape, as sent
     old = (before or {}).get("properties") or {}
     new = (after or {}).get("properties") or {}
     oid = str(new.get("cityobject_id") or old.get("cityobject_id") or

@@ -30,13 +30,14 @@ from oup.errors import Forbidden, MethodNotAllowed, NotFound, OUPError, Precondi
 from oup.events import feature_event
 from oup.http.routes import Call, Endpoint, Format, Param
 from oup.store.base import Change, FeatureNotFound, StaleVersion, StoreError
+from oup.writes.city import CITY_JSON, CityRecord, city_record
 from oup.writes.features import content_crs, feature_record, merge_patch, parse_body
 
 LOG = logging.getLogger(__name__)
 # A POST of plain JSON to items is a CQL2 JSON search (pygeoapi's), so a new feature comes
 # as GeoJSON. OWSLib sends a PUT with no Content-Type at all: a body is JSON here anyway.
-CREATE = ("application/geo+json",)
-REPLACE = ("application/geo+json", "application/json", "")
+CREATE = ("application/geo+json", CITY_JSON)
+REPLACE = ("application/geo+json", "application/json", "", CITY_JSON)
 MERGE_PATCH = ("application/merge-patch+json", "application/geo+json", "application/json", "")
 ACTIONS = {"POST": "create", "PUT": "change", "PATCH": "change", "DELETE": "delete"}
 PATCH_TRIES = 3
@@ -232,13 +233,19 @@ class Writes:
             raise UnsupportedMediaType(f"send the feature as {' or '.join(
                 filter(None, call.endpoint.consumes))}, not {mimetype}")
         crs = content_crs(call.request.headers.get("Content-Crs"))
+        city = None
+        if mimetype == CITY_JSON:
+            doc, city, crs = *self._city(coll, doc, fid, current, creating), None
         props = doc.get("properties")
         author = coll.editable.author_field
         if author and isinstance(props, dict):  # the server says who; a client cannot
             props.pop(author, None)
-        record = feature_record(doc, self.store.fields(coll.id), self.store.layer(coll.id),
-                                crs, time_field=coll.time_field, id_field=coll.id_field,
-                                fid=fid)
+        meta = self.store.layer(coll.id)
+        record = feature_record(doc, self.store.fields(coll.id), meta,
+                                crs or meta["source_crs"], time_field=coll.time_field,
+                                id_field=coll.id_field, fid=fid)
+        if city is not None:
+            record = CityRecord(record.geometry, record.geometry_crs84, record.properties, city)
         for name, values in coll.editable.allowed.items():
             value = record.properties.get(name)
             if value is not None and value not in values:
@@ -248,6 +255,24 @@ class Writes:
             record.properties[author] = (call.identity.who if fid is None or creating else
                                          (current or {}).get("properties", {}).get(author))
         return record
+
+    def _city(self, coll: Collection, doc, fid: str | None, current: dict | None,
+              creating: bool) -> tuple[dict, dict]:
+        """A CityJSONFeature written to a 3D collection: (its GeoJSON form, itself)."""
+        if coll.tiles3d is None:
+            raise UnsupportedMediaType(f"{coll.id} is not a 3D collection: send the feature "
+                                       f"as GeoJSON (application/geo+json)")
+        # the LoD the import takes the footprint and the heights from
+        feature, city = city_record(doc, next((s.lod for s in coll.sources if s.lod), None))
+        if fid is not None and not creating:  # the city object's id is the building's
+            current = current or self.store.get(coll.id, fid)
+            was = ((current or {}).get("properties") or {}).get("cityobject_id")
+            now = feature["properties"]["cityobject_id"]
+            if was is not None and str(was) != str(now):
+                raise Unprocessable(f"feature {fid} is city object {was}; a CityJSONFeature "
+                                    f"replacing it names that object, not {now}",
+                                    "CityObjects")
+        return feature, city
 
     def _expected(self, call: Call, coll: Collection, fid: str, must_exist: bool) -> str | None:
         """The version the change is made to: the current one, if ``If-Match`` (when

@@ -161,13 +161,21 @@ def _geometry(raw, meta: dict, crs: str):
     elif meta.get("has_z") is False and geom.has_z:
         raise Unprocessable("geometry has heights and this collection has none; send x, y "
                             "only", "geometry")
-    code = crs_code(crs)
-    geom84 = _with_heights(to_crs84(geom, code), geom)
     source = meta.get("source_crs") or "OGC:CRS84"
     source = crs_code(source) if source in SUPPORTED_CRS else source
+    # sent in the CRS of record (a CityJSONFeature is in its model's), whatever that is
+    code = source if crs == meta.get("source_crs") else crs_code(crs)
+    geom84 = _with_heights(to_crs84(geom, code), geom)
+    if source in _LONGITUDE_FIRST:
+        # stored as imported: longitude first, whatever the authority's axis order says
+        # (and WGS 84 and ETRS89 taken equal, as everywhere in OUP: oup.geodesy)
+        return geom84, geom84
     if source == code:  # the data of record as it was sent
         return geom, geom84
     return from_crs84(np.array([geom84]), source)[0], geom84
+
+
+_LONGITUDE_FIRST = ("OGC:CRS84", "EPSG:4326", "EPSG:4258")
 
 
 def _with_heights(moved, original):

@@ -1,0 +1,106 @@
+"""What a write sets going beside its answer (a request does not wait for it): the 3D
+Tiles of a changed building, and the counts made from a changed collection.
+
+Each runs on a thread of its own, one job at a time, and what comes in while a job runs
+goes into the next job together: under many writes the work is done once for all of
+them, not once for each (each job costs about the same whatever it holds)."""
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
+
+from oup.catalog import Catalog, Collection
+
+LOG = logging.getLogger("oup.writes.after")
+
+
+class Coalesced:
+    """Work by key, one job at a time: ``work(key, items)`` gets every item added for
+    ``key`` since the last job for it, in order."""
+
+    def __init__(self, name: str, work: Callable[[str, list], None]):
+        self._queue = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._pending: dict[str, list] = {}
+        self._lock = threading.Lock()
+        self._work = work
+
+    def add(self, key: str, item) -> None:
+        with self._lock:
+            self._pending.setdefault(key, []).append(item)
+        self._queue.submit(self._run, key)
+
+    def _run(self, key: str) -> None:
+        with self._lock:
+            items = self._pending.pop(key, [])
+        if items:  # else an earlier job took them along
+            self._work(key, items)
+
+
+def tileset_updater(data_dir, announce: Callable, update_tileset: Callable) -> Callable:
+    """After a write to a 3D collection: its 3D Tiles, the changed buildings' leaves and
+    the tiles above them made again (``update_tileset``: the tiler's, given by the
+    composition root); then a change event says which (``announce``: /viewer loads them
+    again)."""
+    from oup.events import tiles3d_event
+    from oup.tiles.tiles3d import tileset_dir
+    from oup.writes.city import merge_changes, tiles_change
+
+    def work(cid: str, changes: list) -> None:
+        try:
+            report = update_tileset(tileset_dir(data_dir, cid), merge_changes(changes))
+            LOG.info("3D tiles of %s after %d changes: %s", cid, len(changes), report)
+            if report.rewritten or report.removed:
+                announce(tiles3d_event(cid, report.rewritten, report.removed))
+        except Exception:  # the writes stand; `oup tile` makes the tileset whole again
+            LOG.exception("3D tiles of %s not updated after %d changes", cid, len(changes))
+
+    jobs = Coalesced("oup-3dtiles", work)
+
+    def update(coll: Collection, kind: str, written, record=None) -> None:
+        if coll.tiles3d is None or not (tileset_dir(data_dir, coll.id) / ".oup-index").is_dir():
+            return
+        change = tiles_change(kind, written.before, written.after, record,
+                              coll.tiles3d.z_offset_attribute)
+        if change is not None:
+            jobs.add(coll.id, change)
+
+    return update
+
+
+def counts_updater(catalog: Catalog, store, announce: Callable) -> Callable:
+    """After a write to a collection others count (``counts:``, e.g. reports per
+    neighbourhood): those counted again, as their import does (disclosure rules and
+    all); then an event says they were."""
+    from oup.catalog.importers import import_collection
+    from oup.events import imported_event
+
+    counted_by: dict[str, list[Collection]] = {}
+    for c in catalog:
+        if c.counts:
+            counted_by.setdefault(c.counts.of, []).append(c)
+
+    def work(cid: str, _writes: list) -> None:
+        coll = catalog[cid]
+        try:
+            report = import_collection(coll, store, progress=False)
+            announce(imported_event(cid, report.count, report.notes))
+        except Exception:  # the writes stand; `oup import` counts again
+            LOG.exception("%s not counted again", cid)
+
+    jobs = Coalesced("oup-counts", work)
+
+    def update(coll: Collection, kind: str, written, record=None) -> None:
+        for counts in counted_by.get(coll.id, ()):
+            jobs.add(counts.id, kind)
+
+    return update
+
+
+def both(*updates: Callable) -> Callable:
+    def update(*args) -> None:
+        for u in updates:
+            u(*args)
+
+    return update
