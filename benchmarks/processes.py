@@ -110,9 +110,12 @@ def raw_ceiling(url: str) -> float:
 
     store = open_store(url)
     started = time.perf_counter()
-    store.execute("SELECT sensor_id, COUNT(result), SUM(result), MIN(result), MAX(result) "
-                  "FROM oup_observations WHERE phenomenon_time >= ? AND phenomenon_time <= ? "
-                  "GROUP BY sensor_id", (T0, T0 + 7 * 86_400_000_000))
+    # grouped by an expression, as the store does (a plain GROUP BY sensor_id made
+    # SQLite walk its key index: 117 s against 31 s for 10M, measured)
+    store.execute("SELECT sensor_id || '', COUNT(result), SUM(result), MIN(result), "
+                  "MAX(result) FROM oup_observations WHERE phenomenon_time >= ? AND "
+                  "phenomenon_time <= ? GROUP BY sensor_id || ''",
+                  (T0, T0 + 7 * 86_400_000_000))
     return time.perf_counter() - started
 
 
