@@ -435,7 +435,7 @@ def erase(collection, owner, fid):
 @click.option("--workers", default=None, type=int, help="worker processes (OUP_WORKERS)")
 @click.option("--live", is_flag=True, help="also run the live sensors: a broker (unless "
               "OUP_MQTT_URL is set: Mosquitto if installed, else the embedded demo broker), "
-              "`oup ingest` and `oup simulate`")
+              "`oup ingest`, `oup simulate` and `oup worker`")
 def serve(host, port, workers, live):
     """Serve the OGC APIs (gunicorn, several workers)."""
     for key, value in (("OUP_HOST", host), ("OUP_PORT", port), ("OUP_WORKERS", workers)):
@@ -473,6 +473,21 @@ def serve(host, port, workers, live):
         serve_live(s, args, lambda pid: _record_server(s.data_dir, pid), start_broker,
                    click.echo, live=live)
     except LiveError as exc:
+        _fail(str(exc))
+
+
+@main.command()
+@click.option("--threads", default=None, type=int,
+              help="jobs run at once (OUP_WORKER_THREADS)")
+def worker(threads):
+    """Run the jobs of OGC API Processes (as many workers as the load needs)."""
+    from oup.processes import ProcessError
+    from oup.processes.worker import run_worker
+
+    s = get_settings()
+    try:
+        run_worker(s, threads or s.worker_threads)
+    except (ProcessError, CatalogError) as exc:
         _fail(str(exc))
 
 

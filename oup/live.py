@@ -1,8 +1,8 @@
 """``oup serve`` with a broker: the API, and beside it ``oup events relay`` (change events
-of public collections to MQTT); with ``--live`` also a broker, an ingester and the
-simulator. All are started and stopped together. The broker comes from the caller (the
-CLI, the composition root that wires ``iot_ingest`` to the core); the other parts are
-``oup`` processes."""
+of public collections to MQTT); with ``--live`` also a broker, an ingester, a job
+worker (``oup worker``) and the simulator. All are started and stopped together. The
+broker comes from the caller (the CLI, the composition root that wires ``iot_ingest`` to
+the core); the other parts are ``oup`` processes."""
 from __future__ import annotations
 
 import os
@@ -21,9 +21,9 @@ class LiveError(RuntimeError):
 def serve_live(s: Settings, server_args: list[str], record_server, start_broker,
                say=print, live: bool = True) -> None:
     """Run the server (``server_args``) and ``oup events relay``; ``live``: also a broker
-    (unless ``OUP_MQTT_URL`` names one), ``oup ingest`` and ``oup simulate``. When one
-    ends, or on a signal, stop them all. ``record_server(pid)`` notes the server's pid for
-    ``oup catalog reload``; ``start_broker()`` starts a broker (``.url``, ``.relay_url``,
+    (unless ``OUP_MQTT_URL`` names one), ``oup ingest``, ``oup worker`` and ``oup
+    simulate``. When one ends, or on a signal, stop them all. ``record_server(pid)``
+    notes the server's pid for ``oup catalog reload``; ``start_broker()`` starts a broker (``.url``, ``.relay_url``,
     ``.ws_url``, ``.kind``, ``.stop()``) or raises ``LiveError``."""
     broker = None
     env = dict(os.environ)
@@ -37,6 +37,7 @@ def serve_live(s: Settings, server_args: list[str], record_server, start_broker,
             + ("  (embedded: demo only, see its log)" if broker.kind == "embedded" else ""))
     me = [sys.executable, "-m", "oup.cli"]
     children = [subprocess.Popen(me + ["ingest"], env=env),
+                subprocess.Popen(me + ["worker"], env=env),
                 subprocess.Popen(me + ["simulate", "--rate", "20", "--quiet"], env=env)] \
         if live else []
     if s.events_relay:

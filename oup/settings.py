@@ -74,6 +74,33 @@ class Settings(BaseSettings):
                                              "default <data_dir>/api-keys.yml (`oup keys`)")
     audit_log: Path | None = Field(None, description="default <data_dir>/audit.log")
 
+    processes_file: Path = Field(ROOT / "config" / "processes.yml", description=(
+        "the processes offered (OGC API Processes) and the roles that may run each"))
+    jobs_url: str | None = Field(None, description=(
+        "where the job queue and the jobs table live: sqlite:///path or postgresql://...; "
+        "default: the store's PostgreSQL database, else <data_dir>/jobs.sqlite"))
+    jobs_retention_hours: float = Field(24.0, gt=0, description=(
+        "how long a finished job and its results are kept"))
+    jobs_sync_seconds: float = Field(30.0, gt=0, description=(
+        "how long a synchronous execute waits for its job (then it answers 201, as an "
+        "asynchronous one)"))
+    jobs_stale_seconds: float = Field(30.0, gt=0, description=(
+        "a running job whose worker has not beaten for this long is taken back"))
+    jobs_attempts: int = Field(2, ge=1, description=(
+        "runs of a job whose worker stopped, before it fails"))
+    jobs_timeout_seconds: float = Field(600.0, gt=0, description="longest run of a job")
+    worker_threads: int = Field(2, ge=1, description="jobs one `oup worker` runs at once")
+    worker_nice: int = Field(10, ge=0, le=19, description=(
+        "how much `oup worker` yields the CPU to the API on the same machine (nice)"))
+
+    @property
+    def jobs_database(self) -> str:
+        if self.jobs_url:
+            return self.jobs_url
+        if self.database_url and self.database_url.startswith(("postgresql:", "postgres:")):
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'jobs.sqlite').resolve()}"
+
     @property
     def store_url(self) -> str:
         return self.database_url or f"gpkg://{(self.data_dir / 'oup.gpkg').resolve()}"

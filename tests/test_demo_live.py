@@ -82,7 +82,7 @@ def test_serve_live_shows_the_sensors_moving(workdir, kind):
         assert listed[-1].endswith("dead letters shown") and int(listed[-1].split()[0]) >= 1
         children = [int(pid) for pid in Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
                     .read_text().split()]
-        assert len(children) == 5  # broker, ingester, simulator, event relay, API
+        assert len(children) == 6  # broker, ingester, job worker, simulator, relay, API
         # the sensors' change events stream too (what /viewer and /map listen to)
         with requests.get(f"{url}/collections/sensors/events", stream=True,
                           timeout=(10, 30)) as r:

@@ -64,6 +64,7 @@ def create_app(settings: Settings | None = None):
     writes.on_change = after.both(
         after.tileset_updater(settings.data_dir, writes.announce, update_tileset),
         after.counts_updater(catalog, store, writes.announce))
+    processes = _processes(settings, catalog, store, base, shared.audit)
     own = Routes([
         *vector_tiles.endpoints(tiles),
         *styles.endpoints(styles.Styles(catalog, tiles.layers, base)),
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None):
         *Search(catalog, store, shared.audit, base).endpoints(),
         *SensorThings(catalog, store, base, lambda: _event_log(shared, settings),
                       _sensor_registry(catalog, store)).endpoints(),
+        *(processes.endpoints() if processes else []),
         # (the OpenAPI document is made from these declarations, so it is read late)
         *service.endpoints(store, metrics, lambda: openapi_doc,
                            lambda: _stream_metrics(shared, settings)),
@@ -85,7 +87,7 @@ def create_app(settings: Settings | None = None):
     shared.routes = own  # what the ASGI part (oup.http.asgi: the event streams) shares
     app.extensions["oup"] = shared
     rewrites = Rewrites(catalog, catalogue_records(catalog, store), base, settings.data_dir,
-                        set(tiles.layers), mqtt_public)
+                        set(tiles.layers), mqtt_public, bool(processes))
     Gate(catalog, shared.auth, shared.audit, own, shared.problems, Queryables(catalog, store),
          settings.max_page_limit, settings.page_limit, metrics, rewrites.rewrite_for,
          writes.etag_for).install(app)
@@ -115,6 +117,20 @@ def _sensor_registry(catalog, store):
         return made[0]
 
     return registry
+
+
+def _processes(settings: Settings, catalog, store, base: str, audit):
+    """OGC API Processes, when the processes file offers any: their jobs are queued for
+    ``oup worker`` (``oup.processes``)."""
+    from oup.processes import load_processes
+    from oup.processes.endpoints import Processes
+    from oup.processes.worker import open_jobs
+
+    offered = load_processes(settings.processes_file)
+    if not offered:
+        return None
+    return Processes(offered, open_jobs(settings), catalog, store, base, audit,
+                     settings.jobs_sync_seconds)
 
 
 def _fields(store, cid: str) -> list:

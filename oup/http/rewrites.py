@@ -11,12 +11,14 @@ from oup.events import asyncapi
 from oup.http.pygeoapi_config import RECORDS_ID
 from oup.http.responses import (COLLECTIONS, CONFORMANCE, EDITING, OPENAPI_PATHS, plain_items_links,
                                 visible_openapi, with_records, without_spatial_extent)
+from oup.processes import endpoints as processes_api
 from oup.tiles import styles, tiles3d, vector_tiles
 
 
-# pygeoapi's landing page links to these whatever is configured: OUP offers no processes
-# (yet), and its tile matrix sets are at /tileMatrixSets (OGC API Tiles), not pygeoapi's
-_NOT_OFFERED = ("/processes", "/TileMatrixSets")
+# pygeoapi's landing page links to these whatever is configured: OUP's tile matrix sets
+# are at /tileMatrixSets (OGC API Tiles), not pygeoapi's; its processes and jobs are its
+# own (linked by oup.processes.endpoints where the processes file offers any)
+_NOT_OFFERED = ("/processes", "/jobs", "/TileMatrixSets")
 
 
 def _without(doc: dict, paths: tuple[str, ...]) -> dict:
@@ -27,13 +29,15 @@ def _without(doc: dict, paths: tuple[str, ...]) -> dict:
 
 class Rewrites:
     def __init__(self, catalog: Catalog, records: dict, base_url: str, data_dir: Path,
-                 tiled: set[str], mqtt_public: str):
+                 tiled: set[str], mqtt_public: str, processes: bool = False):
         self.catalog, self.records, self.base = catalog, records, base_url
+        self.processes = processes
         self.data_dir, self.tiled, self.mqtt = data_dir, tiled, mqtt_public
         self.no_geometry = {cid for cid, r in records.items() if r["geometry"] is None}
         self.conformance = (CONFORMANCE + vector_tiles.CONFORMANCE + styles.CONFORMANCE
                             + asyncapi.CONFORMANCE
-                            + (EDITING if any(c.editable for c in catalog) else []))
+                            + (EDITING if any(c.editable for c in catalog) else [])
+                            + (processes_api.CONFORMANCE if processes else []))
 
     def rewrite_for(self, path: str, visible: frozenset[str]):
         """How OUP amends pygeoapi's JSON at ``path`` for a caller who may see ``visible``,
@@ -47,8 +51,11 @@ class Rewrites:
         if path == "/conformance":
             return lambda doc: {"conformsTo": self.conformance}
         if path == "/":
-            return lambda doc: asyncapi.landing_links(vector_tiles.landing_links(
-                _without(doc, _NOT_OFFERED), self.base), self.base, self.mqtt)
+            def landing(doc: dict) -> dict:
+                doc = asyncapi.landing_links(vector_tiles.landing_links(
+                    _without(doc, _NOT_OFFERED), self.base), self.base, self.mqtt)
+                return processes_api.landing_links(doc, self.base) if self.processes else doc
+            return landing
         if COLLECTIONS.match(path):
             return lambda doc: asyncapi.collection_links(vector_tiles.add_links(
                 tiles3d.add_links(without_spatial_extent(plain_items_links(doc),

@@ -214,6 +214,28 @@ class TimeSeries:
         return out
 
     # -- series (EDR) ---------------------------------------------------------------------------
+    def per_sensor(self, interval) -> list[tuple[str, int, float, float, float]]:
+        """(sensor, count, sum, min, max) of the results within ``interval``, per sensor."""
+        where_t, pt = self._time_filter(interval)
+        # grouped by an expression, not the column: SQLite would otherwise walk the
+        # (sensor, time) key in sensor order and look up every row (x1.6 slower, measured)
+        return self.store.execute(
+            f"SELECT o.sensor_id || '', COUNT(o.result), SUM(o.result), MIN(o.result), "
+            f"MAX(o.result) FROM oup_observations o WHERE o.result IS NOT NULL{where_t} "
+            f"GROUP BY o.sensor_id || ''", pt)
+
+    def results(self, sensor_ids: list[str], interval) -> list[float]:
+        """The results of these sensors within ``interval`` (in no order)."""
+        where_t, pt = self._time_filter(interval)
+        out: list[float] = []
+        for i in range(0, len(sensor_ids), 500):
+            chunk = sensor_ids[i:i + 500]
+            out += [r[0] for r in self.store.execute(
+                f"SELECT o.result FROM oup_observations o WHERE o.sensor_id IN "
+                f"({','.join('?' * len(chunk))}) AND o.result IS NOT NULL{where_t}",
+                chunk + pt)]
+        return out
+
     def series(self, sensor_ids: list[str], interval) -> dict[str, list[tuple[int, float]]]:
         """(time, result) per sensor, in time order, within ``interval``."""
         if not sensor_ids:

@@ -132,11 +132,7 @@ class Writes:
                             f"that takes one of {', '.join(sorted(roles)) or 'no role'}")
 
     def _owner(self, coll: Collection, identity) -> str | None:
-        """A caller who may only touch what they created (a resident): their own name."""
-        if not coll.editable.own or not identity.roles & set(coll.editable.own):
-            return None
-        others = {*coll.editable.create, *coll.editable.change, *coll.editable.delete}
-        return None if identity.roles & (others - set(coll.editable.own)) else identity.who
+        return owner_of(coll, identity)
 
     # -- the methods ---------------------------------------------------------------------
     def create(self, call: Call):
@@ -349,6 +345,14 @@ class Writes:
 
 _PROBLEMS = {code: {"$ref": f"#/components/responses/{code}"} for code in
              ("401", "403", "412", "415", "422")}
+
+
+def owner_of(coll: Collection, identity) -> str | None:
+    """A caller who may only touch what they created (a resident): their own name."""
+    if not coll.editable.own or not identity.roles & set(coll.editable.own):
+        return None
+    others = {*coll.editable.create, *coll.editable.change, *coll.editable.delete}
+    return None if identity.roles & (others - set(coll.editable.own)) else identity.who
 
 
 def _public(feature: dict | None, personal: set[str]) -> dict | None:

@@ -1,0 +1,491 @@
+"""OGC API Processes with jobs (issue 29), end to end on both stores: a real server, real
+`oup worker` processes, OWSLib's Processes client; area-statistics against a
+brute-force computation (geopandas over the features as the Features API serves them),
+the disclosure rules, changes from the feature history, access, errors, and a worker
+killed (SIGKILL) in the middle of a job."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import requests
+
+from conftest import ROOT, oup, serving, wait_for
+
+JSON = {"Content-Type": "application/json"}
+ASYNC = {**JSON, "Prefer": "respond-async"}
+
+
+class WorkerProcess:
+    """`oup worker` as a child process."""
+
+    def __init__(self, env: dict):
+        self.env, self.proc = env, None
+        self.log = Path(env["OUP_DATA_DIR"]) / "worker.log"
+
+    def start(self) -> "WorkerProcess":
+        with open(self.log, "a") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "oup.cli", "worker",
+                                          "--threads", "2"], env=self.env, stdout=log,
+                                         stderr=log)
+        return self
+
+    def kill(self) -> None:
+        self.proc.kill()  # SIGKILL: no clean-up, the job it runs left as it was
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+@pytest.fixture(scope="module")
+def twin(imported):
+    """The server with the processes (and a test process that waits), a worker, and keys:
+    a planner, a planner who may also see youth care, a steward, someone with no role."""
+    data = Path(imported["OUP_DATA_DIR"])
+    keys = data / "processes-keys.yml"
+    shutil.copy(imported["OUP_API_KEYS_FILE"], keys)
+    processes = data / "processes.yml"
+    processes.write_text((ROOT / "config" / "processes.yml").read_text()
+                         + "wait:\n  module: waiting_process\n  roles: [planner]\n")
+    env = dict(imported, OUP_API_KEYS_FILE=str(keys), OUP_PROCESSES_FILE=str(processes),
+               OUP_JOBS_STALE_SECONDS="1", OUP_JOBS_ATTEMPTS="2",
+               PYTHONPATH=f"{ROOT / 'tests'}:{ROOT}")
+    made = {}
+    for name, roles in (("planner", ["planner"]), ("analyst", ["planner", "youth-care-analyst"]),
+                        ("steward", ["steward"]), ("visitor", [])):
+        out = oup(env, "keys", "add", f"{name}-{data.name}",
+                  *[a for r in roles for a in ("--role", r)])
+        made[name] = {"X-API-Key": out.stdout.strip()}
+    with serving(env) as url:
+        worker = WorkerProcess(env).start()
+        try:
+            yield SimpleNamespace(url=url, env=env, key=made, worker=worker,
+                                  audit=data / "audit.log")
+        finally:
+            worker.stop()
+
+
+def _done(twin, job_url: str, who: str = "planner", timeout: float = 60) -> dict:
+    def finished():
+        doc = requests.get(job_url, headers=twin.key[who], timeout=30).json()
+        return doc if doc["status"] in ("successful", "failed", "dismissed") else None
+    return wait_for(finished, timeout, f"job {job_url}")
+
+
+def _features(twin, cid: str, who: str = "planner") -> list[dict]:
+    r = requests.get(f"{twin.url}/collections/{cid}/items", params={"limit": 10000},
+                     headers=twin.key[who], timeout=60)
+    assert r.status_code == 200, r.text
+    return r.json()["features"]
+
+
+def _brute_force(features: list[dict], areas: list[dict], prop: str | None) -> dict:
+    """Per area id: count, mean, p90 of the features whose centroid is within it."""
+    import geopandas as gpd
+
+    feats = gpd.GeoDataFrame.from_features(features, crs="OGC:CRS84")
+    with warnings.catch_warnings():  # centroids in degrees: what the rule says
+        warnings.simplefilter("ignore", UserWarning)
+        centroids = feats.geometry.centroid
+    points = gpd.GeoDataFrame(feats.drop(columns="geometry"), geometry=centroids,
+                              crs="OGC:CRS84")
+    if prop:
+        points = points[points[prop].notna()]
+    zones = gpd.GeoDataFrame.from_features(areas, crs="OGC:CRS84")
+    zones["area"] = [a["id"] for a in areas]
+    joined = gpd.sjoin(points, zones[["area", "geometry"]], predicate="within")
+    out = {}
+    for a in zones["area"]:
+        values = joined.loc[joined["area"] == a, prop] if prop else joined[joined["area"] == a]
+        out[a] = {"count": len(values),
+                  "mean": float(values.mean()) if prop and len(values) else None,
+                  "p90": float(values.quantile(0.9)) if prop and len(values) else None}
+    return out
+
+
+@pytest.fixture
+def owslib_headers():
+    """OWSLib's clients share one dict of request headers: the tests' key and Prefer
+    must not stay in it."""
+    from owslib import ogcapi
+
+    saved = dict(ogcapi.REQUEST_HEADERS)
+    yield
+    ogcapi.REQUEST_HEADERS.clear()
+    ogcapi.REQUEST_HEADERS.update(saved)
+
+
+def test_owslib_lists_describes_and_runs_area_statistics(twin, owslib_headers):
+    from owslib.ogcapi.processes import Processes
+
+    p = Processes(twin.url, headers=dict(twin.key["planner"]))
+    assert {"area-statistics", "changes"} <= {x["id"] for x in p.processes()}
+    described = p.process("area-statistics")
+    assert set(described["inputs"]) == {"collection", "areas", "statistics", "property",
+                                        "datetime"}
+    inputs = {"collection": "buildings", "areas": "neighbourhoods",
+              "statistics": ["count", "mean", "p90"], "property": "height"}
+    sync = p.execute("area-statistics", inputs, response="raw")
+    assert sync["type"] == "FeatureCollection"
+    expected = _brute_force(_features(twin, "buildings"), _features(twin, "neighbourhoods"),
+                            "height")
+    got = {f["id"]: f["properties"] for f in sync["features"]}
+    assert set(got) == set(expected)
+    assert sum(e["count"] for e in expected.values()) > 800  # the demo's 853, nearly all
+    for area, e in expected.items():
+        assert got[area]["count"] == e["count"], area
+        for name in ("mean", "p90"):
+            assert got[area][name] == pytest.approx(e[name], rel=1e-9), (area, name)
+        assert got[area]["buurtnaam"]  # the areas' names come along
+
+    status = p.execute("area-statistics", inputs, async_=True)  # -> 201, Location
+    location = p.response_headers["Location"]
+    assert location.startswith(f"{twin.url}/jobs/") and status["jobID"] in location
+    assert _done(twin, location)["status"] == "successful"
+    later = requests.get(f"{location}/results", headers=twin.key["planner"], timeout=30)
+    assert later.status_code == 200  # OWSLib asks for a document: {output id: value}
+    assert {f["id"]: f["properties"] for f in later.json()["result"]["features"]} == got
+    p.execute("area-statistics", inputs, response="raw", async_=True)
+    raw = requests.get(f"{p.response_headers['Location']}/results",
+                       headers=twin.key["planner"], timeout=30)
+    if raw.status_code == 404:  # not finished yet
+        _done(twin, p.response_headers["Location"])
+        raw = requests.get(f"{p.response_headers['Location']}/results",
+                           headers=twin.key["planner"], timeout=30)
+    assert raw.headers["Content-Type"].startswith("application/geo+json")
+    assert raw.json()["features"] == sync["features"]
+
+
+def test_area_statistics_keeps_the_disclosure_rules(twin):
+    """Youth care (restricted, counts below its min_count suppressed) per neighbourhood:
+    one record per neighbourhood is below the threshold, so every statistic is suppressed,
+    as the published figures are; the public liveability index, one record per
+    neighbourhood as well but without rules, is answered."""
+    from oup.catalog import load_catalog
+
+    rules = load_catalog(Path(twin.env["OUP_CATALOG_DIR"]))["jeugdzorg"].disclosure.rules
+    threshold = max(r.min_count for r in rules if r.min_count)
+    areas = _features(twin, "neighbourhoods")
+    for cid, prop, who in (("jeugdzorg", "trajecten", "analyst"),
+                           ("leefbaarheid", "score", "analyst")):
+        fields = _features(twin, cid, who)[0]["properties"]
+        if prop not in fields:  # the liveability index's numeric column, whatever its name
+            prop = next(k for k, v in fields.items() if isinstance(v, (int, float))
+                        and not isinstance(v, bool))
+        r = requests.post(f"{twin.url}/processes/area-statistics/execution", headers={
+            **JSON, **twin.key[who]}, json={"inputs": {
+                "collection": cid, "areas": "neighbourhoods", "property": prop,
+                "statistics": ["count", "sum", "mean"]}}, timeout=60)
+        assert r.status_code == 200, r.text
+        got = {f["id"]: f["properties"] for f in r.json()["features"]}
+        expected = _brute_force(_features(twin, cid, who), areas, prop)
+        for area, e in expected.items():
+            if cid == "jeugdzorg" and e["count"] < threshold:
+                assert (got[area]["count"], got[area]["sum"], got[area]["mean"]) == \
+                    (None, None, None), area
+            else:
+                assert got[area]["count"] == e["count"] and got[area]["mean"] == \
+                    pytest.approx(e["mean"]), area
+        if cid == "jeugdzorg":
+            assert all(e["count"] < threshold for e in expected.values())  # all suppressed
+        else:
+            assert any(g["count"] for g in got.values())
+    # the planner who may not see youth care: for them it does not exist
+    r = requests.post(f"{twin.url}/processes/area-statistics/execution", headers={
+        **JSON, **twin.key["planner"]}, json={"inputs": {
+            "collection": "jeugdzorg", "areas": "neighbourhoods", "statistics": ["count"]}},
+        timeout=30)
+    assert r.status_code == 400 and r.json()["parameter"] == "collection"
+
+
+def _box(code: str, x0: float, y0: float, x1: float, y1: float) -> dict:
+    return {"type": "Feature", "properties": {"name": code, "height": 1.0, "floors": 1,
+                                              "code": code},
+            "geometry": {"type": "Polygon", "coordinates": [[
+                [x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]]}}
+
+
+@pytest.fixture
+def sensor_areas(twin):
+    """Areas around some of the demo's air-quality sensors (the neighbourhoods, in
+    Delfshaven, hold none), written as plots by a steward; gone afterwards."""
+    plots = f"{twin.url}/collections/plots/items"
+    geo = {"Content-Type": "application/geo+json", **twin.key["steward"]}
+    codes = []
+    for n, box in enumerate(((4.465, 51.91, 4.48, 51.925),     # Schiedamsevest
+                             (4.46, 51.928, 4.47, 51.936),     # Statenweg
+                             (4.48, 51.88, 4.50, 51.895))):    # Pleinweg, Zwartewaalstraat
+        code = f"S{n}-{twin.env['OUP_TEST_STORE']}"
+        assert requests.put(f"{plots}/{code}", headers=geo, json=_box(code, *box),
+                            timeout=30).status_code in (200, 201)
+        codes.append(code)
+    yield codes
+    for code in codes:
+        requests.delete(f"{plots}/{code}", headers=geo, timeout=30)
+
+
+def test_area_statistics_of_observations_in_a_week(twin, sensor_areas):
+    """NO2 readings of the demo's sensors (a week and the days around it, in 2001: no
+    other test writes there), per area, against geopandas over the readings written and
+    the sensors as the Features API serves them."""
+    import geopandas as gpd
+
+    from conftest import store_url
+    from oup.sensors.observations import Observation
+    from oup.store import open_observation_store
+
+    sensors = _features(twin, "sensors")
+    rng = np.random.default_rng(29)
+    start = datetime(2001, 3, 5, tzinfo=timezone.utc)
+    rows = []
+    for s in sensors:
+        for t in rng.uniform(-2, 9, 30):  # days from the start: some outside the week
+            at = int((start.timestamp() + t * 86400) * 1e6)
+            rows.append((s["properties"]["sensor_id"], at, round(float(rng.uniform(0, 80)), 2)))
+    store = open_observation_store(store_url(twin.env))
+    try:
+        store.write_batch("processes-test", [[Observation(sid, at, v, at)] for sid, at, v
+                                             in rows])
+    finally:
+        store.close()
+    r = requests.post(f"{twin.url}/processes/area-statistics/execution", headers={
+        **JSON, **twin.key["planner"]}, json={"inputs": {
+            "collection": "observations", "areas": "plots", "property": "NO2",
+            "statistics": ["count", "mean", "max", "p50"],
+            "datetime": "2001-03-05T00:00:00Z/2001-03-12T00:00:00Z"}}, timeout=60)
+    assert r.status_code == 200, r.text
+    got = {f["id"]: f["properties"] for f in r.json()["features"]}
+    areas = _features(twin, "plots")
+    where = {s["properties"]["sensor_id"]: s for s in sensors
+             if s["properties"]["observed_property"] == "NO2"}
+    lo, hi = start.timestamp() * 1e6, start.timestamp() * 1e6 + 7 * 86400e6
+    week = [(where[sid], v) for sid, at, v in rows if sid in where and lo <= at <= hi]
+    points = gpd.GeoDataFrame({"v": [v for _, v in week]}, geometry=gpd.GeoSeries.from_xy(
+        [s["geometry"]["coordinates"][0] for s, _ in week],
+        [s["geometry"]["coordinates"][1] for s, _ in week]), crs="OGC:CRS84")
+    zones = gpd.GeoDataFrame.from_features(areas, crs="OGC:CRS84")
+    zones["area"] = [a["id"] for a in areas]
+    joined = gpd.sjoin(points, zones[["area", "geometry"]], predicate="within")
+    assert joined["area"].nunique() == 3  # the test means something: areas with sensors
+    for area in zones["area"]:
+        v = joined.loc[joined["area"] == area, "v"]
+        assert got[area]["count"] == len(v), area
+        if len(v):
+            assert got[area]["mean"] == pytest.approx(v.mean())
+            assert got[area]["max"] == pytest.approx(v.max())
+            assert got[area]["p50"] == pytest.approx(v.median())
+        else:
+            assert got[area]["mean"] is None
+
+
+def test_changes_from_the_feature_history(twin, owslib_headers):
+    from owslib.ogcapi.processes import Processes
+
+    plots = f"{twin.url}/collections/plots/items"
+    geo = {"Content-Type": "application/geo+json", **twin.key["steward"]}
+    suffix = twin.env["OUP_TEST_STORE"]
+
+    def plot(code: str, x: float, height: float) -> dict:
+        return {"type": "Feature", "properties": {"name": code, "height": height,
+                                                  "floors": 1, "code": code},
+                "geometry": {"type": "Polygon", "coordinates": [[
+                    [4.45 + x, 51.9], [4.4501 + x, 51.9], [4.4501 + x, 51.9001],
+                    [4.45 + x, 51.9]]]}}
+
+    kept, gone, new = (f"Q{n}-{suffix}" for n in (1, 2, 3))
+    for code in (kept, gone):
+        assert requests.put(f"{plots}/{code}", headers=geo, json=plot(code, 0.001, 3.0),
+                            timeout=30).status_code == 201
+    time.sleep(0.05)  # (one machine: the store's clock is this one)
+    instant = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+    time.sleep(0.05)
+    assert requests.patch(f"{plots}/{kept}", headers={**geo, "Content-Type":
+                          "application/merge-patch+json"}, json={"properties": {
+                              "height": 7.5}}, timeout=30).status_code == 200
+    assert requests.delete(f"{plots}/{gone}", headers=geo, timeout=30).status_code == 204
+    assert requests.put(f"{plots}/{new}", headers=geo, json=plot(new, 0.002, 4.0),
+                        timeout=30).status_code == 201
+    try:
+        p = Processes(twin.url, headers=dict(twin.key["planner"]))
+        answer = p.execute("changes", {"collection": "plots", "from": instant,
+                                       "bbox": [4.449, 51.899, 4.453, 51.902]},
+                           response="raw")
+        by_id = {f["id"]: f["properties"] for f in answer["features"]}
+        assert set(by_id) == {kept, gone, new}  # P0..P2 (elsewhere, unchanged) are not
+        assert by_id[new]["change"] == "added" and by_id[new]["before"] is None
+        assert by_id[new]["after"]["height"] == 4.0
+        assert by_id[gone]["change"] == "removed" and by_id[gone]["after"] is None
+        assert by_id[gone]["before"]["height"] == 3.0
+        assert by_id[kept]["change"] == "changed" and not by_id[kept]["geometry_changed"]
+        assert (by_id[kept]["before"]["height"], by_id[kept]["after"]["height"]) == (3.0, 7.5)
+        p.execute("changes", {"collection": "plots", "from": instant,
+                              "bbox": [4.449, 51.899, 4.453, 51.902]}, async_=True)
+        job = p.response_headers["Location"]
+        assert _done(twin, job)["status"] == "successful"
+        later = requests.get(f"{job}/results", headers=twin.key["planner"], timeout=30).json()
+        assert later["result"]["features"] == answer["features"]
+    finally:
+        for code in (kept, new):
+            requests.delete(f"{plots}/{code}", headers=geo, timeout=30)
+
+
+def test_who_may_run_and_see_jobs(twin):
+    execute = f"{twin.url}/processes/wait/execution"
+    body = {"inputs": {"seconds": 0}}
+    assert requests.post(execute, headers=JSON, json=body, timeout=30).status_code == 401
+    r = requests.post(execute, headers={**JSON, **twin.key["visitor"]}, json=body, timeout=30)
+    assert r.status_code == 403 and "planner" in r.json()["detail"]
+    assert requests.get(f"{twin.url}/jobs", timeout=30).status_code == 401
+    r = requests.post(execute, headers={**ASYNC, **twin.key["planner"]}, json=body, timeout=30)
+    assert r.status_code == 201
+    job = r.headers["Location"]
+    assert _done(twin, job)["status"] == "successful"
+    for other in ("analyst", "visitor"):  # another caller's job does not exist for them
+        for url in (job, f"{job}/results"):
+            assert requests.get(url, headers=twin.key[other], timeout=30).status_code == 404
+        assert requests.delete(job, headers=twin.key[other], timeout=30).status_code == 404
+    mine = requests.get(f"{twin.url}/jobs", headers=twin.key["planner"], timeout=30).json()
+    assert job in {j["links"][0]["href"] for j in mine["jobs"]}
+    theirs = requests.get(f"{twin.url}/jobs", headers=twin.key["analyst"], timeout=30).json()
+    assert job not in {j["links"][0]["href"] for j in theirs["jobs"]}
+    job_id = job.rsplit("/", 1)[1]
+    audited = [json.loads(line) for line in twin.audit.read_text().splitlines()
+               if job_id in line]
+    assert {a["action"] for a in audited} >= {"POST /processes/{processId}/execution",
+                                             "job wait"}
+    assert all(a["who"].startswith("key:planner") for a in audited)
+
+
+def test_landing_page_conformance_and_openapi_offer_processes(twin):
+    links = {link["href"] for link in requests.get(f"{twin.url}/", timeout=30).json()["links"]}
+    assert {f"{twin.url}/processes", f"{twin.url}/jobs"} <= links
+    conforms = requests.get(f"{twin.url}/conformance", timeout=30).json()["conformsTo"]
+    assert "http://www.opengis.net/spec/ogcapi-processes-1/1.0/conf/core" in conforms
+    paths = requests.get(f"{twin.url}/openapi.json", timeout=30).json()["paths"]
+    assert {"/processes", "/processes/{processId}/execution", "/jobs/{jobId}",
+            "/jobs/{jobId}/results"} <= set(paths)
+    assert "delete" in paths["/jobs/{jobId}"]
+
+
+@pytest.mark.parametrize("inputs, named", [
+    ({"areas": "neighbourhoods", "statistics": ["count"]}, "collection"),
+    ({"collection": "buildings", "areas": "neighbourhoods", "statistics": ["p101"]},
+     "statistics"),
+    ({"collection": "buildings", "areas": "neighbourhoods", "statistics": []}, "statistics"),
+    ({"collection": "nowhere", "areas": "neighbourhoods", "statistics": ["count"]},
+     "collection"),
+    ({"collection": "buildings", "areas": "neighbourhoods", "statistics": ["mean"]},
+     "property"),
+    ({"collection": "buildings", "areas": "neighbourhoods", "statistics": ["mean"],
+      "property": "roof"}, "property"),
+    ({"collection": "buildings", "areas": "neighbourhoods", "statistics": ["count"],
+      "datetime": "last week"}, "datetime"),
+    ({"collection": "buildings", "areas": "neighbourhoods", "statistics": ["count"],
+      "colour": "red"}, "colour"),
+])
+def test_bad_inputs_are_400_naming_the_input(twin, inputs, named):
+    r = requests.post(f"{twin.url}/processes/area-statistics/execution",
+                      headers={**JSON, **twin.key["planner"]}, json={"inputs": inputs},
+                      timeout=30)
+    assert r.status_code == 400, r.text
+    assert r.json()["parameter"] == named
+
+
+def test_bad_requests_to_changes_and_unknown_things(twin):
+    h = {**JSON, **twin.key["planner"]}
+    r = requests.post(f"{twin.url}/processes/changes/execution", headers=h, json={"inputs": {
+        "collection": "plots", "from": "2030-01-01T00:00:00Z",
+        "to": "2020-01-01T00:00:00Z"}}, timeout=30)
+    assert r.status_code == 400 and r.json()["parameter"] == "from"
+    r = requests.post(f"{twin.url}/processes/changes/execution", headers=h, json={"inputs": {
+        "collection": "observations", "from": "2020-01-01T00:00:00Z"}}, timeout=30)
+    assert r.status_code == 400 and r.json()["parameter"] == "collection"
+    r = requests.post(f"{twin.url}/processes/changes/execution", headers=h, data="{not json",
+                      timeout=30)
+    assert r.status_code == 400
+    assert requests.post(f"{twin.url}/processes/nothing/execution", headers=h, json={},
+                         timeout=30).status_code == 404
+    assert requests.get(f"{twin.url}/jobs/0123abcd", headers=h, timeout=30).status_code == 404
+
+
+def test_a_failing_job_ends_failed_with_its_reason(twin):
+    # buildings' `status` exists but is text: found when the job reads the values
+    inputs = {"collection": "buildings", "areas": "neighbourhoods", "statistics": ["sum"],
+              "property": "status"}
+    r = requests.post(f"{twin.url}/processes/area-statistics/execution",
+                      headers={**ASYNC, **twin.key["planner"]}, json={"inputs": inputs},
+                      timeout=30)
+    job = _done(twin, r.headers["Location"])
+    assert job["status"] == "failed" and "not numeric" in job["message"]
+    r = requests.get(f"{r.headers['Location']}/results", headers=twin.key["planner"],
+                     timeout=30)
+    assert r.status_code == 422 and "not numeric" in r.json()["detail"]
+
+
+def test_progress_and_dismissal_of_a_running_job(twin):
+    r = requests.post(f"{twin.url}/processes/wait/execution",
+                      headers={**ASYNC, **twin.key["planner"]},
+                      json={"inputs": {"seconds": 20}}, timeout=30)
+    job = r.headers["Location"]
+    wait_for(lambda: requests.get(job, headers=twin.key["planner"], timeout=30).json()
+             ["progress"] > 0, 60, "the job to report progress")
+    gone = requests.delete(job, headers=twin.key["planner"], timeout=30)
+    assert gone.status_code == 200 and gone.json()["status"] == "dismissed"
+    assert requests.get(f"{job}/results", headers=twin.key["planner"],
+                        timeout=30).status_code == 404
+    job_id = job.rsplit("/", 1)[1]
+    wait_for(lambda: any(job_id in line and '"dismissed"' in line and "job wait" in line
+                         for line in twin.audit.read_text().splitlines()), 30,
+             "the worker to stop the dismissed job")
+
+
+def test_a_killed_worker_loses_no_job(twin):
+    """SIGKILL the worker in the middle of a job: a new worker takes it back and runs it
+    again; killed in its last attempt too, the job fails with that reason."""
+    def start(seconds: float) -> str:
+        r = requests.post(f"{twin.url}/processes/wait/execution",
+                          headers={**ASYNC, **twin.key["planner"]},
+                          json={"inputs": {"seconds": seconds}}, timeout=30)
+        assert r.status_code == 201
+        return r.headers["Location"]
+
+    def running(job: str, before: str | None = None):
+        """The job's start (a run of it other than ``before``) once it reports progress."""
+        def run():
+            doc = requests.get(job, headers=twin.key["planner"], timeout=30).json()
+            return doc["started"] if doc["status"] == "running" and doc["progress"] > 0 \
+                and doc["started"] != before else None
+        return wait_for(run, 60, "the job to run")
+
+    retried = start(3)
+    running(retried)
+    twin.worker.kill()
+    twin.worker.start()
+    assert _done(twin, retried)["status"] == "successful"
+    job_id = retried.rsplit("/", 1)[1]
+    runs = [json.loads(line) for line in twin.audit.read_text().splitlines()
+            if job_id in line and "job wait" in line]
+    assert [r["attempt"] for r in runs] == [2]  # the first run died with its worker
+
+    lost, run = start(30), None
+    for _ in range(2):  # both its attempts
+        run = running(lost, run)
+        twin.worker.kill()
+        twin.worker.start()
+    job = _done(twin, lost)
+    assert job["status"] == "failed" and "worker stopped" in job["message"]
