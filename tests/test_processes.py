@@ -489,3 +489,42 @@ def test_a_killed_worker_loses_no_job(twin):
         twin.worker.start()
     job = _done(twin, lost)
     assert job["status"] == "failed" and "worker stopped" in job["message"]
+
+
+def test_sun_and_shadow_over_the_demo_buildings(twin, owslib_headers):
+    """The process end to end on the demo's buildings (the geometry itself is checked
+    against references in test_sun_shadow.py): shadows hold the buildings that cast
+    them, sun hours lie within the day, and a proposed tower only takes sun away."""
+    from owslib.ogcapi.processes import Processes
+    from shapely.geometry import box, shape
+
+    building = requests.get(f"{twin.url}/collections/buildings/items",
+                            params={"limit": 1, "offset": 40}, timeout=30).json()["features"][0]
+    footprint = shape(building["geometry"])
+    x0, y0, x1, y1 = footprint.bounds
+    area = [x0 - 0.0007, y0 - 0.0005, x1 + 0.0007, y1 + 0.0005]
+    cx, cy = (area[0] + area[2]) / 2, area[1] + 0.0001  # a tower at the area's south edge
+    tower = {"type": "FeatureCollection", "features": [{
+        "type": "Feature", "properties": {"height": 60},
+        "geometry": box(cx - 0.0001, cy - 0.00006, cx + 0.0001, cy).__geo_interface__}]}
+    p = Processes(twin.url, headers=dict(twin.key["planner"]))
+    assert "sun-and-shadow" in [x["id"] for x in p.processes()]
+    result = p.execute("sun-and-shadow", {"area": area, "date": "2026-06-21", "step": 60,
+                                          "grid_spacing": 15, "scenario": tower},
+                       response="raw")
+    steps = [f for f in result["shadows"]["features"] if not f["properties"]["scenario"]]
+    assert len(steps) == 24  # a day at one-hour steps
+    sunny = [f for f in steps if f["properties"]["directSun"]]
+    assert 14 <= len(sunny) <= 18 and all(f["geometry"] for f in sunny)
+    for f in sunny:  # a building is in its own shadow
+        assert shape(f["geometry"]).intersection(footprint).area >= 0.99 * footprint.area
+    points = result["sunHours"]["features"]
+    hours = [f["properties"]["sunHours"] for f in points]
+    assert points and all(0 <= h <= len(sunny) for h in hours)
+    assert min(hours) < max(hours)  # the buildings shade some of the ground
+    difference = [f["properties"]["difference"] for f in points]
+    assert min(difference) < 0 and max(difference) <= 1e-9  # a tower takes, never gives
+    r = requests.post(f"{twin.url}/processes/sun-and-shadow/execution",
+                      headers={**twin.key["planner"], "Content-Type": "application/json"},
+                      json={"inputs": {"area": area, "date": "21 June"}}, timeout=30)
+    assert r.status_code == 400 and "date" in r.json()["detail"], r.text
