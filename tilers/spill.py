@@ -53,6 +53,17 @@ def block_record(block: Block, row: dict) -> bytes:
                     tris.astype(np.uint32), roof.astype(bool)])
 
 
+def read_row(fh: BinaryIO, offset: int) -> dict:
+    """The id, type and attributes of the object or block recorded at ``offset`` (its
+    row in a tile's property table), without its arrays."""
+    fh.seek(offset)
+    _, head_length = _SIZES.unpack(fh.read(_SIZES.size))
+    header = pickle.loads(fh.read(head_length))
+    if header[0] == "object":
+        return {"id": header[1], "type": header[2], **header[3]}
+    return header[1]
+
+
 def read_record(fh: BinaryIO, offset: int):
     """The object (``CityObjectMesh``) or (``Block``, row) recorded at ``offset``."""
     fh.seek(offset)

@@ -240,10 +240,11 @@ class Job:
 _GEO: dict = {}
 
 
-def _load(places: list) -> list:
+def load_records(places: list, read=read_record) -> list:
+    """``read`` (``spill.read_record``, ``spill.read_row``) at each (spill file, offset)."""
     files = {}
     try:
-        return [read_record(files.get(path) or files.setdefault(path, open(path, "rb")), offset)
+        return [read(files.get(path) or files.setdefault(path, open(path, "rb")), offset)
                 for path, offset in places]
     finally:
         for fh in files.values():
@@ -256,7 +257,7 @@ def run_job(job: Job) -> dict:
     for d in job.grid_dirs:  # a spawned worker finds the RDNAPTRANS grids where the parent did
         install_grids(Path(d).parent)
     geo = _GEO.get(job.src_crs) or _GEO.setdefault(job.src_crs, Geodesy(job.src_crs))
-    items = _load(job.places)
+    items = load_records(job.places)
     if job.kind == "leaf":
         parts = [(m.points, m.corners, m.triangles, m.surfaces) for m in items]
         rows = [{"id": m.id, "type": m.type, **m.attributes} for m in items]
