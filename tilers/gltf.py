@@ -257,24 +257,31 @@ def with_rows(glb: bytes, schema: dict, kinds: dict, rows: list[dict],
     are, so an attribute change costs no meshing, placing or encoding. The bytes are
     those ``build_glb`` gives for the same mesh and rows."""
     gltf, binary = unpack_glb(glb)
-    prim = gltf["meshes"][0]["primitives"][0]
-    view = gltf["bufferViews"][prim["extensions"]["KHR_draco_mesh_compression"]["bufferView"]]
-    features = prim["extensions"]["EXT_mesh_features"]["featureIds"][0]["featureCount"]
+    try:
+        prim = gltf["meshes"][0]["primitives"][0]
+        view = gltf["bufferViews"][prim["extensions"]["KHR_draco_mesh_compression"]["bufferView"]]
+        features = prim["extensions"]["EXT_mesh_features"]["featureIds"][0]["featureCount"]
+        color = gltf["materials"][0]["pbrMetallicRoughness"]["baseColorFactor"]
+    except (KeyError, IndexError, TypeError) as exc:
+        raise ValueError(f"not a glb of build_glb (no {exc})") from None
     if features != len(rows):
         raise ValueError(f"the glb numbers {features} features, {len(rows)} rows given")
     blob = binary[view["byteOffset"]:view["byteOffset"] + view["byteLength"]]
-    color = gltf["materials"][0]["pbrMetallicRoughness"]["baseColorFactor"]
     return _assemble(blob, gltf["accessors"], color, schema, kinds, rows, surface_names)
 
 
 def unpack_glb(glb: bytes) -> tuple[dict, bytes]:
-    """The JSON and the BIN chunk of a glb (``pack_glb``'s layout)."""
-    magic, _, _ = struct.unpack_from("<4sII", glb, 0)
-    js_len, js_type = struct.unpack_from("<I4s", glb, 12)
-    if magic != b"glTF" or js_type != b"JSON":
-        raise ValueError("not a glb")
-    bin_at = 20 + js_len
-    bin_len, _ = struct.unpack_from("<I4s", glb, bin_at)
+    """The JSON and the BIN chunk of a glb (``pack_glb``'s layout); ValueError if it is
+    none (or cut short)."""
+    try:
+        magic, _, _ = struct.unpack_from("<4sII", glb, 0)
+        js_len, js_type = struct.unpack_from("<I4s", glb, 12)
+        bin_at = 20 + js_len
+        bin_len, _ = struct.unpack_from("<I4s", glb, bin_at)
+    except struct.error as exc:
+        raise ValueError(f"not a whole glb ({exc})") from None
+    if magic != b"glTF" or js_type != b"JSON" or len(glb) < bin_at + 8 + bin_len:
+        raise ValueError("not a whole glb")
     return json.loads(glb[20:bin_at]), glb[bin_at + 8:bin_at + 8 + bin_len]
 
 

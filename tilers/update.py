@@ -430,10 +430,14 @@ def _redo(folder: Path, index: TilesetIndex, leaves: set, moved: set, grids: lis
                               "city again (`oup tile`)")
         uri = f"tiles/{ids[n]}.glb"
         if n not in remesh and (folder / uri).is_file():
-            glb = with_rows((folder / uri).read_bytes(), schema, kinds,
-                            load_records(places, read_row), SURFACE_NAMES)
-            (report.rewritten if replace_file(folder / uri, glb) else report.same).append(uri)
-            continue
+            try:
+                glb = with_rows((folder / uri).read_bytes(), schema, kinds,
+                                load_records(places, read_row), SURFACE_NAMES)
+            except ValueError:  # not the glb the index describes: made again below
+                glb = None
+            if glb is not None:
+                (report.rewritten if replace_file(folder / uri, glb) else report.same).append(uri)
+                continue
         content = run_job(Job(kind, places, meta["src_crs"], schema, kinds, str(folder),
                               ids[n], grids, nodes["frame"][n].tolist()))
         nodes["region"][n] = content["region"]
