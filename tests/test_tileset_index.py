@@ -47,7 +47,7 @@ def test_spill_records_read_back_what_was_written(tmp_path):
 
     from tilers.cityjson import CityObjectMesh
     from tilers.lod import blocks_of
-    from tilers.spill import block_record, mesh_record, read_record, read_row
+    from tilers.spill import block_record, mesh_record, read_outline, read_record, read_row
 
     rng = np.random.default_rng(3)
     mesh = CityObjectMesh("NL.1", "Building", {"naam": "één", "hoogte": 12.5, "x": None},
@@ -79,8 +79,11 @@ def test_spill_records_read_back_what_was_written(tmp_path):
         assert all(np.array_equal(a, b) for a, b in zip(got.mesh, want.mesh))
     with open(path, "rb") as fh:  # a row alone, as a tile's property table takes it
         rows = [read_row(fh, offset) for offset in at]
+        outlines = [read_outline(fh, offset) for offset in at[2:]]  # what a coarse tile takes
     assert rows == [{"id": "NL.1", "type": "Building", **mesh.attributes},
                     {"id": "t", "type": "Terrain"}, {"id": "NL.1"}, {}]
+    for (ring, z0, z1, row), want, want_row in zip(outlines, blocks, [{"id": "NL.1"}, {}]):
+        assert np.array_equal(ring, want.ring) and (z0, z1, row) == (want.z0, want.z1, want_row)
 
 
 def test_blocks_stacked_as_one_mesh_are_each_block_mesh():
@@ -97,7 +100,7 @@ def test_blocks_stacked_as_one_mesh_are_each_block_mesh():
         z0 = float(rng.random() * 5)
         blocks.append(Block(ring, z0, z0 + (0.0 if i % 7 == 0 else 3 + float(rng.random())),
                             0.5, 1.0))
-    points, corners, tris, roof, counts = stacked_blocks(blocks)
+    points, corners, tris, roof, counts = stacked_blocks([(b.ring, b.z0, b.z1) for b in blocks])
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     assert counts.tolist() == [len(b.mesh[0]) for b in blocks]
     assert np.array_equal(points[corners], np.vstack([b.mesh[0] for b in blocks]))

@@ -132,17 +132,18 @@ def block_mesh(block: Block) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return verts, tris, roof
 
 
-def stacked_blocks(blocks: list[Block]) -> tuple[np.ndarray, ...]:
+def stacked_blocks(outlines: list[tuple]) -> tuple[np.ndarray, ...]:
     """The meshes of many blocks as one, in a few array passes (a coarse tile holds a
     city's blocks: a Python step a block cost seconds). A point is placed (PROJ) once,
     not once for every face it is a corner of: the distinct points of each block (its
     ring at the top, then at the bottom), which point each vertex of ``block_mesh`` is,
     the triangles (numbering the vertices of all), the roof flags and each block's
-    vertex count: ``block_mesh``'s vertices, triangles and flags, block after block."""
-    k = np.array([len(b.ring) for b in blocks], np.int64)
-    walls = np.array([b.z1 > b.z0 for b in blocks])
-    z0, z1 = np.array([b.z0 for b in blocks]), np.array([b.z1 for b in blocks])
-    rings = np.vstack([b.ring for b in blocks])
+    vertex count: ``block_mesh``'s vertices, triangles and flags, block after block.
+    ``outlines``: (ring, z0, z1, ...) of each block."""
+    k = np.array([len(o[0]) for o in outlines], np.int64)
+    z0, z1 = np.array([o[1] for o in outlines], float), np.array([o[2] for o in outlines], float)
+    walls = z1 > z0
+    rings = np.vstack([o[0] for o in outlines])
 
     def spread(counts):  # block of each item, the item's number in its block, block starts
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]])

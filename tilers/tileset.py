@@ -35,7 +35,7 @@ from .gltf import ENUM_MAX, POSITION_STEP, build_glb, metadata_schema
 from .lod import BLOCK_STEP, blocks_of, choose, stacked_blocks
 from .placement import (Geodesy, as_transform, local_frame, region_error, region_of,
                         relative, union)
-from .spill import block_record, mesh_record, read_record
+from .spill import block_record, mesh_record, read_outline, read_record
 from .triangulate import cross
 
 
@@ -257,16 +257,16 @@ def run_job(job: Job) -> dict:
     for d in job.grid_dirs:  # a spawned worker finds the RDNAPTRANS grids where the parent did
         install_grids(Path(d).parent)
     geo = _GEO.get(job.src_crs) or _GEO.setdefault(job.src_crs, Geodesy(job.src_crs))
-    items = load_records(job.places)
+    items = load_records(job.places, read_record if job.kind == "leaf" else read_outline)
     if job.kind == "leaf":
         parts = [(m.points, m.corners, m.triangles, m.surfaces) for m in items]
         rows = [{"id": m.id, "type": m.type, **m.attributes} for m in items]
         terrain = all(m.type == "Terrain" for m in items)
         mesh = _stacked(parts)
     else:
-        rows = [row for _, row in items]
+        rows = [row for _, _, _, row in items]
         terrain = all(r["type"] == "Terrain" for r in rows)
-        points, corners, tris, roof, counts = stacked_blocks([block for block, _ in items])
+        points, corners, tris, roof, counts = stacked_blocks(items)
         mesh = (points, corners, tris, counts, np.where(roof, ROOF, WALL).astype(np.uint8))
     return _content(*mesh, rows, job, geo, terrain)
 
