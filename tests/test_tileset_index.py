@@ -47,7 +47,7 @@ def test_spill_records_read_back_what_was_written(tmp_path):
 
     from tilers.cityjson import CityObjectMesh
     from tilers.lod import blocks_of
-    from tilers.spill import block_record, mesh_record, read_record
+    from tilers.spill import block_record, mesh_record, read_outline, read_record, read_row
 
     rng = np.random.default_rng(3)
     mesh = CityObjectMesh("NL.1", "Building", {"naam": "één", "hoogte": 12.5, "x": None},
@@ -77,3 +77,34 @@ def test_spill_records_read_back_what_was_written(tmp_path):
         assert (got.z0, got.z1, got.deviation, got.size) == (want.z0, want.z1, want.deviation,
                                                              want.size)
         assert all(np.array_equal(a, b) for a, b in zip(got.mesh, want.mesh))
+    with open(path, "rb") as fh:  # a row alone, as a tile's property table takes it
+        rows = [read_row(fh, offset) for offset in at]
+        outlines = [read_outline(fh, offset) for offset in at[2:]]  # what a coarse tile takes
+    assert rows == [{"id": "NL.1", "type": "Building", **mesh.attributes},
+                    {"id": "t", "type": "Terrain"}, {"id": "NL.1"}, {}]
+    for (ring, z0, z1, row), want, want_row in zip(outlines, blocks, [{"id": "NL.1"}, {}]):
+        assert np.array_equal(ring, want.ring) and (z0, z1, row) == (want.z0, want.z1, want_row)
+
+
+def test_blocks_stacked_as_one_mesh_are_each_block_mesh():
+    """A coarse tile's blocks made in one pass give each block's own mesh (``block_mesh``,
+    made block by block), one after the other."""
+    import numpy as np
+
+    from tilers.lod import Block, stacked_blocks
+
+    rng = np.random.default_rng(5)
+    blocks = []
+    for i in range(60):  # 3 to 8 corners; every seventh a plate (terrain: no walls)
+        ring = rng.random((int(rng.integers(3, 9)), 2)) * 20 + i * 30
+        z0 = float(rng.random() * 5)
+        blocks.append(Block(ring, z0, z0 + (0.0 if i % 7 == 0 else 3 + float(rng.random())),
+                            0.5, 1.0))
+    points, corners, tris, roof, counts = stacked_blocks([(b.ring, b.z0, b.z1) for b in blocks])
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    assert counts.tolist() == [len(b.mesh[0]) for b in blocks]
+    assert np.array_equal(points[corners], np.vstack([b.mesh[0] for b in blocks]))
+    assert np.array_equal(tris, np.vstack([b.mesh[1] + s for b, s in zip(blocks, starts)]))
+    assert np.array_equal(roof, np.concatenate([b.mesh[2] for b in blocks]))
+    tops = sum(len(b.ring) for b in blocks)  # each corner placed once: top and bottom ring
+    assert len(points) == tops + sum(len(b.ring) for b in blocks if b.z1 > b.z0)

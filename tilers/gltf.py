@@ -192,8 +192,6 @@ def build_glb(positions: np.ndarray, normals: np.ndarray, indices: np.ndarray,
     # what it decodes to, so it is asked (about a tenth of the encoding time)
     decoded = DracoPy.decode(blob)
     n, n_indices = len(decoded.points), int(np.asarray(decoded.faces).size)
-    buf = _Buffer()
-    draco_view = buf.add(blob, align=4)
     acc = [{"componentType": FLOAT, "count": n, "type": "VEC3",
             "min": [float(v) for v in decoded.points.min(axis=0)],
             "max": [float(v) for v in decoded.points.max(axis=0)]},
@@ -202,7 +200,18 @@ def build_glb(positions: np.ndarray, normals: np.ndarray, indices: np.ndarray,
            {"componentType": UINT8, "count": n, "type": "SCALAR"},
            {"componentType": UINT16 if n <= 65_535 else UINT32, "count": n_indices,
             "type": "SCALAR"}]
-    names = ["POSITION", "NORMAL", "_FEATURE_ID_0", "_FEATURE_ID_1"]
+    return _assemble(blob, acc, color, schema, kinds, rows, surface_names)
+
+
+_NAMES = ["POSITION", "NORMAL", "_FEATURE_ID_0", "_FEATURE_ID_1"]
+
+
+def _assemble(blob: bytes, acc: list, color: list | tuple, schema: dict, kinds: dict,
+              rows: list[dict], surface_names: list[str]) -> bytes:
+    """The glb of a Draco mesh (``blob``, its accessors) and its features' property
+    tables: the Draco bytes first in the buffer, the tables after them."""
+    buf = _Buffer()
+    draco_view = buf.add(blob, align=4)
     tables = [{
         "class": "cityobject", "count": len(rows),
         "properties": {pid: _property(buf, kind, [r.get(name) for r in rows])
@@ -220,16 +229,16 @@ def build_glb(positions: np.ndarray, normals: np.ndarray, indices: np.ndarray,
         "extensionsRequired": ["KHR_draco_mesh_compression"],
         "extensions": {"EXT_structural_metadata": {"schema": schema, "propertyTables": tables}},
         "scene": 0, "scenes": [{"nodes": [0]}], "nodes": [{"mesh": 0}],
-        "materials": [{"pbrMetallicRoughness": {"baseColorFactor": [*color, 1.0],
+        "materials": [{"pbrMetallicRoughness": {"baseColorFactor": [*color[:3], 1.0],
                                                 "metallicFactor": 0.0,
                                                 "roughnessFactor": 0.9},
                        "doubleSided": True}],
         "meshes": [{"primitives": [{
-            "attributes": {name: i for i, name in enumerate(names)},
+            "attributes": {name: i for i, name in enumerate(_NAMES)},
             "indices": 4, "material": 0, "mode": 4,
             "extensions": {
                 "KHR_draco_mesh_compression": {"bufferView": draco_view,
-                                               "attributes": {k: ids[k] for k in names}},
+                                               "attributes": {k: ids[k] for k in _NAMES}},
                 "EXT_mesh_features": {"featureIds": [
                     {"featureCount": len(rows), "attribute": 0, "propertyTable": 0},
                     {"featureCount": len(surface_names), "attribute": 1, "propertyTable": 1}]}},
@@ -239,6 +248,41 @@ def build_glb(positions: np.ndarray, normals: np.ndarray, indices: np.ndarray,
         "buffers": [{"byteLength": len(binary)}],
     }
     return pack_glb(gltf, binary)
+
+
+def with_rows(glb: bytes, schema: dict, kinds: dict, rows: list[dict],
+              surface_names: list[str]) -> bytes:
+    """A glb of ``build_glb`` with new property tables (``rows``, one per feature, in
+    feature id order) and the same mesh: its Draco bytes and accessors are kept as they
+    are, so an attribute change costs no meshing, placing or encoding. The bytes are
+    those ``build_glb`` gives for the same mesh and rows."""
+    gltf, binary = unpack_glb(glb)
+    try:
+        prim = gltf["meshes"][0]["primitives"][0]
+        view = gltf["bufferViews"][prim["extensions"]["KHR_draco_mesh_compression"]["bufferView"]]
+        features = prim["extensions"]["EXT_mesh_features"]["featureIds"][0]["featureCount"]
+        color = gltf["materials"][0]["pbrMetallicRoughness"]["baseColorFactor"]
+    except (KeyError, IndexError, TypeError) as exc:
+        raise ValueError(f"not a glb of build_glb (no {exc})") from None
+    if features != len(rows):
+        raise ValueError(f"the glb numbers {features} features, {len(rows)} rows given")
+    blob = binary[view["byteOffset"]:view["byteOffset"] + view["byteLength"]]
+    return _assemble(blob, gltf["accessors"], color, schema, kinds, rows, surface_names)
+
+
+def unpack_glb(glb: bytes) -> tuple[dict, bytes]:
+    """The JSON and the BIN chunk of a glb (``pack_glb``'s layout); ValueError if it is
+    none (or cut short)."""
+    try:
+        magic, _, _ = struct.unpack_from("<4sII", glb, 0)
+        js_len, js_type = struct.unpack_from("<I4s", glb, 12)
+        bin_at = 20 + js_len
+        bin_len, _ = struct.unpack_from("<I4s", glb, bin_at)
+    except struct.error as exc:
+        raise ValueError(f"not a whole glb ({exc})") from None
+    if magic != b"glTF" or js_type != b"JSON" or len(glb) < bin_at + 8 + bin_len:
+        raise ValueError("not a whole glb")
+    return json.loads(glb[20:bin_at]), glb[bin_at + 8:bin_at + 8 + bin_len]
 
 
 def pack_glb(gltf: dict, binary: bytes) -> bytes:

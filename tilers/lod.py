@@ -132,19 +132,49 @@ def block_mesh(block: Block) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return verts, tris, roof
 
 
-def block_corners(block: Block) -> tuple[np.ndarray, np.ndarray]:
-    """The distinct points of a block's mesh (its ring at the top, then at the bottom)
-    and which of them each vertex of ``block_mesh`` is: a point is placed (PROJ) once,
-    not once for every face it is a corner of (a coarse tile holds a city's blocks)."""
-    ring, k = block.ring, len(block.ring)
-    i = np.arange(k)
-    top = np.column_stack([ring, np.full(k, block.z1)])
-    if not block.z1 > block.z0:
-        return top, i
-    j = np.r_[1:k, 0]  # each wall: ring and next at the bottom, next and ring at the top
-    walls = np.column_stack([k + i, k + j, j, i]).reshape(-1)
-    return np.vstack([top, np.column_stack([ring, np.full(k, block.z0)])]), \
-        np.concatenate([i, walls])
+def stacked_blocks(outlines: list[tuple]) -> tuple[np.ndarray, ...]:
+    """The meshes of many blocks as one, in a few array passes (a coarse tile holds a
+    city's blocks: a Python step a block cost seconds). A point is placed (PROJ) once,
+    not once for every face it is a corner of: the distinct points of each block (its
+    ring at the top, then at the bottom), which point each vertex of ``block_mesh`` is,
+    the triangles (numbering the vertices of all), the roof flags and each block's
+    vertex count: ``block_mesh``'s vertices, triangles and flags, block after block.
+    ``outlines``: (ring, z0, z1, ...) of each block."""
+    k = np.array([len(o[0]) for o in outlines], np.int64)
+    z0, z1 = np.array([o[1] for o in outlines], float), np.array([o[2] for o in outlines], float)
+    walls = z1 > z0
+    rings = np.vstack([o[0] for o in outlines])
+
+    def spread(counts):  # block of each item, the item's number in its block, block starts
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        owner = np.repeat(np.arange(len(counts)), counts)
+        return owner, np.arange(int(counts.sum())) - starts[owner], starts
+
+    # points: the ring at the top, then (walls) at the bottom
+    owner, at, point_starts = spread(k * (1 + walls))
+    bottom = at >= k[owner]
+    ring_starts = np.concatenate([[0], np.cumsum(k)[:-1]])
+    points = np.column_stack([rings[ring_starts[owner] + at - k[owner] * bottom],
+                              np.where(bottom, z0[owner], z1[owner])])
+    # vertices: the top's corners, then each wall's four (ring and next at the bottom,
+    # next and ring at the top)
+    counts = k + 4 * k * walls
+    owner, at, vertex_starts = spread(counts)
+    kk = k[owner]
+    wall, corner = np.divmod(np.maximum(at - kk, 0), 4)
+    nxt = (wall + 1) % kk
+    roof = at < kk
+    corners = np.select([roof, corner == 0, corner == 1, corner == 2],
+                        [at, kk + wall, kk + nxt, nxt], wall) + point_starts[owner]
+    # triangles: the top's fan, then each wall's first half, then each wall's second
+    owner, at, _ = spread(k - 2 + 2 * k * walls)
+    kk = k[owner]
+    fan = at < kk - 2
+    second, wall = np.divmod(np.maximum(at - (kk - 2), 0), kk)
+    base = kk + 4 * wall
+    tris = np.where(fan[:, None], np.column_stack([np.zeros_like(at), at + 1, at + 2]),
+                    np.column_stack([base, base + 1 + second, base + 2 + second]))
+    return points, corners, tris + vertex_starts[owner][:, None], roof, counts
 
 
 def choose(items: np.ndarray, size: np.ndarray, deviation: np.ndarray,

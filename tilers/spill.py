@@ -53,6 +53,27 @@ def block_record(block: Block, row: dict) -> bytes:
                     tris.astype(np.uint32), roof.astype(bool)])
 
 
+def read_row(fh: BinaryIO, offset: int) -> dict:
+    """The id, type and attributes of the object or block recorded at ``offset`` (its
+    row in a tile's property table), without its arrays."""
+    fh.seek(offset)
+    _, head_length = _SIZES.unpack(fh.read(_SIZES.size))
+    header = pickle.loads(fh.read(head_length))
+    if header[0] == "object":
+        return {"id": header[1], "type": header[2], **header[3]}
+    return header[1]
+
+
+def read_outline(fh: BinaryIO, offset: int) -> tuple[np.ndarray, float, float, dict]:
+    """(ring, bottom, top, row) of the block recorded at ``offset``: what a coarse tile
+    makes its mesh from (``lod.stacked_blocks``), without the block's own mesh arrays."""
+    fh.seek(offset)
+    length, head_length = _SIZES.unpack(fh.read(_SIZES.size))
+    buf = fh.read(length)
+    _, row, k, z0, z1, *_ = pickle.loads(buf[:head_length])
+    return np.frombuffer(buf, F8, 2 * k, head_length).reshape(k, 2), z0, z1, row
+
+
 def read_record(fh: BinaryIO, offset: int):
     """The object (``CityObjectMesh``) or (``Block``, row) recorded at ``offset``."""
     fh.seek(offset)

@@ -32,10 +32,10 @@ import numpy as np
 
 from .cityjson import GROUND, ROOF, SURFACE_NAMES, WALL
 from .gltf import ENUM_MAX, POSITION_STEP, build_glb, metadata_schema
-from .lod import BLOCK_STEP, block_corners, blocks_of, choose
+from .lod import BLOCK_STEP, blocks_of, choose, stacked_blocks
 from .placement import (Geodesy, as_transform, local_frame, region_error, region_of,
                         relative, union)
-from .spill import block_record, mesh_record, read_record
+from .spill import block_record, mesh_record, read_outline, read_record
 from .triangulate import cross
 
 
@@ -240,10 +240,11 @@ class Job:
 _GEO: dict = {}
 
 
-def _load(places: list) -> list:
+def load_records(places: list, read=read_record) -> list:
+    """``read`` (``spill.read_record``, ``spill.read_row``) at each (spill file, offset)."""
     files = {}
     try:
-        return [read_record(files.get(path) or files.setdefault(path, open(path, "rb")), offset)
+        return [read(files.get(path) or files.setdefault(path, open(path, "rb")), offset)
                 for path, offset in places]
     finally:
         for fh in files.values():
@@ -256,40 +257,49 @@ def run_job(job: Job) -> dict:
     for d in job.grid_dirs:  # a spawned worker finds the RDNAPTRANS grids where the parent did
         install_grids(Path(d).parent)
     geo = _GEO.get(job.src_crs) or _GEO.setdefault(job.src_crs, Geodesy(job.src_crs))
-    items = _load(job.places)
+    items = load_records(job.places, read_record if job.kind == "leaf" else read_outline)
     if job.kind == "leaf":
         parts = [(m.points, m.corners, m.triangles, m.surfaces) for m in items]
         rows = [{"id": m.id, "type": m.type, **m.attributes} for m in items]
         terrain = all(m.type == "Terrain" for m in items)
+        mesh = _stacked(parts)
     else:
-        parts, rows = [], []
-        for block, row in items:
-            _, t, roof = block.mesh
-            points, corners = block_corners(block)
-            parts.append((points, corners, t, np.where(roof, ROOF, WALL).astype(np.uint8)))
-            rows.append(row)
+        rows = [row for _, _, _, row in items]
         terrain = all(r["type"] == "Terrain" for r in rows)
-    return _content(parts, rows, job, geo, terrain)
+        points, corners, tris, roof, counts = stacked_blocks(items)
+        mesh = (points, corners, tris, counts, np.where(roof, ROOF, WALL).astype(np.uint8))
+    return _content(*mesh, rows, job, geo, terrain)
 
 
-def _content(parts: list, rows: list, job: Job, geo: Geodesy, terrain: bool) -> dict:
-    """Write one glb; return its frame, region and vertex count. ``parts``: (points,
-    corners or None, triangles, surface class per vertex) of each object."""
+def _stacked(parts: list) -> tuple[np.ndarray, ...]:
+    """Objects' meshes as one: ``parts`` (points, corners or None, triangles, surface
+    class per vertex) of each -> (points, the point of each vertex, triangles over all
+    vertices, vertices per object, surface classes)."""
     points = [p for p, _, _, _ in parts]
     corners = [np.arange(len(p)) if c is None else c.astype(np.int64) for p, c, _, _ in parts]
     p_starts = np.cumsum([0] + [len(p) for p in points[:-1]])
-    counts = [len(c) for c in corners]
+    counts = np.array([len(c) for c in corners], np.int64)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-    llh = geo.geodetic(np.vstack(points))  # one PROJ call a tile, each point once
+    return (np.vstack(points), np.concatenate([c + s for c, s in zip(corners, p_starts)]),
+            np.vstack([t.astype(np.int64) + b for (_, _, t, _), b in zip(parts, starts)]),
+            counts, np.concatenate([s for _, _, _, s in parts]))
+
+
+def _content(points: np.ndarray, corners: np.ndarray, tris_all: np.ndarray,
+             counts: np.ndarray, sids: np.ndarray, rows: list, job: Job, geo: Geodesy,
+             terrain: bool) -> dict:
+    """Write one glb; return its frame, region and vertex count. ``points``: the
+    distinct points of the objects (source CRS), ``corners``: the point of each vertex,
+    ``tris_all``: triangles over the vertices, ``counts``: each object's vertices,
+    ``sids``: each vertex's surface class."""
+    llh = geo.geodetic(points)  # one PROJ call a tile, each point once
     if job.frame is None:
         frame, enu_points = local_frame(geo, llh)
     else:  # an updated tile keeps its frame: its transform and its children's stay as they are
         frame = np.array(job.frame, float).reshape(4, 4)
         enu_points = (geo.ecef(llh) - frame[:3, 3]) @ frame[:3, :3]
-    enu = enu_points[np.concatenate([c + s for c, s in zip(corners, p_starts)])]
-    tris_all = np.vstack([t.astype(np.int64) + b for (_, _, t, _), b in zip(parts, starts)])
-    fids = np.repeat(np.arange(len(parts), dtype=np.uint32), counts)
-    sids = np.concatenate([s for _, _, _, s in parts])
+    enu = enu_points[corners]
+    fids = np.repeat(np.arange(len(counts), dtype=np.uint32), counts)
     # buildings and blocks share no vertex between faces: these are the faces' flat
     # normals (terrain shares them: a smooth surface)
     step = BLOCK_STEP if job.kind == "coarse" else POSITION_STEP

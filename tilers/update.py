@@ -5,7 +5,10 @@ attributes or deleted, and redoes only the tiles they are in: the leaf that hold
 one (before and after the change) and the coarse tiles above it, from the records and
 the tree `oup tile` kept in ``.oup-index`` (``tilers.index``). Every other glb keeps its
 bytes, its file and so its ETag; a redone tile keeps its name and its ENU frame (so no
-transform in tileset.json changes), and is written only where its bytes differ.
+transform in tileset.json changes), and is written only where its bytes differ. Where
+only values changed under a tile (attributes, no shape moved), the tile keeps its mesh
+and gets new property tables (``gltf.with_rows``): a coarse tile holds a block of every
+building under it, the root one of the whole city, and meshing them again costs seconds.
 
 Where an object goes is where the tiler's quadtree would put it: from the root down,
 the quadrant of its centre at each tile's middle (past the root's box too, as the split
@@ -31,14 +34,14 @@ import numpy as np
 
 from oup.cityjson import reference_crs, vertices_of
 
-from .cityjson import GROUND, ROOF, CityObjectMesh, ReadReport, mesh_documents
-from .gltf import metadata_schema
+from .cityjson import GROUND, ROOF, SURFACE_NAMES, CityObjectMesh, ReadReport, mesh_documents
+from .gltf import metadata_schema, with_rows
 from .index import INDEX_DIR, TilesetIndex, attributes_from_json, attributes_to_json, \
     load_index, save_index
 from .lod import blocks_of, choose
 from .placement import region_error, union
-from .spill import block_record, mesh_record, read_record
-from .tileset import Attributes, Job, replace_file, run_job
+from .spill import block_record, mesh_record, read_record, read_row
+from .tileset import Attributes, Job, load_records, replace_file, run_job
 
 __all__ = ["update_tileset", "update_from_lines", "UpdateReport", "UpdateError"]
 UPDATES = "updates"  # the index's own spill files for records written by updates
@@ -204,8 +207,9 @@ def _numeric(v) -> bool:
 
 
 def _pending(changes: list, index: TilesetIndex, records: _Records, report: UpdateReport,
-             transform: dict | None) -> dict:
-    """id -> the object's new mesh, or None (deleted), after all ``changes`` in order."""
+             transform: dict | None, shaped: set) -> dict:
+    """id -> the object's new mesh, or None (deleted), after all ``changes`` in order.
+    ``shaped`` gets the ids whose shape, place or presence changed (not only values)."""
     meta, obj = index.meta, index.objects
     row_of = {oid: i for i, oid in enumerate(obj["id"].tolist())}
     pending: dict = {}
@@ -229,6 +233,7 @@ def _pending(changes: list, index: TilesetIndex, records: _Records, report: Upda
                 raise UpdateError(f"feature {change.get('id')!r} holds no top-level city object")
             for oid in tops:
                 exists = pending[oid] is not None if oid in pending else oid in row_of
+                shaped.add(oid)
                 if oid in meshes:
                     pending[oid] = meshes[oid]
                     (report.replaced if exists else report.added).append(oid)
@@ -245,6 +250,7 @@ def _pending(changes: list, index: TilesetIndex, records: _Records, report: Upda
             continue
         if kind == "delete":
             pending[oid] = None
+            shaped.add(oid)
             report.deleted.append(oid)
             continue
         new = change.get("attributes") or {}
@@ -264,6 +270,7 @@ def _pending(changes: list, index: TilesetIndex, records: _Records, report: Upda
         if lift:
             points = points.copy()
             points[:, 2] += lift
+            shaped.add(oid)
         pending[oid] = CityObjectMesh(mesh.id, mesh.type, attrs, points, mesh.triangles,
                                       mesh.surfaces, mesh.corners)
         report.changed.append(oid)
@@ -304,25 +311,29 @@ def _update_one(folder: Path, changes: list, transform: dict | None,
             raise UpdateError(f"the changes are in {crs}, the tileset in {meta['src_crs']}")
         report = UpdateReport()
         records = _Records(folder / INDEX_DIR, list(meta["files"]))
+        shaped: set = set()
         try:
-            pending = _pending(changes, index, records, report, transform)
+            pending = _pending(changes, index, records, report, transform, shaped)
             if not pending:
                 return report
-            dirty = _apply(index, pending, records)
+            dirty, moved = _apply(index, pending, records, shaped)
         finally:
             records.close()
         meta["files"] = records.files
-        _redo(folder, index, dirty, installed_grid_dirs(), report)
+        _redo(folder, index, dirty, moved, installed_grid_dirs(), report)
         save_index(folder, index)
     return report
 
 
-def _apply(index: TilesetIndex, pending: dict, records: _Records) -> set:
-    """Write the new objects' records, change the object table; the leaves touched."""
+def _apply(index: TilesetIndex, pending: dict, records: _Records,
+           shaped: set) -> tuple[set, set]:
+    """Write the new objects' records, change the object table; the leaves touched, and
+    those of them where a shape came, went or changed (``shaped``: those objects)."""
     obj, nodes, meta = index.objects, index.nodes, index.meta
     children = _children(nodes)
     row_of = {oid: i for i, oid in enumerate(obj["id"].tolist())}
     dirty = {int(obj["leaf"][row_of[oid]]) for oid in pending if oid in row_of}
+    moved = {int(obj["leaf"][row_of[oid]]) for oid in pending if oid in row_of and oid in shaped}
     keep = np.ones(len(obj["id"]), bool)
     keep[[row_of[oid] for oid, m in pending.items() if m is None and oid in row_of]] = False
     meshes = [m for m in pending.values() if m is not None]
@@ -336,7 +347,11 @@ def _apply(index: TilesetIndex, pending: dict, records: _Records) -> set:
         mesh_file, mesh_offset = records.append("objects", mesh_record(mesh))
         block_file, block_offset = records.append("blocks", block_record(block, row))
         xy = mesh.points[:, :2].mean(axis=0)
-        leaf = _place(xy, nodes, children)
+        if mesh.id in shaped or mesh.id not in row_of:
+            leaf = _place(xy, nodes, children)
+            moved.add(leaf)
+        else:  # the same shape in the same place: the same leaf
+            leaf = int(obj["leaf"][row_of[mesh.id]])
         dirty.add(leaf)
         values = {"id": mesh.id, "leaf": leaf, "mesh_file": mesh_file,
                   "block_file": block_file, "mesh_offset": mesh_offset,
@@ -356,7 +371,7 @@ def _apply(index: TilesetIndex, pending: dict, records: _Records) -> set:
             kept = np.concatenate([kept.astype(str) if k == "id" else kept,
                                    added.reshape((-1,) + kept.shape[1:])])
         obj[k] = kept
-    return dirty
+    return dirty, moved
 
 
 def _children(nodes: dict) -> list[list[int]]:
@@ -367,17 +382,29 @@ def _children(nodes: dict) -> list[list[int]]:
     return out
 
 
-def _redo(folder: Path, index: TilesetIndex, leaves: set, grids: list,
+def _upwards(leaves: set, parent: list) -> set:
+    """The leaves and every tile above them."""
+    out = set()
+    for n in leaves:
+        while n >= 0 and n not in out:
+            out.add(n)
+            n = parent[n]
+    return out
+
+
+def _redo(folder: Path, index: TilesetIndex, leaves: set, moved: set, grids: list,
           report: UpdateReport) -> None:
-    """Make the touched leaves and their ancestors again; tileset.json follows."""
+    """Make the touched leaves and their ancestors again; tileset.json follows.
+
+    A tile where only values changed (no shape came, went or changed under it: not
+    above a leaf of ``moved``) keeps its mesh: its property table is written anew around
+    the same Draco bytes (``gltf.with_rows``), which is what makes an attribute change
+    cheap where a coarse tile holds the blocks of a whole city."""
     obj, nodes, meta = index.objects, index.nodes, index.meta
     ids = nodes["id"].tolist()
     parent = nodes["parent"].tolist()
-    dirty = set()
-    for n in leaves:
-        while n >= 0 and n not in dirty:
-            dirty.add(n)
-            n = parent[n]
+    dirty = _upwards(leaves, parent)
+    remesh = _upwards(moved, parent)
     summary = attributes_from_json(meta["attributes"])
     schema, kinds = metadata_schema(summary.kinds, summary.missing, summary.texts)
     files = [str(folder / INDEX_DIR / f) for f in meta["files"]]
@@ -392,20 +419,27 @@ def _redo(folder: Path, index: TilesetIndex, leaves: set, grids: list,
             continue
         if children[n]:
             chosen, nodes["error"][n] = choose(items, obj["size"], obj["deviation"])
-            job = Job("coarse", [(files[f], int(o)) for f, o in
-                                 zip(obj["block_file"][chosen], obj["block_offset"][chosen])],
-                      meta["src_crs"], schema, kinds, str(folder), ids[n], grids,
-                      nodes["frame"][n].tolist())
+            kind, places = "coarse", [(files[f], int(o)) for f, o in zip(
+                obj["block_file"][chosen], obj["block_offset"][chosen])]
         else:
             nodes["error"][n] = 0.0
-            job = Job("leaf", [(files[f], int(o)) for f, o in
-                               zip(obj["mesh_file"][items], obj["mesh_offset"][items])],
-                      meta["src_crs"], schema, kinds, str(folder), ids[n], grids,
-                      nodes["frame"][n].tolist())
-        if len(job.places) > 65_535:
+            kind, places = "leaf", [(files[f], int(o)) for f, o in zip(
+                obj["mesh_file"][items], obj["mesh_offset"][items])]
+        if len(places) > 65_535:
             raise UpdateError(f"tile {ids[n]} would hold more than 65,535 objects: tile the "
                               "city again (`oup tile`)")
-        content = run_job(job)
+        uri = f"tiles/{ids[n]}.glb"
+        if n not in remesh and (folder / uri).is_file():
+            try:
+                glb = with_rows((folder / uri).read_bytes(), schema, kinds,
+                                load_records(places, read_row), SURFACE_NAMES)
+            except ValueError:  # not the glb the index describes: made again below
+                glb = None
+            if glb is not None:
+                (report.rewritten if replace_file(folder / uri, glb) else report.same).append(uri)
+                continue
+        content = run_job(Job(kind, places, meta["src_crs"], schema, kinds, str(folder),
+                              ids[n], grids, nodes["frame"][n].tolist()))
         nodes["region"][n] = content["region"]
         (report.rewritten if content["written"] else report.same).append(content["uri"])
     if 0 in empty:

@@ -1,0 +1,85 @@
+"""3D tiles after a write: ``tilers.update.update_tileset`` on a city of N buildings, for
+one building at a time, as ``oup/writes/after.py`` runs it after a Part 4 write.
+
+Two kinds of change, each on a fresh copy of the same tileset (the copy is not timed),
+each run a different building: a changed attribute (a text and a number: the tiles keep
+their meshes) and a changed shape (the building raised 1 m: its leaf and every coarse
+tile above it are meshed again; the root holds a block of every building). Prints wall
+and CPU seconds of each run, their median and the largest. The city and its tileset are
+kept in ``--work`` and reused.
+
+    .venv/bin/python benchmarks/tile_update.py [--buildings 30000] [--runs 5]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from citygen import make_city  # noqa: E402
+
+
+def _cpu() -> float:
+    used = resource.getrusage(resource.RUSAGE_SELF)
+    return used.ru_utime + used.ru_stime
+
+
+def _changes(source: Path, runs: int) -> tuple[dict, list[dict], list[dict]]:
+    """The model's transform, and ``runs`` attribute and shape changes of buildings
+    spread over the city."""
+    lines = source.read_text().splitlines()
+    header, features = json.loads(lines[0]), lines[1:]
+    picked = [json.loads(features[i * len(features) // runs]) for i in range(runs)]
+    attributes = [{"id": f["id"], "attributes": {"status": f"run {i}", "TerrainHeight": 1.5 + i}}
+                  for i, f in enumerate(picked)]
+    scale = header["transform"]["scale"][2]
+    for f in picked:  # raised 1 m: a new shape, the same footprint
+        f["vertices"] = [[x, y, z + round(1 / scale)] for x, y, z in f["vertices"]]
+    return header["transform"], attributes, picked
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--buildings", type=int, default=30_000)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--work", type=Path, default=HERE / "out" / "tile-update-work")
+    args = ap.parse_args()
+    from oup.geodesy import install_grids
+    from tilers import tile
+    from tilers.update import update_tileset
+
+    args.work.mkdir(parents=True, exist_ok=True)
+    install_grids(args.work)
+    source = args.work / f"city-{args.buildings}.city.jsonl"
+    tileset = args.work / f"tiles-{args.buildings}"
+    if not tileset.is_dir():
+        make_city(source, args.buildings)
+        tile([source], tileset, progress=False)
+    transform, attributes, shapes = _changes(source, args.runs)
+    scratch = args.work / "scratch"
+    for kind, changes in (("attribute", attributes), ("shape", shapes)):
+        walls, cpus = [], []
+        for change in changes:
+            shutil.rmtree(scratch, ignore_errors=True)
+            shutil.copytree(tileset, scratch)
+            wall, cpu = time.perf_counter(), _cpu()
+            report = update_tileset(scratch, [change], transform=transform)
+            walls.append(time.perf_counter() - wall)
+            cpus.append(_cpu() - cpu)
+            print(f"{kind}: {report}; cpu {cpus[-1]:.2f} s", flush=True)
+        print(f"{kind} change, {args.buildings} buildings, {len(walls)} runs: wall median "
+              f"{statistics.median(walls):.2f} s, max {max(walls):.2f} s; cpu median "
+              f"{statistics.median(cpus):.2f} s, max {max(cpus):.2f} s", flush=True)
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
