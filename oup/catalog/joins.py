@@ -14,9 +14,11 @@ from oup.catalog.tables import TableError
 from oup.store import FeatureStore
 
 
-def _areas(coll: Collection, store: FeatureStore, cid: str, key: str, field: str):
+def _areas(coll: Collection, store: FeatureStore, cid: str, key: str,
+           fields: tuple[str, str]):
     """Collection ``cid``'s features by their property ``key``: (geometry in its own CRS,
-    in CRS84, properties); and its source CRS. ``field``: what the errors name."""
+    in CRS84, properties); and its source CRS. ``fields``: what the errors name (the
+    declaration of ``cid``, of ``key``)."""
     from oup.store import Query, StoreError
     from oup.store.geometry import native_crs
 
@@ -25,10 +27,10 @@ def _areas(coll: Collection, store: FeatureStore, cid: str, key: str, field: str
         extent = store.extent(cid)
         names = {f.name for f in store.fields(cid)}
     except StoreError:
-        raise ImportError_(f"{where}: {field}: import {cid!r} first (its geometries are "
-                           "needed)") from None
+        raise ImportError_(f"{where}: {fields[0]}: import {cid!r} first (its geometries "
+                           "are needed)") from None
     if key not in names:
-        raise ImportError_(f"{where}: {field}: {cid!r} has no property {key!r}")
+        raise ImportError_(f"{where}: {fields[1]}: {cid!r} has no property {key!r}")
     native = store.query(cid, Query(limit=1_000_000, crs=native_crs(extent)))
     wgs = store.query(cid, Query(limit=1_000_000))
     return {f["properties"][key]: (shape(f["geometry"]), shape(g["geometry"]), f["properties"])
@@ -39,7 +41,8 @@ def joined_rows(coll: Collection, store: FeatureStore, report):
     """Rows of an attribute table, each with the geometry of its key in another collection."""
     join = coll.join
     where = coll.folder / "collection.yml"
-    geoms, crs = _areas(coll, store, join.collection, join.property, "join.collection")
+    geoms, crs = _areas(coll, store, join.collection, join.property,
+                         ("join.collection", "join.property"))
     rows = []
     for source in coll.sources:
         path = coll.source_path(source)
@@ -70,7 +73,7 @@ def counted_rows(coll: Collection, store: FeatureStore, report):
     from oup.store import Query
 
     counts = coll.counts
-    areas, crs = _areas(coll, store, counts.areas, counts.key, "counts.areas")
+    areas, crs = _areas(coll, store, counts.areas, counts.key, ("counts.areas", "counts.key"))
     title = coll.title_field  # e.g. the area's name, copied from it
     rows = []
     for key, (g, g84, props) in areas.items():
