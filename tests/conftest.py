@@ -49,6 +49,19 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.slow)
 
 
+@pytest.fixture(autouse=True)
+def _owslib_headers_restored():
+    """OWSLib's OGC API clients share one dict of request headers, and a client made with
+    ``headers=`` writes its own into it: one test's key would go with the next test's
+    requests (a steward's token on a planner's). Each test starts from OWSLib's own."""
+    from owslib import ogcapi
+
+    saved = dict(ogcapi.REQUEST_HEADERS)
+    yield
+    ogcapi.REQUEST_HEADERS.clear()
+    ogcapi.REQUEST_HEADERS.update(saved)
+
+
 def make_probes(folder: Path, n: int = 400, seed: int = 7) -> list[dict]:
     """A generated collection with every field type, nulls and times, for CQL2 tests."""
     rng = np.random.default_rng(seed)

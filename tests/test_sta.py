@@ -196,6 +196,7 @@ def test_bad_options_are_400_naming_what_is_wrong(server, query, says):
 @pytest.mark.parametrize("path, status", [
     ("Things('no-such-sensor')", 404), ("Observations(999999999)", 404), ("Nothing", 404),
     ("Things('aq-statenweg-no2')/Nothing", 404), ("Observations('x')", 404),
+    ("Things(0)", 404), ("Datastreams(7)/Observations", 404),
     ("Things/Datastreams", 400)])
 def test_bad_paths(server, path, status):
     r = requests.get(f"{server}/sta/v1.1/{path}", timeout=30)

@@ -21,7 +21,9 @@ PROPS = yaml.safe_load((ROOT / "collections" / "sensors" / "collection.yml").rea
 NAMES = {f["properties"]["sensor_id"]: f["properties"] for f in SENSORS}
 CHOSEN = ["aq-statenweg-no2", "aq-schiedamsevest-pm10", "0004A30B001F5E21:water_level"]
 START = datetime(2036, 2, 27, 22, tzinfo=timezone.utc)
-WINDOW = f"phenomenonTime ge {START:%Y-%m-%dT%H:%M:%SZ}"
+# this test's readings only (other tests write to the same sensors, at other times)
+WINDOW = (f"phenomenonTime ge {START:%Y-%m-%dT%H:%M:%SZ} and "
+          f"phenomenonTime lt {START + timedelta(days=30):%Y-%m-%dT%H:%M:%SZ}")
 
 
 def _readings(rng: random.Random) -> list[dict]:

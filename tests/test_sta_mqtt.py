@@ -25,9 +25,11 @@ TOPIC = f"v1.1/Datastreams('{SENSOR}')/Observations"
 @pytest.fixture
 def live(imported, broker):
     env = dict(imported, OUP_MQTT_URL=broker.url, OUP_EVENTS_MQTT_URL=broker.relay_url)
+    log = open_observation_store(store_url(env))
+    # The relay resumes where an earlier server's relay left off: what the tests before
+    # this one wrote since (100,000 readings, some of them) is not this test's to wait for.
+    log.set_event_state("relay:mqtt", str(log.last_event()))
     with serving(env) as url:
-        log = open_observation_store(store_url(env))
-        wait_for(lambda: log.event_state("relay:mqtt") is not None, 60, "the relay to start")
         yield env, url
 
 

@@ -118,7 +118,9 @@ class Entities:
         if entity.kind == "observation" and not isinstance(key, int):
             raise NotFound(f"an Observation's id is a number, not {key_text(key)}")
         sel.where.append(f"{self.sql.id_sql(entity)} = ?")
-        sel.params.append(key)
+        # the other entities are named by text (a sensor's id, a property's name): a
+        # number there is that text (PostgreSQL compares no text with a number)
+        sel.params.append(key if entity.kind == "observation" else str(key))
 
     def _property(self, entity: Entity, sel: Select, prop: str, suffix: str | None):
         props = self.sql.props(entity)
