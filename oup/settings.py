@@ -20,9 +20,12 @@ class Settings(BaseSettings):
     catalog_dir: Path = Field(ROOT / "collections", description="the catalogue folder")
     database_url: str | None = Field(
         None, description="store URL; default: GeoPackage file <data_dir>/oup.gpkg")
+    db_pool_size: int = Field(4, ge=1, description="PostGIS connections each process keeps "
+                                                   "in its pool")
     mqtt_url: str | None = Field(
-        None, description="MQTT broker URL, e.g. mqtt://broker:1883; default: the demo's "
-                          "broker started by `oup serve --live`")
+        None, description="MQTT broker URL: mqtt://[user[:pass]@]host[:port], mqtts:// for "
+                          "TLS, ?protocol=3.1.1 for brokers without MQTT 5; default: the "
+                          "demo's broker started by `oup serve --live` (127.0.0.1:1883)")
     live_broker: Literal["auto", "mosquitto", "embedded"] = Field(
         "auto", description="the broker `oup serve --live` starts without OUP_MQTT_URL: "
                             "Mosquitto if installed (auto), else the embedded demo one")

@@ -124,7 +124,8 @@ def command(example: Example, code: str, folder: Path) -> list[str]:
     return ["node", str(script)]
 
 
-def run(example: Example, demo: Demo, timeout: float = LIMIT_SECONDS) -> subprocess.CompletedProcess:
+def run(example: Example, demo: Demo,
+        timeout: float = LIMIT_SECONDS) -> subprocess.CompletedProcess:
     """Run one example against ``demo``: its result (returncode 0 when it worked)."""
     code = localise(example.code, demo)
     with tempfile.TemporaryDirectory(prefix="oup-example-") as tmp:

@@ -161,7 +161,8 @@ class MapStyle(_Strict):
     point: str | None = Field(None, pattern=_COLOUR, description="colour of points")
     opacity: float = Field(0.5, ge=0, le=1, description="fill opacity")
     width: float = Field(1.0, gt=0, le=20, description="line width in pixels")
-    choropleth: Choropleth | None = Field(None, description="polygons coloured by classes of a number")
+    choropleth: Choropleth | None = Field(
+        None, description="polygons coloured by classes of a number")
     label: str | None = Field(None, description="attribute written on each feature (its "
                                                 "name, say); it must go in the tiles")
     label_colour: str = Field("#222222", pattern=_COLOUR, description="colour of the labels")

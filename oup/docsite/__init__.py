@@ -89,12 +89,17 @@ def endpoints(data_dir: Path) -> list[Endpoint]:
     """``/docs/`` and its pages."""
     site = Site(data_dir / "docs-site")
     page = Param("page", "a page or file of the documentation site", where="path", spans=True)
+    unbuilt = {"503": {"description": "the documentation's sources are missing or do not "
+                                      "build"}}
+    folder = {"301": {"description": "a page's folder, asked without its trailing slash: "
+                                     "the same URL with it (the site's links are relative)"}}
     return [
         Endpoint("/docs", "The documentation (guides, reference, architecture)",
-                 lambda call: serve(site, call, ""), "server", "getDocs", any_query=True),
+                 lambda call: serve(site, call, ""), "server", "getDocs", any_query=True,
+                 responses={**folder, **unbuilt}),
         Endpoint("/docs/{page}", "A page or file of the documentation",
                  lambda call: serve(site, call, call.path["page"]), "server", "getDocsPage",
-                 params=(page,), any_query=True),
+                 params=(page,), any_query=True, responses={**folder, **unbuilt}),
     ]
 
 

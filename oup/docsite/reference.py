@@ -60,7 +60,9 @@ def _default(field) -> str:
     if field.default is None:
         return ""
     value = field.default.value if isinstance(field.default, Enum) else field.default
-    return f"`{value}`"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"  # as YAML and the environment spell it
+    return f"`{value}`" if value != "" else "empty"
 
 
 def _models(annotation) -> list[type[BaseModel]]:
