@@ -24,7 +24,7 @@ def sources() -> list[Path]:
     """The code these tables are read from (a change of it makes the site stale)."""
     oup = ROOT / "oup"
     return [oup / "settings.py", oup / "cli.py", oup / "catalog" / "__init__.py",
-            oup / "errors.py",
+            oup / "errors.py", oup / "events" / "__init__.py",
             *sorted((oup / "http").glob("*.py")), Path(__file__)]
 
 
@@ -181,5 +181,14 @@ def errors_table() -> str:
     return head + "".join(f"| {c.status} | `{c.code}` | {_cell(when(c))} |\n" for c in rows)
 
 
+def events_table() -> str:
+    """Every type of change event (``oup.events``), with the MQTT topic it goes to."""
+    from oup.events import TOPIC_KINDS, TYPES
+
+    head = "| type | MQTT topic (public collections) | when, and its `data` |\n|---|---|---|\n"
+    return head + "".join(f"| `{t}` | `oup/events/collections/{{id}}/{TOPIC_KINDS[t]}` | "
+                          f"{_cell(meaning)} |\n" for t, meaning in TYPES.items())
+
+
 TABLES = {"collection-yml": catalogue_table, "settings": settings_table, "cli": cli_table,
-          "endpoints": endpoints_table, "errors": errors_table}
+          "endpoints": endpoints_table, "errors": errors_table, "events": events_table}
