@@ -20,6 +20,9 @@ COPY tilers tilers
 COPY iot_ingest iot_ingest
 COPY config config
 COPY collections collections
+# the documentation, which the API builds into /data/docs-site and serves at /docs/
+COPY mkdocs.yml ./
+COPY docs docs
 COPY --from=web /app/oup/viewer/node_modules oup/viewer/node_modules
 COPY --from=web /app/oup/web/node_modules oup/web/node_modules
 # editable: OUP finds config/, collections/ and the browser packages beside its code

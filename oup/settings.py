@@ -20,9 +20,12 @@ class Settings(BaseSettings):
     catalog_dir: Path = Field(ROOT / "collections", description="the catalogue folder")
     database_url: str | None = Field(
         None, description="store URL; default: GeoPackage file <data_dir>/oup.gpkg")
+    db_pool_size: int = Field(4, ge=1, description="PostGIS connections each process keeps "
+                                                   "in its pool")
     mqtt_url: str | None = Field(
-        None, description="MQTT broker URL, e.g. mqtt://broker:1883; default: the demo's "
-                          "broker started by `oup serve --live`")
+        None, description="MQTT broker URL: mqtt://[user[:pass]@]host[:port], mqtts:// for "
+                          "TLS, ?protocol=3.1.1 for brokers without MQTT 5; default: the "
+                          "demo's broker started by `oup serve --live` (127.0.0.1:1883)")
     live_broker: Literal["auto", "mosquitto", "embedded"] = Field(
         "auto", description="the broker `oup serve --live` starts without OUP_MQTT_URL: "
                             "Mosquitto if installed (auto), else the embedded demo one")
@@ -49,9 +52,9 @@ class Settings(BaseSettings):
     mqtt_ws_public_url: str | None = Field(
         None, description="the broker's WebSocket listener as browsers reach it, e.g. "
                           "ws://broker:9001 (AsyncAPI); default: none listed")
-    host: str = "127.0.0.1"
-    port: int = 5000
-    workers: int = 2
+    host: str = Field("127.0.0.1", description="address `oup serve` listens on")
+    port: int = Field(5000, description="port `oup serve` listens on")
+    workers: int = Field(2, description="worker processes of `oup serve`")
     # gthread keeps connections alive (sync workers open one per request, and a load
     # of a few thousand req/s runs out of loopback ports); see benchmarks/README.md
     # The workers are asynchronous (uvicorn), so the change-event streams, which stay
@@ -66,7 +69,7 @@ class Settings(BaseSettings):
                                   "below cut from that (merged, simplified: oup/store/overview.py)")
     page_limit: int = Field(10, description="default items per page")
     max_page_limit: int = Field(10000, description="largest limit a client may ask for")
-    log_level: str = "WARNING"
+    log_level: str = Field("WARNING", description="DEBUG, INFO, WARNING or ERROR")
     jwks_file: Path | None = Field(None, description="JWKS (JSON) of the trusted token issuer")
     jwt_issuer: str | None = Field(None, description="required iss of bearer tokens")
     jwt_audience: str | None = Field(None, description="required aud of bearer tokens")

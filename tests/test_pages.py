@@ -21,16 +21,23 @@ PAGES = ["/?f=html", "/collections?f=html", "/collections/buildings?f=html",
 WITH_MAPS = PAGES[2:5] + PAGES[6:8]
 
 
-@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed "
-                    "(make test installs it)")
-def test_every_page_kind_works_offline(one_store, server):
-    ARTIFACTS.mkdir(exist_ok=True)
-    res = subprocess.run(["node", "pages.mjs", server, str(ARTIFACTS), *PAGES],
+def open_offline(server: str, paths: list[str], shots: Path) -> dict:
+    """``paths`` of ``server`` opened in headless Chromium with every other host refused
+    (tests/js/pages.mjs): per path its status, the foreign requests and the errors."""
+    res = subprocess.run(["node", "pages.mjs", server, str(shots), *paths],
                          cwd=ROOT / "tests" / "js", capture_output=True, text=True, timeout=600,
                          env={"CHROMIUM": CHROMIUM, "PATH": "/usr/bin:/bin"})
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout.strip().splitlines()[-1])
     assert out["error"] is None, out
+    return out
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed "
+                    "(make test installs it)")
+def test_every_page_kind_works_offline(one_store, server):
+    ARTIFACTS.mkdir(exist_ok=True)
+    out = open_offline(server, PAGES, ARTIFACTS)
     for path in PAGES:
         page = out["pages"][path]
         assert page["status"] == 200, (path, page)

@@ -60,7 +60,7 @@ def test_compose_topology_is_the_production_shape():
     assert s["api"]["environment"]["OUP_EVENTS_RELAY"] == "false"
     assert {"pg-data", "mqtt-data", "oup-data"} <= COMPOSE["volumes"].keys()
     dockerfile = (ROOT / "Dockerfile").read_text()
-    for folder in ("oup", "tilers", "iot_ingest", "config", "collections"):
+    for folder in ("oup", "tilers", "iot_ingest", "config", "collections", "docs"):
         assert f"COPY {folder} {folder}" in dockerfile
 
 

@@ -51,21 +51,22 @@ class _Strict(BaseModel):
 
 
 class License(_Strict):
-    name: str
-    url: str | None = None
+    name: str = Field(description="the licence's name, e.g. CC-BY 4.0")
+    url: str | None = Field(None, description="where its text is")
 
 
 class Contact(_Strict):
-    name: str
-    email: str | None = None
-    url: str | None = None
+    name: str = Field(description="the owner: an organisation or a department")
+    email: str | None = Field(None, description="whom to write about the data")
+    url: str | None = Field(None, description="a page about the owner or the data")
 
 
 class Source(_Strict):
     """One input file of a collection, relative to the collection folder."""
 
-    path: str
-    format: Literal[SOURCE_FORMATS] | None = None  # type: ignore[valid-type]
+    path: str = Field(description="the file, relative to the collection folder")
+    format: Literal[SOURCE_FORMATS] | None = Field(  # type: ignore[valid-type]
+        None, description="the file's format; default: from its name")
     crs: str | None = Field(None, description="CRS of the file when it does not say (e.g. EPSG:7415)")
     lod: str | None = Field(None, description="CityJSON level of detail to read; default the highest")
     x_field: str | None = Field(None, description="CSV, sheet: column with x / longitude")
@@ -160,7 +161,8 @@ class MapStyle(_Strict):
     point: str | None = Field(None, pattern=_COLOUR, description="colour of points")
     opacity: float = Field(0.5, ge=0, le=1, description="fill opacity")
     width: float = Field(1.0, gt=0, le=20, description="line width in pixels")
-    choropleth: Choropleth | None = None
+    choropleth: Choropleth | None = Field(
+        None, description="polygons coloured by classes of a number")
     label: str | None = Field(None, description="attribute written on each feature (its "
                                                 "name, say); it must go in the tiles")
     label_colour: str = Field("#222222", pattern=_COLOUR, description="colour of the labels")
@@ -189,30 +191,37 @@ class Counts(_Strict):
 
 
 class DisclosureRuleConfig(_Strict):
-    fields: list[str] = Field(min_length=1)
-    min_group_size: int | None = Field(None, gt=0)
-    min_count: int | None = Field(None, gt=0)
-    round_to: int | None = Field(None, gt=1)
+    fields: list[str] = Field(min_length=1, description="the fields the rule protects")
+    min_group_size: int | None = Field(None, gt=0, description=(
+        "suppress them where group_size_field is below this"))
+    min_count: int | None = Field(None, gt=0, description="suppress a value below this")
+    round_to: int | None = Field(None, gt=1, description="round values to a multiple of this")
 
 
 class SumConfig(_Strict):
-    total: str
-    parts: list[str] = Field(min_length=2)
+    total: str = Field(description="the field that is the sum of the parts")
+    parts: list[str] = Field(min_length=2, description=(
+        "fields adding up to it: one suppressed part suppresses another (secondary "
+        "suppression), so none is recomputable from the total"))
 
 
 class DisclosureConfig(_Strict):
     """Statistical disclosure control (see oup/catalog/disclosure.py)."""
 
-    group_size_field: str | None = None
-    secret_values: list[float] = Field(default_factory=lambda: [-99997])
-    rules: list[DisclosureRuleConfig] = Field(default_factory=list)
-    sums: list[SumConfig] = Field(default_factory=list)
+    group_size_field: str | None = Field(None, description=(
+        "the field holding each row's group size (e.g. inhabitants), for min_group_size"))
+    secret_values: list[float] = Field(default_factory=lambda: [-99997], description=(
+        "values the source uses for 'secret': stored as empty"))
+    rules: list[DisclosureRuleConfig] = Field(default_factory=list,
+                                              description="primary suppression and rounding")
+    sums: list[SumConfig] = Field(default_factory=list,
+                                  description="totals and their parts (secondary suppression)")
 
 
 class ObservedProperty(_Strict):
     """What a sensor measures: its unit and the range a real reading lies in."""
 
-    title: Text
+    title: Text = Field(description="what is measured, as people say it")
     unit: str = Field(description="unit of measure (UCUM symbol where there is one)")
     min: float = Field(description="smallest plausible value; below it is a dead letter")
     max: float = Field(description="largest plausible value; above it is a dead letter")
@@ -228,7 +237,8 @@ class Topic(_Strict):
     """An MQTT topic filter and the payload format its messages carry."""
 
     topic: str = Field(description="MQTT topic filter, e.g. oup/sensors/+/observations")
-    format: Literal[PAYLOAD_FORMATS]  # type: ignore[valid-type]
+    format: Literal[PAYLOAD_FORMATS] = Field(  # type: ignore[valid-type]
+        description="the payload: flat JSON, a SensorThings Observation, SenML, a TTS uplink")
 
     @field_validator("topic")
     @classmethod
@@ -244,7 +254,7 @@ class Topic(_Strict):
 class Stream(_Strict):
     """Live observations feeding a collection of sensors (see iot_ingest/)."""
 
-    topics: list[Topic] = Field(min_length=1)
+    topics: list[Topic] = Field(min_length=1, description="the MQTT topics that feed it")
     properties: dict[str, ObservedProperty] = Field(
         min_length=1, description="observed properties by the name sensors give")
     property_field: str = Field("observed_property",
@@ -307,7 +317,8 @@ class History(_Strict):
 
 class Extent(_Strict):
     bbox: list[float] | None = Field(None, description="CRS84 [minx, miny, maxx, maxy]")
-    interval: list[datetime | None] | None = None
+    interval: list[datetime | None] | None = Field(
+        None, description="[start, end] in RFC 3339, null for an open end")
 
     @field_validator("bbox")
     @classmethod
@@ -322,19 +333,23 @@ class Collection(_Strict):
     string in the default language (English) or ``{nl: ..., en: ...}`` (oup.languages)."""
 
     id: str
-    title: Text
-    description: Text
-    keywords: list[Text] = Field(default_factory=list)
-    license: License
-    owner: Contact
-    classification: Classification = Classification.public
+    title: Text = Field(description="the collection's name, as people say it")
+    description: Text = Field(description="what it holds, where from, how current")
+    keywords: list[Text] = Field(default_factory=list, description="words to find it by")
+    license: License = Field(description="under which licence it is published")
+    owner: Contact = Field(description="who is responsible for the data")
+    classification: Classification = Field(Classification.public, description=(
+        "who may see it: public (everyone), internal (signed in), restricted (roles)"))
     roles: list[str] = Field(default_factory=list, description="who may see a restricted one")
     synthetic: bool = Field(False, description="true when the values are made up (say so)")
-    sources: list[Source] = Field(default_factory=list)
+    sources: list[Source] = Field(default_factory=list, description="the files it is "
+                                  "imported from (none: it is derived, e.g. counts)")
     id_field: str | None = Field(None, description="attribute whose (unique) value is the "
                                  "feature id, e.g. sensor_id; default: the row number")
-    time_field: str | None = None
-    title_field: str | None = None
+    time_field: str | None = Field(None, description="attribute with the time of the thing "
+                                   "(ISO 8601): what datetime= filters on")
+    title_field: str | None = Field(None, description="attribute that names a feature (pages, "
+                                    "search hits, map labels)")
     queryables: list[str] | None = Field(None, description="default: every attribute")
     search: list[str] = Field(default_factory=list, description=(
         "the text attributes free-text search (items?q=, /search) looks in, the one that "

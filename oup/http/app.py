@@ -13,6 +13,7 @@ import logging
 import os
 from types import SimpleNamespace
 
+from oup import docsite
 from oup.catalog import load_catalog
 from oup.events import asyncapi
 from oup.events import stream as event_stream
@@ -46,41 +47,18 @@ def create_app(settings: Settings | None = None):
     catalog = load_catalog(settings.catalog_dir)
     store = open_store(settings.store_url)
     base = settings.public_url
-    cache = TileCache(settings.data_dir / "tile-cache") if settings.tile_cache else None
-    tiles = vector_tiles.VectorTiles(catalog, store, base, cache)
     # per start-up: counters begin at zero when the service (re)starts
     metrics = Metrics(server_folder(settings.data_dir / "metrics", os.getppid()))
-    mqtt_public = asyncapi.public_broker(settings.mqtt_public_url or settings.broker_url)
     fields_of = functools.cache(lambda cid: _fields(store, cid))
     shared = SimpleNamespace(catalog=catalog, hub=None, problems=Problems(base),
+                             fields_of=fields_of,
                              auth=Authenticator(settings.jwks_file, settings.jwt_issuer,
                                                 settings.jwt_audience, settings.keys_file),
                              audit=AuditLog(settings.audit_log or settings.data_dir / "audit.log"),
                              event_properties=lambda ids: _event_properties(fields_of, ids))
-    writes = Writes(catalog, store, base, shared.audit, lambda: _event_log(shared, settings),
-                    cache)
-    from tilers.update import update_tileset
-
-    writes.on_change = after.both(
-        after.tileset_updater(settings.data_dir, writes.announce, update_tileset),
-        after.overview_updater(store, cache),
-        after.counts_updater(catalog, store, writes.announce))
-    processes = _processes(settings, catalog, store, base, shared.audit)
-    own = Routes([
-        *vector_tiles.endpoints(tiles),
-        *styles.endpoints(styles.Styles(catalog, tiles.layers, base)),
-        *tiles3d.endpoints(settings.data_dir, catalog), *pages.endpoints(), *glyphs.endpoints(),
-        *asyncapi.endpoints(catalog, fields_of, base, mqtt_public, settings.mqtt_ws_public_url),
-        *event_stream.endpoints(catalog),
-        *writes.endpoints(),
-        *Search(catalog, store, shared.audit, base).endpoints(),
-        *SensorThings(catalog, store, base, lambda: _event_log(shared, settings),
-                      _sensor_registry(catalog, store)).endpoints(),
-        *(processes.endpoints() if processes else []),
-        # (the OpenAPI document is made from these declarations, so it is read late)
-        *service.endpoints(store, metrics, lambda: openapi_doc,
-                           lambda: _stream_metrics(shared, settings)),
-    ])
+    own = own_endpoints(settings, catalog, store, shared, metrics, lambda: openapi_doc)
+    tiles, writes, processes, mqtt_public = own.tiles, own.writes, own.processes, own.mqtt_public
+    own = Routes(own.endpoints)
     cfg_path, oas_path = write_config(catalog, store, settings, own.openapi_paths())
     openapi_doc = oas_path.read_text()
     # pygeoapi lists, describes and serves only what the current request may see
@@ -103,6 +81,45 @@ def create_app(settings: Settings | None = None):
     gc.collect()
     gc.freeze()
     return app
+
+
+def own_endpoints(settings: Settings, catalog, store, shared, metrics,
+                  openapi_doc) -> SimpleNamespace:
+    """OUP's own endpoints, as each module declares them (``endpoints``), with the parts
+    the gate and the rewrites also need (``tiles``, ``writes``, ``processes``). The
+    reference of the documentation lists the same declarations (``oup.docsite``)."""
+    base = settings.public_url
+    cache = TileCache(settings.data_dir / "tile-cache") if settings.tile_cache else None
+    tiles = vector_tiles.VectorTiles(catalog, store, base, cache)
+    mqtt_public = asyncapi.public_broker(settings.mqtt_public_url or settings.broker_url)
+    writes = Writes(catalog, store, base, shared.audit, lambda: _event_log(shared, settings),
+                    cache)
+    from tilers.update import update_tileset
+
+    writes.on_change = after.both(
+        after.tileset_updater(settings.data_dir, writes.announce, update_tileset),
+        after.overview_updater(store, cache),
+        after.counts_updater(catalog, store, writes.announce))
+    processes = _processes(settings, catalog, store, base, shared.audit)
+    endpoints = [
+        *vector_tiles.endpoints(tiles),
+        *styles.endpoints(styles.Styles(catalog, tiles.layers, base)),
+        *tiles3d.endpoints(settings.data_dir, catalog), *pages.endpoints(), *glyphs.endpoints(),
+        *docsite.endpoints(settings.data_dir),
+        *asyncapi.endpoints(catalog, shared.fields_of, base, mqtt_public,
+                            settings.mqtt_ws_public_url),
+        *event_stream.endpoints(catalog),
+        *writes.endpoints(),
+        *Search(catalog, store, shared.audit, base).endpoints(),
+        *SensorThings(catalog, store, base, lambda: _event_log(shared, settings),
+                      _sensor_registry(catalog, store)).endpoints(),
+        *(processes.endpoints() if processes else []),
+        # (the OpenAPI document is made from these declarations, so it is read late)
+        *service.endpoints(store, metrics, openapi_doc,
+                           lambda: _stream_metrics(shared, settings)),
+    ]
+    return SimpleNamespace(endpoints=endpoints, tiles=tiles, writes=writes,
+                           processes=processes, mqtt_public=mqtt_public)
 
 
 def _sensor_registry(catalog, store):

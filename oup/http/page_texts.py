@@ -44,6 +44,13 @@ DUTCH = {
         'allemaal</a>, als Server-Sent Events); <a href="%(base)s/conformance?f=html">waar '
         'het aan voldoet</a>; <a href="%(base)s/tileMatrixSets">de tegelmatrixsets</a>; '
         '<a href="%(base)s/styles">de kaartstijlen</a>.',
+    "Documentation": "Documentatie",
+    '<a href="%(base)s/docs/">The documentation</a> (in English): a guide for each kind of user '
+    "(GIS analysts, 3D viewer developers, service developers, data stewards, sensor owners, "
+    "operators), the reference and the architecture.":
+        '<a href="%(base)s/docs/">De documentatie</a> (in het Engels): een handleiding voor '
+        "elk soort gebruiker (GIS-analisten, ontwikkelaars van 3D-viewers en van diensten, "
+        "databeheerders, sensoreigenaren, beheerders), het naslagwerk en de architectuur.",
     "Use it": "Gebruik",
     "Browse the items": "Blader door de objecten",
     "What can be queried": "Wat bevraagd kan worden",

@@ -99,10 +99,11 @@ class PostGISStore(FeatureVersions, SqlQueries):
         import psycopg
         from psycopg_pool import ConnectionPool
 
+        from oup.settings import get_settings
         from oup.store.migrations import migrate
 
         self.url = url
-        size = pool_size or int(os.environ.get("OUP_DB_POOL_SIZE", "4"))
+        size = pool_size or get_settings().db_pool_size
         # one connection first: no database there is one line at once, not a pool
         # retrying in the background for 30 s
         try:
