@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import requests
 import shapely
+import shapely.affinity
 import yaml
 from shapely.geometry import shape
 
@@ -105,6 +106,67 @@ def test_low_zooms_are_cut_from_the_merged_buildings_and_draw_what_they_cover(st
     q = TileQuery("buildings", fields, tile.bounds, tile.srid, tile.crs, tile.crs84_envelope)
     deep = _decode(tile_layer(store, q))["buildings"]["features"]
     assert len(deep) > 100 and all("cityobject_id" in f["properties"] for f in deep)
+
+
+def test_a_write_redraws_only_its_blocks_and_they_match_a_redraw_of_the_whole(store, tmp_path):
+    """Buildings written (one deleted in a row of houses, one added in an empty spot, one
+    moved onto its neighbour): ``refresh`` redraws the blocks about the old and new
+    geometry only, and the overview then draws what the overview made anew from every
+    building draws (``overview.write``, the import's, into a second store)."""
+    from oup.store import overview
+    from oup.store.base import Change
+    from oup.store.gpkg import GeoPackageStore
+    from oup.writes.features import feature_record
+
+    meta, fields = store.layer("buildings"), store.fields("buildings")
+    ov = overview.name("buildings")
+
+    def blocks(s) -> dict:
+        return {f["id"]: shape(f["geometry"]) for f in
+                s.query(ov, Query(limit=100_000)).features}
+
+    before = blocks(store)
+    feats = store.query("buildings", Query(limit=1000)).features
+    by_area = sorted(feats, key=lambda f: shape(f["geometry"]).area)
+    gone, moved = by_area[len(by_area) // 2], by_area[len(by_area) // 3]
+    footprints = shapely.union_all([shape(f["geometry"]) for f in feats])
+    x0, y0, x1, y1 = footprints.bounds
+    spot = next(p for p in (shapely.Point(x0 + (x1 - x0) * i / 20, y0 + (y1 - y0) * j / 20)
+                            for i in range(2, 18) for j in range(2, 18))
+                if p.distance(footprints) > 0.0009)
+    new = shapely.box(spot.x - 0.0004, spot.y - 0.00025, spot.x + 0.0004, spot.y + 0.00025)
+    at = shape(gone["geometry"]).centroid
+    shifted = shapely.affinity.translate(shape(moved["geometry"]), at.x - shape(
+        moved["geometry"]).centroid.x, at.y - shape(moved["geometry"]).centroid.y)
+
+    def record(geom):
+        doc = {"type": "Feature", "properties": {},
+               "geometry": shapely.geometry.mapping(shapely.force_2d(geom))}
+        return feature_record(doc, fields, meta, "http://www.opengis.net/def/crs/OGC/1.3/CRS84")
+
+    boxes = [list(shape(gone["geometry"]).bounds), list(new.bounds),
+             list(shape(moved["geometry"]).bounds), list(shifted.bounds)]
+    store.write_feature("buildings", Change("deleted", str(gone["id"]), None))
+    store.write_feature("buildings", Change("created", None, record(new)))
+    store.write_feature("buildings", Change("replaced", str(moved["id"]), record(shifted)))
+    redrawn = overview.refresh(store, "buildings", boxes)
+    assert len(redrawn) == 4
+
+    after = blocks(store)
+    whole = GeoPackageStore(tmp_path / "whole.gpkg")
+    now = [shape(f["geometry"]) for f in store.query("buildings", Query(limit=2000)).features]
+    overview.write(whole, "buildings", now)
+    reference = blocks(whole)
+    # the same drawing: the same number of blocks, covering the same ground
+    assert len(after) == len(reference)
+    drawn, expected = shapely.union_all(list(after.values())), shapely.union_all(
+        list(reference.values()))
+    assert drawn.symmetric_difference(expected).area < 1e-4 * expected.area
+    assert drawn.contains(new.centroid) and not shapely.union_all(
+        list(before.values())).contains(new.centroid)
+    # and only the blocks about the three buildings were drawn again: the rest kept
+    kept = [b for b, g in before.items() if b in after and after[b].equals(g)]
+    assert len(kept) >= len(before) - 12, (len(kept), len(before))
 
 
 @pytest.mark.slow

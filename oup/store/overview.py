@@ -26,6 +26,7 @@ The next import makes the whole overview again.
 from __future__ import annotations
 
 import math
+import uuid
 from dataclasses import replace
 
 import numpy as np
@@ -44,6 +45,7 @@ _HALF = math.pi * RADIUS
 _FIELDS = [Field("block", "string"), Field("cell", "string")]
 POLYGONS = ("POLYGON", "MULTIPOLYGON")
 _PAGE = 10_000
+_CLOSURE = 8  # rounds of taking in blocks a redrawn one may join
 
 
 def name(cid: str) -> str:
@@ -76,24 +78,63 @@ def write(store, cid: str, geoms84: list) -> int:
 
 
 def refresh(store, cid: str, boxes84: list[list[float]]) -> list[list[float]]:
-    """Redo the cells of the overview of ``cid`` that ``boxes84`` (features written,
-    before and after) touch, each once, from the features there now; the CRS84 boxes of
-    the cells redone (none if ``cid`` has no overview)."""
+    """Redraw the blocks of the overview of ``cid`` about ``boxes84`` (features written,
+    before and after) from the features there now; the CRS84 boxes of what was redrawn
+    (none if ``cid`` has no overview).
+
+    Only the blocks a write can change are drawn again: in the cell of the box's centre
+    (a feature's cell), the blocks within a tile unit of the box, and then those within a
+    unit of the features read again for them, until no more join. A cell of a dense city
+    holds thousands of buildings; a write changes one or two of its blocks."""
     try:
         store.layer(name(cid))
     except UnknownCollection:
         return []
-    cells = set()
-    for box in boxes84:
-        x0, y0 = web_mercator(np.array([box[0]]), np.array([box[1]]))
-        x1, y1 = web_mercator(np.array([box[2]]), np.array([box[3]]))
-        cells.update((col, row)
-                     for col in range(int((x0[0] + _HALF) // _CELL), int((x1[0] + _HALF) // _CELL) + 1)
-                     for row in range(int((_HALF - y1[0]) // _CELL), int((_HALF - y0[0]) // _CELL) + 1))
-    for col, row in sorted(cells):
-        _redo_cell(store, cid, col, row)
-    # a cell's blocks reach out of it by up to half a cell (a block's cell is its centre's)
-    return [list(_cell_box84(col, row, margin=0.5)) for col, row in sorted(cells)]
+    return [b for box in boxes84 if (b := _redo_about(store, cid, box)) is not None]
+
+
+def _redo_about(store, cid: str, box84: list[float]) -> list[float] | None:
+    ov = name(cid)
+    (x0, x1), (y0, y1) = web_mercator(np.array([box84[0], box84[2]]),
+                                      np.array([box84[1], box84[3]]))
+    key = _cells(np.array([shapely.box(x0, y0, x1, y1)]))[0]
+    reach = shapely.box(x0, y0, x1, y1).buffer(_UNIT, join_style="mitre")
+    blocks: dict[str, object] = {}  # the blocks drawn again: id -> web mercator geometry
+    own: list = []  # the cell's features they (and the box) are drawn from
+    for n in range(_CLOSURE):  # bounded: each round takes in more of one cell, or stops
+        known = len(blocks)
+        for f in _everything(store, ov, Query(bbox=_box84(reach), equals={"cell": key})):
+            g = _mercator(np.array([shapely.geometry.shape(f["geometry"])], dtype=object))[0]
+            if f["id"] not in blocks and g.intersects(reach):
+                blocks[f["id"]] = g
+        if n and len(blocks) == known:
+            break  # every feature read is in a block already taken in
+        area = shapely.union_all([reach, *blocks.values()])
+        near = area.buffer(_UNIT, join_style="mitre")
+        found = [shapely.geometry.shape(f["geometry"]) for f in
+                 _everything(store, cid, Query(bbox=_box84(near), select=[]))
+                 if f.get("geometry")]
+        xy = _mercator(np.array(found, dtype=object))
+        own = [g for g, cell in zip(xy, _cells(xy)) if cell == key and g.intersects(near)]
+        # a block within a unit of these may join them: the next round takes it in
+        reach = shapely.union_all([near, *own]).buffer(_UNIT, join_style="mitre")
+    drawn = _cell_blocks(key, np.array(own, dtype=object)) if own else []
+    # the blocks again: under the old numbers while they last, then new ones
+    old, fresh = sorted(blocks), iter(f"{key}_{uuid.uuid4().hex[:10]}" for _ in drawn)
+    for n, block in enumerate(drawn):
+        bid = old[n] if n < len(old) else next(fresh)
+        block.properties["block"] = bid
+        store.write_feature(ov, Change("replaced" if n < len(old) else "created", bid, block))
+    for bid in old[len(drawn):]:
+        store.write_feature(ov, Change("deleted", bid, None))
+    return list(_box84(shapely.union_all([reach, *blocks.values()])))
+
+
+def _box84(geom) -> tuple:
+    """The CRS84 box of a web mercator geometry."""
+    x0, y0, x1, y1 = geom.bounds
+    (lon0, lon1), (lat0, lat1) = crs84(np.array([x0, x1]), np.array([y0, y1]))
+    return (float(lon0), float(lat0), float(lon1), float(lat1))
 
 
 def _everything(store, cid: str, q: Query) -> list[dict]:
@@ -103,26 +144,6 @@ def _everything(store, cid: str, q: Query) -> list[dict]:
         found += page.features
         if len(page.features) < _PAGE:
             return found
-
-
-def _redo_cell(store, cid: str, col: int, row: int) -> None:
-    key = f"{col}_{row}"
-    # the features whose box's centre is in the cell lie within a box of the cell plus
-    # their own half size: read those about the cell, keep the cell's own
-    box = _cell_box84(col, row, margin=0.5)
-    found = [shapely.geometry.shape(f["geometry"]) for f in
-             _everything(store, cid, Query(bbox=box, select=[])) if f.get("geometry")]
-    xy = _mercator(np.array(found, dtype=object))
-    blocks = _cell_blocks(key, xy[_cells(xy) == key]) if len(xy) else []
-    ov = name(cid)
-    had = {f["properties"]["block"] for f in _everything(
-        store, ov, Query(equals={"cell": key}, skip_geometry=True))}
-    # the cell's blocks again, under their numbers: replaced, added, the rest deleted
-    for block in blocks:
-        bid = block.properties["block"]
-        store.write_feature(ov, Change("replaced" if bid in had else "created", bid, block))
-    for bid in had - {b.properties["block"] for b in blocks}:
-        store.write_feature(ov, Change("deleted", bid, None))
 
 
 def _mercator(geoms: np.ndarray) -> np.ndarray:
@@ -167,11 +188,3 @@ def _crs84(geom):
     """A web mercator geometry in CRS84."""
     xy = shapely.get_coordinates(geom)
     return shapely.set_coordinates(geom, np.column_stack(crs84(xy[:, 0], xy[:, 1])))
-
-
-def _cell_box84(col: int, row: int, margin: float) -> tuple:
-    """The CRS84 box of a cell, ``margin`` cells wider every way."""
-    x0, x1 = (col - margin) * _CELL - _HALF, (col + 1 + margin) * _CELL - _HALF
-    y1, y0 = _HALF - (row - margin) * _CELL, _HALF - (row + 1 + margin) * _CELL
-    (lon0, lon1), (lat0, lat1) = crs84(np.array([x0, x1]), np.array([y0, y1]))
-    return (float(lon0), float(lat0), float(lon1), float(lat1))
