@@ -66,6 +66,8 @@ def create_app(settings: Settings | None = None):
         after.counts_updater(catalog, store, writes.announce))
     processes = _processes(settings, catalog, store, base, shared.audit)
     own = Routes([
+        # a job's result as a collection: before the catalogue's paths that would take it
+        *(processes.collections.endpoints() if processes else []),
         *vector_tiles.endpoints(tiles),
         *styles.endpoints(styles.Styles(catalog, tiles.layers, base)),
         *tiles3d.endpoints(settings.data_dir, catalog), *pages.endpoints(), *glyphs.endpoints(),

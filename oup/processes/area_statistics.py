@@ -55,6 +55,11 @@ DESCRIPTION = {
 }
 
 
+def map_property(inputs: dict) -> str:
+    """What a map of the answer colours the areas by: the first statistic asked for."""
+    return inputs["statistics"][0]
+
+
 def check(inputs: dict, context: Context) -> dict:
     from oup.http.params import parse_datetime
 
