@@ -267,7 +267,7 @@ def test_area_statistics_of_observations_in_a_week(twin, sensor_areas):
     r = requests.post(f"{twin.url}/processes/area-statistics/execution", headers={
         **JSON, **twin.key["planner"]}, json={"inputs": {
             "collection": "observations", "areas": "plots", "property": "NO2",
-            "statistics": ["count", "mean", "max", "p50"],
+            "statistics": ["count", "mean", "max", "p50", "p90"],
             "datetime": "2001-03-05T00:00:00Z/2001-03-12T00:00:00Z"}}, timeout=60)
     assert r.status_code == 200, r.text
     got = {f["id"]: f["properties"] for f in r.json()["features"]}
@@ -290,6 +290,7 @@ def test_area_statistics_of_observations_in_a_week(twin, sensor_areas):
             assert got[area]["mean"] == pytest.approx(v.mean())
             assert got[area]["max"] == pytest.approx(v.max())
             assert got[area]["p50"] == pytest.approx(v.median())
+            assert got[area]["p90"] == pytest.approx(v.quantile(0.9))  # linear, as numpy
         else:
             assert got[area]["mean"] is None
 
