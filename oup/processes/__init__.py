@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Iterator
@@ -133,16 +133,15 @@ def box(value: list[float] | None, name: str, empty: bool = True) -> tuple | Non
 def instant(text: str, name: str, zoneless: str = "refused") -> datetime:
     """Input ``name``, an RFC 3339 instant (``InputError`` naming it). One without a
     time zone is refused, or taken as UTC (``zoneless="utc"``)."""
+    from oup.sensors.observations import ZonelessTime, rfc3339
+
     try:
-        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return rfc3339(text, zoneless)
+    except ZonelessTime:
+        raise InputError(f"input {name!r}: give the time zone (e.g. Z)", name) from None
     except ValueError:
         raise InputError(f"input {name!r}: {text!r} is not an RFC 3339 instant "
                          "(e.g. 2026-01-01T00:00:00Z)", name) from None
-    if t.tzinfo is not None:
-        return t
-    if zoneless == "utc":
-        return t.replace(tzinfo=timezone.utc)
-    raise InputError(f"input {name!r}: give the time zone (e.g. Z)", name)
 
 
 def load_processes(file: Path) -> dict[str, Process]:
