@@ -151,7 +151,9 @@ def execute(inputs: dict, context: Context) -> dict:
     if coll.observations_of:
         _observations(context, coll, prop, interval, tree, tallies, ranks)
     else:
-        q = Query(bbox=tuple(shapely.total_bounds(polygons)), interval=interval)
+        # the one property counted (none for counts alone): not every column of every row
+        q = Query(bbox=tuple(shapely.total_bounds(polygons)), interval=interval,
+                  select=[prop] if prop else [])
         read, batch = 0, []
         for feature in context.features(coll, q):
             batch.append(feature)
