@@ -23,6 +23,7 @@ from conftest import ROOT, oup, serving, wait_for
 
 JSON = {"Content-Type": "application/json"}
 ASYNC = {**JSON, "Prefer": "respond-async"}
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 class WorkerProcess:
@@ -266,7 +267,7 @@ def test_area_statistics_of_observations_in_a_week(twin, sensor_areas):
     r = requests.post(f"{twin.url}/processes/area-statistics/execution", headers={
         **JSON, **twin.key["planner"]}, json={"inputs": {
             "collection": "observations", "areas": "plots", "property": "NO2",
-            "statistics": ["count", "mean", "max", "p50"],
+            "statistics": ["count", "mean", "max", "p50", "p90"],
             "datetime": "2001-03-05T00:00:00Z/2001-03-12T00:00:00Z"}}, timeout=60)
     assert r.status_code == 200, r.text
     got = {f["id"]: f["properties"] for f in r.json()["features"]}
@@ -289,6 +290,7 @@ def test_area_statistics_of_observations_in_a_week(twin, sensor_areas):
             assert got[area]["mean"] == pytest.approx(v.mean())
             assert got[area]["max"] == pytest.approx(v.max())
             assert got[area]["p50"] == pytest.approx(v.median())
+            assert got[area]["p90"] == pytest.approx(v.quantile(0.9))  # linear, as numpy
         else:
             assert got[area]["mean"] is None
 
@@ -528,3 +530,121 @@ def test_sun_and_shadow_over_the_demo_buildings(twin, owslib_headers):
                       headers={**twin.key["planner"], "Content-Type": "application/json"},
                       json={"inputs": {"area": area, "date": "21 June"}}, timeout=30)
     assert r.status_code == 400 and "date" in r.json()["detail"], r.text
+
+
+def _tiles_over(bbox: list[float], z: int) -> list[tuple[int, int]]:
+    """The WebMercatorQuad tiles (row, col) at zoom ``z`` over ``bbox`` (CRS84), by the
+    slippy-map formula (independent of OUP's tile matrix sets)."""
+    import math
+
+    def col_row(lon: float, lat: float) -> tuple[int, int]:
+        n = 2 ** z
+        y = (1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * n
+        return int((lon + 180) / 360 * n), int(y)
+
+    c0, r0 = col_row(bbox[0], bbox[3])
+    c1, r1 = col_row(bbox[2], bbox[1])
+    return [(r, c) for r in range(r0, r1 + 1) for c in range(c0, c1 + 1)]
+
+
+def test_area_statistics_result_is_a_temporary_collection(twin):
+    """The result of an area-statistics job is also the collection job-<id>: its items
+    page through the job's result, its vector tiles hold every area with its statistics,
+    its style colours them by the first statistic; it is the caller's alone (404 to
+    anyone else) and gone once the job is dismissed."""
+    import mapbox_vector_tile
+
+    me = twin.key["planner"]
+    r = requests.post(f"{twin.url}/processes/area-statistics/execution", headers={
+        **ASYNC, **me}, json={"inputs": {
+            "collection": "buildings", "areas": "neighbourhoods", "property": "height",
+            "statistics": ["mean", "count", "p90"]}}, timeout=60)
+    job = r.headers["Location"]
+    status = _done(twin, job)
+    assert status["status"] == "successful"
+    cid = f"job-{status['jobID']}"
+    here = f"{twin.url}/collections/{cid}"
+    assert here in {link["href"] for link in status["links"]}
+    raw = requests.get(f"{job}/results", headers=me, timeout=30)
+    assert f"<{here}>" in raw.headers["Link"]
+    result = raw.json()
+    assert {f["id"] for f in result["features"]} == \
+        {a["id"] for a in _features(twin, "neighbourhoods")}  # the answer as ever
+
+    coll = requests.get(here, headers=me, timeout=30)
+    assert coll.status_code == 200 and coll.json()["id"] == cid
+    # the items, a page of 7 at a time through the next links: the job's result
+    items, url, pages = [], f"{here}/items?limit=7", 0
+    while url and pages < 100:
+        page = requests.get(url, headers=me, timeout=30).json()
+        assert page["numberMatched"] == len(result["features"])
+        items += page["features"]
+        url = next((x["href"] for x in page["links"] if x["rel"] == "next"), None)
+        pages += 1
+    assert pages == -(-len(result["features"]) // 7)
+    assert items == \
+        result["features"]
+    one = result["features"][3]
+    assert requests.get(f"{here}/items/{one['id']}", headers=me,
+                        timeout=30).json()["properties"] == one["properties"]
+
+    # the tiles at z15 over the areas: each area in them with its statistics
+    import shapely
+    from shapely.geometry import shape
+
+    bbox = list(shapely.total_bounds([shape(f["geometry"]) for f in result["features"]]))
+    seen = {}
+    for row, col in _tiles_over(bbox, 15):
+        t = requests.get(f"{here}/tiles/WebMercatorQuad/15/{row}/{col}", headers=me,
+                         timeout=30)
+        assert t.status_code in (200, 204), t.text
+        if t.status_code == 200:
+            assert t.headers["Content-Type"] == "application/vnd.mapbox-vector-tile"
+            for f in mapbox_vector_tile.decode(t.content)[cid]["features"]:
+                seen[f["properties"]["area"]] = f["properties"]
+    expected = {f["properties"]["area"]: f["properties"] for f in result["features"]}
+    assert set(seen) == set(expected)
+    for area, props in expected.items():  # MVT has no null: a suppressed value is absent
+        assert seen[area] == pytest.approx({k: v for k, v in props.items() if v is not None})
+
+    # the style: a graduated fill on the first statistic, with its legend, from the tiles
+    style = requests.get(f"{here}/styles/default", headers=me, timeout=30).json()
+    fill = next(x for x in style["layers"] if x["type"] == "fill")
+    assert fill["source"] == cid and fill["source-layer"] == cid
+    step = fill["paint"]["fill-color"][2]  # ["case", ["has", p], ["step", ...], nodata]
+    assert step[:2] == ["step", ["to-number", ["get", "mean"]]]
+    means = [p["mean"] for p in expected.values() if p["mean"] is not None]
+    legend = fill["metadata"]["oup:legend"]
+    assert len(legend) >= 3 and all("mean" in e["label"] for e in legend)
+    breaks = step[3::2]
+    assert min(means) < breaks[0] and breaks[-1] <= max(means)
+    assert style["sources"][cid]["tiles"][0].startswith(f"{here}/tiles/WebMercatorQuad/")
+
+    # the map shows it (in Chromium, as the caller): every area, in its classes
+    if Path(CHROMIUM).exists():
+        res = subprocess.run(["node", "jobmap.mjs", twin.url, cid, me["X-API-Key"]],
+                             cwd=ROOT / "tests" / "js", capture_output=True, text=True,
+                             timeout=300, env={"CHROMIUM": CHROMIUM, "PATH": "/usr/bin:/bin"})
+        shown = json.loads(res.stdout.strip().splitlines()[-1])
+        assert shown["error"] is None and shown["ready"], shown
+        assert shown["foreign"] == [] and shown["pageErrors"] == [], shown
+        assert cid in shown["layers"] and "buildings" in shown["layers"]
+        assert shown["legend"] == [e["label"] for e in legend]
+        assert set(shown["areas"]) == set(expected)
+        b = shown["bounds"]  # framed on the areas
+        assert b[0] <= bbox[0] and b[1] <= bbox[1] and b[2] >= bbox[2] and b[3] >= bbox[3]
+
+    # nobody else sees it: another planner, someone without a role, anonymous
+    tile = f"{here}/tiles/WebMercatorQuad/15/{_tiles_over(bbox, 15)[0][0]}/" \
+           f"{_tiles_over(bbox, 15)[0][1]}"
+    for headers in (twin.key["analyst"], twin.key["visitor"], {}):
+        for url in (here, f"{here}/items", tile, f"{here}/styles/default"):
+            assert requests.get(url, headers=headers, timeout=30).status_code == 404, url
+    listed = requests.get(f"{twin.url}/collections", headers=twin.key["analyst"],
+                          params={"f": "json"}, timeout=30).json()["collections"]
+    assert cid not in {c["id"] for c in listed}
+
+    # dismissed: its results, and the collection with them, are gone
+    assert requests.delete(job, headers=me, timeout=30).status_code == 200
+    for url in (here, f"{here}/items", tile, f"{here}/styles/default"):
+        assert requests.get(url, headers=me, timeout=30).status_code == 404, url

@@ -440,6 +440,8 @@ class Collection(_Strict):
     def _id(cls, v):
         if not _ID.match(v):
             raise ValueError("must be lower case letters, digits, '_' or '-', starting with a letter")
+        if v.startswith("job-"):  # oup.processes.result_collections: a job's result
+            raise ValueError("'job-...' names the result of a job; choose another id")
         return v
 
     def source_path(self, source: Source) -> Path:

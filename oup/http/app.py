@@ -102,6 +102,8 @@ def own_endpoints(settings: Settings, catalog, store, shared, metrics,
         after.counts_updater(catalog, store, writes.announce))
     processes = _processes(settings, catalog, store, base, shared.audit)
     endpoints = [
+        # a job's result as a collection: before the catalogue's paths that would take it
+        *(processes.collections.endpoints() if processes else []),
         *vector_tiles.endpoints(tiles),
         *styles.endpoints(styles.Styles(catalog, tiles.layers, base)),
         *tiles3d.endpoints(settings.data_dir, catalog), *pages.endpoints(), *glyphs.endpoints(),

@@ -69,7 +69,9 @@ def endpoints() -> list[Endpoint]:
     return [
         Endpoint("/map", "The 2D map page (MapLibre GL JS, offline)", serve_map, "styles",
                  "getMap", formats=(Format("html", "text/html"),),
-                 params=(Param("at", "where to look: lon,lat,zoom"),)),
+                 params=(Param("at", "where to look: lon,lat,zoom"),
+                         Param("collection", "a collection to show and frame, with its "
+                               "own style: a job's result (job-{jobId}) too"))),
         Endpoint("/assets/{asset}", "A script, style sheet or image the pages load",
                  serve_asset, "server", "getAsset", params=(asset,), any_query=True),
     ]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Iterator
@@ -58,6 +59,13 @@ class Process:
                 ["sync-execute", "async-execute", "dismiss"],
                 "outputTransmission": ["value"], **self.module.DESCRIPTION}
 
+    @property
+    def maps(self) -> bool:
+        """Whether its result is also published as a temporary collection a map shows
+        (``oup.processes.result_collections``): its module says what the map colours
+        by, ``map_property(inputs)``."""
+        return callable(getattr(self.module, "map_property", None))
+
     def check(self, inputs: Any, context: "Context") -> dict:
         """The inputs if they match the description (else ``InputError`` naming one);
         the process's own ``check(inputs, context)``, if it has one, then looks closer
@@ -89,6 +97,51 @@ def features_output(title: str) -> dict:
     return {"title": title, "schema": {
         "type": "object", "contentMediaType": "application/geo+json",
         "properties": {"type": {"const": "FeatureCollection"}, "features": {"type": "array"}}}}
+
+
+def box_input(title: str, default: str | None = None) -> dict:
+    """The description of an input that is a box, ``[minx, miny, maxx, maxy]`` in CRS84
+    (``box`` checks its order); optional when it has a ``default`` (what it then is)."""
+    return _optional({"title": f"{title}: [minx, miny, maxx, maxy] in CRS84", "schema": {
+        "type": "array", "items": {"type": "number"}, "minItems": 4, "maxItems": 4}}, default)
+
+
+def instant_input(title: str, default: str | None = None) -> dict:
+    """The description of an input that is an RFC 3339 instant (``instant`` reads it)."""
+    return _optional({"title": f"{title} (RFC 3339)",
+                      "schema": {"type": "string", "format": "date-time"}}, default)
+
+
+def _optional(spec: dict, default: str | None) -> dict:
+    if default is None:
+        return spec
+    return {**spec, "title": f"{spec['title']}; default: {default}", "minOccurs": 0}
+
+
+def box(value: list[float] | None, name: str, empty: bool = True) -> tuple | None:
+    """Input ``name``, a box (``box_input``), with each minimum below (``empty``: or at)
+    its maximum (``InputError`` naming it); None when it is not given."""
+    if value is None:
+        return None
+    flat = value[0] >= value[2] or value[1] >= value[3]
+    if value[0] > value[2] or value[1] > value[3] or (flat and not empty):
+        raise InputError(f"input {name!r}: [minx, miny, maxx, maxy] with min "
+                         f"{'<=' if empty else '<'} max", name)
+    return tuple(value)
+
+
+def instant(text: str, name: str, zoneless: str = "refused") -> datetime:
+    """Input ``name``, an RFC 3339 instant (``InputError`` naming it). One without a
+    time zone is refused, or taken as UTC (``zoneless="utc"``)."""
+    from oup.sensors.observations import ZonelessTime, rfc3339
+
+    try:
+        return rfc3339(text, zoneless)
+    except ZonelessTime:
+        raise InputError(f"input {name!r}: give the time zone (e.g. Z)", name) from None
+    except ValueError:
+        raise InputError(f"input {name!r}: {text!r} is not an RFC 3339 instant "
+                         "(e.g. 2026-01-01T00:00:00Z)", name) from None
 
 
 def load_processes(file: Path) -> dict[str, Process]:

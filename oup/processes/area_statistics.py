@@ -9,7 +9,8 @@ between the closest ranks). The store narrows the features to the areas' boundin
 and the time window; the geometry test is shapely's, on both stores (the GeoPackage
 has no spatial SQL). Of observations, ``property`` is an observed property (say
 ``NO2``): each of its sensors goes to the area it stands in, and the store sums their
-results per sensor in SQL; only percentiles read the values themselves.
+results per sensor in SQL (reading its (sensor, time) index, a seek per sensor); the
+percentiles per area PostgreSQL computes itself, and of the GeoPackage the values are read.
 
 The input's disclosure control applies to the answer as it applies to what is
 published (``oup.catalog.disclosure``): an area with fewer features than the input's
@@ -55,6 +56,11 @@ DESCRIPTION = {
 }
 
 
+def map_property(inputs: dict) -> str:
+    """What a map of the answer colours the areas by: the first statistic asked for."""
+    return inputs["statistics"][0]
+
+
 def check(inputs: dict, context: Context) -> dict:
     from oup.http.params import parse_datetime
 
@@ -94,6 +100,7 @@ class Tally:
         self.count, self.sum = 0, 0.0
         self.min, self.max = math.inf, -math.inf
         self.values: list[float] | None = [] if keep_values else None
+        self.percentiles: dict[int, float] = {}  # known already (the store's), by rank
 
     def add(self, values: np.ndarray) -> None:
         if len(values):
@@ -116,7 +123,10 @@ class Tally:
             return float(getattr(self, name))
         if name == "mean":
             return self.sum / self.count
-        return float(np.percentile(np.asarray(self.values), int(name[1:])))
+        rank = int(name[1:])
+        if rank in self.percentiles:
+            return float(self.percentiles[rank])
+        return float(np.percentile(np.asarray(self.values), rank))
 
 
 def execute(inputs: dict, context: Context) -> dict:
@@ -136,12 +146,14 @@ def execute(inputs: dict, context: Context) -> dict:
     tree = shapely.STRtree(polygons)
     context.progress(5, f"{len(areas)} areas")
     interval = parse_datetime(inputs.get("datetime"))
-    percentiles = any(n.startswith("p") for n in wanted)
-    tallies = [Tally(percentiles) for _ in areas]
+    ranks = sorted({int(n[1:]) for n in wanted if n.startswith("p")})
+    tallies = [Tally(bool(ranks) and not coll.observations_of) for _ in areas]
     if coll.observations_of:
-        _observations(context, coll, prop, interval, tree, tallies)
+        _observations(context, coll, prop, interval, tree, tallies, ranks)
     else:
-        q = Query(bbox=tuple(shapely.total_bounds(polygons)), interval=interval)
+        # the one property counted (none for counts alone): not every column of every row
+        q = Query(bbox=tuple(shapely.total_bounds(polygons)), interval=interval,
+                  select=[prop] if prop else [])
         read, batch = 0, []
         for feature in context.features(coll, q):
             batch.append(feature)
@@ -200,9 +212,10 @@ def _tally(tree, points, values: np.ndarray, tallies: list[Tally]) -> None:
 
 
 def _observations(context: Context, coll: Collection, prop: str | None, interval, tree,
-                  tallies: list[Tally]) -> None:
+                  tallies: list[Tally], ranks: list[int]) -> None:
     """Observations: each sensor to its area, then the store sums its results per
-    sensor in SQL (count, sum, min, max); only percentiles read the values."""
+    sensor in SQL (count, sum, min, max), and gives the percentiles ``ranks`` per area
+    (PostgreSQL in SQL; the GeoPackage's values read)."""
     import shapely
 
     series, read_sensors = context.series(coll)
@@ -217,16 +230,15 @@ def _observations(context: Context, coll: Collection, prop: str | None, interval
                              predicate="within")
     area_of = {ids[p]: int(a) for p, a in zip(point, area)}
     context.progress(20, f"{len(area_of)} sensors in the areas")
-    for sid, n, total, lo, hi in series.per_sensor(interval):
-        if sid in area_of:
-            tallies[area_of[sid]].merge(int(n), float(total), float(lo), float(hi))
+    for sid, n, total, lo, hi in series.per_sensor(sorted(area_of), interval):
+        tallies[area_of[sid]].merge(int(n), float(total), float(lo), float(hi))
     context.progress(60, "sums per sensor")
-    if tallies and tallies[0].values is not None:
+    if ranks:
         members: dict[int, list[str]] = {}
         for sid, a in area_of.items():
             members.setdefault(a, []).append(sid)
-        for a, sids in members.items():
-            tallies[a].values = series.results(sids, interval)
+        for a, known in series.percentiles(members, interval, ranks).items():
+            tallies[a].percentiles = known
 
 
 def _json(geometry: dict) -> str:

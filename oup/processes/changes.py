@@ -11,11 +11,13 @@ a removed one).
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from functools import partial
 
-from oup.processes import Context, InputError, features_output
+from oup.processes import (Context, InputError, box, box_input, features_output, instant,
+                           instant_input)
 from oup.store.base import Query
 
-_INSTANT = {"type": "string", "format": "date-time"}
+_instant = partial(instant, zoneless="utc")  # a time without a zone: UTC, as the store's
 
 DESCRIPTION = {
     "title": "Changes in an area",
@@ -25,25 +27,13 @@ DESCRIPTION = {
     "keywords": ["history", "changes", "versions"],
     "inputs": {
         "collection": {"title": "the collection", "schema": {"type": "string"}},
-        "from": {"title": "the first instant (RFC 3339)", "schema": _INSTANT},
-        "to": {"title": "the second instant (RFC 3339); default: now", "schema": _INSTANT,
-               "minOccurs": 0},
-        "bbox": {"title": "the area: [minx, miny, maxx, maxy] in CRS84; default: all",
-                 "schema": {"type": "array", "items": {"type": "number"}, "minItems": 4,
-                            "maxItems": 4}, "minOccurs": 0},
+        "from": instant_input("the first instant"),
+        "to": instant_input("the second instant", default="now"),
+        "bbox": box_input("the area", default="all"),
     },
     "outputs": {"result": features_output(
         "the features that changed: change (added, changed, removed), before and after")},
 }
-
-
-def _instant(text: str, name: str) -> datetime:
-    try:
-        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise InputError(f"input {name!r}: {text!r} is not an RFC 3339 instant "
-                         "(e.g. 2026-01-01T00:00:00Z)", name) from None
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
 
 
 def check(inputs: dict, context: Context) -> dict:
@@ -55,20 +45,18 @@ def check(inputs: dict, context: Context) -> dict:
     end = _instant(inputs["to"], "to") if "to" in inputs else datetime.now(timezone.utc)
     if start >= end:
         raise InputError("input 'from': must be before 'to'", "from")
-    box = inputs.get("bbox")
-    if box is not None and (box[0] > box[2] or box[1] > box[3]):
-        raise InputError("input 'bbox': [minx, miny, maxx, maxy] with min <= max", "bbox")
+    box(inputs.get("bbox"), "bbox")
     return inputs
 
 
 def execute(inputs: dict, context: Context) -> dict:
     coll = context.collection(inputs["collection"], "collection")
-    box = tuple(inputs["bbox"]) if inputs.get("bbox") else None
+    area = box(inputs.get("bbox"), "bbox")
     start = _instant(inputs["from"], "from")
     end = _instant(inputs["to"], "to") if "to" in inputs else None  # None: as it is now
-    before = {f["id"]: f for f in context.features(coll, Query(bbox=box, asof=start))}
+    before = {f["id"]: f for f in context.features(coll, Query(bbox=area, asof=start))}
     context.progress(45, f"{len(before)} features at {inputs['from']}")
-    after = {f["id"]: f for f in context.features(coll, Query(bbox=box, asof=end))}
+    after = {f["id"]: f for f in context.features(coll, Query(bbox=area, asof=end))}
     context.progress(90, f"{len(after)} features at {inputs.get('to', 'now')}")
     out = []
     for fid in sorted(before.keys() | after.keys(), key=str):

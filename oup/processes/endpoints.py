@@ -19,6 +19,7 @@ from oup.errors import Forbidden, InvalidQuery, NotFound, Unauthorized, Unproces
 from oup.http.routes import Call, Endpoint, Format, Param
 from oup.processes import Context, Process
 from oup.processes.jobs import DONE, JobState, Jobs, iso
+from oup.processes.result_collections import ResultCollections
 
 PROCESSES_REL = "http://www.opengis.net/def/rel/ogc/1.0/processes"
 JOBS_REL = "http://www.opengis.net/def/rel/ogc/1.0/job-list"
@@ -35,6 +36,7 @@ class Processes:
                  base_url: str, audit, sync_seconds: float):
         self.processes, self.jobs, self.catalog, self.store = processes, jobs, catalog, store
         self.base, self.audit, self.sync_seconds = base_url.rstrip("/"), audit, sync_seconds
+        self.collections = ResultCollections(processes, jobs, self.base)
 
     def endpoints(self) -> list[Endpoint]:
         pid = Param("processId", "a process (see /processes)",
@@ -179,10 +181,18 @@ class Processes:
         if job.response == "document":
             output = next(iter(self.processes[job.process].module.DESCRIPTION["outputs"])) \
                 if job.process in self.processes else "result"
-            return Response(json.dumps({output: value}), mimetype="application/json")
+            return self._linked(Response(json.dumps({output: value}),
+                                         mimetype="application/json"), job)
         kind = "application/geo+json" if isinstance(value, dict) and value.get("type") \
             == "FeatureCollection" else "application/json"
-        return Response(json.dumps(value), mimetype=kind)
+        return self._linked(Response(json.dumps(value), mimetype=kind), job)
+
+    def _linked(self, resp, job: JobState):
+        """The answer as it was, its temporary collection (if any) in a Link header."""
+        for link in self.collections.links(job):
+            resp.headers.add("Link", f'<{link["href"]}>; rel="{link["rel"]}"; '
+                                     f'type="{link["type"]}"')
+        return resp
 
     def _status_info(self, job: JobState) -> dict:
         url = f"{self.base}/jobs/{job.id}"
@@ -190,6 +200,7 @@ class Processes:
         if job.status == "successful":
             links.append({"rel": RESULTS_REL, "type": "application/json",
                           "href": f"{url}/results"})
+            links += self.collections.links(job)
         return {"jobID": job.id, "processID": job.process, "type": "process",
                 "status": job.status, "message": job.message, "progress": job.progress,
                 "created": iso(job.created), "started": iso(job.started),

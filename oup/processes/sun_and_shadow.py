@@ -20,7 +20,7 @@ import numpy as np
 import shapely
 from shapely.geometry import shape
 
-from oup.processes import Context, InputError
+from oup.processes import Context, InputError, box, box_input, instant, instant_input
 from oup.processes.sun_shadow import (Building, SunShadowInputError, crs84_of, site_of,
                                       sun_and_shadow, to_geojson)
 from oup.store.base import Query
@@ -37,15 +37,11 @@ DESCRIPTION = {
                    "city with them, and the difference.",
     "keywords": ["sun", "shadow", "daylight", "planning", "scenario"],
     "inputs": {
-        "area": {"title": "the area: [minx, miny, maxx, maxy] in CRS84",
-                 "schema": {"type": "array", "items": {"type": "number"}, "minItems": 4,
-                            "maxItems": 4}},
+        "area": box_input("the area"),
         "date": {"title": "a day (local time, Europe/Amsterdam), e.g. 2026-06-21",
                  "schema": {"type": "string", "format": "date"}, "minOccurs": 0},
-        "start": {"title": "or the start of a span (RFC 3339 instant)",
-                  "schema": {"type": "string", "format": "date-time"}, "minOccurs": 0},
-        "end": {"title": "and its end (RFC 3339 instant)",
-                "schema": {"type": "string", "format": "date-time"}, "minOccurs": 0},
+        "start": instant_input("or the start of a span", default="the date's start"),
+        "end": instant_input("and its end", default="the date's end"),
         "step": {"title": "the time step in minutes (default 15)",
                  "schema": {"type": "integer", "minimum": 1, "maximum": 1440},
                  "minOccurs": 0},
@@ -74,16 +70,6 @@ DESCRIPTION = {
 }
 
 
-def _instant(text: str, name: str) -> datetime:
-    try:
-        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise InputError(f"input {name!r}: {text!r} is not an RFC 3339 instant", name) from None
-    if t.tzinfo is None:
-        raise InputError(f"input {name!r}: give the time zone (e.g. Z)", name)
-    return t
-
-
 def _span(inputs: dict) -> tuple[datetime, datetime]:
     if "date" in inputs:
         if "start" in inputs or "end" in inputs:
@@ -97,7 +83,7 @@ def _span(inputs: dict) -> tuple[datetime, datetime]:
         return start, datetime.combine(day + timedelta(days=1), time(0), LOCAL)
     if "start" not in inputs or "end" not in inputs:
         raise InputError("input 'date': give a date, or start and end", "date")
-    return _instant(inputs["start"], "start"), _instant(inputs["end"], "end")
+    return instant(inputs["start"], "start"), instant(inputs["end"], "end")
 
 
 def _to_rd(geoms: np.ndarray) -> np.ndarray:
@@ -108,9 +94,7 @@ def _to_rd(geoms: np.ndarray) -> np.ndarray:
 
 def check(inputs: dict, context: Context) -> dict:
     context.collection(inputs.get("collection", "buildings"), "collection")
-    box = inputs["area"]
-    if box[0] >= box[2] or box[1] >= box[3]:
-        raise InputError("input 'area': [minx, miny, maxx, maxy] with min < max", "area")
+    box(inputs["area"], "area", empty=False)
     start, end = _span(inputs)
     if end <= start:
         raise InputError("input 'end': must come after 'start'", "end")

@@ -76,6 +76,21 @@ def iso_us(us: int | None) -> str | None:
     return t.isoformat(timespec=spec).replace("+00:00", "Z")
 
 
+class ZonelessTime(ValueError):
+    """An RFC 3339 time without its zone, where one is needed."""
+
+
+def rfc3339(text: str, zoneless: str = "refused") -> datetime:
+    """An RFC 3339 instant ('Z' or an offset); one without a zone is taken as UTC
+    (``zoneless="utc"``) or refused (``ZonelessTime``). Not a time: ``ValueError``."""
+    t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if t.tzinfo is not None:
+        return t
+    if zoneless == "utc":
+        return t.replace(tzinfo=timezone.utc)
+    raise ZonelessTime(text)
+
+
 def us_of(t: datetime) -> int:
     if t.tzinfo is None:
         t = t.replace(tzinfo=timezone.utc)

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 
 from oup.errors import InvalidQuery
-from oup.sensors.observations import us_of
+from oup.sensors.observations import ZonelessTime, rfc3339, us_of
 
 MAX_DEPTH = 40  # nesting of a $filter (parentheses, not): deeper is refused, not recursed
 
@@ -54,12 +53,11 @@ def _tokens(text: str, option: str) -> list[tuple[str, str, int]]:
 def parse_time(text: str, option: str) -> int:
     """An RFC 3339 instant with its zone, as microseconds since the epoch."""
     try:
-        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return us_of(rfc3339(text))
+    except ZonelessTime:
+        raise QueryError(f"{option}: {text!r} needs a time zone (e.g. Z)", option) from None
     except ValueError:
         raise QueryError(f"{option}: {text!r} is not an RFC 3339 time", option) from None
-    if t.tzinfo is None:
-        raise QueryError(f"{option}: {text!r} needs a time zone (e.g. Z)", option)
-    return us_of(t.astimezone(timezone.utc))
 
 
 class _Parser:

@@ -231,3 +231,23 @@ def _own_kind(geoms: np.ndarray, dims: np.ndarray) -> np.ndarray:
         parts = parts[shapely.get_dimensions(parts) == dims[i]]
         geoms[i] = _MULTI[int(dims[i])](parts) if len(parts) else None
     return geoms
+
+
+def cut_geometries(q: TileQuery, geoms: np.ndarray, properties: dict[str, list]) -> bytes:
+    """Layer ``q.layer`` of one tile cut from CRS84 geometries held in memory (a job's
+    result, not a table): by the rule above, the feature id the index in ``geoms``,
+    ``properties`` a column per name ('' when the tile holds none of them)."""
+    from oup.store.mvt_encode import encode_layer
+
+    x0, y0, x1, y1 = q.envelope84
+    lo, hi = shapely.bounds(geoms)[:, :2], shapely.bounds(geoms)[:, 2:]
+    near = np.flatnonzero((lo[:, 0] <= x1) & (hi[:, 0] >= x0) & (lo[:, 1] <= y1)
+                          & (hi[:, 1] >= y0))
+    if len(near) == 0:
+        return b""
+    picked, shaped = _tile_geometry(geoms[near], q, native=False)
+    if len(picked) == 0:
+        return b""
+    chosen = near[picked]
+    return encode_layer(q.layer, shaped, ids=chosen, extent=EXTENT, properties={
+        name: [column[i] for i in chosen] for name, column in properties.items()})

@@ -30,6 +30,30 @@
     return { bounds: style.metadata["oup:bounds"], fitBoundsOptions: { padding: 20 } };
   }
 
+  // ?collection=<id>: that collection drawn in its own style (a job's result, job-<id>,
+  // is in no other) on top of the city, and the map framed on it.
+  async function chosen(lang) {
+    const cid = new URLSearchParams(location.search).get("collection");
+    if (!cid) return null;
+    const own = await json(`/collections/${encodeURIComponent(cid)}/styles/default?lang=${lang}`);
+    state.chosen = cid;
+    return own;
+  }
+
+  function withChosen(style, own) {
+    const have = new Set(style.layers.map((l) => l.id));
+    const added = own.layers.filter((l) => l.type !== "background" && !have.has(l.id))
+      .map((l) => ({ ...l, layout: { ...l.layout, visibility: "visible" } }));
+    const sources = { ...style.sources };
+    for (const [name, source] of Object.entries(own.sources)) {
+      if (!(name in sources)) sources[name] = source;
+    }
+    const layers = style.layers.map((l) => l.metadata?.["oup:collection"] === state.chosen
+      ? { ...l, layout: { ...l.layout, visibility: "visible" } } : l);
+    return { ...style, sources, layers: [...layers, ...added],
+             metadata: { ...style.metadata, "oup:bounds": own.metadata["oup:bounds"] } };
+  }
+
   function toggles(map, style, live) {
     const byCollection = new Map();
     for (const layer of style.layers) {
@@ -192,10 +216,11 @@
   (async () => {
     try {
       const lang = document.documentElement.lang;  // the page's: titles and legends in it
-      const [style, listing] = await Promise.all([json(`/styles/default?lang=${lang}`),
-                                                  json(`/collections?f=json&lang=${lang}`)]);
-      const map = state.map = new maplibregl.Map({ container: "map", style,
-                                                   attributionControl: false, ...place(style) });
+      const [style, listing, own] = await Promise.all([
+        json(`/styles/default?lang=${lang}`), json(`/collections?f=json&lang=${lang}`), chosen(lang)]);
+      const framed = own ? withChosen(style, own) : style;
+      const map = state.map = new maplibregl.Map({ container: "map", style: framed,
+                                                   attributionControl: false, ...place(framed) });
       map.addControl(new maplibregl.NavigationControl());
       const live = new Map();
       const streams = listing.collections.filter((c) => c.data_queries);
@@ -208,7 +233,7 @@
       oupSearch.box(document.querySelector("#panel h2") || document.getElementById("layers"),
                     (hit) => goTo(map, hit));
       map.on("load", () => {
-        toggles(map, style, live);
+        toggles(map, framed, live);
         viewerLink(map);
         sensors(map, streams, live);  // ready once they are read
         edits(map, style);
