@@ -141,6 +141,28 @@ def test_tiles_cut_after_a_write_draw_the_new_geometry_and_not_the_deleted(store
         assert store.execute('SELECT COUNT(*) FROM "rtree_blocks__oup_geom84"') == [(2,)]
 
 
+def test_gpkg_values_a_write_adds_are_appended_and_read_by_another_process(tmp_path):
+    """The import's value table is kept as it is; a value a write brings is added once,
+    numbered after it, and a reader that already holds the table (another process: a
+    store object of its own) takes in the added values and draws them."""
+    writer, reader = GeoPackageStore(tmp_path / "v.gpkg"), None
+    _import(writer)
+    reader = GeoPackageStore(tmp_path / "v.gpkg")
+    table = writer.execute("SELECT value_bytes FROM oup_tile_values WHERE table_name = 'blocks'")
+    assert _tile(reader)[1] == {"name": "one", "count": 1}  # the reader holds the table now
+    for n, name in enumerate(["alpha", "beta", "alpha"]):
+        writer.write_feature("blocks", Change("updated", 1, Feature(None, None,
+                                                                    {"name": name, "count": 40 + n})))
+        assert _tile(reader)[1] == {"name": name, "count": 40 + n}
+    assert writer.execute("SELECT value_bytes FROM oup_tile_values "
+                          "WHERE table_name = 'blocks'") == table
+    added = writer.execute("SELECT n, value FROM oup_tile_values_added ORDER BY n")
+    imported = len(reader.tile_values("blocks").lens) - len(added)
+    assert [n for n, _ in added] == list(range(imported, imported + len(added)))
+    # "alpha" once though written twice; 40, 41, 42 each once: five values added
+    assert len(added) == len({v for _, v in added}) == 5
+
+
 def test_the_etag_changes_on_every_write_and_on_every_import(store):
     _import(store)
     seen = {store.etag("blocks", 1)}

@@ -41,7 +41,7 @@ from oup.store.base import (FID, GEOM, GEOM84, OWNER, VALUES, Feature, Field, Qu
 from oup.store.cql import quote
 from oup.store.geometry import gpb_envelope, gpb_wkb, native_crs, rows_to_features, to_gpb
 from oup.store import mvt_gpkg
-from oup.store.gpkg_writes import TYPES, GeoPackageWrites, stamp
+from oup.store.gpkg_writes import ADDED_VALUES, TYPES, GeoPackageWrites, stamp
 from oup.store.mvt import TileQuery
 from oup.store.mvt_encode import ValueCoder, ValueTable
 from oup.store.mvt_gpkg import tile_column
@@ -241,7 +241,7 @@ class GeoPackageStore(GeoPackageWrites, SqlQueries):
         CREATE TABLE IF NOT EXISTS oup_layers (table_name TEXT PRIMARY KEY, meta TEXT NOT NULL);
         CREATE TABLE IF NOT EXISTS oup_tile_values (table_name TEXT PRIMARY KEY,
           value_bytes BLOB NOT NULL, value_lengths BLOB NOT NULL);
-        """)
+        """ + ADDED_VALUES + ";")
 
     def _ensure_srs(self, con, srid: int) -> None:
         if con.execute("SELECT 1 FROM gpkg_spatial_ref_sys WHERE srs_id=?", (srid,)).fetchone():
@@ -391,22 +391,38 @@ class GeoPackageStore(GeoPackageWrites, SqlQueries):
         return os.urandom(8).hex()
 
     def tile_values(self, cid: str) -> ValueTable | None:
-        """Collection ``cid``'s tile values (None for a collection imported before them),
-        read once per import and shared by the threads."""
+        """Collection ``cid``'s tile values (None for a collection imported before them):
+        the import's, read once per import, and those writes added since, read as they
+        come; shared by the threads."""
         token = self.layer(cid).get("tile_values")
         if token is None:
             return None
+        try:
+            top = self.con.execute("SELECT MAX(n) FROM oup_tile_values_added "
+                                   "WHERE table_name = ?", (cid,)).fetchone()[0]
+        except sqlite3.OperationalError:  # a store from before values were added
+            top = None
         with self._tables_lock:
-            table = self._tables.get(cid)
-            if table is None or table[0] != token:
+            held = self._tables.get(cid)
+            if held is None or held[0] != token:
                 row = self.con.execute("SELECT value_bytes, value_lengths FROM oup_tile_values "
                                        "WHERE table_name = ?", (cid,)).fetchone()
                 if row is None:  # removed by hand: the tiles read the properties
                     return None
-                table = self._tables[cid] = (token, ValueTable(
+                held = self._tables[cid] = (token, ValueTable(
                     np.frombuffer(row[0], np.uint8),
                     np.frombuffer(row[1], "<i8").astype(np.int64)))
-        return table[1]
+            table = held[1]
+            if top is not None and top >= len(table.lens):
+                more = self.con.execute(
+                    "SELECT value FROM oup_tile_values_added WHERE table_name = ? AND n >= ? "
+                    "ORDER BY n", (cid, len(table.lens))).fetchall()
+                table = ValueTable(
+                    np.concatenate([table.data, np.frombuffer(b"".join(v for v, in more),
+                                                              np.uint8)]),
+                    np.concatenate([table.lens, np.array([len(v) for v, in more], np.int64)]))
+                self._tables[cid] = (token, table)
+        return table
 
     def _register(self, con, cid, srid, geometry_type, description, has_z) -> None:
         t, rt = quote(cid), quote(f"rtree_{cid}_{GEOM}")
@@ -440,7 +456,7 @@ class GeoPackageStore(GeoPackageWrites, SqlQueries):
                      text_table(cid)):
             con.execute(f"DROP TABLE IF EXISTS {quote(name)}")
         for table in ("gpkg_contents", "gpkg_geometry_columns", "gpkg_extensions", "oup_layers",
-                      "oup_tile_values"):
+                      "oup_tile_values", "oup_tile_values_added"):
             con.execute(f"DELETE FROM {table} WHERE table_name = ?", (cid,))
 
     # -- reading --------------------------------------------------------------

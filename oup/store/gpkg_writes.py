@@ -1,13 +1,15 @@
 """The GeoPackage's part of feature writes (``versions.py``): the transaction, the
 geometry as the file holds it, and what a row written derives - both R*Trees and the
-row's numbers into its collection's tile values, the value table grown by the values it
-did not hold yet. A row the tiles find without numbers still draws (its properties are
-read), but every row written here gets them.
+row's numbers into its collection's tile values. A value the import's table does not
+hold is added as a row of ``oup_tile_values_added``, numbered after it: the import's
+table (megabytes at city scale) is never rewritten by a write, and readers take in only
+the rows added since they last looked. A row the tiles find without numbers still draws
+(its properties are read), but every row written here gets them.
 """
 from __future__ import annotations
 
-import os
 import sqlite3
+import threading
 from contextlib import contextmanager
 from datetime import datetime, timezone
 
@@ -35,7 +37,18 @@ def stamp(when: datetime) -> str:
     return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+#: Values written after the import, numbered on from the import's table (its length).
+ADDED_VALUES = """CREATE TABLE IF NOT EXISTS oup_tile_values_added (
+  table_name TEXT NOT NULL, n INTEGER NOT NULL, value BLOB NOT NULL,
+  PRIMARY KEY (table_name, n));
+CREATE UNIQUE INDEX IF NOT EXISTS oup_tile_values_added_value
+  ON oup_tile_values_added (table_name, value)"""
+
+
 class GeoPackageWrites(FeatureVersions):
+    #: the import's value numbers, by collection: (its token, value -> number), read once
+    _numbers: dict[str, tuple[str, dict[bytes, int]]]
+    _numbers_lock = threading.Lock()
     def _writer(self) -> sqlite3.Connection:
         raise NotImplementedError  # the store's: a new connection to the file
 
@@ -94,21 +107,16 @@ class GeoPackageWrites(FeatureVersions):
         self._number_values(run, cid, meta, rows)
 
     def _number_values(self, run: Run, cid: str, meta: dict, rows: list[int]) -> None:
-        """Rows ``rows``' numbers into the collection's tile values, numbering (and
-        encoding once) the values the table does not hold yet; a new table is a new
-        token in ``meta`` (the readers read it again)."""
+        """Rows ``rows``' numbers into the collection's tile values; a value the import's
+        table lacks is looked up among, or added to, the values added since."""
         if meta.get("tile_values") is None or not rows:
             return
-        stored = run("SELECT value_bytes, value_lengths FROM oup_tile_values "
-                     "WHERE table_name = ?", (cid,))
-        if not stored:
+        numbers = self._import_numbers(run, cid, meta["tile_values"])
+        if numbers is None:
             return
-        data = np.frombuffer(stored[0][0], np.uint8)
-        lens = np.frombuffer(stored[0][1], "<i8").astype(np.int64)
-        starts = np.cumsum(lens) - lens
-        added: list[bytes] = []
-        fields = meta["fields"]
-        t = quote(cid)
+        for statement in ADDED_VALUES.split(";"):
+            run(statement)  # a store imported before there were added values
+        fields, t = meta["fields"], quote(cid)
         for row in rows:
             values = run(f"SELECT {', '.join([FID] + [quote(n) for n, _ in fields])} FROM {t} "
                          f"WHERE {FID} = ?", (row,))
@@ -120,33 +128,43 @@ class GeoPackageWrites(FeatureVersions):
             own = coder.table()
             out = np.full(len(fields), -1, "<i4")
             for j, code in enumerate(codes):
-                if code < 0:
-                    continue
-                value = own.data[own.starts[code]:own.starts[code] + own.lens[code]].tobytes()
-                found = _find(data, lens, starts, value)
-                if found < 0:
-                    found = added.index(value) if value in added else -1
-                    if found < 0:
-                        added.append(value)
-                        found = len(added) - 1
-                    found += len(lens)
-                out[j] = found
+                if code >= 0:
+                    value = own.data[own.starts[code]:own.starts[code] + own.lens[code]]
+                    out[j] = self._value_number(run, cid, numbers, value.tobytes())
             run(f"UPDATE {t} SET {VALUES} = ? WHERE {FID} = ?", (out.tobytes(), row))
-        if added:
-            run("UPDATE oup_tile_values SET value_bytes = ?, value_lengths = ? "
-                "WHERE table_name = ?",
-                (stored[0][0] + b"".join(added),
-                 np.concatenate([lens, [len(v) for v in added]]).astype("<i8").tobytes(), cid))
-            meta["tile_values"] = os.urandom(8).hex()
 
+    @staticmethod
+    def _value_number(run: Run, cid: str, numbers: dict[bytes, int], value: bytes) -> int:
+        n = numbers.get(value)
+        if n is not None:
+            return n
+        found = run("SELECT n FROM oup_tile_values_added WHERE table_name = ? AND value = ?",
+                    (cid, value))
+        if found:
+            return found[0][0]
+        # numbered on from the import's values (the writer holds the file: no race)
+        n = run("SELECT ? + COUNT(*) FROM oup_tile_values_added WHERE table_name = ?",
+                (len(numbers), cid))[0][0]
+        run("INSERT INTO oup_tile_values_added VALUES (?, ?, ?)", (cid, n, value))
+        return n
 
-def _find(data: np.ndarray, lens: np.ndarray, starts: np.ndarray, value: bytes) -> int:
-    """The number of ``value`` (an encoded value) in a value table, or -1."""
-    same = np.flatnonzero(lens == len(value))
-    if len(same) == 0:
-        return -1
-    if not value:
-        return int(same[0])
-    block = data[starts[same][:, None] + np.arange(len(value))]
-    hit = np.flatnonzero((block == np.frombuffer(value, np.uint8)).all(axis=1))
-    return int(same[hit[0]]) if len(hit) else -1
+    def _import_numbers(self, run: Run, cid: str, token: str) -> dict[bytes, int] | None:
+        """The number of each value in the import's table of ``cid`` (None: it has none)."""
+        with self._numbers_lock:
+            if not hasattr(self, "_numbers"):
+                self._numbers = {}
+            held = self._numbers.get(cid)
+            if held is not None and held[0] == token:
+                return held[1]
+            stored = run("SELECT value_bytes, value_lengths FROM oup_tile_values "
+                         "WHERE table_name = ?", (cid,))
+            if not stored:
+                return None
+            lens = np.frombuffer(stored[0][1], "<i8")
+            ends = np.cumsum(lens)
+            data = stored[0][0]
+            numbers: dict[bytes, int] = {}
+            for n, (a, b) in enumerate(zip((ends - lens).tolist(), ends.tolist())):
+                numbers.setdefault(data[a:b], n)
+            self._numbers[cid] = (token, numbers)
+            return numbers
