@@ -92,8 +92,9 @@ def run(label: str, start, url: str, kind: str, lists: dict, seconds: int, work:
         fb.stop(proc)
 
 
-def make_overviews(gpkg: Path, url: str) -> int:
-    """The buildings' overview in both stores, as `oup import` makes it (``overview``)."""
+def make_overviews(gpkg: Path, url: str) -> dict[int, int]:
+    """The buildings' overview in both stores, as `oup import` makes it (``overview``);
+    its blocks per level."""
     import shapely
 
     from oup.store import overview
@@ -138,7 +139,7 @@ def main() -> None:
         print(f"PostGIS: {args.buildings} buildings written in {time.perf_counter() - t0:.0f} s")
         t0 = time.perf_counter()
         blocks = make_overviews(Path(data["oup"]), pg.url)
-        print(f"overviews ({blocks} blocks) made in each store in "
+        print(f"overviews (blocks per zoom: {blocks}) made in each store in "
               f"{time.perf_counter() - t0:.0f} s")
         servers = {
             "postgis": ("OUP, PostGIS store", "oup",

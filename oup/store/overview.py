@@ -13,13 +13,20 @@ attributes. A block a row, not a cell a multipolygon: the tiles' rules then work
 block (the index leaves out what is a speck at a coarser zoom before it is read, and
 nearly every block is a polygon of one ring, which the GeoPackage cuts fastest).
 
+The overview has a level per zoom of ``LEVELS``: ``<id>__overview`` for zoom 12, and
+``<id>__overview_z11``, ``<id>__overview_z10``, each made from the finer level's blocks
+of a cell by the same rule at its own zoom (merged closer than its tile unit, simplified
+to it, its specks left out): a zoom-10 tile covers 16 times the ground of a zoom-12 one,
+and drawn from zoom 12's blocks it read and cut thousands of them that its pixels merge
+anyway (it was the slowest tile; ``benchmarks/README.md``).
+
 Tiles whose pixel is at least ``OVERVIEW_ZOOM``'s (``mvt.tile_layer`` asks ``use``) are
-cut from the overview by the same rule as any tile, if it was made at the collection's
-last import (an import that makes none, or a tile cut while it is being made, cuts the
-low zooms from the features themselves). A feature written through the API
-(OGC API Features Part 4) redoes the cells its old and new geometry touch (``refresh``),
-before the cached tiles of that area are dropped, so the next tile cut there is right.
-The next import makes the whole overview again.
+cut from the coarsest level made for their zoom, by the same rule as any tile, if it was
+made at the collection's last import (an import that makes none, or a tile cut while it
+is being made, cuts the low zooms from the features themselves). A feature written
+through the API (OGC API Features Part 4) redoes the cells its old and new geometry
+touch, at every level (``refresh``), before the cached tiles of that area are dropped,
+so the next tile cut there is right. The next import makes the whole overview again.
 """
 from __future__ import annotations
 
@@ -34,9 +41,8 @@ from oup.store.mercator import RADIUS, crs84, web_mercator
 
 SUFFIX = "__overview"
 OVERVIEW_ZOOM = 12  # the deepest zoom drawn from the overview
+LEVELS = (12, 11, 10)  # the zooms a level is made for, finest first; coarser ones take 10's
 CELL_ZOOM = 14      # a cell: small enough that redoing one after a write is quick
-_PIXEL = 2 * math.pi * RADIUS / 2 ** OVERVIEW_ZOOM / 256  # metres, web mercator
-_UNIT = _PIXEL / 16  # a tile unit: a tile is 256 pixels, 4,096 units (``mvt.EXTENT``)
 _CELL = 2 * math.pi * RADIUS / 2 ** CELL_ZOOM
 _HALF = math.pi * RADIUS
 _FIELDS = [Field("block", "string"), Field("cell", "string")]
@@ -44,38 +50,59 @@ POLYGONS = ("POLYGON", "MULTIPOLYGON")
 _PAGE = 10_000
 
 
-def name(cid: str) -> str:
-    return cid + SUFFIX
+def name(cid: str, level: int = OVERVIEW_ZOOM) -> str:
+    """The store's collection of one level of the overview of ``cid``."""
+    return cid + SUFFIX + ("" if level == OVERVIEW_ZOOM else f"_z{level}")
+
+
+def _pixel(level: int) -> float:
+    """A display pixel at zoom ``level``, in web mercator metres."""
+    return 2 * math.pi * RADIUS / 2 ** level / 256
 
 
 def use(store, cid: str, envelope84: tuple) -> str | None:
-    """The overview to cut a tile covering ``envelope84`` (CRS84) from: one there is,
-    for a tile whose pixel is at least one of ``OVERVIEW_ZOOM``; else None."""
-    if (envelope84[2] - envelope84[0]) * 2 ** OVERVIEW_ZOOM < 360 * (1 - 1e-6):
+    """The overview to cut a tile covering ``envelope84`` (CRS84) from: the coarsest
+    level there is whose pixel is at most the tile's, for a tile whose pixel is at least
+    one of ``OVERVIEW_ZOOM``; else None."""
+    width = envelope84[2] - envelope84[0]
+    fits = [level for level in sorted(LEVELS) if width * 2 ** level >= 360 * (1 - 1e-6)]
+    if not fits:
         return None
     try:
-        made, source = store.layer(name(cid)), store.layer(cid)
+        source = store.layer(cid)
     except UnknownCollection:
         return None
-    # made at the collection's last import (after it), not at an earlier one
-    return name(cid) if made["imported"] >= source["imported"] else None
+    for level in fits:  # coarsest first; one an older import did not make: the next
+        try:
+            made = store.layer(name(cid, level))
+        except UnknownCollection:
+            continue
+        # made at the collection's last import (after it), not at an earlier one
+        return name(cid, level) if made["imported"] >= source["imported"] else None
+    return None
 
 
-def write(store, cid: str, geoms84: list) -> int:
+def write(store, cid: str, geoms84: list) -> dict[int, int]:
     """Make the overview of collection ``cid`` (its polygons' CRS84 geometries, as just
-    imported) anew; the number of blocks drawn."""
+    imported) anew, every level; the number of blocks of each."""
     xy = _mercator(np.array([g for g in geoms84 if g is not None], dtype=object))
-    cells = _cells(xy)
-    features = [f for key in np.unique(cells) for f in _cell_blocks(key, xy[cells == key])]
-    store.write_collection(name(cid), "EPSG:3857", _FIELDS, features,
-                           geometry_type="POLYGON", id_field="block",
-                           description=f"the low zooms of {cid}")
-    return len(features)
+    cells, made = _cells(xy), {}
+    for level in LEVELS:  # each from the finer one's blocks (the features', for the finest)
+        features = [f for key in np.unique(cells)
+                    for f in _cell_blocks(key, xy[cells == key], level)]
+        store.write_collection(name(cid, level), "EPSG:3857", _FIELDS, features,
+                               geometry_type="POLYGON", id_field="block",
+                               description=f"the zoom-{level} overview of {cid}")
+        made[level] = len(features)
+        xy = np.array([f.geometry for f in features], dtype=object)
+        cells = np.array([f.properties["cell"] for f in features], dtype=str)
+    return made
 
 
 def refresh(store, cid: str, bbox84: list[float]) -> int:
     """Redo the cells of the overview of ``cid`` that ``bbox84`` (a feature written, before
-    or after) touches, from the features there now; the number of cells redone."""
+    or after) touches, from the features there now, at every level; the number of cells
+    redone."""
     try:
         store.layer(name(cid))
     except UnknownCollection:
@@ -109,11 +136,23 @@ def _redo_cell(store, cid: str, col: int, row: int) -> None:
     found = [shapely.geometry.shape(f["geometry"]) for f in
              _everything(store, cid, Query(bbox=box, select=[])) if f.get("geometry")]
     xy = _mercator(np.array(found, dtype=object))
-    blocks = _cell_blocks(key, xy[_cells(xy) == key]) if len(xy) else []
-    ov = name(cid)
+    xy = xy[_cells(xy) == key] if len(xy) else xy
+    for level in LEVELS:  # each from the finer one's new blocks, as ``write`` makes them
+        blocks = _cell_blocks(key, xy, level) if len(xy) else []
+        try:
+            store.layer(name(cid, level))
+        except UnknownCollection:  # a level an older import did not make
+            pass
+        else:
+            _replace_cell(store, name(cid, level), key, blocks)
+        xy = np.array([b.geometry for b in blocks], dtype=object)
+
+
+def _replace_cell(store, ov: str, key: str, blocks: list[Feature]) -> None:
+    """One cell's blocks of one level again, under their numbers: replaced, added, the
+    rest deleted."""
     had = {f["properties"]["block"] for f in _everything(
         store, ov, Query(equals={"cell": key}, skip_geometry=True))}
-    # the cell's blocks again, under their numbers: replaced, added, the rest deleted
     for block in blocks:
         bid = block.properties["block"]
         store.write_feature(ov, Change("replaced" if bid in had else "created", bid, block))
@@ -142,19 +181,22 @@ def _cells(xy: np.ndarray) -> np.ndarray:
                        row.astype(np.int64).astype(str))
 
 
-def _cell_blocks(key: str, xy: np.ndarray) -> list[Feature]:
-    """One cell's polygons merged where less than a tile unit apart (grown by half a unit,
-    joined, shrunk back), simplified to a unit, specks left out: a feature a block."""
+def _cell_blocks(key: str, xy: np.ndarray, level: int) -> list[Feature]:
+    """One cell's polygons merged where less than a tile unit of zoom ``level`` apart
+    (grown by half a unit, joined, shrunk back), simplified to a unit, specks (under a
+    pixel both ways) left out: a feature a block."""
     polys = xy[np.isin(shapely.get_type_id(xy), (3, 6))]
     if not len(polys):
         return []
-    grown = shapely.buffer(polys, _UNIT / 2, quad_segs=1, join_style="mitre")
-    merged = shapely.buffer(shapely.union_all(grown), -_UNIT / 2, quad_segs=1,
+    pixel = _pixel(level)
+    unit = pixel / 16  # a tile unit: a tile is 256 pixels, 4,096 units (``mvt.EXTENT``)
+    grown = shapely.buffer(polys, unit / 2, quad_segs=1, join_style="mitre")
+    merged = shapely.buffer(shapely.union_all(grown), -unit / 2, quad_segs=1,
                             join_style="mitre")
-    parts = shapely.get_parts(shapely.make_valid(shapely.simplify(merged, _UNIT)))
+    parts = shapely.get_parts(shapely.make_valid(shapely.simplify(merged, unit)))
     parts = parts[shapely.get_type_id(parts) == 3] if len(parts) else parts
     b = shapely.bounds(parts) if len(parts) else np.empty((0, 4))
-    keep = parts[((b[:, 2] - b[:, 0]) >= _PIXEL) | ((b[:, 3] - b[:, 1]) >= _PIXEL)]
+    keep = parts[((b[:, 2] - b[:, 0]) >= pixel) | ((b[:, 3] - b[:, 1]) >= pixel)]
     return [Feature(p, _crs84(p), {"block": f"{key}_{n}", "cell": key})
             for n, p in enumerate(keep)]
 
