@@ -102,15 +102,8 @@ def main() -> None:
     args = ap.parse_args()
     from oup.store.postgis import PostGISStore
 
-    work, saved = args.work, args.work / "data.json"
-    fb.install_grids(work)
-    if saved.exists():
-        data = json.loads(saved.read_text())
-    else:
-        work.mkdir(parents=True, exist_ok=True)
-        data = {k: str(v) if k != "bounds84" else v
-                for k, v in fb.build_data(work, args.buildings, []).items()}
-        saved.write_text(json.dumps(data))
+    work = args.work
+    data = tb.data_in(work, args.buildings)
     pg = fb.PostGIS(work).start()
     try:
         fb.copy_to_postgis(Path(data["oup"]), pg.url)

@@ -92,6 +92,20 @@ def run(label: str, start, url: str, kind: str, lists: dict, seconds: int, work:
         fb.stop(proc)
 
 
+def data_in(work: Path, buildings: int) -> dict:
+    """The data of an earlier run in ``work`` (its data.json), else made there anew
+    (``buildings`` buildings), for the benchmarks that read it in-process."""
+    saved = work / "data.json"
+    fb.install_grids(work)
+    if saved.exists():
+        return json.loads(saved.read_text())
+    work.mkdir(parents=True, exist_ok=True)
+    data = {k: str(v) if k != "bounds84" else v
+            for k, v in fb.build_data(work, buildings, []).items()}
+    saved.write_text(json.dumps(data))
+    return data
+
+
 def make_overviews(gpkg: Path, url: str) -> dict[int, int]:
     """The buildings' overview in both stores, as `oup import` makes it (``overview``);
     its blocks per level."""
