@@ -110,15 +110,8 @@ def main() -> None:
     ap.add_argument("--postgis", action="store_true")
     ap.add_argument("--profile", type=int, default=0)
     args = ap.parse_args()
-    work, saved = args.work, args.work / "data.json"
-    fb.install_grids(work)
-    if saved.exists():
-        data = json.loads(saved.read_text())
-    else:
-        work.mkdir(parents=True, exist_ok=True)
-        data = {k: str(v) if k != "bounds84" else v
-                for k, v in fb.build_data(work, args.buildings, []).items()}
-        saved.write_text(json.dumps(data))
+    work = args.work
+    data = tb.data_in(work, args.buildings)
     lists = tb.tile_lists(data["bounds84"])
     lists["z14-16"] = lists["z14-16"][:args.detail]
     store = GeoPackageStore(Path(data["oup"]))

@@ -1,6 +1,10 @@
 """Dutch and English: the catalogue's texts in both, the language chosen by lang= or
 Accept-Language, said in Content-Language on every document, and the common problems'
 details in Dutch."""
+import json
+import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -8,6 +12,7 @@ import requests
 
 from conftest import ROOT
 
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # as declared in collections/buildings/collection.yml
 BUILDINGS = {"en": "Buildings of Delfshaven, Rotterdam", "nl": "Gebouwen van Delfshaven, Rotterdam"}
 LOCALE = {"en": "en-US", "nl": "nl-NL"}
@@ -117,3 +122,104 @@ def test_problem_details_in_dutch(server):
     assert gone["status"] == 404 and gone["detail"] == "collectie niet gevonden"
     unknown = requests.get(url, params={"colour": "red", "lang": "nl"}).json()
     assert unknown["detail"].startswith("onbekende queryparameter of eigenschap 'colour'")
+
+
+def _texts_of(doc, path=()):
+    """(where, text) of every summary, description and title of an OpenAPI document
+    (not the names of schemas' properties)."""
+    if isinstance(doc, dict):
+        for key, value in doc.items():
+            if key in ("summary", "description", "title") and isinstance(value, str) \
+                    and path[-1:] != ("properties",):
+                yield path + (key,), value
+            else:
+                yield from _texts_of(value, path + (key,))
+    elif isinstance(doc, list):
+        for n, value in enumerate(doc):
+            yield from _texts_of(value, path + (n,))
+
+
+def _english_only(env) -> set[str]:
+    """The catalogue's titles and descriptions given in English only (enough: they show
+    as they are in every language)."""
+    from oup.catalog import load_catalog
+
+    return {str(t) for c in load_catalog(Path(env["OUP_CATALOG_DIR"]))
+            for t in (c.title, c.description) if not t.translations}
+
+
+def test_the_openapi_document_in_dutch(imported, server):
+    """Every text of the OpenAPI document has its Dutch, but the few that read the same
+    and the catalogue's texts given in English only (a plain string is enough)."""
+    from oup.http.openapi_dutch import SAME
+
+    docs = {}
+    for lang in ("en", "nl"):
+        r = requests.get(f"{server}/openapi.json", params={"lang": lang})
+        assert r.status_code == 200 and r.headers["Content-Language"] == LOCALE[lang]
+        docs[lang] = r.json()
+        # pygeoapi's /openapi answers the same document
+        assert requests.get(f"{server}/openapi", params={"f": "json"},
+                            headers={"Accept-Language": lang}).json() == docs[lang]
+    english, dutch = dict(_texts_of(docs["en"])), dict(_texts_of(docs["nl"]))
+    assert english.keys() == dutch.keys() and len(english) > 500  # the same document
+    english_only = _english_only(imported)
+    left = {text for where, text in english.items()
+            if dutch[where] == text and text not in SAME | english_only}
+    assert left == set()
+    items = docs["nl"]["paths"]["/collections/buildings/items"]["get"]
+    assert items["summary"] == f"{BUILDINGS['nl']}: objecten ophalen"
+    assert docs["nl"]["info"]["title"] == "OUP - Open Stedelijk Platform"
+    assert docs["nl"]["paths"]["/search"]["get"]["summary"] == \
+        "Zoeken in vrije tekst in elke collectie die men mag zien"
+
+
+# what reads the same in Dutch: names, and the words Dutch has taken from English
+SAME_IN_DUTCH = {"OUP", "Open Urban Platform", "Open Urban Platform ·", "OGC API", "API",
+                 "Cesium ion", "Accept", "Links", "Parameters", "Schema", "Server", "Servers",
+                 "- Website", "Rotterdam", "json"}
+_OPERATION = re.compile(r"^(get|post|put|patch|delete|options|head) \u200b?/")
+
+
+def test_no_english_on_the_pages_in_dutch(env, server):
+    """Chromium walks the pages a resident reads (the map and the 3D viewer after a
+    search that finds something and one that does not, the API in Swagger UI with an
+    operation opened, the landing page) in English and in Dutch: in Dutch no text of
+    the English catalogues shows, and what shows alike in both is data or a name."""
+    from oup.http.openapi_dutch import DUTCH as API_DUTCH
+    from oup.http.page_texts import DUTCH as PAGE_DUTCH
+
+    if env["OUP_TEST_STORE"] != "gpkg":
+        pytest.skip("the same pages as on GeoPackage")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian chromium is not installed (make test installs it)")
+    paths = ["/map", "/viewer", "/openapi?f=html", "/?f=html"]
+    seen = {}
+    for lang in ("en", "nl"):
+        res = subprocess.run(["node", "texts.mjs", server, lang, *paths],
+                             cwd=ROOT / "tests" / "js", capture_output=True, text=True,
+                             timeout=600, env={"CHROMIUM": CHROMIUM, "PATH": "/usr/bin:/bin"})
+        assert res.returncode == 0, res.stderr
+        seen[lang] = json.loads(res.stdout.strip().splitlines()[-1])
+        assert seen[lang]["error"] is None and seen[lang]["pageErrors"] == [], seen[lang]
+    english_only = _english_only(env)
+    scripts = seen["nl"]["catalogue"]
+    catalogue = {**PAGE_DUTCH, **API_DUTCH, **scripts["DUTCH"], **scripts["WIDGETS"]}
+    english = [re.compile(re.sub(r"\\\{\w+\\\}", ".+", re.escape(en)))
+               for en, nl in catalogue.items() if en != nl and en.strip()]
+    for path in paths:
+        en, nl = seen["en"]["pages"][path], seen["nl"]["pages"][path]
+        assert nl["status"] == 200 and nl["language"] == "nl" and en["language"] == "en"
+        assert len(nl["texts"]) > 10, (path, nl)
+        untranslated = [t for t in nl["texts"] + nl["data"]
+                        if any(e.fullmatch(t) for e in english)]
+        assert untranslated == [], (path, untranslated)
+        alike = {t for t in set(nl["texts"]) & set(en["texts"])
+                 if re.search(r"[a-z]{2}", t) and t not in SAME_IN_DUTCH | english_only
+                 and not _OPERATION.match(t)}
+        assert alike == set(), (path, alike)
+    # the scripts' texts were shown in Dutch (a search found nothing, then Spangen)
+    on_map = seen["nl"]["pages"]["/map"]["texts"]
+    assert "niets gevonden voor “zzzqqq”" in on_map and "Zoek plaatsen en objecten" in on_map
+    assert any(re.fullmatch(r"\d+ sensoren, laatste waarden, live", t) for t in on_map)
+    assert "Uitvoeren" in seen["nl"]["pages"]["/openapi?f=html"]["texts"]  # Swagger UI's own

@@ -238,3 +238,56 @@ def test_a_building_written_through_the_api_shows_in_the_low_zooms(workdir, back
                          a.area < before.union(new).area - 0.5 * gone_area and a,
                          30, "the z12 tile with the new building and without the deleted one")
         assert after.contains(new.centroid)
+
+
+def _metres(geom):
+    """A CRS84 geometry in web mercator metres."""
+    return shapely.transform(geom, lambda xy: np.column_stack(web_mercator(xy[:, 0], xy[:, 1])))
+
+
+def _level_by_cell(store, level: int) -> dict:
+    """One level of the buildings' overview: what its blocks cover, cell by cell."""
+    from oup.store import overview
+
+    blocks = store.query(overview.name("buildings", level), Query(limit=10_000)).features
+    cells: dict = {}
+    for f in blocks:
+        cells.setdefault(f["properties"]["cell"], []).append(shape(f["geometry"]))
+    return {cell: shapely.union_all(parts) for cell, parts in cells.items()}
+
+
+def test_a_refresh_redoes_every_level_as_an_import_would(store):
+    """A building deleted, the overview refreshed about it (as a write through the API
+    does): every level of the cells it touched changed, and each is what making the
+    whole overview anew from the buildings there now makes (an independent path: all
+    cells, from every feature)."""
+    from oup.store import overview
+    from oup.store.base import Change
+
+    assert overview.LEVELS == (12, 11, 10)
+    before = {level: _level_by_cell(store, level) for level in overview.LEVELS}
+    features = store.query("buildings", Query(limit=1000)).features
+    largest = max(features, key=lambda f: shape(f["geometry"]).area)
+    box = list(shape(largest["geometry"]).bounds)
+    store.write_feature("buildings", Change("deleted", largest["id"], None))
+    assert len(overview.refresh(store, "buildings", [box])) == 1
+    refreshed = {level: _level_by_cell(store, level) for level in overview.LEVELS}
+    left = [shape(f["geometry"]) for f in store.query("buildings", Query(limit=1000)).features]
+    assert len(left) == len(features) - 1
+    made = overview.write(store, "buildings", left)
+    assert made[12] > made[11] > made[10] > 0  # each level coarser: fewer blocks
+    anew = {level: _level_by_cell(store, level) for level in overview.LEVELS}
+    for level in overview.LEVELS:
+        assert refreshed[level].keys() == anew[level].keys(), level
+        changed = [c for c in anew[level] if c not in before[level] or
+                   before[level][c].symmetric_difference(anew[level][c]).area > 1e-12]
+        assert changed, level  # the deletion shows at this level
+        # the same ground, but for what simplifying moves (where a ring of a merge begins
+        # differs when the blocks about a write are merged, not the whole cell): within
+        # a tile unit of the level of the outline, and beyond it not 1 % of a pixel
+        unit = 2 * np.pi * 6378137 / 2 ** level / 256 / 16
+        for cell, drawn in anew[level].items():
+            off = _metres(drawn.symmetric_difference(refreshed[level][cell]))
+            far = off.difference(_metres(drawn).boundary.buffer(unit))
+            assert far.area < (16 * unit) ** 2 / 100, (level, cell, far.area)  # a pixel's 1%
+

@@ -157,7 +157,7 @@ def endpoints() -> list:
         shared = SimpleNamespace(catalog=catalog, fields_of=lambda cid: [],
                                  audit=AuditLog(Path(tmp) / "audit.log"))
         own = own_endpoints(settings, catalog, open_store(settings.store_url), shared,
-                            None, lambda: "")
+                            None, lambda language: "")
         return own.endpoints
 
 

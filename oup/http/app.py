@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import json
 import logging
 import os
 from types import SimpleNamespace
@@ -23,11 +24,12 @@ from oup.http.gate import Gate
 from oup.http.metrics import Metrics, server_folder
 from oup.http.problems import Problems
 from oup.http.pygeoapi_adapter import flask_app
-from oup.http.pygeoapi_config import catalogue_records, write_config
+from oup.http.pygeoapi_config import catalogue_records, openapi_file, write_config
 from oup.http.request_checks import Queryables
 from oup.http.rewrites import Rewrites
 from oup.http.routes import Routes
 from oup.http.search import Search
+from oup.languages import LANGUAGES
 from oup.security import AuditLog, Authenticator
 from oup.settings import Settings, get_settings
 from oup.store import StoreError, open_store
@@ -56,17 +58,19 @@ def create_app(settings: Settings | None = None):
                                                 settings.jwt_audience, settings.keys_file),
                              audit=AuditLog(settings.audit_log or settings.data_dir / "audit.log"),
                              event_properties=lambda ids: _event_properties(fields_of, ids))
-    own = own_endpoints(settings, catalog, store, shared, metrics, lambda: openapi_doc)
+    own = own_endpoints(settings, catalog, store, shared, metrics,
+                        lambda language: openapi_docs[language])
     tiles, writes, processes, mqtt_public = own.tiles, own.writes, own.processes, own.mqtt_public
     own = Routes(own.endpoints)
     cfg_path, oas_path = write_config(catalog, store, settings, own.openapi_paths())
-    openapi_doc = oas_path.read_text()
+    openapi_docs = {lang: openapi_file(oas_path.parent, lang).read_text() for lang in LANGUAGES}
     # pygeoapi lists, describes and serves only what the current request may see
     app = flask_app(cfg_path, oas_path, set(catalog.collections))
     shared.routes = own  # what the ASGI part (oup.http.asgi: the event streams) shares
     app.extensions["oup"] = shared
     rewrites = Rewrites(catalog, catalogue_records(catalog, store), base, settings.data_dir,
-                        set(tiles.layers), mqtt_public, bool(processes))
+                        set(tiles.layers), mqtt_public, bool(processes),
+                        lambda language: json.loads(openapi_docs[language]))
     Gate(catalog, shared.auth, shared.audit, own, shared.problems, Queryables(catalog, store),
          settings.max_page_limit, settings.page_limit, metrics, rewrites.rewrite_for,
          writes.etag_for).install(app)

@@ -17,6 +17,7 @@ DUTCH = {
     "3D viewer": "3D-viewer",
     "Home": "Start",
     "OpenAPI document": "OpenAPI-document",
+    "the OpenAPI document": "het OpenAPI-document",
     "conformance": "conformiteit",
     "Data": "Gegevens",
     "The city on a map": "De stad op de kaart",

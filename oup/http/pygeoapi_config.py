@@ -5,6 +5,7 @@ under ``<data_dir>/generated/``.
 """
 from __future__ import annotations
 
+import copy
 import json
 import os
 from datetime import datetime
@@ -13,9 +14,10 @@ from pathlib import Path
 import yaml
 
 from oup.http.openapi import extend_openapi
+from oup.http.openapi_dutch import in_dutch
 from oup.http.page_texts import write_catalogue
 from oup.catalog import Catalog, Collection
-from oup.languages import LANGUAGES
+from oup.languages import DEFAULT, LANGUAGES, LOCALES
 from oup.http.pygeoapi_adapter import openapi_document, static_folder
 from oup.settings import ROOT, Settings
 from oup.store import FeatureStore, StoreError
@@ -191,10 +193,12 @@ def build_config(catalog: Catalog, store: FeatureStore, settings: Settings) -> d
     cfg["server"]["locale_dir"] = str(write_catalogue(out))  # the pages' texts in Dutch
     resources[RECORDS_ID] = {
         "type": "collection",
-        "title": "Catalogue of the collections",
-        "description": "OGC API Records: every collection with its owner, licence and "
-                       "classification",
-        "keywords": ["catalogue", "metadata"],
+        "title": {"en": "Catalogue of the collections", "nl": "Catalogus van de collecties"},
+        "description": {"en": "OGC API Records: every collection with its owner, licence and "
+                              "classification",
+                        "nl": "OGC API Records: elke collectie met haar eigenaar, licentie en "
+                              "rubricering"},
+        "keywords": {"en": ["catalogue", "metadata"], "nl": ["catalogus", "metadata"]},
         "links": [],
         "extents": {"spatial": {"bbox": [-180, -90, 180, 90], "crs": CRS84}},
         "providers": [{"type": "record", "name": "TinyDBCatalogue",
@@ -207,8 +211,9 @@ def build_config(catalog: Catalog, store: FeatureStore, settings: Settings) -> d
 
 def write_config(catalog: Catalog, store: FeatureStore, settings: Settings,
                  own_paths: dict | None = None) -> tuple[Path, Path]:
-    """Write the pygeoapi config and OpenAPI document (with ``own_paths``, OUP's own
-    endpoints: ``Routes.openapi_paths``); return their paths."""
+    """Write the pygeoapi config and the OpenAPI document in each language (with
+    ``own_paths``, OUP's own endpoints: ``Routes.openapi_paths``); return the paths of
+    the config and of the document in the default language (``openapi_file``)."""
 
     cfg = build_config(catalog, store, settings)
     out = settings.data_dir / "generated"
@@ -218,10 +223,21 @@ def write_config(catalog: Catalog, store: FeatureStore, settings: Settings,
                   if res["providers"][0].get("name") == "oup.http.provider.OUPProvider"
                   and not catalog[cid].search}
     searched = {c.id: c.search for c in catalog if c.search}
-    oas = extend_openapi(openapi_document(cfg), own_paths or {}, unsearched, searched)
-    oas_path = out / "openapi.json"
-    _replace(oas_path, json.dumps(oas, default=str))
-    return cfg_path, oas_path
+    for language in LANGUAGES:  # pygeoapi writes the collections' texts in its first one
+        first = [LOCALES[language]] + [x for x in cfg["server"]["languages"]
+                                       if x != LOCALES[language]]
+        oas = extend_openapi(openapi_document(dict(cfg, server=dict(cfg["server"],
+                                                                     languages=first))),
+                             copy.deepcopy(own_paths or {}), unsearched, searched)
+        _replace(openapi_file(out, language),
+                 json.dumps(in_dutch(oas) if language == "nl" else oas, default=str))
+    return cfg_path, openapi_file(out, DEFAULT)
+
+
+def openapi_file(out: Path, language: str) -> Path:
+    """The OpenAPI document in ``language`` (``openapi.json``: the default language's,
+    which pygeoapi reads)."""
+    return out / ("openapi.json" if language == DEFAULT else f"openapi.{language}.json")
 
 
 def _replace(path: Path, text: str) -> None:

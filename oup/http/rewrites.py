@@ -4,11 +4,13 @@ the links to OUP's own endpoints on the landing page and the collection document
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 from urllib.parse import urlsplit
 
 from oup.catalog import Catalog
 from oup.events import asyncapi
 from oup.http.pygeoapi_config import RECORDS_ID
+from oup.languages import DEFAULT, current
 from oup.http.responses import (COLLECTIONS, CONFORMANCE, EDITING, OPENAPI_PATHS, plain_items_links,
                                 visible_openapi, with_records, without_spatial_extent)
 from oup.processes import endpoints as processes_api
@@ -29,8 +31,10 @@ def _without(doc: dict, paths: tuple[str, ...]) -> dict:
 
 class Rewrites:
     def __init__(self, catalog: Catalog, records: dict, base_url: str, data_dir: Path,
-                 tiled: set[str], mqtt_public: str, processes: bool = False):
+                 tiled: set[str], mqtt_public: str, processes: bool = False,
+                 openapi_in: Callable[[str], dict] | None = None):
         self.catalog, self.records, self.base = catalog, records, base_url
+        self.openapi_in = openapi_in  # the OpenAPI document in a language
         self.processes = processes
         self.data_dir, self.tiled, self.mqtt = data_dir, tiled, mqtt_public
         self.no_geometry = {cid for cid, r in records.items() if r["geometry"] is None}
@@ -45,6 +49,9 @@ class Rewrites:
         public = self.catalog.public
         if path in OPENAPI_PATHS:
             hidden = set(self.catalog.collections) - set(visible)
+            language = current()  # pygeoapi serves the default language's document
+            if language != DEFAULT and self.openapi_in is not None:
+                return lambda doc: visible_openapi(self.openapi_in(language), hidden)
             return lambda doc: visible_openapi(doc, hidden)
         if path == f"/collections/{RECORDS_ID}/items":
             return lambda doc: with_records(doc, self.records, visible - public)

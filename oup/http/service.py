@@ -10,9 +10,10 @@ from oup.errors import error_table
 from oup.http.problems import describe
 from oup.http.responses import OPENAPI_JSON
 from oup.http.routes import Call, Endpoint, Format, Param
+from oup.languages import current
 
 
-def endpoints(store, metrics, openapi_doc: Callable[[], str],
+def endpoints(store, metrics, openapi_doc: Callable[[str], str],
               extra_metrics: Callable[[], str]) -> list[Endpoint]:
     from flask import Response
 
@@ -25,7 +26,7 @@ def endpoints(store, metrics, openapi_doc: Callable[[], str],
                         mimetype="text/plain; version=0.0.4")
 
     def openapi(call: Call):
-        return Response(openapi_doc(), content_type=OPENAPI_JSON)
+        return Response(openapi_doc(current()), content_type=OPENAPI_JSON)  # its language
 
     def problem_type(call: Call):
         doc = describe(call.path["code"])

@@ -13,15 +13,22 @@ attributes. A block a row, not a cell a multipolygon: the tiles' rules then work
 block (the index leaves out what is a speck at a coarser zoom before it is read, and
 nearly every block is a polygon of one ring, which the GeoPackage cuts fastest).
 
+The overview has a level per zoom of ``LEVELS``: ``<id>__overview`` for zoom 12, and
+``<id>__overview_z11``, ``<id>__overview_z10``, each made from the finer level's blocks
+of a cell by the same rule at its own zoom (merged closer than its tile unit, simplified
+to it, its specks left out): a zoom-10 tile covers 16 times the ground of a zoom-12 one,
+and drawn from zoom 12's blocks it read and cut thousands of them that its pixels merge
+anyway (it was the slowest tile; ``benchmarks/README.md``).
+
 Tiles whose pixel is at least ``OVERVIEW_ZOOM``'s (``mvt.tile_layer`` asks ``use``) are
-cut from the overview by the same rule as any tile, if it was made at the collection's
-last import (an import that makes none, or a tile cut while it is being made, cuts the
-low zooms from the features themselves). A feature written through the API
-(OGC API Features Part 4) redoes the cells its old and new geometry touch (``refresh``),
-beside the write's answer (``oup.writes.after.overview_updater``: a cell of a dense city
-holds thousands of buildings, too many to read again in every write's request), and then
-the cached low-zoom tiles of those cells are dropped, so the next tile cut there is right.
-The next import makes the whole overview again.
+cut from the coarsest level made for their zoom, by the same rule as any tile, if it was
+made at the collection's last import (an import that makes none, or a tile cut while it
+is being made, cuts the low zooms from the features themselves). A feature written
+through the API (OGC API Features Part 4) has the blocks about its old and new geometry
+drawn again, at every level (``refresh``), beside the write's answer
+(``oup.writes.after.overview_updater``), and then the cached low-zoom tiles there are
+dropped, so the next tile cut there is right. The next import makes the whole overview
+again.
 """
 from __future__ import annotations
 
@@ -37,70 +44,105 @@ from oup.store.mercator import RADIUS, crs84, web_mercator
 
 SUFFIX = "__overview"
 OVERVIEW_ZOOM = 12  # the deepest zoom drawn from the overview
-CELL_ZOOM = 14      # a cell: small enough that redoing one after a write is quick
-_PIXEL = 2 * math.pi * RADIUS / 2 ** OVERVIEW_ZOOM / 256  # metres, web mercator
-_UNIT = _PIXEL / 16  # a tile unit: a tile is 256 pixels, 4,096 units (``mvt.EXTENT``)
+LEVELS = (12, 11, 10)  # the zooms a level is made for, finest first; coarser ones take 10's
+CELL_ZOOM = 14      # a cell: what a block belongs to (its merges stay within one)
 _CELL = 2 * math.pi * RADIUS / 2 ** CELL_ZOOM
 _HALF = math.pi * RADIUS
 _FIELDS = [Field("block", "string"), Field("cell", "string")]
 POLYGONS = ("POLYGON", "MULTIPOLYGON")
 _PAGE = 10_000
-_CLOSURE = 8  # rounds of taking in blocks a redrawn one may join
+_CLOSURE = 8  # rounds of taking in the blocks a redrawn one may join
 
 
-def name(cid: str) -> str:
-    return cid + SUFFIX
+def name(cid: str, level: int = OVERVIEW_ZOOM) -> str:
+    """The store's collection of one level of the overview of ``cid``."""
+    return cid + SUFFIX + ("" if level == OVERVIEW_ZOOM else f"_z{level}")
+
+
+def _pixel(level: int) -> float:
+    """A display pixel at zoom ``level``, in web mercator metres."""
+    return 2 * math.pi * RADIUS / 2 ** level / 256
 
 
 def use(store, cid: str, envelope84: tuple) -> str | None:
-    """The overview to cut a tile covering ``envelope84`` (CRS84) from: one there is,
-    for a tile whose pixel is at least one of ``OVERVIEW_ZOOM``; else None."""
-    if (envelope84[2] - envelope84[0]) * 2 ** OVERVIEW_ZOOM < 360 * (1 - 1e-6):
+    """The overview to cut a tile covering ``envelope84`` (CRS84) from: the coarsest
+    level there is whose pixel is at most the tile's, for a tile whose pixel is at least
+    one of ``OVERVIEW_ZOOM``; else None."""
+    width = envelope84[2] - envelope84[0]
+    fits = [level for level in sorted(LEVELS) if width * 2 ** level >= 360 * (1 - 1e-6)]
+    if not fits:
         return None
     try:
-        made, source = store.layer(name(cid)), store.layer(cid)
+        source = store.layer(cid)
     except UnknownCollection:
         return None
-    # made at the collection's last import (after it), not at an earlier one
-    return name(cid) if made["imported"] >= source["imported"] else None
+    for level in fits:  # coarsest first; one an older import did not make: the next
+        try:
+            made = store.layer(name(cid, level))
+        except UnknownCollection:
+            continue
+        # made at the collection's last import (after it), not at an earlier one
+        return name(cid, level) if made["imported"] >= source["imported"] else None
+    return None
 
 
-def write(store, cid: str, geoms84: list) -> int:
+def write(store, cid: str, geoms84: list) -> dict[int, int]:
     """Make the overview of collection ``cid`` (its polygons' CRS84 geometries, as just
-    imported) anew; the number of blocks drawn."""
+    imported) anew, every level; the number of blocks of each."""
     xy = _mercator(np.array([g for g in geoms84 if g is not None], dtype=object))
-    cells = _cells(xy)
-    features = [f for key in np.unique(cells) for f in _cell_blocks(key, xy[cells == key])]
-    store.write_collection(name(cid), "EPSG:3857", _FIELDS, features,
-                           geometry_type="POLYGON", id_field="block",
-                           description=f"the low zooms of {cid}")
-    return len(features)
+    cells, made = _cells(xy), {}
+    for level in LEVELS:  # each from the finer one's blocks (the features', for the finest)
+        features = [f for key in np.unique(cells)
+                    for f in _cell_blocks(key, xy[cells == key], level)]
+        store.write_collection(name(cid, level), "EPSG:3857", _FIELDS, features,
+                               geometry_type="POLYGON", id_field="block",
+                               description=f"the zoom-{level} overview of {cid}")
+        made[level] = len(features)
+        xy = np.array([f.geometry for f in features], dtype=object)
+        cells = np.array([f.properties["cell"] for f in features], dtype=str)
+    return made
 
 
 def refresh(store, cid: str, boxes84: list[list[float]]) -> list[list[float]]:
-    """Redraw the blocks of the overview of ``cid`` about ``boxes84`` (features written,
-    before and after) from the features there now; the CRS84 boxes of what was redrawn
-    (none if ``cid`` has no overview).
+    """Draw the blocks of the overview of ``cid`` about ``boxes84`` (features written,
+    before and after) again from the features there now, at every level; the CRS84
+    boxes of the ground drawn again (none if ``cid`` has no overview).
 
-    Only the blocks a write can change are drawn again: in the cell of the box's centre
-    (a feature's cell), the blocks within a tile unit of the box, and then those within a
-    unit of the features read again for them, until no more join. A cell of a dense city
-    holds thousands of buildings; a write changes one or two of its blocks."""
+    Only the blocks a write can change are drawn: in the cell of the box's centre (a
+    feature's cell), the blocks within a tile unit of the box, and then those within a
+    unit of the features read for them, until no more join; each coarser level so about
+    what the finer one drew. A cell of a dense city holds thousands of buildings; a
+    write changes one or two of its blocks."""
     try:
         store.layer(name(cid))
     except UnknownCollection:
         return []
-    return [b for box in boxes84 if (b := _redo_about(store, cid, box)) is not None]
+    drawn = []
+    for box in boxes84:
+        (x0, x1), (y0, y1) = web_mercator(np.array([box[0], box[2]]),
+                                          np.array([box[1], box[3]]))
+        changed = shapely.box(x0, y0, x1, y1)
+        key = _cells(np.array([changed]))[0]
+        source, ground = cid, changed
+        for level in LEVELS:  # each from the finer one, as ``write`` makes them
+            try:
+                store.layer(name(cid, level))
+            except UnknownCollection:  # a level an older import did not make
+                break
+            ground = _redraw(store, source, name(cid, level), key, ground, level)
+            source = name(cid, level)
+        drawn.append(list(_box84(ground)))
+    return drawn
 
 
-def _redo_about(store, cid: str, box84: list[float]) -> list[float] | None:
-    ov = name(cid)
-    (x0, x1), (y0, y1) = web_mercator(np.array([box84[0], box84[2]]),
-                                      np.array([box84[1], box84[3]]))
-    key = _cells(np.array([shapely.box(x0, y0, x1, y1)]))[0]
-    reach = shapely.box(x0, y0, x1, y1).buffer(_UNIT, join_style="mitre")
+def _redraw(store, source: str, ov: str, key: str, changed, level: int):
+    """Draw the blocks of cell ``key`` of level ``ov`` about ``changed`` (web mercator)
+    again from ``source`` (the features, or the finer level's blocks); the ground drawn
+    again (web mercator)."""
+    unit = _pixel(level) / 16
+    reach = changed.buffer(unit, join_style="mitre")
     blocks: dict[str, object] = {}  # the blocks drawn again: id -> web mercator geometry
-    own: list = []  # the cell's features they (and the box) are drawn from
+    own: list = []  # the cell's polygons of ``source`` they are drawn from
     for n in range(_CLOSURE):  # bounded: each round takes in more of one cell, or stops
         known = len(blocks)
         for f in _everything(store, ov, Query(bbox=_box84(reach), equals={"cell": key})):
@@ -108,26 +150,34 @@ def _redo_about(store, cid: str, box84: list[float]) -> list[float] | None:
             if f["id"] not in blocks and g.intersects(reach):
                 blocks[f["id"]] = g
         if n and len(blocks) == known:
-            break  # every feature read is in a block already taken in
-        area = shapely.union_all([reach, *blocks.values()])
-        near = area.buffer(_UNIT, join_style="mitre")
-        found = [shapely.geometry.shape(f["geometry"]) for f in
-                 _everything(store, cid, Query(bbox=_box84(near), select=[]))
-                 if f.get("geometry")]
-        xy = _mercator(np.array(found, dtype=object))
-        own = [g for g, cell in zip(xy, _cells(xy)) if cell == key and g.intersects(near)]
+            break  # every polygon read is in a block already taken in
+        near = shapely.union_all([reach, *blocks.values()]).buffer(unit, join_style="mitre")
+        own = _polygons(store, source, key, near)
         # a block within a unit of these may join them: the next round takes it in
-        reach = shapely.union_all([near, *own]).buffer(_UNIT, join_style="mitre")
-    drawn = _cell_blocks(key, np.array(own, dtype=object)) if own else []
-    # the blocks again: under the old numbers while they last, then new ones
-    old, fresh = sorted(blocks), iter(f"{key}_{uuid.uuid4().hex[:10]}" for _ in drawn)
+        reach = shapely.union_all([near, *own]).buffer(unit, join_style="mitre")
+    drawn = _cell_blocks(key, np.array(own, dtype=object), level) if own else []
+    old = sorted(blocks)  # the blocks again under their old ids while they last
     for n, block in enumerate(drawn):
-        bid = old[n] if n < len(old) else next(fresh)
+        bid = old[n] if n < len(old) else f"{key}_{uuid.uuid4().hex[:10]}"
         block.properties["block"] = bid
         store.write_feature(ov, Change("replaced" if n < len(old) else "created", bid, block))
     for bid in old[len(drawn):]:
         store.write_feature(ov, Change("deleted", bid, None))
-    return list(_box84(shapely.union_all([reach, *blocks.values()])))
+    return shapely.union_all([reach, *blocks.values(), *(b.geometry for b in drawn)])
+
+
+def _polygons(store, source: str, key: str, near) -> list:
+    """The polygons of cell ``key`` of ``source`` within ``near`` (web mercator): a
+    feature's cell is its box's centre's, a block's the one it was drawn for."""
+    blocks = SUFFIX in source
+    found = _everything(store, source, Query(bbox=_box84(near), select=[],
+                                             equals={"cell": key} if blocks else {}))
+    geoms = [shapely.geometry.shape(f["geometry"]) for f in found if f.get("geometry")]
+    xy = _mercator(np.array(geoms, dtype=object))
+    if not len(xy):
+        return []
+    inside = shapely.intersects(xy, near) & (True if blocks else _cells(xy) == key)
+    return list(xy[inside])
 
 
 def _box84(geom) -> tuple:
@@ -167,19 +217,22 @@ def _cells(xy: np.ndarray) -> np.ndarray:
                        row.astype(np.int64).astype(str))
 
 
-def _cell_blocks(key: str, xy: np.ndarray) -> list[Feature]:
-    """One cell's polygons merged where less than a tile unit apart (grown by half a unit,
-    joined, shrunk back), simplified to a unit, specks left out: a feature a block."""
+def _cell_blocks(key: str, xy: np.ndarray, level: int) -> list[Feature]:
+    """One cell's polygons merged where less than a tile unit of zoom ``level`` apart
+    (grown by half a unit, joined, shrunk back), simplified to a unit, specks (under a
+    pixel both ways) left out: a feature a block."""
     polys = xy[np.isin(shapely.get_type_id(xy), (3, 6))]
     if not len(polys):
         return []
-    grown = shapely.buffer(polys, _UNIT / 2, quad_segs=1, join_style="mitre")
-    merged = shapely.buffer(shapely.union_all(grown), -_UNIT / 2, quad_segs=1,
+    pixel = _pixel(level)
+    unit = pixel / 16  # a tile unit: a tile is 256 pixels, 4,096 units (``mvt.EXTENT``)
+    grown = shapely.buffer(polys, unit / 2, quad_segs=1, join_style="mitre")
+    merged = shapely.buffer(shapely.union_all(grown), -unit / 2, quad_segs=1,
                             join_style="mitre")
-    parts = shapely.get_parts(shapely.make_valid(shapely.simplify(merged, _UNIT)))
+    parts = shapely.get_parts(shapely.make_valid(shapely.simplify(merged, unit)))
     parts = parts[shapely.get_type_id(parts) == 3] if len(parts) else parts
     b = shapely.bounds(parts) if len(parts) else np.empty((0, 4))
-    keep = parts[((b[:, 2] - b[:, 0]) >= _PIXEL) | ((b[:, 3] - b[:, 1]) >= _PIXEL)]
+    keep = parts[((b[:, 2] - b[:, 0]) >= pixel) | ((b[:, 3] - b[:, 1]) >= pixel)]
     return [Feature(p, _crs84(p), {"block": f"{key}_{n}", "cell": key})
             for n, p in enumerate(keep)]
 

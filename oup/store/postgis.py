@@ -61,6 +61,10 @@ _WEB_MERCATOR_COLUMN = (f"{GEOM3857} geometry({{kind}}, 3857) "
                         f"GENERATED ALWAYS AS (ST_Transform({GEOM84}, 3857)) STORED")
 
 
+def _without_jit(con) -> None:
+    con.execute("SET jit = off")
+
+
 def _text_config(con) -> str:
     """The text search configuration the words are parsed with: Dutch (stemmed) where
     the server has it."""
@@ -116,8 +120,12 @@ class PostGISStore(FeatureVersions, SqlQueries):
         # often are prepared on the server (psycopg's default; a vector tile ~17% faster
         # than planned each time); one prepared before a re-import changed its table fails
         # and is retried (``execute``)
+        # No JIT: PostgreSQL compiles a statement whose estimated cost passes jit_above_cost,
+        # and the spatial functions' high declared costs put every low-zoom tile there:
+        # 15-18 ms of compiling a statement of ~50 ms CPU, which it did not win back
+        # (measured: benchmarks/README.md, "Overviews for the low zooms")
         self.pool = ConnectionPool(url, min_size=1, max_size=size, open=True, timeout=30,
-                                   kwargs={"autocommit": True})
+                                   kwargs={"autocommit": True}, configure=_without_jit)
         # closed while the interpreter still runs threads: left to the garbage collector at
         # exit, the pool waits 5 s for each of its threads and warns that it could not stop
         atexit.register(self.close)

@@ -64,6 +64,7 @@ function goTo(viewer, hit) {
   });
   viewer.scene.globe.baseColor = Cesium.Color.fromCssColorString("#d9dee3");
   viewer.scene.skyAtmosphere.show = false;
+  oupT.follow(viewer.container);  // CesiumJS's own texts (its credits) in the page's language
   window.oup.viewer = viewer;
   oupSearch.box(status, (hit) => goTo(viewer, hit));
   // the same place on the 2D map (/map?at=<lon>,<lat>,<zoom>), kept up to date
@@ -82,7 +83,7 @@ function goTo(viewer, hit) {
     listing = await (await fetch("/collections?f=json")).json();
     const sets = listing.collections.flatMap((c) =>
       (c.links || []).filter((l) => l.rel === rel).map((l) => ({ id: c.id, href: l.href })));
-    if (!sets.length) throw new Error("no collection has 3D Tiles yet: run `oup tile`");
+    if (!sets.length) throw new Error(oupT("no collection has 3D Tiles yet: run `oup tile`"));
     let pending = sets.length, focus = null;
     // the content drawn since the camera last moved (coarse or detailed), for tests
     const loadedSets = [], drawn = new Set();
@@ -100,7 +101,8 @@ function goTo(viewer, hit) {
         pending -= 1;
         if (pending === 0) {
           window.oup.ready = true;
-          status.textContent = `${sets.map((x) => x.id).join(", ")}: ${window.oup.tiles} tiles`;
+          status.textContent = oupT("{sets}: {n} tiles", { sets: sets.map((x) => x.id).join(", "),
+                                                             n: window.oup.tiles });
         }
       });
       if (s.id === collection || !focus) focus = tileset;
@@ -116,7 +118,7 @@ function goTo(viewer, hit) {
     }
   } catch (err) {
     window.oup.error = String(err);
-    status.textContent = `could not load the 3D collections: ${err}`;
+    status.textContent = oupT("could not load the 3D collections: {error}", { error: err });
   }
   if (listing) {  // the sensor networks (the collections with EDR queries), tiles or not
     showSensors(viewer, listing.collections.filter((c) => c.data_queries),
@@ -166,8 +168,8 @@ function showSensors(viewer, collections, status) {
   if (!collections.length) window.oup.sensors = labels;
   function render() {
     const trouble = Object.values(states).find((s) => s !== "live");
-    status.innerHTML = `<a href="#" id="to-sensors">${Object.keys(labels).length} sensors</a>, ` +
-      (trouble ? trouble.replace(/</g, "&lt;") : "latest values, live");
+    status.innerHTML = `<a href="#" id="to-sensors">${oupT("{n} sensors", { n: Object.keys(labels).length })}</a>, ` +
+      (trouble ? trouble.replace(/</g, "&lt;") : oupT("latest values, live"));
     document.getElementById("to-sensors").onclick = (ev) => {
       ev.preventDefault();  // look down on all of them, with a margin
       const r = Cesium.Rectangle.fromCartographicArray(viewer.entities.values.map((e) =>
@@ -184,7 +186,7 @@ function showSensors(viewer, collections, status) {
       const param = Object.values(p).find((v) => params.has(v));  // what it measures
       const name = [p.name || f.id, param].filter(Boolean).join(" ");
       const text = p.latest_result === null || p.latest_result === undefined
-        ? `${name}: no data yet` : `${name}: ${p.latest_result} ${p.unit || ""}`.trim();
+        ? oupT("{name}: no data yet", { name }) : `${name}: ${p.latest_result} ${p.unit || ""}`.trim();
       const e = viewer.entities.getById(key);
       e.point.color = oupLive.fresh(p) ? Cesium.Color.fromCssColorString("#0a7e8c")
                                        : Cesium.Color.GRAY;

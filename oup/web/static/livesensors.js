@@ -85,7 +85,7 @@ window.oupLive = (function () {
       } catch (err) {
         if (mine !== reads) return;
         state.error = `sensors: ${err}`;
-        page.status(`could not read the sensors: ${err}; trying again in 10 s`);
+        page.status(oupT("could not read the sensors: {error}; trying again in 10 s", { error: err }));
         setTimeout(() => { if (mine === reads) read(); }, 10_000);
       }
     }
@@ -111,13 +111,13 @@ window.oupLive = (function () {
       source.addEventListener("oup.events.missed", () => read());
       source.onerror = () => {
         if (source.readyState !== EventSource.CLOSED) {
-          page.status("reconnecting…");  // the browser tries again by itself
+          page.status(oupT("reconnecting…"));  // the browser tries again by itself
           return;
         }
         // refused (an error status, a proxy's page): the browser gave up; we do not
         const wait = REOPEN_MS[Math.min(failures, REOPEN_MS.length - 1)];
         failures += 1;
-        page.status(`disconnected; trying again in ${wait / 1000} s`);
+        page.status(oupT("disconnected; trying again in {s} s", { s: wait / 1000 }));
         setTimeout(open, wait);
       };
     }

@@ -25,7 +25,7 @@
 
   const box = cfg.bbox || (cfg.features && bounds(cfg.features)) || [4.44, 51.90, 4.47, 51.92];
   const map = new maplibregl.Map({
-    container: el, attributionControl: false,
+    container: el, attributionControl: false, locale: oupT.maplibre(),
     style: {version: 8, sources: {}, layers: [
       {id: "background", type: "background", paint: {"background-color": "#f4f2ee"}}]},
     bounds: box, fitBoundsOptions: {padding: 30, maxZoom: 18},

@@ -3,8 +3,7 @@
 // there would (mappage.js's click handler), or says that nothing is there.
 (function () {
   "use strict";
-  const nothing = document.documentElement.lang === "nl"
-    ? "Niets in het midden van de kaart." : "Nothing in the middle of the map.";
+  const nothing = oupT("Nothing in the middle of the map.");
   let tries = 0;
   const wait = setInterval(() => {  // mappage.js makes the map once its style is read
     const map = window.oupMap && window.oupMap.map;

@@ -90,8 +90,8 @@
     const labels = {}, states = {}, loaded = new Set();
     const render = () => {
       const trouble = Object.values(states).find((s) => s !== "live");
-      status.textContent = `${Object.keys(labels).length} sensors, ` +
-        (trouble || "latest values, live");
+      status.textContent = `${oupT("{n} sensors", { n: Object.keys(labels).length })}, ` +
+        (trouble || oupT("latest values, live"));
     };
     for (const c of collections) {
       const doc = { type: "FeatureCollection", features: [] }, elements = new Map();
@@ -99,7 +99,7 @@
       const draw = (f) => {
         const p = f.properties, el = elements.get(f.id);
         const value = p.latest_result === null || p.latest_result === undefined
-          ? "no data yet" : `${p.latest_result} ${p.unit || ""}`.trim();
+          ? oupT("no data yet") : `${p.latest_result} ${p.unit || ""}`.trim();
         el.textContent = `${p.name || f.id}: ${value}`;
         // classList, not className: the marker element carries MapLibre's own classes
         // (maplibregl-marker: its absolute position), which must stay
@@ -184,7 +184,7 @@
     const props = feature.properties;
     state.picked = { collection: cid, id: feature.id ?? props.sensor_id ?? null, properties: props };
     const link = cid && state.picked.id !== null
-      ? `<p><a href="/collections/${esc(cid)}/items/${esc(state.picked.id)}?f=html">the feature</a></p>` : "";
+      ? `<p><a href="/collections/${esc(cid)}/items/${esc(state.picked.id)}?f=html">${oupT("the feature")}</a></p>` : "";
     attributes.innerHTML = `<b>${esc(cid)}</b>${link}<table>` + Object.entries(props).map(([k, v]) =>
       `<tr><td>${esc(k)}</td><td>${esc(v)}</td></tr>`).join("") + "</table>";
   }
@@ -220,7 +220,8 @@
         json(`/styles/default?lang=${lang}`), json(`/collections?f=json&lang=${lang}`), chosen(lang)]);
       const framed = own ? withChosen(style, own) : style;
       const map = state.map = new maplibregl.Map({ container: "map", style: framed,
-                                                   attributionControl: false, ...place(framed) });
+                                                   attributionControl: false, locale: oupT.maplibre(),
+                                                   ...place(framed) });
       map.addControl(new maplibregl.NavigationControl());
       const live = new Map();
       const streams = listing.collections.filter((c) => c.data_queries);
@@ -240,7 +241,7 @@
       });
     } catch (err) {
       state.error = String(err);
-      status.textContent = `could not load the map: ${err}`;
+      status.textContent = oupT("could not load the map: {error}", { error: err });
     }
   })();
 })();

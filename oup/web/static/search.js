@@ -14,12 +14,12 @@ window.oupSearch = (function () {
     form.id = "search";
     form.setAttribute("role", "search");
     form.innerHTML =
-      '<label for="search-q">Search places and features</label> ' +
+      `<label for="search-q">${oupT("Search places and features")}</label> ` +
       '<input id="search-q" type="search" name="q" autocomplete="off" ' +
       'aria-describedby="search-status" aria-controls="search-hits" maxlength="200"> ' +
-      '<button type="submit">Find</button>' +
+      `<button type="submit">${oupT("Find")}</button>` +
       '<div id="search-status" role="status" aria-live="polite"></div>' +
-      '<ul id="search-hits" aria-label="Search results"></ul>';
+      `<ul id="search-hits" aria-label="${oupT("Search results")}"></ul>`;
     before.parentNode.insertBefore(form, before);
     const input = form.querySelector("input"), list = form.querySelector("ul");
     const status = form.querySelector("#search-status");
@@ -39,9 +39,10 @@ window.oupSearch = (function () {
       const q = input.value.trim();
       if (!q) return;
       const mine = ++asked;
-      status.textContent = "searching…";
+      status.textContent = oupT("searching…");
       try {
-        const r = await fetch(`/search?q=${encodeURIComponent(q)}&limit=10`);
+        const r = await fetch(`/search?q=${encodeURIComponent(q)}&limit=10` +
+                              `&lang=${document.documentElement.lang}`);
         const doc = await r.json();
         if (mine !== asked) return;  // a newer search is under way
         if (!r.ok) throw new Error(doc.detail || r.status);
@@ -53,12 +54,13 @@ window.oupSearch = (function () {
             `${esc(p.title ?? p.id)}` +
             ` <small>${esc(p.collection_title || p.collection)}</small></button></li>`;
         }).join("");
-        status.textContent = state.hits.length
-          ? `${state.hits.length} found; the first is shown` : `nothing found for “${q}”`;
+        const n = state.hits.length;
+        status.textContent = n === 1 ? oupT("1 found; it is shown")
+          : n ? oupT("{n} found; the first is shown", { n }) : oupT("nothing found for “{q}”", { q });
         pick(0);
       } catch (err) {
         state.error = String(err);
-        status.textContent = `search failed: ${err.message || err}`;
+        status.textContent = oupT("search failed: {error}", { error: err.message || err });
       }
     });
     list.addEventListener("click", (ev) => {

@@ -3,7 +3,6 @@
 // the middle, as a click there would (viewer.js's click handler).
 (function () {
   "use strict";
-  const nl = document.documentElement.lang === "nl";
   const EARTH = 6378137;  // metres: the steps are a tenth of the height, not exact
   let tries = 0;
   const wait = setInterval(() => {  // viewer.js makes the viewer first
@@ -13,9 +12,8 @@
     if (!viewer) return;
     const canvas = viewer.scene.canvas;
     canvas.tabIndex = 0;
-    canvas.setAttribute("aria-label", nl
-      ? "3D-weergave: pijltjestoetsen verplaatsen, + en - zoomen, Enter toont wat in het midden is"
-      : "3D view: arrow keys move it, + and - zoom, Enter shows what is in the middle");
+    canvas.setAttribute("aria-label",
+                        oupT("3D view: arrow keys move it, + and - zoom, Enter shows what is in the middle"));
     const click = () => {  // a click in the middle, through Cesium's own pointer handling
       const r = canvas.getBoundingClientRect();
       const at = { clientX: r.left + r.width / 2, clientY: r.top + r.height / 2, button: 0,
