@@ -62,6 +62,10 @@ def static_file(root: Path, path: str, cache_seconds: int = 86400):
                     headers={"Cache-Control": f"public, max-age={cache_seconds}"})
 
 
+# a scenario shown next to the city as it is (its owner's, or shared: else 404)
+SCENARIO_PAGE = Param("scenario", "show this scenario's proposed changes too (see /scenarios)")
+
+
 def endpoints() -> list[Endpoint]:
     """``/map`` and the assets the pages load."""
     asset = Param("asset", "{package}/{file}: bootstrap, maplibre-gl, swagger-ui or oup",
@@ -69,7 +73,7 @@ def endpoints() -> list[Endpoint]:
     return [
         Endpoint("/map", "The 2D map page (MapLibre GL JS, offline)", serve_map, "styles",
                  "getMap", formats=(Format("html", "text/html"),),
-                 params=(Param("at", "where to look: lon,lat,zoom"),)),
+                 params=(Param("at", "where to look: lon,lat,zoom"), SCENARIO_PAGE)),
         Endpoint("/assets/{asset}", "A script, style sheet or image the pages load",
                  serve_asset, "server", "getAsset", params=(asset,), any_query=True),
     ]

@@ -36,6 +36,12 @@ def stamp(when: datetime) -> str:
 
 
 class GeoPackageWrites(FeatureVersions):
+    VERSION_TYPES = TYPES
+
+    def _exists(self, table: str) -> bool:
+        return bool(self.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+                                 "name = ?", (table,)))
+
     def _writer(self) -> sqlite3.Connection:
         raise NotImplementedError  # the store's: a new connection to the file
 

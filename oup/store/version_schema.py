@@ -10,13 +10,14 @@ from oup.store.base import (ACTOR, FID, GEOM, GEOM84, KIND, OWNER, VALID_FROM, V
 from oup.store.cql import quote
 from oup.store.sqlquery import versioned
 
-__all__ = ["VERSION_COLUMNS", "Run", "history_ddl", "history_table", "key_value", "meta_in",
-           "version_columns", "versioned"]
+__all__ = ["SCENARIO", "VERSION_COLUMNS", "Run", "history_ddl", "history_table", "key_value",
+           "meta_in", "scenario_ddl", "scenario_table", "version_columns", "versioned"]
 
 Run = Callable[..., list]  # (sql with ? placeholders, params) -> rows, in the write's transaction
 
 # the columns of a version besides the geometry and the properties
 VERSION_COLUMNS = (VERSION, VALID_FROM, KIND, ACTOR, OWNER)
+SCENARIO = "_oup_scenario"  # the scenario a proposed change belongs to (``scenarios.py``)
 
 
 def history_table(cid: str) -> str:
@@ -49,6 +50,29 @@ def history_ddl(cid: str, fields: list[Field], types: dict[str, str],
            f"WHERE {OWNER} IS NOT NULL"]
     if id_field:
         out.append(f"CREATE INDEX {quote(f'{cid}__history_id')} ON {h} ({quote(id_field)})")
+    return out
+
+
+def scenario_table(cid: str) -> str:
+    return f"{cid}__scenario"
+
+
+def scenario_ddl(cid: str, fields: list[Field], types: dict[str, str],
+                 id_field: str | None) -> list[str]:
+    """The statements that make collection ``cid``'s layer of scenarios, if it has none
+    (``scenarios.py``): the history table's columns, and the scenario's id."""
+    s = quote(scenario_table(cid))
+    cols = "".join(f", {quote(f.name)} {types[f.type]}" for f in fields)
+    out = [f"CREATE TABLE IF NOT EXISTS {s} ({SCENARIO} {types['string']} NOT NULL, "
+           f"{FID} {types['integer']} NOT NULL, {GEOM} {types['geometry']}, "
+           f"{GEOM84} {types['geometry']}{cols}, {VERSION} {types['integer']} NOT NULL, "
+           f"{VALID_FROM} {types['instant']} NOT NULL, {KIND} {types['string']} NOT NULL, "
+           f"{ACTOR} {types['string']}, {OWNER} {types['string']}, "
+           f"PRIMARY KEY ({SCENARIO}, {FID}))",
+           f"CREATE INDEX IF NOT EXISTS {quote(f'{cid}__scenario_fid')} ON {s} ({FID})"]
+    if id_field:
+        out.append(f"CREATE INDEX IF NOT EXISTS {quote(f'{cid}__scenario_id')} ON {s} "
+                   f"({SCENARIO}, {quote(id_field)})")
     return out
 
 
