@@ -1,7 +1,7 @@
 // Headless Chromium opens /viewer and /map, each with ?scenario=<id> and without, as a
 // planner (X-API-Key), and says what is drawn at given places: in 3D, what a pick straight
-// down onto each place's roof hits (a scenario's block, a building of the tiles, or
-// nothing); on the map, which layers hold a feature there.
+// down onto each place's roof hits (a scenario's block, a building of the tiles, the
+// terrain's ground, or nothing); on the map, which layers hold a feature there.
 // usage: node scenario.mjs <server> <api key> <scenario id> <places as JSON>
 //   places: [{name, lon, lat, top}] (top: metres above the ellipsoid)
 // Prints {viewer: {with, without}, map: {with, without}, scenario, error, pageErrors}.
@@ -24,7 +24,10 @@ const pickDown = (page, p) => page.evaluate(async (p) => {
   const at = Cesium.SceneTransforms.worldToWindowCoordinates(
     v.scene, Cesium.Cartesian3.fromDegrees(p.lon, p.lat, p.top - 0.5));
   const hit = v.scene.pick(at);
-  if (hit instanceof Cesium.Cesium3DTileFeature) return { building: String(hit.getProperty("id")) };
+  if (hit instanceof Cesium.Cesium3DTileFeature) {  // a building, or the terrain's ground
+    return hit.getProperty("type") === "Building" ? { building: String(hit.getProperty("id")) }
+      : { ground: String(hit.getProperty("id")) };
+  }
   if (hit && hit.id instanceof Cesium.Entity) return { entity: hit.id.id };
   return null;
 }, p);
