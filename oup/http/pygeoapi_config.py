@@ -218,7 +218,8 @@ def write_config(catalog: Catalog, store: FeatureStore, settings: Settings,
                   if res["providers"][0].get("name") == "oup.http.provider.OUPProvider"
                   and not catalog[cid].search}
     searched = {c.id: c.search for c in catalog if c.search}
-    oas = extend_openapi(openapi_document(cfg), own_paths or {}, unsearched, searched)
+    oas = extend_openapi(openapi_document(cfg), own_paths or {}, unsearched, searched,
+                         {c.id for c in catalog if c.scenarios})
     oas_path = out / "openapi.json"
     _replace(oas_path, json.dumps(oas, default=str))
     return cfg_path, oas_path

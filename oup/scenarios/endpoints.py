@@ -172,13 +172,9 @@ def heights(feature: dict, z_offset_attribute: str | None) -> dict:
 
 
 def _object(data: bytes) -> dict:
-    try:
-        body = json.loads(data or b"{}")
-    except ValueError as exc:
-        raise InvalidQuery(f"the body is not JSON: {exc}", "body") from None
-    if not isinstance(body, dict):
-        raise InvalidQuery("the body must be an object: title, collections, shared_with",
-                           "body")
+    from oup.writes.features import parse_body
+
+    body = parse_body(data, "title, collections, shared_with")
     unknown = sorted(set(body) - {"title", "collections", "shared_with"})
     if unknown:
         raise InvalidQuery(f"a scenario has no {unknown[0]!r}; it takes title, collections "

@@ -170,9 +170,10 @@ class ScenarioLayers:
         with self._writing(cid) as run:
             meta = meta_in(run, cid)
             self._lock_collection(run, cid)  # the layer made once; ids made once
-            for sql in scenario_ddl(cid, [Field(n, k) for n, k in meta["fields"]],
-                                    self.VERSION_TYPES, meta.get("id_field")):
-                run(sql)
+            if not self._has(scenario_table(cid)):
+                for sql in scenario_ddl(cid, [Field(n, k) for n, k in meta["fields"]],
+                                        self.VERSION_TYPES, meta.get("id_field")):
+                    run(sql)
             now = self._stamp(datetime.now(timezone.utc))
             if change.kind == "created":
                 return self._scenario_create(run, cid, sid, meta, change, now)

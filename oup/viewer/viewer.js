@@ -76,7 +76,8 @@ function goTo(viewer, hit) {
     const metresPerPixel = Math.max(c.height, 10) / viewer.canvas.clientHeight;
     const zoom = Math.log2(156543.03 * Math.cos(c.latitude) / metresPerPixel);
     document.getElementById("to-map").href =
-      `/map?at=${lon.toFixed(6)},${lat.toFixed(6)},${Math.min(22, Math.max(0, zoom)).toFixed(1)}`;
+      `/map?at=${lon.toFixed(6)},${lat.toFixed(6)},${Math.min(22, Math.max(0, zoom)).toFixed(1)}` +
+      (params.get("scenario") ? `&scenario=${encodeURIComponent(params.get("scenario"))}` : "");
   });
   let listing = null;
   try {

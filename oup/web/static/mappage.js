@@ -223,8 +223,10 @@
     const c = map.getCenter();
     const metresPerPixel = 156543.03 * Math.cos(c.lat * Math.PI / 180) / 2 ** map.getZoom();
     const range = Math.round(metresPerPixel * map.getCanvas().clientHeight);
+    const proposed = new URLSearchParams(location.search).get("scenario");  // kept in 3D
     document.getElementById("to-viewer").href =
-      `/viewer?at=${c.lng.toFixed(6)},${c.lat.toFixed(6)},${range}`;
+      `/viewer?at=${c.lng.toFixed(6)},${c.lat.toFixed(6)},${range}` +
+      (proposed ? `&scenario=${encodeURIComponent(proposed)}` : "");
   }
 
   (async () => {
