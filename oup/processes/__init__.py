@@ -173,8 +173,6 @@ class Context:
             raise InputError(f"no collection {coll.id!r}")
         try:
             found = covering(self.store, self.identity, sid, coll.id)
-        except InputError:
-            raise
         except InvalidQuery as exc:  # a scenario of other collections
             raise InputError(f"input {input_name!r}: {exc}", input_name) from None
         return self.store.scenario_changes(coll.id, found["id"], crs)

@@ -263,7 +263,7 @@ class Writes:
         crs = content_crs(call.request.headers.get("Content-Crs"))
         city = None
         if mimetype == CITY_JSON:
-            doc, city, crs = *self._city(coll, doc, fid, current, creating), None
+            doc, city, crs = *self._city(call, coll, doc, fid, current, creating), None
         props = doc.get("properties")
         author = _rules(coll).author_field
         if author and isinstance(props, dict):  # the server says who; a client cannot
@@ -284,7 +284,7 @@ class Writes:
                                          (current or {}).get("properties", {}).get(author))
         return record
 
-    def _city(self, coll: Collection, doc, fid: str | None, current: dict | None,
+    def _city(self, call: Call, coll: Collection, doc, fid: str | None, current: dict | None,
               creating: bool) -> tuple[dict, dict]:
         """A CityJSONFeature written to a 3D collection: (its GeoJSON form, itself)."""
         if coll.tiles3d is None:

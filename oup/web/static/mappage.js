@@ -163,10 +163,11 @@
   async function scenario(map, id) {
     const about = await json(`/scenarios/${encodeURIComponent(id)}`);
     const changes = await json(`/scenarios/${encodeURIComponent(id)}/changes`);
-    const hidden = {};
+    const hidden = {}, counts = { added: 0, changed: 0, removed: 0 };
     for (const f of changes.features) {
-      const p = f.properties;
-      if (p["oup:change"] !== "added") (hidden[p["oup:collection"]] = hidden[p["oup:collection"]] || []).push(f.id);
+      const p = f.properties, cid = p["oup:collection"];
+      counts[p["oup:change"]] += 1;
+      if (p["oup:change"] !== "added") (hidden[cid] = hidden[cid] || []).push(f.id);
     }
     for (const layer of map.getStyle().layers) {
       const ids = hidden[layer.metadata?.["oup:collection"]];
@@ -183,12 +184,10 @@
     map.addLayer({ id: "scenario-removed", type: "line", source: "scenario", metadata: meta,
                    filter: kind("removed"),
                    paint: { "line-color": "#c92a2a", "line-width": 2, "line-dasharray": [2, 2] } });
-    const added = changes.features.length - Object.values(hidden).flat().length;
     const row = document.createElement("div");
     row.id = "scenario";
-    row.innerHTML = `<b>scenario "${esc(about.title)}"</b>: ${added} added, ` +
-      `${changes.features.filter((f) => f.properties["oup:change"] === "changed").length} changed, ` +
-      `${changes.features.filter((f) => f.properties["oup:change"] === "removed").length} removed`;
+    row.innerHTML = `<b>scenario "${esc(about.title)}"</b>: ${counts.added} added, ` +
+      `${counts.changed} changed, ${counts.removed} removed`;
     document.getElementById("layers").before(row);
     state.scenario = hidden;
   }
