@@ -276,6 +276,14 @@ def env(request, workdir, catalog_dir, credentials) -> dict:
     return e
 
 
+@pytest.fixture
+def one_store(env):
+    """For browser runs whose pages do not depend on the store (a run takes up to a
+    minute): the GeoPackage half of the suite runs them, the PostGIS half does not."""
+    if env["OUP_TEST_STORE"] != "gpkg":
+        pytest.skip("the same pages as on GeoPackage")
+
+
 def healthy(url: str) -> bool:
     """The server at ``url`` answers /health with 200 (not up yet: False)."""
     try:

@@ -21,14 +21,6 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
                                 reason="Debian chromium is not installed (make test installs it)")
 
 
-@pytest.fixture
-def one_store(env):
-    """The pages do not depend on the store, and a browser run takes minutes: the
-    GeoPackage half of the suite runs these, the PostGIS half does not."""
-    if env["OUP_TEST_STORE"] != "gpkg":
-        pytest.skip("the same pages as on GeoPackage")
-
-
 def axe(server: str, paths: list[str]) -> dict:
     res = subprocess.run(["node", "axe.mjs", server, *paths], cwd=ROOT / "tests" / "js",
                          capture_output=True, text=True, timeout=900,

@@ -18,7 +18,7 @@ import shapely
 import yaml
 from shapely.geometry import shape
 
-from conftest import ROOT, oup, serving
+from conftest import ROOT, oup, serving, wait_for
 from oup.catalog import load_collection
 from oup.store import Query
 from oup.store.mvt import EXTENT, TileQuery, tile_layer, web_mercator
@@ -113,7 +113,8 @@ def test_a_building_written_through_the_api_shows_in_the_low_zooms(workdir, back
                                                                    request):
     """A real server with the tile cache on: a z12 tile is cut and cached; a steward
     creates a large building in an empty spot of the district and deletes another; the
-    same z12 tile, asked again, draws the new one and no longer the deleted one."""
+    same z12 tile, asked again within seconds (the overview is redrawn beside the write's
+    answer), draws the new one and no longer the deleted one."""
     cat, data = workdir / f"overview-{backend}" / "catalogue", workdir / f"overview-{backend}" / "data"
     shutil.copytree(ROOT / "collections" / "buildings", cat / "buildings")
     doc = yaml.safe_load((cat / "buildings" / "collection.yml").read_text())
@@ -166,10 +167,12 @@ def test_a_building_written_through_the_api_shows_in_the_low_zooms(workdir, back
         r = requests.delete(f"{url}/collections/buildings/items/{largest['id']}",
                             headers={"X-API-Key": key}, timeout=60)
         assert r.status_code == 200 or r.status_code == 204, r.text
-        after = drawn()
         new = _in_tile_units([square], tile)
-        assert not before.intersects(new.centroid) and after.contains(new.centroid)
-        # and the deleted one is gone from it: the ground drawn shrinks by about its size
         gone_area = _in_tile_units([gone], tile).area
         assert gone_area > 10  # tile units: well over the simplification's error
-        assert after.area < before.union(new).area - 0.5 * gone_area
+        assert not before.intersects(new.centroid)
+        # the new one drawn, and the deleted one gone: the ground shrinks by about its size
+        after = wait_for(lambda: (a := drawn()).contains(new.centroid) and
+                         a.area < before.union(new).area - 0.5 * gone_area and a,
+                         30, "the z12 tile with the new building and without the deleted one")
+        assert after.contains(new.centroid)

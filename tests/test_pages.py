@@ -23,7 +23,7 @@ WITH_MAPS = PAGES[2:5] + PAGES[6:8]
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed "
                     "(make test installs it)")
-def test_every_page_kind_works_offline(server):
+def test_every_page_kind_works_offline(one_store, server):
     ARTIFACTS.mkdir(exist_ok=True)
     res = subprocess.run(["node", "pages.mjs", server, str(ARTIFACTS), *PAGES],
                          cwd=ROOT / "tests" / "js", capture_output=True, text=True, timeout=600,

@@ -34,7 +34,9 @@ def _search_in(server: str, page: str, words: str, lon: float, lat: float) -> di
 
 
 @pytest.mark.parametrize("page", ["map", "viewer"])
-def test_the_search_box_goes_to_spangen(server, page):
+def test_the_search_box_goes_to_spangen(server, env, page):
+    if page == "viewer" and env["OUP_TEST_STORE"] != "gpkg":
+        pytest.skip("the viewer asks the same /search as the map, which runs on both stores")
     items = requests.get(f"{server}/collections/neighbourhoods/items",
                          params={"buurtnaam": "Spangen"}, timeout=30).json()["features"]
     spangen = shape(items[0]["geometry"])

@@ -65,6 +65,7 @@ def create_app(settings: Settings | None = None):
 
     writes.on_change = after.both(
         after.tileset_updater(settings.data_dir, writes.announce, update_tileset),
+        after.overview_updater(store, cache),
         after.counts_updater(catalog, store, writes.announce))
     processes = _processes(settings, catalog, store, base, shared.audit)
     own = Routes([

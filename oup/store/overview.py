@@ -18,7 +18,9 @@ cut from the overview by the same rule as any tile, if it was made at the collec
 last import (an import that makes none, or a tile cut while it is being made, cuts the
 low zooms from the features themselves). A feature written through the API
 (OGC API Features Part 4) redoes the cells its old and new geometry touch (``refresh``),
-before the cached tiles of that area are dropped, so the next tile cut there is right.
+beside the write's answer (``oup.writes.after.overview_updater``: a cell of a dense city
+holds thousands of buildings, too many to read again in every write's request), and then
+the cached low-zoom tiles of those cells are dropped, so the next tile cut there is right.
 The next import makes the whole overview again.
 """
 from __future__ import annotations
@@ -73,23 +75,25 @@ def write(store, cid: str, geoms84: list) -> int:
     return len(features)
 
 
-def refresh(store, cid: str, bbox84: list[float]) -> int:
-    """Redo the cells of the overview of ``cid`` that ``bbox84`` (a feature written, before
-    or after) touches, from the features there now; the number of cells redone."""
+def refresh(store, cid: str, boxes84: list[list[float]]) -> list[list[float]]:
+    """Redo the cells of the overview of ``cid`` that ``boxes84`` (features written,
+    before and after) touch, each once, from the features there now; the CRS84 boxes of
+    the cells redone (none if ``cid`` has no overview)."""
     try:
         store.layer(name(cid))
     except UnknownCollection:
-        return 0
-    x0, y0 = web_mercator(np.array([bbox84[0]]), np.array([bbox84[1]]))
-    x1, y1 = web_mercator(np.array([bbox84[2]]), np.array([bbox84[3]]))
-    cols = range(int((x0[0] + _HALF) // _CELL), int((x1[0] + _HALF) // _CELL) + 1)
-    rows = range(int((_HALF - y1[0]) // _CELL), int((_HALF - y0[0]) // _CELL) + 1)
-    done = 0
-    for col in cols:
-        for row in rows:
-            _redo_cell(store, cid, col, row)
-            done += 1
-    return done
+        return []
+    cells = set()
+    for box in boxes84:
+        x0, y0 = web_mercator(np.array([box[0]]), np.array([box[1]]))
+        x1, y1 = web_mercator(np.array([box[2]]), np.array([box[3]]))
+        cells.update((col, row)
+                     for col in range(int((x0[0] + _HALF) // _CELL), int((x1[0] + _HALF) // _CELL) + 1)
+                     for row in range(int((_HALF - y1[0]) // _CELL), int((_HALF - y0[0]) // _CELL) + 1))
+    for col, row in sorted(cells):
+        _redo_cell(store, cid, col, row)
+    # a cell's blocks reach out of it by up to half a cell (a block's cell is its centre's)
+    return [list(_cell_box84(col, row, margin=0.5)) for col, row in sorted(cells)]
 
 
 def _everything(store, cid: str, q: Query) -> list[dict]:

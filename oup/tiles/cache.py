@@ -54,10 +54,11 @@ class TileCache:
         os.replace(tmp, path)
         return data
 
-    def drop_area(self, cid: str, bbox84: list[float]) -> int:
+    def drop_area(self, cid: str, bbox84: list[float], max_zoom: int | None = None) -> int:
         """Delete the cached tiles of ``cid`` that show anything of ``bbox84`` (a feature
-        written through the API, before or after): in every grid and level cut so far,
-        with a tile's neighbours, whose buffer may hold an edge of it. The rest stay."""
+        written through the API, before or after): in every grid and level cut so far (up
+        to ``max_zoom``), with a tile's neighbours, whose buffer may hold an edge of it.
+        The rest stay."""
         from oup.tiles import matrix_sets as grids
 
         dropped = 0
@@ -66,6 +67,8 @@ class TileCache:
             try:
                 tms, z = grids.get(level.parent.name), int(level.name)
             except (grids.UnknownTileMatrixSet, ValueError):
+                continue
+            if max_zoom is not None and z > max_zoom:
                 continue
             (limit,) = grids.limits(tms, bbox84, z, z)
             for row in range(limit["minTileRow"] - 1, limit["maxTileRow"] + 2):

@@ -1,5 +1,6 @@
 """What a write sets going beside its answer (a request does not wait for it): the 3D
-Tiles of a changed building, and the counts made from a changed collection.
+Tiles of a changed building, the low-zoom overview of a changed area, and the counts made
+from a changed collection.
 
 Each runs on a thread of its own, one job at a time, and what comes in while a job runs
 goes into the next job together: under many writes the work is done once for all of
@@ -10,6 +11,8 @@ import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
+
+import shapely.geometry
 
 from oup.catalog import Catalog, Collection
 
@@ -65,6 +68,32 @@ def tileset_updater(data_dir, announce: Callable, update_tileset: Callable) -> C
                               coll.tiles3d.z_offset_attribute)
         if change is not None:
             jobs.add(coll.id, change)
+
+    return update
+
+
+def overview_updater(store, tile_cache) -> Callable:
+    """After a write to a collection with an overview (its low zooms): the overview's
+    cells the old and the new geometry touch drawn again, then the cached tiles that
+    show those cells dropped up to the overview's deepest zoom (the write's own answer
+    dropped those over the feature itself, at every zoom)."""
+    from oup.store import overview
+
+    def work(cid: str, boxes: list) -> None:
+        try:
+            cells = overview.refresh(store, cid, boxes)
+            for box in cells if tile_cache is not None else ():
+                tile_cache.drop_area(cid, box, max_zoom=overview.OVERVIEW_ZOOM)
+            LOG.info("overview of %s after %d boxes: %d cells", cid, len(boxes), len(cells))
+        except Exception:  # the writes stand; the next import makes the overview anew
+            LOG.exception("overview of %s not redone after %d writes", cid, len(boxes))
+
+    jobs = Coalesced("oup-overview", work)
+
+    def update(coll: Collection, kind: str, written, record=None) -> None:
+        for side in (written.before, written.after):
+            if side and side.get("geometry"):
+                jobs.add(coll.id, list(shapely.geometry.shape(side["geometry"]).bounds))
 
     return update
 

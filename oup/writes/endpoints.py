@@ -36,7 +36,6 @@ from oup.errors import Forbidden, MethodNotAllowed, NotFound, OUPError, Precondi
 from oup.events import feature_event
 from oup.http.routes import Call, Endpoint, Format, Param
 from oup import scenarios
-from oup.store import overview
 from oup.store.base import Change, FeatureNotFound, StaleVersion, StoreError
 from oup.writes.city import CITY_JSON, CityRecord, city_record
 from oup.writes.features import content_crs, feature_record, merge_patch, parse_body
@@ -349,10 +348,8 @@ class Writes:
                                     personal, bare=bool(coll.editable.own)))
         for side in (written.before, written.after):
             box = _bbox(side)
-            if box is not None:
-                overview.refresh(self.store, coll.id, box)  # its low zooms, before the tiles
-                if self.tile_cache is not None:
-                    self.tile_cache.drop_area(coll.id, box)
+            if box is not None and self.tile_cache is not None:
+                self.tile_cache.drop_area(coll.id, box)
         if self.on_change is not None:
             self.on_change(coll, kind, written, record)
         self._prune(coll)
