@@ -64,6 +64,7 @@ def static_file(root: Path, path: str, cache_seconds: int = 86400):
 
 # a scenario shown next to the city as it is (its owner's, or shared: else 404)
 SCENARIO_PAGE = Param("scenario", "show this scenario's proposed changes too (see /scenarios)")
+SCENARIO_PAGE_ANSWERS = {"401": {"$ref": "#/components/responses/401"}}  # (with a scenario)
 
 
 def endpoints() -> list[Endpoint]:
@@ -73,7 +74,8 @@ def endpoints() -> list[Endpoint]:
     return [
         Endpoint("/map", "The 2D map page (MapLibre GL JS, offline)", serve_map, "styles",
                  "getMap", formats=(Format("html", "text/html"),),
-                 params=(Param("at", "where to look: lon,lat,zoom"), SCENARIO_PAGE)),
+                 params=(Param("at", "where to look: lon,lat,zoom"), SCENARIO_PAGE),
+                 responses=SCENARIO_PAGE_ANSWERS),
         Endpoint("/assets/{asset}", "A script, style sheet or image the pages load",
                  serve_asset, "server", "getAsset", params=(asset,), any_query=True),
     ]

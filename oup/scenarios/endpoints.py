@@ -20,6 +20,7 @@ JSON = (Format("json", "application/json"),)
 GEOJSON = (Format("json", "application/geo+json"),)
 TITLE_CHARS = 200
 _PROBLEMS = {code: {"$ref": f"#/components/responses/{code}"} for code in ("401", "403")}
+_INPUT = {code: {"$ref": f"#/components/responses/{code}"} for code in ("400", "415")}
 
 
 class Scenarios:
@@ -35,7 +36,8 @@ class Scenarios:
                      "layered over collections, never written into them", self.create,
                      "scenarios", "createScenario", methods=("POST",), formats=JSON,
                      consumes=("application/json",), **{**common, "responses": {
-                         "201": {"description": "made; Location names it"}, **_PROBLEMS}},
+                         "201": {"description": "made; Location names it"}, **_PROBLEMS,
+                         **_INPUT}},
                      description="The body: `title`, `collections` (the ones it proposes "
                                  "changes to) and `shared_with` (roles that may see it "
                                  "and write into it; default none). Changes go through "
