@@ -38,6 +38,9 @@ def stamp(when: datetime) -> str:
 class GeoPackageWrites(FeatureVersions):
     VERSION_TYPES = TYPES
 
+    def _columns(self, run: Run, table: str) -> set[str]:
+        return {r[0] for r in run("SELECT name FROM pragma_table_info(?)", (table,))}
+
     def _exists(self, table: str) -> bool:
         return bool(self.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
                                  "name = ?", (table,)))

@@ -318,6 +318,11 @@ class PostGISStore(FeatureVersions, SqlQueries):
         except psycopg.OperationalError as exc:
             raise StoreError(f"PostGIS: {exc}") from exc
 
+    def _columns(self, run, table: str) -> set[str]:
+        return {r[0] for r in run("SELECT column_name FROM information_schema.columns WHERE "
+                                  "table_schema = current_schema() AND table_name = ?",
+                                  (table,))}
+
     def _exists(self, table: str) -> bool:
         return bool(self.execute("SELECT to_regclass(?)::oid::text", (quote(table),))[0][0])
 

@@ -59,12 +59,35 @@ class ScenarioLayers:
         """Whether ``table`` is in the store (the backend's spelling)."""
         raise NotImplementedError
 
+    def _columns(self, run: Run, table: str) -> set[str]:
+        """The names of ``table``'s columns (the backend's spelling)."""
+        raise NotImplementedError
+
     def _has(self, table: str) -> bool:
         # made once, never dropped: a table seen is there from then on
         known = self.__dict__.setdefault("_tables_seen", set())
         if table not in known and self._exists(table):
             known.add(table)
         return table in known
+
+    def _layer_of(self, cid: str, meta: dict) -> bool:
+        """Whether ``cid`` has a layer of scenarios, with a column for each of its fields:
+        a re-import may have brought fields the layer was made without (they are added,
+        empty, once an import)."""
+        table = scenario_table(cid)
+        if not self._has(table):
+            return False
+        fitted = self.__dict__.setdefault("_layers_fitted", set())
+        if (table, meta.get("import_id")) not in fitted:
+            with self._writing(cid) as run:
+                self._lock_collection(run, cid)
+                have = self._columns(run, table)
+                for name, kind in meta["fields"]:
+                    if name not in have:
+                        run(f"ALTER TABLE {quote(table)} ADD COLUMN {quote(name)} "
+                            f"{self.VERSION_TYPES[kind]}")
+            fitted.add((table, meta.get("import_id")))
+        return True
 
     # -- the scenarios ---------------------------------------------------------------------
     def create_scenario(self, title: str, owner: str, collections: list[str],
@@ -119,10 +142,9 @@ class ScenarioLayers:
         if q.text is not None:
             raise InvalidQuery("q cannot be combined with scenario: free text searches the "
                                "collection as it is", "q")
-        o = scenario_table(cid)
-        if not self._has(o):  # no scenario has changed this collection yet
+        if not self._layer_of(cid, meta):  # no scenario has changed this collection yet
             return quote(cid), [], False
-        t, o = quote(cid), quote(o)
+        t, o = quote(cid), quote(scenario_table(cid))
         cols = ", ".join([FID, GEOM, GEOM84, OWNER] + [quote(n) for n, _ in meta["fields"]])
         live, live_params = self._where(cid, meta, q, self._spatial(cid)) if filtered \
             else ("", [])
@@ -141,7 +163,7 @@ class ScenarioLayers:
         kv = key_value(meta, fid)
         if kv is None:
             return None
-        if self._has(scenario_table(cid)):
+        if self._layer_of(cid, meta):
             rows = self.execute(f"SELECT {VERSION}, {KIND} FROM {quote(scenario_table(cid))} "
                                 f"WHERE {SCENARIO} = ? AND {quote(kv[0])} = ?", (sid, kv[1]))
             if rows:
@@ -153,7 +175,7 @@ class ScenarioLayers:
         each with ``oup:change`` ("added", "changed", "removed"; a removed one as the
         collection has it)."""
         meta = self.layer(cid)
-        if not self._has(scenario_table(cid)):
+        if not self._layer_of(cid, meta):
             return []
         out = []
         for feature, (kind,) in self._versions_of(
@@ -167,6 +189,7 @@ class ScenarioLayers:
     def write_scenario_feature(self, cid: str, sid: str, change: Change) -> Written:
         """``write_feature`` (``protocols.FeatureWriter``), into scenario ``sid``'s layer
         of ``cid`` instead of ``cid``."""
+        self._layer_of(cid, self.layer(cid))
         with self._writing(cid) as run:
             meta = meta_in(run, cid)
             self._lock_collection(run, cid)  # the layer made once; ids made once
