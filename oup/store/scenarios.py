@@ -29,9 +29,9 @@ from oup.store.base import (ACTOR, FID, GEOM, GEOM84, KIND, OWNER, VALID_FROM, V
                             Change, Feature, FeatureExists, Field, FeatureNotFound, InvalidQuery,
                             Query, StaleVersion, Unprocessable, Written)
 from oup.store.cql import quote
-from oup.store.sqlquery import TimeSpan, column_values
-from oup.store.version_schema import (SCENARIO, VERSION_COLUMNS, Run, key_value, meta_in,
-                                      scenario_ddl, scenario_table, versioned)
+from oup.store.sqlquery import Spatial, TimeSpan, column_values
+from oup.store.version_schema import (ENVELOPE, SCENARIO, VERSION_COLUMNS, Run, key_value,
+                                      meta_in, scenario_ddl, scenario_table, versioned)
 
 REGISTRY = "oup_scenarios"
 REGISTRY_DDL = (f"CREATE TABLE IF NOT EXISTS {REGISTRY} (id TEXT PRIMARY KEY, "
@@ -82,7 +82,7 @@ class ScenarioLayers:
             with self._writing(cid) as run:
                 self._lock_collection(run, cid)
                 have = self._columns(run, table)
-                for name, kind in meta["fields"]:
+                for name, kind in [*meta["fields"], *((c, "number") for c in ENVELOPE)]:
                     if name not in have:
                         run(f"ALTER TABLE {quote(table)} ADD COLUMN {quote(name)} "
                             f"{self.VERSION_TYPES[kind]}")
@@ -148,8 +148,8 @@ class ScenarioLayers:
         cols = ", ".join([FID, GEOM, GEOM84, OWNER] + [quote(n) for n, _ in meta["fields"]])
         live, live_params = self._where(cid, meta, q, self._spatial(cid)) if filtered \
             else ("", [])
-        mine, mine_params = self._where(cid, meta, q, self._spatial_scan(cid)) if filtered \
-            else ("", [])
+        mine, mine_params = self._where(cid, meta, q, _boxed(self._spatial_scan(cid))) \
+            if filtered else ("", [])
         sql = (f"(SELECT {cols} FROM {t} WHERE NOT EXISTS (SELECT 1 FROM {o} s WHERE "
                f"s.{SCENARIO} = ? AND s.{FID} = {t}.{FID}){_and(live)} UNION ALL "
                f"SELECT {cols} FROM {o} WHERE {SCENARIO} = ? AND {KIND} <> 'deleted'"
@@ -234,6 +234,7 @@ class ScenarioLayers:
             + column_values(fields, props, TimeSpan())
             + [1, now, "created", change.actor, change.owner])
         after = self._scenario_row(run, cid, sid, meta, row)
+        _keep_box(run, cid, sid, row, after)
         return Written(after["id"], f"{sid}-1", None, after)
 
     def _scenario_row(self, run: Run, cid: str, sid: str, meta: dict, row: int) -> dict:
@@ -298,7 +299,33 @@ class ScenarioLayers:
         run(f"UPDATE {o} SET {', '.join(sets)} WHERE {SCENARIO} = ? AND {FID} = ?",
             params + [sid, row])
         after = self._scenario_row(run, cid, sid, meta, row)
+        _keep_box(run, cid, sid, row, after)
         return Written(after["id"], f"{sid}-{version + 1}", before, after)
+
+
+def _keep_box(run: Run, cid: str, sid: str, row: int, feature: dict) -> None:
+    """The box of a proposed feature as written (``ENVELOPE``)."""
+    import shapely.geometry
+
+    box = shapely.geometry.shape(feature["geometry"]).bounds if feature.get("geometry") \
+        else (None,) * 4
+    run(f"UPDATE {quote(scenario_table(cid))} SET {', '.join(f'{c} = ?' for c in ENVELOPE)} "
+        f"WHERE {SCENARIO} = ? AND {FID} = ?", [*box, sid, row])
+
+
+def _boxed(spatial: Spatial) -> Spatial:
+    """``spatial`` over the rows of a scenario (no spatial index): their boxes first, so
+    the exact test runs only where the boxes meet."""
+    def boxed(op: str, wkb: bytes, bounds, box: bool = False) -> tuple[str, list]:
+        sql, params = spatial(op, wkb, bounds, box)
+        if op == "disjoint":
+            return sql, params
+        minx, miny, maxx, maxy = bounds
+        x0, y0, x1, y1 = ENVELOPE
+        return (f"({x0} <= ? AND {x1} >= ? AND {y0} <= ? AND {y1} >= ? AND {sql})",
+                [maxx, minx, maxy, miny, *params])
+
+    return boxed
 
 
 def _and(where: str) -> str:

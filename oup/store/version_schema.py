@@ -10,7 +10,7 @@ from oup.store.base import (ACTOR, FID, GEOM, GEOM84, KIND, OWNER, VALID_FROM, V
 from oup.store.cql import quote
 from oup.store.sqlquery import versioned
 
-__all__ = ["SCENARIO", "VERSION_COLUMNS", "Run", "history_ddl", "history_table", "key_value",
+__all__ = ["ENVELOPE", "SCENARIO", "VERSION_COLUMNS", "Run", "history_ddl", "history_table", "key_value",
            "meta_in", "scenario_ddl", "scenario_table", "version_columns", "versioned"]
 
 Run = Callable[..., list]  # (sql with ? placeholders, params) -> rows, in the write's transaction
@@ -18,6 +18,8 @@ Run = Callable[..., list]  # (sql with ? placeholders, params) -> rows, in the w
 # the columns of a version besides the geometry and the properties
 VERSION_COLUMNS = (VERSION, VALID_FROM, KIND, ACTOR, OWNER)
 SCENARIO = "_oup_scenario"  # the scenario a proposed change belongs to (``scenarios.py``)
+# a proposed feature's box in CRS84: what a spatial test looks at before the exact one
+ENVELOPE = ("_oup_minx", "_oup_miny", "_oup_maxx", "_oup_maxy")
 
 
 def history_table(cid: str) -> str:
@@ -69,8 +71,10 @@ def scenario_ddl(cid: str, fields: list[Field], types: dict[str, str],
     """The statements that make collection ``cid``'s layer of scenarios, if it has none
     (``scenarios.py``): the history table's columns, and the scenario's id."""
     s = quote(scenario_table(cid))
+    box = "".join(f", {c} {types['number']}" for c in ENVELOPE)
     out = [f"CREATE TABLE IF NOT EXISTS {s} ({SCENARIO} {types['string']} NOT NULL, "
-           f"{_version_row(fields, types, until=False)}, PRIMARY KEY ({SCENARIO}, {FID}))",
+           f"{_version_row(fields, types, until=False)}{box}, "
+           f"PRIMARY KEY ({SCENARIO}, {FID}))",
            f"CREATE INDEX IF NOT EXISTS {quote(f'{cid}__scenario_fid')} ON {s} ({FID})"]
     if id_field:
         out.append(f"CREATE INDEX IF NOT EXISTS {quote(f'{cid}__scenario_id')} ON {s} "
