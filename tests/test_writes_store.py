@@ -545,3 +545,57 @@ def test_a_collection_imported_before_versions_says_to_import_it_again(store):
             attempt()
         assert err.value.status == 503 and "oup import blocks" in err.value.detail
     assert store.etag("blocks", 1) is None
+
+
+def test_a_scenario_is_layered_over_a_collection_and_survives_a_reimport(store):
+    """A scenario of a collection with an id field: it adds (an id made for it), changes
+    and removes; the collection, its tiles and history stay; a re-import that brings a
+    new field leaves the scenario readable, the field empty in what it proposes."""
+    _import(store, "code", FIELDS + [Field("code", "string")])
+    made = store.create_scenario("a plan", "key:planner", ["blocks"], ["designer"])
+    sid = made["id"]
+    assert store.scenarios("key:planner", set()) == [made]
+    assert store.scenarios("key:other", {"designer"}) == [made]
+    assert store.scenarios("key:other", {"steward"}) == []
+    tile = _tile(store)
+    new = store.write_scenario_feature("blocks", sid, Change(
+        "created", None, _feature(_block(0.004), name="three", count=3), actor="key:planner"))
+    assert new.fid not in ("a", "b") and new.after["properties"]["code"] == new.fid
+    with pytest.raises(FeatureExists):  # an id the collection has
+        store.write_scenario_feature("blocks", sid, Change(
+            "created", "a", _feature(name="again", code="a")))
+    changed = store.write_scenario_feature("blocks", sid, Change(
+        "updated", "a", Feature(None, None, {"count": 10}), store.etag("blocks", "a")))
+    assert changed.after["properties"] == {"name": "one", "count": 10, "reporter": "ann",
+                                           "code": "a"}
+    with pytest.raises(StaleVersion):  # the collection's ETag is no longer the scenario's
+        store.write_scenario_feature("blocks", sid, Change(
+            "updated", "a", Feature(None, None, {"count": 11}), store.etag("blocks", "a")))
+    store.write_scenario_feature("blocks", sid, Change("deleted", "b", None))
+    with pytest.raises(FeatureNotFound):
+        store.write_scenario_feature("blocks", sid, Change("deleted", "b", None))
+    assert _names(store, scenario=sid) == {"a": "one", new.fid: "three"}
+    assert store.get("blocks", "a", scenario=sid)["properties"]["count"] == 10
+    assert _names(store, scenario=sid, equals={"count": "10"}) == {"a": "one"}
+    assert _names(store, scenario=sid, bbox=(LON + 0.0039, LAT, LON + 0.0041, LAT + 0.0001)) \
+        == {new.fid: "three"}
+    assert [(f["id"], f["properties"]["oup:change"]) for f in sorted(
+        store.scenario_changes("blocks", sid), key=lambda f: str(f["id"]))] == sorted(
+        [("a", "changed"), ("b", "removed"), (new.fid, "added")], key=lambda c: str(c[0]))
+    # the collection: as it was
+    assert _names(store) == {"a": "one", "b": "two"} and _tile(store) == tile
+    assert [v["kind"] for v in store.history("blocks", "a")] == ["imported"]
+    # imported again with a field more: the scenario still reads, the field empty in it
+    fields = FIELDS + [Field("code", "string"), Field("colour", "string")]
+    feats = [_feature(_block(0), name="one", count=1, reporter="ann", code="a", colour="red"),
+             _feature(_block(0.002), name="two", count=2, reporter="bob", code="b",
+                      colour="blue")]
+    store.write_collection("blocks", "EPSG:4326", fields, feats, id_field="code")
+    got = {f["id"]: f["properties"] for f in store.query(
+        "blocks", Query(limit=100, scenario=sid)).features}
+    assert got == {"a": {"name": "one", "count": 10, "reporter": "ann", "code": "a",
+                         "colour": None},
+                   new.fid: {"name": "three", "count": 3, "reporter": None, "code": new.fid,
+                             "colour": None}}
+    store.delete_scenario(sid)
+    assert store.scenario(sid) is None and store.scenario_changes("blocks", sid) == []

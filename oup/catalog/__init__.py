@@ -371,6 +371,9 @@ class Collection(_Strict):
     editable: Editable | None = Field(None, description="who may write it (default: nobody)")
     history: History = Field(default_factory=History,
                              description="how long replaced versions are kept")
+    scenarios: list[str] = Field(default_factory=list, description=(
+        "roles that may make scenarios of it: named sets of proposed changes layered "
+        "over it, never written into it (default: nobody)"))
 
     @property
     def derived_from(self) -> str | None:
@@ -408,6 +411,14 @@ class Collection(_Strict):
             raise ValueError("editable: only a collection stored as it is imported can be "
                              "written (not one derived from sensors, joined or counted); the "
                              "observations of sensors take `editable: {create: [...]}`")
+        return self
+
+    @model_validator(mode="after")
+    def _scenarios_are_stored(self) -> "Collection":
+        if self.scenarios and (self.derived_from or self.join or self.counts):
+            raise ValueError("scenarios: only a collection stored as it is imported takes "
+                             "proposed changes (not one derived from sensors, joined or "
+                             "counted)")
         return self
 
     @model_validator(mode="after")

@@ -30,6 +30,8 @@ from oup.http.rewrites import Rewrites
 from oup.http.routes import Routes
 from oup.http.search import Search
 from oup.languages import LANGUAGES
+from oup.scenarios import covering, readable
+from oup.scenarios.endpoints import Scenarios
 from oup.security import AuditLog, Authenticator
 from oup.settings import Settings, get_settings
 from oup.store import StoreError, open_store
@@ -73,7 +75,8 @@ def create_app(settings: Settings | None = None):
                         lambda language: json.loads(openapi_docs[language]))
     Gate(catalog, shared.auth, shared.audit, own, shared.problems, Queryables(catalog, store),
          settings.max_page_limit, settings.page_limit, metrics, rewrites.rewrite_for,
-         writes.etag_for).install(app)
+         writes.etag_for, lambda identity, sid, cid: covering(store, identity, sid, cid)
+         if cid else readable(store, identity, sid)).install(app)
     metrics.open([e.path for e in own.endpoints] + [r.rule for r in app.url_map.iter_rules()])
     # The store's compiled loops, loaded (from numba's cache) as the worker starts: the
     # first page or tile of each worker would otherwise wait for it (~0.25 s, measured)
@@ -116,6 +119,7 @@ def own_endpoints(settings: Settings, catalog, store, shared, metrics,
                             settings.mqtt_ws_public_url),
         *event_stream.endpoints(catalog),
         *writes.endpoints(),
+        *Scenarios(catalog, store, base, shared.audit).endpoints(),
         *Search(catalog, store, shared.audit, base).endpoints(),
         *SensorThings(catalog, store, base, lambda: _event_log(shared, settings),
                       _sensor_registry(catalog, store)).endpoints(),

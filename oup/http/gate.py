@@ -1,8 +1,9 @@
 """What every request passes through, before and after it is answered.
 
 Before: who is asking (``security``), what they may see (a collection they may not see
-is a 404 on every path, whatever answers it), then OUP's own endpoints (``routes``), or
-the checks of what pygeoapi answers (``request_checks``).
+is a 404 on every path, whatever answers it; so is a scenario, named by ``?scenario=``
+on any path: ``oup.scenarios``), then OUP's own endpoints (``routes``), or the checks of
+what pygeoapi answers (``request_checks``).
 After: errors as problem documents, the audit of non-public access, the headers every
 answer carries, the request counters, and the few corrections OUP makes to pygeoapi's
 JSON (``rewrite_for``).
@@ -73,6 +74,8 @@ class Gate:
     metrics: object
     rewrite_for: Callable  # path -> a function amending pygeoapi's JSON there, or None
     etag_for: Callable  # (path, args) -> the ETag of the item there, or None
+    # (identity, scenario id, collection id or None): 401/404 unless they may see it
+    scenario_check: Callable | None = None
 
     def install(self, app) -> None:
         app.before_request(self.before)
@@ -112,6 +115,8 @@ class Gate:
             g.cid = cid
             if cid not in g.visible:  # invisible, not forbidden: it does not exist here
                 raise NotFound(f"no collection {cid!r}")
+        if self.scenario_check is not None and "scenario" in request.args:
+            self.scenario_check(g.identity, request.args["scenario"], cid)
         call = self.routes.resolve(request.method, request.path, request.args,
                                    request.headers.get("Accept"), g.visible, request,
                                    g.identity, g.request_id)

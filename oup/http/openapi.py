@@ -96,13 +96,22 @@ def _localise(node, comps: dict):
     return {k: _localise(v, comps) for k, v in node.items()}
 
 
+SCENARIO_PARAMETER = {
+    "name": "scenario", "in": "query", "required": False, "schema": {"type": "string"},
+    "description": "the collection as this scenario (its id, see /scenarios) has it: its "
+                   "proposed changes layered over the collection; sign in (401), and a "
+                   "scenario not yours nor shared with your roles is a 404"}
+
+
 def extend_openapi(oas: dict, own_paths: dict, unsearched: set[str] = frozenset(),
-                   searched: dict[str, list[str]] | None = None) -> dict:
+                   searched: dict[str, list[str]] | None = None,
+                   scenarios: set[str] = frozenset()) -> dict:
     """pygeoapi's OpenAPI document, made whole offline, with OUP's own endpoints
     (``own_paths``: from their declarations, ``oup.http.routes``) and its problem answers.
     ``unsearched``: the collections OUP's store answers that declare no text attributes,
     whose items take no ``q``; ``searched``: the others, with the attributes ``q``
-    looks in."""
+    looks in; ``scenarios``: the collections whose items may be read through a scenario
+    (``scenario``)."""
     comps = oas.setdefault("components", {})
     oas["paths"] = _localise(oas.get("paths", {}), comps)
     oas["components"] = comps = _localise(comps, comps)
@@ -134,6 +143,12 @@ def extend_openapi(oas: dict, own_paths: dict, unsearched: set[str] = frozenset(
                 **_LOCAL["parameters/q"], "description": (
                     f"free text: the items whose {', '.join(names)} hold every word given "
                     "(each as the start of a word), best match first")}]
+    for cid in scenarios:  # read as a scenario has them (its owner's, or shared)
+        for path in (f"/collections/{cid}/items", f"/collections/{cid}/items/{{featureId}}"):
+            op = paths.get(path, {}).get("get")
+            if op is not None:
+                op.setdefault("parameters", []).append(SCENARIO_PARAMETER)
+                op.setdefault("responses", {})["401"] = {"$ref": "#/components/responses/401"}
     for name, path in paths.items():
         if name.endswith(("/schema", "/queryables")) and "get" in path:
             path["get"]["responses"]["200"] = {

@@ -62,6 +62,11 @@ def static_file(root: Path, path: str, cache_seconds: int = 86400):
                     headers={"Cache-Control": f"public, max-age={cache_seconds}"})
 
 
+# a scenario shown next to the city as it is (its owner's, or shared: else 404)
+SCENARIO_PAGE = Param("scenario", "show this scenario's proposed changes too (see /scenarios)")
+SCENARIO_PAGE_ANSWERS = {"401": {"$ref": "#/components/responses/401"}}  # (with a scenario)
+
+
 def endpoints() -> list[Endpoint]:
     """``/map`` and the assets the pages load."""
     asset = Param("asset", "{package}/{file}: bootstrap, maplibre-gl, swagger-ui or oup",
@@ -71,7 +76,8 @@ def endpoints() -> list[Endpoint]:
                  "getMap", formats=(Format("html", "text/html"),),
                  params=(Param("at", "where to look: lon,lat,zoom"),
                          Param("collection", "a collection to show and frame, with its "
-                               "own style: a job's result (job-{jobId}) too"))),
+                               "own style: a job's result (job-{jobId}) too"), SCENARIO_PAGE),
+                 responses=SCENARIO_PAGE_ANSWERS),
         Endpoint("/assets/{asset}", "A script, style sheet or image the pages load",
                  serve_asset, "server", "getAsset", params=(asset,), any_query=True),
     ]

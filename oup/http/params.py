@@ -22,8 +22,8 @@ from oup.store.text import words
 
 ITEMS_PARAMS = {"f", "lang", "limit", "offset", "bbox", "bbox-crs", "crs", "datetime",
                 "properties", "skipGeometry", "sortby", "filter", "filter-lang", "filter-crs",
-                "resulttype", "asof", "q"}
-ITEM_PARAMS = {"f", "lang", "crs", "properties", "skipGeometry", "asof"}
+                "resulttype", "asof", "q", "scenario"}
+ITEM_PARAMS = {"f", "lang", "crs", "properties", "skipGeometry", "asof", "scenario"}
 
 Interval = tuple[datetime | None, datetime | None]
 
@@ -46,6 +46,7 @@ class ItemsRequest:
     crs: str | None = None  # the answer's CRS (a URI); None: CRS84
     asof: datetime | None = None  # as the collection was then (its history); None: now
     q: str | None = None  # free text (``oup.store.text``): the words to find
+    scenario: str | None = None  # as this scenario has it (the gate checked who may see it)
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class ItemRequest:
     collection: str
     crs: str | None = None
     asof: datetime | None = None
+    scenario: str | None = None
 
 
 # The checked items query of the request being answered (None: not an items request,
@@ -236,7 +238,8 @@ def check_items(args, fields: set[str], max_limit: int, collection: str = "",
     equals = {k: v for k, v in args.items() if k not in ITEMS_PARAMS}
     return ItemsRequest(collection, bbox, interval, node, sortby, properties or None, equals,
                         limit, offset, args.get("resulttype") == "hits",
-                        args.get("skipGeometry") == "true", crs, _asof(args), q)
+                        args.get("skipGeometry") == "true", crs, _asof(args), q,
+                        args.get("scenario"))
 
 
 EDR_PARAMS = {"f", "lang", "coords", "datetime", "parameter-name", "z", "crs", "bbox",
@@ -276,7 +279,7 @@ def check_item(args, collection: str = "") -> ItemRequest:
     for name in args:
         if name not in ITEM_PARAMS:
             raise InvalidQuery(f"unknown query parameter {name!r} for a single item", name)
-    return ItemRequest(collection, _crs(args, "crs"), _asof(args))
+    return ItemRequest(collection, _crs(args, "crs"), _asof(args), args.get("scenario"))
 
 
 def check_queryables(args, fields: set[str]) -> None:

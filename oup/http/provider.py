@@ -87,6 +87,7 @@ class OUPProvider(BaseProvider):
                 asof=checked.asof,
                 owner=self._owner(),
                 text=checked.q,
+                scenario=checked.scenario,
             )
             page = self._page(query)
         except InvalidQuery as exc:
@@ -102,7 +103,8 @@ class OUPProvider(BaseProvider):
             checked = ItemRequest(self.collection, crs_transform_spec.target_crs_uri
                                   if crs_transform_spec else None)
         try:
-            feature = self._one(identifier, crs_code(checked.crs or CRS84), checked.asof)
+            feature = self._one(identifier, crs_code(checked.crs or CRS84), checked.asof,
+                                checked.scenario)
         except InvalidQuery:
             feature = None
         except StoreError as exc:
@@ -129,10 +131,10 @@ class OUPProvider(BaseProvider):
     def _page(self, query: Query):
         return self.store.query(self.collection, query)
 
-    def _one(self, identifier, crs: str, asof=None):
-        if asof is not None:
+    def _one(self, identifier, crs: str, asof=None, scenario=None):
+        if asof is not None or scenario is not None:
             return self.store.get(self.collection, identifier, crs, asof=asof,
-                                  owner=self._owner())
+                                  owner=self._owner(), scenario=scenario)
         feature, etag = self.store.get_tagged(self.collection, identifier, crs,
                                               owner=self._owner())
         ITEM_ETAG.set(etag)
@@ -178,7 +180,7 @@ class ObservationsProvider(_SensorDerived):
     def _page(self, query):
         return self.series.observations(query)
 
-    def _one(self, identifier, crs, asof=None):
+    def _one(self, identifier, crs, asof=None, scenario=None):
         try:
             return self.series.observation(int(identifier), crs)
         except (TypeError, ValueError, OverflowError):
@@ -197,5 +199,5 @@ class TimeSliceProvider(_SensorDerived):
     def _page(self, query):
         return self.series.slices(query, self.seconds)
 
-    def _one(self, identifier, crs, asof=None):
+    def _one(self, identifier, crs, asof=None, scenario=None):
         return self.series.slice(identifier, self.seconds, crs)

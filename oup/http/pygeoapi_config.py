@@ -228,7 +228,8 @@ def write_config(catalog: Catalog, store: FeatureStore, settings: Settings,
                                        if x != LOCALES[language]]
         oas = extend_openapi(openapi_document(dict(cfg, server=dict(cfg["server"],
                                                                      languages=first))),
-                             copy.deepcopy(own_paths or {}), unsearched, searched)
+                             copy.deepcopy(own_paths or {}), unsearched, searched,
+                             {c.id for c in catalog if c.scenarios})
         _replace(openapi_file(out, language),
                  json.dumps(in_dutch(oas) if language == "nl" else oas, default=str))
     return cfg_path, openapi_file(out, DEFAULT)

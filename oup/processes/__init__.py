@@ -216,6 +216,20 @@ class Context:
             q.owner = owner_of(coll, self.identity)
         return pages(self._reader(coll), q)
 
+    def scenario(self, sid: Any, input_name: str, coll: Collection,
+                 crs: str = "OGC:CRS84") -> list[dict]:
+        """What scenario ``sid`` proposes for ``coll`` (``scenario_changes`` of the store,
+        in ``crs``), if the caller may see it: else 404, as on every path."""
+        from oup.scenarios import covering
+
+        if coll.id not in self.visible:
+            raise InputError(f"no collection {coll.id!r}")
+        try:
+            found = covering(self.store, self.identity, sid, coll.id)
+        except InvalidQuery as exc:  # a scenario of other collections
+            raise InputError(f"input {input_name!r}: {exc}", input_name) from None
+        return self.store.scenario_changes(coll.id, found["id"], crs)
+
     def series(self, coll: Collection):
         """The observations behind a derived collection the caller may read, for
         queries over them in SQL (``oup.store.timeseries.TimeSeries``), and its sensors

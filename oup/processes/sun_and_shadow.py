@@ -8,7 +8,10 @@ The area is a bounding box in CRS84. The buildings read are those within 300 m o
 the sun above 7.6 degrees). A building's height is its ``height`` property (else
 ``roof_level`` - ``ground_level``). Proposed buildings (``scenario``) are a GeoJSON
 FeatureCollection of footprints in CRS84, each with its ``height`` in metres; one with
-the ``id`` of an existing building replaces it, and a height of 0 takes it away.
+the ``id`` of an existing building replaces it, and a height of 0 takes it away. Or
+``scenario`` is the id of a named scenario of the buildings (``/scenarios``), read as the
+caller may see it: what it adds and changes stands as it proposes, what it removes is
+taken away.
 """
 from __future__ import annotations
 
@@ -58,8 +61,10 @@ DESCRIPTION = {
         "shadows": {"title": "give the shadow polygons of each step (default true)",
                     "schema": {"type": "boolean"}, "minOccurs": 0},
         "scenario": {"title": "proposed buildings: a GeoJSON FeatureCollection (CRS84), "
-                              "each with its height in metres",
-                     "schema": {"type": "object"}, "minOccurs": 0},
+                              "each with its height in metres; or the id of a scenario of "
+                              "the buildings (see /scenarios)",
+                     "schema": {"oneOf": [{"type": "object"}, {"type": "string"}]},
+                     "minOccurs": 0},
     },
     "outputs": {"result": {
         "title": "shadows (a FeatureCollection, a feature per step) and sunHours (a "
@@ -93,12 +98,15 @@ def _to_rd(geoms: np.ndarray) -> np.ndarray:
 
 
 def check(inputs: dict, context: Context) -> dict:
-    context.collection(inputs.get("collection", "buildings"), "collection")
+    coll = context.collection(inputs.get("collection", "buildings"), "collection")
+    if isinstance(inputs.get("scenario"), str):  # one the caller may not see: a 404
+        context.scenario(inputs["scenario"], "scenario", coll)
     box(inputs["area"], "area", empty=False)
     start, end = _span(inputs)
     if end <= start:
         raise InputError("input 'end': must come after 'start'", "end")
-    _scenario(inputs.get("scenario"))
+    if not isinstance(inputs.get("scenario"), str):
+        _scenario(inputs.get("scenario"))
     return inputs
 
 
@@ -125,6 +133,20 @@ def _scenario(doc) -> list[Building] | None:
                              "scenario")
         out.append(Building(str(f.get("id", f"proposed-{n}")),
                             _to_rd(np.array([footprint]))[0], float(height)))
+    return out
+
+
+def _named_scenario(changes: list[dict], reach) -> list[Building]:
+    """A named scenario's buildings (``Context.scenario``, in RD) near the area, as
+    proposed buildings: one it removes has height 0."""
+    out = []
+    for f in changes:
+        if f.get("geometry") is None:
+            continue
+        footprint = shape(f["geometry"])
+        height = 0.0 if f["properties"]["oup:change"] == "removed" else _height(f["properties"])
+        if height is not None and footprint.intersects(reach):
+            out.append(Building(str(f["id"]), footprint, max(0.0, height)))
     return out
 
 
@@ -155,6 +177,9 @@ def execute(inputs: dict, context: Context) -> dict:
         footprint = shape(f["geometry"])
         if footprint.geom_type in ("Polygon", "MultiPolygon") and footprint.intersects(reach):
             buildings.append(Building(str(f["id"]), footprint, height))
+    proposed = inputs.get("scenario")
+    proposed = _named_scenario(context.scenario(proposed, "scenario", coll, RD), reach) \
+        if isinstance(proposed, str) else _scenario(proposed)
     context.progress(10, f"{len(buildings)} buildings read")
     points = None
     if inputs.get("points"):
@@ -163,7 +188,7 @@ def execute(inputs: dict, context: Context) -> dict:
         result = sun_and_shadow(
             buildings, area, start, end, timedelta(minutes=inputs.get("step", 15)),
             points=points, grid_spacing=inputs.get("grid_spacing", 10.0),
-            scenario=_scenario(inputs.get("scenario")), shadows=inputs.get("shadows", True),
+            scenario=proposed, shadows=inputs.get("shadows", True),
             progress=lambda done: context.progress(10 + 85 * done, "sun and shadow"),
             **asdict(site_of(area)))
     except SunShadowInputError as exc:

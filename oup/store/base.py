@@ -108,6 +108,9 @@ class Query:
     # free text: the features whose searched attributes hold every word (as a prefix),
     # best first (``text.py``); the page then has their ranks
     text: str | None = None
+    # the collection as this scenario has it (``scenarios.py``): its proposed changes
+    # layered over the collection as it is; None: the collection itself
+    scenario: str | None = None
 
 
 #: How a change came to be, as ``Change.kind`` and the history say it.

@@ -49,6 +49,16 @@ class GeoPackageWrites(FeatureVersions):
     #: the import's value numbers, by collection: (its token, value -> number), read once
     _numbers: dict[str, tuple[str, dict[bytes, int]]]
     _numbers_lock = threading.Lock()
+
+    VERSION_TYPES = TYPES
+
+    def _columns(self, run: Run, table: str) -> set[str]:
+        return {r[0] for r in run("SELECT name FROM pragma_table_info(?)", (table,))}
+
+    def _exists(self, table: str) -> bool:
+        return bool(self.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+                                 "name = ?", (table,)))
+
     def _writer(self) -> sqlite3.Connection:
         raise NotImplementedError  # the store's: a new connection to the file
 

@@ -98,6 +98,7 @@ class PostGISStore(FeatureVersions, SqlQueries):
     SQL_DIALECT = "postgresql"  # the spellings of the SensorThings queries (sta_sql.py)
     META_IMPORT_ID = "l.meta->>'import_id'"
     OWN_SRIDS = (910000, 998999)  # a CRS without an EPSG code: PostGIS's user range
+    VERSION_TYPES = _VERSION_TYPES
 
     def __init__(self, url: str, pool_size: int | None = None):
         import psycopg
@@ -325,6 +326,14 @@ class PostGISStore(FeatureVersions, SqlQueries):
             raise UnknownCollection(f"PostGIS: {exc.diag.message_primary}") from exc
         except psycopg.OperationalError as exc:
             raise StoreError(f"PostGIS: {exc}") from exc
+
+    def _columns(self, run, table: str) -> set[str]:
+        return {r[0] for r in run("SELECT column_name FROM information_schema.columns WHERE "
+                                  "table_schema = current_schema() AND table_name = ?",
+                                  (table,))}
+
+    def _exists(self, table: str) -> bool:
+        return bool(self.execute("SELECT to_regclass(?)::oid::text", (quote(table),))[0][0])
 
     def _lock_collection(self, run, cid: str) -> None:
         # the one creator until COMMIT: a server-made id is not made twice

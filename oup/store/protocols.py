@@ -97,7 +97,33 @@ class FeatureWriter(Protocol):
         new ETag); the versions changed (ones with nothing left to blank do not count)."""
 
 
-class FeatureStore(TileSource, SqlSource, FeatureWriter, Protocol):
+class ScenarioLayers(Protocol):
+    """Scenarios: named sets of proposed changes layered over collections, never written
+    into them (``scenarios.py``); ``Query.scenario`` reads a collection through one."""
+
+    def create_scenario(self, title: str, owner: str, collections: list[str],
+                        shared_with: list[str]) -> dict:
+        """A new scenario: ``id``, ``title``, ``owner``, ``collections``, ``shared_with``,
+        ``created``."""
+
+    def scenario(self, sid: str) -> dict | None: ...
+
+    def scenarios(self, owner: str, roles) -> list[dict]:
+        """Those ``owner`` made or that are shared with one of ``roles``."""
+
+    def delete_scenario(self, sid: str) -> None: ...
+
+    def write_scenario_feature(self, cid: str, sid: str, change: Change) -> Written:
+        """``write_feature``, into the scenario's layer of ``cid`` (``cid`` untouched)."""
+
+    def scenario_etag(self, cid: str, sid: str, fid: int | str) -> str | None: ...
+
+    def scenario_changes(self, cid: str, sid: str, crs: str = "OGC:CRS84") -> list[dict]:
+        """The scenario's features of ``cid``, each with ``oup:change``: added, changed
+        or removed."""
+
+
+class FeatureStore(TileSource, SqlSource, FeatureWriter, ScenarioLayers, Protocol):
     """Where features live: what ``open_store`` gives."""
 
     def write_collection(self, cid: str, source_crs: str, fields: list[Field],
@@ -117,7 +143,8 @@ class FeatureStore(TileSource, SqlSource, FeatureWriter, Protocol):
     def query(self, cid: str, q: Query) -> Page: ...
 
     def get(self, cid: str, fid: int | str, crs: str = "OGC:CRS84",
-            asof: datetime | None = None, owner: str | None = None) -> dict | None: ...
+            asof: datetime | None = None, owner: str | None = None,
+            scenario: str | None = None) -> dict | None: ...
 
     def health(self) -> dict: ...
 

@@ -92,10 +92,13 @@ class SqlQueries:
             return read(*args)
 
     def get(self, cid: str, fid: int | str, crs: str = "OGC:CRS84",
-            asof: datetime | None = None, owner: str | None = None) -> dict | None:
+            asof: datetime | None = None, owner: str | None = None,
+            scenario: str | None = None) -> dict | None:
         """One feature by its id: the row number, or the value of the layer's id field
-        (``asof``: as it was then; ``owner``: only if this owner created it)."""
-        return self._fresh(self._get, cid, fid, Query(crs=crs, asof=asof, owner=owner))
+        (``asof``: as it was then; ``owner``: only if this owner created it;
+        ``scenario``: as that scenario has it)."""
+        return self._fresh(self._get, cid, fid, Query(crs=crs, asof=asof, owner=owner,
+                                                      scenario=scenario))
 
     def get_tagged(self, cid: str, fid: int | str, crs: str = "OGC:CRS84",
                    owner: str | None = None) -> tuple[dict | None, str | None]:
@@ -119,7 +122,10 @@ class SqlQueries:
         else:
             fid = str(fid)
         cols = [FID, self.geometry_column(meta, q)] + [quote(n) for n in fields + [key or FID]]
-        source, params = self._source(cid, meta, q)
+        if q.scenario is not None:
+            source, params, _ = self.scenario_source(cid, meta, q, filtered=False)
+        else:
+            source, params = self._source(cid, meta, q)
         if tagged:  # the version, and the import id read with the row (not a cached one)
             cols += [VERSION, f"(SELECT {self.META_IMPORT_ID} FROM oup_layers l "
                               f"WHERE l.table_name = ?)"]
@@ -140,9 +146,17 @@ class SqlQueries:
         return self.features(meta, [row], fields, q)[0], f"{import_id}-{version}"
 
     def where(self, cid: str, meta: dict, q: Query) -> tuple[str, list]:
+        return self._where(cid, meta, q, self._spatial(cid) if q.asof is None
+                           else self._spatial_scan(cid))
+
+    def scenario_source(self, cid: str, meta: dict, q: Query,
+                        filtered: bool) -> tuple[str, list, bool]:
+        """The collection as scenario ``q.scenario`` has it (``scenarios.py``)."""
+        raise NotImplementedError
+
+    def _where(self, cid: str, meta: dict, q: Query, spatial: Spatial) -> tuple[str, list]:
         fields = _fields(meta)
         names = {f.name: f for f in fields}
-        spatial = self._spatial(cid) if q.asof is None else self._spatial_scan(cid)
         clauses, params = [], []
         if q.owner is not None:
             versioned(meta, cid)
@@ -194,8 +208,12 @@ class SqlQueries:
                 raise InvalidQuery(f"cannot sort by unknown property {name!r}", "sortby")
             # NULLs smallest, in both stores, so both page alike
             order.append(f"{quote(name)} {'ASC NULLS FIRST' if asc else 'DESC NULLS LAST'}")
-        where, params = self.where(cid, meta, q)
-        t, source_params = self._source(cid, meta, q)
+        filtered = False
+        if q.scenario is not None:  # the filters go into each side of the scenario
+            t, source_params, filtered = self.scenario_source(cid, meta, q, filtered=True)
+        else:
+            t, source_params = self._source(cid, meta, q)
+        where, params = ("", []) if filtered else self.where(cid, meta, q)
         if q.text is not None:
             if q.asof is not None:  # the index holds the current versions only
                 raise InvalidQuery("q cannot be combined with asof: free text searches "

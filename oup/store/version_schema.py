@@ -10,13 +10,16 @@ from oup.store.base import (ACTOR, FID, GEOM, GEOM84, KIND, OWNER, VALID_FROM, V
 from oup.store.cql import quote
 from oup.store.sqlquery import versioned
 
-__all__ = ["VERSION_COLUMNS", "Run", "history_ddl", "history_table", "key_value", "meta_in",
-           "version_columns", "versioned"]
+__all__ = ["ENVELOPE", "SCENARIO", "VERSION_COLUMNS", "Run", "history_ddl", "history_table", "key_value",
+           "meta_in", "scenario_ddl", "scenario_table", "version_columns", "versioned"]
 
 Run = Callable[..., list]  # (sql with ? placeholders, params) -> rows, in the write's transaction
 
 # the columns of a version besides the geometry and the properties
 VERSION_COLUMNS = (VERSION, VALID_FROM, KIND, ACTOR, OWNER)
+SCENARIO = "_oup_scenario"  # the scenario a proposed change belongs to (``scenarios.py``)
+# a proposed feature's box in CRS84: what a spatial test looks at before the exact one
+ENVELOPE = ("_oup_minx", "_oup_miny", "_oup_maxx", "_oup_maxy")
 
 
 def history_table(cid: str) -> str:
@@ -33,22 +36,49 @@ def version_columns(types: dict[str, str], imported: str) -> str:
             f"{ACTOR} {types['string']}, {OWNER} {types['string']}")
 
 
+def _version_row(fields: list[Field], types: dict[str, str], until: bool) -> str:
+    """The columns (SQL DDL) of a version kept beside the current table: the row's
+    number, geometries and fields, and the version columns (``until``: with ``VALID_TO``)."""
+    cols = "".join(f", {quote(f.name)} {types[f.type]}" for f in fields)
+    return (f"{FID} {types['integer']} NOT NULL, {GEOM} {types['geometry']}, "
+            f"{GEOM84} {types['geometry']}{cols}, {VERSION} {types['integer']} NOT NULL, "
+            f"{VALID_FROM} {types['instant']} NOT NULL, "
+            + (f"{VALID_TO} {types['instant']}, " if until else "")
+            + f"{KIND} {types['string']} NOT NULL, {ACTOR} {types['string']}, "
+              f"{OWNER} {types['string']}")
+
+
 def history_ddl(cid: str, fields: list[Field], types: dict[str, str],
                 id_field: str | None) -> list[str]:
     """The statements that make collection ``cid``'s (empty) history table."""
     h = quote(history_table(cid))
-    cols = "".join(f", {quote(f.name)} {types[f.type]}" for f in fields)
     out = [f"CREATE TABLE {h} (_oup_hid {types['serial']} PRIMARY KEY, "
-           f"{FID} {types['integer']} NOT NULL, {GEOM} {types['geometry']}, "
-           f"{GEOM84} {types['geometry']}{cols}, {VERSION} {types['integer']} NOT NULL, "
-           f"{VALID_FROM} {types['instant']} NOT NULL, {VALID_TO} {types['instant']}, "
-           f"{KIND} {types['string']} NOT NULL, {ACTOR} {types['string']}, "
-           f"{OWNER} {types['string']})",
+           f"{_version_row(fields, types, until=True)})",
            f"CREATE INDEX {quote(f'{cid}__history_fid')} ON {h} ({FID})",
            f"CREATE INDEX {quote(f'{cid}__history_owner')} ON {h} ({OWNER}) "
            f"WHERE {OWNER} IS NOT NULL"]
     if id_field:
         out.append(f"CREATE INDEX {quote(f'{cid}__history_id')} ON {h} ({quote(id_field)})")
+    return out
+
+
+def scenario_table(cid: str) -> str:
+    return f"{cid}__scenario"
+
+
+def scenario_ddl(cid: str, fields: list[Field], types: dict[str, str],
+                 id_field: str | None) -> list[str]:
+    """The statements that make collection ``cid``'s layer of scenarios, if it has none
+    (``scenarios.py``): the history table's columns, and the scenario's id."""
+    s = quote(scenario_table(cid))
+    box = "".join(f", {c} {types['number']}" for c in ENVELOPE)
+    out = [f"CREATE TABLE IF NOT EXISTS {s} ({SCENARIO} {types['string']} NOT NULL, "
+           f"{_version_row(fields, types, until=False)}{box}, "
+           f"PRIMARY KEY ({SCENARIO}, {FID}))",
+           f"CREATE INDEX IF NOT EXISTS {quote(f'{cid}__scenario_fid')} ON {s} ({FID})"]
+    if id_field:
+        out.append(f"CREATE INDEX IF NOT EXISTS {quote(f'{cid}__scenario_id')} ON {s} "
+                   f"({SCENARIO}, {quote(id_field)})")
     return out
 
 

@@ -31,6 +31,7 @@ from oup.store.base import (ACTOR, CHANGE_KINDS, FID, GEOM, GEOM84, KIND, OWNER,
                             Field, InvalidQuery, StaleVersion, Unprocessable, Written)
 from oup.store.cql import quote
 from oup.store.retention import VersionRetention
+from oup.store.scenarios import ScenarioLayers
 from oup.store.sqlquery import TimeSpan, column_values
 from oup.store.version_schema import (VERSION_COLUMNS, Run, history_table, key_value,
                                       meta_in, versioned)
@@ -46,7 +47,7 @@ def _etag(meta: dict, version: int) -> str:
     return f"{meta['import_id']}-{version}"
 
 
-class FeatureVersions(VersionRetention):
+class FeatureVersions(ScenarioLayers, VersionRetention):
     """``FeatureWriter`` (``protocols.py``) over a SQL store (``SqlQueries``)."""
 
     # the backend's: in ``_writing``, the current row locked for the write
@@ -94,12 +95,12 @@ class FeatureVersions(VersionRetention):
         return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
     def _versions_of(self, run: Run, meta: dict, table: str, where: str, params: list,
-                     extra: list[str]) -> list[tuple[dict, list]]:
-        """(GeoJSON feature in CRS84, the ``extra`` columns) of the rows of ``table``
-        ``where`` ..."""
+                     extra: list[str], q=None) -> list[tuple[dict, list]]:
+        """(GeoJSON feature in CRS84, or in ``q.crs``; the ``extra`` columns) of the rows
+        of ``table`` ``where`` ..."""
         from oup.store.base import Query
 
-        q = Query()
+        q = q or Query()
         names = [f.name for f in _fields(meta)]
         key = meta.get("id_field")
         cols = [FID, self.geometry_column(meta, q)] + [quote(n) for n in names] + \

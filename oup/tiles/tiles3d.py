@@ -17,6 +17,7 @@ from pathlib import Path
 from werkzeug.security import safe_join
 
 from oup.errors import NotFound, Unavailable
+from oup.http.pages import SCENARIO_PAGE, SCENARIO_PAGE_ANSWERS
 from oup.http.routes import Call, Endpoint, Format, Param
 
 TILESET_REL = "http://www.opengis.net/def/rel/ogc/0.0/tileset-3dtiles"
@@ -85,7 +86,8 @@ def endpoints(data_dir: Path, catalog) -> list[Endpoint]:
         Endpoint("/viewer", "The 3D viewer (CesiumJS, offline)", serve_viewer, "3D Tiles",
                  "getViewer", formats=html, params=(
                      Param("collection", "the 3D collection to show (default buildings)"),
-                     Param("at", "where to look: lon,lat,zoom (as /map's)"))),
+                     Param("at", "where to look: lon,lat,zoom (as /map's)"), SCENARIO_PAGE),
+                 responses=SCENARIO_PAGE_ANSWERS),
         Endpoint("/viewer/{resource}", "The 3D viewer's script and CesiumJS", serve_viewer,
                  "3D Tiles", "getViewerFile", params=(file,), any_query=True),
     ]

@@ -2,12 +2,14 @@
 // ion, no online imagery: a plain ellipsoid), and the live sensors on top: their latest
 // values as labelled points, kept current from the change events (Server-Sent Events).
 // ?collection=<id> picks the tileset to fly to; ?at=<lon>,<lat>,<range m> looks at a place
-// instead of framing the tileset. A search box (search.js) flies to what it finds.
+// instead of framing the tileset. ?scenario=<id> shows a scenario next to the city as it
+// is: the buildings it changes or removes hidden, the ones it adds or changes drawn as
+// blocks (scenario()). A search box (search.js) flies to what it finds.
 // window.oup reports state for people and for the headless browser tests (lastEvent: the
 // last change event shown, and when it came; flown: the search hit the camera came to).
 "use strict";
 window.oup = { ready: false, picked: null, error: null, tiles: 0, sensors: null,
-               lastEvent: null };
+               lastEvent: null, scenario: null };
 
 // A write to a 3D collection redoes the tiles of the changed building on the server; the
 // event that says so (after the files were replaced) makes the viewer load that tileset
@@ -23,6 +25,7 @@ function follow3dEdits(viewer, sets, loaded) {
     if (i < 0) return;
     try {
       const fresh = await Cesium.Cesium3DTileset.fromUrl(`${sets[i].href}?v=${msg.lastEventId}`);
+      fresh.style = loaded[i].style;  // a scenario's hidden buildings stay hidden
       viewer.scene.primitives.add(fresh);
       viewer.scene.primitives.remove(loaded[i]);
       loaded[i] = fresh;
@@ -74,7 +77,8 @@ function goTo(viewer, hit) {
     const metresPerPixel = Math.max(c.height, 10) / viewer.canvas.clientHeight;
     const zoom = Math.log2(156543.03 * Math.cos(c.latitude) / metresPerPixel);
     document.getElementById("to-map").href =
-      `/map?at=${lon.toFixed(6)},${lat.toFixed(6)},${Math.min(22, Math.max(0, zoom)).toFixed(1)}`;
+      `/map?at=${lon.toFixed(6)},${lat.toFixed(6)},${Math.min(22, Math.max(0, zoom)).toFixed(1)}` +
+      (params.get("scenario") ? `&scenario=${encodeURIComponent(params.get("scenario"))}` : "");
   });
   let listing = null;
   try {
@@ -108,6 +112,11 @@ function goTo(viewer, hit) {
       if (s.id === collection || !focus) focus = tileset;
     }
     follow3dEdits(viewer, sets, loadedSets);
+    const proposed = params.get("scenario");
+    if (proposed) {
+      scenario(viewer, proposed, sets, loadedSets, document.getElementById("scenario"))
+        .catch((err) => { window.oup.error = `scenario ${proposed}: ${err}`; });
+    }
     if (at.length === 3 && at.every(Number.isFinite)) {
       viewer.camera.lookAt(Cesium.Cartesian3.fromDegrees(at[0], at[1]),
                            new Cesium.HeadingPitchRange(0.4, -0.6, at[2]));
@@ -158,6 +167,55 @@ function goTo(viewer, hit) {
     return null;
   };
 })();
+
+// A scenario (/scenarios/{id}/changes): in each 3D collection, the buildings it changes
+// or removes hidden (a style on their ids), and the ones it adds or changes drawn as
+// blocks from their ground to their top (heights above the ellipsoid, which the server
+// gives: RDNAPTRANS(TM)2018, as the tiles are placed). window.oup.scenario: the blocks'
+// entity ids and the hidden ids, once shown.
+async function scenario(viewer, id, sets, loaded, status) {
+  const get = async (url) => {
+    const r = await fetch(url);
+    if (!r.ok) throw new Error(`${url}: ${r.status}`);
+    return r.json();
+  };
+  const about = await get(`/scenarios/${encodeURIComponent(id)}`);
+  const changes = await get(`/scenarios/${encodeURIComponent(id)}/changes`);
+  const hidden = {}, shown = [];
+  const colour = Cesium.Color.fromCssColorString("#e8590c").withAlpha(0.9);
+  for (const f of changes.features) {
+    const p = f.properties, cid = p["oup:collection"];
+    if (!sets.some((s) => s.id === cid)) continue;  // not a 3D collection
+    if (p["oup:change"] !== "added") {
+      (hidden[cid] = hidden[cid] || []).push(String(p.cityobject_id ?? f.id));
+    }
+    if (p["oup:change"] === "removed" || !f.geometry || !("oup:top" in p)) continue;
+    const polygons = f.geometry.type === "Polygon" ? [f.geometry.coordinates]
+      : f.geometry.type === "MultiPolygon" ? f.geometry.coordinates : [];
+    polygons.forEach((rings, n) => {
+      const ring = (r) => Cesium.Cartesian3.fromDegreesArray(r.flatMap((c) => [c[0], c[1]]));
+      const entity = viewer.entities.add({
+        id: `scenario/${cid}/${f.id}` + (n ? `/${n}` : ""),
+        polygon: {
+          hierarchy: new Cesium.PolygonHierarchy(ring(rings[0]),
+            rings.slice(1).map((h) => new Cesium.PolygonHierarchy(ring(h)))),
+          height: p["oup:base"], extrudedHeight: p["oup:top"], material: colour,
+        },
+        properties: new Cesium.PropertyBag(p),
+      });
+      shown.push(entity.id);
+    });
+  }
+  sets.forEach((s, i) => {
+    const ids = hidden[s.id];
+    if (!ids) return;
+    loaded[i].style = new Cesium.Cesium3DTileStyle({ show: { conditions: [
+      ...ids.map((x) => [`\${id} === ${JSON.stringify(x)}`, "false"]), ["true", "true"]] } });
+  });
+  const removed = changes.features.filter((f) => f.properties["oup:change"] === "removed").length;
+  status.textContent = `scenario "${about.title}": ${shown.length} proposed, ${removed} removed`;
+  window.oup.scenario = { shown, hidden };
+}
 
 // Each sensor a point with a label "<name> <parameter>: <latest value> <unit>", grey when
 // stale; the labels of sensors at one place are stacked. Read once, then kept current from

@@ -14,6 +14,12 @@ touch are dropped.
 No lost updates: every answer carries the feature's ``ETag``; ``If-Match`` with a stale
 one is a 412. ``If-Match`` is optional (QGIS and OWSLib do not send it): without it the
 last writer wins, but a PATCH is still applied to the version it read.
+
+With ``?scenario={id}`` the same write, checked the same way, lands in that scenario's
+layer of the collection (``oup.scenarios``) instead: who may is the scenario's rule (its
+owner and the roles it is shared with, holding one of the collection's ``scenarios``
+roles), and after the commit comes the audit only - the collection, its change events
+and its tiles are not touched.
 """
 from __future__ import annotations
 
@@ -24,11 +30,12 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
-from oup.catalog import Catalog, Collection
+from oup.catalog import Catalog, Collection, Editable
 from oup.errors import Forbidden, MethodNotAllowed, NotFound, OUPError, PreconditionFailed, \
     Unauthorized, Unprocessable, UnsupportedMediaType
 from oup.events import feature_event
 from oup.http.routes import Call, Endpoint, Format, Param
+from oup import scenarios
 from oup.store.base import Change, FeatureNotFound, StaleVersion, StoreError
 from oup.writes.city import CITY_JSON, CityRecord, city_record
 from oup.writes.features import content_crs, feature_record, merge_patch, parse_body
@@ -62,23 +69,26 @@ class Writes:
                     "Part 2); default CRS84", where="header")
         match = Param("If-Match", "the ETag of the version the change is made to (412 "
                       "when it is no longer current); optional", where="header")
+        scenario = Param("scenario", "write into this scenario (its id) instead of the "
+                         "collection: a proposed change, layered over it (see /scenarios)")
         feature = (Format("json", "application/geo+json"),)
         common = dict(tag="edit", collections=editable, access=self._may, beside=True)
         return [
             Endpoint("/collections/{collectionId}/items", "Add a feature (Part 4)",
                      self.create, operation="createItem", methods=("POST",),
-                     params=(crs,), consumes=CREATE, formats=feature, responses={
+                     params=(crs, scenario), consumes=CREATE, formats=feature, responses={
                          "201": {"description": "created; Location names it"},
                          **_PROBLEMS}, **common),
             Endpoint("/collections/{collectionId}/items/{featureId}",
                      "Replace a feature (Part 4); where the collection takes client ids, "
                      "a new id creates it", self.replace, operation="replaceItem",
-                     methods=("PUT",), params=(fid, crs, match), consumes=REPLACE,
+                     methods=("PUT",), params=(fid, crs, match, scenario), consumes=REPLACE,
                      formats=feature, responses={"201": {"description": "created"},
                                                  **_PROBLEMS}, **common),
             Endpoint("/collections/{collectionId}/items/{featureId}",
                      "Update a feature with a JSON Merge Patch (RFC 7396)", self.update,
-                     operation="updateItem", methods=("PATCH",), params=(fid, crs, match),
+                     operation="updateItem", methods=("PATCH",),
+                     params=(fid, crs, match, scenario),
                      consumes=MERGE_PATCH, formats=feature, responses=_PROBLEMS, **common),
             Endpoint("/collections/{collectionId}/items/{featureId}/history",
                      "The versions of a feature, newest first (each valid from, valid to, "
@@ -88,7 +98,7 @@ class Writes:
                                           if not c.derived_from]),
             Endpoint("/collections/{collectionId}/items/{featureId}", "Delete a feature",
                      self.delete, operation="deleteItem", methods=("DELETE",),
-                     params=(fid, match), responses={"204": {"description": "deleted"},
+                     params=(fid, match, scenario), responses={"204": {"description": "deleted"},
                                                      **_PROBLEMS}, **common),
         ]
 
@@ -107,6 +117,8 @@ class Writes:
                 or self.catalog[m["cid"]].derived_from:
             return None
         try:
+            if "scenario" in args:  # (the gate let the caller see it)
+                return self.store.scenario_etag(m["cid"], args["scenario"], m["fid"])
             return self.store.etag(m["cid"], m["fid"])
         except (OUPError, StoreError):  # (imported before versions were kept): no ETag
             return None
@@ -116,6 +128,10 @@ class Writes:
         coll = self.catalog.collections.get(call.collection)
         if coll is None:
             raise NotFound(f"no collection {call.collection!r}")
+        if "scenario" in call.query:
+            scenarios.covering(self.store, call.identity, call.query["scenario"], coll.id)
+            scenarios.may_propose(coll, call.identity)
+            return
         if coll.editable is None:
             raise MethodNotAllowed(f"{call.collection} is read-only",
                                    ["GET", "HEAD"] + (["POST"] if call.endpoint.methods ==
@@ -131,13 +147,23 @@ class Writes:
                             f"that takes one of {', '.join(sorted(roles)) or 'no role'}")
 
     def _owner(self, coll: Collection, identity) -> str | None:
-        return owner_of(coll, identity)
+        return owner_of(coll, identity) if coll.editable else None
+
+    def _write(self, call: Call, coll: Collection, change: Change):
+        """The change, into the collection, or into the scenario the call names."""
+        sid = call.query.get("scenario")
+        if sid is None:
+            return self.store.write_feature(coll.id, change)
+        return self.store.write_scenario_feature(coll.id, sid, change)
+
+    def _get(self, call: Call, coll: Collection, fid, owner: str | None = None):
+        return self.store.get(coll.id, fid, owner=owner, scenario=call.query.get("scenario"))
 
     # -- the methods ---------------------------------------------------------------------
     def create(self, call: Call):
         coll = self.catalog[call.collection]
         record = self._record(call, coll, parse_body(call.request.get_data()))
-        written = self.store.write_feature(coll.id, Change(
+        written = self._write(call, coll, Change(
             "created", None, record, None, call.identity.who,
             self._owner(coll, call.identity)))
         return self._answer(call, coll, written, 201, record)
@@ -146,12 +172,12 @@ class Writes:
         coll = self.catalog[call.collection]
         fid = call.path["featureId"]
         body = parse_body(call.request.get_data())
-        expected = self._expected(call, coll, fid, must_exist=not coll.editable.client_ids)
+        expected = self._expected(call, coll, fid, must_exist=not _rules(coll).client_ids)
         kind = "replaced" if expected is not None else "created"
-        current = self.store.get(coll.id, fid) if expected and coll.editable.author_field \
+        current = self._get(call, coll, fid) if expected and _rules(coll).author_field \
             else None
         record = self._record(call, coll, body, fid, current, creating=kind == "created")
-        written = self.store.write_feature(coll.id, Change(
+        written = self._write(call, coll, Change(
             kind, fid, record, expected, call.identity.who, self._owner(coll, call.identity)))
         return self._answer(call, coll, written, 200 if kind == "replaced" else 201, record)
 
@@ -161,7 +187,7 @@ class Writes:
         patch = parse_body(call.request.get_data())
         for _ in range(PATCH_TRIES):
             expected = self._expected(call, coll, fid, must_exist=True)
-            current = self.store.get(coll.id, fid, owner=self._owner(coll, call.identity))
+            current = self._get(call, coll, fid, self._owner(coll, call.identity))
             if current is None:
                 raise FeatureNotFound(f"no item {fid!r} in {coll.id}")
             doc = merge_patch({"type": "Feature", "geometry": current["geometry"],
@@ -170,7 +196,7 @@ class Writes:
             for name in current["properties"].keys() - record.properties.keys():
                 record.properties[name] = None  # a null in the patch: the value goes
             try:
-                written = self.store.write_feature(coll.id, Change(
+                written = self._write(call, coll, Change(
                     "updated", fid, record, expected, call.identity.who,
                     self._owner(coll, call.identity)))
             except StaleVersion:
@@ -187,9 +213,9 @@ class Writes:
         fid = call.path["featureId"]
         expected = self._expected(call, coll, fid, must_exist=True)
         owner = self._owner(coll, call.identity)
-        written = self.store.write_feature(coll.id, Change(
+        written = self._write(call, coll, Change(
             "deleted", fid, None, expected, call.identity.who, owner))
-        if owner is not None and coll.history.personal:
+        if owner is not None and coll.history.personal and "scenario" not in call.query:
             # the data subject withdrew it: their personal data goes from every version
             self.store.erase(coll.id, coll.history.personal, fid=written.fid)
         self._after(call, coll, "deleted", written, 204, None)
@@ -236,9 +262,9 @@ class Writes:
         crs = content_crs(call.request.headers.get("Content-Crs"))
         city = None
         if mimetype == CITY_JSON:
-            doc, city, crs = *self._city(coll, doc, fid, current, creating), None
+            doc, city, crs = *self._city(call, coll, doc, fid, current, creating), None
         props = doc.get("properties")
-        author = coll.editable.author_field
+        author = _rules(coll).author_field
         if author and isinstance(props, dict):  # the server says who; a client cannot
             props.pop(author, None)
         meta = self.store.layer(coll.id)
@@ -247,7 +273,7 @@ class Writes:
                                 id_field=coll.id_field, fid=fid)
         if city is not None:
             record = CityRecord(record.geometry, record.geometry_crs84, record.properties, city)
-        for name, values in coll.editable.allowed.items():
+        for name, values in _rules(coll).allowed.items():
             value = record.properties.get(name)
             if value is not None and value not in values:
                 raise Unprocessable(f"{name} must be one of {', '.join(map(str, values))}, "
@@ -257,7 +283,7 @@ class Writes:
                                          (current or {}).get("properties", {}).get(author))
         return record
 
-    def _city(self, coll: Collection, doc, fid: str | None, current: dict | None,
+    def _city(self, call: Call, coll: Collection, doc, fid: str | None, current: dict | None,
               creating: bool) -> tuple[dict, dict]:
         """A CityJSONFeature written to a 3D collection: (its GeoJSON form, itself)."""
         if coll.tiles3d is None:
@@ -266,7 +292,7 @@ class Writes:
         # the LoD the import takes the footprint and the heights from
         feature, city = city_record(doc, next((s.lod for s in coll.sources if s.lod), None))
         if fid is not None and not creating:  # the city object's id is the building's
-            current = current or self.store.get(coll.id, fid)
+            current = current or self._get(call, coll, fid)
             was = ((current or {}).get("properties") or {}).get("cityobject_id")
             now = feature["properties"]["cityobject_id"]
             if was is not None and str(was) != str(now):
@@ -278,9 +304,10 @@ class Writes:
     def _expected(self, call: Call, coll: Collection, fid: str, must_exist: bool) -> str | None:
         """The version the change is made to: the current one, if ``If-Match`` (when
         sent) names it; None when there is none (and may be none)."""
-        owner = self._owner(coll, call.identity)
-        current = None if owner is not None and self.store.get(
-            coll.id, fid, owner=owner) is None else self.store.etag(coll.id, fid)
+        owner, sid = self._owner(coll, call.identity), call.query.get("scenario")
+        current = None if owner is not None and self._get(call, coll, fid, owner) is None \
+            else self.store.etag(coll.id, fid) if sid is None \
+            else self.store.scenario_etag(coll.id, sid, fid)
         if current is None and must_exist:
             raise FeatureNotFound(f"no item {fid!r} in {coll.id}")
         match = call.request.if_match
@@ -301,17 +328,22 @@ class Writes:
         resp.mimetype = "application/geo+json"
         resp.headers["ETag"] = f'"{written.etag}"'
         if status == 201:
-            resp.headers["Location"] = f"{self.base}/collections/{coll.id}/items/{written.fid}"
+            sid = call.query.get("scenario")
+            resp.headers["Location"] = f"{self.base}/collections/{coll.id}/items/" \
+                f"{written.fid}" + (f"?scenario={sid}" if sid else "")
         return resp
 
     def _after(self, call: Call, coll: Collection, kind: str, written, status: int,
                record) -> None:
         """After the commit: the audit, the change event, the tiles it touches."""
-        personal = set(coll.history.personal)
+        personal, sid = set(coll.history.personal), call.query.get("scenario")
         self.audit.write(call.identity.who, coll.id, f"{call.request.method} "
                          f"{call.endpoint.path}", status, call.request_id or "",
                          id=written.fid, before=_public(written.before, personal),
-                         after=_public(written.after, personal))
+                         after=_public(written.after, personal),
+                         **({"scenario": sid} if sid else {}))
+        if sid is not None:  # proposed, not made: the collection, its events and tiles stay
+            return
         self.announce(feature_event(coll.id, kind, written.fid, written.before, written.after,
                                     personal, bare=bool(coll.editable.own)))
         for side in (written.before, written.after):
@@ -342,6 +374,15 @@ class Writes:
 
 _PROBLEMS = {code: {"$ref": f"#/components/responses/{code}"} for code in
              ("401", "403", "412", "415", "422")}
+
+
+def _rules(coll: Collection) -> Editable:
+    """How the collection takes writes (a collection written only through scenarios:
+    the defaults)."""
+    return coll.editable or _NO_RULES
+
+
+_NO_RULES = Editable()
 
 
 def owner_of(coll: Collection, identity) -> str | None:

@@ -31,14 +31,15 @@ _MULTI = {"Point": shapely.MultiPoint, "LineString": shapely.MultiLineString,
           "Polygon": shapely.MultiPolygon}
 
 
-def parse_body(raw: bytes) -> dict:
-    """The JSON object a client sent, or a 400 saying why it is not one."""
+def parse_body(raw: bytes, what: str = "a GeoJSON Feature") -> dict:
+    """The JSON object a client sent, or a 400 saying why it is not one (``what``: what
+    it should be)."""
     try:
         doc = json.loads(raw or b"null")
     except ValueError as exc:
         raise InvalidQuery(f"the body is not JSON: {exc}", "body") from None
     if not isinstance(doc, dict):
-        raise InvalidQuery("the body must be a JSON object (a GeoJSON Feature)", "body")
+        raise InvalidQuery(f"the body must be a JSON object ({what})", "body")
     return doc
 
 

@@ -3,7 +3,8 @@
 import { chromium } from "playwright-core";
 
 // Run `work(page)` in a fresh browser; whatever it throws becomes out.error. Prints out.
-export async function session(out, work) {
+// `headers`: sent with every request (who is asking, as a signing-in proxy would say).
+export async function session(out, work, headers = {}) {
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
     args: ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
@@ -11,7 +12,8 @@ export async function session(out, work) {
   });
   try {
     // a context of its own (not browser.newPage): axe-core's Playwright driver needs one
-    const context = await browser.newContext({ viewport: { width: 1024, height: 768 } });
+    const context = await browser.newContext({ viewport: { width: 1024, height: 768 },
+                                               extraHTTPHeaders: headers });
     const page = await context.newPage();
     page.on("pageerror", (e) => out.pageErrors.push(String(e)));
     await work(page);

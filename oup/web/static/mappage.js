@@ -3,13 +3,14 @@
 // legend, the live sensors with their latest value (kept current from the change events,
 // as /viewer does), attributes on click, and a link to the same place in /viewer.
 // Written features show without a reload (edits). ?at=<lon>,<lat>,<zoom> opens at a
-// place. A search box (search.js) goes to what it finds. window.oupMap exposes the state
+// place. ?scenario=<id> shows a scenario next to the city as it is (scenario()).
+// A search box (search.js) goes to what it finds. window.oupMap exposes the state
 // for tests (lastEvent: the last change event shown, and when it came; edits: the feature
 // changes applied; flown: the search hit the view came to).
 (function () {
   "use strict";
   const state = window.oupMap = { map: null, ready: false, error: null, picked: null,
-                                  sensors: null, lastEvent: null };
+                                  sensors: null, lastEvent: null, scenario: null };
   maplibregl.setWorkerUrl("/assets/maplibre-gl/maplibre-gl-csp-worker.js");
   const status = document.getElementById("status");
   const attributes = document.getElementById("attributes");
@@ -179,6 +180,42 @@
     };
   }
 
+  // A scenario (/scenarios/{id}/changes) over the city: the features it changes or
+  // removes left out of their collection's layers (by their id in the tiles), what it
+  // adds or changes drawn on top in its own colour, what it removes as a dashed outline.
+  // state.scenario: the ids left out, by collection, once drawn.
+  async function scenario(map, id) {
+    const about = await json(`/scenarios/${encodeURIComponent(id)}`);
+    const changes = await json(`/scenarios/${encodeURIComponent(id)}/changes`);
+    const hidden = {}, counts = { added: 0, changed: 0, removed: 0 };
+    for (const f of changes.features) {
+      const p = f.properties, cid = p["oup:collection"];
+      counts[p["oup:change"]] += 1;
+      if (p["oup:change"] !== "added") (hidden[cid] = hidden[cid] || []).push(f.id);
+    }
+    for (const layer of map.getStyle().layers) {
+      const ids = hidden[layer.metadata?.["oup:collection"]];
+      if (!ids) continue;
+      const out = ["!", ["in", ["id"], ["literal", ids]]];
+      map.setFilter(layer.id, layer.filter ? ["all", layer.filter, out] : out);
+    }
+    map.addSource("scenario", { type: "geojson", data: changes });
+    const kind = (k) => ["==", ["get", "oup:change"], k];
+    const meta = { "oup:collection": `scenario ${about.title}` };
+    map.addLayer({ id: "scenario-fill", type: "fill", source: "scenario", metadata: meta,
+                   filter: ["!", kind("removed")],
+                   paint: { "fill-color": "#e8590c", "fill-opacity": 0.75 } });
+    map.addLayer({ id: "scenario-removed", type: "line", source: "scenario", metadata: meta,
+                   filter: kind("removed"),
+                   paint: { "line-color": "#c92a2a", "line-width": 2, "line-dasharray": [2, 2] } });
+    const row = document.createElement("div");
+    row.id = "scenario";
+    row.innerHTML = `<b>scenario "${esc(about.title)}"</b>: ${counts.added} added, ` +
+      `${counts.changed} changed, ${counts.removed} removed`;
+    document.getElementById("layers").before(row);
+    state.scenario = hidden;
+  }
+
   function show(feature) {
     const cid = feature.layer.metadata?.["oup:collection"] || feature.layer.metadata?.["oup:live"];
     const props = feature.properties;
@@ -209,8 +246,10 @@
     const c = map.getCenter();
     const metresPerPixel = 156543.03 * Math.cos(c.lat * Math.PI / 180) / 2 ** map.getZoom();
     const range = Math.round(metresPerPixel * map.getCanvas().clientHeight);
+    const proposed = new URLSearchParams(location.search).get("scenario");  // kept in 3D
     document.getElementById("to-viewer").href =
-      `/viewer?at=${c.lng.toFixed(6)},${c.lat.toFixed(6)},${range}`;
+      `/viewer?at=${c.lng.toFixed(6)},${c.lat.toFixed(6)},${range}` +
+      (proposed ? `&scenario=${encodeURIComponent(proposed)}` : "");
   }
 
   (async () => {
@@ -238,6 +277,10 @@
         viewerLink(map);
         sensors(map, streams, live);  // ready once they are read
         edits(map, style);
+        const proposed = new URLSearchParams(location.search).get("scenario");
+        if (proposed) {
+          scenario(map, proposed).catch((err) => { state.error = `scenario ${proposed}: ${err}`; });
+        }
       });
     } catch (err) {
       state.error = String(err);
