@@ -30,16 +30,19 @@ from oup.store.base import StoreBusy
 from oup.store.sta_sql import BY_PLURAL, ENTITIES, SensorTable, StaSql
 
 ROOT = "/sta/v1.1"
-OPTIONS = ("$filter", "$expand", "$select", "$orderby", "$top", "$skip", "$count")
+OPTIONS = ("$filter", "$expand", "$select", "$orderby", "$top", "$skip", "$count",
+           "$resultFormat")
 JSON = (Format("json", "application/json"),)
 CONFORMANCE = [
     "http://www.opengis.net/spec/iot_sensing/1.1/req/datamodel",
     "http://www.opengis.net/spec/iot_sensing/1.1/req/resource-path/resource-path-to-entities",
     "http://www.opengis.net/spec/iot_sensing/1.1/req/request-data",
+    # observations read ($resultFormat=dataArray) and created (CreateObservations) as arrays
+    "http://www.opengis.net/spec/iot_sensing/1.1/req/data-array/data-array",
 ]
 # (not claimed, as they hold only in part: create-update-delete, as only observations are
-# created; data-array, as answers do not come as data arrays; the MQTT classes, as sensors
-# send below ingest/ and only observations are told. serverSettings says what there is.)
+# created; the MQTT classes, as sensors send below ingest/ and only observations are
+# told. serverSettings says what there is.)
 KEPT = ("phenomenonTime", "result", "resultTime")
 INGESTER = "sta-http"  # the counters' name for observations created over HTTP
 def _problems(*codes: str) -> dict:

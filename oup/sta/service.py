@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 
 from oup.errors import NotFound
 from oup.sensors.observations import iso_us
-from oup.sta.odata import Options, QueryError, Segment, options as parse_options, parse_path
+from oup.sta.odata import DATA_ARRAY, Options, QueryError, Segment, options as parse_options, parse_path
 from oup.store.sta_sql import BY_PLURAL, ENTITIES, Entity, Select, StaSql
 
 DEFAULT_TOP = 100
@@ -41,6 +41,8 @@ class Entities:
             raise NotFound("no entity set named")
         opts = parse_options(raw)
         entity, sel, single, prop = self._walk(segments)
+        if opts.result_format is not None:
+            _arrays_fit(entity, single or prop is not None or suffix is not None, opts)
         if prop is not None:
             return self._property(entity, sel, prop, suffix)
         if suffix == "$value":
@@ -63,6 +65,8 @@ class Entities:
             doc["@iot.nextLink"] = _next(url, raw, opts.skip + top, top)
         if suffix == "$ref":
             doc["value"] = [{"@iot.selfLink": self.self_link(entity, r["_id"])} for r in rows]
+        elif opts.result_format == DATA_ARRAY:
+            doc["value"] = self._arrays(rows, opts)
         else:
             self._expand(entity, rows, opts)
             doc["value"] = [self._render(entity, r, opts) for r in rows]
@@ -211,6 +215,22 @@ class Entities:
                     r[("expanded", nav)] = rendered[0] if rendered else None
 
     # -- the answer ---------------------------------------------------------------------
+    def _arrays(self, rows: list[dict], opts: Options) -> list[dict]:
+        """Observations as data arrays, one per Datastream in the order it first comes
+        (the page's rows, its order within each)."""
+        entity = ENTITIES["Observation"]
+        components = _components(opts)
+        names = [c for c in components if c != "id"]
+        groups: dict = {}
+        for r in rows:
+            values = self._values(entity, r, names)
+            groups.setdefault(r["_sid"], []).append(
+                [r["_id"] if c == "id" else values[c] for c in components])
+        datastream = ENTITIES["Datastream"]
+        return [{"Datastream@iot.navigationLink": self.self_link(datastream, sid),
+                 "components": components, "dataArray@iot.count": len(array),
+                 "dataArray": array} for sid, array in groups.items()]
+
     def _values(self, entity: Entity, row: dict, names: list[str]) -> dict:
         props = self.sql.props(entity)
         out: dict = {}
@@ -248,6 +268,31 @@ class Entities:
             elif sel is None or nav in sel:
                 doc[f"{nav}@iot.navigationLink"] = f"{link}/{nav}"
         return doc
+
+
+ARRAY_COMPONENTS = ("id", "phenomenonTime", "result", "resultTime")
+
+
+def _components(opts: Options) -> list[str]:
+    """A data array's columns: the ones $select names, in its order, else them all."""
+    if opts.select is None:
+        return list(ARRAY_COMPONENTS)
+    return list(dict.fromkeys("id" if n == "@iot.id" else n for n in opts.select))
+
+
+def _arrays_fit(entity: Entity, not_a_set: bool, opts: Options) -> None:
+    """400 for a $resultFormat=dataArray that has no data arrays to answer."""
+    if entity.name != "Observation" or not_a_set:
+        raise QueryError("$resultFormat=dataArray answers a set of Observations "
+                         "(Observations, Datastreams(id)/Observations, "
+                         "FeaturesOfInterest(id)/Observations), not this path", "$resultFormat")
+    if opts.expand:
+        raise QueryError("$expand does not go with $resultFormat=dataArray: a data array "
+                         "holds an observation's own properties", "$expand")
+    odd = [n for n in _components(opts) if n not in ARRAY_COMPONENTS]
+    if odd:
+        raise QueryError(f"$select with $resultFormat=dataArray takes "
+                         f"{', '.join(ARRAY_COMPONENTS)}, not {', '.join(odd)}", "$select")
 
 
 def _next(url: str, raw: dict[str, str], skip: int, top: int) -> str:
