@@ -1,8 +1,10 @@
 """SensorThings API 1.1 at ``/sta/v1.1``, over the sensors and their observations.
 
 Reading: every entity set, entity, navigation path, property and ``$ref``, with the
-query options in SQL (``oup.sta.service``, ``oup.store.sta_sql``). The sensors collection
-must be visible to the caller: otherwise every path here is a 404, as its items are.
+query options in SQL (``oup.sta.service``, ``oup.store.sta_sql``). One stream collection
+is served (the public one, if there is one); it must be visible to the caller: otherwise
+every path and method here is a 404 before anything else is looked at, as its items are
+(``Endpoint.shows``). The sensors of another stream collection are not here at all.
 
 Creating observations (``POST Observations``, ``POST Datastreams(id)/Observations``,
 ``POST CreateObservations`` with data arrays) takes the MQTT reading's path: the
@@ -65,7 +67,11 @@ class SensorThings:
         self.catalog, self.store = catalog, store
         self.base = base_url.rstrip("/")
         self.observations, self.registry = observations, registry
-        self.sensors = next((c for c in catalog if c.stream), None)
+        streams = [c for c in catalog if c.stream]
+        # one stream collection is served: the public one if there is one (a restricted
+        # one that sorts first must neither take the service from it nor be shown with it)
+        self.sensors = next((c for c in streams if c.id in catalog.public),
+                            streams[0] if streams else None)
         self.kept = next((c for c in catalog if self.sensors is not None
                           and c.observations_of == self.sensors.id), None)
         self._entities: Entities | None = None
@@ -88,7 +94,7 @@ class SensorThings:
             return []
         opts = tuple(Param(o, f"SensorThings query option {o}") for o in OPTIONS)
         ident = Param("id", "the entity's id: a number, or a 'quoted string'", where="path")
-        common = dict(tag="sensorthings", formats=JSON, access=self._visible)
+        common = dict(tag="sensorthings", formats=JSON, shows=self.sensors.id)
         out = [Endpoint(ROOT, "The SensorThings service root: entity sets and the "
                         "conformance classes implemented", self.root, operation="staRoot",
                         **common)]
@@ -136,13 +142,6 @@ class SensorThings:
                      responses={**ANY, **READ}, **common),
         ]
         return out
-
-    def _visible(self, call: Call) -> None:
-        from flask import g
-
-        if self.sensors.id not in call.visible:
-            raise NotFound(f"nothing at {ROOT}")  # the sensors one may not see are not here
-        g.cid = self.sensors.id  # what the gate audits (a restricted collection) is this one
 
     # -- reading --------------------------------------------------------------------------
     def root(self, call: Call):
