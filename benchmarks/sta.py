@@ -35,46 +35,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from oup.ports import free_port  # noqa: E402
-from sensors import oup, oup_rate, preload, subscribe_session  # noqa: E402
-
-T0 = 1_893_456_000_000_000  # 2030-01-01, one reading a minute per sensor
-MINUTE = 60_000_000
-
-
-def catalogue(work: Path, n_sensors: int) -> Path:
-    cat = work / "catalogue"
-    for name in ("sensors", "observations"):
-        shutil.copytree(ROOT / "collections" / name, cat / name)
-    rng = random.Random(3)
-    props = ["NO2", "PM10", "PM25", "noise_level"]
-    feats = [{"type": "Feature", "geometry": {"type": "Point", "coordinates": [
-        4.35 + rng.random() * 0.25, 51.86 + rng.random() * 0.1]},
-        "properties": {"sensor_id": f"s{i:04d}", "name": f"sensor {i}",
-                       "observed_property": props[i % 4], "owner": "bench", "format": "flat"}}
-        for i in range(n_sensors)]
-    (cat / "sensors" / "sensors.geojson").write_text(json.dumps(
-        {"type": "FeatureCollection", "features": feats}))
-    return cat
-
-
-def rows(n_sensors: int, per: int, k: int):
-    return ((f"s{i:04d}", T0 + m * MINUTE, (i * 7 + m) % 90 + 0.5, 0)
-            for m in range(k, min(per, k + 100)) for i in range(n_sensors))
-
-
-def load_gpkg(path: Path, n_sensors: int, per: int) -> None:
-    from oup.store.observations import GeoPackageObservationStore
-
-    store = GeoPackageObservationStore(path)
-    con = store.con
-    con.execute("DROP INDEX oup_observations_time")  # built once after loading: faster
-    for k in range(0, per, 100):
-        con.execute("BEGIN")
-        con.executemany("INSERT INTO oup_observations (sensor_id, phenomenon_time, result, "
-                        "stored_at) VALUES (?,?,?,?)", rows(n_sensors, per, k))
-        con.execute("COMMIT")
-    con.execute("CREATE INDEX oup_observations_time ON oup_observations (phenomenon_time)")
-    con.execute("ANALYZE")
+from sensors import MINUTE, T0, catalogue, load_gpkg, oup, oup_rate, preload, readings, \
+    subscribe_session  # noqa: E402
 
 
 def load_postgis(url: str, n_sensors: int, per: int) -> None:
@@ -99,7 +61,7 @@ def load_postgis(url: str, n_sensors: int, per: int) -> None:
         with con.cursor().copy("COPY oup_observations (sensor_id, phenomenon_time, result, "
                                "stored_at) FROM STDIN") as copy:
             for k in range(0, per, 100):
-                for r in rows(n_sensors, per, k):
+                for r in readings(n_sensors, per, k):
                     copy.write_row(r)
         con.execute("ANALYZE oup_observations")
 
@@ -153,7 +115,7 @@ def main() -> None:
     work.chmod(0o755)
     db = None
     try:
-        cat = catalogue(work, args.sensors)
+        cat = catalogue(work / "catalogue", args.sensors, ("observations",))
         env = dict(os.environ, OUP_DATA_DIR=str(work / "data"), OUP_CATALOG_DIR=str(cat),
                    OUP_LOG_LEVEL="WARNING", OUP_API_KEYS_FILE=str(work / "keys.yml"))
         env.pop("OUP_DATABASE_URL", None)
