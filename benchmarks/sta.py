@@ -4,14 +4,16 @@ observations by data arrays against the MQTT ingest of the same readings.
     python benchmarks/sta.py [--sensors 1000] [--observations 10000000] [--postgis]
 
 1. 1,000 sensors and 10 million observations (one a minute each), loaded into the store;
-   over HTTP (`oup serve`), p50/p99 of
-   - ``Datastreams(id)/Observations?$filter=<a one-hour window>&$top=100``, random sensor
-     and window;
+   over HTTP (`oup serve`), p50/p99 and the server's CPU time a request (its processes'
+   user + system time: on a shared machine the figure a wait does not change) of
+   - ``Datastreams(id)/Observations?$filter=<a two-hour window>&$orderby=phenomenonTime
+     &$top=100``, random sensor and window;
    - ``Things?$expand=Datastreams($expand=Observations($top=1;$orderby=phenomenonTime
      desc))`` (the first 100 things, each with its latest observation).
-2. Creating: readings per second through ``POST CreateObservations`` (batches of 500, one
-   client) against ``oup ingest`` draining the same number of queued MQTT messages
-   (benchmarks/sensors.py's measure); the ratio is printed.
+2. Creating: readings per second through ``POST CreateObservations`` (data arrays of
+   1,000 readings, one client) against ``oup ingest`` draining the same number of queued
+   MQTT messages (benchmarks/sensors.py's measure); the ratio is printed, with the load
+   average while each ran.
 ``--postgis`` runs it all on a throwaway PostgreSQL cluster (oup.store.localdb).
 """
 from __future__ import annotations
@@ -66,18 +68,46 @@ def load_postgis(url: str, n_sensors: int, per: int) -> None:
         con.execute("ANALYZE oup_observations")
 
 
-def timed(url: str, queries: list[dict], path_of) -> tuple[float, float]:
+def load() -> str:
+    """The machine's load average (1, 5, 15 minutes): the figures' weather."""
+    return " / ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def cpu_seconds(pid: int) -> float:
+    """The CPU time (user + system) of a process and of the processes it started (the
+    server's workers): on a shared machine, what a request costs, whatever the wait."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):  # ended meanwhile
+            continue
+    return total
+
+
+def timed(url: str, queries: list[dict], path_of, server: int) -> tuple[float, float, float]:
+    """p50 and p99 (ms) of the queries, and the server's CPU ms per query."""
     s = requests.Session()
     for q in queries[:20]:  # warm the workers
         s.get(path_of(q), params=q["params"], timeout=60).raise_for_status()
     took = []
+    cpu = cpu_seconds(server)
     for q in queries:
         t = time.perf_counter()
         r = s.get(path_of(q), params=q["params"], timeout=60)
         took.append(time.perf_counter() - t)
         r.raise_for_status()
+    cpu = (cpu_seconds(server) - cpu) / len(queries) * 1e3
     took.sort()
-    return took[len(took) // 2] * 1e3, took[int(len(took) * 0.99)] * 1e3
+    return took[len(took) // 2] * 1e3, took[int(len(took) * 0.99)] * 1e3, cpu
+
+
+BATCH = 1000  # readings a CreateObservations request
 
 
 def create_rate(url: str, key: str, n_sensors: int, n: int) -> float:
@@ -87,9 +117,9 @@ def create_rate(url: str, key: str, n_sensors: int, n: int) -> float:
     s.headers.update({"X-API-Key": key, "Content-Type": "application/json"})
     t_base = T0 - 10 ** 12  # before the loaded readings: all new
     bodies = []
-    for first in range(0, n, 500):
+    for first in range(0, n, BATCH):
         batch: dict[str, list] = {}
-        for j in range(first, min(n, first + 500)):
+        for j in range(first, min(n, first + BATCH)):
             stamp = datetime.fromtimestamp((t_base + (j // n_sensors) * MINUTE) / 1e6,
                                            timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
             batch.setdefault(f"s{j % n_sensors:04d}", []).append([stamp, 10.0 + j % 50])
@@ -156,22 +186,26 @@ def main() -> None:
                     "%Y-%m-%dT%H:%M:%SZ")
                 window.append({"sid": f"s{rng.randrange(args.sensors):04d}", "params": {
                     "$filter": f"phenomenonTime ge {iso(start)} and phenomenonTime lt "
-                               f"{iso(start + 120 * MINUTE)}", "$top": "100"}})
-            p50, p99 = timed(url, window,
-                             lambda q: f"{url}/sta/v1.1/Datastreams('{q['sid']}')/Observations")
-            print(f"Datastreams(id)/Observations, a time window, $top=100: "
-                  f"p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+                               f"{iso(start + 120 * MINUTE)}", "$orderby": "phenomenonTime",
+                    "$top": "100"}})
+            p50, p99, cpu = timed(url, window, lambda q: f"{url}/sta/v1.1/Datastreams("
+                                  f"'{q['sid']}')/Observations", server.pid)
+            print(f"Datastreams(id)/Observations, a time window, $orderby=phenomenonTime, "
+                  f"$top=100: p50 {p50:.1f} ms, p99 {p99:.1f} ms; server CPU {cpu:.2f} ms "
+                  f"a request; load {load()}")
             latest = [{"params": {"$expand": "Datastreams($expand=Observations($top=1;"
                                              "$orderby=phenomenonTime desc))"}}] * max(
                 50, args.queries // 5)
-            p50, p99 = timed(url, latest, lambda q: f"{url}/sta/v1.1/Things")
+            p50, p99, cpu = timed(url, latest, lambda q: f"{url}/sta/v1.1/Things", server.pid)
             print(f"Things?$expand=Datastreams($expand=Observations($top=1;$orderby="
-                  f"phenomenonTime desc)) (100 things): p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+                  f"phenomenonTime desc)) (100 things): p50 {p50:.1f} ms, p99 {p99:.1f} ms; "
+                  f"server CPU {cpu:.2f} ms a request")
             http = create_rate(url, key, args.sensors, args.create)
         finally:
             server.terminate()
             server.wait(30)
-        print(f"CreateObservations (data arrays of 500): {http:,.0f} readings/s")
+        print(f"CreateObservations (data arrays of {BATCH:,}): {http:,.0f} readings/s; "
+              f"load {load()}")
         from iot_ingest.broker import BrokerProcess
         from iot_ingest.mqtt import Broker
         from oup.store import open_observation_store
@@ -189,7 +223,7 @@ def main() -> None:
         finally:
             broker_proc.stop()
         print(f"oup ingest (MQTT, same readings): {mqtt:,.0f} readings/s; "
-              f"data arrays / MQTT = {http / mqtt:.2f}x")
+              f"data arrays / MQTT = {http / mqtt:.2f}x; load {load()}")
     finally:
         if db is not None:
             db.stop()

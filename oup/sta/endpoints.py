@@ -191,8 +191,8 @@ class SensorThings:
             raise UnsupportedMediaType(f"send JSON, not {call.request.mimetype}")
         try:
             return json.loads(call.request.get_data() or b"null")
-        except ValueError as exc:
-            raise BadRequest(f"the body is not JSON: {exc}") from None
+        except (ValueError, RecursionError) as exc:  # (nested a thousand deep: not JSON here)
+            raise BadRequest(f"the body is not JSON: {str(exc)[:120]}") from None
 
     def _datastream(self, ref, where: str) -> str:
         if not isinstance(ref, dict) or "@iot.id" not in ref:
@@ -209,8 +209,9 @@ class SensorThings:
             if d not in found:
                 raise NotFound(f"no Datastream {key_text(d)}")
 
-    def _reading(self, doc: dict, datastream: str) -> tuple[str, bytes]:
-        """A reading as an MQTT message of the SensorThings format: (topic, payload)."""
+    def _reading(self, doc: dict, datastream: str) -> tuple[str, str, dict]:
+        """A reading as the MQTT message of the SensorThings format that would carry it:
+        (its topic, the datastream, the payload's document)."""
         foi = doc.get("FeatureOfInterest")
         if foi is not None and (not isinstance(foi, dict) or str(foi.get("@iot.id"))
                                 != datastream):
@@ -219,14 +220,15 @@ class SensorThings:
         reading = {k: doc[k] for k in KEPT if k in doc}
         if "phenomenonTime" not in reading:  # (SensorThings: the time it arrives)
             reading["phenomenonTime"] = iso_us(time.time_ns() // 1000)
-        return sta_ingest_topic(datastream), json.dumps(reading).encode()
+        return sta_ingest_topic(datastream), datastream, reading
 
-    def _write(self, messages: list[tuple[str, bytes]]):
-        """Decode, check and store the readings in one batch, as the ingester does; for
-        each: its observation's (sensor, time), or the reason it was not stored; and the
-        batch's result (the new observations' ids, the repeats)."""
+    def _write(self, messages: list[tuple[str, str, dict]]):
+        """Check and store the readings in one batch, as the ingester does (parsed once:
+        the body's JSON is not written and read again); for each: its observation's
+        (sensor, time), or the reason it was not stored; and the batch's result (the new
+        observations' ids, the repeats)."""
         registry = self.registry()
-        decoded = [registry.decode(topic, payload) for topic, payload in messages]
+        decoded = [registry.decode_reading(*m) for m in messages]
         sensors = {o.sensor_id for m in decoded if isinstance(m, list) for o in m}
         try:
             res = self.observations().write_batch(INGESTER, decoded, registry.tables(sensors))
