@@ -136,9 +136,14 @@ def latency(env: dict, broker: Broker, store, rate: int, seconds: int,
     return lat[len(lat) // 2] / 1e3, lat[int(len(lat) * 0.99)] / 1e3, len(lat)
 
 
-def slice_queries(workdir: Path, n_sensors: int, n_obs: int, queries: int) -> tuple[float, float]:
-    cat = workdir / "catalogue"
-    for name in ("sensors", "sensor-slices"):
+T0 = 1_893_456_000_000_000  # 2030-01-01, one reading a minute per sensor
+MINUTE = 60_000_000
+
+
+def catalogue(cat: Path, n_sensors: int, beside: tuple[str, ...]) -> Path:
+    """A catalogue of ``n_sensors`` made-up sensors (s0000, s0001, ...), with the demo's
+    collections ``beside`` them (the observations, the time slices)."""
+    for name in ("sensors", *beside):
         shutil.copytree(ROOT / "collections" / name, cat / name)
     rng = random.Random(3)
     props = ["NO2", "PM10", "PM25", "noise_level"]
@@ -149,27 +154,41 @@ def slice_queries(workdir: Path, n_sensors: int, n_obs: int, queries: int) -> tu
         for i in range(n_sensors)]
     (cat / "sensors" / "sensors.geojson").write_text(json.dumps(
         {"type": "FeatureCollection", "features": feats}))
-    env = dict(os.environ, OUP_DATA_DIR=str(workdir / "data"), OUP_CATALOG_DIR=str(cat),
-               OUP_LOG_LEVEL="WARNING")
-    oup(env, "import", "--quiet")
+    return cat
+
+
+def readings(n_sensors: int, per: int, k: int):
+    """Minutes k to k + 99 of every sensor, as rows of oup_observations."""
+    return ((f"s{i:04d}", T0 + m * MINUTE, (i * 7 + m) % 90 + 0.5, 0)
+            for m in range(k, min(per, k + 100)) for i in range(n_sensors))
+
+
+def load_gpkg(path: Path, n_sensors: int, per: int):
+    """``per`` readings of each sensor straight into the GeoPackage's table."""
     from oup.store.observations import GeoPackageObservationStore
 
-    store = GeoPackageObservationStore(workdir / "data" / "oup.gpkg")
-    per = n_obs // n_sensors
-    t0 = 1_893_456_000_000_000  # 2030-01-01, one reading a minute per sensor
+    store = GeoPackageObservationStore(path)
     con = store.con
     con.execute("DROP INDEX oup_observations_time")  # built once after loading: faster
-    t_load = time.perf_counter()
     for k in range(0, per, 100):
         con.execute("BEGIN")
-        con.executemany(
-            "INSERT INTO oup_observations (sensor_id, phenomenon_time, result, stored_at) "
-            "VALUES (?,?,?,?)",
-            ((f"s{i:04d}", t0 + m * 60_000_000, (i * 7 + m) % 90 + 0.5, 0)
-             for m in range(k, min(per, k + 100)) for i in range(n_sensors)))
+        con.executemany("INSERT INTO oup_observations (sensor_id, phenomenon_time, result, "
+                        "stored_at) VALUES (?,?,?,?)", readings(n_sensors, per, k))
         con.execute("COMMIT")
     con.execute("CREATE INDEX oup_observations_time ON oup_observations (phenomenon_time)")
     con.execute("ANALYZE")
+    return store
+
+
+def slice_queries(workdir: Path, n_sensors: int, n_obs: int, queries: int) -> tuple[float, float]:
+    cat = catalogue(workdir / "catalogue", n_sensors, ("sensor-slices",))
+    env = dict(os.environ, OUP_DATA_DIR=str(workdir / "data"), OUP_CATALOG_DIR=str(cat),
+               OUP_LOG_LEVEL="WARNING")
+    oup(env, "import", "--quiet")
+    per = n_obs // n_sensors
+    t_load = time.perf_counter()
+    store = load_gpkg(workdir / "data" / "oup.gpkg", n_sensors, per)
+    rng = random.Random(3)
     print(f"  loaded {store.count():,} observations in {time.perf_counter() - t_load:.0f} s")
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "oup.cli", "serve", "--port", str(port)],
@@ -185,7 +204,7 @@ def slice_queries(workdir: Path, n_sensors: int, n_obs: int, queries: int) -> tu
         times = []
         session = requests.Session()
         for _ in range(queries):
-            t = t0 + rng.randrange(per) * 60_000_000
+            t = T0 + rng.randrange(per) * MINUTE
             stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t // 1_000_000))
             q0 = time.perf_counter()
             r = session.get(url, params={"datetime": stamp, "limit": 1000}, timeout=60)

@@ -4,14 +4,16 @@ observations by data arrays against the MQTT ingest of the same readings.
     python benchmarks/sta.py [--sensors 1000] [--observations 10000000] [--postgis]
 
 1. 1,000 sensors and 10 million observations (one a minute each), loaded into the store;
-   over HTTP (`oup serve`), p50/p99 of
-   - ``Datastreams(id)/Observations?$filter=<a one-hour window>&$top=100``, random sensor
-     and window;
+   over HTTP (`oup serve`), p50/p99 and the server's CPU time a request (its processes'
+   user + system time: on a shared machine the figure a wait does not change) of
+   - ``Datastreams(id)/Observations?$filter=<a two-hour window>&$orderby=phenomenonTime
+     &$top=100``, random sensor and window;
    - ``Things?$expand=Datastreams($expand=Observations($top=1;$orderby=phenomenonTime
      desc))`` (the first 100 things, each with its latest observation).
-2. Creating: readings per second through ``POST CreateObservations`` (batches of 500, one
-   client) against ``oup ingest`` draining the same number of queued MQTT messages
-   (benchmarks/sensors.py's measure); the ratio is printed.
+2. Creating: readings per second through ``POST CreateObservations`` (data arrays of
+   1,000 readings, one client) against ``oup ingest`` draining the same number of queued
+   MQTT messages (benchmarks/sensors.py's measure); the ratio is printed, with the load
+   average while each ran.
 ``--postgis`` runs it all on a throwaway PostgreSQL cluster (oup.store.localdb).
 """
 from __future__ import annotations
@@ -35,46 +37,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from oup.ports import free_port  # noqa: E402
-from sensors import oup, oup_rate, preload, subscribe_session  # noqa: E402
-
-T0 = 1_893_456_000_000_000  # 2030-01-01, one reading a minute per sensor
-MINUTE = 60_000_000
-
-
-def catalogue(work: Path, n_sensors: int) -> Path:
-    cat = work / "catalogue"
-    for name in ("sensors", "observations"):
-        shutil.copytree(ROOT / "collections" / name, cat / name)
-    rng = random.Random(3)
-    props = ["NO2", "PM10", "PM25", "noise_level"]
-    feats = [{"type": "Feature", "geometry": {"type": "Point", "coordinates": [
-        4.35 + rng.random() * 0.25, 51.86 + rng.random() * 0.1]},
-        "properties": {"sensor_id": f"s{i:04d}", "name": f"sensor {i}",
-                       "observed_property": props[i % 4], "owner": "bench", "format": "flat"}}
-        for i in range(n_sensors)]
-    (cat / "sensors" / "sensors.geojson").write_text(json.dumps(
-        {"type": "FeatureCollection", "features": feats}))
-    return cat
-
-
-def rows(n_sensors: int, per: int, k: int):
-    return ((f"s{i:04d}", T0 + m * MINUTE, (i * 7 + m) % 90 + 0.5, 0)
-            for m in range(k, min(per, k + 100)) for i in range(n_sensors))
-
-
-def load_gpkg(path: Path, n_sensors: int, per: int) -> None:
-    from oup.store.observations import GeoPackageObservationStore
-
-    store = GeoPackageObservationStore(path)
-    con = store.con
-    con.execute("DROP INDEX oup_observations_time")  # built once after loading: faster
-    for k in range(0, per, 100):
-        con.execute("BEGIN")
-        con.executemany("INSERT INTO oup_observations (sensor_id, phenomenon_time, result, "
-                        "stored_at) VALUES (?,?,?,?)", rows(n_sensors, per, k))
-        con.execute("COMMIT")
-    con.execute("CREATE INDEX oup_observations_time ON oup_observations (phenomenon_time)")
-    con.execute("ANALYZE")
+from sensors import MINUTE, T0, catalogue, load_gpkg, oup, oup_rate, preload, readings, \
+    subscribe_session  # noqa: E402
 
 
 def load_postgis(url: str, n_sensors: int, per: int) -> None:
@@ -99,23 +63,65 @@ def load_postgis(url: str, n_sensors: int, per: int) -> None:
         with con.cursor().copy("COPY oup_observations (sensor_id, phenomenon_time, result, "
                                "stored_at) FROM STDIN") as copy:
             for k in range(0, per, 100):
-                for r in rows(n_sensors, per, k):
+                for r in readings(n_sensors, per, k):
                     copy.write_row(r)
         con.execute("ANALYZE oup_observations")
 
 
-def timed(url: str, queries: list[dict], path_of) -> tuple[float, float]:
+def load() -> str:
+    """The machine's load average (1, 5, 15 minutes): the figures' weather."""
+    return " / ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def cpu_seconds(pid: int) -> float:
+    """The CPU time (user + system) of a process and of the processes it started (the
+    server's workers): on a shared machine, what a request costs, whatever the wait."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):  # ended meanwhile
+            continue
+    return total
+
+
+def idle(server: int, limit: float = 60) -> None:
+    """Until the server's processes are idle (its workers have finished starting: their
+    start-up is not a request's CPU), at most ``limit`` seconds."""
+    deadline = time.monotonic() + limit
+    last = cpu_seconds(server)
+    while time.monotonic() < deadline:
+        time.sleep(1)
+        now = cpu_seconds(server)
+        if now - last < 0.05:
+            return
+        last = now
+
+
+def timed(url: str, queries: list[dict], path_of, server: int) -> tuple[float, float, float]:
+    """p50 and p99 (ms) of the queries, and the server's CPU ms per query."""
     s = requests.Session()
     for q in queries[:20]:  # warm the workers
         s.get(path_of(q), params=q["params"], timeout=60).raise_for_status()
     took = []
+    idle(server)
+    cpu = cpu_seconds(server)
     for q in queries:
         t = time.perf_counter()
         r = s.get(path_of(q), params=q["params"], timeout=60)
         took.append(time.perf_counter() - t)
         r.raise_for_status()
+    cpu = (cpu_seconds(server) - cpu) / len(queries) * 1e3
     took.sort()
-    return took[len(took) // 2] * 1e3, took[int(len(took) * 0.99)] * 1e3
+    return took[len(took) // 2] * 1e3, took[int(len(took) * 0.99)] * 1e3, cpu
+
+
+BATCH = 1000  # readings a CreateObservations request
 
 
 def create_rate(url: str, key: str, n_sensors: int, n: int) -> float:
@@ -125,9 +131,9 @@ def create_rate(url: str, key: str, n_sensors: int, n: int) -> float:
     s.headers.update({"X-API-Key": key, "Content-Type": "application/json"})
     t_base = T0 - 10 ** 12  # before the loaded readings: all new
     bodies = []
-    for first in range(0, n, 500):
+    for first in range(0, n, BATCH):
         batch: dict[str, list] = {}
-        for j in range(first, min(n, first + 500)):
+        for j in range(first, min(n, first + BATCH)):
             stamp = datetime.fromtimestamp((t_base + (j // n_sensors) * MINUTE) / 1e6,
                                            timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
             batch.setdefault(f"s{j % n_sensors:04d}", []).append([stamp, 10.0 + j % 50])
@@ -153,7 +159,7 @@ def main() -> None:
     work.chmod(0o755)
     db = None
     try:
-        cat = catalogue(work, args.sensors)
+        cat = catalogue(work / "catalogue", args.sensors, ("observations",))
         env = dict(os.environ, OUP_DATA_DIR=str(work / "data"), OUP_CATALOG_DIR=str(cat),
                    OUP_LOG_LEVEL="WARNING", OUP_API_KEYS_FILE=str(work / "keys.yml"))
         env.pop("OUP_DATABASE_URL", None)
@@ -194,22 +200,26 @@ def main() -> None:
                     "%Y-%m-%dT%H:%M:%SZ")
                 window.append({"sid": f"s{rng.randrange(args.sensors):04d}", "params": {
                     "$filter": f"phenomenonTime ge {iso(start)} and phenomenonTime lt "
-                               f"{iso(start + 120 * MINUTE)}", "$top": "100"}})
-            p50, p99 = timed(url, window,
-                             lambda q: f"{url}/sta/v1.1/Datastreams('{q['sid']}')/Observations")
-            print(f"Datastreams(id)/Observations, a time window, $top=100: "
-                  f"p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+                               f"{iso(start + 120 * MINUTE)}", "$orderby": "phenomenonTime",
+                    "$top": "100"}})
+            p50, p99, cpu = timed(url, window, lambda q: f"{url}/sta/v1.1/Datastreams("
+                                  f"'{q['sid']}')/Observations", server.pid)
+            print(f"Datastreams(id)/Observations, a time window, $orderby=phenomenonTime, "
+                  f"$top=100: p50 {p50:.1f} ms, p99 {p99:.1f} ms; server CPU {cpu:.2f} ms "
+                  f"a request; load {load()}")
             latest = [{"params": {"$expand": "Datastreams($expand=Observations($top=1;"
                                              "$orderby=phenomenonTime desc))"}}] * max(
                 50, args.queries // 5)
-            p50, p99 = timed(url, latest, lambda q: f"{url}/sta/v1.1/Things")
+            p50, p99, cpu = timed(url, latest, lambda q: f"{url}/sta/v1.1/Things", server.pid)
             print(f"Things?$expand=Datastreams($expand=Observations($top=1;$orderby="
-                  f"phenomenonTime desc)) (100 things): p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+                  f"phenomenonTime desc)) (100 things): p50 {p50:.1f} ms, p99 {p99:.1f} ms; "
+                  f"server CPU {cpu:.2f} ms a request")
             http = create_rate(url, key, args.sensors, args.create)
         finally:
             server.terminate()
             server.wait(30)
-        print(f"CreateObservations (data arrays of 500): {http:,.0f} readings/s")
+        print(f"CreateObservations (data arrays of {BATCH:,}): {http:,.0f} readings/s; "
+              f"load {load()}")
         from iot_ingest.broker import BrokerProcess
         from iot_ingest.mqtt import Broker
         from oup.store import open_observation_store
@@ -227,7 +237,7 @@ def main() -> None:
         finally:
             broker_proc.stop()
         print(f"oup ingest (MQTT, same readings): {mqtt:,.0f} readings/s; "
-              f"data arrays / MQTT = {http / mqtt:.2f}x")
+              f"data arrays / MQTT = {http / mqtt:.2f}x; load {load()}")
     finally:
         if db is not None:
             db.stop()

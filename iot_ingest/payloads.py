@@ -71,7 +71,8 @@ def _json(raw: bytes):
         raise PayloadError(f"not JSON: {str(exc)[:80]}") from None
 
 
-def _single(doc, sensor_id: str) -> Observation:
+def single(doc, sensor_id: str) -> Observation:
+    """One reading ({phenomenonTime, result, resultTime}) of ``sensor_id``, parsed."""
     if not isinstance(doc, dict):
         raise PayloadError("expected a JSON object")
     if "phenomenonTime" not in doc or "result" not in doc:
@@ -95,12 +96,12 @@ def decode(topic: str, raw: bytes, fmt: str | None = None) -> list[Observation]:
         m = _FLAT.match(topic)
         if not m:
             raise PayloadError(f"topic {topic[:80]!r} names no sensor")
-        return [_single(_json(raw), m.group(1))]
+        return [single(_json(raw), m.group(1))]
     if fmt == "sensorthings":
         m = _STA.match(topic)
         if not m:
             raise PayloadError(f"topic {topic[:80]!r} names no datastream")
-        return [_single(_json(raw), m.group(1).strip("'"))]
+        return [single(_json(raw), m.group(1).strip("'"))]
     if fmt == "senml":
         return _senml(_json(raw))
     if fmt == "tts":

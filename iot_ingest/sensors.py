@@ -6,6 +6,7 @@ message is a dead letter with the reason (replayable once the catalogue knows be
 """
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from oup.store import FeatureStore, Query, StoreError
 
 from oup.sensors.observations import DeadLetter, Observation, SensorHome
 
-from .payloads import PayloadError, decode
+from .payloads import PayloadError, decode, single
 
 RELOAD_INTERVAL = 5.0  # seconds between re-reads when an unknown sensor appears
 
@@ -102,6 +103,17 @@ class SensorRegistry:
             return DeadLetter(topic, payload, str(exc))
         why = self.check(obs)
         return obs if why is None else DeadLetter(topic, payload, why)
+
+    def decode_reading(self, topic: str, sensor_id: str, doc) -> list[Observation] | DeadLetter:
+        """A reading of ``sensor_id`` parsed already (from an HTTP body), checked as
+        ``decode`` checks the message on ``topic`` that would carry it; a dead letter
+        keeps it as that message's payload."""
+        try:
+            obs = [single(doc, sensor_id)]
+        except PayloadError as exc:
+            return DeadLetter(topic, json.dumps(doc).encode(), str(exc))
+        why = self.check(obs)
+        return obs if why is None else DeadLetter(topic, json.dumps(doc).encode(), why)
 
     def tables(self, sensor_ids) -> dict[str, SensorHome]:
         """Where each sensor's latest value goes, and what its change events carry."""

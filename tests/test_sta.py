@@ -206,7 +206,8 @@ def test_bad_paths(server, path, status):
 def test_bad_bodies_are_400(server, writer):
     url = f"{server}/sta/v1.1/Observations"
     ds = {"@iot.id": "aq-statenweg-no2"}
-    for body, says in (("not json", "not JSON"), ([], "one Observation"),
+    for body, says in (("not json", "not JSON"), ("[" * 100_000, "not JSON"),
+                       ([], "one Observation"),
                        ({"result": 1, "Datastream": ds, "colour": "red"}, "colour"),
                        ({"Datastream": ds}, "result is required"),
                        ({"result": "high", "Datastream": ds, "phenomenonTime":
@@ -279,3 +280,77 @@ def test_a_refused_reading_is_a_dead_letter_with_its_reason(server, writer, env)
     assert any(d["topic"] == "ingest/v1.1/Datastreams('aq-statenweg-pm25')/Observations"
                and "outside" in d["reason"] and b"2035-05-05T05:05:05Z" in bytes(d["payload"])
                for d in dead)
+
+
+def _listing(url: str, params: dict | None) -> list[dict]:
+    """Every page of a listing, by @iot.nextLink (bounded)."""
+    pages = []
+    for _ in range(50):
+        r = requests.get(url, params=params, timeout=30)
+        assert r.status_code == 200, r.text
+        pages.append(r.json())
+        url, params = pages[-1].get("@iot.nextLink"), None
+        if url is None:
+            return pages
+    raise AssertionError("more than 50 pages")
+
+
+def _from_arrays(pages: list[dict]) -> list[tuple[str, dict]]:
+    """The observations of data array pages as (datastream link, {component: value})."""
+    out = []
+    for page in pages:
+        for group in page["value"]:
+            assert group["dataArray@iot.count"] == len(group["dataArray"])
+            out += [(group["Datastream@iot.navigationLink"], dict(zip(group["components"], row)))
+                    for row in group["dataArray"]]
+    return out
+
+
+def test_data_arrays_read_back_as_the_listing_reads(server, writer):
+    base = f"{server}/sta/v1.1"
+    sensors = ["aq-statenweg-no2", "aq-pleinweg-no2", "aq-schiedamsevest-pm10"]
+    t = datetime(2043, 4, 1, tzinfo=timezone.utc)  # (a year no other test writes)
+    body = [{"Datastream": {"@iot.id": s}, "components": ["phenomenonTime", "result"],
+             "dataArray": [[_iso(t + timedelta(minutes=3 * i + k)), float(10 * k + i)]
+                           for i in range(4)]} for k, s in enumerate(sensors)]
+    r = requests.post(f"{base}/CreateObservations", json=body, headers=writer, timeout=30)
+    assert r.status_code == 201 and "error" not in r.json(), r.text
+    window = f"phenomenonTime ge {_iso(t)} and phenomenonTime lt {_iso(t + timedelta(days=1))}"
+    # all three datastreams, interleaved by time, three a page: grouped per datastream
+    # within a page, the same observations in the same order as the JSON listing
+    for path, q in (("Observations", {"$orderby": "phenomenonTime"}),
+                    (f"Datastreams('{sensors[1]}')/Observations",
+                     {"$orderby": "result desc"}),
+                    ("Observations", {"$orderby": "result", "$select": "result,id"})):
+        q = {"$filter": window, "$top": "3", "$count": "true", **q}
+        arrays = _listing(f"{base}/{path}", {**q, "$resultFormat": "dataArray"})
+        # the JSON listing, each observation with its datastream (expanded)
+        plain = _listing(f"{base}/{path}", {**q, "$expand": "Datastream($select=id)"})
+        assert len(arrays) == len(plain) > 1
+        assert [p["@iot.count"] for p in arrays] == [p["@iot.count"] for p in plain] == [
+            12 if path == "Observations" else 4] * len(plain)
+        fields = q.get("$select", "id,phenomenonTime,result,resultTime").split(",")
+        expected = []
+        for page in plain:  # a page's observations grouped by datastream, first come first
+            groups: dict = {}
+            for o in page["value"]:
+                groups.setdefault(o["Datastream"]["@iot.id"], []).append(
+                    {f: o["@iot.id" if f == "id" else f] for f in fields})
+            expected += [(f"{base}/Datastreams('{d}')", row) for d, rows in groups.items()
+                         for row in rows]
+        assert _from_arrays(arrays) == expected
+    assert any(c.endswith("/data-array/data-array") for c in requests.get(
+        base, timeout=30).json()["serverSettings"]["conformance"])
+
+
+@pytest.mark.parametrize("path, query, says", [
+    ("Things", {"$resultFormat": "dataArray"}, "set of Observations"),
+    ("Datastreams('aq-statenweg-no2')", {"$resultFormat": "dataArray"}, "set of Observations"),
+    ("Observations", {"$resultFormat": "csv"}, "$resultFormat takes dataArray"),
+    ("Observations", {"$resultFormat": "dataArray", "$expand": "Datastream"}, "$expand does"),
+    ("Observations", {"$resultFormat": "dataArray", "$select": "Datastream"}, "not Datastream"),
+    ("Observations", {"$expand": "Datastream($resultFormat=dataArray)"}, "unknown query"),
+])
+def test_result_format_is_for_sets_of_observations(server, path, query, says):
+    r = requests.get(f"{server}/sta/v1.1/{path}", params=query, timeout=30)
+    assert r.status_code == 400 and says in r.json()["detail"], r.text

@@ -102,7 +102,8 @@ class Gate:
             return "", 204
         _join_repeated(request, "properties")
         m = _COLLECTION_PATH.match(request.path)
-        cid = m.group(1) if m and m.group(1) in self.catalog.collections else None
+        cid = m.group(1) if m and m.group(1) in self.catalog.collections else \
+            self.routes.shown(request.path)
         try:
             g.identity = self.auth.identify(request.headers)
         except AuthError as exc:
@@ -114,7 +115,7 @@ class Gate:
         if cid is not None:
             g.cid = cid
             if cid not in g.visible:  # invisible, not forbidden: it does not exist here
-                raise NotFound(f"no collection {cid!r}")
+                raise NotFound(f"no collection {cid!r}" if m else f"nothing at {request.path}")
         if self.scenario_check is not None and "scenario" in request.args:
             self.scenario_check(g.identity, request.args["scenario"], cid)
         call = self.routes.resolve(request.method, request.path, request.args,

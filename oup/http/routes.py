@@ -132,6 +132,10 @@ class Endpoint:
     # who may call it, beyond seeing the collection (a collection one may not see is a
     # 404 on every path, before any endpoint is asked): raises Unauthorized or Forbidden
     access: Callable[[Call], None] | None = None
+    # the collection whose rows it answers, when its path does not name it (the sensors
+    # behind /sta): one who may not see it gets a 404 on every path and method, before
+    # anything else is checked, as at /collections/{collectionId}
+    shows: str | None = None
     any_query: bool = False  # static files: a query string (cache busting) is ignored
     # the media types of the body it takes (POST, PUT, PATCH); another one is a 415
     consumes: tuple[str, ...] = ()
@@ -193,6 +197,11 @@ class Routes:
             if m := regex.match(path):
                 return methods, m.groupdict()
         return None
+
+    def shown(self, path: str) -> str | None:
+        """The collection the endpoints at ``path`` answer from, if they declare one."""
+        found = self.match(path)
+        return next((e.shows for e in found[0].values() if e.shows), None) if found else None
 
     def streamed(self, path: str) -> bool:
         """Whether ``path`` is an endpoint the ASGI part answers itself (a stream)."""

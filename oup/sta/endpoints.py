@@ -1,8 +1,10 @@
 """SensorThings API 1.1 at ``/sta/v1.1``, over the sensors and their observations.
 
 Reading: every entity set, entity, navigation path, property and ``$ref``, with the
-query options in SQL (``oup.sta.service``, ``oup.store.sta_sql``). The sensors collection
-must be visible to the caller: otherwise every path here is a 404, as its items are.
+query options in SQL (``oup.sta.service``, ``oup.store.sta_sql``). One stream collection
+is served (the public one, if there is one); it must be visible to the caller: otherwise
+every path and method here is a 404 before anything else is looked at, as its items are
+(``Endpoint.shows``). The sensors of another stream collection are not here at all.
 
 Creating observations (``POST Observations``, ``POST Datastreams(id)/Observations``,
 ``POST CreateObservations`` with data arrays) takes the MQTT reading's path: the
@@ -30,16 +32,19 @@ from oup.store.base import StoreBusy
 from oup.store.sta_sql import BY_PLURAL, ENTITIES, SensorTable, StaSql
 
 ROOT = "/sta/v1.1"
-OPTIONS = ("$filter", "$expand", "$select", "$orderby", "$top", "$skip", "$count")
+OPTIONS = ("$filter", "$expand", "$select", "$orderby", "$top", "$skip", "$count",
+           "$resultFormat")
 JSON = (Format("json", "application/json"),)
 CONFORMANCE = [
     "http://www.opengis.net/spec/iot_sensing/1.1/req/datamodel",
     "http://www.opengis.net/spec/iot_sensing/1.1/req/resource-path/resource-path-to-entities",
     "http://www.opengis.net/spec/iot_sensing/1.1/req/request-data",
+    # observations read ($resultFormat=dataArray) and created (CreateObservations) as arrays
+    "http://www.opengis.net/spec/iot_sensing/1.1/req/data-array/data-array",
 ]
 # (not claimed, as they hold only in part: create-update-delete, as only observations are
-# created; data-array, as answers do not come as data arrays; the MQTT classes, as sensors
-# send below ingest/ and only observations are told. serverSettings says what there is.)
+# created; the MQTT classes, as sensors send below ingest/ and only observations are
+# told. serverSettings says what there is.)
 KEPT = ("phenomenonTime", "result", "resultTime")
 INGESTER = "sta-http"  # the counters' name for observations created over HTTP
 def _problems(*codes: str) -> dict:
@@ -62,7 +67,11 @@ class SensorThings:
         self.catalog, self.store = catalog, store
         self.base = base_url.rstrip("/")
         self.observations, self.registry = observations, registry
-        self.sensors = next((c for c in catalog if c.stream), None)
+        streams = [c for c in catalog if c.stream]
+        # one stream collection is served: the public one if there is one (a restricted
+        # one that sorts first must neither take the service from it nor be shown with it)
+        self.sensors = next((c for c in streams if c.id in catalog.public),
+                            streams[0] if streams else None)
         self.kept = next((c for c in catalog if self.sensors is not None
                           and c.observations_of == self.sensors.id), None)
         self._entities: Entities | None = None
@@ -85,7 +94,7 @@ class SensorThings:
             return []
         opts = tuple(Param(o, f"SensorThings query option {o}") for o in OPTIONS)
         ident = Param("id", "the entity's id: a number, or a 'quoted string'", where="path")
-        common = dict(tag="sensorthings", formats=JSON, access=self._visible)
+        common = dict(tag="sensorthings", formats=JSON, shows=self.sensors.id)
         out = [Endpoint(ROOT, "The SensorThings service root: entity sets and the "
                         "conformance classes implemented", self.root, operation="staRoot",
                         **common)]
@@ -133,13 +142,6 @@ class SensorThings:
                      responses={**ANY, **READ}, **common),
         ]
         return out
-
-    def _visible(self, call: Call) -> None:
-        from flask import g
-
-        if self.sensors.id not in call.visible:
-            raise NotFound(f"nothing at {ROOT}")  # the sensors one may not see are not here
-        g.cid = self.sensors.id  # what the gate audits (a restricted collection) is this one
 
     # -- reading --------------------------------------------------------------------------
     def root(self, call: Call):
@@ -189,8 +191,8 @@ class SensorThings:
             raise UnsupportedMediaType(f"send JSON, not {call.request.mimetype}")
         try:
             return json.loads(call.request.get_data() or b"null")
-        except ValueError as exc:
-            raise BadRequest(f"the body is not JSON: {exc}") from None
+        except (ValueError, RecursionError) as exc:  # (nested a thousand deep: not JSON here)
+            raise BadRequest(f"the body is not JSON: {str(exc)[:120]}") from None
 
     def _datastream(self, ref, where: str) -> str:
         if not isinstance(ref, dict) or "@iot.id" not in ref:
@@ -207,8 +209,9 @@ class SensorThings:
             if d not in found:
                 raise NotFound(f"no Datastream {key_text(d)}")
 
-    def _reading(self, doc: dict, datastream: str) -> tuple[str, bytes]:
-        """A reading as an MQTT message of the SensorThings format: (topic, payload)."""
+    def _reading(self, doc: dict, datastream: str) -> tuple[str, str, dict]:
+        """A reading as the MQTT message of the SensorThings format that would carry it:
+        (its topic, the datastream, the payload's document)."""
         foi = doc.get("FeatureOfInterest")
         if foi is not None and (not isinstance(foi, dict) or str(foi.get("@iot.id"))
                                 != datastream):
@@ -217,14 +220,15 @@ class SensorThings:
         reading = {k: doc[k] for k in KEPT if k in doc}
         if "phenomenonTime" not in reading:  # (SensorThings: the time it arrives)
             reading["phenomenonTime"] = iso_us(time.time_ns() // 1000)
-        return sta_ingest_topic(datastream), json.dumps(reading).encode()
+        return sta_ingest_topic(datastream), datastream, reading
 
-    def _write(self, messages: list[tuple[str, bytes]]):
-        """Decode, check and store the readings in one batch, as the ingester does; for
-        each: its observation's (sensor, time), or the reason it was not stored; and the
-        batch's result (the new observations' ids, the repeats)."""
+    def _write(self, messages: list[tuple[str, str, dict]]):
+        """Check and store the readings in one batch, as the ingester does (parsed once:
+        the body's JSON is not written and read again); for each: its observation's
+        (sensor, time), or the reason it was not stored; and the batch's result (the new
+        observations' ids, the repeats)."""
         registry = self.registry()
-        decoded = [registry.decode(topic, payload) for topic, payload in messages]
+        decoded = [registry.decode_reading(*m) for m in messages]
         sensors = {o.sensor_id for m in decoded if isinstance(m, list) for o in m}
         try:
             res = self.observations().write_batch(INGESTER, decoded, registry.tables(sensors))

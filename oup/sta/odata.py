@@ -238,10 +238,12 @@ class Options:
     top: int | None = None
     skip: int = 0
     count: bool = False
+    result_format: str | None = None  # "dataArray" (the Data Array extension), or as JSON
     raw: dict = field(default_factory=dict)  # as sent (an $expand's nextLink repeats them)
 
 
 MAX_TOP = 10_000
+DATA_ARRAY = "dataArray"
 
 
 def _int(value: str, option: str, limit: int) -> int:
@@ -278,9 +280,14 @@ def options(raw: dict[str, str], where: str = "") -> Options:
             if value not in ("true", "false"):
                 raise QueryError(f"{option} must be true or false, got {value!r}", option)
             o.count = value == "true"
+        elif name == "$resultFormat" and not where:  # (an answer's form, not an expansion's)
+            if value != DATA_ARRAY:
+                raise QueryError(f"{option} takes {DATA_ARRAY}, got {value!r}", option)
+            o.result_format = value
         else:
             raise QueryError(f"unknown query option {option!r}; SensorThings takes $filter, "
-                             "$expand, $select, $orderby, $top, $skip, $count", option)
+                             "$expand, $select, $orderby, $top, $skip, $count"
+                             + ("" if where else ", $resultFormat"), option)
     return o
 
 

@@ -5,11 +5,12 @@ applied in SQL (``oup.store.sta_sql``), the answer in the SensorThings JSON form
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import Callable
 from urllib.parse import urlencode
 
 from oup.errors import NotFound
 from oup.sensors.observations import iso_us
-from oup.sta.odata import Options, QueryError, Segment, options as parse_options, parse_path
+from oup.sta.odata import DATA_ARRAY, Options, QueryError, Segment, options as parse_options, parse_path
 from oup.store.sta_sql import BY_PLURAL, ENTITIES, Entity, Select, StaSql
 
 DEFAULT_TOP = 100
@@ -40,14 +41,17 @@ class Entities:
         if not segments:
             raise NotFound("no entity set named")
         opts = parse_options(raw)
-        entity, sel, single, prop = self._walk(segments)
+        entity, sel, single, prop, missing = self._walk(segments)
+        if opts.result_format is not None:
+            _arrays_fit(entity, single or prop is not None or suffix is not None, opts)
         if prop is not None:
-            return self._property(entity, sel, prop, suffix)
+            return self._property(entity, sel, prop, suffix, missing)
         if suffix == "$value":
             raise QueryError("$value follows a property (Things('x')/name/$value)")
         if single:
             rows = self._rows(entity, sel, opts, 1, 0)
             if not rows:
+                self._absent(missing)
                 raise NotFound(f"no such {entity.name} at {path}")
             if suffix == "$ref":
                 return {"@iot.selfLink": self.self_link(entity, rows[0]["_id"])}
@@ -55,6 +59,8 @@ class Entities:
         self._apply(entity, sel, opts)
         top = DEFAULT_TOP if opts.top is None else opts.top
         rows = self._rows(entity, sel, opts, top + 1, opts.skip, applied=True)
+        if not rows:
+            self._absent(missing)
         doc: dict = {}
         if opts.count:
             doc["@iot.count"] = self.sql.count(sel)
@@ -63,18 +69,26 @@ class Entities:
             doc["@iot.nextLink"] = _next(url, raw, opts.skip + top, top)
         if suffix == "$ref":
             doc["value"] = [{"@iot.selfLink": self.self_link(entity, r["_id"])} for r in rows]
+        elif opts.result_format == DATA_ARRAY:
+            doc["value"] = self._arrays(rows, opts)
         else:
             self._expand(entity, rows, opts)
-            doc["value"] = [self._render(entity, r, opts) for r in rows]
+            render = self._renderer(entity, opts)
+            doc["value"] = [render(r) for r in rows]
         return doc
 
     def existing(self, entity: Entity, keys: list) -> set:
-        """Which of ``keys`` are ids of ``entity`` (one statement per 500)."""
+        """Which of ``keys`` (text) are ids of ``entity``: PostgreSQL in one statement with
+        the keys as one array (a thousand parameters cost more to send and plan than the
+        look-up), SQLite in one per 500."""
+        id_sql = self.sql.id_sql(entity)
+        if self.sql.dialect.name == "postgresql":
+            sel = Select(entity, [f"{id_sql} = ANY(CAST(? AS text[]))"], [list(map(str, keys))])
+            return {r["_id"] for r in self.sql.fetch(sel, [], len(keys) + 1, 0)}
         found = set()
         for i in range(0, len(keys), 500):
             chunk = keys[i:i + 500]
-            sel = Select(entity, [f"{self.sql.id_sql(entity)} IN "
-                                  f"({', '.join('?' * len(chunk))})"], list(chunk))
+            sel = Select(entity, [f"{id_sql} IN ({', '.join('?' * len(chunk))})"], list(chunk))
             found |= {r["_id"] for r in self.sql.fetch(sel, [], len(chunk), 0)}
         return found
 
@@ -86,6 +100,7 @@ class Entities:
             raise NotFound(f"no entity set {first.name!r}; there are "
                            f"{', '.join(BY_PLURAL)}")
         sel = Select(entity)
+        missing = None  # (a parent not read, the 404 if it is not there)
         single = first.key is not None
         if single:
             self._key(entity, sel, first.key)
@@ -96,23 +111,36 @@ class Entities:
             link = entity.links.get(seg.name)
             if link is None:
                 if seg.key is None and i == len(segments) - 1:
-                    return entity, sel, True, seg.name
+                    return entity, sel, True, seg.name, missing
                 raise NotFound(f"{entity.name} has no {seg.name!r}; it links to "
                                f"{', '.join(entity.links)}")
-            parent = self.sql.fetch(sel, [], 1, 0)
-            if not parent:
-                raise NotFound(f"no such {entity.name} at "
-                               f"{'/'.join(s.name for s in segments[:i])}")
             child = ENTITIES[link[0]]
             column, key = self.sql.link_column(child, entity)
-            sel = Select(child, [f"{column} = ?"], [parent[0][key]])
+            where = f"no such {entity.name} at {'/'.join(s.name for s in segments[:i])}"
+            if i == 1 and entity.kind == "sensor" and key == "_sid":
+                # the link holds the id the path names (Datastreams('x')/Observations):
+                # whether that entity is there is asked only if nothing is found
+                missing = (sel, where)
+                value = str(first.key)
+            else:
+                parent = self.sql.fetch(sel, [], 1, 0)
+                if not parent:
+                    raise NotFound(where)
+                value = parent[0][key]
+            sel = Select(child, [f"{column} = ?"], [value])
             entity, single = child, not link[1]
             if seg.key is not None:
                 if single:
                     raise QueryError(f"{seg.name} is one entity: it takes no id")
                 self._key(entity, sel, seg.key)
                 single = True
-        return entity, sel, single, None
+        return entity, sel, single, None, missing
+
+    def _absent(self, missing) -> None:
+        """404 when a parent the path names is not there (asked once its children are
+        not found)."""
+        if missing is not None and not self.sql.fetch(missing[0], [], 1, 0):
+            raise NotFound(missing[1])
 
     def _key(self, entity: Entity, sel: Select, key) -> None:
         if entity.kind == "observation" and not isinstance(key, int):
@@ -122,13 +150,15 @@ class Entities:
         # number there is that text (PostgreSQL compares no text with a number)
         sel.params.append(key if entity.kind == "observation" else str(key))
 
-    def _property(self, entity: Entity, sel: Select, prop: str, suffix: str | None):
+    def _property(self, entity: Entity, sel: Select, prop: str, suffix: str | None,
+                  missing=None):
         props = self.sql.props(entity)
         names = [n for n in props if n == prop or n.startswith(prop + "/")]
         if not names or prop == "id":
             raise NotFound(f"{entity.name} has no property {prop!r}")
         rows = self.sql.fetch(sel, names, 1, 0)
         if not rows:
+            self._absent(missing)
             raise NotFound(f"no such {entity.name}")
         value = self._values(entity, rows[0], names).get(prop)
         if suffix == "$value":
@@ -197,9 +227,10 @@ class Entities:
                 by_key.setdefault(r[child_key], []).append(r)
             counts = self.sql.count_per_key(sel, column, keys) if many and sub.count and keys \
                 else {}
+            render = self._renderer(child, sub)
             for r in rows:
                 mine = by_key.get(r[key], [])
-                rendered = [self._render(child, c, sub) for c in mine[:top]]
+                rendered = [render(c) for c in mine[:top]]
                 if many:
                     r[("expanded", nav)] = rendered
                     if len(mine) > top:
@@ -211,43 +242,114 @@ class Entities:
                     r[("expanded", nav)] = rendered[0] if rendered else None
 
     # -- the answer ---------------------------------------------------------------------
+    def _arrays(self, rows: list[dict], opts: Options) -> list[dict]:
+        """Observations as data arrays, one per Datastream in the order it first comes
+        (the page's rows, its order within each)."""
+        entity = ENTITIES["Observation"]
+        components = _components(opts)
+        converters = self._converters(entity, [c for c in components if c != "id"])
+        groups: dict = {}
+        for r in rows:
+            values = _values(r, converters)
+            groups.setdefault(r["_sid"], []).append(
+                [r["_id"] if c == "id" else values[c] for c in components])
+        datastream = ENTITIES["Datastream"]
+        return [{"Datastream@iot.navigationLink": self.self_link(datastream, sid),
+                 "components": components, "dataArray@iot.count": len(array),
+                 "dataArray": array} for sid, array in groups.items()]
+
     def _values(self, entity: Entity, row: dict, names: list[str]) -> dict:
+        return _values(row, self._converters(entity, names))
+
+    def _converters(self, entity: Entity, names: list[str]) -> list[tuple]:
+        """Per property: (its name, the parts before and after a '/', the function that
+        makes its JSON value from the stored one, or None when it is that already)."""
         props = self.sql.props(entity)
-        out: dict = {}
+        out = []
         for name in names:
-            value, kind = row[name], props[name].type
-            if kind == "time":
-                value = iso_us(value)
-            elif kind == "geometry":
-                value = self.sql.geometry(value)
-            elif isinstance(value, datetime):  # a PostGIS timestamptz: the store's text form
-                value = value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+            kind = props[name].type
+            convert = {"time": iso_us, "geometry": self.sql.geometry, "string": _text}.get(kind)
             head, _, tail = name.partition("/")
-            if tail:
-                out.setdefault(head, {})[tail] = value
-            else:
-                out[name] = value
+            out.append((name, head, tail, convert))
         return out
 
     def _render(self, entity: Entity, row: dict, opts: Options) -> dict:
+        return self._renderer(entity, opts)(row)
+
+    def _renderer(self, entity: Entity, opts: Options) -> Callable[[dict], dict]:
+        """The function that writes a row of ``entity`` as JSON: what holds for every row
+        of an answer (the properties, their forms, the links) is worked out once."""
         sel = opts.select
-        doc: dict = {}
-        link = self.self_link(entity, row["_id"])
-        if sel is None or "id" in sel or "@iot.id" in sel:
-            doc["@iot.id"] = row["_id"]
-        if sel is None or "@iot.selfLink" in sel:
-            doc["@iot.selfLink"] = link
-        doc.update(self._values(entity, row, self._names(entity, opts)))
-        for nav in entity.links:
-            if ("expanded", nav) in row:
-                if ("count", nav) in row:
-                    doc[f"{nav}@iot.count"] = row[("count", nav)]
-                if ("next", nav) in row:
-                    doc[f"{nav}@iot.nextLink"] = row[("next", nav)]
-                doc[nav] = row[("expanded", nav)]
-            elif sel is None or nav in sel:
-                doc[f"{nav}@iot.navigationLink"] = f"{link}/{nav}"
-        return doc
+        with_id = sel is None or "id" in sel or "@iot.id" in sel
+        with_link = sel is None or "@iot.selfLink" in sel
+        converters = self._converters(entity, self._names(entity, opts))
+        navs = [nav for nav in entity.links]
+        linked = {nav for nav in navs if sel is None or nav in sel}
+        prefix = f"{self.root}/{entity.plural}("
+
+        def render(row: dict) -> dict:
+            doc: dict = {}
+            link = prefix + key_text(row["_id"]) + ")"
+            if with_id:
+                doc["@iot.id"] = row["_id"]
+            if with_link:
+                doc["@iot.selfLink"] = link
+            doc.update(_values(row, converters))
+            for nav in navs:
+                if ("expanded", nav) in row:
+                    if ("count", nav) in row:
+                        doc[f"{nav}@iot.count"] = row[("count", nav)]
+                    if ("next", nav) in row:
+                        doc[f"{nav}@iot.nextLink"] = row[("next", nav)]
+                    doc[nav] = row[("expanded", nav)]
+                elif nav in linked:
+                    doc[f"{nav}@iot.navigationLink"] = f"{link}/{nav}"
+            return doc
+
+        return render
+
+
+def _text(value):
+    """A text column's value; a PostGIS timestamptz in the store's text form."""
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return value
+
+
+def _values(row: dict, converters: list[tuple]) -> dict:
+    out: dict = {}
+    for name, head, tail, convert in converters:
+        value = row[name] if convert is None else convert(row[name])
+        if tail:
+            out.setdefault(head, {})[tail] = value
+        else:
+            out[name] = value
+    return out
+
+
+ARRAY_COMPONENTS = ("id", "phenomenonTime", "result", "resultTime")
+
+
+def _components(opts: Options) -> list[str]:
+    """A data array's columns: the ones $select names, in its order, else them all."""
+    if opts.select is None:
+        return list(ARRAY_COMPONENTS)
+    return list(dict.fromkeys("id" if n == "@iot.id" else n for n in opts.select))
+
+
+def _arrays_fit(entity: Entity, not_a_set: bool, opts: Options) -> None:
+    """400 for a $resultFormat=dataArray that has no data arrays to answer."""
+    if entity.name != "Observation" or not_a_set:
+        raise QueryError("$resultFormat=dataArray answers a set of Observations "
+                         "(Observations, Datastreams(id)/Observations, "
+                         "FeaturesOfInterest(id)/Observations), not this path", "$resultFormat")
+    if opts.expand:
+        raise QueryError("$expand does not go with $resultFormat=dataArray: a data array "
+                         "holds an observation's own properties", "$expand")
+    odd = [n for n in _components(opts) if n not in ARRAY_COMPONENTS]
+    if odd:
+        raise QueryError(f"$select with $resultFormat=dataArray takes "
+                         f"{', '.join(ARRAY_COMPONENTS)}, not {', '.join(odd)}", "$select")
 
 
 def _next(url: str, raw: dict[str, str], skip: int, top: int) -> str:
