@@ -301,6 +301,75 @@ DUTCH = {
         "als die aangeboden wordt. Staat de taal er niet tussen, dan geldt de taal van de "
         "header Accept-Language als die aangeboden wordt; zonder die header de standaardtaal "
         "van de server (hier: en of nl).",
+    # named scenarios, a job's result as a collection, the documentation site
+    'A feature of a 3D collection also has `oup:base` and `oup:top`: the heights of its ground and its top above the ETRS89 ellipsoid (metres), as 3D viewers place it.':
+        'Een object van een 3D-collectie heeft ook `oup:base` en `oup:top`: de hoogte van zijn voet en van zijn top boven de ETRS89-ellipsoïde (meter), zoals 3D-viewers het plaatsen.',
+    "A feature of a job's result":
+        'Eén object van het resultaat van een taak',
+    "A job's result as a temporary collection":
+        'Het resultaat van een taak als tijdelijke collectie',
+    'A page or file of the documentation':
+        'Een pagina of bestand van de documentatie',
+    'A scenario':
+        'Eén scenario',
+    "A style of a job's result (MapLibre style JSON): its areas in classes of the mapped statistic":
+        'Een stijl van het resultaat van een taak (MapLibre-stijl-JSON): de gebieden in klassen van de getoonde statistiek',
+    "A vector tile of a job's result":
+        'Eén vectortegel van het resultaat van een taak',
+    "A vector tileset of a job's result (TileJSON 3 with f=tilejson)":
+        'Eén vectortegelset van het resultaat van een taak (TileJSON 3 met f=tilejson)',
+    'Drop a scenario and what it proposes (its owner only)':
+        'Een scenario verwijderen met wat het voorstelt (alleen door de eigenaar)',
+    'Make a scenario: a named set of proposed changes layered over collections, never written into them':
+        'Een scenario maken: een benoemde set voorgestelde wijzigingen over collecties heen gelegd, nooit erin geschreven',
+    "The body: `title`, `collections` (the ones it proposes changes to) and `shared_with` (roles that may see it and write into it; default none). Changes go through the collections' write path with `?scenario={id}`.":
+        'De inhoud: `title`, `collections` (die waarvoor het wijzigingen voorstelt) en `shared_with` (rollen die het mogen zien en erin schrijven; standaard geen). Wijzigingen gaan via het schrijfpad van de collecties met `?scenario={id}`.',
+    'The documentation (guides, reference, architecture)':
+        'De documentatie (handleidingen, naslag, architectuur)',
+    "The features of a job's result":
+        'De objecten van het resultaat van een taak',
+    "The styles of a job's result":
+        'De stijlen van het resultaat van een taak',
+    "The vector tilesets of a job's result":
+        'De vectortegelsets van het resultaat van een taak',
+    'What a scenario proposes: a feature per change, its oup:collection and oup:change (added, changed, removed)':
+        'Wat een scenario voorstelt: een object per wijziging, met oup:collection en oup:change (added, changed, removed)',
+    'Your scenarios, and those shared with your roles':
+        "Uw scenario's, en die gedeeld met uw rollen",
+    "a collection to show and frame, with its own style: a job's result (job-{jobId}) too":
+        'een collectie om te tonen en in beeld te brengen, met haar eigen stijl: ook het resultaat van een taak (job-{jobId})',
+    'a feature':
+        'een object',
+    'a job id':
+        'het id van een taak',
+    'a page or file of the documentation site':
+        'een pagina of bestand van de documentatiesite',
+    "a page's folder, asked without its trailing slash: the same URL with it (the site's links are relative)":
+        'de map van een pagina, gevraagd zonder slash aan het eind: dezelfde URL met die slash (de links van de site zijn relatief)',
+    'a scenario (see /scenarios)':
+        'een scenario (zie /scenarios)',
+    'dropped':
+        'verwijderd',
+    'features per page (default 10)':
+        'objecten per pagina (standaard 10)',
+    'features to skip':
+        'over te slaan objecten',
+    'made; Location names it':
+        'gemaakt; Location noemt het',
+    'minx,miny,maxx,maxy (CRS84): the features that touch it':
+        'minx,miny,maxx,maxy (CRS84): de objecten die het raken',
+    "show this scenario's proposed changes too (see /scenarios)":
+        'ook de voorgestelde wijzigingen van dit scenario tonen (zie /scenarios)',
+    "the caller's own job only; anyone else: 404":
+        'alleen de eigen taak van de vrager; ieder ander: 404',
+    'the collection as this scenario (its id, see /scenarios) has it: its proposed changes layered over the collection; sign in (401), and a scenario not yours nor shared with your roles is a 404':
+        'de collectie zoals dit scenario (zijn id, zie /scenarios) haar heeft: de voorgestelde wijzigingen over de collectie heen gelegd; aanmelden is nodig (401), en een scenario dat niet van u is en niet met uw rollen gedeeld is, is een 404',
+    "the documentation's sources are missing or do not build":
+        'de bronnen van de documentatie ontbreken of zijn niet te bouwen',
+    'the job whose result it is':
+        'de taak waarvan het het resultaat is',
+    'write into this scenario (its id) instead of the collection: a proposed change, layered over it (see /scenarios)':
+        'in dit scenario (zijn id) schrijven in plaats van in de collectie: een voorgestelde wijziging, eroverheen gelegd (zie /scenarios)',
 }
 
 # texts that read the same in Dutch (formulas and names)
