@@ -267,7 +267,9 @@ def test_sun_and_shadow_reads_a_named_scenario_as_the_caller_sees_it(city, propo
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed "
                     "(make test installs it)")
-def test_viewer_and_map_show_the_scenario_with_it_and_not_without(city, proposal):
+def test_viewer_and_map_show_the_scenario_with_it_and_not_without(one_store, city, proposal):
+    # (the pages read /scenarios/{id}/changes and the tiles: the store's part, items and
+    # changes through a scenario, is tested on both stores above)
     changes = requests.get(f"{city.url}/scenarios/{proposal.id}/changes",
                            headers=city.key["planner"], timeout=30).json()["features"]
     places = []

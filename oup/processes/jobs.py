@@ -12,6 +12,7 @@ fails with that reason: never lost, never running for ever.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import uuid
@@ -20,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from oup.errors import NotFound
+from oup.errors import NotFound, Unavailable
 
 SCHEMA = "oup_jobs"  # PostgreSQL: where the queue and the jobs table are
 SCHEMA_PATH = f"-c search_path={SCHEMA}"
@@ -35,15 +36,33 @@ def database(url: str):
     if url.startswith("sqlite:///"):
         path = Path(url[len("sqlite:///"):])
         path.parent.mkdir(parents=True, exist_ok=True)
-        # WAL: the API's readers do not wait for a worker's write
-        return peewee.SqliteDatabase(path, pragmas={"journal_mode": "wal",
-                                                    "busy_timeout": 10000})
+        _write_ahead(path)
+        return peewee.SqliteDatabase(path, timeout=10, pragmas={"busy_timeout": 10000})
     from playhouse.db_url import connect
 
     # a schema of their own: huey's tables (task, schedule, ...) beside the collections'
     # could take a collection's name
     return connect(url, prefer_psycopg3=True,  # psycopg 3 is the store's driver
                    options=SCHEMA_PATH)
+
+
+def _write_ahead(path: Path) -> None:
+    """The queue's file in WAL mode (the API's readers do not wait for a worker's write),
+    switched once and kept by the file. Two server workers starting at once both switch
+    it, and SQLite refuses a switch while another connection has the file open, at once,
+    without waiting for the busy timeout: the second worker failed to start (seen in the
+    suite). So it is tried again, for at most ten seconds."""
+    import sqlite3
+
+    for _ in range(100):
+        try:
+            with contextlib.closing(sqlite3.connect(path, timeout=10)) as con:
+                if con.execute("PRAGMA journal_mode = wal").fetchone()[0] == "wal":
+                    return
+        except sqlite3.OperationalError:
+            pass
+        time.sleep(0.1)
+    raise Unavailable(f"the jobs queue {path} cannot be put in WAL mode: it stays locked")
 
 
 def _models(db):
