@@ -88,21 +88,23 @@ class Hub:
             self._tick()
 
     async def _follow(self) -> None:
+        # The one task every stream of this worker waits on: nothing may end it (a stream
+        # would then send its heartbeats and never another event)
         while True:
             try:
                 events = await asyncio.to_thread(self._follower.events_after, self.last, READ)
+                if events:
+                    self._add(events)
             except Exception:  # the database away for a moment: streams wait, none fail
                 LOG.exception("reading the event log; trying again")
                 await asyncio.sleep(1.0)
                 continue
-            if events:
-                self._add(events)
             if len(events) < READ:
                 await asyncio.sleep(self.poll)
 
     def _add(self, events: list[ChangeEvent]) -> None:
         for e in events:
-            self.recent.append((e.seq, e, self.encode(e)))
+            self.recent.append((e.seq, e, self._encoded(e)))
         while len(self.recent) > self.keep:
             self.floor = self.recent.popleft()[0]
         self.last = events[-1].seq
@@ -163,7 +165,17 @@ class Hub:
         """The events after ``seq`` (up to READ of them), from the log: for a stream that
         resumes from before what the hub holds (``held_after`` said None)."""
         events = await asyncio.to_thread(self._reader.events_after, seq, READ)
-        return [(e.seq, e, self.encode(e)) for e in events if e.seq <= self.last]
+        return [(e.seq, e, self._encoded(e)) for e in events if e.seq <= self.last]
+
+    def _encoded(self, e: ChangeEvent) -> bytes:
+        """``encode``, or nothing for an event that cannot be written: it is left out,
+        and the streams go on past it."""
+        try:
+            return self.encode(e)
+        except Exception:
+            LOG.exception("event %s (%s) cannot be written as an SSE event: left out",
+                          e.seq, e.type)
+            return b""
 
 
 class EventStreams:

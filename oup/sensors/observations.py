@@ -73,8 +73,9 @@ def iso_us(us: int | None) -> str | None:
     if us is None:
         return None
     seconds, fraction = divmod(us, 1_000_000)
-    # (the C library's calendar: a listing writes a few hundred of these per answer)
-    head = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    # (the C library's calendar: a listing writes a few hundred of these per answer; its
+    # fields, not strftime's %Y, which does not pad a year before 1000 to four digits)
+    head = "%04d-%02d-%02dT%02d:%02d:%02d" % time.gmtime(seconds)[:6]
     return f"{head}.{fraction:06d}Z" if fraction else head + "Z"
 
 
