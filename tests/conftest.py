@@ -318,6 +318,17 @@ def python(env: dict, code: str) -> str:
     return out.stdout
 
 
+def api_keys(env: dict, people: dict[str, list[str]], tag: str) -> dict[str, dict]:
+    """A key for each of ``people`` (name -> roles), made by ``oup keys add`` into
+    ``env``'s keys file (each name with ``tag``, so that modules sharing it do not
+    clash): name -> the header that signs in with it."""
+    made = {}
+    for name, roles in people.items():
+        out = oup(env, "keys", "add", f"{name}-{tag}", *[a for r in roles for a in ("--role", r)])
+        made[name] = {"X-API-Key": out.stdout.strip()}
+    return made
+
+
 @pytest.fixture(scope="session")
 def imported(env) -> dict:
     oup(env, "import", "--quiet")

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import requests
 
-from conftest import ROOT, oup, serving, wait_for
+from conftest import ROOT, api_keys, serving, wait_for
 
 JSON = {"Content-Type": "application/json"}
 ASYNC = {**JSON, "Prefer": "respond-async"}
@@ -66,12 +66,8 @@ def twin(imported):
     env = dict(imported, OUP_API_KEYS_FILE=str(keys), OUP_PROCESSES_FILE=str(processes),
                OUP_JOBS_STALE_SECONDS="1", OUP_JOBS_ATTEMPTS="2",
                PYTHONPATH=f"{ROOT / 'tests'}:{ROOT}")
-    made = {}
-    for name, roles in (("planner", ["planner"]), ("analyst", ["planner", "youth-care-analyst"]),
-                        ("steward", ["steward"]), ("visitor", [])):
-        out = oup(env, "keys", "add", f"{name}-{data.name}",
-                  *[a for r in roles for a in ("--role", r)])
-        made[name] = {"X-API-Key": out.stdout.strip()}
+    made = api_keys(env, {"planner": ["planner"], "analyst": ["planner", "youth-care-analyst"],
+                          "steward": ["steward"], "visitor": []}, data.name)
     with serving(env) as url:
         worker = WorkerProcess(env).start()
         try:

@@ -18,7 +18,7 @@ import requests
 import shapely
 from shapely.geometry import box, mapping, shape
 
-from conftest import ROOT, oup, serving, store_url
+from conftest import ROOT, api_keys, serving, store_url
 from test_processes import WorkerProcess
 from test_viewer import CHROMIUM
 
@@ -38,12 +38,8 @@ def city(imported):
     shutil.copy(imported["OUP_API_KEYS_FILE"], keys)
     env = dict(imported, OUP_API_KEYS_FILE=str(keys),
                OUP_PROCESSES_FILE=str(ROOT / "config" / "processes.yml"))
-    key = {}
-    for name, roles in (("planner", ["planner"]), ("other", ["planner"]),
-                        ("designer", ["urban-design"]), ("visitor", [])):
-        out = oup(env, "keys", "add", f"{name}-scenarios-{data.name}",
-                  *[a for r in roles for a in ("--role", r)])
-        key[name] = {"X-API-Key": out.stdout.strip()}
+    key = api_keys(env, {"planner": ["planner"], "other": ["planner"],
+                         "designer": ["urban-design"], "visitor": []}, f"scenarios-{data.name}")
     with serving(env) as url:
         worker = WorkerProcess(env).start()
         try:
