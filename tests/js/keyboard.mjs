@@ -46,9 +46,14 @@ await session(out, async (page) => {
     const map = window.oupMap.map, c = map.getCenter();
     return { lng: c.lng, lat: c.lat, zoom: map.getZoom() };
   });
-  // Enter: what is in the middle (the building /map opened on), in the attribute panel
+  // Enter: what is in the middle (the building /map opened on), in the attribute panel.
+  // Only what is drawn can be picked, so first wait for the map's tiles (a busy machine
+  // draws them seconds after the style is ready), then for the pick itself.
+  await page.waitForFunction(() => window.oupMap.map.loaded() && window.oupMap.map.areTilesLoaded(),
+                             null, { timeout: 60_000, polling: 250 }).catch(() => null);
   await page.keyboard.press("Enter");
-  await page.waitForTimeout(500);
+  await page.waitForFunction(() => window.oupMap.picked !== null, null, { timeout: 10_000 })
+    .catch(() => null);
   m.picked = await page.evaluate(() => window.oupMap.picked);
   m.attributes = await page.evaluate(() => document.getElementById("attributes").textContent);
   m.before = await view();
