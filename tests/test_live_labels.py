@@ -115,7 +115,9 @@ def _latencies(out: dict, published: dict, name: str, env: dict) -> dict:
 
 @pytest.mark.parametrize("page", ["viewer", "map"])
 def test_a_published_reading_shows_on_its_label_within_a_second(imported, broker, server,
-                                                                 page):
+                                                                 page, request):
+    if page == "viewer":  # the store's part is the map's too, on both stores
+        request.getfixturevalue("one_store")
     # 20 readings 0.5 s apart: each its own ingest batch, its own event; values no label
     # showed before (each page its own), exact in binary so both languages print them alike
     values = [(1000.25 if page == "viewer" else 1500.25) + i for i in range(20)]
@@ -142,10 +144,11 @@ def _labels_sit_on_their_sensors(out: dict) -> None:
         assert 0 < lb["width"] <= lb["textWidth"] + 8 and lb["width"] < 400, lb
 
 
-def test_after_a_reconnect_the_map_misses_no_reading(imported, broker):
+def test_after_a_reconnect_the_map_misses_no_reading(imported, broker, one_store):
     """`oup catalog reload` restarts the server's workers, which ends every event stream;
     the page says it is reconnecting, the browser resumes from the last event it saw
-    (Last-Event-ID), and the readings published meanwhile all show, in order."""
+    (Last-Event-ID), and the readings published meanwhile all show, in order. (A resume
+    from each store's event log: test_event_delivery, on both.)"""
     values = [1700.25 + i for i in range(40)]  # over 10 s: the restart falls among them
     # a server of its own: `catalog reload` signals the server that started last on this
     # data folder, which the session's shared server need not be by now
