@@ -15,7 +15,9 @@ PAGES = ["/?f=html", "/collections?f=html", "/collections/buildings?f=html",
          "/collections/buildings/items?f=html", "/collections/buildings/items/17?f=html",
          "/collections/buildings/queryables?f=html", "/collections/catalog/items?f=html",
          "/collections/catalog/items/buildings?f=html", "/conformance?f=html",
-         "/openapi?f=html", "/map", "/viewer"]
+         "/openapi?f=html", "/map", "/viewer", "/tileMatrixSets?f=html",
+         "/collections/buildings/tiles?f=html", "/collections/buildings/tiles/WebMercatorQuad?f=html",
+         "/collections/kerncijfers/styles?f=html"]
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
                                 reason="Debian chromium is not installed (make test installs it)")

@@ -63,8 +63,10 @@ def test_every_text_of_the_pages_has_its_dutch():
     found = set()
     for file in files:
         with open(file, "rb") as f:
+            # (a text the page gets from its data, `_(entry['title'])`, is no literal:
+            # test_tile_pages finds such texts in Dutch)
             found |= {msg if isinstance(msg, str) else msg[0] for _, _, msg, _ in babel_extract(
-                f, ["_", "gettext"], [], {"extensions": "jinja2.ext.i18n"})}
+                f, ["_", "gettext"], [], {"extensions": "jinja2.ext.i18n"}) if msg}
     assert len(found) > 20
     assert found - set(DUTCH) == set()
 

@@ -15,7 +15,9 @@ and legend.
 from __future__ import annotations
 
 from oup.catalog import COLLECTION_FILE, Catalog, CatalogError, Collection
+from oup.tiles import pages
 from oup.tiles.glyphs import FONT
+from oup.http.doc_pages import HTML
 from oup.http.routes import Call, Endpoint, Format, Param
 from oup.languages import DEFAULT as DEFAULT_LANGUAGE
 from oup.languages import current
@@ -116,7 +118,16 @@ class Styles:
         return [self.layers[cid]], f"/collections/{cid}"
 
     def answer_listing(self, call: Call):
-        return json_response(self.listing(call.collection, call.visible))
+        doc = self.listing(call.collection, call.visible)
+        if call.format.key != "html":
+            return json_response(doc)
+        chosen, _ = self._chosen(call.collection, call.visible)
+        language = current()
+        legends = [(layer.collection.title.in_(language), collection_layers(
+                    layer.collection, "oup", self.order[layer.id], language)[0]["metadata"]
+                    ["oup:legend"]) for layer in sorted(chosen, key=lambda x: self.order[x.id])]
+        name = legends[0][0] if call.collection else None
+        return pages.styles(doc, legends, call.collection, name, self.base)
 
     def answer_style(self, call: Call):
         return json_response(self.style(call.collection, call.path["styleId"], call.visible,
@@ -169,7 +180,8 @@ def endpoints(styles: Styles) -> list[Endpoint]:
                              ("/collections/{collectionId}", "a collection", "")):
         layered = None if op else (lambda: list(styles.layers))
         out += [Endpoint(f"{prefix}/styles", f"The styles of {name}", styles.answer_listing,
-                         "styles", f"getStyles{op}", formats=(Format("json", "application/json"),),
+                         "styles", f"getStyles{op}",
+                         formats=(Format("json", "application/json"), HTML),
                          collections=layered),
                 Endpoint(f"{prefix}/styles/{{styleId}}", f"A style of {name} (MapLibre style JSON)",
                          styles.answer_style, "styles", f"getStyle{op}", params=(sid,),

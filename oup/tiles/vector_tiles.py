@@ -17,8 +17,11 @@ import hashlib
 from dataclasses import dataclass
 
 from oup.errors import NotFound
+from oup.http.doc_pages import HTML
 from oup.http.routes import Call, Endpoint, Format, Param
+from oup.languages import current
 from oup.tiles import matrix_sets as grids
+from oup.tiles import pages
 from oup.catalog import COLLECTION_FILE, Catalog, CatalogError, Collection
 from oup.store import FeatureStore, StoreError
 from oup.store.mvt import MAX_TILE_BYTES, TileQuery, import_stamp, tile_layer
@@ -110,10 +113,17 @@ class VectorTiles:
 
     def answer_tms(self, call: Call):
         tms = call.path.get("tileMatrixSetId")
-        return json_response(self.tile_matrix_set(tms) if tms else self.tile_matrix_sets())
+        if tms:
+            return json_response(self.tile_matrix_set(tms))
+        if call.format.key == "html":
+            return pages.tile_matrix_sets(self.tile_matrix_sets(), self.base)
+        return json_response(self.tile_matrix_sets())
 
     def answer_tilesets(self, call: Call):
         chosen, prefix = self._chosen(call)
+        if call.format.key == "html":
+            return pages.tilesets(self.tilesets(prefix, chosen), call.collection,
+                                  _name(call, chosen))
         return json_response(self.tilesets(prefix, chosen))
 
     def answer_tileset(self, call: Call):
@@ -121,7 +131,10 @@ class VectorTiles:
         if call.format.key == "tilejson":
             return json_response(self.tilejson(prefix, call.path["tileMatrixSetId"], chosen),
                                  TILEJSON)
-        return json_response(self.tileset(prefix, call.path["tileMatrixSetId"], chosen))
+        doc = self.tileset(prefix, call.path["tileMatrixSetId"], chosen)
+        if call.format.key == "html":
+            return pages.tileset(doc, call.collection, _name(call, chosen), self.base)
+        return json_response(doc)
 
     def answer_tile(self, call: Call):
         from flask import Response
@@ -248,6 +261,12 @@ class VectorTiles:
         return b"".join(parts)
 
 
+def _name(call: Call, chosen: list[Layer]) -> str | None:
+    """The title a page names: the collection's, in the request's language (None: the
+    dataset's tiles, every collection)."""
+    return chosen[0].collection.title.in_(current()) if call.collection and chosen else None
+
+
 def union_bbox(chosen: list[Layer]) -> list[float]:
     boxes = [layer.bbox for layer in chosen]
     return [min(b[0] for b in boxes), min(b[1] for b in boxes),
@@ -301,7 +320,7 @@ def endpoints(tiles: VectorTiles) -> list[Endpoint]:
     layered = lambda: list(tiles.layers)  # noqa: E731
     out = [
         Endpoint("/tileMatrixSets", "The tile matrix sets", tiles.answer_tms, "tiles",
-                 "getTileMatrixSets", formats=(json_doc,)),
+                 "getTileMatrixSets", formats=(json_doc, HTML)),
         Endpoint("/tileMatrixSets/{tileMatrixSetId}", "A tile matrix set (OGC TMS 2.0 JSON)",
                  tiles.answer_tms, "tiles", "getTileMatrixSet", params=(tms,),
                  formats=(json_doc,)),
@@ -311,12 +330,13 @@ def endpoints(tiles: VectorTiles) -> list[Endpoint]:
         suffix = f"_{op}" if op else ""
         out += [
             Endpoint(f"{prefix}/tiles", f"Vector tilesets of {name}", tiles.answer_tilesets,
-                     "tiles", f"getTilesets{suffix}", formats=(json_doc,),
+                     "tiles", f"getTilesets{suffix}", formats=(json_doc, HTML),
                      collections=layered if op == "" else None),
             Endpoint(f"{prefix}/tiles/{{tileMatrixSetId}}",
                      f"A vector tileset of {name} (TileJSON 3 with f=tilejson)",
                      tiles.answer_tileset, "tiles", f"getTileset{suffix}", params=(tms,),
-                     formats=(json_doc, tile_json), collections=layered if op == "" else None),
+                     formats=(json_doc, tile_json, HTML),
+                     collections=layered if op == "" else None),
             Endpoint(f"{prefix}/tiles/{{tileMatrixSetId}}/{{tileMatrix}}/{{tileRow}}/{{tileCol}}",
                      f"A vector tile of {name}", tiles.answer_tile, "tiles", f"getTile{suffix}",
                      params=(*address, Param("v", "any value: a client's own cache buster "
