@@ -191,6 +191,7 @@ class ScenarioLayers:
         # the collection's row of the feature now (a re-import numbers the rows anew)
         row = f"(SELECT c.{FID} FROM {quote(cid)} c WHERE c.{quote(key)} = {o}.{quote(key)})" \
             if key else FID
+        row += " AS _oup_tile_id"  # (a name of its own: ORDER BY names the row number)
         out = []
         for feature, (kind, row) in self._versions_of(
                 self.execute, meta, scenario_table(cid), f"{where} ORDER BY {FID}",
