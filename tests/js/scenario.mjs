@@ -90,11 +90,10 @@ await session(out, async (page) => {
   out.live.before = {};
   for (const p of livePlaces) out.live.before[p.name] = await layersAt(map, p);
   step("map read");
-  if (!(await openViewer(page, `${server}/viewer?scenario=${liveId}`))) {
-    throw new Error(await page.evaluate(() => oup.error));
-  }
-  await page.waitForFunction(() => oup.error || oup.scenario !== null, null,
-                             { timeout: 60_000, polling: 200 });
+  // (its blocks and hidden ids are what is looked at here: not its tiles, left loading)
+  await page.goto(`${server}/viewer?scenario=${liveId}`, { waitUntil: "load", timeout: 60_000 });
+  await page.waitForFunction(() => window.oup && (oup.error || oup.scenario !== null), null,
+                             { timeout: 120_000, polling: 200 });
   step("viewer open");
   const errors = await Promise.all([page.evaluate(() => oup.error), map.evaluate(() => oupMap.error)]);
   if (errors.some(Boolean)) throw new Error(errors.join("; "));
