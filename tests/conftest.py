@@ -180,7 +180,7 @@ def make_register(folder: Path) -> list[dict]:
 
 def make_plots(folder: Path) -> None:
     """An editable collection of its own for the write tests: polygons stored in RD New,
-    client ids, stewards write."""
+    client ids (an id field), stewards write, planners propose changes (scenarios)."""
     feats = [{"type": "Feature", "properties": {"name": f"plot {i}", "height": 3.5 + i,
                                                 "floors": i + 1, "code": f"P{i}"},
               "geometry": {"type": "Polygon", "coordinates": [[
@@ -196,7 +196,7 @@ def make_plots(folder: Path) -> None:
         "sources: [{path: plots.geojson, crs: EPSG:28992}]\nid_field: code\n"
         "search: [name, code]\n"
         "editable: {create: [steward], change: [steward], delete: [steward], "
-        "client_ids: true}\nhistory: {retention: P1Y}\n")
+        "client_ids: true}\nhistory: {retention: P1Y}\nscenarios: [planner]\n")
 
 
 @pytest.fixture(scope="session")

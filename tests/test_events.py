@@ -232,3 +232,21 @@ def test_a_feature_event_carries_what_changed_and_goes_to_the_features_topic():
     assert bare.data == {"collection": "meldingen", "id": 7}
     gone = feature_event("plots", "deleted", "P1", before, None)
     assert gone.data == {"collection": "plots", "id": "P1"}
+
+
+def test_a_scenario_event_names_its_scenario_and_is_never_public():
+    from oup.events import SCENARIO_CHANGED, feature_event, scenario_event
+
+    feature = {"type": "Feature", "id": "P1", "geometry": None,
+               "properties": {"name": "proposed", "oup:change": "changed"}}
+    e = scenario_event("plots", "s-1", "updated", "P1", feature)
+    assert e.type == SCENARIO_CHANGED and e.subject == "P1" and e.scenario == "s-1"
+    assert e.data == {"scenario": "s-1", "collection": "plots", "id": "P1", "kind": "updated",
+                      "feature": feature}
+    assert not e.is_public({"plots"}, {"plots"})  # a public collection: still not (MQTT)
+    # the city's own events are no scenario's, whatever their properties are called
+    city = feature_event("plots", "updated", "P1", None, {"properties": {"scenario": "s-1"}})
+    assert city.scenario is None and city.is_public({"plots"}, {"plots"})
+    # as the log gives it back (the data as stored)
+    again = ev.ChangeEvent(e.collection, e.type, e.subject, json.loads(json.dumps(e.data)))
+    assert again.scenario == "s-1" and not again.is_public({"plots"}, {"plots"})

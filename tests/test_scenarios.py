@@ -2,14 +2,19 @@
 worker: a planner makes one, writes into it through the collection's write path,
 reads the collection as the scenario has it (checked against the city as it is with
 the changes applied here, in Python), and the city itself does not change (its items,
-history and change events); who may (401, 403, 404 on every path); sun-and-shadow with
-a scenario id answers as with the same buildings given inline; and in real Chromium,
-/viewer and /map show the scenario's building with ?scenario= and not without."""
+history and change events); who may (401, 403, 404 on every path); each write into a
+scenario is an event on its own stream, for its readers alone (never on the city's
+streams); sun-and-shadow with a scenario id answers as with the same buildings given
+inline; and in real Chromium, /viewer and /map show the scenario's building with
+?scenario= and not without, follow writes into it without a reload, and leave out the
+city's feature a scenario changes in a collection with an id field."""
 from __future__ import annotations
 
 import json
 import shutil
 import subprocess
+import threading
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -39,7 +44,8 @@ def city(imported):
     env = dict(imported, OUP_API_KEYS_FILE=str(keys),
                OUP_PROCESSES_FILE=str(ROOT / "config" / "processes.yml"))
     key = api_keys(env, {"planner": ["planner"], "other": ["planner"],
-                         "designer": ["urban-design"], "visitor": []}, f"scenarios-{data.name}")
+                         "designer": ["urban-design"], "visitor": [], "steward": ["steward"]},
+                   f"scenarios-{data.name}")
     with serving(env) as url:
         worker = WorkerProcess(env).start()
         try:
@@ -50,17 +56,22 @@ def city(imported):
             worker.stop()
 
 
-def _open_ground(features: list[dict], size: float = 0.00015) -> shapely.Polygon:
-    """A square of open ground among the buildings (none within 20 m of it)."""
+def _open_ground(features: list[dict], size: float = 0.00015, nth: int = 0) -> shapely.Polygon:
+    """A square of open ground among the buildings (none within 20 m of it); the
+    ``nth`` found, none of them within 50 m of another."""
     shapes = shapely.STRtree([shape(f["geometry"]) for f in features])
     x0, y0, x1, y1 = shapely.total_bounds([shape(f["geometry"]) for f in features])
+    found: list[shapely.Polygon] = []
     for i in range(60):
         for j in range(60):
             x, y = x0 + (x1 - x0) * (i + 0.5) / 60, y0 + (y1 - y0) * (j + 0.5) / 60
             square = box(x, y, x + size, y + size)
             if not len(shapes.query(square.buffer(0.0003))) and len(
-                    shapes.query(square.buffer(0.0012))):  # open, yet among buildings
-                return square
+                    shapes.query(square.buffer(0.0012))) and not any(  # open, among buildings
+                    square.distance(f) < 0.0007 for f in found):
+                if len(found) == nth:
+                    return square
+                found.append(square)
     raise AssertionError("no open ground among the buildings")
 
 
@@ -235,6 +246,132 @@ def test_who_may_see_and_change_a_scenario(city, proposal):
                         timeout=30).status_code == 404
 
 
+def _scenario(city, title: str, collections: list[str]) -> str:
+    """A scenario of the planner's, shared with the designer's role: its id."""
+    r = requests.post(f"{city.url}/scenarios", headers={**JSON, **city.key["planner"]},
+                      json={"title": title, "collections": collections,
+                            "shared_with": ["urban-design"]}, timeout=30)
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+def _events(url: str, headers: dict, after: int, last=lambda e, got: False) -> list[dict]:
+    """The events (CloudEvents) a stream gives after event ``after``, up to the one
+    ``last(event, those so far)`` says is the last (60 s at most)."""
+    got, deadline = [], time.monotonic() + 60
+    with requests.get(url, params={"after": after}, headers=headers, stream=True,
+                      timeout=(10, 30)) as r:
+        assert r.status_code == 200, (url, r.text)
+        for line in r.iter_lines():
+            if line.startswith(b"data: "):
+                got.append(json.loads(line[6:]))
+                if last(got[-1], got):
+                    return got
+            if time.monotonic() > deadline:
+                break
+    raise AssertionError(f"{url}: the stream ended, or took over 60 s, after {got}")
+
+
+def _tile_id(city, cid: str, code: str, lon: float, lat: float) -> int:
+    """The id the vector tile at (lon, lat) gives collection ``cid``'s feature whose
+    ``code`` is ``code``, decoded here (mapbox-vector-tile)."""
+    import mapbox_vector_tile
+
+    from oup.tiles import matrix_sets as grids
+
+    t = grids.get("WebMercatorQuad").tile(lon, lat, 17)
+    data = requests.get(f"{city.url}/collections/{cid}/tiles/WebMercatorQuad/17/{t.y}/{t.x}",
+                        timeout=30).content
+    layer = mapbox_vector_tile.decode(data)[cid]["features"]
+    return next(f["id"] for f in layer if f["properties"]["code"] == code)
+
+
+def _a_plot(city) -> dict:
+    """A plot of the generated collection (an id field: ``code``), as it is."""
+    plots = requests.get(f"{city.url}/collections/plots/items", timeout=30).json()["features"]
+    return next(f for f in plots if f["properties"]["name"].startswith("plot "))
+
+
+def test_writes_into_a_scenario_are_events_for_its_readers_alone(city):
+    """Each write into a scenario is an event on /scenarios/{id}/events, carrying the
+    feature as /scenarios/{id}/changes has it, for the planner and the role it is shared
+    with; to others the stream is not there (401, 404), and none of these events is on
+    the city's streams (read up to a public event that came after them) or another
+    scenario's."""
+    from oup.store import open_observation_store
+
+    url, key, planner = city.url, city.key, city.key["planner"]
+    after = open_observation_store(store_url(city.env), schema=False).last_event()
+    sid, spare = _scenario(city, "Live plan", ["buildings", "plots"]), \
+        _scenario(city, "Another plan", ["buildings"])
+    block = {"type": "Feature", "geometry": mapping(_open_ground(city.live, nth=1)),
+             "properties": {"cityobject_id": "live-block", "height": 20.0, "ground_level": 0}}
+    made = requests.post(f"{url}{ITEMS}", params={"scenario": sid}, data=json.dumps(block),
+                         headers={**GEOJSON, **planner}, timeout=30)
+    assert made.status_code == 201, made.text
+    plot = _a_plot(city)
+    r = requests.patch(f"{url}/collections/plots/items/{plot['id']}", params={"scenario": sid},
+                       data=json.dumps({"properties": {"name": "plot, proposed"}}), timeout=30,
+                       headers={**planner, "Content-Type": "application/merge-patch+json"})
+    assert r.status_code == 200, r.text
+    r = requests.delete(f"{url}{ITEMS}/{made.json()['id']}", params={"scenario": sid},
+                        headers=planner, timeout=30)
+    assert r.status_code == 204, r.text
+    r = requests.post(f"{url}{ITEMS}", params={"scenario": spare}, data=json.dumps(block),
+                      headers={**GEOJSON, **planner}, timeout=30)
+    assert r.status_code == 201, r.text
+    # then a public event: a steward's plot, made and taken away again
+    marker = f"{url}/collections/plots/items/P-scenario-marker"
+    r = requests.put(marker, headers={**GEOJSON, **key["steward"]}, timeout=30, data=json.dumps(
+        {"type": "Feature", "geometry": mapping(box(4.43, 51.93, 4.4301, 51.9301)),
+         "properties": {"name": "marker", "code": "P-scenario-marker"}}))
+    assert r.status_code == 201, r.text
+    assert requests.delete(marker, headers=key["steward"], timeout=30).status_code == 204
+
+    stream = f"{url}/scenarios/{sid}/events"
+    three = lambda e, got: len(got) == 3  # noqa: E731
+    mine = _events(stream, planner, after, three)
+    assert _events(stream, key["designer"], after, three) == mine  # shared with their role
+    assert {e["type"] for e in mine} == {"oup.scenario.changed"}
+    assert [(e["data"]["kind"], e["data"]["id"], e["data"]["scenario"]) for e in mine] == [
+        ("created", made.json()["id"], sid), ("updated", plot["id"], sid),
+        ("deleted", made.json()["id"], sid)]
+    added, changed, gone = (e["data"]["feature"] for e in mine)
+    assert added["id"] == made.json()["id"] and added["properties"]["oup:change"] == "added"
+    assert shape(added["geometry"]).hausdorff_distance(shape(block["geometry"])) < 1e-7
+    assert added["properties"]["oup:top"] - added["properties"]["oup:base"] == \
+        pytest.approx(20.0)
+    assert "oup:tileId" not in added["properties"]  # (in no tile of the city's)
+    assert gone is None  # one it added, taken away: it no longer changes anything there
+    now = requests.get(f"{url}/scenarios/{sid}/changes", headers=planner,
+                       timeout=30).json()["features"]
+    assert now == [changed]  # what the events said is what the changes are
+    assert changed["properties"]["name"] == "plot, proposed"
+    # the plot's id in the city's vector tiles, decoded here: not its id (the code)
+    spot = shape(plot["geometry"]).representative_point()
+    assert changed["properties"]["oup:tileId"] == _tile_id(city, "plots", plot["id"],
+                                                           spot.x, spot.y) != plot["id"]
+    # another scenario's stream has its own write only
+    theirs = _events(f"{url}/scenarios/{spare}/events", planner, after, lambda e, got: True)
+    assert [e["data"]["scenario"] for e in theirs] == [spare]
+    # not there for others
+    for who, status in ((None, 401), ("other", 404), ("visitor", 404)):
+        r = requests.get(stream, headers=key[who] if who else {}, timeout=30)
+        assert r.status_code == status and r.headers["Content-Type"].startswith(
+            "application/problem+json"), (who, r.text)
+    # the city's streams, up to the marker's deletion (after every write above): no
+    # event of a scenario's, for the planner or anyone
+    marked = lambda e, got: e["type"] == "oup.feature.deleted" and \
+        e["subject"] == "P-scenario-marker"  # noqa: E731
+    for path, who in (("/events", {}), ("/events", planner),
+                      ("/collections/plots/events", planner)):
+        seen = _events(url + path, who, after, marked)
+        assert ("oup.feature.created", "P-scenario-marker") in [
+            (e["type"], e["subject"]) for e in seen]  # (the stream is the city's, read)
+        assert not [e for e in seen if e["type"] == "oup.scenario.changed"
+                    or sid in json.dumps(e) or spare in json.dumps(e)], seen
+
+
 def test_sun_and_shadow_reads_a_named_scenario_as_the_caller_sees_it(city, proposal):
     """The same proposed buildings, given inline and named by the scenario: the same
     answer."""
@@ -263,23 +400,79 @@ def test_sun_and_shadow_reads_a_named_scenario_as_the_caller_sees_it(city, propo
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed "
                     "(make test installs it)")
-def test_viewer_and_map_show_the_scenario_with_it_and_not_without(one_store, city, proposal):
-    # (the pages read /scenarios/{id}/changes and the tiles: the store's part, items and
-    # changes through a scenario, is tested on both stores above)
-    changes = requests.get(f"{city.url}/scenarios/{proposal.id}/changes",
-                           headers=city.key["planner"], timeout=30).json()["features"]
+def test_viewer_and_map_show_the_scenario_follow_it_live_and_not_without(one_store, city,
+                                                                         proposal):
+    # (the pages read /scenarios/{id}/changes, its events and the tiles: the store's
+    # part, items, changes and events of a scenario, is tested on both stores above)
+    planner = city.key["planner"]
+    changes = requests.get(f"{city.url}/scenarios/{proposal.id}/changes", headers=planner,
+                           timeout=30).json()["features"]
     places = []
     for f in changes:
         spot = shape(f["geometry"]).representative_point()
         places.append({"name": f["properties"]["oup:change"], "lon": spot.x, "lat": spot.y,
                        "top": f["properties"]["oup:top"]})
-    res = subprocess.run(["node", "scenario.mjs", city.url, city.key["planner"]["X-API-Key"],
-                          proposal.id, json.dumps(places)], cwd=ROOT / "tests" / "js",
-                         capture_output=True, text=True, timeout=600,
-                         env={"CHROMIUM": CHROMIUM, "PATH": "/usr/bin:/bin"})
-    assert res.returncode == 0, res.stderr
-    out = json.loads(res.stdout.strip().splitlines()[-1])
-    assert out["error"] is None and out["pageErrors"] == [], out
+    # a scenario that changes a plot (a collection with an id field), before the pages
+    # open; then, with them open, adds two buildings, drops one of them again and raises
+    # one of the city's: four writes, four events
+    live = _scenario(city, "Live on the pages", ["buildings", "plots"])
+    plot = _a_plot(city)
+    r = requests.patch(f"{city.url}/collections/plots/items/{plot['id']}",
+                       params={"scenario": live}, timeout=30,
+                       data=json.dumps({"properties": {"name": "plot, on the pages"}}),
+                       headers={**planner, "Content-Type": "application/merge-patch+json"})
+    assert r.status_code == 200, r.text
+    plot_spot = shape(plot["geometry"]).representative_point()
+    places.append({"name": "plot", "lon": plot_spot.x, "lat": plot_spot.y, "top": 45.0})
+    kept, dropped = _open_ground(city.live, nth=2), _open_ground(city.live, nth=3)
+    tall = sorted((f for f in city.live if f["properties"].get("height")),
+                  key=lambda f: f["properties"]["height"])
+    raised = tall[len(tall) // 4]
+    assert raised["id"] not in (proposal.raised["id"], proposal.removed["id"])
+    live_places = [{"name": name, "lon": at.x, "lat": at.y} for name, at in (
+        ("kept", kept.centroid), ("dropped", dropped.centroid),
+        ("raised", shape(raised["geometry"]).representative_point()), ("plot", plot_spot))]
+    steps = Path(city.env["OUP_DATA_DIR"]) / "scenario-browser.log"  # (its steps, timed)
+    with steps.open("w") as log:
+        node = subprocess.Popen(["node", "scenario.mjs", city.url, planner["X-API-Key"],
+                                 proposal.id, json.dumps(places), live,
+                                 json.dumps(live_places), "4"], cwd=ROOT / "tests" / "js",
+                                stdout=subprocess.PIPE, stderr=log, text=True,
+                                env={"CHROMIUM": CHROMIUM, "PATH": "/usr/bin:/bin"})
+    watchdog = threading.Timer(600, node.kill)  # (its own waits are bounded: a backstop)
+    watchdog.start()
+    try:
+        lines = []
+        for line in node.stdout:  # until the pages are open on the live scenario
+            lines.append(line)
+            if line.startswith('{"ready":'):
+                break
+        if lines and lines[-1].startswith('{"ready":'):
+            items = f"{city.url}{ITEMS}"
+            writes = [requests.post(items, params={"scenario": live}, timeout=30,
+                                    headers={**GEOJSON, **planner}, data=json.dumps(
+                                        {"type": "Feature", "geometry": mapping(square),
+                                         "properties": {"cityobject_id": name, "height": 25.0}}))
+                      for name, square in (("kept", kept), ("dropped", dropped))]
+            assert [w.status_code for w in writes] == [201, 201], [w.text for w in writes]
+            kept_id, dropped_id = (w.json()["id"] for w in writes)
+            assert requests.delete(f"{items}/{dropped_id}", params={"scenario": live},
+                                   headers=planner, timeout=30).status_code == 204
+            r = requests.patch(f"{items}/{raised['id']}", params={"scenario": live},
+                               timeout=30, headers={**planner, "Content-Type":
+                                                    "application/merge-patch+json"},
+                               data=json.dumps({"properties": {
+                                   "height": raised["properties"]["height"] + 10}}))
+            assert r.status_code == 200, r.text
+        lines += node.stdout.readlines()
+        node.wait(timeout=300)
+    finally:
+        watchdog.cancel()
+        node.kill()
+    assert node.returncode == 0, (lines, steps.read_text())
+    out = json.loads(lines[-1])
+    assert out["error"] is None and out["pageErrors"] == [], (json.dumps(out),
+                                                               steps.read_text())
     removed_id = proposal.removed["properties"]["cityobject_id"]
     raised_id = proposal.raised["properties"]["cityobject_id"]
     with_, without = out["viewer"]["with"], out["viewer"]["without"]
@@ -302,6 +495,24 @@ def test_viewer_and_map_show_the_scenario_with_it_and_not_without(one_store, cit
     assert {"id": proposal.removed["id"], "layer": "buildings-fill"} not in m_with["removed"]
     assert {"id": proposal.removed["id"], "layer": "buildings-fill"} in m_without["removed"]
     assert not layers(m_without["added"]) & {"scenario-fill", "buildings-fill"}
+    assert "plots-fill" in layers(m_without["plot"]), out["map"]  # the plot, as it is
+    # live: every write shown on both open pages, without a reload
+    before, after = out["live"]["before"], out["live"]["map"]
+    assert out["live"]["events"] == {"viewer": 4, "map": 4}, out["live"]
+    # the changed plot (id field: code) drawn once, the scenario's, from the start
+    assert "scenario-fill" in layers(before["plot"]) and "plots-fill" not in layers(
+        before["plot"]), before
+    assert not layers(before["kept"]) & {"scenario-fill", "buildings-fill"}, before
+    assert "buildings-fill" in layers(before["raised"]), before
+    assert "scenario-fill" in layers(after["kept"]), after
+    assert "scenario-fill" not in layers(after["dropped"]), after
+    assert "scenario-fill" in layers(after["raised"]) and "buildings-fill" not in layers(
+        after["raised"]), after
+    assert "plots-fill" not in layers(after["plot"]), after
+    viewer = out["live"]["viewer"]
+    assert sorted(viewer["shown"]) == sorted(f"scenario/buildings/{i}" for i in (kept_id,
+                                                                                 raised["id"]))
+    assert viewer["hidden"] == {"buildings": [raised["properties"]["cityobject_id"]]}
 
 
 def test_the_guides_example_runs_as_written(city):

@@ -582,6 +582,12 @@ def test_a_scenario_is_layered_over_a_collection_and_survives_a_reimport(store):
     assert [(f["id"], f["properties"]["oup:change"]) for f in sorted(
         store.scenario_changes("blocks", sid), key=lambda f: str(f["id"]))] == sorted(
         [("a", "changed"), ("b", "removed"), (new.fid, "added")], key=lambda c: str(c[0]))
+    # a map leaves out the collection's own copy by the id its tiles give it (decoded
+    # here): the row number, not the id field's value
+    in_tile = {props["name"]: tile_id for tile_id, props in tile.items()}
+    assert {f["id"]: f["properties"].get("oup:tileId") for f in store.scenario_changes(
+        "blocks", sid)} == {"a": in_tile["one"], "b": in_tile["two"], new.fid: None}
+    assert [f["id"] for f in store.scenario_changes("blocks", sid, fid="a")] == ["a"]
     # the collection: as it was
     assert _names(store) == {"a": "one", "b": "two"} and _tile(store) == tile
     assert [v["kind"] for v in store.history("blocks", "a")] == ["imported"]
@@ -597,5 +603,8 @@ def test_a_scenario_is_layered_over_a_collection_and_survives_a_reimport(store):
                          "colour": None},
                    new.fid: {"name": "three", "count": 3, "reporter": None, "code": new.fid,
                              "colour": None}}
+    in_tile = {props["name"]: tile_id for tile_id, props in _tile(store).items()}
+    assert {f["id"]: f["properties"].get("oup:tileId") for f in store.scenario_changes(
+        "blocks", sid)} == {"a": in_tile["one"], "b": in_tile["two"], new.fid: None}
     store.delete_scenario(sid)
     assert store.scenario(sid) is None and store.scenario_changes("blocks", sid) == []

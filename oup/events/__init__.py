@@ -10,6 +10,11 @@ nothing, for as long as the log keeps events (``OUP_EVENTS_RETENTION_HOURS``).
 On the wire an event is a CloudEvents 1.0 JSON event (structured mode), as the OGC API -
 Publish-Subscribe draft asks: ``id`` is the sequence number, ``source`` the collection's
 URL, ``subject`` the item (a sensor) or the collection.
+
+A write into a scenario is told too, as a ``oup.scenario.changed`` event carrying the
+scenario's id: the scenario is private to its owner and the roles it is shared with, so
+such an event is never public (no MQTT) and goes out on the scenario's own stream only
+(``/scenarios/{id}/events``), never on ``/events`` or a collection's.
 """
 from __future__ import annotations
 
@@ -31,6 +36,7 @@ FEATURE_REPLACED = "oup.feature.replaced"
 FEATURE_UPDATED = "oup.feature.updated"
 FEATURE_DELETED = "oup.feature.deleted"
 TILES3D_UPDATED = "oup.tiles3d.updated"
+SCENARIO_CHANGED = "oup.scenario.changed"
 FEATURE_TYPES = {"created": FEATURE_CREATED, "replaced": FEATURE_REPLACED,
                  "updated": FEATURE_UPDATED, "deleted": FEATURE_DELETED}
 TYPES = {
@@ -51,6 +57,13 @@ TYPES = {
     FEATURE_DELETED: "a feature was deleted through the API (DELETE); data: its id",
     TILES3D_UPDATED: "the 3D Tiles of a collection follow a write: data: the tiles made "
                      "again (content URIs), after they were replaced",
+}
+# The scenario streams' own (not in TYPES: /events never carries them)
+SCENARIO_TYPES = {
+    SCENARIO_CHANGED: "a write into the scenario (POST, PUT, PATCH or DELETE with "
+                      "?scenario=); data: the collection, the feature's id, the kind of "
+                      "write, and the feature as /scenarios/{id}/changes now has it (null "
+                      "when the scenario no longer changes it)",
 }
 # MQTT topic level per type: oup/events/collections/{id}/{kind}
 TOPIC_KINDS = {OBSERVATIONS_STORED: "observations", OBSERVATIONS_CORRECTED: "observations",
@@ -83,8 +96,16 @@ class ChangeEvent:
         return {**self.data.get("properties", {}), "type": self.type,
                 "subject": self.subject, "collection": self.collection}
 
+    @property
+    def scenario(self) -> str | None:
+        """The scenario the event tells of a write into (None: the city's own events)."""
+        return self.data.get("scenario") if self.type == SCENARIO_CHANGED else None
+
     def is_public(self, public: set[str], catalogue: set[str]) -> bool:
-        """Public now, or (a removed collection) public when it was removed."""
+        """Public now, or (a removed collection) public when it was removed; a
+        scenario's, never."""
+        if self.type == SCENARIO_CHANGED:
+            return False
         if self.collection in catalogue:
             return self.collection in public
         return self.data.get("classification") == "public"
@@ -140,6 +161,16 @@ def feature_event(collection: str, kind: str, fid: str, before: dict | None,
         if removed:
             data["removed"] = removed
     return ChangeEvent(collection, FEATURE_TYPES[kind], str(fid), data)
+
+
+def scenario_event(collection: str, scenario: str, kind: str, fid,
+                   change: dict | None) -> ChangeEvent:
+    """A write into ``scenario`` (``kind``: created, replaced, updated, deleted): what it
+    now proposes for feature ``fid`` (``change``, a feature of
+    ``/scenarios/{id}/changes``), or None when it leaves the feature as the city has it."""
+    return ChangeEvent(collection, SCENARIO_CHANGED, str(fid),
+                       {"scenario": scenario, "collection": collection, "id": fid,
+                        "kind": kind, "feature": change})
 
 
 def tiles3d_event(collection: str, rewritten: list[str], removed: list[str]) -> ChangeEvent:

@@ -8,7 +8,10 @@ and wakes the streams. A stream that resumes (``Last-Event-ID``, or ``?after=``)
 further back than the hub holds reads the log itself, then joins the hub.
 
 Access is that of every other path: a collection the caller may not see is a 404, and
-its events never reach them on ``/events`` either; non-public access is audited.
+its events never reach them on ``/events`` either; non-public access is audited. A
+scenario's events (the writes into it) go out on its own stream only,
+``/scenarios/{id}/events``, to those who may see the scenario (``oup.scenarios``: else
+401 or 404, as its other paths), and never on the city's streams.
 """
 from __future__ import annotations
 
@@ -183,9 +186,11 @@ class EventStreams:
 
     def __init__(self, hub: Hub, catalog: Catalog, auth: Authenticator, audit: AuditLog,
                  properties: Callable[[set[str]], set[str]], routes: Routes,
-                 problems: Problems):
+                 problems: Problems, scenario_of: Callable):
         self.hub, self.catalog, self.auth, self.audit = hub, catalog, auth, audit
         self.properties = properties  # collection ids -> the property names events carry
+        # (identity, scenario id) -> the scenario, if they may see it (else 401/404)
+        self.scenario_of = scenario_of
         self.routes, self.problems = routes, problems
         self.public = catalog.public
 
@@ -200,7 +205,7 @@ class EventStreams:
         try:
             call = self.routes.resolve(scope["method"], path, args, headers.get("Accept"),
                                        frozenset())
-            cid = call.collection
+            cid, sid = call.collection, call.path.get("scenarioId")
             try:
                 identity = self.auth.identify(headers)
             except AuthError as exc:
@@ -213,11 +218,14 @@ class EventStreams:
                 raise NotFound(f"no collection {cid!r}")
             scope_ids = visible if cid is None else {cid} | (
                 {self.catalog.collections[cid].derived_from} & visible - {None})
+            if sid is not None:  # (a blocking read of the store: off the event loop)
+                found = await asyncio.to_thread(self.scenario_of, identity, sid)
+                scope_ids, sid = visible & set(found["collections"]), found["id"]
             want, cursor = self._subscription(call.query, headers, scope_ids)
         except OUPError as exc:
             return await _answer(send, *self.problems.answer(exc, path), request_id)
         for c in sorted(scope_ids - self.public):
-            self.audit.write(identity.who, c, f"GET {_route(cid)}", 200, request_id)
+            self.audit.write(identity.who, c, f"GET {_route(cid, sid)}", 200, request_id)
         response = [(b"content-type", b"text/event-stream; charset=utf-8"),
                     (b"cache-control", b"no-store"), (b"x-accel-buffering", b"no"),
                     (b"x-request-id", request_id.encode())]
@@ -225,7 +233,7 @@ class EventStreams:
         await send({"type": "http.response.start", "status": 200, "headers": response})
         if scope["method"] == "HEAD":
             return await send({"type": "http.response.body", "body": b""})
-        await self._stream(send, receive, cursor, want, scope_ids)
+        await self._stream(send, receive, cursor, want, scope_ids, sid)
 
     def _subscription(self, query: dict, headers, scope_ids: set[str]) -> tuple[EventFilter, int]:
         """What the subscriber wants (checked against the declaration already), and the
@@ -244,13 +252,16 @@ class EventStreams:
                                "number", "after")
         return want, int(last)
 
-    def _allowed(self, event: ChangeEvent, scope_ids: set[str]) -> bool:
+    def _allowed(self, event: ChangeEvent, scope_ids: set[str], scenario: str | None) -> bool:
+        if event.scenario != scenario:  # the city's streams, or another scenario's
+            return False
         if event.collection in self.catalog.collections:
             return event.collection in scope_ids
-        return event.is_public(self.public, set(self.catalog.collections))  # removed
+        return scenario is None and event.is_public(  # removed
+            self.public, set(self.catalog.collections))
 
     async def _stream(self, send, receive, cursor: int, want: EventFilter,
-                      scope_ids: set[str]) -> None:
+                      scope_ids: set[str], scenario: str | None) -> None:
         hub, loop = self.hub, asyncio.get_running_loop()
         listening = _Listening(receive)
         hub.subscribers += 1
@@ -280,7 +291,8 @@ class EventStreams:
                 if batch:
                     cursor = batch[-1][0]
                     out = b"".join(data for _, e, data in batch
-                                   if self._allowed(e, scope_ids) and want.matches(e))
+                                   if self._allowed(e, scope_ids, scenario)
+                                   and want.matches(e))
                     if out:
                         await send({"type": "http.response.body", "body": out,
                                     "more_body": True})
@@ -336,7 +348,9 @@ def _common() -> Headers:
     return h
 
 
-def _route(cid: str | None) -> str:
+def _route(cid: str | None, sid: str | None = None) -> str:
+    if sid:
+        return "/scenarios/{scenarioId}/events"
     return "/collections/<path:collection_id>/events" if cid else "/events"
 
 
@@ -350,18 +364,21 @@ async def _answer(send, body: bytes, status: int, headers: dict, request_id: str
 
 
 def endpoints(catalog: Catalog) -> list[Endpoint]:
-    """``/events`` and ``/collections/{id}/events``: answered by ``EventStreams`` in the
-    ASGI part of the server, declared here with every other endpoint."""
+    """``/events``, ``/collections/{id}/events`` and ``/scenarios/{id}/events``: answered
+    by ``EventStreams`` in the ASGI part of the server, declared here with every other
+    endpoint."""
+    resume = (
+        Param("after", "resume after this event id (as Last-Event-ID)",
+              {"type": "string", "pattern": r"\d{0,18}", "description": "a whole number"}),
+        Param("Last-Event-ID", "resume after this event id", {"type": "integer", "minimum": 0},
+              "header"))
     params = (
         Param("sensor", "only these sensors (comma-separated ids)"),
         Param("type", "only these event types (comma-separated): " + ", ".join(TYPES)),
         Param("filter", "CQL2 (text or JSON) over the event's properties"),
         Param("filter-lang", "cql2-text or cql2-json",
               {"type": "string", "enum": ["cql2-text", "cql2-json"]}),
-        Param("after", "resume after this event id (as Last-Event-ID)",
-              {"type": "string", "pattern": r"\d{0,18}", "description": "a whole number"}),
-        Param("Last-Event-ID", "resume after this event id", {"type": "integer", "minimum": 0},
-              "header"))
+        *resume)
     sse = (Format("sse", "text/event-stream"),)
     more = {"401": {"description": "invalid credentials"}}
     described = ("a stream of CloudEvents 1.0 JSON events (Server-Sent Events: `id:` the "
@@ -372,4 +389,18 @@ def endpoints(catalog: Catalog) -> list[Endpoint]:
             Endpoint("/collections/{collectionId}/events", "Change events of a collection",
                      None, "events", "getEvents", params=params, formats=sse, responses=more,
                      description=described,
-                     collections=lambda: list(catalog.collections))]
+                     collections=lambda: list(catalog.collections)),
+            Endpoint("/scenarios/{scenarioId}/events", "Change events of a scenario: the "
+                     "writes into it", None, "scenarios", "getScenarioEvents",
+                     params=(Param("scenarioId", "a scenario (see /scenarios)", where="path"),
+                             *resume), formats=sse,
+                     responses={"401": {"$ref": "#/components/responses/401"}},
+                     description=SCENARIO_STREAM)]
+
+
+SCENARIO_STREAM = (
+    "a stream of CloudEvents 1.0 JSON events (Server-Sent Events: `id:` the event id, "
+    "`data:` the event), an `oup.scenario.changed` event per write into the scenario: "
+    "the collection, the feature's id, the kind of write, and the feature as "
+    "/scenarios/{scenarioId}/changes now has it (null when the scenario no longer changes "
+    "it). Only for those who may see the scenario; none of these reach /events.")

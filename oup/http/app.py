@@ -59,7 +59,8 @@ def create_app(settings: Settings | None = None):
                              auth=Authenticator(settings.jwks_file, settings.jwt_issuer,
                                                 settings.jwt_audience, settings.keys_file),
                              audit=AuditLog(settings.audit_log or settings.data_dir / "audit.log"),
-                             event_properties=lambda ids: _event_properties(fields_of, ids))
+                             event_properties=lambda ids: _event_properties(fields_of, ids),
+                             scenario_of=functools.partial(readable, store))
     own = own_endpoints(settings, catalog, store, shared, metrics,
                         lambda language: openapi_docs[language])
     tiles, writes, processes, mqtt_public = own.tiles, own.writes, own.processes, own.mqtt_public

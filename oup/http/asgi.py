@@ -77,7 +77,7 @@ def create_app(settings=None):
     HUBS.append(hub)
     oup.hub = hub  # /metrics counts its subscribers
     streams = EventStreams(hub, oup.catalog, oup.auth, oup.audit, oup.event_properties,
-                           oup.routes, oup.problems)
+                           oup.routes, oup.problems, oup.scenario_of)
     wsgi = WsgiBridge(flask, threads=settings.threads)
 
     async def app(scope, receive, send):

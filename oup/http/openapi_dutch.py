@@ -302,8 +302,12 @@ DUTCH = {
         "header Accept-Language als die aangeboden wordt; zonder die header de standaardtaal "
         "van de server (hier: en of nl).",
     # named scenarios, a job's result as a collection, the documentation site
-    'A feature of a 3D collection also has `oup:base` and `oup:top`: the heights of its ground and its top above the ETRS89 ellipsoid (metres), as 3D viewers place it.':
-        'Een object van een 3D-collectie heeft ook `oup:base` en `oup:top`: de hoogte van zijn voet en van zijn top boven de ETRS89-ellipsoïde (meter), zoals 3D-viewers het plaatsen.',
+    "A feature of a 3D collection also has `oup:base` and `oup:top`: the heights of its ground and its top above the ETRS89 ellipsoid (metres), as 3D viewers place it. One the collection has (changed or removed) has `oup:tileId`: its id in the collection's vector tiles, by which a map leaves it out.":
+        'Een object van een 3D-collectie heeft ook `oup:base` en `oup:top`: de hoogte van zijn voet en van zijn top boven de ETRS89-ellipsoïde (meter), zoals 3D-viewers het plaatsen. Een object dat de collectie heeft (gewijzigd of verwijderd) heeft `oup:tileId`: zijn id in de vectortegels van de collectie, waarmee een kaart het weglaat.',
+    'Change events of a scenario: the writes into it':
+        'Wijzigingsgebeurtenissen van een scenario: wat erin geschreven wordt',
+    "a stream of CloudEvents 1.0 JSON events (Server-Sent Events: `id:` the event id, `data:` the event), an `oup.scenario.changed` event per write into the scenario: the collection, the feature's id, the kind of write, and the feature as /scenarios/{scenarioId}/changes now has it (null when the scenario no longer changes it). Only for those who may see the scenario; none of these reach /events.":
+        'een stroom CloudEvents 1.0 JSON-gebeurtenissen (Server-Sent Events: `id:` de id van de gebeurtenis, `data:` de gebeurtenis), een `oup.scenario.changed`-gebeurtenis per schrijfactie in het scenario: de collectie, de id van het object, de soort schrijfactie, en het object zoals /scenarios/{scenarioId}/changes het nu heeft (null als het scenario het niet meer wijzigt). Alleen voor wie het scenario mag zien; geen ervan komt op /events.',
     "A feature of a job's result":
         'Eén object van het resultaat van een taak',
     "A job's result as a temporary collection":

@@ -15,6 +15,7 @@ import json
 from oup.errors import Forbidden, InvalidQuery, UnsupportedMediaType
 from oup.http.routes import Call, Endpoint, Format, Param
 from oup.scenarios import may_propose, readable, signed_in
+from oup.scenarios.changes import proposed
 
 JSON = (Format("json", "application/json"),)
 GEOJSON = (Format("json", "application/geo+json"),)
@@ -56,7 +57,10 @@ class Scenarios:
                      params=(sid,), formats=GEOJSON, **common,
                      description="A feature of a 3D collection also has `oup:base` and "
                                  "`oup:top`: the heights of its ground and its top above "
-                                 "the ETRS89 ellipsoid (metres), as 3D viewers place it."),
+                                 "the ETRS89 ellipsoid (metres), as 3D viewers place it. "
+                                 "One the collection has (changed or removed) has "
+                                 "`oup:tileId`: its id in the collection's vector tiles, "
+                                 "by which a map leaves it out."),
         ]
 
     @staticmethod
@@ -120,16 +124,9 @@ class Scenarios:
         from flask import jsonify
 
         found = readable(self.store, call.identity, call.path["scenarioId"])
-        features = []
-        for cid in found["collections"]:
-            if cid not in call.visible:  # shared with a role that may not see it
-                continue
-            coll = self.catalog[cid]
-            for f in self.store.scenario_changes(cid, found["id"]):
-                f["properties"]["oup:collection"] = cid
-                if coll.tiles3d is not None and f.get("geometry"):
-                    f["properties"].update(heights(f, coll.tiles3d.z_offset_attribute))
-                features.append(f)
+        features = [f for cid in found["collections"]
+                    if cid in call.visible  # (not: shared with a role that may not see it)
+                    for f in proposed(self.catalog, self.store, found["id"], cid)]
         resp = jsonify({"type": "FeatureCollection", "features": features,
                         "numberReturned": len(features)})
         resp.mimetype = "application/geo+json"
@@ -149,28 +146,6 @@ class Scenarios:
                    "href": f"{self.base}/collections/{cid}/items?scenario={s['id']}"}
                   for cid in s["collections"]]
         return {**s, "links": links}
-
-
-def heights(feature: dict, z_offset_attribute: str | None) -> dict:
-    """``oup:base`` and ``oup:top`` of a building (its ground and roof in NAP, from its
-    ``ground_level`` and ``height`` or ``roof_level``, plus the z offset its city model
-    has) above the ETRS89 ellipsoid, at its footprint's centre, by RDNAPTRANS(TM)2018."""
-    import shapely.geometry
-
-    from oup.geodesy import transformer
-
-    p = feature["properties"]
-    number = lambda v: float(v) if isinstance(v, (int, float)) and not isinstance(  # noqa: E731
-        v, bool) else None
-    ground = (number(p.get("ground_level")) or 0.0) + \
-        (number(p.get(z_offset_attribute)) or 0.0 if z_offset_attribute else 0.0)
-    height = number(p.get("height"))
-    if height is None and number(p.get("roof_level")) is not None:
-        height = number(p["roof_level"]) - (number(p.get("ground_level")) or 0.0)
-    centre = shapely.geometry.shape(feature["geometry"]).centroid
-    x, y = transformer("OGC:CRS84", "EPSG:28992").transform(centre.x, centre.y)
-    _, _, base = transformer("EPSG:7415", "EPSG:4937").transform(x, y, ground)
-    return {"oup:base": round(base, 3), "oup:top": round(base + (height or 0.0), 3)}
 
 
 def _object(data: bytes) -> dict:

@@ -118,9 +118,11 @@ class ScenarioLayers(Protocol):
 
     def scenario_etag(self, cid: str, sid: str, fid: int | str) -> str | None: ...
 
-    def scenario_changes(self, cid: str, sid: str, crs: str = "OGC:CRS84") -> list[dict]:
-        """The scenario's features of ``cid``, each with ``oup:change``: added, changed
-        or removed."""
+    def scenario_changes(self, cid: str, sid: str, crs: str = "OGC:CRS84",
+                         fid: int | str | None = None) -> list[dict]:
+        """The scenario's features of ``cid`` (of feature ``fid`` only, if given), each
+        with ``oup:change`` (added, changed or removed) and, for one of the collection's,
+        ``oup:tileId`` (its id in the collection's vector tiles)."""
 
 
 class FeatureStore(TileSource, SqlSource, FeatureWriter, ScenarioLayers, Protocol):

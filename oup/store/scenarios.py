@@ -170,18 +170,35 @@ class ScenarioLayers:
                 return None if rows[0][1] == "deleted" else f"{sid}-{rows[0][0]}"
         return self.etag(cid, fid)
 
-    def scenario_changes(self, cid: str, sid: str, crs: str = "OGC:CRS84") -> list[dict]:
-        """What scenario ``sid`` does to collection ``cid``: GeoJSON features (``crs``),
-        each with ``oup:change`` ("added", "changed", "removed"; a removed one as the
-        collection has it)."""
+    def scenario_changes(self, cid: str, sid: str, crs: str = "OGC:CRS84",
+                         fid=None) -> list[dict]:
+        """What scenario ``sid`` does to collection ``cid`` (to feature ``fid`` only, if
+        given): GeoJSON features (``crs``), each with ``oup:change`` ("added", "changed",
+        "removed"; a removed one as the collection has it) and, for a feature of the
+        collection's, ``oup:tileId``: the id its vector tiles give it (the row number,
+        which is not the feature's id where the collection has an ``id_field``), so a map
+        can leave it out."""
         meta = self.layer(cid)
         if not self._layer_of(cid, meta):
             return []
+        where, params = f"{SCENARIO} = ?", [sid]
+        if fid is not None:
+            kv = key_value(meta, fid)
+            if kv is None:
+                return []
+            where, params = f"{where} AND {quote(kv[0])} = ?", params + [kv[1]]
+        key, o = meta.get("id_field"), quote(scenario_table(cid))
+        # the collection's row of the feature now (a re-import numbers the rows anew)
+        row = f"(SELECT c.{FID} FROM {quote(cid)} c WHERE c.{quote(key)} = {o}.{quote(key)})" \
+            if key else FID
+        row += " AS _oup_tile_id"  # (a name of its own: ORDER BY names the row number)
         out = []
-        for feature, (kind,) in self._versions_of(
-                self.execute, meta, scenario_table(cid), f"{SCENARIO} = ? ORDER BY {FID}",
-                [sid], [KIND], Query(crs=crs)):
+        for feature, (kind, row) in self._versions_of(
+                self.execute, meta, scenario_table(cid), f"{where} ORDER BY {FID}",
+                params, [KIND, row], Query(crs=crs)):
             feature["properties"]["oup:change"] = CHANGE_OF[kind]
+            if kind != "created" and row is not None:  # (one it adds is in no tile)
+                feature["properties"]["oup:tileId"] = row
             out.append(feature)
         return out
 

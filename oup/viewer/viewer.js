@@ -168,53 +168,53 @@ function goTo(viewer, hit) {
   };
 })();
 
-// A scenario (/scenarios/{id}/changes): in each 3D collection, the buildings it changes
-// or removes hidden (a style on their ids), and the ones it adds or changes drawn as
-// blocks from their ground to their top (heights above the ellipsoid, which the server
-// gives: RDNAPTRANS(TM)2018, as the tiles are placed). window.oup.scenario: the blocks'
-// entity ids and the hidden ids, once shown.
-async function scenario(viewer, id, sets, loaded, status) {
-  const get = async (url) => {
-    const r = await fetch(url);
-    if (!r.ok) throw new Error(`${url}: ${r.status}`);
-    return r.json();
-  };
-  const about = await get(`/scenarios/${encodeURIComponent(id)}`);
-  const changes = await get(`/scenarios/${encodeURIComponent(id)}/changes`);
-  const hidden = {}, shown = [];
+// A scenario (/scenarios/{id}/changes), kept current from its events (oupScenario,
+// scenario.js): in each 3D collection, the buildings it changes or removes hidden (a
+// style on their ids), and the ones it adds or changes drawn as blocks from their ground
+// to their top (heights above the ellipsoid, which the server gives: RDNAPTRANS(TM)2018,
+// as the tiles are placed). window.oup.scenario: the blocks' entity ids and the hidden
+// ids, as last drawn.
+function scenario(viewer, id, sets, loaded, status) {
   const colour = Cesium.Color.fromCssColorString("#e8590c").withAlpha(0.9);
-  for (const f of changes.features) {
-    const p = f.properties, cid = p["oup:collection"];
-    if (!sets.some((s) => s.id === cid)) continue;  // not a 3D collection
-    if (p["oup:change"] !== "added") {
-      (hidden[cid] = hidden[cid] || []).push(String(p.cityobject_id ?? f.id));
-    }
-    if (p["oup:change"] === "removed" || !f.geometry || !("oup:top" in p)) continue;
-    const polygons = f.geometry.type === "Polygon" ? [f.geometry.coordinates]
-      : f.geometry.type === "MultiPolygon" ? f.geometry.coordinates : [];
-    polygons.forEach((rings, n) => {
-      const ring = (r) => Cesium.Cartesian3.fromDegreesArray(r.flatMap((c) => [c[0], c[1]]));
-      const entity = viewer.entities.add({
-        id: `scenario/${cid}/${f.id}` + (n ? `/${n}` : ""),
-        polygon: {
-          hierarchy: new Cesium.PolygonHierarchy(ring(rings[0]),
-            rings.slice(1).map((h) => new Cesium.PolygonHierarchy(ring(h)))),
-          height: p["oup:base"], extrudedHeight: p["oup:top"], material: colour,
-        },
-        properties: new Cesium.PropertyBag(p),
+  let shown = [], left = {};  // left: the ids hidden, by collection, as last drawn
+  return oupScenario.follow(id, window.oup, (about, changes) => {
+    shown.forEach((e) => viewer.entities.removeById(e));
+    const hidden = {};
+    shown = [];
+    for (const f of changes.features) {
+      const p = f.properties, cid = p["oup:collection"];
+      if (!sets.some((s) => s.id === cid)) continue;  // not a 3D collection
+      if (p["oup:change"] !== "added") {
+        (hidden[cid] = hidden[cid] || []).push(String(p.cityobject_id ?? f.id));
+      }
+      if (p["oup:change"] === "removed" || !f.geometry || !("oup:top" in p)) continue;
+      const polygons = f.geometry.type === "Polygon" ? [f.geometry.coordinates]
+        : f.geometry.type === "MultiPolygon" ? f.geometry.coordinates : [];
+      polygons.forEach((rings, n) => {
+        const ring = (r) => Cesium.Cartesian3.fromDegreesArray(r.flatMap((c) => [c[0], c[1]]));
+        const entity = viewer.entities.add({
+          id: `scenario/${cid}/${f.id}` + (n ? `/${n}` : ""),
+          polygon: {
+            hierarchy: new Cesium.PolygonHierarchy(ring(rings[0]),
+              rings.slice(1).map((h) => new Cesium.PolygonHierarchy(ring(h)))),
+            height: p["oup:base"], extrudedHeight: p["oup:top"], material: colour,
+          },
+          properties: new Cesium.PropertyBag(p),
+        });
+        shown.push(entity.id);
       });
-      shown.push(entity.id);
+    }
+    sets.forEach((s, i) => {
+      const ids = hidden[s.id];
+      if (!ids && !left[s.id]) return;  // none hidden, before or now
+      loaded[i].style = !ids ? undefined : new Cesium.Cesium3DTileStyle({ show: { conditions: [
+        ...ids.map((x) => [`\${id} === ${JSON.stringify(x)}`, "false"]), ["true", "true"]] } });
     });
-  }
-  sets.forEach((s, i) => {
-    const ids = hidden[s.id];
-    if (!ids) return;
-    loaded[i].style = new Cesium.Cesium3DTileStyle({ show: { conditions: [
-      ...ids.map((x) => [`\${id} === ${JSON.stringify(x)}`, "false"]), ["true", "true"]] } });
+    left = hidden;
+    const removed = changes.features.filter((f) => f.properties["oup:change"] === "removed").length;
+    status.textContent = `scenario "${about.title}": ${shown.length} proposed, ${removed} removed`;
+    window.oup.scenario = { shown: [...shown], hidden };
   });
-  const removed = changes.features.filter((f) => f.properties["oup:change"] === "removed").length;
-  status.textContent = `scenario "${about.title}": ${shown.length} proposed, ${removed} removed`;
-  window.oup.scenario = { shown, hidden };
 }
 
 // Each sensor a point with a label "<name> <parameter>: <latest value> <unit>", grey when

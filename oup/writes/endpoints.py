@@ -18,8 +18,9 @@ last writer wins, but a PATCH is still applied to the version it read.
 With ``?scenario={id}`` the same write, checked the same way, lands in that scenario's
 layer of the collection (``oup.scenarios``) instead: who may is the scenario's rule (its
 owner and the roles it is shared with, holding one of the collection's ``scenarios``
-roles), and after the commit comes the audit only - the collection, its change events
-and its tiles are not touched.
+roles), and after the commit come the audit and a change event on the scenario's own
+stream (``/scenarios/{id}/events``) - the collection, its change events and its tiles are
+not touched.
 """
 from __future__ import annotations
 
@@ -33,9 +34,10 @@ from typing import Callable
 from oup.catalog import Catalog, Collection, Editable
 from oup.errors import Forbidden, MethodNotAllowed, NotFound, OUPError, PreconditionFailed, \
     Unauthorized, Unprocessable, UnsupportedMediaType
-from oup.events import feature_event
+from oup.events import feature_event, scenario_event
 from oup.http.routes import Call, Endpoint, Format, Param
 from oup import scenarios
+from oup.scenarios.changes import proposed
 from oup.store.base import Change, FeatureNotFound, StaleVersion, StoreError
 from oup.writes.city import CITY_JSON, CityRecord, city_record
 from oup.writes.features import content_crs, feature_record, merge_patch, parse_body
@@ -343,6 +345,9 @@ class Writes:
                          after=_public(written.after, personal),
                          **({"scenario": sid} if sid else {}))
         if sid is not None:  # proposed, not made: the collection, its events and tiles stay
+            change = proposed(self.catalog, self.store, sid, coll.id, written.fid)
+            self.announce(scenario_event(coll.id, sid, kind, written.fid,
+                                         change[0] if change else None))
             return
         self.announce(feature_event(coll.id, kind, written.fid, written.before, written.after,
                                     personal, bare=bool(coll.editable.own)))

@@ -2,14 +2,21 @@
 // planner (X-API-Key), and says what is drawn at given places: in 3D, what a pick straight
 // down onto each place's roof hits (a scenario's block, a building of the tiles, the
 // terrain's ground, or nothing); on the map, which layers hold a feature there.
+// Then, live: /viewer and /map open side by side with ?scenario=<live id>; it prints
+// {"ready": true} and waits (up to 2 minutes) until both pages have applied <events>
+// events of that scenario, which the caller sends by writing into it, without a reload;
+// then what the map draws at the live places, and the viewer's blocks and hidden ids.
 // usage: node scenario.mjs <server> <api key> <scenario id> <places as JSON>
-//   places: [{name, lon, lat, top}] (top: metres above the ellipsoid)
-// Prints {viewer: {with, without}, map: {with, without}, scenario, error, pageErrors}.
+//          <live scenario id> <live places as JSON> <events>
+//   places: [{name, lon, lat, top}] (top: metres above the ellipsoid); live places:
+//   [{name, lon, lat}]
+// Prints {viewer: {with, without}, map: {with, without}, scenario, live: {before, map,
+// viewer, events}, error, pageErrors}.
 import { openViewer, session } from "./browser.mjs";
 
-const [server, key, id, placesJson] = process.argv.slice(2);
-const places = JSON.parse(placesJson);
-const out = { viewer: {}, map: {}, scenario: null, error: null, pageErrors: [] };
+const [server, key, id, placesJson, liveId, livePlacesJson, events] = process.argv.slice(2);
+const places = JSON.parse(placesJson), livePlaces = JSON.parse(livePlacesJson);
+const out = { viewer: {}, map: {}, scenario: null, live: {}, error: null, pageErrors: [] };
 
 // what a pick straight down onto (lon, lat, top - 0.5 m) hits, with the camera 250 m above
 const pickDown = (page, p) => page.evaluate(async (p) => {
@@ -66,4 +73,41 @@ await session(out, async (page) => {
     out.map[name] = {};
     for (const p of places) out.map[name][p.name] = await layersAt(page, p);
   }
+  // live: both pages open on the live scenario, then the caller writes into it. The map
+  // first, in a browser context of its own (a context has six connections to a host,
+  // HTTP/1.1, and each page holds three event streams), and what it draws at the live
+  // places read before the viewer opens: the viewer draws all the time, and in software
+  // that takes the machine
+  const step = (what) => console.error(`${new Date().toISOString()} ${what}`);
+  const context = await page.context().browser().newContext({
+    viewport: { width: 1024, height: 768 }, extraHTTPHeaders: { "X-API-Key": key } });
+  const map = await context.newPage();
+  map.on("pageerror", (e) => out.pageErrors.push(String(e)));
+  await map.goto(`${server}/map?scenario=${liveId}`, { waitUntil: "load", timeout: 60_000 });
+  await map.waitForFunction(() => window.oupMap && (oupMap.error || (oupMap.ready &&
+    oupMap.scenario !== null)), null, { timeout: 120_000, polling: 200 });
+  step("map open");
+  out.live.before = {};
+  for (const p of livePlaces) out.live.before[p.name] = await layersAt(map, p);
+  step("map read");
+  // (its blocks and hidden ids are what is looked at here: not its tiles, left loading)
+  await page.goto(`${server}/viewer?scenario=${liveId}`, { waitUntil: "load", timeout: 60_000 });
+  await page.waitForFunction(() => window.oup && (oup.error || oup.scenario !== null), null,
+                             { timeout: 120_000, polling: 200 });
+  step("viewer open");
+  const errors = await Promise.all([page.evaluate(() => oup.error), map.evaluate(() => oupMap.error)]);
+  if (errors.some(Boolean)) throw new Error(errors.join("; "));
+  console.log(JSON.stringify({ ready: true }));  // the caller may write now
+  const applied = ([st, n]) => window[st].error || window[st].scenarioEvents >= n;
+  await page.waitForFunction(applied, ["oup", Number(events)], { timeout: 120_000, polling: 200 });
+  step("viewer applied");
+  out.live.viewer = await page.evaluate(() => ({ ...oup.scenario, error: oup.error }));
+  out.live.events = { viewer: await page.evaluate(() => oup.scenarioEvents) };
+  await page.goto("about:blank");  // (the viewer stops drawing)
+  await map.waitForFunction(applied, ["oupMap", Number(events)], { timeout: 120_000, polling: 200 });
+  step("map applied");
+  out.live.events.map = await map.evaluate(() => oupMap.scenarioEvents);
+  out.live.map = {};
+  for (const p of livePlaces) out.live.map[p.name] = await layersAt(map, p);
+  out.live.mapError = await map.evaluate(() => oupMap.error);
 }, { "X-API-Key": key });

@@ -180,40 +180,49 @@
     };
   }
 
-  // A scenario (/scenarios/{id}/changes) over the city: the features it changes or
-  // removes left out of their collection's layers (by their id in the tiles), what it
+  // A scenario (/scenarios/{id}/changes) over the city, kept current from its events
+  // (oupScenario, scenario.js): the features it changes or removes left out of their
+  // collection's layers (by the id their vector tiles give them, oup:tileId: the row
+  // number, which is not the feature's id where the collection has an id field), what it
   // adds or changes drawn on top in its own colour, what it removes as a dashed outline.
-  // state.scenario: the ids left out, by collection, once drawn.
-  async function scenario(map, id) {
-    const about = await json(`/scenarios/${encodeURIComponent(id)}`);
-    const changes = await json(`/scenarios/${encodeURIComponent(id)}/changes`);
-    const hidden = {}, counts = { added: 0, changed: 0, removed: 0 };
-    for (const f of changes.features) {
-      const p = f.properties, cid = p["oup:collection"];
-      counts[p["oup:change"]] += 1;
-      if (p["oup:change"] !== "added") (hidden[cid] = hidden[cid] || []).push(f.id);
-    }
-    for (const layer of map.getStyle().layers) {
-      const ids = hidden[layer.metadata?.["oup:collection"]];
-      if (!ids) continue;
-      const out = ["!", ["in", ["id"], ["literal", ids]]];
-      map.setFilter(layer.id, layer.filter ? ["all", layer.filter, out] : out);
-    }
-    map.addSource("scenario", { type: "geojson", data: changes });
-    const kind = (k) => ["==", ["get", "oup:change"], k];
-    const meta = { "oup:collection": `scenario ${about.title}` };
-    map.addLayer({ id: "scenario-fill", type: "fill", source: "scenario", metadata: meta,
-                   filter: ["!", kind("removed")],
-                   paint: { "fill-color": "#e8590c", "fill-opacity": 0.75 } });
-    map.addLayer({ id: "scenario-removed", type: "line", source: "scenario", metadata: meta,
-                   filter: kind("removed"),
-                   paint: { "line-color": "#c92a2a", "line-width": 2, "line-dasharray": [2, 2] } });
-    const row = document.createElement("div");
-    row.id = "scenario";
-    row.innerHTML = `<b>scenario "${esc(about.title)}"</b>: ${counts.added} added, ` +
-      `${counts.changed} changed, ${counts.removed} removed`;
-    document.getElementById("layers").before(row);
-    state.scenario = hidden;
+  // state.scenario: the tile ids left out, by collection, as last drawn.
+  function scenario(map, id) {
+    let city = null, left = {}, row = null;  // left: the tile ids left out, by collection
+    return oupScenario.follow(id, state, (about, changes) => {
+      if (!city) {  // the first time: the city's layers as they are, the scenario's own
+        city = map.getStyle().layers.filter((l) => l.metadata?.["oup:collection"])
+          .map((l) => ({ id: l.id, cid: l.metadata["oup:collection"], filter: l.filter }));
+        const meta = { "oup:collection": `scenario ${about.title}` };
+        const kind = (k) => ["==", ["get", "oup:change"], k];
+        map.addSource("scenario", { type: "geojson", data: changes });
+        map.addLayer({ id: "scenario-fill", type: "fill", source: "scenario", metadata: meta,
+                       filter: ["!", kind("removed")],
+                       paint: { "fill-color": "#e8590c", "fill-opacity": 0.75 } });
+        map.addLayer({ id: "scenario-removed", type: "line", source: "scenario", metadata: meta,
+                       filter: kind("removed"),
+                       paint: { "line-color": "#c92a2a", "line-width": 2, "line-dasharray": [2, 2] } });
+        row = document.createElement("div");
+        row.id = "scenario";
+        document.getElementById("layers").before(row);
+      }
+      const hidden = {}, counts = { added: 0, changed: 0, removed: 0 };
+      for (const f of changes.features) {
+        const p = f.properties, cid = p["oup:collection"];
+        counts[p["oup:change"]] += 1;
+        if ("oup:tileId" in p) (hidden[cid] = hidden[cid] || []).push(p["oup:tileId"]);
+      }
+      for (const layer of city) {
+        const ids = hidden[layer.cid];
+        if (!ids && !left[layer.cid]) continue;  // none left out, before or now
+        const out = ["!", ["in", ["id"], ["literal", ids || []]]];
+        map.setFilter(layer.id, layer.filter ? ["all", layer.filter, out] : out);
+      }
+      left = hidden;
+      map.getSource("scenario").setData(changes);
+      row.innerHTML = `<b>scenario "${esc(about.title)}"</b>: ${counts.added} added, ` +
+        `${counts.changed} changed, ${counts.removed} removed`;
+      state.scenario = hidden;
+    });
   }
 
   function show(feature) {
