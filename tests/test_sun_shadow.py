@@ -126,6 +126,20 @@ def test_a_block_that_is_not_convex_shadows_what_its_footprint_sweeps(footprint,
     assert step.shadow.area < shapely.convex_hull(step.shadow).area - 20  # not a hull
 
 
+def test_a_surveyed_outline_bent_by_millimetres_casts_the_shadow_of_its_shape():
+    # a 30 x 12 m block whose long sides carry a vertex every metre, each up to 3 mm off
+    # the line, as surveyed outlines do: its shadow is the plain block's, in few vertices
+    xs = np.arange(0.0, 31.0)
+    bend = 0.003 * np.sin(xs)
+    ring = [(x, b) for x, b in zip(xs, bend)] + [(x, 12 + b) for x, b in zip(xs[::-1], bend[::-1])]
+    surveyed, plain = shapely.Polygon(ring), shapely.box(0, 0, 30, 12)
+    t = datetime(2026, 6, 21, 8, 0, tzinfo=UTC)
+    bent = one_moment([Building("s", surveyed, 15.0)], t).shadow
+    reference = one_moment([Building("p", plain, 15.0)], t).shadow
+    assert bent.symmetric_difference(reference).area < 0.01 * 30  # 1 cm along a side at most
+    assert shapely.get_num_coordinates(bent) <= shapely.get_num_coordinates(reference) + 4
+
+
 def test_a_point_behind_a_block_gets_less_sun_than_one_in_the_open():
     block = Building("b", shapely.box(0, 0, 20, 10), 25.0)
     behind, open_ = (10, 15), (400, 400)  # north of the block: shaded around noon

@@ -11,8 +11,9 @@ that segment crosses the footprint's boundary, so ``x`` lies in what an edge swe
 ``v``: shadow = footprint + swept edges (only the edges facing away from the sun). For a
 convex footprint that union is the convex hull of the footprint and its translate: one
 cheap vectorised hull; other footprints get a polygon per run of edges facing away.
-Roof shapes, terrain and trees are not modelled; the sun is the apparent (refracted) sun
-of pvlib, at the site's latitude and longitude.
+Roof shapes, terrain and trees are not modelled; footprints are simplified by 1 cm
+(``OUTLINE_TOLERANCE``); the sun is the apparent (refracted) sun of pvlib, at the site's
+latitude and longitude.
 
 Low sun: below ``min_elevation`` (2 degrees by default) the sun counts as giving no direct
 sun. Shadows there are 30 times the building heights and longer, so the ground is in the
@@ -39,6 +40,7 @@ from oup.errors import InvalidQuery
 MIN_ELEVATION = 2.0  # degrees; lower sun gives no direct sun (see the module's docstring)
 MAX_TIME_STEPS = 5_000  # a month at 15 minutes is ~3,000
 MAX_POINTS = 250_000  # 5 km x 5 km at 10 m
+OUTLINE_TOLERANCE = 0.01  # metres; footprint vertices that bend the outline less are left out
 
 
 class SunShadowInputError(InvalidQuery):
@@ -114,6 +116,9 @@ class _Prisms:
         self.in_city, self.in_scenario = in_city, in_scenario
 
         parts, owner = shapely.get_parts(footprints, return_index=True)
+        # Surveyed footprints carry many vertices that bend the outline by millimetres;
+        # each stays in every step's shadows, and the union's cost follows the vertices.
+        parts = shapely.simplify(parts, OUTLINE_TOLERANCE)
         convex = shapely.area(shapely.convex_hull(parts)) - shapely.area(parts) \
             <= 1e-9 * np.maximum(shapely.area(parts), 1.0)
 
