@@ -50,7 +50,9 @@ TYPES = {
                      "properties that changed",
     FEATURE_DELETED: "a feature was deleted through the API (DELETE); data: its id",
     TILES3D_UPDATED: "the 3D Tiles of a collection follow a write: data: the tiles made "
-                     "again (content URIs), after they were replaced",
+                     "again (content URIs), after they were replaced; the changed "
+                     "buildings' leaves come first, the coarse tiles above them in a "
+                     "later event",
 }
 # MQTT topic level per type: oup/events/collections/{id}/{kind}
 TOPIC_KINDS = {OBSERVATIONS_STORED: "observations", OBSERVATIONS_CORRECTED: "observations",
