@@ -403,3 +403,37 @@ def test_coarse_tiles_an_interrupt_postpones_are_made_by_the_next_update(model, 
     assert {k: v[0] for k, v in files(tileset).items()} == \
         {k: v[0] for k, v in files(whole).items()}
     assert update_tileset(tileset, []).rewritten == []  # nothing left to do
+
+
+def test_a_changed_shape_the_root_does_not_draw_keeps_the_root_s_mesh(model, tmp_path,
+                                                                      monkeypatch):
+    """Past its limit of objects a coarse tile draws the largest under it (the root of a
+    large city); a smaller building's new shape leaves its blocks as they were, so its
+    Draco bytes are kept, and it is not meshed again. A building it draws changes them."""
+    import tilers.update
+    from tileset_reader import feature_ids
+
+    monkeypatch.setattr("tilers.lod.MAX_FEATURES", 40)  # 65,535 in a city of 200,000
+    doc, _ = model
+    (tmp_path / "city.json").write_text(json.dumps(doc))
+    folder = tmp_path / "tiles"
+    tile([tmp_path / "city.json"], folder, vertex_budget=3000, progress=False)
+    [root] = [u for u, (_, up) in tree(folder).items() if up is None]
+    drawn = feature_ids(folder / root)
+    big = largest(doc)
+    assert len(drawn) == 40 and big in drawn
+    small = next(k for k, o in doc["CityObjects"].items()
+                 if not o.get("parents") and k not in drawn)
+    [leaf] = [m["uri"] for m in where(folder, small) if m["uri"] in leaves(folder)]
+    mesh, low = draco_bytes(folder / root), float(_heights(folder / leaf, small).min())
+    meshed, run_job = [], tilers.update.run_job  # the tiles meshed (and compressed) again
+    monkeypatch.setattr(tilers.update, "run_job", lambda job: meshed.append(
+        f"tiles/{job.name}.glb") or run_job(job))
+    report = update_tileset(folder, [{"id": small, "footprint_height": _lowest(doc, small) + 1}])
+    assert leaf in report.rewritten and leaf in meshed and root not in meshed
+    assert float(_heights(folder / leaf, small).min()) - low == pytest.approx(1.0, abs=0.01)
+    assert draco_bytes(folder / root) == mesh and feature_ids(folder / root) == drawn
+    check_valid(folder)
+    update_tileset(folder, [{"id": big, "footprint_height": _lowest(doc, big) + 1}])
+    assert root in meshed and draco_bytes(folder / root) != mesh
+    check_valid(folder)

@@ -341,11 +341,13 @@ def _update_one(folder: Path, changes: list, transform: dict | None, crs: str | 
             pending = _pending(changes, index, records, report, transform, shaped)
             if not pending and not meta.get("stale"):
                 return report
+            before = {k: index.objects[k].copy() for k in ("id", "leaf", "size", "deviation")}
             dirty, moved = _apply(index, pending, records, shaped) if pending else (set(), set())
         finally:
             records.close()
         meta["files"] = records.files
-        _redo(folder, index, dirty, moved, installed_grid_dirs(), report, published, interrupt)
+        _redo(folder, index, dirty, moved, installed_grid_dirs(), report, published, interrupt,
+              _Drawn(before, shaped, index.nodes["id"]))
         save_index(folder, index)
     return report
 
@@ -419,7 +421,7 @@ def _upwards(leaves: set, parent: list) -> set:
 
 def _redo(folder: Path, index: TilesetIndex, leaves: set, moved: set, grids: list,
           report: UpdateReport, published: Callable[[UpdateReport], None] | None,
-          interrupt: Callable[[], bool] | None) -> None:
+          interrupt: Callable[[], bool] | None, drawn: "_Drawn") -> None:
     """Make the touched leaves and their ancestors again; tileset.json follows.
 
     The leaves come first and are published on their own (``published``): a leaf holds
@@ -440,7 +442,10 @@ def _redo(folder: Path, index: TilesetIndex, leaves: set, moved: set, grids: lis
     A tile where only values changed (no shape came, went or changed under it: not
     above a leaf of ``moved``) keeps its mesh: its property table is written anew around
     the same Draco bytes (``gltf.with_rows``), which is what makes an attribute change
-    cheap where a coarse tile holds the blocks of a whole city."""
+    cheap where a coarse tile holds the blocks of a whole city. So does a coarse tile
+    that draws only the largest objects under it (past 65,535: the root of a large city)
+    where no changed shape is among them, before or after (``_Drawn``): its blocks are
+    the same, only its error can change."""
     obj, nodes, meta = index.objects, index.nodes, index.meta
     if not len(obj["id"]):  # before any file is touched
         raise UpdateError("the update leaves the tileset empty")
@@ -474,7 +479,9 @@ def _redo(folder: Path, index: TilesetIndex, leaves: set, moved: set, grids: lis
             raise UpdateError(f"tile {ids[n]} would hold more than 65,535 objects: tile the "
                               "city again (`oup tile`)")
         uri = f"tiles/{ids[n]}.glb"
-        if n not in remesh and (folder / uri).is_file():
+        same_blocks = n not in remesh or (children[n] and n not in late and len(places) < len(
+            items) and not drawn.shaped_in(obj["id"][chosen], ids[n]))
+        if same_blocks and (folder / uri).is_file():
             try:
                 glb = with_rows((folder / uri).read_bytes(), schema, kinds,
                                 load_records(places, read_row), SURFACE_NAMES)
@@ -530,6 +537,21 @@ def _remove(folder: Path, ids: list, empty: set, report: UpdateReport) -> None:
 def _copy(report: UpdateReport) -> UpdateReport:
     return UpdateReport(**{k: (type(v)(v) if isinstance(v, (list, dict)) else v)
                            for k, v in vars(report).items()})
+
+
+class _Drawn:
+    """Whether a changed shape is among the blocks a coarse tile draws now or drew before
+    the update (``before``: the object table's ids, leaves, sizes and deviations then)."""
+
+    def __init__(self, before: dict, shaped: set, node_ids: np.ndarray):
+        self.before, self.shaped = before, np.array(sorted(shaped), dtype=str)
+        self.leaf_of = node_ids[before["leaf"]]
+
+    def shaped_in(self, now: np.ndarray, tile: str) -> bool:
+        items = np.flatnonzero(np.char.startswith(self.leaf_of, tile))
+        then, _ = choose(items, self.before["size"], self.before["deviation"])
+        return bool(np.isin(self.shaped, now).any() or
+                    np.isin(self.shaped, self.before["id"][then]).any())
 
 
 def _drop(index: TilesetIndex, empty: set) -> None:
