@@ -435,7 +435,8 @@ def _redo(folder: Path, index: TilesetIndex, leaves: set, moved: set, grids: lis
 
     That state is also where an ``interrupt`` leaves the tiles it postpones (more writes
     wait, and their leaves come before this city's root): ``meta["stale"]`` names them,
-    oldest first, and the next update makes them again first, mesh and all: under a
+    oldest first, with whether their blocks changed, and the next update makes them
+    first (the mesh again where the blocks changed, or it does now): under a
     stream of writes a leaf waits for at most one coarse tile, and no coarse tile waits
     behind one marked after it.
 
@@ -452,9 +453,10 @@ def _redo(folder: Path, index: TilesetIndex, leaves: set, moved: set, grids: lis
     ids = nodes["id"].tolist()
     parent = nodes["parent"].tolist()
     number = {nid: i for i, nid in enumerate(ids)}
-    late = [number[t] for t in meta.pop("stale", []) if t in number]
+    # postponed tiles: whether each one's blocks changed (its mesh is made again)
+    late = {number[t]: mesh for t, mesh in meta.pop("stale", []) if t in number}
     dirty = _upwards(leaves, parent) | set(late)
-    remesh = _upwards(moved, parent) | set(late)
+    remesh = _upwards(moved, parent)
     summary = attributes_from_json(meta["attributes"])
     schema, kinds = metadata_schema(summary.kinds, summary.missing, summary.texts)
     files = [str(folder / INDEX_DIR / f) for f in meta["files"]]
@@ -462,26 +464,34 @@ def _redo(folder: Path, index: TilesetIndex, leaves: set, moved: set, grids: lis
     children = _children(nodes)
     empty = set()
 
-    def make(n: int) -> None:
+    def plan(n: int):
+        """(kind, the records it draws, its error, whether its mesh changes); None: empty."""
         items = np.flatnonzero(np.char.startswith(leaf_of, ids[n]))
         if not len(items):
-            empty.add(n)
-            return
+            return None
         if children[n]:
-            chosen, nodes["error"][n] = choose(items, obj["size"], obj["deviation"])
+            chosen, error = choose(items, obj["size"], obj["deviation"])
             kind, places = "coarse", [(files[f], int(o)) for f, o in zip(
                 obj["block_file"][chosen], obj["block_offset"][chosen])]
+            mesh = late.get(n, False) or n in remesh and (
+                len(chosen) == len(items) or drawn.shaped_in(obj["id"][chosen], ids[n]))
         else:
-            nodes["error"][n] = 0.0
-            kind, places = "leaf", [(files[f], int(o)) for f, o in zip(
+            error, kind, places = 0.0, "leaf", [(files[f], int(o)) for f, o in zip(
                 obj["mesh_file"][items], obj["mesh_offset"][items])]
+            mesh = n in remesh
         if len(places) > 65_535:
             raise UpdateError(f"tile {ids[n]} would hold more than 65,535 objects: tile the "
                               "city again (`oup tile`)")
+        return kind, places, error, mesh
+
+    def make(n: int) -> None:
+        planned = plan(n)
+        if planned is None:
+            empty.add(n)
+            return
+        kind, places, nodes["error"][n], mesh = planned
         uri = f"tiles/{ids[n]}.glb"
-        same_blocks = n not in remesh or (children[n] and n not in late and len(places) < len(
-            items) and not drawn.shaped_in(obj["id"][chosen], ids[n]))
-        if same_blocks and (folder / uri).is_file():
+        if not mesh and (folder / uri).is_file():
             try:
                 glb = with_rows((folder / uri).read_bytes(), schema, kinds,
                                 load_records(places, read_row), SURFACE_NAMES)
@@ -495,7 +505,7 @@ def _redo(folder: Path, index: TilesetIndex, leaves: set, moved: set, grids: lis
         nodes["region"][n] = content["region"]
         (report.rewritten if content["written"] else report.same).append(content["uri"])
 
-    coarse = late + sorted((n for n in dirty if children[n] and n not in late),
+    coarse = list(late) + sorted((n for n in dirty if children[n] and n not in late),
                            key=lambda i: -len(ids[i]))
     for n in sorted(n for n in dirty if not children[n]):
         make(n)
@@ -503,7 +513,7 @@ def _redo(folder: Path, index: TilesetIndex, leaves: set, moved: set, grids: lis
         _publish_leaves(folder, index, dirty, set(empty), report, published)
     for i, n in enumerate(coarse):
         if i and interrupt and interrupt():
-            meta["stale"] = [ids[m] for m in coarse[i:]]
+            meta["stale"] = [[ids[m], bool(p and p[3])] for m in coarse[i:] for p in [plan(m)]]
             report.postponed = [f"tiles/{ids[m]}.glb" for m in coarse[i:]]
             break
         make(n)
