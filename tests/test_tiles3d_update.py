@@ -317,3 +317,136 @@ def test_changes_as_json_lines_with_a_cityjsonseq_header(model, tileset):
     report = update_from_lines(tileset, lines)
     assert report.added == ["SEQ-1"] and report.changed == ["SEQ-1"]
     assert {m["props"]["status"] for m in where(tileset, "SEQ-1")} == {"seq"}
+
+
+def _heights(path, oid) -> np.ndarray:
+    """The up coordinate (the tile's frame) of every vertex drawn for ``oid`` in a glb:
+    its Draco mesh decoded and its feature ids matched to the property table's ids."""
+    import DracoPy
+
+    from tileset_reader import feature_ids, read_gltf
+
+    gltf, binary = read_gltf(path)
+    prim = gltf["meshes"][0]["primitives"][0]
+    view = gltf["bufferViews"][prim["extensions"]["KHR_draco_mesh_compression"]["bufferView"]]
+    mesh = DracoPy.decode(binary[view["byteOffset"]:view["byteOffset"] + view["byteLength"]])
+    [fids] = [a["data"] for a in mesh.attributes if a["name"] == "_FEATURE_ID_0"]
+    drawn = np.asarray(fids).reshape(-1) == feature_ids(path).index(oid)
+    return np.asarray(mesh.points, float)[drawn, 1]  # glTF is y-up
+
+
+def _lowest(doc, oid) -> float:
+    """The lowest height (the model's units, metres) of ``oid`` and its parts."""
+    objs = [doc["CityObjects"][oid]] + [doc["CityObjects"][c]
+                                        for c in doc["CityObjects"][oid].get("children", [])]
+    used = {v for o in objs for g in o.get("geometry", []) for sh in g["boundaries"]
+            for s in sh for r in s for v in r}
+    z = min(doc["vertices"][v][2] for v in used)
+    return z * doc["transform"]["scale"][2] + doc["transform"]["translate"][2]
+
+
+def test_a_changed_shape_publishes_its_leaf_before_the_tiles_above(model, tileset, tmp_path):
+    """The leaf is out (its glb and a tileset.json that holds it, a valid tileset) before
+    the coarse tiles above it are made again; they follow before the update returns."""
+    doc, _ = model
+    oid = largest(doc)
+    [leaf] = [m["uri"] for m in where(tileset, oid) if m["uri"] in leaves(tileset)]
+    above = ancestors(tileset, leaf)
+    assert above
+    old, low = files(tileset), float(_heights(tileset / leaf, oid).min())
+    seen = []
+
+    def published(report):  # what a viewer finds at this moment, kept
+        shutil.copytree(tileset, tmp_path / "at-leaf", ignore=shutil.ignore_patterns(INDEX_DIR))
+        seen.append(report)
+
+    report = update_tileset(tileset, [{"id": oid, "footprint_height": _lowest(doc, oid) + 1}],
+                            published=published)
+    assert len(seen) == 1 and seen[0].rewritten == [leaf] and seen[0].changed == [oid]
+    assert report.rewritten[0] == leaf and set(report.rewritten) == {leaf, *above}
+    snapshot, now = files(tmp_path / "at-leaf"), files(tileset)
+    # then: the leaf as it ends, the tiles above it as they were
+    assert snapshot[leaf][0] == now[leaf][0] != old[leaf][0]
+    for uri in above:
+        assert snapshot[uri][0] == old[uri][0] != now[uri][0]
+    check_valid(tmp_path / "at-leaf")  # its volumes hold the raised building already
+    # the building stands 1 m higher in its leaf (up in the leaf's frame is up there)
+    assert float(_heights(tileset / leaf, oid).min()) - low == pytest.approx(1.0, abs=0.01)
+    assert {m["uri"] for m in where(tileset, oid)} == {leaf, *above}
+    check_valid(tileset)
+
+
+def test_coarse_tiles_an_interrupt_postpones_are_made_by_the_next_update(model, tileset,
+                                                                         tmp_path):
+    """Stopped after its first coarse tile (more writes wait), an update leaves a valid
+    tileset and names the rest; the next update (here one without changes) makes them
+    first, and the files end as those of an update that ran through."""
+    doc, _ = model
+    oid = largest(doc)
+    change = [{"id": oid, "footprint_height": _lowest(doc, oid) + 1}]
+    whole = tmp_path / "whole"
+    shutil.copytree(tileset, whole)
+    update_tileset(whole, change)
+    [leaf] = [m["uri"] for m in where(tileset, oid) if m["uri"] in leaves(tileset)]
+    above = ancestors(tileset, leaf)  # its parent first, the root last
+    assert len(above) >= 2
+    old = files(tileset)
+    asked = []
+    report = update_tileset(tileset, change, interrupt=lambda: asked.append(1) or True)
+    assert report.rewritten == [leaf, above[0]] and report.postponed == above[1:]
+    assert len(asked) == 1  # not before the first coarse tile
+    now = files(tileset)
+    assert all(now[u] == old[u] for u in above[1:])
+    check_valid(tileset)
+    later = update_tileset(tileset, [], interrupt=lambda: False)
+    assert later.rewritten == above[1:] and later.postponed == []
+    assert {k: v[0] for k, v in files(tileset).items()} == \
+        {k: v[0] for k, v in files(whole).items()}
+    assert update_tileset(tileset, []).rewritten == []  # nothing left to do
+
+
+def test_a_changed_shape_the_root_does_not_draw_keeps_the_root_s_mesh(model, tmp_path,
+                                                                      monkeypatch):
+    """Past its limit of objects a coarse tile draws the largest under it (the root of a
+    large city); a smaller building's new shape leaves its blocks as they were, so its
+    Draco bytes are kept, and it is not meshed again. A building it draws changes them."""
+    import tilers.update
+    from tileset_reader import feature_ids
+
+    monkeypatch.setattr("tilers.lod.MAX_FEATURES", 40)  # 65,535 in a city of 200,000
+    doc, _ = model
+    (tmp_path / "city.json").write_text(json.dumps(doc))
+    folder = tmp_path / "tiles"
+    tile([tmp_path / "city.json"], folder, vertex_budget=3000, progress=False)
+    [root] = [u for u, (_, up) in tree(folder).items() if up is None]
+    drawn = feature_ids(folder / root)
+    big = largest(doc)
+    assert len(drawn) == 40 and big in drawn
+    from tilers.index import load_index
+
+    index = load_index(folder)  # of those it does not draw, one in a leaf 2 levels down
+    leaf_of = dict(zip(index.objects["id"].tolist(),
+                       index.nodes["id"][index.objects["leaf"]].tolist()))
+    small = max((k for k in leaf_of if k not in drawn), key=lambda k: len(leaf_of[k]))
+    leaf = f"tiles/{leaf_of[small]}.glb"
+    assert len(ancestors(folder, leaf)) >= 2
+    mesh, low = draco_bytes(folder / root), float(_heights(folder / leaf, small).min())
+    meshed, run_job = [], tilers.update.run_job  # the tiles meshed (and compressed) again
+    monkeypatch.setattr(tilers.update, "run_job", lambda job: meshed.append(
+        f"tiles/{job.name}.glb") or run_job(job))
+    report = update_tileset(folder, [{"id": small, "footprint_height": _lowest(doc, small) + 1}])
+    assert leaf in report.rewritten and leaf in meshed and root not in meshed
+    assert float(_heights(folder / leaf, small).min()) - low == pytest.approx(1.0, abs=0.01)
+    assert draco_bytes(folder / root) == mesh and feature_ids(folder / root) == drawn
+    check_valid(folder)
+    # postponed (more writes wait), the root is still not meshed again when it is made
+    meshed.clear()
+    first = update_tileset(folder, [{"id": small, "footprint_height": _lowest(doc, small) + 2}],
+                           interrupt=lambda: True)
+    assert root in first.postponed
+    while update_tileset(folder, [], interrupt=lambda: True).postponed:
+        pass
+    assert root not in meshed and draco_bytes(folder / root) == mesh
+    update_tileset(folder, [{"id": big, "footprint_height": _lowest(doc, big) + 1}])
+    assert root in meshed and draco_bytes(folder / root) != mesh
+    check_valid(folder)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from conftest import wait_for
 from test_access import token
 
 pytestmark = pytest.mark.slow
@@ -363,9 +364,9 @@ def test_a_patch_of_a_building_redoes_its_3d_tile_and_the_tiles_above_only(serve
                        headers={**who["steward"], "Content-Type": "application/merge-patch+json"},
                        timeout=30)
     assert r.status_code == 200, r.text
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and files(folder) == old:
-        time.sleep(0.1)
+    # the leaf comes first, the tiles above it after (each draws the building)
+    wait_for(lambda: all(files(folder).get(u) != old[u]
+                         for u in [leaf, *ancestors(folder, leaf)]), 30, "the 3D tiles")
     new = files(folder)
     changed = {k for k in old if old[k] != new[k]}
     # the leaf is made again; above it only the tiles that draw the building can change
@@ -410,7 +411,7 @@ def _city_feature(oid: str, roof_up: int = 0) -> dict:
 
 def test_a_cityjson_feature_carries_a_building_s_full_3d_shape(server, imported, who):
     from shapely.geometry import shape
-    from test_tiles3d_update import check_valid, files, leaves, where
+    from test_tiles3d_update import ancestors, check_valid, files, leaves, where
 
     folder = Path(imported["OUP_DATA_DIR"]) / "3dtiles" / "buildings"
     feature = requests.get(f"{server}/collections/buildings/items",
@@ -429,9 +430,9 @@ def test_a_cityjson_feature_carries_a_building_s_full_3d_shape(server, imported,
     assert props["ground_level"] == pytest.approx(was["ground_level"], abs=0.002)
     sent, had = shape(r.json()["geometry"]), shape(feature["geometry"])  # the same footprint
     assert sent.symmetric_difference(had).area < 1e-6 * had.area
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and files(folder) == old:
-        time.sleep(0.1)
+    wait_for(lambda: all(files(folder).get(u) != old[u]  # its leaf, then the tiles above
+                         for u in [leaf["uri"], *ancestors(folder, leaf["uri"])]), 30,
+             "the 3D tiles")
     [now] = [m for m in where(folder, oid) if m["uri"] == leaf["uri"]]
     # its own surfaces, raised: as many vertices as before (an LoD1 block has far fewer)
     assert now["vertices"] == leaf["vertices"] and files(folder) != old

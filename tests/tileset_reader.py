@@ -71,6 +71,10 @@ def feature_ids(path: Path) -> list[str]:
     def view(i: int) -> bytes:
         v = views[i]
         return binary[v.get("byteOffset", 0):v.get("byteOffset", 0) + v["byteLength"]]
+    prop = ext["schema"]["classes"]["cityobject"]["properties"]["id"]
+    if prop["type"] == "ENUM":  # a few ids (a small city): each one's value, by its name
+        names = {v["value"]: v["name"] for v in ext["schema"]["enums"][prop["enumType"]]["values"]}
+        return [names[v] for v in view(column["values"])[:table["count"]]]
     kind = "<u2" if column.get("stringOffsetType", "UINT32") == "UINT16" else "<u4"
     offsets = np.frombuffer(view(column["stringOffsets"]), kind)[:table["count"] + 1]
     text = view(column["values"])

@@ -178,7 +178,7 @@ def stacked_blocks(outlines: list[tuple]) -> tuple[np.ndarray, ...]:
 
 
 def choose(items: np.ndarray, size: np.ndarray, deviation: np.ndarray,
-           limit: int = MAX_FEATURES) -> tuple[np.ndarray, float]:
+           limit: int | None = None) -> tuple[np.ndarray, float]:
     """The blocks a coarse tile over ``items`` carries, and its geometric error.
 
     Every object under the tile, so a viewer from afar sees the whole city (no bare
@@ -187,6 +187,7 @@ def choose(items: np.ndarray, size: np.ndarray, deviation: np.ndarray,
     viewer sees first. The error is the larger of the worst block's deviation and the
     size of the largest object left out.
     """
+    limit = MAX_FEATURES if limit is None else limit
     order = items[np.argsort(-size[items], kind="stable")]
     chosen, left = order[:limit], order[limit:]
     error = max(float(deviation[chosen].max()), float(size[left].max()) if len(left) else 0.0)

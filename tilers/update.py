@@ -18,7 +18,8 @@ tile reached. A leaf is not split again when it grows past the vertex budget: th
 full `oup tile` balances the tree.
 
 Files are replaced whole (a temporary file in the same folder, then ``os.replace``):
-the glbs first, then tileset.json, then the index. One update at a time a tileset
+the leaves' glbs first, then tileset.json (the new leaves are out: ``published``), then
+the coarse tiles' glbs, tileset.json again, then the index. One update at a time a tileset
 (an exclusive lock on ``.oup-index/lock``).
 """
 from __future__ import annotations
@@ -29,6 +30,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -62,6 +64,7 @@ class UpdateReport:
     rewritten: list = field(default_factory=list)  # content URIs whose bytes changed
     same: list = field(default_factory=list)       # redone, same bytes: left as they were
     removed: list = field(default_factory=list)    # tiles left empty: gone
+    postponed: list = field(default_factory=list)  # coarse tiles left to the next update
     seconds: float = 0.0
 
     def __str__(self) -> str:
@@ -69,6 +72,8 @@ class UpdateReport:
                  ("added", "replaced", "changed", "deleted") if getattr(self, k)]
         parts.append(f"{len(self.rewritten)} tiles rewritten" +
                      (f", {len(self.removed)} removed" if self.removed else ""))
+        if self.postponed:
+            parts.append(f"{len(self.postponed)} coarse tiles postponed")
         if self.unknown:
             parts.append(f"unknown ids: {', '.join(self.unknown)}")
         if self.skipped:
@@ -77,7 +82,9 @@ class UpdateReport:
 
 
 def update_tileset(folder: Path, changes, *, transform: dict | None = None,
-                   crs: str | None = None) -> UpdateReport:
+                   crs: str | None = None,
+                   published: Callable[[UpdateReport], None] | None = None,
+                   interrupt: Callable[[], bool] | None = None) -> UpdateReport:
     """Apply ``changes`` (in order; a later change of an id wins) to the tileset in
     ``folder`` (made by `oup tile` of a city model). Each change is one of:
 
@@ -92,7 +99,13 @@ def update_tileset(folder: Path, changes, *, transform: dict | None = None,
     - ``{"id", "deleted": true}``: the object is removed.
 
     A tileset made of several LoDs (``lod-<L>/``) is updated in each. Returns what was
-    done (``UpdateReport``)."""
+    done (``UpdateReport``). ``published`` is called once the changed objects' leaves
+    are out (their glbs and a tileset.json that holds them), with a report of those
+    tiles, before the coarse tiles above them are made again (see ``_redo``).
+    ``interrupt`` is asked before each coarse tile but the first; when it says so (more
+    changes wait), the coarse tiles not made yet are left as they are, noted in the
+    index, and made by the next update, first (``UpdateReport.postponed``; an update
+    without changes makes them)."""
     folder = Path(folder)
     started = time.perf_counter()
     changes = list(changes)
@@ -101,10 +114,14 @@ def update_tileset(folder: Path, changes, *, transform: dict | None = None,
     lods = (top.get("extras") or {}).get("lods")
     if lods:
         for one, rel in lods.items():
-            part = _update_one(folder / Path(rel).parent, changes, transform, crs)
+            lod = Path(rel).parent
+            part = _update_one(folder / lod, changes, transform, crs,
+                               published and (lambda leaves, lod=lod: published(
+                                   _prefixed(leaves, lod))), interrupt)
             report.rewritten += [f"{Path(rel).parent}/{u}" for u in part.rewritten]
             report.same += [f"{Path(rel).parent}/{u}" for u in part.same]
             report.removed += [f"{Path(rel).parent}/{u}" for u in part.removed]
+            report.postponed += [f"{Path(rel).parent}/{u}" for u in part.postponed]
             for k in ("added", "replaced", "changed", "deleted", "unknown"):
                 setattr(report, k, sorted(set(getattr(report, k)) | set(getattr(part, k))))
             report.skipped.update({f"{i} (LoD {one})": w for i, w in part.skipped.items()})
@@ -113,8 +130,15 @@ def update_tileset(folder: Path, changes, *, transform: dict | None = None,
         top["root"]["boundingVolume"] = highest["root"]["boundingVolume"]
         replace_file(folder / "tileset.json", json.dumps(top).encode())
     else:
-        report = _update_one(folder, changes, transform, crs)
+        report = _update_one(folder, changes, transform, crs, published, interrupt)
     report.seconds = time.perf_counter() - started
+    return report
+
+
+def _prefixed(report: UpdateReport, lod: Path) -> UpdateReport:
+    """``report`` of one LoD's tileset, its tiles named from the top tileset's folder."""
+    for k in ("rewritten", "same", "removed", "postponed"):
+        setattr(report, k, [f"{lod}/{u}" for u in getattr(report, k)])
     return report
 
 
@@ -297,8 +321,9 @@ def _place(xy: np.ndarray, nodes: dict, children: dict) -> int:
     return under[int(np.argmin(np.hypot(dx, dy)))]
 
 
-def _update_one(folder: Path, changes: list, transform: dict | None,
-                crs: str | None) -> UpdateReport:
+def _update_one(folder: Path, changes: list, transform: dict | None, crs: str | None,
+                published: Callable[[UpdateReport], None] | None = None,
+                interrupt: Callable[[], bool] | None = None) -> UpdateReport:
     from oup.geodesy import installed_grid_dirs
 
     folder = Path(folder)
@@ -314,13 +339,15 @@ def _update_one(folder: Path, changes: list, transform: dict | None,
         shaped: set = set()
         try:
             pending = _pending(changes, index, records, report, transform, shaped)
-            if not pending:
+            if not pending and not meta.get("stale"):
                 return report
-            dirty, moved = _apply(index, pending, records, shaped)
+            before = {k: index.objects[k].copy() for k in ("id", "leaf", "size", "deviation")}
+            dirty, moved = _apply(index, pending, records, shaped) if pending else (set(), set())
         finally:
             records.close()
         meta["files"] = records.files
-        _redo(folder, index, dirty, moved, installed_grid_dirs(), report)
+        _redo(folder, index, dirty, moved, installed_grid_dirs(), report, published, interrupt,
+              _Drawn(before, shaped, index.nodes["id"]))
         save_index(folder, index)
     return report
 
@@ -393,43 +420,78 @@ def _upwards(leaves: set, parent: list) -> set:
 
 
 def _redo(folder: Path, index: TilesetIndex, leaves: set, moved: set, grids: list,
-          report: UpdateReport) -> None:
+          report: UpdateReport, published: Callable[[UpdateReport], None] | None,
+          interrupt: Callable[[], bool] | None, drawn: "_Drawn") -> None:
     """Make the touched leaves and their ancestors again; tileset.json follows.
+
+    The leaves come first and are published on their own (``published``): a leaf holds
+    a few hundred buildings, while a coarse tile above it holds a block of every
+    building under it (the root one of the whole city) and takes seconds to mesh and
+    compress again. Between the two, tileset.json names the new leaves (their
+    regions, and their ancestors' grown to hold them) and the coarse tiles as they still
+    are (their own regions and errors in the index are those of the bytes on disk), so
+    every moment a viewer can look at is a valid tileset; a leaf left empty is taken
+    out of it then, so a building that moved is not drawn twice.
+
+    That state is also where an ``interrupt`` leaves the tiles it postpones (more writes
+    wait, and their leaves come before this city's root): ``meta["stale"]`` names them,
+    oldest first, with whether their blocks changed, and the next update makes them
+    first (the mesh again where the blocks changed, or it does now): under a
+    stream of writes a leaf waits for at most one coarse tile, and no coarse tile waits
+    behind one marked after it.
 
     A tile where only values changed (no shape came, went or changed under it: not
     above a leaf of ``moved``) keeps its mesh: its property table is written anew around
     the same Draco bytes (``gltf.with_rows``), which is what makes an attribute change
-    cheap where a coarse tile holds the blocks of a whole city."""
+    cheap where a coarse tile holds the blocks of a whole city. So does a coarse tile
+    that draws only the largest objects under it (past 65,535: the root of a large city)
+    where no changed shape is among them, before or after (``_Drawn``): its blocks are
+    the same, only its error can change."""
     obj, nodes, meta = index.objects, index.nodes, index.meta
+    if not len(obj["id"]):  # before any file is touched
+        raise UpdateError("the update leaves the tileset empty")
     ids = nodes["id"].tolist()
     parent = nodes["parent"].tolist()
-    dirty = _upwards(leaves, parent)
+    number = {nid: i for i, nid in enumerate(ids)}
+    # postponed tiles: whether each one's blocks changed (its mesh is made again)
+    late = {number[t]: mesh for t, mesh in meta.pop("stale", []) if t in number}
+    dirty = _upwards(leaves, parent) | set(late)
     remesh = _upwards(moved, parent)
     summary = attributes_from_json(meta["attributes"])
     schema, kinds = metadata_schema(summary.kinds, summary.missing, summary.texts)
     files = [str(folder / INDEX_DIR / f) for f in meta["files"]]
-    leaf_of = nodes["id"][obj["leaf"]] if len(obj["id"]) else np.array([], str)
+    leaf_of = nodes["id"][obj["leaf"]]
     children = _children(nodes)
-    budget = int(meta["vertex_budget"])
     empty = set()
-    for n in sorted(dirty, key=lambda i: -len(ids[i])):  # leaves first
-        items = np.flatnonzero(np.char.startswith(leaf_of, ids[n])) if len(leaf_of) else []
+
+    def plan(n: int):
+        """(kind, the records it draws, its error, whether its mesh changes); None: empty."""
+        items = np.flatnonzero(np.char.startswith(leaf_of, ids[n]))
         if not len(items):
-            empty.add(n)
-            continue
+            return None
         if children[n]:
-            chosen, nodes["error"][n] = choose(items, obj["size"], obj["deviation"])
+            chosen, error = choose(items, obj["size"], obj["deviation"])
             kind, places = "coarse", [(files[f], int(o)) for f, o in zip(
                 obj["block_file"][chosen], obj["block_offset"][chosen])]
+            mesh = late.get(n, False) or n in remesh and (
+                len(chosen) == len(items) or drawn.shaped_in(obj["id"][chosen], ids[n]))
         else:
-            nodes["error"][n] = 0.0
-            kind, places = "leaf", [(files[f], int(o)) for f, o in zip(
+            error, kind, places = 0.0, "leaf", [(files[f], int(o)) for f, o in zip(
                 obj["mesh_file"][items], obj["mesh_offset"][items])]
+            mesh = n in remesh
         if len(places) > 65_535:
             raise UpdateError(f"tile {ids[n]} would hold more than 65,535 objects: tile the "
                               "city again (`oup tile`)")
+        return kind, places, error, mesh
+
+    def make(n: int) -> None:
+        planned = plan(n)
+        if planned is None:
+            empty.add(n)
+            return
+        kind, places, nodes["error"][n], mesh = planned
         uri = f"tiles/{ids[n]}.glb"
-        if n not in remesh and (folder / uri).is_file():
+        if not mesh and (folder / uri).is_file():
             try:
                 glb = with_rows((folder / uri).read_bytes(), schema, kinds,
                                 load_records(places, read_row), SURFACE_NAMES)
@@ -437,20 +499,69 @@ def _redo(folder: Path, index: TilesetIndex, leaves: set, moved: set, grids: lis
                 glb = None
             if glb is not None:
                 (report.rewritten if replace_file(folder / uri, glb) else report.same).append(uri)
-                continue
+                return
         content = run_job(Job(kind, places, meta["src_crs"], schema, kinds, str(folder),
                               ids[n], grids, nodes["frame"][n].tolist()))
         nodes["region"][n] = content["region"]
         (report.rewritten if content["written"] else report.same).append(content["uri"])
-    if 0 in empty:
-        raise UpdateError("the update leaves the tileset empty")
+
+    coarse = list(late) + sorted((n for n in dirty if children[n] and n not in late),
+                           key=lambda i: -len(ids[i]))
+    for n in sorted(n for n in dirty if not children[n]):
+        make(n)
+    if coarse:  # the leaves out now, the coarse tiles after them
+        _publish_leaves(folder, index, dirty, set(empty), report, published)
+    for i, n in enumerate(coarse):
+        if i and interrupt and interrupt():
+            meta["stale"] = [[ids[m], bool(p and p[3])] for m in coarse[i:] for p in [plan(m)]]
+            report.postponed = [f"tiles/{ids[m]}.glb" for m in coarse[i:]]
+            break
+        make(n)
     _write_tileset_json(folder, index, dirty, empty)
+    _remove(folder, ids, empty, report)
+    if not coarse and published:
+        published(_copy(report))
     if empty:
         _drop(index, empty)
-        for n in empty:
-            uri = f"tiles/{ids[n]}.glb"
+
+
+def _publish_leaves(folder: Path, index: TilesetIndex, dirty: set, empty: set,
+                    report: UpdateReport, published) -> None:
+    """tileset.json with the leaves just made (the coarse tiles as they are), the empty
+    leaves gone; then ``published`` hears of them."""
+    _write_tileset_json(folder, index, dirty, empty)
+    _remove(folder, index.nodes["id"].tolist(), empty, report)
+    if published:
+        published(_copy(report))
+
+
+def _remove(folder: Path, ids: list, empty: set, report: UpdateReport) -> None:
+    """The glbs of tiles left empty (tileset.json no longer names them)."""
+    for n in sorted(empty):
+        uri = f"tiles/{ids[n]}.glb"
+        if uri not in report.removed:
             (folder / uri).unlink(missing_ok=True)
             report.removed.append(uri)
+
+
+def _copy(report: UpdateReport) -> UpdateReport:
+    return UpdateReport(**{k: (type(v)(v) if isinstance(v, (list, dict)) else v)
+                           for k, v in vars(report).items()})
+
+
+class _Drawn:
+    """Whether a changed shape is among the blocks a coarse tile draws now or drew before
+    the update (``before``: the object table's ids, leaves, sizes and deviations then)."""
+
+    def __init__(self, before: dict, shaped: set, node_ids: np.ndarray):
+        self.before, self.shaped = before, np.array(sorted(shaped), dtype=str)
+        self.leaf_of = node_ids[before["leaf"]]
+
+    def shaped_in(self, now: np.ndarray, tile: str) -> bool:
+        items = np.flatnonzero(np.char.startswith(self.leaf_of, tile))
+        then, _ = choose(items, self.before["size"], self.before["deviation"])
+        return bool(np.isin(self.shaped, now).any() or
+                    np.isin(self.shaped, self.before["id"][then]).any())
 
 
 def _drop(index: TilesetIndex, empty: set) -> None:

@@ -56,7 +56,9 @@ TYPES = {
                      "properties that changed",
     FEATURE_DELETED: "a feature was deleted through the API (DELETE); data: its id",
     TILES3D_UPDATED: "the 3D Tiles of a collection follow a write: data: the tiles made "
-                     "again (content URIs), after they were replaced",
+                     "again (content URIs), after they were replaced; the changed "
+                     "buildings' leaves come first, the coarse tiles above them in a "
+                     "later event",
 }
 # The scenario streams' own (not in TYPES: /events never carries them)
 SCENARIO_TYPES = {

@@ -34,6 +34,11 @@ class Coalesced:
             self._pending.setdefault(key, []).append(item)
         self._queue.submit(self._run, key)
 
+    def waiting(self, key: str) -> bool:
+        """Whether items for ``key`` wait for the next job."""
+        with self._lock:
+            return bool(self._pending.get(key))
+
     def _run(self, key: str) -> None:
         with self._lock:
             items = self._pending.pop(key, [])
@@ -44,18 +49,30 @@ class Coalesced:
 def tileset_updater(data_dir, announce: Callable, update_tileset: Callable) -> Callable:
     """After a write to a 3D collection: its 3D Tiles, the changed buildings' leaves and
     the tiles above them made again (``update_tileset``: the tiler's, given by the
-    composition root); then a change event says which (``announce``: /viewer loads them
-    again)."""
+    composition root); a change event says which (``announce``: /viewer loads them
+    again): one as soon as the leaves are out, another once the coarse tiles above them
+    (seconds more in a large city) are. When more writes wait, the job stops between two
+    coarse tiles and leaves the rest to the next one (``interrupt``), which does its
+    leaves first: a leaf never waits for a whole city's coarse tiles."""
     from oup.events import tiles3d_event
     from oup.tiles.tiles3d import tileset_dir
     from oup.writes.city import merge_changes, tiles_change
 
     def work(cid: str, changes: list) -> None:
+        told: set = set()
+
+        def tell(report) -> None:  # what is out and not yet told
+            rewritten = [u for u in report.rewritten if u not in told]
+            removed = [u for u in report.removed if u not in told]
+            told.update(rewritten, removed)
+            if rewritten or removed:
+                announce(tiles3d_event(cid, rewritten, removed))
+
         try:
-            report = update_tileset(tileset_dir(data_dir, cid), merge_changes(changes))
+            report = update_tileset(tileset_dir(data_dir, cid), merge_changes(changes),
+                                    published=tell, interrupt=lambda: jobs.waiting(cid))
             LOG.info("3D tiles of %s after %d changes: %s", cid, len(changes), report)
-            if report.rewritten or report.removed:
-                announce(tiles3d_event(cid, report.rewritten, report.removed))
+            tell(report)
         except Exception:  # the writes stand; `oup tile` makes the tileset whole again
             LOG.exception("3D tiles of %s not updated after %d changes", cid, len(changes))
 
