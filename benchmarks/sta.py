@@ -12,7 +12,8 @@ observations by data arrays against the MQTT ingest of the same readings.
      desc))`` (the first 100 things, each with its latest observation).
 2. Creating: readings per second through ``POST CreateObservations`` (data arrays of
    1,000 readings, one client) against ``oup ingest`` draining the same number of queued
-   MQTT messages (benchmarks/sensors.py's measure); the ratio is printed, with the load
+   MQTT messages (benchmarks/sensors.py's measure), newer than the created ones so that
+   either way updates the sensors' latest values; the ratio is printed, with the load
    average while each ran.
 ``--postgis`` runs it all on a throwaway PostgreSQL cluster (oup.store.localdb).
 """
@@ -122,6 +123,7 @@ def timed(url: str, queries: list[dict], path_of, server: int) -> tuple[float, f
 
 
 BATCH = 1000  # readings a CreateObservations request
+CREATED_FROM = T0 - 10 ** 12  # before the loaded readings: all new
 
 
 def create_rate(url: str, key: str, n_sensors: int, n: int) -> float:
@@ -129,12 +131,11 @@ def create_rate(url: str, key: str, n_sensors: int, n: int) -> float:
     starts (as the MQTT messages are queued before the ingester's)."""
     s = requests.Session()
     s.headers.update({"X-API-Key": key, "Content-Type": "application/json"})
-    t_base = T0 - 10 ** 12  # before the loaded readings: all new
     bodies = []
     for first in range(0, n, BATCH):
         batch: dict[str, list] = {}
         for j in range(first, min(n, first + BATCH)):
-            stamp = datetime.fromtimestamp((t_base + (j // n_sensors) * MINUTE) / 1e6,
+            stamp = datetime.fromtimestamp((CREATED_FROM + (j // n_sensors) * MINUTE) / 1e6,
                                            timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
             batch.setdefault(f"s{j % n_sensors:04d}", []).append([stamp, 10.0 + j % 50])
         bodies.append(json.dumps([{"Datastream": {"@iot.id": sid}, "components": [
@@ -229,8 +230,11 @@ def main() -> None:
             broker = Broker.from_url(broker_proc.url)
             benv = dict(env, OUP_MQTT_URL=broker_proc.url)
             subscribe_session(broker, "bench-sta-ingest", "oup/sensors/+/observations")
+            # after the created readings: each batch brings its sensors a newer reading,
+            # as the created ones did, so both ways keep the latest values current
+            # (older ones leave the sensors' rows alone, which is cheaper)
             preload(broker, args.create, [f"s{i:04d}" for i in range(args.sensors)],
-                    T0 - 2 * 10 ** 12)
+                    CREATED_FROM + (args.create // args.sensors + 1) * MINUTE)
             obs_store = open_observation_store(benv.get("OUP_DATABASE_URL")
                                                or f"gpkg://{work / 'data' / 'oup.gpkg'}")
             mqtt = oup_rate(benv, obs_store, args.create, "bench-sta-ingest")
