@@ -13,7 +13,9 @@ observations by data arrays against the MQTT ingest of the same readings.
 2. Creating: readings per second through ``POST CreateObservations`` (data arrays of
    1,000 readings, one client) against ``oup ingest`` draining the same number of queued
    MQTT messages (benchmarks/sensors.py's measure), newer than the created ones so that
-   either way updates the sensors' latest values; the ratio is printed, with the load
+   either way updates the sensors' latest values; the ratio is printed in readings a
+   second and in readings a CPU second (the server's or the ingester's processes with
+   PostgreSQL's: what a reading costs, whatever the machine's load), with the load
    average while each ran.
 ``--postgis`` runs it all on a throwaway PostgreSQL cluster (oup.store.localdb).
 """
@@ -126,9 +128,11 @@ BATCH = 1000  # readings a CreateObservations request
 CREATED_FROM = T0 - 10 ** 12  # before the loaded readings: all new
 
 
-def create_rate(url: str, key: str, n_sensors: int, n: int) -> float:
-    """Readings a second through CreateObservations; the bodies are made before the clock
-    starts (as the MQTT messages are queued before the ingester's)."""
+def create_rate(url: str, key: str, n_sensors: int, n: int,
+                cpu) -> tuple[float, float]:
+    """Readings a second through CreateObservations, and the CPU seconds ``cpu()`` grew by
+    meanwhile; the bodies are made before the clock starts (as the MQTT messages are
+    queued before the ingester's)."""
     s = requests.Session()
     s.headers.update({"X-API-Key": key, "Content-Type": "application/json"})
     bodies = []
@@ -140,12 +144,12 @@ def create_rate(url: str, key: str, n_sensors: int, n: int) -> float:
             batch.setdefault(f"s{j % n_sensors:04d}", []).append([stamp, 10.0 + j % 50])
         bodies.append(json.dumps([{"Datastream": {"@iot.id": sid}, "components": [
             "phenomenonTime", "result"], "dataArray": rows_} for sid, rows_ in batch.items()]))
-    t = time.perf_counter()
+    t, used = time.perf_counter(), cpu()
     for body in bodies:
         r = s.post(f"{url}/sta/v1.1/CreateObservations", data=body, timeout=120)
         r.raise_for_status()
         assert "error" not in r.json(), r.text[:300]
-    return n / (time.perf_counter() - t)
+    return n / (time.perf_counter() - t), cpu() - used
 
 
 def main() -> None:
@@ -169,6 +173,11 @@ def main() -> None:
 
             db = LocalPostGIS(work / "cluster", durable=False).start()
             env["OUP_DATABASE_URL"] = db.create("oup")
+        postmaster = db and int((db.dir / "data" / "postmaster.pid").read_text().split()[0])
+
+        def database_cpu() -> float:
+            return cpu_seconds(postmaster) if postmaster else 0.0
+
         oup(env, "import", "--quiet")
         key = oup(env, "keys", "add", "bench", "--role", "sensor-writer").stdout.strip()
         per = args.observations // args.sensors
@@ -215,11 +224,14 @@ def main() -> None:
             print(f"Things?$expand=Datastreams($expand=Observations($top=1;$orderby="
                   f"phenomenonTime desc)) (100 things): p50 {p50:.1f} ms, p99 {p99:.1f} ms; "
                   f"server CPU {cpu:.2f} ms a request")
-            http = create_rate(url, key, args.sensors, args.create)
+            idle(server.pid)
+            http, http_cpu = create_rate(url, key, args.sensors, args.create,
+                                         lambda: cpu_seconds(server.pid) + database_cpu())
         finally:
             server.terminate()
             server.wait(30)
-        print(f"CreateObservations (data arrays of {BATCH:,}): {http:,.0f} readings/s; "
+        print(f"CreateObservations (data arrays of {BATCH:,}): {http:,.0f} readings/s, "
+              f"CPU {http_cpu / args.create * 1e6:.0f} ms a 1,000 (server + database); "
               f"load {load()}")
         from iot_ingest.broker import BrokerProcess
         from iot_ingest.mqtt import Broker
@@ -237,11 +249,14 @@ def main() -> None:
                     CREATED_FROM + (args.create // args.sensors + 1) * MINUTE)
             obs_store = open_observation_store(benv.get("OUP_DATABASE_URL")
                                                or f"gpkg://{work / 'data' / 'oup.gpkg'}")
-            mqtt = oup_rate(benv, obs_store, args.create, "bench-sta-ingest")
+            mqtt, mqtt_cpu = oup_rate(benv, obs_store, args.create, "bench-sta-ingest",
+                                      lambda pid: cpu_seconds(pid) + database_cpu())
         finally:
             broker_proc.stop()
-        print(f"oup ingest (MQTT, same readings): {mqtt:,.0f} readings/s; "
-              f"data arrays / MQTT = {http / mqtt:.2f}x; load {load()}")
+        print(f"oup ingest (MQTT, same readings): {mqtt:,.0f} readings/s, "
+              f"CPU {mqtt_cpu * 1e6:.0f} ms a 1,000 (ingester + database); "
+              f"data arrays / MQTT = {http / mqtt:.2f}x, in readings a CPU second "
+              f"{mqtt_cpu * args.create / http_cpu:.2f}x; load {load()}")
     finally:
         if db is not None:
             db.stop()
