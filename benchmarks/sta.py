@@ -68,7 +68,8 @@ def load_postgis(url: str, n_sensors: int, per: int) -> None:
             for k in range(0, per, 100):
                 for r in readings(n_sensors, per, k):
                     copy.write_row(r)
-        con.execute("ANALYZE oup_observations")
+        # vacuumed too: autovacuum would do it later, in the CPU measured of the creates
+        con.execute("VACUUM ANALYZE oup_observations")
 
 
 def load() -> str:
