@@ -87,7 +87,10 @@ def raw_ceiling(broker: Broker, n: int) -> float:
     return got[0] / (got[2] - got[1])
 
 
-def oup_rate(env: dict, store, n: int, client_id: str) -> float:
+def oup_rate(env: dict, store, n: int, client_id: str,
+             cpu=lambda pid: 0.0) -> tuple[float, float]:
+    """Messages a second `oup ingest` stores of ``n`` queued, and the CPU seconds a message
+    (what ``cpu(its pid)`` grew by from its first committed batch to the last)."""
     proc = subprocess.Popen([sys.executable, "-m", "oup.cli", "ingest", "--client-id", client_id,
                              "--group", ""], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -98,14 +101,15 @@ def oup_rate(env: dict, store, n: int, client_id: str) -> float:
                              (client_id,))
         done = rows[0][0] if rows else 0
         if done and first is None:
-            first = (time.perf_counter(), done)
+            first = (time.perf_counter(), done, cpu(proc.pid))
         if done >= n:
-            last = (time.perf_counter(), done)
+            last = (time.perf_counter(), done, cpu(proc.pid))
             break
         time.sleep(0.05)
     proc.terminate()
     proc.wait(30)
-    return (last[1] - first[1]) / (last[0] - first[0])
+    done = last[1] - first[1]
+    return done / (last[0] - first[0]), (last[2] - first[2]) / done
 
 
 def latency(env: dict, broker: Broker, store, rate: int, seconds: int,
@@ -272,7 +276,7 @@ def ingest_parts(args, work, env, store, sensors) -> None:
         subscribe_session(broker, "bench-oup", topic)
         preload(broker, args.messages, sensors, 1_900_000_000_000_000)
         time.sleep(15)
-        ours = oup_rate(env, store, args.messages, "bench-oup")
+        ours, _ = oup_rate(env, store, args.messages, "bench-oup")
         print(f"OUP ingest (stored, acknowledged):  {ours:8,.0f} msg/s   "
               f"= {ours / raw:.2f} x the raw ceiling")
         time.sleep(15)

@@ -12,7 +12,10 @@ observations by data arrays against the MQTT ingest of the same readings.
      desc))`` (the first 100 things, each with its latest observation).
 2. Creating: readings per second through ``POST CreateObservations`` (data arrays of
    1,000 readings, one client) against ``oup ingest`` draining the same number of queued
-   MQTT messages (benchmarks/sensors.py's measure); the ratio is printed, with the load
+   MQTT messages (benchmarks/sensors.py's measure), newer than the created ones so that
+   either way updates the sensors' latest values; the ratio is printed in readings a
+   second and in readings a CPU second (the server's or the ingester's processes with
+   PostgreSQL's: what a reading costs, whatever the machine's load), with the load
    average while each ran.
 ``--postgis`` runs it all on a throwaway PostgreSQL cluster (oup.store.localdb).
 """
@@ -65,7 +68,8 @@ def load_postgis(url: str, n_sensors: int, per: int) -> None:
             for k in range(0, per, 100):
                 for r in readings(n_sensors, per, k):
                     copy.write_row(r)
-        con.execute("ANALYZE oup_observations")
+        # vacuumed too: autovacuum would do it later, in the CPU measured of the creates
+        con.execute("VACUUM ANALYZE oup_observations")
 
 
 def load() -> str:
@@ -122,29 +126,31 @@ def timed(url: str, queries: list[dict], path_of, server: int) -> tuple[float, f
 
 
 BATCH = 1000  # readings a CreateObservations request
+CREATED_FROM = T0 - 10 ** 12  # before the loaded readings: all new
 
 
-def create_rate(url: str, key: str, n_sensors: int, n: int) -> float:
-    """Readings a second through CreateObservations; the bodies are made before the clock
-    starts (as the MQTT messages are queued before the ingester's)."""
+def create_rate(url: str, key: str, n_sensors: int, n: int,
+                cpu) -> tuple[float, float]:
+    """Readings a second through CreateObservations, and the CPU seconds ``cpu()`` grew by
+    meanwhile; the bodies are made before the clock starts (as the MQTT messages are
+    queued before the ingester's)."""
     s = requests.Session()
     s.headers.update({"X-API-Key": key, "Content-Type": "application/json"})
-    t_base = T0 - 10 ** 12  # before the loaded readings: all new
     bodies = []
     for first in range(0, n, BATCH):
         batch: dict[str, list] = {}
         for j in range(first, min(n, first + BATCH)):
-            stamp = datetime.fromtimestamp((t_base + (j // n_sensors) * MINUTE) / 1e6,
+            stamp = datetime.fromtimestamp((CREATED_FROM + (j // n_sensors) * MINUTE) / 1e6,
                                            timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
             batch.setdefault(f"s{j % n_sensors:04d}", []).append([stamp, 10.0 + j % 50])
         bodies.append(json.dumps([{"Datastream": {"@iot.id": sid}, "components": [
             "phenomenonTime", "result"], "dataArray": rows_} for sid, rows_ in batch.items()]))
-    t = time.perf_counter()
+    t, used = time.perf_counter(), cpu()
     for body in bodies:
         r = s.post(f"{url}/sta/v1.1/CreateObservations", data=body, timeout=120)
         r.raise_for_status()
         assert "error" not in r.json(), r.text[:300]
-    return n / (time.perf_counter() - t)
+    return n / (time.perf_counter() - t), cpu() - used
 
 
 def main() -> None:
@@ -168,6 +174,11 @@ def main() -> None:
 
             db = LocalPostGIS(work / "cluster", durable=False).start()
             env["OUP_DATABASE_URL"] = db.create("oup")
+        postmaster = db and int((db.dir / "data" / "postmaster.pid").read_text().split()[0])
+
+        def database_cpu() -> float:
+            return cpu_seconds(postmaster) if postmaster else 0.0
+
         oup(env, "import", "--quiet")
         key = oup(env, "keys", "add", "bench", "--role", "sensor-writer").stdout.strip()
         per = args.observations // args.sensors
@@ -214,11 +225,14 @@ def main() -> None:
             print(f"Things?$expand=Datastreams($expand=Observations($top=1;$orderby="
                   f"phenomenonTime desc)) (100 things): p50 {p50:.1f} ms, p99 {p99:.1f} ms; "
                   f"server CPU {cpu:.2f} ms a request")
-            http = create_rate(url, key, args.sensors, args.create)
+            idle(server.pid)
+            http, http_cpu = create_rate(url, key, args.sensors, args.create,
+                                         lambda: cpu_seconds(server.pid) + database_cpu())
         finally:
             server.terminate()
             server.wait(30)
-        print(f"CreateObservations (data arrays of {BATCH:,}): {http:,.0f} readings/s; "
+        print(f"CreateObservations (data arrays of {BATCH:,}): {http:,.0f} readings/s, "
+              f"CPU {http_cpu / args.create * 1e6:.0f} ms a 1,000 (server + database); "
               f"load {load()}")
         from iot_ingest.broker import BrokerProcess
         from iot_ingest.mqtt import Broker
@@ -229,15 +243,21 @@ def main() -> None:
             broker = Broker.from_url(broker_proc.url)
             benv = dict(env, OUP_MQTT_URL=broker_proc.url)
             subscribe_session(broker, "bench-sta-ingest", "oup/sensors/+/observations")
+            # after the created readings: each batch brings its sensors a newer reading,
+            # as the created ones did, so both ways keep the latest values current
+            # (older ones leave the sensors' rows alone, which is cheaper)
             preload(broker, args.create, [f"s{i:04d}" for i in range(args.sensors)],
-                    T0 - 2 * 10 ** 12)
+                    CREATED_FROM + (args.create // args.sensors + 1) * MINUTE)
             obs_store = open_observation_store(benv.get("OUP_DATABASE_URL")
                                                or f"gpkg://{work / 'data' / 'oup.gpkg'}")
-            mqtt = oup_rate(benv, obs_store, args.create, "bench-sta-ingest")
+            mqtt, mqtt_cpu = oup_rate(benv, obs_store, args.create, "bench-sta-ingest",
+                                      lambda pid: cpu_seconds(pid) + database_cpu())
         finally:
             broker_proc.stop()
-        print(f"oup ingest (MQTT, same readings): {mqtt:,.0f} readings/s; "
-              f"data arrays / MQTT = {http / mqtt:.2f}x; load {load()}")
+        print(f"oup ingest (MQTT, same readings): {mqtt:,.0f} readings/s, "
+              f"CPU {mqtt_cpu * 1e6:.0f} ms a 1,000 (ingester + database); "
+              f"data arrays / MQTT = {http / mqtt:.2f}x, in readings a CPU second "
+              f"{mqtt_cpu * args.create / http_cpu:.2f}x; load {load()}")
     finally:
         if db is not None:
             db.stop()

@@ -274,8 +274,8 @@ def _sensor_fields(coll: Collection, rows: list) -> list[Field]:
                                f"{prop!r} is not among stream.properties ({', '.join(known)})")
         p["unit"] = known[prop].unit
         p["latest_result"] = p["latest_time"] = None
-    return [Field("unit", "string"), Field("latest_result", "number"),
-            Field("latest_time", "date-time")]
+    return [Field("unit", "string"), Field("latest_result", "number", live=True),
+            Field("latest_time", "date-time", live=True)]
 
 
 def _geometry_type(geoms) -> str:

@@ -75,6 +75,9 @@ def check_int64(value: int, parameter: str) -> int:
 class Field:
     name: str
     type: str  # one of FIELD_TYPES
+    # rewritten in place by every reading that is newer (a sensor's latest value): not
+    # indexed, so that the write touches no index (on PostgreSQL, a HOT update)
+    live: bool = False
 
 
 @dataclass

@@ -337,7 +337,11 @@ class GeoPackageStore(GeoPackageWrites, SqlQueries):
             values_token = self._write_tile_values(con, cid, fields)
             if search:
                 _text_index(con, cid, list(search))
-            for f in fields:  # equality filters and sorting stay indexed at any size
+            # equality filters and sorting stay indexed at any size (not a live field:
+            # its rewrite with every reading would cost more than the look-ups it saves)
+            for f in fields:
+                if f.live:
+                    continue
                 unique = "UNIQUE " if f.name == id_field else ""
                 con.execute(f"CREATE {unique}INDEX {quote(f'idx_{cid}_{f.name}')} "
                             f"ON {t} ({quote(f.name)})")
