@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from oup.store import observation_hours
 from oup.store.base import FID, InvalidQuery, Page, Query
 from oup.store.cql import quote
 from oup.store.protocols import SqlSource
@@ -43,6 +44,7 @@ def _floor(expr: str, length: int) -> str:
 class TimeSeries:
     def __init__(self, store: SqlSource, sensors: SensorSet):
         self.store, self.s = store, sensors
+        self._hours: bool | None = None  # whether the store keeps sums per hour
 
     # -- helpers ------------------------------------------------------------------------
     def _sensor_filter(self, q: Query) -> tuple[str, list]:
@@ -56,17 +58,7 @@ class TimeSeries:
                 f"{quote(self.s.collection)}{where})", params)
 
     def _time_filter(self, interval) -> tuple[str, list]:
-        if interval is None:
-            return "", []
-        start, end = interval
-        sql, params = "", []
-        if start is not None:
-            sql += " AND o.phenomenon_time >= ?"
-            params.append(us_of(start))
-        if end is not None:
-            sql += " AND o.phenomenon_time <= ?"
-            params.append(us_of(end))
-        return sql, params
+        return self._between(*self._window(interval))
 
     def sensors(self, ids, crs: str = "OGC:CRS84", skip_geometry: bool = False) -> dict:
         """Sensor features by id (geometry and properties), for the page being answered."""
@@ -217,10 +209,42 @@ class TimeSeries:
     def per_sensor(self, sensor_ids: list[str], interval) -> list[tuple[str, int, float,
                                                                         float, float]]:
         """(sensor, count, sum, min, max) of the results within ``interval``, of each of
-        these sensors. Named, the sensors are each an index seek and a range of the
-        (sensor, time) index: in the GeoPackage its results are in that index, so the
-        table is not read, and rows come in sensor order (no sort)."""
-        where_t, pt = self._time_filter(interval)
+        these sensors. Where the store keeps sums per hour (the GeoPackage:
+        ``observation_hours``), the hours the window covers whole are read from them and
+        only its ragged ends from the observations. Named, the sensors are each an index
+        seek and a range: of the hours, or of the (sensor, time, result) index of the
+        observations, which SQLite reads without the table, in sensor order (no sort)."""
+        start, end = self._window(interval)
+        parts = observation_hours.split(start, end) if self._has_hours() else None
+        if parts is None:
+            return self._per_sensor_raw(sensor_ids, start, end)
+        (first, last), ends = parts
+        where, params = "", []
+        if first is not None:
+            where, params = where + " AND hour >= ?", params + [first]
+        if last is not None:
+            where, params = where + " AND hour <= ?", params + [last]
+        merged: dict[str, list] = {}
+        rows = []
+        for chunk in _chunks(sensor_ids):
+            rows += self.store.execute(
+                f"SELECT sensor_id, SUM(n), SUM(total), MIN(lo), MAX(hi) FROM "
+                f"{observation_hours.TABLE} WHERE sensor_id IN ({','.join('?' * len(chunk))})"
+                f"{where} GROUP BY sensor_id", chunk + params)
+        for lo, hi in ends:
+            rows += self._per_sensor_raw(sensor_ids, lo, hi)
+        for sid, n, total, lo, hi in rows:
+            seen = merged.get(sid)
+            if seen is None:
+                merged[sid] = [n, total, lo, hi]
+            else:
+                seen[0], seen[1] = seen[0] + n, seen[1] + total
+                seen[2], seen[3] = min(seen[2], lo), max(seen[3], hi)
+        return [(sid, *v) for sid, v in merged.items()]
+
+    def _per_sensor_raw(self, sensor_ids: list[str], start: int | None,
+                        end: int | None) -> list:
+        where_t, pt = self._between(start, end)
         out: list = []
         for chunk in _chunks(sensor_ids):
             out += self.store.execute(
@@ -229,6 +253,29 @@ class TimeSeries:
                 f"({','.join('?' * len(chunk))}) AND o.result IS NOT NULL{where_t} "
                 f"GROUP BY o.sensor_id", chunk + pt)
         return out
+
+    def _has_hours(self) -> bool:
+        if self._hours is None:
+            self._hours = getattr(self.store, "SQL_DIALECT", "") != "postgresql" and \
+                observation_hours.exists(self.store.execute)
+        return self._hours
+
+    @staticmethod
+    def _window(interval) -> tuple[int | None, int | None]:
+        """``interval`` in microseconds, both ends included (None: open)."""
+        if interval is None:
+            return None, None
+        start, end = interval
+        return (None if start is None else us_of(start)), (None if end is None else us_of(end))
+
+    @staticmethod
+    def _between(start: int | None, end: int | None) -> tuple[str, list]:
+        sql, params = "", []
+        if start is not None:
+            sql, params = sql + " AND o.phenomenon_time >= ?", params + [start]
+        if end is not None:
+            sql, params = sql + " AND o.phenomenon_time <= ?", params + [end]
+        return sql, params
 
     def results(self, sensor_ids: list[str], interval) -> list[float]:
         """The results of these sensors within ``interval`` (in no order)."""
