@@ -103,3 +103,28 @@ def test_windows_read_from_the_hours_equal_the_observations(tmp_path, seed):
             n, total, lo, hi = got[sid]
             assert (n, lo, hi) == (len(vs), min(vs), max(vs)), (start, end, sid)
             assert total == pytest.approx(sum(vs), abs=1e-9)
+
+
+def test_percentiles_of_groups_equal_numpys(tmp_path):
+    """The GeoPackage's percentiles (ranks found by sorting from the nearer end) against
+    numpy's over the values written, for groups of sensors and windows."""
+    import numpy as np
+
+    rng = random.Random(11)
+    store = GeoPackageObservationStore(tmp_path / "oup.gpkg")
+    values = _written(rng, store)
+    series = TimeSeries(store, SensorSet("sensors", "sensor_id", "observed_property", {}))
+    groups = {0: ["s0"], 1: ["s1", "s2"], 2: ["s0", "s1", "s2"], 3: ["s9"]}
+    ranks = [0, 1, 25, 50, 90, 99, 100]
+    for start, end in [(None, None), (T0 + 7 * 60_000_000, T0 + 4 * HOUR + 11)]:
+        window = (None if start is None else EPOCH + timedelta(microseconds=start),
+                  None if end is None else EPOCH + timedelta(microseconds=end))
+        got = series.percentiles(groups, window, ranks)
+        for g, sids in groups.items():
+            vs = [v for (sid, t), v in values.items() if sid in sids and
+                  (start is None or t >= start) and (end is None or t <= end)]
+            if not vs:
+                assert g not in got
+                continue
+            assert got[g] == pytest.approx(dict(zip(ranks, np.percentile(vs, ranks))),
+                                           rel=1e-12), (g, start, end)

@@ -277,32 +277,18 @@ class TimeSeries:
             sql, params = sql + " AND o.phenomenon_time <= ?", params + [end]
         return sql, params
 
-    def results(self, sensor_ids: list[str], interval) -> list[float]:
-        """The results of these sensors within ``interval`` (in no order)."""
-        where_t, pt = self._time_filter(interval)
-        out: list[float] = []
-        for chunk in _chunks(sensor_ids):
-            out += [r[0] for r in self.store.execute(
-                f"SELECT o.result FROM oup_observations o WHERE o.sensor_id IN "
-                f"({','.join('?' * len(chunk))}) AND o.result IS NOT NULL{where_t}",
-                chunk + pt)]
-        return out
-
     def percentiles(self, groups: dict[int, list[str]], interval,
                     ranks: list[int]) -> dict[int, dict[int, float]]:
         """Percentiles ``ranks`` (0-100, linear between the closest ranks) of the results
         of each group of sensors within ``interval``: {group: {rank: value}} (a group
         without results left out). PostgreSQL computes them itself (percentile_cont, one
-        statement for every group); elsewhere the values are read and numpy does."""
+        statement for every group). Elsewhere the group's count (``per_sensor``) says
+        which two ranks a percentile lies between, and SQLite sorts for just those: the
+        top of the values from the nearer end (a p90 keeps a tenth of them in its sort),
+        so the values never come out of the database one by one."""
         if getattr(self.store, "SQL_DIALECT", "") != "postgresql":
-            import numpy as np
-
-            out = {}
-            for g, sids in groups.items():
-                values = self.results(sids, interval)
-                if values:
-                    out[g] = dict(zip(ranks, np.percentile(values, ranks).tolist()))
-            return out
+            return {g: known for g, sids in groups.items()
+                    if (known := self._ranked(sids, interval, ranks))}
         where_t, pt = self._time_filter(interval)
         pairs = [(sid, g) for g, sids in groups.items() for sid in sids]
         if not pairs:
@@ -314,6 +300,37 @@ class TimeSeries:
             f"WHERE o.result IS NOT NULL{where_t} GROUP BY a.grp",
             [x for pair in pairs for x in pair] + [[r / 100 for r in ranks]] + pt)
         return {g: dict(zip(ranks, values)) for g, values in rows}
+
+    def _ranked(self, sensor_ids: list[str], interval, ranks: list[int]) -> dict[int, float]:
+        """The percentiles of these sensors' results (see ``percentiles``), in SQLite:
+        the count and the sorts in one read transaction (one snapshot: readings being
+        written do not shift the ranks between them)."""
+        import json
+
+        where_t, pt = self._time_filter(interval)
+        # any number of sensors in one parameter: one sort over all of them
+        sql = (f"SELECT o.result FROM oup_observations o WHERE o.sensor_id IN (SELECT value "
+               f"FROM json_each(?)) AND o.result IS NOT NULL{where_t} ORDER BY o.result")
+        ids, out = json.dumps(sensor_ids), {}
+        self.store.execute("BEGIN")
+        try:
+            n = sum(int(row[1]) for row in self.per_sensor(sensor_ids, interval))
+            for rank in ranks if n else ():
+                at = (n - 1) * rank / 100
+                lo = int(at)
+                hi = min(lo + 1, n - 1)
+                if lo <= n - 1 - hi:  # the nearer end: the sort keeps fewer values
+                    values = [r[0] for r in self.store.execute(
+                        f"{sql} LIMIT ? OFFSET ?", [ids, *pt, hi - lo + 1, lo])]
+                else:
+                    values = [r[0] for r in self.store.execute(
+                        f"{sql} DESC LIMIT ? OFFSET ?", [ids, *pt, hi - lo + 1, n - 1 - hi])]
+                    values.reverse()
+                a, b = values[0], values[-1]
+                out[rank] = a + (b - a) * (at - lo)
+        finally:
+            self.store.execute("COMMIT")
+        return out
 
     def series(self, sensor_ids: list[str], interval) -> dict[str, list[tuple[int, float]]]:
         """(time, result) per sensor, in time order, within ``interval``."""
