@@ -131,6 +131,20 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def pg_cpu(work: Path):
+    """CPU seconds so far of the benchmark's PostgreSQL cluster (all its processes)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from features import tree_cpu_seconds
+
+    postmaster = int((work / "pg" / "data" / "postmaster.pid").read_text().split()[0])
+
+    def reaped() -> float:  # processes that have ended (parallel workers), as counted
+        fields = Path(f"/proc/{postmaster}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+
+    return lambda: tree_cpu_seconds(postmaster) + reaped()
+
+
 def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
@@ -231,20 +245,25 @@ def main() -> None:
         execute(url, key, ["count"])  # warm: the worker's first job loads what it needs
         ceiling, ceiling_cpu = min(raw_ceiling(store_url, args.sensors) for _ in range(3))
         worker = procs[1].pid
+        # PostgreSQL's share: the CPU of the cluster's processes (its backends run the
+        # jobs' statements), from /proc
+        cluster = pg_cpu(work) if pg is not None else (lambda: 0.0)
         for wanted in (["count", "mean", "max"], ["count", "mean", "max", "p90"]):
-            runs, cpus = [], []
+            runs, cpus, pg_cpus = [], [], []
             for _ in range(3):
-                started, cpu = time.perf_counter(), cpu_seconds(worker)
+                started, cpu, in_pg = time.perf_counter(), cpu_seconds(worker), cluster()
                 r = execute(url, key, wanted)
                 runs.append(time.perf_counter() - started)
                 cpus.append(cpu_seconds(worker) - cpu)
+                pg_cpus.append(cluster() - in_pg)
                 assert r.status_code == 200, r.text[:500]
             total = sum(f["properties"]["count"] or 0 for f in r.json()["features"])
             best = min(runs)
             # the wall clock of a shared machine says little: the worker's CPU time is
             # the job's own work (all of it for the GeoPackage, whose SQLite runs there)
             print(f"area-statistics {'+'.join(wanted)}: {best:.2f} s (median "
-                  f"{statistics.median(runs):.2f} s; worker CPU {min(cpus):.2f} s; "
+                  f"{statistics.median(runs):.2f} s; worker CPU {min(cpus):.2f} s"
+                  f"{f', PostgreSQL CPU {min(pg_cpus):.2f} s' if pg is not None else ''}; "
                   f"{total:,} observations counted) - x{best / ceiling:.1f} the raw SQL "
                   f"aggregate ({ceiling:.2f} s, CPU here {ceiling_cpu:.2f} s); load "
                   f"average {load_average()}")
