@@ -19,6 +19,7 @@ import sqlite3
 
 HOUR = 3_600_000_000  # microseconds, the unit of phenomenon_time
 TABLE = "oup_observation_hours"
+MAKING_S = 900  # how long a process waits for another that makes the hours
 
 
 def _hour(t: str) -> str:
@@ -69,16 +70,23 @@ def ensure(con: sqlite3.Connection) -> None:
     Run after the observations table exists, outside a transaction."""
     if exists(lambda sql, p: con.execute(sql, p).fetchall()):
         return
-    con.execute("BEGIN IMMEDIATE")  # another process may be making them too
+    # another process may be making them (10M observations: about 40 s): the others
+    # wait for it, longer than for a batch of readings
+    (usual,), = con.execute("PRAGMA busy_timeout").fetchall()
+    con.execute(f"PRAGMA busy_timeout = {MAKING_S * 1000}")
     try:
-        if not exists(lambda sql, p: con.execute(sql, p).fetchall()):
-            for statement in _statements(SCHEMA):
-                con.execute(statement)
-            con.execute(_BACKFILL)
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            if not exists(lambda sql, p: con.execute(sql, p).fetchall()):
+                for statement in _statements(SCHEMA):
+                    con.execute(statement)
+                con.execute(_BACKFILL)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+    finally:
+        con.execute(f"PRAGMA busy_timeout = {int(usual)}")
 
 
 def _statements(script: str) -> list[str]:
