@@ -3,6 +3,10 @@ the API.
 
     python benchmarks/processes.py [--store gpkg|postgis] [--observations 10000000]
                                    [--requests 400 (0: no latency part)]
+                                   [--work DIR [--reuse]]
+
+With ``--work`` the data stay in DIR (one folder per store and size); ``--reuse`` then
+skips loading them again (10M observations take minutes to load).
 
 1. area-statistics of N observations (1,000 sensors, one reading a minute, a week) over
    100 districts (a 10 x 10 grid over the sensors), for that week: count, mean, max, and
@@ -127,6 +131,20 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def pg_cpu(work: Path):
+    """CPU seconds so far of the benchmark's PostgreSQL cluster (all its processes)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from features import tree_cpu_seconds
+
+    postmaster = int((work / "pg" / "data" / "postmaster.pid").read_text().split()[0])
+
+    def reaped() -> float:  # processes that have ended (parallel workers), as counted
+        fields = Path(f"/proc/{postmaster}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+
+    return lambda: tree_cpu_seconds(postmaster) + reaped()
+
+
 def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
@@ -160,27 +178,56 @@ def main() -> None:
     ap.add_argument("--observations", type=int, default=10_000_000)
     ap.add_argument("--sensors", type=int, default=1000)
     ap.add_argument("--requests", type=int, default=400)
+    ap.add_argument("--work", type=Path, help="keep the data here (default: a temporary "
+                                               "folder, removed at the end)")
+    ap.add_argument("--reuse", action="store_true",
+                    help="use the data loaded into --work by an earlier run")
     args = ap.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="oup-bench-processes-"))
+    if args.work:
+        work = args.work / f"{args.store}-{args.sensors}-{args.observations}"
+        work.mkdir(parents=True, exist_ok=True)
+        loaded = work / "loaded"
+        reuse = args.reuse and loaded.exists()
+    else:
+        work = Path(tempfile.mkdtemp(prefix="oup-bench-processes-"))
+        loaded, reuse = None, False
     work.chmod(0o755)  # the postgres user reaches its cluster through it
-    catalogue(work / "catalogue", args.sensors)
+    if not reuse:
+        shutil.rmtree(work / "catalogue", ignore_errors=True)
+        shutil.rmtree(work / "data", ignore_errors=True)
+        catalogue(work / "catalogue", args.sensors)
+    # the subprocesses run the OUP beside this script, whatever the working folder
     env = dict(os.environ, OUP_DATA_DIR=str(work / "data"), OUP_CATALOG_DIR=str(
-        work / "catalogue"), OUP_LOG_LEVEL="WARNING", OUP_JOBS_SYNC_SECONDS="600")
+        work / "catalogue"), OUP_LOG_LEVEL="WARNING", OUP_JOBS_SYNC_SECONDS="600",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     env.pop("OUP_DATABASE_URL", None)
     pg = None
     if args.store == "postgis":
         from oup.store.localdb import LocalPostGIS
 
-        pg = LocalPostGIS(work / "pg", free_port()).start()
-        env["OUP_DATABASE_URL"] = pg.create("oup")
+        pg = LocalPostGIS(work / "pg", free_port()).start(keep=reuse)
+        env["OUP_DATABASE_URL"] = pg.url("oup") if reuse else pg.create("oup")
     store_url = env.get("OUP_DATABASE_URL") or f"gpkg://{work / 'data' / 'oup.gpkg'}"
     procs = []
     try:
-        oup(env, "import", "--quiet")
         print(f"machine: {os.cpu_count()} CPUs; store: {args.store}; {args.sensors:,} "
               f"sensors, {args.observations:,} observations, 100 districts")
-        print(f"  loaded in {load(store_url, args.sensors, args.observations):.0f} s")
-        key = oup(env, "keys", "add", "bench", "--role", "planner").stdout.strip()
+        if reuse:
+            print(f"  the data loaded before in {work}")
+            # what `oup serve` does first: a store of an earlier version is brought up
+            # to date (the GeoPackage's sums per hour made from its observations)
+            from oup.store import open_observation_store
+
+            started = time.perf_counter()
+            open_observation_store(store_url).close()
+            print(f"  store opened (brought up to date) in {time.perf_counter() - started:.1f} s")
+        else:
+            oup(env, "import", "--quiet")
+            print(f"  loaded in {load(store_url, args.sensors, args.observations):.0f} s")
+            if loaded is not None:
+                loaded.touch()
+        key_name = f"bench-{os.getpid()}"  # (a reused folder has the keys of earlier runs)
+        key = oup(env, "keys", "add", key_name, "--role", "planner").stdout.strip()
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         log = open(work / "server.log", "w")
@@ -198,20 +245,25 @@ def main() -> None:
         execute(url, key, ["count"])  # warm: the worker's first job loads what it needs
         ceiling, ceiling_cpu = min(raw_ceiling(store_url, args.sensors) for _ in range(3))
         worker = procs[1].pid
+        # PostgreSQL's share: the CPU of the cluster's processes (its backends run the
+        # jobs' statements), from /proc
+        cluster = pg_cpu(work) if pg is not None else (lambda: 0.0)
         for wanted in (["count", "mean", "max"], ["count", "mean", "max", "p90"]):
-            runs, cpus = [], []
+            runs, cpus, pg_cpus = [], [], []
             for _ in range(3):
-                started, cpu = time.perf_counter(), cpu_seconds(worker)
+                started, cpu, in_pg = time.perf_counter(), cpu_seconds(worker), cluster()
                 r = execute(url, key, wanted)
                 runs.append(time.perf_counter() - started)
                 cpus.append(cpu_seconds(worker) - cpu)
+                pg_cpus.append(cluster() - in_pg)
                 assert r.status_code == 200, r.text[:500]
             total = sum(f["properties"]["count"] or 0 for f in r.json()["features"])
             best = min(runs)
             # the wall clock of a shared machine says little: the worker's CPU time is
             # the job's own work (all of it for the GeoPackage, whose SQLite runs there)
             print(f"area-statistics {'+'.join(wanted)}: {best:.2f} s (median "
-                  f"{statistics.median(runs):.2f} s; worker CPU {min(cpus):.2f} s; "
+                  f"{statistics.median(runs):.2f} s; worker CPU {min(cpus):.2f} s"
+                  f"{f', PostgreSQL CPU {min(pg_cpus):.2f} s' if pg is not None else ''}; "
                   f"{total:,} observations counted) - x{best / ceiling:.1f} the raw SQL "
                   f"aggregate ({ceiling:.2f} s, CPU here {ceiling_cpu:.2f} s); load "
                   f"average {load_average()}")
@@ -240,7 +292,8 @@ def main() -> None:
             p.wait(timeout=60)
         if pg is not None:
             pg.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        if loaded is None:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

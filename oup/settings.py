@@ -93,8 +93,14 @@ class Settings(BaseSettings):
         "runs of a job whose worker stopped, before it fails"))
     jobs_timeout_seconds: float = Field(600.0, gt=0, description="longest run of a job")
     worker_threads: int = Field(2, ge=1, description="jobs one `oup worker` runs at once")
+    # not 19: beside other busy processes a worker at 19 gets next to no CPU (its jobs
+    # did not finish within the 30 s of a synchronous execute on a machine at load 20)
     worker_nice: int = Field(10, ge=0, le=19, description=(
-        "how much `oup worker` yields the CPU to the API on the same machine (nice)"))
+        "how much `oup worker` yields the CPU to the API on the same machine (nice; its "
+        "PostgreSQL backends too, where it may set theirs)"))
+    worker_statements: int = Field(1, ge=1, description=(
+        "statements the jobs of one `oup worker` run in the store at once (the others "
+        "wait): 1 keeps any number of running jobs to about one core"))
 
     @property
     def jobs_database(self) -> str:

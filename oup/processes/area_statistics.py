@@ -9,8 +9,10 @@ between the closest ranks). The store narrows the features to the areas' boundin
 and the time window; the geometry test is shapely's, on both stores (the GeoPackage
 has no spatial SQL). Of observations, ``property`` is an observed property (say
 ``NO2``): each of its sensors goes to the area it stands in, and the store sums their
-results per sensor in SQL (reading its (sensor, time) index, a seek per sensor); the
-percentiles per area PostgreSQL computes itself, and of the GeoPackage the values are read.
+results per sensor in SQL (a seek per sensor: of the GeoPackage's sums per hour, and
+the (sensor, time) index at the window's ragged ends); the percentiles per area the
+store computes itself (PostgreSQL's percentile_cont; SQLite sorts for the two ranks
+each lies between), so the values never come to the worker.
 
 The input's disclosure control applies to the answer as it applies to what is
 published (``oup.catalog.disclosure``): an area with fewer features than the input's
@@ -214,8 +216,7 @@ def _tally(tree, points, values: np.ndarray, tallies: list[Tally]) -> None:
 def _observations(context: Context, coll: Collection, prop: str | None, interval, tree,
                   tallies: list[Tally], ranks: list[int]) -> None:
     """Observations: each sensor to its area, then the store sums its results per
-    sensor in SQL (count, sum, min, max), and gives the percentiles ``ranks`` per area
-    (PostgreSQL in SQL; the GeoPackage's values read)."""
+    sensor in SQL (count, sum, min, max), and gives the percentiles ``ranks`` per area."""
     import shapely
 
     series, read_sensors = context.series(coll)

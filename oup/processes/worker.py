@@ -22,6 +22,28 @@ from oup.settings import Settings
 LOG = logging.getLogger("oup.worker")
 
 
+class Gated:
+    """The store as the jobs of one worker read it: ``n`` of their statements at a time.
+    Jobs wait on the store, so four running jobs take about a core, not every one; the
+    API's statements (other processes) never wait here."""
+
+    GATED = frozenset({"execute", "query"})  # the ways a job reads
+
+    def __init__(self, store, n: int):
+        self._store, self._gate = store, threading.BoundedSemaphore(n)
+
+    def __getattr__(self, name: str):
+        value = getattr(self._store, name)
+        if name not in self.GATED:
+            return value
+
+        def gated(*args, **kwargs):
+            with self._gate:
+                return value(*args, **kwargs)
+
+        return gated
+
+
 def open_jobs(s: Settings) -> Jobs:
     return Jobs(s.jobs_database, s.jobs_retention_hours * 3600, s.jobs_stale_seconds,
                 s.jobs_attempts, s.jobs_timeout_seconds)
@@ -89,14 +111,16 @@ def run_worker(s: Settings, threads: int) -> None:
     """Run jobs until SIGINT or SIGTERM (then the running ones finish first)."""
     from oup.catalog import load_catalog
     from oup.security import AuditLog
-    from oup.store import open_store
+    from oup.store import open_job_store
 
     logging.basicConfig(level=s.log_level)
     if s.worker_nice and hasattr(os, "nice"):  # a job waits; a map in a browser should not
         os.nice(s.worker_nice)
     jobs = open_jobs(s)
+    store = Gated(open_job_store(s.store_url, s.jobs_timeout_seconds, s.worker_nice),
+                  s.worker_statements)
     worker = Worker(jobs, load_processes(s.processes_file), load_catalog(s.catalog_dir),
-                    open_store(s.store_url), AuditLog(s.audit_log or s.data_dir / "audit.log"))
+                    store, AuditLog(s.audit_log or s.data_dir / "audit.log"))
     jobs.runner = worker.run_job
     stop = threading.Event()
     keeper = threading.Thread(target=worker.housekeeping, args=(stop,), daemon=True,

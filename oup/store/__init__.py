@@ -13,7 +13,8 @@ from oup.store.protocols import EventLog, FeatureStore, FeatureWriter, Observati
 __all__ = ["BatchResult", "Change", "EventLog", "Feature", "FeatureExists", "FeatureNotFound",
            "FeatureStore", "FeatureWriter", "Field", "InvalidQuery", "NotVersioned",
            "ObservationStore", "Page", "Query", "StaleVersion", "StoreBusy", "StoreError",
-           "UnknownCollection", "Written", "open_observation_store", "open_store"]
+           "UnknownCollection", "Written", "open_job_store", "open_observation_store",
+           "open_store"]
 
 
 @cache
@@ -21,6 +22,14 @@ def open_store(url: str) -> FeatureStore:
     """The store behind ``url``: ``gpkg:///path/file.gpkg`` (embedded default),
     ``postgresql://user@host/db``."""
     return backend_of(url).open_features(url)
+
+
+def open_job_store(url: str, timeout_s: float, nice: int) -> FeatureStore:
+    """The store behind ``url`` as ``oup worker``'s jobs read it: where the database
+    has sessions of its own (PostgreSQL), they give way to the API's
+    (``job_sessions``): no parallel workers, ``timeout_s`` a statement at most, the
+    backends at CPU priority ``nice`` where the worker may set it."""
+    return backend_of(url).open_for_jobs(url, timeout_s, nice)
 
 
 def open_observation_store(url: str, busy_timeout: float = 30.0,

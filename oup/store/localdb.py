@@ -1,7 +1,8 @@
 """A throwaway PostgreSQL + PostGIS cluster on loopback: for the test suite, the benchmarks
 and trying the production shape on one machine (Debian's postgresql + postgis packages).
 
-Run as the ``postgres`` user (PostgreSQL refuses root); the data folder is removed on start.
+Run as the ``postgres`` user (PostgreSQL refuses root); the data folder is removed on start
+(unless a benchmark keeps the data it loaded).
 """
 from __future__ import annotations
 
@@ -39,12 +40,16 @@ class LocalPostGIS:
         except subprocess.CalledProcessError as exc:
             raise LocalDBError(f"{' '.join(cmd[-3:])}: {exc.stderr.strip()[-500:]}") from exc
 
-    def start(self) -> "LocalPostGIS":
-        shutil.rmtree(self.dir, ignore_errors=True)
-        self.dir.mkdir(parents=True)
-        if os.geteuid() == 0:
-            shutil.chown(self.dir, "postgres", "postgres")
-        self._run(self.bin / "initdb", "-D", self.dir / "data", "-A", "trust", "-U", "postgres")
+    def start(self, keep: bool = False) -> "LocalPostGIS":
+        """``keep``: start the cluster already in the folder (a benchmark's data, loaded
+        once), if there is one."""
+        if not (keep and (self.dir / "data" / "PG_VERSION").exists()):
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir.mkdir(parents=True)
+            if os.geteuid() == 0:
+                shutil.chown(self.dir, "postgres", "postgres")
+            self._run(self.bin / "initdb", "-D", self.dir / "data", "-A", "trust",
+                      "-U", "postgres")
         fast = "" if self.durable else \
             " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         self._run(self.bin / "pg_ctl", "-D", self.dir / "data", "-l", self.dir / "log", "-w",

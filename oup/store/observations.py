@@ -6,6 +6,7 @@ second row; late and out-of-order data are simply rows; a correction (same key, 
 result time) replaces the value. A batch of messages is one transaction, together with
 the counters and the sensors' latest values: the ingester acknowledges the messages only
 after ``write_batch`` returns, so what is counted is exactly what is stored.
+Triggers keep the sums per sensor and hour (``observation_hours``) as rows are written.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from oup.sensors.observations import DeadLetter, Observation, SensorHome, us_of
+from oup.store import observation_hours
 from oup.store.base import BatchResult, StoreBusy
 from oup.store.cql import quote
 from oup.store.events import SQLITE_SCHEMA, SqlEventLog
@@ -72,6 +74,7 @@ class GeoPackageObservationStore(SqlObservations, SqlEventLog):
             self.con.execute("PRAGMA journal_mode = WAL")
             self.con.execute("PRAGMA synchronous = NORMAL")  # WAL: durable at checkpoints
             self.con.executescript(SCHEMA + SQLITE_SCHEMA)
+            observation_hours.ensure(self.con)
 
     def execute(self, sql: str, params=()) -> list[tuple]:
         return self.con.execute(sql, list(params)).fetchall()

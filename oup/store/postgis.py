@@ -23,7 +23,7 @@ import warnings
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from itertools import chain
-from typing import Iterable
+from typing import Callable, Iterable
 
 import shapely
 
@@ -104,7 +104,10 @@ class PostGISStore(FeatureVersions, SqlQueries):
     OWN_SRIDS = (910000, 998999)  # a CRS without an EPSG code: PostGIS's user range
     VERSION_TYPES = _VERSION_TYPES
 
-    def __init__(self, url: str, pool_size: int | None = None):
+    def __init__(self, url: str, pool_size: int | None = None,
+                 session: Callable | None = None):
+        """``session``: what each new connection runs first, after the store's own
+        settings (``oup worker``'s: ``job_sessions``)."""
         import psycopg
         from psycopg_pool import ConnectionPool
 
@@ -129,8 +132,13 @@ class PostGISStore(FeatureVersions, SqlQueries):
         # and the spatial functions' high declared costs put every low-zoom tile there:
         # 15-18 ms of compiling a statement of ~50 ms CPU, which it did not win back
         # (measured: benchmarks/README.md, "Overviews for the low zooms")
+        def configure(con) -> None:
+            _without_jit(con)
+            if session is not None:
+                session(con)
+
         self.pool = ConnectionPool(url, min_size=1, max_size=size, open=True, timeout=30,
-                                   kwargs={"autocommit": True}, configure=_without_jit)
+                                   kwargs={"autocommit": True}, configure=configure)
         # closed while the interpreter still runs threads: left to the garbage collector at
         # exit, the pool waits 5 s for each of its threads and warns that it could not stop
         atexit.register(self.close)
@@ -160,6 +168,8 @@ class PostGISStore(FeatureVersions, SqlQueries):
                 return cur.fetchall() if cur.description else []
         except psycopg.errors.DataError as exc:  # a value the column cannot hold
             raise InvalidQuery(f"a value does not fit: {exc.diag.message_primary}") from exc
+        except psycopg.errors.QueryCanceled as exc:  # statement_timeout (a job's sessions)
+            raise TimeoutError(f"PostGIS: {exc.diag.message_primary}") from exc
         except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn) as exc:
             raise StaleLayer(f"PostGIS: {exc.diag.message_primary}") from exc
         except psycopg.OperationalError as exc:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from oup.store import observation_hours
 from oup.store.base import FID, InvalidQuery, Page, Query
 from oup.store.cql import quote
 from oup.store.protocols import SqlSource
@@ -43,6 +44,7 @@ def _floor(expr: str, length: int) -> str:
 class TimeSeries:
     def __init__(self, store: SqlSource, sensors: SensorSet):
         self.store, self.s = store, sensors
+        self._hours: bool | None = None  # whether the store keeps sums per hour
 
     # -- helpers ------------------------------------------------------------------------
     def _sensor_filter(self, q: Query) -> tuple[str, list]:
@@ -56,17 +58,7 @@ class TimeSeries:
                 f"{quote(self.s.collection)}{where})", params)
 
     def _time_filter(self, interval) -> tuple[str, list]:
-        if interval is None:
-            return "", []
-        start, end = interval
-        sql, params = "", []
-        if start is not None:
-            sql += " AND o.phenomenon_time >= ?"
-            params.append(us_of(start))
-        if end is not None:
-            sql += " AND o.phenomenon_time <= ?"
-            params.append(us_of(end))
-        return sql, params
+        return self._between(*self._window(interval))
 
     def sensors(self, ids, crs: str = "OGC:CRS84", skip_geometry: bool = False) -> dict:
         """Sensor features by id (geometry and properties), for the page being answered."""
@@ -217,10 +209,42 @@ class TimeSeries:
     def per_sensor(self, sensor_ids: list[str], interval) -> list[tuple[str, int, float,
                                                                         float, float]]:
         """(sensor, count, sum, min, max) of the results within ``interval``, of each of
-        these sensors. Named, the sensors are each an index seek and a range of the
-        (sensor, time) index: in the GeoPackage its results are in that index, so the
-        table is not read, and rows come in sensor order (no sort)."""
-        where_t, pt = self._time_filter(interval)
+        these sensors. Where the store keeps sums per hour (the GeoPackage:
+        ``observation_hours``), the hours the window covers whole are read from them and
+        only its ragged ends from the observations. Named, the sensors are each an index
+        seek and a range: of the hours, or of the (sensor, time, result) index of the
+        observations, which SQLite reads without the table, in sensor order (no sort)."""
+        start, end = self._window(interval)
+        parts = observation_hours.split(start, end) if self._has_hours() else None
+        if parts is None:
+            return self._per_sensor_raw(sensor_ids, start, end)
+        (first, last), ends = parts
+        where, params = "", []
+        if first is not None:
+            where, params = where + " AND hour >= ?", params + [first]
+        if last is not None:
+            where, params = where + " AND hour <= ?", params + [last]
+        merged: dict[str, list] = {}
+        rows = []
+        for chunk in _chunks(sensor_ids):
+            rows += self.store.execute(
+                f"SELECT sensor_id, SUM(n), SUM(total), MIN(lo), MAX(hi) FROM "
+                f"{observation_hours.TABLE} WHERE sensor_id IN ({','.join('?' * len(chunk))})"
+                f"{where} GROUP BY sensor_id", chunk + params)
+        for lo, hi in ends:
+            rows += self._per_sensor_raw(sensor_ids, lo, hi)
+        for sid, n, total, lo, hi in rows:
+            seen = merged.get(sid)
+            if seen is None:
+                merged[sid] = [n, total, lo, hi]
+            else:
+                seen[0], seen[1] = seen[0] + n, seen[1] + total
+                seen[2], seen[3] = min(seen[2], lo), max(seen[3], hi)
+        return [(sid, *v) for sid, v in merged.items()]
+
+    def _per_sensor_raw(self, sensor_ids: list[str], start: int | None,
+                        end: int | None) -> list:
+        where_t, pt = self._between(start, end)
         out: list = []
         for chunk in _chunks(sensor_ids):
             out += self.store.execute(
@@ -230,32 +254,41 @@ class TimeSeries:
                 f"GROUP BY o.sensor_id", chunk + pt)
         return out
 
-    def results(self, sensor_ids: list[str], interval) -> list[float]:
-        """The results of these sensors within ``interval`` (in no order)."""
-        where_t, pt = self._time_filter(interval)
-        out: list[float] = []
-        for chunk in _chunks(sensor_ids):
-            out += [r[0] for r in self.store.execute(
-                f"SELECT o.result FROM oup_observations o WHERE o.sensor_id IN "
-                f"({','.join('?' * len(chunk))}) AND o.result IS NOT NULL{where_t}",
-                chunk + pt)]
-        return out
+    def _has_hours(self) -> bool:
+        if self._hours is None:
+            self._hours = getattr(self.store, "SQL_DIALECT", "") != "postgresql" and \
+                observation_hours.exists(self.store.execute)
+        return self._hours
+
+    @staticmethod
+    def _window(interval) -> tuple[int | None, int | None]:
+        """``interval`` in microseconds, both ends included (None: open)."""
+        if interval is None:
+            return None, None
+        start, end = interval
+        return (None if start is None else us_of(start)), (None if end is None else us_of(end))
+
+    @staticmethod
+    def _between(start: int | None, end: int | None) -> tuple[str, list]:
+        sql, params = "", []
+        if start is not None:
+            sql, params = sql + " AND o.phenomenon_time >= ?", params + [start]
+        if end is not None:
+            sql, params = sql + " AND o.phenomenon_time <= ?", params + [end]
+        return sql, params
 
     def percentiles(self, groups: dict[int, list[str]], interval,
                     ranks: list[int]) -> dict[int, dict[int, float]]:
         """Percentiles ``ranks`` (0-100, linear between the closest ranks) of the results
         of each group of sensors within ``interval``: {group: {rank: value}} (a group
         without results left out). PostgreSQL computes them itself (percentile_cont, one
-        statement for every group); elsewhere the values are read and numpy does."""
+        statement for every group). Elsewhere the group's count (``per_sensor``) says
+        which two ranks a percentile lies between, and SQLite sorts for just those: the
+        top of the values from the nearer end (a p90 keeps a tenth of them in its sort),
+        so the values never come out of the database one by one."""
         if getattr(self.store, "SQL_DIALECT", "") != "postgresql":
-            import numpy as np
-
-            out = {}
-            for g, sids in groups.items():
-                values = self.results(sids, interval)
-                if values:
-                    out[g] = dict(zip(ranks, np.percentile(values, ranks).tolist()))
-            return out
+            return {g: known for g, sids in groups.items()
+                    if (known := self._ranked(sids, interval, ranks))}
         where_t, pt = self._time_filter(interval)
         pairs = [(sid, g) for g, sids in groups.items() for sid in sids]
         if not pairs:
@@ -267,6 +300,37 @@ class TimeSeries:
             f"WHERE o.result IS NOT NULL{where_t} GROUP BY a.grp",
             [x for pair in pairs for x in pair] + [[r / 100 for r in ranks]] + pt)
         return {g: dict(zip(ranks, values)) for g, values in rows}
+
+    def _ranked(self, sensor_ids: list[str], interval, ranks: list[int]) -> dict[int, float]:
+        """The percentiles of these sensors' results (see ``percentiles``), in SQLite:
+        the count and the sorts in one read transaction (one snapshot: readings being
+        written do not shift the ranks between them)."""
+        import json
+
+        where_t, pt = self._time_filter(interval)
+        # any number of sensors in one parameter: one sort over all of them
+        sql = (f"SELECT o.result FROM oup_observations o WHERE o.sensor_id IN (SELECT value "
+               f"FROM json_each(?)) AND o.result IS NOT NULL{where_t} ORDER BY o.result")
+        ids, out = json.dumps(sensor_ids), {}
+        self.store.execute("BEGIN")
+        try:
+            n = sum(int(row[1]) for row in self.per_sensor(sensor_ids, interval))
+            for rank in ranks if n else ():
+                at = (n - 1) * rank / 100
+                lo = int(at)
+                hi = min(lo + 1, n - 1)
+                if lo <= n - 1 - hi:  # the nearer end: the sort keeps fewer values
+                    values = [r[0] for r in self.store.execute(
+                        f"{sql} LIMIT ? OFFSET ?", [ids, *pt, hi - lo + 1, lo])]
+                else:
+                    values = [r[0] for r in self.store.execute(
+                        f"{sql} DESC LIMIT ? OFFSET ?", [ids, *pt, hi - lo + 1, n - 1 - hi])]
+                    values.reverse()
+                a, b = values[0], values[-1]
+                out[rank] = a + (b - a) * (at - lo)
+        finally:
+            self.store.execute("COMMIT")
+        return out
 
     def series(self, sensor_ids: list[str], interval) -> dict[str, list[tuple[int, float]]]:
         """(time, result) per sensor, in time order, within ``interval``."""
