@@ -4,6 +4,7 @@ leaves the tiles and reads as an import of the new data would."""
 from __future__ import annotations
 
 import itertools
+import json
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -371,6 +372,20 @@ def test_another_process_sees_the_count_and_extent_a_write_grew(store):
     assert other.extent("blocks")["bbox"][2] == pytest.approx(LON + 0.051)
     if hasattr(other, "close"):
         other.close()
+
+
+def test_the_feature_a_write_gives_back_is_the_one_stored(store):
+    """The written feature (the answer, the audit, the event) is the row as the column
+    types keep it: a whole number sent for a number is 5.0, as a read gives it (SQLite's
+    RETURNING gives values as sent)."""
+    fields = [Field("x", "number"), Field("ok", "boolean"), Field("n", "integer")]
+    store.write_collection("kinds", "EPSG:4326", fields, [_feature(x=2.5, ok=False, n=1)])
+    made = store.write_feature("kinds", Change("created", None, _feature(x=5, ok=True, n=3)))
+    changed = store.write_feature("kinds", Change("updated", made.fid, Feature(
+        None, None, {"x": 7})))
+    assert json.dumps(made.after["properties"]) == json.dumps({"x": 5.0, "ok": True, "n": 3})
+    assert json.dumps(changed.after["properties"]) == json.dumps(
+        store.get("kinds", made.fid)["properties"]) == json.dumps({"x": 7.0, "ok": True, "n": 3})
 
 
 def test_postgis_growth_rows_are_folded_and_dropped_by_a_reimport(postgis, monkeypatch):

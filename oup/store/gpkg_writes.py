@@ -52,6 +52,7 @@ class GeoPackageWrites(FeatureVersions):
     _numbers_lock = threading.Lock()
 
     VERSION_TYPES = TYPES
+    RETURNS_AS_STORED = False
 
     def _columns(self, run: Run, table: str) -> set[str]:
         return {r[0] for r in run("SELECT name FROM pragma_table_info(?)", (table,))}

@@ -119,6 +119,17 @@ class FeatureVersions(ScenarioLayers, VersionRetention):
         return [FID, self.geometry_column(meta, q)] + [quote(f.name) for f in _fields(meta)] \
             + ([quote(key)] if key else []), q
 
+    #: the backend's: whether ``RETURNING`` gives a row's values as stored (SQLite's gives
+    #: them as sent, before the column's type affinity: 3.0 for 3, 1.0 for true)
+    RETURNS_AS_STORED = True
+
+    def _as_stored(self, run: Run, cid: str, meta: dict, returned: list) -> list:
+        """The row a write's ``RETURNING`` (of ``_feature_columns``) gave back, as stored."""
+        if self.RETURNS_AS_STORED:
+            return returned
+        return run(f"SELECT {', '.join(self._feature_columns(meta)[0])} FROM {quote(cid)} "
+                   f"WHERE {FID} = ?", (returned[0][0],))
+
     def _feature_written(self, meta: dict, rows: list) -> dict:
         """The feature a write's ``RETURNING`` (of ``_feature_columns``) gave back."""
         cols, q = self._feature_columns(meta)
@@ -257,10 +268,11 @@ class FeatureVersions(ScenarioLayers, VersionRetention):
         span = TimeSpan()
         names = [GEOM, GEOM84] + [f.name for f in fields] + list(VERSION_COLUMNS)
         marks = list(self._geometry_marks(meta)) + ["?"] * (len(names) - 2)
-        returned = run(f"INSERT INTO {quote(cid)} ({', '.join(map(quote, names))}) VALUES "
-                       f"({', '.join(marks)}) RETURNING {', '.join(self._feature_columns(meta)[0])}",
-                       self._geometry_values(meta, feature) + column_values(fields, props, span)
-                       + [version, self._stamp(now), "created", change.actor, change.owner])
+        returned = self._as_stored(run, cid, meta, run(
+            f"INSERT INTO {quote(cid)} ({', '.join(map(quote, names))}) VALUES "
+            f"({', '.join(marks)}) RETURNING {', '.join(self._feature_columns(meta)[0])}",
+            self._geometry_values(meta, feature) + column_values(fields, props, span)
+            + [version, self._stamp(now), "created", change.actor, change.owner]))
         row = returned[0][0]
         self._row_written(run, cid, meta, row, feature, _values(meta, returned))
         meta["count"] = meta.get("count", 0) + 1
@@ -319,8 +331,9 @@ class FeatureVersions(ScenarioLayers, VersionRetention):
             params = self._geometry_values(meta, feature) + params
         sets += [f"{VERSION} = ?", f"{VALID_FROM} = ?", f"{KIND} = ?", f"{ACTOR} = ?"]
         params += [version + 1, stamp, change.kind, change.actor]
-        returned = run(f"UPDATE {t} SET {', '.join(sets)} WHERE {FID} = ? "
-                       f"RETURNING {', '.join(self._feature_columns(meta)[0])}", params + [row])
+        returned = self._as_stored(run, cid, meta, run(
+            f"UPDATE {t} SET {', '.join(sets)} WHERE {FID} = ? "
+            f"RETURNING {', '.join(self._feature_columns(meta)[0])}", params + [row]))
         self._row_written(run, cid, meta, row, feature if moved else None,
                           _values(meta, returned))
         _grow(meta, feature if moved else None, span)
