@@ -15,7 +15,8 @@ lock). Writes to different features of one collection run side by side where the
 can; the layer's count, extent and time span are grown last (``_grow_layer``): on the
 metadata row read again and locked (``LOCK_ROW``), so no two writes lose each other's,
 or, where the store keeps them so, as a row of growth of their own that no other write
-waits for. The feature written comes back from its INSERT or UPDATE (``RETURNING``).
+waits for. The feature written comes back from its INSERT or UPDATE (``RETURNING``;
+read back where that is not the row as stored: ``RETURNS_AS_STORED``).
 A backend supplies the transaction (``_writing``), how a geometry is written (``_geometry_marks`` and
 ``_geometry_values``), how an instant is stored (``_stamp``) and what else a row
 written or deleted needs (``_row_written``, ``_row_deleted``: the GeoPackage's R*Trees
