@@ -4,6 +4,7 @@ leaves the tiles and reads as an import of the new data would."""
 from __future__ import annotations
 
 import itertools
+import json
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -371,6 +372,63 @@ def test_another_process_sees_the_count_and_extent_a_write_grew(store):
     assert other.extent("blocks")["bbox"][2] == pytest.approx(LON + 0.051)
     if hasattr(other, "close"):
         other.close()
+
+
+def test_the_feature_a_write_gives_back_is_the_one_stored(store):
+    """The written feature (the answer, the audit, the event) is the row as the column
+    types keep it: a whole number sent for a number is 5.0, as a read gives it (SQLite's
+    RETURNING gives values as sent)."""
+    fields = [Field("x", "number"), Field("ok", "boolean"), Field("n", "integer")]
+    store.write_collection("kinds", "EPSG:4326", fields, [_feature(x=2.5, ok=False, n=1)])
+    made = store.write_feature("kinds", Change("created", None, _feature(x=5, ok=True, n=3)))
+    changed = store.write_feature("kinds", Change("updated", made.fid, Feature(
+        None, None, {"x": 7})))
+    assert json.dumps(made.after["properties"]) == json.dumps({"x": 5.0, "ok": True, "n": 3})
+    assert json.dumps(changed.after["properties"]) == json.dumps(
+        store.get("kinds", made.fid)["properties"]) == json.dumps({"x": 7.0, "ok": True, "n": 3})
+
+
+def test_postgis_growth_rows_are_folded_and_dropped_by_a_reimport(postgis, monkeypatch):
+    """PostGIS: creations side by side each add a row of growth instead of locking the
+    layer's metadata row; a reader folds them in past ``FOLD_ROWS``, and the count and
+    extent stay those of the rows written (counted here from the table itself)."""
+    from oup.store import pg_growth
+    from oup.store.postgis import PostGISStore
+
+    monkeypatch.setattr(pg_growth, "FOLD_ROWS", 3)
+    store = PostGISStore(postgis.create(f"writes{next(_numbers)}"), pool_size=4)
+    store.META_SECONDS = 0.0
+    try:
+        _import(store)
+        errors = []
+
+        def create(k):
+            try:
+                for i in range(4):
+                    store.write_feature("blocks", Change("created", None, _feature(
+                        _block(0.01 * (k + 1) + 0.002 * i), name=f"c{k}{i}")))
+                    store.extent("blocks")  # a reader folds now and then
+            except Exception as exc:  # noqa: BLE001 (reported below)
+                errors.append(exc)
+
+        threads = [threading.Thread(target=create, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert not errors, errors
+        rows, east = store.execute('SELECT COUNT(*), MAX(ST_XMax(_oup_geom84)) FROM "blocks"')[0]
+        left = store.execute("SELECT COUNT(*) FROM oup_layer_growth")[0][0]
+        assert rows == 18 and left <= 4  # folded: at most FOLD_ROWS + 1 rows stay
+        assert store.extent("blocks")["count"] == rows
+        assert store.extent("blocks")["bbox"][2] == pytest.approx(east)
+        stored = store.execute("SELECT (meta->>'count')::int FROM oup_layers")[0][0]
+        assert 2 < stored <= rows  # some folded into the metadata row itself
+        _import(store)  # the table replaced: its growth goes with it
+        assert store.execute("SELECT COUNT(*) FROM oup_layer_growth")[0][0] == 0
+        assert store.extent("blocks")["count"] == 2
+    finally:
+        store.close()
 
 
 def test_without_an_id_field_a_reimport_starts_the_history_again(store):

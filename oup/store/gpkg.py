@@ -180,17 +180,22 @@ class GeoPackageStore(GeoPackageWrites, SqlQueries):
     # -- connections --------------------------------------------------------
     @property
     def con(self) -> sqlite3.Connection:
-        con = getattr(self._local, "con", None)
+        return self._connection("con")
+
+    def _writer(self) -> sqlite3.Connection:
+        # its own, kept: a new connection reads the file's schema again (every table,
+        # index and trigger of a GeoPackage) before its first statement
+        return self._connection("writer")
+
+    def _connection(self, use: str) -> sqlite3.Connection:
+        """This thread's connection for ``use`` (opened on first use)."""
+        con = getattr(self._local, use, None)
         if con is None:
             if not Path(self.path).exists():
                 raise StoreError(f"no store at {self.path}: run `oup import` first")
-            con = self._local.con = _connect(self.path)
+            con = _connect(self.path)
+            setattr(self._local, use, con)
         return con
-
-    def _writer(self) -> sqlite3.Connection:
-        if not Path(self.path).exists():
-            raise StoreError(f"no store at {self.path}: run `oup import` first")
-        return _connect(self.path)
 
     def execute(self, sql: str, params=()) -> list[tuple]:
         """Run one statement (``?`` placeholders); its rows."""

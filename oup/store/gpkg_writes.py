@@ -8,6 +8,7 @@ the rows added since they last looked. A row the tiles find without numbers stil
 """
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from contextlib import contextmanager
@@ -51,6 +52,7 @@ class GeoPackageWrites(FeatureVersions):
     _numbers_lock = threading.Lock()
 
     VERSION_TYPES = TYPES
+    RETURNS_AS_STORED = False
 
     def _columns(self, run: Run, table: str) -> set[str]:
         return {r[0] for r in run("SELECT name FROM pragma_table_info(?)", (table,))}
@@ -60,7 +62,7 @@ class GeoPackageWrites(FeatureVersions):
                                  "name = ?", (table,)))
 
     def _writer(self) -> sqlite3.Connection:
-        raise NotImplementedError  # the store's: a new connection to the file
+        raise NotImplementedError  # the store's: this thread's connection to the file
 
     @contextmanager
     def _writing(self, cid: str):
@@ -76,8 +78,10 @@ class GeoPackageWrites(FeatureVersions):
             if con.in_transaction:
                 con.execute("ROLLBACK")
             raise
-        finally:
-            con.close()
+
+    def _grow_layer(self, run: Run, cid: str, read: dict, written: dict) -> None:
+        # the metadata read in this transaction is current: the file has one writer
+        run("UPDATE oup_layers SET meta = ? WHERE table_name = ?", (json.dumps(written), cid))
 
     def _stamp(self, when: datetime) -> str:
         return stamp(when)
@@ -98,7 +102,7 @@ class GeoPackageWrites(FeatureVersions):
         return spatial
 
     def _row_written(self, run: Run, cid: str, meta: dict, row: int,
-                     feature: Feature | None) -> None:
+                     feature: Feature | None, values: list) -> None:
         if feature is not None:
             for column, g in ((GEOM, feature.geometry), (GEOM84, feature.geometry_crs84)):
                 rtree = quote(f"rtree_{cid}_{column}")
@@ -107,7 +111,7 @@ class GeoPackageWrites(FeatureVersions):
                     minx, miny, maxx, maxy = g.bounds
                     run(f"INSERT INTO {rtree} VALUES (?, ?, ?, ?, ?)",
                         (row, minx, maxx, miny, maxy))
-        self._number_values(run, cid, meta, [row])
+        self._number_values(run, cid, meta, [row], [values])
 
     def _row_deleted(self, run: Run, cid: str, meta: dict, row: int) -> None:
         for column in (GEOM, GEOM84):
@@ -116,25 +120,30 @@ class GeoPackageWrites(FeatureVersions):
     def _rows_blanked(self, run: Run, cid: str, meta: dict, rows: list[int]) -> None:
         self._number_values(run, cid, meta, rows)
 
-    def _number_values(self, run: Run, cid: str, meta: dict, rows: list[int]) -> None:
-        """Rows ``rows``' numbers into the collection's tile values; a value the import's
-        table lacks is looked up among, or added to, the values added since."""
+    def _number_values(self, run: Run, cid: str, meta: dict, rows: list[int],
+                       known: list[list] | None = None) -> None:
+        """Rows ``rows``' numbers into the collection's tile values (``known``: their
+        properties, if the caller has them; else read); a value the import's table lacks
+        is looked up among, or added to, the values added since."""
         if meta.get("tile_values") is None or not rows:
             return
         numbers = self._import_numbers(run, cid, meta["tile_values"])
         if numbers is None:
             return
-        for statement in ADDED_VALUES.split(";"):
-            run(statement)  # a store imported before there were added values
+        if not getattr(self, "_values_added_made", False):  # (once: it is there to stay)
+            self._values_added_made = self._exists("oup_tile_values_added")
+            for statement in ADDED_VALUES.split(";") if not self._values_added_made else ():
+                run(statement)  # a store imported before there were added values
         fields, t = meta["fields"], quote(cid)
-        for row in rows:
-            values = run(f"SELECT {', '.join([FID] + [quote(n) for n, _ in fields])} FROM {t} "
-                         f"WHERE {FID} = ?", (row,))
+        for k, row in enumerate(rows):
+            values = [known[k]] if known else [r[1:] for r in run(
+                f"SELECT {', '.join([FID] + [quote(n) for n, _ in fields])} FROM {t} "
+                f"WHERE {FID} = ?", (row,))]
             if not values:
                 continue
             coder = ValueCoder()
             codes = coder.codes([tile_column([v], ty) for v, (_, ty) in
-                                 zip(values[0][1:], fields)], 1)[0]
+                                 zip(values[0], fields)], 1)[0]
             own = coder.table()
             out = np.full(len(fields), -1, "<i4")
             for j, code in enumerate(codes):
@@ -152,9 +161,10 @@ class GeoPackageWrites(FeatureVersions):
                     (cid, value))
         if found:
             return found[0][0]
-        # numbered on from the import's values (the writer holds the file: no race)
-        n = run("SELECT ? + COUNT(*) FROM oup_tile_values_added WHERE table_name = ?",
-                (len(numbers), cid))[0][0]
+        # numbered on from the import's values, one after the other (the writer holds the
+        # file: no race); the last number from the key, not a count of all the rows
+        n = run("SELECT COALESCE(MAX(n) + 1, ?) FROM oup_tile_values_added "
+                "WHERE table_name = ?", (len(numbers), cid))[0][0]
         run("INSERT INTO oup_tile_values_added VALUES (?, ?, ?)", (cid, n, value))
         return n
 

@@ -6,6 +6,7 @@ starting together apply each migration once.
 from __future__ import annotations
 
 from oup.store.events import POSTGIS_SCHEMA as POSTGIS_EVENTS_SCHEMA
+from oup.store.pg_growth import SCHEMA as GROWTH_SCHEMA
 from oup.store.placeholders import pg_sql
 
 MIGRATIONS: list[tuple[int, str, str]] = [
@@ -36,6 +37,7 @@ CREATE TABLE oup_ingest_counters (
   observations_corrected bigint NOT NULL DEFAULT 0, updated_at bigint);
 """),
     (2, "change events (oup.events) and their named state", POSTGIS_EVENTS_SCHEMA),
+    (3, "layers grown by feature writes, a row each (oup.store.pg_growth)", GROWTH_SCHEMA),
 ]
 
 _LOCK = 7_400_391  # advisory lock id: "oup migrations"

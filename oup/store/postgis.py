@@ -31,6 +31,7 @@ from oup.store.base import (FID, GEOM, GEOM84, GEOM3857, OWNER, SYSTEM_PREFIX, F
                             Field, InvalidQuery, Query, StaleLayer, StoreError,
                             UnknownCollection, Unprocessable)
 from oup.store.cql import quote
+from oup.store import pg_growth
 from oup.store.mvt import BUFFER, EXTENT, TileQuery, native_grid
 from oup.store.placeholders import pg_sql
 from oup.store.reimport import carry_history, keep_previous
@@ -176,7 +177,7 @@ class PostGISStore(FeatureVersions, SqlQueries):
             raise StoreError(f"PostGIS: {exc}") from exc
 
     # How long a process trusts the layer metadata it read. A write in another process
-    # grows the count, extent and time span (``versions.py``); this process shows it at
+    # grows the count, extent and time span (``pg_growth``); this process shows it at
     # most this long after, and meanwhile a request costs one round trip, not two.
     META_SECONDS = 1.0
 
@@ -186,13 +187,16 @@ class PostGISStore(FeatureVersions, SqlQueries):
         the metadata again (``SqlQueries``)."""
         read, meta = self._meta.get(cid, (0.0, None))
         if meta is None or time.monotonic() - read > self.META_SECONDS:
-            rows = self.execute("SELECT meta FROM oup_layers WHERE table_name = ?", (cid,))
+            rows = self.execute(pg_growth.READ, (cid,))
             if not rows:
                 raise UnknownCollection(f"collection {cid!r} is not in the store; "
                                         "run `oup import`")
             meta = rows[0][0]
             meta = meta if isinstance(meta, dict) else json.loads(meta)
-            meta = current_layout(cid, meta)
+            meta = current_layout(cid, pg_growth.with_growth(meta, rows[0][1:]))
+            if rows[0][1] > pg_growth.FOLD_ROWS:
+                with self._writing(cid) as run:
+                    pg_growth.fold(run, cid)
             self._meta[cid] = (time.monotonic(), meta)
         return meta
 
@@ -308,6 +312,8 @@ class PostGISStore(FeatureVersions, SqlQueries):
                 # no write runs while the versions are carried over and the tables swapped
                 # (the writes hold this lock shared)
                 run("SELECT pg_advisory_xact_lock(hashtext(?))", (f"oup.write:{cid}",))
+                # (the count and extent of the table replaced, and what its writes grew)
+                run("DELETE FROM oup_layer_growth WHERE table_name = ?", (cid,))
                 previous = run("SELECT meta FROM oup_layers WHERE table_name = ?", (cid,))
                 previous = previous[0][0] if previous else None
                 carry = keep_previous(run, cid, previous, id_field, "TEMP TABLE")
@@ -359,6 +365,10 @@ class PostGISStore(FeatureVersions, SqlQueries):
     def _lock_collection(self, run, cid: str) -> None:
         # the one creator until COMMIT: a server-made id is not made twice
         run("SELECT pg_advisory_xact_lock(hashtext(?))", (f"oup.create:{cid}",))
+
+    def _grow_layer(self, run, cid: str, read: dict, written: dict) -> None:
+        if not pg_growth.grow(run, cid, read, written):
+            super()._grow_layer(run, cid, read, written)
 
     def _written(self, cid: str) -> None:
         self._meta.pop(cid, None)

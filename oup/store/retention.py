@@ -64,8 +64,12 @@ class VersionRetention:
             rows = [r[0] for r in run(f"UPDATE {quote(cid)} SET {blank}, {VERSION} = "
                                       f"{VERSION} + 1 WHERE {where} AND {valued} "
                                       f"RETURNING {FID}", params)]
+            read = json.dumps(meta)
             self._rows_blanked(run, cid, meta, rows)
-            run("UPDATE oup_layers SET meta = ? WHERE table_name = ?", (json.dumps(meta), cid))
+            if json.dumps(meta) != read:  # (a metadata row written as read could undo
+                # what was folded into it meanwhile: pg_growth)
+                run("UPDATE oup_layers SET meta = ? WHERE table_name = ?",
+                    (json.dumps(meta), cid))
             past = run(f"UPDATE {quote(history_table(cid))} SET {blank} WHERE {where} "
                        f"AND {valued} RETURNING 1", params)
         self._written(cid)

@@ -9,10 +9,14 @@ no properties but the id) for each deletion. Present-time reads never look at it
 
 A write is one transaction. Two writers holding one ETag cannot both pass the check: the
 feature's row is locked for the write (SQLite: the file, BEGIN IMMEDIATE; PostgreSQL: the
-row, FOR UPDATE), and a creation locks the collection (``_lock_collection``: a made id
-is made once). Writes to different features of one collection run side by side where
-the store can; the layer's count, extent and time span are grown at the end, on the
-metadata row read again and locked (``LOCK_ROW``), so no two writes lose each other's.
+row, FOR UPDATE), and a creation that gives its id, or takes the next integer, locks the
+collection (``_lock_collection``: an id is made once; a row number or a UUID needs no
+lock). Writes to different features of one collection run side by side where the store
+can; the layer's count, extent and time span are grown last (``_grow_layer``): on the
+metadata row read again and locked (``LOCK_ROW``), so no two writes lose each other's,
+or, where the store keeps them so, as a row of growth of their own that no other write
+waits for. The feature written comes back from its INSERT or UPDATE (``RETURNING``;
+read back where that is not the row as stored: ``RETURNS_AS_STORED``).
 A backend supplies the transaction (``_writing``), how a geometry is written (``_geometry_marks`` and
 ``_geometry_values``), how an instant is stored (``_stamp``) and what else a row
 written or deleted needs (``_row_written``, ``_row_deleted``: the GeoPackage's R*Trees
@@ -73,9 +77,10 @@ class FeatureVersions(ScenarioLayers, VersionRetention):
         raise NotImplementedError
 
     def _row_written(self, run: Run, cid: str, meta: dict, row: int,
-                     feature: Feature | None) -> None:
+                     feature: Feature | None, values: list) -> None:
         """After row ``row`` was written (``feature``: its new geometry, None if it kept
-        its geometry): what the backend derives from it."""
+        its geometry; ``values``: its properties as stored, in the order of the layer's
+        fields): what the backend derives from it."""
 
     def _row_deleted(self, run: Run, cid: str, meta: dict, row: int) -> None: ...
 
@@ -98,18 +103,38 @@ class FeatureVersions(ScenarioLayers, VersionRetention):
                      extra: list[str], q=None) -> list[tuple[dict, list]]:
         """(GeoJSON feature in CRS84, or in ``q.crs``; the ``extra`` columns) of the rows
         of ``table`` ``where`` ..."""
-        from oup.store.base import Query
-
-        q = q or Query()
-        names = [f.name for f in _fields(meta)]
-        key = meta.get("id_field")
-        cols = [FID, self.geometry_column(meta, q)] + [quote(n) for n in names] + \
-            ([quote(key)] if key else [])
+        cols, q = self._feature_columns(meta, q)
         rows = run(f"SELECT {', '.join(cols + extra)} FROM {quote(table)} WHERE {where}",
                    params)
         n = len(cols)
-        feats = self.features(meta, [r[:n] for r in rows], names, q)
+        feats = self.features(meta, [r[:n] for r in rows], [f.name for f in _fields(meta)], q)
         return [(f, list(r[n:])) for f, r in zip(feats, rows)]
+
+    def _feature_columns(self, meta: dict, q=None) -> tuple[list[str], object]:
+        """The columns (SQL) a GeoJSON feature of the collection is made from (``features``),
+        and the query they are read for (default: the feature in CRS84)."""
+        from oup.store.base import Query
+
+        q = q or Query()
+        key = meta.get("id_field")
+        return [FID, self.geometry_column(meta, q)] + [quote(f.name) for f in _fields(meta)] \
+            + ([quote(key)] if key else []), q
+
+    #: the backend's: whether ``RETURNING`` gives a row's values as stored (SQLite's gives
+    #: them as sent, before the column's type affinity: 3.0 for 3, 1.0 for true)
+    RETURNS_AS_STORED = True
+
+    def _as_stored(self, run: Run, cid: str, meta: dict, returned: list) -> list:
+        """The row a write's ``RETURNING`` (of ``_feature_columns``) gave back, as stored."""
+        if self.RETURNS_AS_STORED:
+            return returned
+        return run(f"SELECT {', '.join(self._feature_columns(meta)[0])} FROM {quote(cid)} "
+                   f"WHERE {FID} = ?", (returned[0][0],))
+
+    def _feature_written(self, meta: dict, rows: list) -> dict:
+        """The feature a write's ``RETURNING`` (of ``_feature_columns``) gave back."""
+        cols, q = self._feature_columns(meta)
+        return self.features(meta, rows, [f.name for f in _fields(meta)], q)[0]
 
     def etag(self, cid: str, fid) -> str | None:
         meta = self.layer(cid)
@@ -162,18 +187,23 @@ class FeatureVersions(ScenarioLayers, VersionRetention):
             read = json.loads(json.dumps(meta))
             now = datetime.now(timezone.utc)
             if change.kind == "created":
-                self._lock_collection(run, cid)
                 written = self._create(run, cid, meta, change, now)
             else:
                 written = self._change(run, cid, meta, change, now)
-            if meta != read:  # grown: onto the metadata as it is now, not as it was read
-                now_meta = meta_in(run, cid, self.LOCK_ROW)
-                grown = _grown(now_meta, read, meta)
-                if grown != now_meta:
-                    run("UPDATE oup_layers SET meta = ? WHERE table_name = ?",
-                        (json.dumps(grown), cid))
-        self._written(cid)
+            if meta != read:
+                self._grow_layer(run, cid, read, meta)
+        if meta != read:  # (a store that caches the layer's metadata reads it again)
+            self._written(cid)
         return written
+
+    def _grow_layer(self, run: Run, cid: str, read: dict, written: dict) -> None:
+        """In the write's transaction, last: the layer's metadata as the write left it
+        (``read`` before it, ``written`` after), onto the metadata as it is now, not as
+        it was read (the row locked until the commit: ``LOCK_ROW``)."""
+        now = meta_in(run, cid, self.LOCK_ROW)
+        grown = _grown(now, read, written)
+        if grown != now:
+            run("UPDATE oup_layers SET meta = ? WHERE table_name = ?", (json.dumps(grown), cid))
 
     def _properties(self, meta: dict, feature: Feature, merge: bool) -> list[Field]:
         """The fields ``feature`` sets (all of them unless ``merge``)."""
@@ -196,7 +226,8 @@ class FeatureVersions(ScenarioLayers, VersionRetention):
 
     def _new_id(self, run: Run, cid: str, meta: dict, change: Change):
         """The id a created feature takes: given, or made (a UUID or the next integer
-        for an id field; without one, the row number, made by the insert)."""
+        for an id field; without one, the row number, made by the insert). A given id and
+        a next integer lock the collection (``_lock_collection``); the others need not."""
         key = meta.get("id_field")
         if key is None:
             if change.fid is not None:
@@ -205,6 +236,7 @@ class FeatureVersions(ScenarioLayers, VersionRetention):
             return None
         given = change.fid if change.fid is not None else change.feature.properties.get(key)
         if given is not None:
+            self._lock_collection(run, cid)  # (its versions go on: once at a time)
             kv = key_value(meta, given)
             if kv is None:
                 raise Unprocessable(f"{key} must be an integer, got {given!r}", key)
@@ -213,6 +245,7 @@ class FeatureVersions(ScenarioLayers, VersionRetention):
                                     f"or create one with another id")
             return kv[1]
         if dict(meta["fields"])[key] == "integer":  # never one a deleted feature had
+            self._lock_collection(run, cid)  # made once
             return max(run(f"SELECT COALESCE(MAX({quote(key)}), 0) + 1 FROM {quote(t)}")[0][0]
                        for t in (cid, history_table(cid)))
         return str(uuid.uuid4())
@@ -236,24 +269,28 @@ class FeatureVersions(ScenarioLayers, VersionRetention):
         span = TimeSpan()
         names = [GEOM, GEOM84] + [f.name for f in fields] + list(VERSION_COLUMNS)
         marks = list(self._geometry_marks(meta)) + ["?"] * (len(names) - 2)
-        row = run(f"INSERT INTO {quote(cid)} ({', '.join(map(quote, names))}) VALUES "
-                  f"({', '.join(marks)}) RETURNING {FID}",
-                  self._geometry_values(meta, feature) + column_values(fields, props, span)
-                  + [version, self._stamp(now), "created", change.actor, change.owner])[0][0]
-        self._row_written(run, cid, meta, row, feature)
+        returned = self._as_stored(run, cid, meta, run(
+            f"INSERT INTO {quote(cid)} ({', '.join(map(quote, names))}) VALUES "
+            f"({', '.join(marks)}) RETURNING {', '.join(self._feature_columns(meta)[0])}",
+            self._geometry_values(meta, feature) + column_values(fields, props, span)
+            + [version, self._stamp(now), "created", change.actor, change.owner]))
+        row = returned[0][0]
+        self._row_written(run, cid, meta, row, feature, _values(meta, returned))
         meta["count"] = meta.get("count", 0) + 1
         _grow(meta, feature, span)
-        after = self._versions_of(run, meta, cid, f"{FID} = ?", [row], [])[0][0]
+        after = self._feature_written(meta, returned)
         return Written(fid if key else row, _etag(meta, version), None, after)
 
     def _change(self, run: Run, cid: str, meta: dict, change: Change, now: datetime) -> Written:
         kv = key_value(meta, change.fid)
+        cols, q = self._feature_columns(meta)
+        # the version read and locked, with the feature it replaces (``before``)
         found = [] if kv is None else run(
-            f"SELECT {FID}, {VERSION}, {VALID_FROM}, {OWNER} FROM {quote(cid)} "
+            f"SELECT {', '.join(cols)}, {VERSION}, {VALID_FROM}, {OWNER} FROM {quote(cid)} "
             f"WHERE {quote(kv[0])} = ?{self.LOCK_ROW}", (kv[1],))
-        if not found or (change.owner is not None and found[0][3] != change.owner):
+        if not found or (change.owner is not None and found[0][-1] != change.owner):
             raise FeatureNotFound(f"no feature {change.fid} in {cid}")
-        row, version, since, owner = found[0]
+        row, (version, since, owner) = found[0][0], found[0][len(cols):]
         current = _etag(meta, version)
         if change.expected is not None and change.expected != current:
             raise StaleVersion(f"feature {change.fid} has changed since it was read (its "
@@ -264,7 +301,7 @@ class FeatureVersions(ScenarioLayers, VersionRetention):
         since = self._instant(since)
         now = max(now, since + _TICK)
         stamp, t, h = self._stamp(now), quote(cid), quote(history_table(cid))
-        before = self._versions_of(run, meta, cid, f"{FID} = ?", [row], [])[0][0]
+        before = self._feature_written(meta, [found[0][:len(cols)]])
         copied = [FID, GEOM, GEOM84] + [quote(n) for n, _ in meta["fields"]] + \
             list(VERSION_COLUMNS)
         run(f"INSERT INTO {h} ({', '.join(copied)}, {VALID_TO}) SELECT {', '.join(copied)}, ? "
@@ -295,11 +332,19 @@ class FeatureVersions(ScenarioLayers, VersionRetention):
             params = self._geometry_values(meta, feature) + params
         sets += [f"{VERSION} = ?", f"{VALID_FROM} = ?", f"{KIND} = ?", f"{ACTOR} = ?"]
         params += [version + 1, stamp, change.kind, change.actor]
-        run(f"UPDATE {t} SET {', '.join(sets)} WHERE {FID} = ?", params + [row])
-        self._row_written(run, cid, meta, row, feature if moved else None)
+        returned = self._as_stored(run, cid, meta, run(
+            f"UPDATE {t} SET {', '.join(sets)} WHERE {FID} = ? "
+            f"RETURNING {', '.join(self._feature_columns(meta)[0])}", params + [row]))
+        self._row_written(run, cid, meta, row, feature if moved else None,
+                          _values(meta, returned))
         _grow(meta, feature if moved else None, span)
-        after = self._versions_of(run, meta, cid, f"{FID} = ?", [row], [])[0][0]
+        after = self._feature_written(meta, returned)
         return Written(after["id"], _etag(meta, version + 1), before, after)
+
+
+def _values(meta: dict, returned: list) -> list:
+    """The properties of a row written, out of its ``RETURNING`` (``_feature_columns``)."""
+    return list(returned[0][2:2 + len(meta["fields"])])
 
 
 def _grown(now: dict, read: dict, written: dict) -> dict:
