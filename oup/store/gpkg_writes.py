@@ -53,6 +53,7 @@ class GeoPackageWrites(FeatureVersions):
 
     VERSION_TYPES = TYPES
     RETURNS_AS_STORED = False
+    _values_added_made = False  # whether oup_tile_values_added is known to be there
 
     def _columns(self, run: Run, table: str) -> set[str]:
         return {r[0] for r in run("SELECT name FROM pragma_table_info(?)", (table,))}
@@ -130,10 +131,11 @@ class GeoPackageWrites(FeatureVersions):
         numbers = self._import_numbers(run, cid, meta["tile_values"])
         if numbers is None:
             return
-        if not getattr(self, "_values_added_made", False):  # (once: it is there to stay)
+        if not self._values_added_made:  # looked for until found: it is there to stay
             self._values_added_made = self._exists("oup_tile_values_added")
-            for statement in ADDED_VALUES.split(";") if not self._values_added_made else ():
-                run(statement)  # a store imported before there were added values
+            if not self._values_added_made:  # a store imported before there were any
+                for statement in ADDED_VALUES.split(";"):
+                    run(statement)
         fields, t = meta["fields"], quote(cid)
         for k, row in enumerate(rows):
             values = [known[k]] if known else [r[1:] for r in run(

@@ -133,7 +133,7 @@ class FeatureVersions(ScenarioLayers, VersionRetention):
 
     def _feature_written(self, meta: dict, rows: list) -> dict:
         """The feature a write's ``RETURNING`` (of ``_feature_columns``) gave back."""
-        cols, q = self._feature_columns(meta)
+        _, q = self._feature_columns(meta)
         return self.features(meta, rows, [f.name for f in _fields(meta)], q)[0]
 
     def etag(self, cid: str, fid) -> str | None:

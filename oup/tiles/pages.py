@@ -12,6 +12,12 @@ def _json(doc: dict, rel: str = "self") -> str:
     return next(x["href"] for x in doc["links"] if x["rel"] == rel)
 
 
+def _on_the_map(base: str, collection: str | None) -> dict:
+    """The link to /map, framed on the collection (``?collection=``) if there is one."""
+    return {"title": "The map",
+            "href": f"{base}/map" + (f"?collection={collection}" if collection else "")}
+
+
 def tile_matrix_sets(doc: dict, base: str):
     entries = [{"title": t["title"], "facts": [("Identifier", t["id"])] + (
                     [("Standard", t["uri"])] if t.get("uri") else []),
@@ -23,6 +29,8 @@ def tile_matrix_sets(doc: dict, base: str):
 
 
 def tilesets(doc: dict, collection: str | None, name: str | None):
+    from oup.tiles.vector_tiles import SCHEME_REL  # (that module serves these pages)
+
     entries = []
     for t in doc["tilesets"]:
         href = _json(t)
@@ -31,8 +39,7 @@ def tilesets(doc: dict, collection: str | None, name: str | None):
                         "links": [{"title": "The tileset", "href": f"{href}?f=html"},
                                   {"title": "The tileset (JSON)", "href": href},
                                   {"title": "The tile matrix set (OGC TMS 2.0 JSON)",
-                                   "href": _json(t, "http://www.opengis.net/def/rel/ogc/1.0/"
-                                                    "tiling-scheme")}]})
+                                   "href": _json(t, SCHEME_REL)}]})
     return html_page("tiles/index.html", {"kind": "tilesets", "collection": collection,
                                           "name": name, "entries": entries,
                                           "links": links(_json(doc))})
@@ -40,7 +47,7 @@ def tilesets(doc: dict, collection: str | None, name: str | None):
 
 def tileset(doc: dict, collection: str | None, name: str | None, base: str):
     href = _json(doc)
-    tile = next(x["href"] for x in doc["links"] if x["rel"] == "item")
+    tile = _json(doc, "item")
     zooms = [int(limit["tileMatrix"]) for limit in doc["tileMatrixSetLimits"]]
     about = [{"title": "How to use it",
               "facts": [("Tile matrix set", doc["tileMatrixSetId"]),
@@ -51,8 +58,7 @@ def tileset(doc: dict, collection: str | None, name: str | None, base: str):
               + [{"title": x["title"], "href": x["href"]} for x in doc["links"]
                  if x["rel"] == "alternate"]
               + [{"title": "The tileset (JSON)", "href": href}]
-              + ([{"title": "The map", "href": f"{base}/map"
-                   + (f"?collection={collection}" if collection else "")}]
+              + ([_on_the_map(base, collection)]
                  if doc["tileMatrixSetId"] == "WebMercatorQuad" else [])}]
     layers = [{"title": layer["title"],
                "facts": [("Layer", layer["id"]),
@@ -70,8 +76,7 @@ def tileset(doc: dict, collection: str | None, name: str | None, base: str):
 def styles(doc: dict, legends: list[tuple[str, list[dict]]], collection: str | None,
            name: str | None, base: str):
     entries = [{"title": "The default style" if s["id"] == "default" else s["title"],
-                "links": [{"title": "The map", "href": f"{base}/map"
-                           + (f"?collection={collection}" if collection else "")}]
+                "links": [_on_the_map(base, collection)]
                 + [{"title": x["title"], "href": x["href"]} for x in s["links"]]}
                for s in doc["styles"]]
     entries += [{"title": title, "legend": legend, "links": []} for title, legend in legends]

@@ -121,10 +121,10 @@ class VectorTiles:
 
     def answer_tilesets(self, call: Call):
         chosen, prefix = self._chosen(call)
+        doc = self.tilesets(prefix, chosen)
         if call.format.key == "html":
-            return pages.tilesets(self.tilesets(prefix, chosen), call.collection,
-                                  _name(call, chosen))
-        return json_response(self.tilesets(prefix, chosen))
+            return pages.tilesets(doc, call.collection, _name(call, chosen))
+        return json_response(doc)
 
     def answer_tileset(self, call: Call):
         chosen, prefix = self._chosen(call)
