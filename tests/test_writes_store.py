@@ -649,18 +649,23 @@ def test_a_scenario_is_layered_over_a_collection_and_survives_a_reimport(store):
     # the collection: as it was
     assert _names(store) == {"a": "one", "b": "two"} and _tile(store) == tile
     assert [v["kind"] for v in store.history("blocks", "a")] == ["imported"]
-    # imported again with a field more: the scenario still reads, the field empty in it
+    # imported again with a field more, a feature more and in another order (every row
+    # numbered anew): the scenario still reads, by the features' ids, the field empty in it
     fields = FIELDS + [Field("code", "string"), Field("colour", "string")]
-    feats = [_feature(_block(0), name="one", count=1, reporter="ann", code="a", colour="red"),
+    feats = [_feature(_block(0.006), name="four", count=4, reporter="cy", code="c",
+                      colour="green"),
              _feature(_block(0.002), name="two", count=2, reporter="bob", code="b",
-                      colour="blue")]
+                      colour="blue"),
+             _feature(_block(0), name="one", count=1, reporter="ann", code="a", colour="red")]
     store.write_collection("blocks", "EPSG:4326", fields, feats, id_field="code")
     got = {f["id"]: f["properties"] for f in store.query(
         "blocks", Query(limit=100, scenario=sid)).features}
     assert got == {"a": {"name": "one", "count": 10, "reporter": "ann", "code": "a",
                          "colour": None},
                    new.fid: {"name": "three", "count": 3, "reporter": None, "code": new.fid,
-                             "colour": None}}
+                             "colour": None},
+                   "c": {"name": "four", "count": 4, "reporter": "cy", "code": "c",
+                         "colour": "green"}}
     in_tile = {props["name"]: tile_id for tile_id, props in _tile(store).items()}
     assert {f["id"]: f["properties"].get("oup:tileId") for f in store.scenario_changes(
         "blocks", sid)} == {"a": in_tile["one"], "b": in_tile["two"], new.fid: None}

@@ -145,13 +145,16 @@ class ScenarioLayers:
         if not self._layer_of(cid, meta):  # no scenario has changed this collection yet
             return quote(cid), [], False
         t, o = quote(cid), quote(scenario_table(cid))
+        # a feature is the same one by its id: the id field where there is one (a re-import
+        # numbers the rows anew), else the row number
+        same = quote(meta.get("id_field") or FID)
         cols = ", ".join([FID, GEOM, GEOM84, OWNER] + [quote(n) for n, _ in meta["fields"]])
         live, live_params = self._where(cid, meta, q, self._spatial(cid)) if filtered \
             else ("", [])
         mine, mine_params = self._where(cid, meta, q, _boxed(self._spatial_scan(cid))) \
             if filtered else ("", [])
         sql = (f"(SELECT {cols} FROM {t} WHERE NOT EXISTS (SELECT 1 FROM {o} s WHERE "
-               f"s.{SCENARIO} = ? AND s.{FID} = {t}.{FID}){_and(live)} UNION ALL "
+               f"s.{SCENARIO} = ? AND s.{same} = {t}.{same}){_and(live)} UNION ALL "
                f"SELECT {cols} FROM {o} WHERE {SCENARIO} = ? AND {KIND} <> 'deleted'"
                f"{_and(mine)}) AS _oup_in_scenario")
         return sql, [q.scenario] + live_params + [q.scenario] + mine_params, True
