@@ -205,6 +205,27 @@ def test_the_asyncapi_document_is_valid_and_shows_only_what_the_caller_may_see()
     assert "jeugdzorg-sse" in everyone["channels"]
     assert "jeugdzorg-mqtt" not in everyone["channels"]
     assert yaml.safe_load(yaml.safe_dump(everyone)) == everyone
+    # writes through the API: the types, and the properties as the collection has them
+    # (buildings); a collection whose writers see only their own tells the id alone
+    fields = {"buildings": [Field("identificatie", "string"), Field("height", "number")]}
+    steward = document(cat, lambda cid: fields.get(cid, []), set(cat.collections),
+                       "http://oup.test", "mqtt://broker.test:1883", None)
+    jsonschema.validate(steward, _asyncapi_schema())
+    messages, channels = steward["components"]["messages"], steward["channels"]
+    features = messages["buildings-features"]["payload"]["properties"]
+    assert features["type"]["enum"] == ["oup.feature.created", "oup.feature.replaced",
+                                        "oup.feature.updated", "oup.feature.deleted"]
+    assert features["data"]["properties"]["properties"]["properties"]["height"]["type"] \
+        == ["number", "null"]
+    assert "properties" not in messages["meldingen-features"]["payload"]["properties"][
+        "data"]["properties"]
+    assert {"buildings-features", "buildings-tiles3d"} <= set(
+        channels["buildings-sse"]["messages"]) and "neighbourhoods-features" not in messages
+    assert "buildings-features" in channels["buildings-mqtt"]["messages"]
+    # a scenario's writes: its own stream only
+    assert "scenario-changed" in channels["scenario-sse"]["messages"]
+    assert all("scenario-changed" not in c["messages"] for n, c in channels.items()
+               if n != "scenario-sse")
 
 
 def test_the_brokers_acl_follows_the_catalogue():

@@ -8,6 +8,7 @@ import threading
 import time
 from pathlib import Path
 
+import jsonschema
 import pytest
 import requests
 
@@ -317,6 +318,15 @@ def test_a_write_is_an_event_of_its_kind_and_reports_carry_no_text(server, who):
     report = next(e for e in got if e["source"].endswith("/meldingen"))
     assert set(report["data"]) == {"collection", "id"}  # only the id and the kind
     assert "Geheime" not in json.dumps(got)
+    # each is the event the AsyncAPI document describes: its collection's own message
+    messages = requests.get(f"{server}/asyncapi", headers=who["steward"], timeout=30).json()[
+        "components"]["messages"]
+    assert "properties" not in messages["meldingen-features"]["payload"]["properties"][
+        "data"]["properties"]
+    for event in got:
+        if event["type"].startswith("oup.feature."):
+            cid = event["source"].rsplit("/", 1)[-1]
+            jsonschema.validate(event, messages[f"{cid}-features"]["payload"])
 
 
 def test_owslib_creates_updates_and_deletes(server, who):

@@ -16,8 +16,10 @@ import yaml
 from oup import VERSION
 from oup.catalog import Catalog
 from oup.http.routes import Call, Endpoint, Format
-from oup.events import (COLLECTION_IMPORTED, EVENTS_MISSED, MQTT_PREFIX, OBSERVATIONS_CORRECTED,
-                     OBSERVATIONS_STORED, SPEC_VERSION, TOPIC_KINDS, TYPES, CATALOGUE_TYPES)
+from oup.events import (CATALOGUE_TYPES, COLLECTION_IMPORTED, EVENTS_MISSED, FEATURE_TYPES,
+                        MQTT_PREFIX, OBSERVATIONS_CORRECTED, OBSERVATIONS_STORED,
+                        SCENARIO_CHANGED, SCENARIO_TYPES, SPEC_VERSION, TILES3D_UPDATED,
+                        TOPIC_KINDS, TYPES)
 
 MEDIA_TYPE = "application/asyncapi+json"
 YAML_TYPE = "application/asyncapi+yaml"
@@ -48,7 +50,7 @@ def _host(url: str) -> tuple[str, str, str]:
 def _cloudevent(name: str, types: list[str], data: dict) -> dict:
     """A message: a CloudEvents 1.0 JSON event (structured mode) with this ``data``."""
     return {"name": name, "title": name, "contentType": "application/cloudevents+json",
-            "summary": "; ".join(f"{t}: {TYPES[t]}" for t in types),
+            "summary": "; ".join(f"{t}: {TYPES.get(t) or SCENARIO_TYPES[t]}" for t in types),
             "payload": {"type": "object",
                         "required": ["specversion", "id", "type", "source", "subject", "time",
                                      "data"],
@@ -76,6 +78,39 @@ def _observations_data(cid: str, fields: list) -> dict:
             "stored": {"type": "integer"}, "corrected": {"type": "integer"}}},
         "new": {"type": "array", "description": "the new observations (SensorThings "
                 "Observations without their links)", "items": _STA_OBSERVATION}}}
+
+
+def _features_data(coll, fields: list) -> dict:
+    """A write's event: the id and the properties it changed, as the items have them (no
+    personal data); only the id for a collection whose writers see only their own."""
+    data = {"collection": {"const": coll.id},
+            "id": {"type": ["string", "integer"], "description": "the feature's id"}}
+    if not coll.editable.own:
+        personal = set(coll.history.personal)
+        data["properties"] = {
+            "type": "object", "description": "the properties the write changed (all of "
+            "them for a new feature); absent for a deletion",
+            "properties": {f.name: dict(_JSON_TYPES.get(f.type, {})) for f in fields
+                           if f.name not in personal}}
+        data["removed"] = {"type": "array", "items": {"type": "string"},
+                           "description": "the properties the write took away"}
+    return {"type": "object", "required": ["collection", "id"], "properties": data}
+
+
+_TILES3D = {"type": "object", "required": ["collection", "rewritten", "removed"], "properties": {
+    "collection": {"type": "string"},
+    "rewritten": {"type": "array", "items": {"type": "string", "format": "uri-reference"},
+                  "description": "the tiles made again (content URIs): read them anew"},
+    "removed": {"type": "array", "items": {"type": "string", "format": "uri-reference"},
+                "description": "the tiles taken out of the tileset"}}}
+_SCENARIO = {"type": "object", "required": ["scenario", "collection", "id", "kind", "feature"],
+             "properties": {
+                 "scenario": {"type": "string"}, "collection": {"type": "string"},
+                 "id": {"type": ["string", "integer"]},
+                 "kind": {"enum": sorted(FEATURE_TYPES)},
+                 "feature": {"type": ["object", "null"], "description": "the feature as "
+                             "/scenarios/{id}/changes has it now (oup:change, oup:tileId); "
+                             "null: the scenario leaves it as the city has it"}}}
 
 
 _STA_OBSERVATION = {"type": "object", "required": ["@iot.id", "phenomenonTime", "result"],
@@ -139,6 +174,15 @@ def document(catalog: Catalog, fields_of, visible: set[str], base_url: str, mqtt
             messages[name] = _cloudevent(name, [OBSERVATIONS_STORED, OBSERVATIONS_CORRECTED],
                                          _observations_data(coll.id, fields_of(coll.id)))
             refs[name] = {"$ref": f"#/components/messages/{name}"}
+        if coll.editable and not coll.stream:  # (a stream's writes are observations)
+            name = f"{coll.id}-features"
+            messages[name] = _cloudevent(name, list(FEATURE_TYPES.values()),
+                                         _features_data(coll, fields_of(coll.id)))
+            refs[name] = {"$ref": f"#/components/messages/{name}"}
+        if coll.tiles3d and coll.editable:  # 3D Tiles follow writes only
+            name = f"{coll.id}-tiles3d"
+            messages[name] = _cloudevent(name, [TILES3D_UPDATED], _TILES3D)
+            refs[name] = {"$ref": f"#/components/messages/{name}"}
         channels[f"{coll.id}-sse"] = {
             "address": f"/collections/{coll.id}/events", "title": f"{coll.title}: events",
             "description": f"Server-Sent Events of {coll.id} ({coll.classification.value})",
@@ -151,7 +195,8 @@ def document(catalog: Catalog, fields_of, visible: set[str], base_url: str, mqtt
                 "address": f"{MQTT_PREFIX}/{coll.id}/{{kind}}",
                 "title": f"{coll.title}: events on MQTT",
                 "parameters": {"kind": {"enum": _KINDS, "description":
-                                        "observations, versions (imports) or catalogue"}},
+                                        "observations, versions (imports), catalogue, "
+                                        "features (writes) or tiles3d"}},
                 "servers": mqtt_servers, "messages": refs}
             operations[f"receive-{coll.id}-mqtt"] = dict(
                 _receive(f"{coll.id}-mqtt", refs),
@@ -160,6 +205,18 @@ def document(catalog: Catalog, fields_of, visible: set[str], base_url: str, mqtt
     channels["all-sse"] = {"address": "/events", "title": "All events the caller may see",
                            "servers": [{"$ref": "#/servers/sse"}], "messages": everything}
     operations["receive-all-sse"] = _receive("all-sse", everything)
+    # a scenario's own stream: its writes only, for its owner and those it is shared with
+    messages["scenario-changed"] = _cloudevent("scenario-changed", [SCENARIO_CHANGED],
+                                               _SCENARIO)
+    scenario = {"scenario-changed": {"$ref": "#/components/messages/scenario-changed"}}
+    channels["scenario-sse"] = {
+        "address": "/scenarios/{scenarioId}/events", "title": "A scenario's changes",
+        "description": "Server-Sent Events of the writes into one scenario, for its owner "
+                       "and the roles it is shared with (401 anonymous, 404 for anyone "
+                       "else); never on /events, a collection's stream or MQTT",
+        "parameters": {"scenarioId": {"description": "the scenario's id (POST /scenarios)"}},
+        "servers": [{"$ref": "#/servers/sse"}], "messages": scenario | missed}
+    operations["receive-scenario-sse"] = _receive("scenario-sse", scenario | missed)
     for coll in shown:
         if coll.stream and coll.id in public:  # SensorThings 1.1 over MQTT (oup.sta)
             messages["sta-observation"] = {
@@ -182,8 +239,10 @@ def document(catalog: Catalog, fields_of, visible: set[str], base_url: str, mqtt
     return {"asyncapi": "3.0.0", "id": f"{base_url}/asyncapi",
             "info": {"title": "OUP change events", "version": VERSION,
                      "description": "Every change to published data, told after the commit "
-                     "that made it: observations stored or corrected, collections "
-                     "re-imported, added or removed. CloudEvents 1.0 (JSON, structured "
+                     "that made it: observations stored or corrected, features written "
+                     "through the API, 3D tiles made again after a write, collections "
+                     "re-imported, added or removed; and a scenario's writes on its own "
+                     "stream. CloudEvents 1.0 (JSON, structured "
                      "mode); event ids grow in commit order; events are kept for a while "
                      "so a subscriber that reconnects with the last id it saw misses "
                      "nothing.",
