@@ -294,18 +294,25 @@ class TimeSeries:
         # one read transaction: the counts, the sample and the scans see one snapshot
         self.store.execute("BEGIN")
         try:
-            sums = {sid: rest for sid, *rest in self.per_sensor(ids, interval)}
-            out = {}
-            for g, sids in groups.items():
-                rows = [sums[sid] for sid in sids if sid in sums]
-                n = sum(int(r[0]) for r in rows)
-                if not n:
-                    continue
-                known = self._ranked(sids, interval, ranks, n) if ranks else {}
-                out[g] = (n, sum(float(r[1]) for r in rows), min(r[2] for r in rows),
-                          max(r[3] for r in rows), known)
+            out = self._merged(groups, self.per_sensor(ids, interval))
+            for g, (n, *_, known) in out.items():
+                known.update(self._ranked(groups[g], interval, ranks, n) if ranks else {})
         finally:
             self.store.execute("COMMIT")
+        return out
+
+    @staticmethod
+    def _merged(groups: dict[int, list[str]], per_sensor: list) -> dict:
+        """``per_sensor``'s rows summed per group, as ``per_group`` gives them (no
+        percentiles yet)."""
+        sums = {sid: rest for sid, *rest in per_sensor}
+        out = {}
+        for g, sids in groups.items():
+            rows = [sums[sid] for sid in sids if sid in sums]
+            n = sum(int(r[0]) for r in rows)
+            if n:
+                out[g] = (n, sum(float(r[1]) for r in rows), min(r[2] for r in rows),
+                          max(r[3] for r in rows), {})
         return out
 
     def _sample(self, sids: list[str], interval) -> np.ndarray:
@@ -367,6 +374,8 @@ class TimeSeries:
         members = [(sid, g) for g, sids in groups.items() for sid in sids]
         if not members:
             return {}
+        if not wanted:  # sums alone: per sensor (an aggregate of ~1,000 groups) is cheaper
+            return self._merged(groups, self.per_sensor(sorted(dict(members)), interval))
         samples = self._samples_pg(members, interval) if wanted else {}
         brackets = {g: [ranks.bracket(samples.get(g, np.empty(0)), r) for r in wanted]
                     for g in groups}
