@@ -9,10 +9,11 @@ between the closest ranks). The store narrows the features to the areas' boundin
 and the time window; the geometry test is shapely's, on both stores (the GeoPackage
 has no spatial SQL). Of observations, ``property`` is an observed property (say
 ``NO2``): each of its sensors goes to the area it stands in, and the store sums their
-results per sensor in SQL (a seek per sensor: of the GeoPackage's sums per hour, and
-the (sensor, time) index at the window's ragged ends); the percentiles per area the
-store computes itself (PostgreSQL's percentile_cont; SQLite sorts for the two ranks
-each lies between), so the values never come to the worker.
+results per area in SQL (the GeoPackage: a seek per sensor in its sums per hour, and
+the (sensor, time) index at the window's ragged ends; PostgreSQL: one scan) and finds
+the percentiles exactly without sorting the values (``oup.store.ranks``: a sample
+brackets each, one scan counts below and hands over the few inside), so the values
+never come to the worker one by one.
 
 The input's disclosure control applies to the answer as it applies to what is
 published (``oup.catalog.disclosure``): an area with fewer features than the input's
@@ -215,8 +216,8 @@ def _tally(tree, points, values: np.ndarray, tallies: list[Tally]) -> None:
 
 def _observations(context: Context, coll: Collection, prop: str | None, interval, tree,
                   tallies: list[Tally], ranks: list[int]) -> None:
-    """Observations: each sensor to its area, then the store sums its results per
-    sensor in SQL (count, sum, min, max), and gives the percentiles ``ranks`` per area."""
+    """Observations: each sensor to its area, then the store gives each area's count,
+    sum, min, max and percentiles ``ranks`` of its sensors' results."""
     import shapely
 
     series, read_sensors = context.series(coll)
@@ -231,15 +232,12 @@ def _observations(context: Context, coll: Collection, prop: str | None, interval
                              predicate="within")
     area_of = {ids[p]: int(a) for p, a in zip(point, area)}
     context.progress(20, f"{len(area_of)} sensors in the areas")
-    for sid, n, total, lo, hi in series.per_sensor(sorted(area_of), interval):
-        tallies[area_of[sid]].merge(int(n), float(total), float(lo), float(hi))
-    context.progress(60, "sums per sensor")
-    if ranks:
-        members: dict[int, list[str]] = {}
-        for sid, a in area_of.items():
-            members.setdefault(a, []).append(sid)
-        for a, known in series.percentiles(members, interval, ranks).items():
-            tallies[a].percentiles = known
+    members: dict[int, list[str]] = {}
+    for sid, a in sorted(area_of.items()):
+        members.setdefault(a, []).append(sid)
+    for a, (n, total, lo, hi, known) in series.per_group(members, interval, ranks).items():
+        tallies[a].merge(int(n), float(total), float(lo), float(hi))
+        tallies[a].percentiles = known
 
 
 def _json(geometry: dict) -> str:

@@ -40,7 +40,7 @@ from oup.store.base import (FID, GEOM, GEOM84, OWNER, VALUES, Feature, Field, Qu
                             StoreError, UnknownCollection)
 from oup.store.cql import quote
 from oup.store.geometry import gpb_envelope, gpb_wkb, native_crs, rows_to_features, to_gpb
-from oup.store import mvt_gpkg
+from oup.store import mvt_gpkg, ranks
 from oup.store.gpkg_writes import ADDED_VALUES, TYPES, GeoPackageWrites, stamp
 from oup.store.mvt import TileQuery
 from oup.store.mvt_encode import ValueCoder, ValueTable
@@ -130,6 +130,7 @@ def _connect(path: str, readonly: bool = False) -> sqlite3.Connection:
     con.create_function("ST_IsEmpty", 1, lambda b: 1 if gpb_envelope(b) is None else 0,
                         deterministic=True)
     con.create_function("oup_spatial", 3, _spatial_predicate, deterministic=True)
+    ranks.register(con)
     return con
 
 

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from oup.sensors.observations import DeadLetter, Observation, SensorHome, us_of
-from oup.store import observation_hours
+from oup.store import observation_hours, ranks
 from oup.store.base import BatchResult, StoreBusy
 from oup.store.cql import quote
 from oup.store.events import SQLITE_SCHEMA, SqlEventLog
@@ -70,6 +70,7 @@ class GeoPackageObservationStore(SqlObservations, SqlEventLog):
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self.con = sqlite3.connect(self.path, isolation_level=None, timeout=busy_timeout,
                                    check_same_thread=False)
+        ranks.register(self.con)  # (the store is also read as a time series)
         if schema:  # (readers skip it: it needs the write lock, which a busy ingester holds)
             self.con.execute("PRAGMA journal_mode = WAL")
             self.con.execute("PRAGMA synchronous = NORMAL")  # WAL: durable at checkpoints

@@ -8,10 +8,13 @@ quarter hour for 15 minutes), and the slice number of a time is its floor divisi
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from oup.store import observation_hours
+import numpy as np
+
+from oup.store import observation_hours, ranks
 from oup.store.base import FID, InvalidQuery, Page, Query
 from oup.store.cql import quote
 from oup.store.protocols import SqlSource
@@ -277,60 +280,163 @@ class TimeSeries:
             sql, params = sql + " AND o.phenomenon_time <= ?", params + [end]
         return sql, params
 
-    def percentiles(self, groups: dict[int, list[str]], interval,
-                    ranks: list[int]) -> dict[int, dict[int, float]]:
-        """Percentiles ``ranks`` (0-100, linear between the closest ranks) of the results
-        of each group of sensors within ``interval``: {group: {rank: value}} (a group
-        without results left out). PostgreSQL computes them itself (percentile_cont, one
-        statement for every group). Elsewhere the group's count (``per_sensor``) says
-        which two ranks a percentile lies between, and SQLite sorts for just those: the
-        top of the values from the nearer end (a p90 keeps a tenth of them in its sort),
-        so the values never come out of the database one by one."""
-        if getattr(self.store, "SQL_DIALECT", "") != "postgresql":
-            return {g: known for g, sids in groups.items()
-                    if (known := self._ranked(sids, interval, ranks))}
-        where_t, pt = self._time_filter(interval)
-        pairs = [(sid, g) for g, sids in groups.items() for sid in sids]
-        if not pairs:
-            return {}
-        rows = self.store.execute(
-            f"WITH a (sensor_id, grp) AS (VALUES {','.join(['(?::text, ?::int)'] * len(pairs))}) "
-            f"SELECT a.grp, percentile_cont(?::float8[]) WITHIN GROUP (ORDER BY o.result) "
-            f"FROM oup_observations o JOIN a ON o.sensor_id = a.sensor_id "
-            f"WHERE o.result IS NOT NULL{where_t} GROUP BY a.grp",
-            [x for pair in pairs for x in pair] + [[r / 100 for r in ranks]] + pt)
-        return {g: dict(zip(ranks, values)) for g, values in rows}
-
-    def _ranked(self, sensor_ids: list[str], interval, ranks: list[int]) -> dict[int, float]:
-        """The percentiles of these sensors' results (see ``percentiles``), in SQLite:
-        the count and the sorts in one read transaction (one snapshot: readings being
-        written do not shift the ranks between them)."""
-        import json
-
-        where_t, pt = self._time_filter(interval)
-        # any number of sensors in one parameter: one sort over all of them
-        sql = (f"SELECT o.result FROM oup_observations o WHERE o.sensor_id IN (SELECT value "
-               f"FROM json_each(?)) AND o.result IS NOT NULL{where_t} ORDER BY o.result")
-        ids, out = json.dumps(sensor_ids), {}
+    def per_group(self, groups: dict[int, list[str]], interval, ranks: list[int]
+                  ) -> dict[int, tuple[int, float, float, float, dict[int, float]]]:
+        """Count, sum, min, max and the percentiles ``ranks`` (0-100, linear between the
+        closest ranks) of the results within ``interval`` of each group of sensors:
+        {group: (n, sum, min, max, {rank: value})}, a group without results left out.
+        Percentiles are exact without a sort of the values (``oup.store.ranks``): a
+        sample of each group brackets each percentile, one scan of the group's rows
+        counts those below and hands over those inside, numpy picks the rank."""
+        if getattr(self.store, "SQL_DIALECT", "") == "postgresql":
+            return self._per_group_pg(groups, interval, ranks)
+        ids = sorted({sid for sids in groups.values() for sid in sids})
+        # one read transaction: the counts, the sample and the scans see one snapshot
         self.store.execute("BEGIN")
         try:
-            n = sum(int(row[1]) for row in self.per_sensor(sensor_ids, interval))
-            for rank in ranks if n else ():
-                at = (n - 1) * rank / 100
-                lo = int(at)
-                hi = min(lo + 1, n - 1)
-                if lo <= n - 1 - hi:  # the nearer end: the sort keeps fewer values
-                    values = [r[0] for r in self.store.execute(
-                        f"{sql} LIMIT ? OFFSET ?", [ids, *pt, hi - lo + 1, lo])]
-                else:
-                    values = [r[0] for r in self.store.execute(
-                        f"{sql} DESC LIMIT ? OFFSET ?", [ids, *pt, hi - lo + 1, n - 1 - hi])]
-                    values.reverse()
-                a, b = values[0], values[-1]
-                out[rank] = a + (b - a) * (at - lo)
+            out = self._merged(groups, self.per_sensor(ids, interval))
+            for g, (n, *_, known) in out.items():
+                known.update(self._ranked(groups[g], interval, ranks, n) if ranks else {})
         finally:
             self.store.execute("COMMIT")
         return out
+
+    @staticmethod
+    def _merged(groups: dict[int, list[str]], per_sensor: list) -> dict:
+        """``per_sensor``'s rows summed per group, as ``per_group`` gives them (no
+        percentiles yet)."""
+        sums = {sid: rest for sid, *rest in per_sensor}
+        out = {}
+        for g, sids in groups.items():
+            rows = [sums[sid] for sid in sids if sid in sums]
+            n = sum(int(r[0]) for r in rows)
+            if n:
+                out[g] = (n, sum(float(r[1]) for r in rows), min(r[2] for r in rows),
+                          max(r[3] for r in rows), {})
+        return out
+
+    def _sample(self, sids: list[str], interval) -> np.ndarray:
+        """Some of the group's results within ``interval``, sorted, in SQLite: each
+        sensor's first reading at or after instants spread over the window (an index
+        seek each)."""
+        start, end = self._window(interval)
+        if start is None or end is None:
+            known = self.time_range()
+            if known is None:
+                return np.empty(0)
+            start = known[0] if start is None else start
+            end = known[1] if end is None else end
+        at = ranks.times(start, end, ranks.per_sensor(len(sids)))
+        rows = self.store.execute(
+            "SELECT (SELECT o.result FROM oup_observations o WHERE o.sensor_id = s.value "
+            "AND o.phenomenon_time >= t.value AND o.phenomenon_time <= ? AND o.result IS "
+            "NOT NULL ORDER BY o.phenomenon_time LIMIT 1) FROM json_each(?) s, json_each(?) t",
+            [end, json.dumps(sids), json.dumps(at)])
+        return np.sort(np.array([r[0] for r in rows if r[0] is not None], np.float64))
+
+    def _ranked(self, sids: list[str], interval, wanted: list[int], n: int
+                ) -> dict[int, float]:
+        """The percentiles ``wanted`` of these sensors' ``n`` results, in SQLite: one
+        scan for all of them, a sort from the nearer end for one its bracket missed."""
+        where_t, pt = self._time_filter(interval)
+        of = (f"FROM oup_observations o WHERE o.sensor_id IN (SELECT value FROM "
+              f"json_each(?)) AND o.result IS NOT NULL{where_t}")
+        ids = json.dumps(sids)
+        sample = self._sample(sids, interval)
+        brackets = [ranks.bracket(sample, r) for r in wanted]
+        row = self.store.execute(
+            "SELECT " + ", ".join(["SUM(o.result < ?), oup_doubles(o.result) FILTER "
+                                   "(WHERE o.result >= ? AND o.result <= ?)"] * len(wanted))
+            + f" {of}", [x for lo, hi in brackets for x in (lo, lo, hi)] + [ids, *pt])[0]
+        out = {}
+        for i, rank in enumerate(wanted):
+            value = ranks.pick(n, int(row[2 * i] or 0), ranks.doubles(row[2 * i + 1]), rank)
+            if value is None:  # the sample misled: sort for the two ranks
+                at, lo, hi = ranks.positions(n, rank)
+                if lo <= n - 1 - hi:  # the nearer end: the sort keeps fewer values
+                    values = [r[0] for r in self.store.execute(
+                        f"SELECT o.result {of} ORDER BY o.result LIMIT ? OFFSET ?",
+                        [ids, *pt, hi - lo + 1, lo])]
+                else:
+                    values = [r[0] for r in self.store.execute(
+                        f"SELECT o.result {of} ORDER BY o.result DESC LIMIT ? OFFSET ?",
+                        [ids, *pt, hi - lo + 1, n - 1 - hi])][::-1]
+                value = ranks.between(values[0], values[-1], at)
+            out[rank] = value
+        return out
+
+    def _per_group_pg(self, groups: dict[int, list[str]], interval, wanted: list[int]
+                      ) -> dict[int, tuple[int, float, float, float, dict[int, float]]]:
+        """``per_group`` on PostgreSQL: one statement, one scan of the window's rows for
+        the sums and the brackets of every group (each sensor's row of ``a`` carries its
+        group's); percentile_cont for a percentile whose bracket missed."""
+        where_t, pt = self._time_filter(interval)
+        members = [(sid, g) for g, sids in groups.items() for sid in sids]
+        if not members:
+            return {}
+        if not wanted:  # sums alone: per sensor (an aggregate of ~1,000 groups) is cheaper
+            return self._merged(groups, self.per_sensor(sorted(dict(members)), interval))
+        samples = self._samples_pg(members, interval) if wanted else {}
+        brackets = {g: [ranks.bracket(samples.get(g, np.empty(0)), r) for r in wanted]
+                    for g in groups}
+        names, cols = ["sensor_id", "grp"], ""
+        for i in range(len(wanted)):
+            names += [f"lo{i}", f"hi{i}"]
+            cols += (f", count(*) FILTER (WHERE o.result < a.lo{i}), array_agg(o.result) "
+                     f"FILTER (WHERE o.result >= a.lo{i} AND o.result <= a.hi{i})")
+        # (a list of VALUES, not arrays: PostgreSQL then hashes the sensors, not the rows;
+        # the bounds are only cut points, any float8 near them does)
+        rows = self.store.execute(
+            f"WITH a ({', '.join(names)}) AS (VALUES " + ",".join(
+                "(?::text, ?::int" + "".join(f", '{x!r}'::float8" for pair in brackets[g]
+                                         for x in pair) + ")" for _, g in members) + ") "
+            f"SELECT a.grp, count(o.result), sum(o.result), min(o.result), max(o.result)"
+            f"{cols} FROM oup_observations o JOIN a ON o.sensor_id = a.sensor_id "
+            f"WHERE o.result IS NOT NULL{where_t} GROUP BY a.grp",
+            [x for pair in members for x in pair] + pt)
+        out, missed = {}, {}
+        for g, n, total, lo, hi, *picks in rows:
+            known = {}
+            for i, rank in enumerate(wanted):
+                value = ranks.pick(n, picks[2 * i], np.asarray(picks[2 * i + 1] or [],
+                                                               np.float64), rank)
+                if value is None:
+                    missed.setdefault(g, []).append(rank)
+                else:
+                    known[rank] = value
+            out[g] = (n, total, lo, hi, known)
+        for g, missing in missed.items():  # the sample misled: PostgreSQL sorts the group
+            (values,), = self.store.execute(
+                f"SELECT percentile_cont(?::float8[]) WITHIN GROUP (ORDER BY o.result) "
+                f"FROM oup_observations o WHERE o.sensor_id = ANY(?::text[]) "
+                f"AND o.result IS NOT NULL{where_t}",
+                [[r / 100 for r in missing], groups[g]] + pt)
+            out[g][4].update(zip(missing, values))
+        return out
+
+    def _samples_pg(self, members: list[tuple[str, int]], interval) -> dict[int, np.ndarray]:
+        """Some of each group's results within ``interval``, sorted: PostgreSQL reads a
+        share of the table's pages at random (TABLESAMPLE SYSTEM), sized by its
+        estimate of the window's rows to give about ``ranks.SAMPLE`` values a group."""
+        where_t, pt = self._time_filter(interval)
+        sids = [sid for sid, _ in members]
+        (plan,), = self.store.execute(
+            f"EXPLAIN (FORMAT JSON) SELECT 1 FROM oup_observations o WHERE "
+            f"o.sensor_id = ANY(?::text[]){where_t}", [sids] + pt)
+        plan = json.loads(plan) if isinstance(plan, str) else plan
+        groups = len({g for _, g in members})
+        rows = max(1.0, plan[0]["Plan"]["Plan Rows"])
+        share = min(100.0, 100.0 * ranks.SAMPLE * groups / rows)
+        rows = self.store.execute(
+            f"WITH a (sensor_id, grp) AS (VALUES "
+            f"{','.join(['(?::text, ?::int)'] * len(members))}) SELECT a.grp, o.result "
+            f"FROM oup_observations o TABLESAMPLE SYSTEM (?) JOIN a ON o.sensor_id = "
+            f"a.sensor_id WHERE o.result IS NOT NULL{where_t}",
+            [x for pair in members for x in pair] + [share] + pt)
+        out: dict[int, list[float]] = {}
+        for g, value in rows:
+            out.setdefault(g, []).append(value)
+        return {g: np.sort(np.array(values, np.float64)) for g, values in out.items()}
 
     def series(self, sensor_ids: list[str], interval) -> dict[str, list[tuple[int, float]]]:
         """(time, result) per sensor, in time order, within ``interval``."""
