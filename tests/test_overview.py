@@ -240,6 +240,20 @@ def test_a_building_written_through_the_api_shows_in_the_low_zooms(workdir, back
         assert after.contains(new.centroid)
 
 
+def _assert_on_grid(store, level: int) -> None:
+    """Every block of a level of the buildings' overview is valid and on its zoom's grid:
+    its vertices whole tile units from the world's corner."""
+    from oup.store import overview
+
+    unit = 2 * np.pi * 6378137 / 2 ** level / 4096
+    blocks = [_metres(shape(f["geometry"])) for f in store.query(
+        overview.name("buildings", level), Query(limit=10_000)).features]
+    units = (shapely.get_coordinates(blocks) + np.pi * 6378137) / unit
+    assert np.abs(units - np.rint(units)).max() < 1e-4, level
+    on_grid = shapely.set_coordinates(np.array(blocks, dtype=object), np.rint(units))
+    assert shapely.is_valid(on_grid).all(), level
+
+
 def _metres(geom):
     """A CRS84 geometry in web mercator metres."""
     return shapely.transform(geom, lambda xy: np.column_stack(web_mercator(xy[:, 0], xy[:, 1])))
@@ -272,6 +286,8 @@ def test_a_refresh_redoes_every_level_as_an_import_would(store):
     store.write_feature("buildings", Change("deleted", largest["id"], None))
     assert len(overview.refresh(store, "buildings", [box])) == 1
     refreshed = {level: _level_by_cell(store, level) for level in overview.LEVELS}
+    for level in overview.LEVELS:  # the blocks drawn again on the grid too
+        _assert_on_grid(store, level)
     left = [shape(f["geometry"]) for f in store.query("buildings", Query(limit=1000)).features]
     assert len(left) == len(features) - 1
     made = overview.write(store, "buildings", left)
@@ -310,12 +326,7 @@ def test_each_level_is_on_its_grid_and_its_tiles_hold_valid_polygons_as_a_cut_do
     fields = tuple(f.name for f in store.fields("buildings"))
     bbox = store.extent("buildings")["bbox"]
     for level in overview.LEVELS:
-        unit = 2 * np.pi * 6378137 / 2 ** level / 4096
-        blocks = [shape(f["geometry"]) for f in store.query(
-            overview.name("buildings", level), Query(limit=10_000)).features]
-        units = (shapely.get_coordinates(_metres(shapely.GeometryCollection(blocks)))
-                 + np.pi * 6378137) / unit
-        assert np.abs(units - np.rint(units)).max() < 1e-4, level  # whole units
+        _assert_on_grid(store, level)
         [t] = list(WEB.tiles(*bbox, [level]))
         tile = grids.Tile("WebMercatorQuad", level, t.y, t.x)
         q = TileQuery("buildings", fields, tile.bounds, tile.srid, tile.crs,
