@@ -16,12 +16,13 @@ One rule for both stores, so a tile is the same whichever answers:
 
 Each store cuts a tile its own way (``TileSource.cut_tile``); this module keeps the
 budget and the geometry both Python-side cutters share. PostGIS does it in one
-statement (ST_AsMVTGeom, ST_AsMVT; ``postgis.py``). The GeoPackage answers the R*Tree
-(``mvt_gpkg``); compiled loops (``mvt_kernels``) round, check, simplify and wind the
-polygons of one ring inside the buffer (nearly every building), as GEOS would and vertex
-for vertex the same; shapely 2 (GEOS, vectorised) does the rest (``_tile_geometry``
-here); and ``mvt_encode`` encodes all the tile's features at once, taking the property
-values the import encoded once.
+statement (ST_AsMVTGeom, ST_AsMVT; ``postgis.py``); a feature stored on the tile's own
+grid (an overview level, ``TileQuery.grid``) is only moved there, by both stores. The
+GeoPackage answers the R*Tree (``mvt_gpkg``); compiled loops (``mvt_kernels``) round,
+check, simplify and wind the polygons of one ring inside the buffer (nearly every
+building), as GEOS would and vertex for vertex the same; shapely 2 (GEOS, vectorised)
+does the rest (``_tile_geometry`` here); and ``mvt_encode`` encodes all the tile's
+features at once, taking the property values the import encoded once.
 """
 from __future__ import annotations
 

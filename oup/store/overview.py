@@ -18,7 +18,11 @@ The overview has a level per zoom of ``LEVELS``: ``<id>__overview`` for zoom 12,
 of a cell by the same rule at its own zoom (merged closer than its tile unit, simplified
 to it, its specks left out): a zoom-10 tile covers 16 times the ground of a zoom-12 one,
 and drawn from zoom 12's blocks it read and cut thousands of them that its pixels merge
-anyway (it was the slowest tile; ``benchmarks/README.md``).
+anyway (it was the slowest tile; ``benchmarks/README.md``). Each level's blocks are
+stored on the grid of its zoom's tile units, each valid there and wound as MVT wants
+(``_on_grid``): a WebMercatorQuad tile of that zoom then moves a block inside it into
+its units instead of clipping and repairing it (``on_grid``, ``mvt.TileQuery.grid``),
+which was three quarters of such a tile's CPU.
 
 Tiles whose pixel is at least ``OVERVIEW_ZOOM``'s (``mvt.tile_layer`` asks ``use``) are
 cut from the coarsest level made for their zoom, by the same rule as any tile, if it was
