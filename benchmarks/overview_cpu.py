@@ -2,13 +2,14 @@
 
 The data and tiles of benchmarks/tiles.py (N buildings, its z10-z12 overview tiles and
 the first 60 of its z14-z16 tiles), in a throwaway PostGIS cluster with the overview
-made as `oup import` makes it. Each tile's statement as OUP sends it is run in four
-ways, interleaved pass by pass so that a busy machine weighs on each alike: as before
-(the zoom-12 blocks for every low zoom, PostgreSQL's JIT on), with JIT off, with a level
-of the overview per zoom, and with both (what OUP does now). CPU is this process's plus
-the cluster's (from /proc), not wall clock. Then the parts of the statement, by leaving
-one out at a time: the MVT encoding (ST_AsMVT), the clipping and repair (ST_AsMVTGeom),
-the simplification.
+made as `oup import` makes it (each level's blocks on its zoom's grid). Each tile's
+statement as OUP sends it is run in two ways, interleaved pass by pass so that a busy
+machine weighs on each alike: every block clipped and repaired by ST_AsMVTGeom (as
+before), and the blocks inside the tile's buffer only moved into its units (what OUP does
+now; z14-z16 read the buildings, the same statement both ways). CPU is this process's
+plus the cluster's (from /proc), not wall clock. Then the parts of the first way's
+statement, by leaving one out at a time: the MVT encoding (ST_AsMVT), the clipping and
+repair (ST_AsMVTGeom), the simplification.
 
     .venv/bin/python benchmarks/overview_cpu.py [--work benchmarks/out/tiles-work]
         [--buildings 200000] [--passes 3]
@@ -36,10 +37,9 @@ from oup.store.mvt import TileQuery, tile_layer  # noqa: E402
 from oup.store.placeholders import pg_sql  # noqa: E402
 from oup.tiles import matrix_sets as grids  # noqa: E402
 
-# the statement with the zoom-12 blocks for every low zoom (as before the levels)
-ZOOM_12 = (re.compile(r'"buildings__overview_z1[01]"'), '"buildings__overview"')
-WAYS = {"before: zoom-12 blocks, JIT on": (True, "on"), "JIT off": (True, "off"),
-        "a level per zoom, JIT on": (False, "on"), "now: a level per zoom, JIT off": (False, "off")}
+# whether the blocks on the tile's grid are only moved (``TileQuery.grid``)
+WAYS = {"before: every block cut (ST_AsMVTGeom)": False,
+        "now: blocks on the grid moved": True}
 _CUT = re.compile(r"ST_AsMVTGeom\(ST_Simplify\((\w+), \?, true\),\s*ST_MakeEnvelope\(\?, \?, \?, "
                   r"\?, (\d+)\), (\d+), (\d+),\s*true\)")
 _ENCODE = re.compile(r"SELECT ST_AsMVT\(mvt, \?, \d+, '[^']+', '[^']+'\) FROM \(")
@@ -58,32 +58,36 @@ PARTS = {
 }
 
 
-def statements(store, lists: dict) -> list[tuple[int, list]]:
-    """(zoom, [(sql, params)]) of each tile, as the store sends them."""
+def statements(store, lists: dict, grid: bool) -> list[tuple[int, list]]:
+    """(zoom, [(sql, params)]) of each tile, as the store sends them (``grid``: with the
+    blocks on the tile's grid only moved, else every block cut)."""
+    from oup.store import overview
+
     out = []
     fields = tuple(n for n, _ in store.layer("buildings")["fields"])
     for z, row, col in lists["z10-12 overview"] + lists["z14-16"][:60]:
         t = grids.Tile("WebMercatorQuad", z, row, col)
         q = TileQuery("buildings", () if z <= 12 else fields, t.bounds, t.srid, t.crs,
                       t.crs84_envelope)
-        sent, execute = [], store.execute
+        sent, execute, on_grid = [], store.execute, overview.on_grid
         store.execute = lambda sql, params=(): sent.append((sql, list(params))) or \
             execute(sql, params)
+        overview.on_grid = lambda *args: grid and on_grid(*args)
         try:
             tile_layer(store, q)
         finally:
-            store.execute = execute
+            store.execute, overview.on_grid = execute, on_grid
         out.append((z, [(s, p) for s, p in sent if "ST_AsMVT" in s]))
     return out
 
 
-def measure(con, tiles, cpu, ways: dict, passes: int) -> dict:
-    """CPU ms per tile by zoom for each way: {way: {zoom: [ms, ...]}}."""
+def measure(con, cpu, ways: dict, passes: int) -> dict:
+    """CPU ms per tile by zoom for each way ({way: (rewrite, tiles)}): {way: {zoom: [ms]}}."""
     got: dict = {w: {} for w in ways}
     deadline = time.monotonic() + 1800  # a bound, whatever the machine's load
+    con.execute("SET jit = off")  # as OUP's connections
     for _ in range(passes):
-        for way, (rewrite, jit) in ways.items():
-            con.execute(f"SET jit = {jit}")
+        for way, (rewrite, tiles) in ways.items():
             for z, stmts in tiles:
                 c0 = cpu()
                 for sql, params in stmts:
@@ -110,14 +114,14 @@ def main() -> None:
         blocks = tb.make_overviews(Path(data["oup"]), pg.url)
         postmaster = int((pg.db.dir / "data" / "postmaster.pid").read_text().split()[0])
         store = PostGISStore(pg.url)
-        tiles = statements(store, tb.tile_lists(data["bounds84"]))
+        lists = tb.tile_lists(data["bounds84"])
+        tiles = {w: statements(store, lists, grid) for w, grid in WAYS.items()}
         cpu = lambda: time.process_time() + fb.tree_cpu_seconds(postmaster)  # noqa: E731
+        low = [(z, s) for z, s in next(iter(tiles.values())) if z <= 12]
         with store.pool.connection() as con:
-            ways = measure(con, tiles, cpu, {w: ((lambda s: ZOOM_12[0].sub(ZOOM_12[1], s))
-                                                 if z12 else (lambda s: s), jit)
-                                             for w, (z12, jit) in WAYS.items()}, args.passes)
-            parts = measure(con, [(z, s) for z, s in tiles if z <= 12], cpu,
-                            {p: (f, "off") for p, f in PARTS.items()}, args.passes)
+            ways = measure(con, cpu, {w: (lambda s: s, t) for w, t in tiles.items()},
+                           args.passes)
+            parts = measure(con, cpu, {p: (f, low) for p, f in PARTS.items()}, args.passes)
         store.close()
     finally:
         pg.stop()

@@ -16,12 +16,13 @@ One rule for both stores, so a tile is the same whichever answers:
 
 Each store cuts a tile its own way (``TileSource.cut_tile``); this module keeps the
 budget and the geometry both Python-side cutters share. PostGIS does it in one
-statement (ST_AsMVTGeom, ST_AsMVT; ``postgis.py``). The GeoPackage answers the R*Tree
-(``mvt_gpkg``); compiled loops (``mvt_kernels``) round, check, simplify and wind the
-polygons of one ring inside the buffer (nearly every building), as GEOS would and vertex
-for vertex the same; shapely 2 (GEOS, vectorised) does the rest (``_tile_geometry``
-here); and ``mvt_encode`` encodes all the tile's features at once, taking the property
-values the import encoded once.
+statement (ST_AsMVTGeom, ST_AsMVT; ``postgis.py``); a feature stored on the tile's own
+grid (an overview level, ``TileQuery.grid``) is only moved there, by both stores. The
+GeoPackage answers the R*Tree (``mvt_gpkg``); compiled loops (``mvt_kernels``) round,
+check, simplify and wind the polygons of one ring inside the buffer (nearly every
+building), as GEOS would and vertex for vertex the same; shapely 2 (GEOS, vectorised)
+does the rest (``_tile_geometry`` here); and ``mvt_encode`` encodes all the tile's
+features at once, taking the property values the import encoded once.
 """
 from __future__ import annotations
 
@@ -54,6 +55,9 @@ class TileQuery:
     envelope84: tuple[float, float, float, float]  # a CRS84 box holding the tile
     speck: float = 1.0  # display pixels: a line or polygon smaller both ways is left out
     table: str = ""  # the collection the features are read from ('': the layer's own)
+    # the features are stored on the tile's grid of units, valid there and wound (a level
+    # of an overview made for the tile's zoom): one inside the buffer is only moved
+    grid: bool = False
 
     @property
     def source(self) -> str:
@@ -84,7 +88,7 @@ def tile_layer(store: TileSource, q: TileQuery) -> bytes:
 
     low = overview.use(store, q.layer, q.envelope84)
     if low:
-        q = replace(q, table=low, properties=())
+        q = replace(q, table=low, properties=(), grid=overview.on_grid(store, low, q))
     data = store.cut_tile(q)
     while len(data) > MAX_TILE_BYTES and q.speck < _MAX_SPECK:
         q = replace(q, speck=q.speck * 2)
@@ -116,15 +120,10 @@ def _tile_geometry(geoms: np.ndarray, q: TileQuery, native: bool):
     what can be told from the coordinates in numpy is, and GEOS sees only the features
     that need it (a feature inside the tile meets it; one inside the buffer needs no
     clipping; a polygon of one ring there is done by compiled loops)."""
-    n = len(geoms)
     xy, at = shapely.get_coordinates(geoms, return_index=True)
     xy = _to_tile_units(xy, q, native)
-    count = np.bincount(at, minlength=n)
+    count, lo, hi = _extents(xy, at, len(geoms))
     has = count > 0
-    lo, hi = np.full((n, 2), np.inf), np.full((n, 2), -np.inf)
-    if has.any():
-        starts = (np.cumsum(count) - count)[has]
-        lo[has], hi[has] = np.minimum.reduceat(xy, starts), np.maximum.reduceat(xy, starts)
 
     def unrounded(which: np.ndarray) -> np.ndarray:  # features (ascending indices), as floats
         return shapely.set_coordinates(geoms[which], xy[np.isin(at, which)])
@@ -158,6 +157,40 @@ def _tile_geometry(geoms: np.ndarray, q: TileQuery, native: bool):
     result[~compiled] = _geos_way(geoms, rest, out[~compiled], unrounded,
                                   np.rint(xy[np.isin(at, rest)]))
     return picked, result
+
+
+def _grid_geometry(geoms: np.ndarray, q: TileQuery, native: bool):
+    """``_tile_geometry`` of features stored on the tile's grid, valid and wound
+    (``TileQuery.grid``): one inside the buffer is only moved into the tile's units; the
+    others (across the buffer's edge) are cut as any feature is."""
+    xy, at = shapely.get_coordinates(geoms, return_index=True)
+    xy = np.rint(_to_tile_units(xy, q, native))  # whole units, less the metres' rounding
+    count, lo, hi = _extents(xy, at, len(geoms))
+    within = (count > 0) & (lo >= -BUFFER).all(axis=1) & (hi <= EXTENT + BUFFER).all(axis=1)
+    # in the tile (as _tile_geometry tells it) and no speck; none of them is a point
+    drawn = within & (hi - lo >= EXTENT / 256 * q.speck).any(axis=1)
+    edge = np.flatnonzero(drawn & ~((lo >= 0).all(axis=1) & (hi <= EXTENT).all(axis=1)))
+    moved = shapely.set_coordinates(geoms[within], xy[within[at]])
+    drawn[edge] = shapely.intersects(moved[np.isin(np.flatnonzero(within), edge)],
+                                     shapely.box(0, 0, EXTENT, EXTENT))
+    across = np.flatnonzero(~within)
+    cut, shaped = _tile_geometry(geoms[across], q, native)
+    picked = np.concatenate([np.flatnonzero(drawn), across[cut]])
+    result = np.concatenate([moved[drawn[within]], shaped])
+    order = np.argsort(picked, kind="stable")
+    return picked[order], result[order]
+
+
+def _extents(xy: np.ndarray, at: np.ndarray, n: int):
+    """Of each of ``n`` features whose vertices are ``xy`` (``at``: whose each is): how
+    many vertices, and the lowest and highest x and y (inf, -inf for none)."""
+    count = np.bincount(at, minlength=n)
+    has = count > 0
+    lo, hi = np.full((n, 2), np.inf), np.full((n, 2), -np.inf)
+    if has.any():
+        starts = (np.cumsum(count) - count)[has]
+        lo[has], hi[has] = np.minimum.reduceat(xy, starts), np.maximum.reduceat(xy, starts)
+    return count, lo, hi
 
 
 def _one_ring(geoms: np.ndarray) -> np.ndarray:

@@ -16,7 +16,8 @@ import shapely
 from oup.store.base import FID, GEOM, GEOM84, VALUES
 from oup.store.cql import quote
 from oup.store.geometry import gpb_wkb
-from oup.store.mvt import _MERCATOR_RADIUS, EXTENT, TileQuery, _tile_geometry, native_grid
+from oup.store.mvt import (_MERCATOR_RADIUS, EXTENT, TileQuery, _grid_geometry, _tile_geometry,
+                           native_grid)
 from oup.store.mvt_encode import CodedProperties, encode_layer
 
 # One GeoPackage tile at a time in a process. Cutting one is CPU work that lets go of
@@ -59,7 +60,8 @@ def _cut(store, q: TileQuery) -> bytes:
         return b""
     wkbs = np.array([None if r[1] is None else bytes(gpb_wkb(r[1]) if native else r[1])
                      for r in rows], dtype=object)
-    picked, geoms = _tile_geometry(shapely.from_wkb(wkbs), q, native)
+    picked, geoms = (_grid_geometry if q.grid else _tile_geometry)(shapely.from_wkb(wkbs), q,
+                                                                  native)
     if len(picked) == 0:
         return b""
     ids = np.fromiter((rows[i][0] for i in picked), np.int64, len(picked))

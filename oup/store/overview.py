@@ -18,7 +18,11 @@ The overview has a level per zoom of ``LEVELS``: ``<id>__overview`` for zoom 12,
 of a cell by the same rule at its own zoom (merged closer than its tile unit, simplified
 to it, its specks left out): a zoom-10 tile covers 16 times the ground of a zoom-12 one,
 and drawn from zoom 12's blocks it read and cut thousands of them that its pixels merge
-anyway (it was the slowest tile; ``benchmarks/README.md``).
+anyway (it was the slowest tile; ``benchmarks/README.md``). Each level's blocks are
+stored on the grid of its zoom's tile units, each valid there and wound as MVT wants
+(``_on_grid``): a WebMercatorQuad tile of that zoom then moves a block inside it into
+its units instead of clipping and repairing it (``on_grid``, ``mvt.TileQuery.grid``),
+which was three quarters of such a tile's CPU.
 
 Tiles whose pixel is at least ``OVERVIEW_ZOOM``'s (``mvt.tile_layer`` asks ``use``) are
 cut from the coarsest level made for their zoom, by the same rule as any tile, if it was
@@ -48,7 +52,9 @@ LEVELS = (12, 11, 10)  # the zooms a level is made for, finest first; coarser on
 CELL_ZOOM = 14      # a cell: what a block belongs to (its merges stay within one)
 _CELL = 2 * math.pi * RADIUS / 2 ** CELL_ZOOM
 _HALF = math.pi * RADIUS
-_FIELDS = [Field("block", "string"), Field("cell", "string")]
+# "zoom": the zoom whose grid of tile units the block is on (an overview made before the
+# blocks were put on it has no such field, and its tiles are cut as any)
+_FIELDS = [Field("block", "string"), Field("cell", "string"), Field("zoom", "integer")]
 POLYGONS = ("POLYGON", "MULTIPOLYGON")
 _PAGE = 10_000
 _CLOSURE = 8  # rounds of taking in the blocks a redrawn one may join
@@ -84,6 +90,16 @@ def use(store, cid: str, envelope84: tuple) -> str | None:
         # made at the collection's last import (after it), not at an earlier one
         return name(cid, level) if made["imported"] >= source["imported"] else None
     return None
+
+
+def on_grid(store, table: str, q) -> bool:
+    """Whether the tile ``q`` (a ``mvt.TileQuery``) is on the grid the overview level
+    ``table`` is stored on: a WebMercatorQuad tile of the level's own zoom."""
+    level = int(table.rpartition("_z")[2]) if table.rpartition("_z")[0].endswith(SUFFIX) \
+        else OVERVIEW_ZOOM
+    width = q.bounds[2] - q.bounds[0]
+    return q.crs == "EPSG:3857" and abs(width * 2 ** level / (2 * _HALF) - 1) < 1e-9 and \
+        any(f == "zoom" for f, _ in store.layer(table)["fields"])
 
 
 def write(store, cid: str, geoms84: list) -> dict[int, int]:
@@ -229,12 +245,52 @@ def _cell_blocks(key: str, xy: np.ndarray, level: int) -> list[Feature]:
     grown = shapely.buffer(polys, unit / 2, quad_segs=1, join_style="mitre")
     merged = shapely.buffer(shapely.union_all(grown), -unit / 2, quad_segs=1,
                             join_style="mitre")
-    parts = shapely.get_parts(shapely.make_valid(shapely.simplify(merged, unit)))
-    parts = parts[shapely.get_type_id(parts) == 3] if len(parts) else parts
+    parts = _on_grid(shapely.make_valid(shapely.simplify(merged, unit)), level)
     b = shapely.bounds(parts) if len(parts) else np.empty((0, 4))
     keep = parts[((b[:, 2] - b[:, 0]) >= pixel) | ((b[:, 3] - b[:, 1]) >= pixel)]
-    return [Feature(p, _crs84(p), {"block": f"{key}_{n}", "cell": key})
+    return [Feature(p, _crs84(p), {"block": f"{key}_{n}", "cell": key, "zoom": level})
             for n, p in enumerate(keep)]
+
+
+def _on_grid(geom, level: int) -> np.ndarray:
+    """The polygons of ``geom`` (web mercator) on the grid of tile units of zoom ``level``,
+    each valid there and wound as a tile wants it (its exterior clockwise on a map, y up),
+    so that a tile of that zoom only moves a block inside it (``mvt.TileQuery.grid``).
+
+    Snapped one polygon at a time in whole units, by GEOS's snap rounding, which repairs
+    what the rounding pinches (two sides meeting, a thin part collapsing) instead of
+    leaving it invalid; in web mercator metres the grid's lines are whole multiples of a
+    unit too (the world's edge is 2 ** (level + 11) units from its middle), so a tile's
+    units are these less its corner, whole numbers again to the metres' rounding."""
+    unit = _pixel(level) / 16
+    polys = shapely.get_parts(geom)
+    polys = polys[shapely.get_type_id(polys) == 3] if len(polys) else polys
+    if not len(polys):
+        return polys
+    xy = shapely.get_coordinates(polys)
+    # valid again in units: scaling may leave a near-touch crossed, which GEOS refuses
+    units = _snapped(shapely.make_valid(shapely.set_coordinates(polys, (xy + _HALF) / unit)))
+    parts = shapely.get_parts(units)
+    parts = parts[(shapely.get_type_id(parts) == 3) & ~shapely.is_empty(parts)] \
+        if len(parts) else parts
+    parts = shapely.orient_polygons(parts, exterior_cw=True)
+    return shapely.set_coordinates(parts, shapely.get_coordinates(parts) * unit - _HALF)
+
+
+def _snapped(polys: np.ndarray) -> np.ndarray:
+    """Polygons snap-rounded to whole units, each valid; all at once, and one by one
+    (repaired by a zero buffer first) when GEOS finds a topology it cannot snap."""
+    try:
+        return shapely.set_precision(polys, 1.0)
+    except shapely.errors.GEOSException:
+        pass
+    out = np.empty(len(polys), dtype=object)
+    for i, p in enumerate(polys):  # rare: a loop over one cell's blocks
+        try:
+            out[i] = shapely.set_precision(p, 1.0)
+        except shapely.errors.GEOSException:
+            out[i] = shapely.make_valid(shapely.set_precision(p.buffer(0), 1.0))
+    return out
 
 
 def _crs84(geom):

@@ -441,14 +441,28 @@ class PostGISStore(FeatureVersions, SqlQueries):
         # pulling the subquery up, would compute ST_AsMVTGeom twice a row for that test
         # (a fifth of the statement's CPU).
         g = f"{SYSTEM_PREFIX}g"  # the store's own names, so no attribute of a steward's clashes
+        shape = f"""ST_AsMVTGeom(ST_Simplify({g}, ?, true),
+                                   ST_MakeEnvelope(?, ?, ?, ?, {q.srid}), {EXTENT}, {BUFFER},
+                                   true)"""
+        shape_params = [q.unit, *q.bounds]
+        if q.grid:
+            # Blocks stored on the tile's grid, valid and wound: one inside the buffer is
+            # only moved into the tile's units (whole numbers again to the metres'
+            # rounding); clipping and repairing it (ST_AsMVTGeom, GEOS's overlay) was
+            # three quarters of the tile. Those across the buffer's edge are cut.
+            k, b = 1 / q.unit, BUFFER * q.unit
+            shape = f"""CASE WHEN ST_XMin({g}) >= ? AND ST_XMax({g}) <= ? AND ST_YMin({g}) >= ?
+                                  AND ST_YMax({g}) <= ?
+                             THEN ST_SnapToGrid(ST_Affine({g}, ?, 0, 0, ?, ?, ?), 1)
+                             ELSE {shape} END"""
+            shape_params = [x0 - b, x1 + b, y0 - b, y1 + b, k, -k, -x0 * k, y1 * k,
+                            *shape_params]
         sql = f"""
         WITH hit AS MATERIALIZED (
           SELECT {FID}, {geom} AS {g}{''.join(', ' + c for c in cols)}
           FROM {quote(q.source)} WHERE {index})
         SELECT ST_AsMVT(mvt, ?, {EXTENT}, '{g}', '{FID}') FROM (
-          SELECT {FID}, ST_AsMVTGeom(ST_Simplify({g}, ?, true),
-                                   ST_MakeEnvelope(?, ?, ?, ?, {q.srid}), {EXTENT}, {BUFFER},
-                                   true) AS {g}{''.join(', ' + quote(n) for n in q.properties)}
+          SELECT {FID}, {shape} AS {g}{''.join(', ' + quote(n) for n in q.properties)}
           FROM hit
           WHERE (ST_Dimension({g}) = 0 OR ST_XMax({g}) - ST_XMin({g}) >= ?
                  OR ST_YMax({g}) - ST_YMin({g}) >= ?)
@@ -457,7 +471,7 @@ class PostGISStore(FeatureVersions, SqlQueries):
                      THEN true ELSE ST_Intersects({g}, ST_MakeEnvelope(?, ?, ?, ?, {q.srid})) END
           ORDER BY {FID}  -- the same bytes whatever the plan: the ETag is their hash
         ) AS mvt"""
-        rows = self.execute(sql, [*index_params, q.layer, q.unit, *q.bounds, px, px,
+        rows = self.execute(sql, [*index_params, q.layer, *shape_params, px, px,
                                    x0, x1, y0, y1, *q.bounds])
         return bytes(rows[0][0] or b"") if rows else b""
 
