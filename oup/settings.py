@@ -1,6 +1,7 @@
 """Platform settings: one typed object, read from the environment (``OUP_*``)."""
 from __future__ import annotations
 
+import os
 from functools import cache
 from pathlib import Path
 from typing import Literal
@@ -98,6 +99,10 @@ class Settings(BaseSettings):
     worker_nice: int = Field(10, ge=0, le=19, description=(
         "how much `oup worker` yields the CPU to the API on the same machine (nice; its "
         "PostgreSQL backends too, where it may set theirs)"))
+    job_threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, description=(
+        "threads one job computes on at once (sun-and-shadow unites this many steps' "
+        "shadows beside its loop); default the machine's CPUs. At the worker's nice the "
+        "API still comes first, but a running job takes every core the API leaves idle"))
     worker_statements: int = Field(1, ge=1, description=(
         "statements the jobs of one `oup worker` run in the store at once (the others "
         "wait): 1 keeps any number of running jobs to about one core"))

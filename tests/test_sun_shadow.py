@@ -140,6 +140,28 @@ def test_a_surveyed_outline_bent_by_millimetres_casts_the_shadow_of_its_shape():
     assert shapely.get_num_coordinates(bent) <= shapely.get_num_coordinates(reference) + 4
 
 
+@pytest.mark.parametrize("threads", [1, 3])
+def test_a_district_shadows_what_its_buildings_shadow_one_by_one(threads):
+    # two blocks of rows that touch (united block by block), a building with a part in
+    # each block, one standing alone, one with a courtyard; three moments of the day
+    rows = [Building(f"r{i}", shapely.box(x, y, x + w, y + 12), h)
+            for i, (x, y, w, h) in enumerate([(0, 0, 10, 9), (10, 0, 14, 25), (24, 0, 8, 6),
+                                              (0, 12, 16, 14), (16, 12, 16, 31),
+                                              (60, 0, 12, 18), (72, 0, 9, 7)])]
+    split = Building("split", shapely.MultiPolygon([shapely.box(32, 4, 40, 10),
+                                                    shapely.box(50, 4, 60, 10)]), 20.0)
+    alone = Building("alone", shapely.box(0, 80, 15, 95), 12.0)
+    yard = Building("yard", shapely.affinity.translate(COURTYARD, 100, 0), 16.0)
+    district = rows + [split, alone, yard]
+    for t in [MIDSUMMER + timedelta(hours=h) for h in (5, 11, 17)]:
+        step = sun_and_shadow(district, WIDE, t, t + timedelta(minutes=1), timedelta(minutes=1),
+                              latitude=LAT, longitude=LON, points=[(0, 0)],
+                              threads=threads).steps[0]
+        each = shapely.union_all([one_moment([b], t, points=[(0, 0)]).shadow for b in district])
+        assert step.shadow.symmetric_difference(each).area < 1e-6 * each.area
+        assert each.area > 1.5 * shapely.union_all([b.footprint for b in district]).area
+
+
 def test_a_point_behind_a_block_gets_less_sun_than_one_in_the_open():
     block = Building("b", shapely.box(0, 0, 20, 10), 25.0)
     behind, open_ = (10, 15), (400, 400)  # north of the block: shaded around noon

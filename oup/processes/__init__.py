@@ -193,6 +193,7 @@ class Context:
     store: Any  # the feature store (oup.store.protocols.FeatureStore)
     visible: frozenset[str]
     report: Callable[[int, str], None] = lambda percent, message: None
+    threads: int = 1  # the job may compute on this many threads at once (OUP_JOB_THREADS)
     _series: dict = field(default_factory=dict)
 
     def progress(self, percent: float, message: str = "") -> None:

@@ -188,7 +188,7 @@ def execute(inputs: dict, context: Context) -> dict:
         result = sun_and_shadow(
             buildings, area, start, end, timedelta(minutes=inputs.get("step", 15)),
             points=points, grid_spacing=inputs.get("grid_spacing", 10.0),
-            scenario=proposed, shadows=inputs.get("shadows", True),
+            scenario=proposed, shadows=inputs.get("shadows", True), threads=context.threads,
             progress=lambda done: context.progress(10 + 85 * done, "sun and shadow"),
             **asdict(site_of(area)))
     except SunShadowInputError as exc:

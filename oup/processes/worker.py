@@ -56,6 +56,7 @@ class Worker:
     catalog: object
     store: object
     audit: object
+    threads: int = 1  # a job's own threads (OUP_JOB_THREADS)
     name: str = f"{socket.gethostname()}:{os.getpid()}"
 
     def run_job(self, job_id: str) -> None:
@@ -67,7 +68,7 @@ class Worker:
         identity = Identity(job.who, job.roles, True)
         context = Context(identity, self.catalog, self.store,
                           frozenset(visible_collections(identity, self.catalog)),
-                          lambda pct, msg: self.jobs.report(job_id, pct, msg))
+                          lambda pct, msg: self.jobs.report(job_id, pct, msg), self.threads)
         process = self.processes.get(job.process)
         try:
             if process is None:
@@ -120,7 +121,7 @@ def run_worker(s: Settings, threads: int) -> None:
     store = Gated(open_job_store(s.store_url, s.jobs_timeout_seconds, s.worker_nice),
                   s.worker_statements)
     worker = Worker(jobs, load_processes(s.processes_file), load_catalog(s.catalog_dir),
-                    store, AuditLog(s.audit_log or s.data_dir / "audit.log"))
+                    store, AuditLog(s.audit_log or s.data_dir / "audit.log"), s.job_threads)
     jobs.runner = worker.run_job
     stop = threading.Event()
     keeper = threading.Thread(target=worker.housekeeping, args=(stop,), daemon=True,
