@@ -72,11 +72,15 @@ class GroupCommit:
         try:
             con = self._connection()
             group = self._joined(con)
-            con.execute("SAVEPOINT oup_write")
         except BaseException:
             self._turn.release()
             raise
         failed = None
+        try:
+            con.execute("SAVEPOINT oup_write")
+        except BaseException as exc:  # nothing of this write to undo; the group ends
+            self._end(con, group, exc, begun=False)
+            raise
         try:
             yield lambda sql, params=(): con.execute(sql, list(params)).fetchall()
         except BaseException as exc:
@@ -98,11 +102,12 @@ class GroupCommit:
         group.size += 1
         return group
 
-    def _end(self, con: sqlite3.Connection, group: _Group, failed: BaseException | None):
-        """This write's savepoint kept or undone; then the group committed, or left open
-        for the next write in line. Gives up the turn."""
+    def _end(self, con: sqlite3.Connection, group: _Group, failed: BaseException | None,
+             begun: bool = True):
+        """This write's savepoint (if ``begun``) kept or undone; then the group
+        committed, or left open for the next write in line. Gives up the turn."""
         try:
-            if con.in_transaction:
+            if con.in_transaction and begun:
                 if failed is not None:
                     con.execute("ROLLBACK TO oup_write")
                 con.execute("RELEASE oup_write")
@@ -121,9 +126,11 @@ class GroupCommit:
                 group.close(None)
         except BaseException as exc:  # the connection itself failed: the group with it
             self._group = None
-            if con.in_transaction:
-                con.execute("ROLLBACK")
-            group.close(exc)
+            try:
+                if con.in_transaction:
+                    con.execute("ROLLBACK")
+            finally:
+                group.close(exc)
         finally:
             self._turn.release()
 
