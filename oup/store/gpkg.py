@@ -41,7 +41,6 @@ from oup.store.base import (FID, GEOM, GEOM84, OWNER, VALUES, Feature, Field, Qu
 from oup.store.cql import quote
 from oup.store.geometry import gpb_envelope, gpb_wkb, native_crs, rows_to_features, to_gpb
 from oup.store import mvt_gpkg
-from oup.store.gpkg_commit import GroupCommit
 from oup.store.gpkg_writes import ADDED_VALUES, TYPES, GeoPackageWrites, stamp
 from oup.store.mvt import TileQuery
 from oup.store.mvt_encode import ValueCoder, ValueTable
@@ -177,22 +176,16 @@ class GeoPackageStore(GeoPackageWrites, SqlQueries):
         self._local = threading.local()
         self._tables: dict[str, tuple[str, ValueTable]] = {}  # tile values, by collection
         self._tables_lock = threading.Lock()
-        self._commits = GroupCommit(self._open_writer)
 
     # -- connections --------------------------------------------------------
     @property
     def con(self) -> sqlite3.Connection:
         return self._connection("con")
 
-    def _group_commit(self) -> GroupCommit:
-        return self._commits
-
-    def _open_writer(self) -> sqlite3.Connection:
-        # kept for the process: a new connection reads the file's schema again (every
-        # table, index and trigger of a GeoPackage) before its first statement
-        if not Path(self.path).exists():
-            raise StoreError(f"no store at {self.path}: run `oup import` first")
-        return _connect(self.path)
+    def _writer(self) -> sqlite3.Connection:
+        # its own, kept: a new connection reads the file's schema again (every table,
+        # index and trigger of a GeoPackage) before its first statement
+        return self._connection("writer")
 
     def _connection(self, use: str) -> sqlite3.Connection:
         """This thread's connection for ``use`` (opened on first use)."""

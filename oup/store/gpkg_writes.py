@@ -9,16 +9,17 @@ the rows added since they last looked. A row the tiles find without numbers stil
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
+from contextlib import contextmanager
 from datetime import datetime, timezone
 
 import numpy as np
 import shapely
 
-from oup.store.base import FID, GEOM, GEOM84, VALUES, Feature
+from oup.store.base import FID, GEOM, GEOM84, VALUES, Feature, StoreBusy
 from oup.store.cql import quote
 from oup.store.geometry import to_gpb
-from oup.store.gpkg_commit import GroupCommit
 from oup.store.mvt_encode import ValueCoder
 from oup.store.mvt_gpkg import tile_column
 from oup.store.versions import FeatureVersions, Run
@@ -61,11 +62,23 @@ class GeoPackageWrites(FeatureVersions):
         return bool(self.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
                                  "name = ?", (table,)))
 
-    def _group_commit(self) -> GroupCommit:
-        raise NotImplementedError  # the store's: this process's writes to the file
+    def _writer(self) -> sqlite3.Connection:
+        raise NotImplementedError  # the store's: this thread's connection to the file
 
+    @contextmanager
     def _writing(self, cid: str):
-        return self._group_commit().write()
+        con = self._writer()
+        try:
+            try:  # the file's one writer from here to COMMIT: the ETag check holds
+                con.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise StoreBusy(f"GeoPackage: {exc}") from exc
+            yield lambda sql, params=(): con.execute(sql, list(params)).fetchall()
+            con.execute("COMMIT")
+        except BaseException:
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+            raise
 
     def _grow_layer(self, run: Run, cid: str, read: dict, written: dict) -> None:
         # the metadata read in this transaction is current: the file has one writer
