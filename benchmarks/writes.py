@@ -558,6 +558,9 @@ def main() -> None:
     ap.add_argument("--rest", type=float, default=fb.COOLDOWN,
                     help="seconds of rest before each workload")
     ap.add_argument("--no-peer", action="store_true", help="skip pygeoapi")
+    ap.add_argument("--stores", nargs="+", choices=("gpkg", "postgis"),
+                    default=["gpkg", "postgis"], help="the OUP stores run (pygeoapi's "
+                    "PostgreSQL runs whenever it is not --no-peer)")
     ap.add_argument("--work", type=Path, default=OUT / "writes-work")
     args = ap.parse_args()
     if not shutil.which("wrk"):
@@ -570,22 +573,31 @@ def main() -> None:
     prep = build(work, args.buildings)
     key = prep.pop("key")
     results: dict = {"prepare": prep}
-    print("OUP, GeoPackage store", flush=True)
-    results["OUP, GeoPackage store"], _ = run_oup(
-        OupServer(work, work / "data-gpkg", None, "oup-gpkg"), key, args.buildings, args, work)
+    pool: list = []
+    if "gpkg" in args.stores:
+        print("OUP, GeoPackage store", flush=True)
+        results["OUP, GeoPackage store"], pool = run_oup(
+            OupServer(work, work / "data-gpkg", None, "oup-gpkg"), key, args.buildings, args,
+            work)
     pg = None
     try:
         pg = fb.PostGIS(work).start()
         prep["import_postgis_s"] = import_postgis(work, pg.url)
         print(f"PostGIS import {prep['import_postgis_s']:.0f} s\nOUP, PostGIS store",
               flush=True)
-        results["OUP, PostGIS store"], pool = run_oup(
-            OupServer(work, work / "data-pg", pg.url, "oup-pg"), key, args.buildings, args, work)
+        if "postgis" in args.stores:
+            results["OUP, PostGIS store"], pool = run_oup(
+                OupServer(work, work / "data-pg", pg.url, "oup-pg"), key, args.buildings,
+                args, work)
+        else:  # the peer still writes the table OUP's PostGIS import made
+            results["OUP, PostGIS store"] = {"error": "not run (--stores)",
+                                             "bounds84": results.get(
+                                                 "OUP, GeoPackage store", {}).get("bounds84")}
         if args.no_peer:
             results["pygeoapi"] = {"error": "not run (--no-peer)"}
         elif not pool:
-            results["pygeoapi"] = {"error": "not run: OUP on PostGIS failed before the "
-                                            "buildings were sampled"}
+            results["pygeoapi"] = {"error": "not run: OUP failed before the buildings "
+                                            "were sampled"}
         else:
             print("pygeoapi 0.24, PostgreSQL provider (same table)", flush=True)
             results["pygeoapi"] = run_peer(work, pg.url, pool,

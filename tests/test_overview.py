@@ -350,3 +350,39 @@ def test_each_level_is_on_its_grid_and_its_tiles_hold_valid_polygons_as_a_cut_do
             # the same ground, to within a unit about the outline
             assert g.symmetric_difference(ref).area <= ref.boundary.length + 1, \
                 (level, f["id"], g.symmetric_difference(ref).area)
+
+
+def test_a_change_of_attributes_alone_leaves_the_overview(store, monkeypatch):
+    """The overview is the buildings' shapes alone: a write that changes attributes
+    redraws nothing (the writes after it do not wait for that); one that moves a
+    building redraws about its old and its new place."""
+    import time
+
+    from oup.store import overview
+    from oup.store.base import Change, Feature
+    from oup.writes.after import overview_updater
+
+    coll = load_collection(ROOT / "collections" / "buildings" / "collection.yml")
+    redrawn: list = []
+    refresh = overview.refresh
+
+    def recorded(store_, cid, boxes):
+        redrawn.extend(boxes)
+        return refresh(store_, cid, boxes)
+
+    monkeypatch.setattr(overview, "refresh", recorded)
+    update = overview_updater(store, None)
+    f = store.query("buildings", Query(limit=1)).features[0]
+    name = next(fl.name for fl in store.fields("buildings") if fl.type == "string")
+    same = store.write_feature("buildings", Change("updated", f["id"], Feature(
+        None, None, {name: "renamed"})))
+    update(coll, "updated", same)
+    moved = shapely.affinity.translate(shape(f["geometry"]), 0.001)
+    was = store.write_feature("buildings", Change("updated", f["id"], Feature(
+        moved, moved, {})))
+    update(coll, "updated", was)
+    deadline = time.monotonic() + 60
+    while len(redrawn) < 2 and time.monotonic() < deadline:  # (one job after the other)
+        time.sleep(0.05)
+    assert sorted(redrawn) == sorted([list(shape(f["geometry"]).bounds),
+                                      list(moved.bounds)])

@@ -90,8 +90,8 @@ def tileset_updater(data_dir, announce: Callable, update_tileset: Callable) -> C
 
 
 def overview_updater(store, tile_cache) -> Callable:
-    """After a write to a collection with an overview (its low zooms): the overview's
-    cells the old and the new geometry touch drawn again, then the cached tiles that
+    """After a write that changes a shape in a collection with an overview (its low
+    zooms): the overview's cells the old and the new geometry touch drawn again, then the cached tiles that
     show those cells dropped up to the overview's deepest zoom (the write's own answer
     dropped those over the feature itself, at every zoom)."""
     from oup.store import overview
@@ -108,9 +108,12 @@ def overview_updater(store, tile_cache) -> Callable:
     jobs = Coalesced("oup-overview", work)
 
     def update(coll: Collection, kind: str, written, record=None) -> None:
-        for side in (written.before, written.after):
-            if side and side.get("geometry"):
-                jobs.add(coll.id, list(shapely.geometry.shape(side["geometry"]).bounds))
+        shapes = [shapely.geometry.shape(side["geometry"])
+                  for side in (written.before, written.after) if side and side.get("geometry")]
+        if len(shapes) == 2 and shapes[0].equals(shapes[1]):
+            return  # the overview is the shapes alone: a change of attributes leaves it
+        for box in {g.bounds for g in shapes}:
+            jobs.add(coll.id, list(box))
 
     return update
 

@@ -33,12 +33,12 @@ from typing import Callable
 
 from oup.catalog import Catalog, Collection, Editable
 from oup.errors import Forbidden, MethodNotAllowed, NotFound, OUPError, PreconditionFailed, \
-    Unauthorized, Unprocessable, UnsupportedMediaType
+    Unauthorized, Unavailable, Unprocessable, UnsupportedMediaType
 from oup.events import feature_event, scenario_event
 from oup.http.routes import Call, Endpoint, Format, Param
 from oup import scenarios
 from oup.scenarios.changes import proposed
-from oup.store.base import Change, FeatureNotFound, StaleVersion, StoreError
+from oup.store.base import Change, FeatureNotFound, StaleVersion, StoreBusy, StoreError
 from oup.writes.city import CITY_JSON, CityRecord, city_record
 from oup.writes.features import content_crs, feature_record, merge_patch, parse_body
 
@@ -154,9 +154,13 @@ class Writes:
     def _write(self, call: Call, coll: Collection, change: Change):
         """The change, into the collection, or into the scenario the call names."""
         sid = call.query.get("scenario")
-        if sid is None:
-            return self.store.write_feature(coll.id, change)
-        return self.store.write_scenario_feature(coll.id, sid, change)
+        try:
+            if sid is None:
+                return self.store.write_feature(coll.id, change)
+            return self.store.write_scenario_feature(coll.id, sid, change)
+        except StoreBusy as exc:  # another process held the file too long: nothing written
+            raise Unavailable(f"{coll.id}: the store is busy with another writer; "
+                              f"nothing was written, try again ({exc})") from exc
 
     def _get(self, call: Call, coll: Collection, fid, owner: str | None = None):
         return self.store.get(coll.id, fid, owner=owner, scenario=call.query.get("scenario"))
