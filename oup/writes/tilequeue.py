@@ -19,8 +19,7 @@ from pathlib import Path
 
 import orjson
 
-from tilers.index import INDEX_DIR
-
+INDEX_DIR = ".oup-index"  # the tiler's folder beside a tileset (tilers.index), never served
 _serial = itertools.count()
 
 
