@@ -22,8 +22,17 @@ an API key of role steward (``Authorization: ApiKey <key>``).
    subscriber of /collections/buildings/events; (c) the cached z16 vector tile over the
    building (asked for before the write) is gone from <data>/tile-cache; (d) the leaf
    glb of the building's 3D tile (found in the tileset's .oup-index) has new bytes.
-3. Reads with history on: bbox items pages (wrk, as features.py) before any write,
-   and after the writes of 1. (topped up to --history-writes), on a restarted server.
+   And under load: during each workload of 1., a probe PATCHes one building every
+   --probe-every seconds (a value of its own) and times, from its answer, until the
+   building's leaf glb holds that value (the property table's strings are plain bytes
+   in the glb): the 3D leaf p50 / p99 / max of writes made while the workload runs and
+   right after it, the backlog included.
+3. Reads with history on: bbox items pages (wrk, as features.py) after the writes of 1.
+   (topped up to --history-writes), on a restarted server, against a second server on
+   a copy of the store made before any write (the GeoPackage file; PostGIS: a database
+   made from the first as its template), the two read in turn (--read-rounds each,
+   alternating which goes first) in the same minutes: req/s and the servers' CPU per
+   request, medians.
 
     .venv/bin/python benchmarks/writes.py [--buildings 200000] [--seconds 20]
         [--clients 8] [--samples 50] [--rest 15] [--no-peer]
@@ -461,18 +470,133 @@ def visibility(srv: OupServer, key: str, n: int, samples: int, timeout: float) -
     return out
 
 
+class LeafProbe(threading.Thread):
+    """During a workload: a PATCH of one of ``buildings`` ((feature id, leaf glb)) every
+    ``every`` seconds, each to a value of its own, until ``stop``; the seconds from each
+    answer until the leaf glb holds the value, watched for up to ``timeout`` after the
+    last probe (a leaf's bytes are read again only when its mtime changed)."""
+
+    def __init__(self, srv: "OupServer", key: str, buildings: list, every: float,
+                 timeout: float):
+        super().__init__(daemon=True)
+        self.srv, self.buildings, self.every, self.timeout = srv, buildings, every, timeout
+        self.auth = {"Authorization": f"ApiKey {key}",
+                     "Content-Type": "application/merge-patch+json"}
+        self.stop = threading.Event()
+        self.seen: list[float] = []
+        self.sent, self.failed, self.not_seen = 0, 0, None
+
+    def run(self):
+        rng = random.Random(99)
+        waiting: dict[str, tuple[Path, float]] = {}  # value -> (leaf, answer time)
+        stamp: dict[Path, int] = {}
+        s = requests.Session()
+        next_at, last_sent = time.perf_counter(), None
+        while True:
+            now = time.perf_counter()
+            if not self.stop.is_set() and now >= next_at:
+                fid, leaf = rng.choice(self.buildings)
+                value = f"p{uid()}x"
+                try:
+                    r = s.patch(f"{self.srv.url}/collections/{COLL}/items/{fid}", timeout=60,
+                                headers=self.auth,
+                                data=json.dumps({"properties": {"status": value}}))
+                    ok = r.status_code == 200
+                except requests.RequestException:
+                    ok = False
+                if ok:
+                    waiting[value] = (leaf, time.perf_counter())
+                    self.sent += 1
+                else:
+                    self.failed += 1
+                next_at, last_sent = now + self.every, time.perf_counter()
+            if self.stop.is_set() and (not waiting or last_sent is None or
+                                       time.perf_counter() - last_sent > self.timeout):
+                break
+            for leaf in {lf for lf, _ in waiting.values()}:
+                try:
+                    m = leaf.stat().st_mtime_ns
+                    if stamp.get(leaf) == m:
+                        continue
+                    data, stamp[leaf] = leaf.read_bytes(), m
+                except FileNotFoundError:  # replaced at this very moment
+                    continue
+                for value, (lf, t) in list(waiting.items()):
+                    if lf == leaf and value.encode() in data:
+                        self.seen.append(time.perf_counter() - t)
+                        del waiting[value]
+            time.sleep(0.01)
+        s.close()
+        self.not_seen = len(waiting)
+
+    def result(self) -> dict:
+        return {"probes": self.sent, "failed": self.failed, "not_seen": self.not_seen,
+                "p50_ms": ms(pct(self.seen, .5)), "p99_ms": ms(pct(self.seen, .99)),
+                "max_ms": ms(max(self.seen)) if self.seen else None}
+
+
+def probe_buildings(srv: "OupServer", n: int, k: int) -> list:
+    """``k`` random buildings in the 3D tileset: (feature id, its leaf glb)."""
+    leaves, _ = leaf_of(srv.data)
+    rng, out = random.Random(31), []
+    with requests.Session() as s:
+        for fid in rng.sample(range(1, n + 1), min(4 * k, n)):
+            f = s.get(f"{srv.url}/collections/{COLL}/items/{fid}", timeout=60,
+                      headers={"Accept": "application/geo+json"}).json()
+            leaf = leaves.get(str((f.get("properties") or {}).get("cityobject_id")))
+            if leaf is not None and leaf.exists():
+                out.append((fid, leaf))
+            if len(out) == k:
+                break
+    return out
+
+
 # -- per server -------------------------------------------------------------------------
+
+def snapshot(srv: OupServer) -> OupServer:
+    """A server on a copy of ``srv``'s data dir and store as they are now (not running)."""
+    data = srv.data.with_name(srv.data.name + "-before")
+    shutil.copytree(srv.data, data, ignore=shutil.ignore_patterns("tile-cache"))
+    url = None
+    if srv.store_url:  # a database copied from the store's (no one connected to it now)
+        base, db = srv.store_url.rsplit("/", 1)
+        subprocess.run(["psql", f"{base}/postgres", "-qc",
+                        f'CREATE DATABASE "{db}_before" TEMPLATE "{db}"'], check=True,
+                       capture_output=True, timeout=600)
+        url = f"{base}/{db}_before"
+    return OupServer(srv.work, data, url, srv.label + "-before")
+
+
+def median_of(runs: list[dict]) -> dict:
+    def med(k):
+        v = sorted(r[k] for r in runs if r.get(k) is not None)
+        return v[len(v) // 2] if v else None
+    return {"req_s": med("req_s"), "p99_ms": med("p99_ms"), "cpu_ms": med("cpu_ms"),
+            "rounds": [r["req_s"] for r in runs]}
+
+
+def reads_in_turn(before: OupServer, after: OupServer, paths: list, args, work: Path) -> dict:
+    """bbox reads of the two servers in turn, the first one alternating each round."""
+    runs: dict = {"before": [], "after": []}
+    for r in range(args.read_rounds):
+        pair = [("before", before), ("after", after)]
+        for label, srv in pair if r % 2 == 0 else pair[::-1]:
+            runs[label].append(fb.wrk(srv.url, paths, args.read_seconds, work,
+                                      f"{after.label}-{label}{r}", srv.proc.pid))
+    return {k: median_of(v) for k, v in runs.items()}
+
 
 def run_oup(srv: OupServer, key: str, n: int, args, work: Path) -> tuple[dict, list]:
     res: dict = {}
+    before = snapshot(srv)
     try:
         srv.start()
         col = requests.get(f"{srv.url}/collections/{COLL}?f=json", timeout=60).json()
         bounds = res["bounds84"] = col["extent"]["spatial"]["bbox"][0]
         paths = fb.bbox_paths(bounds)
-        res["reads_before"] = fb.wrk(srv.url, paths, args.read_seconds, work,
-                                     f"{srv.label}-read0", srv.proc.pid)
-        print(f"  {srv.label}: reads before {res['reads_before']['req_s']} req/s", flush=True)
+        res["reads_start"] = fb.wrk(srv.url, paths, args.read_seconds, work,
+                                    f"{srv.label}-read0", srv.proc.pid)
+        print(f"  {srv.label}: reads before {res['reads_start']['req_s']} req/s", flush=True)
         res["visible"] = visibility(srv, key, n, args.samples, args.visible_timeout)
         print(f"  {srv.label}: visible {json.dumps(res['visible'])[:300]}", flush=True)
         pool = sample_features(srv.url, n, 200, seed=5)
@@ -485,10 +609,17 @@ def run_oup(srv: OupServer, key: str, n: int, args, work: Path) -> tuple[dict, l
                      "POST": lambda rng, i: post_request(pool, rng)}
         written = res["visible"].get("writes", 0)
         res["writes"] = {}
+        probed = probe_buildings(srv, n, 40)
         for name, make in workloads.items():
             time.sleep(args.rest)
+            probe = LeafProbe(srv, key, probed, args.probe_every, args.drain)
+            probe.start()
             w = load(srv.url, make, args.clients, args.seconds, auth)
+            probe.stop.set()
             w["drain_3d_s"] = wait_quiet(srv.proc.pid, args.drain)
+            probe.join(args.drain + 60)
+            w["leaf_3d_under_load"] = probe.result()
+            written += probe.sent
             if w["drain_3d_s"] is None:  # a backlog of 3D updates: not into the next load
                 w["restarted"] = True
                 srv.restart()
@@ -501,17 +632,19 @@ def run_oup(srv: OupServer, key: str, n: int, args, work: Path) -> tuple[dict, l
             written += w["ok"]
             res["top_up"] = w
         res["writes_total"] = written
-        srv.restart()  # a fresh server, as before the writes; only the store differs
-        res["reads_after"] = fb.wrk(srv.url, paths, args.read_seconds, work,
-                                    f"{srv.label}-read1", srv.proc.pid)
-        print(f"  {srv.label}: reads after {written} writes "
-              f"{res['reads_after']['req_s']} req/s", flush=True)
+        srv.restart()  # a fresh server, as the one on the store before the writes
+        before.start()
+        reads = reads_in_turn(before, srv, paths, args, work)
+        res["reads_before"], res["reads_after"] = reads["before"], reads["after"]
+        print(f"  {srv.label}: reads before / after {written} writes, in turn: "
+              f"{json.dumps(reads)}", flush=True)
         return res, pool
     except Exception as exc:  # reported, not hidden
         res["error"] = f"{type(exc).__name__}: {exc}"
         return res, []
     finally:
         srv.stop()
+        before.stop()
 
 
 def run_peer(work: Path, pg_url: str, pool: list[dict], bounds, args) -> dict:
@@ -551,10 +684,14 @@ def main() -> None:
     ap.add_argument("--visible-timeout", type=float, default=60,
                     help="seconds a write is watched for (a)-(d)")
     ap.add_argument("--read-seconds", type=int, default=10, help="wrk bbox reads, each")
+    ap.add_argument("--read-rounds", type=int, default=3,
+                    help="wrk runs of each server (before / after the writes) in turn")
     ap.add_argument("--history-writes", type=int, default=3000,
                     help="at least this many writes before the reads after")
     ap.add_argument("--drain", type=float, default=120,
                     help="seconds to wait for a workload's 3D updates (else restart)")
+    ap.add_argument("--probe-every", type=float, default=0.5,
+                    help="seconds between the 3D leaf probes during a workload")
     ap.add_argument("--rest", type=float, default=fb.COOLDOWN,
                     help="seconds of rest before each workload")
     ap.add_argument("--no-peer", action="store_true", help="skip pygeoapi")
@@ -668,7 +805,17 @@ def report(results: dict, args) -> None:
             print(f"    {label:<32} {_f(x['p50_ms']):>10} {_f(x['p99_ms']):>10} "
                   f"{_f(x['max_ms']):>10}" + (f"  (not seen within {v['timeout_s']:g} s: "
                                               f"{x['not_seen']})" if x["not_seen"] else ""))
-    print("\n3. bbox reads (wrk -t2 -c8, items?bbox=~200 m&limit=100), history on")
+    print("\n2b. 3D leaf of writes made during each workload of 1. (a probe PATCH every "
+          f"{args.probe_every:g} s; answer -> leaf glb holds the value), p50 / p99 / max")
+    for srv in servers[:2]:
+        for op, w in results.get(srv, {}).get("writes", {}).items():
+            x = w.get("leaf_3d_under_load")
+            if x:
+                print(f"  {srv:<24} {op:<6} {_f(x['p50_ms']):>10} {_f(x['p99_ms']):>10} "
+                      f"{_f(x['max_ms']):>10}  ({x['probes']} probes"
+                      + (f", not seen {x['not_seen']}" if x["not_seen"] else "") + ")")
+    print("\n3. bbox reads (wrk -t2 -c8, items?bbox=~200 m&limit=100), history on: the "
+          "store before the writes and after them, read in turn, medians")
     for srv in servers[:2]:
         r = results.get(srv, {})
         b, a = r.get("reads_before"), r.get("reads_after")
@@ -676,9 +823,12 @@ def report(results: dict, args) -> None:
             print(f"  {srv}: could not run: {r.get('error')}")
             continue
         ratio = f"x{a['req_s'] / b['req_s']:.2f}" if b["req_s"] else "n/a"
+        cpu = (f", CPU a request {b['cpu_ms']:.2f} / {a['cpu_ms']:.2f} ms: "
+               f"x{a['cpu_ms'] / b['cpu_ms']:.2f}" if b.get("cpu_ms") and a.get("cpu_ms")
+               else "")
         print(f"  {srv}: before {b['req_s']:.1f} req/s (p99 {_f(b['p99_ms'])}), after "
               f"{r['writes_total']} writes {a['req_s']:.1f} req/s (p99 {_f(a['p99_ms'])}): "
-              f"after/before {ratio}")
+              f"after/before {ratio}{cpu}; rounds {b['rounds']} / {a['rounds']}")
     OUT.mkdir(exist_ok=True)
     (OUT / "writes.json").write_text(json.dumps(
         {"machine": {"cpus": os.cpu_count(), "cpu": cpu},

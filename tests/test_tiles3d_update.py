@@ -378,9 +378,10 @@ def test_a_changed_shape_publishes_its_leaf_before_the_tiles_above(model, tilese
 
 def test_coarse_tiles_an_interrupt_postpones_are_made_by_the_next_update(model, tileset,
                                                                          tmp_path):
-    """Stopped after its first coarse tile (more writes wait), an update leaves a valid
-    tileset and names the rest; the next update (here one without changes) makes them
-    first, and the files end as those of an update that ran through."""
+    """Stopped before its first coarse tile (more writes wait), an update leaves a valid
+    tileset with its new leaf and names the tiles above; the next update (here one
+    without changes) makes them, and the files end as those of an update that ran
+    through."""
     doc, _ = model
     oid = largest(doc)
     change = [{"id": oid, "footprint_height": _lowest(doc, oid) + 1}]
@@ -393,13 +394,13 @@ def test_coarse_tiles_an_interrupt_postpones_are_made_by_the_next_update(model, 
     old = files(tileset)
     asked = []
     report = update_tileset(tileset, change, interrupt=lambda: asked.append(1) or True)
-    assert report.rewritten == [leaf, above[0]] and report.postponed == above[1:]
-    assert len(asked) == 1  # not before the first coarse tile
+    assert report.rewritten == [leaf] and report.postponed == above
+    assert len(asked) == 1  # asked before the first coarse tile, and it stopped there
     now = files(tileset)
-    assert all(now[u] == old[u] for u in above[1:])
+    assert now[leaf] != old[leaf] and all(now[u] == old[u] for u in above)
     check_valid(tileset)
     later = update_tileset(tileset, [], interrupt=lambda: False)
-    assert later.rewritten == above[1:] and later.postponed == []
+    assert later.rewritten == above and later.postponed == []
     assert {k: v[0] for k, v in files(tileset).items()} == \
         {k: v[0] for k, v in files(whole).items()}
     assert update_tileset(tileset, []).rewritten == []  # nothing left to do
@@ -444,9 +445,95 @@ def test_a_changed_shape_the_root_does_not_draw_keeps_the_root_s_mesh(model, tmp
     first = update_tileset(folder, [{"id": small, "footprint_height": _lowest(doc, small) + 2}],
                            interrupt=lambda: True)
     assert root in first.postponed
-    while update_tileset(folder, [], interrupt=lambda: True).postponed:
-        pass
+    assert not update_tileset(folder, []).postponed
     assert root not in meshed and draco_bytes(folder / root) == mesh
     update_tileset(folder, [{"id": big, "footprint_height": _lowest(doc, big) + 1}])
     assert root in meshed and draco_bytes(folder / root) != mesh
+    check_valid(folder)
+
+
+# another worker process of the server: its writes, while this process updates the tileset
+OTHER_WORKER = """
+import json, sys
+from pathlib import Path
+from types import SimpleNamespace
+from oup.writes.after import tileset_updater
+from oup.writes.tilequeue import TileQueue
+
+data, oids = Path(sys.argv[1]), json.loads(sys.argv[2])
+on_change = tileset_updater(data, lambda e: None, lambda *a, **k: print("updated"))
+coll = SimpleNamespace(id="city", tiles3d=SimpleNamespace(z_offset_attribute=None))
+for oid in oids:
+    def feature(v):
+        return {"id": oid, "geometry": None, "properties": {"cityobject_id": oid, "status": v}}
+    on_change(coll, "updated", SimpleNamespace(before=feature("old"), after=feature("w-" + oid)))
+# its jobs run before the interpreter ends (a pool's threads are joined then)
+"""
+
+
+def test_writes_queued_while_an_update_runs_make_one_more_update(model, tileset, tmp_path):
+    """Changes that come while the tileset is being updated, from another worker process
+    too, wait in the tileset's queue: that process does not update the tileset beside
+    this one (one updater a tileset), and all of them go into one more update, not one
+    each. The tileset ends with the same files as one update of every change makes."""
+    import os
+    import sys
+    import threading
+    from types import SimpleNamespace
+
+    from conftest import wait_for
+    from oup.writes.after import tileset_updater
+    from oup.writes.tilequeue import TileQueue
+
+    doc, _ = model
+    data = tmp_path / "data"
+    folder = data / "3dtiles" / "city"
+    shutil.copytree(tileset, folder)
+    whole = tmp_path / "whole"
+    shutil.copytree(tileset, whole)
+    oids = [k for k, o in doc["CityObjects"].items() if not o.get("parents")][:9]
+    calls, done, started, go = [], [], threading.Event(), threading.Event()
+
+    def update(where, changes, **kw):
+        calls.append(sorted(c["id"] for c in changes))
+        if len(calls) == 1:  # the first update is under way while the others come
+            started.set()
+            assert go.wait(60)
+        done.append(update_tileset(where, changes, **kw))
+        return done[-1]
+
+    on_change = tileset_updater(data, lambda event: None, update)
+    coll = SimpleNamespace(id="city", tiles3d=SimpleNamespace(z_offset_attribute=None))
+
+    def feature(oid, v):
+        return {"id": oid, "geometry": None, "properties": {"cityobject_id": oid, "status": v}}
+
+    on_change(coll, "updated", SimpleNamespace(before=feature(oids[0], "old"),
+                                               after=feature(oids[0], "w-" + oids[0])))
+    assert started.wait(60)
+    other = subprocess.run([sys.executable, "-c", OTHER_WORKER, str(data), json.dumps(oids[1:])],
+                           capture_output=True, text=True, timeout=120,
+                           env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert other.returncode == 0 and "updated" not in other.stdout, other.stderr
+    queue = TileQueue(folder)
+    assert len(queue._names()) == len(oids) - 1  # they wait; the other worker made no update
+    for oid in oids[1:3]:  # and more come to this process
+        on_change(coll, "updated", SimpleNamespace(before=feature(oid, "w-" + oid),
+                                                   after=feature(oid, "x-" + oid)))
+    go.set()
+    wait_for(lambda: len(done) >= 2 and not queue.waiting() and not done[-1].postponed, 120,
+             "the updates")
+    assert calls == [oids[:1], sorted(oids[1:])]
+    assert done[0].postponed  # its coarse tiles left to the update that came next
+    # as the two updates of the changes, in order, make it, the first one interrupted (a
+    # tile the second one does not make keeps the metadata schema of the first)
+    update_tileset(whole, [{"id": oids[0], "attributes": {"status": "w-" + oids[0]}}],
+                   interrupt=lambda: True)
+    update_tileset(whole, [{"id": oid, "attributes": {"status": "w-" + oid}} for oid in oids[1:]] +
+                   [{"id": oid, "attributes": {"status": "x-" + oid}} for oid in oids[1:3]])
+    assert {k: v[0] for k, v in files(folder).items()} == \
+        {k: v[0] for k, v in files(whole).items()}
+    for oid, value in ((oids[0], "w-" + oids[0]), (oids[1], "x-" + oids[1])):
+        shown = where(folder, oid)  # in its leaf and in the coarse tiles that draw it
+        assert len(shown) >= 2 and {m["props"]["status"] for m in shown} == {value}
     check_valid(folder)

@@ -102,10 +102,10 @@ def update_tileset(folder: Path, changes, *, transform: dict | None = None,
     done (``UpdateReport``). ``published`` is called once the changed objects' leaves
     are out (their glbs and a tileset.json that holds them), with a report of those
     tiles, before the coarse tiles above them are made again (see ``_redo``).
-    ``interrupt`` is asked before each coarse tile but the first; when it says so (more
-    changes wait), the coarse tiles not made yet are left as they are, noted in the
-    index, and made by the next update, first (``UpdateReport.postponed``; an update
-    without changes makes them)."""
+    ``interrupt`` is asked before each coarse tile; when it says so (more changes wait,
+    and the next update makes these tiles again anyway), the coarse tiles not made yet
+    are left as they are, noted in the index, and made by the next update
+    (``UpdateReport.postponed``; an update without changes makes them)."""
     folder = Path(folder)
     started = time.perf_counter()
     changes = list(changes)
@@ -512,7 +512,7 @@ def _redo(folder: Path, index: TilesetIndex, leaves: set, moved: set, grids: lis
     if coarse:  # the leaves out now, the coarse tiles after them
         _publish_leaves(folder, index, dirty, set(empty), report, published)
     for i, n in enumerate(coarse):
-        if i and interrupt and interrupt():
+        if interrupt and interrupt():
             meta["stale"] = [[ids[m], bool(p and p[3])] for m in coarse[i:] for p in [plan(m)]]
             report.postponed = [f"tiles/{ids[m]}.glb" for m in coarse[i:]]
             break

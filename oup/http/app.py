@@ -105,7 +105,9 @@ def own_endpoints(settings: Settings, catalog, store, shared, metrics,
     from tilers.update import update_tileset
 
     writes.on_change = after.both(
-        after.tileset_updater(settings.data_dir, writes.announce, update_tileset),
+        after.tileset_updater(settings.data_dir, writes.announce, update_tileset,
+                              nice=settings.tiles3d_nice,
+                              coarse_wait=settings.tiles3d_coarse_wait),
         after.overview_updater(store, cache),
         after.counts_updater(catalog, store, writes.announce))
     processes = _processes(settings, catalog, store, base, shared.audit)

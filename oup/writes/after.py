@@ -8,7 +8,9 @@ them, not once for each (each job costs about the same whatever it holds)."""
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
@@ -46,19 +48,36 @@ class Coalesced:
             self._work(key, items)
 
 
-def tileset_updater(data_dir, announce: Callable, update_tileset: Callable) -> Callable:
+def tileset_updater(data_dir, announce: Callable, update_tileset: Callable, *,
+                    nice: int = 0, coarse_wait: float = 30.0) -> Callable:
     """After a write to a 3D collection: its 3D Tiles, the changed buildings' leaves and
     the tiles above them made again (``update_tileset``: the tiler's, given by the
     composition root); a change event says which (``announce``: /viewer loads them
     again): one as soon as the leaves are out, another once the coarse tiles above them
-    (seconds more in a large city) are. When more writes wait, the job stops between two
-    coarse tiles and leaves the rest to the next one (``interrupt``), which does its
-    leaves first: a leaf never waits for a whole city's coarse tiles."""
+    (seconds more in a large city) are.
+
+    The changes wait in the tileset's queue (``TileQueue``), and one process of the
+    server at a time updates it with all that wait: its leaves first, then the coarse
+    tiles above them. When more changes wait, it stops before a coarse tile (the next
+    update makes that tile anyway, and makes its own leaves first): a leaf waits for
+    at most the one coarse tile being made, however many writes came. Under writes that
+    do not stop, the coarse tiles are made all the same once they have waited
+    ``coarse_wait`` seconds, one an update (the oldest first). The updating thread runs
+    at ``nice`` (it yields the CPU to the requests; with one updater a server, at most
+    one core goes to 3D tiles)."""
     from oup.events import tiles3d_event
     from oup.tiles.tiles3d import tileset_dir
     from oup.writes.city import merge_changes, tiles_change
+    from oup.writes.tilequeue import TileQueue
 
-    def work(cid: str, changes: list) -> None:
+    niced = threading.local()
+
+    def yield_cpu() -> None:  # this thread only (Linux: a thread has its own nice value)
+        if nice and not getattr(niced, "done", False) and hasattr(os, "setpriority"):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+            niced.done = True
+
+    def one(cid: str, folder, changes: list, interrupt: Callable[[], bool]):
         told: set = set()
 
         def tell(report) -> None:  # what is out and not yet told
@@ -69,24 +88,65 @@ def tileset_updater(data_dir, announce: Callable, update_tileset: Callable) -> C
                 announce(tiles3d_event(cid, rewritten, removed))
 
         try:
-            report = update_tileset(tileset_dir(data_dir, cid), merge_changes(changes),
-                                    published=tell, interrupt=lambda: jobs.waiting(cid))
+            report = update_tileset(folder, merge_changes(changes), published=tell,
+                                    interrupt=interrupt)
             LOG.info("3D tiles of %s after %d changes: %s", cid, len(changes), report)
             tell(report)
+            return report
         except Exception:  # the writes stand; `oup tile` makes the tileset whole again
             LOG.exception("3D tiles of %s not updated after %d changes", cid, len(changes))
+            return None
+
+    def work(cid: str, _signals: list) -> None:
+        folder = tileset_dir(data_dir, cid)
+        queue = TileQueue(folder)
+        yield_cpu()
+        while True:
+            with queue.updater() as mine:
+                if not mine:  # the updater takes ours along (it looks once more as it stops)
+                    return
+                postponed_since = None
+                while True:
+                    changes = queue.take()
+                    if not changes and postponed_since is None:
+                        break
+                    overdue = postponed_since is not None and \
+                        time.monotonic() - postponed_since >= coarse_wait
+                    report = one(cid, folder, changes, _after_one(queue.waiting)
+                                 if overdue else queue.waiting)
+                    if report is None or not report.postponed:
+                        postponed_since = None
+                    elif postponed_since is None:
+                        postponed_since = time.monotonic()
+            if not queue.waiting():  # else one came as this process let go
+                return
 
     jobs = Coalesced("oup-3dtiles", work)
 
     def update(coll: Collection, kind: str, written, record=None) -> None:
-        if coll.tiles3d is None or not (tileset_dir(data_dir, coll.id) / ".oup-index").is_dir():
+        folder = tileset_dir(data_dir, coll.id)
+        if coll.tiles3d is None or not (folder / ".oup-index").is_dir():
             return
         change = tiles_change(kind, written.before, written.after, record,
                               coll.tiles3d.z_offset_attribute)
         if change is not None:
-            jobs.add(coll.id, change)
+            TileQueue(folder).put(change)
+            jobs.add(coll.id, kind)
 
     return update
+
+
+def _after_one(waiting: Callable[[], bool]) -> Callable[[], bool]:
+    """An interrupt that lets one coarse tile be made, then asks ``waiting``."""
+    asked = []
+
+    def interrupt() -> bool:
+        if not asked:
+            asked.append(True)
+            return False
+        return waiting()
+
+    return interrupt
 
 
 def overview_updater(store, tile_cache) -> Callable:
