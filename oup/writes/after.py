@@ -68,7 +68,7 @@ def tileset_updater(data_dir, announce: Callable, update_tileset: Callable, *,
     from oup.events import tiles3d_event
     from oup.tiles.tiles3d import tileset_dir
     from oup.writes.city import merge_changes, tiles_change
-    from oup.writes.tilequeue import TileQueue
+    from oup.writes.tilequeue import INDEX_DIR, TileQueue
 
     niced = threading.local()
 
@@ -125,7 +125,7 @@ def tileset_updater(data_dir, announce: Callable, update_tileset: Callable, *,
 
     def update(coll: Collection, kind: str, written, record=None) -> None:
         folder = tileset_dir(data_dir, coll.id)
-        if coll.tiles3d is None or not (folder / ".oup-index").is_dir():
+        if coll.tiles3d is None or not (folder / INDEX_DIR).is_dir():
             return
         change = tiles_change(kind, written.before, written.after, record,
                               coll.tiles3d.z_offset_attribute)
