@@ -17,6 +17,7 @@ import { openViewer, session } from "./browser.mjs";
 const [server, key, id, placesJson, liveId, livePlacesJson, events] = process.argv.slice(2);
 const places = JSON.parse(placesJson), livePlaces = JSON.parse(livePlacesJson);
 const out = { viewer: {}, map: {}, scenario: null, live: {}, error: null, pageErrors: [] };
+const step = (what) => console.error(`${new Date().toISOString()} ${what}`);  // (timed, to stderr)
 
 // what a pick straight down onto (lon, lat, top - 0.5 m) hits, with the camera 250 m above
 const pickDown = (page, p) => page.evaluate(async (p) => {
@@ -54,6 +55,7 @@ await session(out, async (page) => {
   for (const [name, url] of [["with", `${server}/viewer?scenario=${id}`],
                              ["without", `${server}/viewer`]]) {
     if (!(await openViewer(page, url))) throw new Error(await page.evaluate(() => oup.error));
+    step(`viewer ${name} open`);
     if (name === "with") {
       await page.waitForFunction(() => oup.scenario !== null || oup.error, null,
                                  { timeout: 60_000, polling: 200 });
@@ -61,7 +63,10 @@ await session(out, async (page) => {
         status: document.getElementById("scenario").textContent }));
     }
     out.viewer[name] = {};
-    for (const p of places) out.viewer[name][p.name] = await pickDown(page, p);
+    for (const p of places) {
+      out.viewer[name][p.name] = await pickDown(page, p);
+      step(`viewer ${name}: ${p.name} picked`);
+    }
   }
   for (const [name, url] of [["with", `${server}/map?scenario=${id}`], ["without", `${server}/map`]]) {
     await page.goto(url, { waitUntil: "load", timeout: 60_000 });
@@ -72,13 +77,13 @@ await session(out, async (page) => {
     if (error) throw new Error(error);
     out.map[name] = {};
     for (const p of places) out.map[name][p.name] = await layersAt(page, p);
+    step(`map ${name} read`);
   }
   // live: both pages open on the live scenario, then the caller writes into it. The map
   // first, in a browser context of its own (a context has six connections to a host,
   // HTTP/1.1, and each page holds three event streams), and what it draws at the live
   // places read before the viewer opens: the viewer draws all the time, and in software
   // that takes the machine
-  const step = (what) => console.error(`${new Date().toISOString()} ${what}`);
   const context = await page.context().browser().newContext({
     viewport: { width: 1024, height: 768 }, extraHTTPHeaders: { "X-API-Key": key } });
   const map = await context.newPage();
