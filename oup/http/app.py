@@ -161,7 +161,7 @@ def _processes(settings: Settings, catalog, store, base: str, audit):
     if not offered:
         return None
     return Processes(offered, open_jobs(settings), catalog, store, base, audit,
-                     settings.jobs_sync_seconds)
+                     settings.jobs_sync_seconds, settings.jobs_sync_waiting)
 
 
 def _fields(store, cid: str) -> list:
