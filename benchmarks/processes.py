@@ -160,10 +160,60 @@ def execute(url: str, key: str, statistics_: list[str], respond_async=False):
                                           "datetime": WEEK}}, timeout=600)
 
 
-def keep_busy(url: str, key: str, stop) -> None:
-    """A client that keeps a job running on the worker until ``stop`` is set."""
+def keep_busy(url: str, key: str, stop, queue: str | None) -> None:
+    """A client that keeps a job running on the worker until ``stop`` is set: through
+    the API's synchronous execute, as a caller would, or (``queue``: the jobs database)
+    straight into the queue, waiting on the jobs table itself, so that the API does
+    nothing for the jobs and what is left is the worker's own cost."""
+    if queue is None:
+        while not stop.is_set():
+            r = execute(url, key, ["count", "mean", "p90"])
+            # answered as asynchronous (the server's threads that wait are taken): wait
+            # for the job as a client of the job's status would
+            for _ in range(1200 if r.status_code == 201 else 0):
+                if requests.get(r.headers["Location"], headers={"X-API-Key": key},
+                                timeout=60).json()["status"] in ("successful", "failed"):
+                    break
+                time.sleep(0.5)
+        return
+    from oup.processes.jobs import Jobs
+
+    jobs = Jobs(queue, 3600, 30, 1, 600)
+    J = jobs.Job
+    model = J.select().where(J.process == "area-statistics").order_by(J.created.desc()).get()
+    inputs = dict(json.loads(model.inputs), statistics=["count", "mean", "p90"])
     while not stop.is_set():
-        execute(url, key, ["count", "mean", "p90"])
+        job = jobs.submit(model.process, model.who, frozenset(json.loads(model.roles)),
+                          inputs, "raw")
+        for _ in range(6000):  # 600 s at most, as the execute's own timeout
+            if jobs.get(job.id, model.who).done:
+                break
+            time.sleep(0.1)
+
+
+def sched_seconds(pid: int, tree: bool = True) -> tuple[float, float]:
+    """(CPU, waiting on a run queue) seconds so far of every thread of process ``pid``
+    and, with ``tree``, of its descendants (Linux's schedstat): whether a request got
+    slower because it had more to do, or because it waited for a core."""
+    pids, todo = set(), [pid]
+    while todo:
+        p = todo.pop()
+        pids.add(p)
+        if tree:
+            for task in Path(f"/proc/{p}/task").glob("*"):
+                try:
+                    todo += [int(c) for c in (task / "children").read_text().split()]
+                except OSError:  # ended meanwhile
+                    pass
+    cpu = wait = 0
+    for p in pids:
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            try:
+                run, queued, _ = (task / "schedstat").read_text().split()
+            except (OSError, ValueError):
+                continue
+            cpu, wait = cpu + int(run), wait + int(queued)
+    return cpu / 1e9, wait / 1e9
 
 
 def bbox_times(url: str, n: int, seed: int) -> list[float]:
@@ -183,7 +233,42 @@ def p99_ms(times: list[float]) -> float:
     return sorted(times)[int(len(times) * 0.99)] * 1e3
 
 
-def beside_jobs(url: str, key: str, n: int, rounds: int) -> tuple[list, list]:
+class Tally:
+    """Bbox requests of one condition: their times, and per request the server's CPU and
+    run-queue wait (all its threads, whatever else they did meanwhile) and this client's
+    run-queue wait."""
+
+    def __init__(self):
+        self.times, self.cpu, self.wait, self.client_wait = [], 0.0, 0.0, 0.0
+
+    def add(self, url: str, server: int, n: int, seed: int) -> "Tally":
+        before, mine = sched_seconds(server), sched_seconds(os.getpid(), tree=False)
+        self.times += bbox_times(url, n, seed)
+        after, mine_after = sched_seconds(server), sched_seconds(os.getpid(), tree=False)
+        self.cpu += after[0] - before[0]
+        self.wait += after[1] - before[1]
+        self.client_wait += mine_after[1] - mine[1]
+        return self
+
+    def __str__(self) -> str:
+        n = len(self.times) / 1e3
+        return (f"p99 {p99_ms(self.times):.1f} ms (server CPU {self.cpu / n:.2f}, waiting "
+                f"for a core {self.wait / n:.2f}, client waiting {self.client_wait / n:.2f} "
+                f"ms a request)")
+
+
+def job_keepers(url: str, key: str, queue: str | None):
+    """Four clients keeping four jobs running, and the event that stops them."""
+    stop = multiprocessing.Event()
+    clients = [multiprocessing.Process(target=keep_busy, args=(url, key, stop, queue),
+                                       daemon=True) for _ in range(4)]
+    for c in clients:
+        c.start()
+    return stop, clients
+
+
+def beside_jobs(url: str, key: str, server: int, n: int, rounds: int,
+                queue: str | None) -> tuple[list[Tally], list[Tally]]:
     """Rounds of ``n`` bbox requests idle, then the same ``n`` while four clients keep
     four jobs running: the two conditions take turns, so that the machine's own drift
     falls on both alike. The four clients are processes of their own, so the timed
@@ -191,18 +276,56 @@ def beside_jobs(url: str, key: str, n: int, rounds: int) -> tuple[list, list]:
     jobs have."""
     idle, busy = [], []
     for r in range(rounds):
-        idle.append(bbox_times(url, n, seed=r))
-        stop = multiprocessing.Event()
-        clients = [multiprocessing.Process(target=keep_busy, args=(url, key, stop),
-                                           daemon=True) for _ in range(4)]
-        for c in clients:
-            c.start()
+        idle.append(Tally().add(url, server, n, seed=r))
+        stop, clients = job_keepers(url, key, queue)
         time.sleep(2)
-        busy.append(bbox_times(url, n, seed=r))
+        busy.append(Tally().add(url, server, n, seed=r))
         stop.set()
         for c in clients:
             c.join(timeout=600)
+        print(f"  round {r + 1}: idle {idle[-1]}; beside 4 jobs {busy[-1]}; "
+              f"{100 * (p99_ms(busy[-1].times) / p99_ms(idle[-1].times) - 1):+.0f} %; "
+              f"load average {load_average()}", flush=True)
     return idle, busy
+
+
+def paused_in_turns(url: str, key: str, server: int, jobs_side, n: int, block: int,
+                    queue: str | None) -> tuple[Tally, Tally]:
+    """``n`` bbox requests each way while four jobs keep running, their processes
+    (``jobs_side()``: the worker, and on PostGIS the jobs' backends) stopped (SIGSTOP)
+    and continued in turns every ``block`` requests: the machine's drift, a fraction
+    of a second, falls on both alike. Whatever the API itself does for the jobs goes
+    on in both; what differs is the jobs' own work."""
+    import signal
+
+    paused, running = Tally(), Tally()
+    stop, clients = job_keepers(url, key, queue)
+    time.sleep(2)
+    try:
+        for b in range(2 * (n // block)):
+            pause = b % 2 == 0
+            for pid in jobs_side():
+                os.kill(pid, signal.SIGSTOP if pause else signal.SIGCONT)
+            (paused if pause else running).add(url, server, block, seed=b)
+    finally:
+        for pid in jobs_side():
+            os.kill(pid, signal.SIGCONT)
+        stop.set()
+        for c in clients:
+            c.join(timeout=600)
+    return paused, running
+
+
+def backends_at_nice(postmaster: int) -> list[int]:
+    """The PostgreSQL backends running at a lowered priority: the jobs' (job_sessions)."""
+    out = []
+    for c in Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split():
+        try:
+            if int(Path(f"/proc/{c}/stat").read_text().rsplit(")", 1)[1].split()[16]) > 0:
+                out.append(int(c))
+        except OSError:  # ended meanwhile
+            pass
+    return out
 
 
 def main() -> None:
@@ -214,6 +337,12 @@ def main() -> None:
                     help="bbox requests a round, each way (0: no latency part)")
     ap.add_argument("--rounds", type=int, default=4,
                     help="rounds of idle, then beside jobs, taking turns")
+    ap.add_argument("--alternate", type=int, default=0, metavar="BLOCK",
+                    help="instead of rounds: the jobs run throughout, their processes "
+                         "stopped and continued in turns every BLOCK requests")
+    ap.add_argument("--clients", choices=("execute", "queue"), default="execute",
+                    help="how the job-keeping clients start their jobs: the API's "
+                         "synchronous execute, or straight into the jobs queue")
     ap.add_argument("--work", type=Path, help="keep the data here (default: a temporary "
                                                "folder, removed at the end)")
     ap.add_argument("--reuse", action="store_true",
@@ -305,13 +434,33 @@ def main() -> None:
                   f"average {load_average()}")
         if not args.requests:  # (--requests 0: the jobs alone)
             return
-        idle, busy = beside_jobs(url, key, args.requests, args.rounds)
-        whole_idle, whole_busy = p99_ms(sum(idle, [])), p99_ms(sum(busy, []))
+        queue = None
+        if args.clients == "queue":
+            from oup.settings import Settings
+
+            queue = Settings(data_dir=work / "data", catalog_dir=work / "catalogue",
+                             database_url=env.get("OUP_DATABASE_URL")).jobs_database
+        if args.alternate:
+            postmaster = pg and int((work / "pg" / "data" / "postmaster.pid").read_text()
+                                    .split()[0])
+            paused, running = paused_in_turns(
+                url, key, procs[0].pid, lambda: [worker] + (backends_at_nice(postmaster)
+                                                           if pg else []),
+                args.requests, args.alternate, queue)
+            print(f"jobs paused: {paused}\njobs running: {running}\n"
+                  f"{100 * (p99_ms(running.times) / p99_ms(paused.times) - 1):+.0f} %; "
+                  f"blocks of {args.alternate} requests in turns; load average "
+                  f"{load_average()}")
+            return
+        idle, busy = beside_jobs(url, key, procs[0].pid, args.requests, args.rounds, queue)
+        whole_idle = p99_ms(sum((r.times for r in idle), []))
+        whole_busy = p99_ms(sum((r.times for r in busy), []))
         print(f"bbox p99 idle {whole_idle:.1f} ms, with 4 jobs running {whole_busy:.1f} ms: "
               f"{100 * (whole_busy / whole_idle - 1):+.0f} % (budget +20 %); "
               f"{args.rounds} rounds of {args.requests} requests each way, taking turns; "
               f"a round's p99 idle / busy: "
-              + ", ".join(f"{p99_ms(i):.1f} / {p99_ms(b):.1f}" for i, b in zip(idle, busy)))
+              + ", ".join(f"{p99_ms(i.times):.1f} / {p99_ms(b.times):.1f}"
+                          for i, b in zip(idle, busy)))
     finally:
         for p in procs:
             p.terminate()

@@ -95,6 +95,12 @@ class Settings(BaseSettings):
     jobs_sync_seconds: float = Field(30.0, gt=0, description=(
         "how long a synchronous execute waits for its job (then it answers 201, as an "
         "asynchronous one)"))
+    # a waiting execute holds one of a server worker's `threads` for as long as its job
+    # runs: four of them held all four, and a map's request waited for a job to end
+    jobs_sync_waiting: int = Field(2, ge=0, description=(
+        "synchronous executes one server worker waits on at once (each holds one of its "
+        "OUP_THREADS; at most OUP_THREADS - 1); one more is answered 201 at once, as an "
+        "asynchronous one, so that the other requests always find a thread"))
     jobs_stale_seconds: float = Field(30.0, gt=0, description=(
         "a running job whose worker has not beaten for this long is taken back"))
     jobs_attempts: int = Field(2, ge=1, description=(

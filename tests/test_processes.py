@@ -452,6 +452,39 @@ def test_progress_and_dismissal_of_a_running_job(twin):
              "the worker to stop the dismissed job")
 
 
+def test_waiting_executes_leave_threads_for_other_requests(twin):
+    """A synchronous execute holds one of a server worker's threads while its job runs.
+    As many of them as the two workers have threads: each worker waits on at most
+    OUP_JOBS_SYNC_WAITING (2) and answers the others 201 at once, as asynchronous
+    executes, and a request for the collections is answered while the waiting ones
+    still wait (before, every thread waited and so did that request)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    execute, me = f"{twin.url}/processes/wait/execution", twin.key["planner"]
+    n, waiting = 2 * 4, 2 * 2  # the threads of both workers (OUP_THREADS); may wait
+    with ThreadPoolExecutor(n) as pool:
+        answers = [pool.submit(requests.post, execute, headers={**JSON, **me},
+                               json={"inputs": {"seconds": 20}}, timeout=90)
+                   for _ in range(n)]
+        try:
+            wait_for(lambda: sum(a.done() for a in answers) >= n - waiting, 30,
+                     "the executes that may not wait")
+            early = [a for a in answers if a.done()]
+            assert all(a.result().status_code == 201 and a.result().headers["Location"]
+                       for a in early)
+            r = requests.get(f"{twin.url}/collections", timeout=30)
+            assert r.status_code == 200 and r.json()["collections"]
+            assert sum(a.done() for a in answers) == len(early)  # the others still wait
+        finally:  # the jobs dismissed: the waiting executes end, and the worker is free
+            for job in requests.get(f"{twin.url}/jobs", headers=me,
+                                    timeout=30).json()["jobs"]:
+                if job["processID"] == "wait" and job["status"] in ("accepted", "running"):
+                    requests.delete(f"{twin.url}/jobs/{job['jobID']}", headers=me,
+                                    timeout=30)
+    # the waiting ones answer their job: dismissed (404: no results), or done
+    assert {a.result().status_code for a in answers if a not in early} <= {200, 404}
+
+
 def test_a_killed_worker_loses_no_job(twin):
     """SIGKILL the worker in the middle of a job: a new worker takes it back and runs it
     again; killed in its last attempt too, the job fails with that reason."""

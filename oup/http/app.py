@@ -160,8 +160,10 @@ def _processes(settings: Settings, catalog, store, base: str, audit):
     offered = load_processes(settings.processes_file)
     if not offered:
         return None
+    # one thread at least is left to the other requests, however few there are
+    waiting = min(settings.jobs_sync_waiting, settings.threads - 1)
     return Processes(offered, open_jobs(settings), catalog, store, base, audit,
-                     settings.jobs_sync_seconds)
+                     settings.jobs_sync_seconds, waiting)
 
 
 def _fields(store, cid: str) -> list:

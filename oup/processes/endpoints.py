@@ -5,13 +5,16 @@
 An execute is checked here (400 naming the input), then queued for ``oup worker``: the
 API never runs a job itself. ``Prefer: respond-async`` answers 201 at once, with the
 job's URL as ``Location``; otherwise the answer waits for the job (at most
-``OUP_JOBS_SYNC_SECONDS``; a longer one is answered as an asynchronous execute).
+``OUP_JOBS_SYNC_SECONDS``; a longer one is answered as an asynchronous execute), in one of
+the server's threads: at most ``OUP_JOBS_SYNC_WAITING`` of them wait at once, an execute
+beyond that is answered as an asynchronous one at once.
 Who may: an anonymous execute is a 401, a caller without one of the process's roles a
 403; a job, its status and its results are seen by who started it only (others: 404).
 """
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 from oup.errors import Forbidden, InvalidQuery, NotFound, Unauthorized, Unprocessable, \
@@ -28,14 +31,15 @@ RESULTS_REL = "http://www.opengis.net/def/rel/ogc/1.0/results"
 CONFORMANCE = [f"http://www.opengis.net/spec/ogcapi-processes-1/1.0/conf/{c}" for c in
                ("core", "ogc-process-description", "json", "oas30", "job-list", "dismiss")]
 JSON = (Format("json", "application/json"),)
-POLL_SECONDS = 0.1
+POLL_SECONDS = (0.05, 0.5)  # how often a waiting execute looks at its job: first, at most
 
 
 class Processes:
     def __init__(self, processes: dict[str, Process], jobs: Jobs, catalog, store,
-                 base_url: str, audit, sync_seconds: float):
+                 base_url: str, audit, sync_seconds: float, sync_waiting: int = 2):
         self.processes, self.jobs, self.catalog, self.store = processes, jobs, catalog, store
         self.base, self.audit, self.sync_seconds = base_url.rstrip("/"), audit, sync_seconds
+        self.waiting = threading.BoundedSemaphore(sync_waiting) if sync_waiting else None
         self.collections = ResultCollections(processes, jobs, self.base)
 
     def endpoints(self) -> list[Endpoint]:
@@ -134,11 +138,13 @@ class Processes:
         inputs = process.check(body.get("inputs", {}), context)
         job = self.jobs.submit(process.id, call.identity.who, call.identity.roles, inputs,
                                response)
-        wait = "respond-async" not in request.headers.get("Prefer", "")
-        deadline = time.monotonic() + (self.sync_seconds if wait else 0)
-        while not job.done and time.monotonic() < deadline:
-            time.sleep(POLL_SECONDS)
-            job = self.jobs.get(job.id, call.identity.who)
+        wait = "respond-async" not in request.headers.get("Prefer", "") \
+            and self.waiting is not None and self.waiting.acquire(blocking=False)
+        if wait:
+            try:
+                job = self._wait(job, call.identity.who)
+            finally:
+                self.waiting.release()
         status = 200 if job.done else 201
         self.audit.write(call.identity.who, _collections(inputs), f"POST {call.endpoint.path}",
                          status, call.request_id, job=job.id, process=process.id)
@@ -149,6 +155,17 @@ class Processes:
             resp.headers["Preference-Applied"] = "respond-async"
             return resp
         return self._results(job, call)
+
+    def _wait(self, job: JobState, who: str) -> JobState:
+        """The job once done, or as it stands after ``sync_seconds``. It is looked at
+        less often the longer it runs (a tenth of the time waited so far): a look is a
+        query and a turn of this process's interpreter lock, taken from the requests
+        its other threads answer, and an answer comes at most a tenth late."""
+        started = time.monotonic()
+        while not job.done and (waited := time.monotonic() - started) < self.sync_seconds:
+            time.sleep(min(max(waited / 10, POLL_SECONDS[0]), POLL_SECONDS[1]))
+            job = self.jobs.get(job.id, who)
+        return job
 
     # -- jobs ----------------------------------------------------------------------------
     def list_jobs(self, call: Call):
