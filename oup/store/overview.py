@@ -209,7 +209,7 @@ def _drawn(group: list[_Area], level: int, changes: list[Change]) -> tuple[str, 
     and the ground drawn again (web mercator)."""
     key = group[0].cell
     blocks = {bid: g for a in group for bid, g in a.blocks.items()}
-    own = [g for g in {fid: g for a in group for fid, g in a.own.items()}.values()]
+    own = list({fid: g for a in group for fid, g in a.own.items()}.values())
     drawn = _cell_blocks(key, np.array(own, dtype=object), level) if own else []
     old = sorted(blocks)  # the blocks again under their old ids while they last
     for n, block in enumerate(drawn):
