@@ -611,12 +611,21 @@ def run_oup(srv: OupServer, key: str, n: int, args, work: Path) -> tuple[dict, l
         res["writes"] = {}
         probed = probe_buildings(srv, n, 40)
         for name, make in workloads.items():
+            if name not in args.workloads:
+                continue
             time.sleep(args.rest)
             probe = LeafProbe(srv, key, probed, args.probe_every, args.drain)
             probe.start()
+            cpu0 = fb.tree_cpu_seconds(srv.proc.pid)
             w = load(srv.url, make, args.clients, args.seconds, auth)
+            cpu1 = fb.tree_cpu_seconds(srv.proc.pid)
             probe.stop.set()
             w["drain_3d_s"] = wait_quiet(srv.proc.pid, args.drain)
+            # the server's CPU a write: during the load, and with what it did after
+            # (3D tiles, overview) until quiet or the drain's end
+            w["cpu_ms_a_write"] = round((cpu1 - cpu0) * 1000 / max(1, w["ok"]), 2)
+            w["cpu_ms_a_write_drained"] = round(
+                (fb.tree_cpu_seconds(srv.proc.pid) - cpu0) * 1000 / max(1, w["ok"]), 2)
             probe.join(args.drain + 60)
             w["leaf_3d_under_load"] = probe.result()
             written += probe.sent
@@ -663,6 +672,8 @@ def run_peer(work: Path, pg_url: str, pool: list[dict], bounds, args) -> dict:
         for name, make in {"PUT": lambda rng, i: put_request(share(pool, i, args.clients),
                                                              rng, True),
                            "POST": lambda rng, i: post_request(pool, rng)}.items():
+            if name not in args.workloads:
+                continue
             time.sleep(args.rest)
             out["writes"][name] = load(url, make, args.clients, args.seconds, {})
             print(f"  pygeoapi: {name} {json.dumps(out['writes'][name])[:300]}", flush=True)
@@ -695,6 +706,8 @@ def main() -> None:
     ap.add_argument("--rest", type=float, default=fb.COOLDOWN,
                     help="seconds of rest before each workload")
     ap.add_argument("--no-peer", action="store_true", help="skip pygeoapi")
+    ap.add_argument("--workloads", nargs="+", choices=("PATCH", "PUT", "POST"),
+                    default=["PATCH", "PUT", "POST"], help="the write workloads run")
     ap.add_argument("--stores", nargs="+", choices=("gpkg", "postgis"),
                     default=["gpkg", "postgis"], help="the OUP stores run (pygeoapi's "
                     "PostgreSQL runs whenever it is not --no-peer)")
@@ -755,7 +768,7 @@ def report(results: dict, args) -> None:
           f"per write workload; 2 workers each; {os.cpu_count()} CPUs ({cpu})")
     print("\n1. writes a second (2xx answers), latency per write")
     print(f"{'server':<48} {'op':<6} {'writes/s':>9} {'p50':>9} {'p99':>9} {'errors':>7}"
-          f" {'3D drained':>11}")
+          f" {'3D drained':>11}  server CPU a write (with what followed)")
     servers = ("OUP, GeoPackage store", "OUP, PostGIS store", "pygeoapi")
     names = {"pygeoapi": "pygeoapi 0.24, PostgreSQL provider (same table)"}
     for srv in servers:
@@ -768,7 +781,9 @@ def report(results: dict, args) -> None:
                        f"{w.get('drain_3d_s')} s")
             print(f"{names.get(srv, srv):<48} {op:<6} {w['writes_s']:>9.1f} "
                   f"{w['p50_ms'] or 0:>7.1f}ms {w['p99_ms'] or 0:>7.1f}ms {w['errors']:>7}"
-                  f" {drained:>11}")
+                  f" {drained:>11}" + (f"  {w['cpu_ms_a_write']:.1f} ms "
+                                       f"({w['cpu_ms_a_write_drained']:.1f} ms)"
+                                       if "cpu_ms_a_write" in w else ""))
             if w.get("first_error"):
                 print(f"{'':<48} first error: {w['first_error'][:200]}")
         if r.get("error"):

@@ -526,6 +526,31 @@ def test_a_failed_write_leaves_no_trace(store, monkeypatch):
     assert w.fid > 2 and _names(store) == {**names, w.fid: "three"}
 
 
+def test_several_changes_in_one_transaction_all_or_none_versions_optional(store):
+    """``write_features``: the changes in order, as one transaction (a failing one
+    leaves none of them), and without versions where the data is made again from other
+    data (an overview's blocks): the rows change, the history does not."""
+    _import(store)
+    history = _history_rows(store)
+    written = store.write_features("blocks", [
+        Change("replaced", 1, _feature(_block(0.01), name="uno")),
+        Change("created", None, _feature(name="three")),
+        Change("deleted", 2, None)], versions=False)
+    assert [w.after is None for w in written] == [False, False, True]
+    assert _names(store) == {1: "uno", written[1].fid: "three"}
+    assert _history_rows(store) == history and store.extent("blocks")["count"] == 2
+    assert set(_tile(store)) == {written[1].fid}  # 1 moved out of the tile, 2 gone
+    # the same with versions kept: each replaced or deleted version in the history
+    store.write_features("blocks", [Change("updated", 1, Feature(None, None, {"count": 7})),
+                                    Change("deleted", written[1].fid, None)])
+    assert _history_rows(store) == history + 3
+    # a change that fails (no feature 99) undoes the ones before it in the list
+    with pytest.raises(FeatureNotFound):
+        store.write_features("blocks", [Change("replaced", 1, _feature(name="lost")),
+                                        Change("deleted", 99, None)], versions=False)
+    assert _names(store) == {1: "uno"} and _history_rows(store) == history + 3
+
+
 def test_prune_drops_old_versions_and_blanks_old_personal_data(store):
     _import(store)
     for reporter in ("cas", "dan"):

@@ -108,7 +108,8 @@ def own_endpoints(settings: Settings, catalog, store, shared, metrics,
         after.tileset_updater(settings.data_dir, writes.announce, update_tileset,
                               nice=settings.tiles3d_nice,
                               coarse_wait=settings.tiles3d_coarse_wait),
-        after.overview_updater(store, cache),
+        after.overview_updater(store, cache, settings.data_dir / ".overview.lock",
+                               nice=settings.overview_nice),
         after.counts_updater(catalog, store, writes.announce))
     processes = _processes(settings, catalog, store, base, shared.audit)
     endpoints = [

@@ -38,9 +38,10 @@ from __future__ import annotations
 
 import math
 import uuid
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
+import orjson
 import shapely
 
 from oup.store.base import Change, Feature, Field, Query, UnknownCollection
@@ -128,72 +129,124 @@ def refresh(store, cid: str, boxes84: list[list[float]]) -> list[list[float]]:
     feature's cell), the blocks within a tile unit of the box, and then those within a
     unit of the features read for them, until no more join; each coarser level so about
     what the finer one drew. A cell of a dense city holds thousands of buildings; a
-    write changes one or two of its blocks."""
+    write changes one or two of its blocks. Boxes whose blocks meet are drawn together,
+    and each level's blocks are written in one transaction (a burst of writes: one
+    commit a level, not one a block), before the coarser level is drawn from them."""
     try:
         store.layer(name(cid))
     except UnknownCollection:
         return []
-    drawn = []
+    grounds = []  # (cell, web mercator ground): what is drawn again, together
     for box in boxes84:
         (x0, x1), (y0, y1) = web_mercator(np.array([box[0], box[2]]),
                                           np.array([box[1], box[3]]))
         changed = shapely.box(x0, y0, x1, y1)
-        key = _cells(np.array([changed]))[0]
-        source, ground = cid, changed
-        for level in LEVELS:  # each from the finer one, as ``write`` makes them
-            try:
-                store.layer(name(cid, level))
-            except UnknownCollection:  # a level an older import did not make
-                break
-            ground = _redraw(store, source, name(cid, level), key, ground, level)
-            source = name(cid, level)
-        drawn.append(list(_box84(ground)))
-    return drawn
+        grounds.append((_cells(np.array([changed]))[0], changed))
+    source = cid
+    for level in LEVELS:  # each from the finer one, as ``write`` makes them
+        ov = name(cid, level)
+        try:
+            store.layer(ov)
+        except UnknownCollection:  # a level an older import did not make
+            break
+        areas = [_about(store, source, ov, key, ground, level) for key, ground in grounds]
+        changes: list[Change] = []
+        grounds = [_drawn(group, level, changes) for group in _together(areas)]
+        if changes:
+            store.write_features(ov, changes, versions=False)
+        source = ov
+    return [list(_box84(ground)) for _, ground in grounds]
 
 
-def _redraw(store, source: str, ov: str, key: str, changed, level: int):
-    """Draw the blocks of cell ``key`` of level ``ov`` about ``changed`` (web mercator)
-    again from ``source`` (the features, or the finer level's blocks); the ground drawn
-    again (web mercator)."""
+@dataclass
+class _Area:
+    """What a write may change at one level: its cell, the ground about it (web
+    mercator), the level's blocks there (id -> geometry) and the polygons of the finer
+    source they are drawn again from (id -> geometry)."""
+    cell: str
+    reach: object
+    blocks: dict
+    own: dict
+
+
+def _about(store, source: str, ov: str, key: str, changed, level: int) -> _Area:
+    """The blocks of cell ``key`` of level ``ov`` a change in ``changed`` (web mercator)
+    redraws, and what they are drawn from out of ``source`` (the features, or the finer
+    level's blocks); read only."""
     unit = _pixel(level) / 16
     reach = changed.buffer(unit, join_style="mitre")
-    blocks: dict[str, object] = {}  # the blocks drawn again: id -> web mercator geometry
-    own: list = []  # the cell's polygons of ``source`` they are drawn from
+    blocks: dict = {}
+    own: dict = {}
     for n in range(_CLOSURE):  # bounded: each round takes in more of one cell, or stops
         known = len(blocks)
-        for f in _everything(store, ov, Query(bbox=_box84(reach), equals={"cell": key})):
-            g = _mercator(np.array([shapely.geometry.shape(f["geometry"])], dtype=object))[0]
-            if f["id"] not in blocks and g.intersects(reach):
-                blocks[f["id"]] = g
+        for bid, g in _read(store, ov, reach, Query(equals={"cell": key})).items():
+            if bid not in blocks and g.intersects(reach):
+                blocks[bid] = g
         if n and len(blocks) == known:
             break  # every polygon read is in a block already taken in
         near = shapely.union_all([reach, *blocks.values()]).buffer(unit, join_style="mitre")
         own = _polygons(store, source, key, near)
         # a block within a unit of these may join them: the next round takes it in
-        reach = shapely.union_all([near, *own]).buffer(unit, join_style="mitre")
+        reach = shapely.union_all([near, *own.values()]).buffer(unit, join_style="mitre")
+    return _Area(key, reach, blocks, own)
+
+
+def _together(areas: list[_Area]) -> list[list[_Area]]:
+    """The areas that share a block or a polygon, in groups (each drawn at once: drawn
+    apart, the second would redraw blocks the first has replaced)."""
+    groups: list[list[_Area]] = []
+    for a in areas:
+        joined = [g for g in groups if any(
+            b.cell == a.cell and (b.blocks.keys() & a.blocks.keys() or b.own.keys() & a.own.keys())
+            for b in g)]
+        groups = [g for g in groups if all(g is not j for j in joined)]
+        groups.append([a] + [b for g in joined for b in g])
+    return groups
+
+
+def _drawn(group: list[_Area], level: int, changes: list[Change]) -> tuple[str, object]:
+    """The blocks of ``group`` drawn again, their changes added to ``changes``; its cell
+    and the ground drawn again (web mercator)."""
+    key = group[0].cell
+    blocks = {bid: g for a in group for bid, g in a.blocks.items()}
+    own = list({fid: g for a in group for fid, g in a.own.items()}.values())
     drawn = _cell_blocks(key, np.array(own, dtype=object), level) if own else []
     old = sorted(blocks)  # the blocks again under their old ids while they last
     for n, block in enumerate(drawn):
         bid = old[n] if n < len(old) else f"{key}_{uuid.uuid4().hex[:10]}"
         block.properties["block"] = bid
-        store.write_feature(ov, Change("replaced" if n < len(old) else "created", bid, block))
-    for bid in old[len(drawn):]:
-        store.write_feature(ov, Change("deleted", bid, None))
-    return shapely.union_all([reach, *blocks.values(), *(b.geometry for b in drawn)])
+        changes.append(Change("replaced" if n < len(old) else "created", bid, block))
+    changes += [Change("deleted", bid, None) for bid in old[len(drawn):]]
+    return key, shapely.union_all([*(a.reach for a in group), *blocks.values(),
+                                   *(b.geometry for b in drawn)])
 
 
-def _polygons(store, source: str, key: str, near) -> list:
-    """The polygons of cell ``key`` of ``source`` within ``near`` (web mercator): a
-    feature's cell is its box's centre's, a block's the one it was drawn for."""
+def _polygons(store, source: str, key: str, near) -> dict:
+    """The polygons of cell ``key`` of ``source`` within ``near`` (web mercator), by id:
+    a feature's cell is its box's centre's, a block's the one it was drawn for."""
     blocks = SUFFIX in source
-    found = _everything(store, source, Query(bbox=_box84(near), select=[],
-                                             equals={"cell": key} if blocks else {}))
-    geoms = [shapely.geometry.shape(f["geometry"]) for f in found if f.get("geometry")]
-    xy = _mercator(np.array(geoms, dtype=object))
-    if not len(xy):
-        return []
+    found = _read(store, source, near, Query(select=[], equals={"cell": key} if blocks else {}))
+    if not found:
+        return {}
+    ids, xy = list(found), np.array(list(found.values()), dtype=object)
     inside = shapely.intersects(xy, near) & (True if blocks else _cells(xy) == key)
-    return list(xy[inside])
+    return {fid: g for fid, g, keep in zip(ids, xy, inside) if keep}
+
+
+def _read(store, cid: str, area, q: Query) -> dict:
+    """The features of ``cid`` (matching ``q``) whose boxes meet those of the parts of
+    ``area`` (web mercator): their geometries in web mercator, by id. A part a query:
+    areas drawn together may lie apart in a cell, and one box about them would read
+    most of it."""
+    found: dict = {}
+    for part in shapely.get_parts(area):
+        for f in _everything(store, cid, replace(q, bbox=_box84(part))):
+            if f.get("geometry"):
+                found.setdefault(f["id"], f["geometry"])
+    if not found:
+        return {}
+    xy = _mercator(shapely.from_geojson([orjson.dumps(g) for g in found.values()]))
+    return dict(zip(found, xy))
 
 
 def _box84(geom) -> tuple:

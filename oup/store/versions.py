@@ -178,18 +178,27 @@ class FeatureVersions(ScenarioLayers, VersionRetention):
 
     # -- writing ------------------------------------------------------------------------
     def write_feature(self, cid: str, change: Change) -> Written:
-        if change.kind not in CHANGE_KINDS:
-            raise InvalidQuery(f"unknown kind of change {change.kind!r}")
-        if change.kind != "deleted" and change.feature is None:
-            raise InvalidQuery(f"a change of kind {change.kind!r} needs a feature")
+        return self.write_features(cid, [change])[0]
+
+    def write_features(self, cid: str, changes: list[Change],
+                       versions: bool = True) -> list[Written]:
+        """``write_feature`` of each of ``changes``, in order, in one transaction (all or
+        none); ``versions=False``: the versions they replace are not kept (what is made
+        again from other data, as the overview's blocks: no one asks for their past)."""
+        for change in changes:
+            if change.kind not in CHANGE_KINDS:
+                raise InvalidQuery(f"unknown kind of change {change.kind!r}")
+            if change.kind != "deleted" and change.feature is None:
+                raise InvalidQuery(f"a change of kind {change.kind!r} needs a feature")
         with self._writing(cid) as run:
             meta = meta_in(run, cid)
             read = json.loads(json.dumps(meta))
-            now = datetime.now(timezone.utc)
-            if change.kind == "created":
-                written = self._create(run, cid, meta, change, now)
-            else:
-                written = self._change(run, cid, meta, change, now)
+            written = []
+            for change in changes:
+                now = datetime.now(timezone.utc)
+                written.append(self._create(run, cid, meta, change, now)
+                               if change.kind == "created" else
+                               self._change(run, cid, meta, change, now, versions))
             if meta != read:
                 self._grow_layer(run, cid, read, meta)
         if meta != read:  # (a store that caches the layer's metadata reads it again)
@@ -281,7 +290,8 @@ class FeatureVersions(ScenarioLayers, VersionRetention):
         after = self._feature_written(meta, returned)
         return Written(fid if key else row, _etag(meta, version), None, after)
 
-    def _change(self, run: Run, cid: str, meta: dict, change: Change, now: datetime) -> Written:
+    def _change(self, run: Run, cid: str, meta: dict, change: Change, now: datetime,
+                versions: bool = True) -> Written:
         kv = key_value(meta, change.fid)
         cols, q = self._feature_columns(meta)
         # the version read and locked, with the feature it replaces (``before``)
@@ -304,15 +314,17 @@ class FeatureVersions(ScenarioLayers, VersionRetention):
         before = self._feature_written(meta, [found[0][:len(cols)]])
         copied = [FID, GEOM, GEOM84] + [quote(n) for n, _ in meta["fields"]] + \
             list(VERSION_COLUMNS)
-        run(f"INSERT INTO {h} ({', '.join(copied)}, {VALID_TO}) SELECT {', '.join(copied)}, ? "
-            f"FROM {t} WHERE {FID} = ?", (stamp, row))
+        if versions:
+            run(f"INSERT INTO {h} ({', '.join(copied)}, {VALID_TO}) SELECT "
+                f"{', '.join(copied)}, ? FROM {t} WHERE {FID} = ?", (stamp, row))
         if change.kind == "deleted":
             key = meta.get("id_field")
             run(f"DELETE FROM {t} WHERE {FID} = ?", (row,))
             cols = [FID] + ([quote(key)] if key else []) + list(VERSION_COLUMNS)
-            run(f"INSERT INTO {h} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-                [row] + ([kv[1]] if key else []) + [version + 1, stamp, "deleted",
-                                                     change.actor, owner])
+            if versions:
+                run(f"INSERT INTO {h} ({', '.join(cols)}) VALUES "
+                    f"({', '.join('?' * len(cols))})", [row] + ([kv[1]] if key else []) +
+                    [version + 1, stamp, "deleted", change.actor, owner])
             self._row_deleted(run, cid, meta, row)
             meta["count"] = max(0, meta.get("count", 1) - 1)
             return Written(change.fid if key else row, None, before, None)

@@ -7,11 +7,13 @@ goes into the next job together: under many writes the work is done once for all
 them, not once for each (each job costs about the same whatever it holds)."""
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Callable
 
 import shapely.geometry
@@ -70,12 +72,7 @@ def tileset_updater(data_dir, announce: Callable, update_tileset: Callable, *,
     from oup.writes.city import merge_changes, tiles_change
     from oup.writes.tilequeue import INDEX_DIR, TileQueue
 
-    niced = threading.local()
-
-    def yield_cpu() -> None:  # this thread only (Linux: a thread has its own nice value)
-        if nice and not getattr(niced, "done", False) and hasattr(os, "setpriority"):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
-            niced.done = True
+    yield_cpu = _yielding(nice)
 
     def one(cid: str, folder, changes: list, interrupt: Callable[[], bool]):
         told: set = set()
@@ -136,6 +133,19 @@ def tileset_updater(data_dir, announce: Callable, update_tileset: Callable, *,
     return update
 
 
+def _yielding(nice: int) -> Callable[[], None]:
+    """What a job's thread calls first: it runs at ``nice`` from then on (this thread
+    only: on Linux a thread has a nice value of its own)."""
+    niced = threading.local()
+
+    def yield_cpu() -> None:
+        if nice and not getattr(niced, "done", False) and hasattr(os, "setpriority"):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+            niced.done = True
+
+    return yield_cpu
+
+
 def _after_one(waiting: Callable[[], bool]) -> Callable[[], bool]:
     """An interrupt that lets one coarse tile be made, then asks ``waiting``."""
     asked = []
@@ -149,16 +159,28 @@ def _after_one(waiting: Callable[[], bool]) -> Callable[[], bool]:
     return interrupt
 
 
-def overview_updater(store, tile_cache) -> Callable:
+def overview_updater(store, tile_cache, lock: Path, *, nice: int = 0) -> Callable:
     """After a write that changes a shape in a collection with an overview (its low
     zooms): the overview's cells the old and the new geometry touch drawn again, then the cached tiles that
     show those cells dropped up to the overview's deepest zoom (the write's own answer
-    dropped those over the feature itself, at every zoom)."""
+    dropped those over the feature itself, at every zoom). The boxes that come while a
+    redraw runs are drawn together by the next one.
+
+    One process of the server redraws at a time (``lock``, a file): two drawing one
+    cell at once, each from what it read before the other wrote, would write blocks
+    over each other's; the other process's boxes wait and are drawn together. The
+    thread runs at ``nice``: under a burst of new buildings the redraws are most of the
+    CPU a write sets going, and the writes' own answers come first."""
     from oup.store import overview
 
+    yield_cpu = _yielding(nice)
+
     def work(cid: str, boxes: list) -> None:
+        yield_cpu()
         try:
-            cells = overview.refresh(store, cid, boxes)
+            with open(lock, "a") as fh:
+                fcntl.flock(fh, fcntl.LOCK_EX)  # released as the file closes, or the process ends
+                cells = overview.refresh(store, cid, boxes)
             for box in cells if tile_cache is not None else ():
                 tile_cache.drop_area(cid, box, max_zoom=overview.OVERVIEW_ZOOM)
             LOG.info("overview of %s after %d boxes: %d cells", cid, len(boxes), len(cells))
