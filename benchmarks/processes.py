@@ -343,6 +343,8 @@ def main() -> None:
     ap.add_argument("--clients", choices=("execute", "queue"), default="execute",
                     help="how the job-keeping clients start their jobs: the API's "
                          "synchronous execute, or straight into the jobs queue")
+    ap.add_argument("--idle-class", action="store_true", help="the worker's jobs in the "
+                    "idle scheduling class (OUP_WORKER_IDLE_CLASS)")
     ap.add_argument("--work", type=Path, help="keep the data here (default: a temporary "
                                                "folder, removed at the end)")
     ap.add_argument("--reuse", action="store_true",
@@ -376,7 +378,8 @@ def main() -> None:
     procs = []
     try:
         print(f"machine: {os.cpu_count()} CPUs; store: {args.store}; {args.sensors:,} "
-              f"sensors, {args.observations:,} observations, 100 districts")
+              f"sensors, {args.observations:,} observations, 100 districts"
+              + ("; the jobs in the idle scheduling class" if args.idle_class else ""))
         if reuse:
             print(f"  the data loaded before in {work}")
             # what `oup serve` does first: a store of an earlier version is brought up
@@ -399,7 +402,8 @@ def main() -> None:
         procs.append(subprocess.Popen([sys.executable, "-m", "oup.cli", "serve", "--port",
                                        str(port)], env=env, stdout=log, stderr=log))
         procs.append(subprocess.Popen([sys.executable, "-m", "oup.cli", "worker", "--threads",
-                                       "4"], env=env, stdout=log, stderr=log))
+                                       "4"], env=dict(env, OUP_WORKER_IDLE_CLASS=str(
+                                           args.idle_class).lower()), stdout=log, stderr=log))
         for _ in range(600):
             try:
                 if requests.get(f"{url}/health", timeout=5).status_code == 200:

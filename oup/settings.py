@@ -115,6 +115,15 @@ class Settings(BaseSettings):
     worker_nice: int = Field(10, ge=0, le=19, description=(
         "how much `oup worker` yields the CPU to the API on the same machine (nice; its "
         "PostgreSQL backends too, where it may set theirs)"))
+    # Nice orders the worker after the API, yet a request still waits for a job's thread to
+    # give up its core (about 1 ms more a request beside 4 jobs, measured per thread from
+    # /proc/<tid>/schedstat); the idle class never makes a request wait. Not the default:
+    # on a machine kept busy by anything else the jobs would get no CPU at all.
+    worker_idle_class: bool = Field(False, description=(
+        "the jobs' threads, and their PostgreSQL backends where the worker may, in Linux's "
+        "idle scheduling class (SCHED_IDLE): they take a core only when nothing else wants "
+        "it. For a worker on the API's machine whose API latency comes first; the worker's "
+        "heartbeat keeps its normal class, so a job that waits is not taken back"))
     job_threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, description=(
         "threads one job computes on at once (sun-and-shadow unites this many steps' "
         "shadows beside its loop); default the machine's CPUs. At the worker's nice the "

@@ -41,6 +41,17 @@ def test_jobs_sessions_plan_no_parallel_workers_stop_long_statements_and_yield_t
     jobs.close()
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="another user's process: only root (or "
+                    "CAP_SYS_NICE) may set its scheduling class")
+def test_jobs_sessions_in_the_idle_class_when_the_worker_is(url):
+    api, jobs = open_store(url), open_job_store(url, timeout_s=5, nice=10, idle=True)
+    (pid,), = jobs.execute("SELECT pg_backend_pid()")
+    (api_pid,), = api.execute("SELECT pg_backend_pid()")
+    assert os.sched_getscheduler(pid) == os.SCHED_IDLE and _nice(pid) == 10
+    assert os.sched_getscheduler(api_pid) == os.SCHED_OTHER
+    jobs.close()
+
+
 @pytest.mark.parametrize("at_once", [1, 2])
 def test_the_jobs_of_a_worker_run_so_many_statements_at_once(url, at_once):
     store = Gated(open_job_store(url, timeout_s=60, nice=0), at_once)

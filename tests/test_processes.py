@@ -6,6 +6,7 @@ killed (SIGKILL) in the middle of a job."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -520,6 +521,36 @@ def test_a_killed_worker_loses_no_job(twin):
         twin.worker.start()
     job = _done(twin, lost)
     assert job["status"] == "failed" and "worker stopped" in job["message"]
+
+
+def _policies(pid: int) -> dict[int, int]:
+    """The scheduling policy of each thread of process ``pid`` (field 41 of its stat)."""
+    return {int(tid): int(Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+                          .rsplit(")", 1)[1].split()[38])
+            for tid in os.listdir(f"/proc/{pid}/task")}
+
+
+def test_a_worker_in_the_idle_class_runs_its_jobs_there_and_nothing_else(twin):
+    """OUP_WORKER_IDLE_CLASS: the thread that runs a job is in Linux's idle scheduling
+    class (SCHED_IDLE); the worker's other threads, its heartbeat among them, are not, so
+    a job that waits for the CPU is not taken back as lost."""
+    twin.worker.stop()
+    idle = WorkerProcess(dict(twin.env, OUP_WORKER_IDLE_CLASS="true")).start()
+    try:
+        r = requests.post(f"{twin.url}/processes/wait/execution",
+                          headers={**ASYNC, **twin.key["planner"]},
+                          json={"inputs": {"seconds": 3}}, timeout=30)
+        assert r.status_code == 201, r.text
+        job = r.headers["Location"]
+        wait_for(lambda: requests.get(job, headers=twin.key["planner"], timeout=30)
+                 .json()["progress"] > 0, 60, "the job to run")
+        policies = _policies(idle.proc.pid)
+        assert list(policies.values()).count(os.SCHED_IDLE) == 1, policies  # the job's
+        assert policies[idle.proc.pid] == os.SCHED_OTHER and len(policies) > 2, policies
+        assert _done(twin, job)["status"] == "successful"
+    finally:
+        idle.stop()
+        twin.worker.start()
 
 
 def test_sun_and_shadow_over_the_demo_buildings(twin, owslib_headers):

@@ -57,6 +57,7 @@ class Worker:
     store: object
     audit: object
     threads: int = 1  # a job's own threads (OUP_JOB_THREADS)
+    idle_class: bool = False  # jobs in the idle scheduling class (OUP_WORKER_IDLE_CLASS)
     name: str = f"{socket.gethostname()}:{os.getpid()}"
 
     def run_job(self, job_id: str) -> None:
@@ -65,6 +66,8 @@ class Worker:
         job = self.jobs.claim(job_id, self.name)
         if job is None:  # dismissed while queued, or another worker has it
             return
+        if self.idle_class:  # this thread, and the threads the job starts from it
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
         identity = Identity(job.who, job.roles, True)
         context = Context(identity, self.catalog, self.store,
                           frozenset(visible_collections(identity, self.catalog)),
@@ -118,10 +121,11 @@ def run_worker(s: Settings, threads: int) -> None:
     if s.worker_nice and hasattr(os, "nice"):  # a job waits; a map in a browser should not
         os.nice(s.worker_nice)
     jobs = open_jobs(s)
-    store = Gated(open_job_store(s.store_url, s.jobs_timeout_seconds, s.worker_nice),
-                  s.worker_statements)
+    store = Gated(open_job_store(s.store_url, s.jobs_timeout_seconds, s.worker_nice,
+                                 s.worker_idle_class), s.worker_statements)
     worker = Worker(jobs, load_processes(s.processes_file), load_catalog(s.catalog_dir),
-                    store, AuditLog(s.audit_log or s.data_dir / "audit.log"), s.job_threads)
+                    store, AuditLog(s.audit_log or s.data_dir / "audit.log"), s.job_threads,
+                    s.worker_idle_class)
     jobs.runner = worker.run_job
     stop = threading.Event()
     keeper = threading.Thread(target=worker.housekeeping, args=(stop,), daemon=True,

@@ -24,12 +24,13 @@ def open_store(url: str) -> FeatureStore:
     return backend_of(url).open_features(url)
 
 
-def open_job_store(url: str, timeout_s: float, nice: int) -> FeatureStore:
+def open_job_store(url: str, timeout_s: float, nice: int, idle: bool = False) -> FeatureStore:
     """The store behind ``url`` as ``oup worker``'s jobs read it: where the database
     has sessions of its own (PostgreSQL), they give way to the API's
     (``job_sessions``): no parallel workers, ``timeout_s`` a statement at most, the
-    backends at CPU priority ``nice`` where the worker may set it."""
-    return backend_of(url).open_for_jobs(url, timeout_s, nice)
+    backends at CPU priority ``nice`` (and in the idle class if ``idle``) where the
+    worker may set it."""
+    return backend_of(url).open_for_jobs(url, timeout_s, nice, idle)
 
 
 def open_observation_store(url: str, busy_timeout: float = 30.0,

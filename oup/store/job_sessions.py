@@ -5,7 +5,7 @@ them. On the jobs' connections PostgreSQL plans no parallel workers (a job's sca
 otherwise take every core), stops a statement that runs longer than a job may
 (``OUP_JOBS_TIMEOUT_SECONDS``), and, where the database runs on this machine and the
 worker may (root, or CAP_SYS_NICE), the backend process serving the connection runs at
-the worker's low CPU priority (``OUP_WORKER_NICE``). Elsewhere that last part is the
+the worker's low CPU priority (``OUP_WORKER_NICE``, and ``OUP_WORKER_IDLE_CLASS``). Elsewhere that last part is the
 operator's: jobs against a replica, or a PostgreSQL of their own (docs: operations).
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ LOG = logging.getLogger("oup.worker")
 _LOCAL = {"", "localhost", "127.0.0.1", "::1"}
 
 
-def job_session(url: str, timeout_s: float, nice: int) -> Callable:
+def job_session(url: str, timeout_s: float, nice: int, idle: bool = False) -> Callable:
     """What each new connection of the jobs runs first (psycopg_pool's ``configure``)."""
     local = (urlsplit(url).hostname or "") in _LOCAL
     warned: list[bool] = []
@@ -28,9 +28,9 @@ def job_session(url: str, timeout_s: float, nice: int) -> Callable:
     def configure(con) -> None:
         con.execute("SET max_parallel_workers_per_gather = 0")
         con.execute(f"SET statement_timeout = {max(1, int(timeout_s * 1000))}")
-        if nice and local:
+        if (nice or idle) and local:
             pid = con.execute("SELECT pg_backend_pid()").fetchone()[0]
-            reason = _renice(pid, nice)
+            reason = _renice(pid, nice, idle)
             if reason and not warned:
                 warned.append(True)
                 LOG.warning("the jobs' PostgreSQL backends run at normal priority (%s): "
@@ -39,12 +39,15 @@ def job_session(url: str, timeout_s: float, nice: int) -> Callable:
     return configure
 
 
-def _renice(pid: int, nice: int) -> str | None:
-    """Lower the priority of PostgreSQL backend ``pid`` of this machine; why not, if not."""
+def _renice(pid: int, nice: int, idle: bool = False) -> str | None:
+    """Lower the priority of PostgreSQL backend ``pid`` of this machine (to ``nice``,
+    and into the idle scheduling class if ``idle``); why not, if not."""
     try:  # the same number in another PID namespace (a container) is another process
         if Path(f"/proc/{pid}/comm").read_text().strip() not in ("postgres", "postmaster"):
             return f"process {pid} is not a PostgreSQL backend here"
         os.setpriority(os.PRIO_PROCESS, pid, max(nice, os.getpriority(os.PRIO_PROCESS, pid)))
+        if idle:
+            os.sched_setscheduler(pid, os.SCHED_IDLE, os.sched_param(0))
     except PermissionError:
         return "this user may not lower another user's process"
     except OSError as exc:
