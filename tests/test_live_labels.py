@@ -95,7 +95,7 @@ def _publish_to_page(env, broker, server, page: str, values: list[float], spacin
         pub.close(timeout=30)
         ing.stop()
     assert out["error"] is None and out["pageErrors"] == [], (out, node.stderr.read())
-    assert out["consoleErrors"] == [], out
+    assert out["consoleErrors"] == [], (out["failedRequests"], _server_log_errors(env))
     told, seq = [], since
     while batch := log.events_after(seq, 1000):
         told += [str(e.data["properties"]["latest_result"]) for e in batch
@@ -106,6 +106,13 @@ def _publish_to_page(env, broker, server, page: str, values: list[float], spacin
     # every value told, once, in order: nothing missed, nothing twice
     assert [v for v, _, _ in out["seen"] if v in published] == told, (out, told)
     return out, published
+
+
+def _server_log_errors(env) -> list[str]:
+    """What the server logged as going wrong (for a failing test's message)."""
+    log = Path(env["OUP_DATA_DIR"]) / "server.log"
+    return [line[:300] for line in log.read_text(errors="replace").splitlines()
+            if any(w in line for w in ("Error", "Exception", "Cancel", "Traceback"))][-20:]
 
 
 def _latencies(out: dict, published: dict, name: str, env: dict) -> dict:

@@ -9,14 +9,16 @@
 // Prints {shown, seen: [[value, ms since the epoch, the event's time in ms since the epoch
 // (when the ingester wrote the batch)], ...], statuses (the page's status
 // texts, in turn), last, lastEvent, status, stale, labels (on /map: each label's box width
-// and its text's width, after the updates), consoleErrors, pageErrors, error}.
+// and its text's width, after the updates), consoleErrors, failedRequests ([url, why]),
+// pageErrors, error}.
 import { session } from "./browser.mjs";
 
 const [url, kind, key, last, timeoutS] = process.argv.slice(2);
 const out = { shown: null, seen: [], statuses: [], last: null, lastEvent: null, status: null,
-              consoleErrors: [], pageErrors: [], error: null };
+              consoleErrors: [], failedRequests: [], pageErrors: [], error: null };
 await session(out, async (page) => {
   page.on("console", (m) => { if (m.type() === "error") out.consoleErrors.push(m.text()); });
+  page.on("requestfailed", (r) => out.failedRequests.push([r.url(), r.failure()?.errorText]));
   await page.goto(url, { waitUntil: "load", timeout: 60_000 });
   // the page's state: window.oup (the viewer), window.oupMap (the map)
   const st = kind === "map" ? "oupMap" : "oup";
