@@ -18,8 +18,8 @@ class Backend:
     feature_store: str  # "module:Class", a FeatureStore: Class(location)
     observation_store: str  # an ObservationStore: Class(location, busy_timeout, schema)
     by_path: bool = False  # location: the URL without its prefix (a file), else the URL
-    # "module:function(url, timeout_s, nice, idle)": the jobs' session settings, a callable the
-    # feature store takes as ``session`` (none: the jobs' store is the API's)
+    # "module:function(url, timeout_s, nice, idle)": the jobs' session settings, a
+    # callable the feature store takes as ``session`` (none: the jobs' store is the API's)
     job_session: str = ""
 
     def opens(self, url: str) -> bool:

@@ -5,8 +5,9 @@ them. On the jobs' connections PostgreSQL plans no parallel workers (a job's sca
 otherwise take every core), stops a statement that runs longer than a job may
 (``OUP_JOBS_TIMEOUT_SECONDS``), and, where the database runs on this machine and the
 worker may (root, or CAP_SYS_NICE), the backend process serving the connection runs at
-the worker's low CPU priority (``OUP_WORKER_NICE``, and ``OUP_WORKER_IDLE_CLASS``). Elsewhere that last part is the
-operator's: jobs against a replica, or a PostgreSQL of their own (docs: operations).
+the worker's low CPU priority (``OUP_WORKER_NICE``, and ``OUP_WORKER_IDLE_CLASS``).
+Elsewhere that last part is the operator's: jobs against a replica, or a PostgreSQL of
+their own (docs: operations).
 """
 from __future__ import annotations
 
