@@ -345,6 +345,8 @@ def main() -> None:
                          "synchronous execute, or straight into the jobs queue")
     ap.add_argument("--idle-class", action="store_true", help="the worker's jobs in the "
                     "idle scheduling class (OUP_WORKER_IDLE_CLASS)")
+    ap.add_argument("--job-cpus", metavar="LIST", help="the cores the jobs run on "
+                    "(OUP_WORKER_CPUS, e.g. 1: the API keeps core 0 to itself)")
     ap.add_argument("--work", type=Path, help="keep the data here (default: a temporary "
                                                "folder, removed at the end)")
     ap.add_argument("--reuse", action="store_true",
@@ -379,7 +381,8 @@ def main() -> None:
     try:
         print(f"machine: {os.cpu_count()} CPUs; store: {args.store}; {args.sensors:,} "
               f"sensors, {args.observations:,} observations, 100 districts"
-              + ("; the jobs in the idle scheduling class" if args.idle_class else ""))
+              + ("; the jobs in the idle scheduling class" if args.idle_class else "")
+              + (f"; the jobs on cores {args.job_cpus}" if args.job_cpus else ""))
         if reuse:
             print(f"  the data loaded before in {work}")
             # what `oup serve` does first: a store of an earlier version is brought up
@@ -401,9 +404,10 @@ def main() -> None:
         log = open(work / "server.log", "w")
         procs.append(subprocess.Popen([sys.executable, "-m", "oup.cli", "serve", "--port",
                                        str(port)], env=env, stdout=log, stderr=log))
+        scheduled = dict(env, OUP_WORKER_IDLE_CLASS=str(args.idle_class).lower(),
+                         OUP_WORKER_CPUS=args.job_cpus or "")
         procs.append(subprocess.Popen([sys.executable, "-m", "oup.cli", "worker", "--threads",
-                                       "4"], env=dict(env, OUP_WORKER_IDLE_CLASS=str(
-                                           args.idle_class).lower()), stdout=log, stderr=log))
+                                       "4"], env=scheduled, stdout=log, stderr=log))
         for _ in range(600):
             try:
                 if requests.get(f"{url}/health", timeout=5).status_code == 200:

@@ -21,6 +21,7 @@ import pytest
 import requests
 
 from conftest import ROOT, api_keys, serving, wait_for
+from oup.job_cpu import GROUP, group_of, idle_group
 
 JSON = {"Content-Type": "application/json"}
 ASYNC = {**JSON, "Prefer": "respond-async"}
@@ -531,11 +532,15 @@ def _policies(pid: int) -> dict[int, int]:
 
 
 def test_a_worker_in_the_idle_class_runs_its_jobs_there_and_nothing_else(twin):
-    """OUP_WORKER_IDLE_CLASS: the thread that runs a job is in Linux's idle scheduling
-    class (SCHED_IDLE); the worker's other threads, its heartbeat among them, are not, so
-    a job that waits for the CPU is not taken back as lost."""
+    """OUP_WORKER_IDLE_CLASS and OUP_WORKER_CPUS: the thread that runs a job is in Linux's
+    idle scheduling class (SCHED_IDLE), in the idle CPU group where there is one, and on
+    the jobs' cores; the worker's other threads, its heartbeat among them, are not, so a
+    job that waits for the CPU is not taken back as lost."""
+    everywhere = os.sched_getaffinity(0)
+    core = max(everywhere)
     twin.worker.stop()
-    idle = WorkerProcess(dict(twin.env, OUP_WORKER_IDLE_CLASS="true")).start()
+    idle = WorkerProcess(dict(twin.env, OUP_WORKER_IDLE_CLASS="true",
+                              OUP_WORKER_CPUS=str(core))).start()
     try:
         r = requests.post(f"{twin.url}/processes/wait/execution",
                           headers={**ASYNC, **twin.key["planner"]},
@@ -547,6 +552,12 @@ def test_a_worker_in_the_idle_class_runs_its_jobs_there_and_nothing_else(twin):
         policies = _policies(idle.proc.pid)
         assert list(policies.values()).count(os.SCHED_IDLE) == 1, policies  # the job's
         assert policies[idle.proc.pid] == os.SCHED_OTHER and len(policies) > 2, policies
+        (job_thread,) = [t for t, p in policies.items() if p == os.SCHED_IDLE]
+        assert os.sched_getaffinity(job_thread) == {core}
+        assert os.sched_getaffinity(idle.proc.pid) == everywhere
+        if not isinstance(idle_group(), str):  # (root, cgroup v1's cpu controller)
+            groups = {t: group_of(t) for t in policies}
+            assert [t for t, g in groups.items() if g == f"/{GROUP}"] == [job_thread], groups
         assert _done(twin, job)["status"] == "successful"
     finally:
         idle.stop()

@@ -15,6 +15,7 @@ import threading
 from dataclasses import dataclass
 
 from oup.errors import OUPError
+from oup.job_cpu import JobCPU
 from oup.processes import Context, Process, load_processes
 from oup.processes.jobs import JobDismissed, Jobs
 from oup.settings import Settings
@@ -57,8 +58,9 @@ class Worker:
     store: object
     audit: object
     threads: int = 1  # a job's own threads (OUP_JOB_THREADS)
-    idle_class: bool = False  # jobs in the idle scheduling class (OUP_WORKER_IDLE_CLASS)
+    cpu: JobCPU = JobCPU()  # how the jobs' threads are scheduled (oup.job_cpu)
     name: str = f"{socket.gethostname()}:{os.getpid()}"
+    _warned: bool = False  # that the jobs' threads are not scheduled as asked
 
     def run_job(self, job_id: str) -> None:
         from oup.security import Identity, visible_collections
@@ -66,8 +68,8 @@ class Worker:
         job = self.jobs.claim(job_id, self.name)
         if job is None:  # dismissed while queued, or another worker has it
             return
-        if self.idle_class:  # this thread, and the threads the job starts from it
-            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        if self.cpu:  # this thread, and the threads the job starts from it
+            self._schedule()
         identity = Identity(job.who, job.roles, True)
         context = Context(identity, self.catalog, self.store,
                           frozenset(visible_collections(identity, self.catalog)),
@@ -91,6 +93,13 @@ class Worker:
             self._audit(job, "failed")
             return
         self._audit(job, "successful" if self.jobs.finish(job_id, value) else "dismissed")
+
+    def _schedule(self) -> None:
+        reason = self.cpu.apply()
+        if reason and not self._warned:
+            self._warned = True
+            LOG.warning("the jobs' threads are not scheduled as OUP_WORKER_* ask (%s): "
+                        "they take more of the CPU from the API", reason)
 
     def _audit(self, job, outcome: str) -> None:
         names = {v for k, v in job.inputs.items() if k in ("collection", "areas")}
@@ -121,11 +130,11 @@ def run_worker(s: Settings, threads: int) -> None:
     if s.worker_nice and hasattr(os, "nice"):  # a job waits; a map in a browser should not
         os.nice(s.worker_nice)
     jobs = open_jobs(s)
-    store = Gated(open_job_store(s.store_url, s.jobs_timeout_seconds, s.worker_nice,
-                                 s.worker_idle_class), s.worker_statements)
+    store = Gated(open_job_store(s.store_url, s.jobs_timeout_seconds, s.job_cpu),
+                  s.worker_statements)
     worker = Worker(jobs, load_processes(s.processes_file), load_catalog(s.catalog_dir),
                     store, AuditLog(s.audit_log or s.data_dir / "audit.log"), s.job_threads,
-                    s.worker_idle_class)
+                    s.job_cpu)
     jobs.runner = worker.run_job
     stop = threading.Event()
     keeper = threading.Thread(target=worker.housekeeping, args=(stop,), daemon=True,

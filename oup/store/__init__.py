@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import cache
 
+from oup.job_cpu import JobCPU
 from oup.store.backends import backend_of
 from oup.store.base import (BatchResult, Change, Feature, FeatureExists, FeatureNotFound, Field,
                             InvalidQuery, NotVersioned, Page, Query, StaleVersion, StoreBusy,
@@ -24,13 +25,12 @@ def open_store(url: str) -> FeatureStore:
     return backend_of(url).open_features(url)
 
 
-def open_job_store(url: str, timeout_s: float, nice: int, idle: bool = False) -> FeatureStore:
+def open_job_store(url: str, timeout_s: float, cpu: JobCPU = JobCPU()) -> FeatureStore:
     """The store behind ``url`` as ``oup worker``'s jobs read it: where the database
     has sessions of its own (PostgreSQL), they give way to the API's
     (``job_sessions``): no parallel workers, ``timeout_s`` a statement at most, the
-    backends at CPU priority ``nice`` (and in the idle class if ``idle``) where the
-    worker may set it."""
-    return backend_of(url).open_for_jobs(url, timeout_s, nice, idle)
+    backends scheduled as ``cpu`` says where the worker may."""
+    return backend_of(url).open_for_jobs(url, timeout_s, cpu)
 
 
 def open_observation_store(url: str, busy_timeout: float = 30.0,

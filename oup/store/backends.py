@@ -18,7 +18,7 @@ class Backend:
     feature_store: str  # "module:Class", a FeatureStore: Class(location)
     observation_store: str  # an ObservationStore: Class(location, busy_timeout, schema)
     by_path: bool = False  # location: the URL without its prefix (a file), else the URL
-    # "module:function(url, timeout_s, nice, idle)": the jobs' session settings, a
+    # "module:function(url, timeout_s, cpu)": the jobs' session settings, a
     # callable the feature store takes as ``session`` (none: the jobs' store is the API's)
     job_session: str = ""
 
@@ -37,11 +37,11 @@ class Backend:
     def open_features(self, url: str):
         return _load(self.feature_store)(self.location(url))
 
-    def open_for_jobs(self, url: str, timeout_s: float, nice: int, idle: bool = False):
+    def open_for_jobs(self, url: str, timeout_s: float, cpu):
         if not self.job_session:
             return self.open_features(url)
         return _load(self.feature_store)(self.location(url), session=_load(
-            self.job_session)(url, timeout_s, nice, idle))
+            self.job_session)(url, timeout_s, cpu))
 
     def open_observations(self, url: str, busy_timeout: float, schema: bool):
         return _load(self.observation_store)(self.location(url), busy_timeout, schema)
