@@ -18,8 +18,9 @@ Three settings, each for a worker on the API's machine:
   (cgroup v2 is not handled: there a thread moves with its process, and the worker's
   heartbeat thread must keep its share.)
 - ``OUP_WORKER_CPUS``: the cores the jobs may use. A job that gives way at once still
-  leaves the core it ran on with cold caches: leaving the API a core of its own kept its
-  p99 within 5 % beside 4 jobs on PostGIS, against +27 % with the idle class alone.
+  leaves the core it ran on with cold caches: with the jobs on one core of two, the API's
+  p99 beside 4 jobs grew +6 %, +30 % and +17 % in three PostGIS runs, +8 % on the
+  GeoPackage, against +28 % with the idle class and group alone.
 
 A thread the job starts inherits all three from the thread that starts it.
 """

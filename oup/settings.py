@@ -128,7 +128,8 @@ class Settings(BaseSettings):
         "wants it. For a worker on the API's machine whose API latency comes first; the worker's "
         "heartbeat keeps its normal class, so a job that waits is not taken back"))
     # a job that gives way at once still leaves its core's caches cold for the API: on 2
-    # cores, 4 jobs on one core kept the API's p99 within 5 %, on both +27 % (LOG.md)
+    # cores, 4 jobs in the idle class on one core: the API's p99 +6 % to +30 %, on both
+    # +28 % (benchmarks/LOG.md)
     worker_cpus: str | None = Field(None, description=(
         "the cores the jobs' threads, and their PostgreSQL backends where the worker may, "
         "run on, as a Linux CPU list (1-3,5); default every core. Leaving the API a core "
