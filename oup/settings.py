@@ -125,8 +125,8 @@ class Settings(BaseSettings):
         "the jobs' threads, and their PostgreSQL backends where the worker may, in Linux's "
         "idle scheduling class (SCHED_IDLE) and, as root with cgroup v1's cpu controller, "
         "in the CPU group oup-jobs marked idle: they take a core only when nothing else "
-        "wants it. For a worker on the API's machine whose API latency comes first; the worker's "
-        "heartbeat keeps its normal class, so a job that waits is not taken back"))
+        "wants it. For a worker on the API's machine whose API latency comes first; the "
+        "worker's heartbeat keeps its normal class, so a job that waits is not taken back"))
     # a job that gives way at once still leaves its core's caches cold for the API: on 2
     # cores, 4 jobs in the idle class on one core: the API's p99 +6 % to +30 %, on both
     # +28 % (benchmarks/LOG.md)
