@@ -72,20 +72,11 @@ def cpu_list(text: str) -> frozenset[int]:
         if not first.isdigit() or not (last or first).isdigit() or int(last or first) < int(first):
             raise ValueError(f"{part!r} is not a core or a range of cores (as in 1-3,5)")
         cpus.update(range(int(first), int(last or first) + 1))
-    missing = cpus - os.sched_getaffinity(0)
-    if missing:
-        raise ValueError(f"this machine has no core {sorted(missing)} for this process "
-                         f"(it has {sorted(os.sched_getaffinity(0))})")
+    usable = os.sched_getaffinity(0)
+    if cpus - usable:
+        raise ValueError(f"this machine has no core {sorted(cpus - usable)} for this "
+                         f"process (it has {sorted(usable)})")
     return frozenset(cpus)
-
-
-def group_of(tid: int) -> str | None:
-    """The cpu controller's cgroup of thread or process ``tid`` (v1), as /proc says."""
-    for line in Path(f"/proc/{tid}/cgroup").read_text().splitlines():
-        _, controllers, path = line.split(":", 2)
-        if "cpu" in controllers.split(","):
-            return path
-    return None
 
 
 def _join_idle_group(tid: int) -> str | None:

@@ -62,6 +62,16 @@ def _owslib_headers_restored():
     ogcapi.REQUEST_HEADERS.update(saved)
 
 
+def cpu_group_of(tid: int) -> str | None:
+    """The cgroup of thread or process ``tid`` under the cpu controller (v1), as /proc
+    says (oup.job_cpu moves the jobs' threads and backends into one)."""
+    for line in Path(f"/proc/{tid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if "cpu" in controllers.split(","):
+            return path
+    return None
+
+
 def make_probes(folder: Path, n: int = 400, seed: int = 7) -> list[dict]:
     """A generated collection with every field type, nulls and times, for CQL2 tests."""
     rng = np.random.default_rng(seed)

@@ -11,7 +11,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from oup.job_cpu import GROUP, JobCPU, group_of, idle_group
+from conftest import cpu_group_of
+from oup.job_cpu import GROUP, JobCPU, idle_group
 from oup.processes.worker import Gated
 from oup.store import open_job_store, open_store
 
@@ -57,7 +58,7 @@ def test_jobs_sessions_in_the_idle_class_and_on_the_jobs_cores_when_the_worker_i
     # and out of the database server's CPU group, which the API's backends share: the
     # class alone orders a group's own threads only
     if not isinstance(idle_group(), str):  # (cgroup v1's cpu controller)
-        assert group_of(pid) == f"/{GROUP}" and group_of(api_pid) != f"/{GROUP}"
+        assert cpu_group_of(pid) == f"/{GROUP}" and cpu_group_of(api_pid) != f"/{GROUP}"
     jobs.close()
 
 

@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 import requests
 
-from conftest import ROOT, api_keys, serving, wait_for
-from oup.job_cpu import GROUP, group_of, idle_group
+from conftest import ROOT, api_keys, cpu_group_of, serving, wait_for
+from oup.job_cpu import GROUP, idle_group
 
 JSON = {"Content-Type": "application/json"}
 ASYNC = {**JSON, "Prefer": "respond-async"}
@@ -556,7 +556,7 @@ def test_a_worker_in_the_idle_class_runs_its_jobs_there_and_nothing_else(twin):
         assert os.sched_getaffinity(job_thread) == {core}
         assert os.sched_getaffinity(idle.proc.pid) == everywhere
         if not isinstance(idle_group(), str):  # (root, cgroup v1's cpu controller)
-            groups = {t: group_of(t) for t in policies}
+            groups = {t: cpu_group_of(t) for t in policies}
             assert [t for t, g in groups.items() if g == f"/{GROUP}"] == [job_thread], groups
         assert _done(twin, job)["status"] == "successful"
     finally:

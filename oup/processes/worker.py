@@ -129,12 +129,12 @@ def run_worker(s: Settings, threads: int) -> None:
     logging.basicConfig(level=s.log_level)
     if s.worker_nice and hasattr(os, "nice"):  # a job waits; a map in a browser should not
         os.nice(s.worker_nice)
-    jobs = open_jobs(s)
-    store = Gated(open_job_store(s.store_url, s.jobs_timeout_seconds, s.job_cpu),
+    jobs, cpu = open_jobs(s), s.job_cpu
+    store = Gated(open_job_store(s.store_url, s.jobs_timeout_seconds, cpu),
                   s.worker_statements)
     worker = Worker(jobs, load_processes(s.processes_file), load_catalog(s.catalog_dir),
                     store, AuditLog(s.audit_log or s.data_dir / "audit.log"), s.job_threads,
-                    s.job_cpu)
+                    cpu)
     jobs.runner = worker.run_job
     stop = threading.Event()
     keeper = threading.Thread(target=worker.housekeeping, args=(stop,), daemon=True,
