@@ -42,6 +42,12 @@ class WorkerProcess:
                                          stderr=log)
         return self
 
+    def describe(self) -> str:
+        """Whether it runs, and the end of its log."""
+        tail = self.log.read_text(errors="replace").splitlines()[-40:]
+        return (f"worker {self.proc.pid}: exit code {self.proc.poll()}; its log ends:\n"
+                + "\n".join(tail))
+
     def kill(self) -> None:
         self.proc.kill()  # SIGKILL: no clean-up, the job it runs left as it was
         self.proc.wait()
@@ -80,10 +86,16 @@ def twin(imported):
 
 
 def _done(twin, job_url: str, who: str = "planner", timeout: float = 60) -> dict:
+    last = {}
+
     def finished():
-        doc = requests.get(job_url, headers=twin.key[who], timeout=30).json()
-        return doc if doc["status"] in ("successful", "failed", "dismissed") else None
-    return wait_for(finished, timeout, f"job {job_url}")
+        last["doc"] = requests.get(job_url, headers=twin.key[who], timeout=30).json()
+        return last["doc"] if last["doc"]["status"] in ("successful", "failed",
+                                                         "dismissed") else None
+    try:
+        return wait_for(finished, timeout, f"job {job_url}")
+    except AssertionError as exc:  # what the job and its worker were doing, to tell why
+        raise AssertionError(f"{exc}\n{twin.worker.describe()}\nthe job: {last}") from None
 
 
 def _features(twin, cid: str, who: str = "planner") -> list[dict]:
@@ -585,6 +597,7 @@ def test_sun_and_shadow_over_the_demo_buildings(twin, owslib_headers):
     result = p.execute("sun-and-shadow", {"area": area, "date": "2026-06-21", "step": 60,
                                           "grid_spacing": 15, "scenario": tower},
                        response="raw")
+    assert "shadows" in result, f"{result}\n{twin.worker.describe()}"
     steps = [f for f in result["shadows"]["features"] if not f["properties"]["scenario"]]
     assert len(steps) == 24  # a day at one-hour steps
     sunny = [f for f in steps if f["properties"]["directSun"]]

@@ -5,6 +5,9 @@ pvlib's sunrise and sunset."""
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
+import textwrap
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
@@ -13,6 +16,7 @@ import pytest
 import shapely
 from pvlib.solarposition import get_solarposition, sun_rise_set_transit_spa
 
+from conftest import ROOT
 from oup.errors import InvalidQuery
 from oup.processes.sun_shadow import (Building, SunShadowInputError, crs84_of, site_of,
                                       sun_and_shadow, sun_positions, to_geojson)
@@ -160,6 +164,39 @@ def test_a_district_shadows_what_its_buildings_shadow_one_by_one(threads):
         each = shapely.union_all([one_moment([b], t, points=[(0, 0)]).shadow for b in district])
         assert step.shadow.symmetric_difference(each).area < 1e-6 * each.area
         assert each.area > 1.5 * shapely.union_all([b.footprint for b in district]).area
+
+
+SHARED_AREA = textwrap.dedent("""
+    import sys
+    from datetime import datetime, timedelta, timezone
+    import numpy as np, shapely
+    from oup.processes.sun_shadow import Building, sun_and_shadow
+    rng = np.random.default_rng(7)
+    city = [Building(str(i), shapely.box(x, y, x + 8, y + 8), h) for i, (x, y, h)
+            in enumerate(rng.uniform((0, 0, 5), (400, 400, 40), (300, 3)))]
+    area = shapely.Point(200, 200).buffer(190, 64)  # many vertices: an index worth building
+    t = datetime(2026, 6, 21, 4, tzinfo=timezone.utc)
+    runs = [sun_and_shadow(city, area, t, t + timedelta(hours=16), timedelta(minutes=15),
+                           latitude=51.92, longitude=4.48, grid_spacing=20, threads=n)
+            for n in (2, 2, 2, 1)]
+    for run in runs[:3]:  # each as one thread computes it
+        assert np.array_equal(run.sun_hours, runs[-1].sun_hours)
+        for a, b in zip(run.steps, runs[-1].steps):
+            assert (a.shadow is None) == (b.shadow is None)
+            assert a.shadow is None or a.shadow.symmetric_difference(b.shadow).area < 1e-6
+    print(sum(s.shadow is not None for s in runs[0].steps), "shadows")
+""")
+
+
+def test_threads_uniting_shadows_at_once_share_no_prepared_geometry():
+    """The unions of several steps run at once on threads. They once shared the area's
+    prepared geometry, which GEOS does not make safe between threads: the process died
+    (SIGSEGV) in 8 of 10 runs of one day. In a child process, so that a crash is a failure
+    and not the end of the test run."""
+    done = subprocess.run([sys.executable, "-c", SHARED_AREA], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    assert int(done.stdout.split()[0]) > 40  # a day of sun at 15-minute steps
 
 
 def test_a_point_behind_a_block_gets_less_sun_than_one_in_the_open():

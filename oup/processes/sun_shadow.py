@@ -282,7 +282,13 @@ def _shadows_on(area: BaseGeometry, pieces: np.ndarray, block: np.ndarray, city:
     """The ground in shadow inside ``area``, for the city as it is and with the scenario
     (``city``, ``scenario``: which pieces belong to each; ``block``: each piece's city
     block). A scenario changes few buildings: the shadows the two share are united once,
-    then each city's own are added."""
+    then each city's own are added.
+
+    The unions run on several threads at once, and a prepared geometry is not safe to
+    share between them (GEOS builds its index on first use: two unions on one prepared
+    area crashed the worker), so each prepares a copy of its own."""
+    area = shapely.from_wkb(shapely.to_wkb(area))
+    shapely.prepare(area)
     near = shapely.intersects(area, pieces)
     shared = near & (city if scenario is None else city & scenario)
     common = _united(pieces[shared], block[shared])
@@ -339,7 +345,6 @@ def sun_and_shadow(buildings: Sequence[Building], area: BaseGeometry, start: dat
     cities = [(prisms.in_city, sun_hours)] + \
         ([(prisms.in_scenario, scenario_hours)] if scenario is not None else [])
     sunny = elevation >= min_elevation  # night and low-sun steps cost nothing
-    shapely.prepare(area)
     # The union of a step's shadows costs ten times the rest of the step: the unions run
     # beside the loop, on as many cores as the job may take (GEOS lets go of the GIL).
     unions = ThreadPoolExecutor(max_workers=max(1, threads))

@@ -77,19 +77,22 @@ def _srs_wkt(crs: str) -> str:
 
 
 class _PreparedCache:
-    """Filter literals parsed once per process, not once per row."""
+    """Filter literals parsed once per thread, not once per row. Per thread: a prepared
+    geometry is not safe to share between threads (GEOS builds its index on first use,
+    and two threads at once can crash the process)."""
 
     def __init__(self, size: int = 64):
-        self.size, self.items = size, OrderedDict()
+        self.size, self._local = size, threading.local()
 
     def get(self, wkb: bytes):
-        g = self.items.get(wkb)
+        items = self._local.__dict__.setdefault("items", OrderedDict())
+        g = items.get(wkb)
         if g is None:
             g = shapely.from_wkb(wkb)
             shapely.prepare(g)
-            self.items[wkb] = g
-            if len(self.items) > self.size:
-                self.items.popitem(last=False)
+            items[wkb] = g
+            if len(items) > self.size:
+                items.popitem(last=False)
         return g
 
 
