@@ -8,7 +8,9 @@ the rows added since they last looked. A row the tiles find without numbers stil
 """
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import sqlite3
 import threading
 from contextlib import contextmanager
@@ -46,6 +48,47 @@ CREATE UNIQUE INDEX IF NOT EXISTS oup_tile_values_added_value
   ON oup_tile_values_added (table_name, value)"""
 
 
+class _WriteTurns:
+    """The feature writes to one file take turns, in order, through locks that wake the
+    next writer as the last one commits: a thread lock among this process's threads,
+    and a lock on a file beside the GeoPackage (``flock``) among the server's processes.
+    Without them each writer meets the others at SQLite's own lock, whose waiting is a
+    sleep of 1 ms, then 2, 5, 10, ... up to 100 ms between tries: under concurrent
+    writes the file stood idle while the waiters slept (p99 0.4-0.6 s a write, from 3
+    ms of work each). Other writers (an import, the ingester) still meet them at
+    SQLite's lock, as before."""
+
+    def __init__(self, path: str):
+        self.lock_path = f"{path}.writes.lock"
+        self._thread_turn = threading.Lock()
+        self._fd: int | None = None
+        self._pid = 0  # whose descriptor: a forked process opens its own (a lock
+        # taken through an inherited descriptor is shared with the parent's)
+
+    @contextmanager
+    def __call__(self):
+        with self._thread_turn:
+            if self._pid != os.getpid():
+                self._fd, self._pid = os.open(self.lock_path, os.O_RDWR | os.O_CREAT,
+                                              0o644), os.getpid()
+            fcntl.flock(self._fd, fcntl.LOCK_EX)  # lets go of the GIL while it waits
+            try:
+                yield
+            finally:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+
+_turns: dict[str, _WriteTurns] = {}
+_turns_lock = threading.Lock()
+
+
+def write_turn(path: str):
+    """The turn of a feature write to the GeoPackage at ``path`` (a context manager)."""
+    with _turns_lock:
+        turns = _turns.get(path) or _turns.setdefault(path, _WriteTurns(path))
+    return turns()
+
+
 class GeoPackageWrites(FeatureVersions):
     #: the import's value numbers, by collection: (its token, value -> number), read once
     _numbers: dict[str, tuple[str, dict[bytes, int]]]
@@ -68,17 +111,18 @@ class GeoPackageWrites(FeatureVersions):
     @contextmanager
     def _writing(self, cid: str):
         con = self._writer()
-        try:
-            try:  # the file's one writer from here to COMMIT: the ETag check holds
-                con.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                raise StoreBusy(f"GeoPackage: {exc}") from exc
-            yield lambda sql, params=(): con.execute(sql, list(params)).fetchall()
-            con.execute("COMMIT")
-        except BaseException:
-            if con.in_transaction:
-                con.execute("ROLLBACK")
-            raise
+        with write_turn(self.path):
+            try:
+                try:  # the file's one writer from here to COMMIT: the ETag check holds
+                    con.execute("BEGIN IMMEDIATE")
+                except sqlite3.OperationalError as exc:
+                    raise StoreBusy(f"GeoPackage: {exc}") from exc
+                yield lambda sql, params=(): con.execute(sql, list(params)).fetchall()
+                con.execute("COMMIT")
+            except BaseException:
+                if con.in_transaction:
+                    con.execute("ROLLBACK")
+                raise
 
     def _grow_layer(self, run: Run, cid: str, read: dict, written: dict) -> None:
         # the metadata read in this transaction is current: the file has one writer
