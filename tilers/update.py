@@ -347,7 +347,7 @@ def _update_one(folder: Path, changes: list, transform: dict | None, crs: str | 
             records.close()
         meta["files"] = records.files
         _redo(folder, index, dirty, moved, installed_grid_dirs(), report, published, interrupt,
-              _Drawn(before, shaped, index.nodes["id"]))
+              _Drawn(before, shaped))
         save_index(folder, index)
     return report
 
@@ -409,6 +409,25 @@ def _children(nodes: dict) -> list[list[int]]:
     return out
 
 
+def _objects_under(leaf: np.ndarray, children: list[list[int]]) -> Callable[[int], np.ndarray]:
+    """The objects (ascending) whose leaf is tile ``n`` or below it, for any ``n``: the
+    objects grouped by their leaf once, then a tile's groups gathered. (Before, every
+    tile scanned the whole city's leaf names for its own prefix: 3.5 ms a tile at
+    200,000 buildings, half the time of an update of a few hundred changes.)"""
+    by_leaf = np.argsort(leaf, kind="stable")
+    start = np.searchsorted(leaf[by_leaf], np.arange(len(children) + 1))
+
+    def under(n: int) -> np.ndarray:
+        tiles, groups = [n], []
+        while tiles:
+            m = tiles.pop()
+            groups.append(by_leaf[start[m]:start[m + 1]])
+            tiles.extend(children[m])
+        return np.sort(np.concatenate(groups))
+
+    return under
+
+
 def _upwards(leaves: set, parent: list) -> set:
     """The leaves and every tile above them."""
     out = set()
@@ -460,13 +479,13 @@ def _redo(folder: Path, index: TilesetIndex, leaves: set, moved: set, grids: lis
     summary = attributes_from_json(meta["attributes"])
     schema, kinds = metadata_schema(summary.kinds, summary.missing, summary.texts)
     files = [str(folder / INDEX_DIR / f) for f in meta["files"]]
-    leaf_of = nodes["id"][obj["leaf"]]
     children = _children(nodes)
+    under = _objects_under(obj["leaf"], children)
     empty = set()
 
     def plan(n: int):
         """(kind, the records it draws, its error, whether its mesh changes); None: empty."""
-        items = np.flatnonzero(np.char.startswith(leaf_of, ids[n]))
+        items = under(n)
         if not len(items):
             return None
         if children[n]:
@@ -474,7 +493,7 @@ def _redo(folder: Path, index: TilesetIndex, leaves: set, moved: set, grids: lis
             kind, places = "coarse", [(files[f], int(o)) for f, o in zip(
                 obj["block_file"][chosen], obj["block_offset"][chosen])]
             mesh = late.get(n, False) or n in remesh and (
-                len(chosen) == len(items) or drawn.shaped_in(obj["id"][chosen], ids[n]))
+                len(chosen) == len(items) or drawn.shaped_in(obj["id"][chosen], n, children))
         else:
             error, kind, places = 0.0, "leaf", [(files[f], int(o)) for f, o in zip(
                 obj["mesh_file"][items], obj["mesh_offset"][items])]
@@ -553,13 +572,14 @@ class _Drawn:
     """Whether a changed shape is among the blocks a coarse tile draws now or drew before
     the update (``before``: the object table's ids, leaves, sizes and deviations then)."""
 
-    def __init__(self, before: dict, shaped: set, node_ids: np.ndarray):
+    def __init__(self, before: dict, shaped: set):
         self.before, self.shaped = before, np.array(sorted(shaped), dtype=str)
-        self.leaf_of = node_ids[before["leaf"]]
+        self._under = None
 
-    def shaped_in(self, now: np.ndarray, tile: str) -> bool:
-        items = np.flatnonzero(np.char.startswith(self.leaf_of, tile))
-        then, _ = choose(items, self.before["size"], self.before["deviation"])
+    def shaped_in(self, now: np.ndarray, tile: int, children: list[list[int]]) -> bool:
+        if self._under is None:  # (the tiles are those of before: an update adds none)
+            self._under = _objects_under(self.before["leaf"], children)
+        then, _ = choose(self._under(tile), self.before["size"], self.before["deviation"])
         return bool(np.isin(self.shaped, now).any() or
                     np.isin(self.shaped, self.before["id"][then]).any())
 
