@@ -48,6 +48,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -861,4 +862,7 @@ def _f(v) -> str:
 
 
 if __name__ == "__main__":
+    # stopped (kill, timeout): its servers stopped too, as at the end of a run, not left
+    # serving in the background (seen: two gunicorns left on a stopped run's store)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     main()
