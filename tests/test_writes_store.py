@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import subprocess
+import sys
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -13,6 +15,7 @@ import mapbox_vector_tile
 import pytest
 import shapely
 
+from conftest import ROOT
 from oup.store import Field, Query
 from oup.store.base import (Change, Feature, FeatureExists, FeatureNotFound, StaleVersion,
                             Unprocessable)
@@ -162,6 +165,46 @@ def test_gpkg_values_a_write_adds_are_appended_and_read_by_another_process(tmp_p
     assert [n for n, _ in added] == list(range(imported, imported + len(added)))
     # "alpha" once though written twice; 40, 41, 42 each once: five values added
     assert len(added) == len({v for _, v in added}) == 5
+
+
+FORKED_TURNS = """
+import multiprocessing, sys, time
+from oup.store.base import Change, Feature
+from oup.store.gpkg import GeoPackageStore
+from oup.store.gpkg_writes import write_turn
+
+def write(path):
+    GeoPackageStore(path).write_feature("blocks", Change(
+        "updated", 1, Feature(None, None, {"name": "child", "count": 7})))
+
+if __name__ == "__main__":
+    store = GeoPackageStore(sys.argv[1])
+    name = lambda: store.get("blocks", 1)["properties"]["name"]
+    child = multiprocessing.get_context("fork").Process(target=write, args=(store.path,),
+                                                        daemon=True)
+    with write_turn(store.path):  # this process's locks, taken before the fork
+        child.start()
+        time.sleep(1.5)
+        waited = child.is_alive() and name() == "one"
+    child.join(30)
+    print(waited, child.exitcode, name())
+"""
+
+
+def test_gpkg_writes_of_forked_processes_take_turns(tmp_path):
+    """The server's workers are processes forked from one. A write in one waits while
+    another holds the file's turn, then lands: each process takes turns through locks of
+    its own (through the parent's lock file descriptor, or its thread lock copied while
+    held, the child would get in at once, or never). In a fresh interpreter: a fork
+    from the test run, with its threads, could copy a lock another thread holds."""
+    store = GeoPackageStore(tmp_path / "t.gpkg")
+    _import(store)
+    script = tmp_path / "forked_turns.py"
+    script.write_text(FORKED_TURNS)
+    done = subprocess.run([sys.executable, str(script), store.path], capture_output=True,
+                          text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["True", "0", "child"]  # waited, then wrote
 
 
 def test_the_etag_changes_on_every_write_and_on_every_import(store):

@@ -59,18 +59,12 @@ class _WriteTurns:
     SQLite's lock, as before."""
 
     def __init__(self, path: str):
-        self.lock_path = f"{path}.writes.lock"
         self._thread_turn = threading.Lock()
-        self._fd: int | None = None
-        self._pid = 0  # whose descriptor: a forked process opens its own (a lock
-        # taken through an inherited descriptor is shared with the parent's)
+        self._fd = os.open(f"{path}.writes.lock", os.O_RDWR | os.O_CREAT, 0o644)
 
     @contextmanager
     def __call__(self):
         with self._thread_turn:
-            if self._pid != os.getpid():
-                self._fd, self._pid = os.open(self.lock_path, os.O_RDWR | os.O_CREAT,
-                                              0o644), os.getpid()
             fcntl.flock(self._fd, fcntl.LOCK_EX)  # lets go of the GIL while it waits
             try:
                 yield
@@ -78,14 +72,18 @@ class _WriteTurns:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
 
 
-_turns: dict[str, _WriteTurns] = {}
+_turns: dict[tuple[int, str], _WriteTurns] = {}
 _turns_lock = threading.Lock()
 
 
 def write_turn(path: str):
-    """The turn of a feature write to the GeoPackage at ``path`` (a context manager)."""
+    """The turn of a feature write to the GeoPackage at ``path`` (a context manager).
+    A process has turns of its own, a forked one too: a lock taken through a descriptor
+    inherited across the fork is shared with the parent, and a thread lock copied while
+    held would never be let go in the child."""
+    key = (os.getpid(), path)
     with _turns_lock:
-        turns = _turns.get(path) or _turns.setdefault(path, _WriteTurns(path))
+        turns = _turns.get(key) or _turns.setdefault(key, _WriteTurns(path))
     return turns()
 
 
