@@ -85,7 +85,9 @@ class _PreparedCache:
         self.size, self._local = size, threading.local()
 
     def get(self, wkb: bytes):
-        items = self._local.__dict__.setdefault("items", OrderedDict())
+        items = getattr(self._local, "items", None)
+        if items is None:  # (asked once a row: no dict made to be thrown away)
+            items = self._local.items = OrderedDict()
         g = items.get(wkb)
         if g is None:
             g = shapely.from_wkb(wkb)

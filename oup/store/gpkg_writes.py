@@ -83,8 +83,9 @@ def write_turn(path: str):
     held would never be let go in the child."""
     key = (os.getpid(), path)
     with _turns_lock:
-        turns = _turns.get(key) or _turns.setdefault(key, _WriteTurns(path))
-    return turns()
+        if key not in _turns:
+            _turns[key] = _WriteTurns(path)
+        return _turns[key]()
 
 
 class GeoPackageWrites(FeatureVersions):
