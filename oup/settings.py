@@ -72,14 +72,15 @@ class Settings(BaseSettings):
                                   "below cut from that (merged, simplified: oup/store/overview.py)")
     # the 3D tiles of written buildings are made by one thread of one worker at a time
     tiles3d_nice: int = Field(5, ge=0, le=19, description=(
-        "how much the thread that makes the 3D tiles of written buildings yields the CPU "
-        "to the requests (nice)"))
+        "how much the process that makes the 3D tiles of written buildings (one beside "
+        "each server worker) yields the CPU to the requests (nice)"))
     tiles3d_coarse_wait: float = Field(30.0, gt=0, description=(
         "seconds the coarse 3D tiles above written buildings wait at most while more "
         "writes come (their leaves are made first, always)"))
     overview_nice: int = Field(5, ge=0, le=19, description=(
         "how much the thread that draws the low-zoom overview about written buildings "
-        "again yields the CPU to the requests (nice)"))
+        "again (in the process beside each server worker) yields the CPU to the requests "
+        "(nice)"))
     page_limit: int = Field(10, description="default items per page")
     max_page_limit: int = Field(10000, description="largest limit a client may ask for")
     log_level: str = Field("WARNING", description="DEBUG, INFO, WARNING or ERROR")

@@ -363,7 +363,7 @@ def test_a_change_of_attributes_alone_leaves_the_overview(store, monkeypatch, tm
 
     from oup.store import overview
     from oup.store.base import Change, Feature
-    from oup.writes.after import overview_updater
+    from oup.writes.after import Coalesced, overview_redraws, overview_updater
 
     coll = load_collection(ROOT / "collections" / "buildings" / "collection.yml")
     redrawn: list = []
@@ -374,7 +374,8 @@ def test_a_change_of_attributes_alone_leaves_the_overview(store, monkeypatch, tm
         return refresh(store_, cid, boxes)
 
     monkeypatch.setattr(overview, "refresh", recorded)
-    update = overview_updater(store, None, tmp_path / "overview.lock")
+    update = overview_updater(Coalesced("t", overview_redraws(
+        store, None, tmp_path / "overview.lock")).add)
     f = store.query("buildings", Query(limit=1)).features[0]
     name = next(fl.name for fl in store.fields("buildings") if fl.type == "string")
     same = store.write_feature("buildings", Change("updated", f["id"], Feature(
@@ -402,7 +403,7 @@ def test_two_processes_redraw_one_at_a_time(store, tmp_path, caplog):
 
     from oup.store import overview
     from oup.store.base import Change, Feature
-    from oup.writes.after import overview_updater
+    from oup.writes.after import Coalesced, overview_redraws, overview_updater
 
     coll = load_collection(ROOT / "collections" / "buildings" / "collection.yml")
     done, lock = [], threading.Lock()
@@ -422,7 +423,8 @@ def test_two_processes_redraw_one_at_a_time(store, tmp_path, caplog):
         return write_features(cid, changes, **kw)
 
     caplog.set_level(logging.ERROR, logger="oup.writes.after")
-    updaters = [overview_updater(store, None, tmp_path / "overview.lock") for _ in range(2)]
+    updaters = [overview_updater(Coalesced("t", overview_redraws(
+        store, None, tmp_path / "overview.lock")).add) for _ in range(2)]
     store_features = store.query("buildings", Query(limit=1000)).features
     middle = sorted(store_features, key=lambda f: shape(f["geometry"]).centroid.x)
     moved = middle[len(middle) // 2: len(middle) // 2 + 12]  # side by side in the city

@@ -457,11 +457,12 @@ OTHER_WORKER = """
 import json, sys
 from pathlib import Path
 from types import SimpleNamespace
-from oup.writes.after import tileset_updater
+from oup.writes.after import Coalesced, tileset_updater, tileset_updates
 from oup.writes.tilequeue import TileQueue
 
 data, oids = Path(sys.argv[1]), json.loads(sys.argv[2])
-on_change = tileset_updater(data, lambda e: None, lambda *a, **k: print("updated"))
+work = tileset_updates(data, lambda e: None, lambda *a, **k: print("updated"))
+on_change = tileset_updater(data, Coalesced("t", lambda cid, _kinds: work(cid)).add)
 coll = SimpleNamespace(id="city", tiles3d=SimpleNamespace(z_offset_attribute=None))
 for oid in oids:
     def feature(v):
@@ -482,7 +483,7 @@ def test_writes_queued_while_an_update_runs_make_one_more_update(model, tileset,
     from types import SimpleNamespace
 
     from conftest import wait_for
-    from oup.writes.after import tileset_updater
+    from oup.writes.after import Coalesced, tileset_updater, tileset_updates
     from oup.writes.tilequeue import TileQueue
 
     doc, _ = model
@@ -502,7 +503,8 @@ def test_writes_queued_while_an_update_runs_make_one_more_update(model, tileset,
         done.append(update_tileset(where, changes, **kw))
         return done[-1]
 
-    on_change = tileset_updater(data, lambda event: None, update)
+    work = tileset_updates(data, lambda event: None, update)
+    on_change = tileset_updater(data, Coalesced("t", lambda cid, _kinds: work(cid)).add)
     coll = SimpleNamespace(id="city", tiles3d=SimpleNamespace(z_offset_attribute=None))
 
     def feature(oid, v):

@@ -4,6 +4,8 @@ updates (ETag, If-Match, 412, a race); history and asof; change events."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -387,6 +389,53 @@ def test_a_patch_of_a_building_redoes_its_3d_tile_and_the_tiles_above_only(serve
     again = requests.get(f"{server}/collections/buildings/3dtiles/{leaf}", timeout=30)
     assert again.headers["ETag"] != served.headers["ETag"] and again.content != served.content
     check_valid(folder)
+
+
+def _aside_processes(data_dir: str) -> set[int]:
+    """The pids of the processes beside the workers of the server on ``data_dir``."""
+    found = set()
+    for proc in Path("/proc").iterdir():
+        try:
+            cmd = (proc / "cmdline").read_bytes().split(b"\0")
+            env = (proc / "environ").read_bytes().split(b"\0")
+        except (OSError, ValueError):  # not a process, or gone meanwhile
+            continue
+        if b"oup.writes.aside" in cmd and f"OUP_DATA_DIR={data_dir}".encode() in env:
+            found.add(int(proc.name))
+    return found
+
+
+def test_a_write_s_3d_tiles_are_made_beside_the_worker_even_after_that_process_died(
+        server, imported, who):
+    """The 3D tiles a write sets going are made in a process beside the server's worker
+    (not on its request threads); when that process dies, the next write starts another
+    and its tile is made all the same."""
+    from test_tiles3d_update import leaves, where
+
+    folder = Path(imported["OUP_DATA_DIR"]) / "3dtiles" / "buildings"
+    feature = requests.get(f"{server}/collections/buildings/items", params={"limit": 1,
+                           "offset": 7}, timeout=30).json()["features"][0]
+    oid, url = feature["properties"]["cityobject_id"], \
+        f"{server}/collections/buildings/items/{feature['id']}"
+    [leaf] = [m["uri"] for m in where(folder, oid) if m["uri"] in leaves(folder)]
+
+    def patch_and_see(value: str) -> None:
+        r = requests.patch(url, data=json.dumps({"properties": {"bron_geo": value}}),
+                           headers={**who["steward"],
+                                    "Content-Type": "application/merge-patch+json"}, timeout=30)
+        assert r.status_code == 200, r.text
+        wait_for(lambda: any(m["uri"] == leaf and m["props"]["bron_geo"] == value
+                             for m in where(folder, oid)), 60, f"the leaf with {value}")
+
+    patch_and_see("beside the worker")
+    first = _aside_processes(imported["OUP_DATA_DIR"])
+    assert first, "no process beside the workers made the tile"
+    for pid in first:
+        os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not _aside_processes(imported["OUP_DATA_DIR"]) & first, 30, "the kill")
+    for n in range(4):  # each worker's process may have died: writes until both were asked
+        patch_and_see(f"after the kill {n}")
+    assert _aside_processes(imported["OUP_DATA_DIR"]) - first
 
 
 CITY_MODEL = Path(__file__).resolve().parent.parent / "collections" / "buildings" / \

@@ -12,6 +12,7 @@ import gc
 import json
 import logging
 import os
+import sys
 from types import SimpleNamespace
 
 from oup import docsite
@@ -91,6 +92,18 @@ def create_app(settings: Settings | None = None):
     return app
 
 
+def _aside_environment(settings: Settings) -> dict:
+    """The environment of the process beside a server process (``oup.writes.aside``):
+    the settings it reads, as this app has them (a test's app has its own)."""
+    return dict(os.environ, OUP_DATA_DIR=str(settings.data_dir),
+                OUP_DATABASE_URL=settings.store_url,
+                OUP_TILE_CACHE=str(settings.tile_cache).lower(),
+                OUP_TILES3D_NICE=str(settings.tiles3d_nice),
+                OUP_TILES3D_COARSE_WAIT=str(settings.tiles3d_coarse_wait),
+                OUP_OVERVIEW_NICE=str(settings.overview_nice),
+                OUP_LOG_LEVEL=settings.log_level)
+
+
 def own_endpoints(settings: Settings, catalog, store, shared, metrics,
                   openapi_doc) -> SimpleNamespace:
     """OUP's own endpoints, as each module declares them (``endpoints``), with the parts
@@ -102,14 +115,11 @@ def own_endpoints(settings: Settings, catalog, store, shared, metrics,
     mqtt_public = asyncapi.public_broker(settings.mqtt_public_url or settings.broker_url)
     writes = Writes(catalog, store, base, shared.audit, lambda: _event_log(shared, settings),
                     cache)
-    from tilers.update import update_tileset
-
+    aside = after.Aside([sys.executable, "-m", "oup.writes.aside"],
+                        _aside_environment(settings), writes.announce)
     writes.on_change = after.both(
-        after.tileset_updater(settings.data_dir, writes.announce, update_tileset,
-                              nice=settings.tiles3d_nice,
-                              coarse_wait=settings.tiles3d_coarse_wait),
-        after.overview_updater(store, cache, settings.data_dir / ".overview.lock",
-                               nice=settings.overview_nice),
+        after.tileset_updater(settings.data_dir, functools.partial(aside.add, "tiles3d")),
+        after.overview_updater(functools.partial(aside.add, "overview")),
         after.counts_updater(catalog, store, writes.announce))
     processes = _processes(settings, catalog, store, base, shared.audit)
     endpoints = [

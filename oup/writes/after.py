@@ -2,14 +2,17 @@
 Tiles of a changed building, the low-zoom overview of a changed area, and the counts made
 from a changed collection.
 
-Each runs on a thread of its own, one job at a time, and what comes in while a job runs
-goes into the next job together: under many writes the work is done once for all of
-them, not once for each (each job costs about the same whatever it holds)."""
+Each runs one job at a time, the 3D Tiles in a process of its own (``UpdaterProcess``),
+the others on a thread of their own, and what comes in while a job runs goes into the
+next job together: under many writes the work is done once for all of them, not once for
+each (each job costs about the same whatever it holds)."""
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import os
+import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -43,6 +46,10 @@ class Coalesced:
         with self._lock:
             return bool(self._pending.get(key))
 
+    def close(self) -> None:
+        """Once the jobs added are done."""
+        self._queue.shutdown(wait=True)
+
     def _run(self, key: str) -> None:
         with self._lock:
             items = self._pending.pop(key, [])
@@ -50,29 +57,26 @@ class Coalesced:
             self._work(key, items)
 
 
-def tileset_updater(data_dir, announce: Callable, update_tileset: Callable, *,
-                    nice: int = 0, coarse_wait: float = 30.0) -> Callable:
-    """After a write to a 3D collection: its 3D Tiles, the changed buildings' leaves and
-    the tiles above them made again (``update_tileset``: the tiler's, given by the
-    composition root); a change event says which (``announce``: /viewer loads them
-    again): one as soon as the leaves are out, another once the coarse tiles above them
-    (seconds more in a large city) are.
+def tileset_updates(data_dir, announce: Callable, update_tileset: Callable, *,
+                    coarse_wait: float = 30.0) -> Callable[[str], None]:
+    """``work(cid)``: the 3D Tiles of collection ``cid`` after the changes that wait in
+    its tileset's queue (``TileQueue``): the changed buildings' leaves and the tiles
+    above them made again (``update_tileset``: the tiler's, given by the composition
+    root); a change event says which (``announce``: /viewer loads them again): one as
+    soon as the leaves are out, another once the coarse tiles above them (seconds more
+    in a large city) are.
 
-    The changes wait in the tileset's queue (``TileQueue``), and one process of the
-    server at a time updates it with all that wait: its leaves first, then the coarse
-    tiles above them. When more changes wait, it stops before a coarse tile (the next
-    update makes that tile anyway, and makes its own leaves first): a leaf waits for
-    at most the one coarse tile being made, however many writes came. Under writes that
-    do not stop, the coarse tiles are made all the same once they have waited
-    ``coarse_wait`` seconds, one an update (the oldest first). The updating thread runs
-    at ``nice`` (it yields the CPU to the requests; with one updater a server, at most
-    one core goes to 3D tiles)."""
+    One process of the server at a time updates a tileset, with all the changes that
+    wait: its leaves first, then the coarse tiles above them. When more changes wait, it
+    stops before a coarse tile (the next update makes that tile anyway, and makes its
+    own leaves first): a leaf waits for at most the one coarse tile being made, however
+    many writes came. Under writes that do not stop, the coarse tiles are made all the
+    same once they have waited ``coarse_wait`` seconds, one an update (the oldest
+    first)."""
     from oup.events import tiles3d_event
     from oup.tiles.tiles3d import tileset_dir
-    from oup.writes.city import merge_changes, tiles_change
-    from oup.writes.tilequeue import INDEX_DIR, TileQueue
-
-    yield_cpu = _yielding(nice)
+    from oup.writes.city import merge_changes
+    from oup.writes.tilequeue import TileQueue
 
     def one(cid: str, folder, changes: list, interrupt: Callable[[], bool]):
         told: set = set()
@@ -94,10 +98,9 @@ def tileset_updater(data_dir, announce: Callable, update_tileset: Callable, *,
             LOG.exception("3D tiles of %s not updated after %d changes", cid, len(changes))
             return None
 
-    def work(cid: str, _signals: list) -> None:
+    def work(cid: str) -> None:
         folder = tileset_dir(data_dir, cid)
         queue = TileQueue(folder)
-        yield_cpu()
         while True:
             with queue.updater() as mine:
                 if not mine:  # the updater takes ours along (it looks once more as it stops)
@@ -118,7 +121,16 @@ def tileset_updater(data_dir, announce: Callable, update_tileset: Callable, *,
             if not queue.waiting():  # else one came as this process let go
                 return
 
-    jobs = Coalesced("oup-3dtiles", work)
+    return work
+
+
+def tileset_updater(data_dir, add: Callable[[str, str], None]) -> Callable:
+    """After a write to a 3D collection: the change waits in its tileset's queue, and
+    ``add(cid, kind)`` has the tileset updated (``tileset_updates``; in the server, in
+    its ``Aside`` process)."""
+    from oup.tiles.tiles3d import tileset_dir
+    from oup.writes.city import tiles_change
+    from oup.writes.tilequeue import INDEX_DIR, TileQueue
 
     def update(coll: Collection, kind: str, written, record=None) -> None:
         folder = tileset_dir(data_dir, coll.id)
@@ -128,12 +140,66 @@ def tileset_updater(data_dir, announce: Callable, update_tileset: Callable, *,
                               coll.tiles3d.z_offset_attribute)
         if change is not None:
             TileQueue(folder).put(change)
-            jobs.add(coll.id, kind)
+            add(coll.id, kind)
 
     return update
 
 
-def _yielding(nice: int) -> Callable[[], None]:
+class Aside:
+    """What the writes of a server process set going, done in a child process of its
+    own (``command``: ``python -m oup.writes.aside``): the 3D tiles and the overview.
+
+    Done on threads beside the requests, this work held the process's interpreter lock
+    for about half the CPU a write set going (a leaf's property table, an overview cell:
+    Python work), and a request waited for it whatever the thread's nice: under writes
+    the requests, the 3D tiles and the overview slowed each other down. In a process of
+    its own the work has its own interpreter, and its threads' nice is honoured by the
+    kernel against the requests.
+
+    ``add(job, cid, item)`` sends the child a job, a JSON line on its stdin; jobs that
+    come while one runs are done together (``Coalesced``, in the child). The child
+    writes on its stdout, a JSON line each, the events of what it did, which this
+    process announces. It is started at the first job, again if it died, and it ends
+    when this process does (its stdin closes), after the jobs it has."""
+
+    def __init__(self, command: list[str], env: dict, announce: Callable):
+        self.command, self.env, self.announce = command, env, announce
+        self._proc: subprocess.Popen | None = None
+        self._lock = threading.Lock()
+
+    def add(self, job: str, cid: str, item=None) -> None:
+        line = json.dumps({"job": job, "collection": cid, "item": item}).encode() + b"\n"
+        with self._lock:
+            for _attempt in range(2):  # once more with a fresh child if this one died
+                if self._proc is None or self._proc.poll() is not None:
+                    self._start()
+                try:
+                    self._proc.stdin.write(line)
+                    self._proc.stdin.flush()
+                    return
+                except OSError:  # BrokenPipeError: it died meanwhile
+                    LOG.warning("the process of writes' work (pid %s) is gone: starting "
+                                "another", self._proc.pid)
+                    self._proc = None
+            # a change of 3D tiles still waits in the tileset's queue: the next job takes it
+
+    def _start(self) -> None:
+        self._proc = subprocess.Popen(self.command, env=self.env, stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE)
+        threading.Thread(target=self._relay, args=(self._proc,), daemon=True,
+                         name="oup-aside-events").start()
+
+    def _relay(self, proc: subprocess.Popen) -> None:
+        from oup.events import ChangeEvent
+
+        for line in proc.stdout:  # until the child ends
+            try:
+                self.announce(ChangeEvent(**json.loads(line)))
+            except Exception:  # one event lost, not the relay
+                LOG.exception("event of the writes' work not announced: %r", line[:200])
+
+
+def yielding(nice: int) -> Callable[[], None]:
     """What a job's thread calls first: it runs at ``nice`` from then on (this thread
     only: on Linux a thread has a nice value of its own)."""
     niced = threading.local()
@@ -159,24 +225,18 @@ def _after_one(waiting: Callable[[], bool]) -> Callable[[], bool]:
     return interrupt
 
 
-def overview_updater(store, tile_cache, lock: Path, *, nice: int = 0) -> Callable:
-    """After a write that changes a shape in a collection with an overview (its low
-    zooms): the overview's cells the old and the new geometry touch drawn again, then the cached tiles that
-    show those cells dropped up to the overview's deepest zoom (the write's own answer
-    dropped those over the feature itself, at every zoom). The boxes that come while a
-    redraw runs are drawn together by the next one.
+def overview_redraws(store, tile_cache, lock: Path) -> Callable[[str, list], None]:
+    """``work(cid, boxes)``: the overview's cells (a collection's low zooms) that
+    ``boxes`` touch drawn again, then the cached tiles that show those cells dropped up
+    to the overview's deepest zoom (the write's own answer dropped those over the
+    feature itself, at every zoom).
 
     One process of the server redraws at a time (``lock``, a file): two drawing one
     cell at once, each from what it read before the other wrote, would write blocks
-    over each other's; the other process's boxes wait and are drawn together. The
-    thread runs at ``nice``: under a burst of new buildings the redraws are most of the
-    CPU a write sets going, and the writes' own answers come first."""
+    over each other's; the other process's boxes wait and are drawn together."""
     from oup.store import overview
 
-    yield_cpu = _yielding(nice)
-
     def work(cid: str, boxes: list) -> None:
-        yield_cpu()
         try:
             with open(lock, "a") as fh:
                 fcntl.flock(fh, fcntl.LOCK_EX)  # released as the file closes, or the process ends
@@ -187,7 +247,14 @@ def overview_updater(store, tile_cache, lock: Path, *, nice: int = 0) -> Callabl
         except Exception:  # the writes stand; the next import makes the overview anew
             LOG.exception("overview of %s not redone after %d writes", cid, len(boxes))
 
-    jobs = Coalesced("oup-overview", work)
+    return work
+
+
+def overview_updater(add: Callable[[str, list], None]) -> Callable:
+    """After a write that changes a shape: ``add(cid, box)`` for the box of the old and
+    of the new geometry (``overview_redraws``; in the server, in its ``Aside`` process:
+    under a burst of new buildings the redraws are most of the CPU a write sets going,
+    and the writes' own answers come first). A change of attributes alone adds none."""
 
     def update(coll: Collection, kind: str, written, record=None) -> None:
         shapes = [shapely.geometry.shape(side["geometry"])
@@ -195,7 +262,7 @@ def overview_updater(store, tile_cache, lock: Path, *, nice: int = 0) -> Callabl
         if len(shapes) == 2 and shapes[0].equals(shapes[1]):
             return  # the overview is the shapes alone: a change of attributes leaves it
         for box in {g.bounds for g in shapes}:
-            jobs.add(coll.id, list(box))
+            add(coll.id, list(box))
 
     return update
 

@@ -1,0 +1,82 @@
+"""``python -m oup.writes.aside``: the process beside each server process that does what
+its writes set going (``oup.writes.after.Aside`` starts it, with the server's settings in
+its environment): a tileset's 3D tiles after its changes (``tileset_updates``, with the
+tiler's ``update_tileset``: this is a composition root, as the app factory is), and the
+overview about changed shapes (``overview_redraws``).
+
+It reads jobs on stdin, a JSON line each (``{"job": "tiles3d" | "overview",
+"collection": ..., "item": ...}``); each kind runs on a thread of its own at its nice
+(``OUP_TILES3D_NICE``, ``OUP_OVERVIEW_NICE``), one job at a time, and the jobs that come
+meanwhile are done together. The change events of what it did go to stdout, a JSON line
+each, for the server to announce. When stdin closes (its server process ended) it does
+the jobs it has, then ends.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import sys
+import threading
+
+from oup.settings import get_settings
+from oup.writes.after import Coalesced, overview_redraws, tileset_updates, yielding
+
+LOG = logging.getLogger("oup.writes.aside")
+
+
+def lines_as_they_come(fd: int):
+    """Each time something came on ``fd``: the whole lines in it (a burst of jobs, read
+    at once)."""
+    rest = b""
+    while chunk := os.read(fd, 65536):
+        *lines, rest = (rest + chunk).split(b"\n")
+        yield [line for line in lines if line.strip()]
+
+
+def main() -> None:
+    from tilers.update import update_tileset
+
+    from oup.store import open_store
+    from oup.tiles.cache import TileCache
+
+    settings = get_settings()
+    logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr)
+    # stdout carries the events alone: whatever else would print goes to stderr
+    events, told = os.fdopen(os.dup(1), "w", buffering=1), threading.Lock()
+    os.dup2(2, 1)
+
+    def announce(event) -> None:
+        line = json.dumps({k: v for k, v in dataclasses.asdict(event).items() if k != "seq"})
+        with told:
+            events.write(line + "\n")
+
+    tiles = tileset_updates(settings.data_dir, announce, update_tileset,
+                            coarse_wait=settings.tiles3d_coarse_wait)
+    redraw = overview_redraws(
+        open_store(settings.store_url),
+        TileCache(settings.data_dir / "tile-cache") if settings.tile_cache else None,
+        settings.data_dir / ".overview.lock")
+    tiles_nice, overview_nice = yielding(settings.tiles3d_nice), yielding(settings.overview_nice)
+    jobs = {"tiles3d": Coalesced("oup-3dtiles", lambda cid, _kinds: (tiles_nice(), tiles(cid))),
+            "overview": Coalesced("oup-overview",
+                                  lambda cid, boxes: (overview_nice(), redraw(cid, boxes)))}
+    try:
+        for lines in lines_as_they_come(0):
+            for line in lines:
+                try:
+                    job = json.loads(line)
+                    jobs[job["job"]].add(job["collection"], job.get("item"))
+                except (ValueError, KeyError, TypeError):  # not one of the server's
+                    LOG.error("not a job: %r", line[:200])
+    finally:
+        for coalesced in jobs.values():
+            coalesced.close()
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except BrokenPipeError:  # the server process is gone; what was written stands
+        pass
