@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from mapbox_vector_tile.Mapbox import vector_tile_pb2
 from shapely.geometry import shape
 
-from oup.store.mvt_encode import CodedProperties, ValueCoder, encode_layer
+from oup.store.mvt_encode import CodedProperties, ValueCoder, encode_layer, encode_value
 
 
 def _decode(data: bytes) -> list[dict]:
@@ -255,6 +255,26 @@ def test_numpy_values_are_written_as_their_python_kin():
     feats = _decode(encode_layer("L", [shapely.Point(0, 0)], properties={
         "i": np.array([5]), "f": np.array([2.5]), "b": np.array([True])}))
     assert feats[0]["properties"] == {"i": 5, "f": 2.5, "b": True}
+
+
+ONE_BY_ONE = ["", "afval", "Ä straße €", "x" * 200, 0, 1, 127, 128, 300, 2**40, 2**63 - 1,
+              -1, -128, -2**63, 0.0, -1.5, 1e300, 3.25, True, False, np.int64(-7),
+              np.int32(5), np.float32(0.5), np.float64(2.5), np.bool_(True), np.str_("nl")]
+
+
+@pytest.mark.parametrize("value", ONE_BY_ONE, ids=repr)
+def test_a_value_encoded_alone_is_as_in_the_table(value):
+    """A written row's values are encoded one by one: each as the table of values does."""
+    coder = ValueCoder()
+    [[code]] = coder.codes([[value]], 1)
+    table = coder.table()
+    assert encode_value(value) == table.data[table.starts[code]:][:table.lens[code]].tobytes()
+
+
+def test_a_value_mvt_has_none_for_is_none_alone_too():
+    assert encode_value(None) is None and encode_value([1]) is None
+    with pytest.raises(ValueError):
+        encode_value(2**63)
 
 
 def test_integers_beyond_int64_are_refused():

@@ -22,7 +22,7 @@ import shapely
 from oup.store.base import FID, GEOM, GEOM84, VALUES, Feature, StoreBusy
 from oup.store.cql import quote
 from oup.store.geometry import to_gpb
-from oup.store.mvt_encode import ValueCoder
+from oup.store.mvt_encode import encode_value
 from oup.store.mvt_gpkg import tile_column
 from oup.store.versions import FeatureVersions, Run
 
@@ -186,15 +186,11 @@ class GeoPackageWrites(FeatureVersions):
                 f"WHERE {FID} = ?", (row,))]
             if not values:
                 continue
-            coder = ValueCoder()
-            codes = coder.codes([tile_column([v], ty) for v, (_, ty) in
-                                 zip(values[0], fields)], 1)[0]
-            own = coder.table()
             out = np.full(len(fields), -1, "<i4")
-            for j, code in enumerate(codes):
-                if code >= 0:
-                    value = own.data[own.starts[code]:own.starts[code] + own.lens[code]]
-                    out[j] = self._value_number(run, cid, numbers, value.tobytes())
+            for j, (v, (_, ty)) in enumerate(zip(values[0], fields)):
+                body = encode_value(tile_column([v], ty)[0])
+                if body is not None:
+                    out[j] = self._value_number(run, cid, numbers, body)
             run(f"UPDATE {t} SET {VALUES} = ? WHERE {FID} = ?", (out.tobytes(), row))
 
     @staticmethod

@@ -24,6 +24,7 @@ The Mapbox Vector Tile specification 2.1 (section 4) decides the rest:
 """
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from functools import cached_property
 from itertools import repeat
@@ -31,7 +32,7 @@ from itertools import repeat
 import numpy as np
 import shapely
 
-from oup.tiles.pbf import field
+from oup.tiles.pbf import field, varint
 
 POINT, LINESTRING, POLYGON = 1, 2, 3  # the feature's GeomType
 _KIND = np.array([POINT, LINESTRING, 0, POLYGON, POINT, LINESTRING, POLYGON, 0])  # by type id
@@ -188,6 +189,25 @@ class ValueCoder:
         where = np.empty(len(values), np.int64)  # each value's row among the encoded ones
         where[np.concatenate(order)] = np.arange(len(values))
         return ValueTable(*ValueTable(np.concatenate(datas), np.concatenate(lengths)).take(where))
+
+
+def encode_value(value) -> bytes | None:
+    """One value as ``ValueCoder.table`` encodes it (the body of a Value message; None:
+    a value MVT has none for), for a single written row, where the encoders' arrays
+    cost more than the work."""
+    kind = _VALUE_TYPES.get(type(value))
+    if kind == _STR:
+        return field(1, str(value))
+    if kind == _INT:
+        n = int(value)
+        if not -2**63 <= n < 2**63:  # int_value is an int64, as a store's integers are
+            raise ValueError("an integer property beyond MVT's int64")
+        return varint(4 << 3 | VARINT) + varint(n & (2**64 - 1))  # two's complement
+    if kind == _FLOAT:
+        return bytes([3 << 3 | FIXED64]) + struct.pack("<d", float(value))
+    if kind == _BOOL:
+        return bytes([7 << 3 | VARINT, 1 if value else 0])
+    return None
 
 
 def _coded(properties: dict, feats: np.ndarray, everyone: bool):

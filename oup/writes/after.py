@@ -257,6 +257,9 @@ def overview_updater(add: Callable[[str, list], None]) -> Callable:
     and the writes' own answers come first). A change of attributes alone adds none."""
 
     def update(coll: Collection, kind: str, written, record=None) -> None:
+        if written.before and written.after and \
+                written.before.get("geometry") == written.after.get("geometry"):
+            return  # the same coordinates (as stored, both): the common attribute change
         shapes = [shapely.geometry.shape(side["geometry"])
                   for side in (written.before, written.after) if side and side.get("geometry")]
         if len(shapes) == 2 and shapes[0].equals(shapes[1]):

@@ -355,10 +355,9 @@ class Writes:
             return
         self.announce(feature_event(coll.id, kind, written.fid, written.before, written.after,
                                     personal, bare=bool(coll.editable.own)))
-        for side in (written.before, written.after):
-            box = _bbox(side)
-            if box is not None and self.tile_cache is not None:
-                self.tile_cache.drop_area(coll.id, box)
+        if self.tile_cache is not None:
+            for box in {_bbox(side) for side in (written.before, written.after)} - {None}:
+                self.tile_cache.drop_area(coll.id, list(box))
         if self.on_change is not None:
             self.on_change(coll, kind, written, record)
         self._prune(coll)
@@ -421,9 +420,26 @@ def _iso(value) -> str | None:
         value.isoformat().replace("+00:00", "Z")
 
 
-def _bbox(feature: dict | None) -> list[float] | None:
-    import shapely.geometry
-
+def _bbox(feature: dict | None) -> tuple[float, float, float, float] | None:
+    """The box of a GeoJSON feature's geometry, from its coordinates (no geometry made
+    of them: a write's answer waits for this)."""
     if not feature or not feature.get("geometry"):
         return None
-    return list(shapely.geometry.shape(feature["geometry"]).bounds[:4])
+    xs, ys = [], []
+
+    def walk(g: dict) -> None:
+        if g.get("type") == "GeometryCollection":
+            for part in g.get("geometries") or ():
+                walk(part)
+            return
+        stack = [g.get("coordinates")]
+        while stack:
+            c = stack.pop()
+            if c and isinstance(c[0], (int, float)):
+                xs.append(c[0])
+                ys.append(c[1])
+            elif c:
+                stack.extend(c)
+
+    walk(feature["geometry"])
+    return (min(xs), min(ys), max(xs), max(ys)) if xs else None
