@@ -54,10 +54,20 @@ def main() -> None:
 
     tiles = tileset_updates(settings.data_dir, announce, update_tileset,
                             coarse_wait=settings.tiles3d_coarse_wait)
-    redraw = overview_redraws(
-        open_store(settings.store_url),
-        TileCache(settings.data_dir / "tile-cache") if settings.tile_cache else None,
-        settings.data_dir / ".overview.lock")
+    redraws = []  # made at the first job: the store opened then (PostGIS: its pool)
+
+    def redraw(cid: str, boxes: list) -> None:
+        if not redraws:
+            try:
+                store = open_store(settings.store_url)
+            except Exception:  # the writes stand; the next job tries again
+                LOG.exception("overview of %s not redone: the store cannot be opened", cid)
+                return
+            redraws.append(overview_redraws(
+                store, TileCache(settings.data_dir / "tile-cache") if settings.tile_cache
+                else None, settings.data_dir / ".overview.lock"))
+        redraws[0](cid, boxes)
+
     tiles_nice, overview_nice = yielding(settings.tiles3d_nice), yielding(settings.overview_nice)
     jobs = {"tiles3d": Coalesced("oup-3dtiles", lambda cid, _kinds: (tiles_nice(), tiles(cid))),
             "overview": Coalesced("oup-overview",
