@@ -539,3 +539,71 @@ def test_writes_queued_while_an_update_runs_make_one_more_update(model, tileset,
         shown = where(folder, oid)  # in its leaf and in the coarse tiles that draw it
         assert len(shown) >= 2 and {m["props"]["status"] for m in shown} == {value}
     check_valid(folder)
+
+
+# an updater whose process ends in the middle of an update (killed, out of memory)
+DYING_UPDATER = """
+import os, sys
+from pathlib import Path
+from oup.writes.after import tileset_updates
+
+def update(*args, **kwargs):
+    os._exit(9)
+
+tileset_updates(Path(sys.argv[1]), lambda event: None, update)("city")
+"""
+
+
+def test_changes_an_updater_took_when_its_process_died_go_to_the_next_once(
+        model, tileset, tmp_path, caplog):
+    """Changes taken by an updater whose process died before it finished are made by the
+    next update; those of an update that ended its process twice are dropped, and said
+    so, and the updates go on."""
+    import logging
+    import os
+    import sys
+    from types import SimpleNamespace
+
+    from oup.writes.after import tileset_updater, tileset_updates
+    from oup.writes.tilequeue import TileQueue
+
+    doc, _ = model
+    data = tmp_path / "data"
+    folder = data / "3dtiles" / "city"
+    shutil.copytree(tileset, folder)
+    first, second = [k for k, o in doc["CityObjects"].items() if not o.get("parents")][:2]
+    enqueue = tileset_updater(data, lambda cid, kind: None)  # queued, no update started
+    coll = SimpleNamespace(id="city", tiles3d=SimpleNamespace(z_offset_attribute=None))
+
+    def change(oid: str, value: str) -> None:
+        feature = {"id": oid, "geometry": None, "properties": {"cityobject_id": oid}}
+        enqueue(coll, "updated", SimpleNamespace(
+            before=feature, after={**feature, "properties": {"cityobject_id": oid,
+                                                             "status": value}}))
+
+    def dies() -> None:
+        ended = subprocess.run([sys.executable, "-c", DYING_UPDATER, str(data)], timeout=120,
+                               capture_output=True, text=True,
+                               env=dict(os.environ, PYTHONPATH=str(ROOT)))
+        assert ended.returncode == 9, ended.stderr
+
+    def shown(oid: str) -> set:
+        return {m["props"].get("status") for m in where(folder, oid)}
+
+    update = tileset_updates(data, lambda event: None, update_tileset)
+    change(first, "after one death")
+    dies()
+    update("city")
+    assert shown(first) == {"after one death"}
+    change(second, "after two deaths")
+    dies()
+    dies()
+    caplog.set_level(logging.ERROR, logger="oup.writes.tilequeue")
+    update("city")
+    assert "after two deaths" not in shown(second)
+    assert any("dropped" in r.getMessage() for r in caplog.records)
+    assert not TileQueue(folder).waiting() and not os.listdir(TileQueue(folder).taken)
+    change(second, "and on")  # the tileset's updates go on
+    update("city")
+    assert shown(second) == {"and on"}
+    check_valid(folder)

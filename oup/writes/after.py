@@ -114,6 +114,7 @@ def tileset_updates(data_dir, announce: Callable, update_tileset: Callable, *,
                         time.monotonic() - postponed_since >= coarse_wait
                     report = one(cid, folder, changes, _after_one(queue.waiting)
                                  if overdue else queue.waiting)
+                    queue.done()  # in the tileset, or refused (logged): not tried again
                     if report is None or not report.postponed:
                         postponed_since = None
                     elif postponed_since is None:

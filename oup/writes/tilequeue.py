@@ -7,11 +7,13 @@ in the folder, and the updater takes them along). It takes all that wait at once
 under many writes, from any worker, one update does the leaves of all of them and the
 tiles above those once; and whether more wait is a look at the folder, so an update can
 make way for the next one (``tilers.update``'s ``interrupt``) whichever worker took the
-write. The lock goes with the process: a worker that dies holds nothing."""
+write. The lock goes with the process: a worker that dies holds nothing, and the changes
+it had taken (``.oup-index/taken/``) go to the next updater."""
 from __future__ import annotations
 
 import fcntl
 import itertools
+import logging
 import os
 import time
 from contextlib import contextmanager
@@ -19,6 +21,8 @@ from pathlib import Path
 
 import orjson
 
+LOG = logging.getLogger("oup.writes.tilequeue")
+AGAIN = ".again.json"  # a change taken by an updater that died: tried once more
 INDEX_DIR = ".oup-index"  # the tiler's folder beside a tileset (tilers.index), never served
 _serial = itertools.count()
 
@@ -26,6 +30,7 @@ _serial = itertools.count()
 class TileQueue:
     def __init__(self, folder: Path):
         self.pending = Path(folder) / INDEX_DIR / "pending"
+        self.taken = Path(folder) / INDEX_DIR / "taken"
         self._lock = Path(folder) / INDEX_DIR / "updater"
 
     def put(self, change: dict) -> None:
@@ -50,16 +55,34 @@ class TileQueue:
             return False
 
     def take(self) -> list[dict]:
-        """Every change that waits, oldest first; they wait no more."""
-        out = []
+        """Every change that waits, oldest first; they wait no more, and are kept aside
+        (``taken/``) until ``done``: an updater that dies before that (killed, its
+        process gone) leaves them to the next one, whose ``take`` gives them first.
+        Only the updater takes (it holds the lock), so what it finds aside is its
+        dead predecessor's. They are tried once more, not for ever: a change that kills
+        its updater each time would otherwise stop the tileset's updates."""
+        self.taken.mkdir(exist_ok=True)
+        for name in os.listdir(self.taken):  # a dead updater's
+            if name.endswith(AGAIN):
+                LOG.error("a change to %s dropped: its update ended twice with its process",
+                          self.taken.parent.parent)
+                (self.taken / name).unlink(missing_ok=True)
+            elif name.endswith(".json"):
+                os.replace(self.taken / name, self.taken / (name[:-5] + AGAIN))
         for name in self._names():
-            path = self.pending / name
+            os.replace(self.pending / name, self.taken / name)
+        out = []
+        for name in sorted(n for n in os.listdir(self.taken) if n.endswith(".json")):
             try:
-                out.append(orjson.loads(path.read_bytes()))
+                out.append(orjson.loads((self.taken / name).read_bytes()))
             except orjson.JSONDecodeError:  # not one of ours: dropped, not retried forever
-                pass
-            path.unlink(missing_ok=True)
+                (self.taken / name).unlink(missing_ok=True)
         return out
+
+    def done(self) -> None:
+        """The changes taken are in the tileset (or were refused): they go."""
+        for name in os.listdir(self.taken) if self.taken.is_dir() else ():
+            (self.taken / name).unlink(missing_ok=True)
 
     @contextmanager
     def updater(self):
