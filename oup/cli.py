@@ -529,5 +529,19 @@ def events_relay():
                "non-public collections passed over")
 
 
+@main.command()
+def aside():
+    """What a server worker's writes set going (3D tiles, overview), beside it.
+
+    Each worker of `oup serve` starts this itself, with its settings in the
+    environment, and talks to it over stdin and stdout (oup/writes/aside.py); it is not
+    run by hand."""
+    from tilers.update import update_tileset
+
+    from oup.writes.aside import run_aside
+
+    run_aside(update_tileset)
+
+
 if __name__ == "__main__":
     main()

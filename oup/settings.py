@@ -70,7 +70,7 @@ class Settings(BaseSettings):
         20_000, ge=0, description="a collection of polygons with at least this many features "
                                   "gets an overview at import, its vector tiles at zoom 12 and "
                                   "below cut from that (merged, simplified: oup/store/overview.py)")
-    # the 3D tiles of written buildings are made by one thread of one worker at a time
+    # the 3D tiles of written buildings: made by one worker's `oup aside` at a time
     tiles3d_nice: int = Field(5, ge=0, le=19, description=(
         "how much the process that makes the 3D tiles of written buildings (one beside "
         "each server worker) yields the CPU to the requests (nice)"))

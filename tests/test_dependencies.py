@@ -8,9 +8,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PRODUCERS = ("tilers", "iot_ingest")
-# the composition roots: the command line, the app factory and the process beside each
-# server process that does what its writes set going
-ROOTS = {"oup/cli.py", "oup/http/app.py", "oup/writes/aside.py"}
+# the composition roots: the command line and the app factory
+ROOTS = {"oup/cli.py", "oup/http/app.py"}
 ALLOWED: set[tuple[str, str]] = set()  # CityJSON reading lives in oup.cityjson
 
 

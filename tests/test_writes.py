@@ -400,7 +400,7 @@ def _aside_processes(data_dir: str) -> set[int]:
             env = (proc / "environ").read_bytes().split(b"\0")
         except (OSError, ValueError):  # not a process, or gone meanwhile
             continue
-        if b"oup.writes.aside" in cmd and f"OUP_DATA_DIR={data_dir}".encode() in env:
+        if cmd[-3:-1] == [b"oup.cli", b"aside"] and f"OUP_DATA_DIR={data_dir}".encode() in env:
             found.add(int(proc.name))
     return found
 

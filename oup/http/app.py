@@ -93,7 +93,7 @@ def create_app(settings: Settings | None = None):
 
 
 def _aside_environment(settings: Settings) -> dict:
-    """The environment of the process beside a server process (``oup.writes.aside``):
+    """The environment of the process beside a server process (``oup aside``):
     the settings it reads, as this app has them (a test's app has its own)."""
     return dict(os.environ, OUP_DATA_DIR=str(settings.data_dir),
                 OUP_DATABASE_URL=settings.store_url,
@@ -115,7 +115,7 @@ def own_endpoints(settings: Settings, catalog, store, shared, metrics,
     mqtt_public = asyncapi.public_broker(settings.mqtt_public_url or settings.broker_url)
     writes = Writes(catalog, store, base, shared.audit, lambda: _event_log(shared, settings),
                     cache)
-    aside = after.Aside([sys.executable, "-m", "oup.writes.aside"],
+    aside = after.Aside([sys.executable, "-m", "oup.cli", "aside"],
                         _aside_environment(settings), writes.announce)
     writes.on_change = after.both(
         after.tileset_updater(settings.data_dir, functools.partial(aside.add, "tiles3d")),

@@ -19,6 +19,7 @@ from oup.errors import InvalidQuery
 from oup.http.routes import Call, Endpoint, Format, Param
 from oup.languages import current
 from oup.store import Query, StoreError
+from oup.store.geometry import geojson_bounds
 from oup.store.text import NotIndexed, words
 
 LOG = logging.getLogger(__name__)
@@ -112,9 +113,5 @@ class Search:
 
 def _bbox(geometry: dict | None) -> list[float] | None:
     """The GeoJSON ``bbox`` of a hit: where a map goes to show it."""
-    if not geometry:
-        return None
-    from shapely.geometry import shape
-
-    g = shape(geometry)
-    return None if g.is_empty else list(g.bounds)
+    box = geojson_bounds(geometry)
+    return None if box is None else list(box)

@@ -25,6 +25,24 @@ _GPB_HEADER = struct.Struct("<2sBBi4d")  # magic, version, flags, srs_id, minx, 
 _ENVELOPE_BYTES = {0: 0, 1: 32, 2: 48, 3: 48, 4: 64}
 
 
+def geojson_bounds(geometry: dict | None) -> tuple[float, float, float, float] | None:
+    """(minx, miny, maxx, maxy) of a GeoJSON geometry, from its coordinates alone (no
+    geometry made of them: a write's answer waits for this); None: empty or none."""
+    xs, ys = [], []
+    stack = [geometry] if geometry else []
+    while stack:
+        g = stack.pop()
+        if isinstance(g, dict):  # a geometry; a collection's parts
+            stack.extend(g.get("geometries") or ())
+            stack.append(g.get("coordinates"))
+        elif g and isinstance(g[0], (int, float)):  # a position
+            xs.append(g[0])
+            ys.append(g[1])
+        elif g:
+            stack.extend(g)
+    return (min(xs), min(ys), max(xs), max(ys)) if xs else None
+
+
 def to_gpb(geom, srs_id: int) -> bytes:
     """Shapely geometry -> GeoPackage binary, little-endian, with an XY envelope."""
     minx, miny, maxx, maxy = geom.bounds

@@ -2,10 +2,10 @@
 Tiles of a changed building, the low-zoom overview of a changed area, and the counts made
 from a changed collection.
 
-Each runs one job at a time, the 3D Tiles in a process of its own (``UpdaterProcess``),
-the others on a thread of their own, and what comes in while a job runs goes into the
-next job together: under many writes the work is done once for all of them, not once for
-each (each job costs about the same whatever it holds)."""
+Each runs one job at a time (the 3D Tiles and the overview in a process of its own,
+``Aside``; the counts on a thread), and what comes in while a job runs goes into the next
+job together: under many writes the work is done once for all of them, not once for each
+(each job costs about the same whatever it holds)."""
 from __future__ import annotations
 
 import fcntl
@@ -148,7 +148,7 @@ def tileset_updater(data_dir, add: Callable[[str, str], None]) -> Callable:
 
 class Aside:
     """What the writes of a server process set going, done in a child process of its
-    own (``command``: ``python -m oup.writes.aside``): the 3D tiles and the overview.
+    own (``command``: ``oup aside``): the 3D tiles and the overview.
 
     Done on threads beside the requests, this work held the process's interpreter lock
     for about half the CPU a write set going (a leaf's property table, an overview cell:

@@ -1,8 +1,8 @@
-"""``python -m oup.writes.aside``: the process beside each server process that does what
-its writes set going (``oup.writes.after.Aside`` starts it, with the server's settings in
-its environment): a tileset's 3D tiles after its changes (``tileset_updates``, with the
-tiler's ``update_tileset``: this is a composition root, as the app factory is), and the
-overview about changed shapes (``overview_redraws``).
+"""``oup aside``: the process beside each server process that does what its writes set
+going (``oup.writes.after.Aside`` starts it, with the server's settings in its
+environment): a tileset's 3D tiles after its changes (``tileset_updates``, with the
+tiler's ``update_tileset``, which the command line gives), and the overview about changed
+shapes (``overview_redraws``).
 
 It reads jobs on stdin, a JSON line each (``{"job": "tiles3d" | "overview",
 "collection": ..., "item": ...}``); each kind runs on a thread of its own at its nice
@@ -35,9 +35,16 @@ def lines_as_they_come(fd: int):
         yield [line for line in lines if line.strip()]
 
 
-def main() -> None:
-    from tilers.update import update_tileset
+def run_aside(update_tileset) -> None:
+    """Until stdin closes, then the jobs it has done (a server process that is gone
+    reads no more events: what was written stands)."""
+    try:
+        _serve(update_tileset)
+    except BrokenPipeError:
+        pass
 
+
+def _serve(update_tileset) -> None:
     from oup.store import open_store
     from oup.tiles.cache import TileCache
 
@@ -83,10 +90,3 @@ def main() -> None:
     finally:
         for coalesced in jobs.values():
             coalesced.close()
-
-
-if __name__ == "__main__":
-    try:
-        main()
-    except BrokenPipeError:  # the server process is gone; what was written stands
-        pass

@@ -39,6 +39,7 @@ from oup.http.routes import Call, Endpoint, Format, Param
 from oup import scenarios
 from oup.scenarios.changes import proposed
 from oup.store.base import Change, FeatureNotFound, StaleVersion, StoreBusy, StoreError
+from oup.store.geometry import geojson_bounds
 from oup.writes.city import CITY_JSON, CityRecord, city_record
 from oup.writes.features import content_crs, feature_record, merge_patch, parse_body
 
@@ -356,7 +357,8 @@ class Writes:
         self.announce(feature_event(coll.id, kind, written.fid, written.before, written.after,
                                     personal, bare=bool(coll.editable.own)))
         if self.tile_cache is not None:
-            for box in {_bbox(side) for side in (written.before, written.after)} - {None}:
+            for box in {geojson_bounds((side or {}).get("geometry"))
+                        for side in (written.before, written.after)} - {None}:
                 self.tile_cache.drop_area(coll.id, list(box))
         if self.on_change is not None:
             self.on_change(coll, kind, written, record)
@@ -418,28 +420,3 @@ def duration(text: str) -> timedelta:
 def _iso(value) -> str | None:
     return value if value is None or isinstance(value, str) else \
         value.isoformat().replace("+00:00", "Z")
-
-
-def _bbox(feature: dict | None) -> tuple[float, float, float, float] | None:
-    """The box of a GeoJSON feature's geometry, from its coordinates (no geometry made
-    of them: a write's answer waits for this)."""
-    if not feature or not feature.get("geometry"):
-        return None
-    xs, ys = [], []
-
-    def walk(g: dict) -> None:
-        if g.get("type") == "GeometryCollection":
-            for part in g.get("geometries") or ():
-                walk(part)
-            return
-        stack = [g.get("coordinates")]
-        while stack:
-            c = stack.pop()
-            if c and isinstance(c[0], (int, float)):
-                xs.append(c[0])
-                ys.append(c[1])
-            elif c:
-                stack.extend(c)
-
-    walk(feature["geometry"])
-    return (min(xs), min(ys), max(xs), max(ys)) if xs else None
