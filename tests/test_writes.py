@@ -405,37 +405,98 @@ def _aside_processes(data_dir: str) -> set[int]:
     return found
 
 
-def test_a_write_s_3d_tiles_are_made_beside_the_worker_even_after_that_process_died(
+def test_a_write_s_3d_tiles_are_made_beside_the_worker_even_when_that_process_dies_with_it(
         server, imported, who):
     """The 3D tiles a write sets going are made in a process beside the server's worker
-    (not on its request threads); when that process dies, the next write starts another
-    and its tile is made all the same."""
+    (not on its request threads). When that process dies with the job unfinished (here:
+    still in its pipe, unread), another is started at once and makes it, with no other
+    write to set it going."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from test_tiles3d_update import leaves, where
 
-    folder = Path(imported["OUP_DATA_DIR"]) / "3dtiles" / "buildings"
+    data = imported["OUP_DATA_DIR"]
+    folder = Path(data) / "3dtiles" / "buildings"
     feature = requests.get(f"{server}/collections/buildings/items", params={"limit": 1,
                            "offset": 7}, timeout=30).json()["features"][0]
     oid, url = feature["properties"]["cityobject_id"], \
         f"{server}/collections/buildings/items/{feature['id']}"
     [leaf] = [m["uri"] for m in where(folder, oid) if m["uri"] in leaves(folder)]
 
-    def patch_and_see(value: str) -> None:
+    def patch(value: str) -> None:
         r = requests.patch(url, data=json.dumps({"properties": {"bron_geo": value}}),
                            headers={**who["steward"],
                                     "Content-Type": "application/merge-patch+json"}, timeout=30)
         assert r.status_code == 200, r.text
+
+    def seen(value: str) -> None:
         wait_for(lambda: any(m["uri"] == leaf and m["props"]["bron_geo"] == value
                              for m in where(folder, oid)), 60, f"the leaf with {value}")
 
-    patch_and_see("beside the worker")
-    first = _aside_processes(imported["OUP_DATA_DIR"])
-    assert first, "no process beside the workers made the tile"
+    patch("beside the worker")
+    seen("beside the worker")
+    assert _aside_processes(data), "no process beside the workers made the tile"
+    for round_ in range(10):  # writes at once until each of the 2 workers has started its own
+        if len(_aside_processes(data)) == 2:
+            break
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(patch, [f"round {round_} writer {i}" for i in range(4)]))
+    first = _aside_processes(data)
+    assert len(first) == 2, first
+    for pid in first:
+        os.kill(pid, signal.SIGSTOP)
+    patch("while it was stopped")  # its job waits in the pipe of a process that reads none
     for pid in first:
         os.kill(pid, signal.SIGKILL)
-    wait_for(lambda: not _aside_processes(imported["OUP_DATA_DIR"]) & first, 30, "the kill")
-    for n in range(4):  # each worker's process may have died: writes until both were asked
-        patch_and_see(f"after the kill {n}")
-    assert _aside_processes(imported["OUP_DATA_DIR"]) - first
+    seen("while it was stopped")
+    assert _aside_processes(data) - first
+
+
+# the other end of ``Aside``'s pipes, standing in for `oup aside`: it notes each start and
+# each job it did, and ends its process at a job "poison"
+STAND_IN_ASIDE = """
+import json, os, sys
+from pathlib import Path
+
+out = Path(sys.argv[1])
+with open(out / "starts", "a") as f:
+    f.write(f"{os.getpid()}\\n")
+for line in sys.stdin:
+    job = json.loads(line)
+    if job["item"] == "poison":
+        os._exit(9)
+    with open(out / "done", "a") as f:
+        f.write(job["item"] + "\\n")
+    print(json.dumps({"done": [job["n"]]}), flush=True)
+"""
+
+
+def test_a_job_that_ends_the_process_beside_the_worker_is_sent_once_more_then_dropped(
+        tmp_path, caplog):
+    """The job a dead process beside the worker left goes to the next one, started at
+    once; a job it dies of a second time is dropped, and said so, and the jobs after it
+    are done."""
+    import logging
+    import sys
+
+    from oup.writes.after import Aside
+
+    def lines(name: str) -> list[str]:
+        path = tmp_path / name
+        return path.read_text().split() if path.exists() else []
+
+    caplog.set_level(logging.WARNING, logger="oup.writes.after")
+    aside = Aside([sys.executable, "-c", STAND_IN_ASIDE, str(tmp_path)], dict(os.environ),
+                  announce=lambda event: None)
+    aside.add("tiles3d", "city", "first")
+    wait_for(lambda: lines("done") == ["first"], 30, "the first job")
+    aside.add("tiles3d", "city", "poison")
+    wait_for(lambda: any("dropped" in r.getMessage() for r in caplog.records), 30,
+             "the poison dropped")
+    aside.add("tiles3d", "city", "after")
+    wait_for(lambda: lines("done") == ["first", "after"], 30, "the job after it")
+    assert len(lines("starts")) == 3  # the first, and one after each death
+    os.kill(int(lines("starts")[-1]), signal.SIGTERM)
 
 
 CITY_MODEL = Path(__file__).resolve().parent.parent / "collections" / "buildings" / \

@@ -16,6 +16,7 @@ import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -157,32 +158,55 @@ class Aside:
     its own the work has its own interpreter, and its threads' nice is honoured by the
     kernel against the requests.
 
-    ``add(job, cid, item)`` sends the child a job, a JSON line on its stdin; jobs that
-    come while one runs are done together (``Coalesced``, in the child). The child
-    writes on its stdout, a JSON line each, the events of what it did, which this
-    process announces. It is started at the first job, again if it died, and it ends
-    when this process does (its stdin closes), after the jobs it has."""
+    ``add(job, cid, item)`` sends the child a job, a JSON line on its stdin, numbered;
+    jobs that come while one runs are done together (``Coalesced``, in the child). The
+    child writes on its stdout, a JSON line each, the events of what it did, which this
+    process announces, and the numbers of the jobs it finished. It is started at the
+    first job, and it ends when this process does (its stdin closes), after the jobs it
+    has. When it dies (killed, out of memory), another is started at once with the jobs
+    it left unfinished: those it was doing, and those still in its pipe (a job written as
+    it died is not lost either). A job is sent twice at most: one that ends its process
+    each time is dropped (logged), or it would do so for ever."""
 
     def __init__(self, command: list[str], env: dict, announce: Callable):
         self.command, self.env, self.announce = command, env, announce
         self._proc: subprocess.Popen | None = None
         self._lock = threading.Lock()
+        self._serial = 0
+        self._unfinished: dict[int, _Job] = {}  # by number, in the order they came
 
     def add(self, job: str, cid: str, item=None) -> None:
-        line = json.dumps({"job": job, "collection": cid, "item": item}).encode() + b"\n"
         with self._lock:
-            for _attempt in range(2):  # once more with a fresh child if this one died
-                if self._proc is None or self._proc.poll() is not None:
-                    self._start()
-                try:
-                    self._proc.stdin.write(line)
-                    self._proc.stdin.flush()
-                    return
-                except OSError:  # BrokenPipeError: it died meanwhile
-                    LOG.warning("the process of writes' work (pid %s) is gone: starting "
-                                "another", self._proc.pid)
-                    self._proc = None
-            # a change of 3D tiles still waits in the tileset's queue: the next job takes it
+            self._serial += 1
+            self._unfinished[self._serial] = _Job(json.dumps(
+                {"n": self._serial, "job": job, "collection": cid, "item": item}).encode())
+            self._send()
+
+    def _send(self) -> None:
+        """Every unfinished job the child has not had, to the child (started if there is
+        none, or it died); under ``_lock``."""
+        for _attempt in range(2):  # once more with a fresh child if this one died
+            if self._proc is None or self._proc.poll() is not None:
+                self._start()
+            try:
+                for n, job in list(self._unfinished.items()):
+                    if job.sent_to is self._proc:
+                        continue
+                    if job.sends == 2:
+                        LOG.error("a job of the writes' work dropped: its process ended "
+                                  "twice with it: %r", job.line[:200])
+                        del self._unfinished[n]
+                        continue
+                    self._proc.stdin.write(job.line + b"\n")
+                    job.sent_to, job.sends = self._proc, job.sends + 1
+                self._proc.stdin.flush()
+                return
+            except OSError:  # BrokenPipeError: it died meanwhile
+                LOG.warning("the process of writes' work (pid %s) is gone: starting "
+                            "another", self._proc.pid)
+                self._proc = None
+        # what is left is sent with the next job; a change of 3D tiles also waits in the
+        # tileset's queue
 
     def _start(self) -> None:
         self._proc = subprocess.Popen(self.command, env=self.env, stdin=subprocess.PIPE,
@@ -195,9 +219,30 @@ class Aside:
 
         for line in proc.stdout:  # until the child ends
             try:
-                self.announce(ChangeEvent(**json.loads(line)))
+                message = json.loads(line)
+                if "done" in message:
+                    with self._lock:
+                        for n in message["done"]:
+                            self._unfinished.pop(n, None)
+                else:
+                    self.announce(ChangeEvent(**message))
             except Exception:  # one event lost, not the relay
                 LOG.exception("event of the writes' work not announced: %r", line[:200])
+        code = proc.wait()
+        with self._lock:
+            if self._proc is proc:  # it died: this process still runs, so its stdin is open
+                LOG.warning("the process of writes' work (pid %s) ended (%s) with %d jobs "
+                            "unfinished", proc.pid, code, len(self._unfinished))
+                self._proc = None
+                if self._unfinished:
+                    self._send()
+
+
+@dataclass
+class _Job:
+    line: bytes
+    sent_to: subprocess.Popen | None = None  # the child it was last written to
+    sends: int = 0
 
 
 def yielding(nice: int) -> Callable[[], None]:

@@ -4,12 +4,13 @@ environment): a tileset's 3D tiles after its changes (``tileset_updates``, with 
 tiler's ``update_tileset``, which the command line gives), and the overview about changed
 shapes (``overview_redraws``).
 
-It reads jobs on stdin, a JSON line each (``{"job": "tiles3d" | "overview",
-"collection": ..., "item": ...}``); each kind runs on a thread of its own at its nice
-(``OUP_TILES3D_NICE``, ``OUP_OVERVIEW_NICE``), one job at a time, and the jobs that come
-meanwhile are done together. The change events of what it did go to stdout, a JSON line
-each, for the server to announce. When stdin closes (its server process ended) it does
-the jobs it has, then ends.
+It reads jobs on stdin, a JSON line each (``{"n": <number>, "job": "tiles3d" |
+"overview", "collection": ..., "item": ...}``); each kind runs on a thread of its own at
+its nice (``OUP_TILES3D_NICE``, ``OUP_OVERVIEW_NICE``), one job at a time, and the jobs
+that come meanwhile are done together. On stdout go, a JSON line each, the change events
+of what it did, for the server to announce, and after each job the numbers of the jobs it
+took (``{"done": [...]}``). When stdin closes (its server process ended) it does the jobs
+it has, then ends.
 """
 from __future__ import annotations
 
@@ -54,10 +55,21 @@ def _serve(update_tileset) -> None:
     events, told = os.fdopen(os.dup(1), "w", buffering=1), threading.Lock()
     os.dup2(2, 1)
 
-    def announce(event) -> None:
-        line = json.dumps({k: v for k, v in dataclasses.asdict(event).items() if k != "seq"})
+    def tell(message: dict) -> None:
         with told:
-            events.write(line + "\n")
+            events.write(json.dumps(message) + "\n")
+
+    def announce(event) -> None:
+        tell({k: v for k, v in dataclasses.asdict(event).items() if k != "seq"})
+
+    def finishing(work):
+        """``work`` on the items of numbered jobs; then their numbers, done (the server
+        sends the unfinished ones again to the next process if this one dies)."""
+        def run(cid: str, jobs: list) -> None:
+            work(cid, [item for _n, item in jobs])
+            tell({"done": [n for n, _item in jobs]})
+
+        return run
 
     tiles = tileset_updates(settings.data_dir, announce, update_tileset,
                             coarse_wait=settings.tiles3d_coarse_wait)
@@ -76,15 +88,16 @@ def _serve(update_tileset) -> None:
         redraws[0](cid, boxes)
 
     tiles_nice, overview_nice = yielding(settings.tiles3d_nice), yielding(settings.overview_nice)
-    jobs = {"tiles3d": Coalesced("oup-3dtiles", lambda cid, _kinds: (tiles_nice(), tiles(cid))),
-            "overview": Coalesced("oup-overview",
-                                  lambda cid, boxes: (overview_nice(), redraw(cid, boxes)))}
+    jobs = {"tiles3d": Coalesced("oup-3dtiles", finishing(
+                lambda cid, _kinds: (tiles_nice(), tiles(cid)))),
+            "overview": Coalesced("oup-overview", finishing(
+                lambda cid, boxes: (overview_nice(), redraw(cid, boxes))))}
     try:
         for lines in lines_as_they_come(0):
             for line in lines:
                 try:
                     job = json.loads(line)
-                    jobs[job["job"]].add(job["collection"], job.get("item"))
+                    jobs[job["job"]].add(job["collection"], (job["n"], job.get("item")))
                 except (ValueError, KeyError, TypeError):  # not one of the server's
                     LOG.error("not a job: %r", line[:200])
     finally:
