@@ -284,6 +284,57 @@ def test_an_added_building_appears_in_one_leaf_and_the_volumes_grow(model, tiles
     check_valid(tileset)  # which holds the far copy inside its leaf's region and the root's
 
 
+def test_buildings_added_to_a_leaf_are_a_part_of_their_own_until_it_has_parts_enough(
+        model, tileset, monkeypatch):
+    """A leaf where buildings only came keeps the bytes of its mesh and gets a part (a
+    glTF primitive) for them, drawn and picked as the others; with parts enough, or when
+    a building that was there changes shape, the leaf is meshed whole again."""
+    import tilers.update
+    from tilers.gltf import parts_of
+
+    monkeypatch.setattr(tilers.update, "MAX_PARTS", 3)
+    doc, _ = model
+    oid = largest(doc)
+    [leaf] = [m["uri"] for m in where(tileset, oid) if m["uri"] in leaves(tileset)]
+    [whole] = parts_of((tileset / leaf).read_bytes())[0]
+    others = {u: b for u, b in files(tileset).items() if u != leaf}
+
+    def parts() -> list:
+        return parts_of((tileset / leaf).read_bytes())[0]
+
+    def add(n: int):
+        return update_tileset(tileset, [_moved_copy(doc, oid, f"NEW-{n}", 4.0 + n, 3.0)],
+                              transform=doc["transform"])
+
+    assert add(1).added == ["NEW-1"]
+    first, added = parts()
+    assert first == whole and added.features == 1
+    [shown] = [m for m in where(tileset, "NEW-1") if m["uri"] == leaf]
+    assert shown["parts"] == 2 and shown["inPart"] == 1 and shown["vertices"] > 0
+    assert shown["props"]["bron_tex"] == doc["CityObjects"][oid]["attributes"]["bron_tex"]
+    [kept] = [m for m in where(tileset, oid) if m["uri"] == leaf]
+    assert kept["inPart"] == 0 and kept["vertices"] > 0
+    # only the leaf and the tiles above it changed (the coarse ones draw its block)
+    assert {u for u, b in files(tileset).items() if u in others and others[u] != b} <= \
+        set(ancestors(tileset, leaf))
+    check_valid(tileset)  # the Khronos validator on the leaf of two primitives
+
+    add(2)
+    assert len(parts()) == 3 and parts()[:2] == [first, added]
+    add(3)  # 3 parts already: meshed whole, the new one with the others
+    [remade] = parts()
+    assert remade.features == whole.features + 3
+    for n in (1, 2, 3):
+        [m] = [m for m in where(tileset, f"NEW-{n}") if m["uri"] == leaf]
+        assert m["parts"] == 1 and m["vertices"] > 0
+    add(4)
+    assert len(parts()) == 2
+    moved = _moved_copy(doc, oid, oid, 0.0, 2.0)  # one that was there changes shape
+    update_tileset(tileset, [moved], transform=doc["transform"])
+    assert len(parts()) == 1 and parts()[0].features == whole.features + 4
+    check_valid(tileset)
+
+
 def test_a_replaced_building_moves_and_refusals_say_why(model, tileset, tmp_path):
     doc, _ = model
     oid = largest(doc)

@@ -17,20 +17,25 @@ def read_gltf(path: Path) -> tuple[dict, bytes]:
 
 
 def read_glb(path: Path) -> np.ndarray:
-    """The positions of the glb's mesh, z-up (as the tile's frame has them)."""
+    """The positions of the glb's mesh (all its primitives), z-up (as the tile's frame
+    has them)."""
     gltf, binary = read_gltf(path)
-    prim = gltf["meshes"][0]["primitives"][0]
-    draco = prim.get("extensions", {}).get("KHR_draco_mesh_compression")
-    if draco:
-        import DracoPy
+    parts = []
+    for prim in gltf["meshes"][0]["primitives"]:
+        draco = prim.get("extensions", {}).get("KHR_draco_mesh_compression")
+        if draco:
+            import DracoPy
 
-        view = gltf["bufferViews"][draco["bufferView"]]
-        blob = binary[view.get("byteOffset", 0):view.get("byteOffset", 0) + view["byteLength"]]
-        yup = np.asarray(DracoPy.decode(blob).points, float)
-    else:
-        acc = gltf["accessors"][prim["attributes"]["POSITION"]]
-        view = gltf["bufferViews"][acc["bufferView"]]
-        yup = np.frombuffer(binary, "<f4", acc["count"] * 3, view["byteOffset"]).reshape(-1, 3)
+            view = gltf["bufferViews"][draco["bufferView"]]
+            at = view.get("byteOffset", 0)
+            parts.append(np.asarray(DracoPy.decode(binary[at:at + view["byteLength"]]).points,
+                                    float))
+        else:
+            acc = gltf["accessors"][prim["attributes"]["POSITION"]]
+            view = gltf["bufferViews"][acc["bufferView"]]
+            parts.append(np.frombuffer(binary, "<f4", acc["count"] * 3,
+                                       view["byteOffset"]).reshape(-1, 3))
+    yup = np.vstack(parts)
     return np.column_stack([yup[:, 0], -yup[:, 2], yup[:, 1]]).astype(float)  # back to z-up
 
 

@@ -16,6 +16,7 @@ import json
 import math
 import re
 import struct
+from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
@@ -160,25 +161,30 @@ def _draco_ids() -> dict[str, int]:
 
 
 POSITION_STEP = 0.002  # metres: Draco quantises positions to at most this step (1 mm off)
+_NAMES = ["POSITION", "NORMAL", "_FEATURE_ID_0", "_FEATURE_ID_1"]
 
 
-def build_glb(positions: np.ndarray, normals: np.ndarray, indices: np.ndarray,
-              feature_ids: np.ndarray, surface_ids: np.ndarray, schema: dict,
-              kinds: dict[str, tuple], rows: list[dict], surface_names: list[str],
-              color: tuple = (0.85, 0.83, 0.8), step: float = POSITION_STEP) -> bytes:
-    """A Draco-compressed (KHR_draco_mesh_compression) glb of one tile.
+@dataclass(frozen=True)
+class Part:
+    """One Draco-compressed primitive of a tile: its bytes, its accessors (``_NAMES``,
+    then the indices) and how many features (objects) it draws. A tile is one part as
+    the tiler makes it; an update adds a part for the buildings added to a leaf."""
+    blob: bytes
+    accessors: list
+    features: int
 
-    positions/normals: (n, 3) in the tile's ENU frame (z up); glTF is y-up. Positions
-    are quantised to ``step`` (``POSITION_STEP``) over the tile, normals octahedrally to 8 bits,
-    feature ids stay exact small integers (u16 objects, u8 surface classes); indices
-    decode as u16 where the tile has at most 65,535 vertices.
-    """
+
+def draco_part(positions: np.ndarray, normals: np.ndarray, indices: np.ndarray,
+               feature_ids: np.ndarray, surface_ids: np.ndarray, features: int,
+               step: float = POSITION_STEP) -> Part:
+    """positions/normals: (n, 3) in the tile's ENU frame (z up); glTF is y-up. Positions
+    are quantised to ``step`` (``POSITION_STEP``) over the part, normals octahedrally to 8
+    bits, feature ids stay exact small integers (u16 objects, u8 surface classes);
+    indices decode as u16 where the part has at most 65,535 vertices."""
     import DracoPy
 
     yup = np.column_stack([positions[:, 0], positions[:, 2], -positions[:, 1]])
     nyup = np.column_stack([normals[:, 0], normals[:, 2], -normals[:, 1]])
-    if len(rows) > 65_535:
-        raise ValueError("a tile holds at most 65,535 objects (u16 feature ids)")
     tris, fids, sids = indices, feature_ids.astype(np.uint16), surface_ids.astype(np.uint8)
     extent = float(np.ptp(yup, axis=0).max()) if len(yup) else 0.0
     bits = int(min(24, max(12, math.ceil(math.log2(max(extent, 1.0) / step)))))
@@ -200,18 +206,28 @@ def build_glb(positions: np.ndarray, normals: np.ndarray, indices: np.ndarray,
            {"componentType": UINT8, "count": n, "type": "SCALAR"},
            {"componentType": UINT16 if n <= 65_535 else UINT32, "count": n_indices,
             "type": "SCALAR"}]
-    return _assemble(blob, acc, color, schema, kinds, rows, surface_names)
+    return Part(blob, acc, features)
 
 
-_NAMES = ["POSITION", "NORMAL", "_FEATURE_ID_0", "_FEATURE_ID_1"]
+def build_glb(positions: np.ndarray, normals: np.ndarray, indices: np.ndarray,
+              feature_ids: np.ndarray, surface_ids: np.ndarray, schema: dict,
+              kinds: dict[str, tuple], rows: list[dict], surface_names: list[str],
+              color: tuple = (0.85, 0.83, 0.8), step: float = POSITION_STEP) -> bytes:
+    """A Draco-compressed (KHR_draco_mesh_compression) glb of one tile: one part
+    (``draco_part``) and the property tables of its ``rows``."""
+    if len(rows) > 65_535:
+        raise ValueError("a tile holds at most 65,535 objects (u16 feature ids)")
+    part = draco_part(positions, normals, indices, feature_ids, surface_ids, len(rows), step)
+    return assemble([part], color, schema, kinds, rows, surface_names)
 
 
-def _assemble(blob: bytes, acc: list, color: list | tuple, schema: dict, kinds: dict,
-              rows: list[dict], surface_names: list[str]) -> bytes:
-    """The glb of a Draco mesh (``blob``, its accessors) and its features' property
-    tables: the Draco bytes first in the buffer, the tables after them."""
+def assemble(parts: list[Part], color: list | tuple, schema: dict, kinds: dict,
+             rows: list[dict], surface_names: list[str]) -> bytes:
+    """The glb of Draco meshes (``parts``, a primitive each, their feature ids numbered
+    through all of them) and its features' property tables: the Draco bytes first in
+    the buffer, the tables after them."""
     buf = _Buffer()
-    draco_view = buf.add(blob, align=4)
+    views = [buf.add(part.blob, align=4) for part in parts]
     tables = [{
         "class": "cityobject", "count": len(rows),
         "properties": {pid: _property(buf, kind, [r.get(name) for r in rows])
@@ -222,6 +238,17 @@ def _assemble(blob: bytes, acc: list, color: list | tuple, schema: dict, kinds: 
     }]
     binary = buf.bytes()
     ids = _draco_ids()
+    width = len(_NAMES) + 1  # accessors a part
+    primitives = [{
+        "attributes": {name: k * width + i for i, name in enumerate(_NAMES)},
+        "indices": k * width + len(_NAMES), "material": 0, "mode": 4,
+        "extensions": {
+            "KHR_draco_mesh_compression": {"bufferView": view,
+                                           "attributes": {n: ids[n] for n in _NAMES}},
+            "EXT_mesh_features": {"featureIds": [
+                {"featureCount": part.features, "attribute": 0, "propertyTable": 0},
+                {"featureCount": len(surface_names), "attribute": 1, "propertyTable": 1}]}},
+    } for k, (part, view) in enumerate(zip(parts, views))]
     gltf = {
         "asset": {"version": "2.0", "generator": "OUP tilers"},
         "extensionsUsed": ["KHR_draco_mesh_compression", "EXT_mesh_features",
@@ -233,41 +260,46 @@ def _assemble(blob: bytes, acc: list, color: list | tuple, schema: dict, kinds: 
                                                 "metallicFactor": 0.0,
                                                 "roughnessFactor": 0.9},
                        "doubleSided": True}],
-        "meshes": [{"primitives": [{
-            "attributes": {name: i for i, name in enumerate(_NAMES)},
-            "indices": 4, "material": 0, "mode": 4,
-            "extensions": {
-                "KHR_draco_mesh_compression": {"bufferView": draco_view,
-                                               "attributes": {k: ids[k] for k in _NAMES}},
-                "EXT_mesh_features": {"featureIds": [
-                    {"featureCount": len(rows), "attribute": 0, "propertyTable": 0},
-                    {"featureCount": len(surface_names), "attribute": 1, "propertyTable": 1}]}},
-        }]}],
-        "accessors": acc,
+        "meshes": [{"primitives": primitives}],
+        "accessors": [a for part in parts for a in part.accessors],
         "bufferViews": buf.views,
         "buffers": [{"byteLength": len(binary)}],
     }
     return pack_glb(gltf, binary)
 
 
-def with_rows(glb: bytes, schema: dict, kinds: dict, rows: list[dict],
-              surface_names: list[str]) -> bytes:
-    """A glb of ``build_glb`` with new property tables (``rows``, one per feature, in
-    feature id order) and the same mesh: its Draco bytes and accessors are kept as they
-    are, so an attribute change costs no meshing, placing or encoding. The bytes are
-    those ``build_glb`` gives for the same mesh and rows."""
+def parts_of(glb: bytes) -> tuple[list[Part], list]:
+    """The parts of a glb of ``assemble`` (their Draco bytes and accessors as they are)
+    and its colour; ValueError if it is not one."""
     gltf, binary = unpack_glb(glb)
     try:
-        prim = gltf["meshes"][0]["primitives"][0]
-        view = gltf["bufferViews"][prim["extensions"]["KHR_draco_mesh_compression"]["bufferView"]]
-        features = prim["extensions"]["EXT_mesh_features"]["featureIds"][0]["featureCount"]
+        parts = []
+        for prim in gltf["meshes"][0]["primitives"]:
+            view = gltf["bufferViews"][prim["extensions"]["KHR_draco_mesh_compression"]
+                                       ["bufferView"]]
+            at = view.get("byteOffset", 0)
+            parts.append(Part(binary[at:at + view["byteLength"]],
+                              [gltf["accessors"][prim["attributes"][n]] for n in _NAMES] +
+                              [gltf["accessors"][prim["indices"]]],
+                              prim["extensions"]["EXT_mesh_features"]["featureIds"][0]
+                              ["featureCount"]))
         color = gltf["materials"][0]["pbrMetallicRoughness"]["baseColorFactor"]
     except (KeyError, IndexError, TypeError) as exc:
         raise ValueError(f"not a glb of build_glb (no {exc})") from None
-    if features != len(rows):
-        raise ValueError(f"the glb numbers {features} features, {len(rows)} rows given")
-    blob = binary[view["byteOffset"]:view["byteOffset"] + view["byteLength"]]
-    return _assemble(blob, gltf["accessors"], color, schema, kinds, rows, surface_names)
+    return parts, color
+
+
+def with_rows(glb: bytes, schema: dict, kinds: dict, rows: list[dict],
+              surface_names: list[str]) -> bytes:
+    """A glb of ``build_glb`` (or ``assemble``) with new property tables (``rows``, one
+    per feature, in feature id order) and the same meshes: their Draco bytes and
+    accessors are kept as they are, so an attribute change costs no meshing, placing or
+    encoding. The bytes are those ``build_glb`` gives for the same mesh and rows."""
+    parts, color = parts_of(glb)
+    if sum(p.features for p in parts) != len(rows):
+        raise ValueError(f"the glb numbers {sum(p.features for p in parts)} features, "
+                         f"{len(rows)} rows given")
+    return assemble(parts, color, schema, kinds, rows, surface_names)
 
 
 def unpack_glb(glb: bytes) -> tuple[dict, bytes]:

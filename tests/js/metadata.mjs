@@ -51,10 +51,14 @@ async function walk(path) {
     if (i >= 0) {
       const props = Object.fromEntries(Object.entries(table.properties).map(([k, p]) => [k, p.data[i]]));
       out.match ??= props;
-      // the vertices drawn for it: its feature id in the decoded Draco attribute
-      const ids = gltf.meshes[0].primitives[0].attributes._FEATURE_ID_0.value;
-      const vertices = ids.reduce((n, id) => n + (id === i ? 1 : 0), 0);
-      out.matches.push({ uri, props, vertices });
+      // the vertices drawn for it: its feature id in the decoded Draco attribute of each
+      // primitive (a leaf that buildings were added to has a primitive for them)
+      const primitives = gltf.meshes[0].primitives;
+      const drawn = primitives.map((p) => p.attributes._FEATURE_ID_0.value
+        .reduce((n, id) => n + (id === i ? 1 : 0), 0));
+      const vertices = drawn.reduce((a, b) => a + b, 0);
+      out.matches.push({ uri, props, vertices, parts: primitives.length,
+                         inPart: drawn.findIndex((n) => n > 0) });
     }
   }
 }
