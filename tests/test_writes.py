@@ -663,20 +663,42 @@ def test_a_write_drops_the_cached_tiles_it_touches_and_only_those(workdir):
         assert far_file.stat().st_mtime_ns == kept  # untouched
 
 
+def _page_around_a_write(write, script: str, *args: str) -> dict:
+    """Run browser ``script`` (tests/js) with ``args``; once it says the page is ready,
+    ``write()``; what it printed at the end (no error, no page error: asserted)."""
+    import queue
+    import shutil
+    import subprocess
+
+    from conftest import ROOT
+
+    node = subprocess.Popen(["node", script, *args], cwd=ROOT / "tests" / "js",
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={"CHROMIUM": shutil.which("chromium") or "/usr/bin/chromium",
+                                 "PATH": "/usr/bin:/bin"})
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x) for x in node.stdout], daemon=True).start()
+    try:
+        assert json.loads(lines.get(timeout=300)) == {"ready": True}
+        write()
+        node.wait(timeout=200)
+        out = json.loads(lines.get(timeout=10))
+    finally:
+        if node.poll() is None:
+            node.kill()
+    assert out["error"] is None and out["pageErrors"] == [], (out, node.stderr.read())
+    return out
+
+
 def test_a_new_building_is_a_part_of_its_leaf_and_cesium_draws_and_picks_it(
         server, imported, who, one_store):
     """A building POSTed as GeoJSON (a footprint, its ground and roof) comes to its leaf
     as a primitive of its own beside the leaf's mesh (tilers.update), and CesiumJS in
     /viewer, which loads the tileset again after the write, draws it and picks it there,
     with its attributes."""
-    import queue
-    import shutil
-    import subprocess
-
     import shapely
     from shapely.geometry import mapping, shape
 
-    from conftest import ROOT
     from test_tiles3d_update import leaves, where
 
     folder = Path(imported["OUP_DATA_DIR"]) / "3dtiles" / "buildings"
@@ -688,16 +710,8 @@ def test_a_new_building_is_a_part_of_its_leaf_and_cesium_draws_and_picks_it(
                             for i in range(2, 18) for j in range(2, 18))
                 if p.distance(footprints) > 0.0009)  # about 60 m from any building
     oid = f"viewer-new-{time.time_ns()}"
-    node = subprocess.Popen(["node", "pickone.mjs", f"{server}/viewer?at={spot.x},{spot.y},400",
-                             str(spot.x), str(spot.y), "20", "120", oid, "150"],
-                            cwd=ROOT / "tests" / "js", stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True,
-                            env={"CHROMIUM": shutil.which("chromium") or "/usr/bin/chromium",
-                                 "PATH": "/usr/bin:/bin"})
-    lines: queue.Queue = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(x) for x in node.stdout], daemon=True).start()
-    try:
-        assert json.loads(lines.get(timeout=300)) == {"ready": True}
+
+    def post() -> None:
         square = shapely.box(spot.x - 0.0002, spot.y - 0.00013, spot.x + 0.0002,
                              spot.y + 0.00013)  # about 28 m
         r = requests.post(f"{server}/collections/buildings/items", timeout=30,
@@ -708,12 +722,9 @@ def test_a_new_building_is_a_part_of_its_leaf_and_cesium_draws_and_picks_it(
                                                           "ground_level": 0.0,
                                                           "roof_level": 40.0}}))
         assert r.status_code == 201, r.text
-        node.wait(timeout=200)
-        out = json.loads(lines.get(timeout=10))
-    finally:
-        if node.poll() is None:
-            node.kill()
-    assert out["error"] is None and out["pageErrors"] == [], (out, node.stderr.read())
+
+    out = _page_around_a_write(post, "pickone.mjs", f"{server}/viewer?at={spot.x},{spot.y},400",
+                               str(spot.x), str(spot.y), "20", "120", oid, "150")
     # the tileset loaded again after the server redid the building's tiles, no reload
     assert out["lastEdit"]["type"] == "oup.tiles3d.updated", out
     assert out["lastEdit"]["data"]["collection"] == "buildings"
@@ -725,38 +736,21 @@ def test_a_new_building_is_a_part_of_its_leaf_and_cesium_draws_and_picks_it(
 
 def test_the_map_shows_a_write_without_a_reload(server, who):
     """(The viewer: test_a_new_building_is_a_part_of_its_leaf_and_cesium_draws_and_picks_it)"""
-    import queue
-    import shutil
-    import subprocess
-
-    from conftest import ROOT
-
     feature = requests.get(f"{server}/collections/buildings/items", params={"limit": 1,
                            "offset": 7}, timeout=30).json()["features"][0]
     lon, lat = feature["geometry"]["coordinates"][0][0][0][:2]
     value = f"seen on the map {time.time():.0f}"
-    node = subprocess.Popen(["node", "edits.mjs", f"{server}/map?at={lon},{lat},17",
-                             "bron_geo", value, "90"],
-                            cwd=ROOT / "tests" / "js", stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True,
-                            env={"CHROMIUM": shutil.which("chromium") or "/usr/bin/chromium",
-                                 "PATH": "/usr/bin:/bin"})
-    lines: queue.Queue = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(x) for x in node.stdout], daemon=True).start()
-    try:
-        assert json.loads(lines.get(timeout=300)) == {"ready": True}
+
+    def patch() -> None:
         r = requests.patch(f"{server}/collections/buildings/items/{feature['id']}",
                            data=json.dumps({"properties": {"bron_geo": value}}),
                            headers={**who["steward"],
                                     "Content-Type": "application/merge-patch+json"},
                            timeout=30)
         assert r.status_code == 200, r.text
-        node.wait(timeout=150)
-        out = json.loads(lines.get(timeout=10))
-    finally:
-        if node.poll() is None:
-            node.kill()
-    assert out["error"] is None and out["pageErrors"] == [], (out, node.stderr.read())
+
+    out = _page_around_a_write(patch, "edits.mjs", f"{server}/map?at={lon},{lat},17",
+                               "bron_geo", value, "90")
     assert out["edits"] >= 1, out
     assert out["found"] == value, out  # the tile drawn again holds the new value
     assert out["lastEdit"]["type"] == "oup.feature.updated"
