@@ -503,24 +503,27 @@ def _redo(folder: Path, index: TilesetIndex, leaves: set, moved: set, grown: dic
     empty = set()
 
     def plan(n: int):
-        """(kind, the records it draws, its error, whether its mesh changes); None: empty."""
+        """(kind, the objects it draws, its error, whether its mesh changes); None: empty."""
         items = under(n)
         if not len(items):
             return None
         if children[n]:
             chosen, error = choose(items, obj["size"], obj["deviation"])
-            kind, places = "coarse", [(files[f], int(o)) for f, o in zip(
-                obj["block_file"][chosen], obj["block_offset"][chosen])]
             mesh = late.get(n, False) or n in remesh and (
                 len(chosen) == len(items) or drawn.shaped_in(obj["id"][chosen], n, children))
-        else:
-            error, kind, places = 0.0, "leaf", [(files[f], int(o)) for f, o in zip(
-                obj["mesh_file"][items], obj["mesh_offset"][items])]
-            mesh = n in remesh
-        if len(places) > 65_535:
+            return "coarse", chosen, error, mesh
+        if len(items) > 65_535:
             raise UpdateError(f"tile {ids[n]} would hold more than 65,535 objects: tile the "
                               "city again (`oup tile`)")
-        return kind, places, error, mesh
+        return "leaf", items, 0.0, n in remesh
+
+    def places(kind: str, drawn_objects: np.ndarray) -> list:
+        """The records (spill file, offset) a tile draws: the objects' blocks or meshes
+        (a list made only for the tiles made now: a coarse one names up to 65,535)."""
+        f, o = ("block_file", "block_offset") if kind == "coarse" else \
+            ("mesh_file", "mesh_offset")
+        return [(files[i], int(at)) for i, at in zip(obj[f][drawn_objects],
+                                                      obj[o][drawn_objects])]
 
     def grow(n: int, places: list, uri: str) -> bool:
         """Leaf ``n`` with a part for its new objects (the last ``grown[n]`` of
@@ -547,20 +550,21 @@ def _redo(folder: Path, index: TilesetIndex, leaves: set, moved: set, grown: dic
         if planned is None:
             empty.add(n)
             return
-        kind, places, nodes["error"][n], mesh = planned
+        kind, chosen, nodes["error"][n], mesh = planned
+        records = places(kind, chosen)
         uri = f"tiles/{ids[n]}.glb"
-        if kind == "leaf" and mesh and n in grown and grow(n, places, uri):
+        if kind == "leaf" and mesh and n in grown and grow(n, records, uri):
             return
         if not mesh and (folder / uri).is_file():
             try:
                 glb = with_rows((folder / uri).read_bytes(), schema, kinds,
-                                load_records(places, read_row), SURFACE_NAMES)
+                                load_records(records, read_row), SURFACE_NAMES)
             except ValueError:  # not the glb the index describes: made again below
                 glb = None
             if glb is not None:
                 (report.rewritten if replace_file(folder / uri, glb) else report.same).append(uri)
                 return
-        content = run_job(Job(kind, places, meta["src_crs"], schema, kinds, str(folder),
+        content = run_job(Job(kind, records, meta["src_crs"], schema, kinds, str(folder),
                               ids[n], grids, nodes["frame"][n].tolist()))
         nodes["region"][n] = content["region"]
         (report.rewritten if content["written"] else report.same).append(content["uri"])
