@@ -178,24 +178,25 @@ class Aside:
     def add(self, job: str, cid: str, item=None) -> None:
         with self._lock:
             self._serial += 1
-            self._unfinished[self._serial] = _Job(json.dumps(
+            self._unfinished[self._serial] = _Job(self._serial, json.dumps(
                 {"n": self._serial, "job": job, "collection": cid, "item": item}).encode())
-            self._send()
+            self._send([self._unfinished[self._serial]])
 
-    def _send(self) -> None:
-        """Every unfinished job the child has not had, to the child (started if there is
-        none, or it died); under ``_lock``."""
+    def _send(self, jobs: list) -> None:
+        """``jobs`` to the child; to a child started because there was none, or it died,
+        every unfinished job (under ``_lock``)."""
         for _attempt in range(2):  # once more with a fresh child if this one died
             if self._proc is None or self._proc.poll() is not None:
                 self._start()
+                jobs = list(self._unfinished.values())
             try:
-                for n, job in list(self._unfinished.items()):
+                for job in jobs:
                     if job.sent_to is self._proc:
                         continue
                     if job.sends == 2:
                         LOG.error("a job of the writes' work dropped: its process ended "
                                   "twice with it: %r", job.line[:200])
-                        del self._unfinished[n]
+                        del self._unfinished[job.n]
                         continue
                     self._proc.stdin.write(job.line + b"\n")
                     job.sent_to, job.sends = self._proc, job.sends + 1
@@ -235,11 +236,12 @@ class Aside:
                             "unfinished", proc.pid, code, len(self._unfinished))
                 self._proc = None
                 if self._unfinished:
-                    self._send()
+                    self._send([])  # (a new child gets every unfinished job)
 
 
 @dataclass
 class _Job:
+    n: int
     line: bytes
     sent_to: subprocess.Popen | None = None  # the child it was last written to
     sends: int = 0
