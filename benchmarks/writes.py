@@ -691,6 +691,40 @@ def run_peer(work: Path, pg_url: str, pool: list[dict], bounds, args) -> dict:
 
 # -- main -------------------------------------------------------------------------------
 
+def postgis_side(work: Path, key: str, pool: list, results: dict, args) -> None:
+    """A throwaway PostGIS with the city imported; OUP on it (unless --stores leaves it
+    out), then the peer on the same table (unless --no-peer)."""
+    prep, pg = results["prepare"], None
+    try:
+        pg = fb.PostGIS(work).start()
+        prep["import_postgis_s"] = import_postgis(work, pg.url)
+        print(f"PostGIS import {prep['import_postgis_s']:.0f} s\nOUP, PostGIS store",
+              flush=True)
+        if "postgis" in args.stores:
+            results["OUP, PostGIS store"], pool = run_oup(
+                OupServer(work, work / "data-pg", pg.url, "oup-pg"), key, args.buildings,
+                args, work)
+        else:  # the peer still writes the table OUP's PostGIS import made
+            results["OUP, PostGIS store"] = {"error": "not run (--stores)",
+                                             "bounds84": results.get(
+                                                 "OUP, GeoPackage store", {}).get("bounds84")}
+        if args.no_peer:
+            results["pygeoapi"] = {"error": "not run (--no-peer)"}
+        elif not pool:
+            results["pygeoapi"] = {"error": "not run: OUP failed before the buildings "
+                                            "were sampled"}
+        else:
+            print("pygeoapi 0.24, PostgreSQL provider (same table)", flush=True)
+            results["pygeoapi"] = run_peer(work, pg.url, pool,
+                                           results["OUP, PostGIS store"]["bounds84"], args)
+    except Exception as exc:  # PostGIS itself could not be set up
+        for k in ("OUP, PostGIS store", "pygeoapi"):
+            results.setdefault(k, {"error": f"PostGIS: {type(exc).__name__}: {exc}"})
+    finally:
+        if pg:
+            pg.stop()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--buildings", type=int, default=200_000)
@@ -734,35 +768,11 @@ def main() -> None:
         results["OUP, GeoPackage store"], pool = run_oup(
             OupServer(work, work / "data-gpkg", None, "oup-gpkg"), key, args.buildings, args,
             work)
-    pg = None
-    try:
-        pg = fb.PostGIS(work).start()
-        prep["import_postgis_s"] = import_postgis(work, pg.url)
-        print(f"PostGIS import {prep['import_postgis_s']:.0f} s\nOUP, PostGIS store",
-              flush=True)
-        if "postgis" in args.stores:
-            results["OUP, PostGIS store"], pool = run_oup(
-                OupServer(work, work / "data-pg", pg.url, "oup-pg"), key, args.buildings,
-                args, work)
-        else:  # the peer still writes the table OUP's PostGIS import made
-            results["OUP, PostGIS store"] = {"error": "not run (--stores)",
-                                             "bounds84": results.get(
-                                                 "OUP, GeoPackage store", {}).get("bounds84")}
-        if args.no_peer:
-            results["pygeoapi"] = {"error": "not run (--no-peer)"}
-        elif not pool:
-            results["pygeoapi"] = {"error": "not run: OUP failed before the buildings "
-                                            "were sampled"}
-        else:
-            print("pygeoapi 0.24, PostgreSQL provider (same table)", flush=True)
-            results["pygeoapi"] = run_peer(work, pg.url, pool,
-                                           results["OUP, PostGIS store"]["bounds84"], args)
-    except Exception as exc:  # PostGIS itself could not be set up
-        for k in ("OUP, PostGIS store", "pygeoapi"):
-            results.setdefault(k, {"error": f"PostGIS: {type(exc).__name__}: {exc}"})
-    finally:
-        if pg:
-            pg.stop()
+    if "postgis" in args.stores or not args.no_peer:
+        postgis_side(work, key, pool, results, args)
+    else:  # no one writes PostGIS this run: no cluster, no import
+        results["OUP, PostGIS store"] = {"error": "not run (--stores)"}
+        results["pygeoapi"] = {"error": "not run (--no-peer)"}
     results["minutes"] = round((time.time() - started) / 60, 1)
     report(results, args)
 

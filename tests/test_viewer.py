@@ -34,8 +34,8 @@ def _zoom(lat, height, pixels):
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed "
                     "(make test installs it)")
 def test_viewer_loads_the_tileset_and_picks_a_building(one_store, server):
-    # (the tileset a PostGIS store makes is checked by tests/test_tiles3d.py, and shown in
-    # the viewer after a write, without a reload, by tests/test_writes.py on both stores)
+    # (the tileset a PostGIS store makes is checked by tests/test_tiles3d.py; a building
+    # written and then drawn and picked in the viewer without a reload: tests/test_writes.py)
     ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / "viewer.png"
     res = subprocess.run(["node", "viewer.mjs", f"{server}/viewer", str(shot)],
