@@ -265,7 +265,7 @@ def run_job(job: Job) -> dict:
     if job.kind == "leaf":
         rows = [{"id": m.id, "type": m.type, **m.attributes} for m in items]
         terrain = all(m.type == "Terrain" for m in items)
-        mesh = _stacked([(m.points, m.corners, m.triangles, m.surfaces) for m in items])
+        mesh = _stacked(items)
     else:
         rows = [row for _, _, _, row in items]
         terrain = all(r["type"] == "Terrain" for r in rows)
@@ -274,10 +274,11 @@ def run_job(job: Job) -> dict:
     return _content(*mesh, rows, job, geo, terrain)
 
 
-def _stacked(parts: list) -> tuple[np.ndarray, ...]:
-    """Objects' meshes as one: ``parts`` (points, corners or None, triangles, surface
-    class per vertex) of each -> (points, the point of each vertex, triangles over all
+def _stacked(meshes: list) -> tuple[np.ndarray, ...]:
+    """Objects' meshes (``CityObjectMesh``: points, corners or None, triangles, surface
+    class per vertex) as one: (points, the point of each vertex, triangles over all
     vertices, vertices per object, surface classes)."""
+    parts = [(m.points, m.corners, m.triangles, m.surfaces) for m in meshes]
     points = [p for p, _, _, _ in parts]
     corners = [np.arange(len(p)) if c is None else c.astype(np.int64) for p, c, _, _ in parts]
     p_starts = np.cumsum([0] + [len(p) for p in points[:-1]])
@@ -296,7 +297,7 @@ def _content(points: np.ndarray, corners: np.ndarray, tris_all: np.ndarray,
     ``tris_all``: triangles over the vertices, ``counts``: each object's vertices,
     ``sids``: each vertex's surface class."""
     llh, frame, enu = _placed(points, corners, job, geo)
-    fids = np.repeat(np.arange(len(counts), dtype=np.uint32), counts)
+    fids = _feature_ids(counts)
     # buildings and blocks share no vertex between faces: these are the faces' flat
     # normals (terrain shares them: a smooth surface)
     step = BLOCK_STEP if job.kind == "coarse" else POSITION_STEP
@@ -308,6 +309,11 @@ def _content(points: np.ndarray, corners: np.ndarray, tris_all: np.ndarray,
     return {"frame": frame, "region": region_of(llh, step * 0.87), "uri": uri,
             "vertices": int(len(enu)),
             "bytes": len(glb), "written": replace_file(Path(job.out) / uri, glb)}
+
+
+def _feature_ids(counts: np.ndarray, first: int = 0) -> np.ndarray:
+    """Each vertex's feature id: objects numbered from ``first``, ``counts`` vertices each."""
+    return np.repeat(np.arange(first, first + len(counts), dtype=np.uint32), counts)
 
 
 def _placed(points: np.ndarray, corners: np.ndarray, job: Job, geo: Geodesy):
@@ -328,10 +334,9 @@ def added_part(job: Job, first: int) -> tuple[Part, list]:
     bytes: meshing and compressing a leaf of a few hundred buildings again costs about
     60 ms, this part about a millisecond a building."""
     items = load_records(job.places, read_record)
-    points, corners, tris, counts, sids = _stacked(
-        [(m.points, m.corners, m.triangles, m.surfaces) for m in items])
+    points, corners, tris, counts, sids = _stacked(items)
     llh, _, enu = _placed(points, corners, job, _geodesy(job))
-    fids = first + np.repeat(np.arange(len(counts), dtype=np.uint32), counts)
+    fids = _feature_ids(counts, first)
     part = draco_part(enu, _vertex_normals(enu, tris), tris, fids, sids, len(counts))
     return part, region_of(llh, POSITION_STEP * 0.87)
 

@@ -524,21 +524,21 @@ def _redo(folder: Path, index: TilesetIndex, leaves: set, moved: set, grown: dic
         return [(files[i], int(at)) for i, at in zip(obj[f][drawn_objects],
                                                       obj[o][drawn_objects])]
 
-    def grow(n: int, places: list, uri: str) -> bool:
+    def grow(n: int, records: list, uri: str) -> bool:
         """Leaf ``n`` with a part for its new objects (the last ``grown[n]`` of
-        ``places``: the object table keeps its order and appends); False where its glb
+        ``records``: the object table keeps its order and appends); False where its glb
         is not the one the index describes, or has parts enough."""
         try:
             parts, color = parts_of((folder / uri).read_bytes())
         except (OSError, ValueError):
             return False
-        before = len(places) - grown[n]
+        before = len(records) - grown[n]
         if len(parts) >= MAX_PARTS or sum(p.features for p in parts) != before:
             return False
-        part, region = added_part(Job("leaf", places[before:], meta["src_crs"], schema, kinds,
+        part, region = added_part(Job("leaf", records[before:], meta["src_crs"], schema, kinds,
                                       str(folder), ids[n], grids, nodes["frame"][n].tolist()),
                                   before)
-        glb = assemble([*parts, part], color, schema, kinds, load_records(places, read_row),
+        glb = assemble([*parts, part], color, schema, kinds, load_records(records, read_row),
                        SURFACE_NAMES)
         nodes["region"][n] = union([nodes["region"][n].tolist(), region])
         (report.rewritten if replace_file(folder / uri, glb) else report.same).append(uri)
