@@ -335,6 +335,71 @@ def test_buildings_added_to_a_leaf_are_a_part_of_their_own_until_it_has_parts_en
     check_valid(tileset)
 
 
+def test_coarse_tiles_over_new_buildings_get_a_part_for_their_blocks(model, tileset,
+                                                                     monkeypatch):
+    """A coarse tile that draws every building under it, where buildings only came,
+    keeps its mesh and gets a part for their blocks, also when the updates that brought
+    them postponed it (one part for all of them). A shape that changes under it in the
+    same stretch has it meshed whole again."""
+    import tilers.update
+    from tilers.gltf import parts_of
+
+    doc, _ = model
+    oid = largest(doc)
+    [leaf] = [m["uri"] for m in where(tileset, oid) if m["uri"] in leaves(tileset)]
+    above = ancestors(tileset, leaf)
+    assert len(above) >= 2
+    meshed, run_job = [], tilers.update.run_job  # the tiles meshed (and compressed) whole
+    monkeypatch.setattr(tilers.update, "run_job", lambda job: meshed.append(
+        f"tiles/{job.name}.glb") or run_job(job))
+
+    def parts(uri) -> list:
+        return parts_of((tileset / uri).read_bytes())[0]
+
+    def add(n: int, **kw):
+        return update_tileset(tileset, [_moved_copy(doc, oid, f"NEW-{n}", 4.0 + n, 3.0)],
+                              transform=doc["transform"], **kw)
+
+    def shown(n: int) -> dict:
+        return {m["uri"]: m for m in where(tileset, f"NEW-{n}")}
+
+    whole = {u: parts(u)[0] for u in above}
+    add(1)
+    assert meshed == []  # its leaf and every tile above it grown, none meshed whole
+    for u in above:
+        first, added = parts(u)
+        assert first == whole[u] and added.features == 1
+    one = shown(1)
+    assert set(one) == {leaf, *above}
+    for u in above:  # its block, drawn from the new part, with its attributes
+        assert one[u]["parts"] == 2 and one[u]["inPart"] == 1 and one[u]["vertices"] > 0
+        assert one[u]["props"]["bron_tex"] == doc["CityObjects"][oid]["attributes"]["bron_tex"]
+    check_valid(tileset)
+
+    assert add(2, interrupt=lambda: True).postponed == above  # more writes waited
+    assert add(3, interrupt=lambda: True).postponed == above
+    assert sorted(update_tileset(tileset, []).rewritten) == sorted(above)
+    assert meshed == []
+    for u in above:
+        assert [p.features for p in parts(u)] == [whole[u].features, 1, 2]
+        assert parts(u)[:2] == [whole[u], parts(u)[1]]
+    for n in (2, 3):
+        drawn = shown(n)
+        assert all(drawn[u]["inPart"] == 2 and drawn[u]["vertices"] > 0 for u in above)
+    check_valid(tileset)
+
+    add(4, interrupt=lambda: True)  # an addition, then a shape that was there moves
+    update_tileset(tileset, [{"id": oid, "footprint_height": _lowest(doc, oid) + 1}],
+                   interrupt=lambda: True)
+    update_tileset(tileset, [])
+    assert set(above) <= set(meshed)
+    for u in above:
+        [remade] = parts(u)
+        assert remade.features == whole[u].features + 4
+    assert all(shown(4)[u]["parts"] == 1 for u in above)
+    check_valid(tileset)
+
+
 def test_a_replaced_building_moves_and_refusals_say_why(model, tileset, tmp_path):
     doc, _ = model
     oid = largest(doc)

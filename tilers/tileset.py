@@ -260,18 +260,23 @@ def _geodesy(job: Job) -> Geodesy:
 
 
 def run_job(job: Job) -> dict:
-    geo = _geodesy(job)
-    items = load_records(job.places, read_record if job.kind == "leaf" else read_outline)
+    rows, terrain, mesh = _meshed(job)
+    return _content(*mesh, rows, job, _geodesy(job), terrain)
+
+
+def _meshed(job: Job) -> tuple[list, bool, tuple]:
+    """The rows of a job's objects, whether all are terrain, and their mesh as one
+    (``_stacked``'s form): the objects in detail for a leaf, their blocks for a coarse
+    tile."""
     if job.kind == "leaf":
+        items = load_records(job.places, read_record)
         rows = [{"id": m.id, "type": m.type, **m.attributes} for m in items]
-        terrain = all(m.type == "Terrain" for m in items)
-        mesh = _stacked(items)
-    else:
-        rows = [row for _, _, _, row in items]
-        terrain = all(r["type"] == "Terrain" for r in rows)
-        points, corners, tris, roof, counts = stacked_blocks(items)
-        mesh = (points, corners, tris, counts, np.where(roof, ROOF, WALL).astype(np.uint8))
-    return _content(*mesh, rows, job, geo, terrain)
+        return rows, all(m.type == "Terrain" for m in items), _stacked(items)
+    items = load_records(job.places, read_outline)
+    rows = [row for _, _, _, row in items]
+    points, corners, tris, roof, counts = stacked_blocks(items)
+    return rows, all(r["type"] == "Terrain" for r in rows), \
+        (points, corners, tris, counts, np.where(roof, ROOF, WALL).astype(np.uint8))
 
 
 def _stacked(meshes: list) -> tuple[np.ndarray, ...]:
@@ -300,7 +305,7 @@ def _content(points: np.ndarray, corners: np.ndarray, tris_all: np.ndarray,
     fids = _feature_ids(counts)
     # buildings and blocks share no vertex between faces: these are the faces' flat
     # normals (terrain shares them: a smooth surface)
-    step = BLOCK_STEP if job.kind == "coarse" else POSITION_STEP
+    step = _step(job)
     glb = build_glb(enu, _vertex_normals(enu, tris_all), tris_all, fids, sids,
                     job.schema, job.kinds, rows, SURFACE_NAMES,
                     color=(0.62, 0.68, 0.58) if terrain else (0.85, 0.83, 0.8), step=step)
@@ -309,6 +314,11 @@ def _content(points: np.ndarray, corners: np.ndarray, tris_all: np.ndarray,
     return {"frame": frame, "region": region_of(llh, step * 0.87), "uri": uri,
             "vertices": int(len(enu)),
             "bytes": len(glb), "written": replace_file(Path(job.out) / uri, glb)}
+
+
+def _step(job: Job) -> float:
+    """The step a tile's positions are quantised to: a block is already a stand-in."""
+    return BLOCK_STEP if job.kind == "coarse" else POSITION_STEP
 
 
 def _feature_ids(counts: np.ndarray, first: int = 0) -> np.ndarray:
@@ -328,17 +338,18 @@ def _placed(points: np.ndarray, corners: np.ndarray, job: Job, geo: Geodesy):
 
 
 def added_part(job: Job, first: int) -> tuple[Part, list]:
-    """The part of a leaf (``job``: its name and frame) that draws objects added to it
-    (``job.places``, their records), their feature ids from ``first`` on (after the
-    leaf's own); and the region that holds them. The leaf's other parts keep their
-    bytes: meshing and compressing a leaf of a few hundred buildings again costs about
-    60 ms, this part about a millisecond a building."""
-    items = load_records(job.places, read_record)
-    points, corners, tris, counts, sids = _stacked(items)
+    """The part of a tile (``job``: its kind, name and frame) that draws objects added
+    to it (``job.places``, their records: details for a leaf, blocks for a coarse tile),
+    their feature ids from ``first`` on (after the tile's own); and the region that
+    holds them. The tile's other parts keep their bytes: meshing and compressing a leaf
+    of a few hundred buildings again costs about 60 ms, a coarse tile of thousands of
+    blocks seconds, this part about a millisecond a building."""
+    _, _, (points, corners, tris, counts, sids) = _meshed(job)
     llh, _, enu = _placed(points, corners, job, _geodesy(job))
-    fids = _feature_ids(counts, first)
-    part = draco_part(enu, _vertex_normals(enu, tris), tris, fids, sids, len(counts))
-    return part, region_of(llh, POSITION_STEP * 0.87)
+    step = _step(job)
+    part = draco_part(enu, _vertex_normals(enu, tris), tris, _feature_ids(counts, first), sids,
+                      len(counts), step)
+    return part, region_of(llh, step * 0.87)
 
 
 def replace_file(path: Path, data: bytes) -> bool:

@@ -9,8 +9,8 @@ transform in tileset.json changes), and is written only where its bytes differ. 
 only values changed under a tile (attributes, no shape moved), the tile keeps its mesh
 and gets new property tables (``gltf.with_rows``): a coarse tile holds a block of every
 building under it, the root one of the whole city, and meshing them again costs seconds.
-Where buildings only came to a leaf, it keeps its mesh too and gets a part (a glTF
-primitive) for them (``_redo``).
+Where buildings only came to a leaf, or under a coarse tile that draws all below it,
+the tile keeps its mesh too and gets a part (a glTF primitive) for them (``_redo``).
 
 Where an object goes is where the tiler's quadtree would put it: from the root down,
 the quadrant of its centre at each tile's middle (past the root's box too, as the split
@@ -52,6 +52,7 @@ UPDATES = "updates"  # the index's own spill files for records written by update
 # parts a leaf may have (``_redo``): each is a draw call in a viewer, where the tiler's
 # leaf is one; past this many the leaf is meshed whole again
 MAX_PARTS = 16
+WAYS = ("rows", "part", "mesh")  # how a tile is made again (``_redo``), cheapest first
 
 
 class UpdateError(ValueError):
@@ -482,18 +483,26 @@ def _redo(folder: Path, index: TilesetIndex, leaves: set, moved: set, grown: dic
     changed) keeps its parts' bytes and gets a part of its own for them
     (``tileset.added_part``): under a stream of new buildings each one's leaf is made in
     a few milliseconds, not meshed again whole (60 ms at 200,000 buildings, most of it
-    Draco), which is what kept the leaves of such a stream half a minute behind. A leaf
-    of ``MAX_PARTS`` parts, or where any other shape changes, is meshed whole again."""
+    Draco), which is what kept the leaves of such a stream half a minute behind. So
+    does a coarse tile that draws every object under it, where objects only came under
+    it since its glb was made (by this update and those that postponed it): the new
+    ones come last in its order, and their blocks are its new part. Meshing such a
+    tile again took seconds (thousands of blocks), and a leaf that waited for it waited
+    as long. A tile of ``MAX_PARTS`` parts, or where any other shape changes, is meshed
+    whole again."""
     obj, nodes, meta = index.objects, index.nodes, index.meta
     if not len(obj["id"]):  # before any file is touched
         raise UpdateError("the update leaves the tileset empty")
     ids = nodes["id"].tolist()
     parent = nodes["parent"].tolist()
     number = {nid: i for i, nid in enumerate(ids)}
-    # postponed tiles: whether each one's blocks changed (its mesh is made again)
-    late = {number[t]: mesh for t, mesh in meta.pop("stale", []) if t in number}
+    # postponed tiles: how each one is to be made (``how``; an index of before "part"
+    # says True or False: "mesh" or "rows")
+    late = {number[t]: {True: "mesh", False: "rows"}.get(way, way)
+            for t, way in meta.pop("stale", []) if t in number}
     dirty = _upwards(leaves, parent) | set(late)
     remesh = _upwards(moved, parent)
+    spoiled = _upwards(moved - set(grown), parent)  # above a shape that changed or went
     summary = attributes_from_json(meta["attributes"])
     schema, kinds = metadata_schema(summary.kinds, summary.missing, summary.texts)
     files = [str(folder / INDEX_DIR / f) for f in meta["files"]]
@@ -501,20 +510,33 @@ def _redo(folder: Path, index: TilesetIndex, leaves: set, moved: set, grown: dic
     under = _objects_under(obj["leaf"], children)
     empty = set()
 
+    def how(n: int, drawn_all: bool, chosen: np.ndarray) -> str:
+        """How tile ``n`` is made: "rows" (its mesh kept, its property table anew),
+        "part" (its parts kept, one more for objects new to it: only objects came under
+        it, and it draws all of them) or "mesh" (made again whole). A postponed tile is
+        made the way the changes since its glb, together, ask."""
+        if not children[n]:
+            return "part" if n in grown else "mesh" if n in remesh else "rows"
+        if n not in remesh or not drawn_all and not drawn.shaped_in(obj["id"][chosen], n,
+                                                                     children):
+            now = "rows"
+        else:
+            now = "part" if drawn_all and n not in spoiled else "mesh"
+        way = max(late.get(n, "rows"), now, key=WAYS.index)
+        return "mesh" if way == "part" and not drawn_all else way
+
     def plan(n: int):
-        """(kind, the objects it draws, its error, whether its mesh changes); None: empty."""
+        """(kind, the objects it draws, its error, how it is made: ``how``); None: empty."""
         items = under(n)
         if not len(items):
             return None
         if children[n]:
             chosen, error = choose(items, obj["size"], obj["deviation"])
-            mesh = late.get(n, False) or n in remesh and (
-                len(chosen) == len(items) or drawn.shaped_in(obj["id"][chosen], n, children))
-            return "coarse", chosen, error, mesh
+            return "coarse", chosen, error, how(n, len(chosen) == len(items), chosen)
         if len(items) > 65_535:
             raise UpdateError(f"tile {ids[n]} would hold more than 65,535 objects: tile the "
                               "city again (`oup tile`)")
-        return "leaf", items, 0.0, n in remesh
+        return "leaf", items, 0.0, how(n, True, items)
 
     def places(kind: str, drawn_objects: np.ndarray) -> list:
         """The records (spill file, offset) a tile draws: the objects' blocks or meshes
@@ -524,18 +546,20 @@ def _redo(folder: Path, index: TilesetIndex, leaves: set, moved: set, grown: dic
         return [(files[i], int(at)) for i, at in zip(obj[f][drawn_objects],
                                                       obj[o][drawn_objects])]
 
-    def grow(n: int, records: list, uri: str) -> bool:
-        """Leaf ``n`` with a part for its new objects (the last ``grown[n]`` of
-        ``records``: the object table keeps its order and appends); False where its glb
-        is not the one the index describes, or has parts enough."""
+    def grow(n: int, kind: str, records: list, uri: str) -> bool:
+        """Tile ``n`` with a part for the objects new to it: the last of ``records`` past
+        those its glb numbers (the object table keeps its order and appends; for a leaf,
+        ``grown[n]`` of them). False where its glb is not one that can be so grown (not
+        the one the index describes, or with parts enough)."""
         try:
             parts, color = parts_of((folder / uri).read_bytes())
         except (OSError, ValueError):
             return False
-        before = len(records) - grown[n]
-        if len(parts) >= MAX_PARTS or sum(p.features for p in parts) != before:
+        before = sum(p.features for p in parts)
+        if len(parts) >= MAX_PARTS or not 0 < before < len(records) or \
+                kind == "leaf" and before != len(records) - grown[n]:
             return False
-        part, region = added_part(Job("leaf", records[before:], meta["src_crs"], schema, kinds,
+        part, region = added_part(Job(kind, records[before:], meta["src_crs"], schema, kinds,
                                       str(folder), ids[n], grids, nodes["frame"][n].tolist()),
                                   before)
         glb = assemble([*parts, part], color, schema, kinds, load_records(records, read_row),
@@ -549,12 +573,12 @@ def _redo(folder: Path, index: TilesetIndex, leaves: set, moved: set, grown: dic
         if planned is None:
             empty.add(n)
             return
-        kind, chosen, nodes["error"][n], mesh = planned
+        kind, chosen, nodes["error"][n], way = planned
         records = places(kind, chosen)
         uri = f"tiles/{ids[n]}.glb"
-        if kind == "leaf" and mesh and n in grown and grow(n, records, uri):
+        if way == "part" and grow(n, kind, records, uri):
             return
-        if not mesh and (folder / uri).is_file():
+        if way == "rows" and (folder / uri).is_file():
             try:
                 glb = with_rows((folder / uri).read_bytes(), schema, kinds,
                                 load_records(records, read_row), SURFACE_NAMES)
@@ -576,7 +600,8 @@ def _redo(folder: Path, index: TilesetIndex, leaves: set, moved: set, grown: dic
         _publish_leaves(folder, index, dirty, set(empty), report, published)
     for i, n in enumerate(coarse):
         if interrupt and interrupt():
-            meta["stale"] = [[ids[m], bool(p and p[3])] for m in coarse[i:] for p in [plan(m)]]
+            meta["stale"] = [[ids[m], p[3] if p else "rows"] for m in coarse[i:]
+                             for p in [plan(m)]]
             report.postponed = [f"tiles/{ids[m]}.glb" for m in coarse[i:]]
             break
         make(n)
