@@ -18,7 +18,6 @@ moved into place, so a reader never sees half a tile.
 """
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 import shutil
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Iterable
 
 import numpy as np
+import orjson
 
 from .cityjson import GROUND, ROOF, SURFACE_NAMES, WALL
 from .gltf import ENUM_MAX, POSITION_STEP, Part, build_glb, draco_part, metadata_schema
@@ -407,7 +407,13 @@ def write_tileset_json(out: Path, root_tile: dict, extra: dict | None = None) ->
     error = max(region_error(root_tile["boundingVolume"]["region"]), root_tile["geometricError"])
     tileset = {"asset": {"version": "1.1", "generator": "OUP tilers"},
                "geometricError": error, "root": root_tile, **({"extras": extra} if extra else {})}
-    replace_file(Path(out) / "tileset.json", json.dumps(tileset, separators=(",", ":")).encode())
+    replace_file(Path(out) / "tileset.json", tileset_json(tileset))
+
+
+def tileset_json(tileset: dict) -> bytes:
+    """The bytes of a tileset.json, compact (the tiler's and an update's alike: an update
+    rewrites it only where a tile changed)."""
+    return orjson.dumps(tileset, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 @contextmanager

@@ -27,7 +27,6 @@ the coarse tiles' glbs, tileset.json again, then the index. One update at a time
 from __future__ import annotations
 
 import fcntl
-import json
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import orjson
 
 from oup.cityjson import reference_crs, vertices_of
 
@@ -42,10 +42,12 @@ from .cityjson import GROUND, ROOF, SURFACE_NAMES, CityObjectMesh, ReadReport, m
 from .gltf import assemble, metadata_schema, parts_of, with_rows
 from .index import INDEX_DIR, TilesetIndex, attributes_from_json, attributes_to_json, \
     load_index, save_index
+from . import lod
 from .lod import blocks_of, choose
 from .placement import region_error, union
 from .spill import block_record, mesh_record, read_record, read_row
-from .tileset import Attributes, Job, added_part, load_records, replace_file, run_job
+from .tileset import Attributes, Job, added_part, load_records, replace_file, run_job, \
+    tileset_json
 
 __all__ = ["update_tileset", "update_from_lines", "UpdateReport", "UpdateError"]
 UPDATES = "updates"  # the index's own spill files for records written by updates
@@ -116,7 +118,7 @@ def update_tileset(folder: Path, changes, *, transform: dict | None = None,
     started = time.perf_counter()
     changes = list(changes)
     report = UpdateReport()
-    top = json.loads((folder / "tileset.json").read_text())
+    top = orjson.loads((folder / "tileset.json").read_bytes())
     lods = (top.get("extras") or {}).get("lods")
     if lods:
         for one, rel in lods.items():
@@ -131,10 +133,10 @@ def update_tileset(folder: Path, changes, *, transform: dict | None = None,
             for k in ("added", "replaced", "changed", "deleted", "unknown"):
                 setattr(report, k, sorted(set(getattr(report, k)) | set(getattr(part, k))))
             report.skipped.update({f"{i} (LoD {one})": w for i, w in part.skipped.items()})
-        highest = json.loads((folder / list(lods.values())[-1]).read_text())
+        highest = orjson.loads((folder / list(lods.values())[-1]).read_bytes())
         top["geometricError"] = top["root"]["geometricError"] = highest["geometricError"]
         top["root"]["boundingVolume"] = highest["root"]["boundingVolume"]
-        replace_file(folder / "tileset.json", json.dumps(top).encode())
+        replace_file(folder / "tileset.json", tileset_json(top))
     else:
         report = _update_one(folder, changes, transform, crs, published, interrupt)
     report.seconds = time.perf_counter() - started
@@ -152,8 +154,6 @@ def update_from_lines(folder: Path, lines) -> UpdateReport:
     """``update_tileset`` from JSON Lines: a CityJSONSeq (its first line the CityJSON
     header with the transform and CRS, then CityJSONFeatures), where a line may also be
     an attribute change or a deletion (``update_tileset``'s forms)."""
-    import orjson
-
     from oup.cityjson import declared_crs
 
     transform, crs, changes = None, None, []
@@ -440,6 +440,15 @@ def _objects_under(leaf: np.ndarray, children: list[list[int]]) -> Callable[[int
     return under
 
 
+def _counts(leaf: np.ndarray, parent: list) -> list[int]:
+    """How many objects are under each tile (in it, for a leaf)."""
+    count = np.bincount(leaf, minlength=len(parent)).tolist()
+    for n in range(len(parent) - 1, 0, -1):  # children after their parent
+        if parent[n] >= 0:
+            count[parent[n]] += count[n]
+    return count
+
+
 def _upwards(leaves: set, parent: list) -> set:
     """The leaves and every tile above them."""
     out = set()
@@ -508,20 +517,27 @@ def _redo(folder: Path, index: TilesetIndex, leaves: set, moved: set, grown: dic
     files = [str(folder / INDEX_DIR / f) for f in meta["files"]]
     children = _children(nodes)
     under = _objects_under(obj["leaf"], children)
+    count = _counts(obj["leaf"], parent)
     empty = set()
 
-    def how(n: int, drawn_all: bool, chosen: np.ndarray) -> str:
+    def how(n: int, chosen: np.ndarray | None = None) -> str:
         """How tile ``n`` is made: "rows" (its mesh kept, its property table anew),
         "part" (its parts kept, one more for objects new to it: only objects came under
         it, and it draws all of them) or "mesh" (made again whole). A postponed tile is
-        made the way the changes since its glb, together, ask."""
+        made the way the changes since its glb, together, ask. (``chosen``: the objects
+        it draws, where known; chosen here only where they are asked, as choosing among
+        the whole city's sorts it: for each postponed tile, each update.)"""
         if not children[n]:
             return "part" if n in grown else "mesh" if n in remesh else "rows"
-        if n not in remesh or not drawn_all and not drawn.shaped_in(obj["id"][chosen], n,
-                                                                     children):
+        drawn_all = count[n] <= lod.MAX_FEATURES
+        if n not in remesh:
             now = "rows"
+        elif drawn_all:
+            now = "mesh" if n in spoiled else "part"
         else:
-            now = "part" if drawn_all and n not in spoiled else "mesh"
+            if chosen is None:
+                chosen, _ = choose(under(n), obj["size"], obj["deviation"])
+            now = "mesh" if drawn.shaped_in(obj["id"][chosen], n, children) else "rows"
         way = max(late.get(n, "rows"), now, key=WAYS.index)
         return "mesh" if way == "part" and not drawn_all else way
 
@@ -532,11 +548,11 @@ def _redo(folder: Path, index: TilesetIndex, leaves: set, moved: set, grown: dic
             return None
         if children[n]:
             chosen, error = choose(items, obj["size"], obj["deviation"])
-            return "coarse", chosen, error, how(n, len(chosen) == len(items), chosen)
+            return "coarse", chosen, error, how(n, chosen)
         if len(items) > 65_535:
             raise UpdateError(f"tile {ids[n]} would hold more than 65,535 objects: tile the "
                               "city again (`oup tile`)")
-        return "leaf", items, 0.0, how(n, True, items)
+        return "leaf", items, 0.0, how(n)
 
     def places(kind: str, drawn_objects: np.ndarray) -> list:
         """The records (spill file, offset) a tile draws: the objects' blocks or meshes
@@ -600,8 +616,7 @@ def _redo(folder: Path, index: TilesetIndex, leaves: set, moved: set, grown: dic
         _publish_leaves(folder, index, dirty, set(empty), report, published)
     for i, n in enumerate(coarse):
         if interrupt and interrupt():
-            meta["stale"] = [[ids[m], p[3] if p else "rows"] for m in coarse[i:]
-                             for p in [plan(m)]]
+            meta["stale"] = [[ids[m], how(m) if count[m] else "rows"] for m in coarse[i:]]
             report.postponed = [f"tiles/{ids[m]}.glb" for m in coarse[i:]]
             break
         make(n)
@@ -668,35 +683,39 @@ def _drop(index: TilesetIndex, empty: set) -> None:
 
 def _write_tileset_json(folder: Path, index: TilesetIndex, dirty: set, empty: set) -> None:
     """The redone tiles' bounding volumes (their content's region and their children's)
-    and geometric errors (their own, at least their children's) in tileset.json."""
+    and geometric errors (their own, at least their children's) in tileset.json. Only
+    the branches that lead to them are walked (a large city has tens of thousands of
+    tiles, and an update under a stream of writes writes it twice a second or so)."""
     nodes = index.nodes
     ids = nodes["id"].tolist()
     number = {nid: i for i, nid in enumerate(ids)}
+    touched = _upwards(dirty | empty, nodes["parent"].tolist())
     path = folder / "tileset.json"
-    text = path.read_text()
-    tileset = json.loads(text)
+    text = path.read_bytes()
+    tileset = orjson.loads(text)
 
-    def walk(tile: dict) -> None:
-        n = number[Path(tile["content"]["uri"]).stem]
-        kids = [c for c in tile.get("children", [])
-                if number[Path(c["content"]["uri"]).stem] not in empty]
-        for c in kids:
-            walk(c)
+    def walk(tile: dict, n: int) -> None:
+        kids = [(c, number[c["content"]["uri"][len("tiles/"):-len(".glb")]])
+                for c in tile.get("children", [])]
+        kids = [(c, m) for c, m in kids if m not in empty]
+        for c, m in kids:
+            if m in touched:
+                walk(c, m)
         if n not in dirty:
             return
         if kids:
-            tile["children"] = kids
+            tile["children"] = [c for c, _ in kids]
         else:
             tile.pop("children", None)
         tile["boundingVolume"] = {"region": union(
-            [nodes["region"][n].tolist()] + [c["boundingVolume"]["region"] for c in kids])}
+            [nodes["region"][n].tolist()] + [c["boundingVolume"]["region"] for c, _ in kids])}
         tile["geometricError"] = max([float(nodes["error"][n])] +
-                                     [c["geometricError"] for c in kids])
+                                     [c["geometricError"] for c, _ in kids])
 
-    walk(tileset["root"])
     root = tileset["root"]
+    walk(root, number[Path(root["content"]["uri"]).stem])
     tileset["geometricError"] = max(region_error(root["boundingVolume"]["region"]),
                                     root["geometricError"])
-    new = json.dumps(tileset, separators=(",", ":"))
+    new = tileset_json(tileset)
     if new != text:
-        replace_file(path, new.encode())
+        replace_file(path, new)
