@@ -339,10 +339,12 @@ def test_coarse_tiles_over_new_buildings_get_a_part_for_their_blocks(model, tile
                                                                      monkeypatch):
     """A coarse tile that draws every building under it, where buildings only came,
     keeps its mesh and gets a part for their blocks, also when the updates that brought
-    them postponed it (one part for all of them). A shape that changes under it in the
-    same stretch has it meshed whole again."""
+    them postponed it (one part for all of them). Its table keeps its rows and gets
+    theirs, unless values of its buildings changed in that stretch. A shape that changes
+    under it has it meshed whole again."""
     import tilers.update
     from tilers.gltf import parts_of
+    from tilers.spill import read_row
 
     doc, _ = model
     oid = largest(doc)
@@ -352,6 +354,9 @@ def test_coarse_tiles_over_new_buildings_get_a_part_for_their_blocks(model, tile
     meshed, run_job = [], tilers.update.run_job  # the tiles meshed (and compressed) whole
     monkeypatch.setattr(tilers.update, "run_job", lambda job: meshed.append(
         f"tiles/{job.name}.glb") or run_job(job))
+    rows, load_records = [], tilers.update.load_records  # how many rows each table read
+    monkeypatch.setattr(tilers.update, "load_records", lambda places, read=None: (
+        rows.append(len(places)) if read is read_row else None) or load_records(places, read))
 
     def parts(uri) -> list:
         return parts_of((tileset / uri).read_bytes())[0]
@@ -363,7 +368,11 @@ def test_coarse_tiles_over_new_buildings_get_a_part_for_their_blocks(model, tile
     def shown(n: int) -> dict:
         return {m["uri"]: m for m in where(tileset, f"NEW-{n}")}
 
+    # texts of up to 100 kinds an enum (255 in a city): the ids of these 150 are text
+    # from the first new one on, and the tileset's schema stays as more come
+    monkeypatch.setattr("tilers.tileset.ENUM_MAX", 100)
     whole = {u: parts(u)[0] for u in above}
+    status = {m["uri"]: m["props"]["status"] for m in where(tileset, oid)}
     add(1)
     assert meshed == []  # its leaf and every tile above it grown, none meshed whole
     for u in above:
@@ -376,27 +385,122 @@ def test_coarse_tiles_over_new_buildings_get_a_part_for_their_blocks(model, tile
         assert one[u]["props"]["bron_tex"] == doc["CityObjects"][oid]["attributes"]["bron_tex"]
     check_valid(tileset)
 
-    assert add(2, interrupt=lambda: True).postponed == above  # more writes waited
-    assert add(3, interrupt=lambda: True).postponed == above
+    rows.clear()
+    add(2)
+    assert meshed == [] and rows == [1] * (1 + len(above))  # of each table, its row read
+    assert {m["uri"]: m["props"]["status"] for m in where(tileset, oid)} == status
+    assert all(shown(2)[u]["inPart"] == 2 and shown(2)[u]["props"]["bron_tex"] ==
+               one[u]["props"]["bron_tex"] for u in above)
+
+    assert add(3, interrupt=lambda: True).postponed == above  # more writes waited
+    update_tileset(tileset, [{"id": oid, "attributes": {"TerrainHeight": 7.125}}],
+                   interrupt=lambda: True)  # a value, in the same stretch
+    assert add(4, interrupt=lambda: True).postponed == above
+    rows.clear()
     assert sorted(update_tileset(tileset, []).rewritten) == sorted(above)
-    assert meshed == []
+    assert meshed == [] and max(rows) > 2  # tables read whole: a value changed
+    assert {m["props"]["TerrainHeight"] for m in where(tileset, oid)} == {7.125}
     for u in above:
-        assert [p.features for p in parts(u)] == [whole[u].features, 1, 2]
-        assert parts(u)[:2] == [whole[u], parts(u)[1]]
-    for n in (2, 3):
+        assert [p.features for p in parts(u)] == [whole[u].features, 1, 1, 2]
+        assert parts(u)[0] == whole[u]
+    for n in (3, 4):
         drawn = shown(n)
-        assert all(drawn[u]["inPart"] == 2 and drawn[u]["vertices"] > 0 for u in above)
+        assert all(drawn[u]["inPart"] == 3 and drawn[u]["vertices"] > 0 for u in above)
     check_valid(tileset)
 
-    add(4, interrupt=lambda: True)  # an addition, then a shape that was there moves
+    add(5, interrupt=lambda: True)  # an addition, then a shape that was there moves
     update_tileset(tileset, [{"id": oid, "footprint_height": _lowest(doc, oid) + 1}],
                    interrupt=lambda: True)
     update_tileset(tileset, [])
     assert set(above) <= set(meshed)
     for u in above:
         [remade] = parts(u)
-        assert remade.features == whole[u].features + 4
-    assert all(shown(4)[u]["parts"] == 1 for u in above)
+        assert remade.features == whole[u].features + 5
+    assert all(shown(5)[u]["parts"] == 1 for u in above)
+    check_valid(tileset)
+
+
+def test_a_part_s_rows_follow_the_table_as_if_it_were_made_whole():
+    """``gltf.with_part`` keeps a table's rows and appends the new part's: the glb is the
+    one made whole from all rows, for every kind of column (an enum, numbers with some
+    missing, booleans, text that outgrows 16-bit offsets); a glb of another schema is
+    refused (the caller makes its table whole)."""
+    from tilers.cityjson import SURFACE_NAMES
+    from tilers.gltf import assemble, draco_part, metadata_schema, with_part
+    from tilers.tileset import Attributes
+
+    rows = [{"id": f"b{i}", "type": "Building", "status": "ab"[i % 2],
+             "height": None if i % 3 == 0 else i * 1.5, "ok": i % 2 == 0,
+             "note": "x" * (300 if i < 250 else 5) + str(i)} for i in range(260)]
+
+    def part(first: int, n: int):  # a triangle a feature
+        pos = np.arange(n * 9, dtype=float).reshape(-1, 3) % 17
+        normals = np.tile([0.0, 0.0, 1.0], (len(pos), 1))
+        return draco_part(pos, normals, np.arange(len(pos)).reshape(-1, 3),
+                          np.repeat(np.arange(first, first + n), 3), np.zeros(len(pos)), n)
+
+    seen = Attributes.of(rows)
+    schema, kinds = metadata_schema(seen.kinds, seen.missing, seen.texts)
+    assert isinstance(kinds["status"][1], dict) and kinds["note"][1] == "STRING"
+    color = (0.85, 0.83, 0.8)
+    a, b = part(0, 200), part(200, 60)  # 200 notes are 60,000 bytes: 16-bit offsets
+    glb = assemble([a], color, schema, kinds, rows[:200], SURFACE_NAMES)
+    assert with_part(glb, b, schema, kinds, rows[200:], SURFACE_NAMES) == \
+        assemble([a, b], color, schema, kinds, rows, SURFACE_NAMES)
+    other, other_kinds = metadata_schema({**seen.kinds, "new": {int}}, seen.missing, seen.texts)
+    with pytest.raises(ValueError, match="schema"):
+        with_part(glb, b, other, other_kinds, rows[200:], SURFACE_NAMES)
+
+
+# another process's update of the tileset (a worker of the server, `oup tile-update`)
+OTHER_UPDATE = """
+import json, sys
+from pathlib import Path
+from tilers.update import update_tileset
+
+update_tileset(Path(sys.argv[1]), [json.loads(sys.argv[2])], transform=json.loads(sys.argv[3]))
+"""
+
+
+def test_an_update_takes_the_index_the_last_one_kept_unless_another_process_saved_one(
+        model, tileset, monkeypatch):
+    """The next update in the same process does not read the index again (50 MB at
+    200,000 buildings); where another process has updated the tileset since, it does,
+    and what that process added stays."""
+    import os
+    import sys
+
+    import tilers.index
+
+    doc, _ = model
+    oid = largest(doc)
+    [leaf] = [m["uri"] for m in where(tileset, oid) if m["uri"] in leaves(tileset)]
+    reads, load = [], np.load
+    monkeypatch.setattr(tilers.index.np, "load", lambda *a, **k: reads.append(1) or load(*a, **k))
+
+    def add(name: str) -> None:
+        update_tileset(tileset, [_moved_copy(doc, oid, name, 4.0, 3.0)],
+                       transform=doc["transform"])
+
+    add("NEW-1")
+    add("NEW-2")
+    assert len(reads) == 1  # the first update read it; the second took what it kept
+    other = subprocess.run(
+        [sys.executable, "-c", OTHER_UPDATE, str(tileset),
+         json.dumps(_moved_copy(doc, oid, "NEW-other", 5.0, 3.0)), json.dumps(doc["transform"])],
+        capture_output=True, text=True, timeout=120, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert other.returncode == 0, other.stderr
+    add("NEW-3")
+    assert len(reads) == 2  # the file was no longer the one it kept: read again
+    for name in ("NEW-1", "NEW-2", "NEW-other", "NEW-3"):
+        assert leaf in {m["uri"] for m in where(tileset, name)}, name
+    update_tileset(tileset, [{"id": "NEW-other", "deleted": True}])  # rows renumbered
+    update_tileset(tileset, [{"id": "NEW-3", "attributes": {"status": "kept"}}])
+    assert len(reads) == 2
+    assert where(tileset, "NEW-other") == []
+    assert {m["props"]["status"] for m in where(tileset, "NEW-3")} == {"kept"}
+    assert tilers.index.load_index(tileset).objects["id"].tolist()[-3:] == \
+        ["NEW-1", "NEW-2", "NEW-3"]
     check_valid(tileset)
 
 

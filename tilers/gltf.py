@@ -108,27 +108,33 @@ def metadata_schema(kinds_seen: dict[str, set], missing: set[str],
     return schema, kinds
 
 
-def _strings(buf: _Buffer, values: list) -> dict:
+def _strings(buf: _Buffer, values: list, head: bytes = b"",
+             head_ends: np.ndarray | None = None) -> dict:
+    """A STRING column of ``values``; after ``head`` (the bytes of rows before them, and
+    where each of those ends), where a table grows."""
     encoded = [("" if v is None else str(v)).encode("utf-8") for v in values]
-    ends = np.cumsum([len(e) for e in encoded])
+    ends = np.concatenate([[] if head_ends is None else head_ends,
+                           len(head) + np.cumsum([len(e) for e in encoded])]).astype(np.int64)
     kind = "UINT16" if not len(ends) or ends[-1] <= 65_535 else "UINT32"
-    offsets = np.zeros(len(encoded) + 1, "<u2" if kind == "UINT16" else "<u4")
+    offsets = np.zeros(len(ends) + 1, "<u2" if kind == "UINT16" else "<u4")
     offsets[1:] = ends
-    return {"values": buf.add(b"".join(encoded) or b"\0", align=8),
+    return {"values": buf.add(head + b"".join(encoded) or b"\0", align=8),
             "stringOffsets": buf.add(offsets.tobytes(), align=8), "stringOffsetType": kind}
 
 
-def _property(buf: _Buffer, kind: str | dict, values: list) -> dict:
+def _values(kind: str | dict, values: list) -> bytes:
+    """The bytes of a column that is not text: an enum's indices, numbers, booleans."""
     if isinstance(kind, dict):  # an enum: the index of each value
-        return {"values": buf.add(np.array([kind[str(v)] for v in values], np.uint8).tobytes(),
-                                  align=8)}
+        return np.array([kind[str(v)] for v in values], np.uint8).tobytes()
     if kind == "FLOAT64":
-        arr = np.array([NO_DATA if v is None else float(v) for v in values], "<f8")
-        return {"values": buf.add(arr.tobytes(), align=8)}
-    if kind == "UINT8":
-        return {"values": buf.add(np.array([bool(v) for v in values], np.uint8).tobytes(),
-                                  align=8)}
-    return _strings(buf, values)
+        return np.array([NO_DATA if v is None else float(v) for v in values], "<f8").tobytes()
+    return np.array([bool(v) for v in values], np.uint8).tobytes()
+
+
+def _property(buf: _Buffer, kind: str | dict, values: list) -> dict:
+    if kind == "STRING":
+        return _strings(buf, values)
+    return {"values": buf.add(_values(kind, values), align=8)}
 
 
 def _accessor(acc: list, view: int, arr: np.ndarray, ctype: int, kind: str,
@@ -226,13 +232,59 @@ def assemble(parts: list[Part], color: list | tuple, schema: dict, kinds: dict,
     """The glb of Draco meshes (``parts``, a primitive each, their feature ids numbered
     through all of them) and its features' property tables: the Draco bytes first in
     the buffer, the tables after them."""
+    return _packed(parts, color, schema, len(rows), surface_names, lambda buf: {
+        pid: _property(buf, kind, [r.get(name) for r in rows])
+        for name, (pid, kind) in kinds.items()})
+
+
+def with_part(glb: bytes, part: Part, schema: dict, kinds: dict, rows: list[dict],
+          surface_names: list[str]) -> bytes:
+    """A glb of ``assemble`` with one part more (``part``, its features numbered after
+    the glb's) and their ``rows`` after the glb's own in its property table: the rows
+    there are kept as they are, not read again from the records and encoded anew (a
+    coarse tile's table holds up to 65,535). ValueError where the glb's schema is not
+    ``schema`` (an attribute came, an enum got a value): then the table is made whole."""
+    gltf, binary = unpack_glb(glb)
+    parts, color = _parts(gltf, binary)
+    try:
+        metadata = gltf["extensions"]["EXT_structural_metadata"]
+        table = metadata["propertyTables"][0]
+        before = table["count"]
+    except (KeyError, IndexError, TypeError) as exc:
+        raise ValueError(f"not a glb of assemble (no {exc})") from None
+    if metadata.get("schema") != schema:
+        raise ValueError("the glb's schema is not the tileset's now")
+
+    def view(i: int) -> bytes:
+        v = gltf["bufferViews"][i]
+        at = v.get("byteOffset", 0)
+        return binary[at:at + v["byteLength"]]
+
+    def columns(buf: _Buffer) -> dict:
+        out = {}
+        for name, (pid, kind) in kinds.items():
+            old, values = table["properties"][pid], [r.get(name) for r in rows]
+            if kind == "STRING":
+                width = "<u2" if old["stringOffsetType"] == "UINT16" else "<u4"
+                ends = np.frombuffer(view(old["stringOffsets"]), width)[1:before + 1]
+                head = view(old["values"])[:int(ends[-1]) if len(ends) else 0]
+                out[pid] = _strings(buf, values, head, ends)
+            else:  # one byte a row, or eight (FLOAT64)
+                size = 8 if kind == "FLOAT64" else 1
+                out[pid] = {"values": buf.add(view(old["values"])[:before * size] +
+                                              _values(kind, values), align=8)}
+        return out
+
+    return _packed([*parts, part], color, schema, before + len(rows), surface_names, columns)
+
+
+def _packed(parts: list[Part], color: list | tuple, schema: dict, count: int,
+            surface_names: list[str], columns) -> bytes:
+    """The glb of ``parts`` and a property table of ``count`` features whose columns
+    ``columns(buffer)`` adds to the buffer (after the parts' Draco bytes)."""
     buf = _Buffer()
     views = [buf.add(part.blob, align=4) for part in parts]
-    tables = [{
-        "class": "cityobject", "count": len(rows),
-        "properties": {pid: _property(buf, kind, [r.get(name) for r in rows])
-                       for name, (pid, kind) in kinds.items()},
-    }, {
+    tables = [{"class": "cityobject", "count": count, "properties": columns(buf)}, {
         "class": "surface", "count": len(surface_names),
         "properties": {"type": _strings(buf, surface_names)},
     }]
@@ -268,10 +320,8 @@ def assemble(parts: list[Part], color: list | tuple, schema: dict, kinds: dict,
     return pack_glb(gltf, binary)
 
 
-def parts_of(glb: bytes) -> tuple[list[Part], list]:
-    """The parts of a glb of ``assemble`` (their Draco bytes and accessors as they are)
-    and its colour; ValueError if it is not one."""
-    gltf, binary = unpack_glb(glb)
+def _parts(gltf: dict, binary: bytes) -> tuple[list[Part], list]:
+    """``parts_of`` an unpacked glb."""
     try:
         parts = []
         for prim in gltf["meshes"][0]["primitives"]:
@@ -287,6 +337,12 @@ def parts_of(glb: bytes) -> tuple[list[Part], list]:
     except (KeyError, IndexError, TypeError) as exc:
         raise ValueError(f"not a glb of build_glb (no {exc})") from None
     return parts, color
+
+
+def parts_of(glb: bytes) -> tuple[list[Part], list]:
+    """The parts of a glb of ``assemble`` (their Draco bytes and accessors as they are)
+    and its colour; ValueError if it is not one."""
+    return _parts(*unpack_glb(glb))
 
 
 def with_rows(glb: bytes, schema: dict, kinds: dict, rows: list[dict],

@@ -11,13 +11,17 @@ how the tileset was made (CRS, LoD, z offset attribute, vertex budget, the attri
 summary the metadata schema comes from).
 
 Written whole to a temporary name and moved into place, like every file of the tileset.
+An update keeps the index it saved in memory (``keep``), and the next update of that
+tileset in the same process takes it as it is, unless another process saved one since:
+at 200,000 buildings the file is about 50 MB, and under a stream of writes the updates
+come every second or so.
 """
 from __future__ import annotations
 
 import json
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +33,10 @@ _TYPES = {"str": str, "int": int, "float": float, "bool": bool}
 _NAMES = {v: k for k, v in _TYPES.items()}
 
 
+# index.npz -> (its inode, mtime and size as this process saved it, the index then)
+_KEPT: dict[Path, tuple[tuple, "TilesetIndex"]] = {}
+
+
 class NoIndex(ValueError):
     """The tileset was made without an index (or by another version): tile it again."""
 
@@ -38,6 +46,8 @@ class TilesetIndex:
     meta: dict     # src_crs, lod, z_offset, vertex_budget, files, attributes, version
     objects: dict  # column -> array, one row an object
     nodes: dict    # column -> array, one row a tile, parents before children
+    # object id -> its row, where known (an update keeps it up to date; None: not made)
+    row_of: dict | None = field(default=None, repr=False, compare=False)
 
     OBJECT_COLUMNS = ("id", "leaf", "mesh_file", "block_file", "mesh_offset", "block_offset",
                       "xy", "nverts", "size", "deviation", "block_nverts")
@@ -92,7 +102,14 @@ def keep_index(out: Path, spill, col: dict, nodes: list, contents: dict, errors:
     save_index(out, TilesetIndex(meta, objects, node_cols))
 
 
-def save_index(out: Path, index: TilesetIndex) -> None:
+def _stamp(path: Path) -> tuple:
+    st = os.stat(path)
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+def save_index(out: Path, index: TilesetIndex, *, keep: bool = False) -> None:
+    """``index`` to ``out``'s index.npz; with ``keep``, also kept in memory for the next
+    ``load_index(out, kept=True)`` of this process (which must not change it after)."""
     folder = Path(out) / INDEX_DIR
     arrays = {"meta": np.array(json.dumps(index.meta))}
     arrays.update({f"o_{k}": np.asarray(index.objects[k]) for k in TilesetIndex.OBJECT_COLUMNS})
@@ -105,14 +122,22 @@ def save_index(out: Path, index: TilesetIndex) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    if keep:
+        _KEPT[folder / INDEX_FILE] = (_stamp(folder / INDEX_FILE), index)
 
 
-def load_index(out: Path) -> TilesetIndex:
+def load_index(out: Path, *, kept: bool = False) -> TilesetIndex:
+    """The index of the tileset in ``out``. With ``kept``, the one this process saved
+    with ``keep`` where the file is still that one; the caller then owns it (it is kept
+    no more: an update that fails half-way leaves nothing half-changed to the next)."""
     path = Path(out) / INDEX_DIR / INDEX_FILE
     if not path.is_file():
         raise NoIndex(f"{out} has no {INDEX_DIR}/{INDEX_FILE}: it was tiled without one "
                       "(by an older `oup tile`, or it is terrain or a point cloud); tile it "
                       "again to update it building by building")
+    last = _KEPT.pop(path, None) if kept else None
+    if last is not None and last[0] == _stamp(path):
+        return last[1]
     with np.load(path, allow_pickle=False) as z:
         meta = json.loads(str(z["meta"]))
         if meta.get("version") != VERSION:

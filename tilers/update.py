@@ -39,7 +39,7 @@ import orjson
 from oup.cityjson import reference_crs, vertices_of
 
 from .cityjson import GROUND, ROOF, SURFACE_NAMES, CityObjectMesh, ReadReport, mesh_documents
-from .gltf import assemble, metadata_schema, parts_of, with_rows
+from .gltf import assemble, metadata_schema, parts_of, with_part, with_rows
 from .index import INDEX_DIR, TilesetIndex, attributes_from_json, attributes_to_json, \
     load_index, save_index
 from . import lod
@@ -54,7 +54,6 @@ UPDATES = "updates"  # the index's own spill files for records written by update
 # parts a leaf may have (``_redo``): each is a draw call in a viewer, where the tiler's
 # leaf is one; past this many the leaf is meshed whole again
 MAX_PARTS = 16
-WAYS = ("rows", "part", "mesh")  # how a tile is made again (``_redo``), cheapest first
 
 
 class UpdateError(ValueError):
@@ -335,7 +334,7 @@ def _update_one(folder: Path, changes: list, transform: dict | None, crs: str | 
     if not (folder / INDEX_DIR).is_dir():
         load_index(folder)  # says why there is none
     with _locked(folder):
-        index = load_index(folder)  # as the last update left it
+        index = load_index(folder, kept=True)  # as the last update left it
         meta = index.meta
         if crs and reference_crs(crs)[0] != meta["src_crs"]:
             raise UpdateError(f"the changes are in {crs}, the tileset in {meta['src_crs']}")
@@ -343,31 +342,38 @@ def _update_one(folder: Path, changes: list, transform: dict | None, crs: str | 
         records = _Records(folder / INDEX_DIR, list(meta["files"]))
         shaped: set = set()
         try:
-            row_of = {oid: i for i, oid in enumerate(index.objects["id"].tolist())}  # before
+            row_of = index.row_of or {oid: i for i, oid in
+                                       enumerate(index.objects["id"].tolist())}  # before
+            index.row_of = row_of
             pending = _pending(changes, index, records, report, transform, shaped, row_of)
             if not pending and not meta.get("stale"):
                 return report
             before = {k: index.objects[k].copy() for k in ("id", "leaf", "size", "deviation")}
-            dirty, moved, grown = _apply(index, pending, records, shaped, row_of) if pending \
-                else (set(), set(), {})
+            dirty, moved, grown, valued = _apply(index, pending, records, shaped, row_of) \
+                if pending else (set(), set(), {}, set())
         finally:
             records.close()
         meta["files"] = records.files
-        _redo(folder, index, dirty, moved, grown, installed_grid_dirs(), report, published,
-              interrupt, _Drawn(before, shaped))
-        save_index(folder, index)
+        _redo(folder, index, dirty, moved, grown, valued, installed_grid_dirs(), report,
+              published, interrupt, _Drawn(before, shaped))
+        save_index(folder, index, keep=True)
     return report
 
 
 def _apply(index: TilesetIndex, pending: dict, records: _Records,
-           shaped: set, row_of: dict) -> tuple[set, set, dict]:
+           shaped: set, row_of: dict) -> tuple[set, set, dict, set]:
     """Write the new objects' records, change the object table; the leaves touched, those
-    of them where a shape came, went or changed (``shaped``: those objects), and of
-    those the leaves where shapes only came, new to the tileset (leaf -> how many)."""
+    of them where a shape came, went or changed (``shaped``: those objects), of those
+    the leaves where shapes only came, new to the tileset (leaf -> how many), and the
+    leaves where values of objects that were there changed.
+    ``row_of`` (the rows of before) gets the new rows, or the index's is dropped where
+    rows went (those after them move up)."""
     obj, nodes, meta = index.objects, index.nodes, index.meta
     children = _children(nodes)
     dirty = {int(obj["leaf"][row_of[oid]]) for oid in pending if oid in row_of}
     moved = {int(obj["leaf"][row_of[oid]]) for oid in pending if oid in row_of and oid in shaped}
+    valued = {int(obj["leaf"][row_of[oid]]) for oid in pending  # only values changed
+              if oid in row_of and oid not in shaped}
     spoiled, grown = set(moved), {}  # where a shape there before changed or went; new ones
     keep = np.ones(len(obj["id"]), bool)
     keep[[row_of[oid] for oid, m in pending.items() if m is None and oid in row_of]] = False
@@ -410,7 +416,12 @@ def _apply(index: TilesetIndex, pending: dict, records: _Records,
             kept = np.concatenate([kept.astype(str) if k == "id" else kept,
                                    added.reshape((-1,) + kept.shape[1:])])
         obj[k] = kept
-    return dirty, moved, {n: k for n, k in grown.items() if n not in spoiled}
+    if keep.all():  # the rows of before are where they were; the new ones follow
+        base = len(obj["id"]) - len(new["id"])
+        row_of.update(zip(new["id"], range(base, len(obj["id"]))))
+    else:
+        index.row_of = None
+    return dirty, moved, {n: k for n, k in grown.items() if n not in spoiled}, valued
 
 
 def _children(nodes: dict) -> list[list[int]]:
@@ -440,6 +451,12 @@ def _objects_under(leaf: np.ndarray, children: list[list[int]]) -> Callable[[int
     return under
 
 
+def _joined(before: str, now: str) -> str:
+    """The way (``_redo``'s ``how``) of a tile postponed ``before`` and asked ``now``."""
+    flags = set(before.split("+")) | set(now.split("+"))
+    return "mesh" if "mesh" in flags else "+".join(f for f in ("part", "rows") if f in flags)
+
+
 def _counts(leaf: np.ndarray, parent: list) -> list[int]:
     """How many objects are under each tile (in it, for a leaf)."""
     count = np.bincount(leaf, minlength=len(parent)).tolist()
@@ -459,7 +476,7 @@ def _upwards(leaves: set, parent: list) -> set:
     return out
 
 
-def _redo(folder: Path, index: TilesetIndex, leaves: set, moved: set, grown: dict,
+def _redo(folder: Path, index: TilesetIndex, leaves: set, moved: set, grown: dict, valued: set,
           grids: list, report: UpdateReport, published: Callable[[UpdateReport], None] | None,
           interrupt: Callable[[], bool] | None, drawn: "_Drawn") -> None:
     """Make the touched leaves and their ancestors again; tileset.json follows.
@@ -475,8 +492,8 @@ def _redo(folder: Path, index: TilesetIndex, leaves: set, moved: set, grown: dic
 
     That state is also where an ``interrupt`` leaves the tiles it postpones (more writes
     wait, and their leaves come before this city's root): ``meta["stale"]`` names them,
-    oldest first, with whether their blocks changed, and the next update makes them
-    first (the mesh again where the blocks changed, or it does now): under a
+    oldest first, with how they are to be made (``how``), and the next update makes
+    them first (the way the changes since their glb ask, together): under a
     stream of writes a leaf waits for at most one coarse tile, and no coarse tile waits
     behind one marked after it.
 
@@ -497,8 +514,11 @@ def _redo(folder: Path, index: TilesetIndex, leaves: set, moved: set, grown: dic
     it since its glb was made (by this update and those that postponed it): the new
     ones come last in its order, and their blocks are its new part. Meshing such a
     tile again took seconds (thousands of blocks), and a leaf that waited for it waited
-    as long. A tile of ``MAX_PARTS`` parts, or where any other shape changes, is meshed
-    whole again."""
+    as long. A grown tile keeps its property table's rows too, and the new objects' rows
+    follow them (``gltf.with_part``), unless values of its objects changed or the
+    tileset's schema did: reading and encoding the rows of a coarse tile (up to 65,535)
+    took longer than its part. A tile of ``MAX_PARTS`` parts, or where any other shape
+    changes, is meshed whole again."""
     obj, nodes, meta = index.objects, index.nodes, index.meta
     if not len(obj["id"]):  # before any file is touched
         raise UpdateError("the update leaves the tileset empty")
@@ -512,6 +532,7 @@ def _redo(folder: Path, index: TilesetIndex, leaves: set, moved: set, grown: dic
     dirty = _upwards(leaves, parent) | set(late)
     remesh = _upwards(moved, parent)
     spoiled = _upwards(moved - set(grown), parent)  # above a shape that changed or went
+    valued_up = _upwards(valued, parent)  # above values of objects there before changed
     summary = attributes_from_json(meta["attributes"])
     schema, kinds = metadata_schema(summary.kinds, summary.missing, summary.texts)
     files = [str(folder / INDEX_DIR / f) for f in meta["files"]]
@@ -522,24 +543,24 @@ def _redo(folder: Path, index: TilesetIndex, leaves: set, moved: set, grown: dic
 
     def how(n: int, chosen: np.ndarray | None = None) -> str:
         """How tile ``n`` is made: "rows" (its mesh kept, its property table anew),
-        "part" (its parts kept, one more for objects new to it: only objects came under
-        it, and it draws all of them) or "mesh" (made again whole). A postponed tile is
-        made the way the changes since its glb, together, ask. (``chosen``: the objects
-        it draws, where known; chosen here only where they are asked, as choosing among
-        the whole city's sorts it: for each postponed tile, each update.)"""
-        if not children[n]:
-            return "part" if n in grown else "mesh" if n in remesh else "rows"
-        drawn_all = count[n] <= lod.MAX_FEATURES
+        "part" (its parts and its table's rows kept, a part and rows more for the
+        objects new to it: only objects came under it, and it draws all of them),
+        "part+rows" (the same, where values of objects it had changed too: its table
+        anew) or "mesh" (made again whole). A postponed tile is made the way the
+        changes since its glb, together, ask. (``chosen``: the objects it draws, where
+        known; chosen here only where they are asked, as choosing among the whole
+        city's sorts it: for each postponed tile, each update.)"""
+        drawn_all = not children[n] or count[n] <= lod.MAX_FEATURES
         if n not in remesh:
             now = "rows"
         elif drawn_all:
-            now = "mesh" if n in spoiled else "part"
+            now = "mesh" if n in spoiled else "part+rows" if n in valued_up else "part"
         else:
             if chosen is None:
                 chosen, _ = choose(under(n), obj["size"], obj["deviation"])
             now = "mesh" if drawn.shaped_in(obj["id"][chosen], n, children) else "rows"
-        way = max(late.get(n, "rows"), now, key=WAYS.index)
-        return "mesh" if way == "part" and not drawn_all else way
+        way = _joined(late[n], now) if n in late else now
+        return "mesh" if "part" in way and not drawn_all else way
 
     def plan(n: int):
         """(kind, the objects it draws, its error, how it is made: ``how``); None: empty."""
@@ -562,13 +583,15 @@ def _redo(folder: Path, index: TilesetIndex, leaves: set, moved: set, grown: dic
         return [(files[i], int(at)) for i, at in zip(obj[f][drawn_objects],
                                                       obj[o][drawn_objects])]
 
-    def grow(n: int, kind: str, records: list, uri: str) -> bool:
+    def grow(n: int, kind: str, records: list, uri: str, reread: bool) -> bool:
         """Tile ``n`` with a part for the objects new to it: the last of ``records`` past
         those its glb numbers (the object table keeps its order and appends; for a leaf,
-        ``grown[n]`` of them). False where its glb is not one that can be so grown (not
-        the one the index describes, or with parts enough)."""
+        ``grown[n]`` of them), their rows after the glb's own (``reread``: all rows read
+        again). False where its glb is not one that can be so grown (not the one the
+        index describes, or with parts enough)."""
         try:
-            parts, color = parts_of((folder / uri).read_bytes())
+            glb = (folder / uri).read_bytes()
+            parts, color = parts_of(glb)
         except (OSError, ValueError):
             return False
         before = sum(p.features for p in parts)
@@ -578,8 +601,14 @@ def _redo(folder: Path, index: TilesetIndex, leaves: set, moved: set, grown: dic
         part, region = added_part(Job(kind, records[before:], meta["src_crs"], schema, kinds,
                                       str(folder), ids[n], grids, nodes["frame"][n].tolist()),
                                   before)
-        glb = assemble([*parts, part], color, schema, kinds, load_records(records, read_row),
-                       SURFACE_NAMES)
+        try:
+            if reread:
+                raise ValueError("values of its objects changed")
+            glb = with_part(glb, part, schema, kinds, load_records(records[before:], read_row),
+                            SURFACE_NAMES)
+        except ValueError:  # (or the schema changed): the table made anew
+            glb = assemble([*parts, part], color, schema, kinds,
+                           load_records(records, read_row), SURFACE_NAMES)
         nodes["region"][n] = union([nodes["region"][n].tolist(), region])
         (report.rewritten if replace_file(folder / uri, glb) else report.same).append(uri)
         return True
@@ -592,7 +621,7 @@ def _redo(folder: Path, index: TilesetIndex, leaves: set, moved: set, grown: dic
         kind, chosen, nodes["error"][n], way = planned
         records = places(kind, chosen)
         uri = f"tiles/{ids[n]}.glb"
-        if way == "part" and grow(n, kind, records, uri):
+        if "part" in way and grow(n, kind, records, uri, "rows" in way):
             return
         if way == "rows" and (folder / uri).is_file():
             try:
