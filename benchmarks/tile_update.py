@@ -12,7 +12,15 @@ their medians and the largest. Then, as a write's 3D update does when more write
 leaf of the next write can wait for is one of these. The city and its tileset are kept
 in ``--work`` and reused.
 
+With ``--storm U K``: what the server's 3D updates do under a storm of new buildings
+(``writes.py``'s POST workload), in process: U updates of K new buildings each (copies
+of buildings spread over the city, 30 m east), each stopped before its coarse tiles as
+when more writes wait (every third lets one be made, as one overdue), then one update
+that makes every coarse tile left: seconds until each update's leaves are out and until
+it is done, and cProfile's top functions over the updates.
+
     .venv/bin/python benchmarks/tile_update.py [--buildings 30000] [--runs 5]
+    .venv/bin/python benchmarks/tile_update.py --buildings 200000 --storm 6 400
 """
 from __future__ import annotations
 
@@ -55,6 +63,8 @@ def main() -> None:
     ap.add_argument("--buildings", type=int, default=30_000)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--work", type=Path, default=HERE / "out" / "tile-update-work")
+    ap.add_argument("--storm", type=int, nargs=2, metavar=("UPDATES", "BUILDINGS"),
+                    help="updates of new buildings, each stopped before its coarse tiles")
     args = ap.parse_args()
     from oup.geodesy import install_grids
     from tilers import tile
@@ -69,6 +79,9 @@ def main() -> None:
         tile([source], tileset, progress=False)
     transform, attributes, shapes = _changes(source, args.runs)
     scratch = args.work / "scratch"
+    if args.storm:
+        _storm(tileset, scratch, source, transform, *args.storm)
+        return
     for kind, changes in (("attribute", attributes), ("shape", shapes)):
         runs = {"leaf": ([], []), "all": ([], [])}  # (walls, cpus)
         for change in changes:
@@ -113,6 +126,51 @@ def _one_by_one(tileset: Path, scratch: Path, change: dict, transform: dict) -> 
     print(f"one coarse tile an update: {len(steps)} updates, wall "
           f"{', '.join(f'{w:.2f}' for w, _ in steps)} s; cpu "
           f"{', '.join(f'{c:.2f}' for _, c in steps)} s", flush=True)
+
+
+def _storm(tileset: Path, scratch: Path, source: Path, transform: dict, updates: int,
+           per: int) -> None:
+    """``updates`` updates of ``per`` new buildings each, interrupted as under a storm
+    of writes (every third lets one coarse tile be made), then the drain."""
+    import cProfile
+    import pstats
+
+    from tilers.update import update_tileset
+
+    shutil.rmtree(scratch, ignore_errors=True)
+    shutil.copytree(tileset, scratch)
+    lines = source.read_text().splitlines()[1:]
+    step = round(30 / transform["scale"][0])  # 30 m east
+    profile = cProfile.Profile()
+    for u in range(updates):
+        changes = []
+        for k in range(per):
+            n = u * per + k
+            doc = json.loads(lines[n * 7919 % len(lines)])  # spread over the city
+            doc = json.loads(json.dumps(doc).replace(doc["id"], f"storm-{n}"))
+            doc["vertices"] = [[x + step, y, z] for x, y, z in doc["vertices"]]
+            changes.append(doc)
+        asked = []
+
+        def interrupt(every_third=(u % 3 == 2)) -> bool:  # one overdue coarse tile
+            asked.append(1)
+            return not (every_third and len(asked) == 1)
+
+        wall, cpu, out = time.perf_counter(), _cpu(), []
+        profile.enable()
+        report = update_tileset(scratch, changes, transform=transform, interrupt=interrupt,
+                                published=lambda _r: out.append(time.perf_counter() - wall))
+        profile.disable()
+        print(f"storm update {u}: {per} new, leaves out {out[0] if out else float('nan'):.2f} s, "
+              f"done {time.perf_counter() - wall:.2f} s (cpu {_cpu() - cpu:.2f} s); "
+              f"{len(report.rewritten)} tiles rewritten, {len(report.postponed)} postponed",
+              flush=True)
+    wall, cpu = time.perf_counter(), _cpu()
+    report = update_tileset(scratch, [])
+    print(f"drain: {len(report.rewritten)} coarse tiles in {time.perf_counter() - wall:.2f} s "
+          f"(cpu {_cpu() - cpu:.2f} s)", flush=True)
+    pstats.Stats(profile).sort_stats("cumulative").print_stats(25)
+    shutil.rmtree(scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -827,3 +827,40 @@ def test_changes_an_updater_took_when_its_process_died_go_to_the_next_once(
     update("city")
     assert shown(second) == {"and on"}
     check_valid(folder)
+
+
+def test_an_update_whose_change_event_cannot_be_sent_goes_on_to_its_end(model, tileset,
+                                                                       tmp_path, caplog):
+    """The change event of a 3D update cannot be sent (the server process it goes to
+    has ended: a broken pipe): the update still ends, so the index it saves holds the
+    buildings its leaves already show, and the next update keeps them."""
+    import logging
+    from types import SimpleNamespace
+
+    from oup.writes.after import tileset_updater, tileset_updates
+    from tilers.index import load_index
+
+    doc, _ = model
+    oid = largest(doc)
+    data = tmp_path / "data"
+    folder = data / "3dtiles" / "city"
+    shutil.copytree(tileset, folder)
+    enqueue = tileset_updater(data, lambda cid, kind: None)
+    coll = SimpleNamespace(id="city", tiles3d=SimpleNamespace(z_offset_attribute=None))
+
+    def gone(event):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    new = dict(_moved_copy(doc, oid, "NEW-unheard", 4.0, 3.0), transform=doc["transform"])
+    enqueue(coll, "created", SimpleNamespace(before=None, after=None), SimpleNamespace(city=new))
+    caplog.set_level(logging.ERROR, logger="oup.writes.after")
+    tileset_updates(data, gone, update_tileset)("city")
+    assert "NEW-unheard" in load_index(folder).objects["id"].tolist()
+    assert any("change event not sent" in r.getMessage() for r in caplog.records)
+    enqueue(coll, "updated", SimpleNamespace(
+        before={"id": oid, "properties": {"cityobject_id": oid}},
+        after={"id": oid, "properties": {"cityobject_id": oid, "status": "heard"}}))
+    tileset_updates(data, lambda event: None, update_tileset)("city")
+    [leaf] = [m["uri"] for m in where(folder, oid) if m["uri"] in leaves(folder)]
+    assert leaf in {m["uri"] for m in where(folder, "NEW-unheard")}
+    check_valid(folder)

@@ -87,7 +87,11 @@ def tileset_updates(data_dir, announce: Callable, update_tileset: Callable, *,
             removed = [u for u in report.removed if u not in told]
             told.update(rewritten, removed)
             if rewritten or removed:
-                announce(tiles3d_event(cid, rewritten, removed))
+                try:
+                    announce(tiles3d_event(cid, rewritten, removed))
+                except Exception:  # (its server process gone): the update goes on, or the
+                    # leaves it wrote would not be in the index it saves at the end
+                    LOG.exception("3D tiles of %s: the change event not sent", cid)
 
         try:
             report = update_tileset(folder, merge_changes(changes), published=tell,
