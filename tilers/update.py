@@ -529,7 +529,8 @@ def _redo(folder: Path, index: TilesetIndex, leaves: set, moved: set, grown: dic
     # says True or False: "mesh" or "rows")
     late = {number[t]: {True: "mesh", False: "rows"}.get(way, way)
             for t, way in meta.pop("stale", []) if t in number}
-    dirty = _upwards(leaves, parent) | set(late)
+    touched = _upwards(leaves, parent)  # by this update's changes
+    dirty = touched | set(late)
     remesh = _upwards(moved, parent)
     spoiled = _upwards(moved - set(grown), parent)  # above a shape that changed or went
     valued_up = _upwards(valued, parent)  # above values of objects there before changed
@@ -551,6 +552,8 @@ def _redo(folder: Path, index: TilesetIndex, leaves: set, moved: set, grown: dic
         known; chosen here only where they are asked, as choosing among the whole
         city's sorts it: for each postponed tile, each update.)"""
         drawn_all = not children[n] or count[n] <= lod.MAX_FEATURES
+        if n not in touched:  # postponed, and nothing under it changed since
+            return "mesh" if "part" in late[n] and not drawn_all else late[n]
         if n not in remesh:
             now = "rows"
         elif drawn_all:
