@@ -553,8 +553,8 @@ def _redo(folder: Path, index: TilesetIndex, leaves: set, moved: set, grown: dic
         city's sorts it: for each postponed tile, each update.)"""
         drawn_all = not children[n] or count[n] <= lod.MAX_FEATURES
         if n not in touched:  # postponed, and nothing under it changed since
-            return "mesh" if "part" in late[n] and not drawn_all else late[n]
-        if n not in remesh:
+            now = None
+        elif n not in remesh:
             now = "rows"
         elif drawn_all:
             now = "mesh" if n in spoiled else "part+rows" if n in valued_up else "part"
@@ -562,7 +562,7 @@ def _redo(folder: Path, index: TilesetIndex, leaves: set, moved: set, grown: dic
             if chosen is None:
                 chosen, _ = choose(under(n), obj["size"], obj["deviation"])
             now = "mesh" if drawn.shaped_in(obj["id"][chosen], n, children) else "rows"
-        way = _joined(late[n], now) if n in late else now
+        way = _joined(late[n], now) if n in late and now else now or late[n]
         return "mesh" if "part" in way and not drawn_all else way
 
     def plan(n: int):
