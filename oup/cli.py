@@ -530,17 +530,18 @@ def events_relay():
 
 
 @main.command()
-def aside():
-    """What a server worker's writes set going (3D tiles, overview), beside it.
+@click.argument("kind", type=click.Choice(["tiles3d", "overview"]))  # after.JOBS
+def aside(kind):
+    """One kind of what a server worker's writes set going (3D tiles, overview), beside it.
 
-    Each worker of `oup serve` starts this itself, with its settings in the
-    environment, and talks to it over stdin and stdout (oup/writes/aside.py); it is not
-    run by hand."""
+    Each worker of `oup serve` starts one of each itself, with its settings in the
+    environment, and talks to them over stdin and stdout (oup/writes/aside.py); it is
+    not run by hand."""
     from tilers.update import update_tileset
 
     from oup.writes.aside import run_aside
 
-    run_aside(update_tileset)
+    run_aside(kind, update_tileset)
 
 
 if __name__ == "__main__":

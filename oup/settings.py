@@ -77,10 +77,10 @@ class Settings(BaseSettings):
     tiles3d_coarse_wait: float = Field(30.0, gt=0, description=(
         "seconds the coarse 3D tiles above written buildings wait at most while more "
         "writes come (their leaves are made first, always)"))
-    overview_nice: int = Field(5, ge=0, le=19, description=(
-        "how much the thread that draws the low-zoom overview about written buildings "
-        "again (in the process beside each server worker) yields the CPU to the requests "
-        "(nice)"))
+    overview_nice: int = Field(10, ge=0, le=19, description=(
+        "how much the process that draws the low-zoom overview about written buildings "
+        "again (one beside each server worker) yields the CPU to the requests and to the "
+        "3D tiles (nice)"))
     page_limit: int = Field(10, description="default items per page")
     max_page_limit: int = Field(10000, description="largest limit a client may ask for")
     log_level: str = Field("WARNING", description="DEBUG, INFO, WARNING or ERROR")

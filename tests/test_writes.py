@@ -392,7 +392,8 @@ def test_a_patch_of_a_building_redoes_its_3d_tile_and_the_tiles_above_only(serve
 
 
 def _aside_processes(data_dir: str) -> set[int]:
-    """The pids of the processes beside the workers of the server on ``data_dir``."""
+    """The pids of the processes beside the workers of the server on ``data_dir`` that
+    make the 3D tiles (`oup aside tiles3d`)."""
     found = set()
     for proc in Path("/proc").iterdir():
         try:
@@ -400,7 +401,7 @@ def _aside_processes(data_dir: str) -> set[int]:
             env = (proc / "environ").read_bytes().split(b"\0")
         except (OSError, ValueError):  # not a process, or gone meanwhile
             continue
-        if cmd[-3:-1] == [b"oup.cli", b"aside"] and f"OUP_DATA_DIR={data_dir}".encode() in env:
+        if cmd[-4:-1] == [b"oup.cli", b"aside", b"tiles3d"] and f"OUP_DATA_DIR={data_dir}".encode() in env:
             found.add(int(proc.name))
     return found
 

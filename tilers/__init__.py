@@ -23,7 +23,7 @@ from oup.cityjson import open_city_model
 from .cityjson import CityModelError, ReadReport, lod_key, mesh_documents
 from .pointcloud import write_point_tileset
 from .terrain import open_dem
-from .tileset import EmptyTileset, Parked, atomic_dir, park, write_tileset
+from .tileset import EmptyTileset, Parked, atomic_dir, park, tileset_json, write_tileset
 
 __all__ = ["tile", "TilingReport", "CityModelError"]
 PARALLEL_FROM_BYTES = 8_000_000
@@ -165,7 +165,7 @@ def tile(inputs: list[Path], out: Path, crs: str | None = None, lod: str | None 
                               "geometricError": top["geometricError"], "refine": "REPLACE",
                               "content": {"uri": f"lod-{ones[-1]}/tileset.json"}},
                      "extras": {"lods": {one: f"lod-{one}/tileset.json" for one in ones}}}
-            (tmp / "tileset.json").write_text(json.dumps(index))
+            (tmp / "tileset.json").write_bytes(tileset_json(index))  # as an update writes it
     return report
 
 

@@ -115,11 +115,13 @@ def own_endpoints(settings: Settings, catalog, store, shared, metrics,
     mqtt_public = asyncapi.public_broker(settings.mqtt_public_url or settings.broker_url)
     writes = Writes(catalog, store, base, shared.audit, lambda: _event_log(shared, settings),
                     cache)
-    aside = after.Aside([sys.executable, "-m", "oup.cli", "aside"],
-                        _aside_environment(settings), writes.announce)
+    aside = {kind: after.Aside([sys.executable, "-m", "oup.cli", "aside", kind],
+                               _aside_environment(settings), writes.announce)
+             for kind in after.JOBS}
     writes.on_change = after.both(
-        after.tileset_updater(settings.data_dir, functools.partial(aside.add, "tiles3d")),
-        after.overview_updater(functools.partial(aside.add, "overview")),
+        after.tileset_updater(settings.data_dir,
+                              functools.partial(aside["tiles3d"].add, "tiles3d")),
+        after.overview_updater(functools.partial(aside["overview"].add, "overview")),
         after.counts_updater(catalog, store, writes.announce))
     processes = _processes(settings, catalog, store, base, shared.audit)
     endpoints = [

@@ -2,7 +2,7 @@
 Tiles of a changed building, the low-zoom overview of a changed area, and the counts made
 from a changed collection.
 
-Each runs one job at a time (the 3D Tiles and the overview in a process of its own,
+Each runs one job at a time (the 3D Tiles and the overview each in a process of its own,
 ``Aside``; the counts on a thread), and what comes in while a job runs goes into the next
 job together: under many writes the work is done once for all of them, not once for each
 (each job costs about the same whatever it holds)."""
@@ -25,6 +25,10 @@ import shapely.geometry
 from oup.catalog import Catalog, Collection
 
 LOG = logging.getLogger("oup.writes.after")
+
+#: The kinds of work done in a process beside each server process (``Aside``), each in
+#: one of its own.
+JOBS = ("tiles3d", "overview")
 
 
 class Coalesced:
@@ -153,7 +157,8 @@ def tileset_updater(data_dir, add: Callable[[str, str], None]) -> Callable:
 
 class Aside:
     """What the writes of a server process set going, done in a child process of its
-    own (``command``: ``oup aside``): the 3D tiles and the overview.
+    own (``command``: ``oup aside tiles3d``, ``oup aside overview``: one ``Aside`` for
+    each).
 
     Done on threads beside the requests, this work held the process's interpreter lock
     for about half the CPU a write set going (a leaf's property table, an overview cell:

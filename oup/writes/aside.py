@@ -1,16 +1,22 @@
-"""``oup aside``: the process beside each server process that does what its writes set
-going (``oup.writes.after.Aside`` starts it, with the server's settings in its
-environment): a tileset's 3D tiles after its changes (``tileset_updates``, with the
-tiler's ``update_tileset``, which the command line gives), and the overview about changed
-shapes (``overview_redraws``).
+"""``oup aside <job>``: a process beside each server process that does one kind of what
+its writes set going (``oup.writes.after.Aside`` starts it, with the server's settings in
+its environment): ``tiles3d``, a tileset's 3D tiles after its changes
+(``tileset_updates``, with the tiler's ``update_tileset``, which the command line gives),
+or ``overview``, the overview about changed shapes (``overview_redraws``).
+
+Each kind has a process of its own: under a burst of new buildings the overview's redraws
+(reading and merging every block about each one) held the interpreter lock for twice
+as long as the 3D updates beside them, on threads of one process, and the 3D leaves
+waited for it at every turn; apart, each has its own interpreter, and the kernel gives
+the CPU by their nice (``OUP_TILES3D_NICE`` below ``OUP_OVERVIEW_NICE``: the 3D tiles
+come first).
 
 It reads jobs on stdin, a JSON line each (``{"n": <number>, "job": "tiles3d" |
-"overview", "collection": ..., "item": ...}``); each kind runs on a thread of its own at
-its nice (``OUP_TILES3D_NICE``, ``OUP_OVERVIEW_NICE``), one job at a time, and the jobs
-that come meanwhile are done together. On stdout go, a JSON line each, the change events
-of what it did, for the server to announce, and after each job the numbers of the jobs it
-took (``{"done": [...]}``). When stdin closes (its server process ended) it does the jobs
-it has, then ends.
+"overview", "collection": ..., "item": ...}``); one job at a time, and the jobs that come
+meanwhile are done together. On stdout go, a JSON line each, the change events of what it
+did, for the server to announce, and after each job the numbers of the jobs it took
+(``{"done": [...]}``). When stdin closes (its server process ended) it does the jobs it
+has, then ends.
 """
 from __future__ import annotations
 
@@ -36,16 +42,16 @@ def lines_as_they_come(fd: int):
         yield [line for line in lines if line.strip()]
 
 
-def run_aside(update_tileset) -> None:
-    """Until stdin closes, then the jobs it has done (a server process that is gone
-    reads no more events: what was written stands)."""
+def run_aside(kind: str, update_tileset) -> None:
+    """Jobs of ``kind`` (one of ``after.JOBS``) until stdin closes, then the jobs it has
+    done (a server process that is gone reads no more events: what was written stands)."""
     try:
-        _serve(update_tileset)
+        _serve(kind, update_tileset)
     except BrokenPipeError:
         pass
 
 
-def _serve(update_tileset) -> None:
+def _serve(kind: str, update_tileset) -> None:
     from oup.store import open_store
     from oup.tiles.cache import TileCache
 
@@ -71,35 +77,44 @@ def _serve(update_tileset) -> None:
 
         return run
 
-    tiles = tileset_updates(settings.data_dir, announce, update_tileset,
-                            coarse_wait=settings.tiles3d_coarse_wait)
-    redraws = []  # made at the first job: the store opened then (PostGIS: its pool)
+    def tiles3d():
+        tiles = tileset_updates(settings.data_dir, announce, update_tileset,
+                                coarse_wait=settings.tiles3d_coarse_wait)
+        return lambda cid, _kinds: tiles(cid)
 
-    def redraw(cid: str, boxes: list) -> None:
-        if not redraws:
-            try:
-                store = open_store(settings.store_url)
-            except Exception:  # the writes stand; the next job tries again
-                LOG.exception("overview of %s not redone: the store cannot be opened", cid)
-                return
-            redraws.append(overview_redraws(
-                store, TileCache(settings.data_dir / "tile-cache") if settings.tile_cache
-                else None, settings.data_dir / ".overview.lock"))
-        redraws[0](cid, boxes)
+    def overview():
+        redraws = []  # made at the first job: the store opened then (PostGIS: its pool)
 
-    tiles_nice, overview_nice = yielding(settings.tiles3d_nice), yielding(settings.overview_nice)
-    jobs = {"tiles3d": Coalesced("oup-3dtiles", finishing(
-                lambda cid, _kinds: (tiles_nice(), tiles(cid)))),
-            "overview": Coalesced("oup-overview", finishing(
-                lambda cid, boxes: (overview_nice(), redraw(cid, boxes))))}
+        def redraw(cid: str, boxes: list) -> None:
+            if not redraws:
+                try:
+                    store = open_store(settings.store_url)
+                except Exception:  # the writes stand; the next job tries again
+                    LOG.exception("overview of %s not redone: the store cannot be opened",
+                                  cid)
+                    return
+                redraws.append(overview_redraws(
+                    store, TileCache(settings.data_dir / "tile-cache")
+                    if settings.tile_cache else None, settings.data_dir / ".overview.lock"))
+            redraws[0](cid, boxes)
+
+        return redraw
+
+    work, nice = {"tiles3d": (tiles3d, settings.tiles3d_nice),
+                  "overview": (overview, settings.overview_nice)}[kind]
+    # (the job's thread at its nice: on Linux a thread has one of its own)
+    work, yield_cpu = work(), yielding(nice)
+    jobs = Coalesced(f"oup-{kind}", finishing(lambda cid, items: (yield_cpu(),
+                                                                   work(cid, items))))
     try:
         for lines in lines_as_they_come(0):
             for line in lines:
                 try:
                     job = json.loads(line)
-                    jobs[job["job"]].add(job["collection"], (job["n"], job.get("item")))
+                    if job["job"] != kind:
+                        raise KeyError(job["job"])
+                    jobs.add(job["collection"], (job["n"], job.get("item")))
                 except (ValueError, KeyError, TypeError):  # not one of the server's
-                    LOG.error("not a job: %r", line[:200])
+                    LOG.error("not a %s job: %r", kind, line[:200])
     finally:
-        for coalesced in jobs.values():
-            coalesced.close()
+        jobs.close()
