@@ -739,3 +739,33 @@ def test_a_scenario_is_layered_over_a_collection_and_survives_a_reimport(store):
         "blocks", sid)} == {"a": in_tile["one"], "b": in_tile["two"], new.fid: None}
     store.delete_scenario(sid)
     assert store.scenario(sid) is None and store.scenario_changes("blocks", sid) == []
+
+
+@pytest.mark.parametrize("id_field", [None, "code"])
+def test_shapes_are_the_features_query_finds_as_wkb(store, id_field):
+    """``shapes`` (what the overview redraws from) finds what ``query`` finds, by the
+    same ids, with the same CRS84 geometry: for a bbox, a page, an equals and ``asof``."""
+    fields = FIELDS + ([Field("code", "string")] if id_field else [])
+    _import(store, id_field, fields)
+    before = datetime.now(timezone.utc)
+    time.sleep(0.01)
+    second = "b" if id_field else 2
+    store.write_feature("blocks", Change("replaced", second, _feature(_block(0.004),
+                                                                    name="moved")))
+
+    def both(**q) -> tuple[dict, dict]:
+        found = {f["id"]: shapely.geometry.shape(f["geometry"])
+                 for f in store.query("blocks", Query(**{"limit": 100, **q})).features}
+        return found, {fid: shapely.from_wkb(wkb)
+                       for fid, wkb in store.shapes("blocks", Query(**{"limit": 100, **q}))}
+
+    for q in ({}, {"bbox": (LON - 0.001, LAT - 0.001, LON + 0.0035, LAT + 0.001)},
+              {"equals": {"name": "moved"}}, {"asof": before}, {"limit": 1, "offset": 1}):
+        found, shapes = both(**q)
+        assert found.keys() == shapes.keys() and found, q
+        assert all(shapes[k].equals_exact(found[k], 1e-9) for k in found), q
+    assert both(bbox=(LON - 0.001, LAT - 0.001, LON + 0.0035, LAT + 0.001))[1].keys() == \
+        {"a" if id_field else 1}  # the second moved out of it
+    assert both(asof=before)[1][second].equals_exact(_block(0.002), 1e-9)  # where it was
+    with pytest.raises(ValueError):
+        store.shapes("blocks", Query(text="one"))

@@ -41,7 +41,6 @@ import uuid
 from dataclasses import dataclass, replace
 
 import numpy as np
-import orjson
 import shapely
 
 from oup.store.base import Change, Feature, Field, Query, UnknownCollection
@@ -225,7 +224,7 @@ def _polygons(store, source: str, key: str, near) -> dict:
     """The polygons of cell ``key`` of ``source`` within ``near`` (web mercator), by id:
     a feature's cell is its box's centre's, a block's the one it was drawn for."""
     blocks = SUFFIX in source
-    found = _read(store, source, near, Query(select=[], equals={"cell": key} if blocks else {}))
+    found = _read(store, source, near, Query(equals={"cell": key} if blocks else {}))
     if not found:
         return {}
     ids, xy = list(found), np.array(list(found.values()), dtype=object)
@@ -240,12 +239,12 @@ def _read(store, cid: str, area, q: Query) -> dict:
     most of it."""
     found: dict = {}
     for part in shapely.get_parts(area):
-        for f in _everything(store, cid, replace(q, bbox=_box84(part))):
-            if f.get("geometry"):
-                found.setdefault(f["id"], f["geometry"])
+        for fid, wkb in _everything(store, cid, replace(q, bbox=_box84(part))):
+            if wkb is not None:
+                found.setdefault(fid, wkb)
     if not found:
         return {}
-    xy = _mercator(shapely.from_geojson([orjson.dumps(g) for g in found.values()]))
+    xy = _mercator(shapely.from_wkb(list(found.values())))
     return dict(zip(found, xy))
 
 
@@ -256,12 +255,13 @@ def _box84(geom) -> tuple:
     return (float(lon0), float(lat0), float(lon1), float(lat1))
 
 
-def _everything(store, cid: str, q: Query) -> list[dict]:
+def _everything(store, cid: str, q: Query) -> list[tuple]:
+    """``(id, CRS84 WKB)`` of every feature ``q`` matches, a page at a time."""
     found = []
     while True:  # bounded: each page moves on by its length, and pages end
-        page = store.query(cid, replace(q, limit=_PAGE, offset=len(found), count=False))
-        found += page.features
-        if len(page.features) < _PAGE:
+        page = store.shapes(cid, replace(q, limit=_PAGE, offset=len(found)))
+        found += page
+        if len(page) < _PAGE:
             return found
 
 

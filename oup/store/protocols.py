@@ -150,6 +150,10 @@ class FeatureStore(TileSource, SqlSource, FeatureWriter, ScenarioLayers, Protoco
 
     def query(self, cid: str, q: Query) -> Page: ...
 
+    def shapes(self, cid: str, q: Query) -> list[tuple]:
+        """``(id, CRS84 WKB)`` of the features ``q`` matches, without their properties
+        and without making GeoJSON: for work on the shapes themselves."""
+
     def get(self, cid: str, fid: int | str, crs: str = "OGC:CRS84",
             asof: datetime | None = None, owner: str | None = None,
             scenario: str | None = None) -> dict | None: ...

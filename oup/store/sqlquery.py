@@ -109,6 +109,15 @@ class SqlQueries:
     def query(self, cid: str, q: Query) -> Page:
         return self._fresh(self._query, cid, q)
 
+    def shapes(self, cid: str, q: Query) -> list[tuple]:
+        """``(id, CRS84 WKB or None)`` of the features ``q`` matches (its bbox, equals, filter,
+        asof, limit and offset), in the order of ``query``: the shapes alone, for work on
+        them (the overview's redraws). Made into GeoJSON and parsed back, they cost the
+        overview most of its time under a burst of writes."""
+        if q.scenario is not None or q.text is not None:
+            raise ValueError("shapes: a scenario or free text is for query()")
+        return self._fresh(self._shapes, cid, q)
+
     def _get(self, cid: str, fid: int | str, q: Query, tagged: bool = False):
         meta = self.layer(cid)
         tagged = tagged and "import_id" in meta and q.asof is None
@@ -144,6 +153,16 @@ class SqlQueries:
             return None, None
         *row, version, import_id = rows[0]
         return self.features(meta, [row], fields, q)[0], f"{import_id}-{version}"
+
+    def _shapes(self, cid: str, q: Query) -> list[tuple]:
+        meta = self.layer(cid)
+        source, source_params = self._source(cid, meta, q)
+        where, params = self.where(cid, meta, q)
+        key = quote(meta["id_field"]) if meta.get("id_field") else FID
+        rows = self.execute(f"SELECT {key}, {self.GEOMETRY[1]} FROM {source}{where} "
+                            f"ORDER BY {FID} LIMIT ? OFFSET ?",
+                            source_params + params + [q.limit, q.offset])
+        return [(fid, None if wkb is None else bytes(wkb)) for fid, wkb in rows]
 
     def where(self, cid: str, meta: dict, q: Query) -> tuple[str, list]:
         return self._where(cid, meta, q, self._spatial(cid) if q.asof is None
