@@ -66,25 +66,25 @@ def _balanced(counters: dict) -> bool:
 def test_sigkill_three_times_loses_nothing_and_stores_nothing_twice(imported, broker):
     env = _env(imported, broker)
     start, end = datetime(2030, 1, 1, tzinfo=timezone.utc), datetime(2030, 2, 1, tzinfo=timezone.utc)
-    messages = flat_messages(100_000, start)
+    messages = flat_messages(40_000, start)
     ing = IngesterProcess(env, "kill-test").start()
     pub, done, errors = publish_in_background(broker.url, messages, f"kill-test-pub-{env['OUP_TEST_STORE']}")
     rng = random.Random(4)
-    kills = sorted(rng.sample(range(5_000, 95_000), 3))
+    kills = sorted(rng.sample(range(2_000, 38_000), 3))
     for at in kills:  # a random moment while the stream is being stored
         wait_for(lambda: len(_keys(env, start, end)) >= at, 240, f"{at} rows stored")
         ing.kill()
         threading.Event().wait(rng.uniform(0.1, 1.0))
         ing.start()
     assert done.wait(300) and not errors, errors
-    wait_for(lambda: len(_keys(env, start, end)) >= 100_000, 300, "all 100,000 rows")
+    wait_for(lambda: len(_keys(env, start, end)) >= 40_000, 300, "all 40,000 rows")
     ing.stop()
     rows = _keys(env, start, end)
-    assert len(rows) == 100_000 == len(set(rows))  # 0 lost, 0 twice
+    assert len(rows) == 40_000 == len(set(rows))  # 0 lost, 0 twice
     assert set(rows) == {key for _, _, key in messages}
     c = _store(env).counters()[ing.client_id]
     # every distinct message was stored once; redeliveries after a kill are duplicates
-    assert c["stored"] == 100_000 and c["dead_lettered"] == 0 and _balanced(c)
+    assert c["stored"] == 40_000 and c["dead_lettered"] == 0 and _balanced(c)
 
 
 def _missing(env, messages, start, end, pub, ing, broker) -> str:
@@ -111,7 +111,11 @@ def test_broker_restart_mid_stream_loses_nothing(imported, broker, group):
     and the publisher back before the ingester, the order that loses messages if anything
     does. A plain subscription is restored with the session: no message needs sending
     again. A shared one is not (Mosquitto 2.0): until the ingester has subscribed again the
-    broker answers 0x10, "No matching subscribers", and the Publisher sends again."""
+    broker answers 0x10, "No matching subscribers", and the Publisher sends again.
+    Each kind of subscription once, on a store of its own: what a restart tests is the
+    broker's and the ingester's part, the same whatever store the messages go to."""
+    if (group is None) != (imported["OUP_TEST_STORE"] == "gpkg"):
+        pytest.skip("the plain subscription on the GeoPackage, the shared one on PostGIS")
     env = _env(imported, broker)
     month = 3 if group is None else 4  # each case its own readings
     start = datetime(2030, month, 1, tzinfo=timezone.utc)

@@ -139,9 +139,9 @@ def _latencies(out: dict, published: dict, name: str, env: dict) -> dict:
 def test_a_published_reading_shows_on_its_label_live(imported, broker, server, page, request):
     if page == "viewer":  # the store's part is the map's too, on both stores
         request.getfixturevalue("one_store")
-    # 20 readings 0.5 s apart: each its own ingest batch, its own event; values no label
+    # 10 readings 0.5 s apart: each its own ingest batch, its own event; values no label
     # showed before (each page its own), exact in binary so both languages print them alike
-    values = [(1000.25 if page == "viewer" else 1500.25) + i for i in range(20)]
+    values = [(1000.25 if page == "viewer" else 1500.25) + i for i in range(10)]
     out, published = _publish_to_page(imported, broker, server, page, values, 0.5)
     _latencies(out, published, page, imported)  # (written to tests/out: not asserted)
     # the event that brought the last value is the page's last, and the page is live

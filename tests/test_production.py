@@ -74,7 +74,7 @@ def _compose_env(service: str, env: dict) -> dict:
 
 
 def test_two_ingesters_split_one_shared_subscription_one_killed(imported, broker):
-    """100,000 messages over ingest-1 and ingest-2 (their compose settings, one group):
+    """40,000 messages over ingest-1 and ingest-2 (their compose settings, one group):
     both take a share; ingest-1 is SIGKILLed halfway while ingest-2 carries on storing;
     ingest-1 comes back (compose restarts it) and takes what the broker kept for it.
     0 lost, 0 stored twice."""
@@ -85,7 +85,7 @@ def test_two_ingesters_split_one_shared_subscription_one_killed(imported, broker
     two = IngesterProcess(_compose_env("ingest-2", base),
                           "split-2", group=group).start()
     t0, t1 = datetime(2033, 1, 1, tzinfo=timezone.utc), datetime(2033, 2, 1, tzinfo=timezone.utc)
-    messages = flat_messages(100_000, t0)
+    messages = flat_messages(40_000, t0)
     store = open_observation_store(store_url(imported))
 
     def stored() -> int:
@@ -94,22 +94,22 @@ def test_two_ingesters_split_one_shared_subscription_one_killed(imported, broker
 
     pub, done, errors = publish_in_background(
         broker.url, messages, f"split-pub-{imported['OUP_TEST_STORE']}")
-    wait_for(lambda: stored() >= 50_000, 240, "50,000 rows")
+    wait_for(lambda: stored() >= 20_000, 240, "20,000 rows")
     one.kill()
     at_kill = stored()
     assert done.wait(300) and not errors, errors
     # ingest-2 carries on alone: its share keeps arriving and being stored
-    wait_for(lambda: stored() >= at_kill + 10_000, 120, "ingest-2 storing on its own")
+    wait_for(lambda: stored() >= at_kill + 4_000, 120, "ingest-2 storing on its own")
     one.start()  # back: the broker delivers what it queued for ingest-1's session
-    wait_for(lambda: stored() >= 100_000, 240, "all 100,000 rows")
+    wait_for(lambda: stored() >= 40_000, 240, "all 40,000 rows")
     one.stop()
     two.stop()
     rows = store.execute("SELECT sensor_id, phenomenon_time FROM oup_observations WHERE "
                          "phenomenon_time >= ? AND phenomenon_time < ?", (us_of(t0), us_of(t1)))
-    assert len(rows) == 100_000 == len({tuple(r) for r in rows})
+    assert len(rows) == 40_000 == len({tuple(r) for r in rows})
     c = store.counters()
     shares = [c[one.client_id]["stored"], c[two.client_id]["stored"]]
-    assert sum(shares) == 100_000 and min(shares) > 10_000  # both did their part
+    assert sum(shares) == 40_000 and min(shares) > 4_000  # both did their part
 
 
 def test_a_retired_ingester_hands_over_its_share(imported, broker):
