@@ -122,7 +122,8 @@ def own_endpoints(settings: Settings, catalog, store, shared, metrics,
         after.tileset_updater(settings.data_dir,
                               functools.partial(aside["tiles3d"].add, "tiles3d")),
         after.overview_updater(functools.partial(aside["overview"].add, "overview")),
-        after.counts_updater(catalog, store, writes.announce))
+        after.counts_updater(catalog, store, writes.announce,
+                             settings.data_dir / ".counts.lock"))
     processes = _processes(settings, catalog, store, base, shared.audit)
     endpoints = [
         # a job's result as a collection: before the catalogue's paths that would take it

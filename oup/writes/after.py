@@ -327,10 +327,14 @@ def overview_updater(add: Callable[[str, list], None]) -> Callable:
     return update
 
 
-def counts_updater(catalog: Catalog, store, announce: Callable) -> Callable:
+def counts_updater(catalog: Catalog, store, announce: Callable, lock: Path) -> Callable:
     """After a write to a collection others count (``counts:``, e.g. reports per
     neighbourhood): those counted again, as their import does (disclosure rules and
-    all); then an event says they were."""
+    all); then an event says they were.
+
+    One process of the server counts at a time (``lock``, a file), each reading what the
+    one before it wrote: two counting at once, the one that read first could write last,
+    and a report the other counted would stay uncounted until the next write."""
     from oup.catalog.importers import import_collection
     from oup.events import imported_event
 
@@ -342,7 +346,9 @@ def counts_updater(catalog: Catalog, store, announce: Callable) -> Callable:
     def work(cid: str, _writes: list) -> None:
         coll = catalog[cid]
         try:
-            report = import_collection(coll, store, progress=False)
+            with open(lock, "a") as fh:
+                fcntl.flock(fh, fcntl.LOCK_EX)  # released as the file closes, or the process ends
+                report = import_collection(coll, store, progress=False)
             announce(imported_event(cid, report.count, report.notes))
         except Exception:  # the writes stand; `oup import` counts again
             LOG.exception("%s not counted again", cid)
