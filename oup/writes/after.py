@@ -15,6 +15,7 @@ import os
 import subprocess
 import threading
 import time
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -282,6 +283,15 @@ def _after_one(waiting: Callable[[], bool]) -> Callable[[], bool]:
     return interrupt
 
 
+@contextmanager
+def one_process_at_a_time(lock: Path):
+    """The block runs in one process at a time: the others wait at ``lock`` (a file; it
+    is let go as the block ends, or as the process does)."""
+    with open(lock, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+
+
 def overview_redraws(store, tile_cache, lock: Path) -> Callable[[str, list], None]:
     """``work(cid, boxes)``: the overview's cells (a collection's low zooms) that
     ``boxes`` touch drawn again, then the cached tiles that show those cells dropped up
@@ -295,8 +305,7 @@ def overview_redraws(store, tile_cache, lock: Path) -> Callable[[str, list], Non
 
     def work(cid: str, boxes: list) -> None:
         try:
-            with open(lock, "a") as fh:
-                fcntl.flock(fh, fcntl.LOCK_EX)  # released as the file closes, or the process ends
+            with one_process_at_a_time(lock):
                 cells = overview.refresh(store, cid, boxes)
             for box in cells if tile_cache is not None else ():
                 tile_cache.drop_area(cid, box, max_zoom=overview.OVERVIEW_ZOOM)
@@ -346,8 +355,7 @@ def counts_updater(catalog: Catalog, store, announce: Callable, lock: Path) -> C
     def work(cid: str, _writes: list) -> None:
         coll = catalog[cid]
         try:
-            with open(lock, "a") as fh:
-                fcntl.flock(fh, fcntl.LOCK_EX)  # released as the file closes, or the process ends
+            with one_process_at_a_time(lock):
                 report = import_collection(coll, store, progress=False)
             announce(imported_event(cid, report.count, report.notes))
         except Exception:  # the writes stand; `oup import` counts again

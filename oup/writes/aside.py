@@ -100,10 +100,10 @@ def _serve(kind: str, update_tileset) -> None:
 
         return redraw
 
-    work, nice = {"tiles3d": (tiles3d, settings.tiles3d_nice),
+    make, nice = {"tiles3d": (tiles3d, settings.tiles3d_nice),
                   "overview": (overview, settings.overview_nice)}[kind]
     # (the job's thread at its nice: on Linux a thread has one of its own)
-    work, yield_cpu = work(), yielding(nice)
+    work, yield_cpu = make(), yielding(nice)
     jobs = Coalesced(f"oup-{kind}", finishing(lambda cid, items: (yield_cpu(),
                                                                    work(cid, items))))
     try:
