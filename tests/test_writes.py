@@ -271,6 +271,41 @@ def test_no_lost_update_if_match_and_a_race(server, who):
     assert requests.get(url, timeout=30).json()["properties"]["floors"] == 6
 
 
+def test_patches_without_if_match_at_once_each_apply_to_the_one_before(server, who):
+    """Clients that send no If-Match (QGIS, OWSLib) and patch one feature at once are each
+    answered 200 (none is told to try again), and each patch is made to the version the
+    one before it wrote: no version undoes another's change."""
+    h = {**who["steward"], "Content-Type": "application/merge-patch+json"}
+    url = _create(server, "plots", _plot("patched at once", height=5.0, floors=1),
+                  who["steward"]).headers["Location"]
+    patches = [{"name": f"name {i}"} if i % 3 == 0 else {"height": 10.0 + i} if i % 3 == 1
+               else {"floors": 10 + i} for i in range(9)]
+    answers: list[int] = []
+    barrier = threading.Barrier(len(patches))
+
+    def change(patch: dict):
+        barrier.wait()
+        answers.append(requests.patch(url, data=json.dumps({"properties": patch}),
+                                      headers=h, timeout=60).status_code)
+
+    threads = [threading.Thread(target=change, args=(p,)) for p in patches]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(90)
+    assert answers == [200] * len(patches)
+    versions = requests.get(f"{url}/history", timeout=30).json()["features"][::-1]
+    assert [v["properties"]["oup:change"] for v in versions] == ["created"] + ["updated"] * 9
+    names = ("name", "height", "floors")
+    made = []
+    for older, newer in zip(versions, versions[1:]):
+        changed = {n: newer["properties"][n] for n in names
+                   if newer["properties"][n] != older["properties"][n]}
+        assert changed in patches, (older["properties"], newer["properties"])
+        made.append(changed)
+    assert sorted(map(json.dumps, made)) == sorted(map(json.dumps, patches))
+
+
 def test_history_and_asof(server, who):
     h = {**who["steward"], "Content-Type": "application/merge-patch+json"}
     before = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 2))

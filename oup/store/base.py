@@ -5,7 +5,7 @@ from contextlib import AbstractContextManager
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Callable
 
 from shapely.geometry.base import BaseGeometry
 
@@ -131,7 +131,10 @@ class Change:
     (``feature`` None). ``expected``: the ETag the writer read (If-Match), None: the
     last writer wins. ``actor``: who writes, pseudonymous. ``owner``: on a create, who
     owns the feature; on any other change, the owner the feature must have (else it is
-    not found)."""
+    not found). ``patch`` (kind "updated", in place of ``feature``): makes the feature
+    from the version the write locked (CRS84 GeoJSON), so that a merge patch applies to
+    the version it replaces: two patches of one feature at once wait their turn at the
+    lock, and neither undoes the other."""
 
     kind: str
     fid: int | str | None
@@ -139,6 +142,11 @@ class Change:
     expected: str | None = None
     actor: str = ""
     owner: str | None = None
+    patch: Callable[[dict], Feature] | None = None
+
+    def written_over(self, before: dict) -> Feature:
+        """The feature this change writes over ``before``, the version it locked."""
+        return self.feature if self.patch is None else self.patch(before)
 
 
 @dataclass

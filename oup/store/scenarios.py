@@ -224,7 +224,7 @@ class ScenarioLayers:
 
     def _scenario_create(self, run: Run, cid: str, sid: str, meta: dict, change: Change,
                          now) -> Written:
-        self._check_id(meta, change)
+        self._check_id(meta, change, change.feature)
         key, o = meta.get("id_field"), quote(scenario_table(cid))
         # below every row number: never one of the collection's, whatever it adds later
         row = run(f"SELECT COALESCE(MIN({FID}), 0) - 1 FROM {o} WHERE {FID} < 0")[0][0]
@@ -284,9 +284,10 @@ class ScenarioLayers:
             raise StaleVersion(f"feature {change.fid} has changed in this scenario since it "
                                f"was read (its ETag is now {current}): read it again, then "
                                f"write", headers={"ETag": f'"{current}"'})
-        self._check_id(meta, change)
         before = self._scenario_row(run, cid, sid, meta, row) if mine else \
             self._versions_of(run, meta, cid, f"{FID} = ?", [row], [])[0][0]
+        feature = None if change.kind == "deleted" else change.written_over(before)
+        self._check_id(meta, change, feature)
         copied = [FID, GEOM, GEOM84] + [quote(n) for n, _ in meta["fields"]] + \
             list(VERSION_COLUMNS)
         if change.kind == "deleted":
@@ -301,7 +302,7 @@ class ScenarioLayers:
         if not mine:  # the collection's feature, copied into the scenario to change there
             run(f"INSERT INTO {o} ({SCENARIO}, {', '.join(copied)}) SELECT ?, "
                 f"{', '.join(copied)} FROM {t} WHERE {FID} = ?", (sid, row))
-        feature, merge = change.feature, change.kind == "updated"
+        merge = change.kind == "updated"
         props = dict(feature.properties)
         props.pop(meta.get("id_field"), None)  # the id stays what it is
         fields = [f for f in self._properties(meta, Feature(None, None, props), merge)

@@ -188,7 +188,7 @@ class FeatureVersions(ScenarioLayers, VersionRetention):
         for change in changes:
             if change.kind not in CHANGE_KINDS:
                 raise InvalidQuery(f"unknown kind of change {change.kind!r}")
-            if change.kind != "deleted" and change.feature is None:
+            if change.kind != "deleted" and change.feature is None and change.patch is None:
                 raise InvalidQuery(f"a change of kind {change.kind!r} needs a feature")
         with self._writing(cid) as run:
             meta = meta_in(run, cid)
@@ -224,11 +224,11 @@ class FeatureVersions(ScenarioLayers, VersionRetention):
                                 f"(see its /queryables)", unknown[0])
         return [f for f in fields if f.name in feature.properties] if merge else fields
 
-    def _check_id(self, meta: dict, change: Change) -> None:
+    def _check_id(self, meta: dict, change: Change, feature: Feature | None) -> None:
         """A feature's id property, if it has one, is the id it is written under."""
         key = meta.get("id_field")
-        if key and change.feature is not None and change.fid is not None:
-            given = change.feature.properties.get(key)
+        if key and feature is not None and change.fid is not None:
+            given = feature.properties.get(key)
             if given is not None and str(given) != str(change.fid):
                 raise Unprocessable(f"{key} is the feature's id ({change.fid}); it cannot "
                                     f"be changed to {given}", key)
@@ -260,7 +260,7 @@ class FeatureVersions(ScenarioLayers, VersionRetention):
         return str(uuid.uuid4())
 
     def _create(self, run: Run, cid: str, meta: dict, change: Change, now: datetime) -> Written:
-        self._check_id(meta, change)
+        self._check_id(meta, change, change.feature)
         fid = self._new_id(run, cid, meta, change)
         key = meta.get("id_field")
         feature = change.feature
@@ -306,12 +306,13 @@ class FeatureVersions(ScenarioLayers, VersionRetention):
             raise StaleVersion(f"feature {change.fid} has changed since it was read (its "
                                f"ETag is now {current}): read it again, then write",
                                headers={"ETag": f'"{current}"'})
-        self._check_id(meta, change)
         # a version holds from its write to the next one: never an empty or reversed span
         since = self._instant(since)
         now = max(now, since + _TICK)
         stamp, t, h = self._stamp(now), quote(cid), quote(history_table(cid))
         before = self._feature_written(meta, [found[0][:len(cols)]])
+        feature = None if change.kind == "deleted" else change.written_over(before)
+        self._check_id(meta, change, feature)
         copied = [FID, GEOM, GEOM84] + [quote(n) for n, _ in meta["fields"]] + \
             list(VERSION_COLUMNS)
         if versions:
@@ -328,7 +329,7 @@ class FeatureVersions(ScenarioLayers, VersionRetention):
             self._row_deleted(run, cid, meta, row)
             meta["count"] = max(0, meta.get("count", 1) - 1)
             return Written(change.fid if key else row, None, before, None)
-        feature, merge = change.feature, change.kind == "updated"
+        merge = change.kind == "updated"
         props = dict(feature.properties)
         if meta.get("id_field"):
             props.pop(meta["id_field"], None)  # the id stays what it is

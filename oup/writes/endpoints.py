@@ -38,7 +38,7 @@ from oup.events import feature_event, scenario_event
 from oup.http.routes import Call, Endpoint, Format, Param
 from oup import scenarios
 from oup.scenarios.changes import proposed
-from oup.store.base import Change, FeatureNotFound, StaleVersion, StoreBusy, StoreError
+from oup.store.base import Change, FeatureNotFound, StoreBusy, StoreError
 from oup.store.geometry import geojson_bounds
 from oup.writes.city import CITY_JSON, CityRecord, city_record
 from oup.writes.features import content_crs, feature_record, merge_patch, parse_body
@@ -50,9 +50,8 @@ CREATE = ("application/geo+json", CITY_JSON)
 REPLACE = ("application/geo+json", "application/json", "", CITY_JSON)
 MERGE_PATCH = ("application/merge-patch+json", "application/geo+json", "application/json", "")
 ACTIONS = {"POST": "create", "PUT": "change", "PATCH": "change", "DELETE": "delete"}
-PATCH_TRIES = 3
 PRUNE_SECONDS = 60.0
-_ITEM = re.compile(r"^/collections/(?P<cid>[^/]+)/items/(?P<fid>[^/]+)$")  # a PATCH without If-Match re-reads when another write came in between
+_ITEM = re.compile(r"^/collections/(?P<cid>[^/]+)/items/(?P<fid>[^/]+)$")
 
 
 class Writes:
@@ -192,26 +191,25 @@ class Writes:
         coll = self.catalog[call.collection]
         fid = call.path["featureId"]
         patch = parse_body(call.request.get_data())
-        for _ in range(PATCH_TRIES):
-            expected = self._expected(call, coll, fid, must_exist=True)
-            current = self._get(call, coll, fid, self._owner(coll, call.identity))
-            if current is None:
-                raise FeatureNotFound(f"no item {fid!r} in {coll.id}")
+        # checked now (404, 412); the store checks again under its lock
+        expected = self._expected(call, coll, fid, must_exist=True)
+        made = []
+
+        def patched(current: dict):
+            """The patch applied to the version the store locked for the write: without
+            If-Match, another write that came in first is patched, not undone."""
             doc = merge_patch({"type": "Feature", "geometry": current["geometry"],
                                "properties": current["properties"]}, patch)
             record = self._record(call, coll, doc, fid, current)
             for name in current["properties"].keys() - record.properties.keys():
                 record.properties[name] = None  # a null in the patch: the value goes
-            try:
-                written = self._write(call, coll, Change(
-                    "updated", fid, record, expected, call.identity.who,
-                    self._owner(coll, call.identity)))
-            except StaleVersion:
-                if call.request.headers.get("If-Match"):
-                    raise
-                continue  # another write came in between: apply the patch to that one
-            return self._answer(call, coll, written, 200, record)
-        raise PreconditionFailed(f"{fid} kept changing while it was patched; try again")
+            made.append(record)
+            return record
+
+        written = self._write(call, coll, Change(
+            "updated", fid, None, expected if call.request.headers.get("If-Match") else None,
+            call.identity.who, self._owner(coll, call.identity), patch=patched))
+        return self._answer(call, coll, written, 200, made[-1])
 
     def delete(self, call: Call):
         from flask import Response
