@@ -587,11 +587,22 @@ def test_several_changes_in_one_transaction_all_or_none_versions_optional(store)
     store.write_features("blocks", [Change("updated", 1, Feature(None, None, {"count": 7})),
                                     Change("deleted", written[1].fid, None)])
     assert _history_rows(store) == history + 3
+    # not answered (the overview's blocks): the same writes, their ids and ETags, no features
+    quiet = store.write_features("blocks", [
+        Change("updated", 1, Feature(None, None, {"name": "eins"})),
+        Change("created", None, _feature(name="vier"))], versions=False, answered=False)
+    assert [(w.before, w.after) for w in quiet] == [(None, None)] * 2
+    assert quiet[0].fid == 1 and quiet[0].etag == store.etag("blocks", 1)
+    assert _names(store) == {1: "eins", quiet[1].fid: "vier"}
+    assert quiet[1].etag == store.etag("blocks", quiet[1].fid)
+    store.write_features("blocks", [Change("deleted", quiet[1].fid, None)], versions=False,
+                         answered=False)
+    assert _names(store) == {1: "eins"} and _history_rows(store) == history + 3
     # a change that fails (no feature 99) undoes the ones before it in the list
     with pytest.raises(FeatureNotFound):
         store.write_features("blocks", [Change("replaced", 1, _feature(name="lost")),
                                         Change("deleted", 99, None)], versions=False)
-    assert _names(store) == {1: "uno"} and _history_rows(store) == history + 3
+    assert _names(store) == {1: "eins"} and _history_rows(store) == history + 3
 
 
 def test_prune_drops_old_versions_and_blanks_old_personal_data(store):

@@ -152,7 +152,7 @@ def refresh(store, cid: str, boxes84: list[list[float]]) -> list[list[float]]:
         changes: list[Change] = []
         grounds = [_drawn(group, level, changes) for group in _together(areas)]
         if changes:
-            store.write_features(ov, changes, versions=False)
+            store.write_features(ov, changes, versions=False, answered=False)
         source = ov
     return [list(_box84(ground)) for _, ground in grounds]
 

@@ -69,11 +69,12 @@ class FeatureWriter(Protocol):
         ``FeatureExists``, ``Unprocessable`` (a property the collection has not); on any
         error nothing is written."""
 
-    def write_features(self, cid: str, changes: list[Change],
-                       versions: bool = True) -> list[Written]:
+    def write_features(self, cid: str, changes: list[Change], versions: bool = True,
+                       answered: bool = True) -> list[Written]:
         """``write_feature`` of each change, in order, in one transaction (all or none);
         ``versions=False`` keeps no version of what they replace (data made again from
-        other data, such as an overview's blocks)."""
+        other data, such as an overview's blocks); ``answered=False`` gives back their
+        ids and ETags, not the features (``Written.before``, ``after``: None)."""
 
     def etag(self, cid: str, fid: int | str) -> str | None:
         """The current version's ETag (opaque, unquoted); None: no such feature. It
