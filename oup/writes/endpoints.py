@@ -191,8 +191,14 @@ class Writes:
         coll = self.catalog[call.collection]
         fid = call.path["featureId"]
         patch = parse_body(call.request.get_data())
-        # checked now (404, 412); the store checks again under its lock
-        expected = self._expected(call, coll, fid, must_exist=True)
+        # If-Match checked now (412, 404); the store checks both under its lock, and
+        # without If-Match finds the feature (404) there alone: no read before it
+        expected = self._expected(call, coll, fid, must_exist=True) \
+            if call.request.headers.get("If-Match") else None
+        # read now: the patch is made under the store's lock, on the write's connection,
+        # and a read there of its own would wait for one of the pool that patches of
+        # this feature, waiting at the lock, may all hold
+        schema = self.store.layer(coll.id), self.store.fields(coll.id)
         made = []
 
         def patched(current: dict):
@@ -200,15 +206,15 @@ class Writes:
             If-Match, another write that came in first is patched, not undone."""
             doc = merge_patch({"type": "Feature", "geometry": current["geometry"],
                                "properties": current["properties"]}, patch)
-            record = self._record(call, coll, doc, fid, current)
+            record = self._record(call, coll, doc, fid, current, schema=schema)
             for name in current["properties"].keys() - record.properties.keys():
                 record.properties[name] = None  # a null in the patch: the value goes
             made.append(record)
             return record
 
         written = self._write(call, coll, Change(
-            "updated", fid, None, expected if call.request.headers.get("If-Match") else None,
-            call.identity.who, self._owner(coll, call.identity), patch=patched))
+            "updated", fid, None, expected, call.identity.who,
+            self._owner(coll, call.identity), patch=patched))
         return self._answer(call, coll, written, 200, made[-1])
 
     def delete(self, call: Call):
@@ -258,8 +264,10 @@ class Writes:
 
     # -- parts ---------------------------------------------------------------------------
     def _record(self, call: Call, coll: Collection, doc: dict, fid: str | None = None,
-                current: dict | None = None, creating: bool = False):
-        """The importer's record of the feature sent (``current``: the one it replaces)."""
+                current: dict | None = None, creating: bool = False,
+                schema: tuple | None = None):
+        """The importer's record of the feature sent (``current``: the one it replaces;
+        ``schema``: the layer's metadata and fields, if read already)."""
         mimetype = call.request.mimetype
         if mimetype not in call.endpoint.consumes:
             raise UnsupportedMediaType(f"send the feature as {' or '.join(
@@ -272,8 +280,8 @@ class Writes:
         author = _rules(coll).author_field
         if author and isinstance(props, dict):  # the server says who; a client cannot
             props.pop(author, None)
-        meta = self.store.layer(coll.id)
-        record = feature_record(doc, self.store.fields(coll.id), meta,
+        meta, fields = schema or (self.store.layer(coll.id), self.store.fields(coll.id))
+        record = feature_record(doc, fields, meta,
                                 crs or meta["source_crs"], time_field=coll.time_field,
                                 id_field=coll.id_field, fid=fid)
         if city is not None:
