@@ -81,6 +81,12 @@ class Settings(BaseSettings):
         "how much the process that draws the low-zoom overview about written buildings "
         "again (one beside each server worker) yields the CPU to the requests and to the "
         "3D tiles (nice)"))
+    overview_quiet: float = Field(1.0, ge=0, description=(
+        "seconds without a written shape the overview waits for before it is drawn again "
+        "(under a storm of writes: once, for all of them, after it)"))
+    overview_wait: float = Field(30.0, ge=0, description=(
+        "seconds a written shape waits at most for the overview (while writes keep coming; "
+        "0: the overview is drawn at once after each write)"))
     page_limit: int = Field(10, description="default items per page")
     max_page_limit: int = Field(10000, description="largest limit a client may ask for")
     log_level: str = Field("WARNING", description="DEBUG, INFO, WARNING or ERROR")

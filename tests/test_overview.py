@@ -449,3 +449,39 @@ def test_two_processes_redraw_one_at_a_time(store, tmp_path, caplog):
         now = shape(store.get("buildings", f["id"])["geometry"])
         assert ground.contains(now.representative_point()), f["id"]
         assert not shape(f["geometry"]).equals(now)
+
+
+def test_under_a_burst_of_writes_the_overview_waits_and_draws_once_after_it():
+    """The overview's jobs settle (``Coalesced`` with ``quiet``): boxes that keep coming
+    wait, and are drawn together, once, when no box came for ``quiet`` seconds; under
+    writes that do not pause, they are drawn all the same after ``at_most``."""
+    import threading
+    import time
+
+    from oup.writes.after import Coalesced
+
+    def recording():
+        jobs, done = [], threading.Event()
+        return jobs, done, lambda _cid, items: (jobs.append(list(items)), done.set())
+
+    jobs, done, work = recording()
+    burst = Coalesced("t", work, quiet=2.0, at_most=60.0)
+    for i in range(30):  # a box every 50 ms: never 2 s without one
+        burst.add("buildings", i)
+        time.sleep(0.05)
+    assert jobs == []  # still settling
+    assert done.wait(30)
+    burst.close()
+    assert jobs == [list(range(30))]
+
+    jobs, done, work = recording()
+    storm = Coalesced("t", work, quiet=60.0, at_most=0.5)
+    deadline, n = time.monotonic() + 30, 0
+    while not jobs and time.monotonic() < deadline:  # bounded: the storm goes on
+        storm.add("buildings", n)
+        n += 1
+        time.sleep(0.02)
+    assert jobs, "the boxes waited past at_most"
+    storm.add("buildings", n)
+    storm.close()  # what waits is drawn as it closes, without waiting more
+    assert [i for job in jobs for i in job] == list(range(n + 1))

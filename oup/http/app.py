@@ -101,6 +101,8 @@ def _aside_environment(settings: Settings) -> dict:
                 OUP_TILES3D_NICE=str(settings.tiles3d_nice),
                 OUP_TILES3D_COARSE_WAIT=str(settings.tiles3d_coarse_wait),
                 OUP_OVERVIEW_NICE=str(settings.overview_nice),
+                OUP_OVERVIEW_QUIET=str(settings.overview_quiet),
+                OUP_OVERVIEW_WAIT=str(settings.overview_wait),
                 OUP_LOG_LEVEL=settings.log_level)
 
 

@@ -34,17 +34,28 @@ JOBS = ("tiles3d", "overview")
 
 class Coalesced:
     """Work by key, one job at a time: ``work(key, items)`` gets every item added for
-    ``key`` since the last job for it, in order."""
+    ``key`` since the last job for it, in order.
 
-    def __init__(self, name: str, work: Callable[[str, list], None]):
+    With ``quiet`` seconds, a job first waits until no item has come for that long, or
+    for ``at_most`` seconds since its first item (0: no waiting): under a burst the items
+    wait and are done together, once, after it (the overview about new buildings: redrawn
+    at every turn of a storm it kept a core busy beside the writes, and drew the same
+    cells again and again)."""
+
+    def __init__(self, name: str, work: Callable[[str, list], None], *,
+                 quiet: float = 0.0, at_most: float = 0.0):
         self._queue = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
         self._pending: dict[str, list] = {}
+        self._came: dict[str, tuple[float, float]] = {}  # key: (first, last) item's time
         self._lock = threading.Lock()
         self._work = work
+        self._quiet, self._at_most = quiet, at_most
 
     def add(self, key: str, item) -> None:
         with self._lock:
             self._pending.setdefault(key, []).append(item)
+            now = time.monotonic()
+            self._came[key] = (self._came.get(key, (now,))[0], now)
         self._queue.submit(self._run, key)
 
     def waiting(self, key: str) -> bool:
@@ -53,12 +64,24 @@ class Coalesced:
             return bool(self._pending.get(key))
 
     def close(self) -> None:
-        """Once the jobs added are done."""
+        """Once the jobs added are done (those settling too: no waiting then)."""
+        self._quiet = 0.0
         self._queue.shutdown(wait=True)
 
+    def _settle(self, key: str) -> None:
+        while self._quiet:
+            with self._lock:
+                first, last = self._came.get(key, (0.0, 0.0))
+            wait = min(last + self._quiet, first + self._at_most) - time.monotonic()
+            if wait <= 0:
+                return
+            time.sleep(min(wait, self._quiet))  # (a close() ends the wait within that)
+
     def _run(self, key: str) -> None:
+        self._settle(key)
         with self._lock:
             items = self._pending.pop(key, [])
+            self._came.pop(key, None)
         if items:  # else an earlier job took them along
             self._work(key, items)
 

@@ -9,7 +9,9 @@ Each kind has a process of its own: under a burst of new buildings the overview'
 as long as the 3D updates beside them, on threads of one process, and the 3D leaves
 waited for it at every turn; apart, each has its own interpreter, and the kernel gives
 the CPU by their nice (``OUP_TILES3D_NICE`` below ``OUP_OVERVIEW_NICE``: the 3D tiles
-come first).
+come first). Even at nice 10 the overview took a fifth to a third of a core from a
+storm of new buildings (whenever a request waited on the store, it ran), so it also waits
+for the writes to pause (``OUP_OVERVIEW_QUIET``, at most ``OUP_OVERVIEW_WAIT`` seconds).
 
 It reads jobs on stdin, a JSON line each (``{"n": <number>, "job": "tiles3d" |
 "overview", "collection": ..., "item": ...}``); one job at a time, and the jobs that come
@@ -100,12 +102,17 @@ def _serve(kind: str, update_tileset) -> None:
 
         return redraw
 
-    make, nice = {"tiles3d": (tiles3d, settings.tiles3d_nice),
-                  "overview": (overview, settings.overview_nice)}[kind]
+    # the 3D tiles at once; the overview once writes pause (low zooms can wait)
+    make, nice, settle = {
+        "tiles3d": (tiles3d, settings.tiles3d_nice, {}),
+        "overview": (overview, settings.overview_nice,
+                     {"quiet": settings.overview_quiet, "at_most": settings.overview_wait}),
+    }[kind]
     # (the job's thread at its nice: on Linux a thread has one of its own)
     work, yield_cpu = make(), yielding(nice)
     jobs = Coalesced(f"oup-{kind}", finishing(lambda cid, items: (yield_cpu(),
-                                                                   work(cid, items))))
+                                                                   work(cid, items))),
+                     **settle)
     try:
         for lines in lines_as_they_come(0):
             for line in lines:
