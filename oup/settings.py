@@ -73,7 +73,8 @@ class Settings(BaseSettings):
     # the 3D tiles of written buildings: made by one worker's `oup aside` at a time
     tiles3d_nice: int = Field(5, ge=0, le=19, description=(
         "how much the process that makes the 3D tiles of written buildings (one beside "
-        "each server worker) yields the CPU to the requests (nice)"))
+        "each server worker, in a scheduling group of its own) yields the CPU to the "
+        "requests (nice: of its thread and of its group)"))
     tiles3d_coarse_wait: float = Field(30.0, gt=0, description=(
         "seconds the coarse 3D tiles above written buildings wait at most while more "
         "writes come (their leaves are made first, always)"))

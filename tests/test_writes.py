@@ -456,7 +456,7 @@ def _aside_processes(data_dir: str) -> set[int]:
 def test_a_write_s_3d_tiles_are_made_beside_the_worker_even_when_that_process_dies_with_it(
         server, imported, who):
     """The 3D tiles a write sets going are made in a process beside the server's worker
-    (not on its request threads). When that process dies with the job unfinished (here:
+    (not on its request threads), in a scheduling group of its own. When that process dies with the job unfinished (here:
     still in its pipe, unread), another is started at once and makes it, with no other
     write to set it going."""
     from concurrent.futures import ThreadPoolExecutor
@@ -491,6 +491,15 @@ def test_a_write_s_3d_tiles_are_made_beside_the_worker_even_when_that_process_di
             list(pool.map(patch, [f"round {round_} writer {i}" for i in range(4)]))
     first = _aside_processes(data)
     assert len(first) == 2, first
+    # each in a scheduling group of its own, at the updater's nice (once it has started:
+    # one of them may have just been)
+    wait_for(lambda: all(os.getsid(pid) == pid for pid in first), 60, "sessions of their own")
+    for pid in first:
+        env = dict(v.split(b"=", 1) for v in
+                   Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") if b"=" in v)
+        group = Path(f"/proc/{pid}/autogroup")
+        if group.exists():  # (a kernel with autogroup)
+            assert group.read_text().split()[-1] == env[b"OUP_TILES3D_NICE"].decode()
     for pid in first:
         os.kill(pid, signal.SIGSTOP)
     patch("while it was stopped")  # its job waits in the pipe of a process that reads none
