@@ -438,6 +438,13 @@ def test_a_patch_of_a_building_redoes_its_3d_tile_and_the_tiles_above_only(serve
     check_valid(folder)
 
 
+def _environ(proc: Path) -> dict[str, str]:
+    """The environment a process (``/proc/<pid>``) started with."""
+    return dict(v.split("=", 1) for v in
+                (proc / "environ").read_bytes().decode(errors="replace").split("\0")
+                if "=" in v)
+
+
 def _aside_processes(data_dir: str) -> set[int]:
     """The pids of the processes beside the workers of the server on ``data_dir`` that
     make the 3D tiles (`oup aside tiles3d`)."""
@@ -445,10 +452,10 @@ def _aside_processes(data_dir: str) -> set[int]:
     for proc in Path("/proc").iterdir():
         try:
             cmd = (proc / "cmdline").read_bytes().split(b"\0")
-            env = (proc / "environ").read_bytes().split(b"\0")
+            env = _environ(proc)
         except (OSError, ValueError):  # not a process, or gone meanwhile
             continue
-        if cmd[-4:-1] == [b"oup.cli", b"aside", b"tiles3d"] and f"OUP_DATA_DIR={data_dir}".encode() in env:
+        if cmd[-4:-1] == [b"oup.cli", b"aside", b"tiles3d"] and env.get("OUP_DATA_DIR") == data_dir:
             found.add(int(proc.name))
     return found
 
@@ -456,9 +463,9 @@ def _aside_processes(data_dir: str) -> set[int]:
 def test_a_write_s_3d_tiles_are_made_beside_the_worker_even_when_that_process_dies_with_it(
         server, imported, who):
     """The 3D tiles a write sets going are made in a process beside the server's worker
-    (not on its request threads), in a scheduling group of its own. When that process dies with the job unfinished (here:
-    still in its pipe, unread), another is started at once and makes it, with no other
-    write to set it going."""
+    (not on its request threads), in a scheduling group of its own. When that process
+    dies with the job unfinished (here: still in its pipe, unread), another is started at
+    once and makes it, with no other write to set it going."""
     from concurrent.futures import ThreadPoolExecutor
 
     from test_tiles3d_update import leaves, where
@@ -495,11 +502,10 @@ def test_a_write_s_3d_tiles_are_made_beside_the_worker_even_when_that_process_di
     # one of them may have just been)
     wait_for(lambda: all(os.getsid(pid) == pid for pid in first), 60, "sessions of their own")
     for pid in first:
-        env = dict(v.split(b"=", 1) for v in
-                   Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") if b"=" in v)
         group = Path(f"/proc/{pid}/autogroup")
         if group.exists():  # (a kernel with autogroup)
-            assert group.read_text().split()[-1] == env[b"OUP_TILES3D_NICE"].decode()
+            assert group.read_text().split()[-1] == \
+                _environ(Path(f"/proc/{pid}"))["OUP_TILES3D_NICE"]
     for pid in first:
         os.kill(pid, signal.SIGSTOP)
     patch("while it was stopped")  # its job waits in the pipe of a process that reads none

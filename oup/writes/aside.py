@@ -97,6 +97,7 @@ def _serve(kind: str, update_tileset) -> None:
         return run
 
     def tiles3d():
+        scheduling_group_of_its_own(settings.tiles3d_nice)
         tiles = tileset_updates(settings.data_dir, announce, update_tileset,
                                 coarse_wait=settings.tiles3d_coarse_wait)
         return lambda cid, _kinds: tiles(cid)
@@ -125,8 +126,6 @@ def _serve(kind: str, update_tileset) -> None:
         "overview": (overview, settings.overview_nice,
                      {"quiet": settings.overview_quiet, "at_most": settings.overview_wait}),
     }[kind]
-    if kind == "tiles3d":
-        scheduling_group_of_its_own(nice)
     # (the job's thread at its nice: on Linux a thread has one of its own)
     work, yield_cpu = make(), yielding(nice)
     jobs = Coalesced(f"oup-{kind}", finishing(lambda cid, items: (yield_cpu(),
